@@ -1,0 +1,131 @@
+"""Bearer-token authentication and role/organisation authorisation for every endpoint.
+
+Tokens are JWTs signed with ES256. Every service verifies with the public key; locally
+`waymark token` mints tokens with a private key generated under `<home>/keys` (never
+committed). In an ICS deployment the tokens come from the identity provider and only the
+public key is mounted.
+
+Claims: `sub` (the user), `roles` (clinician, service_staff, coordinator, partner, admin),
+`org` (the user's organisation code), `ics` (the integrated care system), `name`.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from fastapi import Depends, Request
+
+from shared.errors import Forbidden, Unauthenticated
+from shared.settings import Settings, get_settings
+
+
+class Role(StrEnum):
+    CLINICIAN = "clinician"
+    SERVICE_STAFF = "service_staff"
+    COORDINATOR = "coordinator"
+    PARTNER = "partner"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Principal:
+    user: str
+    roles: frozenset[Role]
+    org: str
+    ics: str
+    name: str = ""
+
+    def has(self, *roles: Role) -> bool:
+        return bool(self.roles.intersection(roles))
+
+
+def ensure_keys(settings: Settings) -> None:
+    """Create the local signing key pair once (private key readable by its owner only)."""
+    priv, pub = settings.private_key_path(), settings.public_key_path()
+    if priv.exists() and pub.exists():
+        return
+    priv.parent.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    fd = os.open(priv, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM,
+                                  serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+def mint_token(settings: Settings, *, sub: str, roles: list[str], org: str, ics: str = "ICS-1",
+               name: str = "", ttl: timedelta = timedelta(hours=8)) -> str:
+    for r in roles:
+        Role(r)  # unknown role -> ValueError
+    ensure_keys(settings)
+    now = datetime.now(UTC)
+    claims = {"iss": settings.jwt_issuer, "aud": settings.jwt_audience, "sub": sub,
+              "roles": roles, "org": org, "ics": ics, "name": name, "iat": now,
+              "nbf": now, "exp": now + ttl, "jti": str(uuid.uuid4())}
+    return jwt.encode(claims, settings.private_key_path().read_bytes(), algorithm="ES256")
+
+
+@lru_cache(maxsize=4)
+def _public_key(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def verify_token(settings: Settings, token: str) -> Principal:
+    try:
+        key = _public_key(settings.public_key_path())
+    except FileNotFoundError:
+        raise Unauthenticated("this service has no token verification key configured") from None
+    try:
+        claims = jwt.decode(token, key, algorithms=["ES256"], audience=settings.jwt_audience,
+                            issuer=settings.jwt_issuer,
+                            options={"require": ["exp", "sub", "iss", "aud"]})
+    except jwt.ExpiredSignatureError:
+        raise Unauthenticated("the access token has expired") from None
+    except jwt.PyJWTError as exc:
+        raise Unauthenticated(f"the access token is not valid: {exc}") from None
+    try:
+        roles = frozenset(Role(r) for r in claims.get("roles", []))
+    except ValueError as exc:
+        raise Unauthenticated(f"the access token names an unknown role: {exc}") from None
+    org = claims.get("org")
+    if not roles or not isinstance(org, str) or not org:
+        raise Unauthenticated("the access token must carry roles and an organisation")
+    return Principal(user=str(claims["sub"]), roles=roles, org=org,
+                     ics=str(claims.get("ics", "")), name=str(claims.get("name", "")))
+
+
+def current_principal(request: Request) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("send an access token: Authorization: Bearer <token>")
+    principal = verify_token(get_settings(), token.strip())
+    request.state.principal = principal
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require_roles(*roles: Role):  # type: ignore[no-untyped-def]
+    """Dependency: the caller must hold at least one of `roles`."""
+
+    def check(principal: CurrentPrincipal) -> Principal:
+        if not principal.has(*roles):
+            raise Forbidden(f"this action needs one of the roles: "
+                            f"{', '.join(sorted(r.value for r in roles))}")
+        return principal
+
+    return Depends(check)

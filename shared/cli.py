@@ -1,0 +1,194 @@
+"""`waymark`: the one command a newcomer and every test use to run Waymark locally."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+from shared.settings import Settings, get_settings
+
+
+def _print_status(rows: list[dict[str, object]]) -> None:
+    print(f"{'part':<18} {'pid':>8} {'port':>6}  {'health':<9} urls")
+    for r in rows:
+        health = "healthy" if r["healthy"] else "DOWN"
+        urls = " ".join(r["urls"])  # type: ignore[arg-type]
+        print(f"{r['part']:<18} {r['pid']!s:>8} {r['port']!s:>6}  {health:<9} {urls}")
+
+
+def cmd_up(args: argparse.Namespace, s: Settings) -> int:
+    from shared import stack
+
+    t0 = time.monotonic()
+    try:
+        asyncio.run(stack.up(s, infra_only=args.infra_only))
+    except stack.StackError as exc:
+        print(f"waymark up failed: {exc}", file=sys.stderr)
+        return 1
+    rows = asyncio.run(stack.status(s))
+    _print_status([r for r in rows if not args.infra_only or r["part"] in
+                   ("postgres", "kafka", "temporal")])
+    print(f"\nup in {time.monotonic() - t0:.1f}s; state in {s.home}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace, s: Settings) -> int:
+    from shared import stack
+
+    stopped = stack.down(s, infra=not args.apps_only)
+    print("stopped: " + ", ".join(stopped))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, s: Settings) -> int:
+    from shared import stack
+
+    rows = asyncio.run(stack.status(s))
+    if args.json:
+        print(json.dumps(rows, default=str, indent=2))
+    else:
+        _print_status(rows)
+    return 0 if all(r["healthy"] for r in rows) else 3
+
+
+def cmd_logs(args: argparse.Namespace, s: Settings) -> int:
+    from shared import stack
+
+    try:
+        part = stack.part_by_name(args.part)
+    except stack.StackError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    path = part.log(s)
+    if not path.exists():
+        print(f"no log yet at {path}", file=sys.stderr)
+        return 1
+    argv = ["tail", "-n", str(args.lines)] + (["-F"] if args.follow else []) + [str(path)]
+    return subprocess.call(argv)
+
+
+def cmd_token(args: argparse.Namespace, s: Settings) -> int:
+    from shared.auth import mint_token
+
+    try:
+        token = mint_token(s, sub=args.sub, roles=args.role, org=args.org, ics=args.ics,
+                           name=args.name, ttl=timedelta(minutes=args.minutes))
+    except ValueError as exc:
+        print(f"cannot mint a token: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, s: Settings) -> int:
+    from shared.migrations import migrate_all
+    from shared.stack import ensure_database
+
+    async def go() -> list[str]:
+        await ensure_database(s)
+        return await migrate_all(s)
+
+    print("migrated: " + ", ".join(asyncio.run(go())))
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace, s: Settings) -> int:
+    from shared.topics import ensure_topics
+
+    created = asyncio.run(ensure_topics(s, replication=args.replication))
+    print("created: " + (", ".join(created) or "none (all exist)"))
+    return 0
+
+
+def cmd_schemas(args: argparse.Namespace, s: Settings) -> int:
+    from shared.events.registry import load_all
+
+    registry = load_all()
+    if args.action == "export":
+        for p in registry.export_schemas():
+            print(p)
+        return 0
+    stale = registry.stale_schemas()
+    if stale:
+        print("event schemas out of date (run `waymark schemas export`): " + ", ".join(stale),
+              file=sys.stderr)
+        return 1
+    print("event schemas match the models")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, s: Settings) -> int:
+    """Run one part in the foreground (what a container runs)."""
+    from shared import stack
+
+    part = stack.part_by_name(args.part)
+    if part.kind != "app":
+        print(f"{args.part} is infrastructure; `waymark up` starts it", file=sys.stderr)
+        return 2
+    argv = part.command(s)
+    os.execvpe(argv[0], argv, os.environ.copy())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="waymark", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start PostgreSQL, Kafka, Temporal and every Waymark part")
+    up.add_argument("--infra-only", action="store_true",
+                    help="only PostgreSQL, Kafka and Temporal (plus schemas, topics, keys)")
+    up.set_defaults(fn=cmd_up)
+
+    down = sub.add_parser("down", help="stop what `waymark up` started")
+    down.add_argument("--apps-only", action="store_true", help="leave the infrastructure up")
+    down.set_defaults(fn=cmd_down)
+
+    st = sub.add_parser("status", help="each part: pid, port, health, URLs")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(fn=cmd_status)
+
+    logs = sub.add_parser("logs", help="show a part's log")
+    logs.add_argument("part")
+    logs.add_argument("-n", "--lines", type=int, default=100)
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.set_defaults(fn=cmd_logs)
+
+    tok = sub.add_parser("token", help="mint a local access token")
+    tok.add_argument("--role", action="append", required=True,
+                     help="clinician, service_staff, coordinator, partner or admin (repeatable)")
+    tok.add_argument("--org", required=True, help="organisation code, e.g. ICS-1 or RXX01")
+    tok.add_argument("--sub", default="dev-user", help="user id")
+    tok.add_argument("--name", default="", help="display name")
+    tok.add_argument("--ics", default="ICS-1")
+    tok.add_argument("--minutes", type=int, default=480)
+    tok.set_defaults(fn=cmd_token)
+
+    mig = sub.add_parser("migrate", help="create the database and run every service's migrations")
+    mig.set_defaults(fn=cmd_migrate)
+
+    top = sub.add_parser("topics", help="create the Kafka topics")
+    top.add_argument("--replication", type=int, default=1)
+    top.set_defaults(fn=cmd_topics)
+
+    sch = sub.add_parser("schemas", help="export or check the events' JSON Schemas")
+    sch.add_argument("action", choices=["export", "check"])
+    sch.set_defaults(fn=cmd_schemas)
+
+    run = sub.add_parser("run", help="run one Waymark part in the foreground")
+    run.add_argument("part")
+    run.set_defaults(fn=cmd_run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.fn(args, get_settings()) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

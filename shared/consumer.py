@@ -1,0 +1,204 @@
+"""The idempotent Kafka consumer every Waymark part uses.
+
+At-least-once reading with exactly-once effects:
+- offsets are committed by hand, only after a message's effect is durable, and only for
+  partitions this member still owns (a rebalance may take a partition mid-batch);
+- with a database, (consumer, event id) is inserted into the inbox in the same transaction as
+  the effect, so a redelivered event is recognised and skipped;
+- a failing message is retried a bounded number of times with exponential backoff, then sent
+  to `<topic>.dlq` with the error in its headers, and the consumer carries on;
+- a message that cannot be an event at all (not JSON, not a CloudEvent, an unknown type) is
+  dead-lettered at once: retrying cannot fix it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+from opentelemetry import metrics, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from pydantic import ValidationError
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shared.db import unit_of_work
+from shared.events.envelope import CloudEvent
+from shared.events.registry import REGISTRY, UnknownEventType
+from shared.models import ProcessedEvent
+from shared.settings import Settings
+from shared.telemetry import attached, context_from_kafka_headers
+
+logger = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
+_meter = metrics.get_meter(__name__)
+_processed = _meter.create_counter("waymark.consumer.processed")
+_duplicates = _meter.create_counter("waymark.consumer.duplicates")
+_dead = _meter.create_counter("waymark.consumer.dead_lettered")
+
+#: handler(session or None, event, record). With a database the session is the transaction
+#: the inbox row is written in; the handler's effect must use it.
+Handler = Callable[[AsyncSession | None, CloudEvent, ConsumerRecord], Awaitable[None]]
+
+
+class PermanentError(Exception):
+    """Raised by a handler when retrying cannot help: the message goes straight to the DLQ."""
+
+
+class DeadLetter(Exception):
+    def __init__(self, reason: str, attempts: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.attempts = attempts
+
+
+def parse_event(value: bytes | None) -> CloudEvent:
+    """Decode a Kafka value into a CloudEvent whose data matches its registered type."""
+    if value is None:
+        raise PermanentError("empty message (no value)")
+    try:
+        raw = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PermanentError(f"not JSON: {exc}") from None
+    try:
+        event = CloudEvent.model_validate(raw)
+        REGISTRY.parse(event)  # validates data against the event type's model
+    except (ValidationError, UnknownEventType, ValueError, IndexError) as exc:
+        raise PermanentError(f"not a valid Waymark event: {exc}") from None
+    return event
+
+
+class IdempotentConsumer:
+    def __init__(self, *, name: str, topics: list[str], handler: Handler, settings: Settings,
+                 sessions: async_sessionmaker[AsyncSession] | None,
+                 group_id: str | None = None, heartbeat: Path | None = None,
+                 max_attempts: int | None = None, backoff_seconds: float | None = None,
+                 dlq_producer: AIOKafkaProducer | None = None) -> None:
+        self.name = name
+        self.topics = topics
+        self.handler = handler
+        self.settings = settings
+        self.sessions = sessions
+        self.heartbeat = heartbeat
+        self.max_attempts = max_attempts or settings.consumer_max_attempts
+        self.backoff = (settings.consumer_backoff_seconds if backoff_seconds is None
+                        else backoff_seconds)
+        self.consumer = AIOKafkaConsumer(
+            *topics, bootstrap_servers=settings.bootstrap_servers,
+            group_id=group_id or name, enable_auto_commit=False,
+            auto_offset_reset="earliest", isolation_level="read_committed",
+            max_poll_interval_ms=300000, session_timeout_ms=30000,
+            heartbeat_interval_ms=3000)
+        self._own_dlq = dlq_producer is None
+        self.dlq_producer = dlq_producer or AIOKafkaProducer(
+            bootstrap_servers=settings.bootstrap_servers, enable_idempotence=True, acks="all")
+
+    async def start(self) -> None:
+        if self._own_dlq:
+            await self.dlq_producer.start()
+        await self.consumer.start()
+
+    async def stop(self) -> None:
+        await self.consumer.stop()  # leaves the group, so partitions move on at once
+        if self._own_dlq:
+            await self.dlq_producer.stop()
+
+    def _beat(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.write_text(str(time.time()))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set; the message in hand is finished and committed first."""
+        while not stop.is_set():
+            self._beat()
+            batches = await self.consumer.getmany(timeout_ms=500, max_records=100)
+            for tp, records in batches.items():
+                done = None
+                for record in records:
+                    if stop.is_set() or tp not in self.consumer.assignment():
+                        break
+                    await self.process(record)
+                    done = record.offset
+                if done is not None:
+                    await self._commit(tp, done + 1)
+
+    async def _commit(self, tp: TopicPartition, offset: int) -> None:
+        if tp not in self.consumer.assignment():
+            return  # no longer ours: the new owner re-reads; the inbox dedupes
+        try:
+            await self.consumer.commit({tp: offset})
+        except (CommitFailedError, IllegalStateError) as exc:
+            logger.warning("%s: commit of %s@%d failed (%s); the message will be re-read and "
+                           "deduplicated", self.name, tp, offset, exc)
+
+    async def process(self, record: ConsumerRecord) -> None:
+        """Handle one record with retries; dead-letter it if it keeps failing."""
+        ctx = context_from_kafka_headers(record.headers)
+        with attached(ctx), _tracer.start_as_current_span(
+                f"consume {record.topic}", kind=SpanKind.CONSUMER) as span:
+            span.set_attribute("messaging.consumer.group.name", self.name)
+            span.set_attribute("messaging.kafka.offset", record.offset)
+            try:
+                await self._process_with_retries(record)
+            except DeadLetter as dead:
+                span.set_status(Status(StatusCode.ERROR, dead.reason))
+                await self._dead_letter(record, dead)
+
+    async def _process_with_retries(self, record: ConsumerRecord) -> None:
+        try:
+            event = parse_event(record.value)
+        except PermanentError as exc:
+            raise DeadLetter(str(exc), 1) from None
+        trace.get_current_span().set_attribute("messaging.message.id", event.id)
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                await self._apply(event, record)
+                return
+            except PermanentError as exc:
+                raise DeadLetter(f"{type(exc).__name__}: {exc}", attempt) from None
+            except Exception as exc:
+                if attempt == self.max_attempts:
+                    raise DeadLetter(f"{type(exc).__name__}: {exc}", attempt) from None
+                delay = self.backoff * 2 ** (attempt - 1)
+                logger.warning("%s: event %s failed (attempt %d/%d): %s; retrying in %.2fs",
+                               self.name, event.id, attempt, self.max_attempts, exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _apply(self, event: CloudEvent, record: ConsumerRecord) -> None:
+        if self.sessions is None:
+            await self.handler(None, event, record)
+            _processed.add(1, {"consumer": self.name})
+            return
+        async with unit_of_work(self.sessions) as session:
+            inserted = await session.exec(  # type: ignore[call-overload]
+                insert(ProcessedEvent)
+                .values(consumer=self.name, event_id=event.id, topic=record.topic)
+                .on_conflict_do_nothing().returning(ProcessedEvent.event_id))
+            if inserted.first() is None:
+                _duplicates.add(1, {"consumer": self.name})
+                logger.info("%s: event %s already processed; skipped", self.name, event.id)
+                return
+            await self.handler(session, event, record)
+        _processed.add(1, {"consumer": self.name})
+
+    async def _dead_letter(self, record: ConsumerRecord, dead: DeadLetter) -> None:
+        headers = list(record.headers or ()) + [
+            ("dlq.reason", dead.reason[:2000].encode()),
+            ("dlq.attempts", str(dead.attempts).encode()),
+            ("dlq.consumer", self.name.encode()),
+            ("dlq.original.topic", record.topic.encode()),
+            ("dlq.original.partition", str(record.partition).encode()),
+            ("dlq.original.offset", str(record.offset).encode()),
+        ]
+        await self.dlq_producer.send_and_wait(f"{record.topic}.dlq", value=record.value,
+                                              key=record.key, headers=headers)
+        _dead.add(1, {"consumer": self.name})
+        logger.error("%s: %s[%d]@%d dead-lettered after %d attempt(s): %s", self.name,
+                     record.topic, record.partition, record.offset, dead.attempts, dead.reason)

@@ -1,0 +1,105 @@
+"""One error hierarchy for every service, rendered as RFC 9457 problem+json by one handler.
+
+Services and handlers raise `WaymarkError` subclasses; only `api.py` may raise HTTPException.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "https://waymark.nhs.example/problems/"
+
+
+class WaymarkError(Exception):
+    """A failure the caller can understand and act on."""
+
+    status: int = 400
+    title: str = "Bad request"
+    slug: str = "bad-request"
+
+    def __init__(self, message: str, *, status: int | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        self.extra = extra
+
+
+class ValidationFailed(WaymarkError):
+    status, title, slug = 422, "Invalid request", "invalid-request"
+
+
+class Unauthenticated(WaymarkError):
+    status, title, slug = 401, "Not authenticated", "unauthenticated"
+
+
+class Forbidden(WaymarkError):
+    status, title, slug = 403, "Forbidden", "forbidden"
+
+
+class NotFound(WaymarkError):
+    status, title, slug = 404, "Not found", "not-found"
+
+
+class Conflict(WaymarkError):
+    status, title, slug = 409, "Conflict", "conflict"
+
+
+class PreconditionFailed(WaymarkError):
+    status, title, slug = 412, "Precondition failed", "precondition-failed"
+
+
+class PreconditionRequired(WaymarkError):
+    status, title, slug = 428, "Precondition required", "precondition-required"
+
+
+def problem(status: int, title: str, detail: str, *, slug: str, instance: str,
+            **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"type": PROBLEM_BASE + slug, "title": title, "status": status,
+                            "detail": detail, "instance": instance, **extra}
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _clean_validation_errors(errors: list[Any]) -> list[dict[str, Any]]:
+    out = []
+    for e in errors:
+        # never echo the offending input back: it may hold patient data
+        out.append({"location": [str(p) for p in e.get("loc", ())], "message": e.get("msg", ""),
+                    "type": e.get("type", "")})
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(WaymarkError)
+    async def _waymark(request: Request, exc: WaymarkError) -> JSONResponse:
+        return problem(exc.status, exc.title, exc.message, slug=exc.slug,
+                       instance=request.url.path, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _clean_validation_errors(list(exc.errors()))
+        detail = "; ".join(f"{'.'.join(e['location'])}: {e['message']}" for e in errors[:5])
+        return problem(422, "Invalid request", detail or "the request is not valid",
+                       slug="invalid-request", instance=request.url.path, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem(exc.status_code, str(exc.detail), str(exc.detail),
+                       slug=f"http-{exc.status_code}", instance=request.url.path)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # a bug: log it with the trace, tell the caller nothing internal
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(500, "Internal error", "an unexpected error occurred; it has been logged",
+                       slug="internal-error", instance=request.url.path)

@@ -1,0 +1,209 @@
+"""The transactional outbox and its relay.
+
+A service writes its change and an outbox row in one transaction (`add_event`). The relay
+publishes unsent rows to Kafka with the idempotent producer (acks=all), keyed by the event's
+subject (the patient's pseudonymous id) so one patient's events stay in order, then marks
+them sent. Rows are claimed with SELECT ... FOR UPDATE SKIP LOCKED, so two relays can run
+without publishing a row twice; the relay wakes on LISTEN/NOTIFY (a trigger notifies after
+commit) and polls as a fallback.
+
+Delivery is at-least-once: a relay killed after Kafka acknowledged a batch but before it
+marked the rows sent publishes them again on restart. Consumers dedupe by event id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import time
+from pathlib import Path
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from opentelemetry import metrics, trace
+from opentelemetry.trace import SpanKind
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shared.db import make_engine, make_sessionmaker, unit_of_work
+from shared.events.envelope import CloudEvent
+from shared.models import OutboxMessage
+from shared.settings import Settings, get_settings
+from shared.telemetry import (
+    attached,
+    context_from_traceparent,
+    current_traceparent,
+    kafka_headers_from_context,
+    setup_telemetry,
+)
+
+logger = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
+_published = metrics.get_meter(__name__).create_counter(
+    "waymark.outbox.published", description="events published from the outbox")
+
+
+def notify_channel(schema: str) -> str:
+    return f"waymark_outbox_{schema}"
+
+
+def add_event(session: AsyncSession, *, topic: str, event: CloudEvent) -> OutboxMessage:
+    """Stage an event in the caller's transaction. `topic` is the full (prefixed) name."""
+    row = OutboxMessage(event_id=event.id, topic=topic, key=event.subject,
+                        event_type=event.type, payload=event.model_dump(mode="json"),
+                        traceparent=current_traceparent())
+    session.add(row)
+    return row
+
+
+def event_bytes(payload: dict) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+
+
+def make_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:
+    opts: dict[str, object] = dict(bootstrap_servers=settings.bootstrap_servers,
+                                   enable_idempotence=True, acks="all",
+                                   linger_ms=5, request_timeout_ms=30000)
+    opts.update(overrides)
+    return AIOKafkaProducer(**opts)
+
+
+class OutboxRelay:
+    def __init__(self, *, settings: Settings, schema: str, engine: AsyncEngine | None = None,
+                 producer: AIOKafkaProducer | None = None, heartbeat: Path | None = None,
+                 batch_size: int | None = None) -> None:
+        self.settings = settings
+        self.schema = schema
+        self._own_engine = engine is None
+        self.engine = engine or make_engine(settings, schema, pool_size=2)
+        self.sessions = make_sessionmaker(self.engine)
+        self._own_producer = producer is None
+        self.producer = producer or make_producer(settings)
+        self.heartbeat = heartbeat
+        self.batch_size = batch_size or settings.relay_batch_size
+        self._wake = asyncio.Event()
+        self._listen_conn: asyncpg.Connection | None = None
+
+    async def start(self) -> None:
+        if self._own_producer:
+            await self.producer.start()
+        await self._listen()
+
+    async def _listen(self) -> None:
+        s = self.settings
+        try:
+            self._listen_conn = await asyncpg.connect(
+                host=s.pg_host, port=s.pg_port, user=s.pg_user, password=s.pg_password,
+                database=s.db_name)
+            await self._listen_conn.add_listener(notify_channel(self.schema),
+                                                 lambda *_: self._wake.set())
+        except (OSError, asyncpg.PostgresError) as exc:
+            # polling still delivers; LISTEN is only the fast path
+            logger.warning("outbox relay: LISTEN unavailable (%s); polling only", exc)
+            self._listen_conn = None
+
+    async def stop(self) -> None:
+        if self._listen_conn is not None:
+            await self._listen_conn.close()
+        if self._own_producer:
+            await self.producer.stop()
+        if self._own_engine:
+            await self.engine.dispose()
+
+    async def publish_batch(self) -> int:
+        """Publish up to batch_size unsent rows; return how many were published."""
+        async with unit_of_work(self.sessions) as session:
+            rows = (await session.exec(  # type: ignore[call-overload]
+                select(OutboxMessage).where(OutboxMessage.sent_at.is_(None))  # type: ignore[union-attr]
+                .order_by(OutboxMessage.seq).limit(self.batch_size)
+                .with_for_update(skip_locked=True))).scalars().all()
+            if not rows:
+                return 0
+            pending = []
+            for row in rows:
+                with attached(context_from_traceparent(row.traceparent)), \
+                        _tracer.start_as_current_span(f"publish {row.event_type}",
+                                                      kind=SpanKind.PRODUCER) as span:
+                    span.set_attribute("messaging.destination.name", row.topic)
+                    span.set_attribute("messaging.message.id", row.event_id)
+                    headers = kafka_headers_from_context() + [
+                        ("ce_id", row.event_id.encode()), ("ce_type", row.event_type.encode()),
+                        ("content-type", b"application/cloudevents+json")]
+                    pending.append(await self.producer.send(
+                        row.topic, value=event_bytes(row.payload), key=row.key.encode(),
+                        headers=headers))
+            await asyncio.gather(*pending)  # every row acknowledged by all in-sync replicas
+            await session.exec(update(OutboxMessage)  # type: ignore[call-overload]
+                               .where(OutboxMessage.seq.in_([r.seq for r in rows]))  # type: ignore[union-attr]
+                               .values(sent_at=func.now()))
+            _published.add(len(rows), {"schema": self.schema})
+            return len(rows)
+
+    def _beat(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.write_text(str(time.time()))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = 0.5
+        while not stop.is_set():
+            self._beat()
+            try:
+                n = await self.publish_batch()
+                backoff = 0.5
+            except Exception:
+                logger.exception("outbox relay: publish failed; retrying in %.1fs", backoff)
+                await _wait_any(stop, None, backoff)
+                backoff = min(backoff * 2, 30)
+                continue
+            if n == self.batch_size:
+                continue  # more waiting
+            self._wake.clear()
+            await _wait_any(stop, self._wake, self.settings.relay_poll_seconds)
+
+
+async def _wait_any(stop: asyncio.Event, wake: asyncio.Event | None, timeout: float) -> None:
+    waiters = [asyncio.ensure_future(stop.wait())]
+    if wake is not None:
+        waiters.append(asyncio.ensure_future(wake.wait()))
+    done, pending = await asyncio.wait(waiters, timeout=timeout,
+                                       return_when=asyncio.FIRST_COMPLETED)
+    for p in pending:
+        p.cancel()
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def run_relay(schema: str, settings: Settings | None = None) -> None:
+    settings = settings or get_settings()
+    setup_telemetry(f"{schema}-relay", settings)
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    relay = OutboxRelay(settings=settings, schema=schema,
+                        heartbeat=settings.run_dir / f"{schema}-relay.alive")
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    await relay.start()
+    logger.info("outbox relay for %s running", schema)
+    try:
+        await relay.run(stop)
+    finally:
+        await relay.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Publish a service's outbox to Kafka")
+    parser.add_argument("schema")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run_relay(args.schema))
+
+
+if __name__ == "__main__":
+    main()

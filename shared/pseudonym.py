@@ -1,0 +1,39 @@
+"""Keyed pseudonymisation: a patient's NHS number becomes a stable pseudonymous id
+(HMAC-SHA256 with a secret key), which is what events, logs and workflows carry.
+
+Without the key the id cannot be turned back into an NHS number, nor recomputed from one.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from shared.settings import Settings
+
+
+def ensure_pseudonym_key(settings: Settings) -> None:
+    path = settings.pseudonym_key_file()
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32))
+
+
+@lru_cache(maxsize=4)
+def _key(path: Path) -> bytes:
+    return bytes.fromhex(path.read_text().strip())
+
+
+def pseudonymise(nhs_number: str, settings: Settings) -> str:
+    ensure_pseudonym_key(settings)
+    digest = hmac.new(_key(settings.pseudonym_key_file()), nhs_number.encode(),
+                      hashlib.sha256).digest()
+    return "pt_" + base64.b32encode(digest[:15]).decode().lower()

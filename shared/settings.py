@@ -1,0 +1,147 @@
+"""Waymark's one settings model: every process reads it from `WAYMARK_*` environment variables.
+
+The defaults describe the local, no-Docker stack started by `waymark up`. Ports default to
+values that do not clash with a system install of PostgreSQL (5432), Kafka (9092) or Temporal
+(7233). Docker Compose and Kubernetes override the host/address variables.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The Postgres schema each part owns. A part never reads another part's schema.
+SERVICE_SCHEMAS: tuple[str, ...] = ("referrals", "directory", "care_plans", "notifications")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WAYMARK_", extra="ignore", frozen=True)
+
+    # where `waymark up` keeps every piece of local state (data, logs, pid files, keys)
+    home: Path = Field(default_factory=lambda: Path.cwd() / ".waymark")
+    # name of this run of the Waymark processes; tests use "test" so they never touch a
+    # developer's running stack (their pid files live under <home>/run/<instance>/)
+    instance: str = "dev"
+
+    # PostgreSQL
+    pg_host: str = "127.0.0.1"
+    pg_port: int = 54329
+    pg_user: str = "waymark"
+    pg_password: str = "waymark-local"
+    db_name: str = "waymark"
+    db_pool_size: int = 5
+
+    # Apache Kafka
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    kafka_bootstrap: str = ""  # empty: 127.0.0.1:<kafka_port>
+    kafka_heap: str = "512m"
+    # prefixed onto every topic name; tests use "test." so they never share a developer's topics
+    topic_prefix: str = ""
+
+    # Temporal
+    temporal_port: int = 17233
+    temporal_ui_port: int = 18233
+    temporal_address: str = ""  # empty: 127.0.0.1:<temporal_port>
+    temporal_namespace: str = "waymark"
+
+    # HTTP APIs: service n listens on api_port_base + n (referrals 1, directory 2, ...)
+    api_host: str = "127.0.0.1"
+    api_port_base: int = 18100
+
+    # consumers
+    consumer_max_attempts: int = 5
+    consumer_backoff_seconds: float = 0.2
+    relay_poll_seconds: float = 2.0
+    relay_batch_size: int = 200
+
+    # auth: tokens are verified with the public key; the private key exists only where
+    # `waymark token` mints local tokens (never committed; generated under <home>/keys)
+    jwt_issuer: str = "waymark-local"
+    jwt_audience: str = "waymark"
+    jwt_public_key_path: Path | None = None
+    jwt_private_key_path: Path | None = None
+    # key for keyed pseudonymisation (HMAC-SHA256) of NHS numbers into patient ids
+    pseudonym_key_path: Path | None = None
+
+    # telemetry: OTLP/HTTP endpoint, e.g. http://collector:4318; empty means no exporter
+    otlp_endpoint: str = ""
+
+    @field_validator("pg_port", "kafka_port", "kafka_controller_port", "temporal_port",
+                     "temporal_ui_port", "api_port_base")
+    @classmethod
+    def _port_in_range(cls, v: int) -> int:
+        if not 1 <= v <= 65000:
+            raise ValueError(f"port {v} is out of range 1..65000")
+        return v
+
+    @field_validator("instance")
+    @classmethod
+    def _instance_is_a_name(cls, v: str) -> str:
+        if not v.replace("-", "").isalnum():
+            raise ValueError("instance must be letters, digits and '-'")
+        return v
+
+    @model_validator(mode="after")
+    def _ports_distinct(self) -> Settings:
+        ports = [self.pg_port, self.kafka_port, self.kafka_controller_port, self.temporal_port,
+                 self.temporal_ui_port]
+        if len(set(ports)) != len(ports):
+            raise ValueError(f"infrastructure ports must differ, got {ports}")
+        return self
+
+    # --- derived values -------------------------------------------------------------------
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def temporal_target(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+    @property
+    def database_url(self) -> str:
+        return (f"postgresql+asyncpg://{self.pg_user}:{self.pg_password}"
+                f"@{self.pg_host}:{self.pg_port}/{self.db_name}")
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run" / self.instance
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    def api_port(self, service: str) -> int:
+        return self.api_port_base + 1 + SERVICE_SCHEMAS.index(service)
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    def public_key_path(self) -> Path:
+        return self.jwt_public_key_path or self.home / "keys" / "jwt-public.pem"
+
+    def private_key_path(self) -> Path:
+        return self.jwt_private_key_path or self.home / "keys" / "jwt-private.pem"
+
+    def pseudonym_key_file(self) -> Path:
+        return self.pseudonym_key_path or self.home / "keys" / "pseudonym.key"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment a child process needs to see the same settings as `settings`."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        if value is None or value == "":
+            continue
+        env[f"WAYMARK_{name.upper()}"] = str(value)
+    return env
