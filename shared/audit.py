@@ -3,7 +3,6 @@ in the same transaction as the read or the change."""
 
 from __future__ import annotations
 
-from fastapi import Request
 from opentelemetry import trace
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -13,14 +12,14 @@ from shared.models import AuditEntry
 
 def record_audit(session: AsyncSession, *, principal: Principal, action: str,
                  resource_type: str, resource_id: str | None = None,
-                 patient_id: str | None = None, request: Request | None = None,
+                 patient_id: str | None = None, client_ip: str | None = None,
                  detail: str | None = None) -> AuditEntry:
     span = trace.get_current_span().get_span_context()
     entry = AuditEntry(
         actor=principal.user, actor_org=principal.org,
         actor_roles=",".join(sorted(r.value for r in principal.roles)), action=action,
         resource_type=resource_type, resource_id=resource_id, patient_id=patient_id,
-        client_ip=request.client.host if request is not None and request.client else None,
+        client_ip=client_ip,
         trace_id=format(span.trace_id, "032x") if span.is_valid else None, detail=detail)
     session.add(entry)
     return entry

@@ -186,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # readiness probes expect refused connections while a part starts; don't print them
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     args = build_parser().parse_args(argv)
     return int(args.fn(args, get_settings()) or 0)
 

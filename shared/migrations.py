@@ -25,7 +25,7 @@ def migrations_dir(service: str) -> Path:
 
 
 def services_with_migrations() -> list[str]:
-    return sorted(p.parent.name for p in SERVICES_DIR.glob("*/migrations/env.py"))
+    return sorted(p.parent.parent.name for p in SERVICES_DIR.glob("*/migrations/env.py"))
 
 
 def _upgrade(conn: Connection, service: str, revision: str) -> None:

@@ -1,0 +1,60 @@
+"""The referrals service's tables (schema `referrals`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ARRAY, Boolean, Column, DateTime, Index, Integer, Text, func
+from sqlmodel import Field, SQLModel
+
+
+class Referral(SQLModel, table=True):
+    __tablename__ = "referral"
+    __table_args__ = (Index("ix_referral_patient", "patient_id"),
+                      Index("ix_referral_to_org_state", "to_org", "state"))
+
+    id: str = Field(sa_column=Column(Text, primary_key=True))
+    patient_id: str = Field(sa_column=Column(Text, nullable=False))  # pseudonymous
+    # personal details: stored only here, never in events or logs
+    nhs_number: str = Field(sa_column=Column(Text, nullable=False))
+    given_name: str = Field(sa_column=Column(Text, nullable=False))
+    family_name: str = Field(sa_column=Column(Text, nullable=False))
+    birth_date: str = Field(sa_column=Column(Text, nullable=False))
+    ics: str = Field(sa_column=Column(Text, nullable=False))
+    from_org: str = Field(sa_column=Column(Text, nullable=False))
+    from_practitioner: str = Field(sa_column=Column(Text, nullable=False))
+    source: str = Field(sa_column=Column(Text, nullable=False))
+    to_org: str = Field(sa_column=Column(Text, nullable=False))
+    to_service_id: str = Field(sa_column=Column(Text, nullable=False))
+    service_category: str = Field(sa_column=Column(Text, nullable=False))
+    reason_codes: list[str] = Field(sa_column=Column(ARRAY(Text), nullable=False))
+    clinical_summary: str = Field(sa_column=Column(Text, nullable=False))
+    priority: str = Field(sa_column=Column(Text, nullable=False))
+    consent_to_referral: bool = Field(sa_column=Column(Boolean, nullable=False))
+    consent_to_carer_sharing: bool = Field(sa_column=Column(Boolean, nullable=False))
+    communication_needs: list[str] = Field(sa_column=Column(ARRAY(Text), nullable=False))
+    referred_from: str | None = Field(default=None, sa_column=Column(Text))
+    state: str = Field(sa_column=Column(Text, nullable=False))
+    version: int = Field(sa_column=Column(Integer, nullable=False))
+    created_by: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False,
+                                                  server_default=func.now()))
+    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False,
+                                                  server_default=func.now()))
+
+
+class ReferralTransition(SQLModel, table=True):
+    """Append-only history: who moved the referral to which state, when and why."""
+
+    __tablename__ = "referral_transition"
+
+    id: int | None = Field(default=None, primary_key=True)
+    referral_id: str = Field(sa_column=Column(Text, nullable=False, index=True))
+    from_state: str | None = Field(default=None, sa_column=Column(Text))
+    to_state: str = Field(sa_column=Column(Text, nullable=False))
+    actor: str = Field(sa_column=Column(Text, nullable=False))
+    actor_org: str = Field(sa_column=Column(Text, nullable=False))
+    reason_code: str | None = Field(default=None, sa_column=Column(Text))
+    event_id: str = Field(sa_column=Column(Text, nullable=False))
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False,
+                                          server_default=func.now()))

@@ -1,0 +1,104 @@
+"""Request and response bodies of the referrals API."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from services.referrals.domain import Priority, Source
+
+SNOMED_CODE = r"^[1-9][0-9]{5,17}$"  # an SCTID: 6-18 digits, no leading zero
+ORG_CODE = r"^[A-Za-z0-9-]{1,20}$"
+# printable text without NUL or other control characters (tab and newline allowed)
+_CONTROL = set(chr(c) for c in range(32) if chr(c) not in "\t\n\r") | {"\x7f"}
+
+
+def _no_control_chars(v: str) -> str:
+    if any(ch in _CONTROL for ch in v):
+        raise ValueError("must not contain control characters such as NUL")
+    return v
+
+
+class PatientIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    nhs_number: str = Field(min_length=10, max_length=12, examples=["9434765919"])
+    given_name: str = Field(min_length=1, max_length=100)
+    family_name: str = Field(min_length=1, max_length=100)
+    birth_date: date
+
+    _clean = field_validator("nhs_number", "given_name", "family_name")(_no_control_chars)
+
+    @field_validator("birth_date")
+    @classmethod
+    def _past(cls, v: date) -> date:
+        if v > date.today() or v.year < 1900:
+            raise ValueError("birth_date must be a past date after 1900")
+        return v
+
+
+class ReferralCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    patient: PatientIn
+    source: Source
+    from_practitioner: str = Field(min_length=1, max_length=100)
+    to_org: str = Field(pattern=ORG_CODE)
+    to_service_id: str = Field(min_length=1, max_length=64)
+    service_category: str = Field(min_length=1, max_length=60)
+    reason_codes: list[str] = Field(min_length=1, max_length=20)
+    clinical_summary: str = Field(min_length=1, max_length=10000)
+    priority: Priority = Priority.ROUTINE
+    consent_to_referral: bool
+    consent_to_carer_sharing: bool = False
+    communication_needs: list[str] = Field(default_factory=list, max_length=20)
+    referred_from: str | None = Field(default=None, max_length=64)
+
+    _clean = field_validator("from_practitioner", "to_service_id", "service_category",
+                             "clinical_summary")(_no_control_chars)
+
+    @field_validator("reason_codes")
+    @classmethod
+    def _snomed(cls, codes: list[str]) -> list[str]:
+        import re
+
+        for c in codes:
+            if not re.match(SNOMED_CODE, c):
+                raise ValueError(f"{c[:30]!r} is not a SNOMED CT concept id (6-18 digits)")
+        return codes
+
+    @field_validator("communication_needs")
+    @classmethod
+    def _needs(cls, needs: list[str]) -> list[str]:
+        for n in needs:
+            if not 1 <= len(n) <= 200:
+                raise ValueError("each communication need is 1-200 characters")
+            _no_control_chars(n)
+        return needs
+
+
+class ReferralOut(BaseModel):
+    id: str
+    patient_id: str
+    nhs_number: str
+    given_name: str
+    family_name: str
+    birth_date: str
+    from_org: str
+    from_practitioner: str
+    source: str
+    to_org: str
+    to_service_id: str
+    service_category: str
+    reason_codes: list[str]
+    clinical_summary: str
+    priority: str
+    consent_to_referral: bool
+    consent_to_carer_sharing: bool
+    communication_needs: list[str]
+    referred_from: str | None
+    state: str
+    version: int
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,117 @@
+"""What every service's FastAPI app shares: the app factory (errors, tracing, health), the
+transactional session dependency, and idempotency keys for POSTs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shared.auth import Principal
+from shared.db import make_engine, make_sessionmaker
+from shared.errors import Conflict, ValidationFailed, install_error_handlers
+from shared.settings import Settings, get_settings
+from shared.telemetry import TracingMiddleware, setup_telemetry
+
+Lifespan = Callable[[FastAPI], Awaitable[None]]
+
+
+def create_app(service: str, *, title: str, description: str,
+               settings: Settings | None = None) -> FastAPI:
+    """A service's app. The engine is built in the lifespan, never at import time."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        s = settings or get_settings()
+        setup_telemetry(f"{service}-api", s)
+        engine = make_engine(s, service)
+        app.state.settings = s
+        app.state.engine = engine
+        app.state.sessions = make_sessionmaker(engine)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    install_error_handlers(app)
+    app.add_middleware(TracingMiddleware, service_name=f"{service}-api")
+
+    @app.get("/health", tags=["ops"])
+    async def health(request: Request) -> dict[str, str]:
+        """Liveness and readiness: the service answers and its database does."""
+        async with request.app.state.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return {"status": "ok", "service": service}
+
+    return app
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    # one transaction per request: commits when the route returns, rolls back if it raises,
+    # and ends before the response is sent (scope="function") so a failed commit is an error
+    async with request.app.state.sessions() as session:
+        async with session.begin():
+            yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
+
+
+# --- idempotency keys -------------------------------------------------------------------------
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def request_fingerprint(body: Any) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _check_key(key: str) -> None:
+    if not 1 <= len(key) <= 200 or not key.isprintable():
+        raise ValidationFailed("Idempotency-Key must be 1-200 printable characters")
+
+
+async def replay_or_none(session: AsyncSession, principal: Principal, key: str | None,
+                         fingerprint: str) -> JSONResponse | None:
+    """If this caller already sent this key, return the first response again.
+
+    The advisory lock makes a concurrent retry with the same key wait for the first request
+    to commit, so the work is done once.
+    """
+    if key is None:
+        return None
+    _check_key(key)
+    owner = f"{principal.org}/{principal.user}"
+    await session.exec(text("SELECT pg_advisory_xact_lock(hashtext(:k))")  # type: ignore[call-overload]
+                       .bindparams(k=f"{owner}|{key}"))
+    row = (await session.exec(text(  # type: ignore[call-overload]
+        "SELECT request_hash, status_code, response, headers FROM idempotency_key "
+        "WHERE principal = :p AND key = :k").bindparams(p=owner, k=key))).first()
+    if row is None:
+        return None
+    if row.request_hash != fingerprint:
+        raise Conflict("this Idempotency-Key was already used with a different request body; "
+                       "use a new key for a new request")
+    headers = dict(row.headers)
+    headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(row.response, status_code=row.status_code, headers=headers)
+
+
+async def remember(session: AsyncSession, principal: Principal, key: str | None,
+                   fingerprint: str, status: int, body: Any,
+                   headers: dict[str, str] | None = None) -> None:
+    if key is None:
+        return
+    await session.exec(text(  # type: ignore[call-overload]
+        "INSERT INTO idempotency_key (principal, key, request_hash, status_code, response, "
+        "headers) VALUES (:p, :k, :h, :s, CAST(:r AS JSONB), CAST(:hd AS JSONB))").bindparams(
+        p=f"{principal.org}/{principal.user}", k=key, h=fingerprint, s=status,
+        r=json.dumps(body, default=str), hd=json.dumps(headers or {})))

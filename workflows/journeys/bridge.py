@@ -1,0 +1,90 @@
+"""The Kafka -> Temporal bridge: every referral event signals (signal-with-start) the
+patient's PatientJourney workflow.
+
+The bridge keeps no inbox of its own: its effect is a Temporal signal, which cannot share a
+database transaction, so it is at-least-once and the workflow ignores an event id it has
+already applied. Offsets are committed only after Temporal accepted the signal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import ConsumerRecord
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.client import Client
+
+from shared.consumer import IdempotentConsumer, PermanentError
+from shared.events.envelope import CloudEvent
+from shared.events.referrals import ReferralEventData
+from shared.events.registry import REGISTRY, load_all
+from shared.outbox import install_stop_signals
+from shared.settings import Settings, get_settings
+from shared.telemetry import setup_telemetry
+from shared.topics import REFERRALS
+from workflows.journeys import TASK_QUEUE, workflow_id
+from workflows.journeys.worker import connect
+from workflows.journeys.workflows import JourneyEvent, JourneyInput, PatientJourney
+
+logger = logging.getLogger(__name__)
+CONSUMER_NAME = "journeys-bridge"
+
+
+def to_journey_event(event: CloudEvent) -> JourneyEvent:
+    data = REGISTRY.parse(event)
+    if not isinstance(data, ReferralEventData):
+        raise PermanentError(f"{event.type} is not a referral event")
+    return JourneyEvent(
+        event_id=event.id, event_type=event.type, occurred_at=event.time.isoformat(),
+        referral_id=data.referral_id, state=data.state, from_org=data.from_org,
+        to_org=data.to_org, to_service_id=data.to_service_id,
+        service_category=data.service_category, priority=data.priority,
+        reason_codes=list(data.reason_codes), referred_from=data.referred_from)
+
+
+class Bridge:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    async def handle(self, _session: AsyncSession | None, event: CloudEvent,
+                     _record: ConsumerRecord) -> None:
+        journey_event = to_journey_event(event)
+        await self.client.start_workflow(
+            PatientJourney.run, JourneyInput(patient_id=event.subject),
+            id=workflow_id(event.subject), task_queue=TASK_QUEUE,
+            start_signal="referral_event", start_signal_args=[journey_event])
+
+
+def build_consumer(settings: Settings, client: Client, **kw: object) -> IdempotentConsumer:
+    load_all()
+    return IdempotentConsumer(
+        name=settings.topic(CONSUMER_NAME), topics=[settings.topic(REFERRALS)],
+        handler=Bridge(client).handle, settings=settings, sessions=None,
+        **kw)  # type: ignore[arg-type]
+
+
+async def run_bridge(settings: Settings | None = None) -> None:
+    settings = settings or get_settings()
+    setup_telemetry("journeys-bridge", settings)
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    client = await connect(settings)
+    consumer = build_consumer(settings, client,
+                              heartbeat=settings.run_dir / "journeys-bridge.alive")
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    await consumer.start()
+    logger.info("bridge consuming %s", settings.topic(REFERRALS))
+    try:
+        await consumer.run(stop)
+    finally:
+        await consumer.stop()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run_bridge())
+
+
+if __name__ == "__main__":
+    main()

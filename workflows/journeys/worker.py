@@ -1,0 +1,48 @@
+"""The Temporal worker for patient journeys: `waymark run journeys-worker`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
+from temporalio.worker import Worker
+
+from shared.outbox import install_stop_signals
+from shared.settings import Settings, get_settings
+from shared.telemetry import setup_telemetry
+from workflows.journeys import TASK_QUEUE
+from workflows.journeys.workflows import PatientJourney
+
+logger = logging.getLogger(__name__)
+
+
+async def connect(settings: Settings) -> Client:
+    # the tracing interceptor carries the trace from the bridge's signal into the workflow
+    return await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace,
+                                interceptors=[TracingInterceptor()])
+
+
+def build_worker(client: Client) -> Worker:
+    return Worker(client, task_queue=TASK_QUEUE, workflows=[PatientJourney], activities=[])
+
+
+async def run_worker(settings: Settings | None = None) -> None:
+    settings = settings or get_settings()
+    setup_telemetry("journeys-worker", settings)
+    client = await connect(settings)
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    async with build_worker(client):
+        logger.info("journeys worker polling %s in %s", TASK_QUEUE, settings.temporal_namespace)
+        await stop.wait()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run_worker())
+
+
+if __name__ == "__main__":
+    main()
