@@ -1,0 +1,120 @@
+"""Test session set-up: the real stack, started once per session through the same code as
+`waymark up`, and reused when it is already running.
+
+Tests run as the `test` instance: database `waymark_test` (recreated each session), topics
+prefixed `test.`, Temporal namespace `waymark-test`, API ports from 18201. A developer's running
+`dev` stack shares the PostgreSQL, Kafka and Temporal processes but none of their data.
+"""
+
+from __future__ import annotations
+
+import os
+
+# must happen before anything reads settings (get_settings() is cached per process); set them
+# yourself to run a second test session beside this one (another instance, db, prefix, ports)
+for _name, _value in {
+    "WAYMARK_INSTANCE": "test",
+    "WAYMARK_DB_NAME": "waymark_test",
+    "WAYMARK_TOPIC_PREFIX": "test.",
+    "WAYMARK_TEMPORAL_NAMESPACE": "waymark-test",
+    "WAYMARK_API_PORT_BASE": "18200",
+    "WAYMARK_CONSUMER_BACKOFF_SECONDS": "0.05",
+    "WAYMARK_CONSUMER_MAX_ATTEMPTS": "3",
+}.items():
+    os.environ.setdefault(_name, _value)
+
+import uuid  # noqa: E402
+from collections.abc import AsyncIterator  # noqa: E402
+
+import asyncpg  # noqa: E402
+import httpx  # noqa: E402
+import pytest  # noqa: E402
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
+
+from shared import stack  # noqa: E402
+from shared.auth import mint_token  # noqa: E402
+from shared.db import make_engine, make_sessionmaker  # noqa: E402
+from shared.settings import Settings, get_settings  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    get_settings.cache_clear()
+    s = get_settings()
+    # never let a test session touch a developer's data
+    assert s.instance != "dev" and s.db_name != "waymark" and s.topic_prefix
+    return s
+
+
+async def _reset_test_database(s: Settings) -> None:
+    conn = await asyncpg.connect(host=s.pg_host, port=s.pg_port, user=s.pg_user,
+                                 password=s.pg_password, database="postgres")
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{s.db_name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def infra(settings: Settings) -> AsyncIterator[Settings]:
+    """PostgreSQL, Kafka and Temporal up (reused if running); a fresh test database."""
+    await stack.up(settings, infra_only=True)
+    stack.down(settings, infra=False)  # test processes left over from an interrupted run
+    await _reset_test_database(settings)
+    await stack.prepare(settings)
+    yield settings
+
+
+@pytest.fixture(scope="session")
+async def running_apps(infra: Settings) -> AsyncIterator[Settings]:
+    """Every Waymark process of the test instance, started as `waymark up` starts them."""
+    await stack.up(infra)
+    yield infra
+    stack.down(infra, infra=False)
+
+
+@pytest.fixture(scope="session")
+async def referrals_engine(infra: Settings):  # type: ignore[no-untyped-def]
+    engine = make_engine(infra, "referrals")
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def referrals_sessions(referrals_engine):  # type: ignore[no-untyped-def]
+    return make_sessionmaker(referrals_engine)
+
+
+@pytest.fixture
+async def new_topic(infra: Settings) -> AsyncIterator[str]:
+    """A topic of its own for one test (and its .dlq), deleted afterwards."""
+    name = infra.topic(f"it-{uuid.uuid4().hex[:12]}")
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.bootstrap_servers)
+    await admin.start()
+    await admin.create_topics([NewTopic(name, 3, 1), NewTopic(f"{name}.dlq", 1, 1)])
+    try:
+        yield name
+    finally:
+        await admin.delete_topics([name, f"{name}.dlq"])
+        await admin.close()
+
+
+def token(s: Settings, *, role: str | list[str], org: str, ics: str = "ICS-1",
+          sub: str | None = None) -> str:
+    roles = [role] if isinstance(role, str) else role
+    return mint_token(s, sub=sub or f"user-{uuid.uuid4().hex[:6]}", roles=roles, org=org, ics=ics)
+
+
+def auth(s: Settings, **kw: object) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(s, **kw)}"}  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+async def referrals_client(infra: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The referrals app in-process (real database), lifespan included."""
+    from services.referrals.api import app
+
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://referrals") as c:
+            yield c

@@ -1,0 +1,108 @@
+"""Small helpers the tests share: synthetic patients, reading topics."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from shared.settings import Settings
+
+
+def synthetic_nhs_number(rng: random.Random | None = None) -> str:
+    """A random 10-digit number with a valid Modulus 11 check digit, in the 999 range that
+    NHS England reserves for test data (never issued to a real person)."""
+    rng = rng or random.Random()
+    while True:
+        body = "999" + "".join(str(rng.randrange(10)) for _ in range(6))
+        total = sum(int(d) * w for d, w in zip(body, range(10, 1, -1), strict=True))
+        check = 11 - total % 11
+        if check == 11:
+            check = 0
+        if check != 10:
+            return body + str(check)
+
+
+def referral_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "patient": {"nhs_number": synthetic_nhs_number(), "given_name": "Alex",
+                    "family_name": f"Synthetic-{uuid.uuid4().hex[:6]}",
+                    "birth_date": "1972-03-04"},
+        "source": "gp",
+        "from_practitioner": "Dr Test",
+        "to_org": "PAIN-1",
+        "to_service_id": "svc-pain-mgmt",
+        "service_category": "pain_management",
+        "reason_codes": ["279039007", "35489007"],
+        "clinical_summary": "Low back pain for 8 months, low mood.",
+        "priority": "routine",
+        "consent_to_referral": True,
+        "communication_needs": ["interpreter: Polish"],
+    }
+    body.update(overrides)
+    return body
+
+
+async def read_topic(s: Settings, topic: str, *, until: Callable[[list[ConsumerRecord]], bool],
+                     timeout: float = 30, from_offsets: dict[TopicPartition, int] | None = None
+                     ) -> list[ConsumerRecord]:
+    """Read a topic from the start (or given offsets) until `until(records)` holds."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers, enable_auto_commit=False,
+                                group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p)
+                      for p in (consumer.partitions_for_topic(topic) or
+                                await _partitions(consumer, topic))]
+        consumer.assign(partitions)
+        for tp in partitions:
+            if from_offsets and tp in from_offsets:
+                consumer.seek(tp, from_offsets[tp])
+            else:
+                await consumer.seek_to_beginning(tp)
+        records: list[ConsumerRecord] = []
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not until(records):
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"condition not met on {topic} within {timeout}s; "
+                                     f"read {len(records)} records")
+            for recs in (await consumer.getmany(timeout_ms=300)).values():
+                records.extend(recs)
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    await consumer._client.force_metadata_update()  # noqa: SLF001 - fresh topic metadata
+    return consumer.partitions_for_topic(topic) or set()
+
+
+async def end_offsets(s: Settings, topic: str) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers, group_id=None)
+    await consumer.start()
+    try:
+        parts = await _partitions(consumer, topic)
+        return await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
+    finally:
+        await consumer.stop()
+
+
+async def eventually(check: Callable[[], Any], *, timeout: float = 30,
+                     interval: float = 0.2) -> Any:
+    """Poll an async or sync check until it returns a truthy value (not a timing assertion:
+    the deadline only stops a broken test from hanging)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last: Any = None
+    while asyncio.get_running_loop().time() < deadline:
+        last = check()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last value {last!r})")
