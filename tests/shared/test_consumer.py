@@ -1,0 +1,232 @@
+"""The idempotent consumer against the real Kafka and PostgreSQL: inbox dedupe, retries with
+backoff, the dead-letter topic, and carrying on after a bad message."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import Counter
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
+
+from shared.consumer import IdempotentConsumer, PermanentError, parse_event
+from shared.db import unit_of_work
+from shared.events.envelope import make_event
+from shared.events.referrals import ReferralSubmitted
+from shared.outbox import event_bytes
+from tests.helpers import eventually, read_topic
+
+EFFECTS_DDL = """CREATE TABLE IF NOT EXISTS test_consumer_effect (
+    id SERIAL PRIMARY KEY, consumer TEXT NOT NULL, event_id TEXT NOT NULL)"""
+
+
+def _event(referral_id: str | None = None):  # type: ignore[no-untyped-def]
+    return make_event(ReferralSubmitted(
+        referral_id=referral_id or str(uuid.uuid4()), from_org="GP-1", to_org="PAIN-1",
+        to_service_id="svc-1", service_category="pain_management", reason_codes=["279039007"],
+        priority="routine", state="submitted"), subject=f"pt_{uuid.uuid4().hex[:16]}")
+
+
+@pytest.fixture(scope="module")
+async def effects_table(referrals_sessions):  # type: ignore[no-untyped-def]
+    async with unit_of_work(referrals_sessions) as s:
+        await s.exec(text(EFFECTS_DDL))
+    return "test_consumer_effect"
+
+
+async def _effects(sessions, consumer: str) -> Counter:  # type: ignore[no-untyped-def]
+    async with unit_of_work(sessions) as s:
+        rows = (await s.exec(text("SELECT event_id FROM test_consumer_effect WHERE consumer=:c")
+                             .bindparams(c=consumer))).all()
+    return Counter(r[0] for r in rows)
+
+
+async def _produce(settings, topic: str, values: list[bytes], key: bytes = b"k") -> None:  # type: ignore[no-untyped-def]
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for v in values:
+            await producer.send_and_wait(topic, value=v, key=key)
+    finally:
+        await producer.stop()
+
+
+class Recorder:
+    """A handler whose effect is a row in test_consumer_effect, in the inbox's transaction."""
+
+    def __init__(self, name: str, fail_for: dict[str, int] | None = None,
+                 always_fail: set[str] | None = None) -> None:
+        self.name = name
+        self.fail_for = dict(fail_for or {})  # referral_id -> failures left
+        self.always_fail = always_fail or set()
+        self.calls: Counter = Counter()
+
+    async def __call__(self, session, event, record) -> None:  # type: ignore[no-untyped-def]
+        rid = event.data["referral_id"]
+        self.calls[rid] += 1
+        await session.exec(text("INSERT INTO test_consumer_effect (consumer, event_id) "
+                                "VALUES (:c, :e)").bindparams(c=self.name, e=event.id))
+        if rid in self.always_fail:
+            raise RuntimeError(f"downstream refuses {rid}")
+        if self.fail_for.get(rid, 0) > 0:
+            self.fail_for[rid] -= 1
+            raise ConnectionError("transient failure")
+
+
+async def _run_until(consumer: IdempotentConsumer, done, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
+    stop = asyncio.Event()
+    await consumer.start()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        await eventually(done, timeout=timeout)
+    finally:
+        stop.set()
+        await task
+        await consumer.stop()
+
+
+class TestIdempotentConsumer:
+    async def test_a_redelivered_event_has_no_second_effect(
+            self, infra, referrals_sessions, effects_table, new_topic):
+        name = f"c-{uuid.uuid4().hex[:8]}"
+        handler = Recorder(name)
+        event = _event()
+        # the same event twice on the topic: what a relay restart after publishing does
+        await _produce(infra, new_topic, [event_bytes(event.model_dump(mode="json"))] * 2)
+        consumer = IdempotentConsumer(name=name, topics=[new_topic], handler=handler,
+                                      settings=infra, sessions=referrals_sessions)
+        # both copies read and their offsets committed
+        await _run_until(consumer, lambda: _committed(consumer, new_topic, total=2))
+        effects = await _effects(referrals_sessions, name)
+        assert effects == Counter({event.id: 1})
+        async with unit_of_work(referrals_sessions) as s:
+            inbox = (await s.exec(text("SELECT count(*) FROM inbox WHERE consumer=:c")
+                                  .bindparams(c=name))).scalar_one()
+        assert inbox == 1
+
+    async def test_a_message_reread_after_a_crash_before_the_offset_commit_is_not_applied_twice(
+            self, infra, referrals_sessions, effects_table, new_topic):
+        name = f"c-{uuid.uuid4().hex[:8]}"
+        handler = Recorder(name)
+        event = _event()
+        await _produce(infra, new_topic, [event_bytes(event.model_dump(mode="json"))])
+        records = await read_topic(infra, new_topic, until=lambda r: len(r) == 1)
+        # a first member applied the event, then died before committing its offset
+        first = IdempotentConsumer(name=name, topics=[new_topic], handler=handler,
+                                   settings=infra, sessions=referrals_sessions)
+        await first.dlq_producer.start()
+        await first.process(records[0])
+        await first.dlq_producer.stop()
+        # the group's next member reads from the last committed offset: the same message
+        second = IdempotentConsumer(name=name, topics=[new_topic], handler=handler,
+                                    settings=infra, sessions=referrals_sessions)
+        await _run_until(second, lambda: _committed(second, new_topic))
+        assert await _effects(referrals_sessions, name) == Counter({event.id: 1})
+        assert handler.calls[event.data["referral_id"]] == 1  # the duplicate never reached it
+
+    async def test_a_poison_message_goes_to_the_dlq_with_its_error_and_later_messages_are_processed(
+            self, infra, referrals_sessions, effects_table, new_topic):
+        name = f"c-{uuid.uuid4().hex[:8]}"
+        good1, failing, good2 = _event(), _event(), _event()
+        handler = Recorder(name, always_fail={failing.data["referral_id"]})
+        values = [event_bytes(good1.model_dump(mode="json")),
+                  b"\x00not json at all",
+                  event_bytes(failing.model_dump(mode="json")),
+                  json.dumps({"id": "x", "type": "uk.waymark.unknown"}).encode(),
+                  event_bytes(good2.model_dump(mode="json"))]
+        await _produce(infra, new_topic, values, key=b"same-partition")
+        consumer = IdempotentConsumer(name=name, topics=[new_topic], handler=handler,
+                                      settings=infra, sessions=referrals_sessions)
+        await _run_until(consumer, lambda: handler.calls[good2.data["referral_id"]] >= 1)
+
+        effects = await _effects(referrals_sessions, name)
+        assert effects == Counter({good1.id: 1, good2.id: 1}), \
+            "the failing event's effect must be rolled back each time"
+        assert handler.calls[failing.data["referral_id"]] == infra.consumer_max_attempts
+        dead = await read_topic(infra, f"{new_topic}.dlq", until=lambda r: len(r) >= 3)
+        assert len(dead) == 3
+        by_value = {r.value: dict(r.headers) for r in dead}
+        assert b"not JSON" in by_value[values[1]]["dlq.reason"]
+        assert by_value[values[1]]["dlq.attempts"] == b"1"  # not retried: it can never parse
+        assert b"downstream refuses" in by_value[values[2]]["dlq.reason"]
+        assert by_value[values[2]]["dlq.attempts"] == str(infra.consumer_max_attempts).encode()
+        assert b"not a valid Waymark event" in by_value[values[3]]["dlq.reason"]
+        for headers in by_value.values():
+            assert headers["dlq.original.topic"] == new_topic.encode()
+            assert headers["dlq.consumer"] == name.encode()
+
+    async def test_a_transient_failure_is_retried_and_then_applied_once(
+            self, infra, referrals_sessions, effects_table, new_topic):
+        name = f"c-{uuid.uuid4().hex[:8]}"
+        event = _event()
+        handler = Recorder(name, fail_for={event.data["referral_id"]: 2})
+        await _produce(infra, new_topic, [event_bytes(event.model_dump(mode="json"))])
+        consumer = IdempotentConsumer(name=name, topics=[new_topic], handler=handler,
+                                      settings=infra, sessions=referrals_sessions)
+        await _run_until(consumer, lambda: _committed(consumer, new_topic))
+        assert handler.calls[event.data["referral_id"]] == 3
+        assert await _effects(referrals_sessions, name) == Counter({event.id: 1})
+        assert sum((await _dlq_size(infra, new_topic)).values()) == 0
+
+    async def test_the_offset_is_committed_only_after_the_effect(
+            self, infra, referrals_sessions, effects_table, new_topic):
+        name = f"c-{uuid.uuid4().hex[:8]}"
+        events = [_event() for _ in range(10)]
+        handler = Recorder(name)
+        await _produce(infra, new_topic,
+                       [event_bytes(e.model_dump(mode="json")) for e in events])
+        consumer = IdempotentConsumer(name=name, topics=[new_topic], handler=handler,
+                                      settings=infra, sessions=referrals_sessions)
+        await _run_until(consumer, lambda: _committed(consumer, new_topic, total=10))
+        effects = await _effects(referrals_sessions, name)
+        assert set(effects) == {e.id for e in events} and max(effects.values()) == 1
+
+
+async def _committed(consumer: IdempotentConsumer, topic: str, total: int = 1) -> bool:
+    assigned = [tp for tp in consumer.consumer.assignment() if tp.topic == topic]
+    if not assigned:
+        return False
+    committed = 0
+    for tp in assigned:
+        committed += (await consumer.consumer.committed(tp)) or 0
+    return committed >= total
+
+
+async def _dlq_size(settings, topic: str):  # type: ignore[no-untyped-def]
+    from tests.helpers import end_offsets
+
+    return await end_offsets(settings, f"{topic}.dlq")
+
+
+class TestParseEvent:
+    @pytest.mark.parametrize("value, reason", [
+        (None, "empty message"),
+        (b"", "not JSON"),
+        (b"{", "not JSON"),
+        (b"\xff\xfe", "not JSON"),
+        (b"[]", "not a valid Waymark event"),
+        (b'{"id": "1"}', "not a valid Waymark event"),
+    ])
+    def test_undecodable_messages_are_permanent_errors(self, value, reason):
+        with pytest.raises(PermanentError, match=reason):
+            parse_event(value)
+
+    def test_an_event_whose_data_breaks_its_schema_is_rejected(self):
+        event = _event().model_dump(mode="json")
+        event["data"]["priority"] = "whenever"
+        with pytest.raises(PermanentError, match="priority"):
+            parse_event(json.dumps(event).encode())
+
+    def test_an_event_of_an_unknown_type_is_rejected(self):
+        event = _event().model_dump(mode="json")
+        event["type"] = "uk.waymark.referral.teleported"
+        with pytest.raises(PermanentError, match="unknown event type"):
+            parse_event(json.dumps(event).encode())
+
+    def test_a_valid_event_round_trips(self):
+        event = _event()
+        parsed = parse_event(event_bytes(event.model_dump(mode="json")))
+        assert parsed == event

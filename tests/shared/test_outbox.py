@@ -1,0 +1,176 @@
+"""The transactional outbox and its relay, against the real PostgreSQL and Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import Counter
+
+import pytest
+from sqlalchemy import text
+
+from shared.db import unit_of_work
+from shared.events.envelope import make_event
+from shared.events.referrals import ReferralSubmitted
+from shared.outbox import OutboxRelay, add_event
+from tests.helpers import end_offsets, read_topic
+
+
+def _event(subject: str | None = None):  # type: ignore[no-untyped-def]
+    return make_event(ReferralSubmitted(
+        referral_id=str(uuid.uuid4()), from_org="GP-1", to_org="PAIN-1",
+        to_service_id="svc-1", service_category="pain_management", reason_codes=["279039007"],
+        priority="routine", state="submitted"), subject=subject or f"pt_{uuid.uuid4().hex[:16]}")
+
+
+class Boom(Exception):
+    pass
+
+
+class TestOutboxWrite:
+    async def test_a_rolled_back_transaction_leaves_no_outbox_row_and_no_event(
+            self, infra, referrals_sessions, new_topic):
+        event = _event()
+        with pytest.raises(Boom):
+            async with unit_of_work(referrals_sessions) as session:
+                add_event(session, topic=new_topic, event=event)
+                await session.flush()  # the row really reached the database...
+                raise Boom  # ...and the transaction is rolled back
+        async with unit_of_work(referrals_sessions) as session:
+            n = (await session.exec(text("SELECT count(*) FROM outbox WHERE event_id = :e")
+                                    .bindparams(e=event.id))).scalar_one()
+        assert n == 0
+        relay = OutboxRelay(settings=infra, schema="referrals", batch_size=500)
+        await relay.start()
+        try:
+            while await relay.publish_batch():
+                pass
+        finally:
+            await relay.stop()
+        offsets = await end_offsets(infra, new_topic)
+        assert sum(offsets.values()) == 0, "nothing may reach the topic"
+
+    async def test_a_committed_row_is_keyed_by_subject_and_carries_the_cloudevent(
+            self, infra, referrals_sessions, new_topic):
+        event = _event()
+        async with unit_of_work(referrals_sessions) as session:
+            add_event(session, topic=new_topic, event=event)
+        relay = OutboxRelay(settings=infra, schema="referrals")
+        await relay.start()
+        try:
+            while await relay.publish_batch():
+                pass
+        finally:
+            await relay.stop()
+        records = await read_topic(infra, new_topic, until=lambda r: len(r) >= 1)
+        assert len(records) == 1
+        rec = records[0]
+        assert rec.key == event.subject.encode()
+        body = json.loads(rec.value)
+        assert body["id"] == event.id and body["type"] == event.type
+        assert body["specversion"] == "1.0" and body["subject"] == event.subject
+        headers = dict(rec.headers)
+        assert headers["ce_id"] == event.id.encode()
+        assert headers["content-type"] == b"application/cloudevents+json"
+
+
+class TestRelay:
+    async def test_each_row_is_published_exactly_once_across_a_relay_restart(
+            self, infra, referrals_sessions, new_topic):
+        events = [_event(subject=f"pt_same_{i % 4}_{uuid.uuid4().hex[:4]}") for i in range(60)]
+        async with unit_of_work(referrals_sessions) as session:
+            for e in events:
+                add_event(session, topic=new_topic, event=e)
+        first = OutboxRelay(settings=infra, schema="referrals", batch_size=25)
+        await first.start()
+        published_before_restart = await first.publish_batch()
+        await first.stop()  # the relay goes away with rows still unsent
+        assert published_before_restart > 0
+        second = OutboxRelay(settings=infra, schema="referrals", batch_size=25)
+        await second.start()
+        try:
+            while await second.publish_batch():
+                pass
+        finally:
+            await second.stop()
+        ids = {e.id for e in events}
+        records = await read_topic(
+            infra, new_topic,
+            until=lambda r: {json.loads(x.value)["id"] for x in r} >= ids, timeout=30)
+        counts = Counter(json.loads(r.value)["id"] for r in records)
+        assert set(counts) == ids
+        assert max(counts.values()) == 1, "no row may be published twice"
+        async with unit_of_work(referrals_sessions) as session:
+            unsent = (await session.exec(text(
+                "SELECT count(*) FROM outbox WHERE sent_at IS NULL AND topic = :t")
+                .bindparams(t=new_topic))).scalar_one()
+        assert unsent == 0
+
+    async def test_two_relays_running_together_publish_each_row_once(
+            self, infra, referrals_sessions, new_topic):
+        events = [_event() for _ in range(120)]
+        async with unit_of_work(referrals_sessions) as session:
+            for e in events:
+                add_event(session, topic=new_topic, event=e)
+        relays = [OutboxRelay(settings=infra, schema="referrals", batch_size=10)
+                  for _ in range(2)]
+        for r in relays:
+            await r.start()
+
+        async def drain(r: OutboxRelay) -> int:
+            total = 0
+            while n := await r.publish_batch():
+                total += n
+            return total
+
+        try:
+            totals = await asyncio.gather(*(drain(r) for r in relays))
+        finally:
+            for r in relays:
+                await r.stop()
+        assert sum(totals) >= len(events)  # (another relay may also have joined)
+        ids = {e.id for e in events}
+        records = await read_topic(
+            infra, new_topic, until=lambda r: {json.loads(x.value)["id"] for x in r} >= ids)
+        counts = Counter(json.loads(r.value)["id"] for r in records)
+        assert max(counts.values()) == 1
+
+    async def test_one_patients_events_keep_their_order_on_the_partition(
+            self, infra, referrals_sessions, new_topic):
+        subject = f"pt_order_{uuid.uuid4().hex[:8]}"
+        events = [_event(subject=subject) for _ in range(30)]
+        for e in events:  # thirty transactions, in order
+            async with unit_of_work(referrals_sessions) as session:
+                add_event(session, topic=new_topic, event=e)
+        relay = OutboxRelay(settings=infra, schema="referrals", batch_size=7)
+        await relay.start()
+        try:
+            while await relay.publish_batch():
+                pass
+        finally:
+            await relay.stop()
+        records = await read_topic(infra, new_topic, until=lambda r: len(r) >= 30)
+        assert len({r.partition for r in records}) == 1
+        assert [json.loads(r.value)["id"] for r in records] == [e.id for e in events]
+
+    async def test_the_relay_is_woken_by_notify_without_waiting_for_the_poll(
+            self, infra, referrals_sessions, new_topic):
+        # a poll interval far longer than the test may wait: only NOTIFY can wake it
+        slow = infra.model_copy(update={"relay_poll_seconds": 3600.0})
+        relay = OutboxRelay(settings=slow, schema="referrals")
+        await relay.start()
+        stop = asyncio.Event()
+        task = asyncio.create_task(relay.run(stop))
+        try:
+            await asyncio.sleep(0.5)  # let it drain and go to sleep
+            event = _event()
+            async with unit_of_work(referrals_sessions) as session:
+                add_event(session, topic=new_topic, event=event)
+            records = await read_topic(infra, new_topic, until=lambda r: len(r) >= 1,
+                                       timeout=20)
+            assert json.loads(records[0].value)["id"] == event.id
+        finally:
+            stop.set()
+            await task
+            await relay.stop()
