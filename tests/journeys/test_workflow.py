@@ -1,0 +1,83 @@
+"""PatientJourney on the real Temporal dev server (namespace waymark-test)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from temporalio.client import Client, WorkflowHistory
+from temporalio.worker import Replayer, Worker
+
+from workflows.journeys import workflow_id
+from workflows.journeys.workflows import JourneyEvent, JourneyInput, PatientJourney
+
+
+def _event(referral_id: str, state: str = "submitted", at: str = "2026-01-05T09:00:00+00:00",
+           event_id: str | None = None) -> JourneyEvent:
+    return JourneyEvent(event_id=event_id or str(uuid.uuid4()),
+                        event_type=f"uk.waymark.referral.{state}", occurred_at=at,
+                        referral_id=referral_id, state=state, from_org="GP-1", to_org="PAIN-1",
+                        to_service_id="svc-1", service_category="pain_management",
+                        priority="routine", reason_codes=["279039007"])
+
+
+@pytest.fixture(scope="module")
+async def client(infra) -> Client:  # type: ignore[no-untyped-def]
+    return await Client.connect(infra.temporal_target, namespace=infra.temporal_namespace)
+
+
+@pytest.fixture
+async def worker(client: Client):  # type: ignore[no-untyped-def]
+    queue = f"test-journeys-{uuid.uuid4().hex[:8]}"
+    async with Worker(client, task_queue=queue, workflows=[PatientJourney]):
+        yield queue
+
+
+async def _signal(client: Client, queue: str, patient: str, event: JourneyEvent) -> None:
+    await client.start_workflow(PatientJourney.run, JourneyInput(patient_id=patient),
+                                id=workflow_id(patient), task_queue=queue,
+                                start_signal="referral_event", start_signal_args=[event])
+
+
+class TestPatientJourney:
+    async def test_signal_with_start_creates_the_journey_and_a_query_shows_the_referral(
+            self, client, worker):
+        patient = f"pt_{uuid.uuid4().hex[:12]}"
+        await _signal(client, worker, patient, _event("r-1"))
+        view = await client.get_workflow_handle(workflow_id(patient)).query(PatientJourney.journey)
+        assert view.patient_id == patient
+        assert [(r.referral_id, r.state) for r in view.referrals] == [("r-1", "submitted")]
+        assert view.events_applied == 1
+
+    async def test_a_repeated_signal_with_the_same_event_id_is_ignored(self, client, worker):
+        patient = f"pt_{uuid.uuid4().hex[:12]}"
+        event = _event("r-1")
+        for _ in range(3):
+            await _signal(client, worker, patient, event)
+        handle = client.get_workflow_handle(workflow_id(patient))
+        view = await handle.query(PatientJourney.journey)
+        assert view.events_applied == 1
+        assert view.duplicates_ignored == 2
+        assert view.referrals[0].history == ["uk.waymark.referral.submitted"]
+
+    async def test_later_events_move_the_state_and_an_older_one_does_not_move_it_back(
+            self, client, worker):
+        patient = f"pt_{uuid.uuid4().hex[:12]}"
+        await _signal(client, worker, patient, _event("r-1", "submitted", "2026-01-05T09:00:00+00:00"))
+        await _signal(client, worker, patient, _event("r-1", "accepted", "2026-01-07T09:00:00+00:00"))
+        await _signal(client, worker, patient, _event("r-2", "submitted", "2026-01-08T09:00:00+00:00"))
+        await _signal(client, worker, patient, _event("r-1", "submitted", "2026-01-06T09:00:00+00:00"))
+        view = await client.get_workflow_handle(workflow_id(patient)).query(PatientJourney.journey)
+        states = {r.referral_id: r.state for r in view.referrals}
+        assert states == {"r-1": "accepted", "r-2": "submitted"}
+        assert [r.referral_id for r in view.referrals] == ["r-1", "r-2"]
+
+    async def test_the_workflow_replays_deterministically_from_its_history(self, client, worker):
+        patient = f"pt_{uuid.uuid4().hex[:12]}"
+        for i in range(3):
+            await _signal(client, worker, patient, _event(f"r-{i}"))
+        handle = client.get_workflow_handle(workflow_id(patient))
+        await handle.query(PatientJourney.journey)  # all signals applied
+        history: WorkflowHistory = await handle.fetch_history()
+        # raises if today's workflow code would make different decisions on this history
+        await Replayer(workflows=[PatientJourney]).replay_workflow(history)

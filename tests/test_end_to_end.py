@@ -1,0 +1,137 @@
+"""The first event end to end, through the real processes `waymark up` starts:
+HTTP -> referral + outbox row -> relay -> Kafka -> bridge -> PatientJourney workflow."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import httpx
+from aiokafka import AIOKafkaProducer
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
+
+from shared.consumer import IdempotentConsumer
+from shared.telemetry import setup_telemetry
+from shared.topics import REFERRALS
+from tests.conftest import auth
+from tests.helpers import eventually, read_topic, referral_body
+from workflows.journeys import workflow_id
+from workflows.journeys.bridge import Bridge
+from workflows.journeys.workflows import PatientJourney
+
+
+async def _journey(client: Client, patient_id: str):  # type: ignore[no-untyped-def]
+    try:
+        return await client.get_workflow_handle(workflow_id(patient_id)).query(
+            PatientJourney.journey)
+    except Exception:  # noqa: BLE001 - not started yet
+        return None
+
+
+class TestFirstEventEndToEnd:
+    async def test_a_referral_posted_over_http_appears_in_the_patients_journey(
+            self, running_apps):
+        s = running_apps
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{s.api_port('referrals')}",
+                                     timeout=10) as http:
+            resp = await http.post("/referrals", json=referral_body(),
+                                   headers=auth(s, role="clinician", org="GP-E2E"))
+        assert resp.status_code == 201, resp.text
+        referral = resp.json()
+        client = await Client.connect(s.temporal_target, namespace=s.temporal_namespace)
+
+        async def shows_referral():  # type: ignore[no-untyped-def]
+            view = await _journey(client, referral["patient_id"])
+            return view if view and view.referrals else None
+
+        view = await eventually(shows_referral, timeout=60)
+        assert [(r.referral_id, r.state) for r in view.referrals] == [
+            (referral["id"], "submitted")]
+        assert view.referrals[0].to_org == "PAIN-1"
+
+    async def test_a_second_delivery_of_the_same_event_is_ignored_by_the_workflow(
+            self, running_apps):
+        s = running_apps
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{s.api_port('referrals')}",
+                                     timeout=10) as http:
+            resp = await http.post("/referrals", json=referral_body(),
+                                   headers=auth(s, role="clinician", org="GP-E2E"))
+        referral = resp.json()
+        topic = s.topic(REFERRALS)
+        records = await read_topic(s, topic, until=lambda rs: any(
+            json.loads(r.value)["data"]["referral_id"] == referral["id"] for r in rs))
+        original = next(r for r in records
+                        if json.loads(r.value)["data"]["referral_id"] == referral["id"])
+        # publish the very same event again, as a relay restarted mid-batch would
+        producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, value=original.value, key=original.key,
+                                         headers=list(original.headers))
+        finally:
+            await producer.stop()
+        client = await Client.connect(s.temporal_target, namespace=s.temporal_namespace)
+
+        async def duplicate_seen():  # type: ignore[no-untyped-def]
+            view = await _journey(client, referral["patient_id"])
+            return view if view and view.duplicates_ignored >= 1 else None
+
+        view = await eventually(duplicate_seen, timeout=60)
+        assert view.events_applied == 1
+        assert view.referrals[0].history == ["uk.waymark.referral.submitted"]
+
+
+class TestTracePropagation:
+    async def test_one_trace_id_spans_the_http_request_the_relay_and_the_consumer(
+            self, infra, referrals_client):
+        s = infra
+        exporter = InMemorySpanExporter()
+        setup_telemetry("tests", s, extra_processors=[SimpleSpanProcessor(exporter)])
+        trace_id = uuid.uuid4().hex
+        incoming = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"
+        resp = await referrals_client.post(
+            "/referrals", json=referral_body(),
+            headers={**auth(s, role="clinician", org="GP-TRACE"), "traceparent": incoming})
+        assert resp.status_code == 201, resp.text
+        referral = resp.json()
+        assert resp.headers["traceparent"].split("-")[1] == trace_id
+
+        # the relay (this session's or a running one) publishes it; drive ours too
+        from shared.outbox import OutboxRelay
+
+        relay = OutboxRelay(settings=s, schema="referrals")
+        await relay.start()
+        try:
+            await relay.publish_batch()
+        finally:
+            await relay.stop()
+        records = await read_topic(s, s.topic(REFERRALS), until=lambda rs: any(
+            json.loads(r.value)["data"]["referral_id"] == referral["id"] for r in rs))
+        record = next(r for r in records
+                      if json.loads(r.value)["data"]["referral_id"] == referral["id"])
+        header = dict(record.headers)["traceparent"].decode()
+        assert header.split("-")[1] == trace_id, "the Kafka message continues the HTTP trace"
+
+        # the consumer side: the bridge handles the record inside a span of the same trace,
+        # and the Temporal client call it makes is traced too
+        client = await Client.connect(s.temporal_target, namespace=s.temporal_namespace,
+                                      interceptors=[TracingInterceptor()])
+        consumer = IdempotentConsumer(name=s.topic("trace-test"), topics=[s.topic(REFERRALS)],
+                                      handler=Bridge(client).handle, settings=s, sessions=None)
+        await consumer.dlq_producer.start()
+        try:
+            await consumer.process(record)
+        finally:
+            await consumer.dlq_producer.stop()
+        spans = exporter.get_finished_spans()
+        in_trace = [sp for sp in spans if format(sp.context.trace_id, "032x") == trace_id]
+        names = {sp.name for sp in in_trace}
+        assert any(n.startswith("POST /referrals") for n in names), names
+        assert any(n.startswith("consume ") for n in names), names
+        assert any("PatientJourney" in n for n in names), names  # the Temporal signal
+        # the consumer span's parent is the producer span named in the Kafka header
+        consume = next(sp for sp in in_trace if sp.name.startswith("consume "))
+        assert format(consume.parent.span_id, "016x") == header.split("-")[2]
