@@ -1,0 +1,612 @@
+"""The deployment files agree with each other and with the code they deploy.
+
+Dockerfile, docker-compose.yml and every YAML under deploy/k8s are parsed (PyYAML) and compared
+with `shared.settings.Settings` (every WAYMARK_* name is a real setting), `shared.stack.parts()`
+(every Waymark process is deployed, with the command `waymark run <part>`) and
+`shared.topics.all_topics()` (the KafkaTopic resources are the topics the code creates).
+No network, Docker engine or cluster is needed; the two tests that call a CLI (`docker compose
+config`, `kubectl kustomize`) skip when it is not installed.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from shared.settings import Settings
+from shared.stack import parts
+from shared.topics import all_topics
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = ROOT / "Dockerfile"
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+K8S = ROOT / "deploy" / "k8s"
+
+INFRA_SERVICES = {"postgres", "kafka", "temporal", "temporal-ui"}
+ONE_SHOTS = {"migrate": ["waymark", "migrate"], "topics": ["waymark", "topics"]}
+KEYS_DIR = "/var/lib/waymark/keys"
+# Files under deploy/k8s that are deliberately not in kustomization.yaml: the Secret template
+# (applying its placeholders would overwrite the real Secrets) and the Temporal Helm values.
+NOT_KUSTOMIZED = {"secrets.template.yaml", "temporal-values.yaml"}
+# Deployments without a liveness probe, and why (the worker has no per-process health signal)
+NO_LIVENESS_PROBE = {"journeys-worker"}
+
+
+# ---- loading -----------------------------------------------------------------------------------
+
+def app_parts() -> set[str]:
+    return {p.name for p in parts() if p.kind == "app"}
+
+
+@cache
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+def services() -> dict[str, dict[str, Any]]:
+    return compose()["services"]
+
+
+def waymark_services() -> dict[str, dict[str, Any]]:
+    """Compose services that run the Waymark image (their command starts with `waymark`)."""
+    return {name: svc for name, svc in services().items()
+            if (svc.get("command") or [None])[0] == "waymark"}
+
+
+@cache
+def k8s_files() -> dict[str, list[dict[str, Any]]]:
+    """Every YAML file under deploy/k8s, relative path -> its (non-empty) documents."""
+    files = {}
+    for path in sorted(K8S.rglob("*.y*ml")):
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+        files[path.relative_to(K8S).as_posix()] = docs
+    return files
+
+
+def manifests() -> list[dict[str, Any]]:
+    """Every Kubernetes object under deploy/k8s (the Secret template included)."""
+    return [d for docs in k8s_files().values() for d in docs
+            if isinstance(d, dict) and "apiVersion" in d and "kind" in d
+            and d["kind"] != "Kustomization"]
+
+
+def objects(kind: str) -> list[dict[str, Any]]:
+    return [m for m in manifests() if m["kind"] == kind]
+
+
+def one(kind: str) -> dict[str, Any]:
+    found = objects(kind)
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def by_name(kind: str) -> dict[str, dict[str, Any]]:
+    return {m["metadata"]["name"]: m for m in objects(kind)}
+
+
+def kustomization() -> dict[str, Any]:
+    return k8s_files()["kustomization.yaml"][0]
+
+
+def temporal_values() -> dict[str, Any]:
+    return k8s_files()["temporal-values.yaml"][0]
+
+
+def configmap_data() -> dict[str, str]:
+    return by_name("ConfigMap")["waymark-config"]["data"]
+
+
+def secret_keys() -> dict[str, set[str]]:
+    """Secret name -> its keys, from the Secret template."""
+    return {name: set(s.get("stringData", {})) | set(s.get("data", {}))
+            for name, s in by_name("Secret").items()}
+
+
+_INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
+
+
+def compose_value(value: object) -> str:
+    """A Compose value as `docker compose` would see it with nothing set in the environment."""
+    return _INTERPOLATION.sub(lambda m: m.group(2) or "", str(value))
+
+
+def settings_from(env: dict[str, object]) -> Settings:
+    """Build Settings from WAYMARK_* variables exactly as given (init values beat the process
+    environment, which the test session's conftest changes)."""
+    return Settings(**{k.removeprefix("WAYMARK_").lower(): v for k, v in env.items()
+                       if k.startswith("WAYMARK_")})
+
+
+def assert_real_settings(names: set[str], where: str) -> None:
+    assert names, f"no WAYMARK_* variables found in {where}"
+    unknown = {n for n in names if n.removeprefix("WAYMARK_").lower() not in Settings.model_fields}
+    assert not unknown, f"{where} sets WAYMARK_* variables Settings does not have: {sorted(unknown)}"
+
+
+def dockerfile_uid() -> int:
+    users = re.findall(r"^USER\s+(\S+)", DOCKERFILE.read_text(), flags=re.M)
+    assert users, "the Dockerfile sets no USER"
+    return int(users[-1].split(":")[0])
+
+
+def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
+    return workload["spec"]["template"]["spec"]
+
+
+def container(workload: dict[str, Any]) -> dict[str, Any]:
+    containers = pod_spec(workload)["containers"]
+    assert len(containers) == 1, f"{workload['metadata']['name']}: expected one container"
+    return containers[0]
+
+
+def workloads() -> list[dict[str, Any]]:
+    return objects("Deployment") + objects("Job")
+
+
+# ---- Dockerfile --------------------------------------------------------------------------------
+
+class TestDockerfile:
+    def test_builds_from_python_3_11_slim_and_installs_the_project(self) -> None:
+        text = DOCKERFILE.read_text()
+        assert re.findall(r"^FROM\s+(\S+)", text, flags=re.M)[-1] == "python:3.11-slim"
+        assert re.search(r"pip install \.(\s|$)", text)
+
+    def test_runs_as_a_numeric_non_root_user(self) -> None:
+        assert dockerfile_uid() != 0
+
+    def test_default_command_prints_help(self) -> None:
+        cmds = re.findall(r"^CMD\s+(.+)$", DOCKERFILE.read_text(), flags=re.M)
+        assert yaml.safe_load(cmds[-1]) == ["waymark", "--help"]
+
+    def test_sets_only_real_settings(self) -> None:
+        names = set(re.findall(r"\b(WAYMARK_[A-Z0-9_]+)=", DOCKERFILE.read_text()))
+        assert_real_settings(names, "Dockerfile")
+
+    def test_copies_no_local_state_or_keys(self) -> None:
+        copies = re.findall(r"^COPY\s+(?!--from)(.+)$", DOCKERFILE.read_text(), flags=re.M)
+        for line in copies:
+            assert ".waymark" not in line and ".pem" not in line and ".key" not in line, line
+        ignored = (ROOT / ".dockerignore").read_text().split()
+        assert ".waymark" in ignored and "**/*.pem" in ignored and "**/*.key" in ignored
+
+
+# ---- docker-compose.yml ------------------------------------------------------------------------
+
+class TestCompose:
+    def test_has_the_infrastructure_on_pinned_official_images(self) -> None:
+        svcs = services()
+        assert INFRA_SERVICES <= set(svcs)
+        assert svcs["postgres"]["image"] == "postgres:15"
+        assert svcs["kafka"]["image"] == "apache/kafka:4.1.1"
+        for name, repo in (("temporal", "temporalio/auto-setup"), ("temporal-ui", "temporalio/ui")):
+            image_repo, _, tag = svcs[name]["image"].partition(":")
+            assert image_repo == repo and re.fullmatch(r"\d+\.\d+\.\d+", tag), svcs[name]["image"]
+
+    def test_postgres_is_checked_with_pg_isready(self) -> None:
+        pg = services()["postgres"]
+        assert "pg_isready" in pg["healthcheck"]["test"]
+        assert any(str(v).endswith(":/var/lib/postgresql/data") for v in pg["volumes"])
+
+    def test_kafka_is_one_kraft_node_that_creates_no_topics_by_itself(self) -> None:
+        kafka = services()["kafka"]
+        env = {k: str(v) for k, v in kafka["environment"].items()}
+        assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+        node, _, voter = env["KAFKA_CONTROLLER_QUORUM_VOTERS"].partition("@")
+        assert node == env["KAFKA_NODE_ID"] and voter.startswith("kafka:")
+        # the voter's port is the CONTROLLER listener's
+        assert f"CONTROLLER://:{voter.rsplit(':', 1)[1]}" in env["KAFKA_LISTENERS"]
+        assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] == "CONTROLLER"
+        for name in ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+                     "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+                     "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "KAFKA_DEFAULT_REPLICATION_FACTOR"):
+            assert env[name] == "1", name
+        assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+        assert kafka["healthcheck"]["test"][1] == "/opt/kafka/bin/kafka-broker-api-versions.sh"
+        assert any(str(v).endswith(":" + env["KAFKA_LOG_DIRS"]) for v in kafka["volumes"])
+
+    def test_kafka_advertises_the_address_waymark_connects_to(self) -> None:
+        env = services()["kafka"]["environment"]
+        advertised = env["KAFKA_ADVERTISED_LISTENERS"].split("PLAINTEXT://", 1)[1].split(",")[0]
+        assert advertised == compose()["x-waymark-env"]["WAYMARK_KAFKA_BOOTSTRAP"]
+
+    def test_temporal_uses_the_shared_postgres_and_registers_waymarks_namespace(self) -> None:
+        env = services()["temporal"]["environment"]
+        waymark_env = compose()["x-waymark-env"]
+        assert env["DB"] == "postgres12"
+        assert env["POSTGRES_SEEDS"] == "postgres"
+        assert env["DEFAULT_NAMESPACE"] == waymark_env["WAYMARK_TEMPORAL_NAMESPACE"]
+        assert waymark_env["WAYMARK_TEMPORAL_ADDRESS"].split(":")[0] == "temporal"
+        assert services()["temporal-ui"]["environment"]["TEMPORAL_ADDRESS"] == \
+            waymark_env["WAYMARK_TEMPORAL_ADDRESS"]
+
+    def test_runs_every_waymark_part_and_the_one_shot_jobs(self) -> None:
+        svcs = services()
+        for part in app_parts():
+            assert part in svcs, f"docker-compose.yml has no service for {part}"
+            assert svcs[part]["command"] == ["waymark", "run", part]
+        for name, command in ONE_SHOTS.items():
+            assert svcs[name]["command"] == command
+            assert svcs[name]["restart"] == "no"
+        assert set(waymark_services()) == app_parts() | set(ONE_SHOTS)
+
+    def test_every_waymark_service_uses_the_image_built_from_the_dockerfile(self) -> None:
+        images = set()
+        for name, svc in waymark_services().items():
+            build = svc.get("build")
+            assert build, f"{name} does not build the Waymark image"
+            context = build if isinstance(build, str) else build["context"]
+            dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile",
+                                                                              "Dockerfile")
+            assert (COMPOSE_FILE.parent / context).resolve() == ROOT
+            assert (ROOT / dockerfile).resolve() == DOCKERFILE
+            images.add(svc["image"])
+        assert len(images) == 1, f"Waymark services use different images: {images}"
+
+    def test_waymark_services_wait_for_the_jobs_and_healthy_infrastructure(self) -> None:
+        svcs = services()
+        for name, svc in waymark_services().items():
+            deps = svc.get("depends_on")
+            assert isinstance(deps, dict) and deps, f"{name}: depends_on must name conditions"
+            for dep, spec in deps.items():
+                assert dep in svcs, f"{name} depends on unknown service {dep}"
+                expected = ("service_completed_successfully" if dep in ONE_SHOTS
+                            else "service_healthy")
+                assert spec.get("condition") == expected, f"{name} -> {dep}"
+                if expected == "service_healthy":
+                    assert "healthcheck" in svcs[dep], f"{dep} has no healthcheck to wait for"
+            if name in app_parts():
+                assert set(ONE_SHOTS) <= set(deps), f"{name} must wait for migrate and topics"
+        assert "postgres" in svcs["migrate"]["depends_on"]
+        assert "kafka" in svcs["topics"]["depends_on"]
+        for part in ("journeys-worker", "journeys-bridge"):
+            assert "temporal" in svcs[part]["depends_on"]
+
+    def test_every_waymark_variable_is_a_real_setting(self) -> None:
+        names = set(compose()["x-waymark-env"])
+        for svc in waymark_services().values():
+            names |= {n for n in svc["environment"] if n.startswith("WAYMARK_")}
+        assert_real_settings(names, "docker-compose.yml")
+        for svc in waymark_services().values():
+            assert svc["environment"] == compose()["x-waymark-env"]
+
+    def test_settings_point_at_the_compose_services(self) -> None:
+        env = compose()["x-waymark-env"]
+        s = settings_from({k: compose_value(v) for k, v in env.items()})
+        svcs = services()
+        pg_env = svcs["postgres"]["environment"]
+        assert s.pg_host == "postgres" and s.pg_port == 5432
+        assert s.pg_user == pg_env["POSTGRES_USER"] and s.db_name == pg_env["POSTGRES_DB"]
+        # one password, taken from the same variable with the same default
+        assert env["WAYMARK_PG_PASSWORD"] == pg_env["POSTGRES_PASSWORD"]
+        assert s.bootstrap_servers.split(":")[0] in svcs
+        assert s.temporal_target.split(":")[0] in svcs
+        assert s.api_host == "0.0.0.0"
+        # the referrals API listens on the container port that is published
+        published = [str(p) for p in svcs["referrals-api"]["ports"]]
+        assert published == [f"18101:{s.api_port('referrals')}"]
+        assert s.api_port("referrals") == 8000
+
+    def test_keys_live_in_the_shared_named_volume(self) -> None:
+        declared = set(compose()["volumes"])
+        assert {"postgres-data", "kafka-data", "waymark-keys"} <= declared
+        env = compose()["x-waymark-env"]
+        for name, svc in waymark_services().items():
+            assert f"waymark-keys:{KEYS_DIR}" in svc["volumes"], name
+        for var in ("WAYMARK_JWT_PUBLIC_KEY_PATH", "WAYMARK_JWT_PRIVATE_KEY_PATH",
+                    "WAYMARK_PSEUDONYM_KEY_PATH"):
+            assert env[var].startswith(KEYS_DIR + "/"), var
+        assert env["WAYMARK_HOME"] == str(Path(KEYS_DIR).parent)
+
+    def test_passwords_come_from_the_environment_not_the_file(self) -> None:
+        passwords = [compose()["x-waymark-env"]["WAYMARK_PG_PASSWORD"],
+                     services()["postgres"]["environment"]["POSTGRES_PASSWORD"],
+                     services()["temporal"]["environment"]["POSTGRES_PWD"]]
+        for value in passwords:
+            assert _INTERPOLATION.fullmatch(value), f"literal password in compose: {value!r}"
+
+    def test_docker_compose_accepts_the_file(self) -> None:
+        docker = shutil.which("docker")
+        if docker is None:
+            pytest.skip("the docker CLI is not on PATH")
+        version = subprocess.run([docker, "compose", "version"], capture_output=True, text=True)
+        if version.returncode != 0:
+            pytest.skip(f"the docker CLI has no compose plugin: {version.stderr.strip()}")
+        result = subprocess.run([docker, "compose", "-f", str(COMPOSE_FILE), "config", "-q"],
+                                cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+
+
+# ---- deploy/k8s --------------------------------------------------------------------------------
+
+class TestKustomization:
+    def test_every_yaml_file_parses_and_every_object_is_named(self) -> None:
+        assert k8s_files(), "no YAML under deploy/k8s"
+        for m in manifests():
+            assert m["metadata"]["name"], m
+
+    def test_lists_every_manifest_file_and_only_existing_files(self) -> None:
+        listed = kustomization()["resources"]
+        assert len(listed) == len(set(listed)), "a file is listed twice"
+        for name in listed:
+            assert (K8S / name).is_file(), f"kustomization.yaml lists missing {name}"
+        manifest_files = {
+            name for name, docs in k8s_files().items()
+            if name != "kustomization.yaml"
+            and any(isinstance(d, dict) and "kind" in d and "apiVersion" in d for d in docs)}
+        assert set(listed) == manifest_files - NOT_KUSTOMIZED
+
+    def test_keeps_the_secret_template_and_helm_values_out(self) -> None:
+        listed = set(kustomization()["resources"])
+        assert not listed & NOT_KUSTOMIZED
+        for name in NOT_KUSTOMIZED:
+            assert name in k8s_files(), f"{name} is missing"
+        assert all(d.get("kind") == "Secret" for d in k8s_files()["secrets.template.yaml"])
+        assert "kind" not in temporal_values()
+
+    def test_everything_goes_into_the_waymark_namespace(self) -> None:
+        assert kustomization()["namespace"] == "waymark"
+        assert one("Namespace")["metadata"]["name"] == "waymark"
+        for secret in objects("Secret"):
+            assert secret["metadata"]["namespace"] == "waymark"
+
+    def test_kubectl_renders_it(self) -> None:
+        kubectl = shutil.which("kubectl")
+        if kubectl is None:
+            pytest.skip("kubectl is not on PATH")
+        result = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        rendered = [d for d in yaml.safe_load_all(result.stdout) if d]
+        expected = sum(len(k8s_files()[f]) for f in kustomization()["resources"])
+        assert len(rendered) == expected
+        image = kustomization()["images"][0]
+        for doc in rendered:
+            if doc["kind"] != "Namespace":
+                assert doc["metadata"]["namespace"] == "waymark", doc["metadata"]["name"]
+            if doc["kind"] in ("Deployment", "Job"):
+                assert container(doc)["image"] == f"{image['newName']}:{image['newTag']}"
+
+
+class TestWorkloads:
+    def test_a_deployment_runs_each_waymark_part(self) -> None:
+        deployments = by_name("Deployment")
+        assert set(deployments) == app_parts()
+        for name, d in deployments.items():
+            assert container(d)["command"] == ["waymark", "run", name]
+            assert d["spec"]["replicas"] == 2, name
+
+    def test_migrations_run_as_a_job(self) -> None:
+        job = by_name("Job")["waymark-migrate"]
+        assert container(job)["command"] == ["waymark", "migrate"]
+        assert pod_spec(job)["restartPolicy"] == "Never"
+
+    def test_every_container_uses_the_waymark_image_that_kustomize_sets(self) -> None:
+        names = {i["name"] for i in kustomization()["images"]}
+        for w in workloads():
+            assert container(w)["image"] in names, w["metadata"]["name"]
+            assert container(w)["command"][0] == "waymark"
+
+    def test_selectors_match_the_pod_labels(self) -> None:
+        for d in objects("Deployment"):
+            labels = d["spec"]["template"]["metadata"]["labels"]
+            for k, v in d["spec"]["selector"]["matchLabels"].items():
+                assert labels.get(k) == v, d["metadata"]["name"]
+            assert labels["app.kubernetes.io/name"] == "waymark"
+
+    def test_resources_are_requested_and_limited(self) -> None:
+        for w in workloads():
+            res = container(w)["resources"]
+            assert {"cpu", "memory"} <= set(res["requests"]), w["metadata"]["name"]
+            assert "memory" in res["limits"], w["metadata"]["name"]
+
+    def test_containers_run_locked_down_as_the_images_user(self) -> None:
+        for w in workloads():
+            name = w["metadata"]["name"]
+            pod = pod_spec(w)["securityContext"]
+            assert pod["runAsNonRoot"] is True and pod["runAsUser"] == dockerfile_uid(), name
+            assert pod["seccompProfile"]["type"] == "RuntimeDefault", name
+            c = container(w)["securityContext"]
+            assert c["readOnlyRootFilesystem"] is True, name
+            assert c["allowPrivilegeEscalation"] is False, name
+            assert c["capabilities"]["drop"] == ["ALL"], name
+            assert pod_spec(w)["automountServiceAccountToken"] is False, name
+            # with a read-only root, WAYMARK_HOME and /tmp must be writable volumes
+            mounts = {m["mountPath"] for m in container(w)["volumeMounts"]}
+            assert {configmap_data()["WAYMARK_HOME"], "/tmp"} <= mounts, name
+
+    def test_http_parts_have_readiness_and_liveness_on_their_port(self) -> None:
+        s = settings_from(configmap_data())
+        api = container(by_name("Deployment")["referrals-api"])
+        port = {p["name"]: p["containerPort"] for p in api["ports"]}
+        assert list(port.values()) == [s.api_port("referrals")] == [8000]
+        for probe in ("readinessProbe", "livenessProbe"):
+            get = api[probe]["httpGet"]
+            assert get["path"] == "/health"
+            assert port.get(get["port"], get["port"]) == 8000
+
+    def test_other_parts_have_a_liveness_probe_unless_documented(self) -> None:
+        for name, d in by_name("Deployment").items():
+            c = container(d)
+            if name in NO_LIVENESS_PROBE:
+                assert "livenessProbe" not in c, f"{name} has a probe now: update the test"
+                continue
+            assert "livenessProbe" in c, f"{name} has no liveness probe"
+            probe = c["livenessProbe"]
+            if "exec" in probe:
+                # the heartbeat file the process writes is named after the part
+                assert f"'{name}.alive'" in " ".join(probe["exec"]["command"]), name
+
+    def test_the_api_service_reaches_the_api_pods(self) -> None:
+        svc = by_name("Service")["referrals-api"]
+        pods = by_name("Deployment")["referrals-api"]["spec"]["template"]["metadata"]["labels"]
+        for k, v in svc["spec"]["selector"].items():
+            assert pods.get(k) == v
+        api_ports = {p["name"]: p["containerPort"]
+                     for p in container(by_name("Deployment")["referrals-api"])["ports"]}
+        target = svc["spec"]["ports"][0]["targetPort"]
+        assert api_ports.get(target, target) == 8000
+
+    def test_every_deployment_has_a_disruption_budget(self) -> None:
+        pdbs = objects("PodDisruptionBudget")
+        for name, d in by_name("Deployment").items():
+            labels = d["spec"]["template"]["metadata"]["labels"]
+            matching = [p for p in pdbs if all(labels.get(k) == v for k, v in
+                                               p["spec"]["selector"]["matchLabels"].items())]
+            assert len(matching) == 1, f"{name}: {len(matching)} PodDisruptionBudgets"
+            assert matching[0]["spec"]["minAvailable"] < d["spec"]["replicas"], name
+
+
+class TestSettingsAndSecrets:
+    def test_every_waymark_variable_is_a_real_setting(self) -> None:
+        names = set(configmap_data())
+        for keys in secret_keys().values():
+            names |= {k for k in keys if k.startswith("WAYMARK_")}
+        for w in workloads():
+            names |= {e["name"] for e in container(w).get("env", [])}
+        assert_real_settings(names, "deploy/k8s")
+
+    def test_workloads_read_only_configmaps_and_secrets_that_exist(self) -> None:
+        configmaps = set(by_name("ConfigMap"))
+        secrets = secret_keys()
+        for w in workloads():
+            c = container(w)
+            for source in c.get("envFrom", []):
+                assert source["configMapRef"]["name"] in configmaps
+            for e in c.get("env", []):
+                ref = e["valueFrom"]["secretKeyRef"]
+                assert ref["key"] in secrets[ref["name"]], e["name"]
+            for v in pod_spec(w).get("volumes", []):
+                if "secret" in v:
+                    assert v["secret"]["secretName"] in secrets
+
+    def test_keys_are_mounted_where_the_settings_look(self) -> None:
+        data = configmap_data()
+        keys_secret = secret_keys()["waymark-keys"]
+        for var in ("WAYMARK_JWT_PUBLIC_KEY_PATH", "WAYMARK_PSEUDONYM_KEY_PATH"):
+            path = Path(data[var])
+            assert path.parent.as_posix() == KEYS_DIR and path.name in keys_secret, var
+        # the private key that mints tokens is never deployed
+        assert "WAYMARK_JWT_PRIVATE_KEY_PATH" not in data
+        assert not any("private" in k for k in keys_secret)
+        for d in objects("Deployment"):
+            mounts = {m["mountPath"]: m for m in container(d)["volumeMounts"]}
+            assert mounts[KEYS_DIR]["readOnly"] is True, d["metadata"]["name"]
+
+    def test_the_secret_template_holds_only_placeholders(self) -> None:
+        for name, secret in by_name("Secret").items():
+            assert "data" not in secret, f"{name}: use stringData placeholders, not data"
+            for key, value in secret["stringData"].items():
+                if key != "username":
+                    assert "REPLACE-ME" in value, f"{name}.{key} is not a placeholder"
+
+    def test_settings_point_at_the_cluster_resources(self) -> None:
+        s = settings_from(configmap_data())
+        pg = one("Cluster")
+        kafka = one("Kafka")
+        initdb = pg["spec"]["bootstrap"]["initdb"]
+        assert s.pg_host == f"{pg['metadata']['name']}-rw" and s.pg_port == 5432
+        assert s.db_name == initdb["database"]
+        app_secret = by_name("Secret")[initdb["secret"]["name"]]
+        assert s.pg_user == initdb["owner"] == app_secret["stringData"]["username"]
+        for w in workloads():
+            refs = [e["valueFrom"]["secretKeyRef"] for e in container(w)["env"]
+                    if e["name"] == "WAYMARK_PG_PASSWORD"]
+            assert refs == [{"name": initdb["secret"]["name"], "key": "password"}]
+        plain = next(li for li in kafka["spec"]["kafka"]["listeners"] if li["name"] == "plain")
+        assert s.bootstrap_servers == f"{kafka['metadata']['name']}-kafka-bootstrap:{plain['port']}"
+        # the Helm release `temporal` names its frontend Service temporal-frontend
+        assert s.temporal_target == "temporal-frontend:7233"
+        namespaces = temporal_values()["server"]["config"]["namespaces"]
+        assert namespaces["create"] is True
+        assert s.temporal_namespace in {n["name"] for n in namespaces["namespace"]}
+        assert s.api_host == "0.0.0.0"
+
+
+class TestInfrastructure:
+    def test_kafka_is_a_three_node_kraft_cluster(self) -> None:
+        kafka, pool = one("Kafka"), one("KafkaNodePool")
+        assert pool["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+        assert pool["spec"]["replicas"] == 3
+        assert set(pool["spec"]["roles"]) == {"broker", "controller"}
+        assert "zookeeper" not in kafka["spec"]
+        config = kafka["spec"]["kafka"]["config"]
+        assert config["min.insync.replicas"] == 2
+        assert config["default.replication.factor"] == 3
+        assert config["offsets.topic.replication.factor"] == 3
+        assert config["auto.create.topics.enable"] is False
+        assert "topicOperator" in kafka["spec"]["entityOperator"]
+
+    def test_kafka_topics_are_the_topics_the_code_creates(self) -> None:
+        cluster = one("Kafka")["metadata"]["name"]
+        declared = {}
+        for t in objects("KafkaTopic"):
+            assert t["metadata"]["labels"]["strimzi.io/cluster"] == cluster
+            spec = t["spec"]
+            assert spec["replicas"] == 3
+            assert spec["config"]["min.insync.replicas"] == 2
+            declared[spec["topicName"]] = (spec["partitions"], spec["config"]["retention.ms"],
+                                           spec["config"]["cleanup.policy"])
+        wanted = {t.name: (t.partitions, t.retention_ms, t.cleanup_policy) for t in all_topics()}
+        assert declared == wanted
+
+    def test_every_topic_has_a_dead_letter_topic(self) -> None:
+        names = {t["spec"]["topicName"] for t in objects("KafkaTopic")}
+        events = {n for n in names if not n.endswith(".dlq")}
+        assert events
+        for name in events:
+            assert f"{name}.dlq" in names, name
+        assert {n.removesuffix(".dlq") for n in names - events} == events
+
+    def test_postgres_is_a_three_instance_cluster_with_temporals_databases(self) -> None:
+        pg = one("Cluster")
+        assert pg["spec"]["instances"] == 3
+        roles = {r["name"]: r for r in pg["spec"]["managed"]["roles"]}
+        databases = {d["spec"]["name"]: d["spec"] for d in objects("Database")}
+        stores = temporal_values()["server"]["config"]["persistence"]["datastores"]
+        for store in stores.values():
+            sql = store["sql"]
+            assert sql["connectAddr"].split(".")[0].split(":")[0] == f"{pg['metadata']['name']}-rw"
+            db = databases[sql["databaseName"]]
+            assert db["cluster"]["name"] == pg["metadata"]["name"]
+            assert db["owner"] == sql["user"] and sql["user"] in roles
+            secret = roles[sql["user"]]["passwordSecret"]["name"]
+            assert sql["existingSecret"] == secret
+            assert by_name("Secret")[secret]["stringData"]["username"] == sql["user"]
+            assert "password" not in sql, "Temporal's password belongs in the Secret"
+
+
+class TestNetworkPolicy:
+    def test_waymark_pods_are_denied_by_default(self) -> None:
+        deny = by_name("NetworkPolicy")["waymark-default-deny"]
+        assert deny["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "waymark"}
+        assert set(deny["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+        assert "ingress" not in deny["spec"] and "egress" not in deny["spec"]
+
+    def test_waymark_pods_may_reach_dns_postgres_kafka_and_temporal(self) -> None:
+        s = settings_from(configmap_data())
+        egress = by_name("NetworkPolicy")["waymark-egress"]["spec"]["egress"]
+        ports = {p["port"] for rule in egress for p in rule["ports"]}
+        kafka_port = int(s.bootstrap_servers.rsplit(":", 1)[1])
+        temporal_port = int(s.temporal_target.rsplit(":", 1)[1])
+        assert ports == {53, s.pg_port, kafka_port, temporal_port}
+
+    def test_the_api_accepts_traffic_on_its_port_only(self) -> None:
+        policy = by_name("NetworkPolicy")["referrals-api-ingress"]["spec"]
+        assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == \
+            "referrals-api"
+        ports = {p["port"] for rule in policy["ingress"] for p in rule["ports"]}
+        assert ports == {settings_from(configmap_data()).api_port("referrals")}
+
+    def test_only_waymark_pods_reach_the_kafka_listener(self) -> None:
+        listeners = one("Kafka")["spec"]["kafka"]["listeners"]
+        for listener in listeners:
+            peers = listener["networkPolicyPeers"]
+            assert peers == [{"podSelector": {"matchLabels":
+                                              {"app.kubernetes.io/name": "waymark"}}}]
