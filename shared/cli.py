@@ -123,6 +123,24 @@ def cmd_schemas(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
+def cmd_seed(args: argparse.Namespace, s: Settings) -> int:
+    import httpx
+
+    from shared.demo import seed
+
+    try:
+        ids = seed(s)
+    except httpx.HTTPError as exc:
+        print(f"seeding failed ({exc}); is the stack up? `waymark up`", file=sys.stderr)
+        return 1
+    print(f"demo data: {len(ids)} referrals for synthetic patients (idempotent)")
+    print(f"journeys: http://127.0.0.1:{s.temporal_ui_port}/namespaces/"
+          f"{s.temporal_namespace}/workflows")
+    print(f"referrals API: http://127.0.0.1:{s.api_port('referrals')}/docs "
+          "(token: waymark token --role clinician --org GP-A81001)")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace, s: Settings) -> int:
     """Run one part in the foreground (what a container runs)."""
     from shared import stack
@@ -178,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     sch = sub.add_parser("schemas", help="export or check the events' JSON Schemas")
     sch.add_argument("action", choices=["export", "check"])
     sch.set_defaults(fn=cmd_schemas)
+
+    seed = sub.add_parser("seed", help="load synthetic demo data through the APIs")
+    seed.set_defaults(fn=cmd_seed)
 
     run = sub.add_parser("run", help="run one Waymark part in the foreground")
     run.add_argument("part")

@@ -1,0 +1,90 @@
+"""`waymark seed`: synthetic demo data, sent through the public APIs like any client would.
+
+Every person here is invented. NHS numbers are in the 999 range that NHS England keeps for
+test data, so none belongs to a real person. Seeding twice changes nothing (each request
+carries an Idempotency-Key).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from shared.auth import mint_token
+from shared.settings import Settings
+
+
+def _with_check_digit(nine: str) -> str | None:
+    total = sum(int(d) * w for d, w in zip(nine, range(10, 1, -1), strict=True))
+    check = 11 - total % 11
+    check = 0 if check == 11 else check
+    return None if check == 10 else nine + str(check)
+
+
+def demo_nhs_numbers(n: int) -> list[str]:
+    out, i = [], 0
+    while len(out) < n:
+        number = _with_check_digit(f"999{i:06d}")
+        if number:
+            out.append(number)
+        i += 1
+    return out
+
+
+@dataclass(frozen=True)
+class DemoReferral:
+    patient: int
+    from_org: str
+    to_org: str
+    to_service_id: str
+    category: str
+    reasons: tuple[str, ...]
+    summary: str
+    priority: str = "routine"
+    needs: tuple[str, ...] = ()
+
+
+PEOPLE = [("Ada", "Demo-Lovelace", "1968-02-11"), ("Ben", "Demo-Okafor", "1979-07-30"),
+          ("Cara", "Demo-Nowak", "1985-11-03"), ("Dev", "Demo-Patel", "1959-05-21"),
+          ("Eli", "Demo-Jones", "1992-09-14")]
+
+REFERRALS = [
+    DemoReferral(0, "GP-A81001", "PAIN-RTH", "svc-pain-mgmt-programme", "pain_management",
+                 ("279039007", "35489007"), "Persistent low back pain 14 months; low mood."),
+    DemoReferral(0, "GP-A81001", "TT-TALK1", "svc-talking-therapies-ltc", "talking_therapies",
+                 ("82423001", "35489007"), "Talking therapies for long-term conditions."),
+    DemoReferral(1, "GP-A81002", "PHYSIO-1", "svc-msk-physio", "physiotherapy",
+                 ("81680005",), "Neck pain after a fall at work.", needs=("interpreter: Igbo",)),
+    DemoReferral(2, "GP-A81002", "SP-LINK1", "svc-social-prescribing", "social_prescribing",
+                 ("82423001", "197480006"), "Chronic pain, anxiety, isolated."),
+    DemoReferral(3, "GP-A81003", "PAIN-RTH", "svc-pain-clinic", "pain_management",
+                 ("279039007",), "Back pain, three A&E attendances this year.",
+                 priority="urgent", needs=("easy read", "carer present")),
+    DemoReferral(4, "OH-WORK1", "PHYSIO-1", "svc-msk-physio", "physiotherapy",
+                 ("279039007",), "Workplace referral: lifting injury.", ),
+]
+
+
+def seed(settings: Settings) -> list[str]:
+    numbers = demo_nhs_numbers(len(PEOPLE))
+    base = f"http://127.0.0.1:{settings.api_port('referrals')}"
+    created = []
+    with httpx.Client(base_url=base, timeout=30) as http:
+        for i, r in enumerate(REFERRALS):
+            given, family, dob = PEOPLE[r.patient]
+            token = mint_token(settings, sub=f"demo-clinician-{r.from_org}", roles=["clinician"],
+                               org=r.from_org, name="Demo Clinician")
+            body = {"patient": {"nhs_number": numbers[r.patient], "given_name": given,
+                                "family_name": family, "birth_date": dob},
+                    "source": "workplace" if r.from_org.startswith("OH-") else "gp",
+                    "from_practitioner": "Dr Demo", "to_org": r.to_org,
+                    "to_service_id": r.to_service_id, "service_category": r.category,
+                    "reason_codes": list(r.reasons), "clinical_summary": r.summary,
+                    "priority": r.priority, "consent_to_referral": True,
+                    "communication_needs": list(r.needs)}
+            resp = http.post("/referrals", json=body, headers={
+                "Authorization": f"Bearer {token}", "Idempotency-Key": f"demo-seed-{i}"})
+            resp.raise_for_status()
+            created.append(resp.json()["id"])
+    return created
