@@ -90,9 +90,16 @@ def cmd_migrate(args: argparse.Namespace, s: Settings) -> int:
     from shared.migrations import migrate_all
     from shared.stack import ensure_database
 
+    from shared.auth import ensure_keys
+    from shared.pseudonym import ensure_pseudonym_key
+
     async def go() -> list[str]:
         await ensure_database(s)
         return await migrate_all(s)
+
+    # keys live beside the data they protect; created once, never overwritten
+    ensure_keys(s)
+    ensure_pseudonym_key(s)
 
     print("migrated: " + ", ".join(asyncio.run(go())))
     return 0
@@ -186,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--minutes", type=int, default=480)
     tok.set_defaults(fn=cmd_token)
 
-    mig = sub.add_parser("migrate", help="create the database and run every service's migrations")
+    mig = sub.add_parser("migrate", help="create the database, run every service's migrations, create missing keys")
     mig.set_defaults(fn=cmd_migrate)
 
     top = sub.add_parser("topics", help="create the Kafka topics")

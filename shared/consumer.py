@@ -118,16 +118,22 @@ class IdempotentConsumer:
         """Consume until `stop` is set; the message in hand is finished and committed first."""
         while not stop.is_set():
             self._beat()
-            batches = await self.consumer.getmany(timeout_ms=500, max_records=100)
-            for tp, records in batches.items():
-                done = None
-                for record in records:
-                    if stop.is_set() or tp not in self.consumer.assignment():
-                        break
-                    await self.process(record)
-                    done = record.offset
-                if done is not None:
-                    await self._commit(tp, done + 1)
+            batches = await self.consumer.getmany(timeout_ms=500, max_records=500)
+            # partitions are independent (a patient's events share one), so they are worked
+            # on concurrently; within a partition, strictly in order
+            await asyncio.gather(*(self._process_partition(tp, records, stop)
+                                   for tp, records in batches.items()))
+
+    async def _process_partition(self, tp: TopicPartition, records: list[ConsumerRecord],
+                                 stop: asyncio.Event) -> None:
+        done = None
+        for record in records:
+            if stop.is_set() or tp not in self.consumer.assignment():
+                break
+            await self.process(record)
+            done = record.offset
+        if done is not None:
+            await self._commit(tp, done + 1)
 
     async def _commit(self, tp: TopicPartition, offset: int) -> None:
         if tp not in self.consumer.assignment():

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.settings import Settings
+from shared.settings import SERVICE_SCHEMAS, Settings
 from shared.stack import parts
 from shared.topics import all_topics
 
@@ -127,7 +127,7 @@ def settings_from(env: dict[str, object]) -> Settings:
 def assert_real_settings(names: set[str], where: str) -> None:
     assert names, f"no WAYMARK_* variables found in {where}"
     unknown = {n for n in names if n.removeprefix("WAYMARK_").lower() not in Settings.model_fields}
-    assert not unknown, f"{where} sets WAYMARK_* variables Settings does not have: {sorted(unknown)}"
+    assert not unknown, f"{where} sets WAYMARK_* names Settings does not have: {sorted(unknown)}"
 
 
 def dockerfile_uid() -> int:
@@ -589,13 +589,17 @@ class TestNetworkPolicy:
         assert set(deny["spec"]["policyTypes"]) == {"Ingress", "Egress"}
         assert "ingress" not in deny["spec"] and "egress" not in deny["spec"]
 
-    def test_waymark_pods_may_reach_dns_postgres_kafka_and_temporal(self) -> None:
+    def test_waymark_pods_may_reach_dns_postgres_kafka_temporal_and_the_apis(self) -> None:
         s = settings_from(configmap_data())
         egress = by_name("NetworkPolicy")["waymark-egress"]["spec"]["egress"]
-        ports = {p["port"] for rule in egress for p in rule["ports"]}
+        ports = set()
+        for rule in egress:
+            for p in rule["ports"]:
+                ports |= set(range(p["port"], p.get("endPort", p["port"]) + 1))
         kafka_port = int(s.bootstrap_servers.rsplit(":", 1)[1])
         temporal_port = int(s.temporal_target.rsplit(":", 1)[1])
-        assert ports == {53, s.pg_port, kafka_port, temporal_port}
+        api_ports = {s.api_port(service) for service in SERVICE_SCHEMAS}
+        assert ports == {53, s.pg_port, kafka_port, temporal_port} | api_ports
 
     def test_the_api_accepts_traffic_on_its_port_only(self) -> None:
         policy = by_name("NetworkPolicy")["referrals-api-ingress"]["spec"]

@@ -34,9 +34,17 @@ async def run_worker(settings: Settings | None = None) -> None:
     client = await connect(settings)
     stop = asyncio.Event()
     install_stop_signals(stop)
-    async with build_worker(client):
-        logger.info("journeys worker polling %s in %s", TASK_QUEUE, settings.temporal_namespace)
-        await stop.wait()
+    worker = build_worker(client)
+    running = asyncio.create_task(worker.run())
+    stopping = asyncio.create_task(stop.wait())
+    logger.info("journeys worker polling %s in %s", TASK_QUEUE, settings.temporal_namespace)
+    # a worker that fails on its own ends the process (so a supervisor or probe sees it);
+    # a stop signal shuts it down gracefully, letting running tasks finish
+    await asyncio.wait([running, stopping], return_when=asyncio.FIRST_COMPLETED)
+    if not running.done():
+        await worker.shutdown()
+    stopping.cancel()
+    await running
 
 
 def main() -> None:
