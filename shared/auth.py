@@ -12,6 +12,7 @@ Claims: `sub` (the user), `roles` (clinician, service_staff, coordinator, partne
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,9 @@ from fastapi import Depends, Request
 
 from shared.errors import Forbidden, Unauthenticated
 from shared.settings import Settings, get_settings
+
+#: organisation codes as events carry them (ODS-style codes: letters, digits, '-')
+ORG_CODE = re.compile(r"[A-Za-z0-9-]{1,20}")
 
 
 class Role(StrEnum):
@@ -95,13 +99,17 @@ def verify_token(settings: Settings, token: str) -> Principal:
         raise Unauthenticated("the access token has expired") from None
     except jwt.PyJWTError as exc:
         raise Unauthenticated(f"the access token is not valid: {exc}") from None
+    raw_roles = claims.get("roles")
+    if not isinstance(raw_roles, list) or not all(isinstance(r, str) for r in raw_roles):
+        raise Unauthenticated("the access token's roles must be a list of role names")
     try:
-        roles = frozenset(Role(r) for r in claims.get("roles", []))
+        roles = frozenset(Role(r) for r in raw_roles)
     except ValueError as exc:
         raise Unauthenticated(f"the access token names an unknown role: {exc}") from None
     org = claims.get("org")
-    if not roles or not isinstance(org, str) or not org:
-        raise Unauthenticated("the access token must carry roles and an organisation")
+    if not roles or not isinstance(org, str) or not ORG_CODE.fullmatch(org):
+        raise Unauthenticated("the access token must carry roles and an organisation code "
+                              "(letters, digits and '-', at most 20)")
     return Principal(user=str(claims["sub"]), roles=roles, org=org,
                      ics=str(claims.get("ics", "")), name=str(claims.get("name", "")))
 

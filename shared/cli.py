@@ -87,11 +87,10 @@ def cmd_token(args: argparse.Namespace, s: Settings) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace, s: Settings) -> int:
-    from shared.migrations import migrate_all
-    from shared.stack import ensure_database
-
     from shared.auth import ensure_keys
+    from shared.migrations import migrate_all
     from shared.pseudonym import ensure_pseudonym_key
+    from shared.stack import ensure_database
 
     async def go() -> list[str]:
         await ensure_database(s)
@@ -193,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--minutes", type=int, default=480)
     tok.set_defaults(fn=cmd_token)
 
-    mig = sub.add_parser("migrate", help="create the database, run every service's migrations, create missing keys")
+    mig = sub.add_parser("migrate", help="create the database, run every service's migrations, "
+                                "create missing keys")
     mig.set_defaults(fn=cmd_migrate)
 
     top = sub.add_parser("topics", help="create the Kafka topics")

@@ -62,12 +62,20 @@ class PreconditionRequired(WaymarkError):
     status, title, slug = 428, "Precondition required", "precondition-required"
 
 
+_RESERVED = {"type", "title", "status", "detail", "instance"}
+
+
 def problem(status: int, title: str, detail: str, *, slug: str, instance: str,
-            **extra: Any) -> JSONResponse:
-    body: dict[str, Any] = {"type": PROBLEM_BASE + slug, "title": title, "status": status,
-                            "detail": detail, "instance": instance, **extra}
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    # extension members may not overwrite the standard ones (RFC 9457 section 3.2)
+    body: dict[str, Any] = {k: v for k, v in extra.items() if k not in _RESERVED}
+    body.update({"type": PROBLEM_BASE + slug, "title": title, "status": status,
+                 "detail": detail, "instance": instance})
+    headers = dict(headers or {})
+    if status == 401:
+        headers.setdefault("WWW-Authenticate", "Bearer")
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON,
+                        headers=headers or None)
 
 
 def _clean_validation_errors(errors: list[Any]) -> list[dict[str, Any]]:
@@ -95,7 +103,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem(exc.status_code, str(exc.detail), str(exc.detail),
-                       slug=f"http-{exc.status_code}", instance=request.url.path)
+                       slug=f"http-{exc.status_code}", instance=request.url.path,
+                       headers=dict(exc.headers or {}))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -75,8 +75,8 @@ class Settings(BaseSettings):
                      "temporal_ui_port", "api_port_base")
     @classmethod
     def _port_in_range(cls, v: int) -> int:
-        if not 1 <= v <= 65000:
-            raise ValueError(f"port {v} is out of range 1..65000")
+        if not 1 <= v <= 65535:
+            raise ValueError(f"port {v} is out of range 1..65535")
         return v
 
     @field_validator("instance")
@@ -92,6 +92,10 @@ class Settings(BaseSettings):
                  self.temporal_ui_port]
         if len(set(ports)) != len(ports):
             raise ValueError(f"infrastructure ports must differ, got {ports}")
+        api = {self.api_port_base + 1 + i for i in range(len(SERVICE_SCHEMAS))}
+        if api & set(ports) or max(api) > 65535:
+            raise ValueError(f"API ports {sorted(api)} clash with infrastructure ports {ports} "
+                             "or exceed 65535")
         return self
 
     # --- derived values -------------------------------------------------------------------
@@ -141,7 +145,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The environment a child process needs to see the same settings as `settings`."""
     env = dict(os.environ)
     for name, value in settings.model_dump().items():
-        if value is None or value == "":
-            continue
-        env[f"WAYMARK_{name.upper()}"] = str(value)
+        key = f"WAYMARK_{name.upper()}"
+        if value is None:
+            env.pop(key, None)  # unset here means unset there, whatever the parent has
+        else:
+            env[key] = str(value)
     return env

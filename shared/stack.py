@@ -26,7 +26,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from shared.settings import SERVICE_SCHEMAS, Settings, settings_env
+from shared.settings import Settings, settings_env
 
 logger = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ async def pg_probe(s: Settings, database: str = "postgres") -> bool:
     try:
         conn = await asyncpg.connect(host=s.pg_host, port=s.pg_port, user=s.pg_user,
                                      password=s.pg_password, database=database, timeout=3)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+    except (TimeoutError, OSError, asyncpg.PostgresError):
         return False
     try:
         return await conn.fetchval("SELECT 1") == 1
@@ -332,7 +332,7 @@ async def kafka_probe(s: Settings) -> bool:
         await asyncio.wait_for(admin.start(), 5)
         await asyncio.wait_for(admin.describe_cluster(), 5)
         return True
-    except (KafkaError, OSError, asyncio.TimeoutError):
+    except (TimeoutError, KafkaError, OSError):
         return False
     finally:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 from fastapi import Header, Request, Response
@@ -44,6 +45,14 @@ def _may_read(p: Principal, *, from_org: str, to_org: str, ics: str) -> bool:
     return p.org in (from_org, to_org)
 
 
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _etag(version: int) -> str:
     return f'W/"{version}"'
 
@@ -74,7 +83,8 @@ async def create_referral(
 async def get_referral(referral_id: str, request: Request, session: SessionDep,
                        principal: CurrentPrincipal) -> Response:
     """One referral, to the referrer, the receiving service and the ICS's coordinators."""
-    referral = await ReferralRepository(session).get(referral_id)
+    referral = (await ReferralRepository(session).get(referral_id)
+                if _is_uuid(referral_id) else None)
     if referral is None or not _may_read(principal, from_org=referral.from_org,
                                          to_org=referral.to_org, ics=referral.ics):
         # the same answer for "absent" and "not yours", so ids cannot be probed

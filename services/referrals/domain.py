@@ -38,7 +38,8 @@ class Priority(StrEnum):
     URGENT = "urgent"
 
 
-_NHS_DIGITS = re.compile(r"^\d{10}$")
+# ASCII digits only: \d would accept other scripts' digits, and $ a trailing newline
+_NHS_DIGITS = re.compile(r"[0-9]{10}")
 
 
 def nhs_number_is_valid(value: str) -> bool:
@@ -46,7 +47,7 @@ def nhs_number_is_valid(value: str) -> bool:
     weight digits 1-9 by 10..2, sum, take 11 - (sum mod 11); 11 means check digit 0, 10 means
     the number is invalid; the result must equal the 10th digit."""
     digits = value.replace(" ", "")
-    if not _NHS_DIGITS.match(digits):
+    if not _NHS_DIGITS.fullmatch(digits):
         return False
     total = sum(int(d) * w for d, w in zip(digits[:9], range(10, 1, -1), strict=True))
     check = 11 - total % 11

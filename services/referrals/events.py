@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from services.referrals.models import Referral
 from shared.events.envelope import CloudEvent, make_event
 from shared.events.referrals import ReferralSubmitted
-from services.referrals.models import Referral
 
 
 def referral_submitted(referral: Referral) -> CloudEvent:

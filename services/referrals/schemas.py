@@ -14,8 +14,8 @@ ORG_CODE = r"^[A-Za-z0-9-]{1,20}$"
 _CONTROL = set(chr(c) for c in range(32) if chr(c) not in "\t\n\r") | {"\x7f"}
 
 
-def _no_control_chars(v: str) -> str:
-    if any(ch in _CONTROL for ch in v):
+def _no_control_chars(v: str | None) -> str | None:
+    if v is not None and any(ch in _CONTROL for ch in v):
         raise ValueError("must not contain control characters such as NUL")
     return v
 
@@ -56,7 +56,7 @@ class ReferralCreate(BaseModel):
     referred_from: str | None = Field(default=None, max_length=64)
 
     _clean = field_validator("from_practitioner", "to_service_id", "service_category",
-                             "clinical_summary")(_no_control_chars)
+                             "clinical_summary", "referred_from")(_no_control_chars)
 
     @field_validator("reason_codes")
     @classmethod
@@ -64,7 +64,7 @@ class ReferralCreate(BaseModel):
         import re
 
         for c in codes:
-            if not re.match(SNOMED_CODE, c):
+            if not re.fullmatch(SNOMED_CODE, c):
                 raise ValueError(f"{c[:30]!r} is not a SNOMED CT concept id (6-18 digits)")
         return codes
 

@@ -63,10 +63,10 @@ class TestPatientJourney:
     async def test_later_events_move_the_state_and_an_older_one_does_not_move_it_back(
             self, client, worker):
         patient = f"pt_{uuid.uuid4().hex[:12]}"
-        await _signal(client, worker, patient, _event("r-1", "submitted", "2026-01-05T09:00:00+00:00"))
-        await _signal(client, worker, patient, _event("r-1", "accepted", "2026-01-07T09:00:00+00:00"))
-        await _signal(client, worker, patient, _event("r-2", "submitted", "2026-01-08T09:00:00+00:00"))
-        await _signal(client, worker, patient, _event("r-1", "submitted", "2026-01-06T09:00:00+00:00"))
+        for rid, state, day in [("r-1", "submitted", 5), ("r-1", "accepted", 7),
+                                ("r-2", "submitted", 8), ("r-1", "submitted", 6)]:
+            at = f"2026-01-{day:02d}T09:00:00+00:00"
+            await _signal(client, worker, patient, _event(rid, state, at))
         view = await client.get_workflow_handle(workflow_id(patient)).query(PatientJourney.journey)
         states = {r.referral_id: r.state for r in view.referrals}
         assert states == {"r-1": "accepted", "r-2": "submitted"}

@@ -460,8 +460,8 @@ class TestBadInput:
             ctype: str) -> None:
         r = await lenient_client.post("/referrals", content=content, headers={
             **auth(settings, role="clinician", org=new_org()), "content-type": ctype})
-        assert r.status_code != 500, r.text
-        assert_problem(r, 422, "body")
+        assert r.status_code in (400, 422), r.text
+        assert_problem(r, r.status_code, "body")
 
     async def test_an_nhs_number_with_a_trailing_newline_is_not_a_second_patient(
             self, lenient_client: httpx.AsyncClient, settings: Settings) -> None:

@@ -12,8 +12,8 @@ import pytest
 from pydantic import ValidationError
 
 from shared.events.envelope import CloudEvent, EventData, make_event
-from shared.events.registry import SCHEMA_DIR, EventRegistry, UnknownEventType, load_all
 from shared.events.referrals import ReferralSubmitted
+from shared.events.registry import SCHEMA_DIR, EventRegistry, UnknownEventType, load_all
 
 PERSONAL_FIELD_WORDS = ("name", "nhs", "birth", "dob", "address", "phone", "email", "summary",
                         "note", "free_text")

@@ -110,13 +110,13 @@ class TestOverrides:
 
 class TestValidation:
     @pytest.mark.parametrize("field", INFRA_PORTS + ["api_port_base"])
-    @pytest.mark.parametrize("port", [0, -1, 65001, 70000])
+    @pytest.mark.parametrize("port", [0, -1, 65536, 70000])
     def test_a_port_out_of_range_is_rejected(self, field: str, port: int) -> None:
         with pytest.raises(ValidationError) as exc:
             Settings(**{field: port})
         assert "out of range" in str(exc.value)
 
-    @pytest.mark.parametrize("port", [1, 65000])
+    @pytest.mark.parametrize("port", [1, 65535])
     def test_ports_at_the_ends_of_the_range_are_accepted(self, port: int) -> None:
         assert Settings(pg_port=port).pg_port == port
 
@@ -221,3 +221,13 @@ class TestSettingsEnv:
         s = Settings(jwt_public_key_path=None)
         env = settings_env(s)
         assert self._roundtrip(env, monkeypatch).public_key_path() == s.public_key_path()
+
+
+class TestApiPorts:
+    def test_api_ports_that_clash_with_an_infrastructure_port_are_rejected(self) -> None:
+        with pytest.raises(ValidationError, match="clash"):
+            Settings(api_port_base=54328)  # referrals would listen on PostgreSQL's 54329
+
+    def test_api_ports_past_65535_are_rejected(self) -> None:
+        with pytest.raises(ValidationError, match="exceed"):
+            Settings(api_port_base=65534)
