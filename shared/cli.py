@@ -223,5 +223,15 @@ def main(argv: list[str] | None = None) -> int:
     return int(args.fn(args, get_settings()) or 0)
 
 
+def entry() -> None:
+    """Console entry point. Exits without interpreter finalisation: the Temporal client's
+    native (Rust) runtime threads can abort a finalising interpreter (PyGILState_Release),
+    turning a successful command into a crash at exit."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
