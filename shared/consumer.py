@@ -126,6 +126,13 @@ class IdempotentConsumer:
 
     async def _process_partition(self, tp: TopicPartition, records: list[ConsumerRecord],
                                  stop: asyncio.Event) -> None:
+        if len(records) > 1 and self.sessions is not None and not stop.is_set():
+            # fast path: the partition's run of records in one transaction (inbox rows and
+            # effects together, so still all-or-nothing); on any failure it rolls back and
+            # the records are taken one by one, with retries and the DLQ
+            if await self._apply_batch(records):
+                await self._commit(tp, records[-1].offset + 1)
+                return
         done = None
         for record in records:
             if stop.is_set() or tp not in self.consumer.assignment():
@@ -183,16 +190,46 @@ class IdempotentConsumer:
             _processed.add(1, {"consumer": self.name})
             return
         async with unit_of_work(self.sessions) as session:
-            inserted = await session.exec(  # type: ignore[call-overload]
-                insert(ProcessedEvent)
-                .values(consumer=self.name, event_id=event.id, topic=record.topic)
-                .on_conflict_do_nothing().returning(ProcessedEvent.event_id))
-            if inserted.first() is None:
-                _duplicates.add(1, {"consumer": self.name})
-                logger.info("%s: event %s already processed; skipped", self.name, event.id)
-                return
-            await self.handler(session, event, record)
-        _processed.add(1, {"consumer": self.name})
+            applied = await self._apply_in(session, event, record)
+        if applied:
+            _processed.add(1, {"consumer": self.name})
+
+    async def _apply_in(self, session: AsyncSession, event: CloudEvent,
+                        record: ConsumerRecord) -> bool:
+        """Record the event in the inbox and apply it, in the caller's transaction; False if
+        the inbox already had it."""
+        inserted = await session.exec(  # type: ignore[call-overload]
+            insert(ProcessedEvent)
+            .values(consumer=self.name, event_id=event.id, topic=record.topic)
+            .on_conflict_do_nothing().returning(ProcessedEvent.event_id))
+        if inserted.first() is None:
+            _duplicates.add(1, {"consumer": self.name})
+            logger.info("%s: event %s already processed; skipped", self.name, event.id)
+            return False
+        await self.handler(session, event, record)
+        return True
+
+    async def _apply_batch(self, records: list[ConsumerRecord]) -> bool:
+        """Apply every record in one transaction; False (and nothing applied) on any failure."""
+        assert self.sessions is not None
+        applied = 0
+        try:
+            events = [parse_event(r.value) for r in records]
+            async with unit_of_work(self.sessions) as session:
+                for event, record in zip(events, records, strict=True):
+                    with attached(context_from_kafka_headers(record.headers)), \
+                            _tracer.start_as_current_span(f"consume {record.topic}",
+                                                          kind=SpanKind.CONSUMER) as span:
+                        span.set_attribute("messaging.consumer.group.name", self.name)
+                        span.set_attribute("messaging.kafka.offset", record.offset)
+                        span.set_attribute("messaging.message.id", event.id)
+                        applied += await self._apply_in(session, event, record)
+        except Exception as exc:  # noqa: BLE001 - any failure: redo one by one
+            logger.info("%s: batch of %d failed (%s); processing one by one", self.name,
+                        len(records), exc)
+            return False
+        _processed.add(applied, {"consumer": self.name})
+        return True
 
     async def _dead_letter(self, record: ConsumerRecord, dead: DeadLetter) -> None:
         headers = list(record.headers or ()) + [
