@@ -31,14 +31,18 @@ async def _journey(client: Client, patient_id: str):  # type: ignore[no-untyped-
         return None
 
 
+async def _post_referral_to_running_api(s) -> httpx.Response:  # type: ignore[no-untyped-def]
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{s.api_port('referrals')}",
+                                 timeout=10) as http:
+        return await http.post("/referrals", json=referral_body(),
+                               headers=auth(s, role="clinician", org="GP-E2E"))
+
+
 class TestFirstEventEndToEnd:
     async def test_a_referral_posted_over_http_appears_in_the_patients_journey(
             self, running_apps):
         s = running_apps
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{s.api_port('referrals')}",
-                                     timeout=10) as http:
-            resp = await http.post("/referrals", json=referral_body(),
-                                   headers=auth(s, role="clinician", org="GP-E2E"))
+        resp = await _post_referral_to_running_api(s)
         assert resp.status_code == 201, resp.text
         referral = resp.json()
         client = await Client.connect(s.temporal_target, namespace=s.temporal_namespace)
@@ -55,10 +59,7 @@ class TestFirstEventEndToEnd:
     async def test_a_second_delivery_of_the_same_event_is_ignored_by_the_workflow(
             self, running_apps):
         s = running_apps
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{s.api_port('referrals')}",
-                                     timeout=10) as http:
-            resp = await http.post("/referrals", json=referral_body(),
-                                   headers=auth(s, role="clinician", org="GP-E2E"))
+        resp = await _post_referral_to_running_api(s)
         referral = resp.json()
         topic = s.topic(REFERRALS)
         records = await read_topic(s, topic, until=lambda rs: any(

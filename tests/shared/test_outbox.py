@@ -24,6 +24,16 @@ def _event(subject: str | None = None):  # type: ignore[no-untyped-def]
         priority="routine", state="submitted"), subject=subject or f"pt_{uuid.uuid4().hex[:16]}")
 
 
+async def drain(relay: OutboxRelay) -> None:
+    """Start a relay, publish until nothing is left, stop it."""
+    await relay.start()
+    try:
+        while await relay.publish_batch():
+            pass
+    finally:
+        await relay.stop()
+
+
 class Boom(Exception):
     pass
 
@@ -41,13 +51,7 @@ class TestOutboxWrite:
             n = (await session.exec(text("SELECT count(*) FROM outbox WHERE event_id = :e")
                                     .bindparams(e=event.id))).scalar_one()
         assert n == 0
-        relay = OutboxRelay(settings=infra, schema="referrals", batch_size=500)
-        await relay.start()
-        try:
-            while await relay.publish_batch():
-                pass
-        finally:
-            await relay.stop()
+        await drain(OutboxRelay(settings=infra, schema="referrals", batch_size=500))
         offsets = await end_offsets(infra, new_topic)
         assert sum(offsets.values()) == 0, "nothing may reach the topic"
 
@@ -56,13 +60,7 @@ class TestOutboxWrite:
         event = _event()
         async with unit_of_work(referrals_sessions) as session:
             add_event(session, topic=new_topic, event=event)
-        relay = OutboxRelay(settings=infra, schema="referrals")
-        await relay.start()
-        try:
-            while await relay.publish_batch():
-                pass
-        finally:
-            await relay.stop()
+        await drain(OutboxRelay(settings=infra, schema="referrals"))
         records = await read_topic(infra, new_topic, until=lambda r: len(r) >= 1)
         assert len(records) == 1
         rec = records[0]
@@ -87,13 +85,7 @@ class TestRelay:
         published_before_restart = await first.publish_batch()
         await first.stop()  # the relay goes away with rows still unsent
         assert published_before_restart > 0
-        second = OutboxRelay(settings=infra, schema="referrals", batch_size=25)
-        await second.start()
-        try:
-            while await second.publish_batch():
-                pass
-        finally:
-            await second.stop()
+        await drain(OutboxRelay(settings=infra, schema="referrals", batch_size=25))
         ids = {e.id for e in events}
         records = await read_topic(
             infra, new_topic,
@@ -143,13 +135,7 @@ class TestRelay:
         for e in events:  # thirty transactions, in order
             async with unit_of_work(referrals_sessions) as session:
                 add_event(session, topic=new_topic, event=e)
-        relay = OutboxRelay(settings=infra, schema="referrals", batch_size=7)
-        await relay.start()
-        try:
-            while await relay.publish_batch():
-                pass
-        finally:
-            await relay.stop()
+        await drain(OutboxRelay(settings=infra, schema="referrals", batch_size=7))
         records = await read_topic(infra, new_topic, until=lambda r: len(r) >= 30)
         assert len({r.partition for r in records}) == 1
         assert [json.loads(r.value)["id"] for r in records] == [e.id for e in events]
