@@ -230,3 +230,46 @@ class TestParseEvent:
         event = _event()
         parsed = parse_event(event_bytes(event.model_dump(mode="json")))
         assert parsed == event
+
+
+class TestRebalance:
+    async def test_a_member_leaving_mid_stream_loses_nothing_and_applies_nothing_twice(
+            self, infra, referrals_sessions, effects_table, new_topic):
+        name = f"c-{uuid.uuid4().hex[:8]}"
+        events = [_event() for _ in range(300)]
+        handler = Recorder(name)
+        members = [IdempotentConsumer(name=name, topics=[new_topic], handler=handler,
+                                      settings=infra, sessions=referrals_sessions)
+                   for _ in range(2)]
+        stops = [asyncio.Event(), asyncio.Event()]
+        for m in members:
+            await m.start()
+        tasks = [asyncio.create_task(m.run(st)) for m, st in zip(members, stops, strict=True)]
+        producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers, acks="all")
+        await producer.start()
+        try:
+            for i, e in enumerate(events):
+                await producer.send(new_topic, value=event_bytes(e.model_dump(mode="json")),
+                                    key=e.subject.encode())
+                if i == 150:
+                    # one member leaves while events are flowing: its partitions move over
+                    stops[0].set()
+                    await tasks[0]
+                    await members[0].stop()
+            await producer.flush()
+        finally:
+            await producer.stop()
+        try:
+            await eventually(lambda: _all_applied(referrals_sessions, name, len(events)),
+                             timeout=60)
+        finally:
+            stops[1].set()
+            await tasks[1]
+            await members[1].stop()
+        effects = await _effects(referrals_sessions, name)
+        assert set(effects) == {e.id for e in events}
+        assert max(effects.values()) == 1
+
+
+async def _all_applied(sessions, name: str, n: int) -> bool:  # type: ignore[no-untyped-def]
+    return sum((await _effects(sessions, name)).values()) >= n
