@@ -1,7 +1,8 @@
 """The CloudEvents 1.0 envelope every Waymark event travels in (JSON structured mode).
 
-`subject` is always the patient's pseudonymous id: events never carry names, NHS numbers or
-free text; those are fetched through the owning API, which checks who is asking.
+`subject` is the patient's pseudonymous id for every patient event (the directory's events,
+which concern no patient, use the service id). Events never carry names, NHS numbers or free
+text; those are fetched through the owning API, which checks who is asking.
 """
 
 from __future__ import annotations
