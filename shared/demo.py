@@ -7,6 +7,7 @@ carries an Idempotency-Key).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import httpx
@@ -79,12 +80,20 @@ def seed(settings: Settings) -> list[str]:
                                 "family_name": family, "birth_date": dob},
                     "source": "workplace" if r.from_org.startswith("OH-") else "gp",
                     "from_practitioner": "Dr Demo", "to_org": r.to_org,
-                    "to_service_id": r.to_service_id, "service_category": r.category,
+                    "to_service_id": r.to_service_id,
                     "reason_codes": list(r.reasons), "clinical_summary": r.summary,
                     "priority": r.priority, "consent_to_referral": True,
                     "communication_needs": list(r.needs)}
-            resp = http.post("/referrals", json=body, headers={
-                "Authorization": f"Bearer {token}", "Idempotency-Key": f"demo-seed-{i}"})
-            resp.raise_for_status()
+            headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": f"demo-seed-{i}"}
+            resp = http.post("/referrals", json=body, headers=headers)
+            deadline = time.monotonic() + 60
+            # the directory's events reach the referrals service's replica asynchronously
+            while resp.status_code == 422 and "directory" in resp.text \
+                    and time.monotonic() < deadline:
+                time.sleep(0.5)
+                resp = http.post("/referrals", json=body, headers=headers)
+            if resp.status_code >= 400:
+                raise httpx.HTTPStatusError(f"{resp.status_code}: {resp.text}",
+                                            request=resp.request, response=resp)
             created.append(resp.json()["id"])
     return created

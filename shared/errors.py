@@ -6,11 +6,12 @@ Services and handlers raise `WaymarkError` subclasses; only `api.py` may raise H
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
@@ -87,28 +88,46 @@ def _clean_validation_errors(errors: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
-def install_error_handlers(app: FastAPI) -> None:
+#: renders an error for a path prefix in another format (e.g. FHIR OperationOutcome):
+#: (status, title, detail, extra) -> response
+AltRenderer = Callable[[int, str, str, dict[str, Any]], Response]
+
+
+def install_error_handlers(app: FastAPI,
+                           renderers: dict[str, AltRenderer] | None = None) -> None:
+    """One handler for every error; paths under a prefix in `renderers` get that format."""
+    alt = dict(renderers or {})
+
+    def render(request: Request, status: int, title: str, detail: str, *, slug: str,
+               headers: dict[str, str] | None = None, **extra: Any) -> Response:
+        for prefix, renderer in alt.items():
+            if request.url.path.startswith(prefix):
+                response = renderer(status, title, detail, extra)
+                for k, v in (headers or {}).items():
+                    response.headers[k] = v
+                return response
+        return problem(status, title, detail, slug=slug, instance=request.url.path,
+                       headers=headers, **extra)
+
     @app.exception_handler(WaymarkError)
-    async def _waymark(request: Request, exc: WaymarkError) -> JSONResponse:
-        return problem(exc.status, exc.title, exc.message, slug=exc.slug,
-                       instance=request.url.path, **exc.extra)
+    async def _waymark(request: Request, exc: WaymarkError) -> Response:
+        return render(request, exc.status, exc.title, exc.message, slug=exc.slug, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         errors = _clean_validation_errors(list(exc.errors()))
         detail = "; ".join(f"{'.'.join(e['location'])}: {e['message']}" for e in errors[:5])
-        return problem(422, "Invalid request", detail or "the request is not valid",
-                       slug="invalid-request", instance=request.url.path, errors=errors)
+        return render(request, 422, "Invalid request", detail or "the request is not valid",
+                      slug="invalid-request", errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem(exc.status_code, str(exc.detail), str(exc.detail),
-                       slug=f"http-{exc.status_code}", instance=request.url.path,
-                       headers=dict(exc.headers or {}))
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        return render(request, exc.status_code, str(exc.detail), str(exc.detail),
+                      slug=f"http-{exc.status_code}", headers=dict(exc.headers or {}))
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         # a bug: log it with the trace, tell the caller nothing internal
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(500, "Internal error", "an unexpected error occurred; it has been logged",
-                       slug="internal-error", instance=request.url.path)
+        return render(request, 500, "Internal error",
+                      "an unexpected error occurred; it has been logged", slug="internal-error")

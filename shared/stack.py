@@ -539,6 +539,8 @@ def _api(service: str) -> Part:
 
 #: services whose API, relay and consumers exist so far (the others arrive with their issues)
 BUILT_SERVICES: tuple[str, ...] = ("referrals",)
+#: services that consume other parts' events (services/<name>/consumers.py)
+CONSUMING_SERVICES: tuple[str, ...] = ("referrals",)
 
 
 def parts() -> list[Part]:
@@ -561,6 +563,10 @@ def parts() -> list[Part]:
         apps.append(_api(service))
         apps.append(app_part(f"{service}-relay", _python("-m", "shared.outbox", service),
                              heartbeat_probe(f"{service}-relay")))
+        if service in CONSUMING_SERVICES:
+            apps.append(app_part(f"{service}-consumer",
+                                 _python("-m", f"services.{service}.consumers"),
+                                 heartbeat_probe(f"{service}-consumer")))
     apps.append(app_part("journeys-worker", _python("-m", "workflows.journeys.worker"),
                          worker_probe))
     apps.append(app_part("journeys-bridge", _python("-m", "workflows.journeys.bridge"),

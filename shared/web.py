@@ -16,7 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.auth import Principal
 from shared.db import make_engine, make_sessionmaker
-from shared.errors import Conflict, ValidationFailed, install_error_handlers
+from shared.errors import AltRenderer, Conflict, ValidationFailed, install_error_handlers
 from shared.settings import Settings, get_settings
 from shared.telemetry import TracingMiddleware, setup_telemetry
 
@@ -24,7 +24,8 @@ Lifespan = Callable[[FastAPI], Awaitable[None]]
 
 
 def create_app(service: str, *, title: str, description: str,
-               settings: Settings | None = None) -> FastAPI:
+               settings: Settings | None = None,
+               error_renderers: dict[str, AltRenderer] | None = None) -> FastAPI:
     """A service's app. The engine is built in the lifespan, never at import time."""
 
     @asynccontextmanager
@@ -41,7 +42,7 @@ def create_app(service: str, *, title: str, description: str,
             await engine.dispose()
 
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
-    install_error_handlers(app)
+    install_error_handlers(app, error_renderers)
     app.add_middleware(TracingMiddleware, service_name=f"{service}-api")
 
     @app.get("/health", tags=["ops"])

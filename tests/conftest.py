@@ -66,7 +66,7 @@ async def infra(settings: Settings) -> AsyncIterator[Settings]:
 
 
 @pytest.fixture(scope="session")
-async def running_apps(infra: Settings) -> AsyncIterator[Settings]:
+async def running_apps(infra: Settings, known_services) -> AsyncIterator[Settings]:  # type: ignore[no-untyped-def]
     """Every Waymark process of the test instance, started as `waymark up` starts them."""
     await stack.up(infra)
     yield infra
@@ -109,8 +109,42 @@ def auth(s: Settings, **kw: object) -> dict[str, str]:
     return {"Authorization": f"Bearer {token(s, **kw)}"}  # type: ignore[arg-type]
 
 
+#: directory services the referrals tests refer to: (service id, org code, category, status)
+KNOWN_SERVICES = [
+    ("svc-pain-mgmt", "PAIN-1", "pain_management_programme", "active"),
+    ("svc-pain-mgmt-programme", "PAIN-RTH", "pain_management_programme", "active"),
+    ("svc-talking-therapies-ltc", "TT-TALK1", "talking_therapies_ltc", "active"),
+    ("svc-msk-physio", "PHYSIO-1", "msk_physiotherapy", "active"),
+    ("svc-social-prescribing", "SP-LINK1", "social_prescribing", "active"),
+    ("svc-closed-yoga", "YOGA-1", "exercise_yoga", "temporarily closed"),
+]
+
+
+async def publish_directory_state(s: Settings, sessions, services) -> None:  # type: ignore[no-untyped-def]
+    """Put services into the referrals service's directory replica through the same handler
+    its Kafka consumer calls (the consumer itself is tested in tests/referrals)."""
+    from services.referrals.handlers import apply_directory_event
+    from shared.db import unit_of_work
+    from shared.events.directory import ServicePublished
+    from shared.events.envelope import make_event
+
+    async with unit_of_work(sessions) as session:
+        for service_id, org, category, status in services:
+            data = ServicePublished(service_id=service_id, organization_id=f"org-{org}",
+                                    org_code=org, category=category, status=status,
+                                    conditions=["persistent_pain"])
+            await apply_directory_event(session=session, event=make_event(data, subject=service_id),
+                                        data=data, settings=s)
+
+
 @pytest.fixture(scope="session")
-async def referrals_client(infra: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def known_services(infra: Settings, referrals_sessions) -> list[tuple[str, str, str, str]]:  # type: ignore[no-untyped-def]
+    await publish_directory_state(infra, referrals_sessions, KNOWN_SERVICES)
+    return KNOWN_SERVICES
+
+
+@pytest.fixture(scope="session")
+async def referrals_client(infra: Settings, known_services) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-untyped-def]
     """The referrals app in-process (real database), lifespan included."""
     from services.referrals.api import app
 

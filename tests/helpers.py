@@ -36,7 +36,6 @@ def referral_body(**overrides: Any) -> dict[str, Any]:
         "from_practitioner": "Dr Test",
         "to_org": "PAIN-1",
         "to_service_id": "svc-pain-mgmt",
-        "service_category": "pain_management",
         "reason_codes": ["279039007", "35489007"],
         "clinical_summary": "Low back pain for 8 months, low mood.",
         "priority": "routine",

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import re
 import uuid
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from fastapi import Header, Request, Response
+from fastapi import Body, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.referrals import handlers
-from services.referrals.repository import ReferralRepository
-from services.referrals.schemas import ReferralCreate, ReferralOut
+from services.referrals import domain, fhir, handlers
+from services.referrals.domain import Action, ReferralState
+from services.referrals.models import Referral
+from services.referrals.repository import ReferralRepository, scope_for
+from services.referrals.schemas import (
+    Page,
+    ReferralCreate,
+    ReferralOut,
+    TransitionIn,
+    TransitionOut,
+    WorklistItem,
+)
 from shared.audit import record_audit
 from shared.auth import CurrentPrincipal, Principal, Role
-from shared.errors import Forbidden, NotFound
+from shared.errors import Forbidden, NotFound, PreconditionRequired, ValidationFailed
 from shared.web import (
     IDEMPOTENCY_HEADER,
     SessionDep,
@@ -25,24 +36,37 @@ from shared.web import (
 
 app = create_app("referrals", title="Waymark referrals",
                  description="Closed-loop referrals between GP, pain, talking therapies, "
-                             "physiotherapy and community services.")
+                             "physiotherapy and community services, with a FHIR R4 face.",
+                 error_renderers={"/fhir": fhir.operation_outcome})
 
-PROBLEM = {"model": None, "content": {"application/problem+json": {}}}
-ERRORS = {s: {"description": d, **PROBLEM} for s, d in
-          [(401, "Not authenticated"), (403, "Forbidden"), (404, "Not found"),
-           (409, "Conflict"), (422, "Invalid request")]}
+PROBLEM = {"content": {"application/problem+json": {}}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"description": d, **PROBLEM} for s, d in
+    [(401, "Not authenticated"), (403, "Forbidden"), (404, "Not found"), (409, "Conflict"),
+     (412, "Precondition failed"), (422, "Invalid request"), (428, "Precondition required")]}
 
-
-def _may_create(p: Principal) -> None:
-    if not p.has(Role.CLINICIAN, Role.SERVICE_STAFF):
-        raise Forbidden("only clinicians and service staff of a referring organisation "
-                        "may create referrals")
+IdempotencyKey = Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER, max_length=200)]
 
 
-def _may_read(p: Principal, *, from_org: str, to_org: str, ics: str) -> bool:
-    if p.has(Role.COORDINATOR, Role.ADMIN):
-        return p.ics == ics
-    return p.org in (from_org, to_org)
+def _ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def _etag(version: int) -> str:
+    return f'W/"{version}"'
+
+
+_ETAG = re.compile(r'^(?:W/)?"(\d{1,9})"$')
+
+
+def _expected_version(if_match: str | None) -> int:
+    if if_match is None:
+        raise PreconditionRequired('send If-Match with the ETag you read (e.g. If-Match: W/"3"),'
+                                   " so a concurrent change is not overwritten")
+    m = _ETAG.match(if_match.strip())
+    if m is None:
+        raise ValidationFailed('If-Match must be an ETag such as W/"3"')
+    return int(m.group(1))
 
 
 def _is_uuid(value: str) -> bool:
@@ -53,29 +77,70 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
-def _etag(version: int) -> str:
-    return f'W/"{version}"'
+def _out(r: Referral) -> dict[str, Any]:
+    out = ReferralOut.model_validate(r, from_attributes=True)
+    out.allowed_actions = [a.value for a in domain.allowed_actions(ReferralState(r.state))]
+    return out.model_dump(mode="json")
 
+
+async def _readable(session: SessionDep, principal: Principal, referral_id: str) -> Referral:
+    referral = (await ReferralRepository(session).get(referral_id)
+                if _is_uuid(referral_id) else None)
+    if referral is None or not domain.may_read(principal, from_org=referral.from_org,
+                                               to_org=referral.to_org, ics=referral.ics):
+        # the same answer for "absent" and "not yours", so ids cannot be probed
+        raise NotFound(f"no referral {referral_id} that you may see")
+    return referral
+
+
+def _list_scope(principal: Principal) -> Any:
+    if principal.has(Role.COORDINATOR, Role.ADMIN):
+        return scope_for(ics=principal.ics)
+    if principal.has(*domain.ACTING_ROLES):
+        return scope_for(org=principal.org)
+    raise Forbidden("your roles do not allow listing referrals")
+
+
+# --- referrals ------------------------------------------------------------------------------
 
 @app.post("/referrals", status_code=201, response_model=ReferralOut, responses=ERRORS,
           tags=["referrals"])
-async def create_referral(
-    body: ReferralCreate, request: Request, session: SessionDep, principal: CurrentPrincipal,
-    idempotency_key: Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER)] = None,
-) -> Response:
-    """Refer a patient to a service; the referral starts in `submitted`."""
-    _may_create(principal)
-    fingerprint = request_fingerprint(body.model_dump(mode="json"))
+async def create_referral(body: ReferralCreate, request: Request, session: SessionDep,
+                          principal: CurrentPrincipal,
+                          idempotency_key: IdempotencyKey = None) -> Response:
+    """Refer a patient to a directory service; it starts `submitted` (or `draft`)."""
+    domain.check_may_create(principal)
+    fingerprint = request_fingerprint(["create", body.model_dump(mode="json")])
     replay = await replay_or_none(session, principal, idempotency_key, fingerprint)
     if replay is not None:
         return replay
     referral = await handlers.submit_referral(
         session=session, principal=principal, cmd=body, settings=request.app.state.settings,
-        client_ip=request.client.host if request.client else None)
-    out = ReferralOut.model_validate(referral, from_attributes=True).model_dump(mode="json")
+        client_ip=_ip(request))
+    out = _out(referral)
     headers = {"Location": f"/referrals/{referral.id}", "ETag": _etag(referral.version)}
     await remember(session, principal, idempotency_key, fingerprint, 201, out, headers)
     return JSONResponse(out, status_code=201, headers=headers)
+
+
+@app.get("/referrals", response_model=list[ReferralOut], responses=ERRORS, tags=["referrals"])
+async def list_referrals(
+    request: Request, session: SessionDep, principal: CurrentPrincipal,
+    state: Annotated[list[ReferralState] | None, Query()] = None,
+    patient_id: Annotated[str | None, Query(max_length=80, pattern=r"^[a-z0-9_]+$")] = None,
+    flagged: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> Response:
+    """Referrals to or from your organisation (coordinators: all of your ICS), newest first."""
+    rows, total = await ReferralRepository(session).search(
+        scope=_list_scope(principal), states=[s.value for s in state or []],
+        patient_id=patient_id, flagged=flagged, limit=limit, offset=offset)
+    for r in rows:
+        record_audit(session, principal=principal, action="read", resource_type="Referral",
+                     resource_id=r.id, patient_id=r.patient_id, client_ip=_ip(request),
+                     detail="list")
+    return JSONResponse([_out(r) for r in rows], headers={"X-Total-Count": str(total)})
 
 
 @app.get("/referrals/{referral_id}", response_model=ReferralOut, responses=ERRORS,
@@ -83,14 +148,186 @@ async def create_referral(
 async def get_referral(referral_id: str, request: Request, session: SessionDep,
                        principal: CurrentPrincipal) -> Response:
     """One referral, to the referrer, the receiving service and the ICS's coordinators."""
-    referral = (await ReferralRepository(session).get(referral_id)
-                if _is_uuid(referral_id) else None)
-    if referral is None or not _may_read(principal, from_org=referral.from_org,
-                                         to_org=referral.to_org, ics=referral.ics):
-        # the same answer for "absent" and "not yours", so ids cannot be probed
-        raise NotFound(f"no referral {referral_id} that you may see")
+    referral = await _readable(session, principal, referral_id)
     record_audit(session, principal=principal, action="read", resource_type="Referral",
-                 resource_id=referral.id, patient_id=referral.patient_id,
-                 client_ip=request.client.host if request.client else None)
-    out = ReferralOut.model_validate(referral, from_attributes=True).model_dump(mode="json")
-    return JSONResponse(out, headers={"ETag": _etag(referral.version)})
+                 resource_id=referral.id, patient_id=referral.patient_id, client_ip=_ip(request))
+    return JSONResponse(_out(referral), headers={"ETag": _etag(referral.version)})
+
+
+@app.get("/referrals/{referral_id}/history", response_model=list[TransitionOut],
+         responses=ERRORS, tags=["referrals"])
+async def referral_history(referral_id: str, request: Request, session: SessionDep,
+                           principal: CurrentPrincipal) -> list[TransitionOut]:
+    """Every state change: who, when, why (append-only)."""
+    referral = await _readable(session, principal, referral_id)
+    record_audit(session, principal=principal, action="read", resource_type="ReferralHistory",
+                 resource_id=referral.id, patient_id=referral.patient_id, client_ip=_ip(request))
+    rows = await ReferralRepository(session).history(referral.id)
+    return [TransitionOut.model_validate(t, from_attributes=True) for t in rows]
+
+
+@app.post("/referrals/{referral_id}/{action}", response_model=ReferralOut, responses=ERRORS,
+          tags=["referrals"])
+async def transition(referral_id: str, action: Action, request: Request, session: SessionDep,
+                     principal: CurrentPrincipal,
+                     body: Annotated[TransitionIn | None, Body()] = None,
+                     if_match: Annotated[str | None, Header(max_length=40)] = None,
+                     idempotency_key: IdempotencyKey = None) -> Response:
+    """Move a referral on: submit, accept, reject, return, book, attend, did-not-attend,
+    discharge, cancel, hold, resume. Needs If-Match; reasons are codes."""
+    cmd = body or TransitionIn()
+    if not _is_uuid(referral_id):
+        raise NotFound(f"no referral {referral_id} that you may see")
+    fingerprint = request_fingerprint([action.value, referral_id, if_match,
+                                       cmd.model_dump(mode="json")])
+    replay = await replay_or_none(session, principal, idempotency_key, fingerprint)
+    if replay is not None:
+        return replay
+    result = await handlers.transition_referral(
+        session=session, principal=principal, referral_id=referral_id, action=action, cmd=cmd,
+        expected_version=_expected_version(if_match), settings=request.app.state.settings,
+        client_ip=_ip(request))
+    out = _out(result.referral)
+    headers = {"ETag": _etag(result.referral.version)}
+    await remember(session, principal, idempotency_key, fingerprint, 200, out, headers)
+    return JSONResponse(out, headers=headers)
+
+
+@app.get("/worklist", response_model=Page, responses=ERRORS, tags=["triage"])
+async def worklist(
+    request: Request, session: SessionDep, principal: CurrentPrincipal,
+    state: Annotated[list[ReferralState] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> Page:
+    """The receiving service's triage worklist: urgent first, then longest waiting."""
+    if not principal.has(*domain.ACTING_ROLES):
+        raise Forbidden("the worklist is for the receiving service's staff")
+    states = [s.value for s in state or [ReferralState.SUBMITTED]]
+    rows, total = await ReferralRepository(session).search(
+        scope=scope_for(receiving_org=principal.org), states=states,
+        order_oldest_first=True, limit=limit, offset=offset)
+    now = datetime.now(UTC)
+    items = []
+    for r in rows:
+        record_audit(session, principal=principal, action="read", resource_type="Referral",
+                     resource_id=r.id, patient_id=r.patient_id, client_ip=_ip(request),
+                     detail="worklist")
+        waited_since = r.submitted_at or r.created_at
+        items.append(WorklistItem(
+            id=r.id, patient_id=r.patient_id, nhs_number=r.nhs_number,
+            given_name=r.given_name, family_name=r.family_name, from_org=r.from_org,
+            to_service_id=r.to_service_id, service_category=r.service_category,
+            priority=r.priority, state=r.state, reason_codes=r.reason_codes, flags=r.flags,
+            submitted_at=r.submitted_at, waiting_days=(now - waited_since).days))
+    return Page(items=items, total=total, limit=limit, offset=offset)
+
+
+# --- FHIR R4 -------------------------------------------------------------------------------
+
+FHIR_ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"description": d, "content": {fhir.FHIR_JSON: {}}} for s, d in
+    [(401, "Not authenticated"), (403, "Forbidden"), (404, "Not found"),
+     (422, "OperationOutcome")]}
+
+
+def _fhir(resource: dict[str, Any], status: int = 200,
+          headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(resource, status_code=status, media_type=fhir.FHIR_JSON,
+                        headers=headers)
+
+
+@app.post("/fhir/ServiceRequest", status_code=201, responses=FHIR_ERRORS, tags=["fhir"])
+async def fhir_create_service_request(
+    request: Request, session: SessionDep, principal: CurrentPrincipal,
+    resource: Annotated[dict[str, Any], Body()],
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """A new referral from an EHR: an R4 ServiceRequest (status active, or draft)."""
+    domain.check_may_create(principal)
+    cmd = fhir.service_request_to_create(resource)
+    fingerprint = request_fingerprint(["fhir-create", resource])
+    replay = await replay_or_none(session, principal, idempotency_key, fingerprint)
+    if replay is not None:
+        return replay
+    referral = await handlers.submit_referral(
+        session=session, principal=principal, cmd=cmd, settings=request.app.state.settings,
+        client_ip=_ip(request))
+    out = fhir.referral_to_service_request(referral)
+    headers = {"Location": f"/fhir/ServiceRequest/{referral.id}",
+               "ETag": _etag(referral.version)}
+    await remember(session, principal, idempotency_key, fingerprint, 201, out, headers)
+    return _fhir(out, 201, headers)
+
+
+@app.get("/fhir/ServiceRequest/{referral_id}", responses=FHIR_ERRORS, tags=["fhir"])
+async def fhir_read_service_request(referral_id: str, request: Request, session: SessionDep,
+                                    principal: CurrentPrincipal) -> Response:
+    """A referral as an R4 ServiceRequest."""
+    referral = await _readable(session, principal, referral_id)
+    record_audit(session, principal=principal, action="read", resource_type="ServiceRequest",
+                 resource_id=referral.id, patient_id=referral.patient_id, client_ip=_ip(request))
+    return _fhir(fhir.referral_to_service_request(referral),
+                 headers={"ETag": _etag(referral.version)})
+
+
+_LAST_UPDATED = re.compile(r"^(ge|gt|le|lt|eq)?(\d{4}-\d{2}-\d{2}(T[0-9:.+\-Z]+)?)$")
+
+
+@app.get("/fhir/ServiceRequest", responses=FHIR_ERRORS, tags=["fhir"])
+async def fhir_search_service_requests(
+    request: Request, session: SessionDep, principal: CurrentPrincipal,
+    patient: Annotated[str | None, Query(max_length=120)] = None,
+    status: Annotated[str | None, Query(max_length=40)] = None,
+    last_updated: Annotated[str | None, Query(alias="_lastUpdated", max_length=40)] = None,
+    count: Annotated[int, Query(alias="_count", ge=1, le=200)] = 50,
+) -> Response:
+    """Search referrals: patient (NHS number as `system|value`, or the pseudonymous id),
+    status (FHIR ServiceRequest status), _lastUpdated (ge2026-01-01 and the like)."""
+    patient_id = nhs_number = None
+    if patient:
+        system, _, value = patient.rpartition("|")
+        if system and system != fhir.NHS_NUMBER_SYSTEM:
+            raise ValidationFailed(f"patient identifiers are searched by {fhir.NHS_NUMBER_SYSTEM}")
+        if system:
+            nhs_number = domain.normalise_nhs_number(value)
+        else:
+            patient_id = value.removeprefix("Patient/")
+    states: list[str] = []
+    if status:
+        states = [s for s, fs in fhir.SERVICE_REQUEST_STATUS.items() if fs == status]
+        if not states:
+            raise ValidationFailed(f"unknown ServiceRequest status {status!r}")
+    since = None
+    if last_updated:
+        m = _LAST_UPDATED.match(last_updated)
+        if m is None or (m.group(1) or "ge") not in ("ge", "gt"):
+            raise ValidationFailed("_lastUpdated supports ge/gt with a date or dateTime, "
+                                   "e.g. ge2026-01-01")
+        try:
+            since = datetime.fromisoformat(m.group(2).replace("Z", "+00:00"))
+        except ValueError:
+            raise ValidationFailed(f"_lastUpdated {m.group(2)!r} is not a date") from None
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+    rows, total = await ReferralRepository(session).search(
+        scope=_list_scope(principal), states=states, patient_id=patient_id,
+        nhs_number=nhs_number, updated_since=since, limit=count)
+    for r in rows:
+        record_audit(session, principal=principal, action="read",
+                     resource_type="ServiceRequest", resource_id=r.id,
+                     patient_id=r.patient_id, client_ip=_ip(request), detail="search")
+    return _fhir(fhir.searchset([fhir.referral_to_service_request(r) for r in rows], total))
+
+
+@app.get("/fhir/Task/{referral_id}", responses=FHIR_ERRORS, tags=["fhir"])
+async def fhir_read_task(referral_id: str, request: Request, session: SessionDep,
+                         principal: CurrentPrincipal) -> Response:
+    """Where a referral stands, as an R4 Task (businessStatus: the Waymark state)."""
+    referral = await _readable(session, principal, referral_id)
+    history = await ReferralRepository(session).history(referral.id)
+    last_reason = history[-1].reason_code if history else None
+    record_audit(session, principal=principal, action="read", resource_type="Task",
+                 resource_id=referral.id, patient_id=referral.patient_id, client_ip=_ip(request))
+    return _fhir(fhir.referral_to_task(referral, last_reason),
+                 headers={"ETag": _etag(referral.version)})

@@ -35,6 +35,15 @@ class Referral(SQLModel, table=True):
     communication_needs: list[str] = Field(sa_column=Column(ARRAY(Text), nullable=False))
     referred_from: str | None = Field(default=None, sa_column=Column(Text))
     state: str = Field(sa_column=Column(Text, nullable=False))
+    # the state a referral on hold returns to when it is resumed
+    held_from: str | None = Field(default=None, sa_column=Column(Text))
+    appointment_at: datetime | None = Field(default=None,
+                                            sa_column=Column(DateTime(timezone=True)))
+    submitted_at: datetime | None = Field(default=None,
+                                          sa_column=Column(DateTime(timezone=True)))
+    # raised for the referrer, e.g. "service_withdrawn" when the directory withdraws the service
+    flags: list[str] = Field(default_factory=list,
+                             sa_column=Column(ARRAY(Text), nullable=False, server_default="{}"))
     version: int = Field(sa_column=Column(Integer, nullable=False))
     created_by: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False,
@@ -55,6 +64,23 @@ class ReferralTransition(SQLModel, table=True):
     actor: str = Field(sa_column=Column(Text, nullable=False))
     actor_org: str = Field(sa_column=Column(Text, nullable=False))
     reason_code: str | None = Field(default=None, sa_column=Column(Text))
+    # free-text advice to the referrer (returns) or notes; stays in this service
+    note: str | None = Field(default=None, sa_column=Column(Text))
     event_id: str = Field(sa_column=Column(Text, nullable=False))
     at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False,
                                           server_default=func.now()))
+
+
+class DirectoryService(SQLModel, table=True):
+    """This service's copy of what it needs from the directory, kept by consuming
+    `waymark.directory.v1`: which services exist, who runs them, whether they take referrals."""
+
+    __tablename__ = "directory_service"
+
+    service_id: str = Field(sa_column=Column(Text, primary_key=True))
+    org_code: str = Field(sa_column=Column(Text, nullable=False))
+    category: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(sa_column=Column(Text, nullable=False))
+    self_referral: bool = Field(sa_column=Column(Boolean, nullable=False))
+    # the time of the directory event applied last; an older event never overwrites a newer
+    as_of: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

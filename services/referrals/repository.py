@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from sqlmodel import select
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, func, or_
+from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.referrals.models import Referral, ReferralTransition
+from services.referrals.domain import OPEN
+from services.referrals.models import DirectoryService, Referral, ReferralTransition
 
 
 class ReferralRepository:
@@ -18,11 +24,78 @@ class ReferralRepository:
     def add_transition(self, transition: ReferralTransition) -> None:
         self.session.add(transition)
 
-    async def get(self, referral_id: str) -> Referral | None:
-        return await self.session.get(Referral, referral_id)
+    async def get(self, referral_id: str, *, for_update: bool = False) -> Referral | None:
+        stmt = select(Referral).where(Referral.id == referral_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return (await self.session.exec(stmt)).first()
 
     async def history(self, referral_id: str) -> list[ReferralTransition]:
         rows = await self.session.exec(select(ReferralTransition)
                                        .where(ReferralTransition.referral_id == referral_id)
-                                       .order_by(ReferralTransition.id))  # type: ignore[arg-type]
+                                       .order_by(col(ReferralTransition.id)))
         return list(rows.all())
+
+    async def search(self, *, scope: ColumnElement[bool], states: Sequence[str] = (),
+                     patient_id: str | None = None, nhs_number: str | None = None,
+                     updated_since: datetime | None = None, flagged: bool | None = None,
+                     order_oldest_first: bool = False, limit: int = 50, offset: int = 0
+                     ) -> tuple[list[Referral], int]:
+        conds: list[ColumnElement[bool]] = [scope]
+        if states:
+            conds.append(col(Referral.state).in_(list(states)))
+        if patient_id:
+            conds.append(Referral.patient_id == patient_id)
+        if nhs_number:
+            conds.append(Referral.nhs_number == nhs_number)
+        if updated_since is not None:
+            conds.append(col(Referral.updated_at) >= updated_since)
+        if flagged is True:
+            conds.append(func.cardinality(Referral.flags) > 0)
+        elif flagged is False:
+            conds.append(func.cardinality(Referral.flags) == 0)
+        where = and_(*conds)
+        total = (await self.session.exec(select(func.count()).select_from(Referral)
+                                         .where(where))).one()
+        waited = func.coalesce(Referral.submitted_at, Referral.created_at)
+        order = [waited.asc() if order_oldest_first else waited.desc(), col(Referral.id)]
+        # urgent first on a worklist, then by how long each has waited
+        if order_oldest_first:
+            order.insert(0, (Referral.priority == "urgent").desc())
+        rows = await self.session.exec(select(Referral).where(where).order_by(*order)
+                                       .limit(limit).offset(offset))
+        return list(rows.all()), int(total)
+
+    async def open_referrals_to_service(self, service_id: str) -> list[Referral]:
+        rows = await self.session.exec(
+            select(Referral).where(Referral.to_service_id == service_id,
+                                   col(Referral.state).in_([s.value for s in OPEN]))
+            .with_for_update())
+        return list(rows.all())
+
+    # --- the directory replica ---
+    async def directory_service(self, service_id: str) -> DirectoryService | None:
+        return await self.session.get(DirectoryService, service_id)
+
+    async def upsert_directory_service(self, svc: DirectoryService) -> bool:
+        """Store the directory's view of a service unless a newer one is stored; True if
+        stored."""
+        values = svc.model_dump()
+        stmt = insert(DirectoryService).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["service_id"],
+            set_={k: stmt.excluded[k] for k in values if k != "service_id"},
+            where=DirectoryService.__table__.c.as_of <= stmt.excluded.as_of,  # type: ignore[attr-defined]
+        ).returning(DirectoryService.__table__.c.service_id)  # type: ignore[attr-defined]
+        return (await self.session.exec(stmt)).first() is not None  # type: ignore[call-overload]
+
+
+def scope_for(*, org: str | None = None, ics: str | None = None,
+              receiving_org: str | None = None) -> ColumnElement[bool]:
+    """Referrals a caller may list: all of their ICS, those sent to their organisation, or
+    those to or from it."""
+    if ics is not None:
+        return Referral.ics == ics
+    if receiving_org is not None:
+        return Referral.to_org == receiving_org
+    return or_(Referral.from_org == org, Referral.to_org == org)

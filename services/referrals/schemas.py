@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from services.referrals.domain import Priority, Source
 
@@ -44,9 +45,11 @@ class ReferralCreate(BaseModel):
     patient: PatientIn
     source: Source
     from_practitioner: str = Field(min_length=1, max_length=100)
-    to_org: str = Field(pattern=ORG_CODE)
-    to_service_id: str = Field(min_length=1, max_length=64)
-    service_category: str = Field(min_length=1, max_length=60)
+    to_service_id: str = Field(min_length=1, max_length=64,
+                               description="the directory service referred to")
+    to_org: str | None = Field(default=None, pattern=ORG_CODE,
+                               description="optional: if given, must be the organisation that "
+                                           "runs to_service_id")
     reason_codes: list[str] = Field(min_length=1, max_length=20)
     clinical_summary: str = Field(min_length=1, max_length=10000)
     priority: Priority = Priority.ROUTINE
@@ -54,15 +57,14 @@ class ReferralCreate(BaseModel):
     consent_to_carer_sharing: bool = False
     communication_needs: list[str] = Field(default_factory=list, max_length=20)
     referred_from: str | None = Field(default=None, max_length=64)
+    as_draft: bool = Field(default=False, description="save as a draft, to submit later")
 
-    _clean = field_validator("from_practitioner", "to_service_id", "service_category",
-                             "clinical_summary", "referred_from")(_no_control_chars)
+    _clean = field_validator("from_practitioner", "to_service_id", "clinical_summary",
+                             "referred_from")(_no_control_chars)
 
     @field_validator("reason_codes")
     @classmethod
     def _snomed(cls, codes: list[str]) -> list[str]:
-        import re
-
         for c in codes:
             if not re.fullmatch(SNOMED_CODE, c):
                 raise ValueError(f"{c[:30]!r} is not a SNOMED CT concept id (6-18 digits)")
@@ -99,6 +101,63 @@ class ReferralOut(BaseModel):
     communication_needs: list[str]
     referred_from: str | None
     state: str
+    held_from: str | None
+    appointment_at: datetime | None
+    submitted_at: datetime | None
+    flags: list[str]
     version: int
     created_at: datetime
     updated_at: datetime
+    allowed_actions: list[str] = Field(default_factory=list)
+
+
+class TransitionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason_code: str | None = Field(default=None, max_length=60, pattern=r"^[a-z0-9-]+$")
+    note: str | None = Field(default=None, max_length=2000,
+                             description="advice to the referrer, or a note; stays in Waymark")
+    appointment_at: AwareDatetime | None = None
+
+    _clean = field_validator("note")(_no_control_chars)
+
+    @field_validator("appointment_at")
+    @classmethod
+    def _sane_year(cls, v: datetime | None) -> datetime | None:
+        if v is not None and not 2000 <= v.year <= 2100:
+            raise ValueError("appointment_at must be between the years 2000 and 2100")
+        return v
+
+
+class TransitionOut(BaseModel):
+    from_state: str | None
+    to_state: str
+    actor: str
+    actor_org: str
+    reason_code: str | None
+    note: str | None
+    at: datetime
+
+
+class WorklistItem(BaseModel):
+    id: str
+    patient_id: str
+    nhs_number: str
+    given_name: str
+    family_name: str
+    from_org: str
+    to_service_id: str
+    service_category: str
+    priority: str
+    state: str
+    reason_codes: list[str]
+    flags: list[str]
+    submitted_at: datetime | None
+    waiting_days: int
+
+
+class Page(BaseModel):
+    items: list[WorklistItem]
+    total: int
+    limit: int
+    offset: int

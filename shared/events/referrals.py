@@ -1,20 +1,21 @@
-"""Events published by the referrals service on `waymark.referrals.v1`.
+"""Events published by the referrals service on `waymark.referrals.v1`: one per transition.
 
-Facts consumers need (ids, codes, states) and nothing personal: no names, NHS numbers or
-clinical free text.
+Facts consumers need (ids, codes, states, times) and nothing personal: no names, NHS numbers
+or clinical free text. The subject is the patient's pseudonymous id.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from shared.events.envelope import EventData
 from shared.events.registry import REGISTRY
 
 SNOMED_CODE = r"^[1-9][0-9]{5,17}$"  # SCTID: 6-18 digits, no leading zero
 ORG_CODE = r"^[A-Za-z0-9-]{1,20}$"
+REASON_CODE = r"^[a-z0-9-]{1,60}$"
 
 
 class ReferralEventData(EventData):
@@ -29,9 +30,48 @@ class ReferralEventData(EventData):
     priority: Literal["routine", "urgent"]
     state: str = Field(max_length=40)
     referred_from: str | None = Field(default=None, max_length=64)
+    source: str | None = Field(default=None, max_length=40)
+    previous_state: str | None = Field(default=None, max_length=40)
+    # the coded reason for this transition (rejection, return, outcome, cancellation, hold)
+    transition_reason: str | None = Field(default=None, pattern=REASON_CODE)
+    appointment_at: AwareDatetime | None = None
+
+
+def _event(name: str) -> type[ReferralEventData]:
+    cls = type(f"Referral{name.title().replace('-', '')}", (ReferralEventData,),
+               {"EVENT_TYPE": f"uk.waymark.referral.{name}", "VERSION": 1,
+                "__module__": __name__})
+    REGISTRY.register(cls)
+    return cls
+
+
+ReferralSubmitted = _event("submitted")
+ReferralAccepted = _event("accepted")
+ReferralRejected = _event("rejected")
+ReferralReturned = _event("returned")
+ReferralBooked = _event("booked")
+ReferralAttended = _event("attended")
+ReferralDidNotAttend = _event("did-not-attend")
+ReferralDischarged = _event("discharged")
+ReferralCancelled = _event("cancelled")
+ReferralOnHold = _event("on-hold")
+ReferralResumed = _event("resumed")
 
 
 @REGISTRY.register
-class ReferralSubmitted(ReferralEventData):
-    EVENT_TYPE = "uk.waymark.referral.submitted"
+class ReferralFlagged(ReferralEventData):
+    """Something the referrer must act on, the state unchanged (e.g. the service withdrawn)."""
+
+    EVENT_TYPE = "uk.waymark.referral.flagged"
     VERSION = 1
+    flag: Literal["service_withdrawn"]
+
+
+#: the event each state change publishes
+EVENT_FOR_STATE: dict[str, type[ReferralEventData]] = {
+    "submitted": ReferralSubmitted, "accepted": ReferralAccepted,
+    "rejected": ReferralRejected, "returned": ReferralReturned, "booked": ReferralBooked,
+    "attended": ReferralAttended, "did_not_attend": ReferralDidNotAttend,
+    "discharged": ReferralDischarged, "cancelled": ReferralCancelled,
+    "on_hold": ReferralOnHold,
+}
