@@ -1,0 +1,165 @@
+"""Create-referral requests per second and latency (p50, p99) through the real referrals API,
+beside a bare FastAPI + asyncpg endpoint doing a single insert, in the same run.
+
+Both servers run as one uvicorn process each on loopback against the same PostgreSQL; the
+same load generator (httpx, fixed concurrency) drives both. The referrals API does what a
+real request does: verify the JWT, validate (NHS number, SNOMED codes, directory service),
+pseudonymise, write referral + history + audit + outbox in one transaction.
+
+Run on demand: `python bench/referrals.py [--requests N] [--concurrency C]`. Works as the
+`bench` instance (database waymark_bench), never touching dev or test data.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _k, _v in {"WAYMARK_INSTANCE": "bench", "WAYMARK_DB_NAME": "waymark_bench",
+               "WAYMARK_TOPIC_PREFIX": "bench.", "WAYMARK_TEMPORAL_NAMESPACE": "waymark-bench",
+               "WAYMARK_API_PORT_BASE": "18600"}.items():
+    os.environ.setdefault(_k, _v)
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import httpx  # noqa: E402
+
+from shared import stack  # noqa: E402
+from shared.auth import mint_token  # noqa: E402
+from shared.db import make_engine, make_sessionmaker, unit_of_work  # noqa: E402
+from shared.settings import Settings, get_settings, settings_env  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+BARE_PORT = 18690
+
+
+def _nhs_numbers(n: int) -> list[str]:
+    from shared.demo import demo_nhs_numbers
+
+    return demo_nhs_numbers(n)
+
+
+async def _prepare(s: Settings) -> None:
+    from services.referrals.handlers import apply_directory_event
+    from shared.events.directory import ServicePublished
+    from shared.events.envelope import make_event
+
+    await stack.up(s, infra_only=True)
+    engine = make_engine(s, "referrals")
+    async with unit_of_work(make_sessionmaker(engine)) as session:
+        data = ServicePublished(service_id="svc-bench", organization_id="org-bench",
+                                org_code="PAIN-BENCH", category="pain_management_programme",
+                                status="active")
+        await apply_directory_event(session=session, event=make_event(data, subject="svc-bench"),
+                                    data=data, settings=s)
+    await engine.dispose()
+
+
+def _start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+async def _wait_http(url: str) -> None:
+    async with httpx.AsyncClient() as c:
+        for _ in range(200):
+            try:
+                await c.get(url)
+                return
+            except httpx.HTTPError:
+                await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} never answered")
+
+
+async def _load(url: str, bodies: list[dict], headers: dict[str, str],  # type: ignore[type-arg]
+                concurrency: int) -> tuple[float, list[float], int]:
+    latencies: list[float] = []
+    errors = 0
+    queue: asyncio.Queue[dict] = asyncio.Queue()  # type: ignore[type-arg]
+    for b in bodies:
+        queue.put_nowait(b)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        async def worker() -> None:
+            nonlocal errors
+            while not queue.empty():
+                body = queue.get_nowait()
+                t0 = time.perf_counter()
+                r = await client.post(url, json=body, headers=headers)
+                latencies.append(time.perf_counter() - t0)
+                if r.status_code != 201:
+                    errors += 1
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+    return elapsed, latencies, errors
+
+
+def _pct(values: list[float], p: float) -> float:
+    return statistics.quantiles(values, n=100)[int(p) - 1] * 1000
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    s = get_settings()
+    await _prepare(s)
+    env = settings_env(s)
+    env["BENCH_DSN"] = (f"postgresql://{s.pg_user}:{s.pg_password}@{s.pg_host}:{s.pg_port}/"
+                        f"{s.db_name}")
+    port = s.api_port("referrals")
+    api = _start([sys.executable, "-m", "uvicorn", "services.referrals.api:app", "--port",
+                  str(port), "--no-access-log", "--log-level", "warning"], env)
+    bare = _start([sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port",
+                   str(BARE_PORT), "--no-access-log", "--log-level", "warning"], env)
+    try:
+        await _wait_http(f"http://127.0.0.1:{port}/health")
+        await _wait_http(f"http://127.0.0.1:{BARE_PORT}/docs")
+        token = mint_token(s, sub="bench", roles=["clinician"], org="GP-BENCH")
+        numbers = _nhs_numbers(args.requests)
+        bodies = [{"patient": {"nhs_number": n, "given_name": "Bench",
+                               "family_name": f"Synthetic-{i}", "birth_date": "1970-01-01"},
+                   "source": "gp", "from_practitioner": "Dr Bench",
+                   "to_service_id": "svc-bench", "reason_codes": ["279039007", "35489007"],
+                   "clinical_summary": "Persistent low back pain and low mood.",
+                   "consent_to_referral": True} for i, n in enumerate(numbers)]
+        bare_bodies = [{"nhs_number": b["patient"]["nhs_number"], "given_name": "Bench",
+                        "family_name": b["patient"]["family_name"], "to_service_id": "svc-bench",
+                        "reason_codes": b["reason_codes"],
+                        "clinical_summary": b["clinical_summary"]} for b in bodies]
+        # warm both up
+        await _load(f"http://127.0.0.1:{BARE_PORT}/items", bare_bodies[:100], {}, 4)
+        await _load(f"http://127.0.0.1:{port}/referrals", bodies[:100],
+                    {"Authorization": f"Bearer {token}"}, 4)
+        bare_t, bare_lat, bare_err = await _load(f"http://127.0.0.1:{BARE_PORT}/items",
+                                                 bare_bodies, {}, args.concurrency)
+        api_t, api_lat, api_err = await _load(f"http://127.0.0.1:{port}/referrals", bodies,
+                                              {"Authorization": f"Bearer {token}"},
+                                              args.concurrency)
+    finally:
+        api.terminate()
+        bare.terminate()
+        api.wait()
+        bare.wait()
+    n = args.requests
+    print(f"machine: {platform.node()} {os.cpu_count()} cores; {n} requests, "
+          f"concurrency {args.concurrency}")
+    print(f"{'':34} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(f"{'bare FastAPI + asyncpg insert':34} {n / bare_t:8.0f} {_pct(bare_lat, 50):8.1f} "
+          f"{_pct(bare_lat, 99):8.1f} {bare_err:7d}")
+    print(f"{'Waymark POST /referrals':34} {n / api_t:8.0f} {_pct(api_lat, 50):8.1f} "
+          f"{_pct(api_lat, 99):8.1f} {api_err:7d}")
+    print(f"ratio (Waymark / bare) throughput: {(n / api_t) / (n / bare_t):.3f}; "
+          f"p99: {_pct(api_lat, 99) / _pct(bare_lat, 99):.2f}x")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
