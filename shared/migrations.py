@@ -17,15 +17,21 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.settings import Settings
 
-SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
+ROOT = Path(__file__).resolve().parent.parent
+#: where parts keep their migrations: services/<schema>/migrations, workflows/<schema>/migrations
+PART_DIRS = (ROOT / "services", ROOT / "workflows")
 
 
 def migrations_dir(service: str) -> Path:
-    return SERVICES_DIR / service / "migrations"
+    for base in PART_DIRS:
+        if (base / service / "migrations" / "env.py").exists():
+            return base / service / "migrations"
+    raise FileNotFoundError(f"no migrations for {service!r}")
 
 
 def services_with_migrations() -> list[str]:
-    return sorted(p.parent.parent.name for p in SERVICES_DIR.glob("*/migrations/env.py"))
+    return sorted(p.parent.parent.name for base in PART_DIRS
+                  for p in base.glob("*/migrations/env.py"))
 
 
 def _upgrade(conn: Connection, service: str, revision: str) -> None:

@@ -14,8 +14,12 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: The Postgres schema each part owns. A part never reads another part's schema.
-SERVICE_SCHEMAS: tuple[str, ...] = ("referrals", "directory", "care_plans", "notifications")
+#: The Postgres schema each part owns. A part never reads another part's schema. The first four
+#: are services with an HTTP API (api_port); `journeys` is the journey workflows' read model.
+SERVICE_SCHEMAS: tuple[str, ...] = ("referrals", "directory", "care_plans", "notifications",
+                                    "journeys")
+#: the services with an HTTP API, in port order (api_port_base + 1, + 2, ...)
+API_SERVICES: tuple[str, ...] = SERVICE_SCHEMAS[:4]
 
 
 class Settings(BaseSettings):
@@ -92,7 +96,7 @@ class Settings(BaseSettings):
                  self.temporal_ui_port]
         if len(set(ports)) != len(ports):
             raise ValueError(f"infrastructure ports must differ, got {ports}")
-        api = {self.api_port_base + 1 + i for i in range(len(SERVICE_SCHEMAS))}
+        api = {self.api_port_base + 1 + i for i in range(len(API_SERVICES))}
         if api & set(ports) or max(api) > 65535:
             raise ValueError(f"API ports {sorted(api)} clash with infrastructure ports {ports} "
                              "or exceed 65535")
@@ -121,7 +125,7 @@ class Settings(BaseSettings):
         return self.home / "logs"
 
     def api_port(self, service: str) -> int:
-        return self.api_port_base + 1 + SERVICE_SCHEMAS.index(service)
+        return self.api_port_base + 1 + API_SERVICES.index(service)
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

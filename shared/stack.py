@@ -567,6 +567,8 @@ def parts() -> list[Part]:
             apps.append(app_part(f"{service}-consumer",
                                  _python("-m", f"services.{service}.consumers"),
                                  heartbeat_probe(f"{service}-consumer")))
+    apps.append(app_part("journeys-relay", _python("-m", "shared.outbox", "journeys"),
+                         heartbeat_probe("journeys-relay")))
     apps.append(app_part("journeys-worker", _python("-m", "workflows.journeys.worker"),
                          worker_probe))
     apps.append(app_part("journeys-bridge", _python("-m", "workflows.journeys.bridge"),

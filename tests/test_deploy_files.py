@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.settings import SERVICE_SCHEMAS, Settings
+from shared.settings import API_SERVICES, Settings
 from shared.stack import parts
 from shared.topics import all_topics
 
@@ -591,7 +591,7 @@ class TestNetworkPolicy:
                 ports |= set(range(p["port"], p.get("endPort", p["port"]) + 1))
         kafka_port = int(s.bootstrap_servers.rsplit(":", 1)[1])
         temporal_port = int(s.temporal_target.rsplit(":", 1)[1])
-        api_ports = {s.api_port(service) for service in SERVICE_SCHEMAS}
+        api_ports = {s.api_port(service) for service in API_SERVICES}
         assert ports == {53, s.pg_port, kafka_port, temporal_port} | api_ports
 
     def test_the_api_accepts_traffic_on_its_port_only(self) -> None:

@@ -15,60 +15,28 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from shared.auth import mint_token
-from shared.errors import PROBLEM_BASE, PROBLEM_JSON
+from shared.errors import PROBLEM_JSON
 from shared.pseudonym import pseudonymise
 from shared.settings import Settings
 from shared.topics import REFERRALS
-from tests.conftest import auth
+from tests.conftest import KNOWN_SERVICES, auth, publish_directory_state
 from tests.helpers import referral_body, synthetic_nhs_number
-
-
-def new_org(prefix: str = "GP") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8].upper()}"
-
-
-def new_ics() -> str:
-    return f"ICS-{uuid.uuid4().hex[:8].upper()}"
-
-
-def new_user() -> str:
-    return f"user-{uuid.uuid4().hex[:10]}"
-
-
-async def query(sessions: async_sessionmaker, sql: str, **params: Any) -> list[Any]:
-    async with sessions() as session:
-        result = await session.exec(text(sql).bindparams(**params))  # type: ignore[call-overload]
-        return list(result.all())
-
-
-async def referrals_of(sessions: async_sessionmaker, patient_id: str) -> list[Any]:
-    return await query(sessions, "SELECT * FROM referral WHERE patient_id = :p", p=patient_id)
-
-
-async def outbox_of(sessions: async_sessionmaker, patient_id: str) -> list[Any]:
-    return await query(sessions, "SELECT * FROM outbox WHERE key = :p ORDER BY seq",
-                       p=patient_id)
-
-
-async def audit_of(sessions: async_sessionmaker, patient_id: str) -> list[Any]:
-    return await query(sessions, "SELECT * FROM audit_log WHERE patient_id = :p ORDER BY at",
-                       p=patient_id)
-
-
-def assert_problem(r: httpx.Response, status: int, *words: str) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].split(";")[0] == PROBLEM_JSON
-    body = r.json()
-    assert body["status"] == status
-    assert body["type"].startswith(PROBLEM_BASE)
-    assert body["title"] and body["detail"]
-    for w in words:
-        assert w in body["detail"], (w, body["detail"])
-    return body
+from tests.referrals.support import (
+    assert_problem,
+    audit_of,
+    if_match,
+    new_ics,
+    new_org,
+    new_service,
+    new_user,
+    outbox_of,
+    query,
+    referrals_of,
+    transitions_of,
+)
 
 
 @pytest.fixture(scope="module")
@@ -95,17 +63,23 @@ async def submit(client: httpx.AsyncClient, s: Settings, *, org: str | None = No
 
 class TestSubmitReferral:
     async def test_a_clinician_creates_a_submitted_referral(
-            self, referrals_client: httpx.AsyncClient, settings: Settings) -> None:
+            self, referrals_client: httpx.AsyncClient, referrals_sessions: async_sessionmaker,
+            settings: Settings) -> None:
         org, ics = new_org(), new_ics()
-        r, body = await submit(referrals_client, settings, org=org, ics=ics)
+        svc = await new_service(settings, referrals_sessions, category="vocational_advice")
+        r, body = await submit(referrals_client, settings, org=org, ics=ics,
+                               to_service_id=svc.id, to_org=svc.org)
         assert r.status_code == 201, r.text
         assert r.headers["content-type"].startswith("application/json")
         out = r.json()
         assert out["state"] == "submitted"
         assert out["version"] == 1
         assert out["from_org"] == org
-        for field in ("from_practitioner", "to_org", "to_service_id", "service_category",
-                      "reason_codes", "clinical_summary", "priority", "consent_to_referral",
+        assert (out["to_org"], out["to_service_id"]) == (svc.org, svc.id)
+        # the category is the directory's, not the client's
+        assert out["service_category"] == "vocational_advice"
+        for field in ("from_practitioner", "to_org", "to_service_id", "reason_codes",
+                      "clinical_summary", "priority", "consent_to_referral",
                       "communication_needs", "source"):
             assert out[field] == body[field], field
         patient = body["patient"]
@@ -143,7 +117,8 @@ class TestSubmitReferral:
                    "birth_date": "1980-01-01"}
         spaced = dict(patient, nhs_number=f"{nhs[:3]} {nhs[3:6]} {nhs[6:]}")
         r1, _ = await submit(referrals_client, settings, patient=patient)
-        r2, _ = await submit(referrals_client, settings, patient=spaced, to_org="PHYSIO-1")
+        r2, _ = await submit(referrals_client, settings, patient=spaced, to_org="PHYSIO-1",
+                             to_service_id="svc-msk-physio")
         r3, _ = await submit(referrals_client, settings, patient=dict(
             patient, nhs_number=synthetic_nhs_number()))
         assert r1.status_code == r2.status_code == r3.status_code == 201
@@ -151,23 +126,193 @@ class TestSubmitReferral:
         assert r2.json()["nhs_number"] == nhs  # stored normalised, without spaces
         assert r3.json()["patient_id"] != r1.json()["patient_id"]
 
-    async def test_service_staff_may_refer(self, referrals_client: httpx.AsyncClient,
-                                           settings: Settings) -> None:
-        r, _ = await submit(referrals_client, settings, role="service_staff")
+    @pytest.mark.parametrize("role", ["service_staff", "partner"])
+    async def test_service_staff_and_partners_may_refer(
+            self, referrals_client: httpx.AsyncClient, settings: Settings, role: str) -> None:
+        org = new_org("WORK")
+        r, _ = await submit(referrals_client, settings, role=role, org=org)
         assert r.status_code == 201, r.text
+        assert r.json()["from_org"] == org
 
     async def test_an_onward_referral_names_an_existing_referral(
-            self, referrals_client: httpx.AsyncClient, settings: Settings) -> None:
-        first, _ = await submit(referrals_client, settings)
-        r, _ = await submit(referrals_client, settings, source="onward",
-                            referred_from=first.json()["id"])
+            self, referrals_client: httpx.AsyncClient, referrals_sessions: async_sessionmaker,
+            settings: Settings) -> None:
+        # a GP refers to the pain service, which refers the patient onward to physiotherapy
+        ics = new_ics()
+        pain = await new_service(settings, referrals_sessions)
+        physio = await new_service(settings, referrals_sessions, category="msk_physiotherapy")
+        first, _ = await submit(referrals_client, settings, ics=ics, to_service_id=pain.id,
+                                to_org=pain.org)
+        assert first.status_code == 201, first.text
+        r, _ = await submit(referrals_client, settings, org=pain.org, ics=ics,
+                            role="service_staff", source="onward",
+                            referred_from=first.json()["id"], to_service_id=physio.id,
+                            to_org=None)
         assert r.status_code == 201, r.text
-        assert r.json()["referred_from"] == first.json()["id"]
+        out = r.json()
+        assert out["referred_from"] == first.json()["id"]
+        assert (out["from_org"], out["to_org"]) == (pain.org, physio.org)
+        assert out["service_category"] == "msk_physiotherapy"
+
+    async def test_an_onward_referral_from_a_parent_the_caller_may_not_see_is_refused(
+            self, referrals_client: httpx.AsyncClient, referrals_sessions: async_sessionmaker,
+            settings: Settings) -> None:
+        ics = new_ics()
+        first, _ = await submit(referrals_client, settings, ics=ics)
+        assert first.status_code == 201, first.text
+        nhs = synthetic_nhs_number()
+        # an organisation that is neither the parent's referrer nor its receiver
+        r, body = await submit(referrals_client, settings, org=new_org(), ics=ics,
+                               source="onward", referred_from=first.json()["id"],
+                               patient={"nhs_number": nhs, "given_name": "Alex",
+                                        "family_name": "Synthetic", "birth_date": "1970-01-01"})
+        assert_problem(r, 422, "referred_from")
+        assert await referrals_of(referrals_sessions, pseudonymise(nhs, settings)) == []
 
     async def test_a_clinical_summary_of_exactly_10000_characters_is_accepted(
             self, referrals_client: httpx.AsyncClient, settings: Settings) -> None:
         r, _ = await submit(referrals_client, settings, clinical_summary="x" * 10000)
         assert r.status_code == 201, r.text
+
+
+class TestTheDirectoryService:
+    """A referral is addressed to a directory service the replica knows and that is active;
+    the receiving organisation and the category come from the directory."""
+
+    async def test_an_unknown_service_is_a_422_and_creates_nothing(
+            self, referrals_client: httpx.AsyncClient, referrals_sessions: async_sessionmaker,
+            settings: Settings) -> None:
+        unknown = f"svc-unknown-{uuid.uuid4().hex[:8]}"
+        r, body = await submit(referrals_client, settings, to_service_id=unknown, to_org=None)
+        assert_problem(r, 422, unknown, "directory")
+        pid = pseudonymise(body["patient"]["nhs_number"], settings)
+        assert await referrals_of(referrals_sessions, pid) == []
+        assert await outbox_of(referrals_sessions, pid) == []
+        assert await audit_of(referrals_sessions, pid) == []
+
+    async def test_a_temporarily_closed_service_is_a_422(
+            self, referrals_client: httpx.AsyncClient, referrals_sessions: async_sessionmaker,
+            settings: Settings) -> None:
+        [(svc_id, org, _, status)] = [k for k in KNOWN_SERVICES if k[0] == "svc-closed-yoga"]
+        assert status == "temporarily closed"
+        r, body = await submit(referrals_client, settings, to_service_id=svc_id, to_org=org)
+        assert_problem(r, 422, svc_id, "temporarily closed")
+        pid = pseudonymise(body["patient"]["nhs_number"], settings)
+        assert await referrals_of(referrals_sessions, pid) == []
+
+    @pytest.mark.parametrize("status", ["inactive", "defunct", "temporarily closed"])
+    async def test_a_service_that_is_not_active_is_a_422_even_for_a_draft(
+            self, referrals_client: httpx.AsyncClient, referrals_sessions: async_sessionmaker,
+            settings: Settings, status: str) -> None:
+        svc = await new_service(settings, referrals_sessions, status=status)
+        for as_draft in (False, True):
+            r, _ = await submit(referrals_client, settings, to_service_id=svc.id,
+                                to_org=svc.org, as_draft=as_draft)
+            assert_problem(r, 422, svc.id, status)
+
+    async def test_a_to_org_that_does_not_run_the_service_is_a_422(
+            self, referrals_client: httpx.AsyncClient, referrals_sessions: async_sessionmaker,
+            settings: Settings) -> None:
+        svc = await new_service(settings, referrals_sessions)
+        wrong = new_org("PAIN")
+        r, body = await submit(referrals_client, settings, to_service_id=svc.id, to_org=wrong)
+        assert_problem(r, 422, wrong, svc.org)
+        pid = pseudonymise(body["patient"]["nhs_number"], settings)
+        assert await referrals_of(referrals_sessions, pid) == []
+
+    async def test_without_to_org_the_directory_names_the_receiving_organisation(
+            self, referrals_client: httpx.AsyncClient, referrals_sessions: async_sessionmaker,
+            settings: Settings) -> None:
+        svc = await new_service(settings, referrals_sessions, category="social_prescribing")
+        body = referral_body(to_service_id=svc.id)
+        del body["to_org"]
+        r = await referrals_client.post("/referrals", json=body, headers=auth(
+            settings, role="clinician", org=new_org()))
+        assert r.status_code == 201, r.text
+        out = r.json()
+        assert (out["to_org"], out["service_category"]) == (svc.org, "social_prescribing")
+        [ev] = await outbox_of(referrals_sessions, out["patient_id"])
+        assert (ev.payload["data"]["to_org"], ev.payload["data"]["service_category"]) == (
+            svc.org, "social_prescribing")
+
+    async def test_the_client_cannot_choose_the_service_category(
+            self, referrals_client: httpx.AsyncClient, settings: Settings) -> None:
+        r, _ = await submit(referrals_client, settings, service_category="anything_else")
+        assert_problem(r, 422, "service_category")
+
+    async def test_the_category_follows_the_directory_when_it_changes(
+            self, referrals_client: httpx.AsyncClient, referrals_sessions: async_sessionmaker,
+            settings: Settings) -> None:
+        svc = await new_service(settings, referrals_sessions, category="exercise_yoga")
+        first, _ = await submit(referrals_client, settings, to_service_id=svc.id, to_org=svc.org)
+        await publish_directory_state(settings, referrals_sessions,
+                                      [(svc.id, svc.org, "exercise_pilates", "active")])
+        second, _ = await submit(referrals_client, settings, to_service_id=svc.id,
+                                 to_org=svc.org)
+        assert first.json()["service_category"] == "exercise_yoga"
+        assert second.json()["service_category"] == "exercise_pilates"
+
+
+class TestDrafts:
+    async def test_a_draft_is_saved_without_an_event(
+            self, referrals_client: httpx.AsyncClient, referrals_sessions: async_sessionmaker,
+            settings: Settings) -> None:
+        org, sub = new_org(), new_user()
+        r, _ = await submit(referrals_client, settings, org=org, sub=sub, as_draft=True)
+        assert r.status_code == 201, r.text
+        out = r.json()
+        assert out["state"] == "draft" and out["version"] == 1
+        assert out["submitted_at"] is None
+        assert out["allowed_actions"] == ["submit", "cancel"]
+        assert r.headers["etag"] == 'W/"1"'
+        assert await outbox_of(referrals_sessions, out["patient_id"]) == []
+        [t] = await transitions_of(referrals_sessions, out["id"])
+        assert (t.from_state, t.to_state, t.actor, t.actor_org) == (None, "draft", sub, org)
+        assert t.event_id == ""  # no event was published for it
+        [a] = await audit_of(referrals_sessions, out["patient_id"])
+        assert (a.action, a.resource_id, a.actor) == ("create", out["id"], sub)
+
+    async def test_submitting_a_draft_later_publishes_the_submitted_event(
+            self, referrals_client: httpx.AsyncClient, referrals_sessions: async_sessionmaker,
+            settings: Settings) -> None:
+        org, sub = new_org(), new_user()
+        r, _ = await submit(referrals_client, settings, org=org, sub=sub, as_draft=True)
+        draft = r.json()
+        headers = {**auth(settings, role="clinician", org=org, sub=sub), **if_match(1)}
+        s = await referrals_client.post(f"/referrals/{draft['id']}/submit", headers=headers)
+        assert s.status_code == 200, s.text
+        out = s.json()
+        assert out["state"] == "submitted" and out["version"] == 2
+        assert s.headers["etag"] == 'W/"2"'
+        assert out["submitted_at"] is not None
+        assert out["created_at"] == draft["created_at"]
+        [ev] = await outbox_of(referrals_sessions, draft["patient_id"])
+        assert ev.event_type == "uk.waymark.referral.submitted"
+        data = ev.payload["data"]
+        assert (data["referral_id"], data["state"], data["previous_state"]) == (
+            draft["id"], "submitted", "draft")
+        transitions = await transitions_of(referrals_sessions, draft["id"])
+        assert [(t.from_state, t.to_state) for t in transitions] == [
+            (None, "draft"), ("draft", "submitted")]
+        assert transitions[1].event_id == ev.event_id
+        assert (transitions[1].actor, transitions[1].actor_org) == (sub, org)
+
+    async def test_a_draft_to_a_service_that_closed_meanwhile_cannot_be_submitted(
+            self, referrals_client: httpx.AsyncClient, referrals_sessions: async_sessionmaker,
+            settings: Settings) -> None:
+        svc = await new_service(settings, referrals_sessions)
+        org = new_org()
+        r, _ = await submit(referrals_client, settings, org=org, to_service_id=svc.id,
+                            to_org=svc.org, as_draft=True)
+        draft = r.json()
+        await publish_directory_state(settings, referrals_sessions,
+                                      [(svc.id, svc.org, svc.category, "inactive")])
+        s = await referrals_client.post(f"/referrals/{draft['id']}/submit", headers={
+            **auth(settings, role="clinician", org=org), **if_match(1)})
+        assert_problem(s, 422, svc.id, "inactive")
+        [row] = await referrals_of(referrals_sessions, draft["patient_id"])
+        assert (row.state, row.version) == ("draft", 1)
+        assert await outbox_of(referrals_sessions, draft["patient_id"]) == []
 
 
 class TestWhatIsWritten:
@@ -463,6 +608,37 @@ class TestBadInput:
         assert r.status_code in (400, 422), r.text
         assert_problem(r, r.status_code, "body")
 
+    @pytest.mark.parametrize("field", ["clinical_summary", "from_practitioner"])
+    async def test_a_lone_surrogate_in_a_text_field_is_a_422_not_a_500(
+            self, lenient_client: httpx.AsyncClient, settings: Settings, field: str) -> None:
+        # valid JSON (an escaped lone surrogate) that no UTF-8 database text can hold
+        body = json.dumps(referral_body(**{field: "Back pain SURROGATE"}))
+        content = body.replace("SURROGATE", "\\ud800").encode()
+        r = await lenient_client.post("/referrals", content=content, headers={
+            **auth(settings, role="clinician", org=new_org()),
+            "content-type": "application/json"})
+        assert r.status_code != 500, r.text
+        assert_problem(r, 422, field)
+
+    @pytest.mark.parametrize("params", [{"limit": 10**20}, {"offset": -1}, {"offset": 10**20},
+                                        {"limit": 0}, {"limit": "1e3"}],
+                             ids=["limit-huge", "offset-negative", "offset-huge", "limit-0",
+                                  "limit-float"])
+    async def test_an_integer_beyond_range_in_a_query_is_a_422(
+            self, lenient_client: httpx.AsyncClient, settings: Settings,
+            params: dict[str, Any]) -> None:
+        for path in ("/referrals", "/worklist"):
+            r = await lenient_client.get(path, params=params, headers=auth(
+                settings, role="clinician", org=new_org()))
+            assert_problem(r, 422, next(iter(params)))
+
+    async def test_an_integer_where_text_belongs_is_a_422(
+            self, lenient_client: httpx.AsyncClient, settings: Settings) -> None:
+        body = referral_body(reason_codes=[10**40], to_service_id=10**40)
+        r = await lenient_client.post("/referrals", json=body, headers=auth(
+            settings, role="clinician", org=new_org()))
+        assert_problem(r, 422, "reason_codes")
+
     async def test_an_nhs_number_with_a_trailing_newline_is_not_a_second_patient(
             self, lenient_client: httpx.AsyncClient, settings: Settings) -> None:
         nhs = synthetic_nhs_number()
@@ -517,7 +693,7 @@ class TestAuthentication:
                                         headers={"Authorization": f"Bearer {t}"})
         assert_problem(r, 401, "expired")
 
-    @pytest.mark.parametrize("role", ["partner", "coordinator", "admin"])
+    @pytest.mark.parametrize("role", ["coordinator", "admin"])
     async def test_roles_that_do_not_refer_get_a_403(
             self, referrals_client: httpx.AsyncClient, referrals_sessions: async_sessionmaker,
             settings: Settings, role: str) -> None:
@@ -536,11 +712,18 @@ class TestAuthentication:
 
 
 class TestReadReferral:
+    @pytest.fixture(autouse=True)
+    def _sessions(self, referrals_sessions: async_sessionmaker) -> None:
+        self.sessions = referrals_sessions
+
     async def _create(self, client: httpx.AsyncClient, s: Settings, *, ics: str
                       ) -> tuple[dict[str, Any], str, str]:
         org, sub = new_org(), new_user()
-        r, _ = await submit(client, s, org=org, ics=ics, sub=sub, to_org=new_org("PAIN"))
+        svc = await new_service(s, self.sessions)
+        r, _ = await submit(client, s, org=org, ics=ics, sub=sub, to_service_id=svc.id,
+                            to_org=svc.org)
         assert r.status_code == 201, r.text
+        assert r.json()["to_org"] == svc.org
         return r.json(), org, sub
 
     async def test_the_referrer_reads_it_and_the_read_is_audited(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from shared.settings import SERVICE_SCHEMAS, Settings, settings_env
+from shared.settings import API_SERVICES, Settings, settings_env
 
 INFRA_PORTS = ["pg_port", "kafka_port", "kafka_controller_port", "temporal_port",
                "temporal_ui_port"]
@@ -163,7 +163,11 @@ class TestDerivedNames:
         assert s.api_port("directory") == 18302
         assert s.api_port("care_plans") == 18303
         assert s.api_port("notifications") == 18304
-        assert len({s.api_port(x) for x in SERVICE_SCHEMAS}) == len(SERVICE_SCHEMAS)
+        assert len({s.api_port(x) for x in API_SERVICES}) == len(API_SERVICES)
+
+    def test_the_journeys_read_model_has_a_schema_but_no_api_port(self) -> None:
+        with pytest.raises(ValueError):
+            Settings().api_port("journeys")
 
     def test_an_unknown_service_has_no_port(self) -> None:
         with pytest.raises(ValueError):

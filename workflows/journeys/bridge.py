@@ -24,8 +24,9 @@ from shared.settings import Settings, get_settings
 from shared.telemetry import setup_telemetry
 from shared.topics import REFERRALS
 from workflows.journeys import TASK_QUEUE, workflow_id
+from workflows.journeys.state import JourneyEvent
 from workflows.journeys.worker import connect
-from workflows.journeys.workflows import JourneyEvent, JourneyInput, PatientJourney
+from workflows.journeys.workflows import JourneyInput, PatientJourney
 
 logger = logging.getLogger(__name__)
 CONSUMER_NAME = "journeys-bridge"
@@ -40,7 +41,9 @@ def to_journey_event(event: CloudEvent) -> JourneyEvent:
         referral_id=data.referral_id, state=data.state, from_org=data.from_org,
         to_org=data.to_org, to_service_id=data.to_service_id,
         service_category=data.service_category, priority=data.priority,
-        reason_codes=list(data.reason_codes), referred_from=data.referred_from)
+        reason_codes=list(data.reason_codes), referred_from=data.referred_from,
+        previous_state=data.previous_state, transition_reason=data.transition_reason,
+        appointment_at=data.appointment_at.isoformat() if data.appointment_at else None)
 
 
 class Bridge:

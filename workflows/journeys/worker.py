@@ -9,10 +9,12 @@ from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.worker import Worker
 
+from shared.db import make_engine, make_sessionmaker
 from shared.outbox import install_stop_signals
 from shared.settings import Settings, get_settings
 from shared.telemetry import setup_telemetry
 from workflows.journeys import TASK_QUEUE
+from workflows.journeys.activities import JourneyActivities
 from workflows.journeys.workflows import PatientJourney
 
 logger = logging.getLogger(__name__)
@@ -24,17 +26,21 @@ async def connect(settings: Settings) -> Client:
                                 interceptors=[TracingInterceptor()])
 
 
-def build_worker(client: Client) -> Worker:
-    return Worker(client, task_queue=TASK_QUEUE, workflows=[PatientJourney], activities=[])
+def build_worker(client: Client, activities: JourneyActivities,
+                 task_queue: str = TASK_QUEUE) -> Worker:
+    return Worker(client, task_queue=task_queue, workflows=[PatientJourney],
+                  activities=[activities.load_journey_rules, activities.record_alert_change])
 
 
 async def run_worker(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     setup_telemetry("journeys-worker", settings)
     client = await connect(settings)
+    engine = make_engine(settings, "journeys", pool_size=4)
+    activities = JourneyActivities(settings=settings, sessions=make_sessionmaker(engine))
+    worker = build_worker(client, activities)
     stop = asyncio.Event()
     install_stop_signals(stop)
-    worker = build_worker(client)
     running = asyncio.create_task(worker.run())
     stopping = asyncio.create_task(stop.wait())
     logger.info("journeys worker polling %s in %s", TASK_QUEUE, settings.temporal_namespace)
@@ -44,7 +50,10 @@ async def run_worker(settings: Settings | None = None) -> None:
     if not running.done():
         await worker.shutdown()
     stopping.cancel()
-    await running
+    try:
+        await running
+    finally:
+        await engine.dispose()
 
 
 def main() -> None:

@@ -1,125 +1,129 @@
 """PatientJourney: one long-running workflow per patient (workflow id `journey-<patient id>`).
 
-It is started or signalled by the Kafka->Temporal bridge with every referral event of the
-patient, keeps the journey (each referral's latest state and history), and ignores a second
-delivery of the same event id. Loop, stall and safety rules build on this state.
+Started or signalled by the Kafka->Temporal bridge with every referral event (and, as those
+services land, care-plan assessments and coordinators' alert actions). It keeps the journey,
+applies the loop, stall and safety rules in workflows/journeys/rules.py, and raises alerts
+through an idempotent activity. One loop sleeps until the earliest deadline (a durable timer)
+or the next signal, whichever comes first; progress moves the deadline.
 
-Workflow code does no I/O and never reads the clock: time comes from the events and
-`workflow.now()`.
+Workflow code does no I/O and never reads the clock: time is `workflow.now()`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 
-#: how many recent event ids are remembered for de-duplication; the bridge redelivers only
-#: recent events (at-least-once from Kafka), so a bounded window is enough
-SEEN_WINDOW = 5000
+with workflow.unsafe.imports_passed_through():
+    from workflows.journeys.rules import (
+        Rules,
+        apply_action,
+        apply_assessment,
+        apply_referral_event,
+        evaluate,
+        next_wake,
+    )
+    from workflows.journeys.state import (
+        Alert,
+        AlertAction,
+        AlertChange,
+        AssessmentEvent,
+        Episode,
+        JourneyEvent,
+        JourneyState,
+    )
 
-
-@dataclass
-class JourneyEvent:
-    """A referral event as the journey sees it: ids, codes and states, nothing personal."""
-
-    event_id: str
-    event_type: str
-    occurred_at: str  # ISO 8601, from the event
-    referral_id: str
-    state: str
-    from_org: str
-    to_org: str
-    to_service_id: str
-    service_category: str
-    priority: str
-    reason_codes: list[str] = field(default_factory=list)
-    referred_from: str | None = None
-
-
-@dataclass
-class ReferralView:
-    referral_id: str
-    state: str
-    from_org: str
-    to_org: str
-    to_service_id: str
-    service_category: str
-    priority: str
-    referred_from: str | None
-    first_seen: str
-    last_changed: str
-    history: list[str] = field(default_factory=list)  # event types, in order applied
+#: continue as new well before Temporal's own limits, so replays stay cheap
+MAX_HISTORY_EVENTS = 2000
 
 
 @dataclass
 class JourneyInput:
     patient_id: str
-    # carried over by continue-as-new
-    referrals: list[ReferralView] = field(default_factory=list)
-    seen_event_ids: list[str] = field(default_factory=list)
+    state: JourneyState | None = None  # carried over by continue-as-new
+    max_history_events: int = MAX_HISTORY_EVENTS
 
 
 @dataclass
 class JourneyView:
     patient_id: str
-    referrals: list[ReferralView]
+    episodes: list[Episode]
+    alerts: list[Alert]
     events_applied: int
     duplicates_ignored: int
 
 
 @workflow.defn
 class PatientJourney:
-    def __init__(self) -> None:
-        self._patient_id = ""
-        self._referrals: dict[str, ReferralView] = {}
-        self._seen: dict[str, None] = {}  # insertion-ordered set
-        self._applied = 0
-        self._duplicates = 0
+    @workflow.init
+    def __init__(self, input: JourneyInput) -> None:
+        # set up in init, so signals delivered with the start are applied to this state
+        self._state = input.state or JourneyState(patient_id=input.patient_id)
+        self._pending: list[AlertChange] = []
+        self._dirty = True
+        self._rules: Rules | None = None
 
     @workflow.run
     async def run(self, input: JourneyInput) -> None:
-        self._patient_id = input.patient_id
-        for r in input.referrals:
-            self._referrals[r.referral_id] = r
-        for eid in input.seen_event_ids:
-            self._seen[eid] = None
-        # a journey has no natural end; it hands over to a fresh run when history grows
-        await workflow.wait_condition(
-            lambda: workflow.info().is_continue_as_new_suggested())
+        self._rules = await workflow.execute_local_activity(
+            "load_journey_rules", result_type=Rules,
+            start_to_close_timeout=timedelta(seconds=30))
+        while True:
+            self._dirty = False
+            changes = self._pending + evaluate(self._state, self._rules, workflow.now())
+            self._pending = []
+            for change in changes:
+                await workflow.execute_activity(
+                    "record_alert_change", change, start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)))
+            if self._should_continue_as_new(input):
+                break
+            wake = next_wake(self._state, self._rules, workflow.now())
+            timeout = (wake - workflow.now()) if wake is not None else None
+            try:
+                await workflow.wait_condition(
+                    lambda: self._dirty or self._should_continue_as_new(input),
+                    timeout=timeout)
+            except TimeoutError:
+                pass  # a deadline: evaluate
         await workflow.wait_condition(workflow.all_handlers_finished)
-        workflow.continue_as_new(JourneyInput(
-            patient_id=self._patient_id, referrals=list(self._referrals.values()),
-            seen_event_ids=list(self._seen)))
+        workflow.continue_as_new(JourneyInput(patient_id=self._state.patient_id,
+                                              state=self._state,
+                                              max_history_events=input.max_history_events))
+
+    @staticmethod
+    def _should_continue_as_new(input: JourneyInput) -> bool:
+        info = workflow.info()
+        return (info.is_continue_as_new_suggested()
+                or info.get_current_history_length() > input.max_history_events)
 
     @workflow.signal
     def referral_event(self, event: JourneyEvent) -> None:
-        if event.event_id in self._seen:
-            self._duplicates += 1
-            return
-        self._seen[event.event_id] = None
-        if len(self._seen) > SEEN_WINDOW:
-            del self._seen[next(iter(self._seen))]
-        self._applied += 1
-        view = self._referrals.get(event.referral_id)
-        if view is None:
-            view = ReferralView(
-                referral_id=event.referral_id, state=event.state, from_org=event.from_org,
-                to_org=event.to_org, to_service_id=event.to_service_id,
-                service_category=event.service_category, priority=event.priority,
-                referred_from=event.referred_from, first_seen=event.occurred_at,
-                last_changed=event.occurred_at)
-            self._referrals[event.referral_id] = view
-        # events of one patient arrive in order (one Kafka partition per patient); an older
-        # event than the one applied last does not move the state back
-        if event.occurred_at >= view.last_changed:
-            view.state = event.state
-            view.last_changed = event.occurred_at
-        view.history.append(event.event_type)
+        if apply_referral_event(self._state, event):
+            self._dirty = True
+
+    @workflow.signal
+    def assessment(self, event: AssessmentEvent) -> None:
+        if apply_assessment(self._state, event):
+            self._dirty = True
+
+    @workflow.signal
+    def alert_action(self, action: AlertAction) -> None:
+        changes = apply_action(self._state, action)
+        if changes:
+            self._pending.extend(changes)
+            self._dirty = True
 
     @workflow.query
     def journey(self) -> JourneyView:
-        return JourneyView(patient_id=self._patient_id,
-                           referrals=sorted(self._referrals.values(),
-                                            key=lambda r: (r.first_seen, r.referral_id)),
-                           events_applied=self._applied, duplicates_ignored=self._duplicates)
+        return JourneyView(patient_id=self._state.patient_id, episodes=self._state.episodes,
+                           alerts=self._state.alerts,
+                           events_applied=self._state.events_applied,
+                           duplicates_ignored=self._state.duplicates_ignored)
+
+    @workflow.query
+    def open_alerts(self) -> list[Alert]:
+        return [a for a in self._state.alerts if a.status != "resolved"]

@@ -1,0 +1,435 @@
+"""The journey rules, pure and deterministic: no I/O, no clock (time is passed in), so the
+workflow can run them and tests can check them with plain unit tests.
+
+- `apply_*` fold an event into the journey state (dedupe by event id, tolerate out-of-order).
+- `evaluate` returns the alert changes due at `now`: stalls past their deadline, loops,
+  safety flags, escalations, snoozes ending, stall alerts whose referral has moved on.
+- `next_wake` is the earliest future moment `evaluate` could say something new.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from workflows.journeys.state import (
+    Alert,
+    AlertAction,
+    AlertChange,
+    AssessmentEvent,
+    Episode,
+    Evidence,
+    JourneyEvent,
+    JourneyState,
+    Step,
+    ts,
+)
+
+DEFAULT_RULES_FILE = Path(__file__).with_name("rules.toml")
+SEEN_WINDOW = 5000
+CLOSED = {"rejected", "returned", "discharged", "cancelled"}
+ENDED_BY_SERVICE = {"rejected", "returned", "discharged"}  # what makes a re-referral a loop
+
+CATEGORY_WORDS = {
+    "pain_management_programme": "the pain management programme",
+    "talking_therapies_ltc": "talking therapies",
+    "msk_physiotherapy": "MSK physiotherapy",
+    "social_prescribing": "social prescribing",
+    "peer_support": "peer support",
+    "self_management_course": "a self-management course",
+    "exercise_yoga": "exercise and yoga",
+    "vocational_rehabilitation": "vocational rehabilitation",
+    "carers_support": "carers' support",
+    "crisis": "the crisis service",
+}
+
+
+@dataclass(frozen=True)
+class Rules:
+    triage_working_days_routine: int = 10
+    triage_working_days_urgent: int = 2
+    booking_weeks_default: int = 6
+    booking_weeks_by_category: dict[str, int] = field(default_factory=dict)
+    outcome_grace_working_days: int = 2
+    no_activity_weeks: int = 6
+    rtt_weeks: int = 18
+    rereferral_window_days: int = 182
+    ping_pong_window_days: int = 182
+    returned_times: int = 2
+    returned_window_days: int = 182
+    frequent_contacts: int = 4
+    frequent_window_days: int = 182
+    phq9_item9_above: int = 0
+    high_risk_bands: list[str] = field(default_factory=lambda: ["severe", "high_risk"])
+    escalation_hours: dict[str, int] = field(
+        default_factory=lambda: {"urgent": 1, "high": 24, "medium": 72})
+    severity: dict[str, str] = field(default_factory=dict)
+    bank_holidays: list[str] = field(default_factory=list)
+
+
+def load_rules(path: Path = DEFAULT_RULES_FILE) -> Rules:
+    raw: dict[str, Any] = tomllib.loads(path.read_text())
+    st, lp, sf, esc = raw["stall"], raw["loop"], raw["safety"], raw["escalation"]
+    return Rules(
+        triage_working_days_routine=st["triage_working_days_routine"],
+        triage_working_days_urgent=st["triage_working_days_urgent"],
+        booking_weeks_default=st["booking_weeks_default"],
+        booking_weeks_by_category=dict(st.get("booking_weeks_by_category", {})),
+        outcome_grace_working_days=st["outcome"]["grace_working_days"],
+        no_activity_weeks=st["activity"]["no_activity_weeks"],
+        rtt_weeks=st["rtt"]["weeks"],
+        rereferral_window_days=lp["rereferral_window_days"],
+        ping_pong_window_days=lp["ping_pong_window_days"],
+        returned_times=lp["returned_times"], returned_window_days=lp["returned_window_days"],
+        frequent_contacts=lp["frequent_contacts"],
+        frequent_window_days=lp["frequent_window_days"],
+        phq9_item9_above=sf["phq9_item9_above"], high_risk_bands=list(sf["high_risk_bands"]),
+        escalation_hours={"urgent": esc["urgent_hours"], "high": esc["high_hours"],
+                          "medium": esc["medium_hours"]},
+        severity=dict(raw["severity"]), bank_holidays=list(raw["calendar"]["bank_holidays"]))
+
+
+# --- calendar ---------------------------------------------------------------------------------
+
+def add_working_days(start: datetime, days: int, bank_holidays: list[str]) -> datetime:
+    """The same time of day `days` working days later (Monday-Friday, not bank holidays)."""
+    holidays = {date.fromisoformat(d) for d in bank_holidays}
+    current = start
+    added = 0
+    while added < days:
+        current += timedelta(days=1)
+        if current.weekday() < 5 and current.date() not in holidays:
+            added += 1
+    return current
+
+
+def _day(value: str) -> str:
+    return ts(value).strftime("%-d %B %Y")
+
+
+def _cat(category: str) -> str:
+    return CATEGORY_WORDS.get(category, category.replace("_", " "))
+
+
+# --- folding events into the state ----------------------------------------------------------
+
+def _seen(state: JourneyState, event_id: str) -> bool:
+    if event_id in state.seen_event_ids:
+        state.duplicates_ignored += 1
+        return True
+    state.seen_event_ids.append(event_id)
+    if len(state.seen_event_ids) > SEEN_WINDOW:
+        del state.seen_event_ids[0]
+    state.events_applied += 1
+    return False
+
+
+def episode(state: JourneyState, referral_id: str) -> Episode | None:
+    return next((e for e in state.episodes if e.referral_id == referral_id), None)
+
+
+def apply_referral_event(state: JourneyState, ev: JourneyEvent) -> bool:
+    """Fold a referral event in; False if it was a duplicate."""
+    if _seen(state, ev.event_id):
+        return False
+    ep = episode(state, ev.referral_id)
+    if ep is None:
+        ep = Episode(referral_id=ev.referral_id, service_id=ev.to_service_id,
+                     category=ev.service_category, to_org=ev.to_org, from_org=ev.from_org,
+                     priority=ev.priority, referred_from=ev.referred_from)
+        state.episodes.append(ep)
+        state.episodes.sort(key=lambda e: (e.steps[0].at if e.steps else ev.occurred_at,
+                                           e.referral_id))
+    if ev.event_type.endswith(".flagged"):
+        return True  # a flag for the referrer: the state is unchanged
+    step = Step(state=ev.state, at=ev.occurred_at, event_id=ev.event_id,
+                event_type=ev.event_type, reason=ev.transition_reason)
+    # events may arrive out of order: keep the steps in time order; the latest is current
+    ep.steps.append(step)
+    ep.steps.sort(key=lambda s: (ts(s.at), s.event_id))
+    if ev.appointment_at and ep.current is step:
+        ep.appointment_at = ev.appointment_at
+    ep.priority = ev.priority
+    state.episodes.sort(key=lambda e: (ts(e.steps[0].at), e.referral_id))
+    return True
+
+
+def apply_assessment(state: JourneyState, ev: AssessmentEvent) -> bool:
+    if _seen(state, ev.event_id):
+        return False
+    state.assessments.append(ev)
+    return True
+
+
+def apply_action(state: JourneyState, action: AlertAction) -> list[AlertChange]:
+    """A coordinator's action; the changes to persist."""
+    if _seen(state, action.event_id):
+        return []
+    alert = next((a for a in state.alerts if a.alert_id == action.alert_id), None)
+    if alert is None or alert.status == "resolved":
+        return []
+    if action.action == "acknowledge" and alert.status in ("open", "escalated", "snoozed"):
+        alert.status, alert.acknowledged_at = "acknowledged", action.occurred_at
+        alert.assignee = alert.assignee or action.actor
+        change = "acknowledged"
+    elif action.action == "assign" and action.assignee:
+        alert.assignee = action.assignee
+        change = "assigned"
+    elif action.action == "resolve":
+        alert.status, alert.resolved_at = "resolved", action.occurred_at
+        alert.resolution = action.reason or f"resolved by {action.actor}"
+        change = "resolved"
+    elif action.action == "snooze" and action.until:
+        alert.status, alert.snoozed_until = "snoozed", action.until
+        change = "snoozed"
+    else:
+        return []
+    alert.seq += 1
+    return [AlertChange(state.patient_id, change, alert, action.occurred_at)]
+
+
+# --- deadlines --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Deadline:
+    rule: str
+    due: datetime
+    referral_id: str
+    state_at: str  # when the episode entered the state the deadline is about
+
+
+def stall_deadlines(ep: Episode, rules: Rules) -> list[Deadline]:
+    """Deadlines for the episode's current state (none once it is closed)."""
+    cur = ep.current
+    if cur.state in CLOSED or cur.state == "draft":
+        return []
+    entered = ts(cur.at)
+    out: list[Deadline] = []
+    if cur.state == "submitted":
+        days = (rules.triage_working_days_urgent if ep.priority == "urgent"
+                else rules.triage_working_days_routine)
+        out.append(Deadline("stalled.not_triaged",
+                            add_working_days(entered, days, rules.bank_holidays),
+                            ep.referral_id, cur.at))
+    elif cur.state == "accepted":
+        weeks = rules.booking_weeks_by_category.get(ep.category, rules.booking_weeks_default)
+        out.append(Deadline("stalled.not_booked", entered + timedelta(weeks=weeks),
+                            ep.referral_id, cur.at))
+    elif cur.state == "booked":
+        when = ts(ep.appointment_at) if ep.appointment_at else entered
+        out.append(Deadline("stalled.no_outcome",
+                            add_working_days(max(when, entered),
+                                             rules.outcome_grace_working_days,
+                                             rules.bank_holidays),
+                            ep.referral_id, cur.at))
+    out.append(Deadline("stalled.no_activity", entered + timedelta(weeks=rules.no_activity_weeks),
+                        ep.referral_id, cur.at))
+    submitted = ep.submitted_at
+    if submitted and not any(s.state == "attended" for s in ep.steps):
+        out.append(Deadline("stalled.rtt_breach", ts(submitted) + timedelta(weeks=rules.rtt_weeks),
+                            ep.referral_id, submitted))
+    return out
+
+
+def _stall_text(rule: str, ep: Episode, d: Deadline) -> str:
+    svc = _cat(ep.category)
+    since = _day(d.state_at)
+    return {
+        "stalled.not_triaged": f"Referred to {svc} on {since} and not triaged by "
+                               f"{_day(d.due.isoformat())}.",
+        "stalled.not_booked": f"Accepted by {svc} on {since} but no appointment booked by "
+                              f"{_day(d.due.isoformat())}.",
+        "stalled.no_outcome": f"Appointment with {svc} "
+                              f"{'on ' + _day(ep.appointment_at) if ep.appointment_at else ''}"
+                              f" has no outcome recorded.",
+        "stalled.no_activity": f"Referral to {svc} has had no activity since {since} "
+                               f"(it is {ep.current.state.replace('_', ' ')}).",
+        "stalled.rtt_breach": f"Referred to {svc} on {since}; not seen within 18 weeks "
+                              f"(referral to treatment).",
+    }[rule].replace("  ", " ")
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+class _Raiser:
+    def __init__(self, state: JourneyState, rules: Rules, now: datetime) -> None:
+        self.state, self.rules, self.now = state, rules, now
+        self.changes: list[AlertChange] = []
+
+    def exists(self, key: str) -> bool:
+        return any(a.key == key for a in self.state.alerts)
+
+    def open_rule(self, rule: str) -> bool:
+        return any(a.rule == rule and a.status != "resolved" for a in self.state.alerts)
+
+    def raise_(self, *, key: str, kind: str, rule: str, explanation: str,
+               evidence: list[Evidence], referral_id: str | None = None) -> None:
+        if self.exists(key):
+            return
+        alert = Alert(alert_id=f"{self.state.patient_id}:{key}", key=key, kind=kind, rule=rule,
+                      severity=self.rules.severity.get(rule, "medium"),
+                      explanation=explanation, evidence=evidence, status="open",
+                      raised_at=self.now.isoformat(), referral_id=referral_id)
+        self.state.alerts.append(alert)
+        self.changes.append(AlertChange(self.state.patient_id, "raised", alert,
+                                        self.now.isoformat()))
+
+    def change(self, alert: Alert, change: str) -> None:
+        alert.seq += 1
+        self.changes.append(AlertChange(self.state.patient_id, change, alert,
+                                        self.now.isoformat()))
+
+
+def evaluate(state: JourneyState, rules: Rules, now: datetime) -> list[AlertChange]:
+    r = _Raiser(state, rules, now)
+    _stalls(r)
+    _loops(r)
+    _safety(r)
+    _escalations(r)
+    return r.changes
+
+
+def _stalls(r: _Raiser) -> None:
+    live: set[str] = set()
+    for ep in r.state.episodes:
+        for d in stall_deadlines(ep, r.rules):
+            key = f"{d.rule}:{d.referral_id}:{d.state_at}"
+            live.add(key)
+            if d.due <= r.now:
+                r.raise_(key=key, kind="stalled", rule=d.rule,
+                         explanation=_stall_text(d.rule, ep, d), referral_id=ep.referral_id,
+                         evidence=[Evidence(ep.referral_id, d.state_at, ep.current.state,
+                                            f"deadline {d.due.isoformat()}")])
+    # a stall alert closes itself when its referral moves on
+    for a in r.state.alerts:
+        if a.kind == "stalled" and a.status != "resolved" and a.key not in live:
+            ep = episode(r.state, a.referral_id or "")
+            now_state = ep.current.state.replace("_", " ") if ep else "closed"
+            a.status, a.resolved_at = "resolved", r.now.isoformat()
+            a.resolution = f"the referral moved on (now {now_state})"
+            r.change(a, "resolved")
+
+
+def _closures(ep: Episode) -> list[Step]:
+    return [s for s in ep.steps if s.state in ENDED_BY_SERVICE]
+
+
+def _loops(r: _Raiser) -> None:
+    rules = r.rules
+    submitted = [(ep, ts(ep.submitted_at)) for ep in r.state.episodes if ep.submitted_at]
+    submitted.sort(key=lambda x: (x[1], x[0].referral_id))
+    # re-referral to a service / category that ended with the person within the window
+    for ep, at in submitted:
+        for prev, _ in submitted:
+            if prev is ep:
+                continue
+            for closing in _closures(prev):
+                gap = at - ts(closing.at)
+                same = prev.service_id == ep.service_id or prev.category == ep.category
+                if same and timedelta(0) <= gap <= timedelta(days=rules.rereferral_window_days):
+                    verb = {"rejected": "did not accept", "returned": "returned",
+                            "discharged": "discharged"}[closing.state]
+                    r.raise_(
+                        key=f"looping.re_referral:{ep.referral_id}", kind="looping",
+                        rule="looping.re_referral", referral_id=ep.referral_id,
+                        explanation=(f"Referred again to {_cat(ep.category)} on "
+                                     f"{_day(at.isoformat())}, {gap.days} days after it "
+                                     f"{verb} them on "
+                                     f"{_day(closing.at)}."),
+                        evidence=[Evidence(prev.referral_id, closing.at, closing.state),
+                                  Evidence(ep.referral_id, at.isoformat(), "submitted")])
+    # ping-pong A -> B -> A between categories
+    cats = [(ep, at) for ep, at in submitted]
+    for i in range(len(cats) - 2):
+        (a, ta), (b, _tb), (c, tc) = cats[i], cats[i + 1], cats[i + 2]
+        if (a.category == c.category != b.category
+                and tc - ta <= timedelta(days=rules.ping_pong_window_days)):
+            r.raise_(key=f"looping.ping_pong:{c.referral_id}", kind="looping",
+                     rule="looping.ping_pong", referral_id=c.referral_id,
+                     explanation=(f"Went from {_cat(a.category)} to {_cat(b.category)} and back "
+                                  f"to {_cat(c.category)} between {_day(ta.isoformat())} and "
+                                  f"{_day(tc.isoformat())}."),
+                     evidence=[Evidence(x.referral_id, t.isoformat(), "submitted")
+                               for x, t in (cats[i], cats[i + 1], cats[i + 2])])
+    # returned to the referrer repeatedly
+    window = timedelta(days=rules.returned_window_days)
+    returns = [(ep, s) for ep in r.state.episodes for s in ep.steps if s.state == "returned"
+               and r.now - ts(s.at) <= window]
+    if len(returns) >= rules.returned_times and not r.open_rule("looping.returned_repeatedly"):
+        services = sorted({_cat(ep.category) for ep, _ in returns})
+        r.raise_(key=f"looping.returned_repeatedly:{len(returns)}", kind="looping",
+                 rule="looping.returned_repeatedly",
+                 explanation=(f"Returned to the referrer {len(returns)} times in "
+                              f"{rules.returned_window_days // 30} months "
+                              f"(by {', '.join(services)})."),
+                 evidence=[Evidence(ep.referral_id, s.at, s.state, s.reason or "")
+                           for ep, s in returns])
+    # frequent contact across services
+    window = timedelta(days=rules.frequent_window_days)
+    contacts = [(ep, s) for ep in r.state.episodes for s in ep.steps
+                if s.state in ("submitted", "attended") and r.now - ts(s.at) <= window]
+    if (len(contacts) >= rules.frequent_contacts
+            and not r.open_rule("looping.frequent_contact")):
+        n_ref = sum(1 for _, s in contacts if s.state == "submitted")
+        n_att = len(contacts) - n_ref
+        r.raise_(key=f"looping.frequent_contact:{len(contacts)}", kind="looping",
+                 rule="looping.frequent_contact",
+                 explanation=(f"{len(contacts)} contacts in {rules.frequent_window_days // 30} "
+                              f"months across {len({ep.category for ep, _ in contacts})} "
+                              f"services ({n_ref} referrals, {n_att} attendances)."),
+                 evidence=[Evidence(ep.referral_id, s.at, s.state) for ep, s in contacts])
+
+
+def _safety(r: _Raiser) -> None:
+    for a in r.state.assessments:
+        if a.instrument.upper() == "PHQ-9" and a.item9 is not None \
+                and a.item9 > r.rules.phq9_item9_above:
+            r.raise_(key=f"safety.phq9_item9:{a.assessment_id}", kind="safety",
+                     rule="safety.phq9_item9",
+                     explanation=(f"PHQ-9 on {_day(a.occurred_at)}: item 9 (thoughts of being "
+                                  f"better off dead or of self-harm) scored {a.item9}. Contact "
+                                  f"the person today."),
+                     evidence=[Evidence(None, a.occurred_at, "assessed",
+                                        f"{a.instrument} {a.assessment_id} item9={a.item9}")])
+        if a.band in r.rules.high_risk_bands:
+            r.raise_(key=f"safety.high_risk_band:{a.assessment_id}", kind="safety",
+                     rule="safety.high_risk_band",
+                     explanation=(f"{a.instrument} on {_day(a.occurred_at)} is in the "
+                                  f"{a.band.replace('_', ' ')} band (score {a.total})."),
+                     evidence=[Evidence(None, a.occurred_at, "assessed",
+                                        f"{a.instrument} {a.assessment_id} band={a.band}")])
+
+
+def _escalations(r: _Raiser) -> None:
+    for a in r.state.alerts:
+        if a.status == "snoozed" and a.snoozed_until and ts(a.snoozed_until) <= r.now:
+            a.status, a.snoozed_until = "open", None
+            a.raised_at = r.now.isoformat()  # the escalation clock starts again
+            r.change(a, "reopened")
+        if a.status == "open" and escalation_due(a, r.rules) <= r.now:
+            a.status, a.escalated_at = "escalated", r.now.isoformat()
+            r.change(a, "escalated")
+
+
+def escalation_due(alert: Alert, rules: Rules) -> datetime:
+    return ts(alert.raised_at) + timedelta(hours=rules.escalation_hours.get(alert.severity, 72))
+
+
+def next_wake(state: JourneyState, rules: Rules, now: datetime) -> datetime | None:
+    """The earliest future moment at which `evaluate` may have something new to say."""
+    times: list[datetime] = []
+    for ep in state.episodes:
+        for d in stall_deadlines(ep, rules):
+            key = f"{d.rule}:{d.referral_id}:{d.state_at}"
+            if d.due > now and not any(a.key == key for a in state.alerts):
+                times.append(d.due)
+    for a in state.alerts:
+        if a.status == "open":
+            times.append(escalation_due(a, rules))
+        elif a.status == "snoozed" and a.snoozed_until:
+            times.append(ts(a.snoozed_until))
+    future = [t for t in times if t > now]
+    return min(future) if future else None

@@ -1,0 +1,141 @@
+"""The journey's state and the inputs of its signals: plain dataclasses that Temporal's JSON
+converter carries, with times as ISO 8601 strings (UTC)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+def ts(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+@dataclass
+class JourneyEvent:
+    """A referral event as the journey sees it: ids, codes and states, nothing personal."""
+
+    event_id: str
+    event_type: str
+    occurred_at: str
+    referral_id: str
+    state: str
+    from_org: str
+    to_org: str
+    to_service_id: str
+    service_category: str
+    priority: str
+    reason_codes: list[str] = field(default_factory=list)
+    referred_from: str | None = None
+    previous_state: str | None = None
+    transition_reason: str | None = None
+    appointment_at: str | None = None
+
+
+@dataclass
+class AssessmentEvent:
+    """A screening result from the care plan (PHQ-9, GAD-7, STarT Back)."""
+
+    event_id: str
+    occurred_at: str
+    assessment_id: str
+    instrument: str
+    band: str
+    total: int
+    item9: int | None = None  # PHQ-9 item 9, when the instrument is PHQ-9
+
+
+@dataclass
+class AlertAction:
+    """A coordinator's action on an alert, from the coordinator inbox."""
+
+    event_id: str
+    alert_id: str
+    action: str  # acknowledge | assign | resolve | snooze
+    actor: str
+    occurred_at: str
+    assignee: str | None = None
+    reason: str | None = None
+    until: str | None = None  # snooze until
+
+
+@dataclass
+class Step:
+    state: str
+    at: str
+    event_id: str
+    event_type: str
+    reason: str | None = None
+
+
+@dataclass
+class Episode:
+    """One referral in the journey, with every state it has been in."""
+
+    referral_id: str
+    service_id: str
+    category: str
+    to_org: str
+    from_org: str
+    priority: str
+    referred_from: str | None
+    appointment_at: str | None = None
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def current(self) -> Step:
+        return self.steps[-1]
+
+    @property
+    def submitted_at(self) -> str | None:
+        return next((s.at for s in self.steps if s.state == "submitted"), None)
+
+
+@dataclass
+class Evidence:
+    referral_id: str | None
+    at: str
+    state: str
+    detail: str = ""
+
+
+@dataclass
+class Alert:
+    alert_id: str
+    key: str  # the condition; one condition never raises a second alert
+    kind: str  # stalled | looping | safety
+    rule: str
+    severity: str  # urgent | high | medium
+    explanation: str
+    evidence: list[Evidence]
+    status: str  # open | acknowledged | escalated | resolved | snoozed
+    raised_at: str
+    seq: int = 1  # bumped on every change; the read model keeps the highest
+    assignee: str | None = None
+    acknowledged_at: str | None = None
+    escalated_at: str | None = None
+    resolved_at: str | None = None
+    resolution: str | None = None
+    snoozed_until: str | None = None
+    referral_id: str | None = None  # the referral a stall is about
+
+
+@dataclass
+class AlertChange:
+    """What the activity persists and publishes: the alert after a change, and the change."""
+
+    patient_id: str
+    change: str  # raised | escalated | acknowledged | assigned | snoozed | reopened | resolved
+    alert: Alert
+    at: str
+
+
+@dataclass
+class JourneyState:
+    patient_id: str
+    episodes: list[Episode] = field(default_factory=list)
+    assessments: list[AssessmentEvent] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    seen_event_ids: list[str] = field(default_factory=list)
+    duplicates_ignored: int = 0
+    events_applied: int = 0
