@@ -49,12 +49,12 @@ class TestFirstEventEndToEnd:
 
         async def shows_referral():  # type: ignore[no-untyped-def]
             view = await _journey(client, referral["patient_id"])
-            return view if view and view.referrals else None
+            return view if view and view.episodes else None
 
         view = await eventually(shows_referral, timeout=60)
-        assert [(r.referral_id, r.state) for r in view.referrals] == [
+        assert [(e.referral_id, e.current.state) for e in view.episodes] == [
             (referral["id"], "submitted")]
-        assert view.referrals[0].to_org == "PAIN-1"
+        assert view.episodes[0].to_org == "PAIN-1"
 
     async def test_a_second_delivery_of_the_same_event_is_ignored_by_the_workflow(
             self, running_apps):
@@ -82,7 +82,8 @@ class TestFirstEventEndToEnd:
 
         view = await eventually(duplicate_seen, timeout=60)
         assert view.events_applied == 1
-        assert view.referrals[0].history == ["uk.waymark.referral.submitted"]
+        assert [st.event_type for st in view.episodes[0].steps] == [
+            "uk.waymark.referral.submitted"]
 
 
 class TestTracePropagation:

@@ -78,6 +78,17 @@ class Lifecycle(StrEnum):
     WITHDRAWN = "withdrawn"
 
 
+class WithdrawalReason(StrEnum):
+    """Why a service left the directory: a code, so events carry no free text."""
+
+    SERVICE_CLOSED = "service_closed"
+    FUNDING_ENDED = "funding_ended"
+    MERGED = "merged_into_another_service"
+    NOT_ACCEPTING_REFERRALS = "not_accepting_referrals"
+    LISTED_IN_ERROR = "listed_in_error"
+    OTHER = "other"
+
+
 class LocationType(StrEnum):
     PHYSICAL = "physical"
     VIRTUAL = "virtual"
@@ -174,11 +185,6 @@ def next_lifecycle(current: Lifecycle, action: str) -> Lifecycle:
         raise Conflict(f"a {current.value} service cannot be {action}ed"
                        + (" (it was never published)" if current is Lifecycle.DRAFT else ""),
                        lifecycle=current.value) from None
-
-
-def status_after_withdrawal(status: ServiceStatus) -> ServiceStatus:
-    # a withdrawn service no longer takes people; defunct stays defunct
-    return status if status is ServiceStatus.DEFUNCT else ServiceStatus.INACTIVE
 
 
 # --- a service's Waymark facts ----------------------------------------------------------------
@@ -597,6 +603,10 @@ def build_search(*, text: str | None, conditions: Sequence[Condition],
         raise ValidationFailed("sort=distance needs a place: postcode, or latitude and longitude")
     if sort is SortOrder.RELEVANCE and not text:
         raise ValidationFailed("sort=relevance needs search text (q)")
+    for code in org_codes:
+        if not re.fullmatch(ORG_CODE, code):
+            raise ValidationFailed("org_code is an organisation code: letters, digits and '-', "
+                                   "at most 20")
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ValidationFailed(f"page_size must be 1 to {MAX_PAGE_SIZE}")
     return SearchQuery(

@@ -96,6 +96,7 @@ class Service(SQLModel, table=True):
     # publication
     lifecycle: str = Field(sa_column=Column(Text, nullable=False))
     withdrawal_reason: str | None = _text()
+    withdrawal_note: str | None = _text()
     published_at: datetime | None = Field(default=None,
                                           sa_column=Column(DateTime(timezone=True)))
     withdrawn_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))

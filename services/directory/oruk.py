@@ -315,6 +315,7 @@ def service_out(row: Service, *, org: Organization, locations: Sequence[Location
         service_areas=[ServiceAreaOut(id=a["id"], name=a.get("name"),
                                       description=a.get("description"))
                        for a in row.service_areas],
-        withdrawal_reason=row.withdrawal_reason, published_at=row.published_at,
+        withdrawal_reason=row.withdrawal_reason,  # type: ignore[arg-type]
+        withdrawal_note=row.withdrawal_note, published_at=row.published_at,
         withdrawn_at=row.withdrawn_at, version=row.version, created_at=row.created_at,
         updated_at=row.updated_at)

@@ -147,7 +147,7 @@ class DirectoryRepository:
         self.session = session
 
     async def _rows(self, sql: str, **params: Any) -> list[RowMapping]:
-        result = await self.session.execute(text(sql), params)
+        result = await self.session.exec(text(sql).bindparams(**params))  # type: ignore[call-overload]
         return list(result.mappings().all())
 
     # --- postcodes --------------------------------------------------------------------------
@@ -211,22 +211,23 @@ class DirectoryRepository:
     async def replace_links(self, service_id: str,
                             links: Sequence[tuple[str, str, str | None]]) -> None:
         """(id, location id, description) in order; the service's old links go."""
-        await self.session.execute(delete(ServiceAtLocation)
-                                   .where(ServiceAtLocation.service_id == service_id))  # type: ignore[arg-type]
+        await self.session.exec(delete(ServiceAtLocation)  # type: ignore[call-overload]
+                                .where(ServiceAtLocation.service_id == service_id))
         if links:
-            await self.session.execute(insert(ServiceAtLocation), [
+            await self.session.exec(insert(ServiceAtLocation).values([  # type: ignore[call-overload]
                 {"id": i, "service_id": service_id, "location_id": loc, "description": d,
-                 "position": n} for n, (i, loc, d) in enumerate(links)])
+                 "position": n} for n, (i, loc, d) in enumerate(links)]))
 
     async def replace_attributes(self, service_id: str,
                                  attrs: Sequence[tuple[str, str, str | None, str | None]]
                                  ) -> None:
         """(id, taxonomy term id, link_type, value) in order."""
-        await self.session.execute(delete(Attribute).where(Attribute.service_id == service_id))  # type: ignore[arg-type]
+        await self.session.exec(delete(Attribute)  # type: ignore[call-overload]
+                                .where(Attribute.service_id == service_id))
         if attrs:
-            await self.session.execute(insert(Attribute), [
+            await self.session.exec(insert(Attribute).values([  # type: ignore[call-overload]
                 {"id": i, "service_id": service_id, "taxonomy_term_id": t, "link_type": lt,
-                 "value": v, "position": n} for n, (i, t, lt, v) in enumerate(attrs)])
+                 "value": v, "position": n} for n, (i, t, lt, v) in enumerate(attrs)]))
 
     async def attribute_owners(self, attribute_ids: Sequence[str]) -> dict[str, str]:
         if not attribute_ids:
@@ -245,14 +246,14 @@ class DirectoryRepository:
     async def refresh_derived(self, service_id: str, opening: str) -> None:
         """Recompute what the database derives: the opening ranges and the taxonomy text that
         feeds the search vector."""
-        await self.session.execute(text("""
+        await self.session.exec(text("""
             UPDATE service SET opening = CAST(:opening AS INT4MULTIRANGE),
                 taxonomy_text = coalesce((
                     SELECT string_agg(t.name || ' ' || coalesce(t.description, ''), ' '
                                       ORDER BY a.position)
                     FROM attribute a JOIN taxonomy_term t ON t.id = a.taxonomy_term_id
                     WHERE a.service_id = :id), '')
-            WHERE id = :id"""), {"opening": opening, "id": service_id})
+            WHERE id = :id""").bindparams(opening=opening, id=service_id))  # type: ignore[call-overload]
 
     # --- search -----------------------------------------------------------------------------
     async def search(self, q: SearchQuery) -> tuple[list[RowMapping], int]:

@@ -25,6 +25,7 @@ from services.directory.domain import (
     LocationType,
     ServiceStatus,
     Weekday,
+    WithdrawalReason,
 )
 
 # printable text: no NUL or other control characters (tab and newlines allowed)
@@ -47,6 +48,7 @@ Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]{1,64}@[^@\s]{1,190}\.
 Url = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]{1,2000}$")]
 Clock = Annotated[str, StringConstraints(max_length=20)]
 Age = Annotated[int, Field(ge=0, le=130)]
+LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
 
 
 def _unique(values: list[Any]) -> list[Any]:
@@ -142,7 +144,7 @@ class OrukLanguage(Oruk):
     id: RecordId
     service_id: RecordId | None = None
     name: Short | None = None
-    code: Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")] | None = None
+    code: LanguageCode | None = None
     note: Text | None = None
 
 
@@ -529,7 +531,7 @@ class LanguageIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Short
-    code: Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")] | None = None
+    code: LanguageCode | None = None
 
 
 class ServiceAreaIn(BaseModel):
@@ -640,8 +642,9 @@ class ServiceUpdate(BaseModel):
 class WithdrawIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=200),
-                      AfterValidator(_clean)]
+    reason: WithdrawalReason
+    # for people reading the directory; kept out of events
+    note: Text | None = None
 
 
 class ScheduleOut(BaseModel):
@@ -712,7 +715,8 @@ class ServiceOut(BaseModel):
     locations: list[LocationOut]
     schedules: list[ScheduleOut]
     service_areas: list[ServiceAreaOut]
-    withdrawal_reason: str | None
+    withdrawal_reason: WithdrawalReason | None
+    withdrawal_note: str | None
     published_at: datetime | None
     withdrawn_at: datetime | None
     version: int

@@ -8,8 +8,11 @@ import pytest
 from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer, Worker
 
+from shared.db import make_engine, make_sessionmaker
 from workflows.journeys import workflow_id
-from workflows.journeys.workflows import JourneyEvent, JourneyInput, PatientJourney
+from workflows.journeys.activities import JourneyActivities
+from workflows.journeys.state import JourneyEvent
+from workflows.journeys.workflows import JourneyInput, PatientJourney
 
 
 def _event(referral_id: str, state: str = "submitted", at: str = "2026-01-05T09:00:00+00:00",
@@ -26,10 +29,19 @@ async def client(infra) -> Client:  # type: ignore[no-untyped-def]
     return await Client.connect(infra.temporal_target, namespace=infra.temporal_namespace)
 
 
+@pytest.fixture(scope="module")
+async def activities(infra):  # type: ignore[no-untyped-def]
+    engine = make_engine(infra, "journeys")
+    yield JourneyActivities(settings=infra, sessions=make_sessionmaker(engine))
+    await engine.dispose()
+
+
 @pytest.fixture
-async def worker(client: Client):  # type: ignore[no-untyped-def]
+async def worker(client: Client, activities):  # type: ignore[no-untyped-def]
     queue = f"test-journeys-{uuid.uuid4().hex[:8]}"
-    async with Worker(client, task_queue=queue, workflows=[PatientJourney]):
+    async with Worker(client, task_queue=queue, workflows=[PatientJourney],
+                      activities=[activities.load_journey_rules,
+                                  activities.record_alert_change]):
         yield queue
 
 
@@ -46,7 +58,7 @@ class TestPatientJourney:
         await _signal(client, worker, patient, _event("r-1"))
         view = await client.get_workflow_handle(workflow_id(patient)).query(PatientJourney.journey)
         assert view.patient_id == patient
-        assert [(r.referral_id, r.state) for r in view.referrals] == [("r-1", "submitted")]
+        assert [(e.referral_id, e.current.state) for e in view.episodes] == [("r-1", "submitted")]
         assert view.events_applied == 1
 
     async def test_a_repeated_signal_with_the_same_event_id_is_ignored(self, client, worker):
@@ -58,7 +70,7 @@ class TestPatientJourney:
         view = await handle.query(PatientJourney.journey)
         assert view.events_applied == 1
         assert view.duplicates_ignored == 2
-        assert view.referrals[0].history == ["uk.waymark.referral.submitted"]
+        assert [st.event_type for st in view.episodes[0].steps] == ["uk.waymark.referral.submitted"]
 
     async def test_later_events_move_the_state_and_an_older_one_does_not_move_it_back(
             self, client, worker):
@@ -68,9 +80,9 @@ class TestPatientJourney:
             at = f"2026-01-{day:02d}T09:00:00+00:00"
             await _signal(client, worker, patient, _event(rid, state, at))
         view = await client.get_workflow_handle(workflow_id(patient)).query(PatientJourney.journey)
-        states = {r.referral_id: r.state for r in view.referrals}
+        states = {e.referral_id: e.current.state for e in view.episodes}
         assert states == {"r-1": "accepted", "r-2": "submitted"}
-        assert [r.referral_id for r in view.referrals] == ["r-1", "r-2"]
+        assert [e.referral_id for e in view.episodes] == ["r-1", "r-2"]
 
     async def test_the_workflow_replays_deterministically_from_its_history(self, client, worker):
         patient = f"pt_{uuid.uuid4().hex[:12]}"

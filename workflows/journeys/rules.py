@@ -148,8 +148,9 @@ def apply_referral_event(state: JourneyState, ev: JourneyEvent) -> bool:
     step = Step(state=ev.state, at=ev.occurred_at, event_id=ev.event_id,
                 event_type=ev.event_type, reason=ev.transition_reason)
     # events may arrive out of order: keep the steps in time order; the latest is current
+    # (a stable sort: events with the same time keep their arrival order)
     ep.steps.append(step)
-    ep.steps.sort(key=lambda s: (ts(s.at), s.event_id))
+    ep.steps.sort(key=lambda s: ts(s.at))
     if ev.appointment_at and ep.current is step:
         ep.appointment_at = ev.appointment_at
     ep.priority = ev.priority

@@ -166,6 +166,7 @@ def upgrade() -> None:
             ) STORED,
             lifecycle TEXT NOT NULL CHECK (lifecycle IN ('draft', 'published', 'withdrawn')),
             withdrawal_reason TEXT,
+            withdrawal_note TEXT,
             published_at TIMESTAMPTZ,
             withdrawn_at TIMESTAMPTZ,
             version INTEGER NOT NULL,

@@ -1,0 +1,96 @@
+"""Record PatientJourney histories for the replay test (tests/journeys/histories/*.json).
+
+Run after a deliberate change to the workflow's decisions (and put the change behind
+`workflow.patched`), never to make a failing replay pass:
+
+    WAYMARK_INSTANCE=test WAYMARK_DB_NAME=waymark_test python -m tests.journeys.record_histories
+
+Uses the time-skipping test server and the real activities (the test database).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.worker import Worker
+
+from shared.db import make_engine, make_sessionmaker
+from shared.settings import get_settings
+from tests.journeys.conftest import test_server_binary
+from tests.journeys.test_time_skipping import ev
+from workflows.journeys import workflow_id
+from workflows.journeys.activities import JourneyActivities
+from workflows.journeys.state import AlertAction, AssessmentEvent
+from workflows.journeys.workflows import JourneyInput, PatientJourney
+
+OUT = Path(__file__).with_name("histories")
+
+
+async def main() -> None:
+    from temporalio.testing import WorkflowEnvironment
+
+    settings = get_settings()
+    engine = make_engine(settings, "journeys")
+    activities = JourneyActivities(settings=settings, sessions=make_sessionmaker(engine))
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=test_server_binary())
+    queue = "record-histories"
+    async with Worker(env.client, task_queue=queue, workflows=[PatientJourney],
+                      activities=[activities.load_journey_rules,
+                                  activities.record_alert_change]):
+        t0 = await env.get_current_time()
+        # 1: a stalled triage, a return, a re-referral, a ping-pong
+        p1 = f"pt_hist_{uuid.uuid4().hex[:8]}"
+        h1 = await env.client.start_workflow(
+            PatientJourney.run, JourneyInput(patient_id=p1), id=workflow_id(p1),
+            task_queue=queue, start_signal="referral_event",
+            start_signal_args=[ev("r1", "submitted", t0)])
+        await env.sleep(timedelta(days=16))
+        now = await env.get_current_time()
+        for e in (ev("r1", "returned", now, reason="refer-elsewhere"),
+                  ev("r2", "submitted", now, category="talking_therapies_ltc", service="svc-tt"),
+                  ev("r3", "submitted", now + timedelta(hours=1))):
+            await h1.signal(PatientJourney.referral_event, e)
+        await env.sleep(timedelta(days=3))
+        await h1.query(PatientJourney.journey)
+        # 2: a safety alert acknowledged, snoozed and resolved, with an escalation between
+        p2 = f"pt_hist_{uuid.uuid4().hex[:8]}"
+        h2 = await env.client.start_workflow(
+            PatientJourney.run, JourneyInput(patient_id=p2), id=workflow_id(p2),
+            task_queue=queue)
+        await h2.signal(PatientJourney.assessment, AssessmentEvent(
+            event_id="a-1", occurred_at=t0.isoformat(), assessment_id="phq9-1",
+            instrument="PHQ-9", band="moderately_severe", total=17, item9=2))
+        await env.sleep(timedelta(hours=2))
+        view = await h2.query(PatientJourney.journey)
+        alert = view.alerts[0].alert_id
+        now = await env.get_current_time()
+        for i, (action, extra) in enumerate([("acknowledge", {}),
+                                             ("snooze", {"until": (now + timedelta(hours=4))
+                                                         .isoformat()})]):
+            await h2.signal(PatientJourney.alert_action, AlertAction(
+                event_id=f"act-{i}", alert_id=alert, action=action, actor="coord",
+                occurred_at=now.isoformat(), **extra))
+        # past the snooze (4 h) but clear of the escalation that follows it (5 h): the
+        # time-skipping server mishandles a timer cancelled in the instant it fires
+        await env.sleep(timedelta(hours=4, minutes=30))
+        await h2.signal(PatientJourney.alert_action, AlertAction(
+            event_id="act-9", alert_id=alert, action="resolve", actor="coord",
+            occurred_at=(await env.get_current_time()).isoformat(), reason="safety plan agreed"))
+        await env.sleep(timedelta(minutes=5))
+        await h2.query(PatientJourney.journey)
+        OUT.mkdir(exist_ok=True)
+        for name, handle in (("stall-return-rereferral-pingpong", h1),
+                             ("safety-ack-snooze-resolve", h2)):
+            history = await handle.fetch_history()
+            (OUT / f"{name}.json").write_text(history.to_json())
+            print(f"recorded {name}: {len(history.events)} events")
+    await env.shutdown()
+    await engine.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
