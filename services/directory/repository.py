@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -147,7 +148,9 @@ class DirectoryRepository:
         self.session = session
 
     async def _rows(self, sql: str, **params: Any) -> list[RowMapping]:
-        result = await self.session.exec(text(sql).bindparams(**params))  # type: ignore[call-overload]
+        # a count reuses its listing's parameters; bind only those this statement names
+        used = {k: v for k, v in params.items() if re.search(rf":{k}\b", sql)}
+        result = await self.session.exec(text(sql).bindparams(**used))  # type: ignore[call-overload]
         return list(result.mappings().all())
 
     # --- postcodes --------------------------------------------------------------------------

@@ -407,7 +407,7 @@ class ImportRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    contents: list[dict[str, Any]] = Field(max_length=MAX_IMPORT)
+    contents: list[Any] = Field(max_length=MAX_IMPORT)
 
 
 class ImportRejection(BaseModel):

@@ -640,7 +640,7 @@ BAD_RESOURCES: list[tuple[str, Mutator, str]] = [
     ("referral-source-unknown", _ext_value("referral-source", valueCode="hospital"),
      "referral-source"),
     ("communication-need-empty", _ext_value("communication-need", valueString=""),
-     "communication"),
+     "extension"),
     ("communication-need-nul", _ext_value("communication-need", valueString="BSL\u0000"),
      "communication"),
     ("priority-unknown", _set("priority", "whenever"), "priority"),

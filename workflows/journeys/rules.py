@@ -49,6 +49,7 @@ CATEGORY_WORDS = {
 
 @dataclass(frozen=True)
 class Rules:
+    settle_seconds: int = 10
     triage_working_days_routine: int = 10
     triage_working_days_urgent: int = 2
     booking_weeks_default: int = 6
@@ -74,6 +75,7 @@ def load_rules(path: Path = DEFAULT_RULES_FILE) -> Rules:
     raw: dict[str, Any] = tomllib.loads(path.read_text())
     st, lp, sf, esc = raw["stall"], raw["loop"], raw["safety"], raw["escalation"]
     return Rules(
+        settle_seconds=st["settle_seconds"],
         triage_working_days_routine=st["triage_working_days_routine"],
         triage_working_days_urgent=st["triage_working_days_urgent"],
         booking_weeks_default=st["booking_weeks_default"],
@@ -226,8 +228,12 @@ def stall_deadlines(ep: Episode, rules: Rules) -> list[Deadline]:
                                              rules.outcome_grace_working_days,
                                              rules.bank_holidays),
                             ep.referral_id, cur.at))
-    out.append(Deadline("stalled.no_activity", entered + timedelta(weeks=rules.no_activity_weeks),
-                        ep.referral_id, cur.at))
+    else:
+        # states with no deadline of their own (on hold, did not attend, attended): nothing at
+        # all for too long
+        out.append(Deadline("stalled.no_activity",
+                            entered + timedelta(weeks=rules.no_activity_weeks),
+                            ep.referral_id, cur.at))
     submitted = ep.submitted_at
     if submitted and not any(s.state == "attended" for s in ep.steps):
         out.append(Deadline("stalled.rtt_breach", ts(submitted) + timedelta(weeks=rules.rtt_weeks),
@@ -284,9 +290,12 @@ class _Raiser:
                                         self.now.isoformat()))
 
 
-def evaluate(state: JourneyState, rules: Rules, now: datetime) -> list[AlertChange]:
+def evaluate(state: JourneyState, rules: Rules, now: datetime, *,
+             stalls: bool = True) -> list[AlertChange]:
+    """The alert changes due at `now`; `stalls=False` leaves stalls for later (settling)."""
     r = _Raiser(state, rules, now)
-    _stalls(r)
+    if stalls:
+        _stalls(r)
     _loops(r)
     _safety(r)
     _escalations(r)

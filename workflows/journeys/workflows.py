@@ -12,7 +12,7 @@ Workflow code does no I/O and never reads the clock: time is `workflow.now()`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -65,6 +65,8 @@ class PatientJourney:
         self._pending: list[AlertChange] = []
         self._dirty = True
         self._rules: Rules | None = None
+        # stalls are judged once referral events have settled (see rules.toml)
+        self._settle_until: datetime | None = None
 
     @workflow.run
     async def run(self, input: JourneyInput) -> None:
@@ -73,7 +75,9 @@ class PatientJourney:
             start_to_close_timeout=timedelta(seconds=30))
         while True:
             self._dirty = False
-            changes = self._pending + evaluate(self._state, self._rules, workflow.now())
+            now = workflow.now()
+            settled = self._settle_until is None or now >= self._settle_until
+            changes = self._pending + evaluate(self._state, self._rules, now, stalls=settled)
             self._pending = []
             for change in changes:
                 await workflow.execute_activity(
@@ -82,6 +86,8 @@ class PatientJourney:
             if self._should_continue_as_new(input):
                 break
             wake = next_wake(self._state, self._rules, workflow.now())
+            if not settled and self._settle_until is not None:
+                wake = min(w for w in (wake, self._settle_until) if w is not None)
             timeout = (wake - workflow.now()) if wake is not None else None
             try:
                 await workflow.wait_condition(
@@ -103,6 +109,8 @@ class PatientJourney:
     @workflow.signal
     def referral_event(self, event: JourneyEvent) -> None:
         if apply_referral_event(self._state, event):
+            settle = timedelta(seconds=self._rules.settle_seconds if self._rules else 10)
+            self._settle_until = workflow.now() + settle
             self._dirty = True
 
     @workflow.signal
