@@ -24,7 +24,6 @@ from workflows.journeys.rules import (
     apply_action,
     apply_assessment,
     apply_referral_event,
-    episode,
     escalation_due,
     evaluate,
     load_rules,
