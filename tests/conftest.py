@@ -85,6 +85,13 @@ def referrals_sessions(referrals_engine):  # type: ignore[no-untyped-def]
     return make_sessionmaker(referrals_engine)
 
 
+@pytest.fixture(scope="session")
+async def journey_sessions(infra: Settings):  # type: ignore[no-untyped-def]
+    engine = make_engine(infra, "journeys")
+    yield make_sessionmaker(engine)
+    await engine.dispose()
+
+
 @pytest.fixture
 async def new_topic(infra: Settings) -> AsyncIterator[str]:
     """A topic of its own for one test (and its .dlq), deleted afterwards."""

@@ -137,3 +137,49 @@ class TestTracePropagation:
         # the consumer span's parent is the producer span named in the Kafka header
         consume = next(sp for sp in in_trace if sp.name.startswith("consume "))
         assert format(consume.parent.span_id, "016x") == header.split("-")[2]
+
+
+class TestAlertEndToEnd:
+    async def test_a_re_referral_over_http_becomes_an_alert_in_the_read_model_and_on_the_topic(
+            self, running_apps, journey_sessions):
+        from sqlalchemy import text
+
+        from shared.db import unit_of_work
+        from shared.topics import JOURNEYS
+        from tests.helpers import synthetic_nhs_number
+
+        s = running_apps
+        patient = {"nhs_number": synthetic_nhs_number(), "given_name": "Alex",
+                   "family_name": "Synthetic-loop", "birth_date": "1980-01-01"}
+        base = f"http://127.0.0.1:{s.api_port('referrals')}"
+        gp = auth(s, role="clinician", org="GP-LOOP")
+        pain = auth(s, role="service_staff", org="PAIN-1")
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            first = (await http.post("/referrals", json=referral_body(patient=patient),
+                                     headers=gp)).json()
+            rejected = await http.post(
+                f"/referrals/{first['id']}/reject",
+                json={"reason_code": "does-not-meet-criteria"},
+                headers={**pain, "If-Match": 'W/"1"'})
+            assert rejected.status_code == 200, rejected.text
+            again = await http.post("/referrals", json=referral_body(patient=patient),
+                                    headers=gp)
+            assert again.status_code == 201, again.text
+        patient_id = first["patient_id"]
+
+        async def alert_row():  # type: ignore[no-untyped-def]
+            async with unit_of_work(journey_sessions) as session:
+                return (await session.exec(text(
+                    "SELECT alert_id, rule, status, explanation FROM journey_alert "
+                    "WHERE patient_id = :p").bindparams(p=patient_id))).first()
+
+        row = await eventually(alert_row, timeout=60)
+        assert row.rule == "looping.re_referral" and row.status == "open"
+        assert "did not accept" in row.explanation
+        records = await read_topic(s, s.topic(JOURNEYS), until=lambda rs: any(
+            r.key == patient_id.encode() for r in rs), timeout=60)
+        alert_events = [json.loads(r.value) for r in records if r.key == patient_id.encode()]
+        assert alert_events[0]["type"] == "uk.waymark.journey.alert.raised"
+        assert alert_events[0]["data"]["rule"] == "looping.re_referral"
+        assert first["id"] in alert_events[0]["data"]["referral_ids"]
+        assert patient["nhs_number"] not in json.dumps(alert_events)

@@ -14,7 +14,6 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from shared.db import make_engine, make_sessionmaker
 from workflows.journeys.activities import JourneyActivities
 from workflows.journeys.rules import load_rules
 from workflows.journeys.workflows import PatientJourney
@@ -35,13 +34,6 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
         test_server_existing_path=test_server_binary())
     yield env
     await env.shutdown()
-
-
-@pytest.fixture(scope="session")
-async def journey_sessions(infra):  # type: ignore[no-untyped-def]
-    engine = make_engine(infra, "journeys")
-    yield make_sessionmaker(engine)
-    await engine.dispose()
 
 
 @pytest.fixture(scope="session")
