@@ -29,9 +29,23 @@ EXPECTED = {"svc-pain-mgmt-programme": ("PAIN-RTH", "pain_management_programme")
             "svc-social-prescribing": ("SP-LINK1", "social_prescribing")}
 
 
+async def _directory_answers(port: int) -> bool:
+    try:
+        async with httpx.AsyncClient() as c:
+            r = await c.get(f"http://127.0.0.1:{port}/health")
+            return r.status_code == 200 and r.json().get("service") == "directory"
+    except httpx.HTTPError:
+        return False
+
+
 @pytest.fixture(scope="module")
 async def directory_server(infra: Settings) -> AsyncIterator[Settings]:
+    """The directory API on its port: the one `waymark up` started for this instance if it
+    is running, else one started here with uvicorn exactly as the stack runs it."""
     port = infra.api_port("directory")
+    if await _directory_answers(port):
+        yield infra
+        return
     log = infra.logs_dir / f"directory-test-{infra.instance}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
@@ -43,11 +57,7 @@ async def directory_server(infra: Settings) -> AsyncIterator[Settings]:
         async def healthy() -> bool:
             if proc.poll() is not None:
                 raise AssertionError(f"directory API exited: {log.read_text()[-2000:]}")
-            try:
-                async with httpx.AsyncClient() as c:
-                    return (await c.get(f"http://127.0.0.1:{port}/health")).status_code == 200
-            except httpx.HTTPError:
-                return False
+            return await _directory_answers(port)
 
         await eventually(healthy, timeout=30)
         yield infra

@@ -799,3 +799,47 @@ class TestReadReferral:
             settings, role="clinician", org=new_org()))
         assert r.status_code != 500, r.text
         assert 400 <= r.status_code < 500
+
+
+class TestWorklist:
+    async def test_urgent_first_then_longest_waiting_filtered_by_state(
+            self, referrals_client: httpx.AsyncClient, referrals_sessions: async_sessionmaker,
+            settings: Settings) -> None:
+        svc = await new_service(settings, referrals_sessions)
+        made = []
+        for priority in ("routine", "urgent", "routine", "routine", "urgent"):
+            r, _ = await submit(referrals_client, settings, to_service_id=svc.id,
+                                to_org=svc.org, priority=priority)
+            assert r.status_code == 201, r.text
+            made.append(r.json())
+        r1, u1, r2, r3, u2 = made
+        staff = auth(settings, role="service_staff", org=svc.org)
+        accepted = await referrals_client.post(f"/referrals/{r3['id']}/accept",
+                                               headers={**staff, **if_match(1)})
+        assert accepted.status_code == 200, accepted.text
+
+        w = (await referrals_client.get("/worklist", headers=staff)).json()
+        assert [i["id"] for i in w["items"]] == [u1["id"], u2["id"], r1["id"], r2["id"]]
+        assert (w["total"], w["limit"], w["offset"]) == (4, 50, 0)
+        first = w["items"][0]
+        assert (first["nhs_number"], first["from_org"], first["state"]) == (
+            u1["nhs_number"], u1["from_org"], "submitted")
+        assert first["service_category"] == svc.category
+        assert all(i["waiting_days"] == 0 for i in w["items"])
+
+        only_accepted = (await referrals_client.get("/worklist", params={"state": "accepted"},
+                                                    headers=staff)).json()
+        assert [i["id"] for i in only_accepted["items"]] == [r3["id"]]
+        both = (await referrals_client.get("/worklist", headers=staff, params={
+            "state": ["submitted", "accepted"], "limit": 2, "offset": 2})).json()
+        assert both["total"] == 5
+        assert [i["id"] for i in both["items"]] == [r1["id"], r2["id"]]
+
+    async def test_the_referrer_does_not_see_its_own_referrals_on_its_worklist(
+            self, referrals_client: httpx.AsyncClient, settings: Settings) -> None:
+        org = new_org()
+        r, _ = await submit(referrals_client, settings, org=org)
+        assert r.status_code == 201
+        w = (await referrals_client.get("/worklist", headers=auth(
+            settings, role="clinician", org=org))).json()
+        assert w == {"items": [], "total": 0, "limit": 50, "offset": 0}

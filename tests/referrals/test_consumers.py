@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.referrals.consumers import CONSUMER_NAME, build_consumer
@@ -76,13 +76,34 @@ async def produce(s: Settings, messages: list[tuple[str, bytes]]) -> None:
         await producer.stop()
 
 
-async def consume_all(s: Settings, sessions: async_sessionmaker) -> None:
+async def directory_offsets(s: Settings) -> dict[TopicPartition, int]:
+    """Where the directory topic ends now: a test's own messages come after this."""
+    return await end_offsets(s, s.topic(DIRECTORY))
+
+
+async def _group_starts_at(s: Settings, group: str, offsets: dict[TopicPartition, int]) -> None:
+    """Commit `offsets` for a new group, so its consumer reads only what came after them."""
+    c = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers, group_id=group,
+                         enable_auto_commit=False)
+    await c.start()
+    try:
+        c.assign(list(offsets))
+        await c.commit(dict(offsets))
+    finally:
+        await c.stop()
+
+
+async def consume_all(s: Settings, sessions: async_sessionmaker, *,
+                      since: dict[TopicPartition, int] | None = None) -> None:
     """Run the directory consumer in a group of its own until it has committed everything on
-    the directory topic as it stands now (including what earlier tests and runs left there)."""
+    the directory topic as it stands now: from `since` on, or (without it) from the start,
+    including what earlier tests and runs left there."""
     topic = s.topic(DIRECTORY)
     targets = await end_offsets(s, topic)
-    consumer = build_consumer(s, sessions, group_id=f"{s.topic(CONSUMER_NAME)}-test-"
-                                                     f"{uuid.uuid4().hex[:10]}")
+    group = f"{s.topic(CONSUMER_NAME)}-test-{uuid.uuid4().hex[:10]}"
+    if since is not None:
+        await _group_starts_at(s, group, since)
+    consumer = build_consumer(s, sessions, group_id=group)
     stop = asyncio.Event()
     await consumer.start()
     task = asyncio.create_task(consumer.run(stop))
@@ -125,8 +146,9 @@ class TestServicePublished:
         svc = Service(id=f"svc-{uuid.uuid4().hex[:12]}", org=new_org("PEER"),
                       category="peer_support")
         event = directory_event(ServicePublished, svc, self_referral=True, waiting_weeks=3)
+        since = await directory_offsets(settings)
         await produce(settings, [(svc.id, as_bytes(event))])
-        await consume_all(settings, referrals_sessions)
+        await consume_all(settings, referrals_sessions, since=since)
 
         row = await replica(referrals_sessions, svc.id)
         assert row is not None
@@ -147,11 +169,12 @@ class TestServicePublished:
         svc = Service(id=f"svc-{uuid.uuid4().hex[:12]}", org=new_org("PT"),
                       category="msk_physiotherapy")
         t = datetime.now(UTC)
+        since = await directory_offsets(settings)
         await produce(settings, [
             (svc.id, as_bytes(directory_event(ServicePublished, svc, time=t))),
             (svc.id, as_bytes(directory_event(ServiceUpdated, svc, status="temporarily closed",
                                               time=t + timedelta(seconds=1))))])
-        await consume_all(settings, referrals_sessions)
+        await consume_all(settings, referrals_sessions, since=since)
         assert (await replica(referrals_sessions, svc.id)).status == "temporarily closed"
         r = await referrals_client.post(
             "/referrals", json=referral_body(to_service_id=svc.id, to_org=svc.org),
@@ -176,9 +199,10 @@ class TestServiceWithdrawn:
         again_later = directory_event(ServiceWithdrawn, svc, status="defunct",
                                       time=withdrawn.time + timedelta(seconds=5))
         # the first withdrawal twice: what a relay restart after publishing does
+        since = await directory_offsets(settings)
         await produce(settings, [(svc.id, as_bytes(withdrawn)), (svc.id, as_bytes(withdrawn)),
                                  (svc.id, as_bytes(again_later))])
-        await consume_all(settings, referrals_sessions)
+        await consume_all(settings, referrals_sessions, since=since)
 
         flagged_ids = set()
         for state, before in referrals.items():
@@ -258,9 +282,10 @@ class TestServiceWithdrawn:
                                        time=stored + timedelta(seconds=30))
         stale_withdrawal = directory_event(ServiceWithdrawn, svc, status="defunct",
                                            time=stored - timedelta(hours=1))
+        since = await directory_offsets(settings)
         await produce(settings, [(svc.id, as_bytes(newer)), (svc.id, as_bytes(stale_update)),
                                  (svc.id, as_bytes(stale_withdrawal))])
-        await consume_all(settings, referrals_sessions)
+        await consume_all(settings, referrals_sessions, since=since)
 
         row = await replica(referrals_sessions, svc.id)
         assert (row.status, row.category, row.as_of) == ("active", "pain_management_group",
@@ -278,12 +303,13 @@ class TestServiceWithdrawn:
             settings: Settings) -> None:
         svc = await new_service(settings, referrals_sessions)
         t = datetime.now(UTC) + timedelta(seconds=1)
+        since = await directory_offsets(settings)
         await produce(settings, [
             (svc.id, as_bytes(directory_event(ServiceWithdrawn, svc, status="inactive",
                                               time=t))),
             (svc.id, as_bytes(directory_event(ServicePublished, svc, status="active",
                                               time=t + timedelta(seconds=1))))])
-        await consume_all(settings, referrals_sessions)
+        await consume_all(settings, referrals_sessions, since=since)
         assert (await replica(referrals_sessions, svc.id)).status == "active"
         referral = await drive_to(referrals_client, settings, _parties(svc), "submitted")
         assert referral["flags"] == []
@@ -307,19 +333,22 @@ class TestMalformedEvents:
                             type="uk.waymark.directory.service.teleported")
         good_event = directory_event(ServicePublished, good)
         key = f"key-{marker}"  # one partition, so the good event comes after the bad ones
+        since = await directory_offsets(settings)
+        dlq = f"{settings.topic(DIRECTORY)}.dlq"
+        dlq_since = await end_offsets(settings, dlq)
         await produce(settings, [(key, not_json), (key, event_bytes(broken_data)),
                                  (key, as_bytes(wrong_type)), (key, event_bytes(unknown_type)),
                                  (key, as_bytes(good_event))])
-        await consume_all(settings, referrals_sessions)
+        await consume_all(settings, referrals_sessions, since=since)
 
         assert (await replica(referrals_sessions, good.id)).status == "active"
         assert await replica(referrals_sessions, bad.id) is None
-        dlq = f"{settings.topic(DIRECTORY)}.dlq"
 
         def mine(records: list[Any]) -> list[Any]:
             return [r for r in records if r.key == key.encode()]
 
-        dead = mine(await read_topic(settings, dlq, until=lambda rs: len(mine(rs)) >= 4))
+        dead = mine(await read_topic(settings, dlq, from_offsets=dlq_since,
+                                     until=lambda rs: len(mine(rs)) >= 4))
         assert len(dead) == 4
         by_value = {r.value: dict(r.headers) for r in dead}
         assert set(by_value) == {not_json, event_bytes(broken_data), as_bytes(wrong_type),
@@ -341,8 +370,9 @@ class TestMalformedEvents:
         b = Service(id=f"svc-{uuid.uuid4().hex[:12]}", org=a.org, category="yoga")
         await publish_directory_state(settings, referrals_sessions,
                                       [(a.id, a.org, a.category, "active")])
+        since = await directory_offsets(settings)
         await produce(settings, [(b.id, as_bytes(directory_event(ServicePublished, b)))])
-        await consume_all(settings, referrals_sessions)
+        await consume_all(settings, referrals_sessions, since=since)
         ra, rb = await replica(referrals_sessions, a.id), await replica(referrals_sessions, b.id)
         assert (ra.org_code, ra.category, ra.status, ra.self_referral) == (
             rb.org_code, rb.category, rb.status, rb.self_referral)

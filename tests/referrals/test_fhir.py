@@ -468,8 +468,9 @@ class TestSearch:
         recent = await self._search(referrals_client, settings, seeded,
                                     _lastUpdated=f"gt{mid}")
         assert self._ids(recent) == {seeded["a1"]["id"], seeded["a3"]["id"]}
-        yesterday = (date.today() - timedelta(days=1)).isoformat()
-        tomorrow = (date.today() + timedelta(days=1)).isoformat()
+        today = datetime.now(UTC).date()  # a date-only _lastUpdated is midnight UTC
+        yesterday = (today - timedelta(days=1)).isoformat()
+        tomorrow = (today + timedelta(days=1)).isoformat()
         everything = await self._search(referrals_client, settings, seeded,
                                         _lastUpdated=f"ge{yesterday}")
         assert everything["total"] == 4

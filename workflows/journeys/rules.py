@@ -137,6 +137,8 @@ def apply_referral_event(state: JourneyState, ev: JourneyEvent) -> bool:
     """Fold a referral event in; False if it was a duplicate."""
     if _seen(state, ev.event_id):
         return False
+    if ev.event_type.endswith(".flagged"):
+        return True  # a flag for the referrer: no state changes, not even a new episode
     ep = episode(state, ev.referral_id)
     if ep is None:
         ep = Episode(referral_id=ev.referral_id, service_id=ev.to_service_id,
@@ -145,8 +147,6 @@ def apply_referral_event(state: JourneyState, ev: JourneyEvent) -> bool:
         state.episodes.append(ep)
         state.episodes.sort(key=lambda e: (e.steps[0].at if e.steps else ev.occurred_at,
                                            e.referral_id))
-    if ev.event_type.endswith(".flagged"):
-        return True  # a flag for the referrer: the state is unchanged
     step = Step(state=ev.state, at=ev.occurred_at, event_id=ev.event_id,
                 event_type=ev.event_type, reason=ev.transition_reason)
     # events may arrive out of order: keep the steps in time order; the latest is current
@@ -241,7 +241,7 @@ def stall_deadlines(ep: Episode, rules: Rules) -> list[Deadline]:
     return out
 
 
-def _stall_text(rule: str, ep: Episode, d: Deadline) -> str:
+def _stall_text(rule: str, ep: Episode, d: Deadline, rules: Rules) -> str:
     svc = _cat(ep.category)
     since = _day(d.state_at)
     return {
@@ -254,8 +254,8 @@ def _stall_text(rule: str, ep: Episode, d: Deadline) -> str:
                               f" has no outcome recorded.",
         "stalled.no_activity": f"Referral to {svc} has had no activity since {since} "
                                f"(it is {ep.current.state.replace('_', ' ')}).",
-        "stalled.rtt_breach": f"Referred to {svc} on {since}; not seen within 18 weeks "
-                              f"(referral to treatment).",
+        "stalled.rtt_breach": f"Referred to {svc} on {since}; not seen within "
+                              f"{rules.rtt_weeks} weeks (referral to treatment).",
     }[rule].replace("  ", " ")
 
 
@@ -310,7 +310,8 @@ def _stalls(r: _Raiser) -> None:
             live.add(key)
             if d.due <= r.now:
                 r.raise_(key=key, kind="stalled", rule=d.rule,
-                         explanation=_stall_text(d.rule, ep, d), referral_id=ep.referral_id,
+                         explanation=_stall_text(d.rule, ep, d, r.rules),
+                         referral_id=ep.referral_id,
                          evidence=[Evidence(ep.referral_id, d.state_at, ep.current.state,
                                             f"deadline {d.due.isoformat()}")])
     # a stall alert closes itself when its referral moves on
@@ -370,7 +371,11 @@ def _loops(r: _Raiser) -> None:
                and r.now - ts(s.at) <= window]
     if len(returns) >= rules.returned_times and not r.open_rule("looping.returned_repeatedly"):
         services = sorted({_cat(ep.category) for ep, _ in returns})
-        r.raise_(key=f"looping.returned_repeatedly:{len(returns)}", kind="looping",
+        # the condition is "these returns": keyed by the newest, so a fresh run of returns
+        # after a resolved alert raises again, and the same run never does
+        newest_ep, newest = max(returns, key=lambda x: ts(x[1].at))
+        r.raise_(key=f"looping.returned_repeatedly:{newest_ep.referral_id}:{newest.at}",
+                 kind="looping",
                  rule="looping.returned_repeatedly",
                  explanation=(f"Returned to the referrer {len(returns)} times in "
                               f"{rules.returned_window_days // 30} months "
@@ -385,7 +390,9 @@ def _loops(r: _Raiser) -> None:
             and not r.open_rule("looping.frequent_contact")):
         n_ref = sum(1 for _, s in contacts if s.state == "submitted")
         n_att = len(contacts) - n_ref
-        r.raise_(key=f"looping.frequent_contact:{len(contacts)}", kind="looping",
+        newest_ep, newest = max(contacts, key=lambda x: ts(x[1].at))
+        r.raise_(key=f"looping.frequent_contact:{newest_ep.referral_id}:{newest.at}",
+                 kind="looping",
                  rule="looping.frequent_contact",
                  explanation=(f"{len(contacts)} contacts in {rules.frequent_window_days // 30} "
                               f"months across {len({ep.category for ep, _ in contacts})} "

@@ -1,0 +1,253 @@
+"""Journeys on the Temporal dev server (SQLite, WAL): throughput, scale, memory, alert delay.
+
+1. Signals per second through Kafka and the bridge into PatientJourney (signal-with-start, one
+   per patient), beside raw signal-with-start calls to a trivial workflow from one client with
+   50 in flight, in the same run.
+2. N open journeys (default 10,000), each with a pending triage timer, started and signalled
+   through Kafka and the bridge: time taken, and that none failed or timed out.
+3. Worker memory (RSS of the separate worker process) per 1,000 cached journeys.
+4. Delay from a stall deadline to the alert row in the PostgreSQL read model (p50, p99).
+
+Run on demand: `python bench/journeys.py [--journeys 10000]`. Works as the `bench` instance
+(database waymark_bench, topics bench.*, namespace waymark-bench).
+"""
+
+from __future__ import annotations
+
+import os
+
+for _k, _v in {"WAYMARK_INSTANCE": "bench", "WAYMARK_DB_NAME": "waymark_bench",
+               "WAYMARK_TOPIC_PREFIX": "bench.", "WAYMARK_TEMPORAL_NAMESPACE": "waymark-bench",
+               "WAYMARK_API_PORT_BASE": "18700"}.items():
+    os.environ.setdefault(_k, _v)
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import logging  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from datetime import UTC, datetime, timedelta  # noqa: E402
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
+from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+from temporalio import workflow  # noqa: E402
+from temporalio.client import Client  # noqa: E402
+from temporalio.worker import Worker  # noqa: E402
+
+from shared import stack  # noqa: E402
+from shared.db import make_engine, make_sessionmaker, unit_of_work  # noqa: E402
+from shared.events.envelope import make_event  # noqa: E402
+from shared.events.referrals import ReferralSubmitted  # noqa: E402
+from shared.outbox import event_bytes  # noqa: E402
+from shared.settings import Settings, get_settings  # noqa: E402
+from shared.topics import REFERRALS  # noqa: E402
+from workflows.journeys.bridge import CONSUMER_NAME  # noqa: E402
+from workflows.journeys.rules import add_working_days, load_rules  # noqa: E402
+
+RULES = load_rules()
+
+
+@dataclass
+class Ping:
+    n: int
+
+
+@workflow.defn
+class Trivial:
+    """The raw baseline: a workflow that counts signals and sleeps on a timer."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: self.count >= 1_000_000,
+                                      timeout=timedelta(days=30))
+
+    @workflow.signal
+    def ping(self, _p: Ping) -> None:
+        self.count += 1
+
+
+async def bounded(n_in_flight: int, coros) -> None:  # type: ignore[no-untyped-def]
+    sem = asyncio.Semaphore(n_in_flight)
+
+    async def one(c):  # type: ignore[no-untyped-def]
+        async with sem:
+            await c
+
+    await asyncio.gather(*(one(c) for c in coros))
+
+
+async def raw_signals(client: Client, n: int) -> float:
+    queue = f"bench-trivial-{uuid.uuid4().hex[:6]}"
+    async with Worker(client, task_queue=queue, workflows=[Trivial]):
+        t0 = time.perf_counter()
+        await bounded(50, (client.start_workflow(
+            Trivial.run, id=f"trivial-{queue}-{i}", task_queue=queue,
+            start_signal="ping", start_signal_args=[Ping(i)]) for i in range(n)))
+        elapsed = time.perf_counter() - t0
+        for i in range(n):  # stop them, so they don't linger in the namespace
+            await client.get_workflow_handle(f"trivial-{queue}-{i}").terminate()
+    return n / elapsed
+
+
+def submitted(patient: str, at: datetime, priority: str = "routine") -> bytes:
+    data = ReferralSubmitted(referral_id=str(uuid.uuid4()), from_org="GP-BENCH",
+                             to_org="PAIN-RTH", to_service_id="svc-pain-mgmt-programme",
+                             service_category="pain_management_programme",
+                             reason_codes=["279039007"], priority=priority,  # type: ignore[arg-type]
+                             state="submitted")
+    return event_bytes(make_event(data, subject=patient, time=at).model_dump(mode="json"))
+
+
+async def produce(s: Settings, messages: list[tuple[str, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all",
+                                enable_idempotence=True, linger_ms=10)
+    await producer.start()
+    try:
+        futures = [await producer.send(s.topic(REFERRALS), value=v, key=k.encode())
+                   for k, v in messages]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def bridge_lag(s: Settings) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers)
+    consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers)
+    await admin.start()
+    await consumer.start()
+    try:
+        topic = s.topic(REFERRALS)
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        if not parts:
+            await consumer._client.force_metadata_update()  # noqa: SLF001
+            parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        ends = await consumer.end_offsets(parts)
+        committed = await admin.list_consumer_group_offsets(s.topic(CONSUMER_NAME))
+        return sum(ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in parts)
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def until_drained(s: Settings, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while await bridge_lag(s) > 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the bridge did not drain in time")
+        await asyncio.sleep(0.5)
+
+
+def rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def start_time_for_deadline(deadline: datetime) -> datetime:
+    """A submission time whose urgent triage deadline (2 working days) is `deadline`."""
+    for days_back in range(1, 10):
+        candidate = deadline - timedelta(days=days_back)
+        if add_working_days(candidate, RULES.triage_working_days_urgent,
+                            RULES.bank_holidays) == deadline:
+            return candidate
+    raise ValueError(f"no submission time gives deadline {deadline}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--signals", type=int, default=2000)
+    parser.add_argument("--journeys", type=int, default=10000)
+    parser.add_argument("--deadlines", type=int, default=100)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    s = get_settings()
+    await stack.up(s, infra_only=True)
+    for name in ("journeys-worker", "journeys-bridge", "journeys-relay"):
+        await stack.part_by_name(name).start(s)
+    worker_pid = stack.read_pid(stack.part_by_name("journeys-worker").pid_file(s))
+    assert worker_pid is not None
+    client = await Client.connect(s.temporal_target, namespace=s.temporal_namespace)
+    run = uuid.uuid4().hex[:6]
+    await until_drained(s, 600)  # anything left from an earlier run
+
+    # 1. raw signals vs signals through Kafka and the bridge
+    raw_rate = await raw_signals(client, args.signals)
+    now = datetime.now(UTC)
+    msgs = [(f"pt_b{run}_s{i}", submitted(f"pt_b{run}_s{i}", now)) for i in range(args.signals)]
+    await produce(s, msgs)
+    t0 = time.perf_counter()
+    await until_drained(s, 600)
+    bridge_rate = args.signals / (time.perf_counter() - t0)
+
+    # 2 + 3. N open journeys with pending timers; worker memory per 1,000 cached journeys
+    rss_before = rss_mb(worker_pid)
+    msgs = [(f"pt_b{run}_j{i}", submitted(f"pt_b{run}_j{i}", datetime.now(UTC)))
+            for i in range(args.journeys)]
+    t0 = time.perf_counter()
+    await produce(s, msgs)
+    await until_drained(s, 3600)
+    journeys_s = time.perf_counter() - t0
+    await asyncio.sleep(15)  # the settle timers fire and the journeys go back to waiting
+    rss_after = rss_mb(worker_pid)
+    running = (await client.count_workflows(
+        f"WorkflowType = 'PatientJourney' AND ExecutionStatus = 'Running' "
+        f"AND WorkflowId STARTS_WITH 'journey-pt_b{run}_j'")).count
+    failed = (await client.count_workflows(
+        f"WorkflowType = 'PatientJourney' AND ExecutionStatus != 'Running' "
+        f"AND WorkflowId STARTS_WITH 'journey-pt_b{run}'")).count
+    cached = min(args.journeys, 1000)  # the worker's workflow cache holds 1,000 by default
+
+    # 4. deadline -> alert delay
+    deadline0 = (datetime.now(UTC) + timedelta(seconds=40)).replace(microsecond=0)
+    patients = []
+    msgs = []
+    for i in range(args.deadlines):
+        deadline = deadline0 + timedelta(milliseconds=200 * i)
+        p = f"pt_b{run}_d{i}"
+        patients.append((p, deadline))
+        msgs.append((p, submitted(p, start_time_for_deadline(deadline), priority="urgent")))
+    await produce(s, msgs)
+    engine = make_engine(s, "journeys")
+    sessions = make_sessionmaker(engine)
+    delays: list[float] = []
+    wait_until = time.monotonic() + 180
+    while time.monotonic() < wait_until:
+        async with unit_of_work(sessions) as session:
+            rows = (await session.exec(text(
+                "SELECT a.patient_id, c.recorded_at FROM journey_alert a JOIN "
+                "journey_alert_change c ON c.alert_id = a.alert_id AND c.seq = 1 "
+                "WHERE a.patient_id LIKE :p AND a.rule = 'stalled.not_triaged'")
+                .bindparams(p=f"pt_b{run}_d%"))).all()
+        if len(rows) >= args.deadlines:
+            due = dict(patients)
+            delays = [(r.recorded_at - due[r.patient_id]).total_seconds() for r in rows]
+            break
+        await asyncio.sleep(1)
+    await engine.dispose()
+
+    print(f"raw signal-with-start to a trivial workflow (50 in flight): {raw_rate:8.0f} /s")
+    print(f"referral events through Kafka + bridge into PatientJourney: {bridge_rate:8.0f} /s"
+          f"   ratio {bridge_rate / raw_rate:.2f}")
+    print(f"{args.journeys} journeys started and signalled through Kafka: {journeys_s:.1f} s "
+          f"({args.journeys / journeys_s:.0f}/s); running {running}, not running {failed}")
+    print(f"worker RSS {rss_before:.0f} MB -> {rss_after:.0f} MB: "
+          f"{(rss_after - rss_before) / cached * 1000:.0f} MB per 1,000 cached journeys")
+    if delays:
+        q = statistics.quantiles(delays, n=100)
+        print(f"deadline -> alert row delay over {len(delays)} timers: "
+              f"p50 {q[49]:.2f} s, p99 {q[98]:.2f} s")
+    else:
+        print("deadline -> alert: not all alerts arrived within 180 s")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+    os._exit(0)  # the Temporal runtime's threads can abort a finalising interpreter
