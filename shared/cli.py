@@ -132,18 +132,23 @@ def cmd_schemas(args: argparse.Namespace, s: Settings) -> int:
 def cmd_seed(args: argparse.Namespace, s: Settings) -> int:
     import httpx
 
+    from services.directory.demo import seed_directory
     from shared.demo import seed
 
     try:
+        services = seed_directory(s)
         ids = seed(s)
     except httpx.HTTPError as exc:
         print(f"seeding failed ({exc}); is the stack up? `waymark up`", file=sys.stderr)
         return 1
-    print(f"demo data: {len(ids)} referrals for synthetic patients (idempotent)")
+    print(f"demo data: {len(services)} directory services, {len(ids)} referrals for "
+          "synthetic patients (idempotent)")
     print(f"journeys: http://127.0.0.1:{s.temporal_ui_port}/namespaces/"
           f"{s.temporal_namespace}/workflows")
     print(f"referrals API: http://127.0.0.1:{s.api_port('referrals')}/docs "
           "(token: waymark token --role clinician --org GP-A81001)")
+    print(f"directory API: http://127.0.0.1:{s.api_port('directory')}/docs "
+          "(ORUK feed under /oruk)")
     return 0
 
 

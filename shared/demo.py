@@ -7,6 +7,8 @@ carries an Idempotency-Key).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass
 
@@ -84,7 +86,11 @@ def seed(settings: Settings) -> list[str]:
                     "reason_codes": list(r.reasons), "clinical_summary": r.summary,
                     "priority": r.priority, "consent_to_referral": True,
                     "communication_needs": list(r.needs)}
-            headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": f"demo-seed-{i}"}
+            # the key names this demo referral as it is now: seeding again replays it, and a
+            # changed demo record is a new request rather than a conflicting one
+            digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
+            headers = {"Authorization": f"Bearer {token}",
+                       "Idempotency-Key": f"demo-seed-{i}-{digest}"}
             resp = http.post("/referrals", json=body, headers=headers)
             deadline = time.monotonic() + 60
             # the directory's events reach the referrals service's replica asynchronously

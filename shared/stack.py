@@ -538,7 +538,7 @@ def _api(service: str) -> Part:
 
 
 #: services whose API, relay and consumers exist so far (the others arrive with their issues)
-BUILT_SERVICES: tuple[str, ...] = ("referrals",)
+BUILT_SERVICES: tuple[str, ...] = ("referrals", "directory")
 #: services that consume other parts' events (services/<name>/consumers.py)
 CONSUMING_SERVICES: tuple[str, ...] = ("referrals",)
 
