@@ -100,6 +100,8 @@ def install_error_handlers(app: FastAPI,
 
     def render(request: Request, status: int, title: str, detail: str, *, slug: str,
                headers: dict[str, str] | None = None, **extra: Any) -> Response:
+        if status == 401:  # RFC 9110 15.5.2: a 401 carries the challenge, in any format
+            headers = {"WWW-Authenticate": "Bearer", **(headers or {})}
         for prefix, renderer in alt.items():
             if request.url.path.startswith(prefix):
                 response = renderer(status, title, detail, extra)

@@ -87,7 +87,8 @@ async def _readable(session: SessionDep, principal: Principal, referral_id: str)
     referral = (await ReferralRepository(session).get(referral_id)
                 if _is_uuid(referral_id) else None)
     if referral is None or not domain.may_read(principal, from_org=referral.from_org,
-                                               to_org=referral.to_org, ics=referral.ics):
+                                               to_org=referral.to_org, ics=referral.ics,
+                                               state=referral.state):
         # the same answer for "absent" and "not yours", so ids cannot be probed
         raise NotFound(f"no referral {referral_id} that you may see")
     return referral
@@ -255,7 +256,7 @@ async def fhir_create_service_request(
         client_ip=_ip(request))
     out = fhir.referral_to_service_request(referral)
     headers = {"Location": f"/fhir/ServiceRequest/{referral.id}",
-               "ETag": _etag(referral.version)}
+               "ETag": _etag(referral.version), "Content-Type": fhir.FHIR_JSON}
     await remember(session, principal, idempotency_key, fingerprint, 201, out, headers)
     return _fhir(out, 201, headers)
 
@@ -310,6 +311,12 @@ async def fhir_search_service_requests(
             raise ValidationFailed(f"_lastUpdated {m.group(2)!r} is not a date") from None
         if since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
+        try:
+            since = since.astimezone(UTC)
+        except OverflowError:
+            raise ValidationFailed(f"_lastUpdated {m.group(2)!r} is out of range") from None
+        if not 1900 <= since.year <= 9998:
+            raise ValidationFailed("_lastUpdated must be between the years 1900 and 9998")
     rows, total = await ReferralRepository(session).search(
         scope=_list_scope(principal), states=states, patient_id=patient_id,
         nhs_number=nhs_number, updated_since=since, limit=count)

@@ -148,7 +148,9 @@ def plan_transition(*, action: Action, state: ReferralState, held_from: Referral
     if rule.reason_required and not reason_code:
         raise ValidationFailed(f"{action.value} needs a reason_code, one of: "
                                f"{', '.join(sorted(rule.reason_codes))}")
-    if reason_code is not None and rule.reason_codes and reason_code not in rule.reason_codes:
+    if reason_code is not None and not rule.reason_codes:
+        raise ValidationFailed(f"{action.value} takes no reason_code")
+    if reason_code is not None and reason_code not in rule.reason_codes:
         raise ValidationFailed(f"{reason_code!r} is not a reason to {action.value}; one of: "
                                f"{', '.join(sorted(rule.reason_codes))}")
     if rule.needs_appointment and not has_appointment:
@@ -176,7 +178,12 @@ def check_actor(principal: Principal, *, action: Action, from_org: str, to_org: 
         raise Forbidden(f"only {who} may {action.value} this referral")
 
 
-def may_read(principal: Principal, *, from_org: str, to_org: str, ics: str) -> bool:
+def may_read(principal: Principal, *, from_org: str, to_org: str, ics: str,
+             state: str = "submitted") -> bool:
+    """Coordinators and admins: their ICS; acting roles: referrals to or from their
+    organisation. A draft has not been sent: only the referring organisation sees it."""
+    if state == ReferralState.DRAFT:
+        return principal.has(*ACTING_ROLES) and principal.org == from_org
     if principal.has(Role.COORDINATOR, Role.ADMIN) and principal.ics == ics:
         return True
     return principal.has(*ACTING_ROLES) and principal.org in (from_org, to_org)

@@ -166,7 +166,12 @@ def _contained_patient(sr: Any) -> PatientIn:
     if not nhs or not names or not names[0].family or not names[0].given or not p.birthDate:
         raise FhirInvalid("the contained Patient needs an NHS number identifier "
                           f"({NHS_NUMBER_SYSTEM}), a name (given and family) and birthDate")
-    birth = p.birthDate if isinstance(p.birthDate, date) else date.fromisoformat(str(p.birthDate))
+    try:
+        birth = (p.birthDate if isinstance(p.birthDate, date)
+                 else date.fromisoformat(str(p.birthDate)))
+    except ValueError:
+        raise FhirInvalid("the contained Patient's birthDate must be a full date "
+                          "(YYYY-MM-DD)") from None
     try:
         return PatientIn(nhs_number=nhs[0], given_name=" ".join(names[0].given),
                          family_name=names[0].family, birth_date=birth)

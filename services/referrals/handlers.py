@@ -48,7 +48,8 @@ async def submit_referral(*, session: AsyncSession, principal: Principal, cmd: R
     if cmd.referred_from is not None:
         parent = await repo.get(cmd.referred_from)
         if parent is None or not domain.may_read(principal, from_org=parent.from_org,
-                                                 to_org=parent.to_org, ics=parent.ics):
+                                                 to_org=parent.to_org, ics=parent.ics,
+                                                 state=parent.state):
             raise ValidationFailed(f"referred_from names no referral you may see "
                                    f"({cmd.referred_from})")
     now = _now()
@@ -94,7 +95,8 @@ async def transition_referral(*, session: AsyncSession, principal: Principal, re
     repo = ReferralRepository(session)
     referral = await repo.get(referral_id, for_update=True)  # serialises concurrent edits
     if referral is None or not domain.may_read(principal, from_org=referral.from_org,
-                                               to_org=referral.to_org, ics=referral.ics):
+                                               to_org=referral.to_org, ics=referral.ics,
+                                               state=referral.state):
         raise NotFound(f"no referral {referral_id} that you may see")
     domain.check_actor(principal, action=action, from_org=referral.from_org,
                        to_org=referral.to_org)

@@ -94,8 +94,9 @@ def scope_for(*, org: str | None = None, ics: str | None = None,
               receiving_org: str | None = None) -> ColumnElement[bool]:
     """Referrals a caller may list: all of their ICS, those sent to their organisation, or
     those to or from it."""
+    sent = Referral.state != "draft"  # a draft is the referring organisation's alone
     if ics is not None:
-        return Referral.ics == ics
+        return and_(Referral.ics == ics, sent)
     if receiving_org is not None:
-        return Referral.to_org == receiving_org
-    return or_(Referral.from_org == org, Referral.to_org == org)
+        return and_(Referral.to_org == receiving_org, sent)
+    return or_(Referral.from_org == org, and_(Referral.to_org == org, sent))

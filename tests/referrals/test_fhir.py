@@ -339,8 +339,10 @@ class TestStatus:
             self, referrals_client: httpx.AsyncClient, settings: Settings, parties: Parties,
             state: str) -> None:
         referral = await drive_to(referrals_client, settings, parties, state)
+        # a draft has not been sent: only its referrer sees it
+        reader = parties.referrer if state == "draft" else parties.receiver
         r = await referrals_client.get(f"/fhir/Task/{referral['id']}",
-                                       headers=parties.receiver(settings))
+                                       headers=reader(settings))
         assert r.status_code == 200, r.text
         assert r.headers["content-type"].split(";")[0] == FHIR_JSON
         assert r.headers["etag"] == f'W/"{referral["version"]}"'
@@ -495,14 +497,15 @@ class TestSearch:
             "patient": f"{NHS}|{seeded['a']}"}, headers=auth(settings, role="clinician",
                                                             org=new_org()))
         assert r.json()["total"] == 0
-        # the receiving service sees the submitted ones; the ICS's coordinator all of them
+        # the receiving service and the ICS's coordinator see the submitted ones; the draft is
+        # the referrer's alone
         p = seeded["parties"]
         recv = await referrals_client.get("/fhir/ServiceRequest", params={
             "patient": f"{NHS}|{seeded['a']}"}, headers=p.receiver(settings))
-        assert recv.json()["total"] == 3
+        assert recv.json()["total"] == 2  # a1 and a3; a2 is a draft
         coord = await referrals_client.get("/fhir/ServiceRequest", headers=auth(
             settings, role="coordinator", org=new_org("ICB"), ics=p.ics))
-        assert coord.json()["total"] == 4
+        assert coord.json()["total"] == 3
 
     @pytest.mark.parametrize("params, word", [
         ({"patient": "https://example.org/mrn|12345"}, "nhs-number"),

@@ -412,6 +412,10 @@ class TestEveryTransition:
         assert illegal
         for action in illegal:
             r = await act(referrals_client, settings, parties, referral, action)
+            if state == "draft":
+                # a draft has not been sent: the receiving service cannot even see it
+                assert_problem(r, 404, "that you may see")
+                continue
             body = assert_problem(r, 409, action, state)
             assert set(body["allowed_actions"]) == ALLOWED[state], action
             assert body["state"] == state
@@ -542,13 +546,19 @@ class TestWhoMayAct:
         r = await act(referrals_client, settings, parties, referral, action, side="referrer")
         assert_problem(r, 403, "receiving service")
 
-    async def test_the_receiver_cannot_submit_the_referrers_draft(
+    async def test_the_receiver_can_neither_see_nor_submit_the_referrers_draft(
             self, referrals_client: httpx.AsyncClient, settings: Settings,
             referrals_sessions: async_sessionmaker) -> None:
         parties = await new_parties(settings, referrals_sessions)
         referral = await drive_to(referrals_client, settings, parties, "draft")
         r = await act(referrals_client, settings, parties, referral, "submit", side="receiver")
-        assert_problem(r, 403, "referring organisation")
+        assert_problem(r, 404, "that you may see")
+        seen = await referrals_client.get(f"/referrals/{referral['id']}",
+                                          headers=parties.receiver(settings))
+        assert seen.status_code == 404
+        worklist = await referrals_client.get("/worklist", params={"state": "draft"},
+                                              headers=parties.receiver(settings))
+        assert referral["id"] not in [i["id"] for i in worklist.json()["items"]]
         row = await referral_row(referrals_sessions, referral["id"])
         assert (row.state, row.version) == ("draft", 1)
 
