@@ -73,6 +73,17 @@ def run_env() -> None:
         context.run_migrations()
 
 
+def platform_v2() -> list[str]:
+    """Platform v2: outbox rows that keep failing are parked instead of blocking the relay."""
+    return [
+        "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS attempts INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS last_error TEXT",
+        "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS parked_at TIMESTAMPTZ",
+        "CREATE INDEX IF NOT EXISTS ix_outbox_parked ON outbox (topic, key) "
+        "WHERE parked_at IS NOT NULL AND sent_at IS NULL",
+    ]
+
+
 def create_platform_tables(schema: str) -> list[str]:
     """DDL for the outbox, inbox and audit log every service has (platform v1).
 

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Identity, Index, Text, func, text
+from sqlalchemy import BigInteger, Column, DateTime, Identity, Index, Integer, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -32,6 +32,12 @@ class OutboxMessage(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False,
                                                   server_default=func.now()))
     sent_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    # a row that keeps failing to publish is parked: it and later rows of its key wait for an
+    # operator, everything else flows (platform v2)
+    attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False,
+                                                      server_default="0"))
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    parked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
 class ProcessedEvent(SQLModel, table=True):

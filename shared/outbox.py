@@ -19,13 +19,17 @@ import json
 import logging
 import signal
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import UnknownTopicOrPartitionError
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -45,6 +49,12 @@ logger = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 _published = metrics.get_meter(__name__).create_counter(
     "waymark.outbox.published", description="events published from the outbox")
+_parked = metrics.get_meter(__name__).create_counter(
+    "waymark.outbox.parked", description="outbox rows parked after repeated failures")
+
+
+class RelayBlocked(Exception):
+    """Every row of a batch failed: the relay backs off before trying again."""
 
 
 def notify_channel(schema: str) -> str:
@@ -87,10 +97,14 @@ class OutboxRelay:
         self.batch_size = batch_size or settings.relay_batch_size
         self._wake = asyncio.Event()
         self._listen_conn: asyncpg.Connection | None = None
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+        self._topics: set[str] = set()
+        self._topics_checked = 0.0
 
     async def start(self) -> None:
         if self._own_producer:
             await self.producer.start()
+        await self._admin.start()
         await self._listen()
 
     async def _listen(self) -> None:
@@ -107,6 +121,7 @@ class OutboxRelay:
             self._listen_conn = None
 
     async def stop(self) -> None:
+        await self._admin.close()
         if self._listen_conn is not None:
             await self._listen_conn.close()
         if self._own_producer:
@@ -115,16 +130,33 @@ class OutboxRelay:
             await self.engine.dispose()
 
     async def publish_batch(self) -> int:
-        """Publish up to batch_size unsent rows; return how many were published."""
+        """Publish up to batch_size unsent rows; return how many were published.
+
+        A row that fails (its topic does not exist, the broker refuses it) does not hold up
+        rows of other topics; after `relay_max_attempts` it is parked with its error, and
+        later rows of the same key and topic wait behind it, so one patient's events stay in
+        order on their partition.
+        """
         async with unit_of_work(self.sessions) as session:
+            blocked = (select(OutboxMessage.topic, OutboxMessage.key)  # type: ignore[call-overload]
+                       .where(OutboxMessage.parked_at.is_not(None),  # type: ignore[union-attr]
+                              OutboxMessage.sent_at.is_(None)))  # type: ignore[union-attr]
             rows = (await session.exec(  # type: ignore[call-overload]
-                select(OutboxMessage).where(OutboxMessage.sent_at.is_(None))  # type: ignore[union-attr]
+                select(OutboxMessage)
+                .where(OutboxMessage.sent_at.is_(None),  # type: ignore[union-attr]
+                       OutboxMessage.parked_at.is_(None),  # type: ignore[union-attr]
+                       tuple_(OutboxMessage.topic, OutboxMessage.key).not_in(blocked))
                 .order_by(OutboxMessage.seq).limit(self.batch_size)
                 .with_for_update(skip_locked=True))).scalars().all()
             if not rows:
                 return 0
-            pending = []
+            known = await self._known_topics({r.topic for r in rows})
+            sends: list[tuple[OutboxMessage, Any]] = []
             for row in rows:
+                if row.topic not in known:
+                    sends.append((row, UnknownTopicOrPartitionError(
+                        f"topic {row.topic} does not exist")))
+                    continue
                 with attached(context_from_traceparent(row.traceparent)), \
                         _tracer.start_as_current_span(f"publish {row.event_type}",
                                                       kind=SpanKind.PRODUCER) as span:
@@ -133,15 +165,50 @@ class OutboxRelay:
                     headers = kafka_headers_from_context() + [
                         ("ce_id", row.event_id.encode()), ("ce_type", row.event_type.encode()),
                         ("content-type", b"application/cloudevents+json")]
-                    pending.append(await self.producer.send(
+                    sends.append((row, await self.producer.send(
                         row.topic, value=event_bytes(row.payload), key=row.key.encode(),
-                        headers=headers))
-            await asyncio.gather(*pending)  # every row acknowledged by all in-sync replicas
-            await session.exec(update(OutboxMessage)  # type: ignore[call-overload]
-                               .where(OutboxMessage.seq.in_([r.seq for r in rows]))  # type: ignore[union-attr]
-                               .values(sent_at=func.now()))
-            _published.add(len(rows), {"schema": self.schema})
-            return len(rows)
+                        headers=headers)))
+            # every row acknowledged by all in-sync replicas, or its error
+            results = await asyncio.gather(
+                *(f for _, f in sends if not isinstance(f, Exception)), return_exceptions=True)
+            it = iter(results)
+            outcome = [(row, f if isinstance(f, Exception) else next(it)) for row, f in sends]
+            failed_topics = {row.topic for row, res in outcome if isinstance(res, Exception)}
+            # a failure fails its whole topic in this batch, so a later row of a key is never
+            # published before an earlier one (a row that did reach Kafka is sent again later;
+            # consumers dedupe by event id)
+            sent = [row.seq for row, _ in outcome if row.topic not in failed_topics]
+            if sent:
+                await session.exec(update(OutboxMessage)  # type: ignore[call-overload]
+                                   .where(OutboxMessage.seq.in_(sent))  # type: ignore[union-attr]
+                                   .values(sent_at=func.now()))
+            for row, res in outcome:
+                if row.topic in failed_topics:
+                    error = res if isinstance(res, Exception) else None
+                    row.attempts += 1
+                    row.last_error = (f"{type(error).__name__}: {error}" if error
+                                      else "another row of its topic failed")[:2000]
+                    if row.attempts >= self.settings.relay_max_attempts:
+                        row.parked_at = datetime.now(UTC)
+                        _parked.add(1, {"schema": self.schema})
+                        logger.error("outbox %s: event %s parked after %d attempts: %s",
+                                     self.schema, row.event_id, row.attempts, row.last_error)
+                    session.add(row)
+            _published.add(len(sent), {"schema": self.schema})
+        # raised after the commit, so the attempts and parking are kept
+        if failed_topics and not sent:
+            raise RelayBlocked(f"nothing published; failing topics: {sorted(failed_topics)}")
+        return len(sent)
+
+    async def _known_topics(self, wanted: set[str]) -> set[str]:
+        """Topics that exist, from the broker (looked up again when a row names a topic not
+        seen yet, at most once a second): a send to a missing topic would otherwise wait for
+        metadata until it timed out, holding up every row."""
+        now = time.monotonic()
+        if not wanted <= self._topics and now - self._topics_checked > 1.0:
+            self._topics = set(await self._admin.list_topics())
+            self._topics_checked = now
+        return self._topics
 
     def _beat(self) -> None:
         if self.heartbeat is not None:
@@ -154,6 +221,11 @@ class OutboxRelay:
             try:
                 n = await self.publish_batch()
                 backoff = 0.5
+            except RelayBlocked as exc:
+                logger.warning("outbox relay: %s; retrying in %.1fs", exc, backoff)
+                await _wait_any(stop, None, backoff)
+                backoff = min(backoff * 2, 30)
+                continue
             except Exception:
                 logger.exception("outbox relay: publish failed; retrying in %.1fs", backoff)
                 await _wait_any(stop, None, backoff)

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     consumer_backoff_seconds: float = 0.2
     relay_poll_seconds: float = 2.0
     relay_batch_size: int = 200
+    # publishing attempts before an outbox row is parked for an operator
+    relay_max_attempts: int = 10
 
     # auth: tokens are verified with the public key; the private key exists only where
     # `waymark token` mints local tokens (never committed; generated under <home>/keys)

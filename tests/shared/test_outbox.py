@@ -6,14 +6,15 @@ import asyncio
 import json
 import uuid
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from shared.db import unit_of_work
 from shared.events.envelope import make_event
 from shared.events.referrals import ReferralSubmitted
-from shared.outbox import OutboxRelay, add_event
+from shared.outbox import OutboxRelay, RelayBlocked, add_event
 from tests.helpers import end_offsets, read_topic
 
 
@@ -160,3 +161,78 @@ class TestRelay:
             stop.set()
             await task
             await relay.stop()
+
+
+class TestParking:
+    async def test_a_row_for_a_missing_topic_is_parked_and_does_not_hold_up_others(
+            self, infra, referrals_sessions, new_topic):
+        from sqlalchemy import update
+
+        from shared.models import OutboxMessage
+
+        missing = infra.topic(f"gone-{uuid.uuid4().hex[:8]}")
+        stuck_key = f"pt_stuck_{uuid.uuid4().hex[:8]}"
+        stuck, other = _event(stuck_key), _event()
+        async with unit_of_work(referrals_sessions) as session:
+            add_event(session, topic=missing, event=stuck)
+            add_event(session, topic=new_topic, event=other)
+        relay = OutboxRelay(settings=infra.model_copy(update={"relay_max_attempts": 3}),
+                            schema="referrals")
+        await relay.start()
+        try:
+            for _ in range(4):  # the other row goes; the stuck one fails, then only it is left
+                try:
+                    await relay.publish_batch()
+                except RelayBlocked:
+                    pass
+            rows = await _rows(referrals_sessions, stuck, other)
+            assert rows[stuck.id].parked_at is not None and rows[stuck.id].sent_at is None
+            assert rows[stuck.id].attempts == 3
+            assert "does not exist" in rows[stuck.id].last_error
+            assert rows[other.id].sent_at is not None
+            # the topic appears; the same patient's next event on it waits behind the parked
+            # one (its partition's order), while another patient's goes
+            from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+            admin = AIOKafkaAdminClient(bootstrap_servers=infra.bootstrap_servers)
+            await admin.start()
+            await admin.create_topics([NewTopic(missing, 1, 1)])
+            behind, free = _event(stuck_key), _event()
+            async with unit_of_work(referrals_sessions) as session:
+                add_event(session, topic=missing, event=behind)
+                add_event(session, topic=missing, event=free)
+        finally:
+            await relay.stop()
+        relay = OutboxRelay(settings=infra, schema="referrals")
+        await relay.start()
+        try:
+            for _ in range(20):  # until the new topic's metadata reaches the relay
+                try:
+                    await relay.publish_batch()
+                except RelayBlocked:
+                    await asyncio.sleep(0.5)
+                    continue
+                if (await _rows(referrals_sessions, free))[free.id].sent_at is not None:
+                    break
+        finally:
+            await relay.stop()
+        rows = await _rows(referrals_sessions, behind, free)
+        assert rows[behind.id].sent_at is None and rows[behind.id].parked_at is None
+        assert rows[free.id].sent_at is not None
+        records = await read_topic(infra, missing, until=lambda r: len(r) >= 1)
+        assert [json.loads(r.value)["id"] for r in records] == [free.id]
+        # clean up: an operator would re-drive or discard; the test discards its rows
+        async with unit_of_work(referrals_sessions) as session:
+            await session.exec(update(OutboxMessage).where(OutboxMessage.key == stuck_key)
+                               .values(sent_at=datetime.now(UTC)))
+        await admin.delete_topics([missing])
+        await admin.close()
+
+
+async def _rows(sessions, *events):  # type: ignore[no-untyped-def]
+    from shared.models import OutboxMessage
+
+    async with unit_of_work(sessions) as session:
+        return {r.event_id: r for r in (await session.exec(
+            select(OutboxMessage).where(OutboxMessage.event_id.in_([e.id for e in events]))
+        )).scalars()}

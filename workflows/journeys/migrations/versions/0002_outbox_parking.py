@@ -1,0 +1,22 @@
+"""journeys: platform v2 (outbox rows that keep failing are parked)
+
+Revision ID: 0002
+"""
+
+from alembic import op
+
+from shared.migrations import platform_v2
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    for ddl in platform_v2():
+        op.execute(ddl)
+
+
+def downgrade() -> None:
+    raise NotImplementedError("journeys migrations are forward-only")
