@@ -106,6 +106,7 @@ REGISTRY = EventRegistry()
 
 def load_all() -> EventRegistry:
     """Import every module that registers events, so REGISTRY is complete."""
+    import shared.events.care_plans  # noqa: F401
     import shared.events.directory  # noqa: F401
     import shared.events.journeys  # noqa: F401
     import shared.events.referrals  # noqa: F401

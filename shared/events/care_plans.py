@@ -1,0 +1,70 @@
+"""Events published by the care plans service on `waymark.care-plans.v1`.
+
+The subject is the patient's pseudonymous id (the same HMAC pseudonym of the NHS number the
+referrals service uses). Assessment events carry the instrument, total, band and subscale —
+never the answers; the plan's content never leaves the service.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from shared.events.envelope import EventData
+from shared.events.registry import REGISTRY
+
+ORG_CODE = r"^[A-Za-z0-9-]{1,20}$"
+Instrument = Literal["STarT-Back", "PHQ-9", "GAD-7"]
+
+
+class CarePlanEventData(EventData):
+    SOURCE = "waymark/care-plans"
+
+    plan_id: str = Field(max_length=64)
+
+
+@REGISTRY.register
+class CarePlanCreated(CarePlanEventData):
+    EVENT_TYPE = "uk.waymark.care-plan.created"
+    VERSION = 1
+    version: int = Field(ge=1)
+
+
+@REGISTRY.register
+class CarePlanUpdated(CarePlanEventData):
+    EVENT_TYPE = "uk.waymark.care-plan.updated"
+    VERSION = 1
+    version: int = Field(ge=1)
+
+
+@REGISTRY.register
+class ConsentChanged(CarePlanEventData):
+    EVENT_TYPE = "uk.waymark.care-plan.consent.changed"
+    VERSION = 1
+    # organisations that may now read the plan; carers are counted, never named
+    organisations: list[str] = Field(default_factory=list, max_length=100)
+    carers_with_access: int = Field(ge=0, le=50)
+
+
+@REGISTRY.register
+class AssessmentRecorded(CarePlanEventData):
+    EVENT_TYPE = "uk.waymark.care-plan.assessment.recorded"
+    VERSION = 1
+    assessment_id: str = Field(max_length=64)
+    instrument: Instrument
+    total: int = Field(ge=0, le=27)
+    band: str = Field(max_length=40)
+    subscale: int | None = Field(default=None, ge=0, le=5)  # STarT Back distress subscale
+    safety_flag: bool = False  # PHQ-9 item 9 above 0
+
+
+@REGISTRY.register
+class RiskFlagged(CarePlanEventData):
+    EVENT_TYPE = "uk.waymark.care-plan.risk.flagged"
+    VERSION = 1
+    assessment_id: str = Field(max_length=64)
+    instrument: Instrument
+    reason: Literal["phq9_item9", "high_risk_band"]
+    band: str = Field(max_length=40)
+    severity: Literal["urgent", "high"]
