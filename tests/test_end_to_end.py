@@ -183,3 +183,37 @@ class TestAlertEndToEnd:
         assert alert_events[0]["data"]["rule"] == "looping.re_referral"
         assert first["id"] in alert_events[0]["data"]["referral_ids"]
         assert patient["nhs_number"] not in json.dumps(alert_events)
+
+    async def test_a_phq9_safety_flag_from_the_care_plan_is_an_urgent_alert_at_once(
+            self, running_apps, journey_sessions):
+        from aiokafka import AIOKafkaProducer
+        from sqlalchemy import text
+
+        from shared.db import unit_of_work
+        from shared.events.care_plans import AssessmentRecorded
+        from shared.events.envelope import make_event
+        from shared.outbox import event_bytes
+        from shared.topics import CARE_PLANS
+
+        s = running_apps
+        patient_id = f"pt_safety_{uuid.uuid4().hex[:10]}"
+        event = make_event(AssessmentRecorded(
+            plan_id="plan-1", assessment_id=f"phq9-{uuid.uuid4().hex[:6]}", instrument="PHQ-9",
+            total=8, band="mild", safety_flag=True), subject=patient_id)
+        producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(s.topic(CARE_PLANS),
+                                         value=event_bytes(event.model_dump(mode="json")),
+                                         key=patient_id.encode())
+        finally:
+            await producer.stop()
+
+        async def alert_row():  # type: ignore[no-untyped-def]
+            async with unit_of_work(journey_sessions) as session:
+                return (await session.exec(text(
+                    "SELECT rule, severity, status FROM journey_alert WHERE patient_id = :p")
+                    .bindparams(p=patient_id))).first()
+
+        row = await eventually(alert_row, timeout=60)
+        assert (row.rule, row.severity, row.status) == ("safety.phq9_item9", "urgent", "open")

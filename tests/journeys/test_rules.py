@@ -172,7 +172,7 @@ class TestLoadRules:
                 assert value, f"{f.name} is empty"
 
     def test_thresholds_are_the_documented_ones(self):
-        assert RULES.settle_seconds == 10
+        assert RULES.settle_seconds == 60
         assert RULES.triage_working_days_routine == 10
         assert RULES.triage_working_days_urgent == 2
         assert RULES.booking_weeks_default == 6
@@ -895,8 +895,21 @@ class TestSafety:
         assert (a.kind, a.severity, a.alert_id) == \
             ("safety", "urgent", f"{PATIENT}:safety.phq9_item9:phq-1")
         assert a.explanation.startswith("PHQ-9 on 5 January 2026: item 9")
-        assert "scored 1" in a.explanation and "today" in a.explanation
+        assert "answered above 0" in a.explanation and "today" in a.explanation
         assert [e.referral_id for e in a.evidence] == [None]
+
+    def test_the_care_plans_safety_flag_raises_it_without_the_answer(self):
+        # care-plan events carry the flag, never the item's answer
+        state = new_state()
+        ev = assess("phq-2", T0, item9=None, band="mild", total=6)
+        ev.safety_flag = True
+        apply_assessment(state, ev)
+        assert [a.rule for a in raised(evaluate(state, RULES, T0))] == ["safety.phq9_item9"]
+
+    def test_no_flag_and_no_item9_raises_nothing(self):
+        state = new_state()
+        apply_assessment(state, assess("phq-3", T0, item9=None, band="mild", total=6))
+        assert raised(evaluate(state, RULES, T0)) == []
 
     def test_phq9_item9_of_zero_is_not_an_alert(self):
         state = new_state()

@@ -105,6 +105,8 @@ class TestStalls:
         await eventually(lambda: alerts(handle, "stalled.not_triaged"), timeout=20)
         await handle.signal(PatientJourney.referral_event,
                             ev("r1", "accepted", await env.get_current_time()))
+        # stalls are judged once the referral's events have settled
+        await env.sleep(timedelta(seconds=RULES.settle_seconds + 1))
 
         async def resolved():  # type: ignore[no-untyped-def]
             found = await alerts(handle, "stalled.not_triaged")

@@ -1,5 +1,5 @@
-"""The Kafka -> Temporal bridge: every referral event signals (signal-with-start) the
-patient's PatientJourney workflow.
+"""The Kafka -> Temporal bridge: every referral event and every care-plan assessment signals
+(signal-with-start) the patient's PatientJourney workflow.
 
 The bridge keeps no inbox of its own: its effect is a Temporal signal, which cannot share a
 database transaction, so it is at-least-once and the workflow ignores an event id it has
@@ -16,15 +16,16 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
 from shared.consumer import IdempotentConsumer, PermanentError
+from shared.events.care_plans import AssessmentRecorded
 from shared.events.envelope import CloudEvent
 from shared.events.referrals import ReferralEventData
 from shared.events.registry import REGISTRY, load_all
 from shared.outbox import install_stop_signals
 from shared.settings import Settings, get_settings
 from shared.telemetry import setup_telemetry
-from shared.topics import REFERRALS
+from shared.topics import CARE_PLANS, REFERRALS
 from workflows.journeys import TASK_QUEUE, workflow_id
-from workflows.journeys.state import JourneyEvent
+from workflows.journeys.state import AssessmentEvent, JourneyEvent
 from workflows.journeys.worker import connect
 from workflows.journeys.workflows import JourneyInput, PatientJourney
 
@@ -46,23 +47,36 @@ def to_journey_event(event: CloudEvent) -> JourneyEvent:
         appointment_at=data.appointment_at.isoformat() if data.appointment_at else None)
 
 
+def to_assessment(event: CloudEvent, data: AssessmentRecorded) -> AssessmentEvent:
+    return AssessmentEvent(event_id=event.id, occurred_at=event.time.isoformat(),
+                           assessment_id=data.assessment_id, instrument=data.instrument,
+                           band=data.band, total=data.total, safety_flag=data.safety_flag)
+
+
 class Bridge:
     def __init__(self, client: Client) -> None:
         self.client = client
 
     async def handle(self, _session: AsyncSession | None, event: CloudEvent,
                      _record: ConsumerRecord) -> None:
-        journey_event = to_journey_event(event)
+        data = REGISTRY.parse(event)
+        if isinstance(data, ReferralEventData):
+            signal, arg = "referral_event", to_journey_event(event)
+        elif isinstance(data, AssessmentRecorded):
+            signal, arg = "assessment", to_assessment(event, data)  # type: ignore[assignment]
+        else:
+            return  # other care-plan events (plan versions, consent) do not move a journey
         await self.client.start_workflow(
             PatientJourney.run, JourneyInput(patient_id=event.subject),
             id=workflow_id(event.subject), task_queue=TASK_QUEUE,
-            start_signal="referral_event", start_signal_args=[journey_event])
+            start_signal=signal, start_signal_args=[arg])
 
 
 def build_consumer(settings: Settings, client: Client, **kw: object) -> IdempotentConsumer:
     load_all()
     return IdempotentConsumer(
-        name=settings.topic(CONSUMER_NAME), topics=[settings.topic(REFERRALS)],
+        name=settings.topic(CONSUMER_NAME),
+        topics=[settings.topic(REFERRALS), settings.topic(CARE_PLANS)],
         handler=Bridge(client).handle, settings=settings, sessions=None,
         **kw)  # type: ignore[arg-type]
 
@@ -77,7 +91,8 @@ async def run_bridge(settings: Settings | None = None) -> None:
     stop = asyncio.Event()
     install_stop_signals(stop)
     await consumer.start()
-    logger.info("bridge consuming %s", settings.topic(REFERRALS))
+    logger.info("bridge consuming %s and %s", settings.topic(REFERRALS),
+                settings.topic(CARE_PLANS))
     try:
         await consumer.run(stop)
     finally:

@@ -49,7 +49,7 @@ CATEGORY_WORDS = {
 
 @dataclass(frozen=True)
 class Rules:
-    settle_seconds: int = 10
+    settle_seconds: int = 60
     triage_working_days_routine: int = 10
     triage_working_days_urgent: int = 2
     booking_weeks_default: int = 6
@@ -402,13 +402,13 @@ def _loops(r: _Raiser) -> None:
 
 def _safety(r: _Raiser) -> None:
     for a in r.state.assessments:
-        if a.instrument.upper() == "PHQ-9" and a.item9 is not None \
-                and a.item9 > r.rules.phq9_item9_above:
+        item9_above = (a.item9 is not None and a.item9 > r.rules.phq9_item9_above)
+        if a.instrument.upper() == "PHQ-9" and (a.safety_flag or item9_above):
             r.raise_(key=f"safety.phq9_item9:{a.assessment_id}", kind="safety",
                      rule="safety.phq9_item9",
                      explanation=(f"PHQ-9 on {_day(a.occurred_at)}: item 9 (thoughts of being "
-                                  f"better off dead or of self-harm) scored {a.item9}. Contact "
-                                  f"the person today."),
+                                  f"better off dead or of self-harm) was answered above 0. "
+                                  f"Contact the person today."),
                      evidence=[Evidence(None, a.occurred_at, "assessed",
                                         f"{a.instrument} {a.assessment_id} item9={a.item9}")])
         if a.band in r.rules.high_risk_bands:

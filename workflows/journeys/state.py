@@ -42,7 +42,10 @@ class AssessmentEvent:
     instrument: str
     band: str
     total: int
-    item9: int | None = None  # PHQ-9 item 9, when the instrument is PHQ-9
+    item9: int | None = None  # PHQ-9 item 9, when known
+    # set by the care plans service when PHQ-9 item 9 was answered above 0 (events carry the
+    # flag, never the answers)
+    safety_flag: bool = False
 
 
 @dataclass

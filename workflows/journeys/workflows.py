@@ -109,7 +109,7 @@ class PatientJourney:
     @workflow.signal
     def referral_event(self, event: JourneyEvent) -> None:
         if apply_referral_event(self._state, event):
-            settle = timedelta(seconds=self._rules.settle_seconds if self._rules else 10)
+            settle = timedelta(seconds=self._rules.settle_seconds if self._rules else 60)
             self._settle_until = workflow.now() + settle
             self._dirty = True
 
