@@ -35,17 +35,17 @@ from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 from temporalio import workflow  # noqa: E402
 from temporalio.client import Client  # noqa: E402
-from temporalio.worker import Worker  # noqa: E402
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker  # noqa: E402
 
 from shared import stack  # noqa: E402
 from shared.db import make_engine, make_sessionmaker, unit_of_work  # noqa: E402
 from shared.events.envelope import make_event  # noqa: E402
-from shared.events.referrals import ReferralSubmitted  # noqa: E402
+from shared.events.referrals import ReferralAccepted, ReferralSubmitted  # noqa: E402
 from shared.outbox import event_bytes  # noqa: E402
 from shared.settings import Settings, get_settings  # noqa: E402
 from shared.topics import REFERRALS  # noqa: E402
 from workflows.journeys.bridge import CONSUMER_NAME  # noqa: E402
-from workflows.journeys.rules import add_working_days, load_rules  # noqa: E402
+from workflows.journeys.rules import load_rules  # noqa: E402
 
 RULES = load_rules()
 
@@ -84,7 +84,9 @@ async def bounded(n_in_flight: int, coros) -> None:  # type: ignore[no-untyped-d
 
 async def raw_signals(client: Client, n: int) -> float:
     queue = f"bench-trivial-{uuid.uuid4().hex[:6]}"
-    async with Worker(client, task_queue=queue, workflows=[Trivial]):
+    # (unsandboxed: the trivial workflow lives in this script's __main__)
+    async with Worker(client, task_queue=queue, workflows=[Trivial],
+                      workflow_runner=UnsandboxedWorkflowRunner()):
         t0 = time.perf_counter()
         await bounded(50, (client.start_workflow(
             Trivial.run, id=f"trivial-{queue}-{i}", task_queue=queue,
@@ -95,8 +97,9 @@ async def raw_signals(client: Client, n: int) -> float:
     return n / elapsed
 
 
-def submitted(patient: str, at: datetime, priority: str = "routine") -> bytes:
-    data = ReferralSubmitted(referral_id=str(uuid.uuid4()), from_org="GP-BENCH",
+def submitted(patient: str, at: datetime, priority: str = "routine",
+              referral_id: str | None = None) -> bytes:
+    data = ReferralSubmitted(referral_id=referral_id or str(uuid.uuid4()), from_org="GP-BENCH",
                              to_org="PAIN-RTH", to_service_id="svc-pain-mgmt-programme",
                              service_category="pain_management_programme",
                              reason_codes=["279039007"], priority=priority,  # type: ignore[arg-type]
@@ -150,14 +153,13 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def start_time_for_deadline(deadline: datetime) -> datetime:
-    """A submission time whose urgent triage deadline (2 working days) is `deadline`."""
-    for days_back in range(1, 10):
-        candidate = deadline - timedelta(days=days_back)
-        if add_working_days(candidate, RULES.triage_working_days_urgent,
-                            RULES.bank_holidays) == deadline:
-            return candidate
-    raise ValueError(f"no submission time gives deadline {deadline}")
+def accepted(patient: str, referral_id: str, at: datetime) -> bytes:
+    data = ReferralAccepted(referral_id=referral_id, from_org="GP-BENCH", to_org="PAIN-RTH",
+                            to_service_id="svc-pain-mgmt-programme",
+                            service_category="pain_management_programme",
+                            reason_codes=["279039007"], priority="routine", state="accepted",
+                            previous_state="submitted")
+    return event_bytes(make_event(data, subject=patient, time=at).model_dump(mode="json"))
 
 
 async def main() -> None:
@@ -171,6 +173,7 @@ async def main() -> None:
     s = get_settings()
     await stack.up(s, infra_only=True)
     for name in ("journeys-worker", "journeys-bridge", "journeys-relay"):
+        stack.part_by_name(name).stop(s)  # a fresh worker: an empty workflow cache
         await stack.part_by_name(name).start(s)
     worker_pid = stack.read_pid(stack.part_by_name("journeys-worker").pid_file(s))
     assert worker_pid is not None
@@ -178,6 +181,8 @@ async def main() -> None:
     run = uuid.uuid4().hex[:6]
     await until_drained(s, 600)  # anything left from an earlier run
 
+    # the worker before it holds any journey of this run (its cache: 1,000 at most)
+    rss_before = rss_mb(worker_pid)
     # 1. raw signals vs signals through Kafka and the bridge
     raw_rate = await raw_signals(client, args.signals)
     now = datetime.now(UTC)
@@ -188,7 +193,6 @@ async def main() -> None:
     bridge_rate = args.signals / (time.perf_counter() - t0)
 
     # 2 + 3. N open journeys with pending timers; worker memory per 1,000 cached journeys
-    rss_before = rss_mb(worker_pid)
     msgs = [(f"pt_b{run}_j{i}", submitted(f"pt_b{run}_j{i}", datetime.now(UTC)))
             for i in range(args.journeys)]
     t0 = time.perf_counter()
@@ -203,28 +207,35 @@ async def main() -> None:
     failed = (await client.count_workflows(
         f"WorkflowType = 'PatientJourney' AND ExecutionStatus != 'Running' "
         f"AND WorkflowId STARTS_WITH 'journey-pt_b{run}'")).count
-    cached = min(args.journeys, 1000)  # the worker's workflow cache holds 1,000 by default
+    # the worker's workflow cache holds 1,000 by default; it was restarted for this run
+    cached = min(args.signals + args.journeys, 1000)
 
     # 4. deadline -> alert delay
-    deadline0 = (datetime.now(UTC) + timedelta(seconds=40)).replace(microsecond=0)
+    # deadlines after the settle period, so the timer alone decides when the alert comes
+    deadline0 = (datetime.now(UTC) + timedelta(seconds=RULES.settle_seconds + 30)
+                 ).replace(microsecond=0)
     patients = []
     msgs = []
+    booking = timedelta(weeks=RULES.booking_weeks_default)
     for i in range(args.deadlines):
+        # accepted exactly `booking` weeks before its deadline: "accepted but not booked"
         deadline = deadline0 + timedelta(milliseconds=200 * i)
         p = f"pt_b{run}_d{i}"
+        rid = str(uuid.uuid4())
         patients.append((p, deadline))
-        msgs.append((p, submitted(p, start_time_for_deadline(deadline), priority="urgent")))
+        msgs.append((p, submitted(p, deadline - booking - timedelta(days=1), referral_id=rid)))
+        msgs.append((p, accepted(p, rid, deadline - booking)))
     await produce(s, msgs)
     engine = make_engine(s, "journeys")
     sessions = make_sessionmaker(engine)
     delays: list[float] = []
-    wait_until = time.monotonic() + 180
+    wait_until = time.monotonic() + RULES.settle_seconds + 240
     while time.monotonic() < wait_until:
         async with unit_of_work(sessions) as session:
             rows = (await session.exec(text(
                 "SELECT a.patient_id, c.recorded_at FROM journey_alert a JOIN "
                 "journey_alert_change c ON c.alert_id = a.alert_id AND c.seq = 1 "
-                "WHERE a.patient_id LIKE :p AND a.rule = 'stalled.not_triaged'")
+                "WHERE a.patient_id LIKE :p AND a.rule = 'stalled.not_booked'")
                 .bindparams(p=f"pt_b{run}_d%"))).all()
         if len(rows) >= args.deadlines:
             due = dict(patients)

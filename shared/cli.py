@@ -15,11 +15,11 @@ from shared.settings import Settings, get_settings
 
 
 def _print_status(rows: list[dict[str, object]]) -> None:
-    print(f"{'part':<18} {'pid':>8} {'port':>6}  {'health':<9} urls")
+    print(f"{'part':<20} {'pid':>8} {'port':>6}  {'health':<9} urls")
     for r in rows:
         health = "healthy" if r["healthy"] else "DOWN"
         urls = " ".join(r["urls"])  # type: ignore[arg-type]
-        print(f"{r['part']:<18} {r['pid']!s:>8} {r['port']!s:>6}  {health:<9} {urls}")
+        print(f"{r['part']:<20} {r['pid']!s:>8} {r['port']!s:>6}  {health:<9} {urls}")
 
 
 def cmd_up(args: argparse.Namespace, s: Settings) -> int:

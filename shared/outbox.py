@@ -257,8 +257,9 @@ async def run_relay(schema: str, settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     setup_telemetry(f"{schema}-relay", settings)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
+    # named like the part (`waymark status` reads it): care_plans -> care-plans-relay
     relay = OutboxRelay(settings=settings, schema=schema,
-                        heartbeat=settings.run_dir / f"{schema}-relay.alive")
+                        heartbeat=settings.run_dir / f"{schema.replace('_', '-')}-relay.alive")
     stop = asyncio.Event()
     install_stop_signals(stop)
     await relay.start()

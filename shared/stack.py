@@ -528,9 +528,14 @@ def _python(*args: str) -> Callable[[Settings], list[str]]:
     return lambda s: [sys.executable, *args]
 
 
+def part_name(service: str, role: str) -> str:
+    """Part names are DNS labels (Kubernetes, Compose): care_plans -> care-plans-api."""
+    return f"{service.replace('_', '-')}-{role}"
+
+
 def _api(service: str) -> Part:
     return app_part(
-        f"{service}-api",
+        part_name(service, "api"),
         lambda s: [sys.executable, "-m", "uvicorn", f"services.{service}.api:app",
                    "--host", s.api_host, "--port", str(s.api_port(service)), "--no-access-log"],
         http_probe(service), port=lambda s: s.api_port(service),
@@ -538,9 +543,9 @@ def _api(service: str) -> Part:
 
 
 #: services whose API, relay and consumers exist so far (the others arrive with their issues)
-BUILT_SERVICES: tuple[str, ...] = ("referrals", "directory")
+BUILT_SERVICES: tuple[str, ...] = ("referrals", "directory", "care_plans")
 #: services that consume other parts' events (services/<name>/consumers.py)
-CONSUMING_SERVICES: tuple[str, ...] = ("referrals",)
+CONSUMING_SERVICES: tuple[str, ...] = ("referrals", "care_plans")
 
 
 def parts() -> list[Part]:
@@ -561,12 +566,12 @@ def parts() -> list[Part]:
     apps: list[Part] = []
     for service in BUILT_SERVICES:
         apps.append(_api(service))
-        apps.append(app_part(f"{service}-relay", _python("-m", "shared.outbox", service),
-                             heartbeat_probe(f"{service}-relay")))
+        relay, consumer = part_name(service, "relay"), part_name(service, "consumer")
+        apps.append(app_part(relay, _python("-m", "shared.outbox", service),
+                             heartbeat_probe(relay)))
         if service in CONSUMING_SERVICES:
-            apps.append(app_part(f"{service}-consumer",
-                                 _python("-m", f"services.{service}.consumers"),
-                                 heartbeat_probe(f"{service}-consumer")))
+            apps.append(app_part(consumer, _python("-m", f"services.{service}.consumers"),
+                                 heartbeat_probe(consumer)))
     apps.append(app_part("journeys-relay", _python("-m", "shared.outbox", "journeys"),
                          heartbeat_probe("journeys-relay")))
     apps.append(app_part("journeys-worker", _python("-m", "workflows.journeys.worker"),

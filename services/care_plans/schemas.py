@@ -1,0 +1,302 @@
+"""Request and response bodies of the care plans API.
+
+The plan document follows NHS England's personalised care and support planning: what matters
+to the person in their own words, goals, agreed actions, self-management resources, work,
+carers and support network (the Triangle of Care), communication needs, a crisis and
+contingency section and the next review date.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from services.care_plans.domain import Instrument
+
+ORG_CODE = r"^[A-Za-z0-9-]{1,20}$"
+ITEM_ID = r"^[A-Za-z0-9-]{1,36}$"
+# a goal's FHIR id is "<plan id hex>.<goal id>", which must fit FHIR's 64 characters
+GOAL_ID = r"^[A-Za-z0-9-]{1,31}$"
+# printable text without NUL or other control characters (tab and newline allowed)
+_CONTROL = set(chr(c) for c in range(32) if chr(c) not in "\t\n\r") | {"\x7f"}
+
+
+def _clean(v: str) -> str:
+    if any(ch in _CONTROL for ch in v):
+        raise ValueError("must not contain control characters such as NUL")
+    return v
+
+
+def _sane_date(v: date | None) -> date | None:
+    if v is not None and not 1900 <= v.year <= 2200:
+        raise ValueError("must be a date between the years 1900 and 2200")
+    return v
+
+
+Text = Annotated[str, Field(max_length=5000), AfterValidator(_clean)]
+Short = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_clean)]
+SaneDate = Annotated[date, AfterValidator(_sane_date)]
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Section(StrEnum):
+    """The parts of a plan a carer may be allowed to see."""
+
+    WHAT_MATTERS = "what_matters_to_me"
+    GOALS = "goals"
+    ACTIONS = "actions"
+    RESOURCES = "resources"
+    WORKPLACE = "workplace"
+    COMMUNICATION = "communication"
+    CRISIS = "crisis"
+    REVIEW = "next_review_date"
+
+
+class Goal(Strict):
+    id: str = Field(default_factory=_new_id, pattern=GOAL_ID,
+                    description="stable across versions; assigned if not given")
+    what: Text = Field(min_length=1)
+    by_when: SaneDate | None = None
+    owner: Literal["person", "carer", "service"] = "person"
+    owner_name: Short | None = None
+    status: Literal["proposed", "active", "achieved", "on_hold", "cancelled"] = "active"
+
+
+class AgreedAction(Strict):
+    id: str = Field(default_factory=_new_id, pattern=ITEM_ID)
+    what: Text = Field(min_length=1)
+    who: Literal["person", "carer", "service"]
+    service_name: Short | None = None
+    directory_service_id: str | None = Field(default=None, max_length=64, pattern=ITEM_ID)
+    due: SaneDate | None = None
+    status: Literal["agreed", "in_progress", "done", "cancelled"] = "agreed"
+
+
+class Resource(Strict):
+    """A self-management resource: a service in the directory."""
+
+    directory_service_id: str = Field(max_length=64, pattern=ITEM_ID)
+    title: Short
+    note: Text | None = None
+
+
+class Workplace(Strict):
+    job_status: Literal["employed", "self_employed", "unemployed", "off_sick", "student",
+                        "retired", "carer", "other"] | None = None
+    adjustments_agreed: list[Short] = Field(default_factory=list, max_length=20)
+    fit_note_status: Literal["none", "may_be_fit", "not_fit"] | None = None
+    return_to_work_goal: Text | None = None
+
+
+class Carer(Strict):
+    """Triangle of Care: the carer's contact, and what the person lets them see."""
+
+    id: str = Field(default_factory=_new_id, pattern=ITEM_ID)
+    name: Short
+    relationship: Short
+    contact: Short
+    may_see: list[Section] = Field(default_factory=list, max_length=len(Section),
+                                   description="the sections the person lets this carer see; "
+                                               "empty: no access")
+
+
+class Communication(Strict):
+    easy_read: bool = False
+    large_print: bool = False
+    bsl: bool = False
+    interpreter: bool = False
+    language: Short | None = None
+    learning_disability: bool = False
+    dementia: bool = False
+    preferred_channel: Literal["letter", "email", "sms", "phone", "video", "in_person"] | None = (
+        None)
+    preferred_time: Short | None = None
+
+
+class CrisisContact(Strict):
+    name: Short
+    role: Short | None = None
+    phone: Short
+
+
+class Crisis(Strict):
+    who_to_call: list[CrisisContact] = Field(default_factory=list, max_length=10)
+    when: Text | None = None
+    plan: Text | None = None
+
+
+class PlanContent(Strict):
+    """The plan document. Every change stores a whole new immutable version of it."""
+
+    what_matters_to_me: Text = ""
+    goals: list[Goal] = Field(default_factory=list, max_length=50)
+    actions: list[AgreedAction] = Field(default_factory=list, max_length=100)
+    resources: list[Resource] = Field(default_factory=list, max_length=50)
+    workplace: Workplace = Field(default_factory=Workplace)
+    carers: list[Carer] = Field(default_factory=list, max_length=20)
+    communication: Communication = Field(default_factory=Communication)
+    crisis: Crisis = Field(default_factory=Crisis)
+    next_review_date: SaneDate | None = None
+
+    @field_validator("goals", "actions", "carers")
+    @classmethod
+    def _unique_ids(cls, v: list[Any]) -> list[Any]:
+        ids = [x.id for x in v]
+        if len(ids) != len(set(ids)):
+            raise ValueError("ids must be unique")
+        return v
+
+
+OrgCode = Annotated[str, Field(pattern=ORG_CODE)]
+
+
+class PlanCreate(Strict):
+    nhs_number: str = Field(min_length=10, max_length=12, examples=["9434765919"])
+    content: PlanContent = Field(default_factory=PlanContent)
+    consented_organisations: list[OrgCode] = Field(
+        default_factory=list, max_length=100,
+        description="organisations the person lets read the plan (besides the holder)")
+    reason: Short = "plan agreed"
+
+    _nhs = field_validator("nhs_number")(_clean)
+
+
+class PlanUpdate(Strict):
+    content: PlanContent
+    reason: Short
+
+
+class ConsentUpdate(Strict):
+    organisations: list[OrgCode] = Field(max_length=100)
+    reason: Short
+
+
+class VersionInfo(BaseModel):
+    version: int
+    author: str
+    author_org: str
+    reason: str
+    created_at: datetime
+
+
+class PlanOut(BaseModel):
+    id: str
+    patient_id: str
+    ics: str
+    holder_org: str
+    version: int
+    content: PlanContent
+    consented_organisations: list[str]
+    author: str
+    author_org: str
+    reason: str
+    updated_at: datetime
+    created_at: datetime
+    access: str = Field(description="why you may read it: holder, consent, ics_coordinator")
+
+
+class PlanSummary(BaseModel):
+    """"Tell it once": what a receiving service needs to know without asking again."""
+
+    id: str
+    patient_id: str
+    version: int
+    what_matters_to_me: str
+    active_goals: list[Goal]
+    communication: Communication
+    crisis: Crisis
+    carers: list[dict[str, Any]]
+    latest_assessments: list[AssessmentOut]
+    next_review_date: date | None
+
+
+class Change(BaseModel):
+    op: Literal["added", "removed", "changed"]
+    path: str
+    before: Any = None
+    after: Any = None
+
+
+class DiffOut(BaseModel):
+    from_version: int
+    to_version: int
+    changes: list[Change]
+
+
+class AssessmentIn(Strict):
+    instrument: str = Field(max_length=40, description="STarT-Back, PHQ-9 or GAD-7")
+    answers: dict[Annotated[str, Field(max_length=4)], int | str] = Field(
+        max_length=20,
+        description='item number -> answer code, e.g. {"1": 0, ..., "9": 2} (PHQ-9/GAD-7: '
+                    "0-3; STarT Back items 1-8: agree/disagree, item 9: not_at_all, slightly, "
+                    "moderately, very_much, extremely)")
+    authored: AwareDatetime | None = Field(
+        default=None, description="when the person answered, with its offset (default: now)")
+
+    @field_validator("authored")
+    @classmethod
+    def _sane(cls, v: datetime | None) -> datetime | None:
+        if v is not None and not 1900 <= v.year <= 9000:
+            raise ValueError("authored must be after the year 1900")
+        return v
+
+
+class RiskFlagOut(BaseModel):
+    reason: str
+    severity: str
+
+
+class AssessmentOut(BaseModel):
+    id: str
+    instrument: Instrument
+    total: int
+    band: str
+    subscale: int | None
+    safety_flag: bool
+    risk_flags: list[RiskFlagOut]
+    authored: datetime
+    recorded_by: str
+    recorded_org: str
+
+
+class TrendPointOut(BaseModel):
+    assessment_id: str
+    authored: datetime
+    total: int
+    band: str
+    change: int | None
+    reliable_change: str | None
+
+
+class AssessmentHistory(BaseModel):
+    instrument: Instrument
+    direction: str
+    reliable_change_threshold: int | None
+    points: list[TrendPointOut]
+
+
+class TimelineEntryOut(BaseModel):
+    referral_id: str
+    event_type: str
+    state: str
+    previous_state: str | None
+    from_org: str
+    to_org: str
+    to_service_id: str
+    service_category: str
+    transition_reason: str | None
+    occurred_at: datetime
+
+
+PlanSummary.model_rebuild()
