@@ -217,3 +217,37 @@ class TestAlertEndToEnd:
 
         row = await eventually(alert_row, timeout=60)
         assert (row.rule, row.severity, row.status) == ("safety.phq9_item9", "urgent", "open")
+
+        # a coordinator acknowledges it in the inbox: the action travels back as an event
+        from shared.events.notifications import AlertActionTaken
+        from shared.topics import NOTIFICATIONS
+
+        alert_id = (await journey_row(journey_sessions, patient_id)).alert_id
+        action = make_event(AlertActionTaken(alert_id=alert_id, action="acknowledge",
+                                             actor="coord-e2e"), subject=patient_id)
+        producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(s.topic(NOTIFICATIONS),
+                                         value=event_bytes(action.model_dump(mode="json")),
+                                         key=patient_id.encode())
+        finally:
+            await producer.stop()
+
+        async def acknowledged():  # type: ignore[no-untyped-def]
+            r = await journey_row(journey_sessions, patient_id)
+            return r if r.status == "acknowledged" else None
+
+        row = await eventually(acknowledged, timeout=60)
+        assert row.assignee == "coord-e2e"
+
+
+async def journey_row(sessions, patient_id: str):  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+
+    from shared.db import unit_of_work
+
+    async with unit_of_work(sessions) as session:
+        return (await session.exec(text(
+            "SELECT alert_id, status, assignee FROM journey_alert WHERE patient_id = :p")
+            .bindparams(p=patient_id))).first()

@@ -109,6 +109,7 @@ def load_all() -> EventRegistry:
     import shared.events.care_plans  # noqa: F401
     import shared.events.directory  # noqa: F401
     import shared.events.journeys  # noqa: F401
+    import shared.events.notifications  # noqa: F401
     import shared.events.referrals  # noqa: F401
 
     return REGISTRY

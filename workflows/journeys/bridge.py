@@ -1,5 +1,5 @@
-"""The Kafka -> Temporal bridge: every referral event and every care-plan assessment signals
-(signal-with-start) the patient's PatientJourney workflow.
+"""The Kafka -> Temporal bridge: every referral event, every care-plan assessment and every
+coordinator's action on an alert signals (signal-with-start) the patient's PatientJourney.
 
 The bridge keeps no inbox of its own: its effect is a Temporal signal, which cannot share a
 database transaction, so it is at-least-once and the workflow ignores an event id it has
@@ -18,14 +18,15 @@ from temporalio.client import Client
 from shared.consumer import IdempotentConsumer, PermanentError
 from shared.events.care_plans import AssessmentRecorded
 from shared.events.envelope import CloudEvent
+from shared.events.notifications import AlertActionTaken
 from shared.events.referrals import ReferralEventData
 from shared.events.registry import REGISTRY, load_all
 from shared.outbox import install_stop_signals
 from shared.settings import Settings, get_settings
 from shared.telemetry import setup_telemetry
-from shared.topics import CARE_PLANS, REFERRALS
+from shared.topics import CARE_PLANS, NOTIFICATIONS, REFERRALS
 from workflows.journeys import TASK_QUEUE, workflow_id
-from workflows.journeys.state import AssessmentEvent, JourneyEvent
+from workflows.journeys.state import AlertAction, AssessmentEvent, JourneyEvent
 from workflows.journeys.worker import connect
 from workflows.journeys.workflows import JourneyInput, PatientJourney
 
@@ -47,6 +48,13 @@ def to_journey_event(event: CloudEvent) -> JourneyEvent:
         appointment_at=data.appointment_at.isoformat() if data.appointment_at else None)
 
 
+def to_action(event: CloudEvent, data: AlertActionTaken) -> AlertAction:
+    return AlertAction(event_id=event.id, alert_id=data.alert_id, action=data.action,
+                       actor=data.actor, occurred_at=event.time.isoformat(),
+                       assignee=data.assignee, reason=data.resolution,
+                       until=data.snooze_until.isoformat() if data.snooze_until else None)
+
+
 def to_assessment(event: CloudEvent, data: AssessmentRecorded) -> AssessmentEvent:
     return AssessmentEvent(event_id=event.id, occurred_at=event.time.isoformat(),
                            assessment_id=data.assessment_id, instrument=data.instrument,
@@ -64,8 +72,10 @@ class Bridge:
             signal, arg = "referral_event", to_journey_event(event)
         elif isinstance(data, AssessmentRecorded):
             signal, arg = "assessment", to_assessment(event, data)  # type: ignore[assignment]
+        elif isinstance(data, AlertActionTaken):
+            signal, arg = "alert_action", to_action(event, data)  # type: ignore[assignment]
         else:
-            return  # other care-plan events (plan versions, consent) do not move a journey
+            return  # other events (plan versions, consent, deliveries) do not move a journey
         await self.client.start_workflow(
             PatientJourney.run, JourneyInput(patient_id=event.subject),
             id=workflow_id(event.subject), task_queue=TASK_QUEUE,
@@ -76,7 +86,8 @@ def build_consumer(settings: Settings, client: Client, **kw: object) -> Idempote
     load_all()
     return IdempotentConsumer(
         name=settings.topic(CONSUMER_NAME),
-        topics=[settings.topic(REFERRALS), settings.topic(CARE_PLANS)],
+        topics=[settings.topic(REFERRALS), settings.topic(CARE_PLANS),
+                settings.topic(NOTIFICATIONS)],
         handler=Bridge(client).handle, settings=settings, sessions=None,
         **kw)  # type: ignore[arg-type]
 
