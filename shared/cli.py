@@ -133,16 +133,17 @@ def cmd_seed(args: argparse.Namespace, s: Settings) -> int:
     import httpx
 
     from services.directory.demo import seed_directory
-    from shared.demo import seed
+    from shared.demo import seed, seed_care_plans
 
     try:
         services = seed_directory(s)
         ids = seed(s)
+        plans = seed_care_plans(s)
     except httpx.HTTPError as exc:
         print(f"seeding failed ({exc}); is the stack up? `waymark up`", file=sys.stderr)
         return 1
-    print(f"demo data: {len(services)} directory services, {len(ids)} referrals for "
-          "synthetic patients (idempotent)")
+    print(f"demo data: {len(services)} directory services, {len(ids)} referrals and "
+          f"{len(plans)} care plans for synthetic patients (idempotent)")
     print(f"journeys: http://127.0.0.1:{s.temporal_ui_port}/namespaces/"
           f"{s.temporal_namespace}/workflows")
     print(f"referrals API: http://127.0.0.1:{s.api_port('referrals')}/docs "

@@ -245,3 +245,38 @@ class IdempotentConsumer:
         _dead.add(1, {"consumer": self.name})
         logger.error("%s: %s[%d]@%d dead-lettered after %d attempt(s): %s", self.name,
                      record.topic, record.partition, record.offset, dead.attempts, dead.reason)
+
+
+async def run_consumer_process(
+    *, part: str, schema: str,
+    build: Callable[..., IdempotentConsumer], settings: Settings | None = None,
+) -> None:
+    """Run one service's consumer as a process (`waymark run <part>`): telemetry, its own
+    engine, a heartbeat file `waymark status` reads, graceful stop on SIGTERM/SIGINT.
+    `build(settings, sessions, heartbeat=...)` makes the consumer."""
+    from shared.db import make_engine, make_sessionmaker
+    from shared.outbox import install_stop_signals
+    from shared.settings import get_settings
+    from shared.telemetry import setup_telemetry
+
+    settings = settings or get_settings()
+    setup_telemetry(part, settings)
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings, schema, pool_size=3)
+    consumer = build(settings, make_sessionmaker(engine),
+                     heartbeat=settings.run_dir / f"{part}.alive")
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    await consumer.start()
+    logger.info("%s consuming %s", part, ", ".join(consumer.topics))
+    try:
+        await consumer.run(stop)
+    finally:
+        await consumer.stop()
+        await engine.dispose()
+
+
+def consumer_main(part: str, schema: str, build: Callable[..., IdempotentConsumer]) -> None:
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run_consumer_process(part=part, schema=schema, build=build))

@@ -103,3 +103,46 @@ def seed(settings: Settings) -> list[str]:
                                             request=resp.request, response=resp)
             created.append(resp.json()["id"])
     return created
+
+
+def _post(http: httpx.Client, path: str, body: dict, token: str, key: str) -> httpx.Response:  # type: ignore[type-arg]
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
+    resp = http.post(path, json=body, headers={"Authorization": f"Bearer {token}",
+                                               "Idempotency-Key": f"{key}-{digest}"})
+    if resp.status_code >= 400:
+        raise httpx.HTTPStatusError(f"{resp.status_code}: {resp.text}", request=resp.request,
+                                    response=resp)
+    return resp
+
+
+def seed_care_plans(settings: Settings) -> list[str]:
+    """Two demo plans: one with a STarT Back screen, one whose PHQ-9 raises a safety alert."""
+    numbers = demo_nhs_numbers(len(PEOPLE))
+    base = f"http://127.0.0.1:{settings.api_port('care_plans')}"
+    plans = []
+    demo = [
+        (0, "GP-A81001", ["PAIN-RTH", "TT-TALK1"],
+         "Getting back to my allotment and sleeping through the night.",
+         "Walk to the allotment three times a week", "STarT-Back",
+         {str(i): "agree" for i in range(1, 6)} | {"6": "disagree", "7": "disagree",
+                                                   "8": "disagree", "9": "moderately"}),
+        (3, "GP-A81003", ["PAIN-RTH"],
+         "Being able to pick up my granddaughter.",
+         "Understand my pain with the pain management programme", "PHQ-9",
+         {"1": 2, "2": 2, "3": 1, "4": 2, "5": 1, "6": 1, "7": 1, "8": 0, "9": 1}),
+    ]
+    with httpx.Client(base_url=base, timeout=30) as http:
+        for person, org, consented, matters, goal, instrument, answers in demo:
+            token = mint_token(settings, sub=f"demo-clinician-{org}", roles=["clinician"],
+                               org=org, name="Demo Clinician")
+            plan = _post(http, "/care-plans", {
+                "nhs_number": numbers[person], "consented_organisations": consented,
+                "reason": "plan agreed at the first conversation",
+                "content": {"what_matters_to_me": matters, "goals": [{"what": goal}],
+                            "communication": {"easy_read": person == 3}}},
+                token, f"demo-plan-{person}").json()
+            _post(http, f"/care-plans/{plan['id']}/assessments",
+                  {"instrument": instrument, "answers": answers}, token,
+                  f"demo-assessment-{person}")
+            plans.append(plan["id"])
+    return plans

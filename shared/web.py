@@ -5,18 +5,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.auth import Principal
 from shared.db import make_engine, make_sessionmaker
-from shared.errors import AltRenderer, Conflict, ValidationFailed, install_error_handlers
+from shared.errors import (
+    AltRenderer,
+    Conflict,
+    PreconditionRequired,
+    ValidationFailed,
+    install_error_handlers,
+)
 from shared.settings import Settings, get_settings
 from shared.telemetry import TracingMiddleware, setup_telemetry
 
@@ -66,12 +73,50 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 
 
+# --- what every API's routes share --------------------------------------------------------------
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": text, "content": {"application/problem+json": {}}}
+    for status, text in [(401, "Not authenticated"), (403, "Forbidden"), (404, "Not found"),
+                         (409, "Conflict"), (412, "Precondition failed"),
+                         (422, "Invalid request"), (428, "Precondition required")]}
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def weak_etag(version: int) -> str:
+    return f'W/"{version}"'
+
+
+_ETAG = re.compile(r'^(?:W/)?"(\d{1,9})"$')
+
+
+def parse_etag(value: str) -> int:
+    m = _ETAG.match(value.strip())
+    if m is None:
+        raise ValidationFailed('If-Match must be an ETag such as W/"3"')
+    return int(m.group(1))
+
+
+def expected_version(if_match: str | None) -> int:
+    """The version an If-Match names; required, so a concurrent change is never overwritten."""
+    if if_match is None:
+        raise PreconditionRequired('send If-Match with the ETag you read (e.g. If-Match: W/"3"),'
+                                   " so a concurrent change is not overwritten")
+    return parse_etag(if_match)
+
+
 # --- idempotency keys -------------------------------------------------------------------------
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+IdempotencyKey = Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER, max_length=200)]
 
 
 def request_fingerprint(body: Any) -> str:
+    """What identifies a request for its Idempotency-Key: pass what the client sent
+    (`model_dump(exclude_unset=True)`), never server-generated defaults such as new ids."""
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 

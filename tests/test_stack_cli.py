@@ -89,3 +89,14 @@ class TestCli:
     def test_schemas_check_passes_on_the_committed_schemas(self, infra):
         res = _waymark(infra, "schemas", "check")
         assert res.returncode == 0, res.stderr
+
+
+class TestSeed:
+    def test_seed_loads_the_demo_through_the_apis_and_a_second_seed_changes_nothing(
+            self, running_apps):
+        first = _waymark(running_apps, "seed")
+        assert first.returncode == 0, first.stderr
+        assert "85 directory services, 6 referrals and 2 care plans" in first.stdout
+        second = _waymark(running_apps, "seed")
+        assert second.returncode == 0, second.stderr
+        assert second.stdout == first.stdout

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Annotated, Any
 
@@ -32,14 +31,18 @@ from services.care_plans.schemas import (
 from shared.audit import record_audit
 from shared.auth import CurrentPrincipal, Principal
 from shared.db import unit_of_work
-from shared.errors import Forbidden, NotFound, PreconditionRequired, ValidationFailed
+from shared.errors import Forbidden, NotFound
 from shared.web import (
-    IDEMPOTENCY_HEADER,
+    PROBLEM_RESPONSES,
+    IdempotencyKey,
     SessionDep,
+    client_ip,
     create_app,
+    expected_version,
     remember,
     replay_or_none,
     request_fingerprint,
+    weak_etag,
 )
 
 app = create_app("care_plans", title="Waymark care plans",
@@ -48,35 +51,13 @@ app = create_app("care_plans", title="Waymark care plans",
                              "GAD-7) and risk flagged at once; a FHIR R4 face.",
                  error_renderers={"/fhir": fhir.operation_outcome})
 
-PROBLEM = {"content": {"application/problem+json": {}}}
-ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"description": d, **PROBLEM} for s, d in
-    [(401, "Not authenticated"), (403, "Forbidden"), (404, "Not found"), (409, "Conflict"),
-     (412, "Precondition failed"), (422, "Invalid request"), (428, "Precondition required")]}
+ERRORS = PROBLEM_RESPONSES
 
-IdempotencyKey = Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER, max_length=200)]
 IfMatch = Annotated[str | None, Header(max_length=40)]
 
 
-def _ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
 
 
-def _etag(version: int) -> str:
-    return f'W/"{version}"'
-
-
-_ETAG = re.compile(r'^(?:W/)?"(\d{1,9})"$')
-
-
-def _expected_version(if_match: str | None) -> int:
-    if if_match is None:
-        raise PreconditionRequired('send If-Match with the ETag you read (e.g. If-Match: W/"3"),'
-                                   " so a concurrent change is not overwritten")
-    m = _ETAG.match(if_match.strip())
-    if m is None:
-        raise ValidationFailed('If-Match must be an ETag such as W/"3"')
-    return int(m.group(1))
 
 
 def _check_id(plan_id: str, what: str = "care plan") -> None:
@@ -94,7 +75,7 @@ async def _audit_denied(request: Request, principal: Principal, resource_type: s
         plan = await CarePlanRepository(session).get(resource_id)
         record_audit(session, principal=principal, action="read-denied",
                      resource_type=resource_type, resource_id=resource_id,
-                     patient_id=plan.patient_id if plan else None, client_ip=_ip(request),
+                     patient_id=plan.patient_id if plan else None, client_ip=client_ip(request),
                      detail=reason)
 
 
@@ -105,7 +86,7 @@ async def _read(request: Request, session: SessionDep, principal: Principal, pla
     try:
         return await handlers.read_plan(session=session, principal=principal, plan_id=plan_id,
                                         version=version, resource_type=resource_type,
-                                        client_ip=_ip(request), detail=detail)
+                                        client_ip=client_ip(request), detail=detail)
     except Forbidden as exc:
         await _audit_denied(request, principal, resource_type, plan_id, exc.message)
         raise
@@ -136,15 +117,16 @@ async def create_plan(body: PlanCreate, request: Request, session: SessionDep,
                       idempotency_key: IdempotencyKey = None) -> Response:
     """Start the person's one shared plan (version 1); the caller's organisation holds it."""
     domain.check_may_create(principal)
-    fingerprint = request_fingerprint(["create", body.model_dump(mode="json")])
+    fingerprint = request_fingerprint(
+        ["create", body.model_dump(mode="json", exclude_unset=True)])
     replay = await replay_or_none(session, principal, idempotency_key, fingerprint)
     if replay is not None:
         return replay
     state = await handlers.create_plan(session=session, principal=principal, cmd=body,
                                        settings=request.app.state.settings,
-                                       client_ip=_ip(request))
+                                       client_ip=client_ip(request))
     out = _plan_out(state)
-    headers = {"Location": f"/care-plans/{state.plan.id}", "ETag": _etag(1)}
+    headers = {"Location": f"/care-plans/{state.plan.id}", "ETag": weak_etag(1)}
     await remember(session, principal, idempotency_key, fingerprint, 201, out, headers)
     return JSONResponse(out, status_code=201, headers=headers)
 
@@ -158,7 +140,7 @@ async def plan_of_patient(patient_id: str, request: Request, session: SessionDep
     if plan is None:
         raise NotFound(f"no care plan for {patient_id}")
     state = await _read(request, session, principal, plan.id)
-    return JSONResponse(_plan_out(state), headers={"ETag": _etag(state.version.version)})
+    return JSONResponse(_plan_out(state), headers={"ETag": weak_etag(state.version.version)})
 
 
 @app.get("/care-plans/{plan_id}", response_model=PlanOut, responses=ERRORS,
@@ -167,7 +149,7 @@ async def get_plan(plan_id: str, request: Request, session: SessionDep,
                    principal: CurrentPrincipal) -> Response:
     """The current version, in one read (ETag: its version)."""
     state = await _read(request, session, principal, plan_id)
-    return JSONResponse(_plan_out(state), headers={"ETag": _etag(state.version.version)})
+    return JSONResponse(_plan_out(state), headers={"ETag": weak_etag(state.version.version)})
 
 
 @app.put("/care-plans/{plan_id}", response_model=PlanOut, responses=ERRORS,
@@ -177,13 +159,13 @@ async def update_plan(plan_id: str, body: PlanUpdate, request: Request, session:
     """Change the plan: a new immutable version with author, time and reason. Needs
     If-Match with the version you read (412 if it has moved on)."""
     _check_id(plan_id)
-    expected = _expected_version(if_match)
+    expected = expected_version(if_match)
     state = await handlers.update_plan(session=session, principal=principal, plan_id=plan_id,
                                        content=body.content, reason=body.reason,
                                        expected_version=expected,
                                        settings=request.app.state.settings,
-                                       client_ip=_ip(request))
-    return JSONResponse(_plan_out(state), headers={"ETag": _etag(state.version.version)})
+                                       client_ip=client_ip(request))
+    return JSONResponse(_plan_out(state), headers={"ETag": weak_etag(state.version.version)})
 
 
 @app.put("/care-plans/{plan_id}/consent", response_model=PlanOut, responses=ERRORS,
@@ -194,13 +176,13 @@ async def change_consent(plan_id: str, body: ConsentUpdate, request: Request,
     """The organisations the person lets read their plan (a new version; consent.changed).
     Carers' access is each carer's `may_see` in the plan."""
     _check_id(plan_id)
-    expected = _expected_version(if_match)
+    expected = expected_version(if_match)
     state = await handlers.change_consent(session=session, principal=principal,
                                           plan_id=plan_id, organisations=body.organisations,
                                           reason=body.reason, expected_version=expected,
                                           settings=request.app.state.settings,
-                                          client_ip=_ip(request))
-    return JSONResponse(_plan_out(state), headers={"ETag": _etag(state.version.version)})
+                                          client_ip=client_ip(request))
+    return JSONResponse(_plan_out(state), headers={"ETag": weak_etag(state.version.version)})
 
 
 @app.get("/care-plans/{plan_id}/versions", response_model=list[VersionInfo], responses=ERRORS,
@@ -221,7 +203,7 @@ async def get_version(plan_id: str, version: Annotated[int, Path(ge=1, le=1_000_
                       principal: CurrentPrincipal) -> Response:
     """One version as it was."""
     state = await _read(request, session, principal, plan_id, version=version)
-    return JSONResponse(_plan_out(state), headers={"ETag": _etag(state.version.version)})
+    return JSONResponse(_plan_out(state), headers={"ETag": weak_etag(state.version.version)})
 
 
 @app.get("/care-plans/{plan_id}/diff", response_model=DiffOut, responses=ERRORS,
@@ -288,14 +270,15 @@ async def record_assessment(plan_id: str, body: AssessmentIn, request: Request,
     """Score a STarT Back, PHQ-9 or GAD-7; a safety flag or high-risk band is raised in the
     same transaction."""
     _check_id(plan_id)
-    fingerprint = request_fingerprint(["assess", plan_id, body.model_dump(mode="json")])
+    fingerprint = request_fingerprint(
+        ["assess", plan_id, body.model_dump(mode="json", exclude_unset=True)])
     replay = await replay_or_none(session, principal, idempotency_key, fingerprint)
     if replay is not None:
         return replay
     try:
         recorded = await handlers.record_assessment(
             session=session, principal=principal, plan_id=plan_id, cmd=body,
-            settings=request.app.state.settings, client_ip=_ip(request))
+            settings=request.app.state.settings, client_ip=client_ip(request))
     except Forbidden as exc:
         await _audit_denied(request, principal, "Assessment", plan_id, exc.message)
         raise
@@ -373,7 +356,7 @@ async def fhir_care_plan(plan_id: str, request: Request, session: SessionDep,
     """The current version as an R4 CarePlan (goals as references to Goal)."""
     state = await _read(request, session, principal, plan_id, detail="fhir CarePlan")
     return _fhir(fhir.care_plan(state.plan, state.version),
-                 headers={"ETag": _etag(state.version.version)})
+                 headers={"ETag": weak_etag(state.version.version)})
 
 
 @app.get("/fhir/Goal/{goal_id}", responses=FHIR_ERRORS, tags=["fhir"])

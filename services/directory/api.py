@@ -144,7 +144,7 @@ async def create_service(body: ServiceCreate, request: Request, session: Session
                          principal: CurrentPrincipal,
                          idempotency_key: IdempotencyKey = None) -> Response:
     """Create a service of your organisation, as a draft (publish it to list it)."""
-    fingerprint = request_fingerprint(body.model_dump(mode="json"))
+    fingerprint = request_fingerprint(body.model_dump(mode="json", exclude_unset=True))
     replay = await replay_or_none(session, principal, idempotency_key, fingerprint)
     if replay is not None:
         return replay
@@ -302,7 +302,7 @@ async def import_oruk(body: ImportRequest, request: Request, session: SessionDep
                       idempotency_key: IdempotencyKey = None) -> Response:
     """Import an Open Referral UK feed page: each valid record is upserted and published
     whole; each invalid one is reported with its reasons."""
-    fingerprint = request_fingerprint(body.model_dump(mode="json"))
+    fingerprint = request_fingerprint(body.model_dump(mode="json", exclude_unset=True))
     replay = await replay_or_none(session, principal, idempotency_key, fingerprint)
     if replay is not None:
         return replay

@@ -24,14 +24,18 @@ from services.referrals.schemas import (
 )
 from shared.audit import record_audit
 from shared.auth import CurrentPrincipal, Principal, Role
-from shared.errors import Forbidden, NotFound, PreconditionRequired, ValidationFailed
+from shared.errors import Forbidden, NotFound, ValidationFailed
 from shared.web import (
-    IDEMPOTENCY_HEADER,
+    PROBLEM_RESPONSES,
+    IdempotencyKey,
     SessionDep,
+    client_ip,
     create_app,
+    expected_version,
     remember,
     replay_or_none,
     request_fingerprint,
+    weak_etag,
 )
 
 app = create_app("referrals", title="Waymark referrals",
@@ -39,34 +43,12 @@ app = create_app("referrals", title="Waymark referrals",
                              "physiotherapy and community services, with a FHIR R4 face.",
                  error_renderers={"/fhir": fhir.operation_outcome})
 
-PROBLEM = {"content": {"application/problem+json": {}}}
-ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"description": d, **PROBLEM} for s, d in
-    [(401, "Not authenticated"), (403, "Forbidden"), (404, "Not found"), (409, "Conflict"),
-     (412, "Precondition failed"), (422, "Invalid request"), (428, "Precondition required")]}
-
-IdempotencyKey = Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER, max_length=200)]
+ERRORS = PROBLEM_RESPONSES
 
 
-def _ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
 
 
-def _etag(version: int) -> str:
-    return f'W/"{version}"'
 
-
-_ETAG = re.compile(r'^(?:W/)?"(\d{1,9})"$')
-
-
-def _expected_version(if_match: str | None) -> int:
-    if if_match is None:
-        raise PreconditionRequired('send If-Match with the ETag you read (e.g. If-Match: W/"3"),'
-                                   " so a concurrent change is not overwritten")
-    m = _ETAG.match(if_match.strip())
-    if m is None:
-        raise ValidationFailed('If-Match must be an ETag such as W/"3"')
-    return int(m.group(1))
 
 
 def _is_uuid(value: str) -> bool:
@@ -111,15 +93,16 @@ async def create_referral(body: ReferralCreate, request: Request, session: Sessi
                           idempotency_key: IdempotencyKey = None) -> Response:
     """Refer a patient to a directory service; it starts `submitted` (or `draft`)."""
     domain.check_may_create(principal)
-    fingerprint = request_fingerprint(["create", body.model_dump(mode="json")])
+    fingerprint = request_fingerprint(
+        ["create", body.model_dump(mode="json", exclude_unset=True)])
     replay = await replay_or_none(session, principal, idempotency_key, fingerprint)
     if replay is not None:
         return replay
     referral = await handlers.submit_referral(
         session=session, principal=principal, cmd=body, settings=request.app.state.settings,
-        client_ip=_ip(request))
+        client_ip=client_ip(request))
     out = _out(referral)
-    headers = {"Location": f"/referrals/{referral.id}", "ETag": _etag(referral.version)}
+    headers = {"Location": f"/referrals/{referral.id}", "ETag": weak_etag(referral.version)}
     await remember(session, principal, idempotency_key, fingerprint, 201, out, headers)
     return JSONResponse(out, status_code=201, headers=headers)
 
@@ -139,7 +122,7 @@ async def list_referrals(
         patient_id=patient_id, flagged=flagged, limit=limit, offset=offset)
     for r in rows:
         record_audit(session, principal=principal, action="read", resource_type="Referral",
-                     resource_id=r.id, patient_id=r.patient_id, client_ip=_ip(request),
+                     resource_id=r.id, patient_id=r.patient_id, client_ip=client_ip(request),
                      detail="list")
     return JSONResponse([_out(r) for r in rows], headers={"X-Total-Count": str(total)})
 
@@ -151,8 +134,9 @@ async def get_referral(referral_id: str, request: Request, session: SessionDep,
     """One referral, to the referrer, the receiving service and the ICS's coordinators."""
     referral = await _readable(session, principal, referral_id)
     record_audit(session, principal=principal, action="read", resource_type="Referral",
-                 resource_id=referral.id, patient_id=referral.patient_id, client_ip=_ip(request))
-    return JSONResponse(_out(referral), headers={"ETag": _etag(referral.version)})
+                 resource_id=referral.id, patient_id=referral.patient_id,
+                 client_ip=client_ip(request))
+    return JSONResponse(_out(referral), headers={"ETag": weak_etag(referral.version)})
 
 
 @app.get("/referrals/{referral_id}/history", response_model=list[TransitionOut],
@@ -162,7 +146,8 @@ async def referral_history(referral_id: str, request: Request, session: SessionD
     """Every state change: who, when, why (append-only)."""
     referral = await _readable(session, principal, referral_id)
     record_audit(session, principal=principal, action="read", resource_type="ReferralHistory",
-                 resource_id=referral.id, patient_id=referral.patient_id, client_ip=_ip(request))
+                 resource_id=referral.id, patient_id=referral.patient_id,
+                 client_ip=client_ip(request))
     rows = await ReferralRepository(session).history(referral.id)
     return [TransitionOut.model_validate(t, from_attributes=True) for t in rows]
 
@@ -186,10 +171,10 @@ async def transition(referral_id: str, action: Action, request: Request, session
         return replay
     result = await handlers.transition_referral(
         session=session, principal=principal, referral_id=referral_id, action=action, cmd=cmd,
-        expected_version=_expected_version(if_match), settings=request.app.state.settings,
-        client_ip=_ip(request))
+        expected_version=expected_version(if_match), settings=request.app.state.settings,
+        client_ip=client_ip(request))
     out = _out(result.referral)
-    headers = {"ETag": _etag(result.referral.version)}
+    headers = {"ETag": weak_etag(result.referral.version)}
     await remember(session, principal, idempotency_key, fingerprint, 200, out, headers)
     return JSONResponse(out, headers=headers)
 
@@ -212,7 +197,7 @@ async def worklist(
     items = []
     for r in rows:
         record_audit(session, principal=principal, action="read", resource_type="Referral",
-                     resource_id=r.id, patient_id=r.patient_id, client_ip=_ip(request),
+                     resource_id=r.id, patient_id=r.patient_id, client_ip=client_ip(request),
                      detail="worklist")
         waited_since = r.submitted_at or r.created_at
         items.append(WorklistItem(
@@ -253,10 +238,10 @@ async def fhir_create_service_request(
         return replay
     referral = await handlers.submit_referral(
         session=session, principal=principal, cmd=cmd, settings=request.app.state.settings,
-        client_ip=_ip(request))
+        client_ip=client_ip(request))
     out = fhir.referral_to_service_request(referral)
     headers = {"Location": f"/fhir/ServiceRequest/{referral.id}",
-               "ETag": _etag(referral.version), "Content-Type": fhir.FHIR_JSON}
+               "ETag": weak_etag(referral.version), "Content-Type": fhir.FHIR_JSON}
     await remember(session, principal, idempotency_key, fingerprint, 201, out, headers)
     return _fhir(out, 201, headers)
 
@@ -267,9 +252,10 @@ async def fhir_read_service_request(referral_id: str, request: Request, session:
     """A referral as an R4 ServiceRequest."""
     referral = await _readable(session, principal, referral_id)
     record_audit(session, principal=principal, action="read", resource_type="ServiceRequest",
-                 resource_id=referral.id, patient_id=referral.patient_id, client_ip=_ip(request))
+                 resource_id=referral.id, patient_id=referral.patient_id,
+                 client_ip=client_ip(request))
     return _fhir(fhir.referral_to_service_request(referral),
-                 headers={"ETag": _etag(referral.version)})
+                 headers={"ETag": weak_etag(referral.version)})
 
 
 _LAST_UPDATED = re.compile(r"^(ge|gt|le|lt|eq)?(\d{4}-\d{2}-\d{2}(T[0-9:.+\-Z]+)?)$")
@@ -323,7 +309,7 @@ async def fhir_search_service_requests(
     for r in rows:
         record_audit(session, principal=principal, action="read",
                      resource_type="ServiceRequest", resource_id=r.id,
-                     patient_id=r.patient_id, client_ip=_ip(request), detail="search")
+                     patient_id=r.patient_id, client_ip=client_ip(request), detail="search")
     return _fhir(fhir.searchset([fhir.referral_to_service_request(r) for r in rows], total))
 
 
@@ -335,6 +321,7 @@ async def fhir_read_task(referral_id: str, request: Request, session: SessionDep
     history = await ReferralRepository(session).history(referral.id)
     last_reason = history[-1].reason_code if history else None
     record_audit(session, principal=principal, action="read", resource_type="Task",
-                 resource_id=referral.id, patient_id=referral.patient_id, client_ip=_ip(request))
+                 resource_id=referral.id, patient_id=referral.patient_id,
+                 client_ip=client_ip(request))
     return _fhir(fhir.referral_to_task(referral, last_reason),
-                 headers={"ETag": _etag(referral.version)})
+                 headers={"ETag": weak_etag(referral.version)})

@@ -3,7 +3,6 @@ and flag open referrals to a withdrawn service (`waymark run referrals-consumer`
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aiokafka import ConsumerRecord
@@ -11,14 +10,11 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.referrals.handlers import apply_directory_event
-from shared.consumer import IdempotentConsumer, PermanentError
-from shared.db import make_engine, make_sessionmaker
+from shared.consumer import IdempotentConsumer, PermanentError, consumer_main
 from shared.events.directory import DirectoryServiceEventData
 from shared.events.envelope import CloudEvent
 from shared.events.registry import REGISTRY, load_all
-from shared.outbox import install_stop_signals
-from shared.settings import Settings, get_settings
-from shared.telemetry import setup_telemetry
+from shared.settings import Settings
 from shared.topics import DIRECTORY
 
 logger = logging.getLogger(__name__)
@@ -51,27 +47,8 @@ def build_consumer(settings: Settings, sessions: async_sessionmaker[AsyncSession
                               sessions=sessions, **kw)  # type: ignore[arg-type]
 
 
-async def run(settings: Settings | None = None) -> None:
-    settings = settings or get_settings()
-    setup_telemetry("referrals-consumer", settings)
-    settings.run_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings, "referrals", pool_size=3)
-    consumer = build_consumer(settings, make_sessionmaker(engine),
-                              heartbeat=settings.run_dir / "referrals-consumer.alive")
-    stop = asyncio.Event()
-    install_stop_signals(stop)
-    await consumer.start()
-    logger.info("referrals consuming %s", settings.topic(DIRECTORY))
-    try:
-        await consumer.run(stop)
-    finally:
-        await consumer.stop()
-        await engine.dispose()
-
-
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(run())
+    consumer_main("referrals-consumer", "referrals", build_consumer)
 
 
 if __name__ == "__main__":

@@ -376,3 +376,20 @@ class TestAssessments:
         assert first.json() == again.json() and again.headers["idempotent-replayed"] == "true"
         assert len(await query(care_plans_sessions, "SELECT 1 FROM assessment WHERE "
                                                     "plan_id = :p", p=plan["id"])) == 1
+
+
+class TestIdempotentCreateWithNewItems:
+    async def test_a_retried_create_whose_goals_have_no_ids_replays_the_first_response(
+            self, care_plans_client, settings):
+        from tests.conftest import auth
+        from tests.helpers import synthetic_nhs_number
+
+        body = {"nhs_number": synthetic_nhs_number(),
+                "content": {"goals": [{"what": "walk to the shops"}]}}
+        headers = {**auth(settings, role="clinician", org="GP-IDEM"),
+                   "Idempotency-Key": "plan-retry-1"}
+        first = await care_plans_client.post("/care-plans", json=body, headers=headers)
+        again = await care_plans_client.post("/care-plans", json=body, headers=headers)
+        assert first.status_code == 201, first.text
+        assert again.status_code == 201 and again.json() == first.json()
+        assert again.headers.get("idempotent-replayed") == "true"
