@@ -80,8 +80,10 @@ class IdempotentConsumer:
                  sessions: async_sessionmaker[AsyncSession] | None,
                  group_id: str | None = None, heartbeat: Path | None = None,
                  max_attempts: int | None = None, backoff_seconds: float | None = None,
-                 dlq_producer: AIOKafkaProducer | None = None) -> None:
+                 dlq_producer: AIOKafkaProducer | None = None,
+                 key_concurrency: int = 1) -> None:
         self.name = name
+        self.key_concurrency = key_concurrency
         self.topics = topics
         self.handler = handler
         self.settings = settings
@@ -126,6 +128,9 @@ class IdempotentConsumer:
 
     async def _process_partition(self, tp: TopicPartition, records: list[ConsumerRecord],
                                  stop: asyncio.Event) -> None:
+        if len(records) > 1 and self.sessions is None and self.key_concurrency > 1:
+            await self._process_keys_concurrently(tp, records, stop)
+            return
         if len(records) > 1 and self.sessions is not None and not stop.is_set():
             # fast path: the partition's run of records in one transaction (inbox rows and
             # effects together, so still all-or-nothing); on any failure it rolls back and
@@ -141,6 +146,25 @@ class IdempotentConsumer:
             done = record.offset
         if done is not None:
             await self._commit(tp, done + 1)
+
+    async def _process_keys_concurrently(self, tp: TopicPartition,
+                                         records: list[ConsumerRecord],
+                                         stop: asyncio.Event) -> None:
+        """Without a database (the bridge), a partition's records for different keys (patients)
+        are worked on at the same time; each key's records strictly in order. The offset is
+        committed once the whole run is done."""
+        by_key: dict[bytes | None, list[ConsumerRecord]] = {}
+        for record in records:
+            by_key.setdefault(record.key, []).append(record)
+        gate = asyncio.Semaphore(self.key_concurrency)
+
+        async def one_key(recs: list[ConsumerRecord]) -> None:
+            async with gate:
+                for record in recs:
+                    await self.process(record)
+
+        await asyncio.gather(*(one_key(recs) for recs in by_key.values()))
+        await self._commit(tp, records[-1].offset + 1)
 
     async def _commit(self, tp: TopicPartition, offset: int) -> None:
         if tp not in self.consumer.assignment():

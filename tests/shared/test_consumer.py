@@ -273,3 +273,39 @@ class TestRebalance:
 
 async def _all_applied(sessions, name: str, n: int) -> bool:  # type: ignore[no-untyped-def]
     return sum((await _effects(sessions, name)).values()) >= n
+
+
+class TestKeyConcurrency:
+    async def test_without_a_database_keys_run_side_by_side_and_each_key_stays_in_order(
+            self, infra, new_topic):
+        import random
+
+        events = {k: [_event() for _ in range(15)] for k in ("pt_a", "pt_b", "pt_c", "pt_d")}
+        producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers, acks="all")
+        await producer.start()
+        try:
+            order = [(k, e) for i in range(15) for k, evs in events.items() for e in [evs[i]]]
+            for k, e in order:  # interleaved, all on one partition
+                await producer.send_and_wait(new_topic, partition=0, key=k.encode(),
+                                             value=event_bytes(e.model_dump(mode="json")))
+        finally:
+            await producer.stop()
+        seen: dict[str, list[str]] = {k: [] for k in events}
+        in_flight = 0
+        peak = 0
+
+        async def handler(_session, event, record) -> None:  # type: ignore[no-untyped-def]
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await asyncio.sleep(random.uniform(0, 0.01))
+            seen[record.key.decode()].append(event.id)
+            in_flight -= 1
+
+        consumer = IdempotentConsumer(name=f"c-{uuid.uuid4().hex[:8]}", topics=[new_topic],
+                                      handler=handler, settings=infra, sessions=None,
+                                      key_concurrency=8)
+        await _run_until(consumer, lambda: sum(map(len, seen.values())) >= 60)
+        for k, evs in events.items():
+            assert seen[k] == [e.id for e in evs], f"{k} out of order"
+        assert peak > 1, "different patients were not worked on side by side"

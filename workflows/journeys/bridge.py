@@ -89,7 +89,8 @@ def build_consumer(settings: Settings, client: Client, **kw: object) -> Idempote
         topics=[settings.topic(REFERRALS), settings.topic(CARE_PLANS),
                 settings.topic(NOTIFICATIONS)],
         handler=Bridge(client).handle, settings=settings, sessions=None,
-        **kw)  # type: ignore[arg-type]
+        # patients are independent: signal up to 32 of a partition's patients at once
+        key_concurrency=32, **kw)  # type: ignore[arg-type]
 
 
 async def run_bridge(settings: Settings | None = None) -> None:
