@@ -199,7 +199,9 @@ async def main() -> None:
     await produce(s, msgs)
     await until_drained(s, 3600)
     journeys_s = time.perf_counter() - t0
-    await asyncio.sleep(15)  # the settle timers fire and the journeys go back to waiting
+    # the journeys' settle timers fire (one more workflow task each) and they go back to
+    # waiting on their deadlines; the deadline measurement below starts on a quiet worker
+    await asyncio.sleep(RULES.settle_seconds + 30)
     rss_after = rss_mb(worker_pid)
     running = (await client.count_workflows(
         f"WorkflowType = 'PatientJourney' AND ExecutionStatus = 'Running' "
