@@ -11,7 +11,7 @@ import sys
 import time
 from datetime import timedelta
 
-from shared.settings import Settings, get_settings
+from shared.settings import SERVICE_SCHEMAS, Settings, get_settings
 
 
 def _print_status(rows: list[dict[str, object]]) -> None:
@@ -153,6 +153,21 @@ def cmd_seed(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
+def cmd_outbox(args: argparse.Namespace, s: Settings) -> int:
+    from shared import outbox
+
+    if args.action == "parked":
+        rows = asyncio.run(outbox.parked(s, args.schema))
+        for r in rows:
+            print(f"{r.event_id}  {r.topic}  {r.event_type}  attempts={r.attempts}  "
+                  f"parked={r.parked_at:%Y-%m-%d %H:%M:%S}  {r.last_error}")
+        print(f"{len(rows)} parked in {args.schema}")
+        return 0
+    n = asyncio.run(outbox.redrive(s, args.schema, args.event_id or None))
+    print(f"{n} parked row(s) back in line for the {args.schema} relay")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace, s: Settings) -> int:
     """Run one part in the foreground (what a container runs)."""
     from shared import stack
@@ -212,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     seed = sub.add_parser("seed", help="load synthetic demo data through the APIs")
     seed.set_defaults(fn=cmd_seed)
+
+    ob = sub.add_parser("outbox", help="list parked outbox rows, or put them back in line")
+    ob.add_argument("action", choices=["parked", "redrive"])
+    ob.add_argument("schema", choices=list(SERVICE_SCHEMAS))
+    ob.add_argument("event_id", nargs="*", help="redrive only these (default: all parked)")
+    ob.set_defaults(fn=cmd_outbox)
 
     run = sub.add_parser("run", help="run one Waymark part in the foreground")
     run.add_argument("part")

@@ -280,3 +280,37 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --- operating parked rows (`waymark outbox ...`) ------------------------------------------------
+
+async def parked(settings: Settings, schema: str) -> list[OutboxMessage]:
+    """Rows parked after repeated failures, oldest first."""
+    engine = make_engine(settings, schema, pool_size=1)
+    try:
+        async with unit_of_work(make_sessionmaker(engine)) as session:
+            rows = await session.exec(  # type: ignore[call-overload]
+                select(OutboxMessage).where(OutboxMessage.parked_at.is_not(None),  # type: ignore[union-attr]
+                                            OutboxMessage.sent_at.is_(None))  # type: ignore[union-attr]
+                .order_by(OutboxMessage.seq))
+            return list(rows.scalars().all())
+    finally:
+        await engine.dispose()
+
+
+async def redrive(settings: Settings, schema: str, event_ids: list[str] | None) -> int:
+    """Put parked rows back in line (all of them, or the named ones); the relay publishes
+    them in their original order. Returns how many."""
+    engine = make_engine(settings, schema, pool_size=1)
+    try:
+        async with unit_of_work(make_sessionmaker(engine)) as session:
+            stmt = (update(OutboxMessage)  # type: ignore[call-overload]
+                    .where(OutboxMessage.parked_at.is_not(None),  # type: ignore[union-attr]
+                           OutboxMessage.sent_at.is_(None))  # type: ignore[union-attr]
+                    .values(parked_at=None, attempts=0))
+            if event_ids:
+                stmt = stmt.where(OutboxMessage.event_id.in_(event_ids))  # type: ignore[attr-defined]
+            result = await session.exec(stmt)
+            return int(result.rowcount or 0)
+    finally:
+        await engine.dispose()

@@ -236,3 +236,60 @@ async def _rows(sessions, *events):  # type: ignore[no-untyped-def]
         return {r.event_id: r for r in (await session.exec(
             select(OutboxMessage).where(OutboxMessage.event_id.in_([e.id for e in events]))
         )).scalars()}
+
+
+class TestOperatingParkedRows:
+    async def test_an_operator_lists_parked_rows_and_redrives_them_once_the_topic_exists(
+            self, infra, referrals_sessions):
+        import subprocess
+        import sys
+
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+        from shared.outbox import parked, redrive
+        from shared.settings import settings_env
+
+        missing = infra.topic(f"later-{uuid.uuid4().hex[:8]}")
+        event = _event()
+        async with unit_of_work(referrals_sessions) as session:
+            add_event(session, topic=missing, event=event)
+        relay = OutboxRelay(settings=infra.model_copy(update={"relay_max_attempts": 2}),
+                            schema="referrals")
+        await relay.start()
+        try:
+            for _ in range(3):
+                try:
+                    await relay.publish_batch()
+                except RelayBlocked:
+                    pass
+        finally:
+            await relay.stop()
+        assert event.id in [r.event_id for r in await parked(infra, "referrals")]
+        listed = subprocess.run([sys.executable, "-m", "shared.cli", "outbox", "parked",
+                                 "referrals"], capture_output=True, text=True,
+                                env=settings_env(infra), timeout=120)
+        assert listed.returncode == 0 and event.id in listed.stdout, listed.stderr
+        admin = AIOKafkaAdminClient(bootstrap_servers=infra.bootstrap_servers)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(missing, 1, 1)])
+            assert await redrive(infra, "referrals", [event.id]) == 1
+            assert event.id not in [r.event_id for r in await parked(infra, "referrals")]
+            relay = OutboxRelay(settings=infra, schema="referrals")
+            await relay.start()
+            try:
+                for _ in range(20):
+                    try:
+                        await relay.publish_batch()
+                    except RelayBlocked:
+                        await asyncio.sleep(0.5)
+                        continue
+                    if (await _rows(referrals_sessions, event))[event.id].sent_at:
+                        break
+            finally:
+                await relay.stop()
+            records = await read_topic(infra, missing, until=lambda r: len(r) >= 1)
+            assert [json.loads(r.value)["id"] for r in records] == [event.id]
+        finally:
+            await admin.delete_topics([missing])
+            await admin.close()
