@@ -8,10 +8,11 @@ import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -149,6 +150,31 @@ async def replay_or_none(session: AsyncSession, principal: Principal, key: str |
     headers = dict(row.headers)
     headers["Idempotent-Replayed"] = "true"
     return JSONResponse(row.response, status_code=row.status_code, headers=headers)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a POST answers: remembered under its Idempotency-Key and replayed on a retry."""
+
+    body: Any
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+async def once_per_key(session: AsyncSession, principal: Principal, key: str | None,
+                       request: Any, act: Callable[[], Awaitable[Outcome]]) -> Response:
+    """Do `act` once per Idempotency-Key: a retry with the same key and request gets the first
+    answer again; the same key with another request is a 409. `request` is what identifies
+    the request (what the client sent, never server-made defaults)."""
+    fingerprint = request_fingerprint(request)
+    replay = await replay_or_none(session, principal, key, fingerprint)
+    if replay is not None:
+        return replay
+    outcome = await act()
+    await remember(session, principal, key, fingerprint, outcome.status, outcome.body,
+                   outcome.headers)
+    return JSONResponse(outcome.body, status_code=outcome.status,
+                        headers=outcome.headers or None)
 
 
 async def remember(session: AsyncSession, principal: Principal, key: str | None,

@@ -35,13 +35,12 @@ from shared.errors import Forbidden, NotFound
 from shared.web import (
     PROBLEM_RESPONSES,
     IdempotencyKey,
+    Outcome,
     SessionDep,
     client_ip,
     create_app,
     expected_version,
-    remember,
-    replay_or_none,
-    request_fingerprint,
+    once_per_key,
     weak_etag,
 )
 
@@ -117,18 +116,17 @@ async def create_plan(body: PlanCreate, request: Request, session: SessionDep,
                       idempotency_key: IdempotencyKey = None) -> Response:
     """Start the person's one shared plan (version 1); the caller's organisation holds it."""
     domain.check_may_create(principal)
-    fingerprint = request_fingerprint(
-        ["create", body.model_dump(mode="json", exclude_unset=True)])
-    replay = await replay_or_none(session, principal, idempotency_key, fingerprint)
-    if replay is not None:
-        return replay
-    state = await handlers.create_plan(session=session, principal=principal, cmd=body,
-                                       settings=request.app.state.settings,
-                                       client_ip=client_ip(request))
-    out = _plan_out(state)
-    headers = {"Location": f"/care-plans/{state.plan.id}", "ETag": weak_etag(1)}
-    await remember(session, principal, idempotency_key, fingerprint, 201, out, headers)
-    return JSONResponse(out, status_code=201, headers=headers)
+
+    async def create() -> Outcome:
+        state = await handlers.create_plan(session=session, principal=principal, cmd=body,
+                                           settings=request.app.state.settings,
+                                           client_ip=client_ip(request))
+        return Outcome(_plan_out(state), 201,
+                       {"Location": f"/care-plans/{state.plan.id}", "ETag": weak_etag(1)})
+
+    return await once_per_key(session, principal, idempotency_key,
+                              ["create", body.model_dump(mode="json", exclude_unset=True)],
+                              create)
 
 
 @app.get("/patients/{patient_id}/care-plan", response_model=PlanOut, responses=ERRORS,
@@ -270,22 +268,22 @@ async def record_assessment(plan_id: str, body: AssessmentIn, request: Request,
     """Score a STarT Back, PHQ-9 or GAD-7; a safety flag or high-risk band is raised in the
     same transaction."""
     _check_id(plan_id)
-    fingerprint = request_fingerprint(
-        ["assess", plan_id, body.model_dump(mode="json", exclude_unset=True)])
-    replay = await replay_or_none(session, principal, idempotency_key, fingerprint)
-    if replay is not None:
-        return replay
-    try:
-        recorded = await handlers.record_assessment(
-            session=session, principal=principal, plan_id=plan_id, cmd=body,
-            settings=request.app.state.settings, client_ip=client_ip(request))
-    except Forbidden as exc:
-        await _audit_denied(request, principal, "Assessment", plan_id, exc.message)
-        raise
-    out = _assessment_out(recorded.assessment).model_dump(mode="json")
-    headers = {"Location": f"/care-plans/{plan_id}/assessments/{recorded.assessment.id}"}
-    await remember(session, principal, idempotency_key, fingerprint, 201, out, headers)
-    return JSONResponse(out, status_code=201, headers=headers)
+
+    async def assess() -> Outcome:
+        try:
+            recorded = await handlers.record_assessment(
+                session=session, principal=principal, plan_id=plan_id, cmd=body,
+                settings=request.app.state.settings, client_ip=client_ip(request))
+        except Forbidden as exc:
+            await _audit_denied(request, principal, "Assessment", plan_id, exc.message)
+            raise
+        return Outcome(_assessment_out(recorded.assessment).model_dump(mode="json"), 201,
+                       {"Location": f"/care-plans/{plan_id}/assessments/"
+                                    f"{recorded.assessment.id}"})
+
+    return await once_per_key(session, principal, idempotency_key,
+                              ["assess", plan_id,
+                               body.model_dump(mode="json", exclude_unset=True)], assess)
 
 
 @app.get("/care-plans/{plan_id}/assessments", response_model=list[AssessmentHistory],

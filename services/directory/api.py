@@ -54,11 +54,12 @@ from shared.errors import NotFound, PreconditionFailed, ValidationFailed
 from shared.settings import Settings
 from shared.web import (
     IDEMPOTENCY_HEADER,
+    Outcome,
     SessionDep,
+    client_ip,
     create_app,
-    remember,
-    replay_or_none,
-    request_fingerprint,
+    once_per_key,
+    weak_etag,
 )
 
 PROBLEM = {"model": None, "content": {"application/problem+json": {}}}
@@ -75,14 +76,6 @@ IfMatch = Annotated[str | None, Header(alias="If-Match",
 
 router = APIRouter()
 oruk_router = APIRouter(prefix="/oruk", tags=["open referral uk"])
-
-
-def _ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
-
-
-def _etag(version: int) -> str:
-    return f'W/"{version}"'
 
 
 def _if_match(value: str | None) -> int | None:
@@ -103,7 +96,7 @@ async def _service_response(session: SessionDep, principal: Principal, service_i
     service, org, locations = await handlers.get_service(session=session, principal=principal,
                                                          service_id=service_id)
     out = oruk.service_out(service, org=org, locations=locations).model_dump(mode="json")
-    return out, {"ETag": _etag(service.version), "Location": f"/services/{service.id}"}
+    return out, {"ETag": weak_etag(service.version), "Location": f"/services/{service.id}"}
 
 
 # --- organisations ----------------------------------------------------------------------------
@@ -120,10 +113,10 @@ async def put_organization(org_code: OrgCodePath, body: OrganizationIn, request:
     """Register or update a provider organisation (its staff, or an admin of its ICS)."""
     org, created = await handlers.register_organization(
         session=session, principal=principal, org_code=org_code, cmd=body,
-        client_ip=_ip(request))
+        client_ip=client_ip(request))
     await session.flush()
     return JSONResponse(_org_out(org), status_code=201 if created else 200,
-                        headers={"ETag": _etag(org.version)})
+                        headers={"ETag": weak_etag(org.version)})
 
 
 @router.get("/organizations/{org_code}", response_model=OrganizationOut, responses=ERRORS,
@@ -132,7 +125,7 @@ async def get_organization(org_code: OrgCodePath, session: SessionDep,
                            principal: CurrentPrincipal) -> Response:
     """A provider organisation."""
     org = await handlers.get_organization(session=session, org_code=org_code)
-    return JSONResponse(_org_out(org), headers={"ETag": _etag(org.version)})
+    return JSONResponse(_org_out(org), headers={"ETag": weak_etag(org.version)})
 
 
 # --- services ---------------------------------------------------------------------------------
@@ -144,16 +137,16 @@ async def create_service(body: ServiceCreate, request: Request, session: Session
                          principal: CurrentPrincipal,
                          idempotency_key: IdempotencyKey = None) -> Response:
     """Create a service of your organisation, as a draft (publish it to list it)."""
-    fingerprint = request_fingerprint(body.model_dump(mode="json", exclude_unset=True))
-    replay = await replay_or_none(session, principal, idempotency_key, fingerprint)
-    if replay is not None:
-        return replay
-    service = await handlers.create_service(session=session, principal=principal, cmd=body,
-                                            client_ip=_ip(request))
-    await session.flush()
-    out, headers = await _service_response(session, principal, service.id)
-    await remember(session, principal, idempotency_key, fingerprint, 201, out, headers)
-    return JSONResponse(out, status_code=201, headers=headers)
+
+    async def create() -> Outcome:
+        service = await handlers.create_service(session=session, principal=principal,
+                                                cmd=body, client_ip=client_ip(request))
+        await session.flush()
+        out, headers = await _service_response(session, principal, service.id)
+        return Outcome(out, 201, headers)
+
+    return await once_per_key(session, principal, idempotency_key,
+                              body.model_dump(mode="json", exclude_unset=True), create)
 
 
 @router.get("/services/{service_id}", response_model=ServiceOut, responses=ERRORS,
@@ -174,7 +167,7 @@ async def update_service(service_id: ServiceId, body: ServiceUpdate, request: Re
     nobody changed it since you read it."""
     service = await handlers.update_service(
         session=session, principal=principal, service_id=service_id, cmd=body,
-        settings=_settings(request), if_match=_if_match(if_match), client_ip=_ip(request))
+        settings=_settings(request), if_match=_if_match(if_match), client_ip=client_ip(request))
     await session.flush()
     out, headers = await _service_response(session, principal, service.id)
     return JSONResponse(out, headers={"ETag": headers["ETag"]})
@@ -183,16 +176,15 @@ async def update_service(service_id: ServiceId, body: ServiceUpdate, request: Re
 async def _lifecycle_command(request: Request, session: SessionDep, principal: Principal,
                              service_id: str, idempotency_key: str | None, body: Any,
                              run: Any) -> Response:
-    fingerprint = request_fingerprint({"path": request.url.path, "body": body})
-    replay = await replay_or_none(session, principal, idempotency_key, fingerprint)
-    if replay is not None:
-        return replay
-    service = await run()
-    await session.flush()
-    out, headers = await _service_response(session, principal, service.id)
-    headers = {"ETag": headers["ETag"]}
-    await remember(session, principal, idempotency_key, fingerprint, 200, out, headers)
-    return JSONResponse(out, headers=headers)
+
+    async def act() -> Outcome:
+        service = await run()
+        await session.flush()
+        out, headers = await _service_response(session, principal, service.id)
+        return Outcome(out, 200, {"ETag": headers["ETag"]})
+
+    return await once_per_key(session, principal, idempotency_key,
+                              {"path": request.url.path, "body": body}, act)
 
 
 @router.post("/services/{service_id}/publish", response_model=ServiceOut, responses=ERRORS,
@@ -206,7 +198,7 @@ async def publish_service(service_id: ServiceId, request: Request, session: Sess
         request, session, principal, service_id, idempotency_key, None,
         lambda: handlers.publish_service(session=session, principal=principal,
                                          service_id=service_id, settings=_settings(request),
-                                         if_match=version, client_ip=_ip(request)))
+                                         if_match=version, client_ip=client_ip(request)))
 
 
 @router.post("/services/{service_id}/withdraw", response_model=ServiceOut, responses=ERRORS,
@@ -222,7 +214,7 @@ async def withdraw_service(service_id: ServiceId, body: WithdrawIn, request: Req
         lambda: handlers.withdraw_service(session=session, principal=principal,
                                           service_id=service_id, cmd=body,
                                           settings=_settings(request), if_match=version,
-                                          client_ip=_ip(request)))
+                                          client_ip=client_ip(request)))
 
 
 # --- search -----------------------------------------------------------------------------------
@@ -302,16 +294,15 @@ async def import_oruk(body: ImportRequest, request: Request, session: SessionDep
                       idempotency_key: IdempotencyKey = None) -> Response:
     """Import an Open Referral UK feed page: each valid record is upserted and published
     whole; each invalid one is reported with its reasons."""
-    fingerprint = request_fingerprint(body.model_dump(mode="json", exclude_unset=True))
-    replay = await replay_or_none(session, principal, idempotency_key, fingerprint)
-    if replay is not None:
-        return replay
-    report = await handlers.import_oruk(session=session, principal=principal,
-                                        records=body.contents, settings=_settings(request),
-                                        client_ip=_ip(request))
-    out = report.model_dump(mode="json")
-    await remember(session, principal, idempotency_key, fingerprint, 200, out)
-    return JSONResponse(out)
+
+    async def run_import() -> Outcome:
+        report = await handlers.import_oruk(session=session, principal=principal,
+                                            records=body.contents, settings=_settings(request),
+                                            client_ip=client_ip(request))
+        return Outcome(report.model_dump(mode="json"))
+
+    return await once_per_key(session, principal, idempotency_key,
+                              body.model_dump(mode="json", exclude_unset=True), run_import)
 
 
 @router.get("/postcodes/{postcode}", response_model=PostcodeOut, responses=ERRORS,

@@ -28,13 +28,12 @@ from shared.errors import Forbidden, NotFound, ValidationFailed
 from shared.web import (
     PROBLEM_RESPONSES,
     IdempotencyKey,
+    Outcome,
     SessionDep,
     client_ip,
     create_app,
     expected_version,
-    remember,
-    replay_or_none,
-    request_fingerprint,
+    once_per_key,
     weak_etag,
 )
 
@@ -93,18 +92,17 @@ async def create_referral(body: ReferralCreate, request: Request, session: Sessi
                           idempotency_key: IdempotencyKey = None) -> Response:
     """Refer a patient to a directory service; it starts `submitted` (or `draft`)."""
     domain.check_may_create(principal)
-    fingerprint = request_fingerprint(
-        ["create", body.model_dump(mode="json", exclude_unset=True)])
-    replay = await replay_or_none(session, principal, idempotency_key, fingerprint)
-    if replay is not None:
-        return replay
-    referral = await handlers.submit_referral(
-        session=session, principal=principal, cmd=body, settings=request.app.state.settings,
-        client_ip=client_ip(request))
-    out = _out(referral)
-    headers = {"Location": f"/referrals/{referral.id}", "ETag": weak_etag(referral.version)}
-    await remember(session, principal, idempotency_key, fingerprint, 201, out, headers)
-    return JSONResponse(out, status_code=201, headers=headers)
+
+    async def create() -> Outcome:
+        referral = await handlers.submit_referral(
+            session=session, principal=principal, cmd=body,
+            settings=request.app.state.settings, client_ip=client_ip(request))
+        return Outcome(_out(referral), 201, {"Location": f"/referrals/{referral.id}",
+                                             "ETag": weak_etag(referral.version)})
+
+    return await once_per_key(session, principal, idempotency_key,
+                              ["create", body.model_dump(mode="json", exclude_unset=True)],
+                              create)
 
 
 @app.get("/referrals", response_model=list[ReferralOut], responses=ERRORS, tags=["referrals"])
@@ -164,19 +162,18 @@ async def transition(referral_id: str, action: Action, request: Request, session
     cmd = body or TransitionIn()
     if not _is_uuid(referral_id):
         raise NotFound(f"no referral {referral_id} that you may see")
-    fingerprint = request_fingerprint([action.value, referral_id, if_match,
-                                       cmd.model_dump(mode="json")])
-    replay = await replay_or_none(session, principal, idempotency_key, fingerprint)
-    if replay is not None:
-        return replay
-    result = await handlers.transition_referral(
-        session=session, principal=principal, referral_id=referral_id, action=action, cmd=cmd,
-        expected_version=expected_version(if_match), settings=request.app.state.settings,
-        client_ip=client_ip(request))
-    out = _out(result.referral)
-    headers = {"ETag": weak_etag(result.referral.version)}
-    await remember(session, principal, idempotency_key, fingerprint, 200, out, headers)
-    return JSONResponse(out, headers=headers)
+
+    async def move() -> Outcome:
+        result = await handlers.transition_referral(
+            session=session, principal=principal, referral_id=referral_id, action=action,
+            cmd=cmd, expected_version=expected_version(if_match),
+            settings=request.app.state.settings, client_ip=client_ip(request))
+        return Outcome(_out(result.referral), 200,
+                       {"ETag": weak_etag(result.referral.version)})
+
+    return await once_per_key(session, principal, idempotency_key,
+                              [action.value, referral_id, if_match,
+                               cmd.model_dump(mode="json")], move)
 
 
 @app.get("/worklist", response_model=Page, responses=ERRORS, tags=["triage"])
@@ -232,18 +229,18 @@ async def fhir_create_service_request(
     """A new referral from an EHR: an R4 ServiceRequest (status active, or draft)."""
     domain.check_may_create(principal)
     cmd = fhir.service_request_to_create(resource)
-    fingerprint = request_fingerprint(["fhir-create", resource])
-    replay = await replay_or_none(session, principal, idempotency_key, fingerprint)
-    if replay is not None:
-        return replay
-    referral = await handlers.submit_referral(
-        session=session, principal=principal, cmd=cmd, settings=request.app.state.settings,
-        client_ip=client_ip(request))
-    out = fhir.referral_to_service_request(referral)
-    headers = {"Location": f"/fhir/ServiceRequest/{referral.id}",
-               "ETag": weak_etag(referral.version), "Content-Type": fhir.FHIR_JSON}
-    await remember(session, principal, idempotency_key, fingerprint, 201, out, headers)
-    return _fhir(out, 201, headers)
+
+    async def create() -> Outcome:
+        referral = await handlers.submit_referral(
+            session=session, principal=principal, cmd=cmd,
+            settings=request.app.state.settings, client_ip=client_ip(request))
+        # the content type is part of the remembered answer, so a replay is FHIR JSON too
+        return Outcome(fhir.referral_to_service_request(referral), 201,
+                       {"Location": f"/fhir/ServiceRequest/{referral.id}",
+                        "ETag": weak_etag(referral.version), "Content-Type": fhir.FHIR_JSON})
+
+    return await once_per_key(session, principal, idempotency_key,
+                              ["fhir-create", resource], create)
 
 
 @app.get("/fhir/ServiceRequest/{referral_id}", responses=FHIR_ERRORS, tags=["fhir"])
