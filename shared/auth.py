@@ -5,7 +5,9 @@ Tokens are JWTs signed with ES256. Every service verifies with the public key; l
 committed). In an ICS deployment the tokens come from the identity provider and only the
 public key is mounted.
 
-Claims: `sub` (the user), `roles` (clinician, service_staff, coordinator, partner, admin),
+Claims: `sub` (the user), `roles` (clinician, service_staff, coordinator, partner, admin,
+service — a Waymark service's own credential, accepted only by the narrow endpoints that hand
+a message's personal details to the notifications service),
 `org` (the user's organisation code), `ics` (the integrated care system), `name`.
 """
 
@@ -39,6 +41,7 @@ class Role(StrEnum):
     COORDINATOR = "coordinator"
     PARTNER = "partner"
     ADMIN = "admin"
+    SERVICE = "service"
 
 
 @dataclass(frozen=True)
@@ -137,3 +140,29 @@ def require_roles(*roles: Role):  # type: ignore[no-untyped-def]
         return principal
 
     return Depends(check)
+
+
+# --- service credentials ------------------------------------------------------------------------
+
+_service_tokens: dict[str, tuple[str, datetime]] = {}
+
+
+def service_token(settings: Settings, service: str) -> str:
+    """The bearer token a Waymark service calls another's API with.
+
+    In an ICS deployment it is the client-credentials token the identity provider issued,
+    mounted at `service_token_path` (re-read on every call, so rotation needs no restart).
+    Locally it is minted with the local private key: role `service`, organisation `WAYMARK`,
+    subject `service:<name>`, short-lived and reused until close to expiry.
+    """
+    if settings.service_token_path is not None:
+        return settings.service_token_path.read_text().strip()
+    cached = _service_tokens.get(service)
+    now = datetime.now(UTC)
+    if cached is not None and cached[1] - now > timedelta(minutes=2):
+        return cached[0]
+    ttl = timedelta(minutes=15)
+    tok = mint_token(settings, sub=f"service:{service}", roles=[Role.SERVICE.value],
+                     org="WAYMARK", ics=settings.ics, name=f"Waymark {service}", ttl=ttl)
+    _service_tokens[service] = (tok, now + ttl)
+    return tok

@@ -11,6 +11,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from typing import Literal
+
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -74,6 +76,48 @@ class Settings(BaseSettings):
     # key for keyed pseudonymisation (HMAC-SHA256) of NHS numbers into patient ids
     pseudonym_key_path: Path | None = None
 
+    # the integrated care system this deployment serves: coordinators of this ICS see its alerts
+    ics: str = "ICS-1"
+    # "production" makes partner webhooks https-only and refuses private/loopback addresses
+    # (SSRF guard); "local" allows http://127.0.0.1 receivers for development and tests
+    deployment_mode: Literal["local", "production"] = "local"
+    # a service credential (a bearer token file from the identity provider) the notifications
+    # service reads personal details with; empty: minted locally with the private key
+    service_token_path: Path | None = None
+
+    # notifications: email over SMTP; empty host means the local SMTP sink `waymark up` runs
+    # (127.0.0.1:<api_port_base + 25>)
+    smtp_host: str = ""
+    smtp_port: int = 0
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    smtp_from: str = "Waymark <no-reply@waymark.invalid>"
+    # SMS through a GOV.UK Notify-shaped HTTP API; empty base URL means the local sink
+    # (http://127.0.0.1:<api_port_base + 26>); the API key "name-<service uuid>-<secret uuid>"
+    # is read from sms_api_key_path (generated locally under <home>/keys)
+    sms_api_base: str = ""
+    sms_api_key_path: Path | None = None
+    # the Notify template holding one ((body)) placeholder: Waymark renders the text itself
+    sms_template_id: str = "f33517ff-2a88-4f6e-b855-c550268ce08a"
+    # delays between a message's attempts before it shows as failed in the delivery log
+    message_retry_seconds: list[float] = [10, 60, 300, 1800, 7200]
+    # quiet hours are a person's local (UK) time
+    quiet_hours_timezone: str = "Europe/London"
+    # partner webhooks: delays between attempts (Svix's published schedule: 5 s, 5 min, 30 min,
+    # 2 h, 5 h, 10 h, 10 h, about 27.5 h in all), each with up to 20% jitter
+    webhook_retry_seconds: list[float] = [5, 300, 1800, 7200, 18000, 36000, 36000]
+    # a subscription failing with no success for this long is disabled and its owner told
+    webhook_disable_after_seconds: float = 86400
+    # after a secret rotation the old secret keeps signing (alongside the new) this long
+    webhook_secret_grace_seconds: float = 86400
+    webhook_timeout_seconds: float = 10.0
+    # one partner's deliveries in flight at once: a slow partner cannot take every sender
+    webhook_max_in_flight_per_subscription: int = 4
+    webhook_concurrency: int = 64
+    # the dispatcher's fallback poll when no NOTIFY wakes it
+    dispatcher_poll_seconds: float = 1.0
+
     # telemetry: OTLP/HTTP endpoint, e.g. http://collector:4318; empty means no exporter
     otlp_endpoint: str = ""
 
@@ -83,6 +127,24 @@ class Settings(BaseSettings):
     def _port_in_range(cls, v: int) -> int:
         if not 1 <= v <= 65535:
             raise ValueError(f"port {v} is out of range 1..65535")
+        return v
+
+    @field_validator("message_retry_seconds", "webhook_retry_seconds")
+    @classmethod
+    def _delays(cls, v: list[float]) -> list[float]:
+        if not v or any(d < 0 for d in v):
+            raise ValueError("retry delays must be a non-empty list of seconds >= 0")
+        return v
+
+    @field_validator("quiet_hours_timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}") from None
         return v
 
     @field_validator("instance")
@@ -137,6 +199,19 @@ class Settings(BaseSettings):
 
     def private_key_path(self) -> Path:
         return self.jwt_private_key_path or self.home / "keys" / "jwt-private.pem"
+
+    @property
+    def smtp_target(self) -> tuple[str, int]:
+        if self.smtp_host:
+            return self.smtp_host, self.smtp_port or 25
+        return "127.0.0.1", self.api_port_base + 25
+
+    @property
+    def sms_base_url(self) -> str:
+        return self.sms_api_base or f"http://127.0.0.1:{self.api_port_base + 26}"
+
+    def sms_api_key_file(self) -> Path:
+        return self.sms_api_key_path or self.home / "keys" / "notify-api.key"
 
     def pseudonym_key_file(self) -> Path:
         return self.pseudonym_key_path or self.home / "keys" / "pseudonym.key"

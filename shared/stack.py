@@ -143,6 +143,8 @@ class Part:
     log: Callable[[Settings], Path] = field(default=lambda s: Path())
     pid_file: Callable[[Settings], Path] = field(default=lambda s: Path())
     command: Callable[[Settings], list[str]] = lambda s: []
+    # started only by the local stack (e.g. the SMTP/SMS sinks standing in for real providers)
+    local_only: bool = False
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------------
@@ -543,9 +545,9 @@ def _api(service: str) -> Part:
 
 
 #: services whose API, relay and consumers exist so far (the others arrive with their issues)
-BUILT_SERVICES: tuple[str, ...] = ("referrals", "directory", "care_plans")
+BUILT_SERVICES: tuple[str, ...] = ("referrals", "directory", "care_plans", "notifications")
 #: services that consume other parts' events (services/<name>/consumers.py)
-CONSUMING_SERVICES: tuple[str, ...] = ("referrals", "care_plans")
+CONSUMING_SERVICES: tuple[str, ...] = ("referrals", "care_plans", "notifications")
 
 
 def parts() -> list[Part]:
@@ -563,7 +565,14 @@ def parts() -> list[Part]:
                              f"{s.temporal_namespace}/workflows"],
              log=_temporal_log, pid_file=_temporal_pid_file),
     ]
-    apps: list[Part] = []
+    # local stand-ins for the message providers: a real SMTP server (aiosmtpd) and a GOV.UK
+    # Notify-shaped SMS API, keeping what they receive under <home>/sinks/<instance>/
+    sinks = app_part("dev-sinks", _python("-m", "services.notifications.devsinks"),
+                     heartbeat_probe("dev-sinks"),
+                     urls=lambda s: [f"smtp://127.0.0.1:{s.api_port_base + 25}",
+                                     f"http://127.0.0.1:{s.api_port_base + 26}"])
+    sinks.local_only = True
+    apps: list[Part] = [sinks]
     for service in BUILT_SERVICES:
         apps.append(_api(service))
         relay, consumer = part_name(service, "relay"), part_name(service, "consumer")
@@ -572,6 +581,9 @@ def parts() -> list[Part]:
         if service in CONSUMING_SERVICES:
             apps.append(app_part(consumer, _python("-m", f"services.{service}.consumers"),
                                  heartbeat_probe(consumer)))
+    apps.append(app_part("notifications-dispatcher",
+                         _python("-m", "services.notifications.dispatcher"),
+                         heartbeat_probe("notifications-dispatcher")))
     apps.append(app_part("journeys-relay", _python("-m", "shared.outbox", "journeys"),
                          heartbeat_probe("journeys-relay")))
     apps.append(app_part("journeys-worker", _python("-m", "workflows.journeys.worker"),
@@ -602,6 +614,19 @@ async def prepare(s: Settings) -> None:
     await ensure_topics(s)
     ensure_keys(s)
     ensure_pseudonym_key(s)
+    ensure_sms_api_key(s)
+
+
+def ensure_sms_api_key(s: Settings) -> None:
+    """A GOV.UK Notify-format API key ("<name>-<service id>-<secret>") for the local SMS sink,
+    made once; elsewhere the real key is mounted at WAYMARK_SMS_API_KEY_PATH."""
+    path = s.sms_api_key_file()
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"waymark_local-{uuid.uuid4()}-{uuid.uuid4()}\n")
 
 
 async def up(s: Settings, *, infra_only: bool = False, apps: bool = True) -> None:

@@ -20,6 +20,13 @@ for _name, _value in {
     "WAYMARK_API_PORT_BASE": "18200",
     "WAYMARK_CONSUMER_BACKOFF_SECONDS": "0.05",
     "WAYMARK_CONSUMER_MAX_ATTEMPTS": "3",
+    # the stack's dispatcher retries in seconds, not hours; a subscription failing with no
+    # success for 20 s is disabled (the production window is 24 h, its retries ~27.5 h)
+    "WAYMARK_WEBHOOK_RETRY_SECONDS": "[0.3, 0.6, 1.2, 2.4, 4.8, 9.6]",
+    "WAYMARK_WEBHOOK_DISABLE_AFTER_SECONDS": "20",
+    "WAYMARK_WEBHOOK_TIMEOUT_SECONDS": "3",
+    "WAYMARK_MESSAGE_RETRY_SECONDS": "[0.3, 0.6, 1.2]",
+    "WAYMARK_DISPATCHER_POLL_SECONDS": "0.5",
 }.items():
     os.environ.setdefault(_name, _value)
 

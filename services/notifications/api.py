@@ -1,0 +1,18 @@
+"""The notifications service's HTTP API. Routes live in one module per area, each a router
+included here: partner webhook subscriptions (`api_webhooks`), people's messages, inboxes,
+preferences and the delivery log (`api_messages`), the coordinators' alert inbox and its live
+stream (`api_alerts`)."""
+
+from __future__ import annotations
+
+from services.notifications import api_alerts, api_messages, api_webhooks
+from shared.web import create_app
+
+app = create_app("notifications", title="Waymark notifications",
+                 description="The right message to the right person in the form they can use; "
+                             "signed webhooks for partner organisations; the coordinators' "
+                             "alert inbox with a live stream.")
+
+app.include_router(api_webhooks.router, tags=["webhooks"])
+app.include_router(api_messages.router, tags=["messages"])
+app.include_router(api_alerts.router, tags=["alerts"])

@@ -1,0 +1,7 @@
+"""Routes of the notifications API: alerts (included by api.py)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,142 @@
+"""What the notifications consumer does with each event, in the consumer's transaction (the
+inbox row and every effect commit together, so a redelivered event changes nothing):
+
+- referral events: the referral index; one message row per (event, audience) the routing
+  rules name; one webhook delivery row per matching partner subscription;
+- journey alert events: the coordinators' alert inbox (the highest `seq` wins);
+- everything else is read and recorded in the inbox but owes nothing (yet).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.notifications import routing
+from shared.events.envelope import CloudEvent
+from shared.events.journeys import AlertEventData
+from shared.events.referrals import ReferralEventData
+from shared.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+async def apply_event(*, session: AsyncSession, event: CloudEvent, data: Any,
+                      settings: Settings) -> None:
+    if isinstance(data, ReferralEventData):
+        await _index_referral(session, event, data)
+        await _queue_messages(session, event, data)
+        await _queue_webhooks(session, event, data)
+    elif isinstance(data, AlertEventData):
+        await _upsert_alert(session, event, data, settings)
+
+
+async def _exec(session: AsyncSession, sql: str, **params: Any) -> Any:
+    return await session.exec(text(sql).bindparams(**params))  # type: ignore[call-overload]
+
+
+async def _index_referral(session: AsyncSession, event: CloudEvent,
+                          data: ReferralEventData) -> None:
+    await _exec(session, """
+        INSERT INTO referral_index (referral_id, patient_id, from_org, to_org, to_service_id,
+                                    service_category, state, updated_at)
+        VALUES (:rid, :pid, :f, :t, :svc, :cat, :state, :at)
+        ON CONFLICT (referral_id) DO UPDATE SET state = EXCLUDED.state,
+            to_org = EXCLUDED.to_org, to_service_id = EXCLUDED.to_service_id,
+            service_category = EXCLUDED.service_category, updated_at = EXCLUDED.updated_at
+        WHERE referral_index.updated_at <= EXCLUDED.updated_at""",
+                rid=data.referral_id, pid=event.subject, f=data.from_org, t=data.to_org,
+                svc=data.to_service_id, cat=data.service_category, state=data.state,
+                at=event.time)
+
+
+async def _queue_messages(session: AsyncSession, event: CloudEvent,
+                          data: ReferralEventData) -> None:
+    ctx = routing.message_context(data.model_dump(mode="json"))
+    for route in routing.routes_for(event.type):
+        org = data.to_org if route.audience == routing.Audience.RECEIVING_SERVICE \
+            else data.from_org
+        await _exec(session, """
+            INSERT INTO message (id, event_id, event_type, audience, template, patient_id,
+                                 referral_id, org, context)
+            VALUES (:id, :eid, :etype, :aud, :tpl, :pid, :rid, :org, CAST(:ctx AS JSONB))
+            ON CONFLICT (event_id, audience) DO NOTHING""",
+                    id=new_id("msg"), eid=event.id, etype=event.type, aud=route.audience.value,
+                    tpl=route.template, pid=event.subject, rid=data.referral_id, org=org,
+                    ctx=_json(ctx))
+
+
+async def _queue_webhooks(session: AsyncSession, event: CloudEvent,
+                          data: ReferralEventData) -> None:
+    # only subscriptions of the two organisations the referral concerns are even looked at
+    subs = (await _exec(session, """
+        SELECT id, org, event_types, filters FROM webhook_subscription
+        WHERE deleted_at IS NULL AND org IN (:f, :t) AND :etype = ANY(event_types)""",
+                        f=data.from_org, t=data.to_org, etype=event.type)).all()
+    raw = data.model_dump(mode="json")
+    payload = event.model_dump(mode="json")
+    for sub in subs:
+        if not routing.subscription_matches(org=sub.org, event_types=list(sub.event_types),
+                                            filters=sub.filters or {}, event_type=event.type,
+                                            data=raw):
+            continue
+        await _exec(session, """
+            INSERT INTO webhook_delivery (id, subscription_id, event_id, event_type,
+                                          event_time, payload)
+            VALUES (:id, :sub, :eid, :etype, :at, CAST(:payload AS JSONB))
+            ON CONFLICT (subscription_id, event_id) DO NOTHING""",
+                    id=new_id("msg"), sub=sub.id, eid=event.id, etype=event.type,
+                    at=event.time, payload=_json(payload))
+
+
+async def _upsert_alert(session: AsyncSession, event: CloudEvent, data: AlertEventData,
+                        settings: Settings) -> None:
+    change = event.type.removeprefix(routing.ALERT_PREFIX)
+    now: datetime = event.time
+    row = (await _exec(session, """
+        INSERT INTO alert (alert_id, patient_id, ics, kind, rule, severity, status, assignee,
+                           referral_ids, seq, raised_at, updated_at, acknowledged_at,
+                           resolved_at)
+        VALUES (:aid, :pid, :ics, :kind, :rule, :sev, :status, :assignee, :refs, :seq,
+                :at, :at, CASE WHEN :status = 'acknowledged' THEN CAST(:at AS TIMESTAMPTZ) END,
+                CASE WHEN :status = 'resolved' THEN CAST(:at AS TIMESTAMPTZ) END)
+        ON CONFLICT (alert_id) DO UPDATE SET
+            kind = EXCLUDED.kind, rule = EXCLUDED.rule, severity = EXCLUDED.severity,
+            status = EXCLUDED.status, assignee = EXCLUDED.assignee,
+            referral_ids = EXCLUDED.referral_ids, seq = EXCLUDED.seq,
+            updated_at = EXCLUDED.updated_at,
+            acknowledged_at = COALESCE(alert.acknowledged_at, EXCLUDED.acknowledged_at),
+            resolved_at = CASE WHEN EXCLUDED.status = 'resolved'
+                               THEN COALESCE(alert.resolved_at, EXCLUDED.updated_at) END,
+            snoozed_until = CASE WHEN EXCLUDED.status = 'snoozed' THEN alert.snoozed_until END,
+            version = alert.version + 1
+        WHERE alert.seq < EXCLUDED.seq
+        RETURNING alert_id""",
+                     aid=data.alert_id, pid=event.subject, ics=settings.ics, kind=data.kind,
+                     rule=data.rule, sev=data.severity, status=data.status,
+                     assignee=data.assignee, refs=list(data.referral_ids), seq=data.seq,
+                     at=now)).first()
+    if row is None:
+        logger.info("alert %s seq %d is not newer than the inbox's; kept the inbox's",
+                    data.alert_id, data.seq)
+        return
+    await _exec(session, """
+        INSERT INTO alert_history (alert_id, change, status, actor, assignee, detail, at)
+        VALUES (:aid, :change, :status, 'journey', :assignee, :detail, :at)""",
+                aid=data.alert_id, change=change, status=data.status, assignee=data.assignee,
+                detail=f"seq {data.seq}", at=now)
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, default=str)

@@ -1,0 +1,102 @@
+"""Who hears about what: every routing rule of the notifications service, in one place.
+
+Pure and synchronous. The consumer asks `routes_for(event type)` which messages an event owes
+and to which audience; the dispatcher later works out the concrete recipients (the referring
+user, the receiving service's team, the person, each carer the person allows) and their
+channel and format at send time, from the owning services' APIs.
+
+Journey alerts go to the coordinators' inbox (`is_alert_event`); partner organisations get
+what their subscriptions ask for, and only events that concern them (`concerns_org`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class Audience(StrEnum):
+    REFERRER = "referrer"  # the user who made the referral (their own preferences)
+    RECEIVING_SERVICE = "receiving_service"  # the team of the service referred to
+    PERSON = "person"  # the person referred, in the form their communication needs ask for
+    CARERS = "carers"  # each carer named on the care plan, where the person consented
+    SUBSCRIPTION_OWNER = "subscription_owner"  # a partner whose webhook was disabled
+
+
+@dataclass(frozen=True)
+class Route:
+    audience: Audience
+    template: str
+
+
+_R = "uk.waymark.referral."
+
+#: event type -> the messages it owes. Closed-loop referral: the referrer hears the outcome;
+#: the receiving service hears of a new referral; the person (and carers they allow) hears
+#: when they are booked, missed an appointment, or are discharged.
+MESSAGE_ROUTES: Mapping[str, tuple[Route, ...]] = {
+    f"{_R}submitted": (Route(Audience.RECEIVING_SERVICE, "referral-received"),),
+    f"{_R}accepted": (Route(Audience.REFERRER, "referral-accepted"),),
+    f"{_R}rejected": (Route(Audience.REFERRER, "referral-rejected"),),
+    f"{_R}returned": (Route(Audience.REFERRER, "referral-returned"),),
+    f"{_R}flagged": (Route(Audience.REFERRER, "referral-flagged"),),
+    f"{_R}booked": (Route(Audience.PERSON, "appointment-booked"),
+                    Route(Audience.CARERS, "appointment-booked")),
+    f"{_R}did-not-attend": (Route(Audience.PERSON, "appointment-missed"),
+                            Route(Audience.CARERS, "appointment-missed")),
+    f"{_R}discharged": (Route(Audience.PERSON, "discharged"),
+                        Route(Audience.CARERS, "discharged")),
+}
+
+#: a partner webhook subscription may ask for these event types (referral events only)
+SUBSCRIBABLE_PREFIX = _R
+
+ALERT_PREFIX = "uk.waymark.journey.alert."
+
+
+def routes_for(event_type: str) -> tuple[Route, ...]:
+    return MESSAGE_ROUTES.get(event_type, ())
+
+
+def is_alert_event(event_type: str) -> bool:
+    return event_type.startswith(ALERT_PREFIX)
+
+
+def is_referral_event(event_type: str) -> bool:
+    return event_type.startswith(_R)
+
+
+def message_context(data: Mapping[str, Any]) -> dict[str, Any]:
+    """What of an event's data a message may use: codes, states and times (events carry
+    nothing personal; names, advice and contact details are fetched at send time)."""
+    keep = ("referral_id", "from_org", "to_org", "to_service_id", "service_category",
+            "priority", "state", "previous_state", "transition_reason", "appointment_at",
+            "flag")
+    return {k: data[k] for k in keep if data.get(k) is not None}
+
+
+def concerns_org(org: str, data: Mapping[str, Any]) -> bool:
+    """A referral event concerns the organisation that referred and the one referred to;
+    a partner never receives anything else, whatever its subscription says."""
+    return org in (data.get("from_org"), data.get("to_org"))
+
+
+def subscription_matches(*, org: str, event_types: list[str], filters: Mapping[str, Any],
+                         event_type: str, data: Mapping[str, Any]) -> bool:
+    """Whether a subscription wants an event. Filters (all optional, all must hold):
+    `service_categories`, `priorities`, `role` ("sender": the partner referred;
+    "receiver": the partner was referred to)."""
+    if not concerns_org(org, data) or event_type not in event_types:
+        return False
+    cats = filters.get("service_categories")
+    if cats and data.get("service_category") not in cats:
+        return False
+    prios = filters.get("priorities")
+    if prios and data.get("priority") not in prios:
+        return False
+    role = filters.get("role")
+    if role == "sender" and data.get("from_org") != org:
+        return False
+    return not (role == "receiver" and data.get("to_org") != org)
