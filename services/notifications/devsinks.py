@@ -1,9 +1,9 @@
 """Local stand-ins for the message providers, run by `waymark up` only (part `dev-sinks`):
 
-- a real SMTP server (aiosmtpd) on 127.0.0.1:<api_port_base + 25> that keeps every mail it
+- a real SMTP server (aiosmtpd) on <api_host>:<api_port_base + 25> that keeps every mail it
   accepts as an .eml file under `<home>/sinks/<instance>/mail/`;
 - an HTTP API shaped like GOV.UK Notify's `POST /v2/notifications/sms` on
-  127.0.0.1:<api_port_base + 26>: it checks the bearer JWT the way Notify does (HS256 signed
+  <api_host>:<api_port_base + 26>: it checks the bearer JWT the way Notify does (HS256 signed
   with the secret part of the API key, `iss` the service id, `iat` within 30 seconds) and
   the phone number, answers 201 with a Notify-shaped body, and keeps each text as a JSON file
   under `<home>/sinks/<instance>/sms/`.
@@ -131,8 +131,8 @@ async def run_sinks(settings: Settings | None = None) -> None:
     loop = asyncio.get_running_loop()
     mail = MailSink(sink_dir(settings, "mail"))
     smtp_server = await loop.create_server(lambda: SMTP(mail, hostname="waymark-sink"),
-                                           "127.0.0.1", settings.api_port_base + 25)
-    server = uvicorn.Server(uvicorn.Config(notify_app(settings), host="127.0.0.1",
+                                           settings.api_host, settings.api_port_base + 25)
+    server = uvicorn.Server(uvicorn.Config(notify_app(settings), host=settings.api_host,
                                            port=settings.api_port_base + 26,
                                            log_level="warning", access_log=False))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
