@@ -90,7 +90,7 @@ def cmd_migrate(args: argparse.Namespace, s: Settings) -> int:
     from shared.auth import ensure_keys
     from shared.migrations import migrate_all
     from shared.pseudonym import ensure_pseudonym_key
-    from shared.stack import ensure_database
+    from shared.stack import ensure_database, ensure_sms_api_key
 
     async def go() -> list[str]:
         await ensure_database(s)
@@ -99,6 +99,7 @@ def cmd_migrate(args: argparse.Namespace, s: Settings) -> int:
     # keys live beside the data they protect; created once, never overwritten
     ensure_keys(s)
     ensure_pseudonym_key(s)
+    ensure_sms_api_key(s)
 
     print("migrated: " + ", ".join(asyncio.run(go())))
     return 0

@@ -7,6 +7,7 @@ values that do not clash with a system install of PostgreSQL (5432), Kafka (9092
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -57,6 +58,10 @@ class Settings(BaseSettings):
     # HTTP APIs: service n listens on api_port_base + n (referrals 1, directory 2, ...)
     api_host: str = "127.0.0.1"
     api_port_base: int = 18100
+
+    # where one service reaches another's API (reads only), e.g.
+    # {"referrals": "http://referrals-api:8000"}; a service not named is http://127.0.0.1:<port>
+    api_urls: dict[str, str] = {}
 
     # consumers
     consumer_max_attempts: int = 5
@@ -190,6 +195,9 @@ class Settings(BaseSettings):
     def api_port(self, service: str) -> int:
         return self.api_port_base + 1 + API_SERVICES.index(service)
 
+    def api_url(self, service: str) -> str:
+        return self.api_urls.get(service) or f"http://127.0.0.1:{self.api_port(service)}"
+
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
 
@@ -228,6 +236,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         key = f"WAYMARK_{name.upper()}"
         if value is None:
             env.pop(key, None)  # unset here means unset there, whatever the parent has
+        elif isinstance(value, dict | list):
+            env[key] = json.dumps(value)  # what the settings source parses back
         else:
             env[key] = str(value)
     return env

@@ -539,7 +539,9 @@ def _api(service: str) -> Part:
     return app_part(
         part_name(service, "api"),
         lambda s: [sys.executable, "-m", "uvicorn", f"services.{service}.api:app",
-                   "--host", s.api_host, "--port", str(s.api_port(service)), "--no-access-log"],
+                   "--host", s.api_host, "--port", str(s.api_port(service)), "--no-access-log",
+                   # open SSE streams would otherwise hold a graceful stop for ever
+                   "--timeout-graceful-shutdown", "5"],
         http_probe(service), port=lambda s: s.api_port(service),
         urls=lambda s: [f"http://127.0.0.1:{s.api_port(service)}/docs"])
 

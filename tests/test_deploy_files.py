@@ -1,9 +1,11 @@
 """The deployment files agree with each other and with the code they deploy.
 
 Dockerfile, docker-compose.yml and every YAML under deploy/k8s are parsed (PyYAML) and compared
-with `shared.settings.Settings` (every WAYMARK_* name is a real setting), `shared.stack.parts()`
-(every Waymark process is deployed, with the command `waymark run <part>`) and
-`shared.topics.all_topics()` (the KafkaTopic resources are the topics the code creates).
+with `shared.settings.Settings` (every WAYMARK_* name is a real setting, every API listens on
+`Settings.api_port`), `shared.stack.parts()` (every Waymark process is deployed, with the
+command `waymark run <part>`; `local_only` parts such as `dev-sinks` run in Compose but never in
+Kubernetes) and `shared.topics.all_topics()` (the KafkaTopic resources are the topics the code
+creates).
 No network, Docker engine or cluster is needed. `kubectl kustomize` (in the machine image)
 renders the manifests; `docker compose config` is not run, as this machine's docker CLI has no
 compose plugin.
@@ -11,6 +13,8 @@ compose plugin.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import re
 import shutil
 import subprocess
@@ -18,10 +22,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from shared.settings import API_SERVICES, Settings
-from shared.stack import parts
+from shared.stack import part_name, parts
 from shared.topics import all_topics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,12 +42,42 @@ KEYS_DIR = "/var/lib/waymark/keys"
 NOT_KUSTOMIZED = {"secrets.template.yaml", "temporal-values.yaml"}
 # Deployments without a liveness probe, and why (the worker has no per-process health signal)
 NO_LIVENESS_PROBE = {"journeys-worker"}
+# the API port base Compose and Kubernetes set: service n listens on 7999 + n (referrals 8000)
+CONTAINER_API_PORT_BASE = 7999
+# Compose publishes each API on the host port `waymark up` uses (the settings' default base)
+HOST_API_PORT_BASE = Settings.model_fields["api_port_base"].default
+# the part that sends email, SMS and webhooks: the only one with egress beyond the cluster and
+# the only one holding the provider credentials
+DISPATCHER = "notifications-dispatcher"
+NOTIFICATION_SECRETS = {"waymark-smtp", "waymark-notify", "waymark-service-token"}
+# what production egress on 443 must never reach (the SSRF guard's rule, repeated in the network)
+NON_PUBLIC_V4 = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
+                 "100.64.0.0/10", "127.0.0.0/8")
 
 
 # ---- loading -----------------------------------------------------------------------------------
 
 def app_parts() -> set[str]:
+    """Every Waymark process: what Compose runs (the local stand-ins included)."""
     return {p.name for p in parts() if p.kind == "app"}
+
+
+def local_only_parts() -> set[str]:
+    """Parts only a local stack runs (e.g. dev-sinks, standing in for SMTP and GOV.UK Notify)."""
+    return {p.name for p in parts() if p.kind == "app" and p.local_only}
+
+
+def deployed_parts() -> set[str]:
+    """The parts Kubernetes runs."""
+    return app_parts() - local_only_parts()
+
+
+def api_part(service: str) -> str:
+    return part_name(service, "api")
+
+
+def container_api_port(service: str) -> int:
+    return Settings(api_port_base=CONTAINER_API_PORT_BASE).api_port(service)
 
 
 @cache
@@ -120,7 +155,13 @@ def compose_value(value: object) -> str:
 def settings_from(env: dict[str, object]) -> Settings:
     """Build Settings from WAYMARK_* variables exactly as given (init values beat the process
     environment, which the test session's conftest changes)."""
-    return Settings(**{k.removeprefix("WAYMARK_").lower(): v for k, v in env.items()
+    def value(v: object) -> object:
+        # JSON-valued settings (maps, lists) arrive as text, as the environment carries them
+        if isinstance(v, str) and v[:1] in ("[", "{"):
+            return json.loads(v)
+        return v
+
+    return Settings(**{k.removeprefix("WAYMARK_").lower(): value(v) for k, v in env.items()
                        if k.startswith("WAYMARK_")})
 
 
@@ -128,6 +169,11 @@ def assert_real_settings(names: set[str], where: str) -> None:
     assert names, f"no WAYMARK_* variables found in {where}"
     unknown = {n for n in names if n.removeprefix("WAYMARK_").lower() not in Settings.model_fields}
     assert not unknown, f"{where} sets WAYMARK_* names Settings does not have: {sorted(unknown)}"
+
+
+#: the key files Compose keeps in the waymark-keys volume (settings that name a path)
+COMPOSE_KEY_FILES = ("WAYMARK_JWT_PUBLIC_KEY_PATH", "WAYMARK_JWT_PRIVATE_KEY_PATH",
+                     "WAYMARK_PSEUDONYM_KEY_PATH", "WAYMARK_SMS_API_KEY_PATH")
 
 
 def dockerfile_uid() -> int:
@@ -299,10 +345,33 @@ class TestCompose:
         env = compose()["x-waymark-env"]
         for name, svc in waymark_services().items():
             assert f"waymark-keys:{KEYS_DIR}" in svc["volumes"], name
-        for var in ("WAYMARK_JWT_PUBLIC_KEY_PATH", "WAYMARK_JWT_PRIVATE_KEY_PATH",
-                    "WAYMARK_PSEUDONYM_KEY_PATH"):
+        for var in COMPOSE_KEY_FILES:
             assert env[var].startswith(KEYS_DIR + "/"), var
         assert env["WAYMARK_HOME"] == str(Path(KEYS_DIR).parent)
+
+    def test_the_migrate_job_creates_every_key_file_in_the_volume(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        # Compose has no other step that writes into waymark-keys before the processes start:
+        # dev-sinks and the dispatcher read notify-api.key, every part the pseudonym key
+        import argparse
+
+        import shared.migrations
+        import shared.stack
+        from shared.cli import cmd_migrate
+
+        async def nothing(*_: object, **__: object) -> list[str]:
+            return []
+
+        monkeypatch.setattr(shared.stack, "ensure_database", nothing)
+        monkeypatch.setattr(shared.migrations, "migrate_all", nothing)
+        env = {k: compose_value(v) for k, v in compose()["x-waymark-env"].items()}
+        keys = tmp_path / "keys"
+        for var in COMPOSE_KEY_FILES:
+            env[var] = str(keys / Path(env[var]).relative_to(KEYS_DIR))
+        env["WAYMARK_HOME"] = str(tmp_path)
+        assert cmd_migrate(argparse.Namespace(), settings_from(env)) == 0
+        for var in COMPOSE_KEY_FILES:
+            assert Path(env[var]).is_file(), f"`waymark migrate` does not create {var}"
 
     def test_passwords_come_from_the_environment_not_the_file(self) -> None:
         passwords = [compose()["x-waymark-env"]["WAYMARK_PG_PASSWORD"],
@@ -310,6 +379,44 @@ class TestCompose:
                      services()["temporal"]["environment"]["POSTGRES_PWD"]]
         for value in passwords:
             assert _INTERPOLATION.fullmatch(value), f"literal password in compose: {value!r}"
+
+    @pytest.mark.parametrize("service", API_SERVICES)
+    def test_each_api_listens_publishes_and_is_checked_on_its_settings_port(
+            self, service: str) -> None:
+        env = compose()["x-waymark-env"]
+        assert int(env["WAYMARK_API_PORT_BASE"]) == CONTAINER_API_PORT_BASE
+        port = container_api_port(service)
+        assert settings_from({k: compose_value(v) for k, v in env.items()}).api_port(service) \
+            == port
+        svc = services()[api_part(service)]
+        host_port = Settings(api_port_base=HOST_API_PORT_BASE).api_port(service)
+        assert [str(p) for p in svc["ports"]] == [f"{host_port}:{port}"], api_part(service)
+        check = " ".join(svc["healthcheck"]["test"])
+        assert re.findall(r"http://127\.0\.0\.1:(\d+)/", check) == [str(port)], check
+        assert f"127.0.0.1:{port}/health" in check
+
+    def test_every_heartbeat_part_is_checked_on_its_own_heartbeat_file(self) -> None:
+        apis = {api_part(s) for s in API_SERVICES}
+        for name in app_parts() - apis - NO_LIVENESS_PROBE:
+            test = " ".join(services()[name]["healthcheck"]["test"])
+            assert f"'{name}.alive'" in test, name
+
+    def test_the_dispatcher_sends_to_the_dev_sinks(self) -> None:
+        env = compose()["x-waymark-env"]
+        s = settings_from({k: compose_value(v) for k, v in env.items()})
+        assert "dev-sinks" in local_only_parts()
+        sinks = services()["dev-sinks"]
+        assert sinks["command"] == ["waymark", "run", "dev-sinks"]
+        # dev-sinks listens on api_port_base + 25 (SMTP) and + 26 (SMS) on api_host (0.0.0.0)
+        assert s.smtp_target == ("dev-sinks", s.api_port_base + 25)
+        assert s.sms_base_url == f"http://dev-sinks:{s.api_port_base + 26}"
+        assert s.smtp_starttls is False and s.deployment_mode == "local"
+        assert s.sms_api_key_path is not None
+        assert s.sms_api_key_path.parent.as_posix() == KEYS_DIR
+        deps = services()[DISPATCHER]["depends_on"]
+        assert deps["dev-sinks"]["condition"] == "service_healthy"
+        # the sinks are for the machine they run on: never published
+        assert "ports" not in sinks
 
     # `docker compose config` cannot run here: the machine's docker CLI has no compose plugin
     # and there is no engine. The checks above are what this machine can verify.
@@ -369,10 +476,20 @@ class TestKustomization:
 class TestWorkloads:
     def test_a_deployment_runs_each_waymark_part(self) -> None:
         deployments = by_name("Deployment")
-        assert set(deployments) == app_parts()
+        assert set(deployments) == deployed_parts()
         for name, d in deployments.items():
             assert container(d)["command"] == ["waymark", "run", name]
             assert d["spec"]["replicas"] == 2, name
+
+    def test_local_only_parts_are_not_deployed(self) -> None:
+        assert local_only_parts(), "expected dev-sinks to be marked local_only"
+        commands = [container(w)["command"] for w in workloads()]
+        for part in local_only_parts():
+            assert part not in by_name("Deployment"), f"{part} is local-only"
+            assert not any(part in c for c in commands), f"a workload runs {part}"
+        configured = settings_from(configmap_data())
+        # so the dispatcher never falls back to the local sinks (127.0.0.1:<base + 25/26>)
+        assert configured.smtp_host and configured.sms_api_base
 
     def test_migrations_run_as_a_job(self) -> None:
         job = by_name("Job")["waymark-migrate"]
@@ -413,15 +530,18 @@ class TestWorkloads:
             mounts = {m["mountPath"] for m in container(w)["volumeMounts"]}
             assert {configmap_data()["WAYMARK_HOME"], "/tmp"} <= mounts, name
 
-    def test_http_parts_have_readiness_and_liveness_on_their_port(self) -> None:
-        s = settings_from(configmap_data())
-        api = container(by_name("Deployment")["referrals-api"])
+    @pytest.mark.parametrize("service", API_SERVICES)
+    def test_http_parts_have_readiness_and_liveness_on_their_port(self, service: str) -> None:
+        assert int(configmap_data()["WAYMARK_API_PORT_BASE"]) == CONTAINER_API_PORT_BASE
+        expected = container_api_port(service)
+        assert settings_from(configmap_data()).api_port(service) == expected
+        api = container(by_name("Deployment")[api_part(service)])
         port = {p["name"]: p["containerPort"] for p in api["ports"]}
-        assert list(port.values()) == [s.api_port("referrals")] == [8000]
-        for probe in ("readinessProbe", "livenessProbe"):
+        assert list(port.values()) == [expected], api_part(service)
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             get = api[probe]["httpGet"]
             assert get["path"] == "/health"
-            assert port.get(get["port"], get["port"]) == 8000
+            assert port.get(get["port"], get["port"]) == expected, (api_part(service), probe)
 
     def test_other_parts_have_a_liveness_probe_unless_documented(self) -> None:
         for name, d in by_name("Deployment").items():
@@ -435,15 +555,23 @@ class TestWorkloads:
                 # the heartbeat file the process writes is named after the part
                 assert f"'{name}.alive'" in " ".join(probe["exec"]["command"]), name
 
-    def test_the_api_service_reaches_the_api_pods(self) -> None:
-        svc = by_name("Service")["referrals-api"]
-        pods = by_name("Deployment")["referrals-api"]["spec"]["template"]["metadata"]["labels"]
+    @pytest.mark.parametrize("service", API_SERVICES)
+    def test_the_api_service_reaches_the_api_pods(self, service: str) -> None:
+        name = api_part(service)
+        svc = by_name("Service")[name]
+        pods = by_name("Deployment")[name]["spec"]["template"]["metadata"]["labels"]
         for k, v in svc["spec"]["selector"].items():
             assert pods.get(k) == v
         api_ports = {p["name"]: p["containerPort"]
-                     for p in container(by_name("Deployment")["referrals-api"])["ports"]}
-        target = svc["spec"]["ports"][0]["targetPort"]
-        assert api_ports.get(target, target) == 8000
+                     for p in container(by_name("Deployment")[name])["ports"]}
+        [port] = svc["spec"]["ports"]
+        assert api_ports.get(port["targetPort"], port["targetPort"]) == \
+            container_api_port(service), name
+        # other services call http://<service>:<its api_port>, the port it listens on
+        assert port["port"] == container_api_port(service), name
+
+    def test_only_the_apis_have_services(self) -> None:
+        assert set(by_name("Service")) == {api_part(s) for s in API_SERVICES}
 
     def test_every_deployment_has_a_disruption_budget(self) -> None:
         pdbs = objects("PodDisruptionBudget")
@@ -490,6 +618,44 @@ class TestSettingsAndSecrets:
         for d in objects("Deployment"):
             mounts = {m["mountPath"]: m for m in container(d)["volumeMounts"]}
             assert mounts[KEYS_DIR]["readOnly"] is True, d["metadata"]["name"]
+
+    def test_notification_settings_are_production_settings(self) -> None:
+        data = configmap_data()
+        s = settings_from(data)
+        assert s.deployment_mode == "production"
+        assert s.sms_api_base == "https://api.notifications.service.gov.uk"
+        assert s.smtp_host and s.smtp_starttls is True and s.smtp_port in (587, 25)
+        assert s.ics and s.quiet_hours_timezone == "Europe/London"
+        # passwords and keys never in the ConfigMap
+        assert not {"WAYMARK_SMTP_PASSWORD", "WAYMARK_SMTP_USERNAME"} & set(data)
+
+    def test_the_dispatcher_mounts_its_credentials_where_the_settings_look(self) -> None:
+        data = configmap_data()
+        dispatcher = by_name("Deployment")[DISPATCHER]
+        volumes = {v["name"]: v for v in pod_spec(dispatcher)["volumes"]}
+        mounts = {m["mountPath"]: m for m in container(dispatcher)["volumeMounts"]}
+        for var, secret in (("WAYMARK_SMS_API_KEY_PATH", "waymark-notify"),
+                            ("WAYMARK_SERVICE_TOKEN_PATH", "waymark-service-token")):
+            path = Path(data[var])
+            mount = mounts[path.parent.as_posix()]
+            # a whole-Secret mount (no subPath): Kubernetes updates it when the Secret changes
+            assert mount["readOnly"] is True and "subPath" not in mount, var
+            assert volumes[mount["name"]]["secret"]["secretName"] == secret, var
+            assert path.name in secret_keys()[secret], var
+        env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container(dispatcher)["env"]}
+        assert env["WAYMARK_SMTP_USERNAME"] == {"name": "waymark-smtp", "key": "username"}
+        assert env["WAYMARK_SMTP_PASSWORD"] == {"name": "waymark-smtp", "key": "password"}
+
+    def test_only_the_dispatcher_holds_the_provider_credentials(self) -> None:
+        assert NOTIFICATION_SECRETS <= set(secret_keys())
+        for w in workloads():
+            used = {v["secret"]["secretName"] for v in pod_spec(w).get("volumes", [])
+                    if "secret" in v}
+            used |= {e["valueFrom"]["secretKeyRef"]["name"] for e in container(w).get("env", [])}
+            if w["metadata"]["name"] == DISPATCHER:
+                assert NOTIFICATION_SECRETS <= used
+            else:
+                assert not used & NOTIFICATION_SECRETS, w["metadata"]["name"]
 
     def test_the_secret_template_holds_only_placeholders(self) -> None:
         for name, secret in by_name("Secret").items():
@@ -593,12 +759,54 @@ class TestNetworkPolicy:
         api_ports = {s.api_port(service) for service in API_SERVICES}
         assert ports == {53, s.pg_port, kafka_port, temporal_port} | api_ports
 
-    def test_the_api_accepts_traffic_on_its_port_only(self) -> None:
-        policy = by_name("NetworkPolicy")["referrals-api-ingress"]["spec"]
+    @pytest.mark.parametrize("service", API_SERVICES)
+    def test_each_api_accepts_traffic_on_its_port_only(self, service: str) -> None:
+        # without this policy the default deny leaves the API unreachable
+        policy = by_name("NetworkPolicy")[f"{api_part(service)}-ingress"]["spec"]
         assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == \
-            "referrals-api"
+            api_part(service)
         ports = {p["port"] for rule in policy["ingress"] for p in rule["ports"]}
-        assert ports == {settings_from(configmap_data()).api_port("referrals")}
+        assert ports == {container_api_port(service)}
+        assert settings_from(configmap_data()).api_port(service) == container_api_port(service)
+
+    def test_only_api_pods_accept_traffic(self) -> None:
+        selected = set()
+        for policy in objects("NetworkPolicy"):
+            spec = policy["spec"]
+            labels = spec["podSelector"].get("matchLabels", {})
+            if spec.get("ingress") and labels.get("app.kubernetes.io/name") == "waymark":
+                selected.add(labels.get("app.kubernetes.io/component"))
+        assert selected == {api_part(s) for s in API_SERVICES}
+
+    def test_only_the_dispatcher_leaves_the_cluster(self) -> None:
+        for policy in objects("NetworkPolicy"):
+            spec = policy["spec"]
+            outside = [rule for rule in spec.get("egress", [])
+                       if any("ipBlock" in peer for peer in rule.get("to", []))]
+            if outside:
+                assert spec["podSelector"]["matchLabels"] == {
+                    "app.kubernetes.io/name": "waymark",
+                    "app.kubernetes.io/component": DISPATCHER}, policy["metadata"]["name"]
+
+    def test_the_dispatcher_reaches_notify_partners_and_the_smtp_relay(self) -> None:
+        s = settings_from(configmap_data())
+        egress = by_name("NetworkPolicy")[f"{DISPATCHER}-egress"]["spec"]["egress"]
+        by_port: dict[int, list[dict[str, Any]]] = {}
+        for rule in egress:
+            for p in rule["ports"]:
+                assert "endPort" not in p
+                by_port.setdefault(p["port"], []).extend(rule["to"])
+        assert set(by_port) == {53, 443, 587, 25}
+        assert s.smtp_port in by_port, "the SMTP port in config.yaml is not allowed out"
+        # https (Notify, partner webhooks) only to public addresses: the SSRF guard's rule
+        [peer] = by_port[443]
+        block = peer["ipBlock"]
+        assert block["cidr"] == "0.0.0.0/0"
+        excepted = [ipaddress.ip_network(c) for c in block["except"]]
+        for net in NON_PUBLIC_V4:
+            assert any(ipaddress.ip_network(net).subnet_of(e) for e in excepted), net
+        assert s.sms_base_url.startswith("https://") and s.sms_base_url.count(":") == 1
+        assert s.deployment_mode == "production"
 
     def test_only_waymark_pods_reach_the_kafka_listener(self) -> None:
         listeners = one("Kafka")["spec"]["kafka"]["listeners"]

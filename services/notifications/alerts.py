@@ -1,0 +1,302 @@
+"""The coordinators' alert inbox rules: pure and synchronous, no I/O.
+
+The journey (workflows/journeys/rules.py `apply_action`) owns each alert; the inbox applies a
+coordinator's action to its row at once, so the dashboard answers without waiting for the round
+trip, and publishes the action for the journey. So the inbox allows exactly what the journey
+will apply, in the same statuses:
+
+| action      | allowed in                                 | becomes                         |
+|-------------|--------------------------------------------|---------------------------------|
+| acknowledge | open, escalated, snoozed                   | acknowledged (assignee kept, or |
+|             |                                            | the coordinator who acknowledged)|
+| assign      | any status but resolved                    | same status, the new assignee   |
+| snooze      | any status but resolved                    | snoozed until a future time     |
+| resolve     | any status but resolved                    | resolved, with a coded reason   |
+
+Resolved alerts take no actions. The journey's later alert event (a higher `seq`) reconciles
+the row whatever the inbox did.
+
+Also here: the inbox's filters and sort orders, validated once for the list and the counts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from shared.auth import ORG_CODE, Principal, Role
+from shared.errors import Conflict, Forbidden, ValidationFailed
+
+
+class Kind(StrEnum):
+    STALLED = "stalled"
+    LOOPING = "looping"
+    SAFETY = "safety"
+
+
+class Severity(StrEnum):
+    URGENT = "urgent"
+    HIGH = "high"
+    MEDIUM = "medium"
+
+
+class Status(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    ESCALATED = "escalated"
+    SNOOZED = "snoozed"
+    RESOLVED = "resolved"
+
+
+class Action(StrEnum):
+    ACKNOWLEDGE = "acknowledge"
+    ASSIGN = "assign"
+    SNOOZE = "snooze"
+    RESOLVE = "resolve"
+
+
+class Sort(StrEnum):
+    AGE = "age"  # oldest first
+    SEVERITY = "severity"  # urgent > high > medium, then oldest first
+
+
+#: the order `sort=severity` lists alerts in
+SEVERITY_RANK: dict[Severity, int] = {Severity.URGENT: 0, Severity.HIGH: 1, Severity.MEDIUM: 2}
+
+#: the statuses each action may be taken in (mirrors the journey's `apply_action`)
+ALLOWED_IN: dict[Action, frozenset[Status]] = {
+    Action.ACKNOWLEDGE: frozenset({Status.OPEN, Status.ESCALATED, Status.SNOOZED}),
+    Action.ASSIGN: frozenset(set(Status) - {Status.RESOLVED}),
+    Action.SNOOZE: frozenset(set(Status) - {Status.RESOLVED}),
+    Action.RESOLVE: frozenset(set(Status) - {Status.RESOLVED}),
+}
+
+#: the change each action records (the journey's change names, past tense)
+CHANGE_OF: dict[Action, str] = {Action.ACKNOWLEDGE: "acknowledged", Action.ASSIGN: "assigned",
+                                Action.SNOOZE: "snoozed", Action.RESOLVE: "resolved"}
+
+#: the statuses the inbox shows when the caller names none: everything still to deal with
+DEFAULT_STATUSES: frozenset[Status] = frozenset(set(Status) - {Status.RESOLVED})
+
+#: a snooze is a short "not now", not a way to hide an alert: at most this long
+MAX_SNOOZE = timedelta(days=30)
+#: a coded reason for closing an alert (as events carry it: never free text)
+RESOLUTION_CODE = re.compile(r"^[a-z0-9-]{1,60}$")
+#: a user id as tokens carry it (`sub`): printable, no spaces
+USER_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,100}$")
+#: paging bounds of the list
+MAX_LIMIT = 200
+MAX_OFFSET = 100_000
+MAX_AGE_DAYS = 3650
+
+ME = "me"
+UNASSIGNED = "unassigned"
+
+
+# --- who may see and act --------------------------------------------------------------------
+
+def check_may_read(principal: Principal, ics: str) -> None:
+    """Coordinators and admins of the ICS this deployment serves see its inbox."""
+    if not principal.has(Role.COORDINATOR, Role.ADMIN):
+        raise Forbidden("the alert inbox is for coordinators and admins")
+    if principal.ics != ics:
+        raise Forbidden(f"the alert inbox shown here is {ics}'s; you belong to "
+                        f"{principal.ics or 'no ICS'}")
+
+
+def check_may_act(principal: Principal, alert_ics: str) -> None:
+    """Only a coordinator of the alert's ICS acts on it."""
+    if not principal.has(Role.COORDINATOR):
+        raise Forbidden("only coordinators act on alerts")
+    if principal.ics != alert_ics:
+        raise Forbidden("this alert belongs to another ICS's coordinators")
+
+
+# --- actions ----------------------------------------------------------------------------------
+
+def allowed_actions(status: str) -> list[Action]:
+    """The actions an alert in `status` takes, in a stable order."""
+    try:
+        st = Status(status)
+    except ValueError:
+        return []
+    return [a for a in Action if st in ALLOWED_IN[a]]
+
+
+def check_action(status: str, action: Action) -> None:
+    """409 naming the allowed actions when `action` isn't allowed in `status`."""
+    allowed = allowed_actions(status)
+    if action in allowed:
+        return
+    if not allowed:
+        raise Conflict(f"the alert is {status}: a {status} alert takes no actions",
+                       status_now=status, allowed_actions=[])
+    raise Conflict(f"cannot {action.value} an alert that is {status}; allowed: "
+                   f"{', '.join(a.value for a in allowed)}",
+                   status_now=status, allowed_actions=[a.value for a in allowed])
+
+
+@dataclass(frozen=True)
+class AlertSnapshot:
+    """What an action needs to know of the alert's row."""
+
+    status: str
+    assignee: str | None
+    acknowledged_at: datetime | None
+    snoozed_until: datetime | None
+    resolved_at: datetime | None
+    resolution: str | None
+
+
+@dataclass(frozen=True)
+class ActionPlan:
+    """The row after the action, the history change, and what the event says."""
+
+    change: str
+    status: str
+    assignee: str | None
+    acknowledged_at: datetime | None
+    snoozed_until: datetime | None
+    resolved_at: datetime | None
+    resolution: str | None
+    detail: str | None
+    # for the AlertActionTaken event
+    event_assignee: str | None = None
+    event_resolution: str | None = None
+    event_snooze_until: datetime | None = None
+
+
+def check_assignee(assignee: str, actor: str) -> str:
+    """`me` is the caller; otherwise a user id as tokens carry it."""
+    value = actor if assignee == ME else assignee
+    if not USER_ID.fullmatch(value):
+        raise ValidationFailed("assignee must be a user id (letters, digits and . _ : @ -, "
+                               "at most 100) or 'me'")
+    return value
+
+
+def check_snooze_until(until: datetime, now: datetime) -> datetime:
+    if until.tzinfo is None or until.utcoffset() is None:
+        raise ValidationFailed("until must carry a time zone offset, e.g. 2026-05-01T09:00:00Z")
+    if until <= now:
+        raise ValidationFailed("until must be in the future")
+    if until - now > MAX_SNOOZE:
+        raise ValidationFailed(f"an alert may be snoozed for at most {MAX_SNOOZE.days} days")
+    return until
+
+
+def check_resolution(resolution: str) -> str:
+    if not RESOLUTION_CODE.fullmatch(resolution):
+        raise ValidationFailed("resolution must be a code: lower-case letters, digits and '-', "
+                               "1-60 characters (e.g. contacted-person)")
+    return resolution
+
+
+def plan_action(alert: AlertSnapshot, action: Action, *, actor: str, now: datetime,
+                assignee: str | None = None, until: datetime | None = None,
+                resolution: str | None = None) -> ActionPlan:
+    """What `action` does to the alert, as the journey's `apply_action` will do it."""
+    check_action(alert.status, action)
+    if action is Action.ACKNOWLEDGE:
+        return ActionPlan(change=CHANGE_OF[action], status=Status.ACKNOWLEDGED.value,
+                          assignee=alert.assignee or actor, acknowledged_at=now,
+                          snoozed_until=None, resolved_at=None, resolution=None, detail=None)
+    if action is Action.ASSIGN:
+        if assignee is None:
+            raise ValidationFailed("assign needs an assignee")
+        who = check_assignee(assignee, actor)
+        return ActionPlan(change=CHANGE_OF[action], status=alert.status, assignee=who,
+                          acknowledged_at=alert.acknowledged_at,
+                          snoozed_until=alert.snoozed_until, resolved_at=None,
+                          resolution=None, detail=f"assigned to {who}", event_assignee=who)
+    if action is Action.SNOOZE:
+        if until is None:
+            raise ValidationFailed("snooze needs until")
+        when = check_snooze_until(until, now)
+        return ActionPlan(change=CHANGE_OF[action], status=Status.SNOOZED.value,
+                          assignee=alert.assignee, acknowledged_at=alert.acknowledged_at,
+                          snoozed_until=when, resolved_at=None, resolution=None,
+                          detail=f"until {when.isoformat()}", event_snooze_until=when)
+    if resolution is None:
+        raise ValidationFailed("resolve needs a resolution code")
+    code = check_resolution(resolution)
+    return ActionPlan(change=CHANGE_OF[action], status=Status.RESOLVED.value,
+                      assignee=alert.assignee, acknowledged_at=alert.acknowledged_at,
+                      snoozed_until=None, resolved_at=now, resolution=code,
+                      detail=f"resolution {code}", event_resolution=code)
+
+
+# --- filters and sort -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AlertFilter:
+    """Which alerts of an ICS a list, the counts or a stream asks for (all must hold)."""
+
+    ics: str
+    kinds: frozenset[Kind] = frozenset()  # empty: any
+    severities: frozenset[Severity] = frozenset()
+    statuses: frozenset[Status] = DEFAULT_STATUSES
+    assignee: str | None = None  # a user id
+    unassigned: bool = False
+    org: str | None = None
+    patient_id: str | None = None
+    raised_after: datetime | None = None  # inclusive
+    raised_before: datetime | None = None  # exclusive
+
+
+def _members(values: Iterable[str] | None, enum: type[StrEnum], name: str) -> frozenset:  # type: ignore[type-arg]
+    out = set()
+    for v in values or ():
+        try:
+            out.add(enum(v))
+        except ValueError:
+            raise ValidationFailed(f"{name} must be one of "
+                                   f"{', '.join(e.value for e in enum)}; got {v!r}") from None
+    return frozenset(out)
+
+
+def _aware(value: datetime | None, name: str) -> datetime | None:
+    if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+        raise ValidationFailed(f"{name} must carry a time zone offset, e.g. "
+                               f"2026-05-01T09:00:00Z")
+    return value
+
+
+def build_filter(*, ics: str, actor: str, now: datetime,
+                 kind: Iterable[str] | None = None, severity: Iterable[str] | None = None,
+                 status: Iterable[str] | None = None, assignee: str | None = None,
+                 org: str | None = None, patient_id: str | None = None,
+                 raised_after: datetime | None = None, raised_before: datetime | None = None,
+                 min_age_days: int | None = None) -> AlertFilter:
+    """Validate what the caller asked for; `min_age_days` is an upper bound on `raised_at`
+    (the stricter of it and `raised_before` applies)."""
+    statuses = _members(status, Status, "status") or DEFAULT_STATUSES
+    who: str | None = None
+    unassigned = False
+    if assignee is not None:
+        if assignee == UNASSIGNED:
+            unassigned = True
+        else:
+            who = check_assignee(assignee, actor)
+    if org is not None and not ORG_CODE.fullmatch(org):
+        raise ValidationFailed("org must be an organisation code (letters, digits and '-', "
+                               "at most 20)")
+    if patient_id is not None and not re.fullmatch(r"[a-z0-9_]{1,80}", patient_id):
+        raise ValidationFailed("patient_id must be a pseudonymous patient id")
+    after = _aware(raised_after, "raised_after")
+    before = _aware(raised_before, "raised_before")
+    if min_age_days is not None:
+        if not 0 <= min_age_days <= MAX_AGE_DAYS:
+            raise ValidationFailed(f"min_age_days must be between 0 and {MAX_AGE_DAYS}")
+        cutoff = now - timedelta(days=min_age_days)
+        before = cutoff if before is None else min(before, cutoff)
+    if after is not None and before is not None and after >= before:
+        raise ValidationFailed("nothing can be raised in that window: raised_after must be "
+                               "before raised_before (and the min_age_days cut-off)")
+    return AlertFilter(ics=ics, kinds=_members(kind, Kind, "kind"),
+                       severities=_members(severity, Severity, "severity"),
+                       statuses=statuses, assignee=who, unassigned=unassigned, org=org,
+                       patient_id=patient_id, raised_after=after, raised_before=before)
