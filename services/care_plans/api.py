@@ -17,7 +17,9 @@ from services.care_plans.schemas import (
     AssessmentHistory,
     AssessmentIn,
     AssessmentOut,
+    CarerContactOut,
     ConsentUpdate,
+    ContactOut,
     DiffOut,
     PlanContent,
     PlanCreate,
@@ -29,7 +31,7 @@ from services.care_plans.schemas import (
     VersionInfo,
 )
 from shared.audit import record_audit
-from shared.auth import CurrentPrincipal, Principal
+from shared.auth import CurrentPrincipal, Principal, Role
 from shared.db import unit_of_work
 from shared.errors import Forbidden, NotFound
 from shared.web import (
@@ -139,6 +141,33 @@ async def plan_of_patient(patient_id: str, request: Request, session: SessionDep
         raise NotFound(f"no care plan for {patient_id}")
     state = await _read(request, session, principal, plan.id)
     return JSONResponse(_plan_out(state), headers={"ETag": weak_etag(state.version.version)})
+
+
+@app.get("/patients/{patient_id}/contact", response_model=ContactOut, responses=ERRORS,
+         tags=["notifications"])
+async def contact_of_patient(patient_id: Annotated[str, Path(max_length=120)],
+                             request: Request, session: SessionDep,
+                             principal: CurrentPrincipal) -> ContactOut:
+    """How to reach the person (communication needs, email, mobile) and their carers with
+    what each may see: the notifications service's credential only."""
+    if not principal.has(Role.SERVICE):
+        raise Forbidden("only a Waymark service's own credential may read a person's contact "
+                        "details here")
+    repo = CarePlanRepository(session)
+    plan = await repo.by_patient(patient_id)
+    version = await repo.version(plan.id, plan.current_version) if plan else None
+    if plan is None or version is None:
+        raise NotFound(f"no care plan for {patient_id}")
+    content = PlanContent.model_validate(version.content)
+    record_audit(session, principal=principal, action="read", resource_type="CarePlanContact",
+                 resource_id=plan.id, patient_id=plan.patient_id, client_ip=client_ip(request),
+                 detail=f"version {version.version}")
+    return ContactOut(
+        patient_id=plan.patient_id, plan_id=plan.id, version=version.version,
+        communication=content.communication,
+        carers=[CarerContactOut(id=c.id, name=c.name, relationship=c.relationship,
+                                contact=c.contact, may_see=[x.value for x in c.may_see])
+                for c in content.carers])
 
 
 @app.get("/care-plans/{plan_id}", response_model=PlanOut, responses=ERRORS,

@@ -8,6 +8,7 @@ contingency section and the next review date.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import date, datetime
 from enum import StrEnum
@@ -111,6 +112,31 @@ class Carer(Strict):
                                                "empty: no access")
 
 
+# the practical subset of RFC 5322 addresses; UK mobile numbers (07 and nine digits, Ofcom)
+_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@"
+                    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+_UK_MOBILE = re.compile(r"^(?:\+447|00447|07)\d{9}$")
+
+
+def _email(v: str) -> str:
+    v = v.strip()
+    if len(v) > 254 or ".." in v or not _EMAIL.match(v):
+        raise ValueError("must be an email address such as name@example.org")
+    return v
+
+
+def _uk_mobile(v: str) -> str:
+    digits = re.sub(r"[\s\-()]", "", v)
+    if not _UK_MOBILE.match(digits):
+        raise ValueError("must be a UK mobile number such as 07700 900123 or +44 7700 900123")
+    return v.strip()
+
+
+Email = Annotated[str, Field(max_length=254), AfterValidator(_email)]
+UkMobile = Annotated[str, Field(max_length=20), AfterValidator(_uk_mobile)]
+
+
 class Communication(Strict):
     easy_read: bool = False
     large_print: bool = False
@@ -122,6 +148,9 @@ class Communication(Strict):
     preferred_channel: Literal["letter", "email", "sms", "phone", "video", "in_person"] | None = (
         None)
     preferred_time: Short | None = None
+    # how messages reach the person (optional: many plans record only the preferred channel)
+    email: Email | None = None
+    mobile: UkMobile | None = None
 
 
 class CrisisContact(Strict):
@@ -297,6 +326,25 @@ class TimelineEntryOut(BaseModel):
     service_category: str
     transition_reason: str | None
     occurred_at: datetime
+
+
+class CarerContactOut(BaseModel):
+    id: str
+    name: str
+    relationship: str
+    contact: str
+    may_see: list[str]
+
+
+class ContactOut(BaseModel):
+    """How to reach the person and their carers, for the notifications service's credential
+    only: read at send time, never carried in events."""
+
+    patient_id: str
+    plan_id: str
+    version: int
+    communication: Communication
+    carers: list[CarerContactOut]
 
 
 PlanSummary.model_rebuild()

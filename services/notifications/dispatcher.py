@@ -81,7 +81,24 @@ async def run_dispatcher(settings: Settings | None = None,
     wakes = [asyncio.Event() for _ in senders]
     logger.info("%s sending: %s", PART, ", ".join(s.name for s in senders))
     await asyncio.gather(listen_for_work(settings, wakes, stop), beat(settings, stop),
-                         *(s.run(stop, w) for s, w in zip(senders, wakes, strict=True)))
+                         *(supervised(s, stop, w) for s, w in zip(senders, wakes, strict=True)))
+
+
+async def supervised(sender: Sender, stop: asyncio.Event, wake: asyncio.Event) -> None:
+    """Run a sender; if it ever fails, log it and start it again after a pause, so one
+    sender's bug never stops the other's deliveries (their rows are leased, so nothing that
+    was in hand is lost: it comes back when the lease ends)."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            await sender.run(stop, wake)
+        except Exception:
+            logger.exception("%s failed; restarting it in %.0fs", sender.name, delay)
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except TimeoutError:
+                pass
+            delay = min(delay * 2, 60)
 
 
 async def default_senders(settings: Settings) -> list[Sender]:
@@ -94,6 +111,8 @@ async def default_senders(settings: Settings) -> list[Sender]:
 def main() -> None:
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # httpx logs every request URL at INFO; URLs name pseudonymous patient ids: keep them out
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     asyncio.run(run_dispatcher())
 
 

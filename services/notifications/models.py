@@ -50,7 +50,8 @@ class Message(SQLModel, table=True):
     context: dict[str, Any] = Field(default_factory=dict,
                                     sa_column=Column(JSONB, nullable=False,
                                                      server_default="{}"))
-    # pending | held (quiet hours) | sent | partly_sent | failed
+    # pending | held (quiet hours) | sent | partly_sent | failed | skipped (nobody to tell,
+    # e.g. no carer the person allows; last_error says why)
     status: str = Field(default="pending", sa_column=Column(Text, nullable=False,
                                                             server_default="pending"))
     attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False,
@@ -74,9 +75,13 @@ class MessageDelivery(SQLModel, table=True):
     variant: str = Field(sa_column=Column(Text, nullable=False))  # plain | easy_read | large_print
     language: str = Field(sa_column=Column(Text, nullable=False))
     attempt: int = Field(sa_column=Column(Integer, nullable=False))
-    status: str = Field(sa_column=Column(Text, nullable=False))  # sent | failed | held
+    # sent | failed (final on that channel; channel `none`: nothing could be tried) |
+    # retrying (a transient failure, tried again later) | held (quiet hours)
+    status: str = Field(sa_column=Column(Text, nullable=False))
     provider_ref: str | None = Field(default=None, sa_column=Column(Text))
     error: str | None = Field(default=None, sa_column=Column(Text))
+    # e.g. a fallback: "no Polish (pl) template; sent in English"
+    note: str | None = Field(default=None, sa_column=Column(Text))
     at: datetime = _ts(default=True)
 
 
@@ -163,6 +168,10 @@ class WebhookDelivery(SQLModel, table=True):
                                                             server_default="pending"))
     attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False,
                                                       server_default="0"))
+    # `attempts` when the delivery was last queued (0, or at a resend): the retry schedule
+    # counts failures from here, so a resend gets the whole schedule again
+    retry_from: int = Field(default=0, sa_column=Column(Integer, nullable=False,
+                                                        server_default="0"))
     next_attempt_at: datetime = _ts(default=True)
     lease_until: datetime | None = _ts(nullable=True)
     last_status_code: int | None = Field(default=None, sa_column=Column(Integer))

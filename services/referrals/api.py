@@ -15,6 +15,7 @@ from services.referrals.domain import Action, ReferralState
 from services.referrals.models import Referral
 from services.referrals.repository import ReferralRepository, scope_for
 from services.referrals.schemas import (
+    MessageContextOut,
     Page,
     ReferralCreate,
     ReferralOut,
@@ -148,6 +149,40 @@ async def referral_history(referral_id: str, request: Request, session: SessionD
                  client_ip=client_ip(request))
     rows = await ReferralRepository(session).history(referral.id)
     return [TransitionOut.model_validate(t, from_attributes=True) for t in rows]
+
+
+@app.get("/referrals/{referral_id}/message-context", response_model=MessageContextOut,
+         responses=ERRORS, tags=["notifications"])
+async def referral_message_context(
+    referral_id: str, request: Request, session: SessionDep, principal: CurrentPrincipal,
+    event_id: Annotated[str | None, Query(max_length=100)] = None,
+) -> MessageContextOut:
+    """What a message about this referral needs (the notifications service's credential
+    only): the person's given name, the referrer, the appointment, the advice given."""
+    if not principal.has(Role.SERVICE):
+        raise Forbidden("only a Waymark service's own credential may read a referral's "
+                        "message context")
+    repo = ReferralRepository(session)
+    referral = await repo.get(referral_id) if _is_uuid(referral_id) else None
+    if referral is None or referral.state == ReferralState.DRAFT:
+        raise NotFound(f"no referral {referral_id}")
+    history = await repo.history(referral.id)
+    step = next((t for t in reversed(history) if event_id and t.event_id == event_id),
+                history[-1] if history else None)
+    record_audit(session, principal=principal, action="read",
+                 resource_type="ReferralMessageContext", resource_id=referral.id,
+                 patient_id=referral.patient_id, client_ip=client_ip(request),
+                 detail=f"event {event_id}" if event_id else None)
+    return MessageContextOut(
+        referral_id=referral.id, patient_id=referral.patient_id,
+        given_name=referral.given_name, referrer_user=referral.created_by,
+        referrer_org=referral.from_org, from_practitioner=referral.from_practitioner,
+        to_org=referral.to_org, to_service_id=referral.to_service_id,
+        service_category=referral.service_category, priority=referral.priority,
+        state=referral.state, appointment_at=referral.appointment_at,
+        note=step.note if step else None, reason_code=step.reason_code if step else None,
+        communication_needs=list(referral.communication_needs),
+        consent_to_carer_sharing=referral.consent_to_carer_sharing)
 
 
 @app.post("/referrals/{referral_id}/{action}", response_model=ReferralOut, responses=ERRORS,

@@ -161,3 +161,26 @@ class Page(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class MessageContextOut(BaseModel):
+    """What a message about a referral needs, for the notifications service's credential only:
+    personal details fetched at send time, never carried in events."""
+
+    referral_id: str
+    patient_id: str
+    given_name: str
+    referrer_user: str = Field(description="the user who made the referral")
+    referrer_org: str
+    from_practitioner: str
+    to_org: str
+    to_service_id: str
+    service_category: str
+    priority: str
+    state: str
+    appointment_at: datetime | None
+    note: str | None = Field(description="the free-text advice or note of the transition "
+                                         "(the one that published event_id, else the latest)")
+    reason_code: str | None
+    communication_needs: list[str]
+    consent_to_carer_sharing: bool

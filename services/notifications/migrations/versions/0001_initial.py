@@ -70,6 +70,7 @@ def upgrade() -> None:
             status TEXT NOT NULL,
             provider_ref TEXT,
             error TEXT,
+            note TEXT,
             at TIMESTAMPTZ NOT NULL DEFAULT now())""")
     op.execute("CREATE INDEX ix_message_delivery_message ON message_delivery (message_id, at)")
     # at most one successful delivery per message and recipient
@@ -138,6 +139,7 @@ def upgrade() -> None:
             payload JSONB NOT NULL,
             status TEXT NOT NULL DEFAULT 'pending',
             attempts INTEGER NOT NULL DEFAULT 0,
+            retry_from INTEGER NOT NULL DEFAULT 0,
             next_attempt_at TIMESTAMPTZ NOT NULL DEFAULT now(),
             lease_until TIMESTAMPTZ,
             last_status_code INTEGER,
