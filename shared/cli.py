@@ -134,17 +134,20 @@ def cmd_seed(args: argparse.Namespace, s: Settings) -> int:
     import httpx
 
     from services.directory.demo import seed_directory
-    from shared.demo import seed, seed_care_plans
+    from shared.demo import seed, seed_care_plans, seed_preferences
 
     try:
         services = seed_directory(s)
+        users = seed_preferences(s)
         ids = seed(s)
         plans = seed_care_plans(s)
     except httpx.HTTPError as exc:
         print(f"seeding failed ({exc}); is the stack up? `waymark up`", file=sys.stderr)
         return 1
     print(f"demo data: {len(services)} directory services, {len(ids)} referrals and "
-          f"{len(plans)} care plans for synthetic patients (idempotent)")
+          f"{len(plans)} care plans for synthetic patients, notification preferences of "
+          f"{len(users)} demo referrers (idempotent)")
+    print(f"mail and texts sent locally: {s.home / 'sinks' / s.instance}/(mail|sms)/")
     print(f"journeys: http://127.0.0.1:{s.temporal_ui_port}/namespaces/"
           f"{s.temporal_namespace}/workflows")
     print(f"referrals API: http://127.0.0.1:{s.api_port('referrals')}/docs "

@@ -139,10 +139,43 @@ def seed_care_plans(settings: Settings) -> list[str]:
                 "nhs_number": numbers[person], "consented_organisations": consented,
                 "reason": "plan agreed at the first conversation",
                 "content": {"what_matters_to_me": matters, "goals": [{"what": goal}],
-                            "communication": {"easy_read": person == 3}}},
+                            # synthetic contact details: example.org mail, Ofcom's drama
+                            # numbers (07700 900xxx are never a real phone)
+                            "communication": {
+                                "easy_read": person == 3,
+                                "preferred_channel": "sms" if person == 3 else "email",
+                                "email": f"{PEOPLE[person][0].lower()}.demo@example.org",
+                                "mobile": f"07700 900{person:03d}"}}},
                 token, f"demo-plan-{person}").json()
             _post(http, f"/care-plans/{plan['id']}/assessments",
                   {"instrument": instrument, "answers": answers}, token,
                   f"demo-assessment-{person}")
             plans.append(plan["id"])
     return plans
+
+
+def seed_preferences(settings: Settings) -> list[str]:
+    """The demo referrers' own notification choices: email first, then the in-app inbox, so
+    the outcome of a demo referral arrives in the local SMTP sink."""
+    base = f"http://127.0.0.1:{settings.api_port('notifications')}"
+    users = []
+    with httpx.Client(base_url=base, timeout=30) as http:
+        for org in sorted({r.from_org for r in REFERRALS}):
+            user = f"demo-clinician-{org}"
+            token = mint_token(settings, sub=user, roles=["clinician"], org=org,
+                               name="Demo Clinician")
+            headers = {"Authorization": f"Bearer {token}"}
+            current = http.get("/preferences/me", headers=headers)
+            current.raise_for_status()
+            body = {"channels": ["email", "in_app"], "email": f"{user.lower()}@example.org",
+                    "quiet_start": "20:00", "quiet_end": "07:30"}
+            if all(current.json().get(k) == v for k, v in body.items()):
+                users.append(user)  # already so: seeding again changes nothing
+                continue
+            resp = http.put("/preferences/me", json=body,
+                            headers={**headers, "If-Match": current.headers["etag"]})
+            if resp.status_code >= 400:
+                raise httpx.HTTPStatusError(f"{resp.status_code}: {resp.text}",
+                                            request=resp.request, response=resp)
+            users.append(user)
+    return users

@@ -97,6 +97,7 @@ class TestSeed:
         first = _waymark(running_apps, "seed")
         assert first.returncode == 0, first.stderr
         assert "85 directory services, 6 referrals and 2 care plans" in first.stdout
+        assert "notification preferences of 4 demo referrers" in first.stdout
         second = _waymark(running_apps, "seed")
         assert second.returncode == 0, second.stderr
         assert second.stdout == first.stdout
