@@ -1,21 +1,465 @@
-"""Sends partner webhook deliveries. SCAFFOLD: not built yet (being written now)."""
+"""Sends partner webhook deliveries (run by the dispatcher, `dispatcher.py`).
+
+A continuous pool, not batch-and-wait: whenever a slot is free the sender claims more due
+deliveries, so one slow or failing partner never holds up the others. Each claim takes at
+most `webhook_max_in_flight_per_subscription` deliveries of one subscription (counting those
+in flight anywhere) and `webhook_concurrency` in all.
+
+A claim is a lease (`lease_until`) taken by an UPDATE that re-checks the lease is free, so two
+dispatchers never both send a row; a killed dispatcher's rows come back when the lease ends.
+Each attempt is recorded in `webhook_attempt`; results are written in small batches (one
+transaction per batch: the attempts, the deliveries' new state, the subscriptions'
+`failing_since`, and any disabling with its inbox message and audit entry commit together).
+
+Delivery is at least once: if a result cannot be recorded, the lease runs out and the
+delivery is sent again with the same `webhook-id`, which receivers deduplicate on.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import random
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.notifications import webhooks
+from services.notifications.webhooks import ADDRESS, DeploymentMode, Endpoint
+from shared.audit import record_audit
+from shared.auth import Principal, Role
+from shared.db import make_engine, make_sessionmaker
+from shared.errors import ValidationFailed
 from shared.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "Waymark-Webhooks/1.0"
+RECORD_BATCH = 200
+#: how much of a receiver's answer is kept in the delivery log
+EXCERPT_BYTES = 512
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+# --- the SSRF guard's I/O half: resolving the endpoint's name ------------------------------------
+
+async def resolve_addresses(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    out: list[str] = []
+    for info in infos:
+        addr = str(info[4][0])
+        if addr not in out:
+            out.append(addr)
+    return out
+
+
+async def guard_endpoint(url: str, *, mode: DeploymentMode, resolve: Resolver | None = None,
+                         timeout: float = 5.0) -> tuple[Endpoint, list[ADDRESS]]:
+    """Check an endpoint URL; in production mode also resolve its name and check every
+    address (the checked addresses are returned so the request can go to one of them)."""
+    endpoint = webhooks.check_endpoint(url, mode=mode)
+    if mode != "production":
+        return endpoint, []
+    if endpoint.address is not None:
+        return endpoint, [endpoint.address]
+    try:
+        async with asyncio.timeout(timeout):
+            addresses = await (resolve or resolve_addresses)(endpoint.host, endpoint.port)
+    except (OSError, TimeoutError, UnicodeError) as exc:
+        raise ValidationFailed(f"the endpoint URL is not allowed: {endpoint.host} cannot be "
+                               f"resolved ({type(exc).__name__})", field="url") from None
+    return endpoint, webhooks.check_resolved(endpoint, addresses, mode=mode)
+
+
+# --- what a claim and an attempt carry -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Claimed:
+    id: str
+    subscription_id: str
+    org: str
+    url: str
+    payload: dict[str, Any]
+    attempts: int
+    retry_from: int
+    lease_until: datetime
+    secret: str
+    previous_secret: str | None
+    previous_secret_until: datetime | None
+
+
+@dataclass(frozen=True)
+class Result:
+    delivery: Claimed
+    at: datetime
+    status: str  # delivered | pending (retry after `delay`) | failed
+    delay: float | None
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+def _clean(value: str, limit: int = 300) -> str:
+    """Text fit for the delivery log: printable, no NUL, bounded."""
+    return "".join(ch if ch.isprintable() else " " for ch in value)[:limit].strip()
+
+
+SYSTEM = Principal(user="system:notifications-dispatcher", roles=frozenset({Role.SERVICE}),
+                   org="WAYMARK", ics="")
+
+
+async def _exec(session: AsyncSession, sql: str, **params: Any) -> Any:
+    return await session.exec(text(sql).bindparams(**params))  # type: ignore[call-overload]
+
+
+_CLAIM = """
+WITH due AS (
+    SELECT d.id, d.subscription_id, d.next_attempt_at,
+           row_number() OVER (PARTITION BY d.subscription_id
+                              ORDER BY d.next_attempt_at, d.id) AS rn
+    FROM webhook_delivery d JOIN webhook_subscription s ON s.id = d.subscription_id
+    WHERE d.status = 'pending' AND d.next_attempt_at <= now()
+      AND (d.lease_until IS NULL OR d.lease_until < now())
+      AND s.status = 'active' AND s.deleted_at IS NULL
+), busy AS (
+    SELECT subscription_id, count(*) AS n FROM webhook_delivery
+    WHERE status = 'pending' AND lease_until >= now() GROUP BY subscription_id
+), picked AS (
+    SELECT due.id FROM due LEFT JOIN busy USING (subscription_id)
+    WHERE due.rn <= :per_sub - COALESCE(busy.n, 0)
+    ORDER BY due.next_attempt_at LIMIT :free
+)
+UPDATE webhook_delivery d SET lease_until = now() + make_interval(secs => :lease)
+FROM webhook_subscription s
+WHERE d.id IN (SELECT id FROM picked) AND s.id = d.subscription_id
+  AND d.status = 'pending' AND (d.lease_until IS NULL OR d.lease_until < now())
+  AND s.status = 'active' AND s.deleted_at IS NULL
+RETURNING d.id, d.subscription_id, d.payload, d.attempts, d.retry_from, d.lease_until,
+          s.org, s.url, s.secret, s.previous_secret, s.previous_secret_until"""
+
+# seconds until the next delivery could be claimed (a retry's time, or a lost lease's end)
+_NEXT_DUE = """
+SELECT EXTRACT(EPOCH FROM min(GREATEST(d.next_attempt_at,
+                                       COALESCE(d.lease_until, d.next_attempt_at))) - now())
+FROM webhook_delivery d JOIN webhook_subscription s ON s.id = d.subscription_id
+WHERE d.status = 'pending' AND s.status = 'active' AND s.deleted_at IS NULL"""
+
+_RECORD = """
+WITH r AS (
+    SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:leases AS timestamptz[]),
+                         CAST(:statuses AS text[]), CAST(:delays AS float8[]),
+                         CAST(:codes AS int[]), CAST(:errors AS text[]),
+                         CAST(:durations AS int[]), CAST(:ats AS timestamptz[]))
+        AS r(id, lease, status, delay, code, error, duration_ms, at)
+), upd AS (
+    UPDATE webhook_delivery d SET
+        attempts = d.attempts + 1,
+        status = r.status,
+        next_attempt_at = CASE WHEN r.status = 'pending'
+                               THEN now() + make_interval(secs => r.delay)
+                               ELSE d.next_attempt_at END,
+        lease_until = NULL,
+        last_status_code = r.code,
+        last_error = r.error,
+        delivered_at = CASE WHEN r.status = 'delivered' THEN r.at ELSE d.delivered_at END
+    FROM r WHERE d.id = r.id AND d.lease_until = r.lease
+    RETURNING d.id, d.attempts, d.subscription_id, r.status
+), ins AS (
+    INSERT INTO webhook_attempt (delivery_id, attempt, at, status_code, error, duration_ms)
+    SELECT upd.id, upd.attempts, r.at, r.code, r.error, r.duration_ms
+    FROM upd JOIN r ON r.id = upd.id
+    RETURNING delivery_id
+)
+SELECT upd.id, upd.subscription_id, upd.status FROM upd"""
+
+
+async def disable_failing(session: AsyncSession, *, window_seconds: float,
+                          subscription_ids: Iterable[str] | None = None) -> list[str]:
+    """Disable every active subscription failing with no success for the window, and tell
+    its owner (an inbox message to the organisation's team) — in the caller's transaction."""
+    ids = None if subscription_ids is None else sorted(set(subscription_ids))
+    if ids == []:
+        return []
+    scope = "" if ids is None else "AND id = ANY(:ids)"
+    params: dict[str, Any] = {"window": float(window_seconds)}
+    if ids is not None:
+        params["ids"] = ids
+    rows = (await _exec(session, f"""
+        UPDATE webhook_subscription SET status = 'disabled', disabled_at = now(),
+            disabled_reason = 'no successful delivery since '
+                || to_char(failing_since AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')
+                || ' UTC (' || CAST(:window AS text) || ' s without a success)',
+            version = version + 1, updated_at = now()
+        WHERE status = 'active' AND deleted_at IS NULL AND failing_since IS NOT NULL
+          AND failing_since <= now() - make_interval(secs => :window) {scope}
+        RETURNING id, org, url, failing_since, disabled_reason""", **params)).all()
+    for row in rows:
+        last = (await _exec(session, """
+            SELECT d.last_error FROM webhook_delivery d
+            WHERE d.subscription_id = :sid AND d.last_error IS NOT NULL
+            ORDER BY d.next_attempt_at DESC LIMIT 1""", sid=row.id)).first()
+        subject, body = webhooks.disabled_notice(
+            subscription_id=row.id, url=row.url, failing_since=row.failing_since,
+            last_error=last.last_error if last else None)
+        await _exec(session, """
+            INSERT INTO inbox_item (id, owner, org, subject, body)
+            VALUES (:id, :owner, :org, :subject, :body)""",
+                    id=f"inb_{uuid.uuid4().hex}", owner=f"org:{row.org}", org=row.org,
+                    subject=subject, body=body)
+        record_audit(session, principal=SYSTEM, action="disable",
+                     resource_type="WebhookSubscription", resource_id=row.id,
+                     detail=row.disabled_reason)
+        logger.warning("webhook subscription %s of %s disabled: %s", row.id, row.org,
+                       row.disabled_reason)
+    return [r.id for r in rows]
 
 
 class WebhookSender:
     name = "webhook_sender"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, sessions: async_sessionmaker[AsyncSession],
+                 client: httpx.AsyncClient, engine: AsyncEngine | None = None,
+                 resolve: Resolver | None = None, rng: random.Random | None = None) -> None:
         self.settings = settings
+        self.sessions = sessions
+        self.client = client
+        self.engine = engine
+        self.resolve = resolve
+        self.rng = rng or random.Random()
+        self.lease_seconds = settings.webhook_timeout_seconds * 2 + 10
+        self._results: asyncio.Queue[tuple[Result, asyncio.Future[None]]] = asyncio.Queue()
+        self._slot_freed = asyncio.Event()
+        self.in_flight: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def create(cls, settings: Settings) -> WebhookSender:
-        return cls(settings)
+        engine = make_engine(settings, "notifications", pool_size=4)
+        return cls(settings, sessions=make_sessionmaker(engine), client=make_client(settings),
+                   engine=engine)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+        if self.engine is not None:
+            await self.engine.dispose()
+
+    # --- the loop ---------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
-        await stop.wait()
+        """Send what is due until `stop`; `wake` is set when new work may be due (NOTIFY)."""
+        recorder = asyncio.create_task(self._record_loop())
+        poll = self.settings.dispatcher_poll_seconds
+        last_sweep = 0.0
+        try:
+            while not stop.is_set():
+                wake.clear()
+                self._slot_freed.clear()
+                timeout = poll
+                try:
+                    if time.monotonic() - last_sweep >= poll:
+                        last_sweep = time.monotonic()
+                        await self.sweep()
+                    free = self.settings.webhook_concurrency - len(self.in_flight)
+                    claimed = await self.claim(free) if free > 0 else []
+                    for d in claimed:
+                        self._start(d)
+                    if free > 0 and len(claimed) == free:
+                        continue  # more may be due right now
+                    if not claimed and free > 0:
+                        due_in = await self.next_due_in()
+                        if due_in is not None and due_in > 0:
+                            timeout = min(poll, due_in)
+                except Exception:  # noqa: BLE001 - the database may be away: log, wait, retry
+                    logger.exception("webhook sender: claiming failed; retrying")
+                await _first_of(stop, wake, self._slot_freed, timeout=max(timeout, 0.01))
+        finally:
+            if self.in_flight:
+                await asyncio.wait(self.in_flight,
+                                   timeout=self.settings.webhook_timeout_seconds + 2)
+            for t in self.in_flight:
+                t.cancel()
+            recorder.cancel()
+            await self.close()
+
+    def _start(self, d: Claimed) -> None:
+        task = asyncio.create_task(self._deliver(d))
+        self.in_flight.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self.in_flight.discard(t)
+            self._slot_freed.set()
+
+        task.add_done_callback(done)
+
+    async def claim(self, free: int) -> list[Claimed]:
+        async with self.sessions() as session, session.begin():
+            rows = (await _exec(session, _CLAIM, per_sub=max(
+                1, self.settings.webhook_max_in_flight_per_subscription), free=free,
+                lease=float(self.lease_seconds))).all()
+        return [Claimed(id=r.id, subscription_id=r.subscription_id, org=r.org, url=r.url,
+                        payload=r.payload if isinstance(r.payload, dict)
+                        else json.loads(r.payload),
+                        attempts=r.attempts, retry_from=r.retry_from,
+                        lease_until=r.lease_until, secret=r.secret,
+                        previous_secret=r.previous_secret,
+                        previous_secret_until=r.previous_secret_until) for r in rows]
+
+    async def next_due_in(self) -> float | None:
+        async with self.sessions() as session:
+            value = (await _exec(session, _NEXT_DUE)).scalar()
+        return None if value is None else float(value)
+
+    async def sweep(self) -> list[str]:
+        """Disable subscriptions that have failed for the whole window (also those whose
+        last delivery ran out of retries just before the window closed)."""
+        async with self.sessions() as session, session.begin():
+            return await disable_failing(
+                session, window_seconds=self.settings.webhook_disable_after_seconds)
+
+    # --- one attempt ------------------------------------------------------------------------
+
+    async def _deliver(self, d: Claimed) -> None:
+        try:
+            result = await self.attempt(d)
+        except Exception as exc:  # noqa: BLE001 - a bug must not kill the pool; logged
+            logger.exception("webhook delivery %s: attempt failed unexpectedly", d.id)
+            result = self._result(d, datetime.now(UTC), None, _clean(f"internal: {exc}"), 0)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._results.put((result, done))
+        await done
+
+    async def attempt(self, d: Claimed) -> Result:
+        """POST the delivery once: the CloudEvent JSON, signed exactly as sent."""
+        s = self.settings
+        body = json.dumps(d.payload, separators=(",", ":"), ensure_ascii=False).encode()
+        now = datetime.now(UTC)
+        headers = {"content-type": "application/json",
+                   **webhooks.sign_headers(
+                       msg_id=d.id, timestamp=int(now.timestamp()), body=body,
+                       secrets=webhooks.signing_secrets(
+                           secret=d.secret, previous_secret=d.previous_secret,
+                           previous_secret_until=d.previous_secret_until, now=now))}
+        t0 = time.perf_counter()
+        code: int | None = None
+        error: str | None = None
+        try:
+            target, extensions = d.url, {}
+            if s.deployment_mode == "production":
+                # the name is resolved and checked again now, and the request goes to the
+                # checked address, so DNS cannot point it at an internal one after creation
+                endpoint, addresses = await guard_endpoint(d.url, mode="production",
+                                                           resolve=self.resolve)
+                target, host_header, extensions = webhooks.pinned_url(endpoint, addresses[0])
+                headers.update(host_header)
+            async with asyncio.timeout(s.webhook_timeout_seconds):
+                async with self.client.stream("POST", target, content=body, headers=headers,
+                                              extensions=extensions) as resp:
+                    code = resp.status_code
+                    if not 200 <= code < 300:
+                        excerpt = await _excerpt(resp)
+                        error = f"HTTP {code}" + (f": {excerpt}" if excerpt else "")
+        except ValidationFailed as exc:
+            error = _clean(f"refused: {exc.message}")
+        except TimeoutError:
+            error = f"timed out after {s.webhook_timeout_seconds:g} s"
+        except httpx.TimeoutException:
+            error = f"timed out after {s.webhook_timeout_seconds:g} s"
+        except (httpx.HTTPError, OSError) as exc:
+            error = _clean(f"{type(exc).__name__}: {exc}")
+        duration_ms = int((time.perf_counter() - t0) * 1000)
+        return self._result(d, now, code, error, duration_ms)
+
+    def _result(self, d: Claimed, at: datetime, code: int | None, error: str | None,
+                duration_ms: int) -> Result:
+        if code is not None and 200 <= code < 300:
+            return Result(d, at, "delivered", None, code, None, duration_ms)
+        failures = d.attempts + 1 - d.retry_from
+        delay = webhooks.retry_delay(max(failures, 1), self.settings.webhook_retry_seconds,
+                                     self.rng)
+        return Result(d, at, "pending" if delay is not None else "failed", delay, code,
+                      error or "failed", duration_ms)
+
+    # --- recording, in batches ---------------------------------------------------------------
+
+    async def _record_loop(self) -> None:
+        while True:
+            batch = [await self._results.get()]
+            while len(batch) < RECORD_BATCH and not self._results.empty():
+                batch.append(self._results.get_nowait())
+            for attempt in range(3):
+                try:
+                    await self.record([r for r, _ in batch])
+                    break
+                except Exception:  # noqa: BLE001 - leases run out and the rows are re-sent
+                    logger.exception("webhook sender: recording %d results failed (try %d)",
+                                     len(batch), attempt + 1)
+                    await asyncio.sleep(0.5 * (attempt + 1))
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_result(None)
+
+    async def record(self, results: list[Result]) -> None:
+        """Write attempts and their outcomes in one transaction. A result whose lease has
+        been lost (taken over after expiry) is dropped: the new holder records its own."""
+        async with self.sessions() as session, session.begin():
+            rows = (await _exec(
+                session, _RECORD, ids=[r.delivery.id for r in results],
+                leases=[r.delivery.lease_until for r in results],
+                statuses=[r.status for r in results], delays=[r.delay for r in results],
+                codes=[r.status_code for r in results], errors=[r.error for r in results],
+                durations=[r.duration_ms for r in results],
+                ats=[r.at for r in results])).all()
+            delivered = {r.subscription_id for r in rows if r.status == "delivered"}
+            failed = {r.subscription_id for r in rows if r.status != "delivered"} - delivered
+            if delivered:
+                await _exec(session, """
+                    UPDATE webhook_subscription SET failing_since = NULL
+                    WHERE id = ANY(:ids) AND failing_since IS NOT NULL""",
+                            ids=sorted(delivered))
+            if failed:
+                await _exec(session, """
+                    UPDATE webhook_subscription SET failing_since = now()
+                    WHERE id = ANY(:ids) AND failing_since IS NULL""", ids=sorted(failed))
+                await disable_failing(
+                    session, window_seconds=self.settings.webhook_disable_after_seconds,
+                    subscription_ids=failed)
+        if len(rows) < len(results):
+            logger.warning("webhook sender: %d results had lost their lease",
+                           len(results) - len(rows))
+
+
+def make_client(settings: Settings) -> httpx.AsyncClient:
+    n = max(settings.webhook_concurrency, 1)
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.webhook_timeout_seconds), follow_redirects=False,
+        limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
+        # no proxies or netrc from the environment: where a request goes is decided here
+        trust_env=False, headers={"user-agent": USER_AGENT})
+
+
+async def _excerpt(resp: httpx.Response) -> str:
+    data = b""
+    async for chunk in resp.aiter_bytes():
+        data += chunk
+        if len(data) >= EXCERPT_BYTES:
+            break
+    return _clean(data[:EXCERPT_BYTES].decode("utf-8", "replace"), 200)
+
+
+async def _first_of(*events: asyncio.Event, timeout: float) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
