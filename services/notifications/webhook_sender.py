@@ -3,7 +3,8 @@
 A continuous pool, not batch-and-wait: whenever a slot is free the sender claims more due
 deliveries, so one slow or failing partner never holds up the others. Each claim takes at
 most `webhook_max_in_flight_per_subscription` deliveries of one subscription (counting those
-in flight anywhere) and `webhook_concurrency` in all.
+in flight anywhere) and `webhook_concurrency` in all. Each partner has its own small
+connection pool, so a partner's slow connections never take another's.
 
 A claim is a lease (`lease_until`) taken by an UPDATE that re-checks the lease is free, so two
 dispatchers never both send a row; a killed dispatcher's rows come back when the lease ends.
@@ -18,10 +19,12 @@ delivery is sent again with the same `webhook-id`, which receivers deduplicate o
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import random
 import socket
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import certifi
 import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -46,8 +50,11 @@ logger = logging.getLogger(__name__)
 
 USER_AGENT = "Waymark-Webhooks/1.0"
 RECORD_BATCH = 200
-#: how much of a receiver's answer is kept in the delivery log
+#: a partner's connections are closed after this long without a delivery
+IDLE_CLIENT_SECONDS = 60.0
+#: how much of a receiver's answer is kept in the delivery log, and read at most
 EXCERPT_BYTES = 512
+READ_BYTES = 64 * 1024
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
@@ -123,22 +130,27 @@ async def _exec(session: AsyncSession, sql: str, **params: Any) -> Any:
     return await session.exec(text(sql).bindparams(**params))  # type: ignore[call-overload]
 
 
+# Each active partner's own due queue, up to its free share (its cap minus what it has in
+# flight anywhere, i.e. leased), oldest first across partners. Cost grows with the number of
+# partners, not with a backlog: a partner with 100 000 overdue deliveries costs one index
+# probe, and cannot push another partner's deliveries out of the claim.
 _CLAIM = """
-WITH due AS (
-    SELECT d.id, d.subscription_id, d.next_attempt_at,
-           row_number() OVER (PARTITION BY d.subscription_id
-                              ORDER BY d.next_attempt_at, d.id) AS rn
-    FROM webhook_delivery d JOIN webhook_subscription s ON s.id = d.subscription_id
-    WHERE d.status = 'pending' AND d.next_attempt_at <= now()
-      AND (d.lease_until IS NULL OR d.lease_until < now())
-      AND s.status = 'active' AND s.deleted_at IS NULL
-), busy AS (
-    SELECT subscription_id, count(*) AS n FROM webhook_delivery
-    WHERE status = 'pending' AND lease_until >= now() GROUP BY subscription_id
-), picked AS (
-    SELECT due.id FROM due LEFT JOIN busy USING (subscription_id)
-    WHERE due.rn <= :per_sub - COALESCE(busy.n, 0)
-    ORDER BY due.next_attempt_at LIMIT :free
+WITH picked AS (
+    SELECT d.id, d.next_attempt_at
+    FROM webhook_subscription s
+    CROSS JOIN LATERAL (
+        SELECT d.id, d.next_attempt_at FROM webhook_delivery d
+        WHERE d.subscription_id = s.id AND d.status = 'pending'
+          AND d.next_attempt_at <= now()
+          AND (d.lease_until IS NULL OR d.lease_until < now())
+        ORDER BY d.next_attempt_at
+        LIMIT GREATEST(0, :per_sub - (
+            SELECT count(*) FROM webhook_delivery b
+            WHERE b.subscription_id = s.id AND b.status = 'pending'
+              AND b.lease_until IS NOT NULL AND b.lease_until >= now()))
+    ) d
+    WHERE s.status = 'active' AND s.deleted_at IS NULL
+    ORDER BY d.next_attempt_at LIMIT :free
 )
 UPDATE webhook_delivery d SET lease_until = now() + make_interval(secs => :lease)
 FROM webhook_subscription s
@@ -229,34 +241,38 @@ class WebhookSender:
     name = "webhook_sender"
 
     def __init__(self, settings: Settings, *, sessions: async_sessionmaker[AsyncSession],
-                 client: httpx.AsyncClient, engine: AsyncEngine | None = None,
-                 resolve: Resolver | None = None, rng: random.Random | None = None) -> None:
+                 engine: AsyncEngine | None = None, resolve: Resolver | None = None,
+                 rng: random.Random | None = None) -> None:
         self.settings = settings
         self.sessions = sessions
-        self.client = client
         self.engine = engine
         self.resolve = resolve
         self.rng = rng or random.Random()
         self.lease_seconds = settings.webhook_timeout_seconds * 2 + 10
+        self.in_flight: set[asyncio.Task[None]] = set()
+        # one HTTP client (connection pool) per partner, sized to its share: one pool shared
+        # by many concurrent requests slows down sharply (httpcore's pool bookkeeping), and a
+        # partner's slow connections never take another's
+        self._clients: dict[str, _PartnerClient] = {}
         self._results: asyncio.Queue[tuple[Result, asyncio.Future[None]]] = asyncio.Queue()
         self._slot_freed = asyncio.Event()
-        self.in_flight: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def create(cls, settings: Settings) -> WebhookSender:
         engine = make_engine(settings, "notifications", pool_size=4)
-        return cls(settings, sessions=make_sessionmaker(engine), client=make_client(settings),
-                   engine=engine)
+        return cls(settings, sessions=make_sessionmaker(engine), engine=engine)
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self._close_clients(idle_for=None)
         if self.engine is not None:
-            await self.engine.dispose()
+            await self.engine.dispose()  # the engine can still be used: it reconnects
 
     # --- the loop ---------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
-        """Send what is due until `stop`; `wake` is set when new work may be due (NOTIFY)."""
+        """Send what is due until `stop`; `wake` is set when new work may be due (NOTIFY).
+        May be called again after it returns or fails (the dispatcher restarts it)."""
+        self._results = asyncio.Queue()
         recorder = asyncio.create_task(self._record_loop())
         poll = self.settings.dispatcher_poll_seconds
         last_sweep = 0.0
@@ -269,6 +285,7 @@ class WebhookSender:
                     if time.monotonic() - last_sweep >= poll:
                         last_sweep = time.monotonic()
                         await self.sweep()
+                        await self._close_clients(idle_for=IDLE_CLIENT_SECONDS)
                     free = self.settings.webhook_concurrency - len(self.in_flight)
                     claimed = await self.claim(free) if free > 0 else []
                     for d in claimed:
@@ -290,6 +307,21 @@ class WebhookSender:
                 t.cancel()
             recorder.cancel()
             await self.close()
+
+    def _client(self, subscription_id: str) -> _PartnerClient:
+        pc = self._clients.get(subscription_id)
+        if pc is None:
+            pc = self._clients[subscription_id] = _PartnerClient(make_client(
+                self.settings, self.settings.webhook_max_in_flight_per_subscription))
+        pc.last_used = time.monotonic()
+        return pc
+
+    async def _close_clients(self, *, idle_for: float | None) -> None:
+        now = time.monotonic()
+        for sid, pc in list(self._clients.items()):
+            if idle_for is None or (pc.busy == 0 and now - pc.last_used > idle_for):
+                del self._clients[sid]
+                await pc.client.aclose()
 
     def _start(self, d: Claimed) -> None:
         task = asyncio.create_task(self._deliver(d))
@@ -362,12 +394,21 @@ class WebhookSender:
                 target, host_header, extensions = webhooks.pinned_url(endpoint, addresses[0])
                 headers.update(host_header)
             async with asyncio.timeout(s.webhook_timeout_seconds):
-                async with self.client.stream("POST", target, content=body, headers=headers,
-                                              extensions=extensions) as resp:
-                    code = resp.status_code
-                    if not 200 <= code < 300:
-                        excerpt = await _excerpt(resp)
-                        error = f"HTTP {code}" + (f": {excerpt}" if excerpt else "")
+                pc = self._client(d.subscription_id)
+                pc.busy += 1
+                try:
+                    async with pc.client.stream("POST", target, content=body,
+                                                headers=headers,
+                                                extensions=extensions) as resp:
+                        code = resp.status_code
+                        # read the (small) answer so the connection can be reused
+                        answer = await _read_some(resp)
+                        if not 200 <= code < 300:
+                            excerpt = _clean(answer[:EXCERPT_BYTES].decode("utf-8", "replace"),
+                                             200)
+                            error = f"HTTP {code}" + (f": {excerpt}" if excerpt else "")
+                finally:
+                    pc.busy -= 1
         except ValidationFailed as exc:
             error = _clean(f"refused: {exc.message}")
         except TimeoutError:
@@ -438,22 +479,37 @@ class WebhookSender:
                            len(results) - len(rows))
 
 
-def make_client(settings: Settings) -> httpx.AsyncClient:
-    n = max(settings.webhook_concurrency, 1)
+@dataclass
+class _PartnerClient:
+    client: httpx.AsyncClient
+    busy: int = 0
+    last_used: float = 0.0
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    # loading the CA bundle takes ~20 ms: once per process, not per partner
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def make_client(settings: Settings, connections: int) -> httpx.AsyncClient:
+    n = max(connections, 1)
     return httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.webhook_timeout_seconds), follow_redirects=False,
+        verify=_tls(), timeout=httpx.Timeout(settings.webhook_timeout_seconds),
+        follow_redirects=False,
         limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
         # no proxies or netrc from the environment: where a request goes is decided here
         trust_env=False, headers={"user-agent": USER_AGENT})
 
 
-async def _excerpt(resp: httpx.Response) -> str:
+async def _read_some(resp: httpx.Response) -> bytes:
+    """Up to READ_BYTES of the answer; a longer one is cut off (and its connection closed)."""
     data = b""
     async for chunk in resp.aiter_bytes():
         data += chunk
-        if len(data) >= EXCERPT_BYTES:
+        if len(data) >= READ_BYTES:
             break
-    return _clean(data[:EXCERPT_BYTES].decode("utf-8", "replace"), 200)
+    return data
 
 
 async def _first_of(*events: asyncio.Event, timeout: float) -> None:

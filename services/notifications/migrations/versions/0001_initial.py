@@ -151,6 +151,11 @@ def upgrade() -> None:
                "(next_attempt_at) WHERE status = 'pending'")
     op.execute("CREATE INDEX ix_webhook_delivery_sub ON webhook_delivery "
                "(subscription_id, created_at)")
+    # the sender's claim: each partner's own due queue, and what it has in flight (leased)
+    op.execute("CREATE INDEX ix_webhook_delivery_sub_due ON webhook_delivery "
+               "(subscription_id, next_attempt_at) WHERE status = 'pending'")
+    op.execute("CREATE INDEX ix_webhook_delivery_leased ON webhook_delivery "
+               "(subscription_id) WHERE status = 'pending' AND lease_until IS NOT NULL")
     op.execute("""
         CREATE TABLE webhook_attempt (
             delivery_id TEXT NOT NULL REFERENCES webhook_delivery(id),
