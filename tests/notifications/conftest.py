@@ -10,6 +10,7 @@ import pytest
 
 from shared.db import make_engine, make_sessionmaker
 from shared.settings import Settings
+from tests.notifications.webhook_support import receiver  # noqa: F401 - a fixture
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
@@ -23,6 +24,7 @@ from shared.events.referrals import EVENT_FOR_STATE, ReferralFlagged
 from shared.events.registry import REGISTRY, load_all
 from shared.settings import Settings
 from shared.topics import REFERRALS
+from tests.conftest import auth
 from tests.helpers import eventually
 
 load_all()
@@ -206,16 +208,23 @@ class TestAlertInbox:
 
 
 class TestConsumerKilledMidBatch:
-    async def test_kill_9_mid_batch_loses_nothing_and_owes_nothing_twice(
-            self, running_apps, notifications_sessions):
+    async def test_kill_9_mid_batch_loses_nothing_and_delivers_nothing_twice(
+            self, running_apps, notifications_sessions, receiver):
         """Hundreds of referral events for one partner's organisation; the running
         notifications consumer is killed with SIGKILL while it works through them and
-        started again. Every event leaves exactly one message and one partner delivery."""
+        started again. Every event leaves exactly one message and one partner delivery, and
+        the partner's real endpoint accepts each event exactly once."""
         s = running_apps
         org = _org()
-        sub = await subscribe(notifications_sessions, org=org,
-                              event_types=["uk.waymark.referral.submitted"],
-                              url="http://127.0.0.1:9/never-called", status="paused")
+        hook = receiver.hook(f"kill-{org}", org)
+        async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{s.api_port('notifications')}", timeout=30) as api:
+            r = await api.post("/webhook-subscriptions",
+                               headers=auth(s, role="partner", org=org),
+                               json={"url": receiver.url(f"kill-{org}"),
+                                     "event_types": ["uk.waymark.referral.submitted"]})
+        assert r.status_code == 201, r.text
+        sub, hook.secrets = r.json()["id"], [r.json()["secret"]]
         events = [referral_event("submitted", to_org=org) for _ in range(400)]
         producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all",
                                     enable_idempotence=True, linger_ms=20)
@@ -257,8 +266,14 @@ class TestConsumerKilledMidBatch:
         assert sorted(d.event_id for d in deliveries) == sorted(ids)  # none missed, none twice
         assert sorted(m.event_id for m in messages) == sorted(ids)
         assert sorted(i.event_id for i in inbox) == sorted(ids)
+        # the partner's endpoint: every event accepted once, every signature verified
+        await eventually(lambda: len(hook.accepted()) >= len(ids), timeout=180)
+        received = [g.payload["id"] for g in hook.accepted()]
+        assert sorted(received) == sorted(ids)
+        assert all(g.verified_by == [0] for g in hook.got)
         print(f"\nkilled the consumer with {killed_at}/{len(events)} events done; afterwards "
-              f"{len(deliveries)} deliveries, {len(messages)} messages for {len(ids)} events")
+              f"{len(deliveries)} deliveries owed, {len(received)} accepted by the partner, "
+              f"{len(messages)} messages for {len(ids)} events")
 
 
 async def _between(count, low: int, high: int) -> bool:  # type: ignore[no-untyped-def]
