@@ -345,12 +345,13 @@ class TestMalformedEvents:
         assert await replica(referrals_sessions, bad.id) is None
 
         def mine(records: list[Any]) -> list[Any]:
-            # one record per original message: when the stack's own referrals-consumer runs
-            # (the end-to-end tests start it), it reads the same topic and dead-letters the
-            # same messages too
+            # one record per original message, dead-lettered by this consumer: when the
+            # stack runs (the end-to-end tests start it), its referrals-consumer and the
+            # notifications consumer read the same topic and dead-letter the same messages
             unique = {}
             for r in records:
-                if r.key == key.encode():
+                if r.key == key.encode() and dict(r.headers).get("dlq.consumer") == \
+                        settings.topic(CONSUMER_NAME).encode():
                     h = dict(r.headers)
                     unique.setdefault((h["dlq.original.partition"],
                                        h["dlq.original.offset"]), r)
