@@ -56,18 +56,24 @@ class Principal:
         return bool(self.roles.intersection(roles))
 
 
+def write_private_file(path: Path, data: bytes, *, exclusive: bool = False) -> None:
+    """Write a secret (a key) readable by its owner only; `exclusive` refuses to replace one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
 def ensure_keys(settings: Settings) -> None:
     """Create the local signing key pair once (private key readable by its owner only)."""
     priv, pub = settings.private_key_path(), settings.public_key_path()
     if priv.exists() and pub.exists():
         return
-    priv.parent.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
-    fd = os.open(priv, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM,
-                                  serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
+    write_private_file(priv, key.private_bytes(serialization.Encoding.PEM,
+                                               serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
     pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
                                                   serialization.PublicFormat.SubjectPublicKeyInfo))
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
 
+from shared.auth import write_private_file
 from shared.settings import Settings
 
 
@@ -21,10 +21,7 @@ def ensure_pseudonym_key(settings: Settings) -> None:
     path = settings.pseudonym_key_file()
     if path.exists():
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(secrets.token_hex(32))
+    write_private_file(path, secrets.token_hex(32).encode(), exclusive=True)
 
 
 @lru_cache(maxsize=4)

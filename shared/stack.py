@@ -625,10 +625,9 @@ def ensure_sms_api_key(s: Settings) -> None:
     path = s.sms_api_key_file()
     if path.exists():
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(f"waymark_local-{uuid.uuid4()}-{uuid.uuid4()}\n")
+    from shared.auth import write_private_file
+
+    write_private_file(path, f"waymark_local-{uuid.uuid4()}-{uuid.uuid4()}\n".encode())
 
 
 async def up(s: Settings, *, infra_only: bool = False, apps: bool = True) -> None:

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from shared.settings import Settings
@@ -105,3 +106,19 @@ async def eventually(check: Callable[[], Any], *, timeout: float = 30,
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s (last value {last!r})")
+
+
+def send_case(case: Any, headers: dict[str, str], loop: asyncio.AbstractEventLoop,
+              client: httpx.AsyncClient) -> httpx.Response:
+    """Send a schemathesis case through an in-process client, on the session's loop, as
+    httpx would send it (JSON, raw bytes or form data)."""
+    kw = case.as_transport_kwargs(base_url=str(client.base_url), headers=headers)
+    request: dict[str, Any] = {"method": kw["method"], "url": kw["url"],
+                               "headers": kw.get("headers"), "params": kw.get("params")}
+    if "json" in kw:
+        request["json"] = kw["json"]
+    elif isinstance(kw.get("data"), bytes | str):
+        request["content"] = kw["data"]
+    elif kw.get("data") is not None:
+        request["data"] = kw["data"]
+    return loop.run_until_complete(client.request(**request))

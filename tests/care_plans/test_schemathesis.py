@@ -23,7 +23,7 @@ from schemathesis.checks import not_a_server_error
 from services.care_plans.api import app
 from shared.settings import Settings
 from tests.care_plans.support import World, create_plan
-from tests.helpers import synthetic_nhs_number
+from tests.helpers import send_case, synthetic_nhs_number
 
 schema = schemathesis.openapi.from_dict(app.openapi())
 FUZZ = {"max_examples": 25, "deadline": None, "database": None,
@@ -67,18 +67,6 @@ def _steer(case: Any, world: dict[str, Any], loop: asyncio.AbstractEventLoop,
         case.body["nhs_number"] = synthetic_nhs_number(random.Random(pick))
 
 
-def _send(case: Any, headers: dict[str, str], loop: asyncio.AbstractEventLoop,
-          client: httpx.AsyncClient) -> httpx.Response:
-    kw = case.as_transport_kwargs(base_url="http://care-plans", headers=headers)
-    request: dict[str, Any] = {"method": kw["method"], "url": kw["url"],
-                               "headers": kw.get("headers"), "params": kw.get("params")}
-    if "json" in kw:
-        request["json"] = kw["json"]
-    elif isinstance(kw.get("data"), bytes | str):
-        request["content"] = kw["data"]
-    elif kw.get("data") is not None:
-        request["data"] = kw["data"]
-    return loop.run_until_complete(client.request(**request))
 
 
 @schema.parametrize()
@@ -87,6 +75,6 @@ def test_no_5xx(case: Any, fuzz_world: dict[str, Any], session_loop: asyncio.Abs
                 fuzz_client: httpx.AsyncClient) -> None:
     headers = fuzz_world["headers"]
     _steer(case, fuzz_world, session_loop, fuzz_client)
-    response = _send(case, headers, session_loop, fuzz_client)
+    response = send_case(case, headers, session_loop, fuzz_client)
     assert response.status_code < 500, (case.method, case.formatted_path, response.text)
     case.validate_response(response, checks=[not_a_server_error], headers=headers)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +14,6 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from shared.db import make_engine, make_sessionmaker
 from shared.settings import Settings
 from shared.topics import NOTIFICATIONS
 from tests.helpers import read_topic
@@ -31,23 +29,14 @@ from tests.notifications.alert_support import (
 NOW = datetime.now(UTC)
 
 
-@pytest.fixture(scope="module")
-async def notif_sessions(infra: Settings) -> AsyncIterator[async_sessionmaker]:
-    engine = make_engine(infra, "notifications")
-    yield make_sessionmaker(engine)
-    await engine.dispose()
+@pytest.fixture
+def notif_sessions(notifications_sessions):  # type: ignore[no-untyped-def]
+    return notifications_sessions
 
 
-@pytest.fixture(scope="module")
-async def client(infra: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The notifications app in-process (real database), lifespan included."""
-    from services.notifications.api import app
-
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://notifications",
-                                     timeout=30) as c:
-            yield c
+@pytest.fixture
+def client(notifications_client: httpx.AsyncClient) -> httpx.AsyncClient:
+    return notifications_client
 
 
 class Inbox:

@@ -29,6 +29,7 @@ from shared.events.journeys import ALERT_EVENTS
 from shared.events.registry import REGISTRY, load_all
 from shared.settings import Settings
 from tests.conftest import auth
+from tests.helpers import send_case
 
 # the live stream never ends by design; it has its own tests (test_alerts_live.py)
 schema = schemathesis.openapi.from_dict(app.openapi()).exclude(path="/alerts/stream")
@@ -80,18 +81,6 @@ def _steer(case: Any, world: dict[str, Any]) -> None:
                 params[name] = world[name]
 
 
-def _send(case: Any, headers: dict[str, str], loop: asyncio.AbstractEventLoop,
-          client: httpx.AsyncClient) -> httpx.Response:
-    kw = case.as_transport_kwargs(base_url="http://notifications", headers=headers)
-    request: dict[str, Any] = {"method": kw["method"], "url": kw["url"],
-                               "headers": kw.get("headers"), "params": kw.get("params")}
-    if "json" in kw:
-        request["json"] = kw["json"]
-    elif isinstance(kw.get("data"), bytes | str):
-        request["content"] = kw["data"]
-    elif kw.get("data") is not None:
-        request["data"] = kw["data"]
-    return loop.run_until_complete(client.request(**request))
 
 
 @schema.parametrize()
@@ -100,6 +89,6 @@ def test_no_5xx(case: Any, fuzz_world: dict[str, Any], session_loop: asyncio.Abs
                 fuzz_client: httpx.AsyncClient) -> None:
     headers = fuzz_world["headers"]
     _steer(case, fuzz_world)
-    response = _send(case, headers, session_loop, fuzz_client)
+    response = send_case(case, headers, session_loop, fuzz_client)
     assert response.status_code < 500, (case.method, case.formatted_path, response.text)
     case.validate_response(response, checks=[not_a_server_error], headers=headers)

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.referrals.api import app
 from shared.settings import Settings
-from tests.helpers import synthetic_nhs_number
+from tests.helpers import send_case, synthetic_nhs_number
 from tests.referrals.support import ALL_STATES, Parties, drive_to, new_parties
 
 schema = schemathesis.openapi.from_dict(app.openapi())
@@ -87,18 +87,6 @@ def _steer(case: Any, world: dict[str, Any], headers: dict[str, str],
             body["patient"]["nhs_number"] = synthetic_nhs_number(random.Random(pick))
 
 
-def _send(case: Any, headers: dict[str, str], loop: asyncio.AbstractEventLoop,
-          client: httpx.AsyncClient) -> httpx.Response:
-    kw = case.as_transport_kwargs(base_url="http://referrals", headers=headers)
-    request: dict[str, Any] = {"method": kw["method"], "url": kw["url"],
-                               "headers": kw.get("headers"), "params": kw.get("params")}
-    if "json" in kw:
-        request["json"] = kw["json"]
-    elif isinstance(kw.get("data"), bytes | str):
-        request["content"] = kw["data"]
-    elif kw.get("data") is not None:
-        request["data"] = kw["data"]
-    return loop.run_until_complete(client.request(**request))
 
 
 def _check(case: Any, response: httpx.Response, headers: dict[str, str]) -> None:
@@ -113,7 +101,7 @@ def test_no_5xx_as_a_clinician(case: Any, fuzz_world: dict[str, Any],
                                fuzz_client: httpx.AsyncClient, settings: Settings) -> None:
     headers = fuzz_world["parties"].referrer(settings, "clinician")
     _steer(case, fuzz_world, headers, session_loop, fuzz_client)
-    _check(case, _send(case, headers, session_loop, fuzz_client), headers)
+    _check(case, send_case(case, headers, session_loop, fuzz_client), headers)
 
 
 @schema.parametrize()
@@ -123,4 +111,4 @@ def test_no_5xx_as_service_staff(case: Any, fuzz_world: dict[str, Any],
                                  fuzz_client: httpx.AsyncClient, settings: Settings) -> None:
     headers = fuzz_world["parties"].receiver(settings, "service_staff")
     _steer(case, fuzz_world, headers, session_loop, fuzz_client)
-    _check(case, _send(case, headers, session_loop, fuzz_client), headers)
+    _check(case, send_case(case, headers, session_loop, fuzz_client), headers)
