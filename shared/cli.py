@@ -132,21 +132,41 @@ def cmd_schemas(args: argparse.Namespace, s: Settings) -> int:
 
 def cmd_seed(args: argparse.Namespace, s: Settings) -> int:
     import httpx
+    from aiokafka.errors import KafkaError
 
     from services.directory.demo import seed_directory
-    from shared.demo import seed, seed_care_plans, seed_preferences
+    from shared.demo import (
+        POPULATION_MONTHS,
+        seed,
+        seed_care_plans,
+        seed_population,
+        seed_preferences,
+    )
 
     try:
         services = seed_directory(s)
         users = seed_preferences(s)
         ids = seed(s)
         plans = seed_care_plans(s)
-    except httpx.HTTPError as exc:
+        population = seed_population(s, people=args.people, seed=args.population_seed)
+    except (httpx.HTTPError, KafkaError) as exc:
         print(f"seeding failed ({exc}); is the stack up? `waymark up`", file=sys.stderr)
         return 1
     print(f"demo data: {len(services)} directory services, {len(ids)} referrals and "
           f"{len(plans)} care plans for synthetic patients, notification preferences of "
           f"{len(users)} demo referrers (idempotent)")
+    if population.people:
+        print(f"synthetic population: {population.people} people over {POPULATION_MONTHS} "
+              f"months, {population.events} referral events on {population.topic} (fixed "
+              "seed: seeding again adds nothing)\n"
+              "  these referrals exist only as events: the referrals service does not hold "
+              "them, and nobody is messaged about them\n"
+              f"  their journeys raise {population.loops} loop and {population.stalls} stall "
+              "alerts in the dashboard: loops within seconds, stalls once each journey's "
+              "events have settled (60 s), all within about a minute and a half")
+    print(f"dashboard: http://127.0.0.1:{s.api_port('notifications')}/dashboard/login "
+          f"(local sign-in, no password: pick a coordinator of {s.ics} for the alerts, the "
+          "lead for the overview)")
     print(f"mail and texts sent locally: {s.home / 'sinks' / s.instance}/(mail|sms)/")
     print(f"journeys: http://127.0.0.1:{s.temporal_ui_port}/namespaces/"
           f"{s.temporal_namespace}/workflows")
@@ -184,7 +204,16 @@ def cmd_run(args: argparse.Namespace, s: Settings) -> int:
     os.execvpe(argv[0], argv, os.environ.copy())
 
 
+def _non_negative(value: str) -> int:
+    n = int(value)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from shared.demo import POPULATION_PEOPLE, POPULATION_SEED
+
     p = argparse.ArgumentParser(prog="waymark", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -229,7 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
     sch.add_argument("action", choices=["export", "check"])
     sch.set_defaults(fn=cmd_schemas)
 
-    seed = sub.add_parser("seed", help="load synthetic demo data through the APIs")
+    seed = sub.add_parser("seed", help="load synthetic demo data through the APIs, and publish "
+                                       "a synthetic population's referral events")
+    seed.add_argument("--people", type=_non_negative, default=POPULATION_PEOPLE,
+                      help=f"people in the synthetic population (default {POPULATION_PEOPLE}; "
+                           "0 for none); a smaller one is the start of a larger one")
+    seed.add_argument("--population-seed", type=int, default=POPULATION_SEED,
+                      help=f"another population: other people and event ids (default "
+                           f"{POPULATION_SEED}, the demo's; seeding with it again adds nothing)")
     seed.set_defaults(fn=cmd_seed)
 
     ob = sub.add_parser("outbox", help="list parked outbox rows, or put them back in line")

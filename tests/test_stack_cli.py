@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import random
 import subprocess
 import sys
+from collections.abc import Awaitable
+from datetime import UTC, datetime
+
+from aiokafka.admin import AIOKafkaAdminClient
+from sqlalchemy import text
+from temporalio.client import Client
 
 from shared import stack
 from shared.auth import Role, verify_token
+from shared.db import make_engine, make_sessionmaker
+from shared.demo import POPULATION_MONTHS, POPULATION_PREFIX
 from shared.settings import settings_env
+from shared.topics import REFERRALS
+from tests.helpers import end_offsets, eventually
+from workflows.journeys import workflow_id
+from workflows.journeys.synthetic import DEMO_MIX, generate
+from workflows.journeys.workflows import PatientJourney
 
 
 def _waymark(settings, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
@@ -92,12 +107,97 @@ class TestCli:
 
 
 class TestSeed:
-    def test_seed_loads_the_demo_through_the_apis_and_a_second_seed_changes_nothing(
+    """`waymark seed` with a small population (the default is 500 people; 60 keep this quick)
+    of its own (a fresh seed: the Temporal namespace outlives the test database, so the demo's
+    own journeys may already exist from an earlier run)."""
+
+    PEOPLE = 60
+
+    async def test_seed_loads_the_demo_and_a_population_that_raises_its_alerts_once(
             self, running_apps):
-        first = _waymark(running_apps, "seed")
+        s = running_apps
+        population_seed = random.randrange(10**6, 10**7)
+        args = ("seed", "--people", str(self.PEOPLE), "--population-seed", str(population_seed))
+        journeys = generate(self.PEOPLE, seed=population_seed, now=datetime.now(UTC),
+                            patient_prefix=POPULATION_PREFIX, months=POPULATION_MONTHS,
+                            mix=DEMO_MIX)
+        expected = {(j.patient_id, r) for j in journeys for r in j.expected_rules}
+        assert {r.split(".")[0] for _, r in expected} == {"looping", "stalled"}
+
+        first = await asyncio.to_thread(_waymark, s, *args)
         assert first.returncode == 0, first.stderr
         assert "85 directory services, 6 referrals and 2 care plans" in first.stdout
         assert "notification preferences of 4 demo referrers" in first.stdout
-        second = _waymark(running_apps, "seed")
-        assert second.returncode == 0, second.stderr
-        assert second.stdout == first.stdout
+        events = sum(len(j.events) for j in journeys)
+        assert (f"synthetic population: {self.PEOPLE} people over 12 months, {events} referral "
+                f"events on {s.topic(REFERRALS)}") in first.stdout
+        assert "exist only as events: the referrals service does not hold them" in first.stdout
+        loops = sum(1 for _, r in expected if r.startswith("looping."))
+        assert f"raise {loops} loop and {len(expected) - loops} stall alerts" in first.stdout
+        assert (f"dashboard: http://127.0.0.1:{s.api_port('notifications')}/dashboard/login"
+                in first.stdout)
+
+        engine = make_engine(s, "notifications")
+        sessions = make_sessionmaker(engine)
+        prefix = f"{POPULATION_PREFIX}_{population_seed}_%"
+
+        async def inbox() -> set[tuple[str, str]]:
+            async with sessions() as session:
+                rows = (await session.exec(text(  # type: ignore[call-overload]
+                    "SELECT patient_id, rule FROM alert WHERE patient_id LIKE :p").bindparams(
+                    p=prefix))).all()
+            return {(r.patient_id, r.rule) for r in rows}
+
+        async def counts() -> tuple[int, int, int]:
+            async with sessions() as session:
+                row = (await session.exec(text(  # type: ignore[call-overload]
+                    """SELECT (SELECT count(*) FROM alert WHERE patient_id LIKE :p) AS alerts,
+                              (SELECT count(*) FROM referral_history
+                                WHERE patient_id LIKE :p) AS history,
+                              (SELECT count(*) FROM message WHERE patient_id LIKE :p) AS messages
+                    """).bindparams(p=prefix))).one()
+            return row.alerts, row.history, row.messages
+
+        client = await Client.connect(s.temporal_target, namespace=s.temporal_namespace)
+
+        async def journeys_saw_everything_twice() -> bool:
+            views = await asyncio.gather(*(client.get_workflow_handle(
+                workflow_id(j.patient_id)).query(PatientJourney.journey) for j in journeys))
+            return all(v.events_applied == len(j.events) <= v.duplicates_ignored
+                       for v, j in zip(views, journeys, strict=True))
+
+        try:
+            # loops at once, stalls once each journey's events have settled (60 s)
+            await eventually(lambda: _contains(inbox(), expected), timeout=180, interval=2)
+            assert await inbox() == expected
+            assert await counts() == (len(expected), events, 0)  # nobody messaged
+
+            second = await asyncio.to_thread(_waymark, s, *args)
+            assert second.returncode == 0, second.stderr
+            assert second.stdout == first.stdout
+            # every journey received each event again and ignored it, and the notifications
+            # consumer has read them all: still the same alerts, history and (no) messages
+            await eventually(journeys_saw_everything_twice, timeout=60, interval=1)
+            await eventually(lambda: _caught_up(s, s.topic("notifications"),
+                                                s.topic(REFERRALS)), timeout=60, interval=1)
+            assert await inbox() == expected
+            assert await counts() == (len(expected), events, 0)
+        finally:
+            await engine.dispose()
+
+
+async def _contains(found: Awaitable[set[tuple[str, str]]],
+                    expected: set[tuple[str, str]]) -> bool:
+    return expected <= await found
+
+
+async def _caught_up(s, group: str, topic: str) -> bool:  # type: ignore[no-untyped-def]
+    """The consumer group has committed everything on the topic."""
+    ends = await end_offsets(s, topic)
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return all(tp in committed and committed[tp].offset >= end for tp, end in ends.items())

@@ -1,8 +1,10 @@
 """What the notifications consumer does with each event, in the consumer's transaction (the
 inbox row and every effect commit together, so a redelivered event changes nothing):
 
-- referral events: the referral index; one message row per (event, audience) the routing
-  rules name; one webhook delivery row per matching partner subscription;
+- referral events: the referral index and the referral history (every state change, for the
+  ICS leads' overview); one message row per (event, audience) the routing rules name; one
+  webhook delivery row per matching partner subscription (none for the demo's synthetic
+  population, whose referrals exist only as events: nobody to tell);
 - journey alert events: the coordinators' alert inbox (the highest `seq` wins);
 - everything else is read and recorded in the inbox but owes nothing (yet).
 """
@@ -20,7 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.notifications import routing
 from shared.events.envelope import CloudEvent
 from shared.events.journeys import AlertEventData
-from shared.events.referrals import ReferralEventData
+from shared.events.referrals import SYNTHETIC_SOURCE, ReferralEventData, ReferralFlagged
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -34,6 +36,9 @@ async def apply_event(*, session: AsyncSession, event: CloudEvent, data: Any,
                       settings: Settings) -> None:
     if isinstance(data, ReferralEventData):
         await _index_referral(session, event, data)
+        await _record_history(session, event, data)
+        if event.source == SYNTHETIC_SOURCE:
+            return  # made-up people and referrals (`waymark seed`): nobody to tell
         await _queue_messages(session, event, data)
         await _queue_webhooks(session, event, data)
     elif isinstance(data, AlertEventData):
@@ -57,6 +62,20 @@ async def _index_referral(session: AsyncSession, event: CloudEvent,
                 rid=data.referral_id, pid=event.subject, f=data.from_org, t=data.to_org,
                 svc=data.to_service_id, cat=data.service_category, state=data.state,
                 at=event.time)
+
+
+async def _record_history(session: AsyncSession, event: CloudEvent,
+                          data: ReferralEventData) -> None:
+    if isinstance(data, ReferralFlagged):
+        return  # a flag for the referrer: the state did not change
+    await _exec(session, """
+        INSERT INTO referral_history (event_id, referral_id, patient_id, state, previous_state,
+                                      service_category, from_org, to_org, at)
+        VALUES (:eid, :rid, :pid, :state, :prev, :cat, :f, :t, :at)
+        ON CONFLICT (event_id) DO NOTHING""",
+                eid=event.id, rid=data.referral_id, pid=event.subject, state=data.state,
+                prev=data.previous_state, cat=data.service_category, f=data.from_org,
+                t=data.to_org, at=event.time)
 
 
 async def _queue_messages(session: AsyncSession, event: CloudEvent,

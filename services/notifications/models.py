@@ -232,3 +232,20 @@ class AlertHistory(SQLModel, table=True):
     assignee: str | None = Field(default=None, sa_column=Column(Text))
     detail: str | None = Field(default=None, sa_column=Column(Text))
     at: datetime = _ts(default=True)
+
+
+class ReferralHistory(SQLModel, table=True):
+    """Every referral state change the consumer has seen (one row per event; a flag, which
+    changes no state, is not one): when referrals were submitted, triaged and first seen."""
+
+    __tablename__ = "referral_history"
+
+    event_id: str = Field(sa_column=Column(Text, primary_key=True))
+    referral_id: str = Field(sa_column=Column(Text, nullable=False))
+    patient_id: str = Field(sa_column=Column(Text, nullable=False))
+    state: str = Field(sa_column=Column(Text, nullable=False))
+    previous_state: str | None = Field(default=None, sa_column=Column(Text))
+    service_category: str = Field(sa_column=Column(Text, nullable=False))
+    from_org: str = Field(sa_column=Column(Text, nullable=False))
+    to_org: str = Field(sa_column=Column(Text, nullable=False))
+    at: datetime = _ts()  # the event's time

@@ -75,3 +75,8 @@ EVENT_FOR_STATE: dict[str, type[ReferralEventData]] = {
     "discharged": ReferralDischarged, "cancelled": ReferralCancelled,
     "on_hold": ReferralOnHold,
 }
+
+#: the CloudEvents `source` of the demo's synthetic population (`waymark seed`): referral
+#: events that no referrals service holds. Journeys and the coordinators' dashboard treat them
+#: like any others; notifications owes no message or partner webhook for them.
+SYNTHETIC_SOURCE = "waymark/synthetic-demo"

@@ -9,20 +9,24 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 from temporalio.client import Client
 
 from shared.db import unit_of_work
-from shared.events.envelope import make_event
-from shared.events.referrals import EVENT_FOR_STATE
-from shared.outbox import event_bytes
+from shared.events.referrals import SYNTHETIC_SOURCE
 from shared.topics import REFERRALS
 from tests.helpers import eventually
 from workflows.journeys import workflow_id
 from workflows.journeys.rules import apply_referral_event, evaluate, load_rules
-from workflows.journeys.state import JourneyEvent, JourneyState
-from workflows.journeys.synthetic import TEMPLATES, generate
+from workflows.journeys.state import JourneyState
+from workflows.journeys.synthetic import (
+    DEMO_MIX,
+    SPREAD,
+    TEMPLATES,
+    generate,
+    publish,
+    to_cloud_event,
+)
 from workflows.journeys.workflows import PatientJourney
 
 SEED = 20261127
@@ -65,16 +69,76 @@ class TestGenerator:
             assert _precision_recall(expected, got) == (1.0, 1.0), sorted(expected ^ got)[:10]
 
 
-def _cloud_event(patient_id: str, e: JourneyEvent):  # type: ignore[no-untyped-def]
-    model = EVENT_FOR_STATE[e.state]
-    data = model(referral_id=e.referral_id, from_org=e.from_org, to_org=e.to_org,
-                 to_service_id=e.to_service_id, service_category=e.service_category,
-                 reason_codes=e.reason_codes, priority=e.priority,  # type: ignore[arg-type]
-                 state=e.state, transition_reason=e.transition_reason,
-                 appointment_at=datetime.fromisoformat(e.appointment_at)
-                 if e.appointment_at else None)
-    return make_event(data, subject=patient_id, event_id=e.event_id,
-                      time=datetime.fromisoformat(e.occurred_at))
+class TestDemoPopulation:
+    """The population `waymark seed` publishes: the demo mix, spread over 12 months."""
+
+    NOWS = (datetime(2026, 1, 2, 9, tzinfo=UTC), datetime(2026, 3, 29, 0, 30, tzinfo=UTC),
+            datetime(2026, 12, 31, 18, tzinfo=UTC))
+
+    def test_the_labels_are_exactly_what_the_rules_raise_over_twelve_months(self):
+        rules = load_rules()
+        for now in self.NOWS:
+            expected, got = set(), set()
+            for j in generate(500, seed=SEED, now=now, months=12, mix=DEMO_MIX):
+                state = JourneyState(patient_id=j.patient_id)
+                for e in j.events:
+                    apply_referral_event(state, e)
+                raised = {c.alert.rule for c in evaluate(state, rules, now)
+                          if c.change == "raised"}
+                expected |= {(j.patient_id, r) for r in j.expected_rules}
+                got |= {(j.patient_id, r) for r in raised}
+            assert _precision_recall(expected, got) == (1.0, 1.0), sorted(expected ^ got)[:10]
+
+    def test_the_journeys_start_across_the_twelve_months_and_never_before(self):
+        now = datetime(2026, 6, 1, 12, tzinfo=UTC)
+        journeys = generate(500, seed=SEED, now=now, months=12, mix=DEMO_MIX)
+        ages = [(now - datetime.fromisoformat(e.occurred_at)).days
+                for j in journeys for e in j.events]
+        assert max(ages) <= 366 and min(ages) >= 0
+        # every month of the year has journeys starting in it
+        first_ages = {min((now - datetime.fromisoformat(e.occurred_at)).days
+                          for e in j.events) // 31 for j in journeys}
+        assert set(range(11)) <= first_ages
+        # loops that have ended reach back beyond the six months the open ones are judged in
+        seen = [j for j in journeys if j.template in ("re_referral_seen", "ping_pong_seen")]
+        assert any((now - datetime.fromisoformat(j.events[0].occurred_at)).days > 250
+                   for j in seen)
+
+    def test_journeys_judged_against_now_stay_where_they_are(self):
+        now = datetime(2026, 6, 1, 12, tzinfo=UTC)
+        for j in generate(500, seed=SEED, now=now, months=12, mix=DEMO_MIX):
+            oldest = max((now - datetime.fromisoformat(e.occurred_at)).days for e in j.events)
+            if j.template not in SPREAD:
+                assert oldest <= 150, (j.template, oldest)
+            elif SPREAD[j.template][1] is not None:
+                # open referrals stay clear of the 18-week referral-to-treatment deadline
+                assert oldest <= SPREAD[j.template][1], (j.template, oldest)
+
+    def test_most_of_the_demo_population_goes_well(self):
+        journeys = generate(500, seed=SEED, now=datetime.now(UTC), months=12, mix=DEMO_MIX)
+        clean = sum(1 for j in journeys if not j.expected_rules)
+        assert 0.5 <= clean / len(journeys) <= 0.7
+        assert {j.template for j in journeys} == set(TEMPLATES)
+
+    def test_a_smaller_population_is_the_start_of_the_larger_one(self):
+        now = datetime.now(UTC)
+        small = generate(60, seed=SEED, now=now, months=12, mix=DEMO_MIX)
+        large = generate(500, seed=SEED, now=now, months=12, mix=DEMO_MIX)
+        assert [(j.patient_id, [e.event_id for e in j.events]) for j in small] == \
+            [(j.patient_id, [e.event_id for e in j.events]) for j in large[:60]]
+
+    def test_events_are_referral_events_from_the_synthetic_source_in_order(self):
+        j = generate(20, seed=SEED, now=datetime.now(UTC))[0]
+        events = [to_cloud_event(j.patient_id, e) for e in j.events]
+        assert {e.source for e in events} == {SYNTHETIC_SOURCE}
+        assert all(e.subject == j.patient_id and e.type.startswith("uk.waymark.referral.")
+                   for e in events)
+        assert [e.id for e in events] == [e.event_id for e in j.events]
+        # each step names the state it came from, as the referrals service's events do
+        assert events[0].data["previous_state"] is None
+        assert all(b.data["previous_state"] == a.data["state"]
+                   for a, b in zip(events, events[1:], strict=False)
+                   if a.data["referral_id"] == b.data["referral_id"])
 
 
 class TestThroughTheRealStack:
@@ -83,20 +147,8 @@ class TestThroughTheRealStack:
         s = running_apps
         run = uuid.uuid4().hex[:6]
         journeys = generate(500, seed=SEED, now=datetime.now(UTC), patient_prefix=f"pt_s{run}")
-        producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all",
-                                    enable_idempotence=True, linger_ms=5)
-        await producer.start()
-        try:
-            sends = []
-            for j in journeys:
-                for e in j.events:
-                    ce = _cloud_event(j.patient_id, e)
-                    sends.append(await producer.send(
-                        s.topic(REFERRALS), value=event_bytes(ce.model_dump(mode="json")),
-                        key=j.patient_id.encode()))
-            await asyncio.gather(*sends)
-        finally:
-            await producer.stop()
+        await publish(journeys, bootstrap_servers=s.bootstrap_servers,
+                      topic=s.topic(REFERRALS))
 
         client = await Client.connect(s.temporal_target, namespace=s.temporal_namespace)
 
