@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/bootstrap.sh
+source scripts/browser_deps.sh
 PY="${PYTHON:-python3}"
 "$PY" -m shared.cli up --infra-only
 set +e

@@ -12,6 +12,7 @@ import os
 
 # must happen before anything reads settings (get_settings() is cached per process); set them
 # yourself to run a second test session beside this one (another instance, db, prefix, ports)
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 for _name, _value in {
     "WAYMARK_INSTANCE": "test",
     "WAYMARK_DB_NAME": "waymark_test",
@@ -27,6 +28,12 @@ for _name, _value in {
     "WAYMARK_WEBHOOK_TIMEOUT_SECONDS": "3",
     "WAYMARK_MESSAGE_RETRY_SECONDS": "[0.3, 0.6, 1.2]",
     "WAYMARK_DISPATCHER_POLL_SECONDS": "0.5",
+    # the default journey rules, plus one test-only category of service that must triage
+    # within a minute (the browser tests watch a real stall happen; no other test refers to it)
+    "WAYMARK_JOURNEY_RULES": os.pathsep.join(
+        os.path.join(_REPO, *parts) for parts in (("workflows", "journeys", "rules.toml"),
+                                                   ("tests", "dashboard",
+                                                    "fast_triage_rules.toml"))),
 }.items():
     os.environ.setdefault(_name, _value)
 

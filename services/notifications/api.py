@@ -1,11 +1,12 @@
 """The notifications service's HTTP API. Routes live in one module per area, each a router
 included here: partner webhook subscriptions (`api_webhooks`), people's messages, inboxes,
 preferences and the delivery log (`api_messages`), the coordinators' alert inbox and its live
-stream (`api_alerts`)."""
+stream (`api_alerts`), and the coordinators' dashboard pages under /dashboard (`dashboard`)."""
 
 from __future__ import annotations
 
 from services.notifications import api_alerts, api_messages, api_webhooks
+from services.notifications.dashboard import routes as dashboard
 from shared.web import create_app
 
 app = create_app("notifications", title="Waymark notifications",
@@ -16,3 +17,4 @@ app = create_app("notifications", title="Waymark notifications",
 app.include_router(api_webhooks.router, tags=["webhooks"])
 app.include_router(api_messages.router, tags=["messages"])
 app.include_router(api_alerts.router, tags=["alerts"])
+app.include_router(dashboard.router)  # the coordinators' dashboard pages, under /dashboard

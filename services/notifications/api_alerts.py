@@ -30,6 +30,7 @@ from services.notifications.alert_schemas import (
     SnoozeIn,
 )
 from services.notifications.alerts import Action, AlertFilter, Kind, Severity, Sort, Status
+from services.notifications.dashboard import session as dashboard_session
 from shared.audit import record_audit
 from shared.auth import CurrentPrincipal, Principal, current_principal, verify_token
 from shared.db import unit_of_work
@@ -152,6 +153,8 @@ def _stream_principal(request: Request, access_token: Annotated[str | None, Quer
     # access log; telemetry records the path alone)
     if request.headers.get("authorization"):
         return current_principal(request)
+    # the dashboard's pages: a browser's EventSource sends the dashboard's session cookie
+    access_token = access_token or dashboard_session.cookie_token(request)
     if not access_token:
         raise Unauthenticated("send an access token: Authorization: Bearer <token>, or "
                               "?access_token=<token> on this route")
@@ -189,7 +192,8 @@ async def stream_alerts(request: Request, subscription: Annotated[
 
     Authenticate with `Authorization: Bearer <token>`; browsers' EventSource cannot send
     headers, so this route alone also accepts `?access_token=<token>` (use a short-lived
-    token: URLs end up in browser history and proxy logs)."""
+    token: URLs end up in browser history and proxy logs) and the dashboard's session
+    cookie (a page of /dashboard needs neither)."""
     principal, sub = subscription
     sessions = request.app.state.sessions
     ip = client_ip(request)

@@ -168,8 +168,14 @@ class TestLoadRules:
         for f in dataclasses.fields(Rules):
             value = getattr(RULES, f.name)
             assert value is not None, f.name
-            if isinstance(value, list | dict):
+            if isinstance(value, list | dict) and f.name != "triage_minutes_by_category":
                 assert value, f"{f.name} is empty"
+
+    def test_no_category_triages_in_minutes_by_default(self):
+        # an empty table in rules.toml, documented there, for local policy to fill
+        assert RULES.triage_minutes_by_category == {}
+        raw = tomllib.loads(DEFAULT_RULES_FILE.read_text())
+        assert raw["stall"]["triage_minutes_by_category"] == {}
 
     def test_thresholds_are_the_documented_ones(self):
         assert RULES.settle_seconds == 60
@@ -234,6 +240,33 @@ class TestLoadRules:
         assert other.escalation_hours == {"urgent": 101, "high": 124, "medium": 172}
         assert other.severity == RULES.severity
         assert other.bank_holidays == RULES.bank_holidays
+
+    def test_a_later_file_overrides_an_earlier_one_key_by_key(self, tmp_path):
+        local = tmp_path / "local.toml"
+        local.write_text("[stall]\ntriage_working_days_routine = 5\n"
+                         "[stall.booking_weeks_by_category]\ncrisis = 2\n"
+                         "[stall.triage_minutes_by_category]\ncrisis = 240\n")
+        other = load_rules(DEFAULT_RULES_FILE, local)
+        assert other.triage_working_days_routine == 5
+        assert other.booking_weeks_by_category == {"talking_therapies_ltc": 4, "crisis": 2}
+        assert other.triage_minutes_by_category == {"crisis": 240}
+        unchanged = {f.name for f in dataclasses.fields(Rules)} - {
+            "triage_working_days_routine", "booking_weeks_by_category",
+            "triage_minutes_by_category"}
+        for name in unchanged:
+            assert getattr(other, name) == getattr(RULES, name), name
+
+    def test_the_worker_reads_the_files_the_environment_lists_in_order(
+            self, tmp_path, monkeypatch):
+        from workflows.journeys.activities import RULES_ENV, rules_from_environment
+
+        local = tmp_path / "local.toml"
+        local.write_text("[stall.triage_minutes_by_category]\ncrisis = 240\n")
+        monkeypatch.setenv(RULES_ENV, f"{DEFAULT_RULES_FILE}:{local}")
+        assert rules_from_environment() == dataclasses.replace(
+            RULES, triage_minutes_by_category={"crisis": 240})
+        monkeypatch.delenv(RULES_ENV)
+        assert rules_from_environment() == RULES
 
     def test_a_file_missing_a_threshold_fails_loudly(self, tmp_path):
         path = tmp_path / "rules.toml"
@@ -472,6 +505,34 @@ class TestStallDeadlines:
         # Mon 14 Dec 2026: 15-18, 21-24, (25, 28 holidays) 29, 30 Dec
         ep = only_episode(journey(ev("r1", "submitted", at(2026, 12, 14))))
         assert deadlines(ep)["stalled.not_triaged"] == at(2026, 12, 30)
+
+    def test_a_category_with_a_triage_time_in_minutes_counts_clock_minutes(self):
+        rules = dataclasses.replace(RULES, triage_minutes_by_category={"crisis": 240})
+        # Friday 2 January 2026, 22:30: four hours later is Saturday 02:30, weekend or not,
+        # for routine and urgent referrals alike; the RTT clock is unchanged
+        for priority in ("routine", "urgent"):
+            ep = only_episode(journey(ev("r1", "submitted", at(2026, 1, 2, 22, 30),
+                                         category="crisis", priority=priority)))
+            assert deadlines(ep, rules) == {"stalled.not_triaged": at(2026, 1, 3, 2, 30),
+                                            "stalled.rtt_breach": at(2026, 5, 8, 22, 30)}
+        # other categories keep their working days
+        ep = only_episode(journey(ev("r1", "submitted", T0)))
+        assert deadlines(ep, rules)["stalled.not_triaged"] == at(2026, 1, 19)
+
+    def test_a_triage_time_in_minutes_raises_its_stall_exactly_then(self):
+        rules = dataclasses.replace(RULES, triage_minutes_by_category={"crisis": 1})
+
+        def build() -> JourneyState:
+            return journey(ev("r1", "submitted", T0, category="crisis"))
+
+        due = T0 + timedelta(minutes=1)
+        assert next_wake(build(), rules, T0) == due
+        assert raised(evaluate(build(), rules, due - SECOND)) == []
+        alerts = raised(evaluate(build(), rules, due))
+        assert [(a.rule, a.raised_at) for a in alerts] == [("stalled.not_triaged",
+                                                            due.isoformat())]
+        assert alerts[0].explanation == ("Referred to the crisis service on 5 January 2026 "
+                                         "and not triaged by 5 January 2026.")
 
     def test_accepted_has_six_weeks_to_book_by_default(self):
         kw = {"category": "msk_physiotherapy"}

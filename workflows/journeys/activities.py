@@ -24,7 +24,7 @@ from shared.events.journeys import ALERT_EVENTS
 from shared.outbox import add_event
 from shared.settings import Settings
 from shared.topics import JOURNEYS
-from workflows.journeys.rules import DEFAULT_RULES_FILE, Rules, load_rules
+from workflows.journeys.rules import Rules, load_rules
 from workflows.journeys.state import AlertChange, ts
 
 RULES_ENV = "WAYMARK_JOURNEY_RULES"
@@ -32,7 +32,10 @@ EVENT_NAMESPACE = uuid.UUID("6f1c3b7e-2a4d-4e8f-9a51-0c2d7e3b9f10")
 
 
 def rules_from_environment() -> Rules:
-    return load_rules(Path(os.environ.get(RULES_ENV, DEFAULT_RULES_FILE)))
+    """rules.toml, or the files WAYMARK_JOURNEY_RULES lists (separated by ':'; a later file
+    overrides an earlier one key by key)."""
+    paths = os.environ.get(RULES_ENV, "").split(os.pathsep)
+    return load_rules(*(Path(p) for p in paths if p)) if any(paths) else load_rules()
 
 
 class JourneyActivities:

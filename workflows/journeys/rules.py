@@ -54,6 +54,7 @@ class Rules:
     triage_working_days_urgent: int = 2
     booking_weeks_default: int = 6
     booking_weeks_by_category: dict[str, int] = field(default_factory=dict)
+    triage_minutes_by_category: dict[str, int] = field(default_factory=dict)
     outcome_grace_working_days: int = 2
     no_activity_weeks: int = 6
     rtt_weeks: int = 18
@@ -71,8 +72,13 @@ class Rules:
     bank_holidays: list[str] = field(default_factory=list)
 
 
-def load_rules(path: Path = DEFAULT_RULES_FILE) -> Rules:
-    raw: dict[str, Any] = tomllib.loads(path.read_text())
+def load_rules(*paths: Path) -> Rules:
+    """The rules in `paths` (default: rules.toml). A later file overrides an earlier one key by
+    key, table by table, so a local policy file given after rules.toml holds only what it
+    changes."""
+    raw: dict[str, Any] = {}
+    for path in paths or (DEFAULT_RULES_FILE,):
+        _merge(raw, tomllib.loads(path.read_text()))
     st, lp, sf, esc = raw["stall"], raw["loop"], raw["safety"], raw["escalation"]
     return Rules(
         settle_seconds=st["settle_seconds"],
@@ -80,6 +86,7 @@ def load_rules(path: Path = DEFAULT_RULES_FILE) -> Rules:
         triage_working_days_urgent=st["triage_working_days_urgent"],
         booking_weeks_default=st["booking_weeks_default"],
         booking_weeks_by_category=dict(st.get("booking_weeks_by_category", {})),
+        triage_minutes_by_category=dict(st.get("triage_minutes_by_category", {})),
         outcome_grace_working_days=st["outcome"]["grace_working_days"],
         no_activity_weeks=st["activity"]["no_activity_weeks"],
         rtt_weeks=st["rtt"]["weeks"],
@@ -92,6 +99,14 @@ def load_rules(path: Path = DEFAULT_RULES_FILE) -> Rules:
         escalation_hours={"urgent": esc["urgent_hours"], "high": esc["high_hours"],
                           "medium": esc["medium_hours"]},
         severity=dict(raw["severity"]), bank_holidays=list(raw["calendar"]["bank_holidays"]))
+
+
+def _merge(into: dict[str, Any], other: dict[str, Any]) -> None:
+    for key, value in other.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
 
 
 # --- calendar ---------------------------------------------------------------------------------
@@ -212,11 +227,12 @@ def stall_deadlines(ep: Episode, rules: Rules) -> list[Deadline]:
     entered = ts(cur.at)
     out: list[Deadline] = []
     if cur.state == "submitted":
+        minutes = rules.triage_minutes_by_category.get(ep.category)
         days = (rules.triage_working_days_urgent if ep.priority == "urgent"
                 else rules.triage_working_days_routine)
-        out.append(Deadline("stalled.not_triaged",
-                            add_working_days(entered, days, rules.bank_holidays),
-                            ep.referral_id, cur.at))
+        due = (entered + timedelta(minutes=minutes) if minutes is not None
+               else add_working_days(entered, days, rules.bank_holidays))
+        out.append(Deadline("stalled.not_triaged", due, ep.referral_id, cur.at))
     elif cur.state == "accepted":
         weeks = rules.booking_weeks_by_category.get(ep.category, rules.booking_weeks_default)
         out.append(Deadline("stalled.not_booked", entered + timedelta(weeks=weeks),
