@@ -227,17 +227,19 @@ class JourneyExplainer:
                     self.CONNECT_TIMEOUT)
             return self._client
 
-    async def explain(self, *, patient_id: str, alert_id: str) -> Explanation:
+    async def query_journey(self, patient_id: str, *, context: str
+                            ) -> tuple[dict[str, Any] | None, str | None]:
+        """The patient's journey view (the `journey` query), or None and why not: a
+        failure to reach Temporal is an answer for the caller to show, never a 500."""
         from temporalio.service import RPCError, RPCStatusCode
 
         from workflows.journeys import workflow_id
 
         try:
             client = await self._connect()
-        except Exception as exc:  # any failure to reach Temporal is an answer, not a 500
-            logger.warning("alert %s: cannot reach Temporal (%s)", alert_id, type(exc).__name__)
-            return Explanation(None, None, "the journey service (Temporal) could not be "
-                                           "reached; try again shortly")
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("%s: cannot reach Temporal (%s)", context, type(exc).__name__)
+            return None, "the journey service (Temporal) could not be reached; try again shortly"
         try:
             view = await asyncio.wait_for(
                 client.get_workflow_handle(workflow_id(patient_id)).query(
@@ -245,16 +247,19 @@ class JourneyExplainer:
                 self.QUERY_TIMEOUT + 2)
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
-                return Explanation(None, None, "the patient's journey was not found")
-            logger.warning("alert %s: journey query failed (%s)", alert_id, exc.status)
-            return Explanation(None, None, "the patient's journey did not answer; try again "
-                                           "shortly")
-        except Exception as exc:  # timeouts, a failed or rejected query
-            logger.warning("alert %s: journey query failed (%s)", alert_id,
-                           type(exc).__name__)
-            return Explanation(None, None, "the patient's journey did not answer; try again "
-                                           "shortly")
-        found = next((a for a in (view or {}).get("alerts", [])
+                return None, "the patient's journey was not found"
+            logger.warning("%s: journey query failed (%s)", context, exc.status)
+            return None, "the patient's journey did not answer; try again shortly"
+        except Exception as exc:  # noqa: BLE001 - timeouts, a failed or rejected query
+            logger.warning("%s: journey query failed (%s)", context, type(exc).__name__)
+            return None, "the patient's journey did not answer; try again shortly"
+        return (view if isinstance(view, dict) else {}), None
+
+    async def explain(self, *, patient_id: str, alert_id: str) -> Explanation:
+        view, unavailable = await self.query_journey(patient_id, context=f"alert {alert_id}")
+        if view is None:
+            return Explanation(None, None, unavailable)
+        found = next((a for a in view.get("alerts", [])
                       if isinstance(a, dict) and a.get("alert_id") == alert_id), None)
         if found is None:
             return Explanation(None, None, "the patient's journey has no record of this alert")
@@ -262,3 +267,13 @@ class JourneyExplainer:
                                 state=str(e.get("state", "")), detail=str(e.get("detail", "")))
                     for e in found.get("evidence") or [] if isinstance(e, dict)]
         return Explanation(found.get("explanation"), evidence)
+
+
+def explainer_for(request: Any) -> JourneyExplainer:
+    """The app's one JourneyExplainer (one Temporal client per API process), made on first
+    use; the alert API and the dashboard share it."""
+    state = request.app.state
+    if getattr(state, "journey_explainer", None) is None:
+        state.journey_explainer = JourneyExplainer(state.settings)
+    explainer: JourneyExplainer = state.journey_explainer
+    return explainer

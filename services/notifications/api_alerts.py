@@ -80,12 +80,7 @@ def _fanout(request: Request) -> live.AlertFanout:
     return fanout
 
 
-def _explainer(request: Request) -> alert_store.JourneyExplainer:
-    state = request.app.state
-    if getattr(state, "journey_explainer", None) is None:
-        state.journey_explainer = alert_store.JourneyExplainer(state.settings)
-    explainer: alert_store.JourneyExplainer = state.journey_explainer
-    return explainer
+_explainer = alert_store.explainer_for
 
 
 def _filters(request: Request, principal: CurrentPrincipal,

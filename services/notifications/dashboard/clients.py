@@ -13,7 +13,6 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -181,43 +180,16 @@ class Journey:
     unavailable: str | None = None
 
 
-def explainer(request: Request) -> alert_store.JourneyExplainer:
-    # the same app.state attribute api_alerts uses: one Temporal client per API process
-    state = request.app.state
-    if getattr(state, "journey_explainer", None) is None:
-        state.journey_explainer = alert_store.JourneyExplainer(state.settings)
-    found: alert_store.JourneyExplainer = state.journey_explainer
-    return found
+explainer = alert_store.explainer_for
 
 
 async def journey(exp: alert_store.JourneyExplainer, *, patient_id: str,
                   alert_id: str) -> Journey:
     """One `journey` query of the patient's PatientJourney: the alert's explanation and the
     episodes. Reuses the alert inbox's connected client (JourneyExplainer)."""
-    from temporalio.service import RPCError, RPCStatusCode
-
-    from workflows.journeys import workflow_id
-
-    try:
-        client = await exp._connect()  # the inbox's client, shared rather than a second one
-    except Exception as exc:  # any failure to reach Temporal is an answer, not an error page
-        logger.warning("dashboard: cannot reach Temporal (%s)", type(exc).__name__)
-        return Journey(unavailable="the journey service (Temporal) could not be reached; try "
-                                   "again shortly")
-    try:
-        view = await asyncio.wait_for(
-            client.get_workflow_handle(workflow_id(patient_id)).query(
-                "journey", rpc_timeout=timedelta(seconds=exp.QUERY_TIMEOUT)),
-            exp.QUERY_TIMEOUT + 2)
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return Journey(unavailable="the patient's journey was not found")
-        logger.warning("dashboard: journey query failed (%s)", exc.status)
-        return Journey(unavailable="the patient's journey did not answer; try again shortly")
-    except Exception as exc:  # timeouts, a failed or rejected query
-        logger.warning("dashboard: journey query failed (%s)", type(exc).__name__)
-        return Journey(unavailable="the patient's journey did not answer; try again shortly")
-    view = view if isinstance(view, dict) else {}
+    view, unavailable = await exp.query_journey(patient_id, context="dashboard")
+    if view is None:
+        return Journey(unavailable=unavailable)
     episodes = [e for e in view.get("episodes") or [] if isinstance(e, dict)]
     found = next((a for a in view.get("alerts") or []
                   if isinstance(a, dict) and a.get("alert_id") == alert_id), None)
