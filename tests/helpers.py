@@ -14,16 +14,34 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from shared.settings import Settings
 
 
+_NHS_BODIES = 1_000_000
+_next_nhs_body = random.randrange(_NHS_BODIES)
+
+
+def _nhs_check_digit(body: str) -> int:
+    """Modulus 11 check digit of a 9-digit body (10 means the body is never issued)."""
+    total = sum(int(d) * w for d, w in zip(body, range(10, 1, -1), strict=True))
+    check = 11 - total % 11
+    return 0 if check == 11 else check
+
+
 def synthetic_nhs_number(rng: random.Random | None = None) -> str:
-    """A random 10-digit number with a valid Modulus 11 check digit, in the 999 range that
-    NHS England reserves for test data (never issued to a real person)."""
-    rng = rng or random.Random()
+    """A 10-digit number with a valid Modulus 11 check digit, in the 999 range that NHS
+    England reserves for test data (never issued to a real person).
+
+    With an ``rng`` the number is drawn from it (reproducible). Without one, numbers come from
+    a sequence that starts at a random place and walks the million 999 bodies, so one test
+    session never hands out the same number twice: a random draw from so small a range
+    collides often enough across a few thousand referrals to make a test that counts one
+    patient's events fail now and then."""
+    global _next_nhs_body
     while True:
-        body = "999" + "".join(str(rng.randrange(10)) for _ in range(6))
-        total = sum(int(d) * w for d, w in zip(body, range(10, 1, -1), strict=True))
-        check = 11 - total % 11
-        if check == 11:
-            check = 0
+        if rng is not None:
+            body = "999" + "".join(str(rng.randrange(10)) for _ in range(6))
+        else:
+            body = f"999{_next_nhs_body:06d}"
+            _next_nhs_body = (_next_nhs_body + 1) % _NHS_BODIES
+        check = _nhs_check_digit(body)
         if check != 10:
             return body + str(check)
 
