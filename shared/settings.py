@@ -63,9 +63,25 @@ class Settings(BaseSettings):
     # {"referrals": "http://referrals-api:8000"}; a service not named is http://127.0.0.1:<port>
     api_urls: dict[str, str] = {}
 
+    # input limits on every API (shared/web.py). A request body larger than this is refused
+    # with 413 before it is parsed, whether it declares a Content-Length or streams in chunks.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # writes (POST, PUT, PATCH, DELETE) with a valid bearer token: a token bucket per principal
+    # (organisation + user) holding `rate_limit_burst` requests and refilled at
+    # `rate_limit_per_minute`; an empty bucket answers 429 with Retry-After. 0 turns it off.
+    # The buckets live in each API process's memory, so with n replicas a caller may get up
+    # to n times the rate: it is a guard against runaway clients, not a quota.
+    rate_limit_per_minute: int = Field(default=300, ge=0)
+    rate_limit_burst: int = Field(default=60, ge=1)
+
     # consumers
     consumer_max_attempts: int = 5
     consumer_backoff_seconds: float = 0.2
+    # a message bigger than this is dead-lettered unread, before JSON decoding: an event
+    # carries ids and codes (a few KiB at most), so a huge one is a bug or an attack, and
+    # decoding it would cost every consumer of the topic memory and time. Below Kafka's own
+    # 1 MiB message limit, so an oversized message still reaches the consumers and the DLQ.
+    event_max_bytes: int = Field(default=256 * 1024, ge=1024)
     relay_poll_seconds: float = 2.0
     relay_batch_size: int = 200
     # publishing attempts before an outbox row is parked for an operator

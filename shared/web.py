@@ -1,11 +1,13 @@
-"""What every service's FastAPI app shares: the app factory (errors, tracing, health), the
-transactional session dependency, and idempotency keys for POSTs."""
+"""What every service's FastAPI app shares: the app factory (errors, tracing, health, input
+limits), the transactional session dependency, and idempotency keys for POSTs."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -15,15 +17,18 @@ from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.auth import Principal
+from shared.auth import Principal, verify_token
 from shared.db import make_engine, make_sessionmaker
 from shared.errors import (
     AltRenderer,
     Conflict,
     PreconditionRequired,
+    Unauthenticated,
     ValidationFailed,
     install_error_handlers,
+    problem,
 )
 from shared.settings import Settings, get_settings
 from shared.telemetry import TracingMiddleware, setup_telemetry
@@ -33,8 +38,13 @@ Lifespan = Callable[[FastAPI], Awaitable[None]]
 
 def create_app(service: str, *, title: str, description: str,
                settings: Settings | None = None,
-               error_renderers: dict[str, AltRenderer] | None = None) -> FastAPI:
-    """A service's app. The engine is built in the lifespan, never at import time."""
+               error_renderers: dict[str, AltRenderer] | None = None,
+               large_bodies: dict[str, int] | None = None) -> FastAPI:
+    """A service's app. The engine is built in the lifespan, never at import time.
+
+    `large_bodies` lets the routes under a path prefix take bodies up to a larger size than
+    `max_body_bytes` (a bulk import, say); everything else gets the setting.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -51,6 +61,10 @@ def create_app(service: str, *, title: str, description: str,
 
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
     install_error_handlers(app, error_renderers)
+    # the last added runs first: tracing, then the rate limit (headers only, so a flood of
+    # large bodies is refused before they are read), then the body limit, then the routes
+    app.add_middleware(BodySizeLimit, renderers=error_renderers, large_bodies=large_bodies)
+    app.add_middleware(WriteRateLimit, renderers=error_renderers)
     app.add_middleware(TracingMiddleware, service_name=f"{service}-api")
 
     @app.get("/health", tags=["ops"])
@@ -61,6 +75,193 @@ def create_app(service: str, *, title: str, description: str,
         return {"status": "ok", "service": service}
 
     return app
+
+
+# --- input limits -----------------------------------------------------------------------------
+
+def _app_settings(scope: Scope) -> Settings:
+    # the app's own settings (set in its lifespan); the process's when no lifespan ran
+    app = scope.get("app")
+    return getattr(getattr(app, "state", None), "settings", None) or get_settings()
+
+
+async def _refuse(scope: Scope, send: Send, renderers: dict[str, AltRenderer] | None,
+                  status: int, title: str, detail: str, *, slug: str,
+                  headers: dict[str, str]) -> None:
+    """An error answered by a middleware, in the format the app's error handler would use
+    (problem+json; a FHIR OperationOutcome under /fhir)."""
+    path = scope.get("path", "")
+    response: Response | None = None
+    for prefix, renderer in (renderers or {}).items():
+        if path.startswith(prefix):
+            response = renderer(status, title, detail, {})
+            for k, v in headers.items():
+                response.headers[k] = v
+            break
+    if response is None:
+        response = problem(status, title, detail, slug=slug, instance=path, headers=headers)
+    await response(scope, _no_body, send)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+class BodySizeLimit:
+    """Refuse a request body over `max_body_bytes` with 413, before the app reads any of it.
+
+    A declared Content-Length over the limit is refused at once; otherwise the body is read
+    here, counting as it arrives (a chunked body has no Content-Length, and a declared one may
+    be a lie), and handed to the app whole. The app would read it into memory anyway, so
+    holding it here costs nothing more. (FastAPI's own `max_body_size` is fixed when the app
+    is built and answers some of these cases in plain text, not problem+json.)
+    """
+
+    def __init__(self, app: ASGIApp, renderers: dict[str, AltRenderer] | None = None,
+                 large_bodies: dict[str, int] | None = None) -> None:
+        self.app = app
+        self.renderers = renderers
+        self.large_bodies = dict(large_bodies or {})
+
+    def limit(self, scope: Scope) -> int:
+        limit = _app_settings(scope).max_body_bytes
+        path = scope.get("path", "")
+        for prefix, allowed in self.large_bodies.items():
+            if path.startswith(prefix):
+                limit = max(limit, allowed)
+        return limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit(scope)
+        declared = next((v for k, v in scope.get("headers", []) if k == b"content-length"), None)
+        if declared is not None:
+            if not declared.strip().isdigit():
+                await _refuse(scope, send, self.renderers, 400, "Bad request",
+                              "Content-Length must be a number of bytes", slug="bad-request",
+                              headers={"Connection": "close"})
+                return
+            if int(declared) > limit:
+                await self._too_large(scope, send, limit)
+                return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away before sending its body: nobody to answer
+            body += message.get("body", b"")
+            if len(body) > limit:
+                await self._too_large(scope, send, limit)
+                return
+            if not message.get("more_body", False):
+                break
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if delivered:
+                return await receive()  # what follows the body: a disconnect, say
+            delivered = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: Scope, send: Send, limit: int) -> None:
+        # the unread body is left on the connection, so it is closed after the answer
+        await _refuse(scope, send, self.renderers, 413, "Request body too large",
+                      f"the request body is larger than this API accepts ({limit} bytes)",
+                      slug="payload-too-large", headers={"Connection": "close"})
+
+
+class TokenBuckets:
+    """A token bucket per key: `burst` requests at once, refilled at `per_minute` a minute.
+
+    Process-local and in memory: with n API replicas a caller may get up to n times the rate.
+    That is acceptable for what it is for, stopping a runaway client (a script in a loop, an
+    integration retrying without backoff) from taking a replica's database connections; an
+    exact ICS-wide quota belongs at the gateway, and a shared store would put a network round
+    trip on every write for it.
+    """
+
+    #: buckets kept before idle (full) ones are forgotten, so memory stays bounded
+    MAX_KEYS = 50_000
+
+    def __init__(self, *, per_minute: int, burst: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = per_minute / 60.0  # tokens a second
+        self.burst = float(burst)
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+
+    def take(self, key: str) -> float:
+        """Take a token for `key`: 0 when allowed, else the seconds until one is free."""
+        now = self.clock()
+        tokens, at = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        if tokens >= 1.0:
+            self._buckets[key] = (tokens - 1.0, now)
+            if len(self._buckets) > self.MAX_KEYS:
+                self._forget_idle(now)
+            return 0.0
+        self._buckets[key] = (tokens, now)
+        return (1.0 - tokens) / self.rate
+
+    def _forget_idle(self, now: float) -> None:
+        # a bucket that has refilled is the same as no bucket
+        self._buckets = {k: (t, at) for k, (t, at) in self._buckets.items()
+                         if t + (now - at) * self.rate < self.burst}
+
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class WriteRateLimit:
+    """429 with Retry-After for a principal (organisation + user) writing faster than
+    `rate_limit_per_minute` after a burst of `rate_limit_burst`.
+
+    Only writes carrying a valid bearer token count: reads are not limited, and a request
+    without a valid token is left to the route to refuse (401). The token is verified here
+    exactly as the route verifies it, so nobody can spend another user's allowance by naming
+    them in an unsigned token.
+    """
+
+    def __init__(self, app: ASGIApp, renderers: dict[str, AltRenderer] | None = None) -> None:
+        self.app = app
+        self.renderers = renderers
+        self.buckets: TokenBuckets | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in WRITE_METHODS:
+            wait = self._wait(scope)
+            if wait > 0:
+                seconds = max(1, math.ceil(wait))
+                s = _app_settings(scope)
+                await _refuse(scope, send, self.renderers, 429, "Too many requests",
+                              f"you have sent more than {s.rate_limit_burst} changes in a burst "
+                              f"or {s.rate_limit_per_minute} a minute; try again in {seconds} "
+                              "s", slug="too-many-requests",
+                              headers={"Retry-After": str(seconds)})
+                return
+        await self.app(scope, receive, send)
+
+    def _wait(self, scope: Scope) -> float:
+        s = _app_settings(scope)
+        if s.rate_limit_per_minute == 0:
+            return 0.0
+        header = next((v for k, v in scope.get("headers", []) if k == b"authorization"), b"")
+        scheme, _, token = header.decode("latin-1").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return 0.0
+        try:
+            principal = verify_token(get_settings(), token.strip())
+        except Unauthenticated:
+            return 0.0  # the route answers 401
+        if self.buckets is None:
+            self.buckets = TokenBuckets(per_minute=s.rate_limit_per_minute,
+                                        burst=s.rate_limit_burst)
+        return self.buckets.take(f"{principal.org}/{principal.user}")
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -28,6 +28,10 @@ for _name, _value in {
     "WAYMARK_WEBHOOK_TIMEOUT_SECONDS": "3",
     "WAYMARK_MESSAGE_RETRY_SECONDS": "[0.3, 0.6, 1.2]",
     "WAYMARK_DISPATCHER_POLL_SECONDS": "0.5",
+    # the fuzzers and the load smoke test send far more writes per user than a person could;
+    # the write rate limit is tested with a low-limit app of its own (tests/security)
+    "WAYMARK_RATE_LIMIT_PER_MINUTE": "1000000",
+    "WAYMARK_RATE_LIMIT_BURST": "100000",
     # the default journey rules, plus one test-only category of service that must triage
     # within a minute (the browser tests watch a real stall happen; no other test refers to it)
     "WAYMARK_JOURNEY_RULES": os.pathsep.join(

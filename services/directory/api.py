@@ -454,13 +454,18 @@ async def oruk_taxonomy_term(term_id: ServiceId, session: SessionDep,
 # --- the app ----------------------------------------------------------------------------------
 
 
+#: an ORUK import page may hold 500 fully nested services of a few KiB each (~3.6 MB for the
+#: richest records the tests import), more than the default `max_body_bytes` (1 MiB)
+ORUK_IMPORT_MAX_BYTES = 8 * 1024 * 1024
+
+
 def build_app(settings: Settings | None = None) -> FastAPI:
     """A directory app. The module-level `app` is the one uvicorn serves; tests may build
     another (each app keeps its own engine in its lifespan)."""
     new = create_app("directory", title="Waymark directory",
                      description="The community service directory (Open Referral UK shaped): "
                                  "search that finds the right service near the person.",
-                     settings=settings)
+                     settings=settings, large_bodies={"/imports/oruk": ORUK_IMPORT_MAX_BYTES})
     new.include_router(router)
     new.include_router(oruk_router)
     return new

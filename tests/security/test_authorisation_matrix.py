@@ -1,0 +1,554 @@
+"""Who may do what, across the four services, in one table: every role × an endpoint of each
+kind of data (referrals, care plans, directory entries, partner webhooks and their deliveries,
+the message log, alerts) × the caller's organisation (the one that owns the data, another of
+the same ICS, another of another ICS), on the real database.
+
+One organisation, A, owns everything in the world below: it referred the patient (referrals),
+holds their care plan with nobody else consented (care plans), runs a service still in draft
+(directory), subscribed a partner webhook with a delivery owed (notifications), and is the
+referrer of a referral whose message is in the delivery log; the patient has an open alert in
+the ICS this deployment serves. Each cell calls one endpoint as one role of one relation and
+checks the status against POLICY; lists and searches must show A's item exactly when the
+matching read would succeed (an exact total: 0 when not, counts and X-Total-Count included);
+and no refusal, and no list without A's item, may carry A's data: the patient's NHS number
+or name, the plan's words, the webhook's URL, the message's or delivery's content, A's code.
+
+Per-service tests go deeper on their own service (tests/referrals/test_access_matrix.py: every
+referrals endpoint × relation; tests/notifications/test_webhooks_api.py TestPartnerIsolation;
+tests/care_plans/test_api.py consent; tests/notifications/test_messages_api.py the delivery
+log). This table is the one view across services.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from services.referrals.fhir import NHS_NUMBER_SYSTEM
+from shared.db import unit_of_work
+from shared.errors import PROBLEM_JSON
+from shared.settings import Settings
+from tests.care_plans.support import plan_content
+from tests.conftest import auth
+from tests.helpers import referral_body, synthetic_nhs_number
+from tests.notifications.alert_support import index_referral, put_alert
+from tests.referrals.support import new_service
+from tests.security.conftest import Api
+from tests.security.support import FHIR_JSON, media_type
+
+ROLES = ["clinician", "service_staff", "partner", "coordinator", "admin", "service"]
+RELATIONS = ["own", "other", "other-ics"]
+ACTING = ("clinician", "service_staff", "partner")
+
+
+def policy(rest: str | None = None, **by_role: str) -> dict[str, tuple[int, int, int]]:
+    """Each role's statuses as 'own other other-ics'; `rest` for the roles not named."""
+    out = {}
+    for role in ROLES:
+        spec = by_role.get(role, rest)
+        assert spec is not None, role
+        own, other, other_ics = (int(x) for x in spec.split())
+        out[role] = (own, other, other_ics)
+    return out
+
+
+def acting(spec: str, **by_role: str) -> dict[str, tuple[int, int, int]]:
+    return policy(**{r: spec for r in ACTING}, **by_role)
+
+
+#: the policy, written out. Referrals: acting roles see referrals to or from their
+#: organisation, coordinators and admins their ICS's; a referral you may not see is a 404
+#: (like an unknown id), one you may see but not change a 403. Care plans: the holder, the
+#: organisations the person consented to (none here) and the ICS's coordinators read; a plan
+#: you may not read is a 403 saying so (the person's consent decides, not the id). Directory:
+#: anyone reads published entries; a draft exists only for those who may manage it (the
+#: organisation's service staff, an admin of its ICS). Partner webhooks: partners and admins
+#: manage their own organisation's subscriptions; another's is a 404. Message log: the
+#: organisations a referral concerns, and the deployment's ICS's coordinators and admins.
+#: Alerts: the deployment's ICS's coordinators (act) and admins (read).
+POLICY: dict[str, dict[str, tuple[int, int, int]]] = {
+    "referrals GET /referrals/{id}": acting(
+        "200 404 404", coordinator="200 200 404", admin="200 200 404", service="404 404 404"),
+    "referrals GET /referrals/{id}/history": acting(
+        "200 404 404", coordinator="200 200 404", admin="200 200 404", service="404 404 404"),
+    "referrals GET /referrals?patient_id=": acting(
+        "200 200 200", coordinator="200 200 200", admin="200 200 200", service="403 403 403"),
+    "referrals POST /referrals/{id}/cancel": acting(
+        "200 404 404", coordinator="403 403 404", admin="403 403 404", service="404 404 404"),
+    "referrals GET /referrals/{id}/message-context": policy(
+        "403 403 403", service="200 200 200"),
+    "referrals GET /fhir/ServiceRequest/{id}": acting(
+        "200 404 404", coordinator="200 200 404", admin="200 200 404", service="404 404 404"),
+    "referrals GET /fhir/ServiceRequest?patient=": acting(
+        "200 200 200", coordinator="200 200 200", admin="200 200 200", service="403 403 403"),
+    "referrals GET /fhir/Task/{id}": acting(
+        "200 404 404", coordinator="200 200 404", admin="200 200 404", service="404 404 404"),
+    "care_plans GET /care-plans/{id}": policy("200 403 403", coordinator="200 200 403"),
+    "care_plans GET /patients/{pid}/care-plan": policy("200 403 403", coordinator="200 200 403"),
+    "care_plans GET /care-plans/{id}/assessments": policy(
+        "200 403 403", coordinator="200 200 403"),
+    "care_plans GET /fhir/CarePlan/{id}": policy("200 403 403", coordinator="200 200 403"),
+    "care_plans PUT /care-plans/{id}": policy(
+        "403 403 403", clinician="200 403 403", service_staff="200 403 403",
+        coordinator="200 200 403"),
+    "care_plans POST /care-plans/{id}/assessments": policy(
+        "403 403 403", clinician="201 403 403", service_staff="201 403 403",
+        coordinator="201 201 403"),
+    "care_plans GET /patients/{pid}/contact": policy("403 403 403", service="200 200 200"),
+    "directory GET /organizations/{org}": policy("200 200 200"),
+    "directory PUT /organizations/{org}": policy(
+        "403 403 403", service_staff="200 403 403", admin="200 200 403"),
+    "directory GET /services/{draft}": policy(
+        "404 404 404", service_staff="200 404 404", admin="200 200 404"),
+    "directory PATCH /services/{draft}": policy(
+        "404 404 404", service_staff="200 404 404", admin="200 200 404"),
+    "notifications GET /webhook-subscriptions": policy(
+        "403 403 403", partner="200 200 200", admin="200 200 200"),
+    "notifications GET /webhook-subscriptions/{id}": policy(
+        "403 403 403", partner="200 404 404", admin="200 404 404"),
+    "notifications PATCH /webhook-subscriptions/{id}": policy(
+        "403 403 403", partner="200 404 404", admin="200 404 404"),
+    "notifications DELETE /webhook-subscriptions/{id}": policy(
+        "403 403 403", partner="204 404 404", admin="204 404 404"),
+    "notifications GET /webhook-subscriptions/{id}/deliveries": policy(
+        "403 403 403", partner="200 404 404", admin="200 404 404"),
+    "notifications GET /webhook-subscriptions/{id}/deliveries/{d}": policy(
+        "403 403 403", partner="200 404 404", admin="200 404 404"),
+    "notifications POST /webhook-subscriptions/{id}/deliveries/{d}/resend": policy(
+        "403 403 403", partner="200 404 404", admin="200 404 404"),
+    "notifications GET /messages?referral_id=": acting(
+        "200 200 200", coordinator="200 200 403", admin="200 200 403", service="403 403 403"),
+    "notifications GET /messages/{id}": acting(
+        "200 404 404", coordinator="200 200 403", admin="200 200 403", service="403 403 403"),
+    "notifications GET /alerts/{id}": policy(
+        "403 403 403", coordinator="200 200 403", admin="200 200 403"),
+    "notifications POST /alerts/{id}/acknowledge": policy("403 403 403",
+                                                          coordinator="200 200 403"),
+}
+
+#: lists and searches: the read whose success means the list shows A's item in that cell
+LISTS_LIKE = {
+    "referrals GET /referrals?patient_id=": "referrals GET /referrals/{id}",
+    "referrals GET /fhir/ServiceRequest?patient=": "referrals GET /referrals/{id}",
+    "notifications GET /webhook-subscriptions": "notifications GET /webhook-subscriptions/{id}",
+    "notifications GET /webhook-subscriptions/{id}/deliveries":
+        "notifications GET /webhook-subscriptions/{id}/deliveries/{d}",
+    "notifications GET /messages?referral_id=": "notifications GET /messages/{id}",
+}
+
+
+def _code(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8].upper()}"
+
+
+@dataclass
+class World:
+    """Organisation A's data in every service (see the module's docstring)."""
+
+    s: Settings
+    apis: dict[str, Api]
+    notifications_sessions: async_sessionmaker
+    ics: str
+    org: str
+    svc_org: str
+    svc_id: str
+    nhs: str
+    family_name: str
+    patient_id: str
+    referral_id: str
+    plan_id: str
+    draft_id: str
+    subscription_id: str
+    delivery_id: str
+    index_referral_id: str
+    message_id: str
+    alert_id: str
+    marker: str  # a word only A's data holds (plan, webhook URL, message, delivery)
+    fresh: str = ""  # the resource of its own a write cell changes (see FRESH)
+
+    def a(self, role: str, sub: str | None = None) -> dict[str, str]:
+        return auth(self.s, role=role, org=self.org, ics=self.ics, sub=sub)
+
+    def caller(self, role: str, relation: str) -> dict[str, str]:
+        if relation == "own":
+            return self.a(role)
+        ics = self.ics if relation == "other" else _code("ICS")
+        return auth(self.s, role=role, org=_code("OTH"), ics=ics)
+
+    def client(self, service: str) -> httpx.AsyncClient:
+        return self.apis[service].client
+
+    def secrets(self, service: str) -> list[str]:
+        """What of A's a refused caller must never see. The directory is public (A's code is
+        on every one of its entries), so its refusals may name A."""
+        out = [self.nhs, self.family_name, self.marker, self.patient_id]
+        return out if service == "directory" else [*out, self.org]
+
+
+async def _sql(sessions: async_sessionmaker, statement: str, **params: Any) -> list[Any]:
+    async with unit_of_work(sessions) as session:
+        result = await session.exec(text(statement).bindparams(**params))  # type: ignore[call-overload]
+        return list(result.all()) if result.returns_rows else []
+
+
+async def _subscription(w: World) -> str:
+    """A paused subscription of A's (nothing is sent while the tests look at it)."""
+    client, partner = w.client("notifications"), w.a("partner")
+    r = await client.post("/webhook-subscriptions", headers=partner, json={
+        "url": f"http://127.0.0.1:9/hooks/{w.marker}", "description": f"A's hook {w.marker}",
+        "event_types": ["uk.waymark.referral.submitted"]})
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    r = await client.post(f"/webhook-subscriptions/{sid}/pause", headers=partner)
+    assert r.status_code == 200, r.text
+    return str(sid)
+
+
+async def _referral(w: World) -> dict[str, Any]:
+    body = referral_body(to_service_id=w.svc_id, to_org=w.svc_org)
+    body["patient"].update(nhs_number=w.nhs, family_name=w.family_name)
+    r = await w.client("referrals").post("/referrals", json=body, headers=w.a("clinician"))
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+async def world(apis: dict[str, Api], settings: Settings, referrals_sessions: async_sessionmaker,
+                notifications_sessions: async_sessionmaker) -> World:
+    org, marker = _code("A"), f"marker{uuid.uuid4().hex[:10]}"
+    svc = await new_service(settings, referrals_sessions)
+    w = World(s=settings, apis=apis, notifications_sessions=notifications_sessions,
+              ics=settings.ics, org=org, svc_org=svc.org, svc_id=svc.id,
+              nhs=synthetic_nhs_number(), family_name=f"Matrix-{uuid.uuid4().hex[:8]}",
+              patient_id="", referral_id="", plan_id="", draft_id="", subscription_id="",
+              delivery_id="", index_referral_id="", message_id="", alert_id="", marker=marker)
+    referral = await _referral(w)
+    w.referral_id, w.patient_id = referral["id"], referral["patient_id"]
+
+    r = await w.client("care_plans").post("/care-plans", headers=w.a("clinician"), json={
+        "nhs_number": w.nhs, "content": plan_content(what_matters_to_me=f"The {marker}."),
+        "consented_organisations": [], "reason": "first conversation"})
+    assert r.status_code == 201, r.text
+    w.plan_id = r.json()["id"]
+    assert r.json()["patient_id"] == w.patient_id  # one pseudonym for one person
+
+    staff = w.a("service_staff")
+    r = await w.client("directory").put(f"/organizations/{org}", headers=staff,
+                                        json={"name": f"Organisation {org}"})
+    assert r.status_code == 201, r.text
+    w.draft_id = f"svc-{uuid.uuid4().hex[:12]}"
+    r = await w.client("directory").post("/services", headers=staff, json={
+        "id": w.draft_id, "name": "Matrix physiotherapy", "description": "A draft.",
+        "category": "msk_physiotherapy", "conditions": ["persistent_pain"],
+        "delivery_modes": ["phone"], "how_to_refer": "Through Waymark."})
+    assert r.status_code == 201, r.text
+
+    w.subscription_id = await _subscription(w)
+    w.delivery_id = f"msg_{uuid.uuid4().hex}"
+    await _sql(notifications_sessions, """
+        INSERT INTO webhook_delivery (id, subscription_id, event_id, event_type, event_time,
+            payload, status, attempts, created_at)
+        VALUES (:id, :sid, :eid, 'uk.waymark.referral.submitted', now(), CAST(:p AS JSONB),
+                'failed', 1, now())""", id=w.delivery_id, sid=w.subscription_id,
+               eid=str(uuid.uuid4()), p=json.dumps({
+                   "type": "uk.waymark.referral.submitted", "subject": w.patient_id,
+                   "data": {"from_org": org, "note": marker}}))
+
+    w.index_referral_id = await index_referral(settings, notifications_sessions,
+                                               patient_id=w.patient_id, from_org=org,
+                                               to_org=svc.org)
+    w.message_id = f"msg_{uuid.uuid4().hex}"
+    await _sql(notifications_sessions, """
+        INSERT INTO message (id, event_id, event_type, audience, template, patient_id,
+                             referral_id, context, status, created_at, next_attempt_at)
+        VALUES (:id, :e, 'uk.waymark.referral.accepted', 'referrer', 'referral-accepted',
+                :pid, :r, CAST(:ctx AS JSONB), 'sent', now(), now() + interval '1 day')""",
+               id=w.message_id, e=str(uuid.uuid4()), pid=w.patient_id, r=w.index_referral_id,
+               ctx=json.dumps({"referral_id": w.index_referral_id, "note": marker}))
+    w.alert_id = await put_alert(settings, notifications_sessions, patient_id=w.patient_id)
+    return w
+
+
+# --- calling each endpoint ------------------------------------------------------------------
+
+Call = Callable[[World, dict[str, str]], Awaitable[httpx.Response]]
+
+
+async def _plan_version(w: World) -> str:
+    r = await w.client("care_plans").get(f"/care-plans/{w.plan_id}", headers=w.a("clinician"))
+    return r.headers["etag"]
+
+
+async def _subscription_version(w: World, sid: str) -> str:
+    r = await w.client("notifications").get(f"/webhook-subscriptions/{sid}",
+                                            headers=w.a("partner"))
+    return r.headers["etag"]
+
+
+def _new() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+async def _cancel(w: World, h: dict[str, str]) -> httpx.Response:
+    return await w.client("referrals").post(f"/referrals/{w.fresh}/cancel",
+                                            headers={**h, "If-Match": 'W/"1"'},
+                                            json={"reason_code": "patient-request"})
+
+
+async def _put_plan(w: World, h: dict[str, str]) -> httpx.Response:
+    return await w.client("care_plans").put(
+        f"/care-plans/{w.plan_id}", headers={**h, "If-Match": await _plan_version(w)},
+        json={"content": plan_content(what_matters_to_me=f"The {w.marker}, {_new()}."),
+              "reason": "reviewed"})
+
+
+async def _patch_subscription(w: World, h: dict[str, str]) -> httpx.Response:
+    sid = w.subscription_id
+    return await w.client("notifications").patch(
+        f"/webhook-subscriptions/{sid}", json={"description": f"A's hook {w.marker} {_new()}"},
+        headers={**h, "If-Match": await _subscription_version(w, sid)})
+
+
+async def _delete_subscription(w: World, h: dict[str, str]) -> httpx.Response:
+    return await w.client("notifications").delete(f"/webhook-subscriptions/{w.fresh}",
+                                                  headers=h)
+
+
+async def _acknowledge(w: World, h: dict[str, str]) -> httpx.Response:
+    return await w.client("notifications").post(f"/alerts/{w.fresh}/acknowledge", headers=h)
+
+
+def _get(service: str, path: Callable[[World], str],
+         params: Callable[[World], dict[str, str]] | None = None) -> Call:
+    async def call(w: World, h: dict[str, str]) -> httpx.Response:
+        return await w.client(service).get(path(w), headers=h,
+                                           params=params(w) if params else None)
+    return call
+
+
+def _post(service: str, path: Callable[[World], str],
+          body: dict[str, Any] | None = None) -> Call:
+    async def call(w: World, h: dict[str, str]) -> httpx.Response:
+        return await w.client(service).post(path(w), headers=h, json=body)
+    return call
+
+
+CALLS: dict[str, Call] = {
+    "referrals GET /referrals/{id}": _get("referrals", lambda w: f"/referrals/{w.referral_id}"),
+    "referrals GET /referrals/{id}/history": _get(
+        "referrals", lambda w: f"/referrals/{w.referral_id}/history"),
+    "referrals GET /referrals?patient_id=": _get(
+        "referrals", lambda w: "/referrals", lambda w: {"patient_id": w.patient_id}),
+    "referrals POST /referrals/{id}/cancel": _cancel,
+    "referrals GET /referrals/{id}/message-context": _get(
+        "referrals", lambda w: f"/referrals/{w.referral_id}/message-context"),
+    "referrals GET /fhir/ServiceRequest/{id}": _get(
+        "referrals", lambda w: f"/fhir/ServiceRequest/{w.referral_id}"),
+    "referrals GET /fhir/ServiceRequest?patient=": _get(
+        "referrals", lambda w: "/fhir/ServiceRequest",
+        lambda w: {"patient": f"{NHS_NUMBER_SYSTEM}|{w.nhs}"}),
+    "referrals GET /fhir/Task/{id}": _get("referrals", lambda w: f"/fhir/Task/{w.referral_id}"),
+    "care_plans GET /care-plans/{id}": _get("care_plans", lambda w: f"/care-plans/{w.plan_id}"),
+    "care_plans GET /patients/{pid}/care-plan": _get(
+        "care_plans", lambda w: f"/patients/{w.patient_id}/care-plan"),
+    "care_plans GET /care-plans/{id}/assessments": _get(
+        "care_plans", lambda w: f"/care-plans/{w.plan_id}/assessments"),
+    "care_plans GET /fhir/CarePlan/{id}": _get("care_plans",
+                                               lambda w: f"/fhir/CarePlan/{w.plan_id}"),
+    "care_plans PUT /care-plans/{id}": _put_plan,
+    "care_plans POST /care-plans/{id}/assessments": _post(
+        "care_plans", lambda w: f"/care-plans/{w.plan_id}/assessments",
+        {"instrument": "GAD-7", "answers": {str(i): 0 for i in range(1, 8)}}),
+    "care_plans GET /patients/{pid}/contact": _get(
+        "care_plans", lambda w: f"/patients/{w.patient_id}/contact"),
+    "directory GET /organizations/{org}": _get("directory", lambda w: f"/organizations/{w.org}"),
+    "directory PUT /organizations/{org}": lambda w, h: w.client("directory").put(
+        f"/organizations/{w.org}", headers=h, json={"name": f"Organisation {w.org} {_new()}"}),
+    "directory GET /services/{draft}": _get("directory", lambda w: f"/services/{w.draft_id}"),
+    "directory PATCH /services/{draft}": lambda w, h: w.client("directory").patch(
+        f"/services/{w.draft_id}", headers=h, json={"description": f"A draft, {_new()}."}),
+    "notifications GET /webhook-subscriptions": _get(
+        "notifications", lambda w: "/webhook-subscriptions"),
+    "notifications GET /webhook-subscriptions/{id}": _get(
+        "notifications", lambda w: f"/webhook-subscriptions/{w.subscription_id}"),
+    "notifications PATCH /webhook-subscriptions/{id}": _patch_subscription,
+    "notifications DELETE /webhook-subscriptions/{id}": _delete_subscription,
+    "notifications GET /webhook-subscriptions/{id}/deliveries": _get(
+        "notifications", lambda w: f"/webhook-subscriptions/{w.subscription_id}/deliveries"),
+    "notifications GET /webhook-subscriptions/{id}/deliveries/{d}": _get(
+        "notifications", lambda w: f"/webhook-subscriptions/{w.subscription_id}/deliveries/"
+                                   f"{w.delivery_id}"),
+    "notifications POST /webhook-subscriptions/{id}/deliveries/{d}/resend": _post(
+        "notifications", lambda w: f"/webhook-subscriptions/{w.subscription_id}/deliveries/"
+                                   f"{w.delivery_id}/resend"),
+    "notifications GET /messages?referral_id=": _get(
+        "notifications", lambda w: "/messages", lambda w: {"referral_id": w.index_referral_id}),
+    "notifications GET /messages/{id}": _get("notifications",
+                                             lambda w: f"/messages/{w.message_id}"),
+    "notifications GET /alerts/{id}": _get("notifications", lambda w: f"/alerts/{w.alert_id}"),
+    "notifications POST /alerts/{id}/acknowledge": _acknowledge,
+}
+
+
+async def _fresh_referral(w: World) -> str:
+    return str((await _referral(w))["id"])
+
+
+async def _fresh_alert(w: World) -> str:
+    return await put_alert(w.s, w.notifications_sessions, patient_id=w.patient_id)
+
+
+#: write cells that act on a resource of their own, made by its owner just before
+FRESH: dict[str, Callable[[World], Awaitable[str]]] = {
+    "referrals POST /referrals/{id}/cancel": _fresh_referral,
+    "notifications DELETE /webhook-subscriptions/{id}": _subscription,
+    "notifications POST /alerts/{id}/acknowledge": _fresh_alert,
+}
+
+
+async def _read_as(w: World, service: str, path: str, role: str) -> tuple[int, str, str]:
+    r = await w.client(service).get(path, headers=w.a(role))
+    return r.status_code, r.headers.get("etag", ""), r.text
+
+
+async def _delivery_state(w: World) -> Any:
+    return await _sql(w.notifications_sessions, "SELECT status, next_attempt_at FROM "
+                      "webhook_delivery WHERE id = :d", d=w.delivery_id)
+
+
+async def _alert_state(w: World) -> Any:
+    coordinator = auth(w.s, role="coordinator", org=w.org, ics=w.ics)
+    r = await w.client("notifications").get(f"/alerts/{w.fresh}", headers=coordinator)
+    return r.json()["status"], r.headers.get("etag")
+
+
+#: what each write changes, read by its owner before and after the cell: a refused write
+#: must leave it as it was, an allowed one must have changed it
+SNAPSHOTS: dict[str, Callable[[World], Awaitable[Any]]] = {
+    "referrals POST /referrals/{id}/cancel": lambda w: _read_as(
+        w, "referrals", f"/referrals/{w.fresh}", "clinician"),
+    "care_plans PUT /care-plans/{id}": lambda w: _read_as(
+        w, "care_plans", f"/care-plans/{w.plan_id}", "clinician"),
+    "care_plans POST /care-plans/{id}/assessments": lambda w: _read_as(
+        w, "care_plans", f"/care-plans/{w.plan_id}/assessments", "clinician"),
+    "directory PUT /organizations/{org}": lambda w: _read_as(
+        w, "directory", f"/organizations/{w.org}", "service_staff"),
+    "directory PATCH /services/{draft}": lambda w: _read_as(
+        w, "directory", f"/services/{w.draft_id}", "service_staff"),
+    "notifications PATCH /webhook-subscriptions/{id}": lambda w: _read_as(
+        w, "notifications", f"/webhook-subscriptions/{w.subscription_id}", "partner"),
+    "notifications DELETE /webhook-subscriptions/{id}": lambda w: _read_as(
+        w, "notifications", f"/webhook-subscriptions/{w.fresh}", "partner"),
+    "notifications POST /webhook-subscriptions/{id}/deliveries/{d}/resend": _delivery_state,
+    "notifications POST /alerts/{id}/acknowledge": _alert_state,
+}
+
+
+def _listed(endpoint: str, w: World, r: httpx.Response) -> tuple[set[str], int | None]:
+    """The world's items a list or search answered, and the total it claims (None: none)."""
+    body = r.json()
+    if endpoint == "referrals GET /referrals?patient_id=":
+        return {x["id"] for x in body}, int(r.headers["x-total-count"])
+    if endpoint == "referrals GET /fhir/ServiceRequest?patient=":
+        assert body["resourceType"] == "Bundle" and body["type"] == "searchset"
+        return {e["resource"]["id"] for e in body.get("entry", [])}, int(body["total"])
+    if endpoint == "notifications GET /messages?referral_id=":
+        return {x["id"] for x in body}, int(r.headers["x-total-count"])
+    total = int(r.headers["x-total-count"]) if "x-total-count" in r.headers else None
+    return {x["id"] for x in body}, total
+
+
+def _world_item(endpoint: str, w: World) -> str:
+    return {"referrals GET /referrals?patient_id=": w.referral_id,
+            "referrals GET /fhir/ServiceRequest?patient=": w.referral_id,
+            "notifications GET /webhook-subscriptions": w.subscription_id,
+            "notifications GET /webhook-subscriptions/{id}/deliveries": w.delivery_id,
+            "notifications GET /messages?referral_id=": w.message_id}[endpoint]
+
+
+def _check_cell(w: World, endpoint: str, role: str, relation: str,
+                r: httpx.Response) -> list[str]:
+    service = endpoint.split(" ", 1)[0]
+    col = RELATIONS.index(relation)
+    expected = POLICY[endpoint][role][col]
+    where = f"{endpoint} as {role} of {relation}"
+    if r.status_code != expected:
+        return [f"{where}: {r.status_code}, expected {expected}: {r.text[:200]}"]
+    problems = []
+    fhir = " /fhir/" in endpoint
+    if expected >= 400:
+        want = FHIR_JSON if fhir else PROBLEM_JSON
+        if media_type(r) != want:
+            problems.append(f"{where}: a {expected} answered as {media_type(r)}, not {want}")
+    elif expected != 204:
+        want = FHIR_JSON if fhir else "application/json"
+        if media_type(r) != want:
+            problems.append(f"{where}: answered as {media_type(r)}, not {want}")
+    sees_a = expected < 400
+    if endpoint in LISTS_LIKE and expected == 200:
+        sees_a = POLICY[LISTS_LIKE[endpoint]][role][col] == 200
+        ids, total = _listed(endpoint, w, r)
+        item = _world_item(endpoint, w)
+        if sees_a and item not in ids:
+            problems.append(f"{where}: A's item is missing from the list")
+        if not sees_a and ids:
+            problems.append(f"{where}: the list shows {sorted(ids)}, another organisation's")
+        if total is not None and total != len(ids):
+            problems.append(f"{where}: the total says {total}, the list holds {len(ids)}")
+    if not sees_a:
+        # what the caller sent (an id in the path, say) may come back, as `instance`
+        sent = str(r.request.url)
+        leaked = [x for x in w.secrets(service) if x and x in r.text and x not in sent]
+        if leaked:
+            problems.append(f"{where}: the answer carries A's data {leaked}: {r.text[:200]}")
+    return problems
+
+
+def test_the_policy_covers_every_call_and_every_role() -> None:
+    assert set(POLICY) == set(CALLS)
+    writes = {e for e in POLICY if e.split(" ")[1] in ("POST", "PUT", "PATCH", "DELETE")}
+    assert set(SNAPSHOTS) == writes and set(FRESH) <= writes
+    assert set(LISTS_LIKE) <= set(POLICY) and set(LISTS_LIKE.values()) <= set(POLICY)
+    for endpoint, by_role in POLICY.items():
+        assert set(by_role) == set(ROLES), endpoint
+    # every service is in the table, and every role is refused somewhere and allowed somewhere
+    assert {e.split(" ", 1)[0] for e in POLICY} == {"referrals", "care_plans", "directory",
+                                                    "notifications"}
+    for role in ROLES:
+        statuses = {s for by_role in POLICY.values() for s in by_role[role]}
+        assert statuses & {200, 201, 204} and statuses & {403, 404}, role
+
+
+async def test_every_role_gets_what_the_policy_says_in_every_service(world: World) -> None:
+    failures: list[str] = []
+    cells = 0
+    for endpoint, call in CALLS.items():
+        for role in ROLES:
+            for relation in RELATIONS:
+                if endpoint in FRESH:
+                    world.fresh = await FRESH[endpoint](world)
+                snapshot = SNAPSHOTS.get(endpoint)
+                before = await snapshot(world) if snapshot else None
+                r = await call(world, world.caller(role, relation))
+                cells += 1
+                failures += _check_cell(world, endpoint, role, relation, r)
+                if snapshot is not None:
+                    after = await snapshot(world)
+                    if r.status_code >= 400 and after != before:
+                        failures.append(f"{endpoint} as {role} of {relation}: refused "
+                                        f"({r.status_code}) but it changed A's data")
+                    if r.status_code < 400 and after == before:
+                        failures.append(f"{endpoint} as {role} of {relation}: allowed but "
+                                        "nothing changed")
+    services = len({e.split(" ", 1)[0] for e in CALLS})
+    print(f"\nauthorisation matrix: {len(CALLS)} endpoints of {services} services x "
+          f"{len(ROLES)} roles x {len(RELATIONS)} relations = {cells} cells checked")
+    assert not failures, f"{len(failures)} of {cells} cells differ:\n" + "\n".join(failures)
