@@ -10,8 +10,12 @@ import subprocess
 import sys
 import time
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from shared.settings import SERVICE_SCHEMAS, Settings, get_settings
+
+if TYPE_CHECKING:
+    from shared.dlq import DeadLetter
 
 
 def _print_status(rows: list[dict[str, object]]) -> None:
@@ -192,6 +196,50 @@ def cmd_outbox(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
+def _print_dead_letter(d: DeadLetter, note: str = "") -> None:
+    topic, partition, offset = d.original
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d.timestamp_ms / 1000))
+    status = f"redriven -> {d.redriven_to}" if d.redriven_to else "pending"
+    again = f" (after {d.redrive_count} re-drive(s))" if d.redrive_count else ""
+    print(f"{d.ref:>8}  {when}  {d.consumer}  attempts={d.attempts}  "
+          f"from={topic}[{partition}]@{offset}  event={d.event_id or '-'}  "
+          f"{len(d.value or b'')}B  {status}{again}{note}\n          {d.reason}")
+
+
+def cmd_dlq(args: argparse.Namespace, s: Settings) -> int:
+    from shared import dlq
+
+    topic, dlq_topic = dlq.topics_for(s, args.topic)
+    try:
+        if args.action == "list":
+            letters = asyncio.run(dlq.list_dead_letters(s, args.topic, consumer=args.consumer))
+            for d in letters:
+                _print_dead_letter(d)
+            pending = sum(1 for d in letters if d.redriven_to is None)
+            print(f"{len(letters)} dead letter(s) on {dlq_topic}"
+                  f"{' of ' + args.consumer if args.consumer else ''}: {pending} pending, "
+                  f"{len(letters) - pending} redriven")
+            return 0
+        report = asyncio.run(dlq.redrive(s, args.topic, consumer=args.consumer,
+                                         offsets=args.offset or None, dry_run=args.dry_run,
+                                         force=args.force))
+    except (LookupError, ValueError) as exc:
+        print(f"waymark dlq: {exc}", file=sys.stderr)
+        return 2
+    for d, to in report.redriven:
+        _print_dead_letter(d, f"  ->  {to}")
+    for d in report.already:
+        print(f"{d.ref:>8}  already redriven -> {d.redriven_to}; not published again")
+    for d, why in report.refused:
+        print(f"{d.ref:>8}  refused (still not an event; --force sends it anyway): {why}")
+    for ref in report.not_found:
+        print(f"{ref:>8}  no dead letter there")
+    verb = "would republish" if report.dry_run else "republished"
+    print(f"{verb} {report.published} message(s) to {topic} for {len(report.redriven)} dead "
+          f"letter(s); {len(report.already)} already redriven, {len(report.refused)} refused")
+    return 2 if report.not_found else 0
+
+
 def cmd_run(args: argparse.Namespace, s: Settings) -> int:
     """Run one part in the foreground (what a container runs)."""
     from shared import stack
@@ -273,6 +321,21 @@ def build_parser() -> argparse.ArgumentParser:
     ob.add_argument("schema", choices=list(SERVICE_SCHEMAS))
     ob.add_argument("event_id", nargs="*", help="redrive only these (default: all parked)")
     ob.set_defaults(fn=cmd_outbox)
+
+    dl = sub.add_parser("dlq", help="list dead letters of a topic, or re-drive them to it "
+                                    "once the cause is fixed")
+    dl.add_argument("action", choices=["list", "redrive"])
+    dl.add_argument("topic", help="e.g. waymark.referrals.v1 (the instance's prefix is added)")
+    dl.add_argument("--consumer", help="only the dead letters of this consumer (its group name, "
+                                       "e.g. notifications)")
+    dl.add_argument("--offset", action="append", metavar="[PARTITION:]OFFSET",
+                    help="redrive only these dead letters (repeatable; offsets on the .dlq topic "
+                         "as `list` prints them)")
+    dl.add_argument("--dry-run", action="store_true", help="say what would be republished")
+    dl.add_argument("--force", action="store_true",
+                    help="also republish messages that still cannot be events (they go round "
+                         "once and land in the DLQ again)")
+    dl.set_defaults(fn=cmd_dlq)
 
     run = sub.add_parser("run", help="run one Waymark part in the foreground")
     run.add_argument("part")

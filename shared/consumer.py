@@ -7,8 +7,10 @@ At-least-once reading with exactly-once effects:
   the effect, so a redelivered event is recognised and skipped;
 - a failing message is retried a bounded number of times with exponential backoff, then sent
   to `<topic>.dlq` with the error in its headers, and the consumer carries on;
-- a message that cannot be an event at all (not JSON, not a CloudEvent, an unknown type) is
-  dead-lettered at once: retrying cannot fix it.
+- a message that cannot be an event at all (oversized, not JSON, not a CloudEvent, an unknown
+  type or schema version, data that does not match its type) is dead-lettered at once:
+  retrying cannot fix it. `shared/dlq.py` (`waymark dlq`) lists dead letters and re-drives
+  them once the cause is fixed.
 """
 
 from __future__ import annotations
@@ -59,19 +61,62 @@ class DeadLetter(Exception):
         self.attempts = attempts
 
 
-def parse_event(value: bytes | None) -> CloudEvent:
-    """Decode a Kafka value into a CloudEvent whose data matches its registered type."""
+#: the start of every reason a message is not a Waymark event at all
+NOT_AN_EVENT = "not a valid Waymark event"
+
+
+def _describe(exc: ValidationError, limit: int = 5) -> str:
+    """A validation error's fields and messages, without the values: a reason goes into the
+    DLQ's headers and the log, and a bad message may hold what must not reach either."""
+    errors = exc.errors(include_input=False, include_url=False)
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or '(whole value)'}: {e['msg']}"
+             for e in errors[:limit]]
+    more = f" (+{len(errors) - limit} more)" if len(errors) > limit else ""
+    return "; ".join(parts) + more
+
+
+def parse_event(value: bytes | None, *, max_bytes: int | None = None) -> CloudEvent:
+    """Decode a Kafka value into a CloudEvent whose data matches its registered type.
+
+    Every check that fails is a PermanentError whose reason says which one: oversized (checked
+    before decoding, so a huge message costs no parsing), not JSON, not a CloudEvent, an
+    unknown event type, an unknown schema version of a known type, or data that does not
+    match its type's model."""
     if value is None:
         raise PermanentError("empty message (no value)")
+    if max_bytes is not None and len(value) > max_bytes:
+        raise PermanentError(f"oversized: {len(value)} bytes > limit {max_bytes}")
     try:
         raw = json.loads(value)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PermanentError(f"not JSON: {exc}") from None
     try:
         event = CloudEvent.model_validate(raw)
-        REGISTRY.parse(event)  # validates data against the event type's model
-    except (ValidationError, UnknownEventType, ValueError, IndexError) as exc:
-        raise PermanentError(f"not a valid Waymark event: {exc}") from None
+    except ValidationError as exc:
+        raise PermanentError(f"{NOT_AN_EVENT}: not a CloudEvent: {_describe(exc)}") from None
+    try:
+        version = event.version
+    except (ValueError, IndexError):
+        raise PermanentError(f"{NOT_AN_EVENT}: its dataschema names no version "
+                             "(.../<type>.v<N>.json)") from None
+    try:
+        latest = REGISTRY.latest_version(event.type)
+    except UnknownEventType as exc:
+        raise PermanentError(f"{NOT_AN_EVENT}: {exc}") from None
+    try:
+        REGISTRY.model(event.type, version)
+    except UnknownEventType:
+        raise PermanentError(f"{NOT_AN_EVENT}: unknown schema version v{version} of "
+                             f"{event.type} (the newest known is v{latest})") from None
+    try:
+        REGISTRY.parse(event)  # validates data against the type's model, upcast to the newest
+    except ValidationError as exc:
+        raise PermanentError(f"{NOT_AN_EVENT}: data does not match {event.type} "
+                             f"v{latest}: {_describe(exc)}") from None
+    except (UnknownEventType, ValueError, LookupError, TypeError) as exc:
+        # an upcaster that cannot take this data: a code fix, then a re-drive, mends it
+        raise PermanentError(f"{NOT_AN_EVENT}: cannot upcast {event.type} v{version}: "
+                             f"{type(exc).__name__}") from None
     return event
 
 
@@ -190,7 +235,7 @@ class IdempotentConsumer:
 
     async def _process_with_retries(self, record: ConsumerRecord) -> None:
         try:
-            event = parse_event(record.value)
+            event = parse_event(record.value, max_bytes=self.settings.event_max_bytes)
         except PermanentError as exc:
             raise DeadLetter(str(exc), 1) from None
         trace.get_current_span().set_attribute("messaging.message.id", event.id)
@@ -238,7 +283,8 @@ class IdempotentConsumer:
         assert self.sessions is not None
         applied = 0
         try:
-            events = [parse_event(r.value) for r in records]
+            events = [parse_event(r.value, max_bytes=self.settings.event_max_bytes)
+                      for r in records]
             async with unit_of_work(self.sessions) as session:
                 for event, record in zip(events, records, strict=True):
                     with attached(context_from_kafka_headers(record.headers)), \

@@ -156,6 +156,9 @@ async def run_sinks(settings: Settings | None = None) -> None:
 def main() -> None:
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # aiosmtpd logs each SMTP command at INFO, recipients' addresses (people's) included;
+    # what was received is kept in the sink's files, the log gets only its warnings
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     asyncio.run(run_sinks())
 
 

@@ -1,0 +1,1 @@
+"""Faults: the whole system under attack (issue #9)."""

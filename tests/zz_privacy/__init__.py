@@ -1,0 +1,1 @@
+"""Privacy checks that run after everything else (collected last: `zz_`)."""

@@ -1,0 +1,181 @@
+"""Looking for personal data where it must never be: in Kafka messages and in log files.
+
+What counts as personal data here:
+- an NHS number: ten digits with a valid Modulus 11 check digit, written together, in the
+  3-3-4 spaced form or with hyphens (any number, not only the patients' of the run);
+- the given and family names and birth dates of the run's synthetic patients, as the owning
+  services hold them;
+- a birth date in ISO form next to a date-of-birth key (`birth_date`, `dob`, `born` ...);
+- the free text the services hold about a person (clinical summaries, notes, care plan text,
+  carers' and crisis contacts' names and numbers), each string longer than a few words.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from shared.settings import Settings
+
+#: ten digits, together, spaced 3-3-4 or hyphenated 3-3-4, standing alone: not inside an
+#: identifier (letters or digits either side) and not the integer part of a decimal
+NHS_NUMBER = re.compile(r"(?<![0-9A-Za-z])(\d{3})([ -]?)(\d{3})\2(\d{4})(?![0-9A-Za-z]|\.\d)")
+DOB_KEY = re.compile(r"(?:birth|dob\b|born)[A-Za-z_]*[\"']?\s*[:=]\s*[\"']?"
+                     r"(\d{4}-\d{2}-\d{2})", re.IGNORECASE)
+NAME_TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9'-]*")
+#: free text shorter than this is too likely to be a code or a common word
+MIN_FREE_TEXT = 13
+
+
+def valid_nhs_number(digits: str) -> bool:
+    """Modulus 11, as NHS England specifies it (and tests.helpers.synthetic_nhs_number makes)."""
+    if len(digits) != 10 or not digits.isdigit():
+        return False
+    total = sum(int(d) * w for d, w in zip(digits[:9], range(10, 1, -1), strict=True))
+    check = 11 - total % 11
+    if check == 11:
+        check = 0
+    return check != 10 and check == int(digits[9])
+
+
+@dataclass
+class PersonalData:
+    """What the run's synthetic patients are, as the owning services hold it."""
+
+    nhs_numbers: set[str] = field(default_factory=set)
+    given_names: set[str] = field(default_factory=set)
+    family_names: set[str] = field(default_factory=set)
+    birth_dates: set[str] = field(default_factory=set)
+    free_text: set[str] = field(default_factory=set)
+
+    def add_free_text(self, value: Any, min_len: int = MIN_FREE_TEXT) -> None:
+        if isinstance(value, str) and len(value.strip()) >= min_len:
+            self.free_text.add(value.strip())
+
+    def counts(self) -> dict[str, int]:
+        return {"NHS numbers": len(self.nhs_numbers), "given names": len(self.given_names),
+                "family names": len(self.family_names), "birth dates": len(self.birth_dates),
+                "free-text strings": len(self.free_text)}
+
+
+@dataclass(frozen=True)
+class Hit:
+    where: str
+    kind: str
+    found: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.kind} {self.found!r}"
+
+
+class Scanner:
+    def __init__(self, known: PersonalData) -> None:
+        self.known = known
+        # names are matched as whole words, without regard to case
+        self._given = {n.lower() for n in known.given_names if " " not in n and len(n) >= 2}
+        self._family = {n.lower() for n in known.family_names if " " not in n and len(n) >= 2}
+        # names of several words, and free text, as substrings
+        self._phrases = sorted({n for n in known.given_names | known.family_names
+                                if " " in n} | known.free_text, key=len, reverse=True)
+        self._dates = sorted(known.birth_dates)
+
+    def scan(self, text: str, where: str) -> list[Hit]:
+        hits = []
+        for m in NHS_NUMBER.finditer(text):
+            digits = m.group(1) + m.group(3) + m.group(4)
+            if valid_nhs_number(digits):
+                hits.append(Hit(where, "NHS number", m.group(0)))
+        for m in DOB_KEY.finditer(text):
+            hits.append(Hit(where, "birth date by a date-of-birth key", m.group(0)))
+        for date in self._dates:
+            if date in text:
+                hits.append(Hit(where, "a patient's birth date", date))
+        if self._given or self._family:
+            for m in NAME_TOKEN.finditer(text):
+                token = m.group(0).lower()
+                if token in self._family:
+                    hits.append(Hit(where, "family name", m.group(0)))
+                elif token in self._given:
+                    hits.append(Hit(where, "given name", m.group(0)))
+        for phrase in self._phrases:
+            if phrase in text:
+                hits.append(Hit(where, "free text or name", phrase))
+        return hits
+
+
+@dataclass
+class Tally:
+    """What a scan looked at, and what it found."""
+
+    messages: dict[str, int] = field(default_factory=dict)
+    bytes_read: int = 0
+    log_lines: dict[str, int] = field(default_factory=dict)
+    hits: list[Hit] = field(default_factory=list)
+
+
+def message_text(record: Any) -> str:
+    """Everything of a Kafka record a reader sees: key, headers and value."""
+    parts = [(record.key or b"").decode(errors="replace")]
+    parts += [f"{k}={v.decode(errors='replace')}" for k, v in (record.headers or ())]
+    parts.append((record.value or b"").decode(errors="replace"))
+    return "\n".join(parts)
+
+
+async def scan_topic(settings: Settings, topic: str, scanner: Scanner, tally: Tally,
+                     timeout: float = 300) -> None:
+    """Every record of a topic, from the beginning to its end as it is now (aborted
+    transactions too: they are on the broker's disk all the same)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
+                                enable_auto_commit=False, isolation_level="read_uncommitted",
+                                max_partition_fetch_bytes=4 * 1024 * 1024)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - fresh metadata
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic)
+                                                         or ())]
+        tally.messages.setdefault(topic, 0)
+        if not tps:
+            return
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        pending = {tp for tp in tps if end[tp] > 0}
+        deadline = time.monotonic() + timeout
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: not read to its end in {timeout:.0f}s")
+            for tp, records in (await consumer.getmany(*pending, timeout_ms=500,
+                                                       max_records=2000)).items():
+                for r in records:
+                    if r.offset >= end[tp]:
+                        continue
+                    tally.messages[topic] += 1
+                    tally.bytes_read += len(r.value or b"")
+                    tally.hits.extend(scanner.scan(message_text(r),
+                                                   f"{topic}[{r.partition}]@{r.offset}"))
+            pending = {tp for tp in pending if await consumer.position(tp) < end[tp]}
+    finally:
+        await consumer.stop()
+
+
+def log_lines(path: Path, start: int = 0) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a log file from byte `start` on."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        for n, raw in enumerate(f, start=1):
+            yield n, raw.decode(errors="replace")
+
+
+def scan_logs(files: Iterable[tuple[Path, int]], scanner: Scanner, tally: Tally) -> None:
+    for path, start in files:
+        count = 0
+        for n, line in log_lines(path, start):
+            count += 1
+            tally.hits.extend(scanner.scan(line, f"{path.name}:+{n}"))
+        tally.log_lines[path.name] = count
