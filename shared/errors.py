@@ -93,6 +93,40 @@ def _clean_validation_errors(errors: list[Any]) -> list[dict[str, Any]]:
 AltRenderer = Callable[[int, str, str, dict[str, Any]], Response]
 
 
+#: seconds a client is asked to wait when the database is unavailable
+UNAVAILABLE_RETRY_AFTER = 2
+
+#: SQLSTATE classes and codes that mean the connection or the server went away, not the query:
+#: 08 connection exception, 57P01-57P03 admin/crash shutdown and "cannot connect now"
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether an error (or what caused it) says the database could not be reached or went
+    away mid-request, rather than that the request or the code was wrong."""
+    from sqlalchemy import exc as sa_exc
+
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ConnectionError | TimeoutError | sa_exc.TimeoutError):
+            return True
+        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, sa_exc.InterfaceError):
+            return True  # asyncpg's "connection is closed" and kin
+        sqlstate = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
+            return True
+        todo += [e for e in (current.__cause__, current.__context__,
+                             getattr(current, "orig", None)) if isinstance(e, BaseException)]
+    return False
+
+
 def install_error_handlers(app: FastAPI,
                            renderers: dict[str, AltRenderer] | None = None) -> None:
     """One handler for every error; paths under a prefix in `renderers` get that format."""
@@ -129,6 +163,16 @@ def install_error_handlers(app: FastAPI,
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
+        if database_unavailable(exc):
+            # not a bug: the database is restarting or unreachable; nothing was changed (the
+            # transaction never committed), so the caller may retry with the same key
+            logger.warning("database unavailable on %s %s: %s", request.method,
+                           request.url.path, type(exc).__name__, exc_info=exc)
+            return render(request, 503, "Service unavailable",
+                          "the service's database is unavailable; nothing was changed, "
+                          "retry shortly (with the same Idempotency-Key)",
+                          slug="service-unavailable",
+                          headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)})
         # a bug: log it with the trace, tell the caller nothing internal
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
         return render(request, 500, "Internal error",

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import exc as sa_exc
 
 from shared.errors import (
     PROBLEM_BASE,
@@ -20,6 +22,7 @@ from shared.errors import (
     Unauthenticated,
     ValidationFailed,
     WaymarkError,
+    database_unavailable,
     install_error_handlers,
 )
 
@@ -68,6 +71,13 @@ def build_app() -> FastAPI:
     @app.get("/boom")
     async def boom() -> None:
         raise RuntimeError(f"database password is hunter2; patient {SECRET}")
+
+    @app.get("/db-down")
+    async def db_down() -> None:
+        try:
+            raise asyncpg.exceptions.CannotConnectNowError("the database system is starting up")
+        except asyncpg.PostgresError as exc:  # as SQLAlchemy's asyncpg adapter wraps it
+            raise sa_exc.OperationalError("SELECT 1", {}, exc) from exc
 
     @app.get("/http")
     async def http() -> None:
@@ -227,3 +237,69 @@ class TestUnexpectedErrors:
         records = [r for r in caplog.records if r.name == "shared.errors"]
         assert records and records[-1].exc_info is not None
         assert "/boom" in records[-1].getMessage()
+
+
+def _caused_by(outer: BaseException, inner: BaseException) -> BaseException:
+    try:
+        try:
+            raise inner
+        except BaseException as exc:
+            raise outer from exc
+    except BaseException as exc:  # noqa: BLE001 - building a chain
+        return exc
+
+
+class TestDatabaseUnavailable:
+    """A database that is restarting or unreachable is a 503 the client may retry, not a 500
+    (the faults suite restarts PostgreSQL under load and expects exactly this)."""
+
+    @pytest.mark.parametrize("exc", [
+        asyncpg.exceptions.CannotConnectNowError("starting up"),         # 57P03
+        asyncpg.exceptions.AdminShutdownError("terminating connection"),  # 57P01
+        asyncpg.exceptions.CrashShutdownError("crash"),                   # 57P02
+        asyncpg.exceptions.ConnectionDoesNotExistError("closed"),         # 08003
+        ConnectionRefusedError(111, "Connection refused"),
+        ConnectionResetError(104, "reset"),
+        TimeoutError("connect timed out"),
+        sa_exc.TimeoutError("QueuePool limit reached"),
+        sa_exc.InterfaceError("SELECT 1", {}, Exception("connection is closed")),
+        sa_exc.DBAPIError("SELECT 1", {}, Exception("gone"), connection_invalidated=True),
+    ], ids=lambda e: type(e).__name__)
+    def test_unavailable_errors(self, exc: BaseException) -> None:
+        assert database_unavailable(exc)
+
+    @pytest.mark.parametrize("exc", [
+        RuntimeError("a bug"),
+        ValueError("bad value"),
+        KeyError("x"),
+        asyncpg.exceptions.UniqueViolationError("duplicate key"),          # 23505
+        asyncpg.exceptions.UndefinedTableError("no such table"),           # 42P01
+        asyncpg.exceptions.SerializationError("could not serialize"),      # 40001
+        sa_exc.DBAPIError("SELECT 1", {}, Exception("syntax"), connection_invalidated=False),
+    ], ids=lambda e: type(e).__name__)
+    def test_other_errors_are_not(self, exc: BaseException) -> None:
+        assert not database_unavailable(exc)
+
+    def test_found_through_the_cause_chain(self) -> None:
+        wrapped = _caused_by(RuntimeError("while saving"),
+                             asyncpg.exceptions.AdminShutdownError("terminating"))
+        assert database_unavailable(wrapped)
+        assert not database_unavailable(_caused_by(RuntimeError("x"), ValueError("y")))
+
+    def test_found_through_sqlalchemy_orig(self) -> None:
+        exc = sa_exc.OperationalError("SELECT 1", {},
+                                      asyncpg.exceptions.CannotConnectNowError("starting"))
+        assert database_unavailable(exc)
+
+    def test_a_cycle_in_the_chain_ends(self) -> None:
+        a, b = RuntimeError("a"), RuntimeError("b")
+        a.__context__, b.__context__ = b, a
+        assert not database_unavailable(a)
+
+    async def test_the_api_answers_503_with_retry_after(
+            self, client: httpx.AsyncClient) -> None:
+        r = await client.get("/db-down")
+        body = assert_problem(r, 503)
+        assert body["type"] == PROBLEM_BASE + "service-unavailable"
+        assert r.headers["retry-after"] == "2"
+        assert "starting up" not in r.text and "SELECT" not in r.text
