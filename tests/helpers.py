@@ -13,7 +13,6 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from shared.settings import Settings
 
-
 _NHS_BODIES = 1_000_000
 _next_nhs_body = random.randrange(_NHS_BODIES)
 
