@@ -20,6 +20,7 @@ For each message that is due the sender
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import uuid
 from collections import defaultdict
@@ -385,7 +386,8 @@ class MessageSender:
                 last_error = outcome.error
                 continue  # retries spent on this channel: the next one, if any
             if ref is not _ALREADY_SENT:
-                logger.info("message %s sent to %s by %s", m.id, r.key, route.channel.value)
+                logger.info("message %s sent to %s by %s", m.id, log_ref(r.key),
+                            route.channel.value)
             return RecipientOutcome(r.key, Outcome.SENT)
         return RecipientOutcome(r.key, Outcome.FAILED, error=last_error)
 
@@ -471,6 +473,16 @@ class MessageSender:
 
 
 _ALREADY_SENT = object()
+
+
+def log_ref(recipient_key: str) -> str:
+    """A recipient as the log may name them: the kind and a short hash of the key. A key may
+    hold what a care plan calls a carer (`carer:<id>`, and a client may choose a name for an
+    id), and logs must hold no personal data; the hash still matches the delivery log's row."""
+    kind, _, rest = recipient_key.partition(":")
+    if not rest:
+        return kind
+    return f"{kind}:{hashlib.sha256(recipient_key.encode()).hexdigest()[:10]}"
 
 
 class _Log:

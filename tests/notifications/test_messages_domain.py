@@ -330,3 +330,25 @@ class TestTemplateValues:
         v = m.template_values(context={"transition_reason": "new-code"}, referral={},
                               service_name=None, zone=LONDON)
         assert v["reason"] == "new code"
+
+
+class TestLogRef:
+    """How the dispatcher's log names a recipient: never by what the key holds."""
+
+    @pytest.mark.parametrize("key", ["carer:sam", "carer:Alex Synthetic", "crisis:jo-bloggs"])
+    def test_the_free_part_of_a_key_never_reaches_the_log(self, key: str) -> None:
+        from services.notifications.message_sender import log_ref
+
+        ref = log_ref(key)
+        kind, rest = key.split(":", 1)
+        assert ref.startswith(kind + ":") and rest not in ref and len(ref) == len(kind) + 11
+
+    def test_the_same_key_gives_the_same_ref_and_others_differ(self) -> None:
+        from services.notifications.message_sender import log_ref
+
+        assert log_ref("carer:sam") == log_ref("carer:sam") != log_ref("carer:sue")
+
+    def test_a_key_without_an_id_is_its_kind(self) -> None:
+        from services.notifications.message_sender import log_ref
+
+        assert log_ref("patient") == "patient"

@@ -55,8 +55,15 @@ class PersonalData:
     free_text: set[str] = field(default_factory=set)
 
     def add_free_text(self, value: Any, min_len: int = MIN_FREE_TEXT) -> None:
-        if isinstance(value, str) and len(value.strip()) >= min_len:
-            self.free_text.add(value.strip())
+        """Remember text the services hold about a person, to look for it elsewhere. Filler
+        made of one or two characters repeated ('xxxx...', as the limit tests and the
+        oversized poison events both send) says nothing about anyone and is left out, or the
+        poison test's own junk would count as a leak."""
+        if not isinstance(value, str):
+            return
+        text = value.strip()
+        if len(text) >= min_len and len(set(text.lower()) - set(" .,-")) > 2:
+            self.free_text.add(text)
 
     def counts(self) -> dict[str, int]:
         return {"NHS numbers": len(self.nhs_numbers), "given names": len(self.given_names),

@@ -324,6 +324,14 @@ class TestTheScannerFindsWhatItLooksFor:
         assert sorted(h.kind for h in tally.hits) == ["NHS number", "NHS number",
                                                       "family name"]
 
+    def test_filler_is_not_free_text_but_real_text_is(self) -> None:
+        known = PersonalData()
+        for filler in ("x" * 300, "ab" * 40, "- - - - - - - - - -", "XXXXXXXXXXXXXXXX"):
+            known.add_free_text(filler)
+        assert known.free_text == set()
+        known.add_free_text("Lives alone, carer visits daily")
+        assert known.free_text == {"Lives alone, carer visits daily"}
+
     def test_it_reads_a_log_from_where_it_stood(self, tmp_path: Path) -> None:
         known, nhs = self.known()
         log = tmp_path / "test-x.log"
