@@ -16,6 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -123,9 +124,22 @@ class Running:
         return True
 
 
-async def _copies(settings: Settings, topic: str, value: bytes) -> int:
-    """How many times `value` is on the topic (committed records, read to the end)."""
-    return sum(1 for r in await dlq.read_all(settings, topic) if r.value == value)
+async def _copies(settings: Settings, topic: str, value: bytes, *, expect: int = 0) -> int:
+    """How many times `value` is on the topic (committed records, read to the end).
+
+    With `expect`, first wait until at least that many are visible: a Kafka transaction's
+    commit returns before the broker has written its markers to the partitions, so a copy
+    just committed may be a moment from being readable under read_committed."""
+    async def count() -> int:
+        return sum(1 for r in await dlq.read_all(settings, topic) if r.value == value)
+
+    if expect:
+        await eventually(lambda: _at_least(count(), expect), timeout=30, interval=0.3)
+    return await count()
+
+
+async def _at_least(n: Any, wanted: int) -> bool:
+    return await n >= wanted
 
 
 async def _applied_by_both(sessions, handlers, event_id: str) -> bool:  # type: ignore[no-untyped-def]
@@ -192,7 +206,7 @@ class TestRedrive:
         assert report.published == 1
         assert [(d.value, d.consumer) for d, _ in report.refused] == [(unfixable, buggy.name)]
         assert "not JSON" in report.refused[0][1]
-        assert await _copies(infra, new_topic, _bytes(victim)) == 2
+        assert await _copies(infra, new_topic, _bytes(victim), expect=2) == 2
         # an event after the copy, on its partition: once both consumers applied it, both
         # have dealt with the copy
         after = _event()
@@ -242,7 +256,7 @@ class TestRedrive:
         assert report.published == 0
         assert {d.value for d, _ in report.refused} == {unfixable}
         assert await end_offsets(infra, new_topic) == topic_end
-        assert await _copies(infra, new_topic, unfixable) == 2
+        assert await _copies(infra, new_topic, unfixable, expect=2) == 2
         print(f"re-driven: victim {await _copies(infra, new_topic, _bytes(victim)) - 1} time, "
               f"applied {buggy.calls[victim.id] - 1}x after the fix by {buggy.name}, "
               f"{healthy.calls[victim.id] - 1}x again by {healthy.name}; the unfixable "

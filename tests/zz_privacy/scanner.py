@@ -81,6 +81,11 @@ class Hit:
         return f"{self.where}: {self.kind} {self.found!r}"
 
 
+def _ends_an_identifier(text: str, start: int) -> bool:
+    """Whether the match at `start` follows `<letter or digit>-` or `_`, as in `ref-123...`."""
+    return start >= 2 and text[start - 1] in "-_" and text[start - 2].isalnum()
+
+
 class Scanner:
     def __init__(self, known: PersonalData) -> None:
         self.known = known
@@ -96,8 +101,14 @@ class Scanner:
         hits = []
         for m in NHS_NUMBER.finditer(text):
             digits = m.group(1) + m.group(3) + m.group(4)
-            if valid_nhs_number(digits):
-                hits.append(Hit(where, "NHS number", m.group(0)))
+            if not valid_nhs_number(digits):
+                continue
+            # the tail of an identifier ("ref-5399526875": a test's random hex id that
+            # happened to be all digits, and one in eleven of those pass Modulus 11) counts
+            # only when it is one of the run's patients' numbers; standing alone, any does
+            if _ends_an_identifier(text, m.start()) and digits not in self.known.nhs_numbers:
+                continue
+            hits.append(Hit(where, "NHS number", m.group(0)))
         for m in DOB_KEY.finditer(text):
             hits.append(Hit(where, "birth date by a date-of-birth key", m.group(0)))
         for date in self._dates:

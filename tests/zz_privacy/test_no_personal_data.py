@@ -299,6 +299,8 @@ class TestTheScannerFindsWhatItLooksFor:
         "2026-11-28T09:12:25.123456+00:00 submitted",  # an event time
         "offset 9434765918 of nothing",  # ten digits failing Modulus 11
         "alexander street",  # a name only inside another word
+        "no referral ref-5399526875",  # a random id's digits that pass Modulus 11
+        '{"referral_id": "ref_5399526875"}',
     ])
     def test_it_leaves_identifiers_and_times_alone(self, clean: str) -> None:
         known, _ = self.known()
@@ -323,6 +325,14 @@ class TestTheScannerFindsWhatItLooksFor:
         assert tally.messages[new_topic] == 3
         assert sorted(h.kind for h in tally.hits) == ["NHS number", "NHS number",
                                                       "family name"]
+
+    @pytest.mark.parametrize("template", ["ref-{nhs}", "pt_{nhs}", "no referral ref-{nhs}."])
+    def test_a_patients_number_is_found_even_inside_an_identifier(self, template: str) -> None:
+        known, nhs = self.known()
+        assert valid_nhs_number("5399526875")
+        hits = Scanner(known).scan(template.format(nhs=nhs), "here")
+        assert [(h.kind, h.found) for h in hits] == [("NHS number", nhs)]
+        assert Scanner(known).scan(template.format(nhs="5399526875"), "here") == []
 
     def test_filler_is_not_free_text_but_real_text_is(self) -> None:
         known = PersonalData()
