@@ -27,11 +27,13 @@ class WaymarkError(Exception):
     title: str = "Bad request"
     slug: str = "bad-request"
 
-    def __init__(self, message: str, *, status: int | None = None, **extra: Any) -> None:
+    def __init__(self, message: str, *, status: int | None = None,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
         super().__init__(message)
         self.message = message
         if status is not None:
             self.status = status
+        self.headers = dict(headers or {})  # e.g. Retry-After on a 429 or 503
         self.extra = extra
 
 
@@ -147,7 +149,8 @@ def install_error_handlers(app: FastAPI,
 
     @app.exception_handler(WaymarkError)
     async def _waymark(request: Request, exc: WaymarkError) -> Response:
-        return render(request, exc.status, exc.title, exc.message, slug=exc.slug, **exc.extra)
+        return render(request, exc.status, exc.title, exc.message, slug=exc.slug,
+                      headers=exc.headers or None, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -73,6 +73,18 @@ class Settings(BaseSettings):
     # to n times the rate: it is a guard against runaway clients, not a quota.
     rate_limit_per_minute: int = Field(default=300, ge=0)
     rate_limit_burst: int = Field(default=60, ge=1)
+    # the API docs pages (/docs, /redoc; their scripts are served by the API itself, never a
+    # CDN). None: on in local mode, off in production (404) unless set to true
+    api_docs: bool | None = None
+    # the live alert stream (GET /alerts/stream): open streams a user (issuer + subject) may
+    # hold at once (a coordinator with a few tabs), and in all per API process; beyond either
+    # a new stream is refused with 429 and Retry-After. Each holds a connection and a queue.
+    alert_stream_max_per_user: int = Field(default=5, ge=1)
+    alert_stream_max_total: int = Field(default=500, ge=1)
+    # dashboard sessions (server-side, revocable): a session unused this long ends (idle
+    # timeout, 30 min), and every session ends this long after sign-in (absolute, 8 h)
+    dashboard_session_idle_seconds: int = Field(default=30 * 60, ge=10)
+    dashboard_session_max_seconds: int = Field(default=8 * 3600, ge=60)
 
     # consumers
     consumer_max_attempts: int = 5

@@ -1,8 +1,9 @@
 """What every service's FastAPI app shares: the app factory (errors, tracing, health, input
-limits), the transactional session dependency, and idempotency keys for POSTs."""
+limits, API docs), the transactional session dependency, and idempotency keys for POSTs."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
@@ -11,10 +12,20 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.resources import files
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import Depends, FastAPI, Header, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import AfterValidator
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,6 +35,7 @@ from shared.db import make_engine, make_sessionmaker
 from shared.errors import (
     AltRenderer,
     Conflict,
+    NotFound,
     PreconditionRequired,
     Unauthenticated,
     ValidationFailed,
@@ -59,13 +71,18 @@ def create_app(service: str, *, title: str, description: str,
         finally:
             await engine.dispose()
 
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    # FastAPI's own docs pages load their scripts from a CDN: ours serve them (add_docs)
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
     install_error_handlers(app, error_renderers)
-    # the last added runs first: tracing, then the rate limit (headers only, so a flood of
-    # large bodies is refused before they are read), then the body limit, then the routes
+    # the last added runs first: tracing, then the control-character guard (the address
+    # only), then the rate limit (headers only, so a flood of large bodies is refused before
+    # they are read), then the body limit, then the routes
     app.add_middleware(BodySizeLimit, renderers=error_renderers, large_bodies=large_bodies)
     app.add_middleware(WriteRateLimit, renderers=error_renderers)
+    app.add_middleware(ControlCharacterGuard, renderers=error_renderers)
     app.add_middleware(TracingMiddleware, service_name=f"{service}-api")
+    add_docs(app, title=title)
 
     @app.get("/health", tags=["ops"])
     async def health(request: Request) -> dict[str, str]:
@@ -75,6 +92,66 @@ def create_app(service: str, *, title: str, description: str,
         return {"status": "ok", "service": service}
 
     return app
+
+
+# --- the API's docs -------------------------------------------------------------------------
+
+#: where the docs pages' scripts and styles are served from: the copies the fastapi-offline
+#: package ships (Swagger UI and ReDoc), so no page of this origin runs a CDN's script
+DOCS_ASSETS = "/docs-assets"
+_DOCS_CSP = ("default-src 'self'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
+             "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; "
+             "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+_INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
+
+
+def _docs_enabled(request: Request) -> bool:
+    s = _app_settings(request.scope)
+    return s.api_docs if s.api_docs is not None else s.deployment_mode == "local"
+
+
+def _docs_page(request: Request, html: HTMLResponse) -> HTMLResponse:
+    if not _docs_enabled(request):
+        raise NotFound("the API's docs are off in this deployment (set WAYMARK_API_DOCS=true "
+                       "to serve them); its description is at /openapi.json")
+    # the page's one inline script (Swagger UI's set-up) is allowed by its hash, not by
+    # allowing inline scripts
+    body = bytes(html.body).decode()
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(m.group(1).encode()).digest()).decode()
+        + "'" for m in _INLINE_SCRIPT.finditer(body))
+    return HTMLResponse(body, headers={
+        "Content-Security-Policy": _DOCS_CSP.format(hashes=hashes).replace("  ", " "),
+        "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
+        "Cache-Control": "no-store"})
+
+
+def add_docs(app: FastAPI, *, title: str) -> None:
+    """/docs (Swagger UI) and /redoc with their assets served by this app, never a CDN's;
+    off in production unless `api_docs` turns them on (a 404 then)."""
+    assets = files("fastapi_offline") / "static"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(assets)), name="docs-assets")
+    redirect = "/docs/oauth2-redirect"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        return _docs_page(request, get_swagger_ui_html(
+            openapi_url="/openapi.json", title=f"{title} – API",
+            oauth2_redirect_url=redirect,
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png"))
+
+    @app.get(redirect, include_in_schema=False)
+    async def swagger_ui_redirect(request: Request) -> HTMLResponse:
+        return _docs_page(request, get_swagger_ui_oauth2_redirect_html())
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        return _docs_page(request, get_redoc_html(
+            openapi_url="/openapi.json", title=f"{title} – API",
+            redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png", with_google_fonts=False))
 
 
 # --- input limits -----------------------------------------------------------------------------
@@ -175,6 +252,48 @@ class BodySizeLimit:
                       slug="payload-too-large", headers={"Connection": "close"})
 
 
+#: C0 controls (NUL, tab, newline, escape ...) and DEL: never part of an address a client
+#: means, and NUL in particular is refused by PostgreSQL's text types (a 500 if it got there)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class ControlCharacterGuard:
+    """400 for a request whose path or query (any key or value, once percent-decoded) holds a
+    control character, before any route or other check runs. One guard for every route of
+    every app (the dashboard's pages included), so no route has to remember."""
+
+    def __init__(self, app: ASGIApp, renderers: dict[str, AltRenderer] | None = None) -> None:
+        self.app = app
+        self.renderers = renderers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            where = self._offending_part(scope)
+            if where is not None:
+                await _refuse(scope, send, self.renderers, 400, "Bad request",
+                              f"the request's {where} holds a control character (such as "
+                              "NUL, a tab or a line break), which no valid request has",
+                              slug="bad-request", headers={})
+                return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    def _offending_part(scope: Scope) -> str | None:
+        # the server has percent-decoded the path already; the query is decoded here as
+        # Starlette will decode it (UTF-8, undecodable bytes replaced), keys and values alike
+        if _CONTROL.search(scope.get("path", "")):
+            return "path"
+        raw = scope.get("query_string", b"")
+        if raw:
+            query = raw.decode("latin-1")
+            if _CONTROL.search(query):
+                return "query"
+            for key, value in parse_qsl(query, keep_blank_values=True):
+                if _CONTROL.search(key) or _CONTROL.search(value):
+                    return "query"
+        return None
+
+
 class TokenBuckets:
     """A token bucket per key: `burst` requests at once, refilled at `per_minute` a minute.
 
@@ -262,6 +381,25 @@ class WriteRateLimit:
             self.buckets = TokenBuckets(per_minute=s.rate_limit_per_minute,
                                         burst=s.rate_limit_burst)
         return self.buckets.take(f"{principal.org}/{principal.user}")
+
+
+# --- query values ---------------------------------------------------------------------------
+
+def _utc_in_range(value: datetime) -> datetime:
+    # a time the API can compare with its rows: in UTC (a time without an offset is taken to
+    # be UTC) and inside datetime's range once there (9999-12-31T23:59:59-23:59 is not)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the date and time is out of range: in UTC it must fall between "
+                         "the years 1 and 9999") from None
+
+
+#: a date and time in a query parameter: any ISO 8601 form pydantic reads, returned in UTC;
+#: out of range once in UTC is a 422, never an overflow inside a route
+QueryDateTime = Annotated[datetime, AfterValidator(_utc_in_range)]
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:

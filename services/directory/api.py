@@ -11,7 +11,7 @@ Two faces on one app:
 from __future__ import annotations
 
 import re
-from datetime import datetime, time
+from datetime import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
@@ -55,6 +55,7 @@ from shared.settings import Settings
 from shared.web import (
     IDEMPOTENCY_HEADER,
     Outcome,
+    QueryDateTime,
     SessionDep,
     client_ip,
     create_app,
@@ -363,7 +364,7 @@ async def oruk_services(
     session: SessionDep, principal: CurrentPrincipal,
     search: Annotated[str | None, Query(max_length=domain.MAX_QUERY_CHARS)] = None,
     taxonomy_term_id: RecordIdQuery = None, taxonomy_id: RecordIdQuery = None,
-    organization_id: RecordIdQuery = None, modified_after: datetime | None = None,
+    organization_id: RecordIdQuery = None, modified_after: QueryDateTime | None = None,
     full: bool = False, page: PageNo = 1, per_page: PerPage = 20,
 ) -> Response:
     """Published services, ORUK shape (one-to-one fields; `full=true` nests everything)."""

@@ -40,6 +40,7 @@ from shared.web import (
     PROBLEM_RESPONSES,
     IdempotencyKey,
     Outcome,
+    QueryDateTime,
     SessionDep,
     client_ip,
     once_per_key,
@@ -94,8 +95,8 @@ def _filters(request: Request, principal: CurrentPrincipal,
                  max_length=20, description="alerts whose referrals concern this "
                                             "organisation (referrer or receiver)")] = None,
              patient_id: Annotated[str | None, Query(max_length=80)] = None,
-             raised_after: Annotated[datetime | None, Query()] = None,
-             raised_before: Annotated[datetime | None, Query()] = None,
+             raised_after: Annotated[QueryDateTime | None, Query()] = None,
+             raised_before: Annotated[QueryDateTime | None, Query()] = None,
              min_age_days: Annotated[int | None, Query(
                  ge=0, le=alerts.MAX_AGE_DAYS, description="raised at least this many days "
                                                            "ago")] = None) -> AlertFilter:
@@ -161,9 +162,12 @@ def _stream_principal(request: Request, access_token: Annotated[str | None, Quer
 async def _subscription(request: Request,
                         principal: Annotated[Principal, Depends(_stream_principal)]
                         ) -> AsyncIterator[tuple[Principal, live.Subscription]]:
-    alerts.check_may_read(principal, request.app.state.settings.ics)
+    s = request.app.state.settings
+    alerts.check_may_read(principal, s.ics)
     fanout = _fanout(request)
-    sub = await fanout.subscribe(principal.ics)
+    sub = await fanout.subscribe(principal.ics, owner=principal.identity,
+                                 max_per_user=s.alert_stream_max_per_user,
+                                 max_total=s.alert_stream_max_total)
     try:
         yield principal, sub
     finally:
@@ -173,6 +177,9 @@ async def _subscription(request: Request,
 @router.get("/alerts/stream", response_class=EventSourceResponse, responses={
     **ERRORS, 503: {"description": "the stream cannot listen for changes right now",
                     "content": {"application/problem+json": {}}},
+    429: {"description": "you, or this server, have as many streams open as allowed "
+                         "(Retry-After says when to try again)",
+          "content": {"application/problem+json": {}}},
     200: {"description": "Server-Sent Events", "content": {"text/event-stream": {}}}})
 async def stream_alerts(request: Request, subscription: Annotated[
         tuple[Principal, live.Subscription], Depends(_subscription)]
@@ -183,7 +190,9 @@ async def stream_alerts(request: Request, subscription: Annotated[
     here); `alert` for each new or changed alert (`id: <alert_id>:<version>`, data: the alert
     as the list shows it); `resync` when changes may have been missed (load the list again).
     Comment lines (`: heartbeat`) keep idle connections open. A client that falls far behind
-    is disconnected; EventSource reconnects by itself.
+    is disconnected; EventSource reconnects by itself. A user may hold a few streams at once
+    (`alert_stream_max_per_user`), a server a bounded number (`alert_stream_max_total`):
+    beyond either, 429 with Retry-After.
 
     Authenticate with `Authorization: Bearer <token>`; browsers' EventSource cannot send
     headers, so this route alone also accepts `?access_token=<token>` (use a short-lived

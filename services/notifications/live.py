@@ -7,6 +7,9 @@ insert and update, delivered on commit), fanned out to one bounded queue per ope
 - Each notification reads the alert's row once, whatever the number of dashboards.
 - A dashboard that does not keep up (its queue full) is dropped — its stream ends and the
   browser's EventSource reconnects — so one slow client never holds up the others.
+- Open streams are capped per user and in all (settings `alert_stream_max_per_user`,
+  `alert_stream_max_total`): one more is refused with 429 and Retry-After, and a stream's
+  place is given back when it ends, however it ends (the client went away, say).
 """
 
 from __future__ import annotations
@@ -40,6 +43,14 @@ class StreamUnavailable(WaymarkError):
     status, title, slug = 503, "Service unavailable", "service-unavailable"
 
 
+class TooManyStreams(WaymarkError):
+    status, title, slug = 429, "Too many requests", "too-many-requests"
+
+
+#: what a client refused a stream is asked to wait before trying again
+RETRY_AFTER_SECONDS = 30
+
+
 @dataclass(frozen=True)
 class AlertChanged:
     alert: dict[str, Any]  # the alert as the list renders it (JSON-ready)
@@ -64,8 +75,9 @@ Item = AlertChanged | _Marker
 class Subscription:
     """One open stream: the alerts of one ICS, in a bounded queue."""
 
-    def __init__(self, ics: str, maxsize: int) -> None:
+    def __init__(self, ics: str, maxsize: int, owner: str = "") -> None:
         self.ics = ics
+        self.owner = owner  # the user's identity (issuer + subject), for the per-user cap
         self._queue: asyncio.Queue[Item] = asyncio.Queue(maxsize)
         self.dropped = False
 
@@ -115,21 +127,42 @@ class AlertFanout:
         # what happened, for operators and tests
         self.connections = 0
         self.dropped = 0
+        self.refused = 0
 
     # --- subscribers ----------------------------------------------------------------------
 
-    async def subscribe(self, ics: str, *, timeout: float = 10.0,
-                        queue_size: int | None = None) -> Subscription:
-        """A new subscription, once the LISTEN connection is up (503 if it can't be)."""
+    async def subscribe(self, ics: str, *, owner: str = "", timeout: float = 10.0,
+                        queue_size: int | None = None, max_per_user: int | None = None,
+                        max_total: int | None = None) -> Subscription:
+        """A new subscription of user `owner`, once the LISTEN connection is up (503 if it
+        can't be); 429 if the user or this process already has as many as it may (the caps
+        default to the settings')."""
+        per_user = max_per_user or self.settings.alert_stream_max_per_user
+        total = max_total or self.settings.alert_stream_max_total
+        self._check_caps(owner, per_user, total)
         self._start()
         try:
             await asyncio.wait_for(self._listening.wait(), timeout)
         except TimeoutError:
             raise StreamUnavailable("the live stream cannot listen for alert changes right "
                                     "now; try again shortly") from None
-        sub = Subscription(ics, queue_size or self.queue_size)
+        self._check_caps(owner, per_user, total)  # others may have come while it waited
+        sub = Subscription(ics, queue_size or self.queue_size, owner)
         self._subs.add(sub)
         return sub
+
+    def _check_caps(self, owner: str, per_user: int, total: int) -> None:
+        retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        if sum(1 for s in self._subs if s.owner == owner) >= per_user:
+            self.refused += 1
+            raise TooManyStreams(f"you already have {per_user} live alert streams open (the "
+                                 "most one user may); close one (another tab, say) or try "
+                                 f"again in {RETRY_AFTER_SECONDS} s", headers=retry)
+        if len(self._subs) >= total:
+            self.refused += 1
+            raise TooManyStreams(f"this server has as many live alert streams open as it "
+                                 f"takes ({total}); try again in {RETRY_AFTER_SECONDS} s",
+                                 headers=retry)
 
     def unsubscribe(self, sub: Subscription) -> None:
         self._subs.discard(sub)
