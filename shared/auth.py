@@ -5,9 +5,8 @@ Tokens are JWTs signed with ES256. Every service verifies with the public key; l
 committed). In an ICS deployment the tokens come from the identity provider and only the
 public key is mounted.
 
-Claims: `sub` (the user), `roles` (clinician, service_staff, coordinator, partner, admin,
-service — a Waymark service's own credential, accepted only by the narrow endpoints that hand
-a message's personal details to the notifications service),
+Claims: `iss` + `sub` (the user), `roles` (one role table for every service:
+`shared.access.ROLE_TABLE`),
 `org` (the user's organisation code), `ics` (the integrated care system), `name`.
 """
 
@@ -16,9 +15,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -28,32 +25,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import Depends, Request
 
+from shared.access import Principal, Role
+
+__all__ = ["Principal", "Role", "CurrentPrincipal", "current_principal", "verify_token",
+           "mint_token", "require_roles", "service_token", "ensure_keys",
+           "write_private_file", "ORG_CODE"]
 from shared.errors import Forbidden, Unauthenticated
 from shared.settings import Settings, get_settings
 
 #: organisation codes as events carry them (ODS-style codes: letters, digits, '-')
 ORG_CODE = re.compile(r"[A-Za-z0-9-]{1,20}")
-
-
-class Role(StrEnum):
-    CLINICIAN = "clinician"
-    SERVICE_STAFF = "service_staff"
-    COORDINATOR = "coordinator"
-    PARTNER = "partner"
-    ADMIN = "admin"
-    SERVICE = "service"
-
-
-@dataclass(frozen=True)
-class Principal:
-    user: str
-    roles: frozenset[Role]
-    org: str
-    ics: str
-    name: str = ""
-
-    def has(self, *roles: Role) -> bool:
-        return bool(self.roles.intersection(roles))
 
 
 def write_private_file(path: Path, data: bytes, *, exclusive: bool = False) -> None:
@@ -120,7 +101,8 @@ def verify_token(settings: Settings, token: str) -> Principal:
         raise Unauthenticated("the access token must carry roles and an organisation code "
                               "(letters, digits and '-', at most 20)")
     return Principal(user=str(claims["sub"]), roles=roles, org=org,
-                     ics=str(claims.get("ics", "")), name=str(claims.get("name", "")))
+                     ics=str(claims.get("ics", "")), name=str(claims.get("name", "")),
+                     issuer=str(claims["iss"]))
 
 
 def current_principal(request: Request) -> Principal:

@@ -110,6 +110,9 @@ class Settings(BaseSettings):
 
     # the integrated care system this deployment serves: coordinators of this ICS see its alerts
     ics: str = "ICS-1"
+    # how long a clinician's break-glass (emergency) read of a care plan lasts. Local policy,
+    # after NHS Summary Care Record emergency access: short, reviewed by information governance
+    break_glass_minutes: int = Field(default=60, ge=5, le=24 * 60)
     # "production" makes partner webhooks https-only and refuses private/loopback addresses
     # (SSRF guard); "local" allows http://127.0.0.1 receivers for development and tests
     deployment_mode: Literal["local", "production"] = "local"

@@ -139,3 +139,45 @@ def send_case(case: Any, headers: dict[str, str], loop: asyncio.AbstractEventLoo
     elif kw.get("data") is not None:
         request["data"] = kw["data"]
     return loop.run_until_complete(client.request(**request))
+
+
+async def relate(s: Settings, nhs_number: str, org: str, *, to_org: str = "SVC-RELATE",
+                 registered_practice: str | None = None) -> str:
+    """Give `org` a care relationship with the person as production does: a referral event
+    from `org` applied by the care plans consumer's own handler (in the test database). For
+    tests that start a care plan without waiting for a referral to travel through Kafka.
+    Returns the person's pseudonymous id."""
+    from services.care_plans.handlers import apply_referral_event
+    from shared.db import make_engine, make_sessionmaker, unit_of_work
+    from shared.events.envelope import make_event
+    from shared.events.referrals import ReferralSubmitted
+    from shared.pseudonym import pseudonymise
+
+    patient_id = pseudonymise(nhs_number.replace(" ", ""), s)
+    data = ReferralSubmitted(referral_id=str(uuid.uuid4()), from_org=org, to_org=to_org,
+                             to_service_id="svc-relate", service_category="msk_physiotherapy",
+                             priority="routine", state="submitted",
+                             registered_practice=registered_practice)
+    event = make_event(data, subject=patient_id)
+    engine = make_engine(s, "care_plans")
+    try:
+        async with unit_of_work(make_sessionmaker(engine)) as session:
+            await apply_referral_event(session=session, event=event, data=data)
+    finally:
+        await engine.dispose()
+    return patient_id
+
+
+async def create_care_plan(http: httpx.AsyncClient, headers: dict[str, str],
+                           body: dict[str, Any], *, timeout: float = 30) -> httpx.Response:
+    """POST /care-plans once the caller's care relationship has arrived: a referral made a
+    moment ago reaches the care plans service through Kafka, and until then it answers 403
+    `no_relationship`. Returns the first other answer."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        r = await http.post("/care-plans", headers=headers, json=body)
+        late = r.status_code == 403 and r.json().get("reason") == "no_relationship"
+        if not late or loop.time() > deadline:
+            return r
+        await asyncio.sleep(0.2)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Header, Path, Query, Request, Response
@@ -17,6 +19,8 @@ from services.care_plans.schemas import (
     AssessmentHistory,
     AssessmentIn,
     AssessmentOut,
+    BreakGlassIn,
+    BreakGlassOut,
     CarerContactOut,
     ConsentUpdate,
     ContactOut,
@@ -30,8 +34,9 @@ from services.care_plans.schemas import (
     TrendPointOut,
     VersionInfo,
 )
+from shared.access import Capability, may_use
 from shared.audit import record_audit
-from shared.auth import CurrentPrincipal, Principal, Role
+from shared.auth import CurrentPrincipal, Principal
 from shared.db import unit_of_work
 from shared.errors import Forbidden, NotFound
 from shared.web import (
@@ -69,27 +74,45 @@ def _check_id(plan_id: str, what: str = "care plan") -> None:
 
 
 async def _audit_denied(request: Request, principal: Principal, resource_type: str,
-                        resource_id: str, reason: str) -> None:
-    """A refused read is audited too, in a transaction of its own (the request's rolls
-    back with the error)."""
+                        resource_id: str, reason: str, *, action: str = "read-denied",
+                        patient_id: str | None = None) -> None:
+    """A refusal is audited too, in a transaction of its own (the request's rolls back with
+    the error)."""
     async with unit_of_work(request.app.state.sessions) as session:
-        plan = await CarePlanRepository(session).get(resource_id)
-        record_audit(session, principal=principal, action="read-denied",
-                     resource_type=resource_type, resource_id=resource_id,
-                     patient_id=plan.patient_id if plan else None, client_ip=client_ip(request),
-                     detail=reason)
+        if patient_id is None:
+            try:
+                uuid.UUID(resource_id)
+                plan = await CarePlanRepository(session).get(resource_id)
+            except ValueError:
+                plan = None
+            patient_id = plan.patient_id if plan else None
+        record_audit(session, principal=principal, action=action,
+                     resource_type=resource_type, resource_id=resource_id[:200],
+                     patient_id=patient_id, client_ip=client_ip(request), detail=reason)
 
 
 async def _read(request: Request, session: SessionDep, principal: Principal, plan_id: str, *,
                 version: int | None = None, resource_type: str = "CarePlan",
                 detail: str | None = None) -> PlanState:
-    _check_id(plan_id)
-    try:
+    async with refusals_audited(request, principal, resource_type, plan_id):
+        _check_id(plan_id)
         return await handlers.read_plan(session=session, principal=principal, plan_id=plan_id,
-                                        version=version, resource_type=resource_type,
+                                        settings=request.app.state.settings, version=version,
+                                        resource_type=resource_type,
                                         client_ip=client_ip(request), detail=detail)
-    except Forbidden as exc:
-        await _audit_denied(request, principal, resource_type, plan_id, exc.message)
+
+
+@asynccontextmanager
+async def refusals_audited(request: Request, principal: Principal, resource_type: str,
+                           resource_id: str, *, action: str = "read-denied",
+                           patient_id: str | None = None) -> AsyncIterator[None]:
+    """Audit a refusal (403, or the 404 that "not yours" shares with "absent") and let it
+    go on to the caller."""
+    try:
+        yield
+    except (Forbidden, NotFound) as exc:
+        await _audit_denied(request, principal, resource_type, resource_id, exc.message,
+                            action=action, patient_id=patient_id)
         raise
 
 
@@ -116,13 +139,17 @@ def _assessment_out(a: Assessment) -> AssessmentOut:
 async def create_plan(body: PlanCreate, request: Request, session: SessionDep,
                       principal: CurrentPrincipal,
                       idempotency_key: IdempotencyKey = None) -> Response:
-    """Start the person's one shared plan (version 1); the caller's organisation holds it."""
-    domain.check_may_create(principal)
+    """Start the person's one shared plan (version 1); the caller's organisation holds it.
+    Needs a care relationship with the person (a referral from or to the caller's
+    organisation, their registered GP practice; coordinators: a person of their ICS)."""
+    settings = request.app.state.settings
+    patient_id = await handlers.patient_of_create(body, settings)
 
     async def create() -> Outcome:
-        state = await handlers.create_plan(session=session, principal=principal, cmd=body,
-                                           settings=request.app.state.settings,
-                                           client_ip=client_ip(request))
+        async with refusals_audited(request, principal, "CarePlan", patient_id or "-",
+                                    action="create-denied", patient_id=patient_id):
+            state = await handlers.create_plan(session=session, principal=principal, cmd=body,
+                                               settings=settings, client_ip=client_ip(request))
         return Outcome(_plan_out(state), 201,
                        {"Location": f"/care-plans/{state.plan.id}", "ETag": weak_etag(1)})
 
@@ -131,15 +158,42 @@ async def create_plan(body: PlanCreate, request: Request, session: SessionDep,
                               create)
 
 
+@app.post("/care-plans/break-glass", status_code=201, response_model=BreakGlassOut,
+          responses=ERRORS, tags=["care plans"])
+async def break_glass(body: BreakGlassIn, request: Request, session: SessionDep,
+                      principal: CurrentPrincipal) -> BreakGlassOut:
+    """Emergency access: a clinician of the person's ICS reads their plan outside the usual
+    relationships, with a stated reason, for a limited time. Audited and reported to the ICS's
+    information governance lead."""
+    settings = request.app.state.settings
+    patient_id = await handlers.patient_of_create(body, settings)  # type: ignore[arg-type]
+    async with refusals_audited(request, principal, "CarePlan", patient_id or "-",
+                                action="break-glass-denied", patient_id=patient_id):
+        grant = await handlers.break_glass(session=session, principal=principal,
+                                           nhs_number=body.nhs_number,
+                                           reason_code=body.reason_code, reason=body.reason,
+                                           settings=settings, client_ip=client_ip(request))
+    return BreakGlassOut(grant_id=grant.id, plan_id=grant.plan_id, expires_at=grant.expires_at,
+                         notice="This emergency access is recorded and will be reviewed by "
+                                "the ICS's information governance lead.")
+
+
 @app.get("/patients/{patient_id}/care-plan", response_model=PlanOut, responses=ERRORS,
          tags=["care plans"])
 async def plan_of_patient(patient_id: str, request: Request, session: SessionDep,
                           principal: CurrentPrincipal) -> Response:
-    """The person's plan by their pseudonymous id (the subject of every event about them)."""
-    plan = await CarePlanRepository(session).by_patient(patient_id)
-    if plan is None:
-        raise NotFound(f"no care plan for {patient_id}")
-    state = await _read(request, session, principal, plan.id)
+    """The person's plan by their pseudonymous id (the subject of every event about them).
+    "No plan" and "not yours" are the same 404."""
+    async with refusals_audited(request, principal, "CarePlan", patient_id,
+                                patient_id=patient_id):
+        domain.check_role(principal, Capability.CARE_PLAN_READ)
+        plan = await CarePlanRepository(session).by_patient(patient_id)
+        if plan is None:
+            raise NotFound(f"no care plan for {patient_id}")
+    try:
+        state = await _read(request, session, principal, plan.id)
+    except NotFound:
+        raise NotFound(f"no care plan for {patient_id}") from None
     return JSONResponse(_plan_out(state), headers={"ETag": weak_etag(state.version.version)})
 
 
@@ -150,7 +204,7 @@ async def contact_of_patient(patient_id: Annotated[str, Path(max_length=120)],
                              principal: CurrentPrincipal) -> ContactOut:
     """How to reach the person (communication needs, email, mobile) and their carers with
     what each may see: the notifications service's credential only."""
-    if not principal.has(Role.SERVICE):
+    if not may_use(principal, Capability.PATIENT_CONTACT_READ):
         raise Forbidden("only a Waymark service's own credential may read a person's contact "
                         "details here")
     repo = CarePlanRepository(session)
@@ -187,11 +241,13 @@ async def update_plan(plan_id: str, body: PlanUpdate, request: Request, session:
     If-Match with the version you read (412 if it has moved on)."""
     _check_id(plan_id)
     expected = expected_version(if_match)
-    state = await handlers.update_plan(session=session, principal=principal, plan_id=plan_id,
-                                       content=body.content, reason=body.reason,
-                                       expected_version=expected,
-                                       settings=request.app.state.settings,
-                                       client_ip=client_ip(request))
+    async with refusals_audited(request, principal, "CarePlan", plan_id,
+                                action="update-denied"):
+        state = await handlers.update_plan(session=session, principal=principal,
+                                           plan_id=plan_id, content=body.content,
+                                           reason=body.reason, expected_version=expected,
+                                           settings=request.app.state.settings,
+                                           client_ip=client_ip(request))
     return JSONResponse(_plan_out(state), headers={"ETag": weak_etag(state.version.version)})
 
 
@@ -204,11 +260,13 @@ async def change_consent(plan_id: str, body: ConsentUpdate, request: Request,
     Carers' access is each carer's `may_see` in the plan."""
     _check_id(plan_id)
     expected = expected_version(if_match)
-    state = await handlers.change_consent(session=session, principal=principal,
-                                          plan_id=plan_id, organisations=body.organisations,
-                                          reason=body.reason, expected_version=expected,
-                                          settings=request.app.state.settings,
-                                          client_ip=client_ip(request))
+    async with refusals_audited(request, principal, "CarePlan", plan_id,
+                                action="consent-denied"):
+        state = await handlers.change_consent(session=session, principal=principal,
+                                              plan_id=plan_id, organisations=body.organisations,
+                                              reason=body.reason, expected_version=expected,
+                                              settings=request.app.state.settings,
+                                              client_ip=client_ip(request))
     return JSONResponse(_plan_out(state), headers={"ETag": weak_etag(state.version.version)})
 
 
@@ -299,13 +357,11 @@ async def record_assessment(plan_id: str, body: AssessmentIn, request: Request,
     _check_id(plan_id)
 
     async def assess() -> Outcome:
-        try:
+        async with refusals_audited(request, principal, "Assessment", plan_id,
+                                    action="create-denied"):
             recorded = await handlers.record_assessment(
                 session=session, principal=principal, plan_id=plan_id, cmd=body,
                 settings=request.app.state.settings, client_ip=client_ip(request))
-        except Forbidden as exc:
-            await _audit_denied(request, principal, "Assessment", plan_id, exc.message)
-            raise
         return Outcome(_assessment_out(recorded.assessment).model_dump(mode="json"), 201,
                        {"Location": f"/care-plans/{plan_id}/assessments/"
                                     f"{recorded.assessment.id}"})

@@ -5,10 +5,11 @@ Subjects are the person's pseudonym; no event carries plan content or questionna
 from __future__ import annotations
 
 from services.care_plans.domain import RiskFlag, Score
-from services.care_plans.models import Assessment, CarePlan
+from services.care_plans.models import Assessment, BreakGlassGrant, CarePlan
 from services.care_plans.schemas import PlanContent
 from shared.events.care_plans import (
     AssessmentRecorded,
+    BreakGlassUsed,
     CarePlanCreated,
     CarePlanUpdated,
     ConsentChanged,
@@ -51,4 +52,11 @@ def risk_event(plan: CarePlan, assessment: Assessment, result: Score,
     data = RiskFlagged(plan_id=plan.id, assessment_id=assessment.id,
                        instrument=result.instrument.value, reason=flag.reason,  # type: ignore[arg-type]
                        band=result.band, severity=flag.severity)  # type: ignore[arg-type]
+    return make_event(data, subject=plan.patient_id)
+
+
+def break_glass_event(plan: CarePlan, grant: BreakGlassGrant) -> CloudEvent:
+    data = BreakGlassUsed(plan_id=plan.id, grant_id=grant.id, org=grant.org,
+                          reason_code=grant.reason_code,  # type: ignore[arg-type]
+                          expires_at=grant.expires_at)
     return make_event(data, subject=plan.patient_id)

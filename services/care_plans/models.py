@@ -89,3 +89,32 @@ class TimelineEntry(SQLModel, table=True):
     service_category: str = Field(sa_column=Column(Text, nullable=False))
     transition_reason: str | None = Field(default=None, sa_column=Column(Text))
     occurred_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class RegisteredPractice(SQLModel, table=True):
+    """The person's registered GP practice as the latest referral event gave it: a care
+    relationship the service can show."""
+
+    __tablename__ = "registered_practice"
+
+    patient_id: str = Field(sa_column=Column(Text, primary_key=True))
+    org: str = Field(sa_column=Column(Text, nullable=False))
+    as_of: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    event_id: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class BreakGlassGrant(SQLModel, table=True):
+    """An emergency read of one plan by one user: a stated reason, a time limit, audited and
+    reported to the ICS's information governance lead."""
+
+    __tablename__ = "break_glass_grant"
+
+    id: str = Field(sa_column=Column(Text, primary_key=True))
+    plan_id: str = Field(sa_column=Column(Text, nullable=False))
+    patient_id: str = Field(sa_column=Column(Text, nullable=False))
+    user_identity: str = Field(sa_column=Column(Text, nullable=False))
+    org: str = Field(sa_column=Column(Text, nullable=False))
+    reason_code: str = Field(sa_column=Column(Text, nullable=False))
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    granted_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from sqlalchemy import or_
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.care_plans.models import Assessment, CarePlan, CarePlanVersion, TimelineEntry
+from services.care_plans.models import (
+    Assessment,
+    BreakGlassGrant,
+    CarePlan,
+    CarePlanVersion,
+    RegisteredPractice,
+    TimelineEntry,
+)
 
 
 class CarePlanRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    def add(self, row: CarePlan | CarePlanVersion | Assessment) -> None:
+    def add(self, row: CarePlan | CarePlanVersion | Assessment | BreakGlassGrant) -> None:
         self.session.add(row)
 
     async def get(self, plan_id: str, *, for_update: bool = False) -> CarePlan | None:
@@ -60,3 +70,44 @@ class CarePlanRepository:
             select(TimelineEntry).where(TimelineEntry.patient_id == patient_id)
             .order_by(col(TimelineEntry.occurred_at), col(TimelineEntry.event_id)).limit(limit))
         return list(rows.all())
+
+    # --- care relationships -------------------------------------------------------------
+
+    async def has_referral_with(self, patient_id: str, org: str) -> bool:
+        """Whether a referral of the person's came from or went to `org`."""
+        stmt = select(TimelineEntry.event_id).where(
+            TimelineEntry.patient_id == patient_id,
+            or_(TimelineEntry.from_org == org, TimelineEntry.to_org == org)).limit(1)
+        return (await self.session.exec(stmt)).first() is not None
+
+    async def is_known(self, patient_id: str) -> bool:
+        """Whether any referral of the person's reached this deployment."""
+        stmt = select(TimelineEntry.event_id).where(
+            TimelineEntry.patient_id == patient_id).limit(1)
+        return (await self.session.exec(stmt)).first() is not None
+
+    async def registered_practice(self, patient_id: str) -> str | None:
+        row = await self.session.get(RegisteredPractice, patient_id)
+        return row.org if row is not None else None
+
+    async def set_registered_practice(self, *, patient_id: str, org: str, as_of: datetime,
+                                      event_id: str) -> None:
+        """Keep the practice the latest event gave (events may arrive out of order)."""
+        table = RegisteredPractice.__table__  # type: ignore[attr-defined]
+        stmt = insert(RegisteredPractice).values(patient_id=patient_id, org=org, as_of=as_of,
+                                                 event_id=event_id)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["patient_id"],
+            set_={"org": stmt.excluded.org, "as_of": stmt.excluded.as_of,
+                  "event_id": stmt.excluded.event_id},
+            where=table.c.as_of < stmt.excluded.as_of)
+        await self.session.exec(stmt)  # type: ignore[call-overload]
+
+    async def active_grant(self, plan_id: str, user_identity: str,
+                           now: datetime) -> BreakGlassGrant | None:
+        stmt = (select(BreakGlassGrant)
+                .where(BreakGlassGrant.plan_id == plan_id,
+                       BreakGlassGrant.user_identity == user_identity,
+                       BreakGlassGrant.expires_at > now)
+                .order_by(col(BreakGlassGrant.expires_at).desc()).limit(1))
+        return (await self.session.exec(stmt)).first()

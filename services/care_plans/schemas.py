@@ -206,6 +206,22 @@ class PlanUpdate(Strict):
     reason: Short
 
 
+class BreakGlassIn(Strict):
+    nhs_number: str = Field(min_length=10, max_length=12, examples=["9434765919"])
+    reason_code: Literal["emergency-care", "patient-unable-to-consent", "safeguarding"]
+    reason: Text = Field(min_length=5, description="why, in your words: kept in the audit log for the "
+                                     "information governance review, never in events")
+
+    _nhs = field_validator("nhs_number")(_clean)
+
+
+class BreakGlassOut(BaseModel):
+    grant_id: str
+    plan_id: str
+    expires_at: datetime
+    notice: str
+
+
 class ConsentUpdate(Strict):
     organisations: list[OrgCode] = Field(max_length=100)
     reason: Short

@@ -19,7 +19,8 @@ def _facts(referral: Referral) -> dict[str, object]:
                 service_category=referral.service_category,
                 reason_codes=list(referral.reason_codes), priority=referral.priority,
                 state=referral.state, referred_from=referral.referred_from,
-                source=referral.source, appointment_at=referral.appointment_at)
+                source=referral.source, appointment_at=referral.appointment_at,
+                registered_practice=referral.registered_practice)
 
 
 def transition_event(referral: Referral, transition: Transition) -> CloudEvent:

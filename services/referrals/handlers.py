@@ -58,6 +58,7 @@ async def submit_referral(*, session: AsyncSession, principal: Principal, cmd: R
         id=str(uuid.uuid4()), patient_id=pseudonymise(nhs_number, settings),
         nhs_number=nhs_number, given_name=cmd.patient.given_name,
         family_name=cmd.patient.family_name, birth_date=cmd.patient.birth_date.isoformat(),
+        registered_practice=cmd.patient.registered_practice,
         ics=principal.ics, from_org=principal.org, from_practitioner=cmd.from_practitioner,
         source=cmd.source.value, to_org=service.org_code, to_service_id=service.service_id,
         service_category=service.category, reason_codes=cmd.reason_codes,

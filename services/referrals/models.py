@@ -23,6 +23,8 @@ class Referral(SQLModel, table=True):
     ics: str = Field(sa_column=Column(Text, nullable=False))
     from_org: str = Field(sa_column=Column(Text, nullable=False))
     from_practitioner: str = Field(sa_column=Column(Text, nullable=False))
+    # the person's registered GP practice (ODS code), when the referrer gave it
+    registered_practice: str | None = Field(default=None, sa_column=Column(Text))
     source: str = Field(sa_column=Column(Text, nullable=False))
     to_org: str = Field(sa_column=Column(Text, nullable=False))
     to_service_id: str = Field(sa_column=Column(Text, nullable=False))

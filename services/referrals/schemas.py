@@ -28,6 +28,10 @@ class PatientIn(BaseModel):
     given_name: str = Field(min_length=1, max_length=100)
     family_name: str = Field(min_length=1, max_length=100)
     birth_date: date
+    registered_practice: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9-]{1,20}$", examples=["A81001"],
+        description="the ODS code of the GP practice the person is registered with (e-RS and "
+                    "PDS carry it); that practice then has a care relationship with them")
 
     _clean = field_validator("nhs_number", "given_name", "family_name")(_no_control_chars)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from shared.events.envelope import EventData
 from shared.events.registry import REGISTRY
@@ -68,3 +68,16 @@ class RiskFlagged(CarePlanEventData):
     reason: Literal["phq9_item9", "high_risk_band"]
     band: str = Field(max_length=40)
     severity: Literal["urgent", "high"]
+
+
+@REGISTRY.register
+class BreakGlassUsed(CarePlanEventData):
+    """A clinician read a plan in an emergency outside the usual relationships: the ICS's
+    information governance lead reviews it. The free-text reason stays in the audit log."""
+
+    EVENT_TYPE = "uk.waymark.care-plan.break-glass"
+    VERSION = 1
+    grant_id: str = Field(max_length=64)
+    org: str = Field(pattern=r"^[A-Za-z0-9-]{1,20}$")
+    reason_code: Literal["emergency-care", "patient-unable-to-consent", "safeguarding"]
+    expires_at: AwareDatetime

@@ -35,6 +35,9 @@ class ReferralEventData(EventData):
     # the coded reason for this transition (rejection, return, outcome, cancellation, hold)
     transition_reason: str | None = Field(default=None, pattern=REASON_CODE)
     appointment_at: AwareDatetime | None = None
+    # the person's registered GP practice (an ODS code, not personal detail): care plans
+    # take it as a care relationship. Optional, so version 1 consumers read it or ignore it.
+    registered_practice: str | None = Field(default=None, pattern=ORG_CODE)
 
 
 def _event(name: str) -> type[ReferralEventData]:

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from shared.settings import Settings
 from tests.conftest import auth
-from tests.helpers import synthetic_nhs_number
+from tests.helpers import relate, synthetic_nhs_number
 
 
 def new_org(prefix: str = "GP") -> str:
@@ -48,11 +48,12 @@ def plan_content(**overrides: Any) -> dict[str, Any]:
 
 
 class World:
-    """A holder organisation, a consented one, an outsider, all in an ICS of their own."""
+    """A holder organisation, a consented one, an outsider, in the ICS the deployment serves
+    (a plan belongs to it, whatever a token says)."""
 
     def __init__(self, s: Settings) -> None:
         self.s = s
-        self.ics = new_ics()
+        self.ics = s.ics
         self.holder = new_org("GP")
         self.consented = new_org("PAIN")
         self.outsider = new_org("TT")
@@ -66,12 +67,14 @@ class World:
 
 
 async def create_plan(client: httpx.AsyncClient, w: World, **body: Any) -> dict[str, Any]:
+    """A plan held by `w.holder`, which referred the person first (its care relationship)."""
     payload = {"nhs_number": synthetic_nhs_number(), "content": plan_content(),
                "consented_organisations": [w.consented], "reason": "first conversation",
                **body}
+    await relate(w.s, payload["nhs_number"], w.holder)
     r = await client.post("/care-plans", json=payload, headers=w.holder_h())
     assert r.status_code == 201, r.text
-    return r.json()
+    return {**r.json(), "_nhs_number": payload["nhs_number"]}
 
 
 async def query(sessions: async_sessionmaker, sql: str, **params: Any) -> list[Any]:

@@ -24,7 +24,7 @@ from tests.care_plans.support import (
     plan_content,
     query,
 )
-from tests.helpers import synthetic_nhs_number
+from tests.helpers import relate, synthetic_nhs_number
 
 
 class TestCreatePlan:
@@ -149,11 +149,13 @@ class TestVersions:
 
 
 class TestConsent:
-    async def test_a_read_without_consent_is_403_naming_the_reason_and_audited(
+    async def test_a_read_by_the_care_team_without_consent_is_403_naming_the_reason_and_audited(
             self, care_plans_client: httpx.AsyncClient, settings: Settings,
             care_plans_sessions: async_sessionmaker) -> None:
         w = World(settings)
         plan = await create_plan(care_plans_client, w)
+        # the outsider's organisation has a referral for the person: care team, no consent
+        await relate(settings, plan["_nhs_number"], w.outsider)
         r = await care_plans_client.get(f"/care-plans/{plan['id']}",
                                         headers=w.as_(w.outsider))
         assert r.status_code == 403
@@ -163,6 +165,32 @@ class TestConsent:
                             "SELECT actor_org, action, detail FROM audit_log "
                             "WHERE patient_id = :p ORDER BY at", p=plan["patient_id"])
         assert (w.outsider, "read-denied") in [(a.actor_org, a.action) for a in audit]
+
+    async def test_a_read_with_no_relationship_is_the_404_of_a_plan_that_does_not_exist(
+            self, care_plans_client: httpx.AsyncClient, settings: Settings,
+            care_plans_sessions: async_sessionmaker) -> None:
+        w = World(settings)
+        plan = await create_plan(care_plans_client, w)
+        missing = str(uuid.uuid4())
+        for org, ics in ((w.outsider, w.ics), ("GP-FAR", "ICS-ELSEWHERE")):
+            for path in ("", "/summary", "/timeline", "/versions", "/assessments"):
+                mine = await care_plans_client.get(f"/care-plans/{plan['id']}{path}",
+                                                   headers=w.as_(org, ics=ics))
+                absent = await care_plans_client.get(f"/care-plans/{missing}{path}",
+                                                     headers=w.as_(org, ics=ics))
+                assert mine.status_code == absent.status_code == 404, (path, mine.text)
+                assert (mine.json()["detail"].replace(plan["id"], "X")
+                        == absent.json()["detail"].replace(missing, "X"))
+            by_patient = await care_plans_client.get(
+                f"/patients/{plan['patient_id']}/care-plan", headers=w.as_(org, ics=ics))
+            nobody = await care_plans_client.get(f"/patients/pt_{uuid.uuid4().hex}/care-plan",
+                                                 headers=w.as_(org, ics=ics))
+            assert by_patient.status_code == nobody.status_code == 404
+        audit = await query(care_plans_sessions,
+                            "SELECT actor_org, action FROM audit_log WHERE patient_id = :p",
+                            p=plan["patient_id"])
+        assert {(w.outsider, "read-denied"), ("GP-FAR", "read-denied")} <= {
+            (a.actor_org, a.action) for a in audit}
 
     async def test_every_allowed_read_is_audited_with_why(
             self, care_plans_client: httpx.AsyncClient, settings: Settings,
@@ -174,12 +202,12 @@ class TestConsent:
             assert r.status_code == 200
         other_ics = await care_plans_client.get(
             f"/care-plans/{plan['id']}", headers=w.as_("ICB-X2", "coordinator", ics="ICS-OTHER"))
-        assert other_ics.status_code == 403
+        assert other_ics.status_code == 404
         reads = await query(care_plans_sessions,
                             "SELECT actor_org, detail FROM audit_log WHERE patient_id = :p "
                             "AND action = 'read' ORDER BY at", p=plan["patient_id"])
         assert [(a.actor_org, a.detail.split("access: ")[1]) for a in reads] == [
-            (w.consented, "consent"), (new, "ics_coordinator")]
+            (w.consented, "consent"), (new, "ics_coordination")]
 
     async def test_withdrawing_consent_is_an_event_and_takes_effect_at_once(
             self, care_plans_client: httpx.AsyncClient, settings: Settings,
@@ -192,8 +220,9 @@ class TestConsent:
                                         headers={**w.holder_h(), "If-Match": 'W/"1"'})
         assert r.status_code == 200, r.text
         assert r.json()["consented_organisations"] == [w.outsider]
+        # no longer consented and no other relationship: as if there were no plan
         assert (await care_plans_client.get(f"/care-plans/{plan['id']}",
-                                            headers=w.as_(w.consented))).status_code == 403
+                                            headers=w.as_(w.consented))).status_code == 404
         assert (await care_plans_client.get(f"/care-plans/{plan['id']}/summary",
                                             headers=w.as_(w.outsider))).status_code == 200
         rows = await outbox_of(care_plans_sessions, plan["patient_id"])
@@ -332,7 +361,7 @@ class TestAssessments:
         r = await care_plans_client.post(f"/care-plans/{plan['id']}/assessments",
                                          json={"instrument": "GAD-7", "answers": gad7(3)},
                                          headers=w.as_(w.outsider))
-        assert r.status_code == 403
+        assert r.status_code == 404
         assert await query(care_plans_sessions, "SELECT 1 FROM assessment WHERE plan_id = :p",
                            p=plan["id"]) == []
 
@@ -388,6 +417,7 @@ class TestIdempotentCreateWithNewItems:
                 "content": {"goals": [{"what": "walk to the shops"}]}}
         headers = {**auth(settings, role="clinician", org="GP-IDEM"),
                    "Idempotency-Key": "plan-retry-1"}
+        await relate(settings, body["nhs_number"], "GP-IDEM")
         first = await care_plans_client.post("/care-plans", json=body, headers=headers)
         again = await care_plans_client.post("/care-plans", json=body, headers=headers)
         assert first.status_code == 201, first.text

@@ -11,8 +11,8 @@ import pytest
 
 from services.care_plans import domain
 from services.care_plans.domain import Instrument
-from shared.auth import Principal, Role
-from shared.errors import Forbidden, ValidationFailed
+from shared.access import Capability, Principal, Relationship, Role
+from shared.errors import Forbidden, NotFound, ValidationFailed
 
 # --- expected bands, as the sources publish them (not read from domain.INSTRUMENTS) -----------
 
@@ -261,29 +261,114 @@ def principal(org: str, *roles: Role, ics: str = "ICS-A") -> Principal:
     return Principal(user="u", roles=frozenset(roles or (Role.CLINICIAN,)), org=org, ics=ics)
 
 
-class TestAccess:
-    plan = {"holder_org": "GP-1", "ics": "ICS-A", "consented_orgs": ["PAIN-1"]}
+def person(referral: bool = False, gp: str | None = None, known: bool = True
+           ) -> domain.PersonFacts:
+    return domain.PersonFacts(referral_with_org=referral, registered_practice=gp, known=known,
+                              ics="ICS-A")
 
-    def test_the_holding_organisation_reads(self) -> None:
-        assert domain.check_may_read(principal("GP-1"), **self.plan) == "holder"
 
-    def test_a_consented_organisation_reads(self) -> None:
-        assert domain.check_may_read(principal("PAIN-1"), **self.plan) == "consent"
+PLAN = domain.PlanFacts(holder_org="GP-1", consented_orgs=["PAIN-1"], ics="ICS-A")
+GLASS = domain.PlanFacts(holder_org="GP-1", consented_orgs=["PAIN-1"], ics="ICS-A",
+                         break_glass=True)
+C = Capability
+READ, WRITE, CREATE = C.CARE_PLAN_READ, C.CARE_PLAN_WRITE, C.CARE_PLAN_CREATE
 
-    def test_a_coordinator_of_the_ics_reads(self) -> None:
-        assert domain.check_may_read(principal("ICB-1", Role.COORDINATOR),
-                                     **self.plan) == "ics_coordinator"
 
-    def test_a_coordinator_of_another_ics_does_not(self) -> None:
-        with pytest.raises(Forbidden):
-            domain.check_may_read(principal("ICB-1", Role.COORDINATOR, ics="ICS-B"), **self.plan)
+class TestRelationships:
+    def test_each_fact_is_one_relationship(self) -> None:
+        R = Relationship
+        assert domain.relationships(principal("GP-1"), person(), PLAN) == {
+            R.PLAN_HOLDER, R.ICS_COORDINATION}
+        assert domain.relationships(principal("PAIN-1"), person(), PLAN) == {
+            R.CONSENT, R.ICS_COORDINATION}
+        assert domain.relationships(principal("GP-9", ics="ICS-B"), person(gp="GP-9")) == {
+            R.REGISTERED_GP}
+        assert domain.relationships(principal("TT-1"), person(referral=True)) == {
+            R.REFERRAL, R.ICS_COORDINATION}
+        assert domain.relationships(principal("TT-1"), person(), GLASS) == {
+            R.BREAK_GLASS, R.ICS_COORDINATION}
 
-    def test_an_organisation_without_consent_is_told_why(self) -> None:
+    def test_a_person_unknown_here_is_in_nobodys_ics(self) -> None:
+        assert domain.relationships(principal("ICB-1", Role.COORDINATOR),
+                                    person(known=False)) == set()
+
+
+#: (who, role, ics, person facts, plan, capability) -> the outcome: a relationship's name,
+#: 403 (care team, told why, or a role that never may) or 404 (as if there were no plan)
+CASES = [
+    ("GP-1", Role.CLINICIAN, "ICS-A", person(), PLAN, READ, "plan_holder"),
+    ("GP-1", Role.CLINICIAN, "ICS-A", person(), PLAN, WRITE, "plan_holder"),
+    ("PAIN-1", Role.SERVICE_STAFF, "ICS-A", person(), PLAN, WRITE, "consent"),
+    ("GP-9", Role.CLINICIAN, "ICS-A", person(gp="GP-9"), PLAN, READ, "registered_gp"),
+    ("ICB-1", Role.COORDINATOR, "ICS-A", person(), PLAN, WRITE, "ics_coordination"),
+    ("ICB-1", Role.COORDINATOR, "ICS-B", person(), PLAN, READ, 404),
+    ("TT-1", Role.CLINICIAN, "ICS-A", person(referral=True), PLAN, READ, 403),
+    ("TT-1", Role.CLINICIAN, "ICS-A", person(), PLAN, READ, 404),
+    ("TT-1", Role.CLINICIAN, "ICS-B", person(), PLAN, READ, 404),
+    ("TT-1", Role.CLINICIAN, "ICS-A", person(), GLASS, READ, "break_glass"),
+    ("TT-1", Role.CLINICIAN, "ICS-A", person(), GLASS, WRITE, 403),
+    # partner systems, organisation admins and ICS leads never reach a plan, even the holder's
+    ("GP-1", Role.PARTNER, "ICS-A", person(), PLAN, READ, 403),
+    ("PAIN-1", Role.ADMIN, "ICS-A", person(), PLAN, READ, 403),
+    ("ICB-1", Role.ICS_LEAD, "ICS-A", person(), PLAN, READ, 403),
+    ("GP-1", Role.SERVICE, "ICS-A", person(), PLAN, READ, 403),
+]
+
+
+class TestPlanAccess:
+    @pytest.mark.parametrize(("org", "role", "ics", "facts", "plan", "cap", "outcome"), CASES)
+    def test_the_relationship_decides(self, org: str, role: Role, ics: str,
+                                      facts: domain.PersonFacts, plan: domain.PlanFacts,
+                                      cap: Capability, outcome: str | int) -> None:
+        p = principal(org, role, ics=ics)
+        rels = domain.relationships(p, facts, plan)
+        if isinstance(outcome, str):
+            assert domain.check_plan_access(p, cap, rels, plan_id="x").value == outcome
+        else:
+            with pytest.raises(Forbidden if outcome == 403 else NotFound) as exc:
+                domain.check_plan_access(p, cap, rels, plan_id="x")
+            if outcome == 404:
+                assert exc.value.message == domain.not_found_message("x")
+
+    def test_the_care_team_is_told_why(self) -> None:
+        p = principal("TT-1")
         with pytest.raises(Forbidden, match="not consented to organisation TT-1"):
-            domain.check_may_read(principal("TT-1"), **self.plan)
+            domain.check_plan_access(p, READ, domain.relationships(p, person(referral=True),
+                                                                   PLAN), plan_id="x")
 
-    def test_a_partner_with_consent_reads_but_may_not_write(self) -> None:
-        p = principal("PAIN-1", Role.PARTNER)
-        assert domain.check_may_read(p, **self.plan) == "consent"
-        with pytest.raises(Forbidden, match="roles"):
-            domain.check_may_write(p, **self.plan)
+
+class TestCreate:
+    @pytest.mark.parametrize(("org", "role", "ics", "facts", "allowed"), [
+        ("GP-1", Role.CLINICIAN, "ICS-A", person(referral=True), "referral"),
+        ("GP-9", Role.SERVICE_STAFF, "ICS-B", person(gp="GP-9"), "registered_gp"),
+        ("ICB-1", Role.COORDINATOR, "ICS-A", person(), "ics_coordination"),
+        ("ICB-1", Role.COORDINATOR, "ICS-A", person(known=False), None),
+        ("ICB-1", Role.COORDINATOR, "ICS-B", person(), None),
+        ("TT-1", Role.CLINICIAN, "ICS-A", person(), None),  # same ICS, no relationship
+        ("TT-1", Role.CLINICIAN, "ICS-B", person(known=False), None),
+        ("GP-1", Role.PARTNER, "ICS-A", person(referral=True), "role"),
+        ("GP-1", Role.ADMIN, "ICS-A", person(referral=True), "role"),
+    ])
+    def test_only_a_care_relationship_starts_a_plan(self, org: str, role: Role, ics: str,
+                                                    facts: domain.PersonFacts,
+                                                    allowed: str | None) -> None:
+        p = principal(org, role, ics=ics)
+        rels = domain.relationships(p, facts)
+        if allowed in (None, "role"):
+            with pytest.raises(Forbidden) as exc:
+                domain.check_may_create(p, rels)
+            assert exc.value.extra["reason"] == (allowed or "no_relationship")
+        else:
+            assert domain.check_may_create(p, rels).value == allowed
+
+
+class TestContactChanges:
+    def test_the_persons_and_carers_contact_changes_are_named(self) -> None:
+        before = {"communication": {"email": "a@example.org"},
+                  "carers": [{"id": "c1", "contact": "07700 900000"}]}
+        after = {"communication": {"email": "b@example.org", "mobile": "07700 900001"},
+                 "carers": [{"id": "c1", "contact": "07700 900002"},
+                            {"id": "c2", "contact": "07700 900003"}]}
+        assert domain.contact_changes(before, after) == [
+            "person's email", "person's mobile", "carer c1's contact", "carer c2's contact"]
+        assert domain.contact_changes(before, before) == []
