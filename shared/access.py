@@ -195,6 +195,14 @@ def roles_with(capability: Capability) -> frozenset[Role]:
     return frozenset(r for r, caps in GRANTS.items() if capability in caps)
 
 
+def relationships_for(principal: Principal, capability: Capability) -> frozenset[Relationship]:
+    """Every relationship through which one of the caller's roles allows `capability`."""
+    out: set[Relationship] = set()
+    for role in principal.roles:
+        out |= GRANTS.get(role, {}).get(capability, frozenset())
+    return frozenset(out)
+
+
 def granting_relationship(principal: Principal, capability: Capability,
                           relationships: Iterable[Relationship]) -> Relationship | None:
     """The relationship through which one of the caller's roles allows `capability`, or

@@ -39,8 +39,9 @@ from services.directory.schemas import (
     ServiceUpdate,
     WithdrawIn,
 )
+from shared.access import Capability, may_use, organisation_relationships, permits, roles_phrase
 from shared.audit import record_audit
-from shared.auth import Principal, Role
+from shared.auth import Principal
 from shared.errors import (
     Conflict,
     Forbidden,
@@ -65,16 +66,15 @@ def _now() -> datetime:
 
 
 def may_manage(p: Principal, *, org_code: str, org_ics: str) -> bool:
-    """Provider staff manage their own organisation's services; admins, any organisation of
-    their ICS."""
-    if p.has(Role.ADMIN) and p.ics == org_ics:
-        return True
-    return p.has(Role.SERVICE_STAFF) and p.org == org_code
+    """Service staff and administrators manage their own organisation's entries (the role
+    table)."""
+    return permits(p, Capability.DIRECTORY_MANAGE,
+                   organisation_relationships(p, owner_org=org_code, owner_ics=org_ics))
 
 
 def _require_manage(p: Principal, *, org_code: str, org_ics: str) -> None:
     if not may_manage(p, org_code=org_code, org_ics=org_ics):
-        raise Forbidden(f"only {org_code}'s service staff, or an admin of its ICS, may change "
+        raise Forbidden(f"only {org_code}'s own service staff or administrators may change "
                         "its directory entries")
 
 
@@ -498,8 +498,9 @@ async def import_oruk(*, session: AsyncSession, principal: Principal,
                       client_ip: str | None = None) -> ImportReport:
     """Validate each record; upsert and publish the valid ones, each all-or-nothing in its
     own savepoint; report every invalid one with its reasons."""
-    if not principal.has(Role.SERVICE_STAFF, Role.ADMIN):
-        raise Forbidden("only service staff and admins may import into the directory")
+    if not may_use(principal, Capability.DIRECTORY_MANAGE):
+        raise Forbidden(f"importing into the directory needs one of the roles: "
+                        f"{roles_phrase(Capability.DIRECTORY_MANAGE)}")
     repo = DirectoryRepository(session)
     report = ImportReport(received=len(records), created=[], updated=[], unchanged=[],
                           rejected=[])

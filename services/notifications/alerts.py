@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from shared.auth import ORG_CODE, Principal, Role
+from shared.access import Capability, may_use, roles_phrase
+from shared.auth import ORG_CODE, Principal
 from shared.errors import Conflict, Forbidden, ValidationFailed
 
 
@@ -99,9 +100,10 @@ UNASSIGNED = "unassigned"
 # --- who may see and act --------------------------------------------------------------------
 
 def check_may_read(principal: Principal, ics: str) -> None:
-    """Coordinators and admins of the ICS this deployment serves see its inbox."""
-    if not principal.has(Role.COORDINATOR, Role.ADMIN):
-        raise Forbidden("the alert inbox is for coordinators and admins")
+    """Coordinators of the ICS this deployment serves see its inbox (the role table)."""
+    if not may_use(principal, Capability.ALERT_READ):
+        raise Forbidden(f"the alert inbox needs one of the roles: "
+                        f"{roles_phrase(Capability.ALERT_READ)}")
     if principal.ics != ics:
         raise Forbidden(f"the alert inbox shown here is {ics}'s; you belong to "
                         f"{principal.ics or 'no ICS'}")
@@ -109,8 +111,9 @@ def check_may_read(principal: Principal, ics: str) -> None:
 
 def check_may_act(principal: Principal, alert_ics: str) -> None:
     """Only a coordinator of the alert's ICS acts on it."""
-    if not principal.has(Role.COORDINATOR):
-        raise Forbidden("only coordinators act on alerts")
+    if not may_use(principal, Capability.ALERT_ACT):
+        raise Forbidden(f"acting on alerts needs one of the roles: "
+                        f"{roles_phrase(Capability.ALERT_ACT)}")
     if principal.ics != alert_ics:
         raise Forbidden("this alert belongs to another ICS's coordinators")
 

@@ -20,18 +20,17 @@ from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.notifications import messages as rules
+from shared.access import Capability, Relationship, relationships_for, roles_with
 from shared.audit import record_audit
-from shared.auth import CurrentPrincipal, Principal, Role
+from shared.auth import CurrentPrincipal, Principal
 from shared.errors import Forbidden, NotFound, PreconditionFailed, ValidationFailed
 from shared.web import PROBLEM_RESPONSES, SessionDep, client_ip, expected_version, weak_etag
 
 router = APIRouter()
 ERRORS = PROBLEM_RESPONSES
 
-#: people with a Waymark login (a service's own credential has no inbox or preferences)
-STAFF_ROLES = (Role.CLINICIAN, Role.SERVICE_STAFF, Role.COORDINATOR, Role.PARTNER, Role.ADMIN)
-#: roles that act for an organisation on a referral: they see its messages
-ORG_ROLES = (Role.CLINICIAN, Role.SERVICE_STAFF, Role.PARTNER)
+#: people with a Waymark login (machine clients have no inbox or preferences): the role table
+STAFF_ROLES = tuple(sorted(roles_with(Capability.OWN_INBOX)))
 
 _HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
@@ -304,12 +303,13 @@ class MessageOut(BaseModel):
 
 def _scope(principal: Principal, settings: Any) -> tuple[str, dict[str, Any]]:
     """The messages a caller may see, as a condition on `m` (message) and `ri` (index)."""
-    if principal.has(Role.COORDINATOR, Role.ADMIN) and principal.ics == settings.ics:
+    through = relationships_for(principal, Capability.MESSAGE_LOG_READ)
+    if Relationship.ICS_COORDINATION in through and principal.ics == settings.ics:
         return "TRUE", {}
-    if principal.has(*ORG_ROLES):
+    if Relationship.REFERRAL in through:
         return "(ri.from_org = :my_org OR ri.to_org = :my_org)", {"my_org": principal.org}
     raise Forbidden("the delivery log is for staff of the organisations a referral concerns "
-                    f"and the coordinators and admins of {settings.ics}")
+                    f"and the coordinators of {settings.ics}")
 
 
 _MESSAGE_SELECT = """

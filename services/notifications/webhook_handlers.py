@@ -26,8 +26,9 @@ from services.notifications.webhook_schemas import (
     SubscriptionUpdate,
 )
 from services.notifications.webhook_sender import Resolver, guard_endpoint
+from shared.access import Capability, may_use, roles_phrase
 from shared.audit import record_audit
-from shared.auth import Principal, Role
+from shared.auth import Principal
 from shared.errors import Conflict, Forbidden, NotFound, PreconditionFailed, ValidationFailed
 from shared.events.registry import load_all
 from shared.settings import Settings
@@ -47,9 +48,9 @@ def known_event_types() -> set[str]:
 
 
 def check_may_manage(principal: Principal) -> None:
-    if not principal.has(Role.PARTNER, Role.ADMIN):
-        raise Forbidden("webhook subscriptions are managed by a partner organisation's "
-                        "partner or admin users")
+    if not may_use(principal, Capability.WEBHOOKS_MANAGE):
+        raise Forbidden(f"webhook subscriptions are managed by an organisation's own "
+                        f"{roles_phrase(Capability.WEBHOOKS_MANAGE)}")
 
 
 async def _exec(session: AsyncSession, sql: str, **params: Any) -> Any:

@@ -23,8 +23,9 @@ from services.referrals.schemas import (
     TransitionOut,
     WorklistItem,
 )
+from shared.access import Capability, Relationship, may_use, relationships_for, roles_phrase
 from shared.audit import record_audit
-from shared.auth import CurrentPrincipal, Principal, Role
+from shared.auth import CurrentPrincipal, Principal
 from shared.errors import Forbidden, NotFound, ValidationFailed
 from shared.web import (
     PROBLEM_RESPONSES,
@@ -77,11 +78,13 @@ async def _readable(session: SessionDep, principal: Principal, referral_id: str)
 
 
 def _list_scope(principal: Principal) -> Any:
-    if principal.has(Role.COORDINATOR, Role.ADMIN):
+    # the role table: coordinators see their ICS's referrals, acting roles their organisation's
+    if Relationship.ICS_COORDINATION in relationships_for(principal, Capability.REFERRAL_READ):
         return scope_for(ics=principal.ics)
-    if principal.has(*domain.ACTING_ROLES):
+    if Relationship.REFERRAL in relationships_for(principal, Capability.REFERRAL_READ):
         return scope_for(org=principal.org)
-    raise Forbidden("your roles do not allow listing referrals")
+    raise Forbidden(f"listing referrals needs one of the roles: "
+                    f"{roles_phrase(Capability.REFERRAL_READ)}")
 
 
 # --- referrals ------------------------------------------------------------------------------
@@ -159,7 +162,7 @@ async def referral_message_context(
 ) -> MessageContextOut:
     """What a message about this referral needs (the notifications service's credential
     only): the person's given name, the referrer, the appointment, the advice given."""
-    if not principal.has(Role.SERVICE):
+    if not may_use(principal, Capability.MESSAGE_CONTEXT_READ):
         raise Forbidden("only a Waymark service's own credential may read a referral's "
                         "message context")
     repo = ReferralRepository(session)

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from shared.auth import Principal, Role
+from shared.access import Capability, Principal, permits, referral_relationships, roles_with
 from shared.errors import Conflict, Forbidden, ValidationFailed
 
 
@@ -120,8 +120,8 @@ RULES: dict[Action, Rule] = {
     Action.RESUME: Rule(frozenset({S.ON_HOLD}), None, Side.RECEIVER),
 }
 
-#: roles that act for an organisation on a referral (coordinators and admins oversee)
-ACTING_ROLES = (Role.CLINICIAN, Role.SERVICE_STAFF, Role.PARTNER)
+#: roles that act for an organisation on a referral (shared/access.py's role table)
+ACTING_ROLES = tuple(sorted(roles_with(Capability.REFERRAL_ACT)))
 
 
 @dataclass(frozen=True)
@@ -180,13 +180,13 @@ def check_actor(principal: Principal, *, action: Action, from_org: str, to_org: 
 
 def may_read(principal: Principal, *, from_org: str, to_org: str, ics: str,
              state: str = "submitted") -> bool:
-    """Coordinators and admins: their ICS; acting roles: referrals to or from their
-    organisation. A draft has not been sent: only the referring organisation sees it."""
+    """By the role table: acting roles see referrals to or from their organisation,
+    coordinators their ICS's. A draft has not been sent: only the referring organisation
+    sees it."""
     if state == ReferralState.DRAFT:
         return principal.has(*ACTING_ROLES) and principal.org == from_org
-    if principal.has(Role.COORDINATOR, Role.ADMIN) and principal.ics == ics:
-        return True
-    return principal.has(*ACTING_ROLES) and principal.org in (from_org, to_org)
+    return permits(principal, Capability.REFERRAL_READ,
+                   referral_relationships(principal, from_org=from_org, to_org=to_org, ics=ics))
 
 
 def check_may_create(principal: Principal) -> None:

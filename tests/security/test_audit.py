@@ -33,7 +33,7 @@ from shared.db import unit_of_work
 from shared.settings import SERVICE_SCHEMAS, Settings
 from tests.care_plans.support import plan_content
 from tests.conftest import token
-from tests.helpers import referral_body, synthetic_nhs_number
+from tests.helpers import referral_body, relate, synthetic_nhs_number
 from tests.notifications.alert_support import index_referral, put_alert
 from tests.referrals.support import new_service
 from tests.security.conftest import Api
@@ -97,6 +97,7 @@ async def patient(apis: dict[str, Api], settings: Settings,
     r = await p.client("referrals").post("/referrals", json=p.referral(), headers=maker)
     assert r.status_code == 201, r.text
     p.referral_id, p.pid = r.json()["id"], r.json()["patient_id"]
+    await relate(settings, p.nhs, p.org, to_org=svc.org)
     r = await p.client("care_plans").post("/care-plans", headers=maker, json={
         "nhs_number": p.nhs, "content": plan_content(), "reason": "first conversation"})
     assert r.status_code == 201, r.text

@@ -8,10 +8,13 @@ holds their care plan with nobody else consented (care plans), runs a service st
 (directory), subscribed a partner webhook with a delivery owed (notifications), and is the
 referrer of a referral whose message is in the delivery log; the patient has an open alert in
 the ICS this deployment serves. Each cell calls one endpoint as one role of one relation and
-checks the status against POLICY; lists and searches must show A's item exactly when the
-matching read would succeed (an exact total: 0 when not, counts and X-Total-Count included);
-and no refusal, and no list without A's item, may carry A's data: the patient's NHS number
-or name, the plan's words, the webhook's URL, the message's or delivery's content, A's code.
+checks the status against POLICY, which is generated from the one role table
+(shared/access.py: role x capability -> the relationships that allow it) and the
+relationships A's data has to a caller of each relation (PERSON, ORGANISATION); lists and
+searches must show A's item exactly when the matching read would succeed (an exact
+total: 0 when not, counts and X-Total-Count included); and no refusal, and no list without
+A's item, may carry A's data: the patient's NHS number or name, the plan's words, the
+webhook's URL, the message's or delivery's content, A's code.
 
 Per-service tests go deeper on their own service (tests/referrals/test_access_matrix.py: every
 referrals endpoint × relation; tests/notifications/test_webhooks_api.py TestPartnerIsolation;
@@ -32,107 +35,156 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from services.care_plans.domain import CARE_TEAM
 from services.referrals.fhir import NHS_NUMBER_SYSTEM
+from shared.access import (
+    Capability,
+    Principal,
+    Relationship,
+    Role,
+    may_use,
+    permits,
+    relationships_for,
+)
 from shared.db import unit_of_work
 from shared.errors import PROBLEM_JSON
 from shared.settings import Settings
 from tests.care_plans.support import plan_content
 from tests.conftest import auth
-from tests.helpers import referral_body, synthetic_nhs_number
+from tests.helpers import referral_body, relate, synthetic_nhs_number
 from tests.notifications.alert_support import index_referral, put_alert
 from tests.referrals.support import new_service
 from tests.security.conftest import Api
 from tests.security.support import FHIR_JSON, media_type
 
-ROLES = ["clinician", "service_staff", "partner", "coordinator", "admin", "service"]
+ROLES = [r.value for r in Role]
 RELATIONS = ["own", "other", "other-ics"]
-ACTING = ("clinician", "service_staff", "partner")
+C, R = Capability, Relationship
+
+#: what A's data is to a caller of each relation, as the services can show it. A referred the
+#: person and holds their plan; "other" is another organisation of the same ICS (the ICS this
+#: deployment serves, the person's); "other-ics" an organisation of another ICS.
+PERSON = {"own": {R.REFERRAL, R.PLAN_HOLDER, R.ICS_COORDINATION, R.SAME_ICS},
+          "other": {R.ICS_COORDINATION, R.SAME_ICS}, "other-ics": set()}
+ORGANISATION = {"own": {R.OWN_ORGANISATION, R.SAME_ICS, R.ANYONE},
+                "other": {R.SAME_ICS, R.ANYONE}, "other-ics": {R.ANYONE}}
 
 
-def policy(rest: str | None = None, **by_role: str) -> dict[str, tuple[int, int, int]]:
-    """Each role's statuses as 'own other other-ics'; `rest` for the roles not named."""
-    out = {}
-    for role in ROLES:
-        spec = by_role.get(role, rest)
-        assert spec is not None, role
-        own, other, other_ics = (int(x) for x in spec.split())
-        out[role] = (own, other, other_ics)
-    return out
+def who(role: str, relation: str) -> Principal:
+    return Principal(user="u", roles=frozenset({Role(role)}), org="X",
+                     ics="ICS-1" if relation != "other-ics" else "ICS-OTHER")
 
 
-def acting(spec: str, **by_role: str) -> dict[str, tuple[int, int, int]]:
-    return policy(**{r: spec for r in ACTING}, **by_role)
+Expect = Callable[[Principal, str], int]
 
 
-#: the policy, written out. Referrals: acting roles see referrals to or from their
-#: organisation, coordinators and admins their ICS's; a referral you may not see is a 404
-#: (like an unknown id), one you may see but not change a 403. Care plans: the holder, the
-#: organisations the person consented to (none here) and the ICS's coordinators read; a plan
-#: you may not read is a 403 saying so (the person's consent decides, not the id). Directory:
-#: anyone reads published entries; a draft exists only for those who may manage it (the
-#: organisation's service staff, an admin of its ICS). Partner webhooks: partners and admins
-#: manage their own organisation's subscriptions; another's is a 404. Message log: the
-#: organisations a referral concerns, and the deployment's ICS's coordinators and admins.
-#: Alerts: the deployment's ICS's coordinators (act) and admins (read).
-POLICY: dict[str, dict[str, tuple[int, int, int]]] = {
-    "referrals GET /referrals/{id}": acting(
-        "200 404 404", coordinator="200 200 404", admin="200 200 404", service="404 404 404"),
-    "referrals GET /referrals/{id}/history": acting(
-        "200 404 404", coordinator="200 200 404", admin="200 200 404", service="404 404 404"),
-    "referrals GET /referrals?patient_id=": acting(
-        "200 200 200", coordinator="200 200 200", admin="200 200 200", service="403 403 403"),
-    "referrals POST /referrals/{id}/cancel": acting(
-        "200 404 404", coordinator="403 403 404", admin="403 403 404", service="404 404 404"),
-    "referrals GET /referrals/{id}/message-context": policy(
-        "403 403 403", service="200 200 200"),
-    "referrals GET /fhir/ServiceRequest/{id}": acting(
-        "200 404 404", coordinator="200 200 404", admin="200 200 404", service="404 404 404"),
-    "referrals GET /fhir/ServiceRequest?patient=": acting(
-        "200 200 200", coordinator="200 200 200", admin="200 200 200", service="403 403 403"),
-    "referrals GET /fhir/Task/{id}": acting(
-        "200 404 404", coordinator="200 200 404", admin="200 200 404", service="404 404 404"),
-    "care_plans GET /care-plans/{id}": policy("200 403 403", coordinator="200 200 403"),
-    "care_plans GET /patients/{pid}/care-plan": policy("200 403 403", coordinator="200 200 403"),
-    "care_plans GET /care-plans/{id}/assessments": policy(
-        "200 403 403", coordinator="200 200 403"),
-    "care_plans GET /fhir/CarePlan/{id}": policy("200 403 403", coordinator="200 200 403"),
-    "care_plans PUT /care-plans/{id}": policy(
-        "403 403 403", clinician="200 403 403", service_staff="200 403 403",
-        coordinator="200 200 403"),
-    "care_plans POST /care-plans/{id}/assessments": policy(
-        "403 403 403", clinician="201 403 403", service_staff="201 403 403",
-        coordinator="201 201 403"),
-    "care_plans GET /patients/{pid}/contact": policy("403 403 403", service="200 200 200"),
-    "directory GET /organizations/{org}": policy("200 200 200"),
-    "directory PUT /organizations/{org}": policy(
-        "403 403 403", service_staff="200 403 403", admin="200 200 403"),
-    "directory GET /services/{draft}": policy(
-        "404 404 404", service_staff="200 404 404", admin="200 200 404"),
-    "directory PATCH /services/{draft}": policy(
-        "404 404 404", service_staff="200 404 404", admin="200 200 404"),
-    "notifications GET /webhook-subscriptions": policy(
-        "403 403 403", partner="200 200 200", admin="200 200 200"),
-    "notifications GET /webhook-subscriptions/{id}": policy(
-        "403 403 403", partner="200 404 404", admin="200 404 404"),
-    "notifications PATCH /webhook-subscriptions/{id}": policy(
-        "403 403 403", partner="200 404 404", admin="200 404 404"),
-    "notifications DELETE /webhook-subscriptions/{id}": policy(
-        "403 403 403", partner="204 404 404", admin="204 404 404"),
-    "notifications GET /webhook-subscriptions/{id}/deliveries": policy(
-        "403 403 403", partner="200 404 404", admin="200 404 404"),
-    "notifications GET /webhook-subscriptions/{id}/deliveries/{d}": policy(
-        "403 403 403", partner="200 404 404", admin="200 404 404"),
-    "notifications POST /webhook-subscriptions/{id}/deliveries/{d}/resend": policy(
-        "403 403 403", partner="200 404 404", admin="200 404 404"),
-    "notifications GET /messages?referral_id=": acting(
-        "200 200 200", coordinator="200 200 403", admin="200 200 403", service="403 403 403"),
-    "notifications GET /messages/{id}": acting(
-        "200 404 404", coordinator="200 200 403", admin="200 200 403", service="403 403 403"),
-    "notifications GET /alerts/{id}": policy(
-        "403 403 403", coordinator="200 200 403", admin="200 200 403"),
-    "notifications POST /alerts/{id}/acknowledge": policy("403 403 403",
-                                                          coordinator="200 200 403"),
+def read(cap: Capability, *, absent: int = 404, ok: int = 200) -> Expect:
+    """A read of one of A's things: allowed by the table, or the answer an unknown id gets."""
+    return lambda p, rel: ok if permits(p, cap, PERSON[rel]) else absent
+
+
+def listing(cap: Capability) -> Expect:
+    """A list or search: any role that may read such things gets a (scoped) list."""
+    return lambda p, rel: 200 if may_use(p, cap) else 403
+
+
+def act(cap: Capability, readable: Capability, ok: int = 200) -> Expect:
+    """A change: allowed; or refused, saying so, to those who may see the thing; else 404."""
+    def expect(p: Principal, rel: str) -> int:
+        if permits(p, cap, PERSON[rel]):
+            return ok
+        return 403 if permits(p, readable, PERSON[rel]) else 404
+    return expect
+
+
+def plan(cap: Capability, ok: int = 200) -> Expect:
+    """Care plans: a role that never may is told so at once; a care-team member without the
+    relationship that allows it hears why (403); anyone else gets the 404 of no plan."""
+    def expect(p: Principal, rel: str) -> int:
+        if not may_use(p, cap):
+            return 403
+        if permits(p, cap, PERSON[rel]):
+            return ok
+        return 403 if PERSON[rel] & CARE_TEAM else 404
+    return expect
+
+
+def machine(cap: Capability) -> Expect:
+    return lambda p, rel: 200 if may_use(p, cap) else 403
+
+
+def organisation(cap: Capability, *, ok: int = 200, absent: int = 403) -> Expect:
+    return lambda p, rel: ok if permits(p, cap, ORGANISATION[rel]) else absent
+
+
+def owned(cap: Capability, ok: int = 200) -> Expect:
+    """An organisation's own thing (a webhook subscription): a role that never may is told so;
+    another organisation's is a 404."""
+    def expect(p: Principal, rel: str) -> int:
+        if not may_use(p, cap):
+            return 403
+        return ok if permits(p, cap, ORGANISATION[rel]) else 404
+    return expect
+
+
+def deployment_ics(cap: Capability, ok: int = 200) -> Expect:
+    """The coordinators' inbox serves the deployment's ICS."""
+    return lambda p, rel: ok if may_use(p, cap) and rel != "other-ics" else 403
+
+
+def message_log(single: bool) -> Expect:
+    def expect(p: Principal, rel: str) -> int:
+        through = relationships_for(p, C.MESSAGE_LOG_READ)
+        if R.ICS_COORDINATION in through and rel != "other-ics":
+            return 200
+        if R.REFERRAL in through:
+            return 200 if not single or R.REFERRAL in PERSON[rel] else 404
+        return 403
+    return expect
+
+
+#: each endpoint's expectation, generated from shared/access.py's one role table
+EXPECT: dict[str, Expect] = {
+    "referrals GET /referrals/{id}": read(C.REFERRAL_READ),
+    "referrals GET /referrals/{id}/history": read(C.REFERRAL_READ),
+    "referrals GET /referrals?patient_id=": listing(C.REFERRAL_READ),
+    "referrals POST /referrals/{id}/cancel": act(C.REFERRAL_ACT, C.REFERRAL_READ),
+    "referrals GET /referrals/{id}/message-context": machine(C.MESSAGE_CONTEXT_READ),
+    "referrals GET /fhir/ServiceRequest/{id}": read(C.REFERRAL_READ),
+    "referrals GET /fhir/ServiceRequest?patient=": listing(C.REFERRAL_READ),
+    "referrals GET /fhir/Task/{id}": read(C.REFERRAL_READ),
+    "care_plans GET /care-plans/{id}": plan(C.CARE_PLAN_READ),
+    "care_plans GET /patients/{pid}/care-plan": plan(C.CARE_PLAN_READ),
+    "care_plans GET /care-plans/{id}/timeline": plan(C.CARE_PLAN_READ),
+    "care_plans GET /care-plans/{id}/assessments": plan(C.CARE_PLAN_READ),
+    "care_plans GET /fhir/CarePlan/{id}": plan(C.CARE_PLAN_READ),
+    "care_plans PUT /care-plans/{id}": plan(C.CARE_PLAN_WRITE),
+    "care_plans POST /care-plans/{id}/assessments": plan(C.CARE_PLAN_WRITE, ok=201),
+    "care_plans GET /patients/{pid}/contact": machine(C.PATIENT_CONTACT_READ),
+    "directory GET /organizations/{org}": organisation(C.DIRECTORY_READ),
+    "directory PUT /organizations/{org}": organisation(C.DIRECTORY_MANAGE),
+    "directory GET /services/{draft}": organisation(C.DIRECTORY_MANAGE, absent=404),
+    "directory PATCH /services/{draft}": organisation(C.DIRECTORY_MANAGE, absent=404),
+    "notifications GET /webhook-subscriptions": machine(C.WEBHOOKS_MANAGE),
+    "notifications GET /webhook-subscriptions/{id}": owned(C.WEBHOOKS_MANAGE),
+    "notifications PATCH /webhook-subscriptions/{id}": owned(C.WEBHOOKS_MANAGE),
+    "notifications DELETE /webhook-subscriptions/{id}": owned(C.WEBHOOKS_MANAGE, ok=204),
+    "notifications GET /webhook-subscriptions/{id}/deliveries": owned(C.WEBHOOKS_MANAGE),
+    "notifications GET /webhook-subscriptions/{id}/deliveries/{d}": owned(C.WEBHOOKS_MANAGE),
+    "notifications POST /webhook-subscriptions/{id}/deliveries/{d}/resend": owned(
+        C.WEBHOOKS_MANAGE),
+    "notifications GET /messages?referral_id=": message_log(single=False),
+    "notifications GET /messages/{id}": message_log(single=True),
+    "notifications GET /alerts/{id}": deployment_ics(C.ALERT_READ),
+    "notifications POST /alerts/{id}/acknowledge": deployment_ics(C.ALERT_ACT),
 }
+
+#: the policy each cell is checked against: role -> (own, other, other-ics)
+POLICY: dict[str, dict[str, tuple[int, int, int]]] = {
+    endpoint: {role: tuple(expect(who(role, rel), rel) for rel in RELATIONS)  # type: ignore[misc]
+               for role in ROLES}
+    for endpoint, expect in EXPECT.items()}
+
 
 #: lists and searches: the read whose success means the list shows A's item in that cell
 LISTS_LIKE = {
@@ -233,6 +285,8 @@ async def world(apis: dict[str, Api], settings: Settings, referrals_sessions: as
     referral = await _referral(w)
     w.referral_id, w.patient_id = referral["id"], referral["patient_id"]
 
+    # A's referral as the care plans consumer applies it: A's care relationship with the person
+    await relate(settings, w.nhs, org, to_org=svc.org)
     r = await w.client("care_plans").post("/care-plans", headers=w.a("clinician"), json={
         "nhs_number": w.nhs, "content": plan_content(what_matters_to_me=f"The {marker}."),
         "consented_organisations": [], "reason": "first conversation"})
@@ -359,6 +413,8 @@ CALLS: dict[str, Call] = {
     "care_plans GET /care-plans/{id}": _get("care_plans", lambda w: f"/care-plans/{w.plan_id}"),
     "care_plans GET /patients/{pid}/care-plan": _get(
         "care_plans", lambda w: f"/patients/{w.patient_id}/care-plan"),
+    "care_plans GET /care-plans/{id}/timeline": _get(
+        "care_plans", lambda w: f"/care-plans/{w.plan_id}/timeline"),
     "care_plans GET /care-plans/{id}/assessments": _get(
         "care_plans", lambda w: f"/care-plans/{w.plan_id}/assessments"),
     "care_plans GET /fhir/CarePlan/{id}": _get("care_plans",

@@ -36,6 +36,7 @@ from services.notifications import alert_store, alerts
 from services.notifications.alerts import Action, Kind, Severity, Sort, Status
 from services.notifications.dashboard import charts, clients, metrics, session, timeline
 from services.notifications.dashboard.session import LoginRequired, Viewer
+from shared.access import Capability, may_use
 from shared.audit import record_audit
 from shared.auth import Role, verify_token
 from shared.db import unit_of_work
@@ -185,8 +186,10 @@ def _nav(request: Request, v: Viewer | None) -> list[NavItem]:
     if v is None:
         return []
     items: list[tuple[str, str]] = []
-    if v.has(Role.COORDINATOR, Role.ADMIN):
-        items += [("/dashboard/alerts", "Alerts"), ("/dashboard/overview", "Overview")]
+    if may_use(v.principal, Capability.ALERT_READ):
+        items.append(("/dashboard/alerts", "Alerts"))
+    if may_use(v.principal, Capability.FIGURES_READ):
+        items.append(("/dashboard/overview", "Overview"))
     if v.has(Role.SERVICE_STAFF, Role.CLINICIAN, Role.PARTNER):
         items.append(("/dashboard/worklist", "Triage worklist"))
     items.append(("/dashboard/directory", "Directory"))
@@ -295,7 +298,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await clients._close_http(app)
 
 
-router = APIRouter(route_class=PageRoute, lifespan=_lifespan, include_in_schema=False)
+# every page looks the session cookie up first (session.load_session), so `viewer` is a lookup
+router = APIRouter(route_class=PageRoute, lifespan=_lifespan, include_in_schema=False,
+                   dependencies=[Depends(session.load_session)])
 ViewerDep = Annotated[Viewer, Depends(session.viewer)]
 
 
@@ -354,7 +359,7 @@ async def login(request: Request) -> Response:
     # verified as every later request will be: a key mismatch shows here, not on the next page
     principal = verify_token(get_settings(), token)
     resp = _redirect(nxt or session.home_for(principal))
-    session.set_session(resp, s, token)
+    await session.start_session(request, resp, s, token, principal)
     resp.delete_cookie(session.LOGIN_COOKIE, path="/dashboard/login", httponly=True,
                        samesite="strict", secure=not session.local_mode(s))
     return resp
@@ -362,10 +367,11 @@ async def login(request: Request) -> Response:
 
 @router.post("/dashboard/logout")
 async def logout(request: Request, v: ViewerDep) -> Response:
-    """Sign out (forget the session cookie)."""
+    """Sign out: the session ends server-side (the cookie is dead everywhere) and is forgotten."""
     form = await session.read_form(request)
     session.check_csrf(v, form)
     s = _settings(request)
+    await session.end_session(request)
     if session.local_mode(s):
         resp: Response = _redirect("/dashboard/login")
     else:
@@ -722,7 +728,7 @@ async def overview_page(request: Request, v: ViewerDep,
     """For ICS leads: loops and stalls per 1,000 referrals, by category and by month, and the
     median days to triage and to treatment."""
     s = _settings(request)
-    if not v.has(Role.COORDINATOR, Role.ADMIN) or v.principal.ics != s.ics:
+    if not may_use(v.principal, Capability.FIGURES_READ) or v.principal.ics != s.ics:
         raise Forbidden(f"the overview is for {s.ics}'s coordinators and leads")
     async with unit_of_work(request.app.state.sessions) as db:
         ov = await metrics.overview(db, ics=s.ics, months=months)
