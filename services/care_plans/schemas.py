@@ -209,7 +209,8 @@ class PlanUpdate(Strict):
 class BreakGlassIn(Strict):
     nhs_number: str = Field(min_length=10, max_length=12, examples=["9434765919"])
     reason_code: Literal["emergency-care", "patient-unable-to-consent", "safeguarding"]
-    reason: Text = Field(min_length=5, description="why, in your words: kept in the audit log for the "
+    reason: Text = Field(min_length=5,
+                         description="why, in your words: kept in the audit log for the "
                                      "information governance review, never in events")
 
     _nhs = field_validator("nhs_number")(_clean)
