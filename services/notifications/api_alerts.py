@@ -141,16 +141,20 @@ async def count_alerts(request: Request, session: SessionDep, principal: Current
     return AlertCounts.model_validate(counts)
 
 
-def _stream_principal(request: Request, access_token: Annotated[str | None, Query(
+async def _stream_principal(request: Request, access_token: Annotated[str | None, Query(
         max_length=4096, description="the bearer token, for browsers' EventSource (which "
                                      "cannot send headers); accepted on this route only")
-                      ] = None) -> Principal:
+                            ] = None) -> Principal:
     # the token in a URL is accepted here only, and never logged (the API runs without an
     # access log; telemetry records the path alone)
     if request.headers.get("authorization"):
         return current_principal(request)
-    # the dashboard's pages: a browser's EventSource sends the dashboard's session cookie
-    access_token = access_token or dashboard_session.cookie_token(request)
+    if not access_token and dashboard_session.cookie_session_id(request):
+        # the dashboard's pages: a browser's EventSource sends the dashboard's session cookie
+        found = await dashboard_session.stream_session(request)
+        if found is None:
+            raise Unauthenticated(dashboard_session.SESSION_ENDED)
+        request.state.dashboard_session_id, access_token = found
     if not access_token:
         raise Unauthenticated("send an access token: Authorization: Bearer <token>, or "
                               "?access_token=<token> on this route")
@@ -197,15 +201,21 @@ async def stream_alerts(request: Request, subscription: Annotated[
     Authenticate with `Authorization: Bearer <token>`; browsers' EventSource cannot send
     headers, so this route alone also accepts `?access_token=<token>` (use a short-lived
     token: URLs end up in browser history and proxy logs) and the dashboard's session
-    cookie (a page of /dashboard needs neither)."""
+    cookie (a page of /dashboard needs neither; the stream ends when that session does)."""
     principal, sub = subscription
     sessions = request.app.state.sessions
+    # a stream the dashboard's cookie opened lasts as long as its session (checked on each
+    # heartbeat, without counting as activity)
+    session_id: str | None = getattr(request.state, "dashboard_session_id", None)
     ip = client_ip(request)
     try:
         yield ServerSentEvent(event="ready", data={"ics": sub.ics}, retry=RECONNECT_MS)
         while True:
             item = await sub.next(HEARTBEAT_SECONDS)
             if item is None:
+                if session_id is not None and not await dashboard_session.session_alive(
+                        request, session_id):
+                    return  # signed out or timed out: the page's stream ends with it
                 yield ServerSentEvent(comment="heartbeat")
             elif item is live.DROPPED:
                 return

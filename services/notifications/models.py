@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import datetime, time
 from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, Column, DateTime, Identity, Integer, Text, Time, func
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    Integer,
+    LargeBinary,
+    Text,
+    Time,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -249,3 +260,18 @@ class ReferralHistory(SQLModel, table=True):
     from_org: str = Field(sa_column=Column(Text, nullable=False))
     to_org: str = Field(sa_column=Column(Text, nullable=False))
     at: datetime = _ts()  # the event's time
+
+
+class DashboardSession(SQLModel, table=True):
+    """A signed-in dashboard user (dashboard/session.py). Found by a hash of the cookie's
+    random id; the user's API token is sealed with a key only that id gives. Deleting the row
+    signs the user out everywhere that cookie is."""
+
+    __tablename__ = "dashboard_session"
+
+    id_hash: str = Field(sa_column=Column(Text, primary_key=True))
+    user_identity: str = Field(sa_column=Column(Text, nullable=False))
+    token_sealed: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = _ts(default=True)
+    last_seen_at: datetime = _ts(default=True)
+    expires_at: datetime = _ts()

@@ -1,23 +1,32 @@
-"""Who is looking at the dashboard: the signed-in user's token, from an HttpOnly cookie (or an
-Authorization header), verified exactly as the APIs verify it (shared.auth.verify_token); the
-CSRF token every form carries, because a cookie authenticates; and the local dev sign-in.
+"""Who is looking at the dashboard: a server-side session found by the cookie's random id (or
+an Authorization header), the user's token verified exactly as the APIs verify it
+(shared.auth.verify_token); the CSRF token every form carries, because a cookie
+authenticates; and the local dev sign-in.
 
-- The session cookie holds the access token itself (HttpOnly, SameSite=Strict, Secure in
-  production), so the dashboard keeps no session state and calls the other services' APIs with
-  the user's own token. It expires with the token.
-- CSRF: each form carries a token derived from the session token (SHA-256 with a fixed
-  purpose prefix). A page of another origin can neither read the cookie nor the page, so it
-  cannot know it; SameSite=Strict is a second wall. Every POST needs it, also one carrying an
-  Authorization header: behind a sign-in proxy that adds the header to every request, the
-  header authenticates a forged form as well as a cookie would. (API clients use the API's
-  own routes, which need no CSRF token.)
+- The session cookie (HttpOnly, SameSite=Strict, Secure in production) holds a random id and
+  nothing else: it is no bearer token, so no API accepts it. The session is a row of the
+  notifications schema (`dashboard_session`) found by a hash of that id; it holds the user's
+  API token, sealed (AES-GCM) with a key derived from the id, so the dashboard calls the other
+  services' APIs as the user while a copy of the table opens nothing.
+- A session ends when the user signs out (the row is deleted: the cookie is dead wherever a
+  copy of it is), after `dashboard_session_idle_seconds` without a request (idle timeout), or
+  `dashboard_session_max_seconds` after sign-in (absolute timeout; the token it holds expires
+  then too). An ended session is a sign-in page, like none at all.
+- CSRF: each form carries a token derived from the session id (SHA-256 with a fixed purpose
+  prefix; from the bearer token when an Authorization header authenticates). A page of
+  another origin can neither read the cookie nor the page, so it cannot know it;
+  SameSite=Strict is a second wall. Every POST needs it, also one carrying an Authorization
+  header: behind a sign-in proxy that adds the header to every request, the header
+  authenticates a forged form as well as a cookie would. (API clients use the API's own
+  routes, which need no CSRF token.)
 - Local mode (settings.deployment_mode == "local") offers demo users to sign in as; the login
   form itself is protected by a double-submit token (a random cookie and the same value in the
   form). In production the dev sign-in does not exist (404): sign-in is the ICS's identity
   provider (OpenID Connect), which is not built yet.
 
-The live alert stream (`/alerts/stream`, api_alerts.py) accepts this cookie too, through
-`cookie_token`, so a browser's EventSource authenticates without a token in the URL.
+The live alert stream (`/alerts/stream`, api_alerts.py) accepts this cookie too
+(`stream_session`), so a browser's EventSource authenticates without a token in the URL; the
+stream ends when its session does.
 """
 
 from __future__ import annotations
@@ -25,21 +34,30 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import cast
 from urllib.parse import parse_qs, urlsplit
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fastapi import Request, Response
+from sqlalchemy import Table, delete, or_, select, update
 
+from services.notifications.models import DashboardSession
 from shared.auth import Principal, Role, mint_token, verify_token
+from shared.db import unit_of_work
 from shared.errors import Forbidden, Unauthenticated, ValidationFailed, WaymarkError
 from shared.settings import Settings, get_settings
 
 COOKIE = "waymark_session"
 LOGIN_COOKIE = "waymark_login"
 FLASH_COOKIE = "waymark_flash"
-SESSION_TTL = timedelta(hours=8)
+#: what a session's random id is made of: 256 bits, URL-safe base64
+SESSION_ID_BYTES = 32
+SESSIONS = cast(Table, DashboardSession.__table__)  # type: ignore[attr-defined]
 #: the largest form a dashboard page posts (a few short fields)
 MAX_FORM_BYTES = 16 * 1024
 
@@ -82,8 +100,8 @@ def demo_users(settings: Settings) -> list[DemoUser]:
                  f"the alert inbox of {ics}: acts on alerts"),
         DemoUser("demo-jordan", "Jordan Coordinator", ("coordinator",), ics, ics,
                  f"the alert inbox of {ics}: a second coordinator to assign alerts to"),
-        DemoUser("demo-lee", "Lee Lead", ("admin",), ics, ics,
-                 f"the overview of {ics}: loops, stalls and waits (reads alerts, does not act)"),
+        DemoUser("demo-lee", "Lee Lead", ("ics_lead",), ics, ics,
+                 f"the overview of {ics}: loops, stalls and waits (figures, no patient detail)"),
         DemoUser("demo-gita", "Dr Gita Rao", ("clinician",), "GP-A81001", ics,
                  "a GP practice's referrals and the directory of services"),
         DemoUser("demo-sam", "Sam Triage", ("service_staff",), "PAIN-RTH", ics,
@@ -109,10 +127,11 @@ class Viewer:
     principal: Principal
     token: str
     via_cookie: bool
+    session_id: str | None = None  # the cookie's session id, when the cookie authenticated
 
     @property
     def csrf(self) -> str:
-        return csrf_for(self.token)
+        return csrf_for(self.session_id or self.token)
 
     @property
     def name(self) -> str:
@@ -122,15 +141,41 @@ class Viewer:
         return self.principal.has(*roles)
 
 
-def csrf_for(token: str) -> str:
-    digest = hashlib.sha256(b"waymark-dashboard-csrf\x00" + token.encode()).digest()
+def csrf_for(secret: str) -> str:
+    """The CSRF token of a session id (or of a bearer token, for a header-authenticated page)."""
+    digest = hashlib.sha256(b"waymark-dashboard-csrf\x00" + secret.encode()).digest()
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def cookie_token(request: Request) -> str | None:
-    """The session cookie's token, if the request carries one (not yet verified)."""
+def cookie_session_id(request: Request) -> str | None:
+    """The session cookie's id, if the request carries one (not yet looked up)."""
     value = request.cookies.get(COOKIE)
-    return value.strip() if value and value.strip() else None
+    value = value.strip() if value else ""
+    return value if value and len(value) <= 200 else None
+
+
+def _id_hash(session_id: str) -> str:
+    return hashlib.sha256(b"waymark-dashboard-session\x00" + session_id.encode()).hexdigest()
+
+
+def _seal_key(session_id: str) -> bytes:
+    # a key only the cookie's holder can make: the row alone does not open the token
+    return hmac.new(session_id.encode(), b"waymark-dashboard-session-token",
+                    hashlib.sha256).digest()
+
+
+def _seal(session_id: str, token: str) -> bytes:
+    nonce = os.urandom(12)
+    return nonce + AESGCM(_seal_key(session_id)).encrypt(nonce, token.encode(),
+                                                        _id_hash(session_id).encode())
+
+
+def _unseal(session_id: str, sealed: bytes) -> str | None:
+    try:
+        return AESGCM(_seal_key(session_id)).decrypt(
+            sealed[:12], sealed[12:], _id_hash(session_id).encode()).decode()
+    except (InvalidTag, ValueError):
+        return None
 
 
 def _bearer(request: Request) -> str | None:
@@ -143,25 +188,98 @@ def _bearer(request: Request) -> str | None:
     return token.strip()
 
 
+#: what a page says when the cookie names no live session
+SESSION_ENDED = ("your dashboard session has ended (signed out, timed out or not valid); "
+                 "sign in again")
+
+
+async def _live_token(request: Request, session_id: str, *, touch: bool) -> str | None:
+    """The token of a live session (touched, so its idle timeout starts again, if `touch`);
+    None if the session has ended or never was."""
+    s: Settings = request.app.state.settings
+    now = datetime.now(UTC)
+    idle_since = now - timedelta(seconds=s.dashboard_session_idle_seconds)
+    c = SESSIONS.c
+    live = ((c.id_hash == _id_hash(session_id)) & (c.expires_at > now)
+            & (c.last_seen_at > idle_since))
+    async with unit_of_work(request.app.state.sessions) as db:
+        if touch:
+            found = await db.exec(update(SESSIONS).where(live).values(last_seen_at=now)
+                                  .returning(c.token_sealed))
+        else:
+            found = await db.exec(select(c.token_sealed).where(live))  # type: ignore[call-overload]
+        sealed = found.scalar_one_or_none()
+    return _unseal(session_id, sealed) if sealed is not None else None
+
+
+async def load_session(request: Request) -> None:
+    """The dashboard router's dependency: look the cookie's session up once per request (and
+    touch it), so `viewer` can answer without a query."""
+    session_id = cookie_session_id(request)
+    if session_id is None or request.headers.get("authorization"):
+        return
+    token = await _live_token(request, session_id, touch=True)
+    if token is not None:
+        request.state.dashboard_session = (session_id, token)
+
+
 def viewer(request: Request) -> Viewer:
     """The page's user (a FastAPI dependency); LoginRequired when there is none."""
     token = _bearer(request)
-    via_cookie = token is None
+    session_id = None
     if token is None:
-        token = cookie_token(request)
-    if token is None:
-        raise LoginRequired("sign in to use the dashboard")
+        found: tuple[str, str] | None = getattr(request.state, "dashboard_session", None)
+        if found is None:
+            raise LoginRequired(SESSION_ENDED if cookie_session_id(request)
+                                else "sign in to use the dashboard")
+        session_id, token = found
     try:
         principal = verify_token(get_settings(), token)
     except Unauthenticated as exc:
         raise LoginRequired(exc.message) from None
     request.state.principal = principal
-    return Viewer(principal, token, via_cookie)
+    return Viewer(principal, token, session_id is not None, session_id)
 
 
-def set_session(response: Response, settings: Settings, token: str) -> None:
-    response.set_cookie(COOKIE, token, max_age=int(SESSION_TTL.total_seconds()), path="/",
-                        httponly=True, samesite="strict", secure=not local_mode(settings))
+async def stream_session(request: Request) -> tuple[str, str] | None:
+    """For the live stream: the cookie's (session id, token), or None without a live one."""
+    session_id = cookie_session_id(request)
+    if session_id is None:
+        return None
+    token = await _live_token(request, session_id, touch=True)
+    return (session_id, token) if token is not None else None
+
+
+async def session_alive(request: Request, session_id: str) -> bool:
+    """Whether a session is still live (not touched: an open stream is not activity)."""
+    return await _live_token(request, session_id, touch=False) is not None
+
+
+async def start_session(request: Request, response: Response, settings: Settings,
+                        token: str, principal: Principal) -> None:
+    """A new session for a signed-in user: a row holding the sealed token, and the cookie
+    carrying its random id. Sessions that have ended are cleared away here."""
+    session_id = secrets.token_urlsafe(SESSION_ID_BYTES)
+    now = datetime.now(UTC)
+    max_age = settings.dashboard_session_max_seconds
+    idle_since = now - timedelta(seconds=settings.dashboard_session_idle_seconds)
+    async with unit_of_work(request.app.state.sessions) as db:
+        await db.exec(delete(SESSIONS).where(or_(SESSIONS.c.expires_at <= now,
+                                                    SESSIONS.c.last_seen_at <= idle_since)))
+        db.add(DashboardSession(id_hash=_id_hash(session_id), user_identity=principal.identity,
+                                token_sealed=_seal(session_id, token), created_at=now,
+                                last_seen_at=now, expires_at=now + timedelta(seconds=max_age)))
+    response.set_cookie(COOKIE, session_id, max_age=max_age, path="/", httponly=True,
+                        samesite="strict", secure=not local_mode(settings))
+
+
+async def end_session(request: Request) -> None:
+    """Sign out: the cookie's session is deleted, so the cookie is dead wherever it is."""
+    session_id = cookie_session_id(request)
+    if session_id is None:
+        return
+    async with unit_of_work(request.app.state.sessions) as db:
+        await db.exec(delete(SESSIONS).where(SESSIONS.c.id_hash == _id_hash(session_id)))
 
 
 def clear_session(response: Response, settings: Settings) -> None:
@@ -170,8 +288,10 @@ def clear_session(response: Response, settings: Settings) -> None:
 
 
 def mint_session(settings: Settings, user: DemoUser) -> str:
+    """A demo user's API token, living as long as a session may."""
     return mint_token(settings, sub=user.sub, roles=list(user.roles), org=user.org,
-                      ics=user.ics, name=user.name, ttl=SESSION_TTL)
+                      ics=user.ics, name=user.name,
+                      ttl=timedelta(seconds=settings.dashboard_session_max_seconds))
 
 
 # --- forms and CSRF -------------------------------------------------------------------------
@@ -235,7 +355,7 @@ def home_for(principal: Principal) -> str:
     their worklist, everyone else the directory."""
     if principal.has(Role.COORDINATOR):
         return "/dashboard/alerts"
-    if principal.has(Role.ADMIN):
+    if principal.has(Role.ICS_LEAD):
         return "/dashboard/overview"
     if principal.has(Role.SERVICE_STAFF):
         return "/dashboard/worklist"
