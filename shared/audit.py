@@ -22,7 +22,7 @@ def record_audit(session: AsyncSession, *, principal: Principal, action: str,
                  detail: str | None = None) -> AuditEntry:
     span = trace.get_current_span().get_span_context()
     entry = AuditEntry(
-        actor=principal.user, actor_org=principal.org,
+        actor=principal.identity, actor_org=principal.org,
         actor_roles=",".join(sorted(r.value for r in principal.roles)), action=action,
         resource_type=resource_type, resource_id=resource_id, patient_id=patient_id,
         client_ip=client_ip,

@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     # how long a clinician's break-glass (emergency) read of a care plan lasts. Local policy,
     # after NHS Summary Care Record emergency access: short, reviewed by information governance
     break_glass_minutes: int = Field(default=60, ge=5, le=24 * 60)
+    # the organisation code of the ICS's information governance team: its team inbox hears of
+    # every break-glass read (empty: "<ics>-IG")
+    information_governance_org: str = Field(default="", pattern=r"^[A-Za-z0-9-]{0,20}$")
     # "production" makes partner webhooks https-only and refuses private/loopback addresses
     # (SSRF guard); "local" allows http://127.0.0.1 receivers for development and tests
     deployment_mode: Literal["local", "production"] = "local"
@@ -209,6 +212,11 @@ class Settings(BaseSettings):
     @property
     def temporal_target(self) -> str:
         return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+    @property
+    def ig_org(self) -> str:
+        """The ICS's information governance team (its team inbox hears of break-glass)."""
+        return self.information_governance_org or f"{self.ics}-IG"[:20]
 
     @property
     def database_url(self) -> str:

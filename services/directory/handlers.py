@@ -272,7 +272,7 @@ async def _save(*, repo: DirectoryRepository, record: OrukService, org: Organiza
         free_of_charge=domain.free_of_charge(c.amount for c in record.cost_options),
         lifecycle=lifecycle.value, updated_at=now)
     if existing is None:
-        service = Service(id=record.id, version=1, created_by=principal.user, created_at=now,
+        service = Service(id=record.id, version=1, created_by=principal.identity, created_at=now,
                           **values)
         repo.add(service)
     else:

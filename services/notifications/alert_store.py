@@ -164,7 +164,7 @@ async def take_action(*, session: AsyncSession, principal: Principal, settings: 
                              acknowledged_at=row.acknowledged_at,
                              snoozed_until=row.snoozed_until, resolved_at=row.resolved_at,
                              resolution=row.resolution),
-        action, actor=principal.user, now=now, assignee=assignee, until=until,
+        action, actor=principal.identity, now=now, assignee=assignee, until=until,
         resolution=resolution)
     updated = (await _exec(session, f"""
         UPDATE alert a SET status = :status, assignee = :assignee,
@@ -178,12 +178,12 @@ async def take_action(*, session: AsyncSession, principal: Principal, settings: 
     await _exec(session, """
         INSERT INTO alert_history (alert_id, change, status, actor, assignee, detail, at)
         VALUES (:id, :change, :status, :actor, :assignee, :detail, :at)""",
-                id=alert_id, change=plan.change, status=plan.status, actor=principal.user,
+                id=alert_id, change=plan.change, status=plan.status, actor=principal.identity,
                 assignee=plan.assignee, detail=plan.detail, at=now)
     # the journey hears it (the bridge signals the patient's PatientJourney `alert_action`);
     # codes and ids only, keyed by the patient so it stays in order with their other events
     event = make_event(AlertActionTaken(alert_id=alert_id, action=action.value,
-                                        actor=principal.user, assignee=plan.event_assignee,
+                                        actor=principal.identity, assignee=plan.event_assignee,
                                         resolution=plan.event_resolution,
                                         snooze_until=plan.event_snooze_until),
                        subject=row.patient_id, time=now)

@@ -124,14 +124,14 @@ def _time(v: str | None) -> time | None:
 
 async def _preference(session: AsyncSession, principal: Principal) -> PreferenceOut:
     row = (await _exec(session, "SELECT * FROM preference WHERE user_id = :u",
-                       u=principal.user)).first()
+                       u=rules.staff_key(principal.identity, principal.org))).first()
     if row is None:
         d = rules.DEFAULT_STAFF_PREFERENCE
-        return PreferenceOut(user_id=principal.user, org=principal.org,
+        return PreferenceOut(user_id=principal.identity, org=principal.org,
                              channels=list(d.channels), email=None, mobile=None,
                              quiet_start=None, quiet_end=None, language=d.language,
                              variant=d.variant, version=0)
-    return PreferenceOut(user_id=row.user_id, org=row.org, channels=list(row.channels),
+    return PreferenceOut(user_id=principal.identity, org=row.org, channels=list(row.channels),
                          email=row.email, mobile=row.mobile, quiet_start=_hhmm(row.quiet_start),
                          quiet_end=_hhmm(row.quiet_end), language=row.language,
                          variant=row.variant, version=row.version)
@@ -153,8 +153,9 @@ async def put_my_preferences(body: PreferenceIn, session: SessionDep,
     language and form. Needs If-Match with the version you read (W/"0" the first time)."""
     _staff(principal)
     expected = expected_version(if_match)
-    values = dict(u=principal.user, org=principal.org, ch=list(body.channels), em=body.email,
-                  mob=body.mobile, qs=_time(body.quiet_start), qe=_time(body.quiet_end),
+    values = dict(u=rules.staff_key(principal.identity, principal.org), org=principal.org,
+                  ch=list(body.channels), em=body.email, mob=body.mobile,
+                  qs=_time(body.quiet_start), qe=_time(body.quiet_end),
                   lang=body.language, var=body.variant)
     if expected == 0:
         row = (await _exec(session, """
@@ -203,7 +204,13 @@ class InboxPage(BaseModel):
 
 
 def _owners(principal: Principal) -> list[str]:
-    return [f"user:{principal.user}", f"org:{principal.org}"]
+    """Your inbox (keyed by issuer + subject) and your team's."""
+    return [f"user:{principal.identity}", f"org:{principal.org}"]
+
+
+#: an item is yours when it is addressed to you or your team, *for your organisation*: the
+#: same person signed in for another organisation does not see it
+MINE = "owner = ANY(:owners) AND org = :my_org"
 
 
 _ITEM_SELECT = """
@@ -225,19 +232,19 @@ async def inbox(request: Request, session: SessionDep, principal: CurrentPrincip
     """Your in-app messages and your organisation's team messages, newest first."""
     _staff(principal)
     owners = _owners(principal)
-    cond = "i.owner = ANY(:owners)"
+    cond = "i.owner = ANY(:owners) AND i.org = :my_org"
     if unread is True:
         cond += " AND i.read_at IS NULL"
     elif unread is False:
         cond += " AND i.read_at IS NOT NULL"
     rows = (await _exec(session, f"{_ITEM_SELECT} WHERE {cond} "  # noqa: S608 - fixed text
                                  "ORDER BY i.created_at DESC, i.id LIMIT :lim OFFSET :off",
-                        owners=owners, lim=limit, off=offset)).all()
+                        owners=owners, my_org=principal.org, lim=limit, off=offset)).all()
     total = (await _exec(session, f"SELECT count(*) FROM inbox_item i WHERE {cond}",
-                         owners=owners)).scalar_one()
-    unread_count = (await _exec(session, "SELECT count(*) FROM inbox_item WHERE "
-                                         "owner = ANY(:owners) AND read_at IS NULL",
-                                owners=owners)).scalar_one()
+                         owners=owners, my_org=principal.org)).scalar_one()
+    unread_count = (await _exec(session, f"SELECT count(*) FROM inbox_item WHERE {MINE} "
+                                         "AND read_at IS NULL",
+                                owners=owners, my_org=principal.org)).scalar_one()
     for r in rows:
         record_audit(session, principal=principal, action="read", resource_type="InboxItem",
                      resource_id=r.id, patient_id=r.patient_id, client_ip=client_ip(request),
@@ -251,11 +258,12 @@ async def mark_read(item_id: Annotated[str, Path(max_length=80)], request: Reque
                     session: SessionDep, principal: CurrentPrincipal) -> InboxItemOut:
     """Mark one of your (or your team's) items read; reading it again changes nothing."""
     _staff(principal)
-    await _exec(session, "UPDATE inbox_item SET read_at = now() WHERE id = :id "
-                         "AND owner = ANY(:owners) AND read_at IS NULL",
-                id=item_id, owners=_owners(principal))
-    row = (await _exec(session, f"{_ITEM_SELECT} WHERE i.id = :id AND i.owner = ANY(:owners)",
-                       id=item_id, owners=_owners(principal))).first()
+    await _exec(session, f"UPDATE inbox_item SET read_at = now() WHERE id = :id AND {MINE} "
+                         "AND read_at IS NULL",
+                id=item_id, owners=_owners(principal), my_org=principal.org)
+    row = (await _exec(session, f"{_ITEM_SELECT} WHERE i.id = :id AND i.owner = ANY(:owners) "
+                                "AND i.org = :my_org",
+                       id=item_id, owners=_owners(principal), my_org=principal.org)).first()
     if row is None:
         raise NotFound(f"no inbox item {item_id} of yours or your team's")
     record_audit(session, principal=principal, action="read", resource_type="InboxItem",

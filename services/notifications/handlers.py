@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.notifications import routing
+from shared.events.care_plans import BreakGlassUsed
 from shared.events.envelope import CloudEvent
 from shared.events.journeys import AlertEventData
 from shared.events.referrals import SYNTHETIC_SOURCE, ReferralEventData, ReferralFlagged
@@ -43,6 +44,28 @@ async def apply_event(*, session: AsyncSession, event: CloudEvent, data: Any,
         await _queue_webhooks(session, event, data)
     elif isinstance(data, AlertEventData):
         await _upsert_alert(session, event, data, settings)
+    elif isinstance(data, BreakGlassUsed):
+        await _tell_information_governance(session, event, data, settings)
+
+
+async def _tell_information_governance(session: AsyncSession, event: CloudEvent,
+                                       data: BreakGlassUsed, settings: Settings) -> None:
+    """A break-glass read reaches the ICS's information governance team inbox, once (the
+    consumer's inbox row commits with it). Codes and ids only: the stated reason and who it
+    was are in the care plans service's audit log, where the review reads them."""
+    ig = settings.ig_org
+    until = data.expires_at.astimezone(UTC).strftime("%d %b %Y %H:%M UTC")
+    await _exec(session, """
+        INSERT INTO inbox_item (id, owner, org, subject, body)
+        VALUES (:id, :owner, :org, :subject, :body)""",
+                id=f"inb_{uuid.uuid5(uuid.NAMESPACE_URL, f'break-glass/{event.id}').hex}",
+                owner=f"org:{ig}", org=ig,
+                subject=f"Break-glass access to a care plan by {data.org}",
+                body=(f"A clinician of {data.org} used emergency access to care plan "
+                      f"{data.plan_id} (person {event.subject}) at "
+                      f"{event.time.astimezone(UTC).strftime('%d %b %Y %H:%M UTC')}, reason "
+                      f"'{data.reason_code}', until {until}. Review it: the care plans "
+                      f"service's audit log holds the stated reason (grant {data.grant_id})."))
 
 
 async def _exec(session: AsyncSession, sql: str, **params: Any) -> Any:

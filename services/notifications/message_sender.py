@@ -249,7 +249,7 @@ class MessageSender:
         audience = m.audience
         if audience == "referrer":
             user = referral.referrer_user
-            pref = await self._preference(user)
+            pref = await self._preference(rules.staff_key(user, referral.referrer_org))
             return [Recipient(
                 key=f"user:{user}", reach=rules.staff_reach(pref), variant=pref.variant,
                 language=pref.language, large_type=pref.variant == Variant.LARGE_PRINT,

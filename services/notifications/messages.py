@@ -118,6 +118,13 @@ class StaffPreference:
     variant: str = Variant.PLAIN.value
 
 
+def staff_key(identity: str, org: str) -> str:
+    """Whose preferences these are: a user (issuer + subject) acting for an organisation. The
+    same subject signed in for another organisation is another key, so nobody can redirect
+    another organisation's messages by reusing a user id."""
+    return f"{identity}#{org}"
+
+
 DEFAULT_STAFF_PREFERENCE = StaffPreference()
 
 

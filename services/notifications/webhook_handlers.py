@@ -94,7 +94,7 @@ async def create_subscription(*, session: AsyncSession, principal: Principal,
     sub = WebhookSubscription(id=f"whs_{uuid.uuid4().hex}", org=principal.org, url=cmd.url,
                               description=cmd.description, event_types=types or [],
                               filters=filters or {}, status="active",
-                              secret=webhooks.new_secret(), created_by=principal.user,
+                              secret=webhooks.new_secret(), created_by=principal.identity,
                               version=1, created_at=now, updated_at=now)
     session.add(sub)
     _audit(session, principal, "create", sub.id, client_ip=client_ip,

@@ -66,7 +66,7 @@ async def submit_referral(*, session: AsyncSession, principal: Principal, cmd: R
         consent_to_referral=cmd.consent_to_referral,
         consent_to_carer_sharing=cmd.consent_to_carer_sharing,
         communication_needs=cmd.communication_needs, referred_from=cmd.referred_from,
-        state=state.value, flags=[], version=1, created_by=principal.user,
+        state=state.value, flags=[], version=1, created_by=principal.identity,
         submitted_at=None if cmd.as_draft else now, created_at=now, updated_at=now)
     repo.add(referral)
     await session.flush()  # the transition row references the referral
@@ -77,7 +77,7 @@ async def submit_referral(*, session: AsyncSession, principal: Principal, cmd: R
         event_id = event.id
     repo.add_transition(ReferralTransition(
         referral_id=referral.id, from_state=None, to_state=referral.state,
-        actor=principal.user, actor_org=principal.org, event_id=event_id or "", at=now))
+        actor=principal.identity, actor_org=principal.org, event_id=event_id or "", at=now))
     record_audit(session, principal=principal, action="create", resource_type="Referral",
                  resource_id=referral.id, patient_id=referral.patient_id, client_ip=client_ip)
     return referral
@@ -129,7 +129,7 @@ async def transition_referral(*, session: AsyncSession, principal: Principal, re
     add_event(session, topic=settings.topic(REFERRALS), event=event)
     repo.add_transition(ReferralTransition(
         referral_id=referral.id, from_state=plan.from_state.value, to_state=plan.to_state.value,
-        actor=principal.user, actor_org=principal.org, reason_code=plan.reason_code,
+        actor=principal.identity, actor_org=principal.org, reason_code=plan.reason_code,
         note=cmd.note, event_id=event.id, at=now))
     record_audit(session, principal=principal, action=f"transition:{action.value}",
                  resource_type="Referral", resource_id=referral.id,

@@ -21,7 +21,7 @@ class AlertEventData(EventData):
     severity: Literal["urgent", "high", "medium"]
     status: Literal["open", "acknowledged", "escalated", "resolved", "snoozed"]
     referral_ids: list[str] = Field(default_factory=list, max_length=50)
-    assignee: str | None = Field(default=None, max_length=100)
+    assignee: str | None = Field(default=None, max_length=300)
     seq: int = Field(ge=1)
 
 

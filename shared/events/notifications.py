@@ -23,8 +23,8 @@ class AlertActionTaken(EventData):
 
     alert_id: str = Field(max_length=300)
     action: Literal["acknowledge", "assign", "resolve", "snooze"]
-    actor: str = Field(max_length=100)  # the coordinator's user id, not a name
-    assignee: str | None = Field(default=None, max_length=100)
+    actor: str = Field(max_length=300)  # the coordinator's identity (sub@issuer), not a name
+    assignee: str | None = Field(default=None, max_length=300)
     # a coded resolution: why the alert is closed
     resolution: str | None = Field(default=None, pattern=r"^[a-z0-9-]{1,60}$")
     snooze_until: AwareDatetime | None = None

@@ -3,7 +3,8 @@ referral, against the table below (the policy of issue #3, written out), on the 
 
 Relations: an acting role (clinician, service staff, partner staff) belongs to the referring
 organisation, the receiving service's organisation, or another organisation of the same ICS;
-coordinators and admins belong to the referral's ICS or to another ICS.
+coordinators (and the roles that may not see referrals at all) belong to the referral's ICS or
+to another ICS. The role groups are checked against the one role table (shared/access.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.referrals.fhir import FHIR_JSON, NHS_NUMBER_SYSTEM
+from shared.access import Capability, Principal, Role, may_use
 from shared.errors import PROBLEM_JSON
 from shared.settings import Settings
 from tests.conftest import auth
@@ -32,11 +34,15 @@ from tests.referrals.support import (
 )
 
 ACTING_ROLES = ["clinician", "service_staff", "partner"]
-OVERSIGHT_ROLES = ["coordinator", "admin"]
+OVERSIGHT_ROLES = ["coordinator"]
+#: roles the one role table (shared/access.py) gives nothing of referrals: an organisation's
+#: administrator, an ICS lead (figures only), a Waymark process
+NO_REFERRAL_ROLES = ["admin", "ics_lead", "service"]
 ACTING_RELATIONS = ["referrer", "receiver", "other-org"]
 OVERSIGHT_RELATIONS = ["same-ics", "other-ics"]
 CALLERS = ([(role, rel) for role in ACTING_ROLES for rel in ACTING_RELATIONS]
-           + [(role, rel) for role in OVERSIGHT_ROLES for rel in OVERSIGHT_RELATIONS])
+           + [(role, rel) for role in OVERSIGHT_ROLES + NO_REFERRAL_ROLES
+              for rel in OVERSIGHT_RELATIONS])
 
 ENDPOINTS = [
     "POST /referrals", "GET /referrals", "GET /referrals/{id}", "GET /referrals/{id}/history",
@@ -62,6 +68,15 @@ POLICY: dict[str, tuple[int, int, int, int, int]] = {
     "GET /fhir/ServiceRequest":       (200,     200,     200,      200,     200),
     "GET /fhir/Task/{id}":            (200,     200,     404,      200,     404),
 }
+#: what a role without any referral capability gets, whatever its ICS: a referral is a 404
+#: like an unknown id, everything else a 403 naming the roles that may
+NO_REFERRALS: dict[str, int] = {
+    "POST /referrals": 403, "GET /referrals": 403, "GET /referrals/{id}": 404,
+    "GET /referrals/{id}/history": 404, "POST /referrals/{id}/accept": 404,
+    "POST /referrals/{id}/cancel": 404, "GET /worklist": 403, "POST /fhir/ServiceRequest": 403,
+    "GET /fhir/ServiceRequest/{id}": 404, "GET /fhir/ServiceRequest": 403,
+    "GET /fhir/Task/{id}": 404,
+}
 COLUMN = {"referrer": 0, "receiver": 1, "other-org": 2, "same-ics": 3, "other-ics": 4}
 
 #: the world's referrals each caller's lists show (see World): to or from the caller's
@@ -78,7 +93,17 @@ WORKLISTED: dict[str, set[str]] = {
 
 
 def test_the_policy_covers_every_endpoint() -> None:
-    assert set(POLICY) == set(ENDPOINTS)
+    assert set(POLICY) == set(ENDPOINTS) == set(NO_REFERRALS)
+
+
+def test_the_roles_here_are_the_role_tables() -> None:
+    """The groups above are what shared/access.py says, not a second opinion."""
+    def may(role: str, cap: Capability) -> bool:
+        return may_use(Principal(user="u", roles=frozenset({Role(role)}), org="X", ics="I"), cap)
+    assert {r for r in Role if may(r, Capability.REFERRAL_ACT)} == set(ACTING_ROLES)
+    assert {r for r in Role if may(r, Capability.REFERRAL_READ)} == set(
+        ACTING_ROLES + OVERSIGHT_ROLES)
+    assert set(Role) == set(ACTING_ROLES + OVERSIGHT_ROLES + NO_REFERRAL_ROLES)
 
 
 @dataclass
@@ -193,7 +218,8 @@ class TestAccessMatrix:
     async def test_each_role_gets_what_the_policy_says(
             self, referrals_client: httpx.AsyncClient, referrals_sessions: async_sessionmaker,
             settings: Settings, world: World, role: str, relation: str, endpoint: str) -> None:
-        expected = POLICY[endpoint][COLUMN[relation]]
+        expected = (NO_REFERRALS[endpoint] if role in NO_REFERRAL_ROLES
+                    else POLICY[endpoint][COLUMN[relation]])
         headers = world.caller(settings, role, relation)
         r = await call(referrals_client, settings, world, endpoint, headers)
         assert r.status_code == expected, (endpoint, role, relation, r.text)
