@@ -139,7 +139,7 @@ def synthetic_rows(n: int) -> list[tuple[Any, ...]]:
 
 async def load(s: Settings, n: int) -> None:
     conn = await asyncpg.connect(host=s.pg_host, port=s.pg_port, user=s.pg_user,
-                                 password=s.pg_password, database=s.db_name,
+                                 password=s.pg_credentials("owner")[1], database=s.db_name,
                                  server_settings={"search_path": "directory"})
     try:
         have = await conn.fetchval("SELECT count(*) FROM service WHERE id LIKE 'bench-svc-%'")
@@ -260,7 +260,7 @@ async def main() -> None:
     app = build_app(s)
     token = mint_token(s, sub="bench", roles=["clinician"], org="GP-BENCH")
     pool = await asyncpg.create_pool(host=s.pg_host, port=s.pg_port, user=s.pg_user,
-                                     password=s.pg_password, database=s.db_name,
+                                     password=s.pg_credentials("owner")[1], database=s.db_name,
                                      min_size=s.db_pool_size, max_size=s.db_pool_size,
                                      server_settings={"search_path": "directory"})
     results = []

@@ -342,7 +342,7 @@ class OutboxProbe:
     async def start(self) -> None:
         s = self.settings
         self.conn = await asyncpg.connect(host=s.pg_host, port=s.pg_port, user=s.pg_user,
-                                          password=s.pg_password, database=s.db_name)
+                                          password=s.pg_credentials("owner")[1], database=s.db_name)
 
     async def close(self) -> None:
         if self.conn is not None:
@@ -787,7 +787,7 @@ async def raw_insert_baseline(ctx: RunContext, seconds: float,
     stats = EndpointStats(RAW_INSERT)
     table = f"public.load_raw_{ctx.run.lower()}"
     pool = await asyncpg.create_pool(host=s.pg_host, port=s.pg_port, user=s.pg_user,
-                                     password=s.pg_password, database=s.db_name,
+                                     password=s.pg_credentials("owner")[1], database=s.db_name,
                                      min_size=concurrency, max_size=concurrency)
     try:
         await pool.execute(f"CREATE TABLE {table} (id UUID PRIMARY KEY, patient TEXT NOT NULL, "

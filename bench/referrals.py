@@ -113,8 +113,8 @@ async def main() -> None:
     s = get_settings()
     await _prepare(s)
     env = settings_env(s)
-    env["BENCH_DSN"] = (f"postgresql://{s.pg_user}:{s.pg_password}@{s.pg_host}:{s.pg_port}/"
-                        f"{s.db_name}")
+    user, password = s.pg_credentials("owner")
+    env["BENCH_DSN"] = f"postgresql://{user}:{password}@{s.pg_host}:{s.pg_port}/{s.db_name}"
     port = s.api_port("referrals")
     api = _start([sys.executable, "-m", "uvicorn", "services.referrals.api:app", "--port",
                   str(port), "--no-access-log", "--log-level", "warning"], env)

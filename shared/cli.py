@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shared.settings import SERVICE_SCHEMAS, Settings, get_settings
@@ -106,6 +107,19 @@ def cmd_migrate(args: argparse.Namespace, s: Settings) -> int:
     ensure_sms_api_key(s)
 
     print("migrated: " + ", ".join(asyncio.run(go())))
+    return 0
+
+
+def cmd_pg_secrets(args: argparse.Namespace, s: Settings) -> int:
+    """One random password file per database role (kept if present): the local stack's under
+    <home>/keys/pg, or with --compose the files docker-compose.yml's secrets name."""
+    from shared.stack import write_role_secrets
+
+    folder = Path(args.dir) if args.dir else (
+        Path(os.environ.get("WAYMARK_COMPOSE_SECRETS", ".waymark/compose-secrets"))
+        if args.compose else s.pg_credentials_path())
+    made = write_role_secrets(s, folder, compose=args.compose)
+    print(f"{folder}: " + (", ".join(made) or "every role has a password already"))
     return 0
 
 
@@ -297,6 +311,13 @@ def build_parser() -> argparse.ArgumentParser:
     mig = sub.add_parser("migrate", help="create the database, run every service's migrations, "
                                 "create missing keys")
     mig.set_defaults(fn=cmd_migrate)
+
+    pgs = sub.add_parser("pg-secrets", help="make a password file for each database role")
+    pgs.add_argument("--compose", action="store_true",
+                     help="for docker-compose.yml (with the image superuser's; readable files "
+                          "in a private folder, as Compose bind-mounts them)")
+    pgs.add_argument("--dir", default="", help="where (default: the settings' or Compose's)")
+    pgs.set_defaults(fn=cmd_pg_secrets)
 
     top = sub.add_parser("topics", help="create the Kafka topics")
     top.add_argument("--replication", type=int, default=1)

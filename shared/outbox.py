@@ -33,7 +33,7 @@ from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.db import make_engine, make_sessionmaker, unit_of_work
+from shared.db import connect_kwargs, make_engine, make_sessionmaker, unit_of_work
 from shared.events.envelope import CloudEvent
 from shared.models import OutboxMessage
 from shared.settings import Settings, get_settings
@@ -110,9 +110,7 @@ class OutboxRelay:
     async def _listen(self) -> None:
         s = self.settings
         try:
-            self._listen_conn = await asyncpg.connect(
-                host=s.pg_host, port=s.pg_port, user=s.pg_user, password=s.pg_password,
-                database=s.db_name)
+            self._listen_conn = await asyncpg.connect(**connect_kwargs(s, self.schema))
             await self._listen_conn.add_listener(notify_channel(self.schema),
                                                  lambda *_: self._wake.set())
         except (OSError, asyncpg.PostgresError) as exc:

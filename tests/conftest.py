@@ -44,7 +44,6 @@ for _name, _value in {
 import uuid  # noqa: E402
 from collections.abc import AsyncIterator  # noqa: E402
 
-import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 import pytest  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
@@ -65,8 +64,9 @@ def settings() -> Settings:
 
 
 async def _reset_test_database(s: Settings) -> None:
-    conn = await asyncpg.connect(host=s.pg_host, port=s.pg_port, user=s.pg_user,
-                                 password=s.pg_password, database="postgres")
+    # the cluster's bootstrap superuser, over its private socket: `prepare` then creates the
+    # database again, owned by the migration owner, and migrates and grants as the owner
+    conn = await stack.admin_connect(s)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{s.db_name}" WITH (FORCE)')
     finally:

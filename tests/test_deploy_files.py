@@ -320,23 +320,22 @@ class TestCompose:
             names |= {n for n in svc["environment"] if n.startswith("WAYMARK_")}
         assert_real_settings(names, "docker-compose.yml")
         for svc in waymark_services().values():
-            assert svc["environment"] == compose()["x-waymark-env"]
+            env = {k: v for k, v in svc["environment"].items() if k != "WAYMARK_DB_ROLE"}
+            assert env == compose()["x-waymark-env"]
 
     def test_settings_point_at_the_compose_services(self) -> None:
         env = compose()["x-waymark-env"]
         s = settings_from({k: compose_value(v) for k, v in env.items()})
         svcs = services()
-        pg_env = svcs["postgres"]["environment"]
         assert s.pg_host == "postgres" and s.pg_port == 5432
-        assert s.pg_user == pg_env["POSTGRES_USER"] and s.db_name == pg_env["POSTGRES_DB"]
-        # one password, taken from the same variable with the same default
-        assert env["WAYMARK_PG_PASSWORD"] == pg_env["POSTGRES_PASSWORD"]
+        assert s.pg_user == "waymark_owner" and s.db_name == "waymark"
+        assert str(s.pg_credentials_dir) == "/run/secrets"
         assert s.bootstrap_servers.split(":")[0] in svcs
         assert s.temporal_target.split(":")[0] in svcs
         assert s.api_host == "0.0.0.0"
         # the referrals API listens on the container port that is published
         published = [str(p) for p in svcs["referrals-api"]["ports"]]
-        assert published == [f"18101:{s.api_port('referrals')}"]
+        assert published == [f"127.0.0.1:18101:{s.api_port('referrals')}"]
         assert s.api_port("referrals") == 8000
 
     def test_keys_live_in_the_shared_named_volume(self) -> None:
@@ -373,12 +372,56 @@ class TestCompose:
         for var in COMPOSE_KEY_FILES:
             assert Path(env[var]).is_file(), f"`waymark migrate` does not create {var}"
 
-    def test_passwords_come_from_the_environment_not_the_file(self) -> None:
-        passwords = [compose()["x-waymark-env"]["WAYMARK_PG_PASSWORD"],
-                     services()["postgres"]["environment"]["POSTGRES_PASSWORD"],
+    def test_passwords_come_from_secret_files_or_the_environment_not_the_file(self) -> None:
+        env = compose()["x-waymark-env"]
+        assert "WAYMARK_PG_PASSWORD" not in env
+        pg = services()["postgres"]["environment"]
+        assert "POSTGRES_PASSWORD" not in pg
+        assert pg["POSTGRES_PASSWORD_FILE"] == "/run/secrets/pg_superuser"
+        passwords = [pg["WAYMARK_TEMPORAL_PG_PASSWORD"],
                      services()["temporal"]["environment"]["POSTGRES_PWD"]]
         for value in passwords:
             assert _INTERPOLATION.fullmatch(value), f"literal password in compose: {value!r}"
+        for name, secret in compose()["secrets"].items():
+            assert set(secret) == {"file"}, name
+            assert secret["file"].startswith("${WAYMARK_COMPOSE_SECRETS:-./.waymark/"), name
+
+    def test_every_port_is_published_on_loopback_only(self) -> None:
+        for name, svc in services().items():
+            for port in svc.get("ports", []):
+                assert isinstance(port, str) and port.startswith("127.0.0.1:"), (name, port)
+        # local mode on 0.0.0.0 is allowed only because of that, and says so
+        s = settings_from({k: compose_value(v) for k, v in compose()["x-waymark-env"].items()})
+        assert s.deployment_mode == "local" and s.api_host == "0.0.0.0"
+        assert s.api_loopback_published is True
+        with pytest.raises(ValueError, match="loopback"):
+            s.model_validate(s.model_dump() | {"api_loopback_published": False})
+
+    def test_each_part_connects_as_its_own_role_with_only_its_own_secret(self) -> None:
+        roles = Settings().pg_roles()
+        declared = set(compose()["secrets"])
+        assert declared == {"pg_superuser", *roles.values()}
+        for name, svc in waymark_services().items():
+            part = svc.get("environment", {}).get("WAYMARK_DB_ROLE")
+            if name == "migrate":
+                assert part == "owner"
+            elif name in ("topics", "dev-sinks", "journeys-bridge"):
+                assert part is None and not svc.get("secrets"), f"{name} needs no database"
+                continue
+            else:
+                assert name.replace("-", "_").startswith(part), (name, part)
+            assert svc["secrets"] == [roles[part]], name
+        pg = services()["postgres"]
+        assert set(pg["secrets"]) == declared
+        assert pg["environment"]["POSTGRES_USER"] == "postgres"
+        init = "./deploy/compose/postgres-init.sh:/docker-entrypoint-initdb.d/"
+        assert any(v.startswith(init) for v in pg["volumes"])
+        script = (ROOT / "deploy" / "compose" / "postgres-init.sh").read_text()
+        for role in roles.values():
+            assert role in script or role.removeprefix("waymark_") in script, role
+        assert not re.search(r"(?<!NO)SUPERUSER\b", script)
+        # Temporal has its own role, not the superuser
+        assert services()["temporal"]["environment"]["POSTGRES_USER"] == "temporal"
 
     @pytest.mark.parametrize("service", API_SERVICES)
     def test_each_api_listens_publishes_and_is_checked_on_its_settings_port(
@@ -390,7 +433,8 @@ class TestCompose:
             == port
         svc = services()[api_part(service)]
         host_port = Settings(api_port_base=HOST_API_PORT_BASE).api_port(service)
-        assert [str(p) for p in svc["ports"]] == [f"{host_port}:{port}"], api_part(service)
+        assert [str(p) for p in svc["ports"]] == [f"127.0.0.1:{host_port}:{port}"], \
+            api_part(service)
         check = " ".join(svc["healthcheck"]["test"])
         assert re.findall(r"http://127\.0\.0\.1:(\d+)/", check) == [str(port)], check
         assert f"127.0.0.1:{port}/health" in check
@@ -600,6 +644,8 @@ class TestSettingsAndSecrets:
             for source in c.get("envFrom", []):
                 assert source["configMapRef"]["name"] in configmaps
             for e in c.get("env", []):
+                if "value" in e:
+                    continue
                 ref = e["valueFrom"]["secretKeyRef"]
                 assert ref["key"] in secrets[ref["name"]], e["name"]
             for v in pod_spec(w).get("volumes", []):
@@ -642,7 +688,8 @@ class TestSettingsAndSecrets:
             assert mount["readOnly"] is True and "subPath" not in mount, var
             assert volumes[mount["name"]]["secret"]["secretName"] == secret, var
             assert path.name in secret_keys()[secret], var
-        env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container(dispatcher)["env"]}
+        env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container(dispatcher)["env"]
+               if "valueFrom" in e}
         assert env["WAYMARK_SMTP_USERNAME"] == {"name": "waymark-smtp", "key": "username"}
         assert env["WAYMARK_SMTP_PASSWORD"] == {"name": "waymark-smtp", "key": "password"}
 
@@ -651,7 +698,8 @@ class TestSettingsAndSecrets:
         for w in workloads():
             used = {v["secret"]["secretName"] for v in pod_spec(w).get("volumes", [])
                     if "secret" in v}
-            used |= {e["valueFrom"]["secretKeyRef"]["name"] for e in container(w).get("env", [])}
+            used |= {e["valueFrom"]["secretKeyRef"]["name"] for e in container(w).get("env", [])
+                     if "valueFrom" in e}
             if w["metadata"]["name"] == DISPATCHER:
                 assert NOTIFICATION_SECRETS <= used
             else:
@@ -671,12 +719,10 @@ class TestSettingsAndSecrets:
         initdb = pg["spec"]["bootstrap"]["initdb"]
         assert s.pg_host == f"{pg['metadata']['name']}-rw" and s.pg_port == 5432
         assert s.db_name == initdb["database"]
-        app_secret = by_name("Secret")[initdb["secret"]["name"]]
-        assert s.pg_user == initdb["owner"] == app_secret["stringData"]["username"]
-        for w in workloads():
-            refs = [e["valueFrom"]["secretKeyRef"] for e in container(w)["env"]
-                    if e["name"] == "WAYMARK_PG_PASSWORD"]
-            assert refs == [{"name": initdb["secret"]["name"], "key": "password"}]
+        owner_secret = by_name("Secret")[initdb["secret"]["name"]]
+        assert s.pg_user == initdb["owner"] == owner_secret["stringData"]["username"]
+        assert not any(e["name"] == "WAYMARK_PG_PASSWORD" for w in workloads()
+                       for e in container(w).get("env", []))
         plain = next(li for li in kafka["spec"]["kafka"]["listeners"] if li["name"] == "plain")
         assert s.bootstrap_servers == f"{kafka['metadata']['name']}-kafka-bootstrap:{plain['port']}"
         # the Helm release `temporal` names its frontend Service temporal-frontend
@@ -685,6 +731,56 @@ class TestSettingsAndSecrets:
         assert namespaces["create"] is True
         assert s.temporal_namespace in {n["name"] for n in namespaces["namespace"]}
         assert s.api_host == "0.0.0.0"
+
+
+class TestDatabaseRoles:
+    """CloudNativePG managed roles: one per part, each with its own Secret, mounted only by
+    that part's pods; the migrate Job alone has the owner's."""
+
+    def test_every_runtime_role_is_managed_and_no_superuser(self) -> None:
+        pg = one("Cluster")
+        managed = {r["name"]: r for r in pg["spec"]["managed"]["roles"]}
+        s = settings_from(configmap_data())
+        for part, role in s.pg_roles().items():
+            if part == "owner":
+                continue
+            r = managed[role]
+            assert r["ensure"] == "present" and r["login"] is True, role
+            for attr in ("superuser", "createdb", "createrole", "replication", "bypassrls"):
+                assert r[attr] is False, (role, attr)
+            secret = by_name("Secret")[r["passwordSecret"]["name"]]
+            assert secret["type"] == "kubernetes.io/basic-auth"
+            assert secret["stringData"]["username"] == role
+        assert not any(r.get("superuser") for r in managed.values())
+        sql = " ".join(pg["spec"]["bootstrap"]["initdb"]["postInitApplicationSQL"])
+        assert "CREATE EXTENSION IF NOT EXISTS earthdistance SCHEMA directory" in sql
+
+    def test_each_workload_mounts_only_its_own_roles_password(self) -> None:
+        s = settings_from(configmap_data())
+        assert configmap_data()["WAYMARK_PG_CREDENTIALS_DIR"] == "/var/run/secrets/waymark-db"
+        managed = {r["name"]: r["passwordSecret"]["name"]
+                   for r in one("Cluster")["spec"]["managed"]["roles"]}
+        managed[s.pg_user] = one("Cluster")["spec"]["bootstrap"]["initdb"]["secret"]["name"]
+        db_secrets = set(managed.values())
+        for w in workloads():
+            name = w["metadata"]["name"]
+            env = {e["name"]: e.get("value") for e in container(w).get("env", [])}
+            used = {v["secret"]["secretName"]: v["secret"] for v in pod_spec(w).get("volumes", [])
+                    if "secret" in v and v["secret"]["secretName"] in db_secrets}
+            if name == "journeys-bridge":  # Kafka and Temporal only
+                assert "WAYMARK_DB_ROLE" not in env and not used
+                continue
+            part = env["WAYMARK_DB_ROLE"]
+            assert part == ("owner" if name == "waymark-migrate" else
+                            next(p for p in s.pg_roles() if name.replace("-", "_")
+                                 .startswith(p))), name
+            role = s.pg_role(part)
+            assert list(used) == [managed[role]], name
+            [volume] = used.values()
+            assert volume["items"] == [{"key": "password", "path": role}], name
+            mount = next(m for m in container(w)["volumeMounts"]
+                         if m["mountPath"] == "/var/run/secrets/waymark-db")
+            assert mount["readOnly"] is True, name
 
 
 class TestInfrastructure:

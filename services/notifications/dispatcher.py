@@ -15,6 +15,7 @@ from typing import Protocol
 
 import asyncpg
 
+from shared.db import connect_kwargs
 from shared.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -40,10 +41,7 @@ async def listen_for_work(settings: Settings, wakes: list[asyncio.Event],
     while not stop.is_set():
         try:
             if conn is None or conn.is_closed():
-                conn = await asyncpg.connect(host=settings.pg_host, port=settings.pg_port,
-                                             user=settings.pg_user,
-                                             password=settings.pg_password,
-                                             database=settings.db_name)
+                conn = await asyncpg.connect(**connect_kwargs(settings, "notifications"))
                 await conn.add_listener("waymark_dispatch", on_notify)
         except (OSError, asyncpg.PostgresError) as exc:
             logger.warning("dispatcher: cannot LISTEN (%s); polling only", exc)

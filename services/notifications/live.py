@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.notifications import alert_store
+from shared.db import connect_kwargs
 from shared.errors import WaymarkError
 from shared.settings import Settings
 
@@ -210,9 +211,7 @@ class AlertFanout:
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(host=s.pg_host, port=s.pg_port, user=s.pg_user,
-                                             password=s.pg_password, database=s.db_name,
-                                             timeout=10)
+                conn = await asyncpg.connect(**connect_kwargs(s, "notifications"), timeout=10)
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(CHANNEL, self._on_notify)

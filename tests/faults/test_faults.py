@@ -198,7 +198,7 @@ async def inject_faults(fs: Settings, log: FaultLog) -> None:
 
 async def _pg(fs: Settings) -> asyncpg.Connection:
     return await asyncpg.connect(host=fs.pg_host, port=fs.pg_port, user=fs.pg_user,
-                                 password=fs.pg_password, database=fs.db_name)
+                                 password=fs.pg_credentials("owner")[1], database=fs.db_name)
 
 
 async def _count_by_event(conn: asyncpg.Connection, sql: str, ids: list[str],

@@ -243,7 +243,7 @@ class TestPoisonOnTheRunningStack:
         assert all(n > s.event_max_bytes for n in oversized.values())
 
         conn = await asyncpg.connect(host=s.pg_host, port=s.pg_port, user=s.pg_user,
-                                     password=s.pg_password, database=s.db_name)
+                                     password=s.pg_credentials("owner")[1], database=s.db_name)
         client = await Client.connect(s.temporal_target, namespace=s.temporal_namespace)
         try:
             # 1. the stream goes on: every good event, the ones after each poison included,

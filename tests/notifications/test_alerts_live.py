@@ -112,7 +112,7 @@ class TestFanout:
         pid = fanout.listener_pid()
         assert pid is not None
         conn = await asyncpg.connect(host=infra.pg_host, port=infra.pg_port,
-                                     user=infra.pg_user, password=infra.pg_password,
+                                     user=infra.pg_user, password=infra.pg_credentials("owner")[1],
                                      database=infra.db_name)
         try:
             assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)

@@ -25,7 +25,8 @@ import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.notifications.dashboard.session import csrf_for
 from services.referrals.fhir import NHS_NUMBER_SYSTEM
@@ -528,8 +529,19 @@ def test_no_code_updates_deletes_or_truncates_the_audit_log() -> None:
 
 @pytest.mark.parametrize("schema", SERVICE_SCHEMAS)
 async def test_the_database_refuses_to_change_or_remove_audit_entries(
-        schema: str, schema_sessions: dict[str, async_sessionmaker]) -> None:
-    sessions = schema_sessions[schema]
+        schema: str, infra: Settings) -> None:
+    # as the migration owner: a service's own role may not even try (no UPDATE, DELETE or
+    # TRUNCATE privilege, tests/security/test_db_roles.py); the triggers stop the owner too
+    engine = create_async_engine(infra.database_url, pool_size=1, connect_args={
+        "server_settings": {"search_path": schema}})
+    sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+    try:
+        await _owner_cannot_change_audit(schema, sessions)
+    finally:
+        await engine.dispose()
+
+
+async def _owner_cannot_change_audit(schema: str, sessions: async_sessionmaker) -> None:
     entry = str(uuid.uuid4())
     await _sql(sessions, "INSERT INTO audit_log (id, actor, actor_org, actor_roles, action, "
                          "resource_type, patient_id) VALUES (CAST(:id AS uuid), 'probe', "

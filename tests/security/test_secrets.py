@@ -124,8 +124,8 @@ class TestRepository:
         for d in secrets_:
             assert "data" not in d, d["metadata"]["name"]  # base64 data would hide a value
             for key, value in d["stringData"].items():
-                assert value == "REPLACE-ME" or (key == "username" and value in
-                                                 ("waymark", "temporal")), (key, value)
+                assert value == "REPLACE-ME" or (key == "username" and (
+                    value == "temporal" or value.startswith("waymark_"))), (key, value)
         config = yaml.safe_load((ROOT / "deploy/k8s/config.yaml").read_text())
         assert not [k for k in config["data"] if re.search(r"PASSWORD|SECRET|TOKEN$", k)]
         assert "WAYMARK_JWT_PRIVATE_KEY_PATH" not in config["data"]

@@ -28,7 +28,7 @@ class TestDefaults:
         s = Settings()
         assert s.instance == "dev"
         assert s.home == tmp_path / ".waymark"
-        assert (s.pg_host, s.pg_port, s.pg_user, s.db_name) == ("127.0.0.1", 54329, "waymark",
+        assert (s.pg_host, s.pg_port, s.pg_user, s.db_name) == ("127.0.0.1", 54329, "waymark_owner",
                                                                 "waymark")
         assert (s.kafka_port, s.kafka_controller_port) == (19092, 19093)
         assert (s.temporal_port, s.temporal_ui_port) == (17233, 18233)

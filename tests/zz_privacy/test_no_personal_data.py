@@ -94,7 +94,7 @@ async def load_personal_data(s: Settings) -> PersonalData:
     """The run's patients as the owning services hold them."""
     known = PersonalData()
     conn = await asyncpg.connect(host=s.pg_host, port=s.pg_port, user=s.pg_user,
-                                 password=s.pg_password, database=s.db_name)
+                                 password=s.pg_credentials("owner")[1], database=s.db_name)
     try:
         for r in await conn.fetch(
                 "SELECT nhs_number, given_name, family_name, birth_date, clinical_summary, "
@@ -172,7 +172,7 @@ async def unsettled(s: Settings) -> list[str]:
     consumer groups of the stack behind the end of a topic they read."""
     left = []
     conn = await asyncpg.connect(host=s.pg_host, port=s.pg_port, user=s.pg_user,
-                                 password=s.pg_password, database=s.db_name)
+                                 password=s.pg_credentials("owner")[1], database=s.db_name)
     try:
         for schema in SERVICE_SCHEMAS:
             n = await conn.fetchval(f"""
