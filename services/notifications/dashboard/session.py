@@ -150,8 +150,7 @@ def csrf_for(secret: str) -> str:
 def cookie_session_id(request: Request) -> str | None:
     """The session cookie's id, if the request carries one (not yet looked up)."""
     value = request.cookies.get(COOKIE)
-    value = value.strip() if value else ""
-    return value if value and len(value) <= 200 else None
+    return value.strip() if value and value.strip() else None
 
 
 def _id_hash(session_id: str) -> str:
@@ -196,6 +195,8 @@ SESSION_ENDED = ("your dashboard session has ended (signed out, timed out or not
 async def _live_token(request: Request, session_id: str, *, touch: bool) -> str | None:
     """The token of a live session (touched, so its idle timeout starts again, if `touch`);
     None if the session has ended or never was."""
+    if len(session_id) > 100:
+        return None  # not an id this dashboard made (an old token cookie, say): no query
     s: Settings = request.app.state.settings
     now = datetime.now(UTC)
     idle_since = now - timedelta(seconds=s.dashboard_session_idle_seconds)
