@@ -68,9 +68,15 @@ class Handler:
 
 
 @pytest.fixture(scope="module")
-async def effects_table(referrals_sessions):  # type: ignore[no-untyped-def]
-    async with unit_of_work(referrals_sessions) as s:
-        await s.exec(text(EFFECTS_DDL))
+async def effects_table(infra, referrals_sessions):  # type: ignore[no-untyped-def]
+    # made by the migration owner: the referrals role may not create tables
+    from shared.db import connect
+
+    conn = await connect(infra, "owner", server_settings={"search_path": "referrals"})
+    try:
+        await conn.execute(EFFECTS_DDL)
+    finally:
+        await conn.close()
 
 
 async def _effects(sessions, consumer: str) -> Counter:  # type: ignore[no-untyped-def]

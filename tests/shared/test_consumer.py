@@ -31,9 +31,16 @@ def _event(referral_id: str | None = None):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-async def effects_table(referrals_sessions):  # type: ignore[no-untyped-def]
-    async with unit_of_work(referrals_sessions) as s:
-        await s.exec(text(EFFECTS_DDL))
+async def effects_table(infra, referrals_sessions):  # type: ignore[no-untyped-def]
+    # made by the migration owner, as a migration would: the referrals role may not create
+    # tables, and the owner's default privileges give it read/write on this one
+    from shared.db import connect
+
+    conn = await connect(infra, "owner", server_settings={"search_path": "referrals"})
+    try:
+        await conn.execute(EFFECTS_DDL)
+    finally:
+        await conn.close()
     return "test_consumer_effect"
 
 
