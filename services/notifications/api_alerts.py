@@ -90,7 +90,7 @@ def _filters(request: Request, principal: CurrentPrincipal,
              status: Annotated[list[Status] | None, Query(
                  description="default: every status but resolved")] = None,
              assignee: Annotated[str | None, Query(
-                 max_length=100, description="a user id, `me` or `unassigned`")] = None,
+                 max_length=300, description="a user id, `me` or `unassigned`")] = None,
              org: Annotated[str | None, Query(
                  max_length=20, description="alerts whose referrals concern this "
                                             "organisation (referrer or receiver)")] = None,
@@ -103,7 +103,7 @@ def _filters(request: Request, principal: CurrentPrincipal,
     ics = request.app.state.settings.ics
     alerts.check_may_read(principal, ics)
     return alerts.build_filter(
-        ics=ics, actor=principal.user, now=datetime.now(UTC), kind=kind, severity=severity,
+        ics=ics, actor=principal.identity, now=datetime.now(UTC), kind=kind, severity=severity,
         status=status, assignee=assignee, org=org, patient_id=patient_id,
         raised_after=raised_after, raised_before=raised_before, min_age_days=min_age_days)
 

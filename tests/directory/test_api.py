@@ -104,17 +104,19 @@ class TestCreateService:
                                         headers=mine.headers)
         assert_problem(r, 403)
 
-    async def test_an_admin_of_the_ics_creates_for_a_provider(
+    async def test_an_organisations_admin_creates_for_it_and_for_no_other(
             self, directory_client: httpx.AsyncClient, settings: Settings) -> None:
         p = await new_provider(directory_client, settings, ics="ICS-ADM")
         r = await directory_client.post(
             "/services", json=service_body(org_code=p.code),
-            headers=auth(settings, role="admin", org="ICB-1", ics="ICS-ADM"))
+            headers=auth(settings, role="admin", org=p.code, ics="ICS-ADM"))
         assert r.status_code == 201, r.text
-        other_ics = await directory_client.post(
-            "/services", json=service_body(org_code=p.code),
-            headers=auth(settings, role="admin", org="ICB-2", ics="ICS-OTHER"))
-        assert_problem(other_ics, 403)
+        # an administrator of another organisation, even of the same ICS, may not
+        for org, ics in (("ICB-1", "ICS-ADM"), ("ICB-2", "ICS-OTHER")):
+            other = await directory_client.post(
+                "/services", json=service_body(org_code=p.code),
+                headers=auth(settings, role="admin", org=org, ics=ics))
+            assert_problem(other, 403)
 
     async def test_bad_bodies_are_422_with_reasons(self, directory_client: httpx.AsyncClient,
                                                    settings: Settings) -> None:
@@ -179,7 +181,8 @@ class TestLifecycle:
         audit = await query(directory_sessions, "SELECT action, actor, actor_org FROM audit_log"
                             " WHERE resource_id = :k ORDER BY at", k=sid)
         assert [a.action for a in audit] == ["create", "publish", "withdraw"]
-        assert {(a.actor, a.actor_org) for a in audit} == {(p.user, p.code)}
+        assert {(a.actor, a.actor_org) for a in audit} == {
+            (f"{p.user}@{settings.jwt_issuer}", p.code)}
 
     async def test_lifecycle_conflicts(self, directory_client: httpx.AsyncClient,
                                        settings: Settings) -> None:

@@ -224,6 +224,19 @@ async def _put_consent(p: Patient, h: dict[str, str]) -> httpx.Response:
         json={"organisations": [p.svc_org], "reason": "agreed at review"})
 
 
+async def _new_plan(p: Patient, h: dict[str, str]) -> httpx.Response:
+    """A plan for a person the caller's organisation has just referred (its relationship)."""
+    nhs = synthetic_nhs_number()
+    await relate(p.s, nhs, p.org, to_org=p.svc_org)
+    return await p.client("care_plans").post("/care-plans", headers=h, json={
+        "nhs_number": nhs, "content": plan_content()})
+
+
+async def _break_glass(p: Patient, h: dict[str, str]) -> httpx.Response:
+    return await p.client("care_plans").post("/care-plans/break-glass", headers=h, json={
+        "nhs_number": p.nhs, "reason_code": "emergency-care", "reason": "collapsed in clinic"})
+
+
 def _alert_action(action: str, body: dict[str, Any] | None = None) -> Call:
     async def call(p: Patient, h: dict[str, str]) -> httpx.Response:
         alert = await put_alert(p.s, p.sessions["notifications"], patient_id=p.pid)
@@ -278,10 +291,9 @@ CASES: list[Case] = [
     Case(R, "GET /fhir/Task/{referral_id}", "clinician",
          _get(R, lambda p: f"/fhir/Task/{p.referral_id}"), _read("Task")),
     # --- care plans
-    Case(C, "POST /care-plans", "clinician",
-         _send(C, "POST", lambda p: "/care-plans",
-               lambda p: {"nhs_number": synthetic_nhs_number(), "content": plan_content()}),
-         _created("CarePlan")),
+    Case(C, "POST /care-plans", "clinician", _new_plan, _created("CarePlan")),
+    Case(C, "POST /care-plans/break-glass", "clinician", _break_glass,
+         lambda p, r: ("break-glass", "CarePlan", r.json()["plan_id"], p.pid)),
     Case(C, "GET /patients/{patient_id}/care-plan", "clinician",
          _get(C, lambda p: f"/patients/{p.pid}/care-plan"), _read("CarePlan", lambda p: p.plan_id)),
     Case(C, "GET /patients/{patient_id}/contact", "service",

@@ -73,7 +73,9 @@ class TestMintAndVerify:
                            ics="ICS-9", name="Dr Okafor")
         p = verify_token(settings, token)
         assert p == Principal(user=sub, roles=frozenset({Role.CLINICIAN, Role.COORDINATOR}),
-                              org="GP-X", ics="ICS-9", name="Dr Okafor")
+                              org="GP-X", ics="ICS-9", name="Dr Okafor",
+                              issuer=settings.jwt_issuer)
+        assert p.identity == f"{sub}@{settings.jwt_issuer}"  # users are keyed by iss + sub
         assert p.has(Role.COORDINATOR) and p.has(Role.ADMIN, Role.CLINICIAN)
         assert not p.has(Role.PARTNER) and not p.has()
 

@@ -435,7 +435,7 @@ class ListQuery:
 def _list_query(kind: Annotated[list[Kind] | None, Query()] = None,
                 severity: Annotated[list[Severity] | None, Query()] = None,
                 status: Annotated[list[Status] | None, Query()] = None,
-                assignee: Annotated[str, Query(max_length=100)] = "",
+                assignee: Annotated[str, Query(max_length=300)] = "",
                 patient_id: Annotated[str, Query(max_length=80)] = "",
                 sort: Sort = Sort.SEVERITY,
                 page: Annotated[int, Query(ge=1, le=2000)] = 1) -> ListQuery:
@@ -449,7 +449,7 @@ ListQueryDep = Annotated[ListQuery, Depends(_list_query)]
 def _filter(request: Request, v: Viewer, q: ListQuery) -> alerts.AlertFilter:
     ics = _settings(request).ics
     alerts.check_may_read(v.principal, ics)
-    return alerts.build_filter(ics=ics, actor=v.principal.user, now=datetime.now(UTC),
+    return alerts.build_filter(ics=ics, actor=v.principal.identity, now=datetime.now(UTC),
                                kind=q.kind, severity=q.severity, status=q.status,
                                assignee=q.assignee or None, patient_id=q.patient_id or None)
 
