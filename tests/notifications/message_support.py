@@ -16,7 +16,7 @@ import httpx
 
 from shared.settings import Settings
 from tests.conftest import auth
-from tests.helpers import eventually, referral_body
+from tests.helpers import create_care_plan, eventually, referral_body
 from tests.referrals.support import Parties, step
 
 
@@ -127,7 +127,8 @@ async def new_care_plan(s: Settings, parties: Parties, nhs_number: str, *,
                         communication: dict[str, Any],
                         carers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     async with running(s, "care_plans") as http:
-        r = await http.post("/care-plans", headers=parties.referrer(s), json={
+        # the referral just made reaches care plans through Kafka: the referrer's relationship
+        r = await create_care_plan(http, parties.referrer(s), {
             "nhs_number": nhs_number, "reason": "first conversation",
             "content": {"what_matters_to_me": "Walking the dog again.",
                         "communication": communication, "carers": carers or []}})

@@ -34,7 +34,7 @@ from shared.outbox import event_bytes
 from shared.settings import Settings
 from shared.topics import JOURNEYS
 from shared.web import create_app
-from tests.helpers import eventually, synthetic_nhs_number
+from tests.helpers import eventually, relate, synthetic_nhs_number
 from tests.notifications.alert_support import (
     Sse,
     alert_event,
@@ -287,8 +287,10 @@ class TestRealSafetyAlertEndToEnd:
                 events = sse_events(resp)
                 assert (await first(events, lambda ev: True)).event == "ready"
                 # a person with a care plan answers PHQ-9 item 9 above 0
+                nhs = synthetic_nhs_number()
+                await relate(s, nhs, "GP-E2E-ALERT")  # the GP's referral: its relationship
                 plan = await plans.post("/care-plans", headers=gp, json={
-                    "nhs_number": synthetic_nhs_number(), "content": plan_content(),
+                    "nhs_number": nhs, "content": plan_content(),
                     "consented_organisations": [], "reason": "first conversation"})
                 assert plan.status_code == 201, plan.text
                 patient = plan.json()["patient_id"]

@@ -34,7 +34,13 @@ from temporalio.client import Client
 from shared import stack
 from shared.settings import SERVICE_SCHEMAS, Settings, get_settings
 from tests.conftest import auth
-from tests.helpers import end_offsets, eventually, referral_body, synthetic_nhs_number
+from tests.helpers import (
+    create_care_plan,
+    end_offsets,
+    eventually,
+    referral_body,
+    synthetic_nhs_number,
+)
 from tests.zz_privacy.scanner import (
     PersonalData,
     Scanner,
@@ -146,10 +152,9 @@ async def one_patient_through_the_stack(s: Settings) -> dict[str, str]:
                    "when": f"When the pain keeps me awake three nights running {marker}"},
     }
     async with httpx.AsyncClient(base_url=s.api_url("care_plans"), timeout=30) as http:
-        r = await http.post("/care-plans", json={
+        r = await create_care_plan(http, referrer, {
             "nhs_number": body["patient"]["nhs_number"], "content": content,
-            "consented_organisations": ["PAIN-1"], "reason": f"first conversation {marker}"},
-            headers=referrer)
+            "consented_organisations": ["PAIN-1"], "reason": f"first conversation {marker}"})
         assert r.status_code == 201, r.text
     client = await Client.connect(s.temporal_target, namespace=s.temporal_namespace)
 
