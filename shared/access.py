@@ -42,7 +42,9 @@ class Role(StrEnum):
 @dataclass(frozen=True)
 class Principal:
     """The caller, as the identity provider asserted it. Users are keyed by issuer + subject
-    (`identity`): two providers may both have a `gp1`."""
+    (`identity`): two providers may both have a `gp1`. `issuer` is empty for the deployment's
+    own identity provider, whose subjects are the keys as they are; a user of any other
+    trusted issuer is namespaced `<sub>@<issuer>`, so keys never collide across issuers."""
 
     user: str  # the token's `sub`
     roles: frozenset[Role]
@@ -56,7 +58,8 @@ class Principal:
 
     @property
     def identity(self) -> str:
-        """The stable key of this user: `<sub>@<issuer>` (`sub` alone when no issuer)."""
+        """The stable key of this user: `sub` for the deployment's own issuer, else
+        `<sub>@<issuer>`."""
         return f"{self.user}@{self.issuer}" if self.issuer else self.user
 
 

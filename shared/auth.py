@@ -102,7 +102,8 @@ def verify_token(settings: Settings, token: str) -> Principal:
                               "(letters, digits and '-', at most 20)")
     return Principal(user=str(claims["sub"]), roles=roles, org=org,
                      ics=str(claims.get("ics", "")), name=str(claims.get("name", "")),
-                     issuer=str(claims["iss"]))
+                     # the deployment's own issuer keys users by sub (see Principal)
+                     issuer="" if claims["iss"] == settings.jwt_issuer else str(claims["iss"]))
 
 
 def current_principal(request: Request) -> Principal:

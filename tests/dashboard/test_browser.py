@@ -141,7 +141,7 @@ class TestAStallEndToEnd:
         alert = await eventually(acknowledged, timeout=60, interval=0.5)
         assert alert.rule == "stalled.not_triaged"
         assert alert.referral_id == referral["id"]
-        assert alert.assignee == f"{coordinator.user}@{s.jwt_issuer}"
+        assert alert.assignee == f"{coordinator.user}"
 
 
 # --- accessibility -----------------------------------------------------------------------------

@@ -334,7 +334,7 @@ class TestAlertsWorklist:
                                        "WHERE patient_id = :p AND resource_type = 'Alert'",
                              p=patient)
         assert {(r.resource_id, r.actor, r.detail) for r in audited} == {
-            (i, f"demo-jordan@{settings.jwt_issuer}", "dashboard list") for i in ids.values()}
+            (i, "demo-jordan", "dashboard list") for i in ids.values()}
 
     async def test_an_ics_lead_sees_figures_and_no_patient_detail(self, web, settings,
                                                                   sessions):
@@ -398,7 +398,7 @@ class TestActions:
         assert "Alert acknowledged." not in (await web.get(back)).text  # said once
         [db] = await rows(sessions, "SELECT status, assignee FROM alert WHERE alert_id = :a",
                           a=ids["stalled"])
-        assert (db.status, db.assignee) == ("acknowledged", f"demo-casey@{settings.jwt_issuer}")
+        assert (db.status, db.assignee) == ("acknowledged", "demo-casey")
 
     async def test_the_scripts_requests_get_json_and_problems(self, web, settings,
                                                               sessions):
@@ -409,7 +409,7 @@ class TestActions:
         ok = await web.post(f"{alert_url(ids['looping'])}/assign",
                                 data={"csrf": csrf_of(page), "assignee": "me"}, headers=json_)
         assert ok.status_code == 200
-        assert ok.json()["alert"]["assignee"] == f"demo-casey@{settings.jwt_issuer}"
+        assert ok.json()["alert"]["assignee"] == "demo-casey"
         assert ok.json()["message"] == "Alert assigned."
         await web.post(f"{alert_url(ids['looping'])}/acknowledge",
                            data={"csrf": csrf_of(page)}, headers=json_)

@@ -182,7 +182,7 @@ class TestLifecycle:
                             " WHERE resource_id = :k ORDER BY at", k=sid)
         assert [a.action for a in audit] == ["create", "publish", "withdraw"]
         assert {(a.actor, a.actor_org) for a in audit} == {
-            (f"{p.user}@{settings.jwt_issuer}", p.code)}
+            (f"{p.user}", p.code)}
 
     async def test_lifecycle_conflicts(self, directory_client: httpx.AsyncClient,
                                        settings: Settings) -> None:

@@ -160,13 +160,14 @@ class TestPlanAction:
 
 
 class TestWhoMaySeeAndAct:
-    @pytest.mark.parametrize("roles", [(Role.COORDINATOR,), (Role.ADMIN,),
+    @pytest.mark.parametrize("roles", [(Role.COORDINATOR,),
                                        (Role.CLINICIAN, Role.COORDINATOR)])
     def test_coordinators_and_admins_of_the_ics_read(self, roles):
         alerts.check_may_read(who(*roles), ICS)
 
     @pytest.mark.parametrize("roles", [(Role.CLINICIAN,), (Role.PARTNER,),
-                                       (Role.SERVICE_STAFF,), (Role.SERVICE,)])
+                                       (Role.SERVICE_STAFF,), (Role.SERVICE,), (Role.ADMIN,),
+                                       (Role.ICS_LEAD,)])
     def test_other_roles_may_not_read(self, roles):
         with pytest.raises(Forbidden):
             alerts.check_may_read(who(*roles), ICS)

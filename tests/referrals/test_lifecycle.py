@@ -152,7 +152,7 @@ class Journey:
         assert (first["from_state"], first["to_state"]) == (None, referral["state"])
         # users are keyed by issuer + subject
         assert (first["actor"], first["actor_org"]) == (
-            f"{parties.referrer_user}@{s.jwt_issuer}", parties.referrer_org)
+            f"{parties.referrer_user}", parties.referrer_org)
         assert t0 <= _at(first["at"]) <= t1
         j.audit_ids = {a.id for a in await audit_of_referral(sessions, referral["id"])}
         j.event_ids = [e.event_id for e in await events_of(sessions, referral["id"])]
@@ -220,7 +220,7 @@ class Journey:
         assert {k: last[k] for k in ("from_state", "to_state", "actor", "actor_org",
                                      "reason_code", "note")} == {
             "from_state": before["state"], "to_state": to,
-            "actor": f"{self.parties.user(side)}@{self.s.jwt_issuer}",
+            "actor": f"{self.parties.user(side)}",
             "actor_org": self.parties.org(side),
             "reason_code": reason, "note": note}
         assert t0 <= _at(last["at"]) <= t1

@@ -37,7 +37,7 @@ class TestMessageContext:
         assert body["referral_id"] == referral["id"]
         assert body["patient_id"] == referral["patient_id"]
         assert body["given_name"] == referral["given_name"]
-        assert body["referrer_user"] == f"{p.referrer_user}@{settings.jwt_issuer}"
+        assert body["referrer_user"] == f"{p.referrer_user}"
         assert body["referrer_org"] == p.referrer_org
         assert body["from_practitioner"] == "Dr Test"
         assert (body["to_org"], body["to_service_id"]) == (p.receiver_org, p.service.id)
@@ -79,7 +79,7 @@ class TestMessageContext:
         rows = [a for a in await audit_of_referral(referrals_sessions, referral["id"])
                 if a.resource_type == "ReferralMessageContext"]
         assert len(rows) == 1
-        assert rows[0].actor == f"service:notifications@{settings.jwt_issuer}"
+        assert rows[0].actor == "service:notifications"
         assert rows[0].actor_roles == "service"
         assert rows[0].patient_id == referral["patient_id"]
 

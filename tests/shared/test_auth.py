@@ -73,9 +73,11 @@ class TestMintAndVerify:
                            ics="ICS-9", name="Dr Okafor")
         p = verify_token(settings, token)
         assert p == Principal(user=sub, roles=frozenset({Role.CLINICIAN, Role.COORDINATOR}),
-                              org="GP-X", ics="ICS-9", name="Dr Okafor",
-                              issuer=settings.jwt_issuer)
-        assert p.identity == f"{sub}@{settings.jwt_issuer}"  # users are keyed by iss + sub
+                              org="GP-X", ics="ICS-9", name="Dr Okafor")
+        assert p.identity == sub  # the deployment's own issuer: keyed by sub
+        other = Principal(user=sub, roles=p.roles, org="GP-X", ics="ICS-9",
+                          issuer="https://login.example.org")
+        assert other.identity == f"{sub}@https://login.example.org" != p.identity
         assert p.has(Role.COORDINATOR) and p.has(Role.ADMIN, Role.CLINICIAN)
         assert not p.has(Role.PARTNER) and not p.has()
 
