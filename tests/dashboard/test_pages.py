@@ -465,7 +465,7 @@ class TestActions:
         page = await web.get(f"/dashboard/alerts?patient_id={patient}")
         refused = await web.post(f"{alert_url(ids['stalled'])}/acknowledge",
                                      data={"csrf": csrf_of(page)})
-        assert refused.status_code == 403 and "only coordinators act" in refused.text
+        assert refused.status_code == 403 and "needs one of the roles: coordinator" in refused.text
         # behind a sign-in proxy the header comes with every request, forged forms too
         headers = coordinator_auth(settings, user="proxy-coord")
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
