@@ -604,13 +604,11 @@ class TestAlertDetail:
         assert re.search(r"<th scope=\"row\">GAD-7</th><td>moderate</td>", text)
         assert button_names(text).count("Acknowledge") == 1
 
-    async def test_an_admin_sees_no_care_plan_without_consent_and_no_buttons(self, web,
-                                                                            journey):
+    async def test_an_ics_lead_sees_no_alert_and_no_patient_detail(self, web, journey):
         await sign_in(web, "demo-lee")
         page = await web.get(alert_url(journey.alert_id))
-        assert page.status_code == 200
-        assert "No consent to see the care plan" in page.text
-        assert "Only coordinators act on alerts." in page.text
+        assert page.status_code == 403
+        assert "Gardening again" not in page.text and journey.family not in page.text
         assert "Acknowledge" not in button_names(page.text)
 
     async def test_signposting_from_the_directory_preselects_the_reason(self, web, journey):
