@@ -36,6 +36,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.care_plans.domain import CARE_TEAM
+from services.notifications.dashboard.session import csrf_for
 from services.referrals.fhir import NHS_NUMBER_SYSTEM
 from shared.access import (
     Capability,
@@ -177,6 +178,9 @@ EXPECT: dict[str, Expect] = {
     "notifications GET /messages/{id}": message_log(single=True),
     "notifications GET /alerts/{id}": deployment_ics(C.ALERT_READ),
     "notifications POST /alerts/{id}/acknowledge": deployment_ics(C.ALERT_ACT),
+    "dashboard GET /dashboard/alerts?patient_id=": deployment_ics(C.ALERT_READ),
+    "dashboard POST /dashboard/alerts/{id}/acknowledge": deployment_ics(C.ALERT_ACT),
+    "dashboard GET /dashboard/overview": deployment_ics(C.FIGURES_READ),
 }
 
 #: the policy each cell is checked against: role -> (own, other, other-ics)
@@ -236,13 +240,16 @@ class World:
         return auth(self.s, role=role, org=_code("OTH"), ics=ics)
 
     def client(self, service: str) -> httpx.AsyncClient:
-        return self.apis[service].client
+        # the coordinators' dashboard is pages of the notifications app
+        return self.apis["notifications" if service == "dashboard" else service].client
 
-    def secrets(self, service: str) -> list[str]:
+    def secrets(self, service: str, relation: str) -> list[str]:
         """What of A's a refused caller must never see. The directory is public (A's code is
         on every one of its entries), so its refusals may name A."""
         out = [self.nhs, self.family_name, self.marker, self.patient_id]
-        return out if service == "directory" else [*out, self.org]
+        # the dashboard's pages name the signed-in user's own organisation (A's, for A's users)
+        public = service == "directory" or (service == "dashboard" and relation == "own")
+        return out if public else [*out, self.org]
 
 
 async def _sql(sessions: async_sessionmaker, statement: str, **params: Any) -> list[Any]:
@@ -395,6 +402,15 @@ def _post(service: str, path: Callable[[World], str],
     return call
 
 
+async def _dashboard_acknowledge(w: World, h: dict[str, str]) -> httpx.Response:
+    """The dashboard's button, as a page behind a sign-in proxy sends it (bearer header, the
+    page's CSRF token), asking for JSON as the page's script does."""
+    token = h["Authorization"].split(" ", 1)[1]
+    return await w.client("dashboard").post(
+        f"/dashboard/alerts/{w.fresh}/acknowledge", data={"csrf": csrf_for(token)},
+        headers={**h, "Accept": "application/json"})
+
+
 CALLS: dict[str, Call] = {
     "referrals GET /referrals/{id}": _get("referrals", lambda w: f"/referrals/{w.referral_id}"),
     "referrals GET /referrals/{id}/history": _get(
@@ -451,6 +467,10 @@ CALLS: dict[str, Call] = {
                                              lambda w: f"/messages/{w.message_id}"),
     "notifications GET /alerts/{id}": _get("notifications", lambda w: f"/alerts/{w.alert_id}"),
     "notifications POST /alerts/{id}/acknowledge": _acknowledge,
+    "dashboard GET /dashboard/alerts?patient_id=": _get(
+        "dashboard", lambda w: "/dashboard/alerts", lambda w: {"patient_id": w.patient_id}),
+    "dashboard POST /dashboard/alerts/{id}/acknowledge": _dashboard_acknowledge,
+    "dashboard GET /dashboard/overview": _get("dashboard", lambda w: "/dashboard/overview"),
 }
 
 
@@ -467,6 +487,7 @@ FRESH: dict[str, Callable[[World], Awaitable[str]]] = {
     "referrals POST /referrals/{id}/cancel": _fresh_referral,
     "notifications DELETE /webhook-subscriptions/{id}": _subscription,
     "notifications POST /alerts/{id}/acknowledge": _fresh_alert,
+    "dashboard POST /dashboard/alerts/{id}/acknowledge": _fresh_alert,
 }
 
 
@@ -505,6 +526,7 @@ SNAPSHOTS: dict[str, Callable[[World], Awaitable[Any]]] = {
         w, "notifications", f"/webhook-subscriptions/{w.fresh}", "partner"),
     "notifications POST /webhook-subscriptions/{id}/deliveries/{d}/resend": _delivery_state,
     "notifications POST /alerts/{id}/acknowledge": _alert_state,
+    "dashboard POST /dashboard/alerts/{id}/acknowledge": _alert_state,
 }
 
 
@@ -540,7 +562,10 @@ def _check_cell(w: World, endpoint: str, role: str, relation: str,
         return [f"{where}: {r.status_code}, expected {expected}: {r.text[:200]}"]
     problems = []
     fhir = " /fhir/" in endpoint
-    if expected >= 400:
+    if service == "dashboard" and " GET " in f" {endpoint} ":
+        if media_type(r) != "text/html":  # pages, refusals included
+            problems.append(f"{where}: a page answered as {media_type(r)}")
+    elif expected >= 400:
         want = FHIR_JSON if fhir else PROBLEM_JSON
         if media_type(r) != want:
             problems.append(f"{where}: a {expected} answered as {media_type(r)}, not {want}")
@@ -562,7 +587,7 @@ def _check_cell(w: World, endpoint: str, role: str, relation: str,
     if not sees_a:
         # what the caller sent (an id in the path, say) may come back, as `instance`
         sent = str(r.request.url)
-        leaked = [x for x in w.secrets(service) if x and x in r.text and x not in sent]
+        leaked = [x for x in w.secrets(service, relation) if x and x in r.text and x not in sent]
         if leaked:
             problems.append(f"{where}: the answer carries A's data {leaked}: {r.text[:200]}")
     return problems
@@ -577,7 +602,7 @@ def test_the_policy_covers_every_call_and_every_role() -> None:
         assert set(by_role) == set(ROLES), endpoint
     # every service is in the table, and every role is refused somewhere and allowed somewhere
     assert {e.split(" ", 1)[0] for e in POLICY} == {"referrals", "care_plans", "directory",
-                                                    "notifications"}
+                                                    "notifications", "dashboard"}
     for role in ROLES:
         statuses = {s for by_role in POLICY.values() for s in by_role[role]}
         assert statuses & {200, 201, 204} and statuses & {403, 404}, role
