@@ -13,7 +13,6 @@ import asyncio
 import html
 import re
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -23,7 +22,6 @@ import pytest
 
 from services.notifications.api import app
 from shared.auth import mint_token
-from shared.db import make_engine, make_sessionmaker
 from shared.settings import Settings
 from tests.conftest import auth
 from tests.helpers import create_care_plan, eventually, referral_body, synthetic_nhs_number
@@ -34,33 +32,6 @@ EVIL = '<script>alert("x")</script>'
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 LOGIN_CSRF = re.compile(r'<form method="post" action="/dashboard/login">\s*'
                         r'<input type="hidden" name="csrf" value="([^"]+)"')
-
-
-@pytest.fixture(scope="session")
-async def dashboard_app(infra: Settings) -> AsyncIterator[Any]:
-    """The notifications app in-process (real database), its lifespan entered once; reused
-    as it is when another suite's fixture has already entered it."""
-    if getattr(app.state, "sessions", None) is not None:
-        yield app
-        return
-    async with app.router.lifespan_context(app):
-        yield app
-
-
-@pytest.fixture(scope="module")
-async def sessions(infra: Settings) -> AsyncIterator[Any]:
-    """Sessions on the notifications schema of the test database."""
-    engine = make_engine(infra, "notifications")
-    yield make_sessionmaker(engine)
-    await engine.dispose()
-
-
-@pytest.fixture
-async def web(dashboard_app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """A browser-like client of the in-process app with a cookie jar of its own."""
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=dashboard_app),
-                                 base_url="http://dashboard.test") as c:
-        yield c
 
 
 async def sign_in(c: httpx.AsyncClient, user: str = "demo-casey", *,

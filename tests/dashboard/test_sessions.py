@@ -27,36 +27,9 @@ from sqlalchemy import text
 from services.notifications.api import app
 from services.notifications.dashboard import session as dashboard_session
 from services.notifications.dashboard.session import COOKIE
-from shared.db import make_engine, make_sessionmaker
 from shared.settings import Settings
 from tests.dashboard.test_pages import csrf_of, sign_in
 from tests.notifications.alert_support import sse_events
-
-
-@pytest.fixture(scope="session")
-async def dashboard_app(infra: Settings) -> AsyncIterator[Any]:
-    """The notifications app in-process (real database), its lifespan entered once; reused
-    as it is when another suite's fixture has already entered it."""
-    if getattr(app.state, "sessions", None) is not None:
-        yield app
-        return
-    async with app.router.lifespan_context(app):
-        yield app
-
-
-@pytest.fixture(scope="module")
-async def notifications_sessions(infra: Settings) -> AsyncIterator[Any]:
-    """Sessions on the notifications schema of the test database."""
-    engine = make_engine(infra, "notifications")
-    yield make_sessionmaker(engine)
-    await engine.dispose()
-
-
-@pytest.fixture
-async def web(dashboard_app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=dashboard_app),
-                                 base_url="http://dashboard.test") as c:
-        yield c
 
 
 async def _signed_in(web: httpx.AsyncClient, user: str = "demo-casey") -> str:
@@ -94,10 +67,10 @@ def _replay(client: httpx.AsyncClient, cookie: str) -> None:
 
 class TestTheCookieIsNoToken:
     async def test_the_cookie_is_a_random_id_and_the_table_holds_no_usable_secret(
-            self, web: httpx.AsyncClient, notifications_sessions: Any) -> None:
+            self, web: httpx.AsyncClient, sessions: Any) -> None:
         cookie = await _signed_in(web)
         assert "." not in cookie and len(cookie) >= 40  # not a JWT; 256 random bits
-        row = await _row(notifications_sessions, cookie)
+        row = await _row(sessions, cookie)
         assert row is not None
         assert row.id_hash != cookie and cookie not in row.id_hash
         assert b"eyJ" not in bytes(row.token_sealed)  # the token is sealed, not stored
@@ -139,13 +112,13 @@ class TestTheCookieIsNoToken:
 
 class TestSigningOut:
     async def test_the_old_cookie_replayed_after_sign_out_is_back_to_sign_in(
-            self, web: httpx.AsyncClient, notifications_sessions: Any) -> None:
+            self, web: httpx.AsyncClient, sessions: Any) -> None:
         cookie = await _signed_in(web)
         page = await web.get("/dashboard/alerts")
         assert page.status_code == 200
         out = await web.post("/dashboard/logout", data={"csrf": csrf_of(page)})
         assert out.status_code == 303
-        assert await _row(notifications_sessions, cookie) is None  # revoked server-side
+        assert await _row(sessions, cookie) is None  # revoked server-side
         _replay(web, cookie)  # an attacker's copy of the cookie
         for path in ("/dashboard/alerts", "/dashboard", "/dashboard/overview"):
             r = await web.get(path)
@@ -182,42 +155,42 @@ class TestSigningOut:
 
 class TestTimeouts:
     async def test_an_idle_session_ends_and_activity_keeps_it_alive(
-            self, web: httpx.AsyncClient, notifications_sessions: Any,
+            self, web: httpx.AsyncClient, sessions: Any,
             settings: Settings) -> None:
         cookie = await _signed_in(web)
         idle = timedelta(seconds=settings.dashboard_session_idle_seconds)
         # nearly idle for the whole timeout: a request now keeps the session going
-        await _age(notifications_sessions, cookie, last_seen_at=idle - timedelta(seconds=30))
+        await _age(sessions, cookie, last_seen_at=idle - timedelta(seconds=30))
         assert (await web.get("/dashboard/alerts")).status_code == 200
-        row = await _row(notifications_sessions, cookie)
+        row = await _row(sessions, cookie)
         assert datetime.now(UTC) - row.last_seen_at < timedelta(seconds=10)
         # idle for longer than the timeout: over
-        await _age(notifications_sessions, cookie, last_seen_at=idle + timedelta(seconds=1))
+        await _age(sessions, cookie, last_seen_at=idle + timedelta(seconds=1))
         r = await web.get("/dashboard/alerts")
         assert r.status_code == 303 and r.headers["location"].startswith("/dashboard/login")
         assert (await web.get("/alerts/stream")).status_code == 401
 
     async def test_a_session_ends_at_its_absolute_timeout_however_busy(
-            self, web: httpx.AsyncClient, notifications_sessions: Any,
+            self, web: httpx.AsyncClient, sessions: Any,
             settings: Settings) -> None:
         cookie = await _signed_in(web)
-        row = await _row(notifications_sessions, cookie)
+        row = await _row(sessions, cookie)
         lifetime = row.expires_at - row.created_at
         assert lifetime == timedelta(seconds=settings.dashboard_session_max_seconds)
-        await _age(notifications_sessions, cookie, expires_at=lifetime + timedelta(seconds=1))
+        await _age(sessions, cookie, expires_at=lifetime + timedelta(seconds=1))
         r = await web.get("/dashboard/alerts")
         assert r.status_code == 303 and r.headers["location"].startswith("/dashboard/login")
 
     async def test_a_new_sign_in_clears_away_ended_sessions(
-            self, web: httpx.AsyncClient, notifications_sessions: Any,
+            self, web: httpx.AsyncClient, sessions: Any,
             settings: Settings) -> None:
         old = await _signed_in(web)
-        await _age(notifications_sessions, old, last_seen_at=timedelta(
+        await _age(sessions, old, last_seen_at=timedelta(
             seconds=settings.dashboard_session_idle_seconds + 5))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://dashboard.test") as other:
             await _signed_in(other)
-        assert await _row(notifications_sessions, old) is None
+        assert await _row(sessions, old) is None
 
 
 # --- the live stream on the cookie (a real server: streams are not buffered) -----------------
