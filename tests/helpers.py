@@ -181,3 +181,16 @@ async def create_care_plan(http: httpx.AsyncClient, headers: dict[str, str],
         if not late or loop.time() > deadline:
             return r
         await asyncio.sleep(0.2)
+
+
+async def owner_ddl(s: Settings, schema: str, ddl: str) -> None:
+    """Run a test's own DDL (a scratch table) as the migration owner, as a migration would: the
+    runtime roles may not create tables, and the owner's default privileges give the schema's
+    role read/write on what it makes."""
+    from shared.db import connect
+
+    conn = await connect(s, "owner", server_settings={"search_path": schema})
+    try:
+        await conn.execute(ddl)
+    finally:
+        await conn.close()

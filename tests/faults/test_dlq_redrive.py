@@ -30,7 +30,7 @@ from shared.events.referrals import ReferralSubmitted
 from shared.outbox import event_bytes
 from shared.settings import Settings, settings_env
 from shared.stack import REPO_ROOT
-from tests.helpers import end_offsets, eventually
+from tests.helpers import end_offsets, eventually, owner_ddl
 
 pytestmark = pytest.mark.stack
 
@@ -69,14 +69,7 @@ class Handler:
 
 @pytest.fixture(scope="module")
 async def effects_table(infra, referrals_sessions):  # type: ignore[no-untyped-def]
-    # made by the migration owner: the referrals role may not create tables
-    from shared.db import connect
-
-    conn = await connect(infra, "owner", server_settings={"search_path": "referrals"})
-    try:
-        await conn.execute(EFFECTS_DDL)
-    finally:
-        await conn.close()
+    await owner_ddl(infra, "referrals", EFFECTS_DDL)
 
 
 async def _effects(sessions, consumer: str) -> Counter:  # type: ignore[no-untyped-def]

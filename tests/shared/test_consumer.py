@@ -17,7 +17,7 @@ from shared.db import unit_of_work
 from shared.events.envelope import make_event
 from shared.events.referrals import ReferralSubmitted
 from shared.outbox import event_bytes
-from tests.helpers import eventually, read_topic
+from tests.helpers import eventually, owner_ddl, read_topic
 
 EFFECTS_DDL = """CREATE TABLE IF NOT EXISTS test_consumer_effect (
     id SERIAL PRIMARY KEY, consumer TEXT NOT NULL, event_id TEXT NOT NULL)"""
@@ -32,15 +32,7 @@ def _event(referral_id: str | None = None):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 async def effects_table(infra, referrals_sessions):  # type: ignore[no-untyped-def]
-    # made by the migration owner, as a migration would: the referrals role may not create
-    # tables, and the owner's default privileges give it read/write on this one
-    from shared.db import connect
-
-    conn = await connect(infra, "owner", server_settings={"search_path": "referrals"})
-    try:
-        await conn.execute(EFFECTS_DDL)
-    finally:
-        await conn.close()
+    await owner_ddl(infra, "referrals", EFFECTS_DDL)
     return "test_consumer_effect"
 
 
