@@ -77,7 +77,7 @@ class CarePlanRepository:
         """Whether a referral of the person's came from or went to `org`."""
         stmt = select(TimelineEntry.event_id).where(
             TimelineEntry.patient_id == patient_id,
-            or_(TimelineEntry.from_org == org, TimelineEntry.to_org == org)).limit(1)
+            or_(col(TimelineEntry.from_org) == org, col(TimelineEntry.to_org) == org)).limit(1)
         return (await self.session.exec(stmt)).first() is not None
 
     async def is_known(self, patient_id: str) -> bool:
