@@ -437,8 +437,9 @@ def check_may_create(principal: Principal, rels: set[Relationship]) -> Relations
     if granted is None:
         raise Forbidden("you have no care relationship with this person that Waymark can "
                         "show: a referral from or to your organisation, or their registered "
-                        "GP practice (coordinators: a person cared for in your ICS)",
-                        reason="no_relationship")
+                        "GP practice (coordinators: a person cared for in your ICS). A referral "
+                        "made a moment ago reaches the care plans service within seconds: try "
+                        "again shortly", reason="no_relationship")
     return granted
 
 
