@@ -506,6 +506,8 @@ class Patient:
     family_name: str
     last_service: str | None = None
     open_referrals: int = 0
+    referred_at: float = 0.0  # monotonic time of the first referral (0: not yet referred)
+    has_plan: bool = False
 
 
 @dataclass
@@ -599,6 +601,7 @@ class VirtualUser:
         ref = Referral(body["id"], patient, service_id, body["state"], r.headers["etag"])
         patient.open_referrals += 1
         patient.last_service = service_id
+        patient.referred_at = patient.referred_at or time.monotonic()
         self.referrals[ref.id] = ref
         return ref
 
@@ -665,9 +668,20 @@ class VirtualUser:
         await self.call(READ_PLAN, "GET", self.ctx.url("care_plans", f"/care-plans/{plan}"),
                         headers=self.clinician)
 
+    #: a plan is started for a person this user referred at least this long ago, so the
+    #: referral has reached the care plans service (the care relationship a plan needs)
+    PLAN_AFTER_SECONDS = 5.0
+
     async def create_plan(self) -> None:
-        # a person of their own: one plan per person, and nobody else's
-        body = {"nhs_number": self.ctx.next_nhs_number(),
+        # a person this user referred (its care relationship): one plan per person
+        ready = [p for p in self.patients if not p.has_plan and p.referred_at
+                 and time.monotonic() - p.referred_at >= self.PLAN_AFTER_SECONDS]
+        if not ready:
+            await self.directory_search()  # nobody to plan for yet: another kind of request
+            return
+        patient = self.rng.choice(ready)
+        patient.has_plan = True
+        body = {"nhs_number": patient.nhs,
                 "consented_organisations": [self.ctx.receiver],
                 "reason": "plan agreed at the first conversation",
                 "content": {"what_matters_to_me": "Walking the dog again without a flare-up.",

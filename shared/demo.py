@@ -96,8 +96,11 @@ def seed(settings: Settings) -> list[str]:
             given, family, dob = PEOPLE[r.patient]
             token = mint_token(settings, sub=f"demo-clinician-{r.from_org}", roles=["clinician"],
                                org=r.from_org, name="Demo Clinician")
-            body = {"patient": {"nhs_number": numbers[r.patient], "given_name": given,
-                                "family_name": family, "birth_date": dob},
+            patient = {"nhs_number": numbers[r.patient], "given_name": given,
+                       "family_name": family, "birth_date": dob}
+            if r.from_org.startswith("GP-"):
+                patient["registered_practice"] = r.from_org  # the demo people's own practice
+            body = {"patient": patient,
                     "source": "workplace" if r.from_org.startswith("OH-") else "gp",
                     "from_practitioner": "Dr Demo", "to_org": r.to_org,
                     "to_service_id": r.to_service_id,
@@ -125,8 +128,15 @@ def seed(settings: Settings) -> list[str]:
 
 def _post(http: httpx.Client, path: str, body: dict, token: str, key: str) -> httpx.Response:  # type: ignore[type-arg]
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
-    resp = http.post(path, json=body, headers={"Authorization": f"Bearer {token}",
-                                               "Idempotency-Key": f"{key}-{digest}"})
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": f"{key}-{digest}"}
+    resp = http.post(path, json=body, headers=headers)
+    # a plan needs the referral just seeded to have reached the care plans service (Kafka):
+    # until then it is refused for want of a care relationship
+    deadline = time.monotonic() + 60
+    while resp.status_code == 403 and "no_relationship" in resp.text \
+            and time.monotonic() < deadline:
+        time.sleep(0.5)
+        resp = http.post(path, json=body, headers=headers)
     if resp.status_code >= 400:
         raise httpx.HTTPStatusError(f"{resp.status_code}: {resp.text}", request=resp.request,
                                     response=resp)

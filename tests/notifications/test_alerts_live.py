@@ -111,9 +111,10 @@ class TestFanout:
         sub = await fanout.subscribe(infra.ics)
         pid = fanout.listener_pid()
         assert pid is not None
-        conn = await asyncpg.connect(host=infra.pg_host, port=infra.pg_port,
-                                     user=infra.pg_user, password=infra.pg_credentials("owner")[1],
-                                     database=infra.db_name)
+        # as the notifications role itself: a role may end its own backends, no other may
+        role, password = infra.pg_credentials("notifications")
+        conn = await asyncpg.connect(host=infra.pg_host, port=infra.pg_port, user=role,
+                                     password=password, database=infra.db_name)
         try:
             assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
         finally:

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
 from services.notifications.message_sender import Claimed, MessageSender
-from services.notifications.messages import appointment_words
+from services.notifications.messages import appointment_words, staff_key
 from shared.db import unit_of_work
 from shared.topics import REFERRALS
 from tests.conftest import auth
@@ -122,8 +122,8 @@ class TestTheReferrer:
         # provider can say no, with a 400
         await sql(notifications_sessions, """
             INSERT INTO preference (user_id, org, channels, mobile)
-            VALUES (:u, :o, ARRAY['sms'], '+15551234567')""", u=p.referrer_user,
-                  o=p.referrer_org)
+            VALUES (:u, :o, ARRAY['sms'], '+15551234567')""",
+                  u=staff_key(p.referrer_user, p.referrer_org), o=p.referrer_org)
         referral = await new_referral(s, p)
         await move(s, p, referral, "accept")
         logged = await message_when(s, referral["id"], template="referral-accepted",
