@@ -183,7 +183,19 @@
         var doc = new DOMParser().parseFromString(html, "text/html");
         var rows = doc.getElementById("alert-rows");
         var counts = doc.getElementById("alert-counts");
-        if (rows) { tbody.replaceWith(document.importNode(rows, true)); tbody = table.querySelector("tbody"); }
+        if (rows) {
+          var known = {};
+          tbody.querySelectorAll("tr[data-alert-id]").forEach(function (r) { known[r.getAttribute("data-alert-id")] = true; });
+          tbody.replaceWith(document.importNode(rows, true));
+          tbody = table.querySelector("tbody");
+          // alerts that arrived while the stream was away are new to the user too: say so
+          var arrived = [];
+          tbody.querySelectorAll("tr[data-alert-id]").forEach(function (r) {
+            if (!known[r.getAttribute("data-alert-id")]) { markNew(r); arrived.push(titleOf(r)); }
+          });
+          if (arrived.length === 1) { say("New alert: " + arrived[0] + "."); }
+          else if (arrived.length > 1) { say(arrived.length + " new alerts: " + arrived.join("; ") + "."); }
+        }
         var here = document.getElementById("alert-counts");
         if (counts && here) { here.replaceWith(document.importNode(counts, true)); }
       })
