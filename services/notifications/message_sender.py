@@ -482,7 +482,9 @@ def log_ref(recipient_key: str) -> str:
     kind, _, rest = recipient_key.partition(":")
     if not rest:
         return kind
-    return f"{kind}:{hashlib.sha256(recipient_key.encode()).hexdigest()[:10]}"
+    # "h" first: ten hex characters can all be digits, and a ten-digit run may pass the NHS
+    # number check (Modulus 11), so a log line could look as if it held one
+    return f"{kind}:h{hashlib.sha256(recipient_key.encode()).hexdigest()[:10]}"
 
 
 class _Log:

@@ -341,7 +341,16 @@ class TestLogRef:
 
         ref = log_ref(key)
         kind, rest = key.split(":", 1)
-        assert ref.startswith(kind + ":") and rest not in ref and len(ref) == len(kind) + 11
+        assert ref.startswith(kind + ":h") and rest not in ref and len(ref) == len(kind) + 12
+
+    def test_a_ref_never_reads_as_a_number(self) -> None:
+        """Ten hex characters are all digits about once in a hundred keys; a ten-digit run
+        that passes Modulus 11 would look like an NHS number in the log."""
+        from services.notifications.message_sender import log_ref
+
+        refs = [log_ref(f"org:{i}").split(":", 1)[1] for i in range(5000)]
+        assert any(r[1:].isdigit() for r in refs)  # the case this guards against happens
+        assert not any(r.isdigit() for r in refs)
 
     def test_the_same_key_gives_the_same_ref_and_others_differ(self) -> None:
         from services.notifications.message_sender import log_ref
