@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from shared.access import (
@@ -37,14 +36,7 @@ from shared.access import (
     roles_phrase,
 )
 from shared.errors import Forbidden, NotFound, ValidationFailed
-
-
-class Instrument(StrEnum):
-    # the values are the event's `instrument` (shared/events/care_plans.py) and the
-    # Questionnaire ids the service publishes
-    START_BACK = "STarT-Back"
-    PHQ9 = "PHQ-9"
-    GAD7 = "GAD-7"
+from shared.vocabulary import HIGH_RISK_BANDS, Instrument
 
 
 @dataclass(frozen=True)
@@ -112,7 +104,7 @@ INSTRUMENTS: dict[Instrument, InstrumentSpec] = {
         ),
         default_answers=_AGREE, item_answers={9: _BOTHERSOME},
         bands=(),  # banded on total and subscale together: see start_back_band
-        high_risk_bands=frozenset({"high"}),
+        high_risk_bands=HIGH_RISK_BANDS[Instrument.START_BACK],
         source="Hill et al. 2008, Arthritis Rheum 59(5):632-641; Keele University STarT Back "
                "scoring guide"),
     Instrument.PHQ9: InstrumentSpec(
@@ -136,7 +128,7 @@ INSTRUMENTS: dict[Instrument, InstrumentSpec] = {
         default_answers=_FREQUENCY, item_answers={},
         bands=(Band("minimal", 0, 4), Band("mild", 5, 9), Band("moderate", 10, 14),
                Band("moderately_severe", 15, 19), Band("severe", 20, 27)),
-        high_risk_bands=frozenset({"severe"}),
+        high_risk_bands=HIGH_RISK_BANDS[Instrument.PHQ9],
         source="Kroenke, Spitzer & Williams 2001, J Gen Intern Med 16(9):606-613"),
     Instrument.GAD7: InstrumentSpec(
         instrument=Instrument.GAD7,
@@ -153,7 +145,7 @@ INSTRUMENTS: dict[Instrument, InstrumentSpec] = {
         default_answers=_FREQUENCY, item_answers={},
         bands=(Band("minimal", 0, 4), Band("mild", 5, 9), Band("moderate", 10, 14),
                Band("severe", 15, 21)),
-        high_risk_bands=frozenset({"severe"}),
+        high_risk_bands=HIGH_RISK_BANDS[Instrument.GAD7],
         source="Spitzer, Kroenke, Williams & Lowe 2006, Arch Intern Med 166(10):1092-1097"),
 }
 

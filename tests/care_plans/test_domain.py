@@ -372,3 +372,26 @@ class TestContactChanges:
         assert domain.contact_changes(before, after) == [
             "person's email", "person's mobile", "carer c1's contact", "carer c2's contact"]
         assert domain.contact_changes(before, before) == []
+
+
+class TestOneVocabulary:
+    """The bands scoring produces and the high-risk ones are the shared vocabulary's, which the
+    journey rules alert with (shared/vocabulary.py): they cannot drift apart again."""
+
+    def test_every_band_scoring_produces_is_in_the_vocabulary_and_back(self) -> None:
+        from shared.vocabulary import BANDS
+
+        for inst in (Instrument.PHQ9, Instrument.GAD7):
+            spec = domain.INSTRUMENTS[inst]
+            produced = {domain.band_for(inst, t) for t in range(spec.max_total + 1)}
+            assert produced == set(BANDS[inst]) == {b.code for b in spec.bands}, inst
+        start_back = {domain.start_back_band(t, sub) for t in range(10) for sub in range(6)
+                      if sub <= t}
+        assert start_back == set(BANDS[Instrument.START_BACK])
+
+    def test_the_high_risk_bands_are_the_vocabularys(self) -> None:
+        from shared.vocabulary import HIGH_RISK_BANDS, is_high_risk
+
+        for inst, spec in domain.INSTRUMENTS.items():
+            assert spec.high_risk_bands == HIGH_RISK_BANDS[inst]
+            assert all(is_high_risk(inst.value, b) for b in spec.high_risk_bands)

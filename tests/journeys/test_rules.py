@@ -40,7 +40,11 @@ from workflows.journeys.state import (
     JourneyState,
 )
 
-RULES = load_rules()
+#: the rules a journey started today runs with (the workflow turns the one vocabulary on)
+RULES = dataclasses.replace(load_rules(), bands_from_vocabulary=True)
+#: the rules as the files give them (and as a journey started before the one vocabulary
+#: replays with them)
+LEGACY = LOADED = load_rules()
 RULES_PY = Path(__file__).resolve().parents[2] / "workflows" / "journeys" / "rules.py"
 PATIENT = "pt_unit_0001"
 HOUR = timedelta(hours=1)
@@ -191,7 +195,7 @@ class TestLoadRules:
         assert (RULES.returned_times, RULES.returned_window_days) == (2, 182)
         assert (RULES.frequent_contacts, RULES.frequent_window_days) == (4, 182)
         assert RULES.phq9_item9_above == 0
-        assert RULES.high_risk_bands == ["severe", "high_risk"]
+        assert not LEGACY.bands_from_vocabulary and RULES.bands_from_vocabulary
 
     def test_escalation_hours_per_severity(self):
         assert RULES.escalation_hours == {"urgent": 1, "high": 24, "medium": 72}
@@ -233,13 +237,13 @@ class TestLoadRules:
         path.write_text(bumped)
         other = load_rules(path)
         for f in dataclasses.fields(Rules):
-            base, new = getattr(RULES, f.name), getattr(other, f.name)
-            if isinstance(base, int):
+            base, new = getattr(LOADED, f.name), getattr(other, f.name)
+            if isinstance(base, int) and not isinstance(base, bool):
                 assert new == base + 100, f.name
         assert other.booking_weeks_by_category == {"talking_therapies_ltc": 104, "crisis": 101}
         assert other.escalation_hours == {"urgent": 101, "high": 124, "medium": 172}
-        assert other.severity == RULES.severity
-        assert other.bank_holidays == RULES.bank_holidays
+        assert other.severity == LOADED.severity
+        assert other.bank_holidays == LOADED.bank_holidays
 
     def test_a_later_file_overrides_an_earlier_one_key_by_key(self, tmp_path):
         local = tmp_path / "local.toml"
@@ -254,7 +258,7 @@ class TestLoadRules:
             "triage_working_days_routine", "booking_weeks_by_category",
             "triage_minutes_by_category"}
         for name in unchanged:
-            assert getattr(other, name) == getattr(RULES, name), name
+            assert getattr(other, name) == getattr(LOADED, name), name
 
     def test_the_worker_reads_the_files_the_environment_lists_in_order(
             self, tmp_path, monkeypatch):
@@ -264,9 +268,9 @@ class TestLoadRules:
         local.write_text("[stall.triage_minutes_by_category]\ncrisis = 240\n")
         monkeypatch.setenv(RULES_ENV, f"{DEFAULT_RULES_FILE}:{local}")
         assert rules_from_environment() == dataclasses.replace(
-            RULES, triage_minutes_by_category={"crisis": 240})
+            LOADED, triage_minutes_by_category={"crisis": 240})
         monkeypatch.delenv(RULES_ENV)
-        assert rules_from_environment() == RULES
+        assert rules_from_environment() == LOADED
 
     def test_a_file_missing_a_threshold_fails_loudly(self, tmp_path):
         path = tmp_path / "rules.toml"
@@ -984,7 +988,7 @@ class TestSafety:
 
     @pytest.mark.parametrize(("instrument", "band", "words"), [
         ("GAD-7", "severe", "severe band"), ("PHQ-9", "severe", "severe band"),
-        ("STarT Back", "high_risk", "high risk band")])
+        ("STarT-Back", "high", "high risk band")])
     def test_a_high_risk_band_of_any_instrument_is_an_urgent_alert(self, instrument, band, words):
         state = new_state()
         apply_assessment(state, assess("a-1", T0, instrument=instrument, band=band, total=19,
@@ -994,11 +998,27 @@ class TestSafety:
         assert alerts[0].explanation == \
             f"{instrument} on 5 January 2026 is in the {words} (score 19)."
 
-    @pytest.mark.parametrize("band", ["minimal", "mild", "moderate", "low_risk", "medium_risk"])
-    def test_other_bands_are_not_alerts(self, band):
+    @pytest.mark.parametrize(("instrument", "band"), [
+        ("GAD-7", "minimal"), ("GAD-7", "mild"), ("GAD-7", "moderate"), ("PHQ-9", "minimal"),
+        ("PHQ-9", "moderate"), ("PHQ-9", "moderately_severe"), ("STarT-Back", "low"),
+        ("STarT-Back", "medium"), ("GAD-7", "high"), ("STarT-Back", "severe"),
+        ("Unknown-7", "severe")])
+    def test_other_bands_are_not_alerts(self, instrument, band):
+        """Only an instrument's own high-risk bands: GAD-7 has no `high`, STarT Back no
+        `severe`, and an instrument the vocabulary does not know raises nothing."""
         state = new_state()
-        apply_assessment(state, assess("a-1", T0, instrument="GAD-7", band=band, item9=None))
+        apply_assessment(state, assess("a-1", T0, instrument=instrument, band=band,
+                                       item9=None))
         assert evaluate(state, RULES, T0) == []
+
+    def test_a_journey_started_before_the_vocabulary_replays_its_old_decisions(self):
+        """Recorded histories must replay: the legacy rules never alerted on STarT Back high
+        (the missed alert of issue #15), so on replay they still do not."""
+        state = new_state()
+        apply_assessment(state, assess("sb-1", T0, instrument="STarT-Back", band="high",
+                                       item9=None))
+        assert evaluate(state, LEGACY, T0) == []
+        assert [a.rule for a in raised(evaluate(state, RULES, T0))] == ["safety.high_risk_band"]
 
     def test_item9_and_a_severe_band_raise_both_alerts(self):
         state = new_state()

@@ -165,6 +165,26 @@ class TestEscalationAndActions:
 
         await eventually(escalated, timeout=20)
 
+    async def test_a_start_back_high_result_is_an_urgent_alert_on_a_new_journey(
+            self, ts_worker):
+        """The missed alert of issue #15: STarT Back's high-risk band is `high` (the one
+        vocabulary); a journey started today alerts on it, and its history replays."""
+        env, queue, _ = ts_worker
+        t0 = await env.get_current_time()
+        handle = await start(env.client, queue, patient())
+        await handle.signal(PatientJourney.assessment, AssessmentEvent(
+            event_id=str(uuid.uuid4()), occurred_at=t0.isoformat(), assessment_id="sb1",
+            instrument="STarT-Back", band="high", total=8))
+        await handle.signal(PatientJourney.assessment, AssessmentEvent(
+            event_id=str(uuid.uuid4()), occurred_at=t0.isoformat(), assessment_id="sb2",
+            instrument="STarT-Back", band="medium", total=5))
+        found = (await eventually(lambda: alerts(handle, "safety.high_risk_band"),
+                                  timeout=20))
+        assert [(a.severity, "high risk band" in a.explanation) for a in found] == [
+            ("urgent", True)]
+        await Replayer(workflows=[PatientJourney]).replay_workflow(
+            await handle.fetch_history())
+
     async def test_an_acknowledged_alert_does_not_escalate_and_a_resolution_records_why(
             self, ts_worker, journey_sessions):
         env, queue, _ = ts_worker

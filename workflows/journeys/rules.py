@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from shared.vocabulary import band_words, is_high_risk
 from workflows.journeys.state import (
     Alert,
     AlertAction,
@@ -65,7 +66,12 @@ class Rules:
     frequent_contacts: int = 4
     frequent_window_days: int = 182
     phq9_item9_above: int = 0
+    # journeys started before the one vocabulary judged bands by this list, which named a band
+    # no instrument produces (`high_risk`); their recorded histories still replay with it
     high_risk_bands: list[str] = field(default_factory=lambda: ["severe", "high_risk"])
+    # since: each instrument's own high-risk bands (shared/vocabulary.py), the same definition
+    # the care plans service flags with; the workflow turns it on under workflow.patched
+    bands_from_vocabulary: bool = False
     escalation_hours: dict[str, int] = field(
         default_factory=lambda: {"urgent": 1, "high": 24, "medium": 72})
     severity: dict[str, str] = field(default_factory=dict)
@@ -95,7 +101,7 @@ def load_rules(*paths: Path) -> Rules:
         returned_times=lp["returned_times"], returned_window_days=lp["returned_window_days"],
         frequent_contacts=lp["frequent_contacts"],
         frequent_window_days=lp["frequent_window_days"],
-        phq9_item9_above=sf["phq9_item9_above"], high_risk_bands=list(sf["high_risk_bands"]),
+        phq9_item9_above=sf["phq9_item9_above"],
         escalation_hours={"urgent": esc["urgent_hours"], "high": esc["high_hours"],
                           "medium": esc["medium_hours"]},
         severity=dict(raw["severity"]), bank_holidays=list(raw["calendar"]["bank_holidays"]))
@@ -427,11 +433,16 @@ def _safety(r: _Raiser) -> None:
                                   f"Contact the person today."),
                      evidence=[Evidence(None, a.occurred_at, "assessed",
                                         f"{a.instrument} {a.assessment_id} item9={a.item9}")])
-        if a.band in r.rules.high_risk_bands:
+        if r.rules.bands_from_vocabulary:
+            high_risk, words = is_high_risk(a.instrument, a.band), band_words(a.instrument,
+                                                                              a.band)
+        else:  # a journey started before the one vocabulary, replaying
+            high_risk, words = a.band in r.rules.high_risk_bands, a.band.replace("_", " ")
+        if high_risk:
             r.raise_(key=f"safety.high_risk_band:{a.assessment_id}", kind="safety",
                      rule="safety.high_risk_band",
                      explanation=(f"{a.instrument} on {_day(a.occurred_at)} is in the "
-                                  f"{a.band.replace('_', ' ')} band (score {a.total})."),
+                                  f"{words} band (score {a.total})."),
                      evidence=[Evidence(None, a.occurred_at, "assessed",
                                         f"{a.instrument} {a.assessment_id} band={a.band}")])
 

@@ -11,6 +11,7 @@ Workflow code does no I/O and never reads the clock: time is `workflow.now()`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -73,6 +74,10 @@ class PatientJourney:
         self._rules = await workflow.execute_local_activity(
             "load_journey_rules", result_type=Rules,
             start_to_close_timeout=timedelta(seconds=30))
+        if workflow.patched("high-risk-bands-from-vocabulary"):
+            # one vocabulary (shared/vocabulary.py): STarT Back high alerts as PHQ-9 and GAD-7
+            # severe do; histories recorded before this keep their old decisions on replay
+            self._rules = dataclasses.replace(self._rules, bands_from_vocabulary=True)
         while True:
             self._dirty = False
             now = workflow.now()
