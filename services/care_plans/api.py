@@ -143,7 +143,7 @@ async def create_plan(body: PlanCreate, request: Request, session: SessionDep,
     Needs a care relationship with the person (a referral from or to the caller's
     organisation, their registered GP practice; coordinators: a person of their ICS)."""
     settings = request.app.state.settings
-    patient_id = await handlers.patient_of_create(body, settings)
+    patient_id = handlers.patient_of_named(body, settings)
 
     async def create() -> Outcome:
         async with refusals_audited(request, principal, "CarePlan", patient_id or "-",
@@ -166,7 +166,7 @@ async def break_glass(body: BreakGlassIn, request: Request, session: SessionDep,
     relationships, with a stated reason, for a limited time. Audited and reported to the ICS's
     information governance lead."""
     settings = request.app.state.settings
-    patient_id = await handlers.patient_of_create(body, settings)  # type: ignore[arg-type]
+    patient_id = handlers.patient_of_named(body, settings)
     async with refusals_audited(request, principal, "CarePlan", patient_id or "-",
                                 action="break-glass-denied", patient_id=patient_id):
         grant = await handlers.break_glass(session=session, principal=principal,

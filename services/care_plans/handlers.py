@@ -115,7 +115,7 @@ async def create_plan(*, session: AsyncSession, principal: Principal, cmd: PlanC
     return PlanState(plan, version, Relationship.PLAN_HOLDER.value)
 
 
-async def patient_of_create(cmd: PlanCreate | BreakGlassIn, settings: Settings) -> str | None:
+def patient_of_named(cmd: PlanCreate | BreakGlassIn, settings: Settings) -> str | None:
     """The pseudonym a request names (for auditing a refusal), or None if invalid."""
     try:
         return pseudonymise(normalise_nhs_number(cmd.nhs_number), settings)
