@@ -69,3 +69,106 @@ def band_words(instrument: str, band: str) -> str:
     if inst is None:
         return band.replace("_", " ")
     return BAND_WORDS[inst].get(band, band.replace("_", " "))
+
+
+#: the severity each screening flag carries, in the care plan (RiskFlagged) and on the journey's
+#: alert alike: item 9 of PHQ-9 above 0 is urgent (contact the person today); a high-risk band is
+#: a pathway prompt at high (act within a working day)
+RISK_SEVERITY: Mapping[str, str] = {"phq9_item9": "urgent", "high_risk_band": "high"}
+
+
+# --- how a referral ended ------------------------------------------------------------------
+#
+# The referrals service takes a coded reason for every ending (services/referrals/domain.py;
+# rejection and return reasons follow NHS e-RS "reject / return to referrer"). What the ending
+# means for the person's journey decides the loop and stall rules (workflows/journeys/rules.py):
+# treatment completed, or advice and guidance followed by a referral, is the pathway working;
+# a door closed without treatment is what bouncing is made of.
+
+class Outcome(StrEnum):
+    TREATED = "treated"  # care given: treatment completed, goals met, onward referral...
+    ADVICE = "advice"  # returned with advice and guidance for the referrer to act on
+    NOT_TREATED = "not_treated"  # a door closed: not accepted, returned, discharged after DNAs
+    DECLINED = "declined"  # the person's own choice
+    ADMINISTRATIVE = "administrative"  # a duplicate, an error, moved away: not about care
+
+
+#: every (ending state, reason code) the referrals service allows, and what it means
+CLOSURE_OUTCOMES: Mapping[str, Mapping[str, Outcome]] = {
+    "rejected": {
+        "not-appropriate-for-service": Outcome.NOT_TREATED,
+        "does-not-meet-criteria": Outcome.NOT_TREATED,
+        "service-unavailable": Outcome.NOT_TREATED,
+        "insufficient-information": Outcome.NOT_TREATED,
+        "duplicate-referral": Outcome.ADMINISTRATIVE,
+        "patient-declined": Outcome.DECLINED,
+    },
+    "returned": {
+        "advice-and-guidance-given": Outcome.ADVICE,
+        "manage-in-primary-care": Outcome.ADVICE,
+        "refer-elsewhere": Outcome.NOT_TREATED,
+        "insufficient-information": Outcome.NOT_TREATED,
+    },
+    "discharged": {
+        "treatment-completed": Outcome.TREATED,
+        "goals-met": Outcome.TREATED,
+        "self-management": Outcome.TREATED,
+        "onward-referral": Outcome.TREATED,
+        "patient-declined-further-care": Outcome.DECLINED,
+        "did-not-attend-discharged": Outcome.NOT_TREATED,
+        "moved-away": Outcome.ADMINISTRATIVE,
+        "deceased": Outcome.ADMINISTRATIVE,
+    },
+    "cancelled": {
+        "patient-request": Outcome.DECLINED,
+        "referred-in-error": Outcome.ADMINISTRATIVE,
+        "no-longer-required": Outcome.ADMINISTRATIVE,
+        "duplicate-referral": Outcome.ADMINISTRATIVE,
+        # the referrer cancelled because the directory withdrew the service: the person still
+        # needs somewhere to go
+        "service-withdrawn": Outcome.NOT_TREATED,
+    },
+}
+
+#: how an ending state with no (or an unknown) reason is read: a service's rejection or return
+#: is a closed door; a discharge is care given; a cancellation is administrative
+DEFAULT_OUTCOME: Mapping[str, Outcome] = {
+    "rejected": Outcome.NOT_TREATED, "returned": Outcome.NOT_TREATED,
+    "discharged": Outcome.TREATED, "cancelled": Outcome.ADMINISTRATIVE,
+}
+
+#: how a reason reads in an explanation ("not accepted: does not meet the criteria")
+REASON_WORDS: Mapping[str, str] = {
+    "not-appropriate-for-service": "not appropriate for the service",
+    "does-not-meet-criteria": "does not meet the criteria",
+    "service-unavailable": "service unavailable",
+    "insufficient-information": "not enough information",
+    "duplicate-referral": "a duplicate referral",
+    "patient-declined": "the person declined",
+    "advice-and-guidance-given": "advice and guidance given",
+    "manage-in-primary-care": "to be managed in primary care",
+    "refer-elsewhere": "to be referred elsewhere",
+    "treatment-completed": "treatment completed",
+    "goals-met": "goals met",
+    "self-management": "supported self-management",
+    "onward-referral": "referred onwards",
+    "patient-declined-further-care": "the person declined further care",
+    "did-not-attend-discharged": "discharged after missed appointments",
+    "moved-away": "moved away",
+    "deceased": "deceased",
+    "patient-request": "at the person's request",
+    "referred-in-error": "referred in error",
+    "no-longer-required": "no longer required",
+    "service-withdrawn": "the service was withdrawn",
+}
+
+
+def closure_outcome(state: str, reason: str | None) -> Outcome | None:
+    """What an ending means (None: `state` is not an ending)."""
+    if state not in DEFAULT_OUTCOME:
+        return None
+    return CLOSURE_OUTCOMES[state].get(reason or "", DEFAULT_OUTCOME[state])
+
+
+def reason_words(reason: str | None) -> str:
+    return REASON_WORDS.get(reason or "", (reason or "no reason given").replace("-", " "))

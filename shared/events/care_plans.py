@@ -57,6 +57,11 @@ class AssessmentRecorded(CarePlanEventData):
     band: str = Field(max_length=40)
     subscale: int | None = Field(default=None, ge=0, le=5)  # STarT Back distress subscale
     safety_flag: bool = False  # PHQ-9 item 9 above 0
+    # who must hear of a safety flag at once (ODS codes, not personal detail): the person's
+    # registered GP practice and the organisation holding the plan. Optional: version 1
+    # consumers read them or ignore them.
+    registered_practice: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]{1,20}$")
+    holder_org: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]{1,20}$")
 
 
 @REGISTRY.register

@@ -4,11 +4,12 @@ the read model (fetched through the API that checks who is asking); events carry
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from shared.events.envelope import EventData
+from shared.events.referrals import ORG_CODE
 from shared.events.registry import REGISTRY
 
 
@@ -16,13 +17,22 @@ class AlertEventData(EventData):
     SOURCE = "waymark/journeys"
 
     alert_id: str = Field(max_length=300)
-    kind: Literal["stalled", "looping", "safety"]
+    # pathway: a screening result whose matching pathway (e.g. psychologically informed
+    # physiotherapy for STarT Back high) the person may not be on
+    kind: Literal["stalled", "looping", "safety", "pathway"]
     rule: str = Field(max_length=60)
     severity: Literal["urgent", "high", "medium"]
-    status: Literal["open", "acknowledged", "escalated", "resolved", "snoozed"]
+    # progressing: the cause has gone (the person has since been accepted and treated); the
+    # alert leaves the action worklist but stays visible until a coordinator resolves it
+    status: Literal["open", "acknowledged", "escalated", "resolved", "snoozed", "progressing"]
     referral_ids: list[str] = Field(default_factory=list, max_length=50)
     assignee: str | None = Field(default=None, max_length=300)
     seq: int = Field(ge=1)
+    # organisations (ODS codes) the alert is addressed to besides the ICS's coordinators: the
+    # referrer of a referral closed with no next step; the GP practice and the plan holder of a
+    # PHQ-9 item 9 answer above 0. Optional: version 1 consumers read it or ignore it.
+    recipient_orgs: list[Annotated[str, Field(pattern=ORG_CODE)]] = Field(
+        default_factory=list, max_length=10)
 
 
 def _event(change: str) -> type[AlertEventData]:
@@ -36,4 +46,5 @@ def _event(change: str) -> type[AlertEventData]:
 #: the event each alert change publishes
 ALERT_EVENTS: dict[str, type[AlertEventData]] = {
     change: _event(change) for change in
-    ("raised", "escalated", "acknowledged", "assigned", "snoozed", "reopened", "resolved")}
+    ("raised", "escalated", "acknowledged", "assigned", "snoozed", "reopened", "resolved",
+     "progressing")}

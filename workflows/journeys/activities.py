@@ -90,7 +90,8 @@ class JourneyActivities:
             event = make_event(
                 model(alert_id=a.alert_id, kind=a.kind, rule=a.rule,  # type: ignore[arg-type]
                       severity=a.severity, status=a.status,  # type: ignore[arg-type]
-                      referral_ids=referral_ids, assignee=a.assignee, seq=a.seq),
+                      referral_ids=referral_ids, assignee=a.assignee, seq=a.seq,
+                      recipient_orgs=list(a.recipient_orgs)),
                 subject=change.patient_id, time=ts(change.at),
                 event_id=str(uuid.uuid5(EVENT_NAMESPACE, f"{a.alert_id}#{a.seq}")))
             add_event(session, topic=self.settings.topic(JOURNEYS), event=event)

@@ -58,7 +58,9 @@ def to_action(event: CloudEvent, data: AlertActionTaken) -> AlertAction:
 def to_assessment(event: CloudEvent, data: AssessmentRecorded) -> AssessmentEvent:
     return AssessmentEvent(event_id=event.id, occurred_at=event.time.isoformat(),
                            assessment_id=data.assessment_id, instrument=data.instrument,
-                           band=data.band, total=data.total, safety_flag=data.safety_flag)
+                           band=data.band, total=data.total, safety_flag=data.safety_flag,
+                           registered_practice=data.registered_practice,
+                           holder_org=data.holder_org)
 
 
 class Bridge:

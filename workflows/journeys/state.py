@@ -46,6 +46,10 @@ class AssessmentEvent:
     # set by the care plans service when PHQ-9 item 9 was answered above 0 (events carry the
     # flag, never the answers)
     safety_flag: bool = False
+    # the person's registered GP practice and the plan holder's organisation (ODS codes), who
+    # must hear of a PHQ-9 item 9 answer above 0 at once
+    registered_practice: str | None = None
+    holder_org: str | None = None
 
 
 @dataclass
@@ -111,7 +115,7 @@ class Alert:
     severity: str  # urgent | high | medium
     explanation: str
     evidence: list[Evidence]
-    status: str  # open | acknowledged | escalated | resolved | snoozed
+    status: str  # open | acknowledged | escalated | resolved | snoozed | progressing
     raised_at: str
     seq: int = 1  # bumped on every change; the read model keeps the highest
     assignee: str | None = None
@@ -121,6 +125,10 @@ class Alert:
     resolution: str | None = None
     snoozed_until: str | None = None
     referral_id: str | None = None  # the referral a stall is about
+    # organisations (ODS codes) the alert is addressed to besides the ICS's coordinators
+    recipient_orgs: list[str] = field(default_factory=list)
+    # when the cause went (the person since accepted and seen): status "progressing"
+    progressing_at: str | None = None
 
 
 @dataclass
