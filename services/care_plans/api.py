@@ -24,8 +24,9 @@ from services.care_plans.schemas import (
     CarerContactOut,
     ConsentUpdate,
     ContactOut,
+    CrisisContactOut,
+    CrisisPlanOut,
     DiffOut,
-    PlanContent,
     PlanCreate,
     PlanOut,
     PlanSummary,
@@ -33,6 +34,7 @@ from services.care_plans.schemas import (
     TimelineEntryOut,
     TrendPointOut,
     VersionInfo,
+    stored_content,
 )
 from shared.access import Capability, may_use
 from shared.audit import record_audit
@@ -119,7 +121,7 @@ async def refusals_audited(request: Request, principal: Principal, resource_type
 def _plan_out(state: PlanState) -> dict[str, Any]:
     p, v = state.plan, state.version
     return PlanOut(id=p.id, patient_id=p.patient_id, ics=p.ics, holder_org=p.holder_org,
-                   version=v.version, content=PlanContent.model_validate(v.content),
+                   version=v.version, content=stored_content(v.content),
                    consented_organisations=list(v.consented_orgs), author=v.author,
                    author_org=v.author_org, reason=v.reason, updated_at=v.created_at,
                    created_at=p.created_at, access=state.access).model_dump(mode="json")
@@ -212,7 +214,7 @@ async def contact_of_patient(patient_id: Annotated[str, Path(max_length=120)],
     version = await repo.version(plan.id, plan.current_version) if plan else None
     if plan is None or version is None:
         raise NotFound(f"no care plan for {patient_id}")
-    content = PlanContent.model_validate(version.content)
+    content = stored_content(version.content)
     record_audit(session, principal=principal, action="read", resource_type="CarePlanContact",
                  resource_id=plan.id, patient_id=plan.patient_id, client_ip=client_ip(request),
                  detail=f"version {version.version}")
@@ -318,7 +320,7 @@ async def summary(plan_id: str, request: Request, session: SessionDep,
                   principal: CurrentPrincipal) -> PlanSummary:
     """"Tell it once": what a receiving service needs, if the person consented to it."""
     state = await _read(request, session, principal, plan_id, resource_type="CarePlanSummary")
-    content = PlanContent.model_validate(state.version.content)
+    content = stored_content(state.version.content)
     latest: dict[str, Assessment] = {}
     for a in await CarePlanRepository(session).assessments(state.plan.id):
         latest[a.instrument] = a  # oldest first, so the last one wins
@@ -332,6 +334,47 @@ async def summary(plan_id: str, request: Request, session: SessionDep,
                  "may_see": [s.value for s in c.may_see]} for c in content.carers],
         latest_assessments=[_assessment_out(a) for a in latest.values()],
         next_review_date=content.next_review_date)
+
+
+def _crisis_out(state: PlanState) -> CrisisPlanOut:
+    crisis = stored_content(state.version.content).crisis
+    return CrisisPlanOut(
+        plan_id=state.plan.id, patient_id=state.plan.patient_id,
+        version=state.version.version, updated_at=state.version.created_at,
+        when=crisis.when, plan=crisis.plan, access=state.access,
+        contacts=[CrisisContactOut(id=c.id, name=c.name, relationship=c.relationship,
+                                   role=c.role, phone=c.phone) for c in crisis.who_to_call])
+
+
+@app.get("/care-plans/{plan_id}/crisis-plan", response_model=CrisisPlanOut, responses=ERRORS,
+         tags=["care plans"])
+async def crisis_plan(plan_id: str, request: Request, session: SessionDep,
+                      principal: CurrentPrincipal) -> CrisisPlanOut:
+    """The person's crisis plan: when it applies, what to do, who to call (current version)."""
+    state = await _read(request, session, principal, plan_id, resource_type="CarePlanCrisis",
+                        detail="crisis plan")
+    return _crisis_out(state)
+
+
+@app.get("/patients/{patient_id}/crisis-plan", response_model=CrisisPlanOut,
+         responses=ERRORS, tags=["care plans"])
+async def crisis_plan_of_patient(patient_id: Annotated[str, Path(max_length=120)],
+                                 request: Request, session: SessionDep,
+                                 principal: CurrentPrincipal) -> CrisisPlanOut:
+    """The crisis plan by the person's pseudonymous id (what a safety alert names), read as
+    the caller: "no plan" and "not yours" are the same 404."""
+    async with refusals_audited(request, principal, "CarePlanCrisis", patient_id,
+                                patient_id=patient_id):
+        domain.check_role(principal, Capability.CARE_PLAN_READ)
+        plan = await CarePlanRepository(session).by_patient(patient_id)
+        if plan is None:
+            raise NotFound(f"no care plan for {patient_id}")
+    try:
+        state = await _read(request, session, principal, plan.id,
+                            resource_type="CarePlanCrisis", detail="crisis plan")
+    except NotFound:
+        raise NotFound(f"no care plan for {patient_id}") from None
+    return _crisis_out(state)
 
 
 @app.get("/care-plans/{plan_id}/timeline", response_model=list[TimelineEntryOut],

@@ -39,11 +39,14 @@ def consent_event(plan: CarePlan, content: PlanContent) -> CloudEvent:
                       subject=plan.patient_id)
 
 
-def assessment_event(plan: CarePlan, assessment: Assessment, result: Score) -> CloudEvent:
+def assessment_event(plan: CarePlan, assessment: Assessment, result: Score, *,
+                     registered_practice: str | None = None) -> CloudEvent:
     data = AssessmentRecorded(plan_id=plan.id, assessment_id=assessment.id,
                               instrument=result.instrument.value, total=result.total,
                               band=result.band, subscale=result.subscale,
-                              safety_flag=result.safety_flag)
+                              safety_flag=result.safety_flag,
+                              registered_practice=registered_practice,
+                              holder_org=plan.holder_org)
     return make_event(data, subject=plan.patient_id)
 
 

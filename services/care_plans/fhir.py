@@ -167,6 +167,9 @@ def care_plan(plan: CarePlan, version: CarePlanVersion) -> dict[str, Any]:
                  for g in content.get("goals", [])],
         "activity": activities,
         "note": [{"text": f"Version {version.version}: {version.reason}"}]}
+    crisis = crisis_note(content.get("crisis") or {})
+    if crisis:
+        resource["note"].append({"text": crisis})
     if content.get("next_review_date"):
         resource["period"] = {"end": content["next_review_date"]}
     if not resource["goal"]:
@@ -174,6 +177,23 @@ def care_plan(plan: CarePlan, version: CarePlanVersion) -> dict[str, Any]:
     if not activities:
         del resource["activity"]
     return validate(resource)
+
+
+def crisis_note(crisis: dict[str, Any]) -> str | None:
+    """The crisis plan as one Annotation text (FHIR R4 CarePlan has no element of its own for
+    it): when it applies, what to do, who to call."""
+    parts = []
+    if crisis.get("when"):
+        parts.append(f"When: {crisis['when']}")
+    if crisis.get("plan"):
+        parts.append(f"What to do: {crisis['plan']}")
+    calls = []
+    for c in crisis.get("who_to_call") or []:
+        about = c.get("relationship") or c.get("role")
+        calls.append(f"{c.get('name')}{f' ({about})' if about else ''}: {c.get('phone')}")
+    if calls:
+        parts.append("Who to call: " + "; ".join(calls))
+    return "Crisis plan\n" + "\n".join(parts) if parts else None
 
 
 def stored_response(a: Assessment) -> dict[str, Any]:

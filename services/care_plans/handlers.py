@@ -21,7 +21,13 @@ from services.care_plans.models import (
     TimelineEntry,
 )
 from services.care_plans.repository import CarePlanRepository
-from services.care_plans.schemas import AssessmentIn, BreakGlassIn, PlanContent, PlanCreate
+from services.care_plans.schemas import (
+    AssessmentIn,
+    BreakGlassIn,
+    PlanContent,
+    PlanCreate,
+    stored_content,
+)
 from services.referrals.domain import normalise_nhs_number
 from shared.access import Capability, Principal, Relationship, permits
 from shared.audit import record_audit
@@ -262,7 +268,7 @@ async def change_consent(*, session: AsyncSession, principal: Principal, plan_id
     topic = settings.topic(CARE_PLANS)
     add_event(session, topic=topic, event=events.updated_event(plan))
     add_event(session, topic=topic,
-              event=events.consent_event(plan, PlanContent.model_validate(current.content)))
+              event=events.consent_event(plan, stored_content(current.content)))
     record_audit(session, principal=principal, action="consent", resource_type="CarePlan",
                  resource_id=plan.id, patient_id=plan.patient_id, client_ip=client_ip,
                  detail=f"version {version.version}; organisations: {', '.join(orgs) or '-'}")
@@ -305,10 +311,15 @@ async def record_assessment(*, session: AsyncSession, principal: Principal, plan
             patient_id=plan.patient_id, authored=authored, author_org=principal.org),
         authored=authored, recorded_by=principal.identity, recorded_org=principal.org,
         recorded_at=now)
-    CarePlanRepository(session).add(assessment)
+    repo = CarePlanRepository(session)
+    repo.add(assessment)
     await session.flush()
     topic = settings.topic(CARE_PLANS)
-    staged = [events.assessment_event(plan, assessment, result)]
+    # who must hear of a safety flag at once: the person's GP practice (if a referral event
+    # has named it) and the plan's holder
+    staged = [events.assessment_event(
+        plan, assessment, result,
+        registered_practice=await repo.registered_practice(plan.patient_id))]
     staged += [events.risk_event(plan, assessment, result, f) for f in flags]
     for event in staged:
         add_event(session, topic=topic, event=event)

@@ -14,9 +14,18 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from services.care_plans.domain import Instrument
+from services.care_plans.domain import Instrument, crisis_contact_id
 
 ORG_CODE = r"^[A-Za-z0-9-]{1,20}$"
 ITEM_ID = r"^[A-Za-z0-9-]{1,36}$"
@@ -153,16 +162,63 @@ class Communication(Strict):
     mobile: UkMobile | None = None
 
 
+# UK numbers (Ofcom's numbering plan: 0 and nine or ten digits, +44 for the 0) and the
+# national short codes a crisis plan names: 999 and 112 (emergency), 111 (NHS 111, option 2
+# for mental health), 116 xxx (harmonised European helplines: 116 123 Samaritans)
+_UK_PHONE = re.compile(r"^(?:(?:\+44|0044|0)\d{9,10}|999|112|111|116\d{3})$")
+_PHONE_PUNCTUATION = re.compile(r"[\s\-()]")
+#: validation context of a version read back from the database: what was valid when it was
+#: stored stays readable (an old free-text number must never turn a read into a 500)
+STORED = "stored"
+
+
+def _uk_phone(v: str, info: ValidationInfo) -> str:
+    if info.context and info.context.get(STORED):
+        return v
+    if not _UK_PHONE.match(_PHONE_PUNCTUATION.sub("", v)):
+        raise ValueError("must be a UK phone number such as 0113 496 0999 or +44 7700 900123, "
+                         "or a national line such as 111 or 116 123")
+    return v.strip()
+
+
+UkPhone = Annotated[str, Field(min_length=1, max_length=30), AfterValidator(_clean),
+                    AfterValidator(_uk_phone)]
+
+
 class CrisisContact(Strict):
+    """Someone to call in a crisis: a person (relationship) or a service (role)."""
+
+    id: str = Field(pattern=ITEM_ID, description="stable across versions; if not given, "
+                                                 "made from the name and number")
     name: Short
-    role: Short | None = None
-    phone: Short
+    relationship: Short | None = Field(default=None, description="e.g. sister, friend")
+    role: Short | None = Field(default=None, description="e.g. crisis team, 24 hours")
+    phone: UkPhone
+
+    @model_validator(mode="before")
+    @classmethod
+    def _id_from_contact(cls, data: Any) -> Any:
+        # a random id on each save would make every unchanged contact look changed
+        if isinstance(data, dict) and not data.get("id"):
+            return {**data, "id": crisis_contact_id(data.get("name"), data.get("phone"))}
+        return data
 
 
 class Crisis(Strict):
+    """The person's crisis plan: when it applies, what to do, who to call. Shown to the
+    coordinator on a PHQ-9 item 9 safety alert; never carried in events."""
+
     who_to_call: list[CrisisContact] = Field(default_factory=list, max_length=10)
-    when: Text | None = None
-    plan: Text | None = None
+    when: Text | None = Field(default=None, description="the signs that a crisis is coming")
+    plan: Text | None = Field(default=None, description="what to do, in the person's words")
+
+    @field_validator("who_to_call")
+    @classmethod
+    def _unique_ids(cls, v: list[CrisisContact]) -> list[CrisisContact]:
+        ids = [c.id for c in v]
+        if len(ids) != len(set(ids)):
+            raise ValueError("crisis contact ids must be unique")
+        return v
 
 
 class PlanContent(Strict):
@@ -185,6 +241,11 @@ class PlanContent(Strict):
         if len(ids) != len(set(ids)):
             raise ValueError("ids must be unique")
         return v
+
+
+def stored_content(content: dict[str, Any]) -> PlanContent:
+    """A version's document as stored: validated as it was when written (see STORED)."""
+    return PlanContent.model_validate(content, context={STORED: True})
 
 
 OrgCode = Annotated[str, Field(pattern=ORG_CODE)]
@@ -351,6 +412,27 @@ class CarerContactOut(BaseModel):
     relationship: str
     contact: str
     may_see: list[str]
+
+
+class CrisisContactOut(BaseModel):
+    id: str
+    name: str
+    relationship: str | None
+    role: str | None
+    phone: str
+
+
+class CrisisPlanOut(BaseModel):
+    """The person's crisis plan and who to call, from the plan's current version."""
+
+    plan_id: str
+    patient_id: str
+    version: int
+    updated_at: datetime
+    when: str | None
+    plan: str | None
+    contacts: list[CrisisContactOut]
+    access: str = Field(description="why you may read it: holder, consent, ics_coordination")
 
 
 class ContactOut(BaseModel):

@@ -286,7 +286,10 @@ class TestAssessments:
                     if r.event_type == "uk.waymark.care-plan.assessment.recorded"]
         assert recorded == [{"plan_id": plan["id"], "assessment_id": a["id"],
                              "instrument": "PHQ-9", "total": 22, "band": "severe",
-                             "subscale": None, "safety_flag": True}]
+                             "subscale": None, "safety_flag": True,
+                             # who must hear at once: the holder (recorded by a consented
+                             # organisation); no referral has named a GP practice
+                             "registered_practice": None, "holder_org": w.holder}]
         risks = [r.payload["data"] for r in rows
                  if r.event_type == "uk.waymark.care-plan.risk.flagged"]
         assert [(x["reason"], x["severity"], x["band"]) for x in risks] == [
