@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.notifications import routing
+from services.notifications.alert_deliveries import queue_alert_deliveries
 from shared.events.care_plans import BreakGlassUsed
 from shared.events.envelope import CloudEvent
 from shared.events.journeys import AlertEventData
@@ -44,6 +45,8 @@ async def apply_event(*, session: AsyncSession, event: CloudEvent, data: Any,
         await _queue_webhooks(session, event, data)
     elif isinstance(data, AlertEventData):
         await _upsert_alert(session, event, data, settings)
+        # the organisations it is addressed to, partners' subscriptions, the duty rota
+        await queue_alert_deliveries(session, event, data)
     elif isinstance(data, BreakGlassUsed):
         await _tell_information_governance(session, event, data, settings)
 

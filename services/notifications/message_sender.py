@@ -34,6 +34,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from services.notifications import alert_deliveries, routing
 from services.notifications import messages as rules
 from services.notifications.channels import (
     EmailChannel,
@@ -42,6 +43,7 @@ from services.notifications.channels import (
     SmsChannel,
     TransientFailure,
 )
+from services.notifications.config import duty_rota
 from services.notifications.contacts import (
     Contacts,
     DetailsGone,
@@ -132,6 +134,7 @@ class MessageSender:
         self.email = EmailChannel(settings)
         self.sms = SmsChannel(settings, http)
         self.in_app = InAppChannel()
+        self.rota = duty_rota(settings)  # fail fast: escalations must reach someone
 
     @classmethod
     async def create(cls, settings: Settings) -> MessageSender:
@@ -210,6 +213,9 @@ class MessageSender:
         if withheld:
             await self._finish(m, "skipped", error=withheld)
             return
+        if m.audience in routing.ALERT_AUDIENCES:
+            await self._process_alert(m)
+            return
         if not m.referral_id:
             await self._finish(m, "failed", error="the message names no referral, so no "
                                                   "details can be fetched for it")
@@ -235,6 +241,44 @@ class MessageSender:
         status = rules.message_status(outcomes)
         await self._finish(m, status.status, next_at=status.next_attempt_at,
                            error="; ".join(status.errors)[:2000] or None)
+
+    async def _process_alert(self, m: Claimed) -> None:
+        """An alert's message to its addressed organisations or the duty rota: no referral
+        to fetch, the recipients from the message itself, the staff's own preferences and the
+        rota's configuration."""
+        found, nobody = await alert_deliveries.alert_recipients(
+            audience=m.audience, context=m.context, patient_id=m.patient_id,
+            settings=self.settings, rota=self.rota,
+            email_preferences=self._email_preferences)
+        if nobody:
+            await self._finish(m, "skipped", error=nobody)
+            return
+        recipients = [Recipient(
+            key=a.key, reach=a.reach, inbox_owner=a.key if a.inbox_org else None,
+            inbox_org=a.inbox_org, extra={"audience": m.audience, **a.extra},
+            **({"variant": a.pref.variant, "language": a.pref.language,
+                "large_type": a.pref.variant == Variant.LARGE_PRINT,
+                "quiet": (a.pref.quiet_start, a.pref.quiet_end)} if a.pref else {}))
+            for a in found]
+        history = await self._history(m.id)
+        outcomes = [await self._deliver(m, r, None, None, history.get(r.key, Past()))
+                    for r in recipients]
+        status = rules.message_status(outcomes)
+        await self._finish(m, status.status, next_at=status.next_attempt_at,
+                           error="; ".join(status.errors)[:2000] or None)
+
+    async def _email_preferences(self, org: str) -> list[tuple[str, StaffPreference]]:
+        """The staff of `org` who chose email in their own preferences (by preference key)."""
+        async with self.sessions() as session:
+            rows = (await _exec(session, """
+                SELECT user_id, channels, email, mobile, quiet_start, quiet_end, language,
+                       variant
+                FROM preference WHERE org = :org AND 'email' = ANY(channels)
+                  AND email IS NOT NULL ORDER BY user_id LIMIT 200""", org=org)).all()
+        return [(r.user_id, StaffPreference(
+            channels=tuple(r.channels), email=r.email, mobile=r.mobile,
+            quiet_start=r.quiet_start, quiet_end=r.quiet_end, language=r.language,
+            variant=r.variant)) for r in rows]
 
     async def _service(self, service_id: str) -> tuple[ServiceDetails | None, str | None]:
         try:
@@ -333,7 +377,7 @@ class MessageSender:
 
     # --- one recipient ----------------------------------------------------------------------------
 
-    async def _deliver(self, m: Claimed, r: Recipient, referral: ReferralDetails,
+    async def _deliver(self, m: Claimed, r: Recipient, referral: ReferralDetails | None,
                        service: ServiceDetails | None, past: Past) -> RecipientOutcome:
         if past.sent:
             return RecipientOutcome(r.key, Outcome.SENT)
@@ -357,7 +401,8 @@ class MessageSender:
             rendered = self.templates.render(
                 m.template, variant=r.variant, language=r.language, large_type=r.large_type,
                 values=rules.template_values(
-                    context=m.context, referral=referral.template_values(),
+                    context=m.context,
+                    referral=referral.template_values() if referral else {},
                     service_name=service.name if service else None,
                     zone=self.settings.quiet_hours_timezone, extra=r.extra))
         except TemplateFailure as exc:

@@ -6,12 +6,16 @@ user, the receiving service's team, the person, each carer the person allows) an
 channel and format at send time, from the owning services' APIs.
 
 Journey alerts go to the coordinators' inbox (`is_alert_event`); partner organisations get
-what their subscriptions ask for, and only events that concern them (`concerns_org`).
+what their subscriptions ask for, and only events that concern them (`concerns_org`). An alert
+addressed to organisations besides the coordinators (`recipient_orgs`: the GP practice and
+plan holder of a PHQ-9 item 9 answer, the referrer of a referral closed with no next step)
+reaches each one's team inbox, their staff who chose email, and their partner subscriptions;
+an escalated safety alert reaches the ICS's duty rota (`alert_routes`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -23,6 +27,8 @@ class Audience(StrEnum):
     PERSON = "person"  # the person referred, in the form their communication needs ask for
     CARERS = "carers"  # each carer named on the care plan, where the person consented
     SUBSCRIPTION_OWNER = "subscription_owner"  # a partner whose webhook was disabled
+    ALERT_ORGS = "alert_orgs"  # the teams (and staff who chose email) an alert is addressed to
+    DUTY_ROTA = "duty_rota"  # the ICS's duty rota: an escalated safety alert
 
 
 @dataclass(frozen=True)
@@ -100,3 +106,61 @@ def subscription_matches(*, org: str, event_types: list[str], filters: Mapping[s
     if role == "sender" and data.get("from_org") != org:
         return False
     return not (role == "receiver" and data.get("to_org") != org)
+
+
+# --- alerts addressed to organisations ----------------------------------------------------------
+
+#: the audiences of alert messages (no referral to fetch: the sender works them out itself)
+ALERT_AUDIENCES = frozenset({Audience.ALERT_ORGS.value, Audience.DUTY_ROTA.value})
+
+#: the rules whose escalation (nobody acknowledged it in time) goes to the duty rota
+DUTY_ROTA_RULES = frozenset({"safety.phq9_item9"})
+
+#: the alert changes a partner may subscribe to: its lifecycle as an addressee sees it (who a
+#: coordinator assigned it to, or a snooze, is the ICS's own business)
+SUBSCRIBABLE_ALERT_TYPES = frozenset(f"{ALERT_PREFIX}{c}" for c in
+                                     ("raised", "escalated", "acknowledged", "resolved"))
+
+#: what an alert's rule means, in words for its addressees (the rule code otherwise)
+ALERT_RULE_WORDS: Mapping[str, str] = {
+    "safety.phq9_item9": "a PHQ-9 answer says the person has had thoughts of being better off "
+                         "dead or of hurting themselves (item 9 above 0)",
+    "stalled.no_next_step": "a referral ended without treatment and nothing has happened "
+                            "since",
+}
+
+
+def alert_routes(event_type: str, *, rule: str, recipient_orgs: Sequence[str]
+                 ) -> tuple[Route, ...]:
+    """The messages an alert event owes besides the coordinators' inbox: a new alert to its
+    addressed organisations; an escalated safety alert to the duty rota."""
+    change = event_type.removeprefix(ALERT_PREFIX)
+    routes: list[Route] = []
+    if change == "raised" and recipient_orgs:
+        routes.append(Route(Audience.ALERT_ORGS, "alert-for-organisation"))
+    if change == "escalated" and rule in DUTY_ROTA_RULES:
+        routes.append(Route(Audience.DUTY_ROTA, "alert-escalated-duty-rota"))
+    return tuple(routes)
+
+
+def alert_message_context(data: Mapping[str, Any]) -> dict[str, Any]:
+    """What of an alert event a message may use: codes and ids only."""
+    keep = ("alert_id", "kind", "rule", "severity", "status", "recipient_orgs")
+    out = {k: data[k] for k in keep if data.get(k) is not None}
+    out["rule_words"] = ALERT_RULE_WORDS.get(str(data.get("rule")), str(data.get("rule")))
+    return out
+
+
+def alert_subscription_matches(*, org: str, event_types: Sequence[str], event_type: str,
+                               recipient_orgs: Sequence[str]) -> bool:
+    """Whether a subscription gets an alert event: it asked for the type and the alert is
+    addressed to its organisation (referral filters do not apply to alerts)."""
+    return (event_type in SUBSCRIBABLE_ALERT_TYPES and event_type in event_types
+            and org in recipient_orgs)
+
+
+def alert_partner_payload(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The alert event as a partner receives it: as published, without the coordinator it is
+    assigned to (a user of the ICS, not the partner's business)."""
+    data = {k: v for k, v in (event.get("data") or {}).items() if k != "assignee"}
+    return {**event, "data": data}

@@ -68,7 +68,8 @@ async def _checked(cmd_types: list[str] | None, cmd_filters: Filters | None, url
                    settings: Settings, resolve: Resolver | None
                    ) -> tuple[list[str] | None, dict[str, Any] | None]:
     types = None if cmd_types is None else webhooks.check_event_types(
-        cmd_types, known=known_event_types(), prefix=routing.SUBSCRIBABLE_PREFIX)
+        cmd_types, known=known_event_types(), prefix=routing.SUBSCRIBABLE_PREFIX,
+        also=routing.SUBSCRIBABLE_ALERT_TYPES)
     filters = None if cmd_filters is None else webhooks.check_filters(
         cmd_filters.model_dump(exclude_none=True))
     if url is not None:

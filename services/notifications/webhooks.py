@@ -143,16 +143,19 @@ def disabled_notice(*, subscription_id: str, url: str, failing_since: datetime,
 # --- event types and filters -------------------------------------------------------------------
 
 def check_event_types(event_types: Iterable[str], *, known: Collection[str],
-                      prefix: str) -> list[str]:
+                      prefix: str, also: Collection[str] = ()) -> list[str]:
     """The event types a subscription asks for: each registered and subscribable (referral
-    events); duplicates dropped, order kept."""
+    events, and the `also` types: alerts addressed to the partner); duplicates dropped, order
+    kept."""
     out: list[str] = []
     for t in event_types:
         if t not in known:
             raise ValidationFailed(f"unknown event type {t!r}", field="event_types")
-        if not t.startswith(prefix):
+        if not t.startswith(prefix) and t not in also:
+            more = f" and {', '.join(sorted(also))}" if also else ""
             raise ValidationFailed(f"{t!r} cannot be subscribed to: partners may subscribe "
-                                   f"to referral events ({prefix}*)", field="event_types")
+                                   f"to referral events ({prefix}*){more}",
+                                   field="event_types")
         if t not in out:
             out.append(t)
     if not out:

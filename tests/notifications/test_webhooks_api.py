@@ -153,7 +153,7 @@ class TestCreate:
 
     @pytest.mark.parametrize("bad,field", [
         ({"event_types": ["uk.waymark.referral.teleported"]}, "unknown event type"),
-        ({"event_types": ["uk.waymark.journey.alert.raised"]}, "cannot be subscribed"),
+        ({"event_types": ["uk.waymark.journey.alert.assigned"]}, "cannot be subscribed"),
         ({"event_types": []}, "event_types"),
         ({"event_types": [""]}, "event_types"),
         ({"filters": {"colour": "red"}}, "filters"),
