@@ -33,7 +33,9 @@ class AlertOut(BaseModel):
     resolved_at: datetime | None
     resolution: str | None = Field(description="the coded reason it was resolved")
     seq: int = Field(description="the journey's change number this row reflects")
-    version: int = Field(description="bumped on every change of the row (the ETag)")
+    version: int = Field(description="the ETag: moves with every change a coordinator has not "
+                                     "seen (the journey's confirmation of an action taken here "
+                                     "leaves it)")
     allowed_actions: list[Action] = Field(description="what a coordinator may do with it now")
 
 
@@ -53,13 +55,16 @@ class AlertCounts(BaseModel):
 
 class HistoryOut(BaseModel):
     change: str = Field(description="raised, escalated, acknowledged, assigned, snoozed, "
-                                    "reopened, resolved")
+                                    "reopened, progressing, resolved")
     status: str
     actor: str | None = Field(description="'journey' for the journey's own changes, else the "
                                           "user id of the coordinator")
     assignee: str | None
     detail: str | None
     at: datetime
+    seq: int | None = Field(default=None, description=(
+        "the journey's change number that recorded it; for a coordinator's action, that of the "
+        "journey's confirmation (null until the journey has applied it)"))
 
 
 class EvidenceOut(BaseModel):

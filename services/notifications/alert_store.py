@@ -1,6 +1,7 @@
 """The coordinators' alert inbox: its queries, the coordinators' actions (one transaction each:
-the row, its history, the AlertActionTaken event through the outbox, the audit entry) and the
-journey's plain-English explanation, asked of the patient's PatientJourney workflow.
+the row, its history, the AlertActionTaken event through the outbox, the audit entry), the
+journey's alert events (the consumer's transaction) and the journey's plain-English
+explanation, asked of the patient's PatientJourney workflow.
 
 The rules (which action in which status, which filters) are in alerts.py; the routes in
 api_alerts.py; the live stream in live.py.
@@ -135,10 +136,10 @@ async def get_alert(session: AsyncSession, alert_id: str, *,
 
 async def history(session: AsyncSession, alert_id: str) -> list[HistoryOut]:
     rows = (await _exec(session, """
-        SELECT change, status, actor, assignee, detail, at FROM alert_history
+        SELECT change, status, actor, assignee, detail, at, seq FROM alert_history
         WHERE alert_id = :id ORDER BY at, id""", id=alert_id)).all()
     return [HistoryOut(change=r.change, status=r.status, actor=r.actor, assignee=r.assignee,
-                       detail=r.detail, at=r.at) for r in rows]
+                       detail=r.detail, at=r.at, seq=r.seq) for r in rows]
 
 
 # --- acting -----------------------------------------------------------------------------------
@@ -192,6 +193,91 @@ async def take_action(*, session: AsyncSession, principal: Principal, settings: 
                  resource_type="Alert", resource_id=alert_id, patient_id=row.patient_id,
                  client_ip=client_ip, detail=f"{row.status} -> {plan.status}")
     return updated
+
+
+# --- the journey's alert events ---------------------------------------------------------------
+
+JOURNEY = "journey"
+
+
+async def apply_journey_change(session: AsyncSession, *, alert_id: str, patient_id: str,
+                               ics: str, change: str, content: alerts.AlertContent, seq: int,
+                               at: datetime) -> None:
+    """A journey alert event, in the consumer's transaction: a new alert, a change the
+    coordinators have not seen (the row takes it, its version moves, its history gains a
+    row), or the echo of a coordinator's action (it confirms their history row; the version
+    they hold stays). Repeated and out-of-order events change nothing (highest `seq` wins)."""
+    c = content
+    inserted = (await _exec(session, """
+        INSERT INTO alert (alert_id, patient_id, ics, kind, rule, severity, status, assignee,
+                           referral_ids, seq, raised_at, updated_at, acknowledged_at,
+                           resolved_at)
+        VALUES (:aid, :pid, :ics, :kind, :rule, :sev, :status, :assignee, :refs, :seq,
+                :at, :at, CASE WHEN :status = 'acknowledged' THEN CAST(:at AS TIMESTAMPTZ) END,
+                CASE WHEN :status = 'resolved' THEN CAST(:at AS TIMESTAMPTZ) END)
+        ON CONFLICT (alert_id) DO NOTHING RETURNING alert_id""",
+                            aid=alert_id, pid=patient_id, ics=ics, kind=c.kind, rule=c.rule,
+                            sev=c.severity, status=c.status, assignee=c.assignee,
+                            refs=list(c.referral_ids), seq=seq, at=at)).first()
+    if inserted is not None:
+        await _journey_history(session, alert_id, change, c, seq, at)
+        return
+    row: Any = await get_alert(session, alert_id, for_update=True)  # it exists: not inserted
+    # the echo of a coordinator's action: the journey's change of the same name, at the time
+    # the coordinator acted (the action event's time, which the journey keeps), not yet
+    # confirmed by an earlier delivery
+    echoed = None
+    if change in alerts.ECHOES:
+        echoed = (await _exec(session, f"""
+            SELECT h.id, EXISTS (SELECT 1 FROM alert_history later
+                                 WHERE later.alert_id = h.alert_id AND later.id > h.id
+                                   AND later.seq IS NULL
+                                   AND later.actor IS DISTINCT FROM '{JOURNEY}') AS more
+            FROM alert_history h
+            WHERE h.alert_id = :aid AND h.change = :change AND h.at = :at AND h.seq IS NULL
+              AND h.actor IS DISTINCT FROM '{JOURNEY}'
+            ORDER BY h.id LIMIT 1""", aid=alert_id, change=change, at=at)).first()
+    if echoed is not None:
+        await _exec(session, "UPDATE alert_history SET seq = :seq WHERE id = :id",
+                    seq=seq, id=echoed.id)
+    plan = alerts.reconcile(
+        row=alerts.AlertContent(kind=row.kind, rule=row.rule, severity=row.severity,
+                                status=row.status, assignee=row.assignee,
+                                referral_ids=tuple(row.referral_ids or ())),
+        row_seq=row.seq, event=c, seq=seq, echo=echoed is not None,
+        later_actions_pending=bool(echoed is not None and echoed.more))
+    if plan is None:
+        logger.info("alert %s seq %d is not newer than the inbox's (%d); kept the inbox's",
+                    alert_id, seq, row.seq)
+        return
+    if not plan.take_content:
+        await _exec(session, "UPDATE alert SET seq = :seq WHERE alert_id = :aid",
+                    seq=seq, aid=alert_id)
+    else:
+        await _exec(session, """
+            UPDATE alert SET kind = :kind, rule = :rule, severity = :sev, status = :status,
+                assignee = :assignee, referral_ids = :refs, seq = :seq, updated_at = :at,
+                acknowledged_at = COALESCE(acknowledged_at, CASE WHEN :status = 'acknowledged'
+                                                   THEN CAST(:at AS TIMESTAMPTZ) END),
+                resolved_at = CASE WHEN :status = 'resolved'
+                                   THEN COALESCE(resolved_at, CAST(:at AS TIMESTAMPTZ)) END,
+                snoozed_until = CASE WHEN :status = 'snoozed' THEN snoozed_until END,
+                version = version + :bump
+            WHERE alert_id = :aid""",
+                    aid=alert_id, kind=c.kind, rule=c.rule, sev=c.severity, status=c.status,
+                    assignee=c.assignee, refs=list(c.referral_ids), seq=seq, at=at,
+                    bump=1 if plan.new_version else 0)
+    if plan.history:
+        await _journey_history(session, alert_id, change, c, seq, at)
+
+
+async def _journey_history(session: AsyncSession, alert_id: str, change: str,
+                           content: alerts.AlertContent, seq: int, at: datetime) -> None:
+    await _exec(session, f"""
+        INSERT INTO alert_history (alert_id, change, status, actor, assignee, at, seq)
+        VALUES (:aid, :change, :status, '{JOURNEY}', :assignee, :at, :seq)""",
+                aid=alert_id, change=change, status=content.status, assignee=content.assignee,
+                at=at, seq=seq)
 
 
 # --- the journey's explanation ----------------------------------------------------------------

@@ -13,8 +13,14 @@ will apply, in the same statuses:
 | snooze      | any status but resolved                    | snoozed until a future time     |
 | resolve     | any status but resolved                    | resolved, with a coded reason   |
 
-Resolved alerts take no actions. The journey's later alert event (a higher `seq`) reconciles
-the row whatever the inbox did.
+(`progressing` counts as "any status": the cause has gone, but a coordinator may still
+acknowledge, assign, snooze or resolve it.) Resolved alerts take no actions.
+
+The journey answers each action with its own alert event (a higher `seq`): the **echo**. The
+echo confirms what the coordinator did; it is not news to them, so it moves neither the
+version a coordinator's If-Match is checked against nor the history (`reconcile` below). Any
+other journey change (raised, escalated, reopened, progressing, resolved by the journey) is
+news: the row takes it, its version moves and its history gains a row. The highest `seq` wins.
 
 Also here: the inbox's filters and sort orders, validated once for the list and the counts.
 """
@@ -36,6 +42,9 @@ class Kind(StrEnum):
     STALLED = "stalled"
     LOOPING = "looping"
     SAFETY = "safety"
+    # a screening result whose matching pathway the person may not be on (e.g. STarT Back
+    # high: physiotherapy with psychologically informed support)
+    PATHWAY = "pathway"
 
 
 class Severity(StrEnum):
@@ -50,6 +59,9 @@ class Status(StrEnum):
     ESCALATED = "escalated"
     SNOOZED = "snoozed"
     RESOLVED = "resolved"
+    # the cause has gone (the person has since been accepted and seen): off the action
+    # worklist, still visible until a coordinator resolves it
+    PROGRESSING = "progressing"
 
 
 class Action(StrEnum):
@@ -69,7 +81,8 @@ SEVERITY_RANK: dict[Severity, int] = {Severity.URGENT: 0, Severity.HIGH: 1, Seve
 
 #: the statuses each action may be taken in (mirrors the journey's `apply_action`)
 ALLOWED_IN: dict[Action, frozenset[Status]] = {
-    Action.ACKNOWLEDGE: frozenset({Status.OPEN, Status.ESCALATED, Status.SNOOZED}),
+    Action.ACKNOWLEDGE: frozenset({Status.OPEN, Status.ESCALATED, Status.SNOOZED,
+                                   Status.PROGRESSING}),
     Action.ASSIGN: frozenset(set(Status) - {Status.RESOLVED}),
     Action.SNOOZE: frozenset(set(Status) - {Status.RESOLVED}),
     Action.RESOLVE: frozenset(set(Status) - {Status.RESOLVED}),
@@ -79,8 +92,10 @@ ALLOWED_IN: dict[Action, frozenset[Status]] = {
 CHANGE_OF: dict[Action, str] = {Action.ACKNOWLEDGE: "acknowledged", Action.ASSIGN: "assigned",
                                 Action.SNOOZE: "snoozed", Action.RESOLVE: "resolved"}
 
-#: the statuses the inbox shows when the caller names none: everything still to deal with
-DEFAULT_STATUSES: frozenset[Status] = frozenset(set(Status) - {Status.RESOLVED})
+#: the statuses the inbox shows when the caller names none: the action worklist, everything
+#: still to deal with (a progressing alert's cause has gone: it is asked for by name)
+DEFAULT_STATUSES: frozenset[Status] = frozenset(set(Status) - {Status.RESOLVED,
+                                                               Status.PROGRESSING})
 
 #: a snooze is a short "not now", not a way to hide an alert: at most this long
 MAX_SNOOZE = timedelta(days=30)
@@ -92,6 +107,9 @@ USER_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,100}$")
 MAX_LIMIT = 200
 MAX_OFFSET = 100_000
 MAX_AGE_DAYS = 3650
+
+#: the journey's alert changes that answer a coordinator's action (their echo)
+ECHOES: frozenset[str] = frozenset(CHANGE_OF.values())
 
 ME = "me"
 UNASSIGNED = "unassigned"
@@ -230,6 +248,49 @@ def plan_action(alert: AlertSnapshot, action: Action, *, actor: str, now: dateti
                       assignee=alert.assignee, acknowledged_at=alert.acknowledged_at,
                       snoozed_until=None, resolved_at=now, resolution=code,
                       detail=f"resolution {code}", event_resolution=code)
+
+
+# --- the journey's alert events ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AlertContent:
+    """What a coordinator is shown of an alert that the journey's events carry."""
+
+    kind: str
+    rule: str
+    severity: str
+    status: str
+    assignee: str | None
+    referral_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """What one journey alert event does to the inbox's row (its `seq` always advances)."""
+
+    take_content: bool  # the row takes the event's content
+    new_version: bool  # news to a coordinator: the version (the ETag they hold) moves
+    history: bool  # a history row of its own (an echo confirms the coordinator's row instead)
+
+
+def reconcile(*, row: AlertContent, row_seq: int, event: AlertContent, seq: int, echo: bool,
+              later_actions_pending: bool) -> Reconciliation | None:
+    """What a journey alert event does to the inbox's row; None when it is not newer than the
+    row (a repeated or out-of-order event: the highest `seq` wins).
+
+    `echo`: the event is the journey applying a coordinator's action the inbox has already
+    applied. Not news: the version stays. If the coordinator has acted again since (those
+    actions' echoes are still to come), the row already shows where the journey is going and
+    keeps its content; otherwise it takes the journey's, moving the version only if that
+    differs from what the coordinator was shown (the journey changed the alert in between,
+    e.g. escalated it before it heard of the action)."""
+    if seq <= row_seq:
+        return None
+    if echo:
+        if later_actions_pending or event == row:
+            return Reconciliation(take_content=False, new_version=False, history=False)
+        return Reconciliation(take_content=True, new_version=True, history=False)
+    return Reconciliation(take_content=True, new_version=event != row, history=True)
 
 
 # --- filters and sort -----------------------------------------------------------------------

@@ -5,7 +5,8 @@ inbox row and every effect commit together, so a redelivered event changes nothi
   ICS leads' overview); one message row per (event, audience) the routing rules name; one
   webhook delivery row per matching partner subscription (none for the demo's synthetic
   population, whose referrals exist only as events: nobody to tell);
-- journey alert events: the coordinators' alert inbox (the highest `seq` wins);
+- journey alert events: the coordinators' alert inbox (the highest `seq` wins; the journey's
+  echo of a coordinator's action confirms it, alert_store.apply_journey_change);
 - everything else is read and recorded in the inbox but owes nothing (yet).
 """
 
@@ -13,14 +14,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.notifications import routing
-from services.notifications.alert_deliveries import queue_alert_deliveries
+from services.notifications import alert_store, routing
+from services.notifications.alerts import AlertContent
 from shared.events.care_plans import BreakGlassUsed
 from shared.events.envelope import CloudEvent
 from shared.events.journeys import AlertEventData
@@ -45,8 +46,6 @@ async def apply_event(*, session: AsyncSession, event: CloudEvent, data: Any,
         await _queue_webhooks(session, event, data)
     elif isinstance(data, AlertEventData):
         await _upsert_alert(session, event, data, settings)
-        # the organisations it is addressed to, partners' subscriptions, the duty rota
-        await queue_alert_deliveries(session, event, data)
     elif isinstance(data, BreakGlassUsed):
         await _tell_information_governance(session, event, data, settings)
 
@@ -145,40 +144,15 @@ async def _queue_webhooks(session: AsyncSession, event: CloudEvent,
 
 async def _upsert_alert(session: AsyncSession, event: CloudEvent, data: AlertEventData,
                         settings: Settings) -> None:
-    change = event.type.removeprefix(routing.ALERT_PREFIX)
-    now: datetime = event.time
-    row = (await _exec(session, """
-        INSERT INTO alert (alert_id, patient_id, ics, kind, rule, severity, status, assignee,
-                           referral_ids, seq, raised_at, updated_at, acknowledged_at,
-                           resolved_at)
-        VALUES (:aid, :pid, :ics, :kind, :rule, :sev, :status, :assignee, :refs, :seq,
-                :at, :at, CASE WHEN :status = 'acknowledged' THEN CAST(:at AS TIMESTAMPTZ) END,
-                CASE WHEN :status = 'resolved' THEN CAST(:at AS TIMESTAMPTZ) END)
-        ON CONFLICT (alert_id) DO UPDATE SET
-            kind = EXCLUDED.kind, rule = EXCLUDED.rule, severity = EXCLUDED.severity,
-            status = EXCLUDED.status, assignee = EXCLUDED.assignee,
-            referral_ids = EXCLUDED.referral_ids, seq = EXCLUDED.seq,
-            updated_at = EXCLUDED.updated_at,
-            acknowledged_at = COALESCE(alert.acknowledged_at, EXCLUDED.acknowledged_at),
-            resolved_at = CASE WHEN EXCLUDED.status = 'resolved'
-                               THEN COALESCE(alert.resolved_at, EXCLUDED.updated_at) END,
-            snoozed_until = CASE WHEN EXCLUDED.status = 'snoozed' THEN alert.snoozed_until END,
-            version = alert.version + 1
-        WHERE alert.seq < EXCLUDED.seq
-        RETURNING alert_id""",
-                     aid=data.alert_id, pid=event.subject, ics=settings.ics, kind=data.kind,
-                     rule=data.rule, sev=data.severity, status=data.status,
-                     assignee=data.assignee, refs=list(data.referral_ids), seq=data.seq,
-                     at=now)).first()
-    if row is None:
-        logger.info("alert %s seq %d is not newer than the inbox's; kept the inbox's",
-                    data.alert_id, data.seq)
-        return
-    await _exec(session, """
-        INSERT INTO alert_history (alert_id, change, status, actor, assignee, detail, at)
-        VALUES (:aid, :change, :status, 'journey', :assignee, :detail, :at)""",
-                aid=data.alert_id, change=change, status=data.status, assignee=data.assignee,
-                detail=f"seq {data.seq}", at=now)
+    # the inbox's read model (alert_store.apply_journey_change): the highest `seq` wins; the
+    # journey's echo of a coordinator's action confirms it without moving the ETag
+    await alert_store.apply_journey_change(
+        session, alert_id=data.alert_id, patient_id=event.subject, ics=settings.ics,
+        change=event.type.removeprefix(routing.ALERT_PREFIX),
+        content=AlertContent(kind=data.kind, rule=data.rule, severity=data.severity,
+                             status=data.status, assignee=data.assignee,
+                             referral_ids=tuple(data.referral_ids)),
+        seq=data.seq, at=event.time)
 
 
 def _json(value: Any) -> str:

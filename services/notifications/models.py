@@ -205,7 +205,9 @@ class WebhookAttempt(SQLModel, table=True):
 class Alert(SQLModel, table=True):
     """A journey alert in the coordinators' inbox. The journey owns the alert; this row is
     its latest known state (highest `seq` from the journey's events) plus coordinators'
-    actions applied at once so the inbox answers without waiting for the round trip."""
+    actions applied at once so the inbox answers without waiting for the round trip.
+    `version` (the ETag) moves only with a change a coordinator has not seen: the journey's
+    echo of their own action leaves it (alerts.reconcile)."""
 
     __tablename__ = "alert"
 
@@ -243,6 +245,9 @@ class AlertHistory(SQLModel, table=True):
     assignee: str | None = Field(default=None, sa_column=Column(Text))
     detail: str | None = Field(default=None, sa_column=Column(Text))
     at: datetime = _ts(default=True)
+    # the journey's change number that recorded it: a journey change's own; for a
+    # coordinator's action, that of the journey's echo confirming it (null until it arrives)
+    seq: int | None = Field(default=None, sa_column=Column(Integer))
 
 
 class ReferralHistory(SQLModel, table=True):

@@ -48,7 +48,7 @@ def alert_event(*, patient_id: str, alert_id: str | None = None, change: str = "
                 at: datetime | None = None) -> Any:
     """A journey alert event, as the journeys worker publishes it."""
     rule = rule or {"stalled": "stalled.not_triaged", "looping": "looping.re_referral",
-                    "safety": "safety.phq9_item9"}[kind]
+                    "safety": "safety.phq9_item9", "pathway": "pathway.start_back_high"}[kind]
     alert_id = alert_id or f"{patient_id}:{rule}:{uuid.uuid4().hex[:8]}"
     data = ALERT_EVENTS[change](alert_id=alert_id, kind=kind, rule=rule,  # type: ignore[arg-type]
                                 severity=severity, status=status,  # type: ignore[arg-type]

@@ -194,7 +194,7 @@ class TestCounts:
         assert r.status_code == 200, r.text
         assert r.json() == {
             "total": 4,
-            "by_kind": {"stalled": 1, "looping": 2, "safety": 1},
+            "by_kind": {"stalled": 1, "looping": 2, "safety": 1, "pathway": 0},
             "by_severity": {"urgent": 1, "high": 2, "medium": 1},
             "by_status": {"open": 1, "acknowledged": 1, "escalated": 1, "snoozed": 1}}
 
@@ -202,7 +202,8 @@ class TestCounts:
         r = await client.get("/alerts/counts", params={
             "patient_id": inbox.patient, "status": ["open", "resolved"], "kind": "stalled"},
             headers=inbox.h())
-        assert r.json() == {"total": 2, "by_kind": {"stalled": 2, "looping": 0, "safety": 0},
+        assert r.json() == {"total": 2, "by_kind": {"stalled": 2, "looping": 0, "safety": 0,
+                                                         "pathway": 0},
                             "by_severity": {"urgent": 0, "high": 0, "medium": 2},
                             "by_status": {"open": 1, "resolved": 1}}
 

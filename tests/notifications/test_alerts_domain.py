@@ -11,10 +11,13 @@ import pytest
 from services.notifications import alerts
 from services.notifications.alerts import (
     Action,
+    AlertContent,
     AlertSnapshot,
     Kind,
+    Reconciliation,
     Severity,
     Status,
+    reconcile,
 )
 from shared.auth import Principal, Role
 from shared.errors import Conflict, Forbidden, ValidationFailed
@@ -42,6 +45,8 @@ class TestAllowedActions:
         ("escalated", ["acknowledge", "assign", "snooze", "resolve"]),
         ("snoozed", ["acknowledge", "assign", "snooze", "resolve"]),
         ("acknowledged", ["assign", "snooze", "resolve"]),
+        # the cause has gone, but a coordinator may still take it up or close it
+        ("progressing", ["acknowledge", "assign", "snooze", "resolve"]),
         ("resolved", []),
         ("no-such-status", []),
     ])
@@ -189,7 +194,7 @@ def build(**kw: object) -> alerts.AlertFilter:
 
 
 class TestFilters:
-    def test_by_default_everything_not_resolved(self):
+    def test_by_default_the_action_worklist_neither_resolved_nor_progressing(self):
         f = build()
         assert f.statuses == {Status.OPEN, Status.ACKNOWLEDGED, Status.ESCALATED,
                               Status.SNOOZED}
@@ -198,6 +203,10 @@ class TestFilters:
 
     def test_named_statuses_replace_the_default(self):
         assert build(status=["resolved"]).statuses == {Status.RESOLVED}
+        assert build(status=["progressing"]).statuses == {Status.PROGRESSING}
+
+    def test_pathway_is_a_kind(self):
+        assert build(kind=["pathway"]).kinds == {Kind.PATHWAY}
         assert build(status=["open", "escalated"]).statuses == {Status.OPEN, Status.ESCALATED}
 
     def test_kinds_and_severities(self):
@@ -275,3 +284,53 @@ class TestSort:
     def test_severity_rank_puts_urgent_first(self):
         ranked = sorted(Severity, key=lambda s: alerts.SEVERITY_RANK[s])
         assert ranked == [Severity.URGENT, Severity.HIGH, Severity.MEDIUM]
+
+
+def content(status: str = "open", assignee: str | None = None, **kw: object) -> AlertContent:
+    return AlertContent(kind=str(kw.get("kind", "looping")),
+                        rule=str(kw.get("rule", "looping.re_referral")),
+                        severity=str(kw.get("severity", "high")), status=status,
+                        assignee=assignee, referral_ids=("r1",))
+
+
+class TestReconcile:
+    """What the journey's alert event does to the inbox's row."""
+
+    def test_the_echo_of_an_action_the_row_shows_moves_neither_version_nor_history(self):
+        acked = content("acknowledged", "coord-1")
+        plan = reconcile(row=acked, row_seq=1, event=acked, seq=2, echo=True,
+                         later_actions_pending=False)
+        assert plan == Reconciliation(take_content=False, new_version=False, history=False)
+
+    def test_an_echo_overtaken_by_the_coordinators_next_action_keeps_the_row(self):
+        # acknowledged, then snoozed, before the acknowledgement's echo arrived
+        plan = reconcile(row=content("snoozed", "coord-1"), row_seq=1,
+                         event=content("acknowledged", "coord-1"), seq=2, echo=True,
+                         later_actions_pending=True)
+        assert plan == Reconciliation(take_content=False, new_version=False, history=False)
+
+    def test_an_echo_on_top_of_a_change_the_inbox_showed_since_takes_the_journeys(self):
+        # the journey escalated before it heard of the acknowledgement, then applied it
+        plan = reconcile(row=content("escalated", severity="urgent"), row_seq=2,
+                         event=content("acknowledged", "coord-1", severity="urgent"), seq=3,
+                         echo=True, later_actions_pending=False)
+        assert plan == Reconciliation(take_content=True, new_version=True, history=False)
+
+    @pytest.mark.parametrize(("before", "after"), [
+        (content("acknowledged", "coord-1"), content("escalated", "coord-1")),
+        (content("acknowledged", "coord-1"), content("progressing", "coord-1")),
+        (content("snoozed", "coord-1"), content("open", "coord-1")),
+        (content("open"), content("resolved")),
+        (content("open"), content("open", severity="urgent")),
+        (content("open"), content("open", rule="looping.ping_pong")),
+    ])
+    def test_the_journeys_own_change_is_news(self, before, after):
+        plan = reconcile(row=before, row_seq=2, event=after, seq=3, echo=False,
+                         later_actions_pending=False)
+        assert plan == Reconciliation(take_content=True, new_version=True, history=True)
+
+    @pytest.mark.parametrize("echo", [True, False])
+    @pytest.mark.parametrize("seq", [1, 2])
+    def test_an_event_not_newer_than_the_row_changes_nothing(self, echo, seq):
+        assert reconcile(row=content("open"), row_seq=2, event=content("resolved"), seq=seq,
+                         echo=echo, later_actions_pending=False) is None

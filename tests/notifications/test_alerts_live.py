@@ -319,12 +319,21 @@ class TestRealSafetyAlertEndToEnd:
                     **h, "If-Match": one.headers["etag"]})
                 assert acked.status_code == 200, acked.text
                 assert acked.json()["status"] == "acknowledged"
-                # the journey hears it and says so with its own event (seq 2)
-                journeyed = await first(events, lambda ev: ev.event == "alert"
-                                        and ev.data["alert_id"] == alert["alert_id"]
-                                        and ev.data["seq"] == 2)
-                assert (journeyed.data["status"], journeyed.data["assignee"]) == (
-                    "acknowledged", me)
+                # the stream says so at once (version 2)
+                changed = await first(events, lambda ev: ev.event == "alert"
+                                      and ev.data["alert_id"] == alert["alert_id"])
+                assert (changed.id, changed.data["status"], changed.data["assignee"]) == (
+                    f"{alert['alert_id']}:2", "acknowledged", me)
+
+                # the journey hears it and confirms it with its own event (seq 2): not news
+                # to the coordinator, so the row's version (their ETag) stays at 2
+                async def confirmed() -> Any:
+                    [row] = await rows(notif_sessions, "SELECT seq, version FROM alert "
+                                                       "WHERE alert_id = :a",
+                                       a=alert["alert_id"])
+                    return row if row.seq == 2 else None
+
+                assert (await eventually(confirmed, timeout=WAIT)).version == 2
         client = await Client.connect(s.temporal_target, namespace=s.temporal_namespace)
         view = await client.get_workflow_handle(workflow_id(patient)).query(
             PatientJourney.journey)
@@ -334,7 +343,7 @@ class TestRealSafetyAlertEndToEnd:
                                            "WHERE alert_id = :a", a=alert["alert_id"])
         assert (row.status, row.seq) == ("acknowledged", 2)
         assert row.acknowledged_at <= datetime.now(UTC)
-        hist = await rows(notif_sessions, "SELECT change, actor FROM alert_history WHERE "
+        # one row per action: the journey's echo confirms the coordinator's (its seq)
+        hist = await rows(notif_sessions, "SELECT change, actor, seq FROM alert_history WHERE "
                                           "alert_id = :a ORDER BY id", a=alert["alert_id"])
-        assert [tuple(x) for x in hist] == [("raised", "journey"), ("acknowledged", me),
-                                            ("acknowledged", "journey")]
+        assert [tuple(x) for x in hist] == [("raised", "journey", 1), ("acknowledged", me, 2)]
