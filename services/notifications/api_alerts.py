@@ -19,10 +19,9 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Respons
 from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from services.notifications import alert_store, alerts, live
+from services.notifications import alert_store, alerts, crisis_plans, live
 from services.notifications.alert_schemas import (
     AlertCounts,
-    AlertDetail,
     AlertOut,
     AlertPage,
     AssignIn,
@@ -30,6 +29,7 @@ from services.notifications.alert_schemas import (
     SnoozeIn,
 )
 from services.notifications.alerts import Action, AlertFilter, Kind, Severity, Sort, Status
+from services.notifications.crisis_plans import AlertWithCrisisPlan
 from services.notifications.dashboard import session as dashboard_session
 from shared.audit import record_audit
 from shared.auth import CurrentPrincipal, Principal, current_principal, verify_token
@@ -236,12 +236,13 @@ async def stream_alerts(request: Request, subscription: Annotated[
         _fanout(request).unsubscribe(sub)
 
 
-@router.get("/alerts/{alert_id}", response_model=AlertDetail, responses=ERRORS)
+@router.get("/alerts/{alert_id}", response_model=AlertWithCrisisPlan, responses=ERRORS)
 async def get_alert(alert_id: str, request: Request, session: SessionDep,
                     principal: CurrentPrincipal) -> Response:
     """One alert: its row, its history, and the journey's plain-English explanation and
     evidence (null, with `explanation_unavailable` saying why, if the journey can't be
-    asked)."""
+    asked); a PHQ-9 item 9 alert also the person's crisis plan, read from their care plan
+    with your sign-in (null, with `crisis_plan_unavailable` saying why, if it can't be)."""
     settings = request.app.state.settings
     alerts.check_may_read(principal, settings.ics)
     row = await alert_store.get_alert(session, alert_id)
@@ -252,9 +253,12 @@ async def get_alert(alert_id: str, request: Request, session: SessionDep,
                  client_ip=client_ip(request), detail="detail")
     hist = await alert_store.history(session, alert_id)
     why = await _explainer(request).explain(patient_id=row.patient_id, alert_id=alert_id)
-    detail = AlertDetail(**alert_store.alert_out(row).model_dump(), history=hist,
-                         explanation=why.explanation, evidence=why.evidence,
-                         explanation_unavailable=why.unavailable)
+    crisis, crisis_why = await crisis_plans.for_alert(request, rule=row.rule,
+                                                      patient_id=row.patient_id)
+    detail = AlertWithCrisisPlan(**alert_store.alert_out(row).model_dump(), history=hist,
+                                 explanation=why.explanation, evidence=why.evidence,
+                                 explanation_unavailable=why.unavailable,
+                                 crisis_plan=crisis, crisis_plan_unavailable=crisis_why)
     return JSONResponse(detail.model_dump(mode="json"),
                         headers={"ETag": weak_etag(row.version)})
 
