@@ -21,6 +21,7 @@ from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.notifications import alert_store, routing
+from services.notifications.alert_deliveries import queue_alert_deliveries
 from services.notifications.alerts import AlertContent
 from shared.events.care_plans import BreakGlassUsed
 from shared.events.envelope import CloudEvent
@@ -46,6 +47,8 @@ async def apply_event(*, session: AsyncSession, event: CloudEvent, data: Any,
         await _queue_webhooks(session, event, data)
     elif isinstance(data, AlertEventData):
         await _upsert_alert(session, event, data, settings)
+        # the organisations it is addressed to, partners' subscriptions, the duty rota
+        await queue_alert_deliveries(session, event, data)
     elif isinstance(data, BreakGlassUsed):
         await _tell_information_governance(session, event, data, settings)
 
