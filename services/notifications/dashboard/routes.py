@@ -51,22 +51,30 @@ PAGE_SIZE = 50
 
 # --- words ------------------------------------------------------------------------------------
 
-KIND_NAMES = {"stalled": "Stalled", "looping": "Looping", "safety": "Safety"}
+KIND_NAMES = {"stalled": "Stalled", "looping": "Looping", "safety": "Safety",
+              "pathway": "Pathway prompt"}
 RULE_NAMES = {
     "stalled.not_triaged": "not triaged in time",
     "stalled.not_booked": "accepted but not booked",
     "stalled.no_outcome": "no outcome after the appointment",
     "stalled.no_activity": "no activity",
     "stalled.rtt_breach": "over 18 weeks from referral to treatment",
+    "stalled.no_next_step": "no next step after an ending",
     "looping.re_referral": "referred again after an ending",
     "looping.ping_pong": "back and forth between services",
     "looping.returned_repeatedly": "returned to the referrer repeatedly",
     "looping.frequent_contact": "frequent contact with services",
+    "looping.closed_doors": "several services closed without treatment",
     "safety.phq9_item9": "PHQ-9 item 9 answered above 0",
     "safety.high_risk_band": "high-risk screening result",
+    "pathway.start_back_high": "STarT Back high risk: physiotherapy with psychological support",
+    "pathway.severe_mood": "severe depression or anxiety score, no mental health referral",
 }
 STATUS_NAMES = {"open": "open", "acknowledged": "acknowledged", "escalated": "escalated",
-                "snoozed": "snoozed", "resolved": "resolved"}
+                "snoozed": "snoozed", "progressing": "progressing", "resolved": "resolved"}
+#: what a status means, where its name alone doesn't say (beside its filter and its tag)
+STATUS_HINTS = {"progressing": "the cause has gone: the person has since been accepted and "
+                               "seen; off the worklist until resolved"}
 #: how long a coordinator may snooze an alert for (the inbox allows at most 30 days)
 SNOOZE_CHOICES: dict[str, tuple[str, timedelta]] = {
     "4h": ("4 hours", timedelta(hours=4)), "1d": ("1 day", timedelta(days=1)),
@@ -157,6 +165,7 @@ def _env() -> Environment:
         fmt=charts.fmt)
     env.globals.update(KIND_NAMES=KIND_NAMES, RULE_NAMES=RULE_NAMES,
                        SNOOZE_CHOICES=SNOOZE_CHOICES, RESOLUTIONS=RESOLUTIONS,
+                       STATUS_HINTS=STATUS_HINTS,
                        KINDS=[k.value for k in Kind], SEVERITIES=[s.value for s in Severity],
                        STATUSES=[s.value for s in Status])
     return env
