@@ -74,7 +74,7 @@ def ev(referral_id: str, state: str, when: datetime, *,
        category: str = "pain_management_programme", service: str | None = None,
        priority: str = "routine", appointment_at: datetime | None = None,
        reason: str | None = None, event_id: str | None = None,
-       event_type: str | None = None) -> JourneyEvent:
+       event_type: str | None = None, service_name: str | None = None) -> JourneyEvent:
     return JourneyEvent(
         event_id=event_id or f"ev-{next(_ids)}",
         event_type=event_type or f"uk.waymark.referral.{state.replace('_', '-')}",
@@ -82,7 +82,8 @@ def ev(referral_id: str, state: str, when: datetime, *,
         from_org="GP-A81001", to_org="ORG-" + category.upper()[:8],
         to_service_id=service or SERVICES[category], service_category=category,
         priority=priority, reason_codes=["279039007"], transition_reason=reason,
-        appointment_at=appointment_at.isoformat() if appointment_at else None)
+        appointment_at=appointment_at.isoformat() if appointment_at else None,
+        service_name=service_name)
 
 
 def new_state(patient: str = PATIENT) -> JourneyState:
@@ -201,8 +202,10 @@ class TestLoadRules:
         assert RULES.escalation_hours == {"urgent": 1, "high": 24, "medium": 72}
 
     def test_the_severity_table_covers_every_rule_name_used_in_rules_py(self):
-        used = set(re.findall(r"\"((?:stalled|looping|safety)\.[a-z0-9_]+)", RULES_PY.read_text()))
-        assert len(used) == 11, sorted(used)
+        sources = "".join(p.read_text() for p in RULES_PY.parent.glob("rules*.py"))
+        used = set(re.findall(r"\"((?:stalled|looping|safety|pathway)\.[a-z0-9_]+)", sources))
+        # 6 stall, 5 loop, 2 safety (one kept for replay), 2 pathway prompts
+        assert len(used) == 15, sorted(used)
         assert used <= set(RULES.severity), sorted(used - set(RULES.severity))
         assert set(RULES.severity) <= used, "severity entries for rules that do not exist"
 
@@ -231,17 +234,20 @@ class TestLoadRules:
         text = DEFAULT_RULES_FILE.read_text()
         bumped, n = re.subn(r"^(\s*[\w\".]+\s*=\s*)(\d+)\s*$",
                             lambda m: f"{m.group(1)}{int(m.group(2)) + 100}", text, flags=re.M)
-        # 14 whole-number thresholds, 2 booking overrides, 3 escalation hours
-        assert n == 14 + 2 + 3
+        # 18 whole-number thresholds, 2 booking overrides, 2 referral-to-treatment categories,
+        # 3 escalation hours
+        assert n == 18 + 2 + 2 + 3
         path = tmp_path / "rules.toml"
         path.write_text(bumped)
         other = load_rules(path)
         for f in dataclasses.fields(Rules):
             base, new = getattr(LOADED, f.name), getattr(other, f.name)
-            if isinstance(base, int) and not isinstance(base, bool):
+            if isinstance(base, int) and not isinstance(base, bool) and f.name != "version":
                 assert new == base + 100, f.name
         assert other.booking_weeks_by_category == {"talking_therapies_ltc": 104, "crisis": 101}
         assert other.escalation_hours == {"urgent": 101, "high": 124, "medium": 172}
+        assert other.rtt_weeks_by_category == {"pain_management_programme": 118,
+                                               "talking_therapies_ltc": 118}
         assert other.severity == LOADED.severity
         assert other.bank_holidays == LOADED.bank_holidays
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
+import httpx
 from aiokafka import ConsumerRecord
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
+from shared.auth import service_token
 from shared.consumer import IdempotentConsumer, PermanentError
-from shared.events.care_plans import AssessmentRecorded
+from shared.events.care_plans import AssessmentRecorded, CarePlanCreated, CarePlanUpdated
 from shared.events.envelope import CloudEvent
 from shared.events.notifications import AlertActionTaken
 from shared.events.referrals import ReferralEventData
@@ -26,7 +29,7 @@ from shared.settings import Settings, get_settings
 from shared.telemetry import setup_telemetry
 from shared.topics import CARE_PLANS, NOTIFICATIONS, REFERRALS
 from workflows.journeys import TASK_QUEUE, workflow_id
-from workflows.journeys.state import AlertAction, AssessmentEvent, JourneyEvent
+from workflows.journeys.state import AlertAction, AssessmentEvent, JourneyEvent, PlanActivity
 from workflows.journeys.worker import connect
 from workflows.journeys.workflows import JourneyInput, PatientJourney
 
@@ -63,15 +66,65 @@ def to_assessment(event: CloudEvent, data: AssessmentRecorded) -> AssessmentEven
                            holder_org=data.holder_org)
 
 
+class ServiceNames:
+    """Services' names from the directory (public directory data), for the journey's
+    explanations: "the Specialist Pain Clinic", not its category. Cached for an hour; when the
+    directory can't answer, None (the journey names the category) and asked again a minute
+    later. Never holds up an event."""
+
+    TTL, RETRY, TIMEOUT = 3600.0, 60.0, 3.0
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.cache: dict[str, tuple[str | None, float]] = {}
+        self.http: httpx.AsyncClient | None = None
+
+    async def name(self, service_id: str) -> str | None:
+        hit = self.cache.get(service_id)
+        if hit is not None and hit[1] > time.monotonic():
+            return hit[0]
+        name, ttl = await self._fetch(service_id)
+        self.cache[service_id] = (name, time.monotonic() + ttl)
+        return name
+
+    async def _fetch(self, service_id: str) -> tuple[str | None, float]:
+        if self.http is None:
+            self.http = httpx.AsyncClient(timeout=self.TIMEOUT)
+        try:
+            r = await self.http.get(
+                f"{self.settings.api_url('directory')}/services/{service_id}",
+                headers={"Authorization": f"Bearer {service_token(self.settings, 'journeys')}"})
+        except (httpx.HTTPError, OSError) as exc:
+            logger.info("directory unavailable for service names (%s)", type(exc).__name__)
+            return None, self.RETRY
+        if r.status_code == 404:
+            return None, self.TTL  # not listed (e.g. the demo's synthetic services)
+        if r.status_code != 200:
+            return None, self.RETRY
+        name = r.json().get("name")
+        return (name if isinstance(name, str) and name else None), self.TTL
+
+    async def close(self) -> None:
+        if self.http is not None:
+            await self.http.aclose()
+
+
 class Bridge:
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, names: ServiceNames | None = None) -> None:
         self.client = client
+        self.names = names
 
     async def handle(self, _session: AsyncSession | None, event: CloudEvent,
                      _record: ConsumerRecord) -> None:
         data = REGISTRY.parse(event)
         if isinstance(data, ReferralEventData):
             signal, arg = "referral_event", to_journey_event(event)
+            if self.names is not None:
+                arg.service_name = await self.names.name(data.to_service_id)
+        elif isinstance(data, (CarePlanCreated, CarePlanUpdated)):
+            # a change to the plan is a next step taken for the person
+            signal, arg = "plan_activity", PlanActivity(  # type: ignore[assignment]
+                event_id=event.id, occurred_at=event.time.isoformat())
         elif isinstance(data, AssessmentRecorded):
             signal, arg = "assessment", to_assessment(event, data)  # type: ignore[assignment]
         elif isinstance(data, AlertActionTaken):
@@ -84,13 +137,14 @@ class Bridge:
             start_signal=signal, start_signal_args=[arg])
 
 
-def build_consumer(settings: Settings, client: Client, **kw: object) -> IdempotentConsumer:
+def build_consumer(settings: Settings, client: Client, names: ServiceNames | None = None,
+                   **kw: object) -> IdempotentConsumer:
     load_all()
     return IdempotentConsumer(
         name=settings.topic(CONSUMER_NAME),
         topics=[settings.topic(REFERRALS), settings.topic(CARE_PLANS),
                 settings.topic(NOTIFICATIONS)],
-        handler=Bridge(client).handle, settings=settings, sessions=None,
+        handler=Bridge(client, names).handle, settings=settings, sessions=None,
         # patients are independent: signal up to 32 of a partition's patients at once
         key_concurrency=32, **kw)  # type: ignore[arg-type]
 
@@ -100,7 +154,8 @@ async def run_bridge(settings: Settings | None = None) -> None:
     setup_telemetry("journeys-bridge", settings)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     client = await connect(settings)
-    consumer = build_consumer(settings, client,
+    names = ServiceNames(settings)
+    consumer = build_consumer(settings, client, names,
                               heartbeat=settings.run_dir / "journeys-bridge.alive")
     stop = asyncio.Event()
     install_stop_signals(stop)
@@ -111,6 +166,7 @@ async def run_bridge(settings: Settings | None = None) -> None:
         await consumer.run(stop)
     finally:
         await consumer.stop()
+        await names.close()
 
 
 def main() -> None:

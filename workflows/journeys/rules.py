@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from shared.vocabulary import band_words, is_high_risk
+from workflows.journeys import rules_v1, rules_v2
 from workflows.journeys.state import (
     Alert,
     AlertAction,
@@ -25,28 +25,15 @@ from workflows.journeys.state import (
     Evidence,
     JourneyEvent,
     JourneyState,
+    PlanActivity,
     Step,
     ts,
 )
+from workflows.journeys.words import day, service
 
 DEFAULT_RULES_FILE = Path(__file__).with_name("rules.toml")
 SEEN_WINDOW = 5000
 CLOSED = {"rejected", "returned", "discharged", "cancelled"}
-ENDED_BY_SERVICE = {"rejected", "returned", "discharged"}  # what makes a re-referral a loop
-
-CATEGORY_WORDS = {
-    "pain_management_programme": "the pain management programme",
-    "talking_therapies_ltc": "talking therapies",
-    "msk_physiotherapy": "MSK physiotherapy",
-    "social_prescribing": "social prescribing",
-    "peer_support": "peer support",
-    "self_management_course": "a self-management course",
-    "exercise_yoga": "exercise and yoga",
-    "vocational_rehabilitation": "vocational rehabilitation",
-    "carers_support": "carers' support",
-    "crisis": "the crisis service",
-}
-
 
 @dataclass(frozen=True)
 class Rules:
@@ -76,6 +63,17 @@ class Rules:
         default_factory=lambda: {"urgent": 1, "high": 24, "medium": 72})
     severity: dict[str, str] = field(default_factory=dict)
     bank_holidays: list[str] = field(default_factory=list)
+    # version 2 (issue #15): closure reasons decide, windows on event time. The defaults are
+    # version 1's, so a journey recorded before it replays unchanged; the workflow turns
+    # version 2 on under workflow.patched("alert-rules-v2").
+    version: int = 1
+    rtt_weeks_by_category: dict[str, int] = field(default_factory=dict)
+    closed_doors_min: int = 2
+    closed_doors_window_days: int = 90
+    closed_doors_grace_days: int = 14
+    no_next_step_weeks: int = 8
+    physiotherapy_categories: list[str] = field(default_factory=list)
+    mental_health_categories: list[str] = field(default_factory=list)
 
 
 def load_rules(*paths: Path) -> Rules:
@@ -104,7 +102,14 @@ def load_rules(*paths: Path) -> Rules:
         phq9_item9_above=sf["phq9_item9_above"],
         escalation_hours={"urgent": esc["urgent_hours"], "high": esc["high_hours"],
                           "medium": esc["medium_hours"]},
-        severity=dict(raw["severity"]), bank_holidays=list(raw["calendar"]["bank_holidays"]))
+        severity=dict(raw["severity"]), bank_holidays=list(raw["calendar"]["bank_holidays"]),
+        rtt_weeks_by_category=dict(st["rtt"].get("weeks_by_category", {})),
+        closed_doors_min=lp["closed_doors"]["services"],
+        closed_doors_window_days=lp["closed_doors"]["window_days"],
+        closed_doors_grace_days=lp["closed_doors"]["grace_days"],
+        no_next_step_weeks=st["no_next_step"]["weeks"],
+        physiotherapy_categories=list(raw["pathway"]["physiotherapy_categories"]),
+        mental_health_categories=list(raw["pathway"]["mental_health_categories"]))
 
 
 def _merge(into: dict[str, Any], other: dict[str, Any]) -> None:
@@ -127,14 +132,6 @@ def add_working_days(start: datetime, days: int, bank_holidays: list[str]) -> da
         if current.weekday() < 5 and current.date() not in holidays:
             added += 1
     return current
-
-
-def _day(value: str) -> str:
-    return ts(value).strftime("%-d %B %Y")
-
-
-def _cat(category: str) -> str:
-    return CATEGORY_WORDS.get(category, category.replace("_", " "))
 
 
 # --- folding events into the state ----------------------------------------------------------
@@ -164,7 +161,8 @@ def apply_referral_event(state: JourneyState, ev: JourneyEvent) -> bool:
     if ep is None:
         ep = Episode(referral_id=ev.referral_id, service_id=ev.to_service_id,
                      category=ev.service_category, to_org=ev.to_org, from_org=ev.from_org,
-                     priority=ev.priority, referred_from=ev.referred_from)
+                     priority=ev.priority, referred_from=ev.referred_from,
+                     service_name=ev.service_name)
         state.episodes.append(ep)
         state.episodes.sort(key=lambda e: (e.steps[0].at if e.steps else ev.occurred_at,
                                            e.referral_id))
@@ -177,6 +175,7 @@ def apply_referral_event(state: JourneyState, ev: JourneyEvent) -> bool:
     if ev.appointment_at and ep.current is step:
         ep.appointment_at = ev.appointment_at
     ep.priority = ev.priority
+    ep.service_name = ev.service_name or ep.service_name
     state.episodes.sort(key=lambda e: (ts(e.steps[0].at), e.referral_id))
     return True
 
@@ -188,6 +187,15 @@ def apply_assessment(state: JourneyState, ev: AssessmentEvent) -> bool:
     return True
 
 
+def apply_plan_activity(state: JourneyState, ev: PlanActivity) -> bool:
+    """A change to the care plan: a next step (version 2's `stalled.no_next_step`)."""
+    if _seen(state, ev.event_id):
+        return False
+    state.plan_activity.append(ev.occurred_at)
+    state.plan_activity.sort(key=ts)
+    return True
+
+
 def apply_action(state: JourneyState, action: AlertAction) -> list[AlertChange]:
     """A coordinator's action; the changes to persist."""
     if _seen(state, action.event_id):
@@ -195,7 +203,8 @@ def apply_action(state: JourneyState, action: AlertAction) -> list[AlertChange]:
     alert = next((a for a in state.alerts if a.alert_id == action.alert_id), None)
     if alert is None or alert.status == "resolved":
         return []
-    if action.action == "acknowledge" and alert.status in ("open", "escalated", "snoozed"):
+    if action.action == "acknowledge" and alert.status in ("open", "escalated", "snoozed",
+                                                           "progressing"):
         alert.status, alert.acknowledged_at = "acknowledged", action.occurred_at
         alert.assignee = alert.assignee or action.actor
         change = "acknowledged"
@@ -257,27 +266,35 @@ def stall_deadlines(ep: Episode, rules: Rules) -> list[Deadline]:
                             entered + timedelta(weeks=rules.no_activity_weeks),
                             ep.referral_id, cur.at))
     submitted = ep.submitted_at
-    if submitted and not any(s.state == "attended" for s in ep.steps):
-        out.append(Deadline("stalled.rtt_breach", ts(submitted) + timedelta(weeks=rules.rtt_weeks),
+    weeks_rtt: int | None = rules.rtt_weeks
+    if rules.version >= 2:
+        # only where referral to treatment is the service's standard, and only once the
+        # referral is triaged: an untriaged one has its not-triaged alert and no second
+        weeks_rtt = (rules.rtt_weeks_by_category.get(ep.category)
+                     if cur.state != "submitted" else None)
+    if submitted and weeks_rtt and not any(s.state == "attended" for s in ep.steps):
+        out.append(Deadline("stalled.rtt_breach", ts(submitted) + timedelta(weeks=weeks_rtt),
                             ep.referral_id, submitted))
     return out
 
 
 def _stall_text(rule: str, ep: Episode, d: Deadline, rules: Rules) -> str:
-    svc = _cat(ep.category)
-    since = _day(d.state_at)
+    svc = service(ep)
+    since = day(d.state_at)
+    weeks_rtt = rules.rtt_weeks_by_category.get(ep.category, rules.rtt_weeks) \
+        if rules.version >= 2 else rules.rtt_weeks
     return {
         "stalled.not_triaged": f"Referred to {svc} on {since} and not triaged by "
-                               f"{_day(d.due.isoformat())}.",
+                               f"{day(d.due)}.",
         "stalled.not_booked": f"Accepted by {svc} on {since} but no appointment booked by "
-                              f"{_day(d.due.isoformat())}.",
+                              f"{day(d.due)}.",
         "stalled.no_outcome": f"Appointment with {svc} "
-                              f"{'on ' + _day(ep.appointment_at) if ep.appointment_at else ''}"
+                              f"{'on ' + day(ep.appointment_at) if ep.appointment_at else ''}"
                               f" has no outcome recorded.",
         "stalled.no_activity": f"Referral to {svc} has had no activity since {since} "
                                f"(it is {ep.current.state.replace('_', ' ')}).",
         "stalled.rtt_breach": f"Referred to {svc} on {since}; not seen within "
-                              f"{rules.rtt_weeks} weeks (referral to treatment).",
+                              f"{weeks_rtt} weeks (referral to treatment).",
     }[rule].replace("  ", " ")
 
 
@@ -295,13 +312,15 @@ class _Raiser:
         return any(a.rule == rule and a.status != "resolved" for a in self.state.alerts)
 
     def raise_(self, *, key: str, kind: str, rule: str, explanation: str,
-               evidence: list[Evidence], referral_id: str | None = None) -> None:
+               evidence: list[Evidence], referral_id: str | None = None,
+               recipient_orgs: list[str] | None = None) -> None:
         if self.exists(key):
             return
         alert = Alert(alert_id=f"{self.state.patient_id}:{key}", key=key, kind=kind, rule=rule,
                       severity=self.rules.severity.get(rule, "medium"),
                       explanation=explanation, evidence=evidence, status="open",
-                      raised_at=self.now.isoformat(), referral_id=referral_id)
+                      raised_at=self.now.isoformat(), referral_id=referral_id,
+                      recipient_orgs=list(recipient_orgs or []))
         self.state.alerts.append(alert)
         self.changes.append(AlertChange(self.state.patient_id, "raised", alert,
                                         self.now.isoformat()))
@@ -318,8 +337,13 @@ def evaluate(state: JourneyState, rules: Rules, now: datetime, *,
     r = _Raiser(state, rules, now)
     if stalls:
         _stalls(r)
-    _loops(r)
-    _safety(r)
+    if rules.version >= 2:
+        rules_v2.loops(r)
+        rules_v2.screening(r)
+        rules_v2.progressing(r)
+    else:  # a journey recorded before version 2, replaying
+        rules_v1.loops(r)
+        rules_v1.safety(r)
     _escalations(r)
     return r.changes
 
@@ -336,115 +360,19 @@ def _stalls(r: _Raiser) -> None:
                          referral_id=ep.referral_id,
                          evidence=[Evidence(ep.referral_id, d.state_at, ep.current.state,
                                             f"deadline {d.due.isoformat()}")])
+    if r.rules.version >= 2:
+        live |= rules_v2.no_next_step_alerts(r)
     # a stall alert closes itself when its referral moves on
     for a in r.state.alerts:
         if a.kind == "stalled" and a.status != "resolved" and a.key not in live:
-            ep = episode(r.state, a.referral_id or "")
-            now_state = ep.current.state.replace("_", " ") if ep else "closed"
+            if a.rule == "stalled.no_next_step":
+                a.resolution = rules_v2.next_step_taken(r.state, a)
+            else:
+                moved = episode(r.state, a.referral_id or "")
+                now_state = moved.current.state.replace("_", " ") if moved else "closed"
+                a.resolution = f"the referral moved on (now {now_state})"
             a.status, a.resolved_at = "resolved", r.now.isoformat()
-            a.resolution = f"the referral moved on (now {now_state})"
             r.change(a, "resolved")
-
-
-def _closures(ep: Episode) -> list[Step]:
-    return [s for s in ep.steps if s.state in ENDED_BY_SERVICE]
-
-
-def _loops(r: _Raiser) -> None:
-    rules = r.rules
-    submitted = [(ep, ts(ep.submitted_at)) for ep in r.state.episodes if ep.submitted_at]
-    submitted.sort(key=lambda x: (x[1], x[0].referral_id))
-    # re-referral to a service / category that ended with the person within the window
-    for ep, at in submitted:
-        for prev, _ in submitted:
-            if prev is ep:
-                continue
-            for closing in _closures(prev):
-                gap = at - ts(closing.at)
-                same = prev.service_id == ep.service_id or prev.category == ep.category
-                if same and timedelta(0) <= gap <= timedelta(days=rules.rereferral_window_days):
-                    verb = {"rejected": "did not accept", "returned": "returned",
-                            "discharged": "discharged"}[closing.state]
-                    r.raise_(
-                        key=f"looping.re_referral:{ep.referral_id}", kind="looping",
-                        rule="looping.re_referral", referral_id=ep.referral_id,
-                        explanation=(f"Referred again to {_cat(ep.category)} on "
-                                     f"{_day(at.isoformat())}, {gap.days} days after it "
-                                     f"{verb} them on "
-                                     f"{_day(closing.at)}."),
-                        evidence=[Evidence(prev.referral_id, closing.at, closing.state),
-                                  Evidence(ep.referral_id, at.isoformat(), "submitted")])
-    # ping-pong A -> B -> A between categories
-    cats = [(ep, at) for ep, at in submitted]
-    for i in range(len(cats) - 2):
-        (a, ta), (b, _tb), (c, tc) = cats[i], cats[i + 1], cats[i + 2]
-        if (a.category == c.category != b.category
-                and tc - ta <= timedelta(days=rules.ping_pong_window_days)):
-            r.raise_(key=f"looping.ping_pong:{c.referral_id}", kind="looping",
-                     rule="looping.ping_pong", referral_id=c.referral_id,
-                     explanation=(f"Went from {_cat(a.category)} to {_cat(b.category)} and back "
-                                  f"to {_cat(c.category)} between {_day(ta.isoformat())} and "
-                                  f"{_day(tc.isoformat())}."),
-                     evidence=[Evidence(x.referral_id, t.isoformat(), "submitted")
-                               for x, t in (cats[i], cats[i + 1], cats[i + 2])])
-    # returned to the referrer repeatedly
-    window = timedelta(days=rules.returned_window_days)
-    returns = [(ep, s) for ep in r.state.episodes for s in ep.steps if s.state == "returned"
-               and r.now - ts(s.at) <= window]
-    if len(returns) >= rules.returned_times and not r.open_rule("looping.returned_repeatedly"):
-        services = sorted({_cat(ep.category) for ep, _ in returns})
-        # the condition is "these returns": keyed by the newest, so a fresh run of returns
-        # after a resolved alert raises again, and the same run never does
-        newest_ep, newest = max(returns, key=lambda x: ts(x[1].at))
-        r.raise_(key=f"looping.returned_repeatedly:{newest_ep.referral_id}:{newest.at}",
-                 kind="looping",
-                 rule="looping.returned_repeatedly",
-                 explanation=(f"Returned to the referrer {len(returns)} times in "
-                              f"{rules.returned_window_days // 30} months "
-                              f"(by {', '.join(services)})."),
-                 evidence=[Evidence(ep.referral_id, s.at, s.state, s.reason or "")
-                           for ep, s in returns])
-    # frequent contact across services
-    window = timedelta(days=rules.frequent_window_days)
-    contacts = [(ep, s) for ep in r.state.episodes for s in ep.steps
-                if s.state in ("submitted", "attended") and r.now - ts(s.at) <= window]
-    if (len(contacts) >= rules.frequent_contacts
-            and not r.open_rule("looping.frequent_contact")):
-        n_ref = sum(1 for _, s in contacts if s.state == "submitted")
-        n_att = len(contacts) - n_ref
-        newest_ep, newest = max(contacts, key=lambda x: ts(x[1].at))
-        r.raise_(key=f"looping.frequent_contact:{newest_ep.referral_id}:{newest.at}",
-                 kind="looping",
-                 rule="looping.frequent_contact",
-                 explanation=(f"{len(contacts)} contacts in {rules.frequent_window_days // 30} "
-                              f"months across {len({ep.category for ep, _ in contacts})} "
-                              f"services ({n_ref} referrals, {n_att} attendances)."),
-                 evidence=[Evidence(ep.referral_id, s.at, s.state) for ep, s in contacts])
-
-
-def _safety(r: _Raiser) -> None:
-    for a in r.state.assessments:
-        item9_above = (a.item9 is not None and a.item9 > r.rules.phq9_item9_above)
-        if a.instrument.upper() == "PHQ-9" and (a.safety_flag or item9_above):
-            r.raise_(key=f"safety.phq9_item9:{a.assessment_id}", kind="safety",
-                     rule="safety.phq9_item9",
-                     explanation=(f"PHQ-9 on {_day(a.occurred_at)}: item 9 (thoughts of being "
-                                  f"better off dead or of self-harm) was answered above 0. "
-                                  f"Contact the person today."),
-                     evidence=[Evidence(None, a.occurred_at, "assessed",
-                                        f"{a.instrument} {a.assessment_id} item9={a.item9}")])
-        if r.rules.bands_from_vocabulary:
-            high_risk, words = is_high_risk(a.instrument, a.band), band_words(a.instrument,
-                                                                              a.band)
-        else:  # a journey started before the one vocabulary, replaying
-            high_risk, words = a.band in r.rules.high_risk_bands, a.band.replace("_", " ")
-        if high_risk:
-            r.raise_(key=f"safety.high_risk_band:{a.assessment_id}", kind="safety",
-                     rule="safety.high_risk_band",
-                     explanation=(f"{a.instrument} on {_day(a.occurred_at)} is in the "
-                                  f"{words} band (score {a.total})."),
-                     evidence=[Evidence(None, a.occurred_at, "assessed",
-                                        f"{a.instrument} {a.assessment_id} band={a.band}")])
 
 
 def _escalations(r: _Raiser) -> None:
@@ -470,6 +398,10 @@ def next_wake(state: JourneyState, rules: Rules, now: datetime) -> datetime | No
             key = f"{d.rule}:{d.referral_id}:{d.state_at}"
             if d.due > now and not any(a.key == key for a in state.alerts):
                 times.append(d.due)
+    if rules.version >= 2:
+        times += [due for ep, end, due in rules_v2.no_next_step(state, rules)
+                  if not any(a.key == rules_v2.no_next_step_key(ep, end) for a in state.alerts)]
+        times += [p.due for p in rules_v2.closed_doors(state, rules, now)[1]]
     for a in state.alerts:
         if a.status == "open":
             times.append(escalation_due(a, rules))

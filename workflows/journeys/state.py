@@ -30,6 +30,9 @@ class JourneyEvent:
     previous_state: str | None = None
     transition_reason: str | None = None
     appointment_at: str | None = None
+    # the receiving service's name as the directory lists it (public directory data, looked up
+    # by the bridge; never in the referral event itself), for explanations
+    service_name: str | None = None
 
 
 @dataclass
@@ -50,6 +53,14 @@ class AssessmentEvent:
     # must hear of a PHQ-9 item 9 answer above 0 at once
     registered_practice: str | None = None
     holder_org: str | None = None
+
+
+@dataclass
+class PlanActivity:
+    """A change to the person's care plan (a new version): a next step taken for them."""
+
+    event_id: str
+    occurred_at: str
 
 
 @dataclass
@@ -88,6 +99,7 @@ class Episode:
     referred_from: str | None
     appointment_at: str | None = None
     steps: list[Step] = field(default_factory=list)
+    service_name: str | None = None
 
     @property
     def current(self) -> Step:
@@ -127,8 +139,9 @@ class Alert:
     referral_id: str | None = None  # the referral a stall is about
     # organisations (ODS codes) the alert is addressed to besides the ICS's coordinators
     recipient_orgs: list[str] = field(default_factory=list)
-    # when the cause went (the person since accepted and seen): status "progressing"
+    # when the cause went (the person since accepted and seen), and how: status "progressing"
     progressing_at: str | None = None
+    progress: str | None = None
 
 
 @dataclass
@@ -147,6 +160,7 @@ class JourneyState:
     episodes: list[Episode] = field(default_factory=list)
     assessments: list[AssessmentEvent] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
+    plan_activity: list[str] = field(default_factory=list)  # when the care plan changed
     seen_event_ids: list[str] = field(default_factory=list)
     duplicates_ignored: int = 0
     events_applied: int = 0

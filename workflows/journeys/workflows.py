@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         Rules,
         apply_action,
         apply_assessment,
+        apply_plan_activity,
         apply_referral_event,
         evaluate,
         next_wake,
@@ -35,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         Episode,
         JourneyEvent,
         JourneyState,
+        PlanActivity,
     )
 
 #: continue as new well before Temporal's own limits, so replays stay cheap
@@ -68,6 +70,8 @@ class PatientJourney:
         self._rules: Rules | None = None
         # stalls are judged once referral events have settled (see rules.toml)
         self._settle_until: datetime | None = None
+        # asked to start afresh (continue as new) to take up new rules or new rule versions
+        self._renew = False
 
     @workflow.run
     async def run(self, input: JourneyInput) -> None:
@@ -78,6 +82,12 @@ class PatientJourney:
             # one vocabulary (shared/vocabulary.py): STarT Back high alerts as PHQ-9 and GAD-7
             # severe do; histories recorded before this keep their old decisions on replay
             self._rules = dataclasses.replace(self._rules, bands_from_vocabulary=True)
+        if workflow.patched("alert-rules-v2"):
+            # alert rules version 2 (issue #15, docs/clinical-safety/alert-rules.md): closure
+            # reasons decide, windows on event time, closed doors, no next step, pathway
+            # prompts, progressing. A history recorded before this replays with version 1; a
+            # journey running when this is deployed takes it at its next workflow task.
+            self._rules = dataclasses.replace(self._rules, version=2)
         while True:
             self._dirty = False
             now = workflow.now()
@@ -88,7 +98,7 @@ class PatientJourney:
                 await workflow.execute_activity(
                     "record_alert_change", change, start_to_close_timeout=timedelta(seconds=30),
                     retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)))
-            if self._should_continue_as_new(input):
+            if self._renew or self._should_continue_as_new(input):
                 break
             wake = next_wake(self._state, self._rules, workflow.now())
             if not settled and self._settle_until is not None:
@@ -96,7 +106,7 @@ class PatientJourney:
             timeout = (wake - workflow.now()) if wake is not None else None
             try:
                 await workflow.wait_condition(
-                    lambda: self._dirty or self._should_continue_as_new(input),
+                    lambda: self._dirty or self._renew or self._should_continue_as_new(input),
                     timeout=timeout)
             except TimeoutError:
                 pass  # a deadline: evaluate
@@ -121,6 +131,19 @@ class PatientJourney:
     @workflow.signal
     def assessment(self, event: AssessmentEvent) -> None:
         if apply_assessment(self._state, event):
+            self._dirty = True
+
+    @workflow.signal
+    def renew(self) -> None:
+        """Continue as new with the journey so far, loading the rules afresh: how a running
+        journey takes up a changed rules.toml or a new version of the rules (a patch decided
+        at the start of a run holds for the whole run). `python -m workflows.journeys.renew`
+        sends it to every running journey."""
+        self._renew = True
+
+    @workflow.signal
+    def plan_activity(self, event: PlanActivity) -> None:
+        if apply_plan_activity(self._state, event):
             self._dirty = True
 
     @workflow.signal

@@ -1,0 +1,63 @@
+"""How the journey rules put things in words: UK local dates, exact day counts, plurals, and
+a service by its own name. Pure (the time zone is loaded once, at import)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from workflows.journeys.state import Episode, ts
+
+UK = ZoneInfo("Europe/London")
+
+CATEGORY_WORDS = {
+    "pain_management_programme": "the pain management programme",
+    "talking_therapies_ltc": "talking therapies",
+    "msk_physiotherapy": "MSK physiotherapy",
+    "social_prescribing": "social prescribing",
+    "peer_support": "peer support",
+    "self_management_course": "a self-management course",
+    "exercise_yoga": "exercise and yoga",
+    "vocational_rehabilitation": "vocational rehabilitation",
+    "carers_support": "carers' support",
+    "crisis": "the crisis service",
+}
+
+
+def category(cat: str) -> str:
+    return CATEGORY_WORDS.get(cat, cat.replace("_", " "))
+
+
+def service(ep: Episode) -> str:
+    """The service by the name the directory gives it; its category when the name is unknown."""
+    return ep.service_name or category(ep.category)
+
+
+def uk_date(value: str | datetime) -> date:
+    """The calendar date in England when it happened (a 00:30 BST event is that day, not the
+    day before in UTC)."""
+    moment = ts(value) if isinstance(value, str) else value
+    return moment.astimezone(UK).date()
+
+
+def day(value: str | datetime) -> str:
+    """'5 January 2026': the UK local date."""
+    return uk_date(value).strftime("%-d %B %Y")
+
+
+def days_between(earlier: str | datetime, later: str | datetime) -> int:
+    """Calendar days from one UK date to another: a Monday to the Monday two weeks on is 14,
+    whatever the times of day."""
+    return (uk_date(later) - uk_date(earlier)).days
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """'1 day', '2 days', '1 service', '3 referrals'."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def listing(items: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    if len(items) <= 1:
+        return "".join(items)
+    return f"{', '.join(items[:-1])} and {items[-1]}"
