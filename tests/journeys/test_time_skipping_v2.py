@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import text
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from shared.db import unit_of_work
 from tests.helpers import eventually
+from tests.journeys.conftest import test_server_binary as server_binary
 from tests.journeys.test_time_skipping import alerts, ev, patient, read_model, start
 from workflows.journeys.rules import load_rules
 from workflows.journeys.state import AssessmentEvent, PlanActivity
@@ -152,14 +156,23 @@ class TestChangedRules:
         assert found[0].evidence[0].detail == "PHQ-9 q1: item 9 answered above 0"
 
 
+@pytest.fixture
+async def own_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=server_binary())
+    yield env
+    await env.shutdown()
+
+
 class TestRunningJourneysTakeUpVersion2:
     async def test_a_journey_started_under_version_1_continues_under_version_2(
-            self, ts_worker, journey_sessions):
+            self, own_env, ts_worker):
         """A worker that does not yet know version 2 (the patch left off) starts a journey:
         three sessions of one physiotherapy course are frequent contact under version 1. The
         new worker takes over; `renew` hands the journey over to a new run under version 2,
         with its alerts, and version 2 judges what follows."""
-        env, _, activities = ts_worker
+        _, _, activities = ts_worker
+        env = own_env  # two workers in turn: kept off the session's time-skipping server
         queue = f"ts-v1-{uuid.uuid4().hex[:8]}"
         p = patient()
         t0 = await env.get_current_time()
