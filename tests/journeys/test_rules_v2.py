@@ -548,13 +548,40 @@ class TestProgressing:
                                                           T0 + 22 * DAY))
         assert [c.change for c in done] == ["acknowledged"]
 
-    def test_a_pathway_prompt_progresses_when_the_pathway_is_referred_to(self):
+    def test_a_pathway_prompt_progresses_when_the_pathway_accepts_the_person(self):
         state = new_state()
         apply_assessment(state, assess("m-1", T0, band="severe", total=23, item9=0))
         evaluate(state, V2, T0)
         refer(state, "r1", ("submitted", T0 + 3 * DAY), category=TT)
-        moved = changed(evaluate(state, V2, T0 + 3 * DAY + HOUR), "progressing")
+        assert changed(evaluate(state, V2, T0 + 3 * DAY + HOUR), "progressing") == []
+        refer(state, "r1", ("accepted", T0 + 5 * DAY), category=TT)
+        moved = changed(evaluate(state, V2, T0 + 5 * DAY + HOUR), "progressing")
         assert [a.rule for a in moved] == ["pathway.severe_mood"]
+
+    def test_a_pathway_referral_turned_down_leaves_the_prompt_open(self):
+        state = new_state()
+        apply_assessment(state, assess("m-1", T0, band="severe", total=23, item9=0))
+        evaluate(state, V2, T0)
+        refer(state, "r1", ("submitted", T0 + 3 * DAY), ("rejected", T0 + 4 * DAY), category=TT)
+        assert changed(evaluate(state, V2, T0 + 5 * DAY), "progressing") == []
+
+    def test_seen_on_an_older_parallel_referral_is_not_the_way_out_of_a_loop(self):
+        state = new_state()
+        refer(state, "p", ("submitted", T0 - 5 * DAY), ("accepted", T0 - 4 * DAY), category=MSK)
+        refer(state, "r1", ("submitted", T0), ("rejected", T0 + DAY), category=TT)
+        refer(state, "r2", ("submitted", T0 + 10 * DAY), category=TT)
+        evaluate(state, V2, T0 + 10 * DAY + HOUR)
+        refer(state, "p", ("booked", T0 + 11 * DAY), ("attended", T0 + 12 * DAY), category=MSK)
+        assert changed(evaluate(state, V2, T0 + 12 * DAY + HOUR), "progressing") == []
+
+    def test_frequent_contact_does_not_progress_when_the_person_is_seen(self):
+        state = new_state()
+        for i, cat in enumerate((PAIN, TT, MSK, SP)):
+            refer(state, f"r{i}", ("submitted", T0 + 20 * i * DAY), category=cat)
+        evaluate(state, V2, T0 + 61 * DAY)
+        refer(state, "r3", ("accepted", T0 + 62 * DAY), ("attended", T0 + 70 * DAY),
+              category=SP)
+        assert changed(evaluate(state, V2, T0 + 71 * DAY), "progressing") == []
 
     def test_safety_alerts_never_progress(self):
         state = new_state()
@@ -632,3 +659,29 @@ def test_an_event_with_a_name_keeps_it_when_a_later_event_has_none():
 
 def test_ev_helper_knows_service_names():
     assert ev("r", "submitted", T0).service_name is None
+
+
+def test_every_reason_the_referrals_service_takes_has_a_meaning_for_the_journey():
+    """A new reason code in the referrals service without a closure outcome would quietly take
+    the state's default (HAZ-076): the two lists are the same."""
+    from services.referrals import domain
+    from shared.vocabulary import CLOSURE_OUTCOMES, REASON_WORDS
+
+    assert set(CLOSURE_OUTCOMES["rejected"]) == domain.REJECT_REASONS
+    assert set(CLOSURE_OUTCOMES["returned"]) == domain.RETURN_REASONS
+    assert set(CLOSURE_OUTCOMES["discharged"]) == domain.DISCHARGE_OUTCOMES
+    assert set(CLOSURE_OUTCOMES["cancelled"]) == domain.CANCEL_REASONS
+    every = set().union(*(set(v) for v in CLOSURE_OUTCOMES.values()))
+    assert every <= set(REASON_WORDS)
+
+
+@pytest.mark.parametrize(("line", "says"), [
+    ('"pathway.severe_mood" = "urgent"', "differs from the care plan"),
+    ('"looping.closed_doors" = "hgih"', "is not one of urgent, high, medium")])
+def test_a_rules_file_that_contradicts_itself_is_refused_at_load(tmp_path, line, says):
+    local = tmp_path / "local.toml"
+    local.write_text(f"[severity]\n{line}\n")
+    from workflows.journeys.rules import DEFAULT_RULES_FILE
+
+    with pytest.raises(ValueError, match=says):
+        load_rules(DEFAULT_RULES_FILE, local)

@@ -24,8 +24,12 @@ from workflows.journeys.bridge import to_assessment
 from workflows.journeys.rules import apply_assessment, evaluate, load_rules
 from workflows.journeys.state import JourneyState
 
-#: the rules a journey started today runs with (the workflow turns the vocabulary on)
-RULES = dataclasses.replace(load_rules(), bands_from_vocabulary=True)
+#: the rules a journey started today runs with (the workflow turns the vocabulary and alert
+#: rules version 2 on)
+RULES = dataclasses.replace(load_rules(), bands_from_vocabulary=True, version=2)
+#: the rule each instrument's high-risk band prompts (the person has no referral open here)
+PROMPT = {"STarT-Back": "pathway.start_back_high", "PHQ-9": "pathway.severe_mood",
+          "GAD-7": "pathway.severe_mood"}
 
 
 def start_back(distress: int, physical: int) -> dict[str, str]:
@@ -87,10 +91,13 @@ class TestScreeningReachesTheJourney:
         signal = to_assessment(event, REGISTRY.parse(event))  # as the bridge sends it
         state = JourneyState(patient_id=plan["patient_id"])
         assert apply_assessment(state, signal)
-        raised = [c.alert for c in evaluate(state, RULES, datetime.now(UTC))
-                  if c.change == "raised" and c.alert.rule == "safety.high_risk_band"]
-        assert len(raised) == (1 if alerted else 0)
+        changes = evaluate(state, RULES, datetime.now(UTC))
+        raised = [c.alert for c in changes if c.change == "raised"]
+        assert [a.rule for a in raised] == ([PROMPT[instrument]] if alerted else [])
         if alerted:
-            assert raised[0].severity == "urgent"
+            # the care plan's own severity for the same result, and its words for the band
+            assert raised[0].severity == {f["reason"]: f["severity"]
+                                          for f in recorded["risk_flags"]}["high_risk_band"]
+            assert raised[0].kind == "pathway"
             words = "high risk" if instrument == "STarT-Back" else band.replace("_", " ")
             assert f"is in the {words} band" in raised[0].explanation

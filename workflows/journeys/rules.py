@@ -83,6 +83,19 @@ def load_rules(*paths: Path) -> Rules:
     raw: dict[str, Any] = {}
     for path in paths or (DEFAULT_RULES_FILE,):
         _merge(raw, tomllib.loads(path.read_text()))
+    rules = _rules(raw)
+    unknown = sorted(r for r, sev in rules.severity.items() if sev not in rules.escalation_hours)
+    if unknown:
+        raise ValueError(f"rules: severity of {', '.join(unknown)} is not one of "
+                         f"{', '.join(rules.escalation_hours)}")
+    disagree = rules_v2.severities_agree(rules)
+    if disagree:
+        raise ValueError(f"rules: severity of {', '.join(disagree)} differs from the care "
+                         f"plan's for the same result (shared/vocabulary.py RISK_SEVERITY)")
+    return rules
+
+
+def _rules(raw: dict[str, Any]) -> Rules:
     st, lp, sf, esc = raw["stall"], raw["loop"], raw["safety"], raw["escalation"]
     return Rules(
         settle_seconds=st["settle_seconds"],

@@ -377,15 +377,19 @@ def severities_agree(rules: Rules) -> list[str]:
 
 def progressing(r: _Raiser) -> None:
     """A looping alert or pathway prompt nobody has taken on, whose cause has gone, leaves the
-    action worklist as "progressing"."""
+    action worklist as "progressing": after a bounce (re-referral, ping-pong, returns, closed
+    doors) the person has since been accepted and seen on a referral made at or after the
+    alert's latest evidence; after a pathway prompt, a referral to that pathway has been
+    accepted. Frequent contact is a pattern being seen does not end, so it never progresses."""
     for a in r.state.alerts:
-        if a.status not in UNTOUCHED or a.assignee or a.kind not in ("looping", "pathway"):
+        if (a.status not in UNTOUCHED or a.assignee or a.kind not in ("looping", "pathway")
+                or a.rule == "looping.frequent_contact"):
             continue
         since = max((ts(e.at) for e in a.evidence), default=None)
         if since is None:
             continue
         note = (_seen_since(r.state, since) if a.kind == "looping"
-                else _referred_since(r.state, r.rules, a, since))
+                else _accepted_since(r.state, r.rules, a, since))
         if note is None:
             continue
         at, text = note
@@ -394,20 +398,24 @@ def progressing(r: _Raiser) -> None:
 
 
 def _seen_since(state: JourneyState, since: datetime) -> tuple[str, str] | None:
-    seen = [(ts(s.at), ep) for ep in state.episodes for s in ep.steps
-            if s.state == "attended" and ts(s.at) > since]
+    """The first attendance, after `since`, on a referral made at or after it (an older
+    referral running in parallel is not the way out of this loop)."""
+    seen = [(ts(s.at), ep) for ep, sub in submissions(state) if sub >= since
+            for s in ep.steps if s.state == "attended" and ts(s.at) > since]
     if not seen:
         return None
     at, ep = min(seen, key=lambda x: (x[0], x[1].referral_id))
     return at.isoformat(), f"accepted and seen by {service(ep)} on {day(at)}"
 
 
-def _referred_since(state: JourneyState, rules: Rules, alert: Alert, since: datetime
+def _accepted_since(state: JourneyState, rules: Rules, alert: Alert, since: datetime
                     ) -> tuple[str, str] | None:
     cats = (rules.physiotherapy_categories if alert.rule == "pathway.start_back_high"
             else rules.mental_health_categories)
-    later = [(at, ep) for ep, at in submissions(state) if ep.category in cats and at > since]
-    if not later:
+    accepted = [(ts(s.at), ep) for ep, sub in submissions(state)
+                if ep.category in cats and sub > since
+                for s in ep.steps if s.state == "accepted"]
+    if not accepted:
         return None
-    at, ep = later[0]
-    return at.isoformat(), f"referred to {service(ep)} on {day(at)}"
+    at, ep = min(accepted, key=lambda x: (x[0], x[1].referral_id))
+    return at.isoformat(), f"referred to and accepted by {service(ep)} on {day(at)}"
