@@ -189,13 +189,19 @@ async def main() -> int:
     await until_drained(s, args.timeout)
 
     # every journey has applied every one of its events
+    # (asking only those still behind: a query of a journey the worker's cache has evicted
+    # replays its history, so asking all of them again and again would keep the worker busy)
     deadline = time.monotonic() + args.timeout
+    behind = journeys
+    counts: dict[str, int | BaseException] = {}
     while True:
-        counts = await applied_counts(client, journeys)
-        behind = [j for j in journeys if counts[j.patient_id] != len(j.events)]
+        counts |= await applied_counts(client, behind)
+        behind = [j for j in behind if counts[j.patient_id] != len(j.events)]
         if not behind or time.monotonic() > deadline:
             break
-        await asyncio.sleep(2)
+        print(f"{len(behind)} journeys still applying their events", file=sys.stderr,
+              flush=True)
+        await asyncio.sleep(5)
     failures.not_applied = [j.patient_id for j in behind
                             if not isinstance(counts[j.patient_id], BaseException)]
     failures.query_failed = [j.patient_id for j in behind
