@@ -57,7 +57,7 @@ def alert_out(row: Any) -> AlertOut:
                     updated_at=row.updated_at, acknowledged_at=row.acknowledged_at,
                     snoozed_until=row.snoozed_until, resolved_at=row.resolved_at,
                     resolution=row.resolution, seq=row.seq, version=row.version,
-                    allowed_actions=alerts.allowed_actions(row.status))
+                    allowed_actions=alerts.allowed_actions(row.status, row.severity))
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -164,7 +164,7 @@ async def take_action(*, session: AsyncSession, principal: Principal, settings: 
         alerts.AlertSnapshot(status=row.status, assignee=row.assignee,
                              acknowledged_at=row.acknowledged_at,
                              snoozed_until=row.snoozed_until, resolved_at=row.resolved_at,
-                             resolution=row.resolution),
+                             resolution=row.resolution, severity=row.severity),
         action, actor=principal.identity, now=now, assignee=assignee, until=until,
         resolution=resolution)
     updated = (await _exec(session, f"""

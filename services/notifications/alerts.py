@@ -14,7 +14,9 @@ will apply, in the same statuses:
 | resolve     | any status but resolved                    | resolved, with a coded reason   |
 
 (`progressing` counts as "any status": the cause has gone, but a coordinator may still
-acknowledge, assign, snooze or resolve it.) Resolved alerts take no actions.
+acknowledge, assign, snooze or resolve it.) Resolved alerts take no actions. An urgent alert
+(PHQ-9 item 9) is never snoozed: a snooze would keep it from escalating to the duty rota
+(hazard log HAZ-047); it is acknowledged and acted on, or resolved.
 
 The journey answers each action with its own alert event (a higher `seq`): the **echo**. The
 echo confirms what the coordinator did; it is not news to them, so it moves neither the
@@ -138,18 +140,28 @@ def check_may_act(principal: Principal, alert_ics: str) -> None:
 
 # --- actions ----------------------------------------------------------------------------------
 
-def allowed_actions(status: str) -> list[Action]:
-    """The actions an alert in `status` takes, in a stable order."""
+#: severities an alert may not be snoozed at: urgent alerts escalate within the hour
+NEVER_SNOOZED = frozenset({"urgent"})
+
+
+def allowed_actions(status: str, severity: str | None = None) -> list[Action]:
+    """The actions an alert in `status` (of `severity`) takes, in a stable order."""
     try:
         st = Status(status)
     except ValueError:
         return []
-    return [a for a in Action if st in ALLOWED_IN[a]]
+    return [a for a in Action if st in ALLOWED_IN[a]
+            and not (a is Action.SNOOZE and severity in NEVER_SNOOZED)]
 
 
-def check_action(status: str, action: Action) -> None:
+def check_action(status: str, action: Action, severity: str | None = None) -> None:
     """409 naming the allowed actions when `action` isn't allowed in `status`."""
-    allowed = allowed_actions(status)
+    allowed = allowed_actions(status, severity)
+    if action is Action.SNOOZE and severity in NEVER_SNOOZED and action in allowed_actions(
+            status):
+        raise Conflict(f"an {severity} alert cannot be snoozed: acknowledge it and act, or "
+                       f"resolve it; allowed: {', '.join(a.value for a in allowed)}",
+                       status_now=status, allowed_actions=[a.value for a in allowed])
     if action in allowed:
         return
     if not allowed:
@@ -170,6 +182,7 @@ class AlertSnapshot:
     snoozed_until: datetime | None
     resolved_at: datetime | None
     resolution: str | None
+    severity: str | None = None
 
 
 @dataclass(frozen=True)
@@ -220,7 +233,7 @@ def plan_action(alert: AlertSnapshot, action: Action, *, actor: str, now: dateti
                 assignee: str | None = None, until: datetime | None = None,
                 resolution: str | None = None) -> ActionPlan:
     """What `action` does to the alert, as the journey's `apply_action` will do it."""
-    check_action(alert.status, action)
+    check_action(alert.status, action, alert.severity)
     if action is Action.ACKNOWLEDGE:
         return ActionPlan(change=CHANGE_OF[action], status=Status.ACKNOWLEDGED.value,
                           assignee=alert.assignee or actor, acknowledged_at=now,

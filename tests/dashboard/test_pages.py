@@ -264,9 +264,12 @@ class TestAlertsWorklist:
         assert order == [ids["safety"], ids["looping"], ids["stalled"]]  # urgent first
         row = row_of(page.text, ids["safety"])
         assert status_cell(row) == "open"
-        assert button_names(row) == ["Acknowledge", "Assign to me", "Snooze", "Resolve"]
-        assert 'for="snooze-' in row and ">Snooze for</label>" in row
+        # an urgent alert is never snoozed: it would not reach the duty rota
+        assert button_names(row) == ["Acknowledge", "Assign to me", "Resolve"]
         assert ">Reason for resolving</label>" in row and "required" in row
+        loop = row_of(page.text, ids["looping"])
+        assert "Snooze" in button_names(loop)
+        assert 'for="snooze-' in loop and ">Snooze for</label>" in loop
         assert "3 alerts match these filters" in page.text
         assert 'aria-live="polite"' in page.text and "data-live-alerts" in page.text
         assert "Safety: PHQ-9 item 9 answered above 0" in row
@@ -396,17 +399,20 @@ class TestActions:
         await sign_in(web)
         page = await web.get(f"/dashboard/alerts?patient_id={patient}")
         token = csrf_of(page)
-        bad = await web.post(f"{alert_url(ids['safety'])}/snooze",
+        bad = await web.post(f"{alert_url(ids['looping'])}/snooze",
                                  data={"csrf": token, "for": "forever"})
         assert bad.status_code == 422 and "how long" in bad.text
-        snoozed = await web.post(f"{alert_url(ids['safety'])}/snooze",
+        snoozed = await web.post(f"{alert_url(ids['looping'])}/snooze",
                                      data={"csrf": token, "for": "3d"})
         assert snoozed.status_code == 303
         [db] = await rows(sessions, "SELECT status, snoozed_until FROM alert "
-                                    "WHERE alert_id = :a", a=ids["safety"])
+                                    "WHERE alert_id = :a", a=ids["looping"])
         assert db.status == "snoozed"
         assert abs(db.snoozed_until - (datetime.now(UTC) + timedelta(days=3))) < timedelta(
             minutes=5)
+        urgent = await web.post(f"{alert_url(ids['safety'])}/snooze",
+                                    data={"csrf": token, "for": "3d"})
+        assert urgent.status_code == 409 and "cannot be snoozed" in urgent.text
         why = await web.post(f"{alert_url(ids['safety'])}/resolve", data={"csrf": token})
         assert why.status_code == 422 and "reason for resolving" in why.text
         odd = await web.post(f"{alert_url(ids['safety'])}/resolve",

@@ -322,11 +322,11 @@ class TestActions:
         assert await outbox_events(notif_sessions, inbox.patient) == []
 
     async def test_assign_snooze_and_resolve(self, client, inbox, notif_sessions):
-        alert_id = inbox.ids["safety"]
+        alert_id = inbox.ids["loop"]
         r = await client.post(f"/alerts/{alert_id}/assign", json={"assignee": inbox.other},
                               headers=inbox.h())
         assert (r.status_code, r.json()["status"], r.json()["assignee"]) == (
-            200, "escalated", inbox.other)
+            200, "acknowledged", inbox.other)
         until = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
         r = await client.post(f"/alerts/{alert_id}/snooze", json={"until": until.isoformat()},
                               headers=inbox.h())
@@ -347,8 +347,25 @@ class TestActions:
         assert datetime.fromisoformat(data[1]["snooze_until"]) == until
         hist = await rows(notif_sessions, "SELECT change, status FROM alert_history WHERE "
                                           "alert_id = :a ORDER BY id", a=alert_id)
-        assert [tuple(h) for h in hist] == [("raised", "escalated"), ("assigned", "escalated"),
+        assert [tuple(h) for h in hist] == [("raised", "acknowledged"),
+                                            ("assigned", "acknowledged"),
                                             ("snoozed", "snoozed"), ("resolved", "resolved")]
+
+    async def test_an_urgent_alert_is_never_snoozed(self, client, inbox, notif_sessions):
+        """A snooze would keep a PHQ-9 item 9 alert from the duty rota (hazard HAZ-047): 409,
+        nothing changed, nothing published; it is offered only what it may take."""
+        alert_id = inbox.ids["safety"]
+        r = await client.get(f"/alerts/{alert_id}", headers=inbox.h())
+        assert r.json()["allowed_actions"] == ["acknowledge", "assign", "resolve"]
+        until = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
+        r = await client.post(f"/alerts/{alert_id}/snooze", json={"until": until.isoformat()},
+                              headers=inbox.h())
+        assert r.status_code == 409, r.text
+        assert "an urgent alert cannot be snoozed" in r.json()["detail"]
+        assert r.json()["allowed_actions"] == ["acknowledge", "assign", "resolve"]
+        after = (await client.get(f"/alerts/{alert_id}", headers=inbox.h())).json()
+        assert (after["status"], after["version"]) == ("escalated", 1)
+        assert await outbox_events(notif_sessions, inbox.patient) == []
 
     @pytest.mark.parametrize(("action", "body"), [
         ("assign", {}), ("assign", {"assignee": "two words"}),

@@ -53,6 +53,21 @@ class TestAllowedActions:
     def test_each_status_allows_its_actions(self, status, allowed):
         assert [a.value for a in alerts.allowed_actions(status)] == allowed
 
+    @pytest.mark.parametrize("status", ["open", "escalated", "acknowledged", "progressing"])
+    def test_an_urgent_alert_is_never_snoozed(self, status):
+        """A snooze would keep a PHQ-9 item 9 alert from the duty rota (HAZ-047)."""
+        assert "snooze" not in [a.value for a in alerts.allowed_actions(status, "urgent")]
+        assert "snooze" in [a.value for a in alerts.allowed_actions(status, "high")]
+        urgent = AlertSnapshot(status=status, assignee="c", acknowledged_at=None,
+                               snoozed_until=None, resolved_at=None, resolution=None,
+                               severity="urgent")
+        with pytest.raises(Conflict, match="an urgent alert cannot be snoozed") as err:
+            alerts.plan_action(urgent, Action.SNOOZE, actor="c", now=NOW,
+                               until=NOW + timedelta(hours=2))
+        assert "snooze" not in err.value.extra["allowed_actions"]
+        assert alerts.plan_action(urgent, Action.RESOLVE, actor="c", now=NOW,
+                                  resolution="contacted-person").status == "resolved"
+
     @pytest.mark.parametrize("action", list(Action))
     def test_a_resolved_alert_takes_no_action_and_the_409_says_so(self, action):
         with pytest.raises(Conflict) as err:
