@@ -253,12 +253,14 @@ class MessageSender:
         if nobody:
             await self._finish(m, "skipped", error=nobody)
             return
+        waits = routing.alert_waits_for_quiet_hours(m.context)
         recipients = [Recipient(
             key=a.key, reach=a.reach, inbox_owner=a.key if a.inbox_org else None,
             inbox_org=a.inbox_org, extra={"audience": m.audience, **a.extra},
             **({"variant": a.pref.variant, "language": a.pref.language,
                 "large_type": a.pref.variant == Variant.LARGE_PRINT,
-                "quiet": (a.pref.quiet_start, a.pref.quiet_end)} if a.pref else {}))
+                "quiet": (a.pref.quiet_start, a.pref.quiet_end) if waits else (None, None)}
+               if a.pref else {}))
             for a in found]
         history = await self._history(m.id)
         outcomes = [await self._deliver(m, r, None, None, history.get(r.key, Past()))

@@ -151,6 +151,13 @@ def alert_message_context(data: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def alert_waits_for_quiet_hours(context: Mapping[str, Any]) -> bool:
+    """Whether a staff member's quiet hours hold an alert's email. Never for an urgent alert
+    (PHQ-9 item 9: contact the person today; hazard log HAZ-057): it goes at once, like its
+    inbox item."""
+    return context.get("severity") != "urgent"
+
+
 def alert_subscription_matches(*, org: str, event_types: Sequence[str], event_type: str,
                                recipient_orgs: Sequence[str]) -> bool:
     """Whether a subscription gets an alert event: it asked for the type and the alert is

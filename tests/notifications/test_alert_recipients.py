@@ -6,8 +6,9 @@ Texts carry codes and ids, never a name or an NHS number."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -95,6 +96,14 @@ class TestRoutes:
         payload = routing.alert_partner_payload(event)
         assert "assignee" not in payload["data"] and payload["id"] == event["id"]
         assert payload["data"]["recipient_orgs"] == ["GP-1"]
+
+
+class TestQuietHours:
+    @pytest.mark.parametrize(("severity", "waits"), [("urgent", False), ("high", True),
+                                                     ("medium", True), (None, True)])
+    def test_only_an_urgent_alert_goes_at_once_in_quiet_hours(self, severity, waits) -> None:
+        context = {"severity": severity} if severity else {}
+        assert routing.alert_waits_for_quiet_hours(context) is waits
 
 
 class TestTexts:
@@ -202,9 +211,13 @@ class TestDelivered:
         address, quiet_user = unique_email("gp-duty"), unique_email("in-app-only")
         gp_user = auth(s, role="clinician", org=gp, sub=f"gp-{uuid.uuid4().hex[:6]}")
         inbox_only = auth(s, role="clinician", org=gp, sub=f"gp-{uuid.uuid4().hex[:6]}")
+        # the GP is in their quiet hours now: an urgent alert's email does not wait for them
+        here = datetime.now(ZoneInfo(s.quiet_hours_timezone))
+        quiet = {"quiet_start": (here - timedelta(hours=1)).strftime("%H:%M"),
+                 "quiet_end": (here + timedelta(hours=1)).strftime("%H:%M")}
         async with running(s, "notifications") as http:
             for headers, prefs in ((gp_user, {"channels": ["in_app", "email"],
-                                              "email": address}),
+                                              "email": address, **quiet}),
                                    (inbox_only, {"channels": ["in_app"],
                                                  "email": quiet_user})):
                 r = await http.put("/preferences/me", json=prefs,
