@@ -5,7 +5,9 @@ Run after a deliberate change to the workflow's decisions (and put the change be
 
     WAYMARK_INSTANCE=test WAYMARK_DB_NAME=waymark_test python -m tests.journeys.record_histories
 
-Uses the time-skipping test server and the real activities (the test database).
+Uses the time-skipping test server and the real activities (the test database). A history
+already on disk is kept: it is the record of what an older version of the code decided, which
+today's code must still replay (delete a file only to retire that version on purpose).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from tests.journeys.conftest import test_server_binary
 from tests.journeys.test_time_skipping import ev
 from workflows.journeys import workflow_id
 from workflows.journeys.activities import JourneyActivities
-from workflows.journeys.state import AlertAction, AssessmentEvent
+from workflows.journeys.state import AlertAction, AssessmentEvent, PlanActivity
 from workflows.journeys.workflows import JourneyInput, PatientJourney
 
 OUT = Path(__file__).with_name("histories")
@@ -82,9 +84,47 @@ async def main() -> None:
             occurred_at=(await env.get_current_time()).isoformat(), reason="safety plan agreed"))
         await env.sleep(timedelta(minutes=5))
         await h2.query(PatientJourney.journey)
+        # 3 (alert rules version 2): two doors closed, then nothing; a care-plan change; no
+        # next step after a third; a severe PHQ-9 prompt that progresses once talking
+        # therapies accept; item 9 addressed to the practice and the plan holder
+        p3 = f"pt_hist_{uuid.uuid4().hex[:8]}"
+        h3 = await env.client.start_workflow(
+            PatientJourney.run, JourneyInput(patient_id=p3), id=workflow_id(p3),
+            task_queue=queue)
+        t3 = await env.get_current_time()
+        for rid, cat, svc in (("d1", "pain_management_programme", "svc-pain"),
+                              ("d2", "social_prescribing", "svc-sp")):
+            await h3.signal(PatientJourney.referral_event,
+                            ev(rid, "submitted", t3, category=cat, service=svc))
+            await h3.signal(PatientJourney.referral_event,
+                            ev(rid, "rejected", t3 + timedelta(hours=1), category=cat,
+                               service=svc, reason="does-not-meet-criteria"))
+        await h3.signal(PatientJourney.assessment, AssessmentEvent(
+            event_id="a3-1", occurred_at=t3.isoformat(), assessment_id="phq9-3",
+            instrument="PHQ-9", band="severe", total=23, safety_flag=True,
+            registered_practice="A81001", holder_org="RTH"))
+        await env.sleep(timedelta(days=15))
+        now = await env.get_current_time()
+        await h3.signal(PatientJourney.plan_activity, PlanActivity("plan-3", now.isoformat()))
+        for state, hours in (("submitted", 1), ("accepted", 30), ("booked", 40),
+                             ("attended", 200)):
+            await h3.signal(PatientJourney.referral_event,
+                            ev("t1", state, now + timedelta(hours=hours),
+                               category="talking_therapies_ltc", service="svc-tt"))
+        await env.sleep(timedelta(days=10))
+        await h3.signal(PatientJourney.referral_event,
+                        ev("t1", "discharged", await env.get_current_time(),
+                           category="talking_therapies_ltc", service="svc-tt",
+                           reason="did-not-attend-discharged"))
+        await env.sleep(timedelta(weeks=9))
+        await h3.query(PatientJourney.journey)
         OUT.mkdir(exist_ok=True)
         for name, handle in (("stall-return-rereferral-pingpong", h1),
-                             ("safety-ack-snooze-resolve", h2)):
+                             ("safety-ack-snooze-resolve", h2),
+                             ("v2-doors-next-step-pathway-progressing", h3)):
+            if (OUT / f"{name}.json").exists():
+                print(f"kept {name}: recorded by an earlier version")
+                continue
             history = await handle.fetch_history()
             (OUT / f"{name}.json").write_text(history.to_json())
             print(f"recorded {name}: {len(history.events)} events")
