@@ -278,6 +278,13 @@ class TestNoNextStep:
         assert done[0].resolution == ("a next step followed: referred to Talking Space on "
                                       f"{day(T0 + 61 * DAY)}")
 
+    def test_a_referral_made_in_error_is_not_a_next_step(self):
+        state = new_state()
+        refer(state, "r1", ("submitted", T0), ("rejected", T0 + DAY), category=PAIN)
+        refer(state, "r2", ("submitted", T0 + 5 * DAY), ("cancelled", T0 + 6 * DAY),
+              category=TT, reason="referred-in-error")
+        assert "stalled.no_next_step" in rules_raised(state, T0 + 60 * DAY)
+
     def test_a_care_plan_change_is_a_next_step(self):
         state = new_state()
         refer(state, "r1", ("submitted", T0), ("rejected", T0 + DAY), category=PAIN)

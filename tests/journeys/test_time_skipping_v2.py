@@ -116,6 +116,48 @@ class TestChangedRules:
         await env.sleep(timedelta(weeks=4))
         assert [a.referral_id for a in await alerts(handle, "stalled.rtt_breach")] == ["pain"]
 
+    async def test_ping_pong_and_returns_are_judged_on_what_happened(self, ts_worker):
+        env, queue, _ = ts_worker
+        t0 = await env.get_current_time()
+        handle = await start(env.client, queue, patient())
+        pain, tt = ("pain_management_programme", "svc-pain"), ("talking_therapies_ltc",
+                                                               "svc-tt")
+        for rid, (cat, svc), steps in (
+                ("a", pain, (("submitted", 0), ("rejected", 1))),
+                ("b", tt, (("submitted", 2), ("returned", 3))),
+                ("c", pain, (("submitted", 4),))):
+            for state, days in steps:
+                await handle.signal(PatientJourney.referral_event, ev(
+                    rid, state, t0 + timedelta(days=days), category=cat, service=svc,
+                    reason={"rejected": "does-not-meet-criteria",
+                            "returned": "refer-elsewhere"}.get(state)))
+        found = await eventually(lambda: alerts(handle, "looping.ping_pong"), timeout=20)
+        assert [e.referral_id for e in found[0].evidence] == ["a", "b", "c"]
+        assert [a.referral_id for a in await alerts(handle, "looping.re_referral")] == ["c"]
+
+    async def test_sessions_are_not_contacts_but_four_episodes_are(self, ts_worker):
+        env, queue, _ = ts_worker
+        t0 = await env.get_current_time()
+        one, four = patient(), patient()
+        h1 = await start(env.client, queue, one)
+        steps = [("submitted", 0), ("accepted", 1)] + [
+            (s, 2 + 7 * i + d) for i in range(5) for s, d in (("booked", 0), ("attended", 3))]
+        for state, days in steps:
+            await h1.signal(PatientJourney.referral_event,
+                            ev("r1", state, t0 + timedelta(days=days),
+                               category="msk_physiotherapy", service="svc-msk"))
+        h4 = await start(env.client, queue, four)
+        for i, cat in enumerate(("pain_management_programme", "talking_therapies_ltc",
+                                 "msk_physiotherapy", "social_prescribing")):
+            await h4.signal(PatientJourney.referral_event,
+                            ev(f"r{i}", "submitted", t0 + timedelta(days=20 * i),
+                               category=cat, service=f"svc-{i}"))
+        found = await eventually(lambda: alerts(h4, "looping.frequent_contact"), timeout=20)
+        assert found[0].explanation.startswith("4 episodes of care in 60 days")
+        view = await h1.query(PatientJourney.journey)
+        assert view.events_applied == len(steps)
+        assert [a.rule for a in view.alerts if a.kind == "looping"] == []
+
     async def test_a_loop_alert_progresses_when_the_person_is_seen(self, ts_worker,
                                                                   journey_sessions):
         env, queue, _ = ts_worker

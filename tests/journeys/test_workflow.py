@@ -9,6 +9,7 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer, Worker
 
 from shared.db import make_engine, make_sessionmaker
+from tests.helpers import eventually
 from workflows.journeys import workflow_id
 from workflows.journeys.activities import JourneyActivities
 from workflows.journeys.state import JourneyEvent
@@ -93,3 +94,31 @@ class TestPatientJourney:
         history: WorkflowHistory = await handle.fetch_history()
         # raises if today's workflow code would make different decisions on this history
         await Replayer(workflows=[PatientJourney]).replay_workflow(history)
+
+    async def test_renew_moves_every_running_journey_onto_a_new_run_with_its_journey(
+            self, client, worker):
+        """`python -m workflows.journeys.renew`: how running journeys take up new rules."""
+        from workflows.journeys.renew import renew_all
+
+        patient = f"pt_{uuid.uuid4().hex[:12]}"
+        await _signal(client, worker, patient, _event("r-1"))
+        handle = client.get_workflow_handle(workflow_id(patient))
+        first = (await handle.describe()).run_id
+
+        async def listed() -> int | None:  # visibility catches up within moments
+            n = await renew_all(client, dry_run=True)
+            seen = [wf async for wf in client.list_workflows(
+                f'WorkflowId = "{workflow_id(patient)}"')]
+            return n if seen else None
+
+        assert await eventually(listed, timeout=20) >= 1
+        await renew_all(client)
+
+        async def renewed() -> str | None:
+            run = (await handle.describe()).run_id
+            return run if run != first else None
+
+        await eventually(renewed, timeout=20)
+        view = await handle.query(PatientJourney.journey)
+        assert [(e.referral_id, e.current.state) for e in view.episodes] == [("r-1", "submitted")]
+        assert view.events_applied == 1

@@ -273,9 +273,11 @@ def no_next_step(state: JourneyState, rules: Rules) -> list[tuple[Episode, Step,
         if end is None or outcome(ep) != Outcome.NOT_TREATED:
             continue
         closed = ts(end.at)
+        # a referral since counts as a next step unless it was a duplicate or made in error
+        later = [at for other, at in subs if other is not ep and at > closed
+                 and outcome(other) != Outcome.ADMINISTRATIVE]
         if (any(other is not ep and open_at(other, closed) for other, _ in subs)
-                or any(at > closed for other, at in subs if other is not ep)
-                or any(p > closed for p in plan)):
+                or later or any(p > closed for p in plan)):
             continue
         out.append((ep, end, closed + timedelta(weeks=rules.no_next_step_weeks)))
     return out
@@ -306,7 +308,8 @@ def no_next_step_alerts(r: _Raiser) -> set[str]:
 def next_step_taken(state: JourneyState, alert: Alert) -> str:
     """Why a no-next-step alert resolved itself: the next step that followed."""
     end = ts(alert.evidence[0].at) if alert.evidence else datetime.min
-    later = [(at, ep) for ep, at in submissions(state) if at > end]
+    later = [(at, ep) for ep, at in submissions(state)
+             if at > end and outcome(ep) != Outcome.ADMINISTRATIVE]
     if later:
         at, ep = min(later, key=lambda x: x[0])
         return f"a next step followed: referred to {service(ep)} on {day(at)}"
