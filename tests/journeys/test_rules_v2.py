@@ -224,6 +224,17 @@ class TestClosedDoors:
               category=PAIN, reason="advice-and-guidance-given")
         assert "looping.closed_doors" not in rules_raised(state, T0 + 60 * DAY)
 
+    def test_a_backlog_is_judged_once_settled_so_the_next_door_arriving_late_counts(self):
+        """The evaluation's false positive: the closures arrive first, the referral made
+        within the grace a moment later; closed doors waits for the journey to settle."""
+        state, last = self._three_doors()
+        late_now = last + 300 * DAY
+        evaluate(state, V2, late_now, stalls=False)  # events still arriving
+        assert "looping.closed_doors" not in {a.rule for a in state.alerts}
+        refer(state, "r9", ("submitted", last + 5 * DAY), category=PEER)
+        evaluate(state, V2, late_now)  # settled
+        assert "looping.closed_doors" not in {a.rule for a in state.alerts}
+
     def test_the_same_history_evaluated_a_year_later_gives_the_same_alert(self):
         soon, last = self._three_doors()
         late, _ = self._three_doors()
@@ -384,6 +395,18 @@ class TestEventTime:
             "4 episodes of care in 90 days (5 January 2026 to 5 April 2026): referrals to the "
             "pain management programme, talking therapies, MSK physiotherapy and social "
             "prescribing.")
+
+    def test_a_duplicate_found_after_the_alert_resolves_it(self):
+        state = new_state()
+        for i, cat in enumerate((PAIN, TT, MSK)):
+            refer(state, f"r{i}", ("submitted", T0 + 30 * i * DAY), category=cat)
+        refer(state, "dup", ("submitted", T0 + 100 * DAY), category=MSK)
+        assert "looping.frequent_contact" in rules_raised(state, T0 + 100 * DAY + HOUR)
+        refer(state, "dup", ("cancelled", T0 + 100 * DAY + 12 * HOUR), category=MSK,
+              reason="duplicate-referral")
+        done = changed(evaluate(state, V2, T0 + 101 * DAY), "resolved",
+                       "looping.frequent_contact")
+        assert len(done) == 1 and "duplicate or made in error" in (done[0].resolution or "")
 
     def test_duplicates_and_errors_are_not_episodes(self):
         state = new_state()

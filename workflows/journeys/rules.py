@@ -375,6 +375,7 @@ def _stalls(r: _Raiser) -> None:
                                             f"deadline {d.due.isoformat()}")])
     if r.rules.version >= 2:
         live |= rules_v2.no_next_step_alerts(r)
+        rules_v2.closed_doors_alerts(r)
     # a stall alert closes itself when its referral moves on
     for a in r.state.alerts:
         if a.kind == "stalled" and a.status != "resolved" and a.key not in live:

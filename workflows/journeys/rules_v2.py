@@ -105,7 +105,6 @@ def loops(r: _Raiser) -> None:
     _ping_pong(r, subs)
     _returned_repeatedly(r)
     _frequent_contact(r, subs)
-    _closed_doors(r)
 
 
 def _re_referral(r: _Raiser, subs: list[tuple[Episode, datetime]]) -> None:
@@ -195,6 +194,20 @@ def _frequent_contact(r: _Raiser, subs: list[tuple[Episode, datetime]]) -> None:
                               f"{day(last_at)}): referrals to {listing(names)}."),
                  evidence=[Evidence(ep.referral_id, at.isoformat(), "submitted")
                            for at, ep in run])
+    # an episode it counted has since turned out to be a duplicate or made in error, and the
+    # run no longer holds: the alert's cause was never there
+    live = {f"looping.frequent_contact:{run[-1][1].referral_id}:{run[-1][0].isoformat()}"
+            for run in runs(episodes, timedelta(days=rules.frequent_window_days),
+                            lambda recent: len(recent) >= rules.frequent_contacts)}
+    administrative = {ep.referral_id for ep, _ in subs if outcome(ep) == Outcome.ADMINISTRATIVE}
+    for a in r.state.alerts:
+        if (a.rule == "looping.frequent_contact" and a.status != "resolved"
+                and a.key not in live
+                and any(e.referral_id in administrative for e in a.evidence)):
+            a.status, a.resolved_at = "resolved", r.now.isoformat()
+            a.resolution = ("an episode it counted was a duplicate or made in error: fewer "
+                            f"than {rules.frequent_contacts} remain")
+            r.change(a, "resolved")
 
 
 def _counted(names: list[str]) -> list[str]:
@@ -244,7 +257,10 @@ def _door_key(run: list[tuple[datetime, Episode]]) -> str:
     return f"looping.closed_doors:{run[-1][1].referral_id}:{run[-1][0].isoformat()}"
 
 
-def _closed_doors(r: _Raiser) -> None:
+def closed_doors_alerts(r: _Raiser) -> None:
+    """Judged with the stalls, once the journey's events have settled: a backlog (after an
+    outage, the go-live history load) is judged whole, so a referral made within the grace
+    that arrives a moment after the closure it follows is seen first."""
     raised, _ = closed_doors(r.state, r.rules, r.now)
     for run in raised:
         first, last = run[0][0], run[-1][0]
