@@ -121,7 +121,11 @@ class TestSeed:
         journeys = generate(self.PEOPLE, seed=population_seed, now=datetime.now(UTC),
                             patient_prefix=POPULATION_PREFIX, months=POPULATION_MONTHS,
                             mix=DEMO_MIX)
-        expected = {(j.patient_id, r) for j in journeys for r in j.expected_rules}
+        labelled = {(j.patient_id, r) for j in journeys for r in j.expected_rules}
+        # the ambiguous templates' alerts depend on when events reach the journey
+        # (bench/alert_quality.py measures them apart): the clear-cut ones are exact
+        clear = {j.patient_id for j in journeys if j.clear_cut}
+        expected = {(p, r) for p, r in labelled if p in clear}
         assert {r.split(".")[0] for _, r in expected} == {"looping", "stalled"}
 
         first = await asyncio.to_thread(_waymark, s, *args)
@@ -132,8 +136,8 @@ class TestSeed:
         assert (f"synthetic population: {self.PEOPLE} people over 12 months, {events} referral "
                 f"events on {s.topic(REFERRALS)}") in first.stdout
         assert "exist only as events: the referrals service does not hold them" in first.stdout
-        loops = sum(1 for _, r in expected if r.startswith("looping."))
-        assert f"raise {loops} loop and {len(expected) - loops} stall alerts" in first.stdout
+        loops = sum(1 for _, r in labelled if r.startswith("looping."))
+        assert f"raise {loops} loop and {len(labelled) - loops} stall alerts" in first.stdout
         assert (f"dashboard: http://127.0.0.1:{s.api_port('notifications')}/dashboard/login"
                 in first.stdout)
 
@@ -146,7 +150,7 @@ class TestSeed:
                 rows = (await session.exec(text(  # type: ignore[call-overload]
                     "SELECT patient_id, rule FROM alert WHERE patient_id LIKE :p").bindparams(
                     p=prefix))).all()
-            return {(r.patient_id, r.rule) for r in rows}
+            return {(r.patient_id, r.rule) for r in rows if r.patient_id in clear}
 
         async def counts() -> tuple[int, int, int]:
             async with sessions() as session:
@@ -170,7 +174,8 @@ class TestSeed:
             # loops at once, stalls once each journey's events have settled (60 s)
             await eventually(lambda: _contains(inbox(), expected), timeout=180, interval=2)
             assert await inbox() == expected
-            assert await counts() == (len(expected), events, 0)  # nobody messaged
+            before = await counts()
+            assert before[0] >= len(expected) and before[1:] == (events, 0)  # nobody messaged
 
             second = await asyncio.to_thread(_waymark, s, *args)
             assert second.returncode == 0, second.stderr
@@ -181,7 +186,7 @@ class TestSeed:
             await eventually(lambda: _caught_up(s, s.topic("notifications"),
                                                 s.topic(REFERRALS)), timeout=60, interval=1)
             assert await inbox() == expected
-            assert await counts() == (len(expected), events, 0)
+            assert await counts() == before  # nothing twice
         finally:
             await engine.dispose()
 

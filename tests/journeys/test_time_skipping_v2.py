@@ -135,6 +135,23 @@ class TestChangedRules:
         assert [e.referral_id for e in found[0].evidence] == ["a", "b", "c"]
         assert [a.referral_id for a in await alerts(handle, "looping.re_referral")] == ["c"]
 
+    async def test_two_returns_within_the_window_raise_once_on_event_time(self, ts_worker):
+        env, queue, _ = ts_worker
+        t0 = await env.get_current_time()
+        handle = await start(env.client, queue, patient())
+        for rid, cat, days in (("r1", "pain_management_programme", 0),
+                               ("r2", "talking_therapies_ltc", 30),
+                               ("r3", "social_prescribing", 60)):
+            for state, d in (("submitted", 0), ("returned", 2)):
+                await handle.signal(PatientJourney.referral_event, ev(
+                    rid, state, t0 + timedelta(days=days + d), category=cat,
+                    service=f"svc-{rid}", reason="refer-elsewhere" if d else None))
+        found = await eventually(lambda: alerts(handle, "looping.returned_repeatedly"),
+                                 timeout=20)
+        # r1 and r2 make a run; r3 alone starts the next one: one alert
+        assert [[e.referral_id for e in a.evidence] for a in found] == [["r1", "r2"]]
+        assert "Returned to the referrer 2 times in 30 days" in found[0].explanation
+
     async def test_sessions_are_not_contacts_but_four_episodes_are(self, ts_worker):
         env, queue, _ = ts_worker
         t0 = await env.get_current_time()
