@@ -91,21 +91,28 @@ def cmd_token(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
-def cmd_migrate(args: argparse.Namespace, s: Settings) -> int:
+def ensure_key_files(s: Settings) -> None:
+    """Every key file the processes read (token signing pair, pseudonym key, SMS API key):
+    created where the settings say when missing, never overwritten. Keys live beside the data
+    they protect, so `waymark migrate` (the Compose and Kubernetes migrate job) makes them."""
     from shared.auth import ensure_keys
-    from shared.migrations import migrate_all
     from shared.pseudonym import ensure_pseudonym_key
-    from shared.stack import ensure_database, ensure_sms_api_key
+    from shared.stack import ensure_sms_api_key
+
+    ensure_keys(s)
+    ensure_pseudonym_key(s)
+    ensure_sms_api_key(s)
+
+
+def cmd_migrate(args: argparse.Namespace, s: Settings) -> int:
+    from shared.migrations import migrate_all
+    from shared.stack import ensure_database
 
     async def go() -> list[str]:
         await ensure_database(s)
         return await migrate_all(s)
 
-    # keys live beside the data they protect; created once, never overwritten
-    ensure_keys(s)
-    ensure_pseudonym_key(s)
-    ensure_sms_api_key(s)
-
+    ensure_key_files(s)
     print("migrated: " + ", ".join(asyncio.run(go())))
     return 0
 

@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     # a new stream is refused with 429 and Retry-After. Each holds a connection and a queue.
     alert_stream_max_per_user: int = Field(default=5, ge=1)
     alert_stream_max_total: int = Field(default=500, ge=1)
+    # seconds between heartbeat comments on an idle stream: below the idle timeout of every
+    # proxy and load balancer in front of the API (commonly 30-60 s), or they cut the stream
+    alert_stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
     # dashboard sessions (server-side, revocable): a session unused this long ends (idle
     # timeout, 30 min), and every session ends this long after sign-in (absolute, 8 h)
     dashboard_session_idle_seconds: int = Field(default=30 * 60, ge=10)

@@ -348,29 +348,24 @@ class TestCompose:
             assert env[var].startswith(KEYS_DIR + "/"), var
         assert env["WAYMARK_HOME"] == str(Path(KEYS_DIR).parent)
 
-    def test_the_migrate_job_creates_every_key_file_in_the_volume(
-            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_the_migrate_job_creates_every_key_file_in_the_volume(self, tmp_path: Path) -> None:
         # Compose has no other step that writes into waymark-keys before the processes start:
-        # dev-sinks and the dispatcher read notify-api.key, every part the pseudonym key
-        import argparse
+        # dev-sinks and the dispatcher read notify-api.key, every part the pseudonym key.
+        # `waymark migrate` makes them with ensure_key_files (then migrates the database,
+        # which Compose's own PostgreSQL serves, not this test)
+        from shared.cli import ensure_key_files
 
-        import shared.migrations
-        import shared.stack
-        from shared.cli import cmd_migrate
-
-        async def nothing(*_: object, **__: object) -> list[str]:
-            return []
-
-        monkeypatch.setattr(shared.stack, "ensure_database", nothing)
-        monkeypatch.setattr(shared.migrations, "migrate_all", nothing)
         env = {k: compose_value(v) for k, v in compose()["x-waymark-env"].items()}
         keys = tmp_path / "keys"
         for var in COMPOSE_KEY_FILES:
             env[var] = str(keys / Path(env[var]).relative_to(KEYS_DIR))
         env["WAYMARK_HOME"] = str(tmp_path)
-        assert cmd_migrate(argparse.Namespace(), settings_from(env)) == 0
+        ensure_key_files(settings_from(env))
         for var in COMPOSE_KEY_FILES:
             assert Path(env[var]).is_file(), f"`waymark migrate` does not create {var}"
+        before = {var: Path(env[var]).read_bytes() for var in COMPOSE_KEY_FILES}
+        ensure_key_files(settings_from(env))  # a second migrate keeps every key
+        assert {var: Path(env[var]).read_bytes() for var in COMPOSE_KEY_FILES} == before
 
     def test_passwords_come_from_secret_files_or_the_environment_not_the_file(self) -> None:
         env = compose()["x-waymark-env"]

@@ -104,6 +104,24 @@ async def _read(request: Request, session: SessionDep, principal: Principal, pla
                                         client_ip=client_ip(request), detail=detail)
 
 
+async def _read_of_patient(request: Request, session: SessionDep, principal: Principal,
+                           patient_id: str, *, resource_type: str = "CarePlan",
+                           detail: str | None = None) -> PlanState:
+    """The person's plan by their pseudonymous id, read as the caller: "no plan" and "not
+    yours" are the same 404, naming the id asked for."""
+    async with refusals_audited(request, principal, resource_type, patient_id,
+                                patient_id=patient_id):
+        domain.check_role(principal, Capability.CARE_PLAN_READ)
+        plan = await CarePlanRepository(session).by_patient(patient_id)
+        if plan is None:
+            raise NotFound(f"no care plan for {patient_id}")
+    try:
+        return await _read(request, session, principal, plan.id,
+                           resource_type=resource_type, detail=detail)
+    except NotFound:
+        raise NotFound(f"no care plan for {patient_id}") from None
+
+
 @asynccontextmanager
 async def refusals_audited(request: Request, principal: Principal, resource_type: str,
                            resource_id: str, *, action: str = "read-denied",
@@ -186,16 +204,7 @@ async def plan_of_patient(patient_id: str, request: Request, session: SessionDep
                           principal: CurrentPrincipal) -> Response:
     """The person's plan by their pseudonymous id (the subject of every event about them).
     "No plan" and "not yours" are the same 404."""
-    async with refusals_audited(request, principal, "CarePlan", patient_id,
-                                patient_id=patient_id):
-        domain.check_role(principal, Capability.CARE_PLAN_READ)
-        plan = await CarePlanRepository(session).by_patient(patient_id)
-        if plan is None:
-            raise NotFound(f"no care plan for {patient_id}")
-    try:
-        state = await _read(request, session, principal, plan.id)
-    except NotFound:
-        raise NotFound(f"no care plan for {patient_id}") from None
+    state = await _read_of_patient(request, session, principal, patient_id)
     return JSONResponse(_plan_out(state), headers={"ETag": weak_etag(state.version.version)})
 
 
@@ -363,17 +372,8 @@ async def crisis_plan_of_patient(patient_id: Annotated[str, Path(max_length=120)
                                  principal: CurrentPrincipal) -> CrisisPlanOut:
     """The crisis plan by the person's pseudonymous id (what a safety alert names), read as
     the caller: "no plan" and "not yours" are the same 404."""
-    async with refusals_audited(request, principal, "CarePlanCrisis", patient_id,
-                                patient_id=patient_id):
-        domain.check_role(principal, Capability.CARE_PLAN_READ)
-        plan = await CarePlanRepository(session).by_patient(patient_id)
-        if plan is None:
-            raise NotFound(f"no care plan for {patient_id}")
-    try:
-        state = await _read(request, session, principal, plan.id,
-                            resource_type="CarePlanCrisis", detail="crisis plan")
-    except NotFound:
-        raise NotFound(f"no care plan for {patient_id}") from None
+    state = await _read_of_patient(request, session, principal, patient_id,
+                                   resource_type="CarePlanCrisis", detail="crisis plan")
     return _crisis_out(state)
 
 

@@ -49,8 +49,6 @@ from shared.web import (
 
 logger = logging.getLogger(__name__)
 
-#: between heartbeat comments on an idle stream, so proxies keep it open
-HEARTBEAT_SECONDS = 15.0
 #: how long a browser waits before reconnecting a dropped stream (the SSE `retry` field)
 RECONNECT_MS = 3000
 
@@ -204,6 +202,7 @@ async def stream_alerts(request: Request, subscription: Annotated[
     cookie (a page of /dashboard needs neither; the stream ends when that session does)."""
     principal, sub = subscription
     sessions = request.app.state.sessions
+    heartbeat = request.app.state.settings.alert_stream_heartbeat_seconds
     # a stream the dashboard's cookie opened lasts as long as its session (checked on each
     # heartbeat, without counting as activity)
     session_id: str | None = getattr(request.state, "dashboard_session_id", None)
@@ -211,7 +210,7 @@ async def stream_alerts(request: Request, subscription: Annotated[
     try:
         yield ServerSentEvent(event="ready", data={"ics": sub.ics}, retry=RECONNECT_MS)
         while True:
-            item = await sub.next(HEARTBEAT_SECONDS)
+            item = await sub.next(heartbeat)
             if item is None:
                 if session_id is not None and not await dashboard_session.session_alive(
                         request, session_id):

@@ -196,12 +196,12 @@ class TestTimeouts:
 # --- the live stream on the cookie (a real server: streams are not buffered) -----------------
 
 @pytest.fixture
-async def served(dashboard_app: Any,
-                 monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
-    """The in-process app behind a real uvicorn on a free port, with quick heartbeats."""
-    from services.notifications import api_alerts
-
-    monkeypatch.setattr(api_alerts, "HEARTBEAT_SECONDS", 0.2)
+async def served(dashboard_app: Any) -> AsyncIterator[str]:
+    """The in-process app behind a real uvicorn on a free port, configured for heartbeats
+    every 0.2 s while it serves (its own settings again afterwards)."""
+    configured = dashboard_app.state.settings
+    dashboard_app.state.settings = configured.model_copy(
+        update={"alert_stream_heartbeat_seconds": 0.2})
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -215,6 +215,7 @@ async def served(dashboard_app: Any,
     finally:
         server.should_exit = True
         await task
+        dashboard_app.state.settings = configured
 
 
 class TestTheStream:

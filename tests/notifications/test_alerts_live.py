@@ -133,16 +133,18 @@ class TestFanout:
 
 # --- the route over a real HTTP server --------------------------------------------------------
 
-def _app() -> FastAPI:
-    app = create_app("notifications", title="alerts under test", description="")
+def _app(settings: Settings) -> FastAPI:
+    app = create_app("notifications", title="alerts under test", description="",
+                     settings=settings)
     app.include_router(api_alerts.router)
     return app
 
 
 @pytest.fixture(scope="module")
 async def server(infra: Settings) -> AsyncIterator[tuple[str, FastAPI]]:
-    """The alerts routes served by uvicorn in this process (a fresh app of their own)."""
-    app = _app()
+    """The alerts routes served by uvicorn in this process (a fresh app of their own), with
+    heartbeats every 0.2 s so a test sees one soon."""
+    app = _app(infra.model_copy(update={"alert_stream_heartbeat_seconds": 0.2}))
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
                                         lifespan="on", timeout_graceful_shutdown=2))
     task = asyncio.create_task(srv.serve())
@@ -169,9 +171,8 @@ def is_alert(alert_id: str, version: int | None = None) -> Callable[[Sse], bool]
 
 class TestStreamRoute:
     async def test_ready_then_heartbeats_and_the_subscription_ends_with_the_client(
-            self, infra, server, monkeypatch):
+            self, infra, server):
         base, app = server
-        monkeypatch.setattr(api_alerts, "HEARTBEAT_SECONDS", 0.2)
         async with httpx.AsyncClient(base_url=base, timeout=WAIT) as http:
             async with http.stream("GET", "/alerts/stream",
                                    headers=coordinator(infra)) as resp:
