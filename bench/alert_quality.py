@@ -22,9 +22,13 @@ from __future__ import annotations
 
 import os
 
-for _k, _v in {"WAYMARK_INSTANCE": "bench", "WAYMARK_DB_NAME": "waymark_bench",
-               "WAYMARK_TOPIC_PREFIX": "bench.", "WAYMARK_TEMPORAL_NAMESPACE": "waymark-bench",
-               "WAYMARK_API_PORT_BASE": "18700"}.items():
+for _k, _v in {
+    "WAYMARK_INSTANCE": "bench",
+    "WAYMARK_DB_NAME": "waymark_bench",
+    "WAYMARK_TOPIC_PREFIX": "bench.",
+    "WAYMARK_TEMPORAL_NAMESPACE": "waymark-bench",
+    "WAYMARK_API_PORT_BASE": "18700",
+}.items():
     os.environ.setdefault(_k, _v)
 
 import argparse  # noqa: E402
@@ -53,10 +57,19 @@ from workflows.journeys.rules import load_rules  # noqa: E402
 from workflows.journeys.synthetic import AMBIGUOUS, SyntheticJourney, generate, publish  # noqa: E402
 from workflows.journeys.workflows import PatientJourney  # noqa: E402
 
-RULE_ORDER = ("stalled.not_triaged", "stalled.not_booked", "stalled.no_outcome",
-              "stalled.no_activity", "stalled.rtt_breach", "stalled.no_next_step",
-              "looping.re_referral", "looping.ping_pong", "looping.returned_repeatedly",
-              "looping.closed_doors", "looping.frequent_contact")
+RULE_ORDER = (
+    "stalled.not_triaged",
+    "stalled.not_booked",
+    "stalled.no_outcome",
+    "stalled.no_activity",
+    "stalled.rtt_breach",
+    "stalled.no_next_step",
+    "looping.re_referral",
+    "looping.ping_pong",
+    "looping.returned_repeatedly",
+    "looping.closed_doors",
+    "looping.frequent_contact",
+)
 
 
 @dataclass
@@ -71,8 +84,13 @@ class Failures:
     expected_events: int = 0
 
     def count(self) -> int:
-        return (len(self.not_applied) + len(self.query_failed) + self.not_running
-                + self.dead_letters + (self.published != self.expected_events))
+        return (
+            len(self.not_applied)
+            + len(self.query_failed)
+            + self.not_running
+            + self.dead_letters
+            + (self.published != self.expected_events)
+        )
 
 
 async def dlq_size(s: Settings) -> int:
@@ -89,14 +107,16 @@ async def dlq_size(s: Settings) -> int:
         await consumer.stop()
 
 
-async def applied_counts(client: Client, journeys: list[SyntheticJourney]
-                         ) -> dict[str, int | BaseException]:
+async def applied_counts(
+    client: Client, journeys: list[SyntheticJourney]
+) -> dict[str, int | BaseException]:
     out: dict[str, int | BaseException] = {}
 
     async def one(j: SyntheticJourney) -> None:
         try:
             view = await client.get_workflow_handle(workflow_id(j.patient_id)).query(
-                PatientJourney.journey)
+                PatientJourney.journey
+            )
             out[j.patient_id] = view.events_applied
         except Exception as exc:  # reported as a failure, never swallowed
             out[j.patient_id] = exc
@@ -109,16 +129,21 @@ async def alert_rows(s: Settings, prefix: str) -> set[tuple[str, str]]:
     engine = make_engine(s, "journeys")
     try:
         async with unit_of_work(make_sessionmaker(engine)) as session:
-            rows = (await session.exec(text(  # type: ignore[call-overload]
-                "SELECT patient_id, rule FROM journey_alert WHERE patient_id LIKE :p")
-                .bindparams(p=f"{prefix}_%"))).all()
+            rows = (
+                await session.exec(
+                    text(  # type: ignore[call-overload]
+                        "SELECT patient_id, rule FROM journey_alert WHERE patient_id LIKE :p"
+                    ).bindparams(p=f"{prefix}_%")
+                )
+            ).all()
         return {(r.patient_id, r.rule) for r in rows}
     finally:
         await engine.dispose()
 
 
-def score(journeys: list[SyntheticJourney], got: set[tuple[str, str]]
-          ) -> tuple[dict[str, Counter[str]], dict[str, Counter[str]], list[dict[str, object]]]:
+def score(
+    journeys: list[SyntheticJourney], got: set[tuple[str, str]]
+) -> tuple[dict[str, Counter[str]], dict[str, Counter[str]], list[dict[str, object]]]:
     """Per rule TP/FP/FN over the clear-cut journeys; per ambiguous template agree/differ;
     the journeys whose alerts differ from their labels."""
     per_rule: dict[str, Counter[str]] = defaultdict(Counter)
@@ -132,20 +157,28 @@ def score(journeys: list[SyntheticJourney], got: set[tuple[str, str]]
                 ambiguous[j.template][("extra " if r in raised else "missing ") + r] += 1
         else:
             for r in raised | j.expected_rules:
-                per_rule[r]["tp" if r in raised and r in j.expected_rules
-                            else "fp" if r in raised else "fn"] += 1
+                per_rule[r][
+                    "tp" if r in raised and r in j.expected_rules else "fp" if r in raised else "fn"
+                ] += 1
         if raised != j.expected_rules:
-            wrong.append({"patient_id": j.patient_id, "template": j.template,
-                          "clear_cut": j.clear_cut, "expected": sorted(j.expected_rules),
-                          "raised": sorted(raised),
-                          "events": [asdict(e) for e in j.events]})
+            wrong.append(
+                {
+                    "patient_id": j.patient_id,
+                    "template": j.template,
+                    "clear_cut": j.clear_cut,
+                    "expected": sorted(j.expected_rules),
+                    "raised": sorted(raised),
+                    "events": [asdict(e) for e in j.events],
+                }
+            )
     return per_rule, ambiguous, wrong
 
 
 def table(per_rule: dict[str, Counter[str]]) -> str:
     lines = ["| rule | TP | FP | FN | precision | recall |", "|---|---:|---:|---:|---:|---:|"]
-    for rule in sorted(per_rule, key=lambda r: (RULE_ORDER.index(r) if r in RULE_ORDER
-                                                else len(RULE_ORDER), r)):
+    for rule in sorted(
+        per_rule, key=lambda r: (RULE_ORDER.index(r) if r in RULE_ORDER else len(RULE_ORDER), r)
+    ):
         c = per_rule[rule]
         tp, fp, fn = c["tp"], c["fp"], c["fn"]
         precision = f"{tp / (tp + fp):.3f}" if tp + fp else "n/a"
@@ -158,12 +191,21 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--journeys", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=20261203)
-    parser.add_argument("--months", type=int, default=12,
-                        help="spread the journeys that allow it over this many months (0: no)")
-    parser.add_argument("--timeout", type=float, default=900,
-                        help="seconds to wait for every event to be applied")
-    parser.add_argument("--report", type=Path, default=Path("bench/results"),
-                        help="folder for the JSON of the run (mismatched journeys in full)")
+    parser.add_argument(
+        "--months",
+        type=int,
+        default=12,
+        help="spread the journeys that allow it over this many months (0: no)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=900, help="seconds to wait for every event to be applied"
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=Path("bench/results"),
+        help="folder for the JSON of the run (mismatched journeys in full)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
@@ -180,12 +222,14 @@ async def main() -> int:
     run = uuid.uuid4().hex[:6]
     prefix = f"pt_q{run}"
     now = datetime.now(UTC)
-    journeys = generate(args.journeys, seed=args.seed, now=now, patient_prefix=prefix,
-                        months=args.months or None)
+    journeys = generate(
+        args.journeys, seed=args.seed, now=now, patient_prefix=prefix, months=args.months or None
+    )
     failures = Failures(expected_events=sum(len(j.events) for j in journeys))
     t0 = time.perf_counter()
-    failures.published = await publish(journeys, bootstrap_servers=s.bootstrap_servers,
-                                       topic=s.topic(REFERRALS))
+    failures.published = await publish(
+        journeys, bootstrap_servers=s.bootstrap_servers, topic=s.topic(REFERRALS)
+    )
     await until_drained(s, args.timeout)
 
     # every journey has applied every one of its events
@@ -199,13 +243,14 @@ async def main() -> int:
         behind = [j for j in behind if counts[j.patient_id] != len(j.events)]
         if not behind or time.monotonic() > deadline:
             break
-        print(f"{len(behind)} journeys still applying their events", file=sys.stderr,
-              flush=True)
+        print(f"{len(behind)} journeys still applying their events", file=sys.stderr, flush=True)
         await asyncio.sleep(5)
-    failures.not_applied = [j.patient_id for j in behind
-                            if not isinstance(counts[j.patient_id], BaseException)]
-    failures.query_failed = [j.patient_id for j in behind
-                             if isinstance(counts[j.patient_id], BaseException)]
+    failures.not_applied = [
+        j.patient_id for j in behind if not isinstance(counts[j.patient_id], BaseException)
+    ]
+    failures.query_failed = [
+        j.patient_id for j in behind if isinstance(counts[j.patient_id], BaseException)
+    ]
     applied_s = time.perf_counter() - t0
 
     # stalls are judged once a journey's events have settled; then wait for the read model
@@ -218,31 +263,51 @@ async def main() -> int:
         again = await alert_rows(s, prefix)
         if again != got:
             got, quiet_since = again, time.monotonic()
-    failures.not_running = (await client.count_workflows(
-        f"WorkflowType = 'PatientJourney' AND ExecutionStatus != 'Running' "
-        f"AND ExecutionStatus != 'ContinuedAsNew' AND WorkflowId STARTS_WITH "
-        f"'{workflow_id(prefix)}'")).count
+    failures.not_running = (
+        await client.count_workflows(
+            f"WorkflowType = 'PatientJourney' AND ExecutionStatus != 'Running' "
+            f"AND ExecutionStatus != 'ContinuedAsNew' AND WorkflowId STARTS_WITH "
+            f"'{workflow_id(prefix)}'"
+        )
+    ).count
     failures.dead_letters = await dlq_size(s) - dlq_before
 
-    print(f"alert quality: {len(journeys)} journeys, seed {args.seed}, months "
-          f"{args.months or 0}, generated at {now.isoformat(timespec='seconds')}, run {run}")
-    print(f"events published {failures.published} of {failures.expected_events}; all applied "
-          f"in {applied_s:.0f} s; alert rows {len(got)}")
+    print(
+        f"alert quality: {len(journeys)} journeys, seed {args.seed}, months "
+        f"{args.months or 0}, generated at {now.isoformat(timespec='seconds')}, run {run}"
+    )
+    print(
+        f"events published {failures.published} of {failures.expected_events}; all applied "
+        f"in {applied_s:.0f} s; alert rows {len(got)}"
+    )
     per_rule, ambiguous, wrong = score(journeys, got)
     args.report.mkdir(parents=True, exist_ok=True)
     out = args.report / f"alert-quality-{now:%Y-%m-%d-%H%M}-{run}.json"
-    out.write_text(json.dumps({
-        "seed": args.seed, "journeys": len(journeys), "months": args.months,
-        "generated_at": now.isoformat(), "failures": asdict(failures),
-        "per_rule": {r: dict(c) for r, c in per_rule.items()},
-        "ambiguous": {t: dict(c) for t, c in ambiguous.items()},
-        "mismatches": wrong}, indent=1, default=str))
+    out.write_text(
+        json.dumps(
+            {
+                "seed": args.seed,
+                "journeys": len(journeys),
+                "months": args.months,
+                "generated_at": now.isoformat(),
+                "failures": asdict(failures),
+                "per_rule": {r: dict(c) for r, c in per_rule.items()},
+                "ambiguous": {t: dict(c) for t, c in ambiguous.items()},
+                "mismatches": wrong,
+            },
+            indent=1,
+            default=str,
+        )
+    )
     if failures.count():
-        print(f"FAILED, no figures: {failures.count()} failures "
-              f"(not applied {len(failures.not_applied)}, queries failed "
-              f"{len(failures.query_failed)}, workflows not running {failures.not_running}, "
-              f"dead letters {failures.dead_letters}, published {failures.published} of "
-              f"{failures.expected_events}); details in {out}", file=sys.stderr)
+        print(
+            f"FAILED, no figures: {failures.count()} failures "
+            f"(not applied {len(failures.not_applied)}, queries failed "
+            f"{len(failures.query_failed)}, workflows not running {failures.not_running}, "
+            f"dead letters {failures.dead_letters}, published {failures.published} of "
+            f"{failures.expected_events}); details in {out}",
+            file=sys.stderr,
+        )
         return 2
     templates = Counter(j.template for j in journeys)
     clear = sum(1 for j in journeys if j.clear_cut)
@@ -252,13 +317,19 @@ async def main() -> int:
     print("| template | journeys | as labelled | differences |\n|---|---:|---:|---|")
     for t in sorted(AMBIGUOUS):
         c = ambiguous.get(t, Counter())
-        diffs = ", ".join(f"{k} ({v})" for k, v in sorted(c.items())
-                          if k not in ("as labelled", "differ")) or "none"
+        diffs = (
+            ", ".join(
+                f"{k} ({v})" for k, v in sorted(c.items()) if k not in ("as labelled", "differ")
+            )
+            or "none"
+        )
         print(f"| `{t}` | {templates[t]} | {c['as labelled']} | {diffs} |")
     clear_wrong = [w for w in wrong if w["clear_cut"]]
     by_template = Counter(str(w["template"]) for w in clear_wrong)
-    print(f"\nclear-cut journeys whose alerts differ from their labels: {len(clear_wrong)}"
-          + (f" (by template: {dict(by_template)})" if clear_wrong else ""))
+    print(
+        f"\nclear-cut journeys whose alerts differ from their labels: {len(clear_wrong)}"
+        + (f" (by template: {dict(by_template)})" if clear_wrong else "")
+    )
     print(f"details: {out}")
     return 1 if clear_wrong else 0
 

@@ -44,6 +44,11 @@ async def create(item: Item) -> dict[str, int]:
         new_id = await conn.fetchval(
             "INSERT INTO bench_bare_item (nhs_number, given_name, family_name, to_service_id, "
             "reason_codes, clinical_summary) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-            item.nhs_number, item.given_name, item.family_name, item.to_service_id,
-            item.reason_codes, item.clinical_summary)
+            item.nhs_number,
+            item.given_name,
+            item.family_name,
+            item.to_service_id,
+            item.reason_codes,
+            item.clinical_summary,
+        )
     return {"id": new_id}

@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import os
 
-for _k, _v in {"WAYMARK_INSTANCE": "bench", "WAYMARK_DB_NAME": "waymark_bench",
-               "WAYMARK_TOPIC_PREFIX": "bench.", "WAYMARK_TEMPORAL_NAMESPACE": "waymark-bench"
-               }.items():
+for _k, _v in {
+    "WAYMARK_INSTANCE": "bench",
+    "WAYMARK_DB_NAME": "waymark_bench",
+    "WAYMARK_TOPIC_PREFIX": "bench.",
+    "WAYMARK_TEMPORAL_NAMESPACE": "waymark-bench",
+}.items():
     os.environ.setdefault(_k, _v)
 
 import argparse  # noqa: E402
@@ -48,8 +51,24 @@ from shared.settings import Settings, get_settings  # noqa: E402
 
 BENCH_ORG_PREFIX = "BENCH-"
 CENTRE = (53.70, -1.95)
-WORDS = ["pain", "back", "neck", "mood", "anxiety", "stress", "sleep", "movement", "group",
-         "walking", "confidence", "work", "carers", "community", "breathing", "exercise"]
+WORDS = [
+    "pain",
+    "back",
+    "neck",
+    "mood",
+    "anxiety",
+    "stress",
+    "sleep",
+    "movement",
+    "group",
+    "walking",
+    "confidence",
+    "work",
+    "carers",
+    "community",
+    "breathing",
+    "exercise",
+]
 
 # --- the searches: API parameters and the hand-written SQL doing the same ------------------
 
@@ -76,8 +95,14 @@ WHERE s.lifecycle = 'published' AND s.status IN ('active', 'temporarily closed')
 ORDER BY score DESC, near.d, lower(s.name), s.id
 LIMIT 20"""
 
-FILTER_NEAR = dict(category=["peer_support", "exercise_yoga"], condition="mental_health",
-                   self_referral="true", postcode="WY1 0BG", radius_km=20, page_size=20)
+FILTER_NEAR = dict(
+    category=["peer_support", "exercise_yoga"],
+    condition="mental_health",
+    self_referral="true",
+    postcode="WY1 0BG",
+    radius_km=20,
+    page_size=20,
+)
 FILTER_NEAR_SQL = """
 WITH o AS (SELECT ll_to_earth(latitude, longitude) AS pt FROM postcode WHERE postcode = $1),
 near AS (
@@ -97,8 +122,7 @@ LIMIT 20"""
 
 async def raw_text_near(pool: asyncpg.Pool) -> list[str]:
     async with pool.acquire() as c:
-        return [r["id"] for r in await c.fetch(TEXT_NEAR_SQL, TEXT_NEAR["q"], "WY1 0BG",
-                                               15000.0)]
+        return [r["id"] for r in await c.fetch(TEXT_NEAR_SQL, TEXT_NEAR["q"], "WY1 0BG", 15000.0)]
 
 
 async def raw_filter_near(pool: asyncpg.Pool) -> list[str]:
@@ -115,32 +139,54 @@ def synthetic_rows(n: int) -> list[tuple[Any, ...]]:
     rows = []
     for i in range(n):
         cat = rng.choice(cats)
-        conditions = rng.choice([["persistent_pain"], ["mental_health"],
-                                 ["persistent_pain", "mental_health"]])
-        modes = sorted(rng.sample([m.value for m in domain.DeliveryMode], rng.randint(1, 3)),
-                       key=[m.value for m in domain.DeliveryMode].index)
+        conditions = rng.choice(
+            [["persistent_pain"], ["mental_health"], ["persistent_pain", "mental_health"]]
+        )
+        modes = sorted(
+            rng.sample([m.value for m in domain.DeliveryMode], rng.randint(1, 3)),
+            key=[m.value for m in domain.DeliveryMode].index,
+        )
         day = rng.randrange(7)
         start = rng.choice([9, 10, 13, 17, 18])
         opening = domain.multirange_literal(
-            [(day * 1440 + start * 60, day * 1440 + (start + 3) * 60)])
+            [(day * 1440 + start * 60, day * 1440 + (start + 3) * 60)]
+        )
         # spread over ~60 km around the centre, denser in the middle
         r_km, bearing = 60 * math.sqrt(rng.random()), rng.uniform(0, 2 * math.pi)
         lat = CENTRE[0] + r_km * math.cos(bearing) / 111.32
         lon = CENTRE[1] + r_km * math.sin(bearing) / (111.32 * math.cos(math.radians(53.7)))
         name = f"{rng.choice(WORDS).title()} {cat.value.replace('_', ' ')} {i}"
         description = " ".join(rng.choice(WORDS) for _ in range(25))
-        rows.append((f"bench-svc-{i:05d}", f"{BENCH_ORG_PREFIX}{i % 200:03d}", name,
-                     description, cat.value, conditions, modes, rng.random() < 0.4,
-                     rng.choice([None, 2, 6, 12]),
-                     bool({"phone", "video"} & set(modes)), rng.random() < 0.8, opening,
-                     round(lat, 6), round(lon, 6)))
+        rows.append(
+            (
+                f"bench-svc-{i:05d}",
+                f"{BENCH_ORG_PREFIX}{i % 200:03d}",
+                name,
+                description,
+                cat.value,
+                conditions,
+                modes,
+                rng.random() < 0.4,
+                rng.choice([None, 2, 6, 12]),
+                bool({"phone", "video"} & set(modes)),
+                rng.random() < 0.8,
+                opening,
+                round(lat, 6),
+                round(lon, 6),
+            )
+        )
     return rows
 
 
 async def load(s: Settings, n: int) -> None:
-    conn = await asyncpg.connect(host=s.pg_host, port=s.pg_port, user=s.pg_user,
-                                 password=s.pg_credentials("owner")[1], database=s.db_name,
-                                 server_settings={"search_path": "directory"})
+    conn = await asyncpg.connect(
+        host=s.pg_host,
+        port=s.pg_port,
+        user=s.pg_user,
+        password=s.pg_credentials("owner")[1],
+        database=s.db_name,
+        server_settings={"search_path": "directory"},
+    )
     try:
         have = await conn.fetchval("SELECT count(*) FROM service WHERE id LIKE 'bench-svc-%'")
         if have == n:
@@ -148,17 +194,26 @@ async def load(s: Settings, n: int) -> None:
         print(f"loading {n} services ...")
         async with conn.transaction():
             await conn.execute("DELETE FROM attribute WHERE service_id LIKE 'bench-svc-%'")
-            await conn.execute("DELETE FROM service_at_location "
-                               "WHERE service_id LIKE 'bench-svc-%'")
+            await conn.execute(
+                "DELETE FROM service_at_location WHERE service_id LIKE 'bench-svc-%'"
+            )
             await conn.execute("DELETE FROM service WHERE id LIKE 'bench-svc-%'")
             await conn.execute("DELETE FROM location WHERE id LIKE 'bench-loc-%'")
-            await conn.execute(f"DELETE FROM organization WHERE org_code LIKE "
-                               f"'{BENCH_ORG_PREFIX}%'")
+            await conn.execute(
+                f"DELETE FROM organization WHERE org_code LIKE '{BENCH_ORG_PREFIX}%'"
+            )
             await conn.executemany(
                 "INSERT INTO organization (id, org_code, ics, name, version) "
                 "VALUES ($1, $2, 'ICS-BENCH', $3, 1)",
-                [(domain.organization_id_for(f"{BENCH_ORG_PREFIX}{k:03d}"),
-                  f"{BENCH_ORG_PREFIX}{k:03d}", f"Bench provider {k}") for k in range(200)])
+                [
+                    (
+                        domain.organization_id_for(f"{BENCH_ORG_PREFIX}{k:03d}"),
+                        f"{BENCH_ORG_PREFIX}{k:03d}",
+                        f"Bench provider {k}",
+                    )
+                    for k in range(200)
+                ],
+            )
             await conn.execute("""CREATE TEMP TABLE stage (
                 id TEXT, org TEXT, name TEXT, description TEXT, category TEXT,
                 conditions TEXT[], modes TEXT[], self_referral BOOLEAN, waiting INTEGER,
@@ -186,20 +241,27 @@ async def load(s: Settings, n: int) -> None:
                 SELECT 'sal-' || id, id, replace(id, 'bench-svc', 'bench-loc'), 0
                 FROM stage""")
             # the Waymark attributes the service would derive (category, conditions, modes)
-            terms = {(tax.key, t.code): tax.term_id(t.code)
-                     for tax in domain.WAYMARK_TAXONOMIES for t in tax.terms}
+            terms = {
+                (tax.key, t.code): tax.term_id(t.code)
+                for tax in domain.WAYMARK_TAXONOMIES
+                for t in tax.terms
+            }
             attrs = []
             for row in synthetic_rows(n):
                 sid, cat, conditions, modes = row[0], row[4], row[5], row[6]
-                codes = ([("service-category", cat)]
-                         + [("condition", c) for c in conditions]
-                         + [("delivery-mode", m) for m in modes])
+                codes = (
+                    [("service-category", cat)]
+                    + [("condition", c) for c in conditions]
+                    + [("delivery-mode", m) for m in modes]
+                )
                 for pos, key in enumerate(codes):
                     term = terms[key]
                     attrs.append((domain.attribute_id(sid, term), sid, term, "service", pos))
             await conn.copy_records_to_table(
-                "attribute", records=attrs,
-                columns=["id", "service_id", "taxonomy_term_id", "link_type", "position"])
+                "attribute",
+                records=attrs,
+                columns=["id", "service_id", "taxonomy_term_id", "link_type", "position"],
+            )
             await conn.execute("""
                 UPDATE service s SET taxonomy_text = t.text
                 FROM (SELECT a.service_id,
@@ -259,18 +321,29 @@ async def main() -> None:
 
     app = build_app(s)
     token = mint_token(s, sub="bench", roles=["clinician"], org="GP-BENCH")
-    pool = await asyncpg.create_pool(host=s.pg_host, port=s.pg_port, user=s.pg_user,
-                                     password=s.pg_credentials("owner")[1], database=s.db_name,
-                                     min_size=s.db_pool_size, max_size=s.db_pool_size,
-                                     server_settings={"search_path": "directory"})
+    pool = await asyncpg.create_pool(
+        host=s.pg_host,
+        port=s.pg_port,
+        user=s.pg_user,
+        password=s.pg_credentials("owner")[1],
+        database=s.db_name,
+        min_size=s.db_pool_size,
+        max_size=s.db_pool_size,
+        server_settings={"search_path": "directory"},
+    )
     results = []
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://directory",
-                                     headers={"Authorization": f"Bearer {token}"}) as http:
-            for label, params, raw in [("text near a postcode", TEXT_NEAR, raw_text_near),
-                                       ("filters near a postcode", FILTER_NEAR,
-                                        raw_filter_near)]:
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://directory",
+            headers={"Authorization": f"Bearer {token}"},
+        ) as http:
+            for label, params, raw in [
+                ("text near a postcode", TEXT_NEAR, raw_text_near),
+                ("filters near a postcode", FILTER_NEAR, raw_filter_near),
+            ]:
+
                 async def api(params: dict[str, Any] = params) -> list[str]:
                     r = await http.get("/services", params=params)
                     r.raise_for_status()
@@ -281,8 +354,9 @@ async def main() -> None:
 
                 got_api, got_sql = await api(), await sql()
                 if got_api != got_sql:
-                    raise SystemExit(f"{label}: the API and the SQL disagree:\n"
-                                     f"{got_api}\n{got_sql}")
+                    raise SystemExit(
+                        f"{label}: the API and the SQL disagree:\n{got_api}\n{got_sql}"
+                    )
                 total = (await http.get("/services", params=params)).json()["total_items"]
                 for call in (api, sql):  # warm up both
                     await latencies(call, 20)
@@ -293,18 +367,25 @@ async def main() -> None:
                 results.append((label, total, len(got_api), lat_api, lat_sql, rps_api, rps_sql))
     await pool.close()
 
-    print(f"machine: {platform.node()} {os.cpu_count()} cores, python "
-          f"{platform.python_version()}")
-    print(f"services: {args.services}; sequential requests per side: {args.requests}; "
-          f"throughput with {args.concurrency} concurrent clients")
+    print(f"machine: {platform.node()} {os.cpu_count()} cores, python {platform.python_version()}")
+    print(
+        f"services: {args.services}; sequential requests per side: {args.requests}; "
+        f"throughput with {args.concurrency} concurrent clients"
+    )
     for label, total, shown, lat_api, lat_sql, rps_api, rps_sql in results:
         print(f"\n{label}: {total} matches, first page of {shown}")
-        print(f"  waymark API  p50 {pct(lat_api, 50):6.2f} ms  p99 {pct(lat_api, 99):6.2f} ms"
-              f"  {rps_api:7.0f} req/s")
-        print(f"  raw SQL      p50 {pct(lat_sql, 50):6.2f} ms  p99 {pct(lat_sql, 99):6.2f} ms"
-              f"  {rps_sql:7.0f} req/s")
-        print(f"  API/SQL      p50 x{statistics.median(lat_api) / statistics.median(lat_sql):.2f}"
-              f"  throughput {rps_api / rps_sql:.2f}")
+        print(
+            f"  waymark API  p50 {pct(lat_api, 50):6.2f} ms  p99 {pct(lat_api, 99):6.2f} ms"
+            f"  {rps_api:7.0f} req/s"
+        )
+        print(
+            f"  raw SQL      p50 {pct(lat_sql, 50):6.2f} ms  p99 {pct(lat_sql, 99):6.2f} ms"
+            f"  {rps_sql:7.0f} req/s"
+        )
+        print(
+            f"  API/SQL      p50 x{statistics.median(lat_api) / statistics.median(lat_sql):.2f}"
+            f"  throughput {rps_api / rps_sql:.2f}"
+        )
 
 
 if __name__ == "__main__":

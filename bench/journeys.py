@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import os
 
-for _k, _v in {"WAYMARK_INSTANCE": "bench", "WAYMARK_DB_NAME": "waymark_bench",
-               "WAYMARK_TOPIC_PREFIX": "bench.", "WAYMARK_TEMPORAL_NAMESPACE": "waymark-bench",
-               "WAYMARK_API_PORT_BASE": "18700"}.items():
+for _k, _v in {
+    "WAYMARK_INSTANCE": "bench",
+    "WAYMARK_DB_NAME": "waymark_bench",
+    "WAYMARK_TOPIC_PREFIX": "bench.",
+    "WAYMARK_TEMPORAL_NAMESPACE": "waymark-bench",
+    "WAYMARK_API_PORT_BASE": "18700",
+}.items():
     os.environ.setdefault(_k, _v)
 
 import argparse  # noqa: E402
@@ -68,8 +72,7 @@ class Trivial:
 
     @workflow.run
     async def run(self) -> None:
-        await workflow.wait_condition(lambda: self.count >= 1_000_000,
-                                      timeout=timedelta(days=30))
+        await workflow.wait_condition(lambda: self.count >= 1_000_000, timeout=timedelta(days=30))
 
     @workflow.signal
     def ping(self, _p: Ping) -> None:
@@ -89,35 +92,54 @@ async def bounded(n_in_flight: int, coros) -> None:  # type: ignore[no-untyped-d
 async def raw_signals(client: Client, n: int) -> float:
     queue = f"bench-trivial-{uuid.uuid4().hex[:6]}"
     # (unsandboxed: the trivial workflow lives in this script's __main__)
-    async with Worker(client, task_queue=queue, workflows=[Trivial],
-                      workflow_runner=UnsandboxedWorkflowRunner()):
+    async with Worker(
+        client, task_queue=queue, workflows=[Trivial], workflow_runner=UnsandboxedWorkflowRunner()
+    ):
         t0 = time.perf_counter()
-        await bounded(50, (client.start_workflow(
-            Trivial.run, id=f"trivial-{queue}-{i}", task_queue=queue,
-            start_signal="ping", start_signal_args=[Ping(i)]) for i in range(n)))
+        await bounded(
+            50,
+            (
+                client.start_workflow(
+                    Trivial.run,
+                    id=f"trivial-{queue}-{i}",
+                    task_queue=queue,
+                    start_signal="ping",
+                    start_signal_args=[Ping(i)],
+                )
+                for i in range(n)
+            ),
+        )
         elapsed = time.perf_counter() - t0
         for i in range(n):  # stop them, so they don't linger in the namespace
             await client.get_workflow_handle(f"trivial-{queue}-{i}").terminate()
     return n / elapsed
 
 
-def submitted(patient: str, at: datetime, priority: str = "routine",
-              referral_id: str | None = None) -> bytes:
-    data = ReferralSubmitted(referral_id=referral_id or str(uuid.uuid4()), from_org="GP-BENCH",
-                             to_org="PAIN-RTH", to_service_id="svc-pain-mgmt-programme",
-                             service_category="pain_management_programme",
-                             reason_codes=["279039007"], priority=priority,  # type: ignore[arg-type]
-                             state="submitted")
+def submitted(
+    patient: str, at: datetime, priority: str = "routine", referral_id: str | None = None
+) -> bytes:
+    data = ReferralSubmitted(
+        referral_id=referral_id or str(uuid.uuid4()),
+        from_org="GP-BENCH",
+        to_org="PAIN-RTH",
+        to_service_id="svc-pain-mgmt-programme",
+        service_category="pain_management_programme",
+        reason_codes=["279039007"],
+        priority=priority,  # type: ignore[arg-type]
+        state="submitted",
+    )
     return event_bytes(make_event(data, subject=patient, time=at).model_dump(mode="json"))
 
 
 async def produce(s: Settings, messages: list[tuple[str, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all",
-                                enable_idempotence=True, linger_ms=10)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=s.bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=10
+    )
     await producer.start()
     try:
-        futures = [await producer.send(s.topic(REFERRALS), value=v, key=k.encode())
-                   for k, v in messages]
+        futures = [
+            await producer.send(s.topic(REFERRALS), value=v, key=k.encode()) for k, v in messages
+        ]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
@@ -173,11 +195,17 @@ async def unanswered(client: Client, patients: list[str]) -> int:
 
 
 def accepted(patient: str, referral_id: str, at: datetime) -> bytes:
-    data = ReferralAccepted(referral_id=referral_id, from_org="GP-BENCH", to_org="PAIN-RTH",
-                            to_service_id="svc-pain-mgmt-programme",
-                            service_category="pain_management_programme",
-                            reason_codes=["279039007"], priority="routine", state="accepted",
-                            previous_state="submitted")
+    data = ReferralAccepted(
+        referral_id=referral_id,
+        from_org="GP-BENCH",
+        to_org="PAIN-RTH",
+        to_service_id="svc-pain-mgmt-programme",
+        service_category="pain_management_programme",
+        reason_codes=["279039007"],
+        priority="routine",
+        state="accepted",
+        previous_state="submitted",
+    )
     return event_bytes(make_event(data, subject=patient, time=at).model_dump(mode="json"))
 
 
@@ -212,8 +240,10 @@ async def main() -> None:
     bridge_rate = args.signals / (time.perf_counter() - t0)
 
     # 2 + 3. N open journeys with pending timers; worker memory per 1,000 cached journeys
-    msgs = [(f"pt_b{run}_j{i}", submitted(f"pt_b{run}_j{i}", datetime.now(UTC)))
-            for i in range(args.journeys)]
+    msgs = [
+        (f"pt_b{run}_j{i}", submitted(f"pt_b{run}_j{i}", datetime.now(UTC)))
+        for i in range(args.journeys)
+    ]
     t0 = time.perf_counter()
     await produce(s, msgs)
     await until_drained(s, 3600)
@@ -222,12 +252,18 @@ async def main() -> None:
     # waiting on their deadlines; the deadline measurement below starts on a quiet worker
     await asyncio.sleep(RULES.settle_seconds + 30)
     rss_after = rss_mb(worker_pid)
-    running = (await client.count_workflows(
-        f"WorkflowType = 'PatientJourney' AND ExecutionStatus = 'Running' "
-        f"AND WorkflowId STARTS_WITH 'journey-pt_b{run}_j'")).count
-    failed = (await client.count_workflows(
-        f"WorkflowType = 'PatientJourney' AND ExecutionStatus != 'Running' "
-        f"AND WorkflowId STARTS_WITH 'journey-pt_b{run}'")).count
+    running = (
+        await client.count_workflows(
+            f"WorkflowType = 'PatientJourney' AND ExecutionStatus = 'Running' "
+            f"AND WorkflowId STARTS_WITH 'journey-pt_b{run}_j'"
+        )
+    ).count
+    failed = (
+        await client.count_workflows(
+            f"WorkflowType = 'PatientJourney' AND ExecutionStatus != 'Running' "
+            f"AND WorkflowId STARTS_WITH 'journey-pt_b{run}'"
+        )
+    ).count
     # the worker's workflow cache holds 1,000 by default; it was restarted for this run
     cached = min(args.signals + args.journeys, 1000)
     # a journey whose workflow task fails stays "Running": ask each one (a query fails then)
@@ -235,8 +271,9 @@ async def main() -> None:
 
     # 4. deadline -> alert delay
     # deadlines after the settle period, so the timer alone decides when the alert comes
-    deadline0 = (datetime.now(UTC) + timedelta(seconds=RULES.settle_seconds + 30)
-                 ).replace(microsecond=0)
+    deadline0 = (datetime.now(UTC) + timedelta(seconds=RULES.settle_seconds + 30)).replace(
+        microsecond=0
+    )
     patients = []
     msgs = []
     booking = timedelta(weeks=RULES.booking_weeks_default)
@@ -255,11 +292,15 @@ async def main() -> None:
     wait_until = time.monotonic() + RULES.settle_seconds + 240
     while time.monotonic() < wait_until:
         async with unit_of_work(sessions) as session:
-            rows = (await session.exec(text(  # type: ignore[call-overload]
-                "SELECT a.patient_id, c.recorded_at FROM journey_alert a JOIN "
-                "journey_alert_change c ON c.alert_id = a.alert_id AND c.seq = 1 "
-                "WHERE a.patient_id LIKE :p AND a.rule = 'stalled.not_booked'")
-                .bindparams(p=f"pt_b{run}_d%"))).all()
+            rows = (
+                await session.exec(
+                    text(  # type: ignore[call-overload]
+                        "SELECT a.patient_id, c.recorded_at FROM journey_alert a JOIN "
+                        "journey_alert_change c ON c.alert_id = a.alert_id AND c.seq = 1 "
+                        "WHERE a.patient_id LIKE :p AND a.rule = 'stalled.not_booked'"
+                    ).bindparams(p=f"pt_b{run}_d%")
+                )
+            ).all()
         due = dict(patients)
         delays = [(r.recorded_at - due[r.patient_id]).total_seconds() for r in rows]
         if len(rows) >= args.deadlines:
@@ -267,22 +308,33 @@ async def main() -> None:
         await asyncio.sleep(1)
     await engine.dispose()
 
-    errors = {"journeys not running": failed, "journeys not answering (task failed)": broken,
-              "deadline alerts missing": args.deadlines - len(delays)}
+    errors = {
+        "journeys not running": failed,
+        "journeys not answering (task failed)": broken,
+        "deadline alerts missing": args.deadlines - len(delays),
+    }
     if any(errors.values()):
         # a bench that swallows errors lies: no ratio when anything failed
         print("FAILED, no figures: " + ", ".join(f"{k} {v}" for k, v in errors.items() if v))
         raise SystemExit(1)
     print(f"raw signal-with-start to a trivial workflow (50 in flight): {raw_rate:8.0f} /s")
-    print(f"referral events through Kafka + bridge into PatientJourney: {bridge_rate:8.0f} /s"
-          f"   ratio {bridge_rate / raw_rate:.2f}")
-    print(f"{args.journeys} journeys started and signalled through Kafka: {journeys_s:.1f} s "
-          f"({args.journeys / journeys_s:.0f}/s); running {running}, not running {failed}")
-    print(f"worker RSS {rss_before:.0f} MB -> {rss_after:.0f} MB: "
-          f"{(rss_after - rss_before) / cached * 1000:.0f} MB per 1,000 cached journeys")
+    print(
+        f"referral events through Kafka + bridge into PatientJourney: {bridge_rate:8.0f} /s"
+        f"   ratio {bridge_rate / raw_rate:.2f}"
+    )
+    print(
+        f"{args.journeys} journeys started and signalled through Kafka: {journeys_s:.1f} s "
+        f"({args.journeys / journeys_s:.0f}/s); running {running}, not running {failed}"
+    )
+    print(
+        f"worker RSS {rss_before:.0f} MB -> {rss_after:.0f} MB: "
+        f"{(rss_after - rss_before) / cached * 1000:.0f} MB per 1,000 cached journeys"
+    )
     q = statistics.quantiles(delays, n=100)
-    print(f"deadline -> alert row delay over {len(delays)} timers: "
-          f"p50 {q[49]:.2f} s, p99 {q[98]:.2f} s")
+    print(
+        f"deadline -> alert row delay over {len(delays)} timers: "
+        f"p50 {q[49]:.2f} s, p99 {q[98]:.2f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -63,9 +63,13 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 #: the bench's own instance, so it never touches dev or test data
-INSTANCE_ENV = {"WAYMARK_INSTANCE": "load", "WAYMARK_DB_NAME": "waymark_load",
-                "WAYMARK_TOPIC_PREFIX": "load.", "WAYMARK_TEMPORAL_NAMESPACE": "waymark-load",
-                "WAYMARK_API_PORT_BASE": "18800"}
+INSTANCE_ENV = {
+    "WAYMARK_INSTANCE": "load",
+    "WAYMARK_DB_NAME": "waymark_load",
+    "WAYMARK_TOPIC_PREFIX": "load.",
+    "WAYMARK_TEMPORAL_NAMESPACE": "waymark-load",
+    "WAYMARK_API_PORT_BASE": "18800",
+}
 
 logger = logging.getLogger(__name__)
 
@@ -90,11 +94,17 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
     "alert_list": (LIST_ALERTS,),
     "alert_action": (ALERT_ACTION,),
 }
-DEFAULT_WEIGHTS: dict[str, float] = {"create_referral": 2, "transition": 4,
-                                     "directory_search": 3, "care_plan": 3, "alert_list": 1,
-                                     "alert_action": 2}
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "create_referral": 2,
+    "transition": 4,
+    "directory_search": 3,
+    "care_plan": 3,
+    "alert_list": 1,
+    "alert_action": 2,
+}
 #: write endpoints, compared with the raw INSERT
 WRITES = (CREATE_REFERRAL, TRANSITION, CREATE_PLAN, ALERT_ACTION)
+
 
 #: each consumer group of the stack and the topics it reads (group ids: the consumer names)
 def consumer_groups() -> dict[str, tuple[str, ...]]:
@@ -105,9 +115,12 @@ def consumer_groups() -> dict[str, tuple[str, ...]]:
     from shared.topics import CARE_PLANS, DIRECTORY, NOTIFICATIONS, REFERRALS
     from workflows.journeys.bridge import CONSUMER_NAME as BRIDGE
 
-    return {REFERRALS_CONSUMER: (DIRECTORY,), CARE_PLANS_CONSUMER: (REFERRALS,),
-            NOTIFICATIONS_CONSUMER: tuple(NOTIFICATIONS_TOPICS),
-            BRIDGE: (REFERRALS, CARE_PLANS, NOTIFICATIONS)}
+    return {
+        REFERRALS_CONSUMER: (DIRECTORY,),
+        CARE_PLANS_CONSUMER: (REFERRALS,),
+        NOTIFICATIONS_CONSUMER: tuple(NOTIFICATIONS_TOPICS),
+        BRIDGE: (REFERRALS, CARE_PLANS, NOTIFICATIONS),
+    }
 
 
 class LoadError(RuntimeError):
@@ -115,6 +128,7 @@ class LoadError(RuntimeError):
 
 
 # --- measurements ---------------------------------------------------------------------------
+
 
 def percentile(sorted_values: list[float], p: float) -> float:
     """Nearest-rank percentile of an ascending list (0 for an empty one)."""
@@ -147,10 +161,15 @@ class EndpointStats:
 
     def summary(self, window: float) -> dict[str, Any]:
         lat = sorted(self.latencies)
-        return {"count": self.count, "per_second": round(self.count / window, 2) if window else 0,
-                "p50_ms": round(percentile(lat, 50) * 1000, 1),
-                "p99_ms": round(percentile(lat, 99) * 1000, 1), "errors": self.errors,
-                "statuses": dict(self.statuses), "actions": dict(self.actions)}
+        return {
+            "count": self.count,
+            "per_second": round(self.count / window, 2) if window else 0,
+            "p50_ms": round(percentile(lat, 50) * 1000, 1),
+            "p99_ms": round(percentile(lat, 99) * 1000, 1),
+            "errors": self.errors,
+            "statuses": dict(self.statuses),
+            "actions": dict(self.actions),
+        }
 
 
 class Recorder:
@@ -158,13 +177,21 @@ class Recorder:
         self.endpoints: dict[str, EndpointStats] = {}
         self.error_samples: list[dict[str, str]] = []
 
-    def record(self, endpoint: str, seconds: float, status: str, *, action: str | None = None,
-               body: str = "") -> None:
+    def record(
+        self,
+        endpoint: str,
+        seconds: float,
+        status: str,
+        *,
+        action: str | None = None,
+        body: str = "",
+    ) -> None:
         stats = self.endpoints.setdefault(endpoint, EndpointStats(endpoint))
         stats.record(seconds, status, action)
         if not status.startswith("2") and len(self.error_samples) < 20:
-            self.error_samples.append({"endpoint": endpoint, "action": action or "",
-                                       "status": status, "body": body[:400]})
+            self.error_samples.append(
+                {"endpoint": endpoint, "action": action or "", "status": status, "body": body[:400]}
+            )
 
 
 @dataclass
@@ -221,20 +248,32 @@ class LoadReport:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {"instance": self.instance, "started_at": self.started_at,
-                "duration_s": round(self.duration_s, 2), "concurrency": self.concurrency,
-                "weights": self.weights, "requests": self.requests, "errors": self.errors,
-                "throughput_per_s": round(self.throughput, 2), "endpoints": self.endpoints,
-                "baseline_seconds": self.baseline_seconds, "baseline": self.baseline,
-                "ratios": self.ratios(), "error_samples": self.error_samples,
-                "lag_at_end": self.lag_at_end, "outbox_backlog_at_end": self.outbox_backlog_at_end,
-                "drained": self.drained, "drain_seconds": self.drain_seconds,
-                "lag_after_drain": self.lag_after_drain,
-                "outbox_backlog_after_drain": self.outbox_backlog_after_drain,
-                "max_lag_during_load": self.max_lag_during_load,
-                "client_cpu_share": round(self.client_cpu_share, 2),
-                "cpu_cores_by_part": self.cpu_cores_by_part,
-                "prepared": self.prepared, "machine": self.machine}
+        return {
+            "instance": self.instance,
+            "started_at": self.started_at,
+            "duration_s": round(self.duration_s, 2),
+            "concurrency": self.concurrency,
+            "weights": self.weights,
+            "requests": self.requests,
+            "errors": self.errors,
+            "throughput_per_s": round(self.throughput, 2),
+            "endpoints": self.endpoints,
+            "baseline_seconds": self.baseline_seconds,
+            "baseline": self.baseline,
+            "ratios": self.ratios(),
+            "error_samples": self.error_samples,
+            "lag_at_end": self.lag_at_end,
+            "outbox_backlog_at_end": self.outbox_backlog_at_end,
+            "drained": self.drained,
+            "drain_seconds": self.drain_seconds,
+            "lag_after_drain": self.lag_after_drain,
+            "outbox_backlog_after_drain": self.outbox_backlog_after_drain,
+            "max_lag_during_load": self.max_lag_during_load,
+            "client_cpu_share": round(self.client_cpu_share, 2),
+            "cpu_cores_by_part": self.cpu_cores_by_part,
+            "prepared": self.prepared,
+            "machine": self.machine,
+        }
 
 
 def total_lag(lag: dict[str, dict[str, int]]) -> int:
@@ -242,6 +281,7 @@ def total_lag(lag: dict[str, dict[str, int]]) -> int:
 
 
 # --- where the CPU goes ---------------------------------------------------------------------
+
 
 def _processes() -> dict[int, tuple[int, float]]:
     """Every process: its parent and the CPU seconds it has used (Linux /proc)."""
@@ -287,6 +327,7 @@ def cpu_by_part(settings: Settings) -> dict[str, float]:
 
 # --- consumer lag and outbox backlog --------------------------------------------------------
 
+
 class LagProbe:
     """Each consumer group's lag per topic: end offsets minus committed offsets (a partition
     the group never committed counts from its beginning, as the consumers start at
@@ -294,8 +335,10 @@ class LagProbe:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.groups = {settings.topic(g): tuple(settings.topic(t) for t in topics)
-                       for g, topics in consumer_groups().items()}
+        self.groups = {
+            settings.topic(g): tuple(settings.topic(t) for t in topics)
+            for g, topics in consumer_groups().items()
+        }
         self.admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
         self.consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
         self.partitions: dict[str, list[TopicPartition]] = {}
@@ -305,8 +348,9 @@ class LagProbe:
         await self.consumer.start()
         topics = sorted({t for ts in self.groups.values() for t in ts})
         for desc in await self.admin.describe_topics(topics):
-            self.partitions[desc["topic"]] = [TopicPartition(desc["topic"], p["partition"])
-                                              for p in desc["partitions"]]
+            self.partitions[desc["topic"]] = [
+                TopicPartition(desc["topic"], p["partition"]) for p in desc["partitions"]
+            ]
 
     async def close(self) -> None:
         await self.consumer.stop()
@@ -341,8 +385,13 @@ class OutboxProbe:
 
     async def start(self) -> None:
         s = self.settings
-        self.conn = await asyncpg.connect(host=s.pg_host, port=s.pg_port, user=s.pg_user,
-                                          password=s.pg_credentials("owner")[1], database=s.db_name)
+        self.conn = await asyncpg.connect(
+            host=s.pg_host,
+            port=s.pg_port,
+            user=s.pg_user,
+            password=s.pg_credentials("owner")[1],
+            database=s.db_name,
+        )
 
     async def close(self) -> None:
         if self.conn is not None:
@@ -350,19 +399,30 @@ class OutboxProbe:
 
     async def mark(self) -> None:
         assert self.conn is not None
-        self.marks = {schema: await self.conn.fetchval(
-            f'SELECT coalesce(max(seq), 0) FROM "{schema}".outbox') for schema in SERVICE_SCHEMAS}
+        self.marks = {
+            schema: await self.conn.fetchval(f'SELECT coalesce(max(seq), 0) FROM "{schema}".outbox')
+            for schema in SERVICE_SCHEMAS
+        }
 
     async def backlog(self) -> dict[str, int]:
         assert self.conn is not None
-        return {schema: await self.conn.fetchval(
-            f'SELECT count(*) FROM "{schema}".outbox WHERE sent_at IS NULL AND seq > $1',
-            self.marks.get(schema, 0)) for schema in SERVICE_SCHEMAS}
+        return {
+            schema: await self.conn.fetchval(
+                f'SELECT count(*) FROM "{schema}".outbox WHERE sent_at IS NULL AND seq > $1',
+                self.marks.get(schema, 0),
+            )
+            for schema in SERVICE_SCHEMAS
+        }
 
 
-async def wait_drained(lag: LagProbe, outbox: OutboxProbe, *, timeout: float,
-                       stable: float = 2.0, interval: float = 0.5
-                       ) -> tuple[float | None, dict[str, dict[str, int]], dict[str, int]]:
+async def wait_drained(
+    lag: LagProbe,
+    outbox: OutboxProbe,
+    *,
+    timeout: float,
+    stable: float = 2.0,
+    interval: float = 0.5,
+) -> tuple[float | None, dict[str, dict[str, int]], dict[str, int]]:
     """Seconds until every group's lag and the outbox backlog are 0 and stay 0 for `stable`
     seconds (a zero between two hops of an event is not the end), or None at the deadline;
     with the last readings."""
@@ -383,6 +443,7 @@ async def wait_drained(lag: LagProbe, outbox: OutboxProbe, *, timeout: float,
 
 
 # --- what the run refers to -----------------------------------------------------------------
+
 
 def nhs_number(n: int) -> str | None:
     """999nnnnnnC: the 999 range NHS England keeps for test data; None when n has no valid
@@ -422,13 +483,23 @@ class RunContext:
                 return number
 
     def token(self, *, sub: str, role: str, org: str) -> dict[str, str]:
-        t = mint_token(self.settings, sub=sub, roles=[role], org=org, ics=self.settings.ics,
-                       ttl=timedelta(hours=2))
+        t = mint_token(
+            self.settings,
+            sub=sub,
+            roles=[role],
+            org=org,
+            ics=self.settings.ics,
+            ttl=timedelta(hours=2),
+        )
         return {"Authorization": f"Bearer {t}"}
 
 
-SERVICE_CATEGORIES = ("pain_management_programme", "talking_therapies_ltc",
-                      "msk_physiotherapy", "social_prescribing")
+SERVICE_CATEGORIES = (
+    "pain_management_programme",
+    "talking_therapies_ltc",
+    "msk_physiotherapy",
+    "social_prescribing",
+)
 
 
 async def create_directory_services(ctx: RunContext) -> list[str]:
@@ -442,29 +513,44 @@ async def create_directory_services(ctx: RunContext) -> list[str]:
     staff = ctx.token(sub=f"load-staff-{ctx.run}", role="service_staff", org=ctx.receiver)
     ids = []
     async with httpx.AsyncClient(timeout=30) as http:
-        r = await http.put(ctx.url("directory", f"/organizations/{ctx.receiver}"), headers=staff,
-                           json={"name": f"Load provider {ctx.run}",
-                                 "description": "A synthetic provider of the load bench."})
+        r = await http.put(
+            ctx.url("directory", f"/organizations/{ctx.receiver}"),
+            headers=staff,
+            json={
+                "name": f"Load provider {ctx.run}",
+                "description": "A synthetic provider of the load bench.",
+            },
+        )
         if r.status_code not in (200, 201):
             raise LoadError(f"directory refused the provider: {r.status_code} {r.text[:300]}")
         for i, category in enumerate(SERVICE_CATEGORIES):
             sid = f"svc-load-{ctx.run.lower()}-{category.replace('_', '-')}"
-            svc = DemoService(sid, ctx.receiver, Category(category),
-                              f"Load {category.replace('_', ' ')} {ctx.run}",
-                              "Synthetic service of the load bench: back pain and low mood.",
-                              ("persistent_pain", "mental_health"), ("in_person", "video"),
-                              (postcodes[i * 7][0],), self_referral=i % 2 == 0,
-                              waiting_weeks=4)
+            svc = DemoService(
+                sid,
+                ctx.receiver,
+                Category(category),
+                f"Load {category.replace('_', ' ')} {ctx.run}",
+                "Synthetic service of the load bench: back pain and low mood.",
+                ("persistent_pain", "mental_health"),
+                ("in_person", "video"),
+                (postcodes[i * 7][0],),
+                self_referral=i % 2 == 0,
+                waiting_weeks=4,
+            )
             headers = {**staff, "Idempotency-Key": f"load-svc-{sid}"}
-            r = await http.post(ctx.url("directory", "/services"), headers=headers,
-                                json=service_body(svc, coordinates))
+            r = await http.post(
+                ctx.url("directory", "/services"),
+                headers=headers,
+                json=service_body(svc, coordinates),
+            )
             if r.status_code != 201:
                 raise LoadError(f"directory refused {sid}: {r.status_code} {r.text[:300]}")
-            r = await http.post(ctx.url("directory", f"/services/{sid}/publish"),
-                                headers={**staff, "Idempotency-Key": f"load-pub-{sid}"})
+            r = await http.post(
+                ctx.url("directory", f"/services/{sid}/publish"),
+                headers={**staff, "Idempotency-Key": f"load-pub-{sid}"},
+            )
             if r.status_code != 200:
-                raise LoadError(f"directory did not publish {sid}: {r.status_code} "
-                                f"{r.text[:300]}")
+                raise LoadError(f"directory did not publish {sid}: {r.status_code} {r.text[:300]}")
             ids.append(sid)
     return ids
 
@@ -478,27 +564,39 @@ async def wait_for_referrals_replica(ctx: RunContext, timeout: float = 120) -> N
         for sid in ctx.services:
             body = referral_body(ctx.next_nhs_number(), "Probe", sid)
             while True:
-                r = await http.post(ctx.url("referrals", "/referrals"), json=body,
-                                    headers={**clinician, "Idempotency-Key": str(uuid.uuid4())})
+                r = await http.post(
+                    ctx.url("referrals", "/referrals"),
+                    json=body,
+                    headers={**clinician, "Idempotency-Key": str(uuid.uuid4())},
+                )
                 if r.status_code == 201:
                     break
-                if r.status_code != 422 or "directory" not in r.text \
-                        or time.monotonic() > deadline:
-                    raise LoadError(f"referrals never accepted {sid}: {r.status_code} "
-                                    f"{r.text[:300]}")
+                if r.status_code != 422 or "directory" not in r.text or time.monotonic() > deadline:
+                    raise LoadError(
+                        f"referrals never accepted {sid}: {r.status_code} {r.text[:300]}"
+                    )
                 await asyncio.sleep(0.5)
 
 
 def referral_body(nhs: str, family_name: str, service_id: str) -> dict[str, Any]:
-    return {"patient": {"nhs_number": nhs, "given_name": "Load", "family_name": family_name,
-                        "birth_date": "1971-06-15"},
-            "source": "gp", "from_practitioner": "Dr Load", "to_service_id": service_id,
-            "reason_codes": ["279039007", "35489007"],
-            "clinical_summary": "Persistent low back pain for a year; low mood.",
-            "consent_to_referral": True}
+    return {
+        "patient": {
+            "nhs_number": nhs,
+            "given_name": "Load",
+            "family_name": family_name,
+            "birth_date": "1971-06-15",
+        },
+        "source": "gp",
+        "from_practitioner": "Dr Load",
+        "to_service_id": service_id,
+        "reason_codes": ["279039007", "35489007"],
+        "clinical_summary": "Persistent low back pain for a year; low mood.",
+        "consent_to_referral": True,
+    }
 
 
 # --- a virtual user -------------------------------------------------------------------------
+
 
 @dataclass
 class Patient:
@@ -534,13 +632,16 @@ class VirtualUser:
         self.rng = random.Random(ctx.rng.random())
         self.measuring = False
         self.practice = f"LGP-{ctx.run}-{index:02d}"
-        self.clinician = ctx.token(sub=f"load-gp-{ctx.run}-{index}", role="clinician",
-                                   org=self.practice)
-        self.staff = ctx.token(sub=f"load-staff-{ctx.run}-{index}", role="service_staff",
-                               org=ctx.receiver)
+        self.clinician = ctx.token(
+            sub=f"load-gp-{ctx.run}-{index}", role="clinician", org=self.practice
+        )
+        self.staff = ctx.token(
+            sub=f"load-staff-{ctx.run}-{index}", role="service_staff", org=ctx.receiver
+        )
         self.coordinator_id = f"load-coord-{ctx.run}-{index}"
-        self.coordinator = ctx.token(sub=self.coordinator_id, role="coordinator",
-                                     org=f"ICB-{ctx.run}")
+        self.coordinator = ctx.token(
+            sub=self.coordinator_id, role="coordinator", org=f"ICB-{ctx.run}"
+        )
         self.colleague = f"load-coord-{ctx.run}-{index}-b"
         self.patients: list[Patient] = []
         self.referrals: dict[str, Referral] = {}
@@ -554,36 +655,51 @@ class VirtualUser:
     async def close(self) -> None:
         await self.http.aclose()
 
-    async def call(self, endpoint: str, method: str, url: str, *, action: str | None = None,
-                   **kw: Any) -> httpx.Response | None:
+    async def call(
+        self, endpoint: str, method: str, url: str, *, action: str | None = None, **kw: Any
+    ) -> httpx.Response | None:
         t0 = time.perf_counter()
         try:
             r = await self.http.request(method, url, **kw)
         except httpx.HTTPError as exc:
             if not self.measuring:
                 raise LoadError(f"{endpoint} while preparing: {exc!r}") from exc
-            self.rec.record(endpoint, time.perf_counter() - t0, f"exc:{type(exc).__name__}",
-                            action=action, body=str(exc))
+            self.rec.record(
+                endpoint,
+                time.perf_counter() - t0,
+                f"exc:{type(exc).__name__}",
+                action=action,
+                body=str(exc),
+            )
             return None
         ok = 200 <= r.status_code < 300
         if self.measuring:
-            self.rec.record(endpoint, time.perf_counter() - t0, str(r.status_code),
-                            action=action, body="" if ok else r.text)
+            self.rec.record(
+                endpoint,
+                time.perf_counter() - t0,
+                str(r.status_code),
+                action=action,
+                body="" if ok else r.text,
+            )
         elif not ok:
-            raise LoadError(f"{endpoint} {action or ''} while preparing: {r.status_code} "
-                            f"{r.text[:300]}")
+            raise LoadError(
+                f"{endpoint} {action or ''} while preparing: {r.status_code} {r.text[:300]}"
+            )
         return r if ok else None
 
     # --- referrals ----------------------------------------------------------------------
 
     def new_patient(self) -> Patient:
-        p = Patient(self.ctx.next_nhs_number(), f"Synthetic-{self.ctx.run}-{self.index}-"
-                                                f"{len(self.patients)}")
+        p = Patient(
+            self.ctx.next_nhs_number(),
+            f"Synthetic-{self.ctx.run}-{self.index}-{len(self.patients)}",
+        )
         self.patients.append(p)
         return p
 
-    async def create_referral(self, patient: Patient | None = None,
-                              service_id: str | None = None) -> Referral | None:
+    async def create_referral(
+        self, patient: Patient | None = None, service_id: str | None = None
+    ) -> Referral | None:
         if patient is None:
             ended = [p for p in self.patients if p.open_referrals == 0 and p.last_service]
             if ended and self.rng.random() < self.REREFER:
@@ -592,9 +708,13 @@ class VirtualUser:
             else:
                 patient = self.new_patient()
         service_id = service_id or self.rng.choice(self.ctx.services)
-        r = await self.call(CREATE_REFERRAL, "POST", self.ctx.url("referrals", "/referrals"),
-                            json=referral_body(patient.nhs, patient.family_name, service_id),
-                            headers={**self.clinician, "Idempotency-Key": str(uuid.uuid4())})
+        r = await self.call(
+            CREATE_REFERRAL,
+            "POST",
+            self.ctx.url("referrals", "/referrals"),
+            json=referral_body(patient.nhs, patient.family_name, service_id),
+            headers={**self.clinician, "Idempotency-Key": str(uuid.uuid4())},
+        )
         if r is None:
             return None
         body = r.json()
@@ -608,8 +728,10 @@ class VirtualUser:
     def next_step(self, ref: Referral) -> tuple[str, dict[str, Any]]:
         if ref.state == "submitted":
             if self.rng.random() < self.RETURN:
-                return "return", {"reason_code": "advice-and-guidance-given",
-                                  "note": "Manage in primary care for now."}
+                return "return", {
+                    "reason_code": "advice-and-guidance-given",
+                    "note": "Manage in primary care for now.",
+                }
             return "accept", {}
         if ref.state == "accepted":
             when = datetime.now(UTC) + timedelta(days=self.rng.randint(3, 30))
@@ -618,8 +740,7 @@ class VirtualUser:
             return "attend", {}
         return "discharge", {"reason_code": "treatment-completed"}
 
-    async def transition(self, ref: Referral | None = None,
-                         action: str | None = None) -> None:
+    async def transition(self, ref: Referral | None = None, action: str | None = None) -> None:
         if ref is None:
             if not self.referrals:
                 await self.create_referral()
@@ -629,11 +750,14 @@ class VirtualUser:
         if action is not None:
             step = action
             body = {"reason_code": "insufficient-information"} if action == "return" else {}
-        r = await self.call(TRANSITION, "POST",
-                            self.ctx.url("referrals", f"/referrals/{ref.id}/{step}"),
-                            action=step, json=body,
-                            headers={**self.staff, "If-Match": ref.etag,
-                                     "Idempotency-Key": str(uuid.uuid4())})
+        r = await self.call(
+            TRANSITION,
+            "POST",
+            self.ctx.url("referrals", f"/referrals/{ref.id}/{step}"),
+            action=step,
+            json=body,
+            headers={**self.staff, "If-Match": ref.etag, "Idempotency-Key": str(uuid.uuid4())},
+        )
         if r is None:  # its state is unknown now: leave it alone rather than err again
             self.referrals.pop(ref.id, None)
             ref.patient.open_referrals -= 1
@@ -647,16 +771,27 @@ class VirtualUser:
 
     SEARCHES: tuple[list[tuple[str, Any]], ...] = (
         [("q", "back pain low mood"), ("postcode", "WY1 0BG"), ("radius_km", 15)],
-        [("category", "msk_physiotherapy"), ("category", "talking_therapies_ltc"),
-         ("condition", "persistent_pain"), ("self_referral", "true"), ("postcode", "WY1 0BG"),
-         ("radius_km", 20), ("sort", "distance")],
+        [
+            ("category", "msk_physiotherapy"),
+            ("category", "talking_therapies_ltc"),
+            ("condition", "persistent_pain"),
+            ("self_referral", "true"),
+            ("postcode", "WY1 0BG"),
+            ("radius_km", 20),
+            ("sort", "distance"),
+        ],
         [("q", "pain management group"), ("page_size", 10)],
         [("condition", "mental_health"), ("delivery_mode", "video"), ("sort", "name")],
     )
 
     async def directory_search(self) -> None:
-        await self.call(SEARCH, "GET", self.ctx.url("directory", "/services"),
-                        params=self.rng.choice(self.SEARCHES), headers=self.clinician)
+        await self.call(
+            SEARCH,
+            "GET",
+            self.ctx.url("directory", "/services"),
+            params=self.rng.choice(self.SEARCHES),
+            headers=self.clinician,
+        )
 
     # --- care plans ---------------------------------------------------------------------
 
@@ -665,8 +800,12 @@ class VirtualUser:
             await self.create_plan()
             return
         plan = self.rng.choice(self.plans)
-        await self.call(READ_PLAN, "GET", self.ctx.url("care_plans", f"/care-plans/{plan}"),
-                        headers=self.clinician)
+        await self.call(
+            READ_PLAN,
+            "GET",
+            self.ctx.url("care_plans", f"/care-plans/{plan}"),
+            headers=self.clinician,
+        )
 
     #: a plan is started for a person this user referred at least this long ago, so the
     #: referral has reached the care plans service (the care relationship a plan needs)
@@ -674,21 +813,34 @@ class VirtualUser:
 
     async def create_plan(self) -> None:
         # a person this user referred (its care relationship): one plan per person
-        ready = [p for p in self.patients if not p.has_plan and p.referred_at
-                 and time.monotonic() - p.referred_at >= self.PLAN_AFTER_SECONDS]
+        ready = [
+            p
+            for p in self.patients
+            if not p.has_plan
+            and p.referred_at
+            and time.monotonic() - p.referred_at >= self.PLAN_AFTER_SECONDS
+        ]
         if not ready:
             await self.directory_search()  # nobody to plan for yet: another kind of request
             return
         patient = self.rng.choice(ready)
         patient.has_plan = True
-        body = {"nhs_number": patient.nhs,
-                "consented_organisations": [self.ctx.receiver],
-                "reason": "plan agreed at the first conversation",
-                "content": {"what_matters_to_me": "Walking the dog again without a flare-up.",
-                            "goals": [{"what": "Walk 20 minutes three times a week"}]}}
-        r = await self.call(CREATE_PLAN, "POST", self.ctx.url("care_plans", "/care-plans"),
-                            json=body, headers={**self.clinician,
-                                                "Idempotency-Key": str(uuid.uuid4())})
+        body = {
+            "nhs_number": patient.nhs,
+            "consented_organisations": [self.ctx.receiver],
+            "reason": "plan agreed at the first conversation",
+            "content": {
+                "what_matters_to_me": "Walking the dog again without a flare-up.",
+                "goals": [{"what": "Walk 20 minutes three times a week"}],
+            },
+        }
+        r = await self.call(
+            CREATE_PLAN,
+            "POST",
+            self.ctx.url("care_plans", "/care-plans"),
+            json=body,
+            headers={**self.clinician, "Idempotency-Key": str(uuid.uuid4())},
+        )
         if r is not None:
             self.plans.append(r.json()["id"])
 
@@ -705,8 +857,13 @@ class VirtualUser:
         return params
 
     async def alert_list(self) -> None:
-        r = await self.call(LIST_ALERTS, "GET", self.ctx.url("notifications", "/alerts"),
-                            params=self.alert_params(), headers=self.coordinator)
+        r = await self.call(
+            LIST_ALERTS,
+            "GET",
+            self.ctx.url("notifications", "/alerts"),
+            params=self.alert_params(),
+            headers=self.coordinator,
+        )
         if r is None:
             return
         page = r.json()
@@ -741,11 +898,18 @@ class VirtualUser:
         alert_id = self.rng.choice(list(self.alerts))
         a = self.alerts.pop(alert_id)
         action, body = self.next_alert_action(a)
-        r = await self.call(ALERT_ACTION, "POST",
-                            self.ctx.url("notifications", f"/alerts/{alert_id}/{action}"),
-                            action=action, json=body,
-                            headers={**self.coordinator, "If-Match": f'W/"{a["version"]}"',
-                                     "Idempotency-Key": str(uuid.uuid4())})
+        r = await self.call(
+            ALERT_ACTION,
+            "POST",
+            self.ctx.url("notifications", f"/alerts/{alert_id}/{action}"),
+            action=action,
+            json=body,
+            headers={
+                **self.coordinator,
+                "If-Match": f'W/"{a["version"]}"',
+                "Idempotency-Key": str(uuid.uuid4()),
+            },
+        )
         if r is not None:
             self.echo[alert_id] = r.json()["seq"]
 
@@ -776,6 +940,7 @@ class VirtualUser:
 
 # --- baselines ------------------------------------------------------------------------------
 
+
 async def health_baseline(ctx: RunContext, seconds: float, concurrency: int) -> EndpointStats:
     """GET /health round-robin over the four APIs: the same HTTP path without a token."""
     stats = EndpointStats(HEALTH)
@@ -799,19 +964,26 @@ async def health_baseline(ctx: RunContext, seconds: float, concurrency: int) -> 
     return stats
 
 
-async def raw_insert_baseline(ctx: RunContext, seconds: float,
-                              concurrency: int) -> EndpointStats:
+async def raw_insert_baseline(ctx: RunContext, seconds: float, concurrency: int) -> EndpointStats:
     """Single-row INSERT transactions (a referral-sized row, committed and fsynced) on an
     asyncpg pool of `concurrency` connections: the database write with nothing around it."""
     s = ctx.settings
     stats = EndpointStats(RAW_INSERT)
     table = f"public.load_raw_{ctx.run.lower()}"
-    pool = await asyncpg.create_pool(host=s.pg_host, port=s.pg_port, user=s.pg_user,
-                                     password=s.pg_credentials("owner")[1], database=s.db_name,
-                                     min_size=concurrency, max_size=concurrency)
+    pool = await asyncpg.create_pool(
+        host=s.pg_host,
+        port=s.pg_port,
+        user=s.pg_user,
+        password=s.pg_credentials("owner")[1],
+        database=s.db_name,
+        min_size=concurrency,
+        max_size=concurrency,
+    )
     try:
-        await pool.execute(f"CREATE TABLE {table} (id UUID PRIMARY KEY, patient TEXT NOT NULL, "
-                           "payload JSONB NOT NULL, created_at TIMESTAMPTZ DEFAULT now())")
+        await pool.execute(
+            f"CREATE TABLE {table} (id UUID PRIMARY KEY, patient TEXT NOT NULL, "
+            "payload JSONB NOT NULL, created_at TIMESTAMPTZ DEFAULT now())"
+        )
         payload = json.dumps(referral_body("9990000000", "Raw", "svc-raw"))
         until = time.monotonic() + seconds
 
@@ -819,9 +991,12 @@ async def raw_insert_baseline(ctx: RunContext, seconds: float,
             async with pool.acquire() as conn:
                 while time.monotonic() < until:
                     t0 = time.perf_counter()
-                    await conn.execute(f"INSERT INTO {table} (id, patient, payload) "
-                                       "VALUES ($1, $2, $3::jsonb)", uuid.uuid4(), "pt_raw",
-                                       payload)
+                    await conn.execute(
+                        f"INSERT INTO {table} (id, patient, payload) VALUES ($1, $2, $3::jsonb)",
+                        uuid.uuid4(),
+                        "pt_raw",
+                        payload,
+                    )
                     stats.record(time.perf_counter() - t0, "201")
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -833,14 +1008,18 @@ async def raw_insert_baseline(ctx: RunContext, seconds: float,
 
 # --- the engine -----------------------------------------------------------------------------
 
+
 async def wait_for_alerts(ctx: RunContext, at_least: int, timeout: float) -> int:
     """Until the inbox holds at least `at_least` open alerts of this run's referrals."""
     headers = ctx.token(sub=f"load-coord-{ctx.run}", role="coordinator", org=f"ICB-{ctx.run}")
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(timeout=30) as http:
         while True:
-            r = await http.get(ctx.url("notifications", "/alerts"), headers=headers,
-                               params={"org": ctx.receiver, "limit": 1})
+            r = await http.get(
+                ctx.url("notifications", "/alerts"),
+                headers=headers,
+                params={"org": ctx.receiver, "limit": 1},
+            )
             r.raise_for_status()
             total = int(r.json()["total"])
             if total >= at_least or time.monotonic() > deadline:
@@ -848,11 +1027,19 @@ async def wait_for_alerts(ctx: RunContext, at_least: int, timeout: float) -> int
             await asyncio.sleep(1)
 
 
-async def run_load(settings: Settings, *, duration: float = 60, concurrency: int = 16,
-                   weights: dict[str, float] | None = None, alert_scope: str = "all",
-                   baseline_seconds: float = 10, drain_timeout: float = 600,
-                   prepare_timeout: float = 180, seed: int | None = None,
-                   progress: Callable[[str], None] | None = None) -> LoadReport:
+async def run_load(
+    settings: Settings,
+    *,
+    duration: float = 60,
+    concurrency: int = 16,
+    weights: dict[str, float] | None = None,
+    alert_scope: str = "all",
+    baseline_seconds: float = 10,
+    drain_timeout: float = 600,
+    prepare_timeout: float = 180,
+    seed: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> LoadReport:
     """Prepare this run's data, measure the raw baselines, hold the mixed load for `duration`
     seconds with `concurrency` virtual users, then measure the lag and backlog it left and
     wait (at most `drain_timeout`) for them to drain. `alert_scope="org"` acts only on alerts
@@ -864,8 +1051,13 @@ async def run_load(settings: Settings, *, duration: float = 60, concurrency: int
         raise ValueError(f"unknown operations {sorted(unknown)}; known: {sorted(OPERATIONS)}")
     weights = {k: v for k, v in weights.items() if v > 0}
     rng = random.Random(seed)
-    ctx = RunContext(settings=settings, run=f"{rng.getrandbits(24):06X}",
-                     concurrency=concurrency, alert_scope=alert_scope, rng=rng)
+    ctx = RunContext(
+        settings=settings,
+        run=f"{rng.getrandbits(24):06X}",
+        concurrency=concurrency,
+        alert_scope=alert_scope,
+        rng=rng,
+    )
     lag, outbox = LagProbe(settings), OutboxProbe(settings)
     await lag.start()
     await outbox.start()
@@ -882,8 +1074,7 @@ async def run_load(settings: Settings, *, duration: float = 60, concurrency: int
         say(f"{alerts_ready} alerts of this run in the inbox; waiting for a quiet pipeline")
         quiet, _, _ = await wait_drained(lag, outbox, timeout=prepare_timeout)
         if quiet is None:
-            logger.warning("the pipeline was not quiet before the load (lag %s)",
-                           await lag.lag())
+            logger.warning("the pipeline was not quiet before the load (lag %s)", await lag.lag())
 
         say(f"baselines: GET /health and raw INSERT, {baseline_seconds:.0f} s each")
         health = await health_baseline(ctx, baseline_seconds, concurrency)
@@ -908,37 +1099,63 @@ async def run_load(settings: Settings, *, duration: float = 60, concurrency: int
         window = time.monotonic() - t0
         cpu_share = (time.process_time() - cpu0) / window
         parts1 = cpu_by_part(settings)
-        cores = {name: round((parts1[name] - parts0[name]) / window, 2)
-                 for name in parts1 if name in parts0}
+        cores = {
+            name: round((parts1[name] - parts0[name]) / window, 2)
+            for name in parts1
+            if name in parts0
+        }
 
         lag_at_end, backlog_at_end = await lag.lag(), await outbox.backlog()
         max_lag = max(max_lag, total_lag(lag_at_end))
-        say(f"load stopped; lag {total_lag(lag_at_end)}, outbox backlog "
-            f"{sum(backlog_at_end.values())}; waiting for them to drain")
+        say(
+            f"load stopped; lag {total_lag(lag_at_end)}, outbox backlog "
+            f"{sum(backlog_at_end.values())}; waiting for them to drain"
+        )
         drain, lag_after, backlog_after = await wait_drained(lag, outbox, timeout=drain_timeout)
     finally:
         await asyncio.gather(*(u.close() for u in users))
         await lag.close()
         await outbox.close()
 
-    window_stats = {name: stats.summary(window)
-                    for name, stats in sorted(recorder.endpoints.items())}
+    window_stats = {
+        name: stats.summary(window) for name, stats in sorted(recorder.endpoints.items())
+    }
     return LoadReport(
-        instance=settings.instance, started_at=started_at, duration_s=window,
-        concurrency=concurrency, weights=weights, endpoints=window_stats,
-        baseline={HEALTH: health.summary(baseline_seconds),
-                  RAW_INSERT: raw.summary(baseline_seconds)},
-        baseline_seconds=baseline_seconds, error_samples=recorder.error_samples,
-        lag_at_end=lag_at_end, outbox_backlog_at_end=backlog_at_end,
-        drained=drain is not None, drain_seconds=None if drain is None else round(drain, 2),
-        lag_after_drain=lag_after, outbox_backlog_after_drain=backlog_after,
-        max_lag_during_load=max_lag, client_cpu_share=cpu_share,
+        instance=settings.instance,
+        started_at=started_at,
+        duration_s=window,
+        concurrency=concurrency,
+        weights=weights,
+        endpoints=window_stats,
+        baseline={
+            HEALTH: health.summary(baseline_seconds),
+            RAW_INSERT: raw.summary(baseline_seconds),
+        },
+        baseline_seconds=baseline_seconds,
+        error_samples=recorder.error_samples,
+        lag_at_end=lag_at_end,
+        outbox_backlog_at_end=backlog_at_end,
+        drained=drain is not None,
+        drain_seconds=None if drain is None else round(drain, 2),
+        lag_after_drain=lag_after,
+        outbox_backlog_after_drain=backlog_after,
+        max_lag_during_load=max_lag,
+        client_cpu_share=cpu_share,
         cpu_cores_by_part=dict(sorted(cores.items(), key=lambda kv: -kv[1])),
-        prepared={"run": ctx.run, "services": ctx.services, "receiver": ctx.receiver,
-                  "alerts_of_run_before_load": alerts_ready, "alert_scope": alert_scope},
-        machine={"host": platform.node(), "cores": os.cpu_count(),
-                 "load_average": [round(x, 2) for x in os.getloadavg()],
-                 "python": platform.python_version()})
+        prepared={
+            "run": ctx.run,
+            "services": ctx.services,
+            "receiver": ctx.receiver,
+            "alerts_of_run_before_load": alerts_ready,
+            "alert_scope": alert_scope,
+        },
+        machine={
+            "host": platform.node(),
+            "cores": os.cpu_count(),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+            "python": platform.python_version(),
+        },
+    )
 
 
 def expected_endpoints(weights: dict[str, float] | None = None) -> set[str]:
@@ -949,61 +1166,84 @@ def expected_endpoints(weights: dict[str, float] | None = None) -> set[str]:
 
 # --- the table ------------------------------------------------------------------------------
 
+
 def format_report(report: LoadReport) -> str:
     ratios = report.ratios()
-    lines = [f"instance {report.instance}; {report.concurrency} virtual users for "
-             f"{report.duration_s:.1f} s; machine {report.machine.get('cores')} cores, load "
-             f"average at the end {report.machine.get('load_average')}; this driver used "
-             f"{report.client_cpu_share:.0%} of a core",
-             "",
-             f"{'endpoint':<34} {'count':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
-             f"{'errors':>7}  {'p50/health':>10} {'p99/health':>10} {'p50/INSERT':>10}"]
+    lines = [
+        f"instance {report.instance}; {report.concurrency} virtual users for "
+        f"{report.duration_s:.1f} s; machine {report.machine.get('cores')} cores, load "
+        f"average at the end {report.machine.get('load_average')}; this driver used "
+        f"{report.client_cpu_share:.0%} of a core",
+        "",
+        f"{'endpoint':<34} {'count':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'errors':>7}  {'p50/health':>10} {'p99/health':>10} {'p50/INSERT':>10}",
+    ]
     for name, e in report.endpoints.items():
         r = ratios["endpoints"].get(name, {})
         lines.append(
             f"{name:<34} {e['count']:>7} {e['per_second']:>8.1f} {e['p50_ms']:>8.1f} "
             f"{e['p99_ms']:>8.1f} {e['errors']:>7}  {r.get('p50_vs_health', 0):>10.1f} "
             f"{r.get('p99_vs_health', 0):>10.1f} "
-            + (f"{r['p50_vs_raw_insert']:>10.1f}" if "p50_vs_raw_insert" in r else f"{'':>10}"))
-    lines.append(f"{'all of the mix':<34} {report.requests:>7} {report.throughput:>8.1f} "
-                 f"{'':>8} {'':>8} {report.errors:>7}")
+            + (f"{r['p50_vs_raw_insert']:>10.1f}" if "p50_vs_raw_insert" in r else f"{'':>10}")
+        )
+    lines.append(
+        f"{'all of the mix':<34} {report.requests:>7} {report.throughput:>8.1f} "
+        f"{'':>8} {'':>8} {report.errors:>7}"
+    )
     for name, e in report.endpoints.items():
         if e["actions"]:
-            lines.append(f"  {name}: " + ", ".join(f"{a} {n}" for a, n in
-                                                   sorted(e["actions"].items())))
-    lines += ["", f"raw baselines, same run, {report.concurrency} in flight, "
-                  f"{report.baseline_seconds:.0f} s each:"]
+            lines.append(
+                f"  {name}: " + ", ".join(f"{a} {n}" for a, n in sorted(e["actions"].items()))
+            )
+    lines += [
+        "",
+        f"raw baselines, same run, {report.concurrency} in flight, "
+        f"{report.baseline_seconds:.0f} s each:",
+    ]
     for name, e in report.baseline.items():
-        lines.append(f"{name:<34} {e['count']:>7} {e['per_second']:>8.1f} {e['p50_ms']:>8.1f} "
-                     f"{e['p99_ms']:>8.1f} {e['errors']:>7}")
+        lines.append(
+            f"{name:<34} {e['count']:>7} {e['per_second']:>8.1f} {e['p50_ms']:>8.1f} "
+            f"{e['p99_ms']:>8.1f} {e['errors']:>7}"
+        )
     if "throughput_vs_health" in ratios:
         lines.append(f"mix throughput / GET /health throughput: {ratios['throughput_vs_health']}")
     if report.cpu_cores_by_part:
         busy = [(k, v) for k, v in report.cpu_cores_by_part.items() if v >= 0.01]
-        lines += ["", f"CPU during the load, in cores (all parts: "
-                      f"{sum(report.cpu_cores_by_part.values()):.2f}; PostgreSQL, Kafka and "
-                      "Temporal serve every instance on the machine):",
-                  "  " + ", ".join(f"{k} {v:.2f}" for k, v in busy)]
+        lines += [
+            "",
+            f"CPU during the load, in cores (all parts: "
+            f"{sum(report.cpu_cores_by_part.values()):.2f}; PostgreSQL, Kafka and "
+            "Temporal serve every instance on the machine):",
+            "  " + ", ".join(f"{k} {v:.2f}" for k, v in busy),
+        ]
     if report.error_samples:
         lines += ["", "errors (first few):"] + [
             f"  {s['endpoint']} {s['action']} -> {s['status']}: {s['body'][:160]}"
-            for s in report.error_samples[:5]]
+            for s in report.error_samples[:5]
+        ]
     lines += ["", "consumer lag right after the load (group: topic lag):"]
     for group, topics in report.lag_at_end.items():
         lines.append(f"  {group}: " + ", ".join(f"{t} {n}" for t, n in topics.items()))
-    lines.append("outbox rows written during the load, not yet published: "
-                 + ", ".join(f"{k} {v}" for k, v in report.outbox_backlog_at_end.items()))
+    lines.append(
+        "outbox rows written during the load, not yet published: "
+        + ", ".join(f"{k} {v}" for k, v in report.outbox_backlog_at_end.items())
+    )
     lines.append(f"largest total lag sampled during the load: {report.max_lag_during_load}")
     if report.drained:
-        lines.append(f"drained (every group's lag 0 and outbox backlog 0, held 2 s) "
-                     f"{report.drain_seconds:.1f} s after the load stopped")
+        lines.append(
+            f"drained (every group's lag 0 and outbox backlog 0, held 2 s) "
+            f"{report.drain_seconds:.1f} s after the load stopped"
+        )
     else:
-        lines.append(f"NOT drained: lag {report.lag_after_drain}, backlog "
-                     f"{report.outbox_backlog_after_drain}")
+        lines.append(
+            f"NOT drained: lag {report.lag_after_drain}, backlog "
+            f"{report.outbox_backlog_after_drain}"
+        )
     return "\n".join(lines)
 
 
 # --- the bench ------------------------------------------------------------------------------
+
 
 async def seed_population(settings: Settings, people: int, seed: int) -> int:
     """A synthetic population of this run (its own people and event ids) published as
@@ -1011,21 +1251,32 @@ async def seed_population(settings: Settings, people: int, seed: int) -> int:
     from shared.topics import REFERRALS
     from workflows.journeys.synthetic import DEMO_MIX, generate, publish
 
-    journeys = generate(people, seed=seed, now=datetime.now(UTC),
-                        patient_prefix=f"pt_load{seed}", months=12, mix=DEMO_MIX)
-    await publish(journeys, bootstrap_servers=settings.bootstrap_servers,
-                  topic=settings.topic(REFERRALS))
+    journeys = generate(
+        people,
+        seed=seed,
+        now=datetime.now(UTC),
+        patient_prefix=f"pt_load{seed}",
+        months=12,
+        mix=DEMO_MIX,
+    )
+    await publish(
+        journeys, bootstrap_servers=settings.bootstrap_servers, topic=settings.topic(REFERRALS)
+    )
     return sum(len(j.expected_rules) for j in journeys)
 
 
 async def inbox_total(settings: Settings) -> int:
-    token = mint_token(settings, sub="load-bench", roles=["coordinator"], org="ICB-LOAD",
-                       ics=settings.ics)
+    token = mint_token(
+        settings, sub="load-bench", roles=["coordinator"], org="ICB-LOAD", ics=settings.ics
+    )
     async with httpx.AsyncClient(timeout=30) as http:
-        r = await http.get(f"{settings.api_url('notifications')}/alerts/counts",
-                           headers={"Authorization": f"Bearer {token}"},
-                           params=[("status", s) for s in ("open", "acknowledged", "escalated",
-                                                           "snoozed", "resolved")])
+        r = await http.get(
+            f"{settings.api_url('notifications')}/alerts/counts",
+            headers={"Authorization": f"Bearer {token}"},
+            params=[
+                ("status", s) for s in ("open", "acknowledged", "escalated", "snoozed", "resolved")
+            ],
+        )
         r.raise_for_status()
         return int(r.json()["total"])
 
@@ -1035,8 +1286,9 @@ def parse_weights(text: str) -> dict[str, float]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, _, value = part.partition("=")
         if name not in OPERATIONS:
-            raise argparse.ArgumentTypeError(f"unknown operation {name!r}; one of "
-                                             f"{', '.join(OPERATIONS)}")
+            raise argparse.ArgumentTypeError(
+                f"unknown operation {name!r}; one of {', '.join(OPERATIONS)}"
+            )
         weights[name] = float(value)
     return weights
 
@@ -1061,23 +1313,29 @@ async def main(args: argparse.Namespace) -> int:
         before = await inbox_total(s)
         seed = random.randrange(1_000_000)
         expected = await seed_population(s, args.population, seed)
-        say(f"population of {args.population} people published; their journeys raise "
-            f"{expected} alerts (loops at once, stalls after the 60 s settle)")
+        say(
+            f"population of {args.population} people published; their journeys raise "
+            f"{expected} alerts (loops at once, stalls after the 60 s settle)"
+        )
         deadline = time.monotonic() + args.population_wait
-        while (now := await inbox_total(s)) < before + expected \
-                and time.monotonic() < deadline:
+        while (now := await inbox_total(s)) < before + expected and time.monotonic() < deadline:
             await asyncio.sleep(2)
         say(f"inbox: {now} alerts ({now - before} new)")
-    report = await run_load(s, duration=args.duration, concurrency=args.concurrency,
-                            weights=args.weights, alert_scope="all",
-                            baseline_seconds=args.baseline, drain_timeout=args.drain_timeout,
-                            progress=say)
+    report = await run_load(
+        s,
+        duration=args.duration,
+        concurrency=args.concurrency,
+        weights=args.weights,
+        alert_scope="all",
+        baseline_seconds=args.baseline,
+        drain_timeout=args.drain_timeout,
+        progress=say,
+    )
     print()
     print(format_report(report))
     RESULTS_DIR.mkdir(exist_ok=True)
     out = RESULTS_DIR / f"load-{datetime.now(UTC):%Y-%m-%d-%H%M}.json"
-    data = report.to_json() | {"population": args.population,
-                               "demo_directory": args.demo_directory}
+    data = report.to_json() | {"population": args.population, "demo_directory": args.demo_directory}
     out.write_text(json.dumps(data, indent=2) + "\n")
     print(f"\nresults: {out.relative_to(ROOT)}")
     return 0 if report.errors == 0 and report.drained else 1
@@ -1087,20 +1345,37 @@ def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=60, help="seconds of mixed load")
     parser.add_argument("--concurrency", type=int, default=16, help="virtual users")
-    parser.add_argument("--weights", type=parse_weights, default=dict(DEFAULT_WEIGHTS),
-                        help="e.g. transition=4,alert_action=0 (operations: "
-                             f"{', '.join(OPERATIONS)})")
-    parser.add_argument("--baseline", type=float, default=10,
-                        help="seconds of each raw baseline")
-    parser.add_argument("--population", type=int, default=500,
-                        help="people in a synthetic population of this run (0: none)")
-    parser.add_argument("--population-wait", type=float, default=240,
-                        help="at most this long for the population's alerts")
-    parser.add_argument("--demo-directory", action=argparse.BooleanOptionalAction,
-                        default=True, help="seed the demo directory (85 services)")
+    parser.add_argument(
+        "--weights",
+        type=parse_weights,
+        default=dict(DEFAULT_WEIGHTS),
+        help=f"e.g. transition=4,alert_action=0 (operations: {', '.join(OPERATIONS)})",
+    )
+    parser.add_argument("--baseline", type=float, default=10, help="seconds of each raw baseline")
+    parser.add_argument(
+        "--population",
+        type=int,
+        default=500,
+        help="people in a synthetic population of this run (0: none)",
+    )
+    parser.add_argument(
+        "--population-wait",
+        type=float,
+        default=240,
+        help="at most this long for the population's alerts",
+    )
+    parser.add_argument(
+        "--demo-directory",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="seed the demo directory (85 services)",
+    )
     parser.add_argument("--drain-timeout", type=float, default=600)
-    parser.add_argument("--stop", action="store_true",
-                        help="stop this instance's Waymark processes (waymark down --apps-only)")
+    parser.add_argument(
+        "--stop",
+        action="store_true",
+        help="stop this instance's Waymark processes (waymark down --apps-only)",
+    )
     args = parser.parse_args()
     for k, v in INSTANCE_ENV.items():
         os.environ.setdefault(k, v)

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import os
 
-for _k, _v in {"WAYMARK_INSTANCE": "bench", "WAYMARK_DB_NAME": "waymark_bench",
-               "WAYMARK_TOPIC_PREFIX": "bench.", "WAYMARK_TEMPORAL_NAMESPACE": "waymark-bench"
-               }.items():
+for _k, _v in {
+    "WAYMARK_INSTANCE": "bench",
+    "WAYMARK_DB_NAME": "waymark_bench",
+    "WAYMARK_TOPIC_PREFIX": "bench.",
+    "WAYMARK_TEMPORAL_NAMESPACE": "waymark-bench",
+}.items():
     os.environ.setdefault(_k, _v)
 
 import argparse  # noqa: E402
@@ -44,11 +47,22 @@ from shared.settings import Settings, get_settings  # noqa: E402
 
 
 def make_events(n: int) -> list:  # type: ignore[type-arg]
-    return [make_event(ReferralSubmitted(
-        referral_id=str(uuid.uuid4()), from_org="GP-A81001", to_org="PAIN-RTH",
-        to_service_id="svc-pain", service_category="pain_management",
-        reason_codes=["279039007", "35489007"], priority="routine", state="submitted"),
-        subject=f"pt_{i % 500:04d}") for i in range(n)]
+    return [
+        make_event(
+            ReferralSubmitted(
+                referral_id=str(uuid.uuid4()),
+                from_org="GP-A81001",
+                to_org="PAIN-RTH",
+                to_service_id="svc-pain",
+                service_category="pain_management",
+                reason_codes=["279039007", "35489007"],
+                priority="routine",
+                state="submitted",
+            ),
+            subject=f"pt_{i % 500:04d}",
+        )
+        for i in range(n)
+    ]
 
 
 async def new_topic(s: Settings, name: str) -> str:
@@ -65,12 +79,17 @@ async def new_topic(s: Settings, name: str) -> str:
 async def run_raw(s: Settings, events: list) -> float:  # type: ignore[type-arg]
     topic = await new_topic(s, "raw")
     payloads = [(e.subject.encode(), event_bytes(e.model_dump(mode="json"))) for e in events]
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=s.bootstrap_servers,
-                                group_id=f"raw-{uuid.uuid4().hex[:6]}",
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=s.bootstrap_servers,
+        group_id=f"raw-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
-    producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, enable_idempotence=True,
-                                acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=s.bootstrap_servers, enable_idempotence=True, acks="all", linger_ms=5
+    )
     await producer.start()
     t0 = time.perf_counter()
 
@@ -101,10 +120,21 @@ async def run_pipeline(s: Settings, events: list) -> tuple[float, float]:  # typ
     t0 = time.perf_counter()
     for i in range(0, len(events), 100):
         async with unit_of_work(sessions) as session:
-            await session.exec(insert(OutboxMessage).values([  # type: ignore[call-overload]
-                dict(event_id=e.id, topic=topic, key=e.subject, event_type=e.type,
-                     payload=e.model_dump(mode="json"), traceparent=None)
-                for e in events[i:i + 100]]))
+            await session.exec(
+                insert(OutboxMessage).values(
+                    [  # type: ignore[call-overload]
+                        dict(
+                            event_id=e.id,
+                            topic=topic,
+                            key=e.subject,
+                            event_type=e.type,
+                            payload=e.model_dump(mode="json"),
+                            traceparent=None,
+                        )
+                        for e in events[i : i + 100]
+                    ]
+                )
+            )
     write_s = time.perf_counter() - t0
 
     done = asyncio.Event()
@@ -116,8 +146,13 @@ async def run_pipeline(s: Settings, events: list) -> tuple[float, float]:  # typ
         if count >= len(events):
             done.set()
 
-    consumer = IdempotentConsumer(name=f"bench-{uuid.uuid4().hex[:6]}", topics=[topic],
-                                  handler=handler, settings=s, sessions=sessions)
+    consumer = IdempotentConsumer(
+        name=f"bench-{uuid.uuid4().hex[:6]}",
+        topics=[topic],
+        handler=handler,
+        settings=s,
+        sessions=sessions,
+    )
     await consumer.start()
     relay = OutboxRelay(settings=s, schema="referrals", engine=engine, batch_size=500)
     await relay.start()

@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import os
 
-for _k, _v in {"WAYMARK_INSTANCE": "bench", "WAYMARK_DB_NAME": "waymark_bench",
-               "WAYMARK_TOPIC_PREFIX": "bench.", "WAYMARK_TEMPORAL_NAMESPACE": "waymark-bench",
-               "WAYMARK_API_PORT_BASE": "18600"}.items():
+for _k, _v in {
+    "WAYMARK_INSTANCE": "bench",
+    "WAYMARK_DB_NAME": "waymark_bench",
+    "WAYMARK_TOPIC_PREFIX": "bench.",
+    "WAYMARK_TEMPORAL_NAMESPACE": "waymark-bench",
+    "WAYMARK_API_PORT_BASE": "18600",
+}.items():
     os.environ.setdefault(_k, _v)
 
 import argparse  # noqa: E402
@@ -53,17 +57,23 @@ async def _prepare(s: Settings) -> None:
     await stack.up(s, infra_only=True)
     engine = make_engine(s, "referrals")
     async with unit_of_work(make_sessionmaker(engine)) as session:
-        data = ServicePublished(service_id="svc-bench", organization_id="org-bench",
-                                org_code="PAIN-BENCH", category="pain_management_programme",
-                                status="active")
-        await apply_directory_event(session=session, event=make_event(data, subject="svc-bench"),
-                                    data=data, settings=s)
+        data = ServicePublished(
+            service_id="svc-bench",
+            organization_id="org-bench",
+            org_code="PAIN-BENCH",
+            category="pain_management_programme",
+            status="active",
+        )
+        await apply_directory_event(
+            session=session, event=make_event(data, subject="svc-bench"), data=data, settings=s
+        )
     await engine.dispose()
 
 
 def _start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 async def _wait_http(url: str) -> None:
@@ -77,8 +87,12 @@ async def _wait_http(url: str) -> None:
     raise RuntimeError(f"{url} never answered")
 
 
-async def _load(url: str, bodies: list[dict], headers: dict[str, str],  # type: ignore[type-arg]
-                concurrency: int) -> tuple[float, list[float], int]:
+async def _load(
+    url: str,
+    bodies: list[dict],
+    headers: dict[str, str],  # type: ignore[type-arg]
+    concurrency: int,
+) -> tuple[float, list[float], int]:
     latencies: list[float] = []
     errors = 0
     queue: asyncio.Queue[dict] = asyncio.Queue()  # type: ignore[type-arg]
@@ -86,6 +100,7 @@ async def _load(url: str, bodies: list[dict], headers: dict[str, str],  # type: 
         queue.put_nowait(b)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+
         async def worker() -> None:
             nonlocal errors
             while not queue.empty():
@@ -95,6 +110,7 @@ async def _load(url: str, bodies: list[dict], headers: dict[str, str],  # type: 
                 latencies.append(time.perf_counter() - t0)
                 if r.status_code != 201:
                     errors += 1
+
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - t0
@@ -116,49 +132,107 @@ async def main() -> None:
     user, password = s.pg_credentials("owner")
     env["BENCH_DSN"] = f"postgresql://{user}:{password}@{s.pg_host}:{s.pg_port}/{s.db_name}"
     port = s.api_port("referrals")
-    api = _start([sys.executable, "-m", "uvicorn", "services.referrals.api:app", "--port",
-                  str(port), "--no-access-log", "--log-level", "warning"], env)
-    bare = _start([sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port",
-                   str(BARE_PORT), "--no-access-log", "--log-level", "warning"], env)
+    api = _start(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "services.referrals.api:app",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        env,
+    )
+    bare = _start(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.bare_app:app",
+            "--port",
+            str(BARE_PORT),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        env,
+    )
     try:
         await _wait_http(f"http://127.0.0.1:{port}/health")
         await _wait_http(f"http://127.0.0.1:{BARE_PORT}/docs")
         token = mint_token(s, sub="bench", roles=["clinician"], org="GP-BENCH")
         numbers = _nhs_numbers(args.requests)
-        bodies = [{"patient": {"nhs_number": n, "given_name": "Bench",
-                               "family_name": f"Synthetic-{i}", "birth_date": "1970-01-01"},
-                   "source": "gp", "from_practitioner": "Dr Bench",
-                   "to_service_id": "svc-bench", "reason_codes": ["279039007", "35489007"],
-                   "clinical_summary": "Persistent low back pain and low mood.",
-                   "consent_to_referral": True} for i, n in enumerate(numbers)]
-        bare_bodies = [{"nhs_number": b["patient"]["nhs_number"], "given_name": "Bench",
-                        "family_name": b["patient"]["family_name"], "to_service_id": "svc-bench",
-                        "reason_codes": b["reason_codes"],
-                        "clinical_summary": b["clinical_summary"]} for b in bodies]
+        bodies = [
+            {
+                "patient": {
+                    "nhs_number": n,
+                    "given_name": "Bench",
+                    "family_name": f"Synthetic-{i}",
+                    "birth_date": "1970-01-01",
+                },
+                "source": "gp",
+                "from_practitioner": "Dr Bench",
+                "to_service_id": "svc-bench",
+                "reason_codes": ["279039007", "35489007"],
+                "clinical_summary": "Persistent low back pain and low mood.",
+                "consent_to_referral": True,
+            }
+            for i, n in enumerate(numbers)
+        ]
+        bare_bodies = [
+            {
+                "nhs_number": b["patient"]["nhs_number"],
+                "given_name": "Bench",
+                "family_name": b["patient"]["family_name"],
+                "to_service_id": "svc-bench",
+                "reason_codes": b["reason_codes"],
+                "clinical_summary": b["clinical_summary"],
+            }
+            for b in bodies
+        ]
         # warm both up
         await _load(f"http://127.0.0.1:{BARE_PORT}/items", bare_bodies[:100], {}, 4)
-        await _load(f"http://127.0.0.1:{port}/referrals", bodies[:100],
-                    {"Authorization": f"Bearer {token}"}, 4)
-        bare_t, bare_lat, bare_err = await _load(f"http://127.0.0.1:{BARE_PORT}/items",
-                                                 bare_bodies, {}, args.concurrency)
-        api_t, api_lat, api_err = await _load(f"http://127.0.0.1:{port}/referrals", bodies,
-                                              {"Authorization": f"Bearer {token}"},
-                                              args.concurrency)
+        await _load(
+            f"http://127.0.0.1:{port}/referrals",
+            bodies[:100],
+            {"Authorization": f"Bearer {token}"},
+            4,
+        )
+        bare_t, bare_lat, bare_err = await _load(
+            f"http://127.0.0.1:{BARE_PORT}/items", bare_bodies, {}, args.concurrency
+        )
+        api_t, api_lat, api_err = await _load(
+            f"http://127.0.0.1:{port}/referrals",
+            bodies,
+            {"Authorization": f"Bearer {token}"},
+            args.concurrency,
+        )
     finally:
         api.terminate()
         bare.terminate()
         api.wait()
         bare.wait()
     n = args.requests
-    print(f"machine: {platform.node()} {os.cpu_count()} cores; {n} requests, "
-          f"concurrency {args.concurrency}")
+    print(
+        f"machine: {platform.node()} {os.cpu_count()} cores; {n} requests, "
+        f"concurrency {args.concurrency}"
+    )
     print(f"{'':34} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
-    print(f"{'bare FastAPI + asyncpg insert':34} {n / bare_t:8.0f} {_pct(bare_lat, 50):8.1f} "
-          f"{_pct(bare_lat, 99):8.1f} {bare_err:7d}")
-    print(f"{'Waymark POST /referrals':34} {n / api_t:8.0f} {_pct(api_lat, 50):8.1f} "
-          f"{_pct(api_lat, 99):8.1f} {api_err:7d}")
-    print(f"ratio (Waymark / bare) throughput: {(n / api_t) / (n / bare_t):.3f}; "
-          f"p99: {_pct(api_lat, 99) / _pct(bare_lat, 99):.2f}x")
+    print(
+        f"{'bare FastAPI + asyncpg insert':34} {n / bare_t:8.0f} {_pct(bare_lat, 50):8.1f} "
+        f"{_pct(bare_lat, 99):8.1f} {bare_err:7d}"
+    )
+    print(
+        f"{'Waymark POST /referrals':34} {n / api_t:8.0f} {_pct(api_lat, 50):8.1f} "
+        f"{_pct(api_lat, 99):8.1f} {api_err:7d}"
+    )
+    print(
+        f"ratio (Waymark / bare) throughput: {(n / api_t) / (n / bare_t):.3f}; "
+        f"p99: {_pct(api_lat, 99) / _pct(bare_lat, 99):.2f}x"
+    )
 
 
 if __name__ == "__main__":

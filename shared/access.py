@@ -106,25 +106,28 @@ C = Capability
 #: what each role is for, in plain words (README's security section renders this)
 ROLE_TABLE: dict[Role, str] = {
     Role.CLINICIAN: "a health or care professional: referrals and care plans of the people "
-                    "their organisation cares for; break-glass in an emergency",
+    "their organisation cares for; break-glass in an emergency",
     Role.SERVICE_STAFF: "a receiving service's team: triage, booking and outcomes of referrals "
-                        "to or from their organisation, the plans of people they care for, "
-                        "their organisation's directory entries",
+    "to or from their organisation, the plans of people they care for, "
+    "their organisation's directory entries",
     Role.COORDINATOR: "an ICS care coordinator: every referral, plan and alert of people cared "
-                      "for in their ICS, for coordination",
+    "for in their ICS, for coordination",
     Role.ICS_LEAD: "an ICS lead: figures for the ICS (loops and stalls per 1,000 referrals, "
-                   "waits), no patient detail",
+    "waits), no patient detail",
     Role.ADMIN: "an organisation's administrator: its directory entries, partner webhook "
-                "subscriptions and settings; no patient data",
+    "subscriptions and settings; no patient data",
     Role.PARTNER: "a partner organisation's system (machine client): referrals from or to "
-                  "its organisation and its own event subscriptions; no care plans",
+    "its organisation and its own event subscriptions; no care plans",
     Role.SERVICE: "a Waymark process (machine client): only the narrow endpoints that hand "
-                  "a message's details to the notifications dispatcher",
+    "a message's details to the notifications dispatcher",
 }
 
 _CARE = frozenset({R.PLAN_HOLDER, R.REGISTERED_GP, R.CONSENT})
-_COMMON = {C.DIRECTORY_READ: frozenset({R.ANYONE}), C.OWN_INBOX: frozenset({R.SELF}),
-           C.OWN_PREFERENCES: frozenset({R.SELF})}
+_COMMON = {
+    C.DIRECTORY_READ: frozenset({R.ANYONE}),
+    C.OWN_INBOX: frozenset({R.SELF}),
+    C.OWN_PREFERENCES: frozenset({R.SELF}),
+}
 
 #: GRANTS[role][capability]: the relationships that allow it (absent: never)
 GRANTS: dict[Role, dict[Capability, frozenset[Relationship]]] = {
@@ -186,8 +189,9 @@ GRANTS: dict[Role, dict[Capability, frozenset[Relationship]]] = {
 }
 
 #: relationships that reach a person's data (the rest are about organisations' resources)
-PATIENT_RELATIONSHIPS = frozenset({R.REFERRAL, R.REGISTERED_GP, R.CONSENT, R.PLAN_HOLDER,
-                                   R.ICS_COORDINATION, R.BREAK_GLASS})
+PATIENT_RELATIONSHIPS = frozenset(
+    {R.REFERRAL, R.REGISTERED_GP, R.CONSENT, R.PLAN_HOLDER, R.ICS_COORDINATION, R.BREAK_GLASS}
+)
 
 #: the order a granting relationship is named in (audit: "access: consent")
 _PREFERENCE = list(Relationship)
@@ -206,8 +210,9 @@ def relationships_for(principal: Principal, capability: Capability) -> frozenset
     return frozenset(out)
 
 
-def granting_relationship(principal: Principal, capability: Capability,
-                          relationships: Iterable[Relationship]) -> Relationship | None:
+def granting_relationship(
+    principal: Principal, capability: Capability, relationships: Iterable[Relationship]
+) -> Relationship | None:
     """The relationship through which one of the caller's roles allows `capability`, or
     None. Deterministic: the first of `Relationship`'s order."""
     have = set(relationships)
@@ -220,8 +225,9 @@ def granting_relationship(principal: Principal, capability: Capability,
     return None
 
 
-def permits(principal: Principal, capability: Capability,
-            relationships: Iterable[Relationship]) -> bool:
+def permits(
+    principal: Principal, capability: Capability, relationships: Iterable[Relationship]
+) -> bool:
     return granting_relationship(principal, capability, relationships) is not None
 
 
@@ -235,8 +241,9 @@ def roles_phrase(capability: Capability) -> str:
     return ", ".join(sorted(r.value for r in roles_with(capability)))
 
 
-def organisation_relationships(principal: Principal, *, owner_org: str,
-                               owner_ics: str | None = None) -> set[Relationship]:
+def organisation_relationships(
+    principal: Principal, *, owner_org: str, owner_ics: str | None = None
+) -> set[Relationship]:
     """Relationships to an organisation's own resource (a directory entry, a subscription)."""
     rels = {R.ANYONE}
     if principal.org == owner_org:
@@ -246,8 +253,9 @@ def organisation_relationships(principal: Principal, *, owner_org: str,
     return rels
 
 
-def referral_relationships(principal: Principal, *, from_org: str, to_org: str,
-                           ics: str) -> set[Relationship]:
+def referral_relationships(
+    principal: Principal, *, from_org: str, to_org: str, ics: str
+) -> set[Relationship]:
     """Relationships to a referral (and so to the person it is about)."""
     rels = {R.ANYONE}
     if principal.org in (from_org, to_org):

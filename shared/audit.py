@@ -16,17 +16,30 @@ from shared.auth import Principal
 from shared.models import AuditEntry
 
 
-def record_audit(session: AsyncSession, *, principal: Principal, action: str,
-                 resource_type: str, resource_id: str | None = None,
-                 patient_id: str | None = None, client_ip: str | None = None,
-                 detail: str | None = None) -> AuditEntry:
+def record_audit(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    action: str,
+    resource_type: str,
+    resource_id: str | None = None,
+    patient_id: str | None = None,
+    client_ip: str | None = None,
+    detail: str | None = None,
+) -> AuditEntry:
     span = trace.get_current_span().get_span_context()
     entry = AuditEntry(
-        actor=principal.identity, actor_org=principal.org,
-        actor_roles=",".join(sorted(r.value for r in principal.roles)), action=action,
-        resource_type=resource_type, resource_id=resource_id, patient_id=patient_id,
+        actor=principal.identity,
+        actor_org=principal.org,
+        actor_roles=",".join(sorted(r.value for r in principal.roles)),
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        patient_id=patient_id,
         client_ip=client_ip,
-        trace_id=format(span.trace_id, "032x") if span.is_valid else None, detail=detail)
+        trace_id=format(span.trace_id, "032x") if span.is_valid else None,
+        detail=detail,
+    )
     session.add(entry)
     return entry
 

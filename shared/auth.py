@@ -27,9 +27,19 @@ from fastapi import Depends, Request
 
 from shared.access import Principal, Role
 
-__all__ = ["Principal", "Role", "CurrentPrincipal", "current_principal", "verify_token",
-           "mint_token", "require_roles", "service_token", "ensure_keys",
-           "write_private_file", "ORG_CODE"]
+__all__ = [
+    "Principal",
+    "Role",
+    "CurrentPrincipal",
+    "current_principal",
+    "verify_token",
+    "mint_token",
+    "require_roles",
+    "service_token",
+    "ensure_keys",
+    "write_private_file",
+    "ORG_CODE",
+]
 from shared.errors import Forbidden, Unauthenticated
 from shared.settings import Settings, get_settings
 
@@ -52,22 +62,48 @@ def ensure_keys(settings: Settings) -> None:
     if priv.exists() and pub.exists():
         return
     key = ec.generate_private_key(ec.SECP256R1())
-    write_private_file(priv, key.private_bytes(serialization.Encoding.PEM,
-                                               serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
-    pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+    write_private_file(
+        priv,
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+    pub.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
 
 
-def mint_token(settings: Settings, *, sub: str, roles: list[str], org: str, ics: str = "ICS-1",
-               name: str = "", ttl: timedelta = timedelta(hours=8)) -> str:
+def mint_token(
+    settings: Settings,
+    *,
+    sub: str,
+    roles: list[str],
+    org: str,
+    ics: str = "ICS-1",
+    name: str = "",
+    ttl: timedelta = timedelta(hours=8),
+) -> str:
     for r in roles:
         Role(r)  # unknown role -> ValueError
     ensure_keys(settings)
     now = datetime.now(UTC)
-    claims = {"iss": settings.jwt_issuer, "aud": settings.jwt_audience, "sub": sub,
-              "roles": roles, "org": org, "ics": ics, "name": name, "iat": now,
-              "nbf": now, "exp": now + ttl, "jti": str(uuid.uuid4())}
+    claims = {
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "sub": sub,
+        "roles": roles,
+        "org": org,
+        "ics": ics,
+        "name": name,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl,
+        "jti": str(uuid.uuid4()),
+    }
     return jwt.encode(claims, settings.private_key_path().read_bytes(), algorithm="ES256")
 
 
@@ -82,9 +118,14 @@ def verify_token(settings: Settings, token: str) -> Principal:
     except FileNotFoundError:
         raise Unauthenticated("this service has no token verification key configured") from None
     try:
-        claims = jwt.decode(token, key, algorithms=["ES256"], audience=settings.jwt_audience,
-                            issuer=settings.jwt_issuer,
-                            options={"require": ["exp", "sub", "iss", "aud"]})
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=["ES256"],
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            options={"require": ["exp", "sub", "iss", "aud"]},
+        )
     except jwt.ExpiredSignatureError:
         raise Unauthenticated("the access token has expired") from None
     except jwt.PyJWTError as exc:
@@ -98,12 +139,19 @@ def verify_token(settings: Settings, token: str) -> Principal:
         raise Unauthenticated(f"the access token names an unknown role: {exc}") from None
     org = claims.get("org")
     if not roles or not isinstance(org, str) or not ORG_CODE.fullmatch(org):
-        raise Unauthenticated("the access token must carry roles and an organisation code "
-                              "(letters, digits and '-', at most 20)")
-    return Principal(user=str(claims["sub"]), roles=roles, org=org,
-                     ics=str(claims.get("ics", "")), name=str(claims.get("name", "")),
-                     # the deployment's own issuer keys users by sub (see Principal)
-                     issuer="" if claims["iss"] == settings.jwt_issuer else str(claims["iss"]))
+        raise Unauthenticated(
+            "the access token must carry roles and an organisation code "
+            "(letters, digits and '-', at most 20)"
+        )
+    return Principal(
+        user=str(claims["sub"]),
+        roles=roles,
+        org=org,
+        ics=str(claims.get("ics", "")),
+        name=str(claims.get("name", "")),
+        # the deployment's own issuer keys users by sub (see Principal)
+        issuer="" if claims["iss"] == settings.jwt_issuer else str(claims["iss"]),
+    )
 
 
 def current_principal(request: Request) -> Principal:
@@ -124,8 +172,9 @@ def require_roles(*roles: Role):  # type: ignore[no-untyped-def]
 
     def check(principal: CurrentPrincipal) -> Principal:
         if not principal.has(*roles):
-            raise Forbidden(f"this action needs one of the roles: "
-                            f"{', '.join(sorted(r.value for r in roles))}")
+            raise Forbidden(
+                f"this action needs one of the roles: {', '.join(sorted(r.value for r in roles))}"
+            )
         return principal
 
     return Depends(check)
@@ -151,7 +200,14 @@ def service_token(settings: Settings, service: str) -> str:
     if cached is not None and cached[1] - now > timedelta(minutes=2):
         return cached[0]
     ttl = timedelta(minutes=15)
-    tok = mint_token(settings, sub=f"service:{service}", roles=[Role.SERVICE.value],
-                     org="WAYMARK", ics=settings.ics, name=f"Waymark {service}", ttl=ttl)
+    tok = mint_token(
+        settings,
+        sub=f"service:{service}",
+        roles=[Role.SERVICE.value],
+        org="WAYMARK",
+        ics=settings.ics,
+        name=f"Waymark {service}",
+        ttl=ttl,
+    )
     _service_tokens[service] = (tok, now + ttl)
     return tok

@@ -37,8 +37,9 @@ def cmd_up(args: argparse.Namespace, s: Settings) -> int:
         print(f"waymark up failed: {exc}", file=sys.stderr)
         return 1
     rows = asyncio.run(stack.status(s))
-    _print_status([r for r in rows if not args.infra_only or r["part"] in
-                   ("postgres", "kafka", "temporal")])
+    _print_status(
+        [r for r in rows if not args.infra_only or r["part"] in ("postgres", "kafka", "temporal")]
+    )
     print(f"\nup in {time.monotonic() - t0:.1f}s; state in {s.home}")
     return 0
 
@@ -82,8 +83,15 @@ def cmd_token(args: argparse.Namespace, s: Settings) -> int:
     from shared.auth import mint_token
 
     try:
-        token = mint_token(s, sub=args.sub, roles=args.role, org=args.org, ics=args.ics,
-                           name=args.name, ttl=timedelta(minutes=args.minutes))
+        token = mint_token(
+            s,
+            sub=args.sub,
+            roles=args.role,
+            org=args.org,
+            ics=args.ics,
+            name=args.name,
+            ttl=timedelta(minutes=args.minutes),
+        )
     except ValueError as exc:
         print(f"cannot mint a token: {exc}", file=sys.stderr)
         return 2
@@ -122,9 +130,15 @@ def cmd_pg_secrets(args: argparse.Namespace, s: Settings) -> int:
     <home>/keys/pg, or with --compose the files docker-compose.yml's secrets name."""
     from shared.stack import write_role_secrets
 
-    folder = Path(args.dir) if args.dir else (
-        Path(os.environ.get("WAYMARK_COMPOSE_SECRETS", ".waymark/compose-secrets"))
-        if args.compose else s.pg_credentials_path())
+    folder = (
+        Path(args.dir)
+        if args.dir
+        else (
+            Path(os.environ.get("WAYMARK_COMPOSE_SECRETS", ".waymark/compose-secrets"))
+            if args.compose
+            else s.pg_credentials_path()
+        )
+    )
     made = write_role_secrets(s, folder, compose=args.compose)
     print(f"{folder}: " + (", ".join(made) or "every role has a password already"))
     return 0
@@ -148,8 +162,10 @@ def cmd_schemas(args: argparse.Namespace, s: Settings) -> int:
         return 0
     stale = registry.stale_schemas()
     if stale:
-        print("event schemas out of date (run `waymark schemas export`): " + ", ".join(stale),
-              file=sys.stderr)
+        print(
+            "event schemas out of date (run `waymark schemas export`): " + ", ".join(stale),
+            file=sys.stderr,
+        )
         return 1
     print("event schemas match the models")
     return 0
@@ -177,28 +193,37 @@ def cmd_seed(args: argparse.Namespace, s: Settings) -> int:
     except (httpx.HTTPError, KafkaError) as exc:
         print(f"seeding failed ({exc}); is the stack up? `waymark up`", file=sys.stderr)
         return 1
-    print(f"demo data: {len(services)} directory services, {len(ids)} referrals and "
-          f"{len(plans)} care plans for synthetic patients, notification preferences of "
-          f"{len(users)} demo referrers (idempotent)")
+    print(
+        f"demo data: {len(services)} directory services, {len(ids)} referrals and "
+        f"{len(plans)} care plans for synthetic patients, notification preferences of "
+        f"{len(users)} demo referrers (idempotent)"
+    )
     if population.people:
-        print(f"synthetic population: {population.people} people over {POPULATION_MONTHS} "
-              f"months, {population.events} referral events on {population.topic} (fixed "
-              "seed: seeding again adds nothing)\n"
-              "  these referrals exist only as events: the referrals service does not hold "
-              "them, and nobody is messaged about them\n"
-              f"  their journeys raise {population.loops} loop and {population.stalls} stall "
-              "alerts in the dashboard: loops within seconds, stalls once each journey's "
-              "events have settled (60 s), all within about a minute and a half")
-    print(f"dashboard: http://127.0.0.1:{s.api_port('notifications')}/dashboard/login "
-          f"(local sign-in, no password: pick a coordinator of {s.ics} for the alerts, the "
-          "lead for the overview)")
+        print(
+            f"synthetic population: {population.people} people over {POPULATION_MONTHS} "
+            f"months, {population.events} referral events on {population.topic} (fixed "
+            "seed: seeding again adds nothing)\n"
+            "  these referrals exist only as events: the referrals service does not hold "
+            "them, and nobody is messaged about them\n"
+            f"  their journeys raise {population.loops} loop and {population.stalls} stall "
+            "alerts in the dashboard: loops within seconds, stalls once each journey's "
+            "events have settled (60 s), all within about a minute and a half"
+        )
+    print(
+        f"dashboard: http://127.0.0.1:{s.api_port('notifications')}/dashboard/login "
+        f"(local sign-in, no password: pick a coordinator of {s.ics} for the alerts, the "
+        "lead for the overview)"
+    )
     print(f"mail and texts sent locally: {s.home / 'sinks' / s.instance}/(mail|sms)/")
-    print(f"journeys: http://127.0.0.1:{s.temporal_ui_port}/namespaces/"
-          f"{s.temporal_namespace}/workflows")
-    print(f"referrals API: http://127.0.0.1:{s.api_port('referrals')}/docs "
-          "(token: waymark token --role clinician --org GP-A81001)")
-    print(f"directory API: http://127.0.0.1:{s.api_port('directory')}/docs "
-          "(ORUK feed under /oruk)")
+    print(
+        f"journeys: http://127.0.0.1:{s.temporal_ui_port}/namespaces/"
+        f"{s.temporal_namespace}/workflows"
+    )
+    print(
+        f"referrals API: http://127.0.0.1:{s.api_port('referrals')}/docs "
+        "(token: waymark token --role clinician --org GP-A81001)"
+    )
+    print(f"directory API: http://127.0.0.1:{s.api_port('directory')}/docs (ORUK feed under /oruk)")
     return 0
 
 
@@ -208,8 +233,10 @@ def cmd_outbox(args: argparse.Namespace, s: Settings) -> int:
     if args.action == "parked":
         rows = asyncio.run(outbox.parked(s, args.schema))
         for r in rows:
-            print(f"{r.event_id}  {r.topic}  {r.event_type}  attempts={r.attempts}  "
-                  f"parked={r.parked_at:%Y-%m-%d %H:%M:%S}  {r.last_error}")
+            print(
+                f"{r.event_id}  {r.topic}  {r.event_type}  attempts={r.attempts}  "
+                f"parked={r.parked_at:%Y-%m-%d %H:%M:%S}  {r.last_error}"
+            )
         print(f"{len(rows)} parked in {args.schema}")
         return 0
     n = asyncio.run(outbox.redrive(s, args.schema, args.event_id or None))
@@ -222,9 +249,11 @@ def _print_dead_letter(d: DeadLetter, note: str = "") -> None:
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d.timestamp_ms / 1000))
     status = f"redriven -> {d.redriven_to}" if d.redriven_to else "pending"
     again = f" (after {d.redrive_count} re-drive(s))" if d.redrive_count else ""
-    print(f"{d.ref:>8}  {when}  {d.consumer}  attempts={d.attempts}  "
-          f"from={topic}[{partition}]@{offset}  event={d.event_id or '-'}  "
-          f"{len(d.value or b'')}B  {status}{again}{note}\n          {d.reason}")
+    print(
+        f"{d.ref:>8}  {when}  {d.consumer}  attempts={d.attempts}  "
+        f"from={topic}[{partition}]@{offset}  event={d.event_id or '-'}  "
+        f"{len(d.value or b'')}B  {status}{again}{note}\n          {d.reason}"
+    )
 
 
 def cmd_dlq(args: argparse.Namespace, s: Settings) -> int:
@@ -237,13 +266,22 @@ def cmd_dlq(args: argparse.Namespace, s: Settings) -> int:
             for d in letters:
                 _print_dead_letter(d)
             pending = sum(1 for d in letters if d.redriven_to is None)
-            print(f"{len(letters)} dead letter(s) on {dlq_topic}"
-                  f"{' of ' + args.consumer if args.consumer else ''}: {pending} pending, "
-                  f"{len(letters) - pending} redriven")
+            print(
+                f"{len(letters)} dead letter(s) on {dlq_topic}"
+                f"{' of ' + args.consumer if args.consumer else ''}: {pending} pending, "
+                f"{len(letters) - pending} redriven"
+            )
             return 0
-        report = asyncio.run(dlq.redrive(s, args.topic, consumer=args.consumer,
-                                         offsets=args.offset or None, dry_run=args.dry_run,
-                                         force=args.force))
+        report = asyncio.run(
+            dlq.redrive(
+                s,
+                args.topic,
+                consumer=args.consumer,
+                offsets=args.offset or None,
+                dry_run=args.dry_run,
+                force=args.force,
+            )
+        )
     except (LookupError, ValueError) as exc:
         print(f"waymark dlq: {exc}", file=sys.stderr)
         return 2
@@ -256,8 +294,10 @@ def cmd_dlq(args: argparse.Namespace, s: Settings) -> int:
     for ref in report.not_found:
         print(f"{ref:>8}  no dead letter there")
     verb = "would republish" if report.dry_run else "republished"
-    print(f"{verb} {report.published} message(s) to {topic} for {len(report.redriven)} dead "
-          f"letter(s); {len(report.already)} already redriven, {len(report.refused)} refused")
+    print(
+        f"{verb} {report.published} message(s) to {topic} for {len(report.redriven)} dead "
+        f"letter(s); {len(report.already)} already redriven, {len(report.refused)} refused"
+    )
     return 2 if report.not_found else 0
 
 
@@ -287,8 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="start PostgreSQL, Kafka, Temporal and every Waymark part")
-    up.add_argument("--infra-only", action="store_true",
-                    help="only PostgreSQL, Kafka and Temporal (plus schemas, topics, keys)")
+    up.add_argument(
+        "--infra-only",
+        action="store_true",
+        help="only PostgreSQL, Kafka and Temporal (plus schemas, topics, keys)",
+    )
     up.set_defaults(fn=cmd_up)
 
     down = sub.add_parser("down", help="stop what `waymark up` started")
@@ -306,8 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
     logs.set_defaults(fn=cmd_logs)
 
     tok = sub.add_parser("token", help="mint a local access token")
-    tok.add_argument("--role", action="append", required=True,
-                     help="clinician, service_staff, coordinator, partner or admin (repeatable)")
+    tok.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        help="clinician, service_staff, coordinator, partner or admin (repeatable)",
+    )
     tok.add_argument("--org", required=True, help="organisation code, e.g. ICS-1 or RXX01")
     tok.add_argument("--sub", default="dev-user", help="user id")
     tok.add_argument("--name", default="", help="display name")
@@ -315,14 +362,18 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--minutes", type=int, default=480)
     tok.set_defaults(fn=cmd_token)
 
-    mig = sub.add_parser("migrate", help="create the database, run every service's migrations, "
-                                "create missing keys")
+    mig = sub.add_parser(
+        "migrate", help="create the database, run every service's migrations, create missing keys"
+    )
     mig.set_defaults(fn=cmd_migrate)
 
     pgs = sub.add_parser("pg-secrets", help="make a password file for each database role")
-    pgs.add_argument("--compose", action="store_true",
-                     help="for docker-compose.yml (with the image superuser's; readable files "
-                          "in a private folder, as Compose bind-mounts them)")
+    pgs.add_argument(
+        "--compose",
+        action="store_true",
+        help="for docker-compose.yml (with the image superuser's; readable files "
+        "in a private folder, as Compose bind-mounts them)",
+    )
     pgs.add_argument("--dir", default="", help="where (default: the settings' or Compose's)")
     pgs.set_defaults(fn=cmd_pg_secrets)
 
@@ -334,14 +385,25 @@ def build_parser() -> argparse.ArgumentParser:
     sch.add_argument("action", choices=["export", "check"])
     sch.set_defaults(fn=cmd_schemas)
 
-    seed = sub.add_parser("seed", help="load synthetic demo data through the APIs, and publish "
-                                       "a synthetic population's referral events")
-    seed.add_argument("--people", type=_non_negative, default=POPULATION_PEOPLE,
-                      help=f"people in the synthetic population (default {POPULATION_PEOPLE}; "
-                           "0 for none); a smaller one is the start of a larger one")
-    seed.add_argument("--population-seed", type=int, default=POPULATION_SEED,
-                      help=f"another population: other people and event ids (default "
-                           f"{POPULATION_SEED}, the demo's; seeding with it again adds nothing)")
+    seed = sub.add_parser(
+        "seed",
+        help="load synthetic demo data through the APIs, and publish "
+        "a synthetic population's referral events",
+    )
+    seed.add_argument(
+        "--people",
+        type=_non_negative,
+        default=POPULATION_PEOPLE,
+        help=f"people in the synthetic population (default {POPULATION_PEOPLE}; "
+        "0 for none); a smaller one is the start of a larger one",
+    )
+    seed.add_argument(
+        "--population-seed",
+        type=int,
+        default=POPULATION_SEED,
+        help=f"another population: other people and event ids (default "
+        f"{POPULATION_SEED}, the demo's; seeding with it again adds nothing)",
+    )
     seed.set_defaults(fn=cmd_seed)
 
     ob = sub.add_parser("outbox", help="list parked outbox rows, or put them back in line")
@@ -350,19 +412,29 @@ def build_parser() -> argparse.ArgumentParser:
     ob.add_argument("event_id", nargs="*", help="redrive only these (default: all parked)")
     ob.set_defaults(fn=cmd_outbox)
 
-    dl = sub.add_parser("dlq", help="list dead letters of a topic, or re-drive them to it "
-                                    "once the cause is fixed")
+    dl = sub.add_parser(
+        "dlq", help="list dead letters of a topic, or re-drive them to it once the cause is fixed"
+    )
     dl.add_argument("action", choices=["list", "redrive"])
     dl.add_argument("topic", help="e.g. waymark.referrals.v1 (the instance's prefix is added)")
-    dl.add_argument("--consumer", help="only the dead letters of this consumer (its group name, "
-                                       "e.g. notifications)")
-    dl.add_argument("--offset", action="append", metavar="[PARTITION:]OFFSET",
-                    help="redrive only these dead letters (repeatable; offsets on the .dlq topic "
-                         "as `list` prints them)")
+    dl.add_argument(
+        "--consumer",
+        help="only the dead letters of this consumer (its group name, e.g. notifications)",
+    )
+    dl.add_argument(
+        "--offset",
+        action="append",
+        metavar="[PARTITION:]OFFSET",
+        help="redrive only these dead letters (repeatable; offsets on the .dlq topic "
+        "as `list` prints them)",
+    )
     dl.add_argument("--dry-run", action="store_true", help="say what would be republished")
-    dl.add_argument("--force", action="store_true",
-                    help="also republish messages that still cannot be events (they go round "
-                         "once and land in the DLQ again)")
+    dl.add_argument(
+        "--force",
+        action="store_true",
+        help="also republish messages that still cannot be events (they go round "
+        "once and land in the DLQ again)",
+    )
     dl.set_defaults(fn=cmd_dlq)
 
     run = sub.add_parser("run", help="run one Waymark part in the foreground")

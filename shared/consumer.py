@@ -69,8 +69,10 @@ def _describe(exc: ValidationError, limit: int = 5) -> str:
     """A validation error's fields and messages, without the values: a reason goes into the
     DLQ's headers and the log, and a bad message may hold what must not reach either."""
     errors = exc.errors(include_input=False, include_url=False)
-    parts = [f"{'.'.join(str(p) for p in e['loc']) or '(whole value)'}: {e['msg']}"
-             for e in errors[:limit]]
+    parts = [
+        f"{'.'.join(str(p) for p in e['loc']) or '(whole value)'}: {e['msg']}"
+        for e in errors[:limit]
+    ]
     more = f" (+{len(errors) - limit} more)" if len(errors) > limit else ""
     return "; ".join(parts) + more
 
@@ -97,8 +99,9 @@ def parse_event(value: bytes | None, *, max_bytes: int | None = None) -> CloudEv
     try:
         version = event.version
     except (ValueError, IndexError):
-        raise PermanentError(f"{NOT_AN_EVENT}: its dataschema names no version "
-                             "(.../<type>.v<N>.json)") from None
+        raise PermanentError(
+            f"{NOT_AN_EVENT}: its dataschema names no version (.../<type>.v<N>.json)"
+        ) from None
     try:
         latest = REGISTRY.latest_version(event.type)
     except UnknownEventType as exc:
@@ -106,27 +109,40 @@ def parse_event(value: bytes | None, *, max_bytes: int | None = None) -> CloudEv
     try:
         REGISTRY.model(event.type, version)
     except UnknownEventType:
-        raise PermanentError(f"{NOT_AN_EVENT}: unknown schema version v{version} of "
-                             f"{event.type} (the newest known is v{latest})") from None
+        raise PermanentError(
+            f"{NOT_AN_EVENT}: unknown schema version v{version} of "
+            f"{event.type} (the newest known is v{latest})"
+        ) from None
     try:
         REGISTRY.parse(event)  # validates data against the type's model, upcast to the newest
     except ValidationError as exc:
-        raise PermanentError(f"{NOT_AN_EVENT}: data does not match {event.type} "
-                             f"v{latest}: {_describe(exc)}") from None
+        raise PermanentError(
+            f"{NOT_AN_EVENT}: data does not match {event.type} v{latest}: {_describe(exc)}"
+        ) from None
     except (UnknownEventType, ValueError, LookupError, TypeError) as exc:
         # an upcaster that cannot take this data: a code fix, then a re-drive, mends it
-        raise PermanentError(f"{NOT_AN_EVENT}: cannot upcast {event.type} v{version}: "
-                             f"{type(exc).__name__}") from None
+        raise PermanentError(
+            f"{NOT_AN_EVENT}: cannot upcast {event.type} v{version}: {type(exc).__name__}"
+        ) from None
     return event
 
 
 class IdempotentConsumer:
-    def __init__(self, *, name: str, topics: list[str], handler: Handler, settings: Settings,
-                 sessions: async_sessionmaker[AsyncSession] | None,
-                 group_id: str | None = None, heartbeat: Path | None = None,
-                 max_attempts: int | None = None, backoff_seconds: float | None = None,
-                 dlq_producer: AIOKafkaProducer | None = None,
-                 key_concurrency: int = 1) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        topics: list[str],
+        handler: Handler,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession] | None,
+        group_id: str | None = None,
+        heartbeat: Path | None = None,
+        max_attempts: int | None = None,
+        backoff_seconds: float | None = None,
+        dlq_producer: AIOKafkaProducer | None = None,
+        key_concurrency: int = 1,
+    ) -> None:
         self.name = name
         self.key_concurrency = key_concurrency
         self.topics = topics
@@ -135,17 +151,24 @@ class IdempotentConsumer:
         self.sessions = sessions
         self.heartbeat = heartbeat
         self.max_attempts = max_attempts or settings.consumer_max_attempts
-        self.backoff = (settings.consumer_backoff_seconds if backoff_seconds is None
-                        else backoff_seconds)
+        self.backoff = (
+            settings.consumer_backoff_seconds if backoff_seconds is None else backoff_seconds
+        )
         self.consumer = AIOKafkaConsumer(
-            *topics, bootstrap_servers=settings.bootstrap_servers,
-            group_id=group_id or name, enable_auto_commit=False,
-            auto_offset_reset="earliest", isolation_level="read_committed",
-            max_poll_interval_ms=300000, session_timeout_ms=30000,
-            heartbeat_interval_ms=3000)
+            *topics,
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=group_id or name,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_poll_interval_ms=300000,
+            session_timeout_ms=30000,
+            heartbeat_interval_ms=3000,
+        )
         self._own_dlq = dlq_producer is None
         self.dlq_producer = dlq_producer or AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers, enable_idempotence=True, acks="all")
+            bootstrap_servers=settings.bootstrap_servers, enable_idempotence=True, acks="all"
+        )
 
     async def start(self) -> None:
         if self._own_dlq:
@@ -168,11 +191,13 @@ class IdempotentConsumer:
             batches = await self.consumer.getmany(timeout_ms=500, max_records=500)
             # partitions are independent (a patient's events share one), so they are worked
             # on concurrently; within a partition, strictly in order
-            await asyncio.gather(*(self._process_partition(tp, records, stop)
-                                   for tp, records in batches.items()))
+            await asyncio.gather(
+                *(self._process_partition(tp, records, stop) for tp, records in batches.items())
+            )
 
-    async def _process_partition(self, tp: TopicPartition, records: list[ConsumerRecord],
-                                 stop: asyncio.Event) -> None:
+    async def _process_partition(
+        self, tp: TopicPartition, records: list[ConsumerRecord], stop: asyncio.Event
+    ) -> None:
         if len(records) > 1 and self.sessions is None and self.key_concurrency > 1:
             await self._process_keys_concurrently(tp, records, stop)
             return
@@ -192,9 +217,9 @@ class IdempotentConsumer:
         if done is not None:
             await self._commit(tp, done + 1)
 
-    async def _process_keys_concurrently(self, tp: TopicPartition,
-                                         records: list[ConsumerRecord],
-                                         stop: asyncio.Event) -> None:
+    async def _process_keys_concurrently(
+        self, tp: TopicPartition, records: list[ConsumerRecord], stop: asyncio.Event
+    ) -> None:
         """Without a database (the bridge), a partition's records for different keys (patients)
         are worked on at the same time; each key's records strictly in order. The offset is
         committed once the whole run is done."""
@@ -217,14 +242,23 @@ class IdempotentConsumer:
         try:
             await self.consumer.commit({tp: offset})
         except (CommitFailedError, IllegalStateError) as exc:
-            logger.warning("%s: commit of %s@%d failed (%s); the message will be re-read and "
-                           "deduplicated", self.name, tp, offset, exc)
+            logger.warning(
+                "%s: commit of %s@%d failed (%s); the message will be re-read and deduplicated",
+                self.name,
+                tp,
+                offset,
+                exc,
+            )
 
     async def process(self, record: ConsumerRecord) -> None:
         """Handle one record with retries; dead-letter it if it keeps failing."""
         ctx = context_from_kafka_headers(record.headers)
-        with attached(ctx), _tracer.start_as_current_span(
-                f"consume {record.topic}", kind=SpanKind.CONSUMER) as span:
+        with (
+            attached(ctx),
+            _tracer.start_as_current_span(
+                f"consume {record.topic}", kind=SpanKind.CONSUMER
+            ) as span,
+        ):
             span.set_attribute("messaging.consumer.group.name", self.name)
             span.set_attribute("messaging.kafka.offset", record.offset)
             try:
@@ -249,8 +283,15 @@ class IdempotentConsumer:
                 if attempt == self.max_attempts:
                     raise DeadLetter(f"{type(exc).__name__}: {exc}", attempt) from None
                 delay = self.backoff * 2 ** (attempt - 1)
-                logger.warning("%s: event %s failed (attempt %d/%d): %s; retrying in %.2fs",
-                               self.name, event.id, attempt, self.max_attempts, exc, delay)
+                logger.warning(
+                    "%s: event %s failed (attempt %d/%d): %s; retrying in %.2fs",
+                    self.name,
+                    event.id,
+                    attempt,
+                    self.max_attempts,
+                    exc,
+                    delay,
+                )
                 await asyncio.sleep(delay)
 
     async def _apply(self, event: CloudEvent, record: ConsumerRecord) -> None:
@@ -263,14 +304,17 @@ class IdempotentConsumer:
         if applied:
             _processed.add(1, {"consumer": self.name})
 
-    async def _apply_in(self, session: AsyncSession, event: CloudEvent,
-                        record: ConsumerRecord) -> bool:
+    async def _apply_in(
+        self, session: AsyncSession, event: CloudEvent, record: ConsumerRecord
+    ) -> bool:
         """Record the event in the inbox and apply it, in the caller's transaction; False if
         the inbox already had it."""
         inserted = await session.exec(  # type: ignore[call-overload]
             insert(ProcessedEvent)
             .values(consumer=self.name, event_id=event.id, topic=record.topic)
-            .on_conflict_do_nothing().returning(ProcessedEvent.event_id))
+            .on_conflict_do_nothing()
+            .returning(ProcessedEvent.event_id)
+        )
         if inserted.first() is None:
             _duplicates.add(1, {"consumer": self.name})
             logger.info("%s: event %s already processed; skipped", self.name, event.id)
@@ -283,20 +327,25 @@ class IdempotentConsumer:
         assert self.sessions is not None
         applied = 0
         try:
-            events = [parse_event(r.value, max_bytes=self.settings.event_max_bytes)
-                      for r in records]
+            events = [
+                parse_event(r.value, max_bytes=self.settings.event_max_bytes) for r in records
+            ]
             async with unit_of_work(self.sessions) as session:
                 for event, record in zip(events, records, strict=True):
-                    with attached(context_from_kafka_headers(record.headers)), \
-                            _tracer.start_as_current_span(f"consume {record.topic}",
-                                                          kind=SpanKind.CONSUMER) as span:
+                    with (
+                        attached(context_from_kafka_headers(record.headers)),
+                        _tracer.start_as_current_span(
+                            f"consume {record.topic}", kind=SpanKind.CONSUMER
+                        ) as span,
+                    ):
                         span.set_attribute("messaging.consumer.group.name", self.name)
                         span.set_attribute("messaging.kafka.offset", record.offset)
                         span.set_attribute("messaging.message.id", event.id)
                         applied += await self._apply_in(session, event, record)
         except Exception as exc:  # noqa: BLE001 - any failure: redo one by one
-            logger.info("%s: batch of %d failed (%s); processing one by one", self.name,
-                        len(records), exc)
+            logger.info(
+                "%s: batch of %d failed (%s); processing one by one", self.name, len(records), exc
+            )
             return False
         _processed.add(applied, {"consumer": self.name})
         return True
@@ -310,16 +359,27 @@ class IdempotentConsumer:
             ("dlq.original.partition", str(record.partition).encode()),
             ("dlq.original.offset", str(record.offset).encode()),
         ]
-        await self.dlq_producer.send_and_wait(f"{record.topic}.dlq", value=record.value,
-                                              key=record.key, headers=headers)
+        await self.dlq_producer.send_and_wait(
+            f"{record.topic}.dlq", value=record.value, key=record.key, headers=headers
+        )
         _dead.add(1, {"consumer": self.name})
-        logger.error("%s: %s[%d]@%d dead-lettered after %d attempt(s): %s", self.name,
-                     record.topic, record.partition, record.offset, dead.attempts, dead.reason)
+        logger.error(
+            "%s: %s[%d]@%d dead-lettered after %d attempt(s): %s",
+            self.name,
+            record.topic,
+            record.partition,
+            record.offset,
+            dead.attempts,
+            dead.reason,
+        )
 
 
 async def run_consumer_process(
-    *, part: str, schema: str,
-    build: Callable[..., IdempotentConsumer], settings: Settings | None = None,
+    *,
+    part: str,
+    schema: str,
+    build: Callable[..., IdempotentConsumer],
+    settings: Settings | None = None,
 ) -> None:
     """Run one service's consumer as a process (`waymark run <part>`): telemetry, its own
     engine, a heartbeat file `waymark status` reads, graceful stop on SIGTERM/SIGINT.
@@ -333,8 +393,9 @@ async def run_consumer_process(
     setup_telemetry(part, settings)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings, schema, pool_size=3)
-    consumer = build(settings, make_sessionmaker(engine),
-                     heartbeat=settings.run_dir / f"{part}.alive")
+    consumer = build(
+        settings, make_sessionmaker(engine), heartbeat=settings.run_dir / f"{part}.alive"
+    )
     stop = asyncio.Event()
     install_stop_signals(stop)
     await consumer.start()
@@ -347,6 +408,5 @@ async def run_consumer_process(
 
 
 def consumer_main(part: str, schema: str, build: Callable[..., IdempotentConsumer]) -> None:
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     asyncio.run(run_consumer_process(part=part, schema=schema, build=build))

@@ -24,21 +24,27 @@ def make_engine(settings: Settings, schema: str, *, pool_size: int | None = None
         settings.part_database_url(schema),
         pool_size=pool_size or settings.db_pool_size,
         pool_pre_ping=True,
-        connect_args={"server_settings": {"search_path": schema,
-                                          "application_name": f"waymark-{schema}"}},
+        connect_args={
+            "server_settings": {"search_path": schema, "application_name": f"waymark-{schema}"}
+        },
     )
 
 
-def connect_kwargs(settings: Settings, part: str, *, database: str | None = None
-                   ) -> dict[str, Any]:
+def connect_kwargs(settings: Settings, part: str, *, database: str | None = None) -> dict[str, Any]:
     """asyncpg.connect() arguments for `part`'s role (a schema, or "owner" for migrations)."""
     user, password = settings.pg_credentials(part)
-    return {"host": settings.pg_host, "port": settings.pg_port, "user": user,
-            "password": password, "database": database or settings.db_name}
+    return {
+        "host": settings.pg_host,
+        "port": settings.pg_port,
+        "user": user,
+        "password": password,
+        "database": database or settings.db_name,
+    }
 
 
-async def connect(settings: Settings, part: str, *, database: str | None = None,
-                  **kw: Any) -> asyncpg.Connection:
+async def connect(
+    settings: Settings, part: str, *, database: str | None = None, **kw: Any
+) -> asyncpg.Connection:
     """A plain asyncpg connection as `part`'s role (LISTEN, inspection tools)."""
     return await asyncpg.connect(**connect_kwargs(settings, part, database=database), **kw)
 

@@ -99,9 +99,11 @@ class DeadLetter:
 
     @property
     def original(self) -> tuple[str, int, int]:
-        return (self.header(ORIGINAL_TOPIC) or self.dlq.removesuffix(".dlq"),
-                int(self.header(ORIGINAL_PARTITION) or -1),
-                int(self.header(ORIGINAL_OFFSET) or -1))
+        return (
+            self.header(ORIGINAL_TOPIC) or self.dlq.removesuffix(".dlq"),
+            int(self.header(ORIGINAL_PARTITION) or -1),
+            int(self.header(ORIGINAL_OFFSET) or -1),
+        )
 
     @property
     def redrive_count(self) -> int:
@@ -141,13 +143,17 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicParti
     return [TopicPartition(topic, p) for p in sorted(parts)]
 
 
-async def read_all(settings: Settings, topic: str, timeout: float = 60, *,
-                   committed_only: bool = True) -> list[ConsumerRecord]:
+async def read_all(
+    settings: Settings, topic: str, timeout: float = 60, *, committed_only: bool = True
+) -> list[ConsumerRecord]:
     """Every committed record of a topic (every record, aborted ones too, with
     `committed_only=False`), from the beginning to its end as it is now."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers, group_id=None, enable_auto_commit=False,
-        isolation_level="read_committed" if committed_only else "read_uncommitted")
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed" if committed_only else "read_uncommitted",
+    )
     await consumer.start()
     try:
         tps = await _partitions(consumer, topic)
@@ -185,15 +191,24 @@ def dead_letters_of(dlq: str, records: list[ConsumerRecord]) -> list[DeadLetter]
             redriven[(int(p), int(o))] = to
         else:
             letters.append(r)
-    return [DeadLetter(dlq=dlq, partition=r.partition, offset=r.offset,
-                       timestamp_ms=r.timestamp, key=r.key, value=r.value,
-                       headers=tuple(r.headers or ()),
-                       redriven_to=redriven.get((r.partition, r.offset)))
-            for r in sorted(letters, key=lambda r: (r.timestamp, r.partition, r.offset))]
+    return [
+        DeadLetter(
+            dlq=dlq,
+            partition=r.partition,
+            offset=r.offset,
+            timestamp_ms=r.timestamp,
+            key=r.key,
+            value=r.value,
+            headers=tuple(r.headers or ()),
+            redriven_to=redriven.get((r.partition, r.offset)),
+        )
+        for r in sorted(letters, key=lambda r: (r.timestamp, r.partition, r.offset))
+    ]
 
 
-async def list_dead_letters(settings: Settings, topic: str, *,
-                            consumer: str | None = None) -> list[DeadLetter]:
+async def list_dead_letters(
+    settings: Settings, topic: str, *, consumer: str | None = None
+) -> list[DeadLetter]:
     """Every dead letter of a topic (optionally one consumer's), oldest first."""
     _, dlq = topics_for(settings, topic)
     letters = dead_letters_of(dlq, await read_all(settings, dlq))
@@ -221,17 +236,23 @@ class RedriveReport:
         return len({to for _, to in self.redriven})
 
 
-def _select(settings: Settings, letters: list[DeadLetter], consumer: str | None,
-            refs: list[tuple[int | None, int]] | None,
-            report: RedriveReport) -> list[DeadLetter]:
+def _select(
+    settings: Settings,
+    letters: list[DeadLetter],
+    consumer: str | None,
+    refs: list[tuple[int | None, int]] | None,
+    report: RedriveReport,
+) -> list[DeadLetter]:
     chosen = [d for d in letters if d.matches_consumer(settings, consumer)]
     if refs is not None:
         wanted: list[DeadLetter] = []
         for p, o in refs:
             hits = [d for d in chosen if d.offset == o and p in (None, d.partition)]
             if len(hits) > 1:
-                raise ValueError(f"offset {o} is in several partitions of {report.dlq} "
-                                 f"({', '.join(d.ref for d in hits)}): give PARTITION:OFFSET")
+                raise ValueError(
+                    f"offset {o} is in several partitions of {report.dlq} "
+                    f"({', '.join(d.ref for d in hits)}): give PARTITION:OFFSET"
+                )
             if not hits:
                 report.not_found.append(f"{p}:{o}" if p is not None else str(o))
             wanted.extend(d for d in hits if d not in wanted)
@@ -244,13 +265,21 @@ def _copy_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
     """The original's headers (trace context and the like), without the consumer's dlq.*
     ones, plus where this copy comes from."""
     kept = [(k, v) for k, v in letter.headers if not k.startswith("dlq.")]
-    return kept + [(REDRIVEN_FROM, f"{letter.dlq}:{letter.ref}".encode()),
-                   (REDRIVE_COUNT, str(letter.redrive_count + 1).encode())]
+    return kept + [
+        (REDRIVEN_FROM, f"{letter.dlq}:{letter.ref}".encode()),
+        (REDRIVE_COUNT, str(letter.redrive_count + 1).encode()),
+    ]
 
 
-async def redrive(settings: Settings, topic: str, *, consumer: str | None = None,
-                  offsets: list[str] | None = None, dry_run: bool = False,
-                  force: bool = False) -> RedriveReport:
+async def redrive(
+    settings: Settings,
+    topic: str,
+    *,
+    consumer: str | None = None,
+    offsets: list[str] | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+) -> RedriveReport:
     """Publish the dead letters of `topic` (optionally one consumer's, or only the given DLQ
     offsets) again to the topic they came from, each once ever."""
     load_all()
@@ -261,9 +290,12 @@ async def redrive(settings: Settings, topic: str, *, consumer: str | None = None
     if not dry_run:
         # started before the DLQ is read: starting fences off any earlier run with the same
         # transactional id, so every re-drive it committed is visible to the read below
-        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers,
-                                    transactional_id=f"waymark-dlq-redrive.{dlq}",
-                                    enable_idempotence=True, acks="all")
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.bootstrap_servers,
+            transactional_id=f"waymark-dlq-redrive.{dlq}",
+            enable_idempotence=True,
+            acks="all",
+        )
         await producer.start()
     try:
         letters = dead_letters_of(dlq, await read_all(settings, dlq))
@@ -281,28 +313,35 @@ async def redrive(settings: Settings, topic: str, *, consumer: str | None = None
                     report.refused.extend((d, str(exc)) for d in group)
                     continue
             if orig_topic != target:
-                report.refused.extend((d, f"came from {orig_topic}, not {target}")
-                                      for d in group)
+                report.refused.extend((d, f"came from {orig_topic}, not {target}") for d in group)
                 continue
             if producer is None:
                 report.redriven.extend((d, f"{target} (dry run)") for d in group)
                 continue
             async with producer.transaction():
                 meta = await producer.send_and_wait(
-                    target, value=first.value, key=first.key, headers=_copy_headers(first),
+                    target,
+                    value=first.value,
+                    key=first.key,
+                    headers=_copy_headers(first),
                     # keyed: the key's partition, as any producer would choose; unkeyed: where
                     # it was
-                    partition=None if first.key is not None else orig_partition)
+                    partition=None if first.key is not None else orig_partition,
+                )
                 to = f"{meta.topic}[{meta.partition}]@{meta.offset}"
                 for d in group:
-                    marker = json.dumps({"redriven": d.ref, "to": to,
-                                         "at_ms": int(time.time() * 1000)}).encode()
-                    await producer.send_and_wait(dlq, value=marker, key=d.key,
-                                                 partition=d.partition,
-                                                 headers=[(REDRIVE_OF, d.ref.encode())])
+                    marker = json.dumps(
+                        {"redriven": d.ref, "to": to, "at_ms": int(time.time() * 1000)}
+                    ).encode()
+                    await producer.send_and_wait(
+                        dlq,
+                        value=marker,
+                        key=d.key,
+                        partition=d.partition,
+                        headers=[(REDRIVE_OF, d.ref.encode())],
+                    )
             report.redriven.extend((d, to) for d in group)
     finally:
         if producer is not None:
             await producer.stop()
     return report
-

@@ -46,8 +46,9 @@ def migrations_dir(service: str) -> Path:
 
 
 def services_with_migrations() -> list[str]:
-    return sorted(p.parent.parent.name for base in PART_DIRS
-                  for p in base.glob("*/migrations/env.py"))
+    return sorted(
+        p.parent.parent.name for base in PART_DIRS for p in base.glob("*/migrations/env.py")
+    )
 
 
 def _upgrade(conn: Connection, service: str, revision: str) -> None:
@@ -63,8 +64,10 @@ async def migrate(settings: Settings, service: str, revision: str = "head") -> N
     try:
         async with engine.begin() as conn:
             # two `waymark up` at once must not both run the same migration
-            await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
-                               {"k": f"waymark-migrate-{service}"})
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+                {"k": f"waymark-migrate-{service}"},
+            )
             await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{service}"'))
             await conn.execute(text(f'SET LOCAL search_path TO "{service}"'))
             await conn.run_sync(_upgrade, service, revision)
@@ -82,27 +85,34 @@ def grant_statements(settings: Settings, schema: str) -> list[str]:
     owner, role = _ident(settings.pg_user), _ident(settings.pg_role(schema))
     s = _ident(schema)
     dml = "SELECT, INSERT, UPDATE, DELETE"
-    sql = [f"REVOKE ALL ON SCHEMA {s} FROM PUBLIC",
-           f"REVOKE ALL ON ALL TABLES IN SCHEMA {s} FROM PUBLIC",
-           f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA {s} FROM PUBLIC"]
+    sql = [
+        f"REVOKE ALL ON SCHEMA {s} FROM PUBLIC",
+        f"REVOKE ALL ON ALL TABLES IN SCHEMA {s} FROM PUBLIC",
+        f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA {s} FROM PUBLIC",
+    ]
     for other in SERVICE_SCHEMAS:
         if other != schema:  # another part's role: nothing here, even if granted by mistake
             o = _ident(settings.pg_role(other))
-            sql += [f"REVOKE ALL ON ALL TABLES IN SCHEMA {s} FROM {o}",
-                    f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA {s} FROM {o}",
-                    f"REVOKE ALL ON SCHEMA {s} FROM {o}"]
-    sql += [f"GRANT USAGE ON SCHEMA {s} TO {role}",
-            f"REVOKE CREATE ON SCHEMA {s} FROM {role}",
-            f"REVOKE ALL ON ALL TABLES IN SCHEMA {s} FROM {role}",
-            f"GRANT {dml} ON ALL TABLES IN SCHEMA {s} TO {role}",
-            f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {role}",
-            f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {s} "
-            f"GRANT {dml} ON TABLES TO {role}",
-            f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {s} "
-            f"GRANT USAGE, SELECT ON SEQUENCES TO {role}"]
+            sql += [
+                f"REVOKE ALL ON ALL TABLES IN SCHEMA {s} FROM {o}",
+                f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA {s} FROM {o}",
+                f"REVOKE ALL ON SCHEMA {s} FROM {o}",
+            ]
+    sql += [
+        f"GRANT USAGE ON SCHEMA {s} TO {role}",
+        f"REVOKE CREATE ON SCHEMA {s} FROM {role}",
+        f"REVOKE ALL ON ALL TABLES IN SCHEMA {s} FROM {role}",
+        f"GRANT {dml} ON ALL TABLES IN SCHEMA {s} TO {role}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {role}",
+        f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {s} GRANT {dml} ON TABLES TO {role}",
+        f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {s} "
+        f"GRANT USAGE, SELECT ON SEQUENCES TO {role}",
+    ]
     for table in APPEND_ONLY_TABLES:
-        sql += [_if_table(schema, table, f"REVOKE ALL ON {s}.{_ident(table)} FROM {role}"),
-                _if_table(schema, table, f"GRANT SELECT, INSERT ON {s}.{_ident(table)} TO {role}")]
+        sql += [
+            _if_table(schema, table, f"REVOKE ALL ON {s}.{_ident(table)} FROM {role}"),
+            _if_table(schema, table, f"GRANT SELECT, INSERT ON {s}.{_ident(table)} TO {role}"),
+        ]
     for table in OWNER_ONLY_TABLES:
         sql.append(_if_table(schema, table, f"REVOKE ALL ON {s}.{_ident(table)} FROM {role}"))
     return sql
@@ -117,8 +127,10 @@ def _ident(name: str) -> str:
 def _if_table(schema: str, table: str, sql: str) -> str:
     """Run `sql` only if schema.table exists (a part at an early revision may lack it)."""
     body = sql.replace("'", "''")
-    return (f"DO $$ BEGIN IF to_regclass('{_ident(schema)}.{_ident(table)}') IS NOT NULL "
-            f"THEN EXECUTE '{body}'; END IF; END $$")
+    return (
+        f"DO $$ BEGIN IF to_regclass('{_ident(schema)}.{_ident(table)}') IS NOT NULL "
+        f"THEN EXECUTE '{body}'; END IF; END $$"
+    )
 
 
 async def migrate_all(settings: Settings) -> list[str]:
@@ -132,8 +144,7 @@ def run_env() -> None:
     """Called from each service's migrations/env.py."""
     conn = context.config.attributes["connection"]
     schema = context.config.attributes["schema"]
-    context.configure(connection=conn, version_table_schema=schema,
-                      transaction_per_migration=False)
+    context.configure(connection=conn, version_table_schema=schema, transaction_per_migration=False)
     with context.begin_transaction():
         context.run_migrations()
 

@@ -48,9 +48,11 @@ from shared.telemetry import (
 logger = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 _published = metrics.get_meter(__name__).create_counter(
-    "waymark.outbox.published", description="events published from the outbox")
+    "waymark.outbox.published", description="events published from the outbox"
+)
 _parked = metrics.get_meter(__name__).create_counter(
-    "waymark.outbox.parked", description="outbox rows parked after repeated failures")
+    "waymark.outbox.parked", description="outbox rows parked after repeated failures"
+)
 
 
 class RelayBlocked(Exception):
@@ -63,9 +65,14 @@ def notify_channel(schema: str) -> str:
 
 def add_event(session: AsyncSession, *, topic: str, event: CloudEvent) -> OutboxMessage:
     """Stage an event in the caller's transaction. `topic` is the full (prefixed) name."""
-    row = OutboxMessage(event_id=event.id, topic=topic, key=event.subject,
-                        event_type=event.type, payload=event.model_dump(mode="json"),
-                        traceparent=current_traceparent())
+    row = OutboxMessage(
+        event_id=event.id,
+        topic=topic,
+        key=event.subject,
+        event_type=event.type,
+        payload=event.model_dump(mode="json"),
+        traceparent=current_traceparent(),
+    )
     session.add(row)
     return row
 
@@ -75,17 +82,28 @@ def event_bytes(payload: dict) -> bytes:
 
 
 def make_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:
-    opts: dict[str, object] = dict(bootstrap_servers=settings.bootstrap_servers,
-                                   enable_idempotence=True, acks="all",
-                                   linger_ms=5, request_timeout_ms=30000)
+    opts: dict[str, object] = dict(
+        bootstrap_servers=settings.bootstrap_servers,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=5,
+        request_timeout_ms=30000,
+    )
     opts.update(overrides)
     return AIOKafkaProducer(**opts)
 
 
 class OutboxRelay:
-    def __init__(self, *, settings: Settings, schema: str, engine: AsyncEngine | None = None,
-                 producer: AIOKafkaProducer | None = None, heartbeat: Path | None = None,
-                 batch_size: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        schema: str,
+        engine: AsyncEngine | None = None,
+        producer: AIOKafkaProducer | None = None,
+        heartbeat: Path | None = None,
+        batch_size: int | None = None,
+    ) -> None:
         self.settings = settings
         self.schema = schema
         self._own_engine = engine is None
@@ -111,8 +129,9 @@ class OutboxRelay:
         s = self.settings
         try:
             self._listen_conn = await asyncpg.connect(**connect_kwargs(s, self.schema))
-            await self._listen_conn.add_listener(notify_channel(self.schema),
-                                                 lambda *_: self._wake.set())
+            await self._listen_conn.add_listener(
+                notify_channel(self.schema), lambda *_: self._wake.set()
+            )
         except (OSError, asyncpg.PostgresError) as exc:
             # polling still delivers; LISTEN is only the fast path
             logger.warning("outbox relay: LISTEN unavailable (%s); polling only", exc)
@@ -136,39 +155,65 @@ class OutboxRelay:
         order on their partition.
         """
         async with unit_of_work(self.sessions) as session:
-            blocked = (select(OutboxMessage.topic, OutboxMessage.key)  # type: ignore[call-overload]
-                       .where(OutboxMessage.parked_at.is_not(None),  # type: ignore[union-attr]
-                              OutboxMessage.sent_at.is_(None)))  # type: ignore[union-attr]
-            rows = (await session.exec(  # type: ignore[call-overload]
-                select(OutboxMessage)
-                .where(OutboxMessage.sent_at.is_(None),  # type: ignore[union-attr]
-                       OutboxMessage.parked_at.is_(None),  # type: ignore[union-attr]
-                       tuple_(OutboxMessage.topic, OutboxMessage.key).not_in(blocked))
-                .order_by(OutboxMessage.seq).limit(self.batch_size)
-                .with_for_update(skip_locked=True))).scalars().all()
+            blocked = select(OutboxMessage.topic, OutboxMessage.key).where(  # type: ignore[call-overload]
+                OutboxMessage.parked_at.is_not(None),  # type: ignore[union-attr]
+                OutboxMessage.sent_at.is_(None),
+            )  # type: ignore[union-attr]
+            rows = (
+                (
+                    await session.exec(  # type: ignore[call-overload]
+                        select(OutboxMessage)
+                        .where(
+                            OutboxMessage.sent_at.is_(None),  # type: ignore[union-attr]
+                            OutboxMessage.parked_at.is_(None),  # type: ignore[union-attr]
+                            tuple_(OutboxMessage.topic, OutboxMessage.key).not_in(blocked),
+                        )
+                        .order_by(OutboxMessage.seq)
+                        .limit(self.batch_size)
+                        .with_for_update(skip_locked=True)
+                    )
+                )
+                .scalars()
+                .all()
+            )
             if not rows:
                 return 0
             known = await self._known_topics({r.topic for r in rows})
             sends: list[tuple[OutboxMessage, Any]] = []
             for row in rows:
                 if row.topic not in known:
-                    sends.append((row, UnknownTopicOrPartitionError(
-                        f"topic {row.topic} does not exist")))
+                    sends.append(
+                        (row, UnknownTopicOrPartitionError(f"topic {row.topic} does not exist"))
+                    )
                     continue
-                with attached(context_from_traceparent(row.traceparent)), \
-                        _tracer.start_as_current_span(f"publish {row.event_type}",
-                                                      kind=SpanKind.PRODUCER) as span:
+                with (
+                    attached(context_from_traceparent(row.traceparent)),
+                    _tracer.start_as_current_span(
+                        f"publish {row.event_type}", kind=SpanKind.PRODUCER
+                    ) as span,
+                ):
                     span.set_attribute("messaging.destination.name", row.topic)
                     span.set_attribute("messaging.message.id", row.event_id)
                     headers = kafka_headers_from_context() + [
-                        ("ce_id", row.event_id.encode()), ("ce_type", row.event_type.encode()),
-                        ("content-type", b"application/cloudevents+json")]
-                    sends.append((row, await self.producer.send(
-                        row.topic, value=event_bytes(row.payload), key=row.key.encode(),
-                        headers=headers)))
+                        ("ce_id", row.event_id.encode()),
+                        ("ce_type", row.event_type.encode()),
+                        ("content-type", b"application/cloudevents+json"),
+                    ]
+                    sends.append(
+                        (
+                            row,
+                            await self.producer.send(
+                                row.topic,
+                                value=event_bytes(row.payload),
+                                key=row.key.encode(),
+                                headers=headers,
+                            ),
+                        )
+                    )
             # every row acknowledged by all in-sync replicas, or its error
             results = await asyncio.gather(
-                *(f for _, f in sends if not isinstance(f, Exception)), return_exceptions=True)
+                *(f for _, f in sends if not isinstance(f, Exception)), return_exceptions=True
+            )
             it = iter(results)
             outcome = [(row, f if isinstance(f, Exception) else next(it)) for row, f in sends]
             failed_topics = {row.topic for row, res in outcome if isinstance(res, Exception)}
@@ -177,20 +222,30 @@ class OutboxRelay:
             # consumers dedupe by event id)
             sent = [row.seq for row, _ in outcome if row.topic not in failed_topics]
             if sent:
-                await session.exec(update(OutboxMessage)  # type: ignore[call-overload]
-                                   .where(OutboxMessage.seq.in_(sent))  # type: ignore[union-attr]
-                                   .values(sent_at=func.now()))
+                await session.exec(
+                    update(OutboxMessage)  # type: ignore[call-overload]
+                    .where(OutboxMessage.seq.in_(sent))  # type: ignore[union-attr]
+                    .values(sent_at=func.now())
+                )
             for row, res in outcome:
                 if row.topic in failed_topics:
                     error = res if isinstance(res, Exception) else None
                     row.attempts += 1
-                    row.last_error = (f"{type(error).__name__}: {error}" if error
-                                      else "another row of its topic failed")[:2000]
+                    row.last_error = (
+                        f"{type(error).__name__}: {error}"
+                        if error
+                        else "another row of its topic failed"
+                    )[:2000]
                     if row.attempts >= self.settings.relay_max_attempts:
                         row.parked_at = datetime.now(UTC)
                         _parked.add(1, {"schema": self.schema})
-                        logger.error("outbox %s: event %s parked after %d attempts: %s",
-                                     self.schema, row.event_id, row.attempts, row.last_error)
+                        logger.error(
+                            "outbox %s: event %s parked after %d attempts: %s",
+                            self.schema,
+                            row.event_id,
+                            row.attempts,
+                            row.last_error,
+                        )
                     session.add(row)
             _published.add(len(sent), {"schema": self.schema})
         # raised after the commit, so the attempts and parking are kept
@@ -239,8 +294,9 @@ async def _wait_any(stop: asyncio.Event, wake: asyncio.Event | None, timeout: fl
     waiters = [asyncio.ensure_future(stop.wait())]
     if wake is not None:
         waiters.append(asyncio.ensure_future(wake.wait()))
-    done, pending = await asyncio.wait(waiters, timeout=timeout,
-                                       return_when=asyncio.FIRST_COMPLETED)
+    done, pending = await asyncio.wait(
+        waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+    )
     for p in pending:
         p.cancel()
 
@@ -256,8 +312,11 @@ async def run_relay(schema: str, settings: Settings | None = None) -> None:
     setup_telemetry(f"{schema}-relay", settings)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     # named like the part (`waymark status` reads it): care_plans -> care-plans-relay
-    relay = OutboxRelay(settings=settings, schema=schema,
-                        heartbeat=settings.run_dir / f"{schema.replace('_', '-')}-relay.alive")
+    relay = OutboxRelay(
+        settings=settings,
+        schema=schema,
+        heartbeat=settings.run_dir / f"{schema.replace('_', '-')}-relay.alive",
+    )
     stop = asyncio.Event()
     install_stop_signals(stop)
     await relay.start()
@@ -282,15 +341,20 @@ if __name__ == "__main__":
 
 # --- operating parked rows (`waymark outbox ...`) ------------------------------------------------
 
+
 async def parked(settings: Settings, schema: str) -> list[OutboxMessage]:
     """Rows parked after repeated failures, oldest first."""
     engine = make_engine(settings, schema, pool_size=1)
     try:
         async with unit_of_work(make_sessionmaker(engine)) as session:
             rows = await session.exec(  # type: ignore[call-overload]
-                select(OutboxMessage).where(OutboxMessage.parked_at.is_not(None),  # type: ignore[union-attr]
-                                            OutboxMessage.sent_at.is_(None))  # type: ignore[union-attr]
-                .order_by(OutboxMessage.seq))
+                select(OutboxMessage)
+                .where(
+                    OutboxMessage.parked_at.is_not(None),  # type: ignore[union-attr]
+                    OutboxMessage.sent_at.is_(None),
+                )  # type: ignore[union-attr]
+                .order_by(OutboxMessage.seq)
+            )
             return list(rows.scalars().all())
     finally:
         await engine.dispose()
@@ -302,10 +366,14 @@ async def redrive(settings: Settings, schema: str, event_ids: list[str] | None) 
     engine = make_engine(settings, schema, pool_size=1)
     try:
         async with unit_of_work(make_sessionmaker(engine)) as session:
-            stmt = (update(OutboxMessage)  # type: ignore[call-overload]
-                    .where(OutboxMessage.parked_at.is_not(None),  # type: ignore[union-attr]
-                           OutboxMessage.sent_at.is_(None))  # type: ignore[union-attr]
-                    .values(parked_at=None, attempts=0))
+            stmt = (
+                update(OutboxMessage)  # type: ignore[call-overload]
+                .where(
+                    OutboxMessage.parked_at.is_not(None),  # type: ignore[union-attr]
+                    OutboxMessage.sent_at.is_(None),
+                )  # type: ignore[union-attr]
+                .values(parked_at=None, attempts=0)
+            )
             if event_ids:
                 stmt = stmt.where(OutboxMessage.event_id.in_(event_ids))  # type: ignore[attr-defined]
             result = await session.exec(stmt)

@@ -31,6 +31,7 @@ def _key(path: Path) -> bytes:
 
 def pseudonymise(nhs_number: str, settings: Settings) -> str:
     ensure_pseudonym_key(settings)
-    digest = hmac.new(_key(settings.pseudonym_key_file()), nhs_number.encode(),
-                      hashlib.sha256).digest()
+    digest = hmac.new(
+        _key(settings.pseudonym_key_file()), nhs_number.encode(), hashlib.sha256
+    ).digest()
     return "pt_" + base64.b32encode(digest[:15]).decode().lower()

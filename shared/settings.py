@@ -20,8 +20,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The Postgres schema each part owns. A part never reads another part's schema. The first four
 #: are services with an HTTP API (api_port); `journeys` is the journey workflows' read model.
-SERVICE_SCHEMAS: tuple[str, ...] = ("referrals", "directory", "care_plans", "notifications",
-                                    "journeys")
+SERVICE_SCHEMAS: tuple[str, ...] = (
+    "referrals",
+    "directory",
+    "care_plans",
+    "notifications",
+    "journeys",
+)
 #: the services with an HTTP API, in port order (api_port_base + 1, + 2, ...)
 API_SERVICES: tuple[str, ...] = SERVICE_SCHEMAS[:4]
 
@@ -183,8 +188,14 @@ class Settings(BaseSettings):
     # telemetry: OTLP/HTTP endpoint, e.g. http://collector:4318; empty means no exporter
     otlp_endpoint: str = ""
 
-    @field_validator("pg_port", "kafka_port", "kafka_controller_port", "temporal_port",
-                     "temporal_ui_port", "api_port_base")
+    @field_validator(
+        "pg_port",
+        "kafka_port",
+        "kafka_controller_port",
+        "temporal_port",
+        "temporal_ui_port",
+        "api_port_base",
+    )
     @classmethod
     def _port_in_range(cls, v: int) -> int:
         if not 1 <= v <= 65535:
@@ -224,8 +235,10 @@ class Settings(BaseSettings):
         if self.db_role and not (self.db_role == "owner" and self.pg_password):
             path = self.pg_password_file(self.pg_role(self.db_role))
             if not path.is_file():
-                raise ValueError(f"db_role {self.db_role}: no password file {path} for role "
-                                 f"{self.pg_role(self.db_role)} (mount its secret there)")
+                raise ValueError(
+                    f"db_role {self.db_role}: no password file {path} for role "
+                    f"{self.pg_role(self.db_role)} (mount its secret there)"
+                )
         return self
 
     @model_validator(mode="after")
@@ -233,24 +246,35 @@ class Settings(BaseSettings):
         # local mode has a passwordless sign-in and http:// webhooks: it must never be reachable
         # from the network. Compose binds 0.0.0.0 inside the container and publishes on
         # 127.0.0.1 only, and says so with api_loopback_published.
-        if (self.deployment_mode == "local" and not _is_loopback(self.api_host)
-                and not self.api_loopback_published):
-            raise ValueError(f"deployment_mode local on api_host {self.api_host}: local mode "
-                             "listens on loopback only (set WAYMARK_DEPLOYMENT_MODE=production, "
-                             "or WAYMARK_API_LOOPBACK_PUBLISHED=true where a container's ports "
-                             "are published on 127.0.0.1 only)")
+        if (
+            self.deployment_mode == "local"
+            and not _is_loopback(self.api_host)
+            and not self.api_loopback_published
+        ):
+            raise ValueError(
+                f"deployment_mode local on api_host {self.api_host}: local mode "
+                "listens on loopback only (set WAYMARK_DEPLOYMENT_MODE=production, "
+                "or WAYMARK_API_LOOPBACK_PUBLISHED=true where a container's ports "
+                "are published on 127.0.0.1 only)"
+            )
         return self
 
     @model_validator(mode="after")
     def _ports_distinct(self) -> Settings:
-        ports = [self.pg_port, self.kafka_port, self.kafka_controller_port, self.temporal_port,
-                 self.temporal_ui_port]
+        ports = [
+            self.pg_port,
+            self.kafka_port,
+            self.kafka_controller_port,
+            self.temporal_port,
+            self.temporal_ui_port,
+        ]
         if len(set(ports)) != len(ports):
             raise ValueError(f"infrastructure ports must differ, got {ports}")
         api = {self.api_port_base + 1 + i for i in range(len(API_SERVICES))}
         if api & set(ports) or max(api) > 65535:
-            raise ValueError(f"API ports {sorted(api)} clash with infrastructure ports {ports} "
-                             "or exceed 65535")
+            raise ValueError(
+                f"API ports {sorted(api)} clash with infrastructure ports {ports} or exceed 65535"
+            )
         return self
 
     # --- derived values -------------------------------------------------------------------
@@ -274,8 +298,10 @@ class Settings(BaseSettings):
 
     def part_database_url(self, part: str) -> str:
         user, password = self.pg_credentials(part)
-        return (f"postgresql+asyncpg://{quote(user, safe='')}:{quote(password, safe='')}"
-                f"@{self.pg_host}:{self.pg_port}/{self.db_name}")
+        return (
+            f"postgresql+asyncpg://{quote(user, safe='')}:{quote(password, safe='')}"
+            f"@{self.pg_host}:{self.pg_port}/{self.db_name}"
+        )
 
     def pg_role(self, part: str) -> str:
         """The database role of a part ("referrals", ...) or of the migration "owner"."""
@@ -298,8 +324,10 @@ class Settings(BaseSettings):
     def pg_credentials(self, part: str) -> tuple[str, str]:
         """(role, password) a connection for `part` uses; refuses a part this process is not."""
         if self.db_role and part != self.db_role:
-            raise ValueError(f"this process is {self.db_role!r} (WAYMARK_DB_ROLE); it has no "
-                             f"database credentials for {part!r}")
+            raise ValueError(
+                f"this process is {self.db_role!r} (WAYMARK_DB_ROLE); it has no "
+                f"database credentials for {part!r}"
+            )
         role = self.pg_role(part)
         if part == "owner" and self.pg_password:
             return role, self.pg_password
@@ -307,8 +335,10 @@ class Settings(BaseSettings):
         try:
             return role, path.read_text().strip()
         except OSError as exc:
-            raise ValueError(f"no password for database role {role}: cannot read {path} "
-                             f"({exc.strerror}); `waymark up` makes local ones") from None
+            raise ValueError(
+                f"no password for database role {role}: cannot read {path} "
+                f"({exc.strerror}); `waymark up` makes local ones"
+            ) from None
 
     @property
     def run_dir(self) -> Path:

@@ -40,6 +40,7 @@ class StackError(RuntimeError):
 
 # --- processes --------------------------------------------------------------------------------
 
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -62,17 +63,30 @@ def read_pid(path: Path) -> int | None:
     return pid if pid_alive(pid) else None
 
 
-def spawn(argv: list[str], *, log: Path, pid_file: Path, env: dict[str, str] | None = None,
-          cwd: Path | None = None) -> int:
+def spawn(
+    argv: list[str],
+    *,
+    log: Path,
+    pid_file: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(argv)}\n"
-                  .encode())
+        out.write(
+            f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(argv)}\n".encode()
+        )
         out.flush()
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, cwd=cwd,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
     pid_file.write_text(f"{proc.pid}\n")
     return proc.pid
 
@@ -100,8 +114,14 @@ def stop_pid(pid_file: Path, *, sig: int = signal.SIGTERM, timeout: float = 20) 
     return True
 
 
-async def wait_until(probe: Callable[[], Awaitable[bool]], *, what: str, timeout: float,
-                     pid_file: Path | None = None, log: Path | None = None) -> None:
+async def wait_until(
+    probe: Callable[[], Awaitable[bool]],
+    *,
+    what: str,
+    timeout: float,
+    pid_file: Path | None = None,
+    log: Path | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while True:
         if await probe():
@@ -131,6 +151,7 @@ def run(argv: list[str], *, what: str, **kw: object) -> subprocess.CompletedProc
 
 # --- parts -------------------------------------------------------------------------------------
 
+
 @dataclass
 class Part:
     name: str
@@ -149,9 +170,12 @@ class Part:
 
 # --- PostgreSQL ---------------------------------------------------------------------------------
 
+
 def pg_bin_dir() -> Path | None:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
-                   key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
     return found[-1].parent if found else None
 
 
@@ -160,12 +184,15 @@ def install_postgres() -> Path:
     if pg_bin_dir() is not None:
         return pg_bin_dir()  # type: ignore[return-value]
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise StackError("PostgreSQL is not installed. Install Debian's package: "
-                         "sudo apt-get install -y postgresql")
+        raise StackError(
+            "PostgreSQL is not installed. Install Debian's package: "
+            "sudo apt-get install -y postgresql"
+        )
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     run(["apt-get", "update", "-q"], what="apt-get update", env=env)
-    run(["apt-get", "install", "-y", "-q", "postgresql"], what="apt-get install postgresql",
-        env=env)
+    run(
+        ["apt-get", "install", "-y", "-q", "postgresql"], what="apt-get install postgresql", env=env
+    )
     found = pg_bin_dir()
     if found is None:
         raise StackError("apt-get installed postgresql but no /usr/lib/postgresql/*/bin found")
@@ -183,8 +210,9 @@ def pg_dir(settings: Settings) -> Path:
     here = settings.home / "pg"
     if os.geteuid() != 0:
         return here
-    probe = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(settings.home)],
-                           capture_output=True)
+    probe = subprocess.run(
+        ["runuser", "-u", "postgres", "--", "test", "-x", str(settings.home)], capture_output=True
+    )
     if probe.returncode == 0:
         return here
     digest = hashlib.sha256(str(settings.home.resolve()).encode()).hexdigest()[:10]
@@ -210,12 +238,18 @@ def is_local_cluster(s: Settings) -> bool:
     return _pg_socket(s).exists()
 
 
-async def admin_connect(s: Settings, database: str = "postgres",
-                        timeout: float = 10) -> asyncpg.Connection:
+async def admin_connect(
+    s: Settings, database: str = "postgres", timeout: float = 10
+) -> asyncpg.Connection:
     """The local cluster's bootstrap superuser, over the private socket (peer auth): only for
     creating roles and databases and handing objects to the migration owner."""
-    return await asyncpg.connect(host=str(_pg_paths(s)[1]), port=s.pg_port,
-                                 user=s.pg_admin_user, database=database, timeout=timeout)
+    return await asyncpg.connect(
+        host=str(_pg_paths(s)[1]),
+        port=s.pg_port,
+        user=s.pg_admin_user,
+        database=database,
+        timeout=timeout,
+    )
 
 
 async def pg_probe(s: Settings, database: str = "postgres") -> bool:
@@ -232,18 +266,21 @@ async def pg_probe(s: Settings, database: str = "postgres") -> bool:
 def pg_hba(s: Settings) -> str:
     """Who may connect to the local cluster, and how. No `trust` anywhere."""
     admin = s.pg_admin_user
-    return "\n".join([
-        "# Written by `waymark up` (shared/stack.py) at every start: edits here are overwritten.",
-        "# The bootstrap superuser: over the private socket only (its directory is mode 0700),",
-        "# only for the OS account that runs `waymark up` (pg_ident.conf map `waymark`).",
-        f"local   all   {admin}   peer   map=waymark",
-        f"host    all   {admin}   127.0.0.1/32   reject",
-        f"host    all   {admin}   ::1/128        reject",
-        "# the migration owner and each part's runtime role: a password (SCRAM) over loopback",
-        "host    all   all   127.0.0.1/32   scram-sha-256",
-        "host    all   all   ::1/128        scram-sha-256",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# Written by `waymark up` (shared/stack.py) at every start: edits here are "
+            "overwritten.",
+            "# The bootstrap superuser: over the private socket only (its directory is mode 0700),",
+            "# only for the OS account that runs `waymark up` (pg_ident.conf map `waymark`).",
+            f"local   all   {admin}   peer   map=waymark",
+            f"host    all   {admin}   127.0.0.1/32   reject",
+            f"host    all   {admin}   ::1/128        reject",
+            "# the migration owner and each part's runtime role: a password (SCRAM) over loopback",
+            "host    all   all   127.0.0.1/32   scram-sha-256",
+            "host    all   all   ::1/128        scram-sha-256",
+            "",
+        ]
+    )
 
 
 def pg_ident(s: Settings) -> str:
@@ -252,8 +289,13 @@ def pg_ident(s: Settings) -> str:
     users = {pwd.getpwuid(os.geteuid()).pw_name}
     if os.geteuid() == 0:
         users.add("postgres")  # the account the cluster runs as (runuser -u postgres psql)
-    return "\n".join(["# Written by `waymark up` (shared/stack.py): who may be the bootstrap user",
-                      *(f"waymark   {u}   {s.pg_admin_user}" for u in sorted(users)), ""])
+    return "\n".join(
+        [
+            "# Written by `waymark up` (shared/stack.py): who may be the bootstrap user",
+            *(f"waymark   {u}   {s.pg_admin_user}" for u in sorted(users)),
+            "",
+        ]
+    )
 
 
 def _write_pg_file(path: Path, text: str) -> bool:
@@ -288,8 +330,10 @@ async def pg_start(s: Settings) -> None:
     data, sock, log = _pg_paths(s)
     if await pg_probe(s):
         if harden_pg_files(s):
-            run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "reload"]),
-                what="pg_ctl reload")
+            run(
+                _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "reload"]),
+                what="pg_ctl reload",
+            )
         return
     base = data.parent
     base.mkdir(parents=True, exist_ok=True)
@@ -297,16 +341,46 @@ async def pg_start(s: Settings) -> None:
         shutil.chown(base, "postgres", "postgres")
     if not (data / "PG_VERSION").exists():
         # the bootstrap superuser gets no password: it is reached by peer auth on the socket
-        run(_as_postgres([str(bindir / "initdb"), "-D", str(data), "-U", s.pg_admin_user,
-                          "--auth-local=peer", "--auth-host=scram-sha-256", "--encoding=UTF8",
-                          "--locale=C.UTF-8"]),
-            what="initdb")
+        run(
+            _as_postgres(
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    s.pg_admin_user,
+                    "--auth-local=peer",
+                    "--auth-host=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                ]
+            ),
+            what="initdb",
+        )
     harden_pg_files(s)
     # listen on loopback only; the socket lives in the private dir, not /var/run
-    opts = (f"-p {s.pg_port} -k {sock} -c listen_addresses={s.pg_host} "
-            f"-c max_connections=200 -c shared_buffers=128MB -c fsync=on")
-    run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts,
-                      "-w", "-t", "60", "start"]), what="pg_ctl start")
+    opts = (
+        f"-p {s.pg_port} -k {sock} -c listen_addresses={s.pg_host} "
+        f"-c max_connections=200 -c shared_buffers=128MB -c fsync=on"
+    )
+    run(
+        _as_postgres(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(log),
+                "-o",
+                opts,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]
+        ),
+        what="pg_ctl start",
+    )
     await wait_until(lambda: pg_probe(s), what="PostgreSQL", timeout=60, log=log)
 
 
@@ -315,8 +389,10 @@ def pg_stop(s: Settings) -> None:
     data = _pg_paths(s)[0]
     if bindir is None or not (data / "postmaster.pid").exists():
         return
-    subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w",
-                                 "stop"]), capture_output=True)
+    subprocess.run(
+        _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
+        capture_output=True,
+    )
 
 
 def write_role_secrets(s: Settings, folder: Path, *, compose: bool = False) -> list[str]:
@@ -347,8 +423,7 @@ def write_role_secrets(s: Settings, folder: Path, *, compose: bool = False) -> l
 def ensure_role_passwords(s: Settings) -> dict[str, str]:
     """Each Waymark role's local password, generated once under <home>/keys/pg/<role>."""
     write_role_secrets(s, s.pg_credentials_path())
-    return {role: s.pg_password_file(role).read_text().strip()
-            for role in s.pg_roles().values()}
+    return {role: s.pg_password_file(role).read_text().strip() for role in s.pg_roles().values()}
 
 
 def _literal(value: str) -> str:
@@ -359,8 +434,10 @@ async def ensure_roles(s: Settings, conn: asyncpg.Connection) -> None:
     """The migration owner and one runtime role per part: logins, never superusers. The
     bootstrap superuser loses any password (older clusters gave it one for TCP logins)."""
     for role, password in ensure_role_passwords(s).items():
-        attrs = (f"LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS "
-                 f"PASSWORD {_literal(password)}")
+        attrs = (
+            f"LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS "
+            f"PASSWORD {_literal(password)}"
+        )
         if await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname=$1", role):
             await conn.execute(f'ALTER ROLE "{role}" WITH {attrs}')
         else:
@@ -400,8 +477,10 @@ async def hand_to_owner(s: Settings, conn: asyncpg.Connection) -> int:
 
     owner, moved = s.pg_user, 0
     for (schema,) in await conn.fetch(
-            "SELECT nspname FROM pg_namespace WHERE nspname = ANY($1) "
-            "AND nspowner <> $2::regrole", list(SERVICE_SCHEMAS), owner):
+        "SELECT nspname FROM pg_namespace WHERE nspname = ANY($1) AND nspowner <> $2::regrole",
+        list(SERVICE_SCHEMAS),
+        owner,
+    ):
         await conn.execute(f'ALTER SCHEMA "{schema}" OWNER TO "{owner}"')
         moved += 1
     for kind, name in await conn.fetch(_LEGACY_OBJECTS, list(SERVICE_SCHEMAS), owner):
@@ -417,8 +496,9 @@ async def ensure_database(s: Settings) -> None:
     from shared.migrations import SUPERUSER_EXTENSIONS
 
     if not is_local_cluster(s):
-        logger.info("no local PostgreSQL socket: roles and database %s are the platform's",
-                    s.db_name)
+        logger.info(
+            "no local PostgreSQL socket: roles and database %s are the platform's", s.db_name
+        )
         return
     conn = await admin_connect(s)
     try:
@@ -434,8 +514,7 @@ async def ensure_database(s: Settings) -> None:
         try:
             moved = await hand_to_owner(s, db)
             for schema, extensions in SUPERUSER_EXTENSIONS.items():
-                await db.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}" '
-                                 f'AUTHORIZATION "{owner}"')
+                await db.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}" AUTHORIZATION "{owner}"')
                 for ext in extensions:
                     await db.execute(f'CREATE EXTENSION IF NOT EXISTS "{ext}" SCHEMA "{schema}"')
         finally:
@@ -447,6 +526,7 @@ async def ensure_database(s: Settings) -> None:
 
 
 # --- Kafka --------------------------------------------------------------------------------------
+
 
 def _kafka_dir(s: Settings) -> Path:
     return s.home / "kafka"
@@ -462,43 +542,56 @@ def kafka_libs(s: Settings) -> Path:
     if marker.exists() and marker.read_text() == digest:
         return libs
     if shutil.which("mvn") is None or shutil.which("java") is None:
-        raise StackError("Kafka needs Java 17 and Maven: sudo apt-get install -y "
-                         "openjdk-17-jre-headless maven")
+        raise StackError(
+            "Kafka needs Java 17 and Maven: sudo apt-get install -y openjdk-17-jre-headless maven"
+        )
     if libs.exists():
         shutil.rmtree(libs)
-    run(["mvn", "-q", "-B", "-f", str(KAFKA_POM), "dependency:copy-dependencies",
-         f"-DoutputDirectory={libs}"], what="fetching the Kafka broker with Maven")
+    run(
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(KAFKA_POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={libs}",
+        ],
+        what="fetching the Kafka broker with Maven",
+    )
     marker.write_text(digest)
     return libs
 
 
 def kafka_properties(s: Settings) -> str:
     d = _kafka_dir(s)
-    return "\n".join([
-        "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.voters=1@127.0.0.1:{s.kafka_controller_port}",
-        f"listeners=PLAINTEXT://127.0.0.1:{s.kafka_port},"
-        f"CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{s.kafka_port}",
-        "controller.listener.names=CONTROLLER",
-        "inter.broker.listener.name=PLAINTEXT",
-        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-        f"log.dirs={d / 'data'}",
-        "num.partitions=3",
-        # one node: internal topics cannot have more replicas than brokers
-        "offsets.topic.replication.factor=1",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
-        "min.insync.replicas=1",
-        # topics are created by `waymark up` from shared/topics.py, never by accident
-        "auto.create.topics.enable=false",
-        "group.initial.rebalance.delay.ms=0",
-        "log.retention.check.interval.ms=300000",
-        "",
-    ])
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{s.kafka_controller_port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{s.kafka_port},"
+            f"CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{s.kafka_port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"log.dirs={d / 'data'}",
+            "num.partitions=3",
+            # one node: internal topics cannot have more replicas than brokers
+            "offsets.topic.replication.factor=1",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "min.insync.replicas=1",
+            # topics are created by `waymark up` from shared/topics.py, never by accident
+            "auto.create.topics.enable=false",
+            "group.initial.rebalance.delay.ms=0",
+            "log.retention.check.interval.ms=300000",
+            "",
+        ]
+    )
 
 
 def _kafka_pid_file(s: Settings) -> Path:
@@ -537,23 +630,53 @@ async def kafka_start(s: Settings) -> None:
         props.write_text(kafka_properties(s))
         cluster_file = d / "cluster-id"
         if not cluster_file.exists():
-            cluster_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes)
-                                    .decode().rstrip("="))
+            cluster_file.write_text(
+                base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            )
         classpath = f"{libs}/*"
         if not (d / "data" / "meta.properties").exists():
-            run(["java", "-cp", classpath, "kafka.tools.StorageTool", "format",
-                 "-t", cluster_file.read_text().strip(), "-c", str(props)],
-                what="formatting Kafka storage")
-        spawn(["java", f"-Xmx{s.kafka_heap}", f"-Xms{s.kafka_heap}", "-XX:+UseG1GC",
-               "-Djava.awt.headless=true", "-Dorg.slf4j.simpleLogger.defaultLogLevel=info",
-               "-Dorg.slf4j.simpleLogger.showDateTime=true",
-               "-cp", classpath, "kafka.Kafka", str(props)],
-              log=_kafka_log(s), pid_file=_kafka_pid_file(s))
-    await wait_until(lambda: kafka_probe(s), what="Kafka", timeout=120,
-                     pid_file=_kafka_pid_file(s), log=_kafka_log(s))
+            run(
+                [
+                    "java",
+                    "-cp",
+                    classpath,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cluster_file.read_text().strip(),
+                    "-c",
+                    str(props),
+                ],
+                what="formatting Kafka storage",
+            )
+        spawn(
+            [
+                "java",
+                f"-Xmx{s.kafka_heap}",
+                f"-Xms{s.kafka_heap}",
+                "-XX:+UseG1GC",
+                "-Djava.awt.headless=true",
+                "-Dorg.slf4j.simpleLogger.defaultLogLevel=info",
+                "-Dorg.slf4j.simpleLogger.showDateTime=true",
+                "-cp",
+                classpath,
+                "kafka.Kafka",
+                str(props),
+            ],
+            log=_kafka_log(s),
+            pid_file=_kafka_pid_file(s),
+        )
+    await wait_until(
+        lambda: kafka_probe(s),
+        what="Kafka",
+        timeout=120,
+        pid_file=_kafka_pid_file(s),
+        log=_kafka_log(s),
+    )
 
 
 # --- Temporal -----------------------------------------------------------------------------------
+
 
 def temporal_binary() -> str:
     for candidate in (Path(sys.executable).parent / "temporal", shutil.which("temporal")):
@@ -592,14 +715,18 @@ async def ensure_namespace(s: Settings) -> None:
     client = await Client.connect(s.temporal_target, namespace="default")
     try:
         await client.workflow_service.describe_namespace(
-            DescribeNamespaceRequest(namespace=s.temporal_namespace))
+            DescribeNamespaceRequest(namespace=s.temporal_namespace)
+        )
         return
     except RPCError:
         pass
     try:
-        await client.workflow_service.register_namespace(RegisterNamespaceRequest(
-            namespace=s.temporal_namespace,
-            workflow_execution_retention_period=Duration(seconds=30 * 24 * 3600)))
+        await client.workflow_service.register_namespace(
+            RegisterNamespaceRequest(
+                namespace=s.temporal_namespace,
+                workflow_execution_retention_period=Duration(seconds=30 * 24 * 3600),
+            )
+        )
     except RPCError as exc:
         if "already" not in str(exc).lower():
             raise
@@ -607,7 +734,8 @@ async def ensure_namespace(s: Settings) -> None:
     for _ in range(100):
         try:
             await client.workflow_service.describe_namespace(
-                DescribeNamespaceRequest(namespace=s.temporal_namespace))
+                DescribeNamespaceRequest(namespace=s.temporal_namespace)
+            )
             return
         except RPCError:
             await asyncio.sleep(0.1)
@@ -618,18 +746,41 @@ async def temporal_start(s: Settings) -> None:
         if read_pid(_temporal_pid_file(s)) is None:
             d = s.home / "temporal"
             d.mkdir(parents=True, exist_ok=True)
-            spawn([temporal_binary(), "server", "start-dev", "--ip", "127.0.0.1",
-                   "--port", str(s.temporal_port), "--ui-port", str(s.temporal_ui_port),
-                   "--db-filename", str(d / "temporal.db"),
-                   "--sqlite-pragma", "journal_mode=wal",
-                   "--namespace", s.temporal_namespace, "--log-level", "warn"],
-                  log=_temporal_log(s), pid_file=_temporal_pid_file(s))
-        await wait_until(lambda: temporal_probe(s), what="Temporal", timeout=90,
-                         pid_file=_temporal_pid_file(s), log=_temporal_log(s))
+            spawn(
+                [
+                    temporal_binary(),
+                    "server",
+                    "start-dev",
+                    "--ip",
+                    "127.0.0.1",
+                    "--port",
+                    str(s.temporal_port),
+                    "--ui-port",
+                    str(s.temporal_ui_port),
+                    "--db-filename",
+                    str(d / "temporal.db"),
+                    "--sqlite-pragma",
+                    "journal_mode=wal",
+                    "--namespace",
+                    s.temporal_namespace,
+                    "--log-level",
+                    "warn",
+                ],
+                log=_temporal_log(s),
+                pid_file=_temporal_pid_file(s),
+            )
+        await wait_until(
+            lambda: temporal_probe(s),
+            what="Temporal",
+            timeout=90,
+            pid_file=_temporal_pid_file(s),
+            log=_temporal_log(s),
+        )
     await ensure_namespace(s)
 
 
 # --- Waymark processes --------------------------------------------------------------------------
+
 
 def _app_pid(s: Settings, name: str) -> Path:
     return s.run_dir / f"{name}.pid"
@@ -651,6 +802,7 @@ def heartbeat_probe(name: str, max_age: float = 15) -> Callable[[Settings], Awai
             return time.time() - float(_heartbeat(s, name).read_text()) < max_age
         except (OSError, ValueError):
             return False
+
     return probe
 
 
@@ -662,6 +814,7 @@ def http_probe(service: str) -> Callable[[Settings], Awaitable[bool]]:
             return r.status_code == 200
         except httpx.HTTPError:
             return False
+
     return probe
 
 
@@ -677,37 +830,64 @@ async def worker_probe(s: Settings) -> bool:
     if read_pid(_app_pid(s, "journeys-worker")) is None:
         return False
     try:
-        client = await asyncio.wait_for(Client.connect(s.temporal_target,
-                                                       namespace=s.temporal_namespace), 5)
-        resp = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
-            namespace=s.temporal_namespace, task_queue=TaskQueue(name=TASK_QUEUE),
-            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW))
+        client = await asyncio.wait_for(
+            Client.connect(s.temporal_target, namespace=s.temporal_namespace), 5
+        )
+        resp = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=s.temporal_namespace,
+                task_queue=TaskQueue(name=TASK_QUEUE),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            )
+        )
         return len(resp.pollers) > 0
     except Exception:  # noqa: BLE001
         return False
 
 
-def app_part(name: str, command: Callable[[Settings], list[str]],
-             probe: Callable[[Settings], Awaitable[bool]],
-             port: Callable[[Settings], int | None] = lambda s: None,
-             urls: Callable[[Settings], list[str]] = lambda s: []) -> Part:
+def app_part(
+    name: str,
+    command: Callable[[Settings], list[str]],
+    probe: Callable[[Settings], Awaitable[bool]],
+    port: Callable[[Settings], int | None] = lambda s: None,
+    urls: Callable[[Settings], list[str]] = lambda s: [],
+) -> Part:
     async def start(s: Settings) -> None:
         if read_pid(_app_pid(s, name)) is not None and await probe(s):
             return
         stop_pid(_app_pid(s, name))
         s.run_dir.mkdir(parents=True, exist_ok=True)
-        spawn(command(s), log=_app_log(s, name), pid_file=_app_pid(s, name),
-              env=settings_env(s), cwd=REPO_ROOT)
-        await wait_until(lambda: probe(s), what=name, timeout=90,
-                         pid_file=_app_pid(s, name), log=_app_log(s, name))
+        spawn(
+            command(s),
+            log=_app_log(s, name),
+            pid_file=_app_pid(s, name),
+            env=settings_env(s),
+            cwd=REPO_ROOT,
+        )
+        await wait_until(
+            lambda: probe(s),
+            what=name,
+            timeout=90,
+            pid_file=_app_pid(s, name),
+            log=_app_log(s, name),
+        )
 
     def stop(s: Settings) -> None:
         stop_pid(_app_pid(s, name))
         _heartbeat(s, name).unlink(missing_ok=True)
 
-    return Part(name=name, kind="app", start=start, probe=probe, stop=stop, port=port,
-                urls=urls, log=lambda s: _app_log(s, name), pid_file=lambda s: _app_pid(s, name),
-                command=command)
+    return Part(
+        name=name,
+        kind="app",
+        start=start,
+        probe=probe,
+        stop=stop,
+        port=port,
+        urls=urls,
+        log=lambda s: _app_log(s, name),
+        pid_file=lambda s: _app_pid(s, name),
+        command=command,
+    )
 
 
 def _python(*args: str) -> Callable[[Settings], list[str]]:
@@ -722,12 +902,24 @@ def part_name(service: str, role: str) -> str:
 def _api(service: str) -> Part:
     return app_part(
         part_name(service, "api"),
-        lambda s: [sys.executable, "-m", "uvicorn", f"services.{service}.api:app",
-                   "--host", s.api_host, "--port", str(s.api_port(service)), "--no-access-log",
-                   # open SSE streams would otherwise hold a graceful stop for ever
-                   "--timeout-graceful-shutdown", "5"],
-        http_probe(service), port=lambda s: s.api_port(service),
-        urls=lambda s: [f"http://127.0.0.1:{s.api_port(service)}/docs"])
+        lambda s: [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            f"services.{service}.api:app",
+            "--host",
+            s.api_host,
+            "--port",
+            str(s.api_port(service)),
+            "--no-access-log",
+            # open SSE streams would otherwise hold a graceful stop for ever
+            "--timeout-graceful-shutdown",
+            "5",
+        ],
+        http_probe(service),
+        port=lambda s: s.api_port(service),
+        urls=lambda s: [f"http://127.0.0.1:{s.api_port(service)}/docs"],
+    )
 
 
 #: services whose API, relay and consumers exist so far (the others arrive with their issues)
@@ -738,44 +930,93 @@ CONSUMING_SERVICES: tuple[str, ...] = ("referrals", "care_plans", "notifications
 
 def parts() -> list[Part]:
     infra = [
-        Part("postgres", "infra", pg_start, pg_probe, pg_stop, port=lambda s: s.pg_port,
-             urls=lambda s: [f"postgresql://{s.pg_user}@{s.pg_host}:{s.pg_port}/{s.db_name}"],
-             log=lambda s: _pg_paths(s)[2], pid_file=_pg_pid_file),
-        Part("kafka", "infra", kafka_start, kafka_probe,
-             lambda s: stop_pid(_kafka_pid_file(s), timeout=30), port=lambda s: s.kafka_port,
-             urls=lambda s: [f"kafka://{s.bootstrap_servers}"], log=_kafka_log,
-             pid_file=_kafka_pid_file),
-        Part("temporal", "infra", temporal_start, temporal_probe,
-             lambda s: stop_pid(_temporal_pid_file(s)), port=lambda s: s.temporal_port,
-             urls=lambda s: [f"http://127.0.0.1:{s.temporal_ui_port}/namespaces/"
-                             f"{s.temporal_namespace}/workflows"],
-             log=_temporal_log, pid_file=_temporal_pid_file),
+        Part(
+            "postgres",
+            "infra",
+            pg_start,
+            pg_probe,
+            pg_stop,
+            port=lambda s: s.pg_port,
+            urls=lambda s: [f"postgresql://{s.pg_user}@{s.pg_host}:{s.pg_port}/{s.db_name}"],
+            log=lambda s: _pg_paths(s)[2],
+            pid_file=_pg_pid_file,
+        ),
+        Part(
+            "kafka",
+            "infra",
+            kafka_start,
+            kafka_probe,
+            lambda s: stop_pid(_kafka_pid_file(s), timeout=30),
+            port=lambda s: s.kafka_port,
+            urls=lambda s: [f"kafka://{s.bootstrap_servers}"],
+            log=_kafka_log,
+            pid_file=_kafka_pid_file,
+        ),
+        Part(
+            "temporal",
+            "infra",
+            temporal_start,
+            temporal_probe,
+            lambda s: stop_pid(_temporal_pid_file(s)),
+            port=lambda s: s.temporal_port,
+            urls=lambda s: [
+                f"http://127.0.0.1:{s.temporal_ui_port}/namespaces/{s.temporal_namespace}/workflows"
+            ],
+            log=_temporal_log,
+            pid_file=_temporal_pid_file,
+        ),
     ]
     # local stand-ins for the message providers: a real SMTP server (aiosmtpd) and a GOV.UK
     # Notify-shaped SMS API, keeping what they receive under <home>/sinks/<instance>/
-    sinks = app_part("dev-sinks", _python("-m", "services.notifications.devsinks"),
-                     heartbeat_probe("dev-sinks"),
-                     urls=lambda s: [f"smtp://127.0.0.1:{s.api_port_base + 25}",
-                                     f"http://127.0.0.1:{s.api_port_base + 26}"])
+    sinks = app_part(
+        "dev-sinks",
+        _python("-m", "services.notifications.devsinks"),
+        heartbeat_probe("dev-sinks"),
+        urls=lambda s: [
+            f"smtp://127.0.0.1:{s.api_port_base + 25}",
+            f"http://127.0.0.1:{s.api_port_base + 26}",
+        ],
+    )
     sinks.local_only = True
     apps: list[Part] = [sinks]
     for service in BUILT_SERVICES:
         apps.append(_api(service))
         relay, consumer = part_name(service, "relay"), part_name(service, "consumer")
-        apps.append(app_part(relay, _python("-m", "shared.outbox", service),
-                             heartbeat_probe(relay)))
+        apps.append(
+            app_part(relay, _python("-m", "shared.outbox", service), heartbeat_probe(relay))
+        )
         if service in CONSUMING_SERVICES:
-            apps.append(app_part(consumer, _python("-m", f"services.{service}.consumers"),
-                                 heartbeat_probe(consumer)))
-    apps.append(app_part("notifications-dispatcher",
-                         _python("-m", "services.notifications.dispatcher"),
-                         heartbeat_probe("notifications-dispatcher")))
-    apps.append(app_part("journeys-relay", _python("-m", "shared.outbox", "journeys"),
-                         heartbeat_probe("journeys-relay")))
-    apps.append(app_part("journeys-worker", _python("-m", "workflows.journeys.worker"),
-                         worker_probe))
-    apps.append(app_part("journeys-bridge", _python("-m", "workflows.journeys.bridge"),
-                         heartbeat_probe("journeys-bridge")))
+            apps.append(
+                app_part(
+                    consumer,
+                    _python("-m", f"services.{service}.consumers"),
+                    heartbeat_probe(consumer),
+                )
+            )
+    apps.append(
+        app_part(
+            "notifications-dispatcher",
+            _python("-m", "services.notifications.dispatcher"),
+            heartbeat_probe("notifications-dispatcher"),
+        )
+    )
+    apps.append(
+        app_part(
+            "journeys-relay",
+            _python("-m", "shared.outbox", "journeys"),
+            heartbeat_probe("journeys-relay"),
+        )
+    )
+    apps.append(
+        app_part("journeys-worker", _python("-m", "workflows.journeys.worker"), worker_probe)
+    )
+    apps.append(
+        app_part(
+            "journeys-bridge",
+            _python("-m", "workflows.journeys.bridge"),
+            heartbeat_probe("journeys-bridge"),
+        )
+    )
     return infra + apps
 
 
@@ -787,6 +1028,7 @@ def part_by_name(name: str) -> Part:
 
 
 # --- the commands -------------------------------------------------------------------------------
+
 
 async def prepare(s: Settings) -> None:
     """Everything between the infrastructure being up and the Waymark processes starting."""
@@ -847,6 +1089,13 @@ async def status(s: Settings) -> list[dict[str, object]]:
         healthy = await p.probe(s)
         pid_file = p.pid_file(s)
         pid = read_pid(pid_file) if pid_file != Path() else None
-        rows.append({"part": p.name, "pid": pid or "-", "port": p.port(s) or "-",
-                     "healthy": healthy, "urls": p.urls(s)})
+        rows.append(
+            {
+                "part": p.name,
+                "pid": pid or "-",
+                "port": p.port(s) or "-",
+                "healthy": healthy,
+                "urls": p.urls(s),
+            }
+        )
     return rows

@@ -23,8 +23,9 @@ logger = logging.getLogger(__name__)
 _configured = False
 
 
-def setup_telemetry(service_name: str, settings: Settings,
-                    extra_processors: Iterable[SpanProcessor] = ()) -> None:
+def setup_telemetry(
+    service_name: str, settings: Settings, extra_processors: Iterable[SpanProcessor] = ()
+) -> None:
     """Install the global tracer and meter providers once per process.
 
     With `WAYMARK_OTLP_ENDPOINT` set, spans and metrics go there over OTLP/HTTP; without it
@@ -46,9 +47,13 @@ def setup_telemetry(service_name: str, settings: Settings,
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
         provider.add_span_processor(
-            BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{settings.otlp_endpoint}/v1/traces")))
-        readers.append(PeriodicExportingMetricReader(
-            OTLPMetricExporter(endpoint=f"{settings.otlp_endpoint}/v1/metrics")))
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{settings.otlp_endpoint}/v1/traces"))
+        )
+        readers.append(
+            PeriodicExportingMetricReader(
+                OTLPMetricExporter(endpoint=f"{settings.otlp_endpoint}/v1/metrics")
+            )
+        )
     for p in extra_processors:
         provider.add_span_processor(p)
     trace.set_tracer_provider(provider)
@@ -77,8 +82,11 @@ def context_from_traceparent(traceparent: str | None) -> otel_context.Context:
 
 
 def context_from_kafka_headers(headers: Iterable[tuple[str, bytes]] | None) -> otel_context.Context:
-    carrier = {k: v.decode(errors="replace") for k, v in (headers or ())
-               if k in ("traceparent", "tracestate")}
+    carrier = {
+        k: v.decode(errors="replace")
+        for k, v in (headers or ())
+        if k in ("traceparent", "tracestate")
+    }
     return propagate.extract(carrier)
 
 
@@ -106,12 +114,14 @@ class TracingMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        carrier: Mapping[str, str] = {k.decode("latin-1"): v.decode("latin-1")
-                                      for k, v in scope.get("headers", [])}
+        carrier: Mapping[str, str] = {
+            k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])
+        }
         ctx = propagate.extract(carrier)
         route = scope.get("path", "")
-        with self.tracer.start_as_current_span(f"{scope['method']} {route}", context=ctx,
-                                               kind=SpanKind.SERVER) as span:
+        with self.tracer.start_as_current_span(
+            f"{scope['method']} {route}", context=ctx, kind=SpanKind.SERVER
+        ) as span:
             span.set_attribute("http.request.method", scope["method"])
             span.set_attribute("url.path", route)
 
@@ -122,13 +132,18 @@ class TracingMiddleware:
                     if tp:
                         message.setdefault("headers", [])
                         message["headers"] = list(message["headers"]) + [
-                            (b"traceparent", tp.encode())]
+                            (b"traceparent", tp.encode())
+                        ]
                 await send(message)
 
             await self.app(scope, receive, send_wrapper)
 
 
-async def traced(name: str, ctx: otel_context.Context,
-                 fn: Callable[[], Awaitable[Any]], kind: SpanKind = SpanKind.CONSUMER) -> Any:
+async def traced(
+    name: str,
+    ctx: otel_context.Context,
+    fn: Callable[[], Awaitable[Any]],
+    kind: SpanKind = SpanKind.CONSUMER,
+) -> Any:
     with trace.get_tracer("waymark").start_as_current_span(name, context=ctx, kind=kind):
         return await fn()

@@ -27,8 +27,11 @@ class TopicSpec:
     def config(self, replication: int) -> dict[str, str]:
         # with one broker min.insync.replicas must be 1; in production (3 brokers) it is 2,
         # so an acks=all write survives the loss of one broker
-        return {"retention.ms": str(self.retention_ms), "cleanup.policy": self.cleanup_policy,
-                "min.insync.replicas": str(min(2, replication))}
+        return {
+            "retention.ms": str(self.retention_ms),
+            "cleanup.policy": self.cleanup_policy,
+            "min.insync.replicas": str(min(2, replication)),
+        }
 
 
 REFERRALS = "waymark.referrals.v1"
@@ -57,17 +60,26 @@ def all_topics() -> list[TopicSpec]:
 
 async def ensure_topics(settings: Settings, replication: int = 1, timeout: float = 60) -> list[str]:
     """Create every missing topic; return the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
-                                request_timeout_ms=int(timeout * 1000))
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=int(timeout * 1000)
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         wanted = [s for s in all_topics() if settings.topic(s.name) not in existing]
         if wanted:
             try:
-                await admin.create_topics([
-                    NewTopic(settings.topic(s.name), s.partitions, replication,
-                             topic_configs=s.config(replication)) for s in wanted])
+                await admin.create_topics(
+                    [
+                        NewTopic(
+                            settings.topic(s.name),
+                            s.partitions,
+                            replication,
+                            topic_configs=s.config(replication),
+                        )
+                        for s in wanted
+                    ]
+                )
             except TopicAlreadyExistsError:
                 pass  # a concurrent `up` created it first
         # wait until the broker reports them (metadata propagates asynchronously)

@@ -85,6 +85,7 @@ RISK_SEVERITY: Mapping[str, str] = {"phq9_item9": "urgent", "high_risk_band": "h
 # treatment completed, or advice and guidance followed by a referral, is the pathway working;
 # a door closed without treatment is what bouncing is made of.
 
+
 class Outcome(StrEnum):
     TREATED = "treated"  # care given: treatment completed, goals met, onward referral...
     ADVICE = "advice"  # returned with advice and guidance for the referrer to act on
@@ -133,8 +134,10 @@ CLOSURE_OUTCOMES: Mapping[str, Mapping[str, Outcome]] = {
 #: how an ending state with no (or an unknown) reason is read: a service's rejection or return
 #: is a closed door; a discharge is care given; a cancellation is administrative
 DEFAULT_OUTCOME: Mapping[str, Outcome] = {
-    "rejected": Outcome.NOT_TREATED, "returned": Outcome.NOT_TREATED,
-    "discharged": Outcome.TREATED, "cancelled": Outcome.ADMINISTRATIVE,
+    "rejected": Outcome.NOT_TREATED,
+    "returned": Outcome.NOT_TREATED,
+    "discharged": Outcome.TREATED,
+    "cancelled": Outcome.ADMINISTRATIVE,
 }
 
 #: how a reason reads in an explanation ("not accepted: does not meet the criteria")

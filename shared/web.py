@@ -48,10 +48,15 @@ from shared.telemetry import TracingMiddleware, setup_telemetry
 Lifespan = Callable[[FastAPI], Awaitable[None]]
 
 
-def create_app(service: str, *, title: str, description: str,
-               settings: Settings | None = None,
-               error_renderers: dict[str, AltRenderer] | None = None,
-               large_bodies: dict[str, int] | None = None) -> FastAPI:
+def create_app(
+    service: str,
+    *,
+    title: str,
+    description: str,
+    settings: Settings | None = None,
+    error_renderers: dict[str, AltRenderer] | None = None,
+    large_bodies: dict[str, int] | None = None,
+) -> FastAPI:
     """A service's app. The engine is built in the lifespan, never at import time.
 
     `large_bodies` lets the routes under a path prefix take bodies up to a larger size than
@@ -72,8 +77,14 @@ def create_app(service: str, *, title: str, description: str,
             await engine.dispose()
 
     # FastAPI's own docs pages load their scripts from a CDN: ours serve them (add_docs)
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan,
-                  docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="1.0.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     install_error_handlers(app, error_renderers)
     # the last added runs first: tracing, then the control-character guard (the address
     # only), then the rate limit (headers only, so a flood of large bodies is refused before
@@ -99,9 +110,11 @@ def create_app(service: str, *, title: str, description: str,
 #: where the docs pages' scripts and styles are served from: the copies the fastapi-offline
 #: package ships (Swagger UI and ReDoc), so no page of this origin runs a CDN's script
 DOCS_ASSETS = "/docs-assets"
-_DOCS_CSP = ("default-src 'self'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
-             "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; "
-             "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+_DOCS_CSP = (
+    "default-src 'self'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
 
 
@@ -112,18 +125,26 @@ def _docs_enabled(request: Request) -> bool:
 
 def _docs_page(request: Request, html: HTMLResponse) -> HTMLResponse:
     if not _docs_enabled(request):
-        raise NotFound("the API's docs are off in this deployment (set WAYMARK_API_DOCS=true "
-                       "to serve them); its description is at /openapi.json")
+        raise NotFound(
+            "the API's docs are off in this deployment (set WAYMARK_API_DOCS=true "
+            "to serve them); its description is at /openapi.json"
+        )
     # the page's one inline script (Swagger UI's set-up) is allowed by its hash, not by
     # allowing inline scripts
     body = bytes(html.body).decode()
     hashes = " ".join(
-        "'sha256-" + base64.b64encode(hashlib.sha256(m.group(1).encode()).digest()).decode()
-        + "'" for m in _INLINE_SCRIPT.finditer(body))
-    return HTMLResponse(body, headers={
-        "Content-Security-Policy": _DOCS_CSP.format(hashes=hashes).replace("  ", " "),
-        "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
-        "Cache-Control": "no-store"})
+        "'sha256-" + base64.b64encode(hashlib.sha256(m.group(1).encode()).digest()).decode() + "'"
+        for m in _INLINE_SCRIPT.finditer(body)
+    )
+    return HTMLResponse(
+        body,
+        headers={
+            "Content-Security-Policy": _DOCS_CSP.format(hashes=hashes).replace("  ", " "),
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "same-origin",
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 def add_docs(app: FastAPI, *, title: str) -> None:
@@ -135,12 +156,17 @@ def add_docs(app: FastAPI, *, title: str) -> None:
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
-        return _docs_page(request, get_swagger_ui_html(
-            openapi_url="/openapi.json", title=f"{title} – API",
-            oauth2_redirect_url=redirect,
-            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
-            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
-            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png"))
+        return _docs_page(
+            request,
+            get_swagger_ui_html(
+                openapi_url="/openapi.json",
+                title=f"{title} – API",
+                oauth2_redirect_url=redirect,
+                swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            ),
+        )
 
     @app.get(redirect, include_in_schema=False)
     async def swagger_ui_redirect(request: Request) -> HTMLResponse:
@@ -148,13 +174,20 @@ def add_docs(app: FastAPI, *, title: str) -> None:
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
-        return _docs_page(request, get_redoc_html(
-            openapi_url="/openapi.json", title=f"{title} – API",
-            redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
-            redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png", with_google_fonts=False))
+        return _docs_page(
+            request,
+            get_redoc_html(
+                openapi_url="/openapi.json",
+                title=f"{title} – API",
+                redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+                redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+                with_google_fonts=False,
+            ),
+        )
 
 
 # --- input limits -----------------------------------------------------------------------------
+
 
 def _app_settings(scope: Scope) -> Settings:
     # the app's own settings (set in its lifespan); the process's when no lifespan ran
@@ -162,9 +195,17 @@ def _app_settings(scope: Scope) -> Settings:
     return getattr(getattr(app, "state", None), "settings", None) or get_settings()
 
 
-async def _refuse(scope: Scope, send: Send, renderers: dict[str, AltRenderer] | None,
-                  status: int, title: str, detail: str, *, slug: str,
-                  headers: dict[str, str]) -> None:
+async def _refuse(
+    scope: Scope,
+    send: Send,
+    renderers: dict[str, AltRenderer] | None,
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    slug: str,
+    headers: dict[str, str],
+) -> None:
     """An error answered by a middleware, in the format the app's error handler would use
     (problem+json; a FHIR OperationOutcome under /fhir)."""
     path = scope.get("path", "")
@@ -194,8 +235,12 @@ class BodySizeLimit:
     is built and answers some of these cases in plain text, not problem+json.)
     """
 
-    def __init__(self, app: ASGIApp, renderers: dict[str, AltRenderer] | None = None,
-                 large_bodies: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        renderers: dict[str, AltRenderer] | None = None,
+        large_bodies: dict[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.renderers = renderers
         self.large_bodies = dict(large_bodies or {})
@@ -216,9 +261,16 @@ class BodySizeLimit:
         declared = next((v for k, v in scope.get("headers", []) if k == b"content-length"), None)
         if declared is not None:
             if not declared.strip().isdigit():
-                await _refuse(scope, send, self.renderers, 400, "Bad request",
-                              "Content-Length must be a number of bytes", slug="bad-request",
-                              headers={"Connection": "close"})
+                await _refuse(
+                    scope,
+                    send,
+                    self.renderers,
+                    400,
+                    "Bad request",
+                    "Content-Length must be a number of bytes",
+                    slug="bad-request",
+                    headers={"Connection": "close"},
+                )
                 return
             if int(declared) > limit:
                 await self._too_large(scope, send, limit)
@@ -247,9 +299,16 @@ class BodySizeLimit:
 
     async def _too_large(self, scope: Scope, send: Send, limit: int) -> None:
         # the unread body is left on the connection, so it is closed after the answer
-        await _refuse(scope, send, self.renderers, 413, "Request body too large",
-                      f"the request body is larger than this API accepts ({limit} bytes)",
-                      slug="payload-too-large", headers={"Connection": "close"})
+        await _refuse(
+            scope,
+            send,
+            self.renderers,
+            413,
+            "Request body too large",
+            f"the request body is larger than this API accepts ({limit} bytes)",
+            slug="payload-too-large",
+            headers={"Connection": "close"},
+        )
 
 
 #: C0 controls (NUL, tab, newline, escape ...) and DEL: never part of an address a client
@@ -270,10 +329,17 @@ class ControlCharacterGuard:
         if scope["type"] == "http":
             where = self._offending_part(scope)
             if where is not None:
-                await _refuse(scope, send, self.renderers, 400, "Bad request",
-                              f"the request's {where} holds a control character (such as "
-                              "NUL, a tab or a line break), which no valid request has",
-                              slug="bad-request", headers={})
+                await _refuse(
+                    scope,
+                    send,
+                    self.renderers,
+                    400,
+                    "Bad request",
+                    f"the request's {where} holds a control character (such as "
+                    "NUL, a tab or a line break), which no valid request has",
+                    slug="bad-request",
+                    headers={},
+                )
                 return
         await self.app(scope, receive, send)
 
@@ -307,8 +373,9 @@ class TokenBuckets:
     #: buckets kept before idle (full) ones are forgotten, so memory stays bounded
     MAX_KEYS = 50_000
 
-    def __init__(self, *, per_minute: int, burst: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, *, per_minute: int, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.rate = per_minute / 60.0  # tokens a second
         self.burst = float(burst)
         self.clock = clock
@@ -329,8 +396,11 @@ class TokenBuckets:
 
     def _forget_idle(self, now: float) -> None:
         # a bucket that has refilled is the same as no bucket
-        self._buckets = {k: (t, at) for k, (t, at) in self._buckets.items()
-                         if t + (now - at) * self.rate < self.burst}
+        self._buckets = {
+            k: (t, at)
+            for k, (t, at) in self._buckets.items()
+            if t + (now - at) * self.rate < self.burst
+        }
 
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -357,11 +427,18 @@ class WriteRateLimit:
             if wait > 0:
                 seconds = max(1, math.ceil(wait))
                 s = _app_settings(scope)
-                await _refuse(scope, send, self.renderers, 429, "Too many requests",
-                              f"you have sent more than {s.rate_limit_burst} changes in a burst "
-                              f"or {s.rate_limit_per_minute} a minute; try again in {seconds} "
-                              "s", slug="too-many-requests",
-                              headers={"Retry-After": str(seconds)})
+                await _refuse(
+                    scope,
+                    send,
+                    self.renderers,
+                    429,
+                    "Too many requests",
+                    f"you have sent more than {s.rate_limit_burst} changes in a burst "
+                    f"or {s.rate_limit_per_minute} a minute; try again in {seconds} "
+                    "s",
+                    slug="too-many-requests",
+                    headers={"Retry-After": str(seconds)},
+                )
                 return
         await self.app(scope, receive, send)
 
@@ -378,12 +455,14 @@ class WriteRateLimit:
         except Unauthenticated:
             return 0.0  # the route answers 401
         if self.buckets is None:
-            self.buckets = TokenBuckets(per_minute=s.rate_limit_per_minute,
-                                        burst=s.rate_limit_burst)
+            self.buckets = TokenBuckets(
+                per_minute=s.rate_limit_per_minute, burst=s.rate_limit_burst
+            )
         return self.buckets.take(f"{principal.org}/{principal.user}")
 
 
 # --- query values ---------------------------------------------------------------------------
+
 
 def _utc_in_range(value: datetime) -> datetime:
     # a time the API can compare with its rows: in UTC (a time without an offset is taken to
@@ -393,8 +472,9 @@ def _utc_in_range(value: datetime) -> datetime:
     try:
         return value.astimezone(UTC)
     except OverflowError:
-        raise ValueError("the date and time is out of range: in UTC it must fall between "
-                         "the years 1 and 9999") from None
+        raise ValueError(
+            "the date and time is out of range: in UTC it must fall between the years 1 and 9999"
+        ) from None
 
 
 #: a date and time in a query parameter: any ISO 8601 form pydantic reads, returned in UTC;
@@ -417,9 +497,16 @@ SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"description": text, "content": {"application/problem+json": {}}}
-    for status, text in [(401, "Not authenticated"), (403, "Forbidden"), (404, "Not found"),
-                         (409, "Conflict"), (412, "Precondition failed"),
-                         (422, "Invalid request"), (428, "Precondition required")]}
+    for status, text in [
+        (401, "Not authenticated"),
+        (403, "Forbidden"),
+        (404, "Not found"),
+        (409, "Conflict"),
+        (412, "Precondition failed"),
+        (422, "Invalid request"),
+        (428, "Precondition required"),
+    ]
+}
 
 
 def client_ip(request: Request) -> str | None:
@@ -443,8 +530,10 @@ def parse_etag(value: str) -> int:
 def expected_version(if_match: str | None) -> int:
     """The version an If-Match names; required, so a concurrent change is never overwritten."""
     if if_match is None:
-        raise PreconditionRequired('send If-Match with the ETag you read (e.g. If-Match: W/"3"),'
-                                   " so a concurrent change is not overwritten")
+        raise PreconditionRequired(
+            'send If-Match with the ETag you read (e.g. If-Match: W/"3"),'
+            " so a concurrent change is not overwritten"
+        )
     return parse_etag(if_match)
 
 
@@ -465,8 +554,9 @@ def _check_key(key: str) -> None:
         raise ValidationFailed("Idempotency-Key must be 1-200 printable characters")
 
 
-async def replay_or_none(session: AsyncSession, principal: Principal, key: str | None,
-                         fingerprint: str) -> JSONResponse | None:
+async def replay_or_none(
+    session: AsyncSession, principal: Principal, key: str | None, fingerprint: str
+) -> JSONResponse | None:
     """If this caller already sent this key, return the first response again.
 
     The advisory lock makes a concurrent retry with the same key wait for the first request
@@ -476,16 +566,24 @@ async def replay_or_none(session: AsyncSession, principal: Principal, key: str |
         return None
     _check_key(key)
     owner = f"{principal.org}/{principal.user}"
-    await session.exec(text("SELECT pg_advisory_xact_lock(hashtext(:k))")  # type: ignore[call-overload]
-                       .bindparams(k=f"{owner}|{key}"))
-    row = (await session.exec(text(  # type: ignore[call-overload]
-        "SELECT request_hash, status_code, response, headers FROM idempotency_key "
-        "WHERE principal = :p AND key = :k").bindparams(p=owner, k=key))).first()
+    await session.exec(
+        text("SELECT pg_advisory_xact_lock(hashtext(:k))").bindparams(k=f"{owner}|{key}")  # type: ignore[call-overload]
+    )
+    row = (
+        await session.exec(
+            text(  # type: ignore[call-overload]
+                "SELECT request_hash, status_code, response, headers FROM idempotency_key "
+                "WHERE principal = :p AND key = :k"
+            ).bindparams(p=owner, k=key)
+        )
+    ).first()
     if row is None:
         return None
     if row.request_hash != fingerprint:
-        raise Conflict("this Idempotency-Key was already used with a different request body; "
-                       "use a new key for a new request")
+        raise Conflict(
+            "this Idempotency-Key was already used with a different request body; "
+            "use a new key for a new request"
+        )
     headers = dict(row.headers)
     headers["Idempotent-Replayed"] = "true"
     return JSONResponse(row.response, status_code=row.status_code, headers=headers)
@@ -500,8 +598,13 @@ class Outcome:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-async def once_per_key(session: AsyncSession, principal: Principal, key: str | None,
-                       request: Any, act: Callable[[], Awaitable[Outcome]]) -> Response:
+async def once_per_key(
+    session: AsyncSession,
+    principal: Principal,
+    key: str | None,
+    request: Any,
+    act: Callable[[], Awaitable[Outcome]],
+) -> Response:
     """Do `act` once per Idempotency-Key: a retry with the same key and request gets the first
     answer again; the same key with another request is a 409. `request` is what identifies
     the request (what the client sent, never server-made defaults)."""
@@ -510,19 +613,33 @@ async def once_per_key(session: AsyncSession, principal: Principal, key: str | N
     if replay is not None:
         return replay
     outcome = await act()
-    await remember(session, principal, key, fingerprint, outcome.status, outcome.body,
-                   outcome.headers)
-    return JSONResponse(outcome.body, status_code=outcome.status,
-                        headers=outcome.headers or None)
+    await remember(
+        session, principal, key, fingerprint, outcome.status, outcome.body, outcome.headers
+    )
+    return JSONResponse(outcome.body, status_code=outcome.status, headers=outcome.headers or None)
 
 
-async def remember(session: AsyncSession, principal: Principal, key: str | None,
-                   fingerprint: str, status: int, body: Any,
-                   headers: dict[str, str] | None = None) -> None:
+async def remember(
+    session: AsyncSession,
+    principal: Principal,
+    key: str | None,
+    fingerprint: str,
+    status: int,
+    body: Any,
+    headers: dict[str, str] | None = None,
+) -> None:
     if key is None:
         return
-    await session.exec(text(  # type: ignore[call-overload]
-        "INSERT INTO idempotency_key (principal, key, request_hash, status_code, response, "
-        "headers) VALUES (:p, :k, :h, :s, CAST(:r AS JSONB), CAST(:hd AS JSONB))").bindparams(
-        p=f"{principal.org}/{principal.user}", k=key, h=fingerprint, s=status,
-        r=json.dumps(body, default=str), hd=json.dumps(headers or {})))
+    await session.exec(
+        text(  # type: ignore[call-overload]
+            "INSERT INTO idempotency_key (principal, key, request_hash, status_code, response, "
+            "headers) VALUES (:p, :k, :h, :s, CAST(:r AS JSONB), CAST(:hd AS JSONB))"
+        ).bindparams(
+            p=f"{principal.org}/{principal.user}",
+            k=key,
+            h=fingerprint,
+            s=status,
+            r=json.dumps(body, default=str),
+            hd=json.dumps(headers or {}),
+        )
+    )

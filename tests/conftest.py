@@ -35,9 +35,12 @@ for _name, _value in {
     # the default journey rules, plus one test-only category of service that must triage
     # within a minute (the browser tests watch a real stall happen; no other test refers to it)
     "WAYMARK_JOURNEY_RULES": os.pathsep.join(
-        os.path.join(_REPO, *parts) for parts in (("workflows", "journeys", "rules.toml"),
-                                                   ("tests", "dashboard",
-                                                    "fast_triage_rules.toml"))),
+        os.path.join(_REPO, *parts)
+        for parts in (
+            ("workflows", "journeys", "rules.toml"),
+            ("tests", "dashboard", "fast_triage_rules.toml"),
+        )
+    ),
 }.items():
     os.environ.setdefault(_name, _value)
 
@@ -124,8 +127,9 @@ async def new_topic(infra: Settings) -> AsyncIterator[str]:
         await admin.close()
 
 
-def token(s: Settings, *, role: str | list[str], org: str, ics: str = "ICS-1",
-          sub: str | None = None) -> str:
+def token(
+    s: Settings, *, role: str | list[str], org: str, ics: str = "ICS-1", sub: str | None = None
+) -> str:
     roles = [role] if isinstance(role, str) else role
     return mint_token(s, sub=sub or f"user-{uuid.uuid4().hex[:6]}", roles=roles, org=org, ics=ics)
 
@@ -155,11 +159,17 @@ async def publish_directory_state(s: Settings, sessions, services) -> None:  # t
 
     async with unit_of_work(sessions) as session:
         for service_id, org, category, status in services:
-            data = ServicePublished(service_id=service_id, organization_id=f"org-{org}",
-                                    org_code=org, category=category, status=status,
-                                    conditions=["persistent_pain"])
-            await apply_directory_event(session=session, event=make_event(data, subject=service_id),
-                                        data=data, settings=s)
+            data = ServicePublished(
+                service_id=service_id,
+                organization_id=f"org-{org}",
+                org_code=org,
+                category=category,
+                status=status,
+                conditions=["persistent_pain"],
+            )
+            await apply_directory_event(
+                session=session, event=make_event(data, subject=service_id), data=data, settings=s
+            )
 
 
 @pytest.fixture(scope="session")
@@ -183,6 +193,7 @@ async def referrals_client(infra: Settings, known_services) -> AsyncIterator[htt
 # The Temporal client's native (Rust) runtime threads can abort a finalising interpreter
 # ("PyGILState_Release ... finalizing"), which would turn a passing run into exit code 134.
 # After pytest has reported everything, exit with its own status without finalisation.
+
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     session.config.stash[_EXIT] = int(exitstatus)

@@ -47,9 +47,12 @@ def synthetic_nhs_number(rng: random.Random | None = None) -> str:
 
 def referral_body(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "patient": {"nhs_number": synthetic_nhs_number(), "given_name": "Alex",
-                    "family_name": f"Synthetic-{uuid.uuid4().hex[:6]}",
-                    "birth_date": "1972-03-04"},
+        "patient": {
+            "nhs_number": synthetic_nhs_number(),
+            "given_name": "Alex",
+            "family_name": f"Synthetic-{uuid.uuid4().hex[:6]}",
+            "birth_date": "1972-03-04",
+        },
         "source": "gp",
         "from_practitioner": "Dr Test",
         "to_org": "PAIN-1",
@@ -64,17 +67,27 @@ def referral_body(**overrides: Any) -> dict[str, Any]:
     return body
 
 
-async def read_topic(s: Settings, topic: str, *, until: Callable[[list[ConsumerRecord]], bool],
-                     timeout: float = 30, from_offsets: dict[TopicPartition, int] | None = None
-                     ) -> list[ConsumerRecord]:
+async def read_topic(
+    s: Settings,
+    topic: str,
+    *,
+    until: Callable[[list[ConsumerRecord]], bool],
+    timeout: float = 30,
+    from_offsets: dict[TopicPartition, int] | None = None,
+) -> list[ConsumerRecord]:
     """Read a topic from the start (or given offsets) until `until(records)` holds."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers, enable_auto_commit=False,
-                                group_id=None, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=s.bootstrap_servers,
+        enable_auto_commit=False,
+        group_id=None,
+        auto_offset_reset="earliest",
+    )
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p)
-                      for p in (consumer.partitions_for_topic(topic) or
-                                await _partitions(consumer, topic))]
+        partitions = [
+            TopicPartition(topic, p)
+            for p in (consumer.partitions_for_topic(topic) or await _partitions(consumer, topic))
+        ]
         consumer.assign(partitions)
         for tp in partitions:
             if from_offsets and tp in from_offsets:
@@ -85,8 +98,9 @@ async def read_topic(s: Settings, topic: str, *, until: Callable[[list[ConsumerR
         deadline = asyncio.get_running_loop().time() + timeout
         while not until(records):
             if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"condition not met on {topic} within {timeout}s; "
-                                     f"read {len(records)} records")
+                raise AssertionError(
+                    f"condition not met on {topic} within {timeout}s; read {len(records)} records"
+                )
             for recs in (await consumer.getmany(timeout_ms=300)).values():
                 records.extend(recs)
         return records
@@ -109,8 +123,9 @@ async def end_offsets(s: Settings, topic: str) -> dict[TopicPartition, int]:
         await consumer.stop()
 
 
-async def eventually(check: Callable[[], Any], *, timeout: float = 30,
-                     interval: float = 0.2) -> Any:
+async def eventually(
+    check: Callable[[], Any], *, timeout: float = 30, interval: float = 0.2
+) -> Any:
     """Poll an async or sync check until it returns a truthy value (not a timing assertion:
     the deadline only stops a broken test from hanging)."""
     deadline = asyncio.get_running_loop().time() + timeout
@@ -125,13 +140,18 @@ async def eventually(check: Callable[[], Any], *, timeout: float = 30,
     raise AssertionError(f"condition not met within {timeout}s (last value {last!r})")
 
 
-def send_case(case: Any, headers: dict[str, str], loop: asyncio.AbstractEventLoop,
-              client: httpx.AsyncClient) -> httpx.Response:
+def send_case(
+    case: Any, headers: dict[str, str], loop: asyncio.AbstractEventLoop, client: httpx.AsyncClient
+) -> httpx.Response:
     """Send a schemathesis case through an in-process client, on the session's loop, as
     httpx would send it (JSON, raw bytes or form data)."""
     kw = case.as_transport_kwargs(base_url=str(client.base_url), headers=headers)
-    request: dict[str, Any] = {"method": kw["method"], "url": kw["url"],
-                               "headers": kw.get("headers"), "params": kw.get("params")}
+    request: dict[str, Any] = {
+        "method": kw["method"],
+        "url": kw["url"],
+        "headers": kw.get("headers"),
+        "params": kw.get("params"),
+    }
     if "json" in kw:
         request["json"] = kw["json"]
     elif isinstance(kw.get("data"), bytes | str):
@@ -141,8 +161,14 @@ def send_case(case: Any, headers: dict[str, str], loop: asyncio.AbstractEventLoo
     return loop.run_until_complete(client.request(**request))
 
 
-async def relate(s: Settings, nhs_number: str, org: str, *, to_org: str = "SVC-RELATE",
-                 registered_practice: str | None = None) -> str:
+async def relate(
+    s: Settings,
+    nhs_number: str,
+    org: str,
+    *,
+    to_org: str = "SVC-RELATE",
+    registered_practice: str | None = None,
+) -> str:
     """Give `org` a care relationship with the person as production does: a referral event
     from `org` applied by the care plans consumer's own handler (in the test database). For
     tests that start a care plan without waiting for a referral to travel through Kafka.
@@ -154,10 +180,16 @@ async def relate(s: Settings, nhs_number: str, org: str, *, to_org: str = "SVC-R
     from shared.pseudonym import pseudonymise
 
     patient_id = pseudonymise(nhs_number.replace(" ", ""), s)
-    data = ReferralSubmitted(referral_id=str(uuid.uuid4()), from_org=org, to_org=to_org,
-                             to_service_id="svc-relate", service_category="msk_physiotherapy",
-                             priority="routine", state="submitted",
-                             registered_practice=registered_practice)
+    data = ReferralSubmitted(
+        referral_id=str(uuid.uuid4()),
+        from_org=org,
+        to_org=to_org,
+        to_service_id="svc-relate",
+        service_category="msk_physiotherapy",
+        priority="routine",
+        state="submitted",
+        registered_practice=registered_practice,
+    )
     event = make_event(data, subject=patient_id)
     engine = make_engine(s, "care_plans")
     try:
@@ -168,8 +200,9 @@ async def relate(s: Settings, nhs_number: str, org: str, *, to_org: str = "SVC-R
     return patient_id
 
 
-async def create_care_plan(http: httpx.AsyncClient, headers: dict[str, str],
-                           body: dict[str, Any], *, timeout: float = 30) -> httpx.Response:
+async def create_care_plan(
+    http: httpx.AsyncClient, headers: dict[str, str], body: dict[str, Any], *, timeout: float = 30
+) -> httpx.Response:
     """POST /care-plans once the caller's care relationship has arrived: a referral made a
     moment ago reaches the care plans service through Kafka, and until then it answers 403
     `no_relationship`. Returns the first other answer."""

@@ -35,21 +35,23 @@ def _referral_id(record) -> str | None:  # type: ignore[no-untyped-def]
 async def _journey(client: Client, patient_id: str):  # type: ignore[no-untyped-def]
     try:
         return await client.get_workflow_handle(workflow_id(patient_id)).query(
-            PatientJourney.journey)
+            PatientJourney.journey
+        )
     except Exception:  # noqa: BLE001 - not started yet
         return None
 
 
 async def _post_referral_to_running_api(s) -> httpx.Response:  # type: ignore[no-untyped-def]
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{s.api_port('referrals')}",
-                                 timeout=10) as http:
-        return await http.post("/referrals", json=referral_body(),
-                               headers=auth(s, role="clinician", org="GP-E2E"))
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{s.api_port('referrals')}", timeout=10
+    ) as http:
+        return await http.post(
+            "/referrals", json=referral_body(), headers=auth(s, role="clinician", org="GP-E2E")
+        )
 
 
 class TestFirstEventEndToEnd:
-    async def test_a_referral_posted_over_http_appears_in_the_patients_journey(
-            self, running_apps):
+    async def test_a_referral_posted_over_http_appears_in_the_patients_journey(self, running_apps):
         s = running_apps
         resp = await _post_referral_to_running_api(s)
         assert resp.status_code == 201, resp.text
@@ -62,24 +64,28 @@ class TestFirstEventEndToEnd:
 
         view = await eventually(shows_referral, timeout=60)
         assert [(e.referral_id, e.current.state) for e in view.episodes] == [
-            (referral["id"], "submitted")]
+            (referral["id"], "submitted")
+        ]
         assert view.episodes[0].to_org == "PAIN-1"
 
     async def test_a_second_delivery_of_the_same_event_is_ignored_by_the_workflow(
-            self, running_apps):
+        self, running_apps
+    ):
         s = running_apps
         resp = await _post_referral_to_running_api(s)
         referral = resp.json()
         topic = s.topic(REFERRALS)
-        records = await read_topic(s, topic, until=lambda rs: any(
-            _referral_id(r) == referral["id"] for r in rs))
+        records = await read_topic(
+            s, topic, until=lambda rs: any(_referral_id(r) == referral["id"] for r in rs)
+        )
         original = next(r for r in records if _referral_id(r) == referral["id"])
         # publish the very same event again, as a relay restarted mid-batch would
         producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all")
         await producer.start()
         try:
-            await producer.send_and_wait(topic, value=original.value, key=original.key,
-                                         headers=list(original.headers))
+            await producer.send_and_wait(
+                topic, value=original.value, key=original.key, headers=list(original.headers)
+            )
         finally:
             await producer.stop()
         client = await Client.connect(s.temporal_target, namespace=s.temporal_namespace)
@@ -90,21 +96,23 @@ class TestFirstEventEndToEnd:
 
         view = await eventually(duplicate_seen, timeout=60)
         assert view.events_applied == 1
-        assert [st.event_type for st in view.episodes[0].steps] == [
-            "uk.waymark.referral.submitted"]
+        assert [st.event_type for st in view.episodes[0].steps] == ["uk.waymark.referral.submitted"]
 
 
 class TestTracePropagation:
     async def test_one_trace_id_spans_the_http_request_the_relay_and_the_consumer(
-            self, infra, referrals_client):
+        self, infra, referrals_client
+    ):
         s = infra
         exporter = InMemorySpanExporter()
         setup_telemetry("tests", s, extra_processors=[SimpleSpanProcessor(exporter)])
         trace_id = uuid.uuid4().hex
         incoming = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"
         resp = await referrals_client.post(
-            "/referrals", json=referral_body(),
-            headers={**auth(s, role="clinician", org="GP-TRACE"), "traceparent": incoming})
+            "/referrals",
+            json=referral_body(),
+            headers={**auth(s, role="clinician", org="GP-TRACE"), "traceparent": incoming},
+        )
         assert resp.status_code == 201, resp.text
         referral = resp.json()
         assert resp.headers["traceparent"].split("-")[1] == trace_id
@@ -118,18 +126,27 @@ class TestTracePropagation:
             await relay.publish_batch()
         finally:
             await relay.stop()
-        records = await read_topic(s, s.topic(REFERRALS), until=lambda rs: any(
-            _referral_id(r) == referral["id"] for r in rs))
+        records = await read_topic(
+            s,
+            s.topic(REFERRALS),
+            until=lambda rs: any(_referral_id(r) == referral["id"] for r in rs),
+        )
         record = next(r for r in records if _referral_id(r) == referral["id"])
         header = dict(record.headers)["traceparent"].decode()
         assert header.split("-")[1] == trace_id, "the Kafka message continues the HTTP trace"
 
         # the consumer side: the bridge handles the record inside a span of the same trace,
         # and the Temporal client call it makes is traced too
-        client = await Client.connect(s.temporal_target, namespace=s.temporal_namespace,
-                                      interceptors=[TracingInterceptor()])
-        consumer = IdempotentConsumer(name=s.topic("trace-test"), topics=[s.topic(REFERRALS)],
-                                      handler=Bridge(client).handle, settings=s, sessions=None)
+        client = await Client.connect(
+            s.temporal_target, namespace=s.temporal_namespace, interceptors=[TracingInterceptor()]
+        )
+        consumer = IdempotentConsumer(
+            name=s.topic("trace-test"),
+            topics=[s.topic(REFERRALS)],
+            handler=Bridge(client).handle,
+            settings=s,
+            sessions=None,
+        )
         await consumer.dlq_producer.start()
         try:
             await consumer.process(record)
@@ -148,7 +165,8 @@ class TestTracePropagation:
 
 class TestAlertEndToEnd:
     async def test_a_re_referral_over_http_becomes_an_alert_in_the_read_model_and_on_the_topic(
-            self, running_apps, journey_sessions):
+        self, running_apps, journey_sessions
+    ):
         from sqlalchemy import text
 
         from shared.db import unit_of_work
@@ -156,35 +174,49 @@ class TestAlertEndToEnd:
         from tests.helpers import synthetic_nhs_number
 
         s = running_apps
-        patient = {"nhs_number": synthetic_nhs_number(), "given_name": "Alex",
-                   "family_name": "Synthetic-loop", "birth_date": "1980-01-01"}
+        patient = {
+            "nhs_number": synthetic_nhs_number(),
+            "given_name": "Alex",
+            "family_name": "Synthetic-loop",
+            "birth_date": "1980-01-01",
+        }
         base = f"http://127.0.0.1:{s.api_port('referrals')}"
         gp = auth(s, role="clinician", org="GP-LOOP")
         pain = auth(s, role="service_staff", org="PAIN-1")
         async with httpx.AsyncClient(base_url=base, timeout=10) as http:
-            first = (await http.post("/referrals", json=referral_body(patient=patient),
-                                     headers=gp)).json()
+            first = (
+                await http.post("/referrals", json=referral_body(patient=patient), headers=gp)
+            ).json()
             rejected = await http.post(
                 f"/referrals/{first['id']}/reject",
                 json={"reason_code": "does-not-meet-criteria"},
-                headers={**pain, "If-Match": 'W/"1"'})
+                headers={**pain, "If-Match": 'W/"1"'},
+            )
             assert rejected.status_code == 200, rejected.text
-            again = await http.post("/referrals", json=referral_body(patient=patient),
-                                    headers=gp)
+            again = await http.post("/referrals", json=referral_body(patient=patient), headers=gp)
             assert again.status_code == 201, again.text
         patient_id = first["patient_id"]
 
         async def alert_row():  # type: ignore[no-untyped-def]
             async with unit_of_work(journey_sessions) as session:
-                return (await session.exec(text(
-                    "SELECT alert_id, rule, status, explanation FROM journey_alert "
-                    "WHERE patient_id = :p").bindparams(p=patient_id))).first()
+                return (
+                    await session.exec(
+                        text(
+                            "SELECT alert_id, rule, status, explanation FROM journey_alert "
+                            "WHERE patient_id = :p"
+                        ).bindparams(p=patient_id)
+                    )
+                ).first()
 
         row = await eventually(alert_row, timeout=60)
         assert row.rule == "looping.re_referral" and row.status == "open"
         assert "did not accept" in row.explanation
-        records = await read_topic(s, s.topic(JOURNEYS), until=lambda rs: any(
-            r.key == patient_id.encode() for r in rs), timeout=60)
+        records = await read_topic(
+            s,
+            s.topic(JOURNEYS),
+            until=lambda rs: any(r.key == patient_id.encode() for r in rs),
+            timeout=60,
+        )
         alert_events = [json.loads(r.value) for r in records if r.key == patient_id.encode()]
         assert alert_events[0]["type"] == "uk.waymark.journey.alert.raised"
         assert alert_events[0]["data"]["rule"] == "looping.re_referral"
@@ -192,7 +224,8 @@ class TestAlertEndToEnd:
         assert patient["nhs_number"] not in json.dumps(alert_events)
 
     async def test_a_phq9_safety_flag_from_the_care_plan_is_an_urgent_alert_at_once(
-            self, running_apps, journey_sessions):
+        self, running_apps, journey_sessions
+    ):
         from aiokafka import AIOKafkaProducer
         from sqlalchemy import text
 
@@ -204,23 +237,37 @@ class TestAlertEndToEnd:
 
         s = running_apps
         patient_id = f"pt_safety_{uuid.uuid4().hex[:10]}"
-        event = make_event(AssessmentRecorded(
-            plan_id="plan-1", assessment_id=f"phq9-{uuid.uuid4().hex[:6]}", instrument="PHQ-9",
-            total=8, band="mild", safety_flag=True), subject=patient_id)
+        event = make_event(
+            AssessmentRecorded(
+                plan_id="plan-1",
+                assessment_id=f"phq9-{uuid.uuid4().hex[:6]}",
+                instrument="PHQ-9",
+                total=8,
+                band="mild",
+                safety_flag=True,
+            ),
+            subject=patient_id,
+        )
         producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all")
         await producer.start()
         try:
-            await producer.send_and_wait(s.topic(CARE_PLANS),
-                                         value=event_bytes(event.model_dump(mode="json")),
-                                         key=patient_id.encode())
+            await producer.send_and_wait(
+                s.topic(CARE_PLANS),
+                value=event_bytes(event.model_dump(mode="json")),
+                key=patient_id.encode(),
+            )
         finally:
             await producer.stop()
 
         async def alert_row():  # type: ignore[no-untyped-def]
             async with unit_of_work(journey_sessions) as session:
-                return (await session.exec(text(
-                    "SELECT rule, severity, status FROM journey_alert WHERE patient_id = :p")
-                    .bindparams(p=patient_id))).first()
+                return (
+                    await session.exec(
+                        text(
+                            "SELECT rule, severity, status FROM journey_alert WHERE patient_id = :p"
+                        ).bindparams(p=patient_id)
+                    )
+                ).first()
 
         row = await eventually(alert_row, timeout=60)
         assert (row.rule, row.severity, row.status) == ("safety.phq9_item9", "urgent", "open")
@@ -230,14 +277,18 @@ class TestAlertEndToEnd:
         from shared.topics import NOTIFICATIONS
 
         alert_id = (await journey_row(journey_sessions, patient_id)).alert_id
-        action = make_event(AlertActionTaken(alert_id=alert_id, action="acknowledge",
-                                             actor="coord-e2e"), subject=patient_id)
+        action = make_event(
+            AlertActionTaken(alert_id=alert_id, action="acknowledge", actor="coord-e2e"),
+            subject=patient_id,
+        )
         producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all")
         await producer.start()
         try:
-            await producer.send_and_wait(s.topic(NOTIFICATIONS),
-                                         value=event_bytes(action.model_dump(mode="json")),
-                                         key=patient_id.encode())
+            await producer.send_and_wait(
+                s.topic(NOTIFICATIONS),
+                value=event_bytes(action.model_dump(mode="json")),
+                key=patient_id.encode(),
+            )
         finally:
             await producer.stop()
 
@@ -255,6 +306,10 @@ async def journey_row(sessions, patient_id: str):  # type: ignore[no-untyped-def
     from shared.db import unit_of_work
 
     async with unit_of_work(sessions) as session:
-        return (await session.exec(text(
-            "SELECT alert_id, status, assignee FROM journey_alert WHERE patient_id = :p")
-            .bindparams(p=patient_id))).first()
+        return (
+            await session.exec(
+                text(
+                    "SELECT alert_id, status, assignee FROM journey_alert WHERE patient_id = :p"
+                ).bindparams(p=patient_id)
+            )
+        ).first()

@@ -28,8 +28,13 @@ from workflows.journeys.workflows import PatientJourney
 
 
 def _waymark(settings, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    return subprocess.run([sys.executable, "-m", "shared.cli", *args], capture_output=True,
-                          text=True, env=settings_env(settings), timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "shared.cli", *args],
+        capture_output=True,
+        text=True,
+        env=settings_env(settings),
+        timeout=300,
+    )
 
 
 class TestStack:
@@ -50,8 +55,9 @@ class TestStack:
         assert not await stack.temporal_probe(dead)
 
     def test_kafka_runs_in_kraft_mode_on_loopback_without_auto_created_topics(self, infra):
-        props = dict(line.split("=", 1) for line in
-                     stack.kafka_properties(infra).splitlines() if "=" in line)
+        props = dict(
+            line.split("=", 1) for line in stack.kafka_properties(infra).splitlines() if "=" in line
+        )
         assert props["process.roles"] == "broker,controller"
         assert props["auto.create.topics.enable"] == "false"
         assert props["listeners"].startswith("PLAINTEXT://127.0.0.1:")
@@ -62,8 +68,15 @@ class TestCli:
     def test_status_reports_every_part_with_its_health(self, running_apps):
         res = _waymark(running_apps, "status", "--json")
         rows = {r["part"]: r for r in json.loads(res.stdout)}
-        assert {"postgres", "kafka", "temporal", "referrals-api", "referrals-relay",
-                "journeys-worker", "journeys-bridge"} <= set(rows)
+        assert {
+            "postgres",
+            "kafka",
+            "temporal",
+            "referrals-api",
+            "referrals-relay",
+            "journeys-worker",
+            "journeys-bridge",
+        } <= set(rows)
         assert all(r["healthy"] for r in rows.values()), rows
         assert res.returncode == 0
         assert rows["referrals-api"]["port"] == running_apps.api_port("referrals")
@@ -82,8 +95,18 @@ class TestCli:
         assert res.returncode == 0, res.stderr
 
     def test_token_mints_a_verifiable_token_with_roles_and_organisation(self, infra):
-        res = _waymark(infra, "token", "--role", "coordinator", "--role", "clinician",
-                       "--org", "ICS-1", "--sub", "u-42")
+        res = _waymark(
+            infra,
+            "token",
+            "--role",
+            "coordinator",
+            "--role",
+            "clinician",
+            "--org",
+            "ICS-1",
+            "--sub",
+            "u-42",
+        )
         assert res.returncode == 0, res.stderr
         p = verify_token(infra, res.stdout.strip())
         assert p.user == "u-42" and p.org == "ICS-1"
@@ -114,13 +137,19 @@ class TestSeed:
     PEOPLE = 60
 
     async def test_seed_loads_the_demo_and_a_population_that_raises_its_alerts_once(
-            self, running_apps):
+        self, running_apps
+    ):
         s = running_apps
         population_seed = random.randrange(10**6, 10**7)
         args = ("seed", "--people", str(self.PEOPLE), "--population-seed", str(population_seed))
-        journeys = generate(self.PEOPLE, seed=population_seed, now=datetime.now(UTC),
-                            patient_prefix=POPULATION_PREFIX, months=POPULATION_MONTHS,
-                            mix=DEMO_MIX)
+        journeys = generate(
+            self.PEOPLE,
+            seed=population_seed,
+            now=datetime.now(UTC),
+            patient_prefix=POPULATION_PREFIX,
+            months=POPULATION_MONTHS,
+            mix=DEMO_MIX,
+        )
         labelled = {(j.patient_id, r) for j in journeys for r in j.expected_rules}
         # the ambiguous templates' alerts depend on when events reach the journey
         # (bench/alert_quality.py measures them apart): the clear-cut ones are exact
@@ -133,13 +162,17 @@ class TestSeed:
         assert "85 directory services, 6 referrals and 2 care plans" in first.stdout
         assert "notification preferences of 4 demo referrers" in first.stdout
         events = sum(len(j.events) for j in journeys)
-        assert (f"synthetic population: {self.PEOPLE} people over 12 months, {events} referral "
-                f"events on {s.topic(REFERRALS)}") in first.stdout
+        assert (
+            f"synthetic population: {self.PEOPLE} people over 12 months, {events} referral "
+            f"events on {s.topic(REFERRALS)}"
+        ) in first.stdout
         assert "exist only as events: the referrals service does not hold them" in first.stdout
         loops = sum(1 for _, r in labelled if r.startswith("looping."))
         assert f"raise {loops} loop and {len(labelled) - loops} stall alerts" in first.stdout
-        assert (f"dashboard: http://127.0.0.1:{s.api_port('notifications')}/dashboard/login"
-                in first.stdout)
+        assert (
+            f"dashboard: http://127.0.0.1:{s.api_port('notifications')}/dashboard/login"
+            in first.stdout
+        )
 
         engine = make_engine(s, "notifications")
         sessions = make_sessionmaker(engine)
@@ -147,29 +180,47 @@ class TestSeed:
 
         async def inbox() -> set[tuple[str, str]]:
             async with sessions() as session:
-                rows = (await session.exec(text(  # type: ignore[call-overload]
-                    "SELECT patient_id, rule FROM alert WHERE patient_id LIKE :p").bindparams(
-                    p=prefix))).all()
+                rows = (
+                    await session.exec(
+                        text(  # type: ignore[call-overload]
+                            "SELECT patient_id, rule FROM alert WHERE patient_id LIKE :p"
+                        ).bindparams(p=prefix)
+                    )
+                ).all()
             return {(r.patient_id, r.rule) for r in rows if r.patient_id in clear}
 
         async def counts() -> tuple[int, int, int]:
             async with sessions() as session:
-                row = (await session.exec(text(  # type: ignore[call-overload]
-                    """SELECT (SELECT count(*) FROM alert WHERE patient_id LIKE :p) AS alerts,
+                row = (
+                    await session.exec(
+                        text(  # type: ignore[call-overload]
+                            """
+                            SELECT (SELECT count(*) FROM alert WHERE patient_id LIKE :p) AS alerts,
                               (SELECT count(*) FROM referral_history
                                 WHERE patient_id LIKE :p) AS history,
                               (SELECT count(*) FROM message WHERE patient_id LIKE :p
                                 AND audience NOT IN ('alert_orgs', 'duty_rota')) AS messages
-                    """).bindparams(p=prefix))).one()
+                    """
+                        ).bindparams(p=prefix)
+                    )
+                ).one()
             return row.alerts, row.history, row.messages
 
         client = await Client.connect(s.temporal_target, namespace=s.temporal_namespace)
 
         async def journeys_saw_everything_twice() -> bool:
-            views = await asyncio.gather(*(client.get_workflow_handle(
-                workflow_id(j.patient_id)).query(PatientJourney.journey) for j in journeys))
-            return all(v.events_applied == len(j.events) <= v.duplicates_ignored
-                       for v, j in zip(views, journeys, strict=True))
+            views = await asyncio.gather(
+                *(
+                    client.get_workflow_handle(workflow_id(j.patient_id)).query(
+                        PatientJourney.journey
+                    )
+                    for j in journeys
+                )
+            )
+            return all(
+                v.events_applied == len(j.events) <= v.duplicates_ignored
+                for v, j in zip(views, journeys, strict=True)
+            )
 
         try:
             # loops at once, stalls once each journey's events have settled (60 s)
@@ -186,16 +237,18 @@ class TestSeed:
             # every journey received each event again and ignored it, and the notifications
             # consumer has read them all: still the same alerts, history and (no) messages
             await eventually(journeys_saw_everything_twice, timeout=60, interval=1)
-            await eventually(lambda: _caught_up(s, s.topic("notifications"),
-                                                s.topic(REFERRALS)), timeout=60, interval=1)
+            await eventually(
+                lambda: _caught_up(s, s.topic("notifications"), s.topic(REFERRALS)),
+                timeout=60,
+                interval=1,
+            )
             assert await inbox() == expected
             assert await counts() == before  # nothing twice
         finally:
             await engine.dispose()
 
 
-async def _contains(found: Awaitable[set[tuple[str, str]]],
-                    expected: set[tuple[str, str]]) -> bool:
+async def _contains(found: Awaitable[set[tuple[str, str]]], expected: set[tuple[str, str]]) -> bool:
     return expected <= await found
 
 

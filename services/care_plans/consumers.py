@@ -22,8 +22,9 @@ CONSUMER_NAME = "care-plans-referrals"
 
 
 class ReferralEvents:
-    async def handle(self, session: AsyncSession | None, event: CloudEvent,
-                     _record: ConsumerRecord) -> None:
+    async def handle(
+        self, session: AsyncSession | None, event: CloudEvent, _record: ConsumerRecord
+    ) -> None:
         assert session is not None
         data = REGISTRY.parse(event)
         if not isinstance(data, ReferralEventData):
@@ -31,13 +32,18 @@ class ReferralEvents:
         await apply_referral_event(session=session, event=event, data=data)
 
 
-def build_consumer(settings: Settings, sessions: async_sessionmaker[AsyncSession],
-                   **kw: object) -> IdempotentConsumer:
+def build_consumer(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], **kw: object
+) -> IdempotentConsumer:
     load_all()
-    return IdempotentConsumer(name=settings.topic(CONSUMER_NAME),
-                              topics=[settings.topic(REFERRALS)],
-                              handler=ReferralEvents().handle, settings=settings,
-                              sessions=sessions, **kw)  # type: ignore[arg-type]
+    return IdempotentConsumer(
+        name=settings.topic(CONSUMER_NAME),
+        topics=[settings.topic(REFERRALS)],
+        handler=ReferralEvents().handle,
+        settings=settings,
+        sessions=sessions,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def main() -> None:

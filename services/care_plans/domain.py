@@ -68,19 +68,26 @@ class InstrumentSpec:
 
     @property
     def max_total(self) -> int:
-        return sum(max(s for _, _, s in self.answers_for(i))
-                   for i in range(1, self.item_count + 1))
+        return sum(max(s for _, _, s in self.answers_for(i)) for i in range(1, self.item_count + 1))
 
 
 # --- the configuration: every answer score, band edge and threshold, with its source ---------
 
-_FREQUENCY = (("0", "Not at all", 0), ("1", "Several days", 1),
-              ("2", "More than half the days", 2), ("3", "Nearly every day", 3))
+_FREQUENCY = (
+    ("0", "Not at all", 0),
+    ("1", "Several days", 1),
+    ("2", "More than half the days", 2),
+    ("3", "Nearly every day", 3),
+)
 _AGREE = (("disagree", "Disagree", 0), ("agree", "Agree", 1))
 # STarT Back item 9: only "very much" and "extremely" score (Keele scoring guide)
-_BOTHERSOME = (("not_at_all", "Not at all", 0), ("slightly", "Slightly", 0),
-               ("moderately", "Moderately", 0), ("very_much", "Very much", 1),
-               ("extremely", "Extremely", 1))
+_BOTHERSOME = (
+    ("not_at_all", "Not at all", 0),
+    ("slightly", "Slightly", 0),
+    ("moderately", "Moderately", 0),
+    ("very_much", "Very much", 1),
+    ("extremely", "Extremely", 1),
+)
 
 START_BACK_DISTRESS_ITEMS = (5, 6, 7, 8, 9)  # Hill et al. 2008: the psychosocial subscale
 START_BACK_LOW_MAX_TOTAL = 3  # total 0-3: low risk
@@ -96,18 +103,19 @@ INSTRUMENTS: dict[Instrument, InstrumentSpec] = {
             "I have had pain in the shoulder or neck at some time in the last 2 weeks",
             "I have only walked short distances because of my back pain",
             "In the last 2 weeks, I have dressed more slowly than usual because of back pain",
-            "It's not really safe for a person with a condition like mine to be physically "
-            "active",
+            "It's not really safe for a person with a condition like mine to be physically active",
             "Worrying thoughts have been going through my mind a lot of the time",
             "I feel that my back pain is terrible and it's never going to get any better",
             "In general I have not enjoyed all the things I used to enjoy",
             "Overall, how bothersome has your back pain been in the last 2 weeks?",
         ),
-        default_answers=_AGREE, item_answers={9: _BOTHERSOME},
+        default_answers=_AGREE,
+        item_answers={9: _BOTHERSOME},
         bands=(),  # banded on total and subscale together: see start_back_band
         high_risk_bands=HIGH_RISK_BANDS[Instrument.START_BACK],
         source="Hill et al. 2008, Arthritis Rheum 59(5):632-641; Keele University STarT Back "
-               "scoring guide"),
+        "scoring guide",
+    ),
     Instrument.PHQ9: InstrumentSpec(
         instrument=Instrument.PHQ9,
         title="Patient Health Questionnaire (PHQ-9)",
@@ -119,18 +127,24 @@ INSTRUMENTS: dict[Instrument, InstrumentSpec] = {
             "Poor appetite or overeating",
             "Feeling bad about yourself - or that you are a failure or have let yourself or "
             "your family down",
-            "Trouble concentrating on things, such as reading the newspaper or watching "
-            "television",
+            "Trouble concentrating on things, such as reading the newspaper or watching television",
             "Moving or speaking so slowly that other people could have noticed? Or the "
             "opposite - being so fidgety or restless that you have been moving around a lot "
             "more than usual",
             "Thoughts that you would be better off dead or of hurting yourself in some way",
         ),
-        default_answers=_FREQUENCY, item_answers={},
-        bands=(Band("minimal", 0, 4), Band("mild", 5, 9), Band("moderate", 10, 14),
-               Band("moderately_severe", 15, 19), Band("severe", 20, 27)),
+        default_answers=_FREQUENCY,
+        item_answers={},
+        bands=(
+            Band("minimal", 0, 4),
+            Band("mild", 5, 9),
+            Band("moderate", 10, 14),
+            Band("moderately_severe", 15, 19),
+            Band("severe", 20, 27),
+        ),
         high_risk_bands=HIGH_RISK_BANDS[Instrument.PHQ9],
-        source="Kroenke, Spitzer & Williams 2001, J Gen Intern Med 16(9):606-613"),
+        source="Kroenke, Spitzer & Williams 2001, J Gen Intern Med 16(9):606-613",
+    ),
     Instrument.GAD7: InstrumentSpec(
         instrument=Instrument.GAD7,
         title="Generalised Anxiety Disorder Assessment (GAD-7)",
@@ -143,11 +157,17 @@ INSTRUMENTS: dict[Instrument, InstrumentSpec] = {
             "Becoming easily annoyed or irritable",
             "Feeling afraid as if something awful might happen",
         ),
-        default_answers=_FREQUENCY, item_answers={},
-        bands=(Band("minimal", 0, 4), Band("mild", 5, 9), Band("moderate", 10, 14),
-               Band("severe", 15, 21)),
+        default_answers=_FREQUENCY,
+        item_answers={},
+        bands=(
+            Band("minimal", 0, 4),
+            Band("mild", 5, 9),
+            Band("moderate", 10, 14),
+            Band("severe", 15, 21),
+        ),
         high_risk_bands=HIGH_RISK_BANDS[Instrument.GAD7],
-        source="Spitzer, Kroenke, Williams & Lowe 2006, Arch Intern Med 166(10):1092-1097"),
+        source="Spitzer, Kroenke, Williams & Lowe 2006, Arch Intern Med 166(10):1092-1097",
+    ),
 }
 
 #: reliable change (NHS Talking Therapies): a change of at least this much between two scores
@@ -159,8 +179,9 @@ def instrument_from(value: str) -> Instrument:
     try:
         return Instrument(value)
     except ValueError:
-        raise ValidationFailed(f"unknown instrument {value!r}; one of "
-                               f"{', '.join(i.value for i in Instrument)}") from None
+        raise ValidationFailed(
+            f"unknown instrument {value!r}; one of {', '.join(i.value for i in Instrument)}"
+        ) from None
 
 
 # --- scoring ----------------------------------------------------------------------------------
@@ -196,12 +217,16 @@ def validate_answers(instrument: Instrument, answers: Mapping[str, Any]) -> dict
     wanted = {str(i) for i in range(1, spec.item_count + 1)}
     unknown = sorted(set(answers) - wanted)
     if unknown:
-        raise ValidationFailed(f"{instrument.value} has items 1-{spec.item_count}; "
-                               f"unknown item(s): {', '.join(unknown[:10])}")
+        raise ValidationFailed(
+            f"{instrument.value} has items 1-{spec.item_count}; "
+            f"unknown item(s): {', '.join(unknown[:10])}"
+        )
     missing = sorted(wanted - set(answers), key=int)
     if missing:
-        raise ValidationFailed(f"{instrument.value}: every item must be answered; missing "
-                               f"item(s): {', '.join(missing)}")
+        raise ValidationFailed(
+            f"{instrument.value}: every item must be answered; missing "
+            f"item(s): {', '.join(missing)}"
+        )
     out: dict[int, str] = {}
     for i in range(1, spec.item_count + 1):
         raw = answers[str(i)]
@@ -209,8 +234,10 @@ def validate_answers(instrument: Instrument, answers: Mapping[str, Any]) -> dict
         code = str(raw) if isinstance(raw, int | str) and not isinstance(raw, bool) else None
         allowed = [c for c, _, _ in spec.answers_for(i)]
         if code not in allowed:
-            raise ValidationFailed(f"{instrument.value} item {i}: answer out of range; "
-                                   f"allowed: {', '.join(allowed)}", item=i)
+            raise ValidationFailed(
+                f"{instrument.value} item {i}: answer out of range; allowed: {', '.join(allowed)}",
+                item=i,
+            )
         out[i] = code
     return out
 
@@ -218,13 +245,16 @@ def validate_answers(instrument: Instrument, answers: Mapping[str, Any]) -> dict
 def score(instrument: Instrument, answers: Mapping[str, Any]) -> Score:
     spec = INSTRUMENTS[instrument]
     valid = validate_answers(instrument, answers)
-    item_scores = tuple(next(s for c, _, s in spec.answers_for(i) if c == valid[i])
-                        for i in range(1, spec.item_count + 1))
+    item_scores = tuple(
+        next(s for c, _, s in spec.answers_for(i) if c == valid[i])
+        for i in range(1, spec.item_count + 1)
+    )
     total = sum(item_scores)
     if instrument is Instrument.START_BACK:
         subscale = sum(item_scores[i - 1] for i in START_BACK_DISTRESS_ITEMS)
-        return Score(instrument, total, start_back_band(total, subscale), subscale, False,
-                     item_scores)
+        return Score(
+            instrument, total, start_back_band(total, subscale), subscale, False, item_scores
+        )
     safety = instrument is Instrument.PHQ9 and item_scores[PHQ9_SAFETY_ITEM - 1] > 0
     return Score(instrument, total, band_for(instrument, total), None, safety, item_scores)
 
@@ -291,8 +321,9 @@ def trend(instrument: Instrument, totals_and_bands: Sequence[tuple[int, str]]) -
             points.append(TrendPoint(total, band, None, None))
             continue
         prev = totals_and_bands[i - 1][0]
-        points.append(TrendPoint(total, band, total - prev,
-                                 reliable_change(instrument, prev, total)))
+        points.append(
+            TrendPoint(total, band, total - prev, reliable_change(instrument, prev, total))
+        )
     return points
 
 
@@ -364,8 +395,9 @@ class PlanFacts:
     break_glass: bool = False  # the caller holds an unexpired break-glass grant on it
 
 
-def relationships(principal: Principal, person: PersonFacts,
-                  plan: PlanFacts | None = None) -> set[Relationship]:
+def relationships(
+    principal: Principal, person: PersonFacts, plan: PlanFacts | None = None
+) -> set[Relationship]:
     rels: set[Relationship] = set()
     if person.referral_with_org:
         rels.add(Relationship.REFERRAL)
@@ -386,23 +418,37 @@ def relationships(principal: Principal, person: PersonFacts,
 
 #: relationships that make a caller part of the person's care team: a refusal may then say
 #: why (consent); to anyone else a plan they may not see is indistinguishable from none
-CARE_TEAM = frozenset({Relationship.REFERRAL, Relationship.REGISTERED_GP,
-                       Relationship.CONSENT, Relationship.PLAN_HOLDER})
+CARE_TEAM = frozenset(
+    {
+        Relationship.REFERRAL,
+        Relationship.REGISTERED_GP,
+        Relationship.CONSENT,
+        Relationship.PLAN_HOLDER,
+    }
+)
 
-_ACTION_WORDS = {Capability.CARE_PLAN_READ: "read", Capability.CARE_PLAN_WRITE: "change",
-                 Capability.CARE_PLAN_CREATE: "start", Capability.BREAK_GLASS: "break glass on"}
+_ACTION_WORDS = {
+    Capability.CARE_PLAN_READ: "read",
+    Capability.CARE_PLAN_WRITE: "change",
+    Capability.CARE_PLAN_CREATE: "start",
+    Capability.BREAK_GLASS: "break glass on",
+}
 
 
 def check_role(principal: Principal, capability: Capability) -> None:
     """Refuse a role that may never do this, before anything is looked up (so the answer
     says nothing about the person)."""
     if not may_use(principal, capability):
-        raise Forbidden(f"to {_ACTION_WORDS[capability]} a care plan needs one of the roles: "
-                        f"{roles_phrase(capability)}", reason="role")
+        raise Forbidden(
+            f"to {_ACTION_WORDS[capability]} a care plan needs one of the roles: "
+            f"{roles_phrase(capability)}",
+            reason="role",
+        )
 
 
-def check_plan_access(principal: Principal, capability: Capability, rels: set[Relationship],
-                      *, plan_id: str) -> Relationship:
+def check_plan_access(
+    principal: Principal, capability: Capability, rels: set[Relationship], *, plan_id: str
+) -> Relationship:
     """The relationship that allows the caller `capability` on an existing plan. Without
     one: a care-team member hears why (403); anyone else hears exactly what an unknown id
     gets (404), so a probe cannot tell a plan exists."""
@@ -410,11 +456,16 @@ def check_plan_access(principal: Principal, capability: Capability, rels: set[Re
     granted = granting_relationship(principal, capability, rels)
     if granted is not None:
         return granted
-    if rels & CARE_TEAM or (capability is Capability.CARE_PLAN_WRITE and permits(
-            principal, Capability.CARE_PLAN_READ, rels)):
-        raise Forbidden(f"the person has not consented to organisation {principal.org} "
-                        f"using their care plan (ask them, or the plan's holder; in an "
-                        f"emergency a clinician may break glass)", reason="no_consent")
+    if rels & CARE_TEAM or (
+        capability is Capability.CARE_PLAN_WRITE
+        and permits(principal, Capability.CARE_PLAN_READ, rels)
+    ):
+        raise Forbidden(
+            f"the person has not consented to organisation {principal.org} "
+            f"using their care plan (ask them, or the plan's holder; in an "
+            f"emergency a clinician may break glass)",
+            reason="no_consent",
+        )
     raise NotFound(not_found_message(plan_id))
 
 
@@ -428,11 +479,14 @@ def check_may_create(principal: Principal, rels: set[Relationship]) -> Relations
     check_role(principal, Capability.CARE_PLAN_CREATE)
     granted = granting_relationship(principal, Capability.CARE_PLAN_CREATE, rels)
     if granted is None:
-        raise Forbidden("you have no care relationship with this person that Waymark can "
-                        "show: a referral from or to your organisation, or their registered "
-                        "GP practice (coordinators: a person cared for in your ICS). A referral "
-                        "made a moment ago reaches the care plans service within seconds: try "
-                        "again shortly", reason="no_relationship")
+        raise Forbidden(
+            "you have no care relationship with this person that Waymark can "
+            "show: a referral from or to your organisation, or their registered "
+            "GP practice (coordinators: a person cared for in your ICS). A referral "
+            "made a moment ago reaches the care plans service within seconds: try "
+            "again shortly",
+            reason="no_relationship",
+        )
     return granted
 
 
@@ -456,19 +510,29 @@ def contact_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list
     out += [f"person's {f}" for f in CONTACT_FIELDS if b_comm.get(f) != a_comm.get(f)]
     b_carers = {c.get("id"): c.get("contact") for c in before.get("carers", [])}
     a_carers = {c.get("id"): c.get("contact") for c in after.get("carers", [])}
-    out += [f"carer {cid}'s contact" for cid in sorted(set(b_carers) | set(a_carers), key=str)
-            if b_carers.get(cid) != a_carers.get(cid)]
+    out += [
+        f"carer {cid}'s contact"
+        for cid in sorted(set(b_carers) | set(a_carers), key=str)
+        if b_carers.get(cid) != a_carers.get(cid)
+    ]
     b_crisis, a_crisis = _crisis_contacts(before), _crisis_contacts(after)
-    out += [f"crisis contact {cid}" for cid in sorted(set(b_crisis) | set(a_crisis), key=str)
-            if b_crisis.get(cid) != a_crisis.get(cid)]
+    out += [
+        f"crisis contact {cid}"
+        for cid in sorted(set(b_crisis) | set(a_crisis), key=str)
+        if b_crisis.get(cid) != a_crisis.get(cid)
+    ]
     return out
 
 
 def _crisis_contacts(content: Mapping[str, Any]) -> dict[str, tuple[Any, ...]]:
     """Who to call in a crisis, by id: the fields that decide who is reached."""
     contacts = (content.get("crisis") or {}).get("who_to_call") or []
-    return {str(c.get("id") or crisis_contact_id(c.get("name"), c.get("phone"))):
-            tuple(c.get(f) for f in CRISIS_CONTACT_FIELDS) for c in contacts}
+    return {
+        str(c.get("id") or crisis_contact_id(c.get("name"), c.get("phone"))): tuple(
+            c.get(f) for f in CRISIS_CONTACT_FIELDS
+        )
+        for c in contacts
+    }
 
 
 def crisis_contact_id(name: Any, phone: Any) -> str:

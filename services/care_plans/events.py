@@ -19,13 +19,15 @@ from shared.events.envelope import CloudEvent, make_event
 
 
 def created_event(plan: CarePlan) -> CloudEvent:
-    return make_event(CarePlanCreated(plan_id=plan.id, version=plan.current_version),
-                      subject=plan.patient_id)
+    return make_event(
+        CarePlanCreated(plan_id=plan.id, version=plan.current_version), subject=plan.patient_id
+    )
 
 
 def updated_event(plan: CarePlan) -> CloudEvent:
-    return make_event(CarePlanUpdated(plan_id=plan.id, version=plan.current_version),
-                      subject=plan.patient_id)
+    return make_event(
+        CarePlanUpdated(plan_id=plan.id, version=plan.current_version), subject=plan.patient_id
+    )
 
 
 def carers_with_access(content: PlanContent) -> int:
@@ -33,33 +35,51 @@ def carers_with_access(content: PlanContent) -> int:
 
 
 def consent_event(plan: CarePlan, content: PlanContent) -> CloudEvent:
-    return make_event(ConsentChanged(plan_id=plan.id,
-                                     organisations=sorted(plan.consented_orgs),
-                                     carers_with_access=carers_with_access(content)),
-                      subject=plan.patient_id)
+    return make_event(
+        ConsentChanged(
+            plan_id=plan.id,
+            organisations=sorted(plan.consented_orgs),
+            carers_with_access=carers_with_access(content),
+        ),
+        subject=plan.patient_id,
+    )
 
 
-def assessment_event(plan: CarePlan, assessment: Assessment, result: Score, *,
-                     registered_practice: str | None = None) -> CloudEvent:
-    data = AssessmentRecorded(plan_id=plan.id, assessment_id=assessment.id,
-                              instrument=result.instrument.value, total=result.total,
-                              band=result.band, subscale=result.subscale,
-                              safety_flag=result.safety_flag,
-                              registered_practice=registered_practice,
-                              holder_org=plan.holder_org)
+def assessment_event(
+    plan: CarePlan, assessment: Assessment, result: Score, *, registered_practice: str | None = None
+) -> CloudEvent:
+    data = AssessmentRecorded(
+        plan_id=plan.id,
+        assessment_id=assessment.id,
+        instrument=result.instrument.value,
+        total=result.total,
+        band=result.band,
+        subscale=result.subscale,
+        safety_flag=result.safety_flag,
+        registered_practice=registered_practice,
+        holder_org=plan.holder_org,
+    )
     return make_event(data, subject=plan.patient_id)
 
 
-def risk_event(plan: CarePlan, assessment: Assessment, result: Score,
-               flag: RiskFlag) -> CloudEvent:
-    data = RiskFlagged(plan_id=plan.id, assessment_id=assessment.id,
-                       instrument=result.instrument.value, reason=flag.reason,  # type: ignore[arg-type]
-                       band=result.band, severity=flag.severity)  # type: ignore[arg-type]
+def risk_event(plan: CarePlan, assessment: Assessment, result: Score, flag: RiskFlag) -> CloudEvent:
+    data = RiskFlagged(
+        plan_id=plan.id,
+        assessment_id=assessment.id,
+        instrument=result.instrument.value,
+        reason=flag.reason,  # type: ignore[arg-type]
+        band=result.band,
+        severity=flag.severity,
+    )  # type: ignore[arg-type]
     return make_event(data, subject=plan.patient_id)
 
 
 def break_glass_event(plan: CarePlan, grant: BreakGlassGrant) -> CloudEvent:
-    data = BreakGlassUsed(plan_id=plan.id, grant_id=grant.id, org=grant.org,
-                          reason_code=grant.reason_code,  # type: ignore[arg-type]
-                          expires_at=grant.expires_at)
+    data = BreakGlassUsed(
+        plan_id=plan.id,
+        grant_id=grant.id,
+        org=grant.org,
+        reason_code=grant.reason_code,  # type: ignore[arg-type]
+        expires_at=grant.expires_at,
+    )
     return make_event(data, subject=plan.patient_id)

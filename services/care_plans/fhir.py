@@ -32,16 +32,31 @@ QUESTIONNAIRE_IDS = {i.value: i for i in Instrument}
 
 
 def operation_outcome(status: int, title: str, detail: str, extra: dict[str, Any]) -> Response:
-    code = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found",
-            409: "conflict", 412: "conflict", 422: "invalid", 428: "required"}.get(status,
-                                                                                "exception")
+    code = {
+        400: "invalid",
+        401: "login",
+        403: "forbidden",
+        404: "not-found",
+        409: "conflict",
+        412: "conflict",
+        422: "invalid",
+        428: "required",
+    }.get(status, "exception")
     issues = [{"severity": "error", "code": code, "diagnostics": detail}]
     for e in extra.get("errors", [])[:20]:
-        issues.append({"severity": "error", "code": "invalid",
-                       "diagnostics": e.get("message", ""),
-                       "expression": [".".join(e.get("location", []))]})
-    return JSONResponse({"resourceType": "OperationOutcome", "issue": issues},
-                        status_code=status, media_type=FHIR_JSON)
+        issues.append(
+            {
+                "severity": "error",
+                "code": "invalid",
+                "diagnostics": e.get("message", ""),
+                "expression": [".".join(e.get("location", []))],
+            }
+        )
+    return JSONResponse(
+        {"resourceType": "OperationOutcome", "issue": issues},
+        status_code=status,
+        media_type=FHIR_JSON,
+    )
 
 
 def validate(resource: dict[str, Any]) -> dict[str, Any]:
@@ -51,8 +66,12 @@ def validate(resource: dict[str, Any]) -> dict[str, Any]:
     from fhir.resources.R4B.questionnaire import Questionnaire
     from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
-    model = {"CarePlan": FhirCarePlan, "Goal": Goal, "Questionnaire": Questionnaire,
-             "QuestionnaireResponse": QuestionnaireResponse}[resource["resourceType"]]
+    model = {
+        "CarePlan": FhirCarePlan,
+        "Goal": Goal,
+        "Questionnaire": Questionnaire,
+        "QuestionnaireResponse": QuestionnaireResponse,
+    }[resource["resourceType"]]
     model.model_validate(resource)
     return resource
 
@@ -69,51 +88,105 @@ def questionnaire(instrument: Instrument) -> dict[str, Any]:
     spec = INSTRUMENTS[instrument]
     items = []
     for n, text in enumerate(spec.items, start=1):
-        items.append({
-            "linkId": str(n), "text": text, "type": "choice", "required": True,
-            "answerOption": [{"valueCoding": {"system": ANSWER_SYSTEM, "code": code,
-                                              "display": display},
-                              "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/"
-                                                    "ordinalValue", "valueDecimal": points}]}
-                             for code, display, points in spec.answers_for(n)]})
-    return validate({
-        "resourceType": "Questionnaire", "id": instrument.value,
-        "url": QUESTIONNAIRE_BASE + instrument.value, "version": "1",
-        "name": instrument.value.replace("-", ""), "title": spec.title, "status": "active",
-        "subjectType": ["Patient"], "description": f"Scored as published: {spec.source}",
-        "item": items})
+        items.append(
+            {
+                "linkId": str(n),
+                "text": text,
+                "type": "choice",
+                "required": True,
+                "answerOption": [
+                    {
+                        "valueCoding": {"system": ANSWER_SYSTEM, "code": code, "display": display},
+                        "extension": [
+                            {
+                                "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                                "valueDecimal": points,
+                            }
+                        ],
+                    }
+                    for code, display, points in spec.answers_for(n)
+                ],
+            }
+        )
+    return validate(
+        {
+            "resourceType": "Questionnaire",
+            "id": instrument.value,
+            "url": QUESTIONNAIRE_BASE + instrument.value,
+            "version": "1",
+            "name": instrument.value.replace("-", ""),
+            "title": spec.title,
+            "status": "active",
+            "subjectType": ["Patient"],
+            "description": f"Scored as published: {spec.source}",
+            "item": items,
+        }
+    )
 
 
-def questionnaire_response(*, assessment_id: str, instrument: Instrument,
-                           answers: dict[int, str], result: Score, patient_id: str,
-                           authored: datetime, author_org: str) -> dict[str, Any]:
+def questionnaire_response(
+    *,
+    assessment_id: str,
+    instrument: Instrument,
+    answers: dict[int, str],
+    result: Score,
+    patient_id: str,
+    authored: datetime,
+    author_org: str,
+) -> dict[str, Any]:
     spec = INSTRUMENTS[instrument]
     items = []
     for n in range(1, spec.item_count + 1):
         code = answers[n]
         display = next(d for c, d, _ in spec.answers_for(n) if c == code)
-        items.append({"linkId": str(n), "text": spec.items[n - 1],
-                      "answer": [{"valueCoding": {"system": ANSWER_SYSTEM, "code": code,
-                                                  "display": display}}]})
-    score_ext = [{"url": EXT + "screening-total", "valueInteger": result.total},
-                 {"url": EXT + "screening-band",
-                  "valueCoding": {"system": BAND_SYSTEM, "code": result.band}}]
+        items.append(
+            {
+                "linkId": str(n),
+                "text": spec.items[n - 1],
+                "answer": [
+                    {"valueCoding": {"system": ANSWER_SYSTEM, "code": code, "display": display}}
+                ],
+            }
+        )
+    score_ext = [
+        {"url": EXT + "screening-total", "valueInteger": result.total},
+        {
+            "url": EXT + "screening-band",
+            "valueCoding": {"system": BAND_SYSTEM, "code": result.band},
+        },
+    ]
     if result.subscale is not None:
         score_ext.append({"url": EXT + "screening-subscale", "valueInteger": result.subscale})
     if instrument is Instrument.PHQ9:
         score_ext.append({"url": EXT + "safety-flag", "valueBoolean": result.safety_flag})
-    return validate({
-        "resourceType": "QuestionnaireResponse", "id": assessment_id,
-        "questionnaire": QUESTIONNAIRE_BASE + instrument.value, "status": "completed",
-        "subject": _patient(patient_id), "authored": _iso(authored),
-        "author": {"identifier": {"system": ODS_SYSTEM, "value": author_org}},
-        "extension": score_ext, "item": items})
+    return validate(
+        {
+            "resourceType": "QuestionnaireResponse",
+            "id": assessment_id,
+            "questionnaire": QUESTIONNAIRE_BASE + instrument.value,
+            "status": "completed",
+            "subject": _patient(patient_id),
+            "authored": _iso(authored),
+            "author": {"identifier": {"system": ODS_SYSTEM, "value": author_org}},
+            "extension": score_ext,
+            "item": items,
+        }
+    )
 
 
-GOAL_STATUS = {"proposed": "proposed", "active": "active", "achieved": "completed",
-               "on_hold": "on-hold", "cancelled": "cancelled"}
-ACTION_STATUS = {"agreed": "not-started", "in_progress": "in-progress", "done": "completed",
-                 "cancelled": "cancelled"}
+GOAL_STATUS = {
+    "proposed": "proposed",
+    "active": "active",
+    "achieved": "completed",
+    "on_hold": "on-hold",
+    "cancelled": "cancelled",
+}
+ACTION_STATUS = {
+    "agreed": "not-started",
+    "in_progress": "in-progress",
+    "done": "completed",
+    "cancelled": "cancelled",
+}
 
 
 def goal_fhir_id(plan_id: str, goal_id: str) -> str:
@@ -124,22 +197,31 @@ def goal_fhir_id(plan_id: str, goal_id: str) -> str:
 def parse_goal_fhir_id(fhir_id: str) -> tuple[str, str] | None:
     """(plan id, goal id) of a Goal's FHIR id, or None if it is not one."""
     plan_hex, _, goal_id = fhir_id.partition(".")
-    if not re.fullmatch(r"[0-9a-f]{32}", plan_hex) or not re.fullmatch(r"[A-Za-z0-9-]{1,31}",
-                                                                         goal_id):
+    if not re.fullmatch(r"[0-9a-f]{32}", plan_hex) or not re.fullmatch(
+        r"[A-Za-z0-9-]{1,31}", goal_id
+    ):
         return None
     return str(uuid.UUID(plan_hex)), goal_id
 
 
 def goal(plan: CarePlan, g: dict[str, Any]) -> dict[str, Any]:
     resource: dict[str, Any] = {
-        "resourceType": "Goal", "id": goal_fhir_id(plan.id, g["id"]),
+        "resourceType": "Goal",
+        "id": goal_fhir_id(plan.id, g["id"]),
         "lifecycleStatus": GOAL_STATUS[g["status"]],
-        "description": {"text": g["what"]}, "subject": _patient(plan.patient_id),
-        "expressedBy": {"display": g.get("owner_name") or g["owner"]}}
+        "description": {"text": g["what"]},
+        "subject": _patient(plan.patient_id),
+        "expressedBy": {"display": g.get("owner_name") or g["owner"]},
+    }
     if g["status"] == "achieved":
-        resource["achievementStatus"] = {"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/goal-achievement",
-            "code": "achieved"}]}
+        resource["achievementStatus"] = {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/goal-achievement",
+                    "code": "achieved",
+                }
+            ]
+        }
     if g.get("by_when"):
         resource["target"] = [{"dueDate": g["by_when"]}]
     return validate(resource)
@@ -156,17 +238,23 @@ def care_plan(plan: CarePlan, version: CarePlanVersion) -> dict[str, Any]:
             detail["scheduledString"] = f"by {a['due']}"
         activities.append({"detail": detail})
     resource: dict[str, Any] = {
-        "resourceType": "CarePlan", "id": plan.id,
+        "resourceType": "CarePlan",
+        "id": plan.id,
         "meta": {"versionId": str(version.version), "lastUpdated": _iso(version.created_at)},
-        "status": "active", "intent": "plan",
+        "status": "active",
+        "intent": "plan",
         "title": "Personalised care and support plan",
         "description": content.get("what_matters_to_me") or "What matters to me: not recorded",
-        "subject": _patient(plan.patient_id), "created": _iso(plan.created_at),
+        "subject": _patient(plan.patient_id),
+        "created": _iso(plan.created_at),
         "author": {"identifier": {"system": ODS_SYSTEM, "value": version.author_org}},
-        "goal": [{"reference": f"Goal/{goal_fhir_id(plan.id, g['id'])}"}
-                 for g in content.get("goals", [])],
+        "goal": [
+            {"reference": f"Goal/{goal_fhir_id(plan.id, g['id'])}"}
+            for g in content.get("goals", [])
+        ],
         "activity": activities,
-        "note": [{"text": f"Version {version.version}: {version.reason}"}]}
+        "note": [{"text": f"Version {version.version}: {version.reason}"}],
+    }
     crisis = crisis_note(content.get("crisis") or {})
     if crisis:
         resource["note"].append({"text": crisis})

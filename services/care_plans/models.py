@@ -25,10 +25,12 @@ class CarePlan(SQLModel, table=True):
     consented_orgs: list[str] = Field(sa_column=Column(ARRAY(Text), nullable=False))
     current_version: int = Field(sa_column=Column(Integer, nullable=False))
     created_by: str = Field(sa_column=Column(Text, nullable=False))
-    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False,
-                                                  server_default=func.now()))
-    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False,
-                                                  server_default=func.now()))
+    created_at: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    )
+    updated_at: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    )
 
 
 class CarePlanVersion(SQLModel, table=True):
@@ -44,8 +46,9 @@ class CarePlanVersion(SQLModel, table=True):
     author: str = Field(sa_column=Column(Text, nullable=False))
     author_org: str = Field(sa_column=Column(Text, nullable=False))
     reason: str = Field(sa_column=Column(Text, nullable=False))
-    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False,
-                                                  server_default=func.now()))
+    created_at: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    )
 
 
 class Assessment(SQLModel, table=True):
@@ -67,8 +70,9 @@ class Assessment(SQLModel, table=True):
     authored: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     recorded_by: str = Field(sa_column=Column(Text, nullable=False))
     recorded_org: str = Field(sa_column=Column(Text, nullable=False))
-    recorded_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False,
-                                                   server_default=func.now()))
+    recorded_at: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    )
 
 
 class TimelineEntry(SQLModel, table=True):

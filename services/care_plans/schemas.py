@@ -74,8 +74,11 @@ class Section(StrEnum):
 
 
 class Goal(Strict):
-    id: str = Field(default_factory=_new_id, pattern=GOAL_ID,
-                    description="stable across versions; assigned if not given")
+    id: str = Field(
+        default_factory=_new_id,
+        pattern=GOAL_ID,
+        description="stable across versions; assigned if not given",
+    )
     what: Text = Field(min_length=1)
     by_when: SaneDate | None = None
     owner: Literal["person", "carer", "service"] = "person"
@@ -102,8 +105,19 @@ class Resource(Strict):
 
 
 class Workplace(Strict):
-    job_status: Literal["employed", "self_employed", "unemployed", "off_sick", "student",
-                        "retired", "carer", "other"] | None = None
+    job_status: (
+        Literal[
+            "employed",
+            "self_employed",
+            "unemployed",
+            "off_sick",
+            "student",
+            "retired",
+            "carer",
+            "other",
+        ]
+        | None
+    ) = None
     adjustments_agreed: list[Short] = Field(default_factory=list, max_length=20)
     fit_note_status: Literal["none", "may_be_fit", "not_fit"] | None = None
     return_to_work_goal: Text | None = None
@@ -116,15 +130,19 @@ class Carer(Strict):
     name: Short
     relationship: Short
     contact: Short
-    may_see: list[Section] = Field(default_factory=list, max_length=len(Section),
-                                   description="the sections the person lets this carer see; "
-                                               "empty: no access")
+    may_see: list[Section] = Field(
+        default_factory=list,
+        max_length=len(Section),
+        description="the sections the person lets this carer see; empty: no access",
+    )
 
 
 # the practical subset of RFC 5322 addresses; UK mobile numbers (07 and nine digits, Ofcom)
-_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@"
-                    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@"
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
 _UK_MOBILE = re.compile(r"^(?:\+447|00447|07)\d{9}$")
 
 
@@ -155,7 +173,8 @@ class Communication(Strict):
     learning_disability: bool = False
     dementia: bool = False
     preferred_channel: Literal["letter", "email", "sms", "phone", "video", "in_person"] | None = (
-        None)
+        None
+    )
     preferred_time: Short | None = None
     # how messages reach the person (optional: many plans record only the preferred channel)
     email: Email | None = None
@@ -176,20 +195,25 @@ def _uk_phone(v: str, info: ValidationInfo) -> str:
     if info.context and info.context.get(STORED):
         return v
     if not _UK_PHONE.match(_PHONE_PUNCTUATION.sub("", v)):
-        raise ValueError("must be a UK phone number such as 0113 496 0999 or +44 7700 900123, "
-                         "or a national line such as 111 or 116 123")
+        raise ValueError(
+            "must be a UK phone number such as 0113 496 0999 or +44 7700 900123, "
+            "or a national line such as 111 or 116 123"
+        )
     return v.strip()
 
 
-UkPhone = Annotated[str, Field(min_length=1, max_length=30), AfterValidator(_clean),
-                    AfterValidator(_uk_phone)]
+UkPhone = Annotated[
+    str, Field(min_length=1, max_length=30), AfterValidator(_clean), AfterValidator(_uk_phone)
+]
 
 
 class CrisisContact(Strict):
     """Someone to call in a crisis: a person (relationship) or a service (role)."""
 
-    id: str = Field(pattern=ITEM_ID, description="stable across versions; if not given, "
-                                                 "made from the name and number")
+    id: str = Field(
+        pattern=ITEM_ID,
+        description="stable across versions; if not given, made from the name and number",
+    )
     name: Short
     relationship: Short | None = Field(default=None, description="e.g. sister, friend")
     role: Short | None = Field(default=None, description="e.g. crisis team, 24 hours")
@@ -255,8 +279,10 @@ class PlanCreate(Strict):
     nhs_number: str = Field(min_length=10, max_length=12, examples=["9434765919"])
     content: PlanContent = Field(default_factory=PlanContent)
     consented_organisations: list[OrgCode] = Field(
-        default_factory=list, max_length=100,
-        description="organisations the person lets read the plan (besides the holder)")
+        default_factory=list,
+        max_length=100,
+        description="organisations the person lets read the plan (besides the holder)",
+    )
     reason: Short = "plan agreed"
 
     _nhs = field_validator("nhs_number")(_clean)
@@ -270,9 +296,11 @@ class PlanUpdate(Strict):
 class BreakGlassIn(Strict):
     nhs_number: str = Field(min_length=10, max_length=12, examples=["9434765919"])
     reason_code: Literal["emergency-care", "patient-unable-to-consent", "safeguarding"]
-    reason: Text = Field(min_length=5,
-                         description="why, in your words: kept in the audit log for the "
-                                     "information governance review, never in events")
+    reason: Text = Field(
+        min_length=5,
+        description="why, in your words: kept in the audit log for the "
+        "information governance review, never in events",
+    )
 
     _nhs = field_validator("nhs_number")(_clean)
 
@@ -314,7 +342,7 @@ class PlanOut(BaseModel):
 
 
 class PlanSummary(BaseModel):
-    """"Tell it once": what a receiving service needs to know without asking again."""
+    """ "Tell it once": what a receiving service needs to know without asking again."""
 
     id: str
     patient_id: str
@@ -346,10 +374,12 @@ class AssessmentIn(Strict):
     answers: dict[Annotated[str, Field(max_length=4)], int | str] = Field(
         max_length=20,
         description='item number -> answer code, e.g. {"1": 0, ..., "9": 2} (PHQ-9/GAD-7: '
-                    "0-3; STarT Back items 1-8: agree/disagree, item 9: not_at_all, slightly, "
-                    "moderately, very_much, extremely)")
+        "0-3; STarT Back items 1-8: agree/disagree, item 9: not_at_all, slightly, "
+        "moderately, very_much, extremely)",
+    )
     authored: AwareDatetime | None = Field(
-        default=None, description="when the person answered, with its offset (default: now)")
+        default=None, description="when the person answered, with its offset (default: now)"
+    )
 
     @field_validator("authored")
     @classmethod

@@ -107,13 +107,22 @@ class Weekday(StrEnum):
 
 
 WEEKDAYS: tuple[Weekday, ...] = tuple(Weekday)
-_DAY_NAMES = {"monday": "MO", "tuesday": "TU", "wednesday": "WE", "thursday": "TH",
-              "friday": "FR", "saturday": "SA", "sunday": "SU"}
+_DAY_NAMES = {
+    "monday": "MO",
+    "tuesday": "TU",
+    "wednesday": "WE",
+    "thursday": "TH",
+    "friday": "FR",
+    "saturday": "SA",
+    "sunday": "SU",
+}
 
 # statuses under which a published service is shown in search (a temporarily closed service
 # is still shown, with its status, so people can wait for it or look elsewhere)
-SEARCHABLE_STATUSES: tuple[ServiceStatus, ...] = (ServiceStatus.ACTIVE,
-                                                   ServiceStatus.TEMPORARILY_CLOSED)
+SEARCHABLE_STATUSES: tuple[ServiceStatus, ...] = (
+    ServiceStatus.ACTIVE,
+    ServiceStatus.TEMPORARILY_CLOSED,
+)
 REMOTE_MODES = frozenset({DeliveryMode.PHONE, DeliveryMode.VIDEO})
 
 
@@ -145,8 +154,10 @@ def new_id() -> str:
 # The shapes of the Royal Mail postcode format (A9 9AA, A99 9AA, A9A 9AA, AA9 9AA, AA99 9AA,
 # AA9A 9AA) with the letters each position may hold: Q, V, X never first; I, J, Z never second;
 # the inward unit never uses C, I, K, M, O, V.
-_OUTWARD = (r"(?:[A-PR-UWYZ][0-9]{1,2}|[A-PR-UWYZ][A-HK-Y][0-9]{1,2}"
-            r"|[A-PR-UWYZ][0-9][A-HJKPSTUW]|[A-PR-UWYZ][A-HK-Y][0-9][ABEHMNPRVWXY])")
+_OUTWARD = (
+    r"(?:[A-PR-UWYZ][0-9]{1,2}|[A-PR-UWYZ][A-HK-Y][0-9]{1,2}"
+    r"|[A-PR-UWYZ][0-9][A-HJKPSTUW]|[A-PR-UWYZ][A-HK-Y][0-9][ABEHMNPRVWXY])"
+)
 _INWARD = r"[0-9][ABD-HJLNP-UW-Z]{2}"
 _POSTCODE = re.compile(f"{_OUTWARD} {_INWARD}")
 
@@ -156,8 +167,10 @@ def normalise_postcode(raw: str) -> str:
     compact = "".join(raw.split()).upper()
     candidate = f"{compact[:-3]} {compact[-3:]}" if 5 <= len(compact) <= 7 else compact
     if not candidate.isascii() or not _POSTCODE.fullmatch(candidate):
-        raise ValidationFailed(f"{raw[:20]!r} is not a UK postcode (e.g. 'WY1 2AB': an outward "
-                               "code of 2-4 characters, a space, a digit and two letters)")
+        raise ValidationFailed(
+            f"{raw[:20]!r} is not a UK postcode (e.g. 'WY1 2AB': an outward "
+            "code of 2-4 characters, a space, a digit and two letters)"
+        )
     return candidate
 
 
@@ -182,9 +195,11 @@ def next_lifecycle(current: Lifecycle, action: str) -> Lifecycle:
     try:
         return _TRANSITIONS[(current, action)]
     except KeyError:
-        raise Conflict(f"a {current.value} service cannot be {action}ed"
-                       + (" (it was never published)" if current is Lifecycle.DRAFT else ""),
-                       lifecycle=current.value) from None
+        raise Conflict(
+            f"a {current.value} service cannot be {action}ed"
+            + (" (it was never published)" if current is Lifecycle.DRAFT else ""),
+            lifecycle=current.value,
+        ) from None
 
 
 # --- a service's Waymark facts ----------------------------------------------------------------
@@ -233,15 +248,19 @@ def check_publishable(c: PublishCheck) -> None:
         problems.append("name at least one delivery mode")
     if not (c.how_to_refer or "").strip():
         problems.append("say how to refer (how_to_refer / ORUK application_process)")
-    if DeliveryMode.IN_PERSON in c.facts.delivery_modes and \
-            c.physical_locations_with_coordinates == 0:
-        problems.append("an in-person service needs a physical location with coordinates "
-                        "or a known postcode")
+    if (
+        DeliveryMode.IN_PERSON in c.facts.delivery_modes
+        and c.physical_locations_with_coordinates == 0
+    ):
+        problems.append(
+            "an in-person service needs a physical location with coordinates or a known postcode"
+        )
     if c.physical_locations_without_coordinates:
         problems.append("every physical location needs coordinates or a known postcode")
     if problems:
-        raise ValidationFailed("the service cannot be published: " + "; ".join(problems),
-                               problems=problems)
+        raise ValidationFailed(
+            "the service cannot be published: " + "; ".join(problems), problems=problems
+        )
 
 
 def check_ages(minimum_age: int | None, maximum_age: int | None) -> None:
@@ -278,8 +297,11 @@ def parse_clock(value: str | None) -> time | None:
     times are UK local time). None for absent or unreadable values."""
     if not value:
         return None
-    m = re.fullmatch(r"([01][0-9]|2[0-3]):([0-5][0-9])(?::([0-5][0-9]))?"
-                     r"(?:Z|[+-][0-9]{2}:?[0-9]{2})?", value.strip())
+    m = re.fullmatch(
+        r"([01][0-9]|2[0-3]):([0-5][0-9])(?::([0-5][0-9]))?"
+        r"(?:Z|[+-][0-9]{2}:?[0-9]{2})?",
+        value.strip(),
+    )
     if m is None:
         return None
     return time(int(m.group(1)), int(m.group(2)))
@@ -363,58 +385,117 @@ class Taxonomy:
         return str(uuid.uuid5(WAYMARK_NS, f"taxonomy/{self.key}/{code}"))
 
 
-CATEGORY_TAXONOMY = Taxonomy("service-category", "Waymark service category",
-                             "The kind of community or NHS service, as Waymark groups them.", (
-    Term("pain_management_programme", "Pain management programme",
-         "Group or individual programmes to live well with persistent pain."),
-    Term("talking_therapies_ltc", "Talking therapies for long-term conditions",
-         "NHS Talking Therapies pathways for people with long-term physical conditions."),
-    Term("msk_physiotherapy", "MSK physiotherapy",
-         "Musculoskeletal physiotherapy for back, neck and joint problems."),
-    Term("social_prescribing", "Social prescribing",
-         "Link workers connecting people to community groups and practical support."),
-    Term("peer_support", "Peer support", "Groups run by and for people with lived experience."),
-    Term("self_management_course", "Self-management course",
-         "Courses teaching skills to manage a long-term condition."),
-    Term("exercise_yoga", "Exercise and yoga", "Exercise classes, yoga and movement groups."),
-    Term("vocational_rehabilitation", "Vocational rehabilitation and work",
-         "Support to stay in work or return to work, employment advice."),
-    Term("carers_support", "Carers' support", "Support for unpaid carers and families."),
-    Term("crisis", "Crisis support", "Urgent help in a mental health crisis."),
-))
-CONDITION_TAXONOMY = Taxonomy("condition", "Waymark condition served",
-                              "The conditions a service is for.", (
-    Term("persistent_pain", "Persistent pain",
-         "Persistent or chronic pain, including back pain, neck pain and musculoskeletal pain."),
-    Term("mental_health", "Mental health",
-         "Mental health problems, including low mood, depression, anxiety and stress."),
-))
-DELIVERY_TAXONOMY = Taxonomy("delivery-mode", "Waymark delivery mode",
-                             "How the service is delivered.", (
-    Term("in_person", "In person", "Face to face at a venue."),
-    Term("phone", "By phone", "Sessions over the telephone."),
-    Term("video", "By video", "Online video sessions."),
-    Term("group", "In a group", "Group sessions."),
-))
-COMMUNICATION_TAXONOMY = Taxonomy("communication-support", "Waymark communication support",
-                                  "Communication support the service offers.", (
-    Term("bsl", "British Sign Language", "BSL interpreters or signing staff."),
-    Term("interpreters", "Interpreters", "Spoken-language interpreters."),
-    Term("easy_read", "Easy read", "Easy read information."),
-    Term("learning_disability", "Learning disability friendly",
-         "Adjustments for people with a learning disability."),
-    Term("dementia_friendly", "Dementia friendly", "Adjustments for people living with dementia."),
-))
-REFERRAL_TAXONOMY = Taxonomy("referral", "Waymark referral facts",
-                             "How people reach the service.", (
-    Term("self_referral", "Self-referral accepted",
-         "People may refer themselves without a professional."),
-    Term("waiting_weeks", "Current waiting time in weeks",
-         "The attribute value is the current wait from referral to first contact, in weeks."),
-))
-WAYMARK_TAXONOMIES: tuple[Taxonomy, ...] = (CATEGORY_TAXONOMY, CONDITION_TAXONOMY,
-                                            DELIVERY_TAXONOMY, COMMUNICATION_TAXONOMY,
-                                            REFERRAL_TAXONOMY)
+CATEGORY_TAXONOMY = Taxonomy(
+    "service-category",
+    "Waymark service category",
+    "The kind of community or NHS service, as Waymark groups them.",
+    (
+        Term(
+            "pain_management_programme",
+            "Pain management programme",
+            "Group or individual programmes to live well with persistent pain.",
+        ),
+        Term(
+            "talking_therapies_ltc",
+            "Talking therapies for long-term conditions",
+            "NHS Talking Therapies pathways for people with long-term physical conditions.",
+        ),
+        Term(
+            "msk_physiotherapy",
+            "MSK physiotherapy",
+            "Musculoskeletal physiotherapy for back, neck and joint problems.",
+        ),
+        Term(
+            "social_prescribing",
+            "Social prescribing",
+            "Link workers connecting people to community groups and practical support.",
+        ),
+        Term("peer_support", "Peer support", "Groups run by and for people with lived experience."),
+        Term(
+            "self_management_course",
+            "Self-management course",
+            "Courses teaching skills to manage a long-term condition.",
+        ),
+        Term("exercise_yoga", "Exercise and yoga", "Exercise classes, yoga and movement groups."),
+        Term(
+            "vocational_rehabilitation",
+            "Vocational rehabilitation and work",
+            "Support to stay in work or return to work, employment advice.",
+        ),
+        Term("carers_support", "Carers' support", "Support for unpaid carers and families."),
+        Term("crisis", "Crisis support", "Urgent help in a mental health crisis."),
+    ),
+)
+CONDITION_TAXONOMY = Taxonomy(
+    "condition",
+    "Waymark condition served",
+    "The conditions a service is for.",
+    (
+        Term(
+            "persistent_pain",
+            "Persistent pain",
+            "Persistent or chronic pain, including back pain, neck pain and musculoskeletal pain.",
+        ),
+        Term(
+            "mental_health",
+            "Mental health",
+            "Mental health problems, including low mood, depression, anxiety and stress.",
+        ),
+    ),
+)
+DELIVERY_TAXONOMY = Taxonomy(
+    "delivery-mode",
+    "Waymark delivery mode",
+    "How the service is delivered.",
+    (
+        Term("in_person", "In person", "Face to face at a venue."),
+        Term("phone", "By phone", "Sessions over the telephone."),
+        Term("video", "By video", "Online video sessions."),
+        Term("group", "In a group", "Group sessions."),
+    ),
+)
+COMMUNICATION_TAXONOMY = Taxonomy(
+    "communication-support",
+    "Waymark communication support",
+    "Communication support the service offers.",
+    (
+        Term("bsl", "British Sign Language", "BSL interpreters or signing staff."),
+        Term("interpreters", "Interpreters", "Spoken-language interpreters."),
+        Term("easy_read", "Easy read", "Easy read information."),
+        Term(
+            "learning_disability",
+            "Learning disability friendly",
+            "Adjustments for people with a learning disability.",
+        ),
+        Term(
+            "dementia_friendly", "Dementia friendly", "Adjustments for people living with dementia."
+        ),
+    ),
+)
+REFERRAL_TAXONOMY = Taxonomy(
+    "referral",
+    "Waymark referral facts",
+    "How people reach the service.",
+    (
+        Term(
+            "self_referral",
+            "Self-referral accepted",
+            "People may refer themselves without a professional.",
+        ),
+        Term(
+            "waiting_weeks",
+            "Current waiting time in weeks",
+            "The attribute value is the current wait from referral to first contact, in weeks.",
+        ),
+    ),
+)
+WAYMARK_TAXONOMIES: tuple[Taxonomy, ...] = (
+    CATEGORY_TAXONOMY,
+    CONDITION_TAXONOMY,
+    DELIVERY_TAXONOMY,
+    COMMUNICATION_TAXONOMY,
+    REFERRAL_TAXONOMY,
+)
 _BY_FIELD: dict[str, tuple[Taxonomy, type[StrEnum]]] = {
     "category": (CATEGORY_TAXONOMY, Category),
     "conditions": (CONDITION_TAXONOMY, Condition),
@@ -423,7 +504,8 @@ _BY_FIELD: dict[str, tuple[Taxonomy, type[StrEnum]]] = {
 }
 # term id -> (taxonomy, code)
 WAYMARK_TERMS: dict[str, tuple[Taxonomy, Term]] = {
-    t.term_id(term.code): (t, term) for t in WAYMARK_TAXONOMIES for term in t.terms}
+    t.term_id(term.code): (t, term) for t in WAYMARK_TAXONOMIES for term in t.terms
+}
 WAYMARK_TAXONOMY_IDS = frozenset(t.id for t in WAYMARK_TAXONOMIES)
 LINK_TYPE = "service"
 
@@ -487,21 +569,30 @@ def facts_from_attributes(links: Iterable[AttributeLink]) -> WaymarkFacts:
         raise ValidationFailed(
             "a service needs exactly one Waymark service category: an attribute whose "
             f"taxonomy_term_id is a term of taxonomy {CATEGORY_TAXONOMY.id} "
-            f"({CATEGORY_TAXONOMY.name}); found {len(categories)}")
+            f"({CATEGORY_TAXONOMY.name}); found {len(categories)}"
+        )
     return WaymarkFacts(
         category=Category(categories[0]),
         conditions=unique_sorted(Condition(c) for c in found["conditions"]),
         delivery_modes=unique_sorted(DeliveryMode(m) for m in found["delivery_modes"]),
-        communication_support=unique_sorted(CommunicationSupport(s)
-                                            for s in found["communication_support"]),
-        self_referral=self_referral, waiting_weeks=waiting)
+        communication_support=unique_sorted(
+            CommunicationSupport(s) for s in found["communication_support"]
+        ),
+        self_referral=self_referral,
+        waiting_weeks=waiting,
+    )
 
 
 def _weeks(value: str | None) -> int:
-    if value is None or not value.strip().isdigit() or not value.strip().isascii() \
-            or not 0 <= int(value) <= 520:
-        raise ValidationFailed("the waiting time attribute's value must be a whole number of "
-                               "weeks from 0 to 520")
+    if (
+        value is None
+        or not value.strip().isdigit()
+        or not value.strip().isascii()
+        or not 0 <= int(value) <= 520
+    ):
+        raise ValidationFailed(
+            "the waiting time attribute's value must be a whole number of weeks from 0 to 520"
+        )
     return int(value)
 
 
@@ -571,15 +662,26 @@ class SearchQuery:
         return at, at + 1
 
 
-def build_search(*, text: str | None, conditions: Sequence[Condition],
-                 categories: Sequence[Category], delivery_modes: Sequence[DeliveryMode],
-                 communication_support: Sequence[CommunicationSupport],
-                 org_codes: Sequence[str] = (), self_referral: bool | None = None,
-                 free: bool | None = None, open_day: str | None = None,
-                 open_at: time | None = None, age: int | None = None,
-                 origin: Origin | None = None, radius_km: float | None = None,
-                 include_remote: bool = False, sort: SortOrder | None = None,
-                 page: int = 1, page_size: int = 20) -> SearchQuery:
+def build_search(
+    *,
+    text: str | None,
+    conditions: Sequence[Condition],
+    categories: Sequence[Category],
+    delivery_modes: Sequence[DeliveryMode],
+    communication_support: Sequence[CommunicationSupport],
+    org_codes: Sequence[str] = (),
+    self_referral: bool | None = None,
+    free: bool | None = None,
+    open_day: str | None = None,
+    open_at: time | None = None,
+    age: int | None = None,
+    origin: Origin | None = None,
+    radius_km: float | None = None,
+    include_remote: bool = False,
+    sort: SortOrder | None = None,
+    page: int = 1,
+    page_size: int = 20,
+) -> SearchQuery:
     """Check that the parts of a search make sense together; say plainly when they don't."""
     text = " ".join((text or "").split()) or None
     if text is not None and len(text) > MAX_QUERY_CHARS:
@@ -589,34 +691,53 @@ def build_search(*, text: str | None, conditions: Sequence[Condition],
     day = weekday_code(open_day) if open_day is not None else None
     if radius_km is not None:
         if origin is None:
-            raise ValidationFailed("radius_km needs a place to measure from: postcode, or "
-                                   "latitude and longitude")
+            raise ValidationFailed(
+                "radius_km needs a place to measure from: postcode, or latitude and longitude"
+            )
         if not MIN_RADIUS_KM <= radius_km <= MAX_RADIUS_KM:
-            raise ValidationFailed(f"radius_km must be between {MIN_RADIUS_KM} and "
-                                   f"{MAX_RADIUS_KM} km")
+            raise ValidationFailed(
+                f"radius_km must be between {MIN_RADIUS_KM} and {MAX_RADIUS_KM} km"
+            )
     if include_remote and origin is None:
         raise ValidationFailed("include_remote only applies to a search near a place")
     if sort is None:
-        sort = (SortOrder.RELEVANCE if text else
-                SortOrder.DISTANCE if origin is not None else SortOrder.NAME)
+        sort = (
+            SortOrder.RELEVANCE
+            if text
+            else SortOrder.DISTANCE
+            if origin is not None
+            else SortOrder.NAME
+        )
     if sort is SortOrder.DISTANCE and origin is None:
         raise ValidationFailed("sort=distance needs a place: postcode, or latitude and longitude")
     if sort is SortOrder.RELEVANCE and not text:
         raise ValidationFailed("sort=relevance needs search text (q)")
     for code in org_codes:
         if not re.fullmatch(ORG_CODE, code):
-            raise ValidationFailed("org_code is an organisation code: letters, digits and '-', "
-                                   "at most 20")
+            raise ValidationFailed(
+                "org_code is an organisation code: letters, digits and '-', at most 20"
+            )
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ValidationFailed(f"page_size must be 1 to {MAX_PAGE_SIZE}")
     return SearchQuery(
-        text=text, conditions=unique_sorted(conditions), categories=unique_sorted(categories),
+        text=text,
+        conditions=unique_sorted(conditions),
+        categories=unique_sorted(categories),
         delivery_modes=unique_sorted(delivery_modes),
         communication_support=unique_sorted(communication_support),
-        org_codes=tuple(sorted({o.upper() for o in org_codes})), self_referral=self_referral,
-        free=free, open_day=day, open_at=open_at, age=age, origin=origin,
+        org_codes=tuple(sorted({o.upper() for o in org_codes})),
+        self_referral=self_referral,
+        free=free,
+        open_day=day,
+        open_at=open_at,
+        age=age,
+        origin=origin,
         radius_km=radius_km if radius_km is not None else DEFAULT_RADIUS_KM,
-        include_remote=include_remote, sort=sort, page=page, page_size=page_size)
+        include_remote=include_remote,
+        sort=sort,
+        page=page,
+        page_size=page_size,
+    )
 
 
 def check_coordinates(latitude: float | None, longitude: float | None) -> Origin | None:
@@ -635,6 +756,9 @@ def last_page(total: int, page_size: int) -> int:
 
 def check_page_in_range(page: int, total: int, page_size: int) -> None:
     if page > last_page(total, page_size):
-        raise NotFound(f"page {page} is beyond the last page ({last_page(total, page_size)}) "
-                       f"of {total} results", total_items=total,
-                       total_pages=last_page(total, page_size))
+        raise NotFound(
+            f"page {page} is beyond the last page ({last_page(total, page_size)}) "
+            f"of {total} results",
+            total_items=total,
+            total_pages=last_page(total, page_size),
+        )

@@ -16,10 +16,16 @@ from shared.events.envelope import CloudEvent, make_event
 
 
 def _facts(service: Service) -> dict[str, object]:
-    return dict(service_id=service.id, organization_id=service.organization_id,
-                org_code=service.org_code, category=service.category,
-                conditions=list(service.conditions), status=service.status,
-                self_referral=service.self_referral, waiting_weeks=service.waiting_weeks)
+    return dict(
+        service_id=service.id,
+        organization_id=service.organization_id,
+        org_code=service.org_code,
+        category=service.category,
+        conditions=list(service.conditions),
+        status=service.status,
+        self_referral=service.self_referral,
+        waiting_weeks=service.waiting_weeks,
+    )
 
 
 def _event(data: DirectoryServiceEventData, service: Service) -> CloudEvent:

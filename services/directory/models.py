@@ -97,8 +97,7 @@ class Service(SQLModel, table=True):
     lifecycle: str = Field(sa_column=Column(Text, nullable=False))
     withdrawal_reason: str | None = _text()
     withdrawal_note: str | None = _text()
-    published_at: datetime | None = Field(default=None,
-                                          sa_column=Column(DateTime(timezone=True)))
+    published_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     withdrawn_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     version: int = Field(sa_column=Column(Integer, nullable=False))
     created_by: str = Field(sa_column=Column(Text, nullable=False))

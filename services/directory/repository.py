@@ -45,8 +45,10 @@ def search_sql(q: SearchQuery, *, count_only: bool = False) -> SearchSql:
     the box around the origin finds candidate locations, the great-circle distance cuts to
     the radius, and each service keeps its nearest location.
     """
-    params: dict[str, Any] = {"statuses": [s.value for s in SEARCHABLE_STATUSES],
-                              "published": Lifecycle.PUBLISHED.value}
+    params: dict[str, Any] = {
+        "statuses": [s.value for s in SEARCHABLE_STATUSES],
+        "published": Lifecycle.PUBLISHED.value,
+    }
     ctes, joins = [], []
     where = ["s.lifecycle = :published", "s.status = ANY(CAST(:statuses AS TEXT[]))"]
     score = "CAST(NULL AS DOUBLE PRECISION)"
@@ -60,13 +62,15 @@ def search_sql(q: SearchQuery, *, count_only: bool = False) -> SearchSql:
                       to_tsvector('english'::regconfig, CAST(:text AS TEXT)))) AS w) words)""")
         joins.append("CROSS JOIN q")
         where.append("(q.tsq IS NULL OR s.search_vector @@ q.tsq)")
-        score = (f"""(CASE WHEN q.tsq IS NULL THEN 0 ELSE
+        score = f"""(CASE WHEN q.tsq IS NULL THEN 0 ELSE
                   (SELECT count(*) FROM unnest(q.terms) AS t WHERE s.search_vector @@ t)
-                  + ts_rank_cd('{RANK_WEIGHTS}', s.search_vector, q.tsq, 32) END)""")
+                  + ts_rank_cd('{RANK_WEIGHTS}', s.search_vector, q.tsq, 32) END)"""
     if q.origin is not None:
         params.update(lat=q.origin.latitude, lon=q.origin.longitude, radius=q.radius_m)
-        ctes.append("o AS (SELECT ll_to_earth(CAST(:lat AS DOUBLE PRECISION), "
-                    "CAST(:lon AS DOUBLE PRECISION)) AS pt)")
+        ctes.append(
+            "o AS (SELECT ll_to_earth(CAST(:lat AS DOUBLE PRECISION), "
+            "CAST(:lon AS DOUBLE PRECISION)) AS pt)"
+        )
         ctes.append("""near AS (
             SELECT DISTINCT ON (sal.service_id) sal.service_id, sal.location_id, d.distance_m
             FROM o
@@ -77,8 +81,11 @@ def search_sql(q: SearchQuery, *, count_only: bool = False) -> SearchSql:
             ORDER BY sal.service_id, d.distance_m, sal.location_id)""")
         joins.append("LEFT JOIN near ON near.service_id = s.id")
         joins.append("LEFT JOIN location nl ON nl.id = near.location_id")
-        where.append("(near.service_id IS NOT NULL OR s.remote)" if q.include_remote
-                     else "near.service_id IS NOT NULL")
+        where.append(
+            "(near.service_id IS NOT NULL OR s.remote)"
+            if q.include_remote
+            else "near.service_id IS NOT NULL"
+        )
         distance = "near.distance_m"
     if q.conditions:
         params["conditions"] = [c.value for c in q.conditions]
@@ -104,31 +111,34 @@ def search_sql(q: SearchQuery, *, count_only: bool = False) -> SearchSql:
     open_window = q.open_minutes()
     if open_window is not None:
         params["open_lo"], params["open_hi"] = open_window
-        where.append("s.opening && int4range(CAST(:open_lo AS INTEGER), "
-                     "CAST(:open_hi AS INTEGER))")
+        where.append("s.opening && int4range(CAST(:open_lo AS INTEGER), CAST(:open_hi AS INTEGER))")
     if q.age is not None:
         params["age"] = q.age
-        where.append("(s.minimum_age IS NULL OR s.minimum_age <= :age) "
-                     "AND (s.maximum_age IS NULL OR s.maximum_age >= :age)")
+        where.append(
+            "(s.minimum_age IS NULL OR s.minimum_age <= :age) "
+            "AND (s.maximum_age IS NULL OR s.maximum_age >= :age)"
+        )
 
     with_clause = ("WITH " + ",\n".join(ctes)) if ctes else ""
     body = f"""FROM service s
         JOIN organization org ON org.id = s.organization_id
-        {' '.join(joins)}
-        WHERE {' AND '.join(where)}"""
+        {" ".join(joins)}
+        WHERE {" AND ".join(where)}"""
     if count_only:
         return SearchSql(f"{with_clause} SELECT count(*) AS total {body}", params)
     order = {
         SortOrder.RELEVANCE: "score DESC, distance_m ASC NULLS LAST, lower(s.name), s.id",
-        SortOrder.DISTANCE: "distance_m ASC NULLS LAST, score DESC NULLS LAST, lower(s.name), "
-                            "s.id",
+        SortOrder.DISTANCE: "distance_m ASC NULLS LAST, score DESC NULLS LAST, lower(s.name), s.id",
         SortOrder.NAME: "lower(s.name), s.id",
     }[q.sort]
-    location_cols = ("nl.id AS loc_id, nl.location_type AS loc_type, nl.name AS loc_name, "
-                     "nl.description AS loc_description, nl.addresses AS loc_addresses, "
-                     "nl.postcode AS loc_postcode, nl.latitude AS loc_latitude, "
-                     "nl.longitude AS loc_longitude" if q.origin is not None else
-                     "NULL AS loc_id")
+    location_cols = (
+        "nl.id AS loc_id, nl.location_type AS loc_type, nl.name AS loc_name, "
+        "nl.description AS loc_description, nl.addresses AS loc_addresses, "
+        "nl.postcode AS loc_postcode, nl.latitude AS loc_latitude, "
+        "nl.longitude AS loc_longitude"
+        if q.origin is not None
+        else "NULL AS loc_id"
+    )
     params.update(limit=q.page_size, offset=q.offset)
     sql = f"""{with_clause}
         SELECT s.id, s.name, s.description, s.org_code, org.name AS organization_name,
@@ -160,16 +170,20 @@ class DirectoryRepository:
     async def postcodes(self, postcodes: Sequence[str]) -> dict[str, tuple[float, float]]:
         if not postcodes:
             return {}
-        rows = await self.session.exec(select(Postcode).where(  # type: ignore[call-overload]
-            Postcode.postcode.in_(list(postcodes))))  # type: ignore[attr-defined]
+        rows = await self.session.exec(
+            select(Postcode).where(  # type: ignore[call-overload]
+                Postcode.postcode.in_(list(postcodes))
+            )
+        )  # type: ignore[attr-defined]
         return {p.postcode: (p.latitude, p.longitude) for p in rows.scalars().all()}
 
     # --- organisations ----------------------------------------------------------------------
     def add(self, row: Any) -> None:
         self.session.add(row)
 
-    async def organization_by_code(self, org_code: str, *,
-                                   for_update: bool = False) -> Organization | None:
+    async def organization_by_code(
+        self, org_code: str, *, for_update: bool = False
+    ) -> Organization | None:
         stmt = select(Organization).where(Organization.org_code == org_code)  # type: ignore[arg-type]
         if for_update:
             stmt = stmt.with_for_update()
@@ -192,14 +206,17 @@ class DirectoryRepository:
             select(ServiceAtLocation.id, ServiceAtLocation.description, Location)
             .join(Location, Location.id == ServiceAtLocation.location_id)  # type: ignore[arg-type]
             .where(ServiceAtLocation.service_id == service_id)
-            .order_by(ServiceAtLocation.position))
+            .order_by(ServiceAtLocation.position)
+        )
         return [(r[0], r[1], r[2]) for r in rows.all()]
 
     async def attributes(self, service_id: str) -> list[tuple[Attribute, TaxonomyTerm]]:
         rows = await self.session.exec(  # type: ignore[call-overload]
             select(Attribute, TaxonomyTerm)
             .join(TaxonomyTerm, TaxonomyTerm.id == Attribute.taxonomy_term_id)  # type: ignore[arg-type]
-            .where(Attribute.service_id == service_id).order_by(Attribute.position))
+            .where(Attribute.service_id == service_id)
+            .order_by(Attribute.position)
+        )
         return [(r[0], r[1]) for r in rows.all()]
 
     async def location(self, location_id: str) -> Location | None:
@@ -211,52 +228,84 @@ class DirectoryRepository:
     async def taxonomy(self, taxonomy_id: str) -> Taxonomy | None:
         return await self.session.get(Taxonomy, taxonomy_id)
 
-    async def replace_links(self, service_id: str,
-                            links: Sequence[tuple[str, str, str | None]]) -> None:
+    async def replace_links(
+        self, service_id: str, links: Sequence[tuple[str, str, str | None]]
+    ) -> None:
         """(id, location id, description) in order; the service's old links go."""
-        await self.session.exec(delete(ServiceAtLocation)  # type: ignore[call-overload]
-                                .where(ServiceAtLocation.service_id == service_id))
+        await self.session.exec(
+            delete(ServiceAtLocation).where(ServiceAtLocation.service_id == service_id)  # type: ignore[call-overload]
+        )
         if links:
-            await self.session.exec(insert(ServiceAtLocation).values([  # type: ignore[call-overload]
-                {"id": i, "service_id": service_id, "location_id": loc, "description": d,
-                 "position": n} for n, (i, loc, d) in enumerate(links)]))
+            await self.session.exec(
+                insert(ServiceAtLocation).values(
+                    [  # type: ignore[call-overload]
+                        {
+                            "id": i,
+                            "service_id": service_id,
+                            "location_id": loc,
+                            "description": d,
+                            "position": n,
+                        }
+                        for n, (i, loc, d) in enumerate(links)
+                    ]
+                )
+            )
 
-    async def replace_attributes(self, service_id: str,
-                                 attrs: Sequence[tuple[str, str, str | None, str | None]]
-                                 ) -> None:
+    async def replace_attributes(
+        self, service_id: str, attrs: Sequence[tuple[str, str, str | None, str | None]]
+    ) -> None:
         """(id, taxonomy term id, link_type, value) in order."""
-        await self.session.exec(delete(Attribute)  # type: ignore[call-overload]
-                                .where(Attribute.service_id == service_id))
+        await self.session.exec(
+            delete(Attribute).where(Attribute.service_id == service_id)  # type: ignore[call-overload]
+        )
         if attrs:
-            await self.session.exec(insert(Attribute).values([  # type: ignore[call-overload]
-                {"id": i, "service_id": service_id, "taxonomy_term_id": t, "link_type": lt,
-                 "value": v, "position": n} for n, (i, t, lt, v) in enumerate(attrs)]))
+            await self.session.exec(
+                insert(Attribute).values(
+                    [  # type: ignore[call-overload]
+                        {
+                            "id": i,
+                            "service_id": service_id,
+                            "taxonomy_term_id": t,
+                            "link_type": lt,
+                            "value": v,
+                            "position": n,
+                        }
+                        for n, (i, t, lt, v) in enumerate(attrs)
+                    ]
+                )
+            )
 
     async def attribute_owners(self, attribute_ids: Sequence[str]) -> dict[str, str]:
         if not attribute_ids:
             return {}
-        rows = await self._rows("SELECT id, service_id FROM attribute "
-                                "WHERE id = ANY(CAST(:ids AS TEXT[]))", ids=list(attribute_ids))
+        rows = await self._rows(
+            "SELECT id, service_id FROM attribute WHERE id = ANY(CAST(:ids AS TEXT[]))",
+            ids=list(attribute_ids),
+        )
         return {r["id"]: r["service_id"] for r in rows}
 
     async def link_owners(self, link_ids: Sequence[str]) -> dict[str, str]:
         if not link_ids:
             return {}
-        rows = await self._rows("SELECT id, service_id FROM service_at_location "
-                                "WHERE id = ANY(CAST(:ids AS TEXT[]))", ids=list(link_ids))
+        rows = await self._rows(
+            "SELECT id, service_id FROM service_at_location WHERE id = ANY(CAST(:ids AS TEXT[]))",
+            ids=list(link_ids),
+        )
         return {r["id"]: r["service_id"] for r in rows}
 
     async def refresh_derived(self, service_id: str, opening: str) -> None:
         """Recompute what the database derives: the opening ranges and the taxonomy text that
         feeds the search vector."""
-        await self.session.exec(text("""
+        await self.session.exec(
+            text("""
             UPDATE service SET opening = CAST(:opening AS INT4MULTIRANGE),
                 taxonomy_text = coalesce((
                     SELECT string_agg(t.name || ' ' || coalesce(t.description, ''), ' '
                                       ORDER BY a.position)
                     FROM attribute a JOIN taxonomy_term t ON t.id = a.taxonomy_term_id
                     WHERE a.service_id = :id), '')
-            WHERE id = :id""").bindparams(opening=opening, id=service_id))  # type: ignore[call-overload]
+            WHERE id = :id""").bindparams(opening=opening, id=service_id)
+        )  # type: ignore[call-overload]
 
     # --- search -----------------------------------------------------------------------------
     async def search(self, q: SearchQuery) -> tuple[list[RowMapping], int]:
@@ -271,108 +320,159 @@ class DirectoryRepository:
         return [], int(total)
 
     # --- the ORUK read API ------------------------------------------------------------------
-    async def oruk_service_ids(self, *, text_query: str | None, taxonomy_term_id: str | None,
-                               taxonomy_id: str | None, organization_id: str | None,
-                               modified_after: datetime | None, page: int,
-                               per_page: int) -> tuple[list[str], int]:
+    async def oruk_service_ids(
+        self,
+        *,
+        text_query: str | None,
+        taxonomy_term_id: str | None,
+        taxonomy_id: str | None,
+        organization_id: str | None,
+        modified_after: datetime | None,
+        page: int,
+        per_page: int,
+    ) -> tuple[list[str], int]:
         where = ["s.lifecycle = 'published'"]
         params: dict[str, Any] = {"limit": per_page, "offset": (page - 1) * per_page}
         order = "lower(s.name), s.id"
         if text_query:
             params["text"] = text_query
-            where.append("s.search_vector @@ websearch_to_tsquery('english'::regconfig, "
-                         "CAST(:text AS TEXT))")
-            order = (f"ts_rank_cd('{RANK_WEIGHTS}', s.search_vector, websearch_to_tsquery("
-                     "'english'::regconfig, CAST(:text AS TEXT)), 32) DESC, " + order)
+            where.append(
+                "s.search_vector @@ websearch_to_tsquery('english'::regconfig, CAST(:text AS TEXT))"
+            )
+            order = (
+                f"ts_rank_cd('{RANK_WEIGHTS}', s.search_vector, websearch_to_tsquery("
+                "'english'::regconfig, CAST(:text AS TEXT)), 32) DESC, " + order
+            )
         if taxonomy_term_id:
             params["term"] = taxonomy_term_id
-            where.append("EXISTS (SELECT 1 FROM attribute a WHERE a.service_id = s.id "
-                         "AND a.taxonomy_term_id = :term)")
+            where.append(
+                "EXISTS (SELECT 1 FROM attribute a WHERE a.service_id = s.id "
+                "AND a.taxonomy_term_id = :term)"
+            )
         if taxonomy_id:
             params["taxonomy"] = taxonomy_id
-            where.append("EXISTS (SELECT 1 FROM attribute a JOIN taxonomy_term t "
-                         "ON t.id = a.taxonomy_term_id WHERE a.service_id = s.id "
-                         "AND t.taxonomy_id = :taxonomy)")
+            where.append(
+                "EXISTS (SELECT 1 FROM attribute a JOIN taxonomy_term t "
+                "ON t.id = a.taxonomy_term_id WHERE a.service_id = s.id "
+                "AND t.taxonomy_id = :taxonomy)"
+            )
         if organization_id:
             params["org"] = organization_id
             where.append("s.organization_id = :org")
         if modified_after:
             params["after"] = modified_after
             where.append("s.updated_at >= :after")
-        rows = await self._rows(f"""
+        rows = await self._rows(
+            f"""
             SELECT s.id, count(*) OVER () AS total FROM service s
-            WHERE {' AND '.join(where)} ORDER BY {order} LIMIT :limit OFFSET :offset""",
-                                **params)
+            WHERE {" AND ".join(where)} ORDER BY {order} LIMIT :limit OFFSET :offset""",
+            **params,
+        )
         if rows:
             return [r["id"] for r in rows], int(rows[0]["total"])
-        total = (await self._rows(f"SELECT count(*) AS n FROM service s "
-                                  f"WHERE {' AND '.join(where)}", **params))[0]["n"]
+        total = (
+            await self._rows(
+                f"SELECT count(*) AS n FROM service s WHERE {' AND '.join(where)}", **params
+            )
+        )[0]["n"]
         return [], int(total)
 
     async def oruk_service_at_locations(
-            self, *, text_query: str | None, taxonomy_term_id: str | None,
-            origin: tuple[float, float] | None, proximity_m: float | None, page: int,
-            per_page: int) -> tuple[list[RowMapping], int]:
+        self,
+        *,
+        text_query: str | None,
+        taxonomy_term_id: str | None,
+        origin: tuple[float, float] | None,
+        proximity_m: float | None,
+        page: int,
+        per_page: int,
+    ) -> tuple[list[RowMapping], int]:
         where = ["s.lifecycle = 'published'"]
         params: dict[str, Any] = {"limit": per_page, "offset": (page - 1) * per_page}
         distance = "CAST(NULL AS DOUBLE PRECISION)"
         order = "lower(s.name), s.id, sal.position"
         if origin is not None:
             params.update(lat=origin[0], lon=origin[1])
-            pt = ("ll_to_earth(CAST(:lat AS DOUBLE PRECISION), CAST(:lon AS DOUBLE PRECISION))")
+            pt = "ll_to_earth(CAST(:lat AS DOUBLE PRECISION), CAST(:lon AS DOUBLE PRECISION))"
             distance = f"sec_to_gc(cube_distance({pt}, l.geo))"
             where.append("l.geo IS NOT NULL")
             if proximity_m is not None:
                 params["radius"] = proximity_m
-                where.append(f"earth_box({pt}, CAST(:radius AS DOUBLE PRECISION)) @> l.geo "
-                             f"AND {distance} <= CAST(:radius AS DOUBLE PRECISION)")
+                where.append(
+                    f"earth_box({pt}, CAST(:radius AS DOUBLE PRECISION)) @> l.geo "
+                    f"AND {distance} <= CAST(:radius AS DOUBLE PRECISION)"
+                )
             order = "distance_m, " + order
         if text_query:
             params["text"] = text_query
-            where.append("s.search_vector @@ websearch_to_tsquery('english'::regconfig, "
-                         "CAST(:text AS TEXT))")
+            where.append(
+                "s.search_vector @@ websearch_to_tsquery('english'::regconfig, CAST(:text AS TEXT))"
+            )
         if taxonomy_term_id:
             params["term"] = taxonomy_term_id
-            where.append("EXISTS (SELECT 1 FROM attribute a WHERE a.service_id = s.id "
-                         "AND a.taxonomy_term_id = :term)")
+            where.append(
+                "EXISTS (SELECT 1 FROM attribute a WHERE a.service_id = s.id "
+                "AND a.taxonomy_term_id = :term)"
+            )
         cond = " AND ".join(where)
-        rows = await self._rows(f"""
+        rows = await self._rows(
+            f"""
             SELECT sal.id AS sal_id, sal.description AS sal_description, s.id AS service_id,
                    l.id AS location_id, {distance} AS distance_m, count(*) OVER () AS total
             FROM service_at_location sal
             JOIN service s ON s.id = sal.service_id
             JOIN location l ON l.id = sal.location_id
-            WHERE {cond} ORDER BY {order} LIMIT :limit OFFSET :offset""", **params)
+            WHERE {cond} ORDER BY {order} LIMIT :limit OFFSET :offset""",
+            **params,
+        )
         if rows:
             return rows, int(rows[0]["total"])
-        total = (await self._rows(f"""
+        total = (
+            await self._rows(
+                f"""
             SELECT count(*) AS n FROM service_at_location sal
             JOIN service s ON s.id = sal.service_id JOIN location l ON l.id = sal.location_id
-            WHERE {cond}""", **params))[0]["n"]
+            WHERE {cond}""",
+                **params,
+            )
+        )[0]["n"]
         return [], int(total)
 
     async def services(self, ids: Sequence[str]) -> dict[str, Service]:
         if not ids:
             return {}
-        rows = await self.session.exec(select(Service).where(  # type: ignore[call-overload]
-            Service.id.in_(list(ids))))  # type: ignore[attr-defined]
+        rows = await self.session.exec(
+            select(Service).where(  # type: ignore[call-overload]
+                Service.id.in_(list(ids))
+            )
+        )  # type: ignore[attr-defined]
         return {s.id: s for s in rows.scalars().all()}
 
     async def locations(self, ids: Sequence[str]) -> dict[str, Location]:
         if not ids:
             return {}
-        rows = await self.session.exec(select(Location).where(  # type: ignore[call-overload]
-            Location.id.in_(list(ids))))  # type: ignore[attr-defined]
+        rows = await self.session.exec(
+            select(Location).where(  # type: ignore[call-overload]
+                Location.id.in_(list(ids))
+            )
+        )  # type: ignore[attr-defined]
         return {loc.id: loc for loc in rows.scalars().all()}
 
     async def taxonomies(self, *, page: int, per_page: int) -> tuple[list[Taxonomy], int]:
         total = (await self._rows("SELECT count(*) AS n FROM taxonomy"))[0]["n"]
-        rows = await self.session.exec(select(Taxonomy).order_by(  # type: ignore[call-overload]
-            Taxonomy.name, Taxonomy.id).limit(per_page).offset((page - 1) * per_page))
+        rows = await self.session.exec(
+            select(Taxonomy)
+            .order_by(  # type: ignore[call-overload]
+                Taxonomy.name, Taxonomy.id
+            )
+            .limit(per_page)
+            .offset((page - 1) * per_page)
+        )
         return list(rows.scalars().all()), int(total)
 
-    async def terms(self, *, taxonomy_id: str | None, page: int,
-                    per_page: int) -> tuple[list[TaxonomyTerm], int]:
+    async def terms(
+        self, *, taxonomy_id: str | None, page: int, per_page: int
+    ) -> tuple[list[TaxonomyTerm], int]:
         stmt = select(TaxonomyTerm)
         count = "SELECT count(*) AS n FROM taxonomy_term"
         params: dict[str, Any] = {}
@@ -381,7 +481,11 @@ class DirectoryRepository:
             count += " WHERE taxonomy_id = :t"
             params["t"] = taxonomy_id
         total = (await self._rows(count, **params))[0]["n"]
-        rows = await self.session.exec(stmt.order_by(  # type: ignore[call-overload]
-            TaxonomyTerm.taxonomy_id, TaxonomyTerm.name, TaxonomyTerm.id)
-            .limit(per_page).offset((page - 1) * per_page))
+        rows = await self.session.exec(
+            stmt.order_by(  # type: ignore[call-overload]
+                TaxonomyTerm.taxonomy_id, TaxonomyTerm.name, TaxonomyTerm.id
+            )
+            .limit(per_page)
+            .offset((page - 1) * per_page)
+        )
         return list(rows.scalars().all()), int(total)

@@ -40,8 +40,11 @@ def _clean(v: str) -> str:
 
 Text = Annotated[str, StringConstraints(max_length=10000), AfterValidator(_clean)]
 Short = Annotated[str, StringConstraints(min_length=1, max_length=300), AfterValidator(_clean)]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True),
-                 AfterValidator(_clean)]
+Name = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200, strip_whitespace=True),
+    AfterValidator(_clean),
+]
 RecordId = Annotated[str, StringConstraints(pattern=domain.RECORD_ID)]
 OrgCode = Annotated[str, StringConstraints(pattern=domain.ORG_CODE)]
 Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{1,60}$")]
@@ -114,8 +117,10 @@ class OrukSchedule(Oruk):
         for part in v.split(","):
             token = part.strip().upper().lstrip("+-0123456789")
             if token not in Weekday.__members__:
-                raise ValueError("byday is comma-separated iCalendar days: MO,TU,WE,TH,FR,SA,SU "
-                                 "(optionally with an ordinal, e.g. 2MO)")
+                raise ValueError(
+                    "byday is comma-separated iCalendar days: MO,TU,WE,TH,FR,SA,SU "
+                    "(optionally with an ordinal, e.g. 2MO)"
+                )
         return v
 
 
@@ -281,14 +286,17 @@ class OrukOrganization(Oruk):
     website: Url | None = None
     logo: Url | None = None
     uri: Url | None = None
-    organization_identifiers: list[OrukOrganizationIdentifier] = Field(default_factory=list,
-                                                                       max_length=20)
+    organization_identifiers: list[OrukOrganizationIdentifier] = Field(
+        default_factory=list, max_length=20
+    )
 
     def ods_code(self) -> str | None:
         """Waymark addresses referrals by ODS-style organisation code."""
         for ident in self.organization_identifiers:
-            if ident.identifier_type.lower() == ODS_IDENTIFIER_TYPE.lower() or \
-                    (ident.identifier_scheme or "").upper() == "ODS":
+            if (
+                ident.identifier_type.lower() == ODS_IDENTIFIER_TYPE.lower()
+                or (ident.identifier_scheme or "").upper() == "ODS"
+            ):
                 return ident.identifier
         return None
 
@@ -319,8 +327,7 @@ class OrukService(Oruk):
     phones: list[OrukPhone] = Field(default_factory=list, max_length=20)
     schedules: list[OrukSchedule] = Field(default_factory=list, max_length=50)
     service_areas: list[OrukServiceArea] = Field(default_factory=list, max_length=50)
-    service_at_locations: list[OrukServiceAtLocation] = Field(default_factory=list,
-                                                              max_length=100)
+    service_at_locations: list[OrukServiceAtLocation] = Field(default_factory=list, max_length=100)
     languages: list[OrukLanguage] = Field(default_factory=list, max_length=50)
     funding: list[OrukFunding] = Field(default_factory=list, max_length=20)
     cost_options: list[OrukCostOption] = Field(default_factory=list, max_length=20)
@@ -330,26 +337,40 @@ class OrukService(Oruk):
     @model_validator(mode="after")
     def _consistent(self) -> OrukService:
         domain.check_ages(self.minimum_age, self.maximum_age)
-        if self.organization is not None and self.organization_id is not None and \
-                self.organization.id != self.organization_id:
+        if (
+            self.organization is not None
+            and self.organization_id is not None
+            and self.organization.id != self.organization_id
+        ):
             raise ValueError("organization.id differs from organization_id")
-        for group in ("schedules", "service_areas", "cost_options", "languages", "contacts",
-                      "attributes", "service_at_locations", "phones", "funding"):
+        for group in (
+            "schedules",
+            "service_areas",
+            "cost_options",
+            "languages",
+            "contacts",
+            "attributes",
+            "service_at_locations",
+            "phones",
+            "funding",
+        ):
             ids = [item.id for item in getattr(self, group)]
             if len(set(ids)) != len(ids):
                 raise ValueError(f"{group}: each id may appear once")
         for group in ("schedules", "service_areas", "cost_options", "languages"):
             for item in getattr(self, group):
                 if item.service_id is not None and item.service_id != self.id:
-                    raise ValueError(f"{group}: service_id {item.service_id} is not this "
-                                     f"service ({self.id})")
+                    raise ValueError(
+                        f"{group}: service_id {item.service_id} is not this service ({self.id})"
+                    )
         for a in self.attributes:
             if a.link_id is not None and a.link_id != self.id:
                 raise ValueError(f"attribute {a.id} links to {a.link_id}, not this service")
         for sal in self.service_at_locations:
             if sal.location_id is not None and sal.location_id != sal.location.id:
-                raise ValueError(f"service_at_location {sal.id}: location_id differs from "
-                                 "location.id")
+                raise ValueError(
+                    f"service_at_location {sal.id}: location_id differs from location.id"
+                )
         locations = [sal.location.id for sal in self.service_at_locations]
         if len(set(locations)) != len(locations):
             raise ValueError("service_at_locations: each location may appear once")
@@ -370,8 +391,15 @@ class Page(BaseModel):
     @classmethod
     def envelope(cls, *, total: int, page: int, per_page: int, size: int) -> dict[str, Any]:
         pages = domain.last_page(total, per_page)
-        return dict(total_items=total, total_pages=pages, page_number=page, size=size,
-                    first_page=page == 1, last_page=page >= pages, empty=total == 0)
+        return dict(
+            total_items=total,
+            total_pages=pages,
+            page_number=page,
+            size=size,
+            first_page=page == 1,
+            last_page=page >= pages,
+            empty=total == 0,
+        )
 
 
 class OrukServicePage(Page):
@@ -468,8 +496,11 @@ class LocationIn(BaseModel):
             raise ValueError("give both latitude and longitude, or neither")
         if self.postcode is not None:
             self.postcode = domain.normalise_postcode(self.postcode)
-        if self.location_type is LocationType.PHYSICAL and self.latitude is None and \
-                self.postcode is None:
+        if (
+            self.location_type is LocationType.PHYSICAL
+            and self.latitude is None
+            and self.postcode is None
+        ):
             raise ValueError("a physical location needs latitude and longitude or a postcode")
         return self
 
@@ -502,8 +533,9 @@ class ScheduleIn(BaseModel):
     def _times(self) -> ScheduleIn:
         if (self.opens_at is None) != (self.closes_at is None):
             raise ValueError("give opens_at and closes_at together")
-        if self.opens_at is not None and (self.opens_at.tzinfo is not None or
-                                          self.closes_at.tzinfo is not None):  # type: ignore[union-attr]
+        if self.opens_at is not None and (
+            self.opens_at.tzinfo is not None or self.closes_at.tzinfo is not None
+        ):  # type: ignore[union-attr]
             raise ValueError("opening times are UK local time, without an offset")
         if self.valid_from and self.valid_to and self.valid_from > self.valid_to:
             raise ValueError("valid_from is after valid_to")
@@ -555,7 +587,8 @@ class _ServiceFields(BaseModel):
     self_referral: bool = False
     delivery_modes: list[DeliveryMode] = Field(min_length=1, max_length=len(DeliveryMode))
     communication_support: list[CommunicationSupport] = Field(
-        default_factory=list, max_length=len(CommunicationSupport))
+        default_factory=list, max_length=len(CommunicationSupport)
+    )
     waiting_weeks: int | None = Field(default=None, ge=0, le=520)
     how_to_refer: Text | None = None
     eligibility_description: Text | None = None
@@ -570,8 +603,7 @@ class _ServiceFields(BaseModel):
     schedules: list[ScheduleIn] = Field(default_factory=list, max_length=50)
     service_areas: list[ServiceAreaIn] = Field(default_factory=list, max_length=50)
 
-    _unique = field_validator("conditions", "delivery_modes",
-                              "communication_support")(_unique)
+    _unique = field_validator("conditions", "delivery_modes", "communication_support")(_unique)
 
     @model_validator(mode="after")
     def _consistent(self) -> _ServiceFields:
@@ -603,13 +635,16 @@ class ServiceUpdate(BaseModel):
     email: Email | None = None
     status: ServiceStatus | None = None
     category: Category | None = None
-    conditions: list[Condition] | None = Field(default=None, min_length=1,
-                                               max_length=len(Condition))
+    conditions: list[Condition] | None = Field(
+        default=None, min_length=1, max_length=len(Condition)
+    )
     self_referral: bool | None = None
-    delivery_modes: list[DeliveryMode] | None = Field(default=None, min_length=1,
-                                                      max_length=len(DeliveryMode))
+    delivery_modes: list[DeliveryMode] | None = Field(
+        default=None, min_length=1, max_length=len(DeliveryMode)
+    )
     communication_support: list[CommunicationSupport] | None = Field(
-        default=None, max_length=len(CommunicationSupport))
+        default=None, max_length=len(CommunicationSupport)
+    )
     waiting_weeks: int | None = Field(default=None, ge=0, le=520)
     how_to_refer: Text | None = None
     eligibility_description: Text | None = None
@@ -631,9 +666,22 @@ class ServiceUpdate(BaseModel):
 
     @model_validator(mode="after")
     def _required_stay(self) -> ServiceUpdate:
-        for name in ("name", "status", "category", "conditions", "self_referral",
-                     "delivery_modes", "communication_support", "cost_options", "languages",
-                     "contacts", "locations", "schedules", "service_areas", "description"):
+        for name in (
+            "name",
+            "status",
+            "category",
+            "conditions",
+            "self_referral",
+            "delivery_modes",
+            "communication_support",
+            "cost_options",
+            "languages",
+            "contacts",
+            "locations",
+            "schedules",
+            "service_areas",
+            "description",
+        ):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
         return self

@@ -32,41 +32,67 @@ async def _exec(session: AsyncSession, sql: str, **params: Any) -> Any:
     return await session.exec(text(sql).bindparams(**params))  # type: ignore[call-overload]
 
 
-async def queue_alert_deliveries(session: AsyncSession, event: CloudEvent,
-                                 data: AlertEventData) -> None:
+async def queue_alert_deliveries(
+    session: AsyncSession, event: CloudEvent, data: AlertEventData
+) -> None:
     """What an alert event owes its addressed organisations and the duty rota."""
     orgs = sorted(set(data.recipient_orgs))
     raw = data.model_dump(mode="json")
     for route in routing.alert_routes(event.type, rule=data.rule, recipient_orgs=orgs):
-        await _exec(session, """
+        await _exec(
+            session,
+            """
             INSERT INTO message (id, event_id, event_type, audience, template, patient_id,
                                  referral_id, org, context)
             VALUES (:id, :eid, :etype, :aud, :tpl, :pid, NULL, NULL, CAST(:ctx AS JSONB))
             ON CONFLICT (event_id, audience) DO NOTHING""",
-                    id=f"msg_{uuid.uuid4().hex}", eid=event.id, etype=event.type,
-                    aud=route.audience.value, tpl=route.template, pid=event.subject,
-                    ctx=json.dumps(routing.alert_message_context(raw)))
+            id=f"msg_{uuid.uuid4().hex}",
+            eid=event.id,
+            etype=event.type,
+            aud=route.audience.value,
+            tpl=route.template,
+            pid=event.subject,
+            ctx=json.dumps(routing.alert_message_context(raw)),
+        )
     if not orgs or event.type not in routing.SUBSCRIBABLE_ALERT_TYPES:
         return
-    subs = (await _exec(session, """
+    subs = (
+        await _exec(
+            session,
+            """
         SELECT id, org, event_types FROM webhook_subscription
         WHERE deleted_at IS NULL AND org = ANY(:orgs) AND :etype = ANY(event_types)""",
-                        orgs=orgs, etype=event.type)).all()
+            orgs=orgs,
+            etype=event.type,
+        )
+    ).all()
     payload = routing.alert_partner_payload(event.model_dump(mode="json"))
     for sub in subs:
-        if not routing.alert_subscription_matches(org=sub.org, event_types=list(sub.event_types),
-                                                  event_type=event.type, recipient_orgs=orgs):
+        if not routing.alert_subscription_matches(
+            org=sub.org,
+            event_types=list(sub.event_types),
+            event_type=event.type,
+            recipient_orgs=orgs,
+        ):
             continue
-        await _exec(session, """
+        await _exec(
+            session,
+            """
             INSERT INTO webhook_delivery (id, subscription_id, event_id, event_type,
                                           event_time, payload)
             VALUES (:id, :sub, :eid, :etype, :at, CAST(:payload AS JSONB))
             ON CONFLICT (subscription_id, event_id) DO NOTHING""",
-                    id=f"msg_{uuid.uuid4().hex}", sub=sub.id, eid=event.id, etype=event.type,
-                    at=event.time, payload=json.dumps(payload, default=str))
+            id=f"msg_{uuid.uuid4().hex}",
+            sub=sub.id,
+            eid=event.id,
+            etype=event.type,
+            at=event.time,
+            payload=json.dumps(payload, default=str),
+        )
 
 
 # --- the dispatcher's side ----------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class AlertRecipient:
@@ -80,20 +106,28 @@ class AlertRecipient:
 Preferences = Callable[[str], Awaitable[list[tuple[str, StaffPreference]]]]
 
 
-async def alert_recipients(*, audience: str, context: Mapping[str, Any], patient_id: str | None,
-                           settings: Settings, rota: DutyRota,
-                           email_preferences: Preferences
-                           ) -> tuple[list[AlertRecipient], str | None]:
+async def alert_recipients(
+    *,
+    audience: str,
+    context: Mapping[str, Any],
+    patient_id: str | None,
+    settings: Settings,
+    rota: DutyRota,
+    email_preferences: Preferences,
+) -> tuple[list[AlertRecipient], str | None]:
     """Who an alert message reaches, or why nobody. `email_preferences(org)` gives the staff
     of an organisation who chose email, with their preferences (their quiet hours hold it)."""
     if audience == routing.Audience.DUTY_ROTA:
         org = rota.org_code(settings)
         extra = {"rota_name": rota.name, "person_ref": patient_id}
-        return [AlertRecipient(f"org:{org}", Reach((Route(Channel.IN_APP),)), org,
-                               extra=extra),
-                AlertRecipient(f"rota:{org}",
-                               Reach((Route(Channel.EMAIL, rota.address(settings)),)),
-                               extra={"rota_name": rota.name})], None
+        return [
+            AlertRecipient(f"org:{org}", Reach((Route(Channel.IN_APP),)), org, extra=extra),
+            AlertRecipient(
+                f"rota:{org}",
+                Reach((Route(Channel.EMAIL, rota.address(settings)),)),
+                extra={"rota_name": rota.name},
+            ),
+        ], None
     if audience != routing.Audience.ALERT_ORGS:
         return [], f"no recipients are known for the audience {audience!r}"
     orgs = [str(o) for o in context.get("recipient_orgs") or []]
@@ -103,11 +137,22 @@ async def alert_recipients(*, audience: str, context: Mapping[str, Any], patient
     for org in orgs:
         # the team's inbox names the person by pseudonymous id (to find their care plan);
         # an email, which leaves Waymark, does not
-        out.append(AlertRecipient(f"org:{org}", Reach((Route(Channel.IN_APP),)), org,
-                                  extra={"org": org, "person_ref": patient_id}))
+        out.append(
+            AlertRecipient(
+                f"org:{org}",
+                Reach((Route(Channel.IN_APP),)),
+                org,
+                extra={"org": org, "person_ref": patient_id},
+            )
+        )
         for user_key, pref in await email_preferences(org):
             assert pref.email is not None
-            out.append(AlertRecipient(f"user:{user_key}",
-                                      Reach((Route(Channel.EMAIL, pref.email),)), pref=pref,
-                                      extra={"org": org}))
+            out.append(
+                AlertRecipient(
+                    f"user:{user_key}",
+                    Reach((Route(Channel.EMAIL, pref.email),)),
+                    pref=pref,
+                    extra={"org": org},
+                )
+            )
     return out, None

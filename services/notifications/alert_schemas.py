@@ -33,9 +33,11 @@ class AlertOut(BaseModel):
     resolved_at: datetime | None
     resolution: str | None = Field(description="the coded reason it was resolved")
     seq: int = Field(description="the journey's change number this row reflects")
-    version: int = Field(description="the ETag: moves with every change a coordinator has not "
-                                     "seen (the journey's confirmation of an action taken here "
-                                     "leaves it)")
+    version: int = Field(
+        description="the ETag: moves with every change a coordinator has not "
+        "seen (the journey's confirmation of an action taken here "
+        "leaves it)"
+    )
     allowed_actions: list[Action] = Field(description="what a coordinator may do with it now")
 
 
@@ -54,17 +56,24 @@ class AlertCounts(BaseModel):
 
 
 class HistoryOut(BaseModel):
-    change: str = Field(description="raised, escalated, acknowledged, assigned, snoozed, "
-                                    "reopened, progressing, resolved")
+    change: str = Field(
+        description="raised, escalated, acknowledged, assigned, snoozed, "
+        "reopened, progressing, resolved"
+    )
     status: str
-    actor: str | None = Field(description="'journey' for the journey's own changes, else the "
-                                          "user id of the coordinator")
+    actor: str | None = Field(
+        description="'journey' for the journey's own changes, else the user id of the coordinator"
+    )
     assignee: str | None
     detail: str | None
     at: datetime
-    seq: int | None = Field(default=None, description=(
-        "the journey's change number that recorded it; for a coordinator's action, that of the "
-        "journey's confirmation (null until the journey has applied it)"))
+    seq: int | None = Field(
+        default=None,
+        description=(
+            "the journey's change number that recorded it; for a coordinator's action, that of the "
+            "journey's confirmation (null until the journey has applied it)"
+        ),
+    )
 
 
 class EvidenceOut(BaseModel):
@@ -79,23 +88,28 @@ class AlertDetail(AlertOut):
 
     history: list[HistoryOut]
     explanation: str | None = Field(
-        description="why the journey raised it, in plain words (from the patient's journey)")
+        description="why the journey raised it, in plain words (from the patient's journey)"
+    )
     evidence: list[EvidenceOut] | None
     explanation_unavailable: str | None = Field(
-        default=None, description="set when the journey could not be asked: why")
+        default=None, description="set when the journey could not be asked: why"
+    )
 
 
 class AssignIn(Strict):
-    assignee: str = Field(min_length=1, max_length=100,
-                          description="a user id, or 'me' for yourself")
+    assignee: str = Field(
+        min_length=1, max_length=100, description="a user id, or 'me' for yourself"
+    )
 
 
 class SnoozeIn(Strict):
-    until: AwareDatetime = Field(description="when the alert comes back (future, at most "
-                                             "30 days ahead)")
+    until: AwareDatetime = Field(
+        description="when the alert comes back (future, at most 30 days ahead)"
+    )
 
 
 class ResolveIn(Strict):
-    resolution: str = Field(pattern=r"^[a-z0-9-]{1,60}$",
-                            description="a coded reason, e.g. contacted-person, "
-                                        "referral-progressed, duplicate")
+    resolution: str = Field(
+        pattern=r"^[a-z0-9-]{1,60}$",
+        description="a coded reason, e.g. contacted-person, referral-progressed, duplicate",
+    )

@@ -83,21 +83,25 @@ SEVERITY_RANK: dict[Severity, int] = {Severity.URGENT: 0, Severity.HIGH: 1, Seve
 
 #: the statuses each action may be taken in (mirrors the journey's `apply_action`)
 ALLOWED_IN: dict[Action, frozenset[Status]] = {
-    Action.ACKNOWLEDGE: frozenset({Status.OPEN, Status.ESCALATED, Status.SNOOZED,
-                                   Status.PROGRESSING}),
+    Action.ACKNOWLEDGE: frozenset(
+        {Status.OPEN, Status.ESCALATED, Status.SNOOZED, Status.PROGRESSING}
+    ),
     Action.ASSIGN: frozenset(set(Status) - {Status.RESOLVED}),
     Action.SNOOZE: frozenset(set(Status) - {Status.RESOLVED}),
     Action.RESOLVE: frozenset(set(Status) - {Status.RESOLVED}),
 }
 
 #: the change each action records (the journey's change names, past tense)
-CHANGE_OF: dict[Action, str] = {Action.ACKNOWLEDGE: "acknowledged", Action.ASSIGN: "assigned",
-                                Action.SNOOZE: "snoozed", Action.RESOLVE: "resolved"}
+CHANGE_OF: dict[Action, str] = {
+    Action.ACKNOWLEDGE: "acknowledged",
+    Action.ASSIGN: "assigned",
+    Action.SNOOZE: "snoozed",
+    Action.RESOLVE: "resolved",
+}
 
 #: the statuses the inbox shows when the caller names none: the action worklist, everything
 #: still to deal with (a progressing alert's cause has gone: it is asked for by name)
-DEFAULT_STATUSES: frozenset[Status] = frozenset(set(Status) - {Status.RESOLVED,
-                                                               Status.PROGRESSING})
+DEFAULT_STATUSES: frozenset[Status] = frozenset(set(Status) - {Status.RESOLVED, Status.PROGRESSING})
 
 #: a snooze is a short "not now", not a way to hide an alert: at most this long
 MAX_SNOOZE = timedelta(days=30)
@@ -119,21 +123,25 @@ UNASSIGNED = "unassigned"
 
 # --- who may see and act --------------------------------------------------------------------
 
+
 def check_may_read(principal: Principal, ics: str) -> None:
     """Coordinators of the ICS this deployment serves see its inbox (the role table)."""
     if not may_use(principal, Capability.ALERT_READ):
-        raise Forbidden(f"the alert inbox needs one of the roles: "
-                        f"{roles_phrase(Capability.ALERT_READ)}")
+        raise Forbidden(
+            f"the alert inbox needs one of the roles: {roles_phrase(Capability.ALERT_READ)}"
+        )
     if principal.ics != ics:
-        raise Forbidden(f"the alert inbox shown here is {ics}'s; you belong to "
-                        f"{principal.ics or 'no ICS'}")
+        raise Forbidden(
+            f"the alert inbox shown here is {ics}'s; you belong to {principal.ics or 'no ICS'}"
+        )
 
 
 def check_may_act(principal: Principal, alert_ics: str) -> None:
     """Only a coordinator of the alert's ICS acts on it."""
     if not may_use(principal, Capability.ALERT_ACT):
-        raise Forbidden(f"acting on alerts needs one of the roles: "
-                        f"{roles_phrase(Capability.ALERT_ACT)}")
+        raise Forbidden(
+            f"acting on alerts needs one of the roles: {roles_phrase(Capability.ALERT_ACT)}"
+        )
     if principal.ics != alert_ics:
         raise Forbidden("this alert belongs to another ICS's coordinators")
 
@@ -150,26 +158,37 @@ def allowed_actions(status: str, severity: str | None = None) -> list[Action]:
         st = Status(status)
     except ValueError:
         return []
-    return [a for a in Action if st in ALLOWED_IN[a]
-            and not (a is Action.SNOOZE and severity in NEVER_SNOOZED)]
+    return [
+        a
+        for a in Action
+        if st in ALLOWED_IN[a] and not (a is Action.SNOOZE and severity in NEVER_SNOOZED)
+    ]
 
 
 def check_action(status: str, action: Action, severity: str | None = None) -> None:
     """409 naming the allowed actions when `action` isn't allowed in `status`."""
     allowed = allowed_actions(status, severity)
-    if action is Action.SNOOZE and severity in NEVER_SNOOZED and action in allowed_actions(
-            status):
-        raise Conflict(f"an {severity} alert cannot be snoozed: acknowledge it and act, or "
-                       f"resolve it; allowed: {', '.join(a.value for a in allowed)}",
-                       status_now=status, allowed_actions=[a.value for a in allowed])
+    if action is Action.SNOOZE and severity in NEVER_SNOOZED and action in allowed_actions(status):
+        raise Conflict(
+            f"an {severity} alert cannot be snoozed: acknowledge it and act, or "
+            f"resolve it; allowed: {', '.join(a.value for a in allowed)}",
+            status_now=status,
+            allowed_actions=[a.value for a in allowed],
+        )
     if action in allowed:
         return
     if not allowed:
-        raise Conflict(f"the alert is {status}: a {status} alert takes no actions",
-                       status_now=status, allowed_actions=[])
-    raise Conflict(f"cannot {action.value} an alert that is {status}; allowed: "
-                   f"{', '.join(a.value for a in allowed)}",
-                   status_now=status, allowed_actions=[a.value for a in allowed])
+        raise Conflict(
+            f"the alert is {status}: a {status} alert takes no actions",
+            status_now=status,
+            allowed_actions=[],
+        )
+    raise Conflict(
+        f"cannot {action.value} an alert that is {status}; allowed: "
+        f"{', '.join(a.value for a in allowed)}",
+        status_now=status,
+        allowed_actions=[a.value for a in allowed],
+    )
 
 
 @dataclass(frozen=True)
@@ -207,8 +226,9 @@ def check_assignee(assignee: str, actor: str) -> str:
     """`me` is the caller; otherwise a user id as tokens carry it."""
     value = actor if assignee == ME else assignee
     if not USER_ID.fullmatch(value):
-        raise ValidationFailed("assignee must be a user id (letters, digits and . _ : @ -, "
-                               "at most 100) or 'me'")
+        raise ValidationFailed(
+            "assignee must be a user id (letters, digits and . _ : @ -, at most 100) or 'me'"
+        )
     return value
 
 
@@ -224,46 +244,84 @@ def check_snooze_until(until: datetime, now: datetime) -> datetime:
 
 def check_resolution(resolution: str) -> str:
     if not RESOLUTION_CODE.fullmatch(resolution):
-        raise ValidationFailed("resolution must be a code: lower-case letters, digits and '-', "
-                               "1-60 characters (e.g. contacted-person)")
+        raise ValidationFailed(
+            "resolution must be a code: lower-case letters, digits and '-', "
+            "1-60 characters (e.g. contacted-person)"
+        )
     return resolution
 
 
-def plan_action(alert: AlertSnapshot, action: Action, *, actor: str, now: datetime,
-                assignee: str | None = None, until: datetime | None = None,
-                resolution: str | None = None) -> ActionPlan:
+def plan_action(
+    alert: AlertSnapshot,
+    action: Action,
+    *,
+    actor: str,
+    now: datetime,
+    assignee: str | None = None,
+    until: datetime | None = None,
+    resolution: str | None = None,
+) -> ActionPlan:
     """What `action` does to the alert, as the journey's `apply_action` will do it."""
     check_action(alert.status, action, alert.severity)
     if action is Action.ACKNOWLEDGE:
-        return ActionPlan(change=CHANGE_OF[action], status=Status.ACKNOWLEDGED.value,
-                          assignee=alert.assignee or actor, acknowledged_at=now,
-                          snoozed_until=None, resolved_at=None, resolution=None, detail=None)
+        return ActionPlan(
+            change=CHANGE_OF[action],
+            status=Status.ACKNOWLEDGED.value,
+            assignee=alert.assignee or actor,
+            acknowledged_at=now,
+            snoozed_until=None,
+            resolved_at=None,
+            resolution=None,
+            detail=None,
+        )
     if action is Action.ASSIGN:
         if assignee is None:
             raise ValidationFailed("assign needs an assignee")
         who = check_assignee(assignee, actor)
-        return ActionPlan(change=CHANGE_OF[action], status=alert.status, assignee=who,
-                          acknowledged_at=alert.acknowledged_at,
-                          snoozed_until=alert.snoozed_until, resolved_at=None,
-                          resolution=None, detail=f"assigned to {who}", event_assignee=who)
+        return ActionPlan(
+            change=CHANGE_OF[action],
+            status=alert.status,
+            assignee=who,
+            acknowledged_at=alert.acknowledged_at,
+            snoozed_until=alert.snoozed_until,
+            resolved_at=None,
+            resolution=None,
+            detail=f"assigned to {who}",
+            event_assignee=who,
+        )
     if action is Action.SNOOZE:
         if until is None:
             raise ValidationFailed("snooze needs until")
         when = check_snooze_until(until, now)
-        return ActionPlan(change=CHANGE_OF[action], status=Status.SNOOZED.value,
-                          assignee=alert.assignee, acknowledged_at=alert.acknowledged_at,
-                          snoozed_until=when, resolved_at=None, resolution=None,
-                          detail=f"until {when.isoformat()}", event_snooze_until=when)
+        return ActionPlan(
+            change=CHANGE_OF[action],
+            status=Status.SNOOZED.value,
+            assignee=alert.assignee,
+            acknowledged_at=alert.acknowledged_at,
+            snoozed_until=when,
+            resolved_at=None,
+            resolution=None,
+            detail=f"until {when.isoformat()}",
+            event_snooze_until=when,
+        )
     if resolution is None:
         raise ValidationFailed("resolve needs a resolution code")
     code = check_resolution(resolution)
-    return ActionPlan(change=CHANGE_OF[action], status=Status.RESOLVED.value,
-                      assignee=alert.assignee, acknowledged_at=alert.acknowledged_at,
-                      snoozed_until=None, resolved_at=now, resolution=code,
-                      detail=f"resolution {code}", event_resolution=code)
+    return ActionPlan(
+        change=CHANGE_OF[action],
+        status=Status.RESOLVED.value,
+        assignee=alert.assignee,
+        acknowledged_at=alert.acknowledged_at,
+        snoozed_until=None,
+        resolved_at=now,
+        resolution=code,
+        detail=f"resolution {code}",
+        event_resolution=code,
+    )
 
 
 # --- the journey's alert events ---------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class AlertContent:
@@ -286,8 +344,15 @@ class Reconciliation:
     history: bool  # a history row of its own (an echo confirms the coordinator's row instead)
 
 
-def reconcile(*, row: AlertContent, row_seq: int, event: AlertContent, seq: int, echo: bool,
-              later_actions_pending: bool) -> Reconciliation | None:
+def reconcile(
+    *,
+    row: AlertContent,
+    row_seq: int,
+    event: AlertContent,
+    seq: int,
+    echo: bool,
+    later_actions_pending: bool,
+) -> Reconciliation | None:
     """What a journey alert event does to the inbox's row; None when it is not newer than the
     row (a repeated or out-of-order event: the highest `seq` wins).
 
@@ -307,6 +372,7 @@ def reconcile(*, row: AlertContent, row_seq: int, event: AlertContent, seq: int,
 
 
 # --- filters and sort -----------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class AlertFilter:
@@ -330,24 +396,33 @@ def _members(values: Iterable[str] | None, enum: type[StrEnum], name: str) -> fr
         try:
             out.add(enum(v))
         except ValueError:
-            raise ValidationFailed(f"{name} must be one of "
-                                   f"{', '.join(e.value for e in enum)}; got {v!r}") from None
+            raise ValidationFailed(
+                f"{name} must be one of {', '.join(e.value for e in enum)}; got {v!r}"
+            ) from None
     return frozenset(out)
 
 
 def _aware(value: datetime | None, name: str) -> datetime | None:
     if value is not None and (value.tzinfo is None or value.utcoffset() is None):
-        raise ValidationFailed(f"{name} must carry a time zone offset, e.g. "
-                               f"2026-05-01T09:00:00Z")
+        raise ValidationFailed(f"{name} must carry a time zone offset, e.g. 2026-05-01T09:00:00Z")
     return value
 
 
-def build_filter(*, ics: str, actor: str, now: datetime,
-                 kind: Iterable[str] | None = None, severity: Iterable[str] | None = None,
-                 status: Iterable[str] | None = None, assignee: str | None = None,
-                 org: str | None = None, patient_id: str | None = None,
-                 raised_after: datetime | None = None, raised_before: datetime | None = None,
-                 min_age_days: int | None = None) -> AlertFilter:
+def build_filter(
+    *,
+    ics: str,
+    actor: str,
+    now: datetime,
+    kind: Iterable[str] | None = None,
+    severity: Iterable[str] | None = None,
+    status: Iterable[str] | None = None,
+    assignee: str | None = None,
+    org: str | None = None,
+    patient_id: str | None = None,
+    raised_after: datetime | None = None,
+    raised_before: datetime | None = None,
+    min_age_days: int | None = None,
+) -> AlertFilter:
     """Validate what the caller asked for; `min_age_days` is an upper bound on `raised_at`
     (the stricter of it and `raised_before` applies)."""
     statuses = _members(status, Status, "status") or DEFAULT_STATUSES
@@ -359,8 +434,9 @@ def build_filter(*, ics: str, actor: str, now: datetime,
         else:
             who = check_assignee(assignee, actor)
     if org is not None and not ORG_CODE.fullmatch(org):
-        raise ValidationFailed("org must be an organisation code (letters, digits and '-', "
-                               "at most 20)")
+        raise ValidationFailed(
+            "org must be an organisation code (letters, digits and '-', at most 20)"
+        )
     if patient_id is not None and not re.fullmatch(r"[a-z0-9_]{1,80}", patient_id):
         raise ValidationFailed("patient_id must be a pseudonymous patient id")
     after = _aware(raised_after, "raised_after")
@@ -371,9 +447,19 @@ def build_filter(*, ics: str, actor: str, now: datetime,
         cutoff = now - timedelta(days=min_age_days)
         before = cutoff if before is None else min(before, cutoff)
     if after is not None and before is not None and after >= before:
-        raise ValidationFailed("nothing can be raised in that window: raised_after must be "
-                               "before raised_before (and the min_age_days cut-off)")
-    return AlertFilter(ics=ics, kinds=_members(kind, Kind, "kind"),
-                       severities=_members(severity, Severity, "severity"),
-                       statuses=statuses, assignee=who, unassigned=unassigned, org=org,
-                       patient_id=patient_id, raised_after=after, raised_before=before)
+        raise ValidationFailed(
+            "nothing can be raised in that window: raised_after must be "
+            "before raised_before (and the min_age_days cut-off)"
+        )
+    return AlertFilter(
+        ics=ics,
+        kinds=_members(kind, Kind, "kind"),
+        severities=_members(severity, Severity, "severity"),
+        statuses=statuses,
+        assignee=who,
+        unassigned=unassigned,
+        org=org,
+        patient_id=patient_id,
+        raised_after=after,
+        raised_before=before,
+    )

@@ -9,10 +9,13 @@ from services.notifications import api_alerts, api_messages, api_webhooks
 from services.notifications.dashboard import routes as dashboard
 from shared.web import create_app
 
-app = create_app("notifications", title="Waymark notifications",
-                 description="The right message to the right person in the form they can use; "
-                             "signed webhooks for partner organisations; the coordinators' "
-                             "alert inbox with a live stream.")
+app = create_app(
+    "notifications",
+    title="Waymark notifications",
+    description="The right message to the right person in the form they can use; "
+    "signed webhooks for partner organisations; the coordinators' "
+    "alert inbox with a live stream.",
+)
 
 app.include_router(api_webhooks.router, tags=["webhooks"])
 app.include_router(api_messages.router, tags=["messages"])

@@ -67,8 +67,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 router = APIRouter(lifespan=_lifespan)
 ERRORS = PROBLEM_RESPONSES
-IfMatch = Annotated[str | None, Header(max_length=40, description='the ETag you read, e.g. '
-                                                                  'W/"3" (optional)')]
+IfMatch = Annotated[
+    str | None, Header(max_length=40, description='the ETag you read, e.g. W/"3" (optional)')
+]
 
 
 def _fanout(request: Request) -> live.AlertFanout:
@@ -82,28 +83,48 @@ def _fanout(request: Request) -> live.AlertFanout:
 _explainer = alert_store.explainer_for
 
 
-def _filters(request: Request, principal: CurrentPrincipal,
-             kind: Annotated[list[Kind] | None, Query()] = None,
-             severity: Annotated[list[Severity] | None, Query()] = None,
-             status: Annotated[list[Status] | None, Query(
-                 description="default: every status but resolved")] = None,
-             assignee: Annotated[str | None, Query(
-                 max_length=300, description="a user id, `me` or `unassigned`")] = None,
-             org: Annotated[str | None, Query(
-                 max_length=20, description="alerts whose referrals concern this "
-                                            "organisation (referrer or receiver)")] = None,
-             patient_id: Annotated[str | None, Query(max_length=80)] = None,
-             raised_after: Annotated[QueryDateTime | None, Query()] = None,
-             raised_before: Annotated[QueryDateTime | None, Query()] = None,
-             min_age_days: Annotated[int | None, Query(
-                 ge=0, le=alerts.MAX_AGE_DAYS, description="raised at least this many days "
-                                                           "ago")] = None) -> AlertFilter:
+def _filters(
+    request: Request,
+    principal: CurrentPrincipal,
+    kind: Annotated[list[Kind] | None, Query()] = None,
+    severity: Annotated[list[Severity] | None, Query()] = None,
+    status: Annotated[
+        list[Status] | None, Query(description="default: every status but resolved")
+    ] = None,
+    assignee: Annotated[
+        str | None, Query(max_length=300, description="a user id, `me` or `unassigned`")
+    ] = None,
+    org: Annotated[
+        str | None,
+        Query(
+            max_length=20,
+            description="alerts whose referrals concern this organisation (referrer or receiver)",
+        ),
+    ] = None,
+    patient_id: Annotated[str | None, Query(max_length=80)] = None,
+    raised_after: Annotated[QueryDateTime | None, Query()] = None,
+    raised_before: Annotated[QueryDateTime | None, Query()] = None,
+    min_age_days: Annotated[
+        int | None,
+        Query(ge=0, le=alerts.MAX_AGE_DAYS, description="raised at least this many days ago"),
+    ] = None,
+) -> AlertFilter:
     ics = request.app.state.settings.ics
     alerts.check_may_read(principal, ics)
     return alerts.build_filter(
-        ics=ics, actor=principal.identity, now=datetime.now(UTC), kind=kind, severity=severity,
-        status=status, assignee=assignee, org=org, patient_id=patient_id,
-        raised_after=raised_after, raised_before=raised_before, min_age_days=min_age_days)
+        ics=ics,
+        actor=principal.identity,
+        now=datetime.now(UTC),
+        kind=kind,
+        severity=severity,
+        status=status,
+        assignee=assignee,
+        org=org,
+        patient_id=patient_id,
+        raised_after=raised_after,
+        raised_before=raised_before,
+        min_age_days=min_age_days,
+    )
 
 
 Filters = Annotated[AlertFilter, Depends(_filters)]
@@ -111,38 +132,64 @@ Filters = Annotated[AlertFilter, Depends(_filters)]
 
 # --- reading ----------------------------------------------------------------------------------
 
+
 @router.get("/alerts", response_model=AlertPage, responses=ERRORS)
-async def list_alerts(request: Request, session: SessionDep, principal: CurrentPrincipal,
-                      f: Filters, sort: Sort = Sort.AGE,
-                      limit: Annotated[int, Query(ge=1, le=alerts.MAX_LIMIT)] = 50,
-                      offset: Annotated[int, Query(ge=0, le=alerts.MAX_OFFSET)] = 0
-                      ) -> AlertPage:
+async def list_alerts(
+    request: Request,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    f: Filters,
+    sort: Sort = Sort.AGE,
+    limit: Annotated[int, Query(ge=1, le=alerts.MAX_LIMIT)] = 50,
+    offset: Annotated[int, Query(ge=0, le=alerts.MAX_OFFSET)] = 0,
+) -> AlertPage:
     """The ICS's inbox: filter by kind, severity, status, assignee, organisation, age; sort by
     age (oldest first) or severity (urgent first, then oldest)."""
-    rows, total = await alert_store.list_alerts(session, f, sort=sort, limit=limit,
-                                                offset=offset)
+    rows, total = await alert_store.list_alerts(session, f, sort=sort, limit=limit, offset=offset)
     for r in rows:
-        record_audit(session, principal=principal, action="read", resource_type="Alert",
-                     resource_id=r.alert_id, patient_id=r.patient_id,
-                     client_ip=client_ip(request), detail="list")
-    return AlertPage(items=[alert_store.alert_out(r) for r in rows], total=total, limit=limit,
-                     offset=offset)
+        record_audit(
+            session,
+            principal=principal,
+            action="read",
+            resource_type="Alert",
+            resource_id=r.alert_id,
+            patient_id=r.patient_id,
+            client_ip=client_ip(request),
+            detail="list",
+        )
+    return AlertPage(
+        items=[alert_store.alert_out(r) for r in rows], total=total, limit=limit, offset=offset
+    )
 
 
 @router.get("/alerts/counts", response_model=AlertCounts, responses=ERRORS)
-async def count_alerts(request: Request, session: SessionDep, principal: CurrentPrincipal,
-                       f: Filters) -> AlertCounts:
+async def count_alerts(
+    request: Request, session: SessionDep, principal: CurrentPrincipal, f: Filters
+) -> AlertCounts:
     """How many alerts, by kind, severity and status (the list's filters apply)."""
     counts = await alert_store.count_alerts(session, f)
-    record_audit(session, principal=principal, action="read", resource_type="AlertCounts",
-                 client_ip=client_ip(request), detail="counts")
+    record_audit(
+        session,
+        principal=principal,
+        action="read",
+        resource_type="AlertCounts",
+        client_ip=client_ip(request),
+        detail="counts",
+    )
     return AlertCounts.model_validate(counts)
 
 
-async def _stream_principal(request: Request, access_token: Annotated[str | None, Query(
-        max_length=4096, description="the bearer token, for browsers' EventSource (which "
-                                     "cannot send headers); accepted on this route only")
-                            ] = None) -> Principal:
+async def _stream_principal(
+    request: Request,
+    access_token: Annotated[
+        str | None,
+        Query(
+            max_length=4096,
+            description="the bearer token, for browsers' EventSource (which "
+            "cannot send headers); accepted on this route only",
+        ),
+    ] = None,
+) -> Principal:
     # the token in a URL is accepted here only, and never logged (the API runs without an
     # access log; telemetry records the path alone)
     if request.headers.get("authorization"):
@@ -154,38 +201,54 @@ async def _stream_principal(request: Request, access_token: Annotated[str | None
             raise Unauthenticated(dashboard_session.SESSION_ENDED)
         request.state.dashboard_session_id, access_token = found
     if not access_token:
-        raise Unauthenticated("send an access token: Authorization: Bearer <token>, or "
-                              "?access_token=<token> on this route")
+        raise Unauthenticated(
+            "send an access token: Authorization: Bearer <token>, or "
+            "?access_token=<token> on this route"
+        )
     principal = verify_token(get_settings(), access_token)
     request.state.principal = principal
     return principal
 
 
-async def _subscription(request: Request,
-                        principal: Annotated[Principal, Depends(_stream_principal)]
-                        ) -> AsyncIterator[tuple[Principal, live.Subscription]]:
+async def _subscription(
+    request: Request, principal: Annotated[Principal, Depends(_stream_principal)]
+) -> AsyncIterator[tuple[Principal, live.Subscription]]:
     s = request.app.state.settings
     alerts.check_may_read(principal, s.ics)
     fanout = _fanout(request)
-    sub = await fanout.subscribe(principal.ics, owner=principal.identity,
-                                 max_per_user=s.alert_stream_max_per_user,
-                                 max_total=s.alert_stream_max_total)
+    sub = await fanout.subscribe(
+        principal.ics,
+        owner=principal.identity,
+        max_per_user=s.alert_stream_max_per_user,
+        max_total=s.alert_stream_max_total,
+    )
     try:
         yield principal, sub
     finally:
         fanout.unsubscribe(sub)
 
 
-@router.get("/alerts/stream", response_class=EventSourceResponse, responses={
-    **ERRORS, 503: {"description": "the stream cannot listen for changes right now",
-                    "content": {"application/problem+json": {}}},
-    429: {"description": "you, or this server, have as many streams open as allowed "
-                         "(Retry-After says when to try again)",
-          "content": {"application/problem+json": {}}},
-    200: {"description": "Server-Sent Events", "content": {"text/event-stream": {}}}})
-async def stream_alerts(request: Request, subscription: Annotated[
-        tuple[Principal, live.Subscription], Depends(_subscription)]
-                        ) -> AsyncIterator[ServerSentEvent]:
+@router.get(
+    "/alerts/stream",
+    response_class=EventSourceResponse,
+    responses={
+        **ERRORS,
+        503: {
+            "description": "the stream cannot listen for changes right now",
+            "content": {"application/problem+json": {}},
+        },
+        429: {
+            "description": "you, or this server, have as many streams open as allowed "
+            "(Retry-After says when to try again)",
+            "content": {"application/problem+json": {}},
+        },
+        200: {"description": "Server-Sent Events", "content": {"text/event-stream": {}}},
+    },
+)
+async def stream_alerts(
+    request: Request,
+    subscription: Annotated[tuple[Principal, live.Subscription], Depends(_subscription)],
+) -> AsyncIterator[ServerSentEvent]:
     """Server-Sent Events: new and changed alerts of your ICS, as they happen.
 
     Events: `ready` once listening (load GET /alerts now; every change after it arrives
@@ -213,31 +276,41 @@ async def stream_alerts(request: Request, subscription: Annotated[
             item = await sub.next(heartbeat)
             if item is None:
                 if session_id is not None and not await dashboard_session.session_alive(
-                        request, session_id):
+                    request, session_id
+                ):
                     return  # signed out or timed out: the page's stream ends with it
                 yield ServerSentEvent(comment="heartbeat")
             elif item is live.DROPPED:
                 return
             elif item is live.RESYNC:
-                yield ServerSentEvent(event="resync", data={"reason": "changes may have been "
-                                                                      "missed; reload"})
+                yield ServerSentEvent(
+                    event="resync", data={"reason": "changes may have been missed; reload"}
+                )
             elif isinstance(item, live.AlertChanged):
                 alert = item.alert
                 # what a dashboard is shown is a read of the patient's alert: audited
                 async with unit_of_work(sessions) as session:
-                    record_audit(session, principal=principal, action="read",
-                                 resource_type="Alert", resource_id=alert["alert_id"],
-                                 patient_id=alert["patient_id"], client_ip=ip,
-                                 detail=f"stream v{alert['version']}")
-                yield ServerSentEvent(id=f"{alert['alert_id']}:{alert['version']}",
-                                      event="alert", data=alert)
+                    record_audit(
+                        session,
+                        principal=principal,
+                        action="read",
+                        resource_type="Alert",
+                        resource_id=alert["alert_id"],
+                        patient_id=alert["patient_id"],
+                        client_ip=ip,
+                        detail=f"stream v{alert['version']}",
+                    )
+                yield ServerSentEvent(
+                    id=f"{alert['alert_id']}:{alert['version']}", event="alert", data=alert
+                )
     finally:
         _fanout(request).unsubscribe(sub)
 
 
 @router.get("/alerts/{alert_id}", response_model=AlertWithCrisisPlan, responses=ERRORS)
-async def get_alert(alert_id: str, request: Request, session: SessionDep,
-                    principal: CurrentPrincipal) -> Response:
+async def get_alert(
+    alert_id: str, request: Request, session: SessionDep, principal: CurrentPrincipal
+) -> Response:
     """One alert: its row, its history, and the journey's plain-English explanation and
     evidence (null, with `explanation_unavailable` saying why, if the journey can't be
     asked); a PHQ-9 item 9 alert also the person's crisis plan, read from their care plan
@@ -247,75 +320,154 @@ async def get_alert(alert_id: str, request: Request, session: SessionDep,
     row = await alert_store.get_alert(session, alert_id)
     if row is None or row.ics != settings.ics:
         raise NotFound(f"no alert {alert_id}")
-    record_audit(session, principal=principal, action="read", resource_type="Alert",
-                 resource_id=row.alert_id, patient_id=row.patient_id,
-                 client_ip=client_ip(request), detail="detail")
+    record_audit(
+        session,
+        principal=principal,
+        action="read",
+        resource_type="Alert",
+        resource_id=row.alert_id,
+        patient_id=row.patient_id,
+        client_ip=client_ip(request),
+        detail="detail",
+    )
     hist = await alert_store.history(session, alert_id)
     why = await _explainer(request).explain(patient_id=row.patient_id, alert_id=alert_id)
-    crisis, crisis_why = await crisis_plans.for_alert(request, rule=row.rule,
-                                                      patient_id=row.patient_id)
-    detail = AlertWithCrisisPlan(**alert_store.alert_out(row).model_dump(), history=hist,
-                                 explanation=why.explanation, evidence=why.evidence,
-                                 explanation_unavailable=why.unavailable,
-                                 crisis_plan=crisis, crisis_plan_unavailable=crisis_why)
-    return JSONResponse(detail.model_dump(mode="json"),
-                        headers={"ETag": weak_etag(row.version)})
+    crisis, crisis_why = await crisis_plans.for_alert(
+        request, rule=row.rule, patient_id=row.patient_id
+    )
+    detail = AlertWithCrisisPlan(
+        **alert_store.alert_out(row).model_dump(),
+        history=hist,
+        explanation=why.explanation,
+        evidence=why.evidence,
+        explanation_unavailable=why.unavailable,
+        crisis_plan=crisis,
+        crisis_plan_unavailable=crisis_why,
+    )
+    return JSONResponse(detail.model_dump(mode="json"), headers={"ETag": weak_etag(row.version)})
 
 
 # --- acting -----------------------------------------------------------------------------------
 
-async def _act(request: Request, session: SessionDep, principal: Principal, alert_id: str,
-               action: Action, body: dict[str, Any], if_match: str | None,
-               idempotency_key: str | None, **args: Any) -> Response:
+
+async def _act(
+    request: Request,
+    session: SessionDep,
+    principal: Principal,
+    alert_id: str,
+    action: Action,
+    body: dict[str, Any],
+    if_match: str | None,
+    idempotency_key: str | None,
+    **args: Any,
+) -> Response:
     alerts.check_may_read(principal, request.app.state.settings.ics)
 
     async def act() -> Outcome:
         row = await alert_store.take_action(
-            session=session, principal=principal, settings=request.app.state.settings,
-            alert_id=alert_id, action=action, if_match=if_match, client_ip=client_ip(request),
-            **args)
-        return Outcome(alert_store.alert_out(row).model_dump(mode="json"), 200,
-                       {"ETag": weak_etag(row.version)})
+            session=session,
+            principal=principal,
+            settings=request.app.state.settings,
+            alert_id=alert_id,
+            action=action,
+            if_match=if_match,
+            client_ip=client_ip(request),
+            **args,
+        )
+        return Outcome(
+            alert_store.alert_out(row).model_dump(mode="json"),
+            200,
+            {"ETag": weak_etag(row.version)},
+        )
 
-    return await once_per_key(session, principal, idempotency_key,
-                              [action.value, alert_id, body], act)
+    return await once_per_key(
+        session, principal, idempotency_key, [action.value, alert_id, body], act
+    )
 
 
 @router.post("/alerts/{alert_id}/acknowledge", response_model=AlertOut, responses=ERRORS)
-async def acknowledge(alert_id: str, request: Request, session: SessionDep,
-                      principal: CurrentPrincipal, if_match: IfMatch = None,
-                      idempotency_key: IdempotencyKey = None) -> Response:
+async def acknowledge(
+    alert_id: str,
+    request: Request,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    if_match: IfMatch = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     """I have seen it and am dealing with it (open, escalated or snoozed alerts). Assigns it
     to you if nobody has it."""
-    return await _act(request, session, principal, alert_id, Action.ACKNOWLEDGE, {},
-                      if_match, idempotency_key)
+    return await _act(
+        request, session, principal, alert_id, Action.ACKNOWLEDGE, {}, if_match, idempotency_key
+    )
 
 
 @router.post("/alerts/{alert_id}/assign", response_model=AlertOut, responses=ERRORS)
-async def assign(alert_id: str, body: AssignIn, request: Request, session: SessionDep,
-                 principal: CurrentPrincipal, if_match: IfMatch = None,
-                 idempotency_key: IdempotencyKey = None) -> Response:
+async def assign(
+    alert_id: str,
+    body: AssignIn,
+    request: Request,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    if_match: IfMatch = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     """Give it to someone (a user id, or `me`)."""
-    return await _act(request, session, principal, alert_id, Action.ASSIGN,
-                      body.model_dump(mode="json"), if_match, idempotency_key,
-                      assignee=body.assignee)
+    return await _act(
+        request,
+        session,
+        principal,
+        alert_id,
+        Action.ASSIGN,
+        body.model_dump(mode="json"),
+        if_match,
+        idempotency_key,
+        assignee=body.assignee,
+    )
 
 
 @router.post("/alerts/{alert_id}/snooze", response_model=AlertOut, responses=ERRORS)
-async def snooze(alert_id: str, body: SnoozeIn, request: Request, session: SessionDep,
-                 principal: CurrentPrincipal, if_match: IfMatch = None,
-                 idempotency_key: IdempotencyKey = None) -> Response:
+async def snooze(
+    alert_id: str,
+    body: SnoozeIn,
+    request: Request,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    if_match: IfMatch = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     """Not now: the journey reopens it at `until` (future, at most 30 days)."""
-    return await _act(request, session, principal, alert_id, Action.SNOOZE,
-                      body.model_dump(mode="json"), if_match, idempotency_key,
-                      until=body.until)
+    return await _act(
+        request,
+        session,
+        principal,
+        alert_id,
+        Action.SNOOZE,
+        body.model_dump(mode="json"),
+        if_match,
+        idempotency_key,
+        until=body.until,
+    )
 
 
 @router.post("/alerts/{alert_id}/resolve", response_model=AlertOut, responses=ERRORS)
-async def resolve(alert_id: str, body: ResolveIn, request: Request, session: SessionDep,
-                  principal: CurrentPrincipal, if_match: IfMatch = None,
-                  idempotency_key: IdempotencyKey = None) -> Response:
+async def resolve(
+    alert_id: str,
+    body: ResolveIn,
+    request: Request,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    if_match: IfMatch = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     """Close it, with a coded reason (e.g. contacted-person)."""
-    return await _act(request, session, principal, alert_id, Action.RESOLVE,
-                      body.model_dump(mode="json"), if_match, idempotency_key,
-                      resolution=body.resolution)
+    return await _act(
+        request,
+        session,
+        principal,
+        alert_id,
+        Action.RESOLVE,
+        body.model_dump(mode="json"),
+        if_match,
+        idempotency_key,
+        resolution=body.resolution,
+    )

@@ -49,8 +49,9 @@ class EmailChannel:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def build(self, *, to: str, subject: str, body: str, html: str | None,
-              reference: str, language: str) -> EmailMessage:
+    def build(
+        self, *, to: str, subject: str, body: str, html: str | None, reference: str, language: str
+    ) -> EmailMessage:
         msg = EmailMessage()
         msg["From"] = self.settings.smtp_from
         msg["To"] = to
@@ -66,30 +67,44 @@ class EmailChannel:
             msg.add_alternative(html, subtype="html")
         return msg
 
-    async def send(self, *, to: str, subject: str, body: str, html: str | None,
-                   reference: str, language: str = "en") -> str:
+    async def send(
+        self,
+        *,
+        to: str,
+        subject: str,
+        body: str,
+        html: str | None,
+        reference: str,
+        language: str = "en",
+    ) -> str:
         s = self.settings
-        msg = self.build(to=to, subject=subject, body=body, html=html, reference=reference,
-                         language=language)
+        msg = self.build(
+            to=to, subject=subject, body=body, html=html, reference=reference, language=language
+        )
         host, port = s.smtp_target
         try:
             errors, response = await aiosmtplib.send(
-                msg, hostname=host, port=port, start_tls=s.smtp_starttls,
-                username=s.smtp_username or None, password=s.smtp_password or None,
-                timeout=30)
+                msg,
+                hostname=host,
+                port=port,
+                start_tls=s.smtp_starttls,
+                username=s.smtp_username or None,
+                password=s.smtp_password or None,
+                timeout=30,
+            )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             message = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
             if codes and all(c >= 500 for c in codes):
-                raise PermanentFailure(f"the mail server refused the address: {message}") \
-                    from None
+                raise PermanentFailure(f"the mail server refused the address: {message}") from None
             raise TransientFailure(f"the mail server deferred the address: {message}") from None
         except aiosmtplib.SMTPResponseException as exc:
             kind = PermanentFailure if exc.code >= 500 else TransientFailure
             raise kind(f"the mail server answered {exc.code} {exc.message}") from None
         except (aiosmtplib.SMTPException, OSError) as exc:
-            raise TransientFailure(f"could not reach the mail server {host}:{port}: "
-                                   f"{type(exc).__name__}: {exc}") from None
+            raise TransientFailure(
+                f"could not reach the mail server {host}:{port}: {type(exc).__name__}: {exc}"
+            ) from None
         if errors:
             # one recipient per message, so any refusal is this one's
             raise PermanentFailure(f"the mail server refused the address: {errors}")
@@ -108,8 +123,9 @@ def notify_key_parts(api_key: str) -> tuple[str, str]:
         uuid.UUID(service_id)
         uuid.UUID(secret)
     except ValueError:
-        raise PermanentFailure("the SMS API key is not in GOV.UK Notify's format "
-                               "(<name>-<service id>-<secret key>)") from None
+        raise PermanentFailure(
+            "the SMS API key is not in GOV.UK Notify's format (<name>-<service id>-<secret key>)"
+        ) from None
     return service_id, secret
 
 
@@ -117,8 +133,11 @@ def notify_token(api_key: str, *, now: float | None = None) -> str:
     """The bearer token Notify expects: a JWT (HS256) with the service id as `iss` and the
     time as `iat`, signed with the key's secret."""
     service_id, secret = notify_key_parts(api_key)
-    return jwt.encode({"iss": service_id, "iat": int(now if now is not None else time.time())},
-                      secret, algorithm="HS256")
+    return jwt.encode(
+        {"iss": service_id, "iat": int(now if now is not None else time.time())},
+        secret,
+        algorithm="HS256",
+    )
 
 
 def _notify_errors(response: httpx.Response) -> str:
@@ -143,20 +162,26 @@ class SmsChannel:
         token = notify_token(api_key)
         url = f"{s.sms_base_url.rstrip('/')}/v2/notifications/sms"
         try:
-            r = await self.http.post(url, headers={"Authorization": f"Bearer {token}"},
-                                     json={"phone_number": to,
-                                           "template_id": s.sms_template_id,
-                                           "personalisation": {"body": body},
-                                           "reference": reference}, timeout=15)
+            r = await self.http.post(
+                url,
+                headers={"Authorization": f"Bearer {token}"},
+                json={
+                    "phone_number": to,
+                    "template_id": s.sms_template_id,
+                    "personalisation": {"body": body},
+                    "reference": reference,
+                },
+                timeout=15,
+            )
         except httpx.HTTPError as exc:
-            raise TransientFailure(f"could not reach the SMS provider: "
-                                   f"{type(exc).__name__}: {exc}") from None
+            raise TransientFailure(
+                f"could not reach the SMS provider: {type(exc).__name__}: {exc}"
+            ) from None
         if r.status_code == 201 or r.status_code == 200:
             try:
                 return str(r.json()["id"])
             except (ValueError, KeyError, TypeError):
-                raise TransientFailure("the SMS provider's answer has no notification id") \
-                    from None
+                raise TransientFailure("the SMS provider's answer has no notification id") from None
         detail = f"the SMS provider answered {r.status_code}: {_notify_errors(r)}"
         if r.status_code == 429 or r.status_code >= 500:
             raise TransientFailure(detail)
@@ -170,13 +195,33 @@ class InAppChannel:
     """An item in a user's (`user:<id>`) or a team's (`org:<code>`) inbox, written in the
     caller's transaction with its delivery row, so it is there exactly once."""
 
-    async def send(self, session: AsyncSession, *, owner: str, org: str, message_id: str,
-                   subject: str, body: str, variant: str) -> str | None:
-        row = (await session.exec(text(  # type: ignore[call-overload]
-            """INSERT INTO inbox_item (id, owner, org, message_id, subject, body, variant)
+    async def send(
+        self,
+        session: AsyncSession,
+        *,
+        owner: str,
+        org: str,
+        message_id: str,
+        subject: str,
+        body: str,
+        variant: str,
+    ) -> str | None:
+        row = (
+            await session.exec(
+                text(  # type: ignore[call-overload]
+                    """INSERT INTO inbox_item (id, owner, org, message_id, subject, body, variant)
                VALUES (:id, :owner, :org, :mid, :subject, :body, :variant)
                ON CONFLICT (message_id, owner) WHERE message_id IS NOT NULL DO NOTHING
-               RETURNING id""").bindparams(
-            id=f"inb_{uuid.uuid4().hex}", owner=owner, org=org, mid=message_id,
-            subject=subject, body=body, variant=variant))).first()
+               RETURNING id"""
+                ).bindparams(
+                    id=f"inb_{uuid.uuid4().hex}",
+                    owner=owner,
+                    org=org,
+                    mid=message_id,
+                    subject=subject,
+                    body=body,
+                    variant=variant,
+                )
+            )
+        ).first()
         return row.id if row is not None else None

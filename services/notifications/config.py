@@ -31,8 +31,7 @@ _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]+(?:\.[
 class DutyRota(BaseSettings):
     """The ICS's named duty rota: its name, organisation code and contact email."""
 
-    model_config = SettingsConfigDict(env_prefix="WAYMARK_DUTY_ROTA_", extra="ignore",
-                                      frozen=True)
+    model_config = SettingsConfigDict(env_prefix="WAYMARK_DUTY_ROTA_", extra="ignore", frozen=True)
 
     name: str = "ICS mental health duty rota"
     # empty: "<ICS>-DUTY", like the information governance team's "<ICS>-IG"
@@ -52,8 +51,10 @@ class DutyRota(BaseSettings):
     @classmethod
     def _org(cls, v: str) -> str:
         if v and not _ORG.match(v):
-            raise ValueError("the duty rota's organisation is an ODS-style code "
-                             "(letters, digits, '-', at most 20)")
+            raise ValueError(
+                "the duty rota's organisation is an ODS-style code "
+                "(letters, digits, '-', at most 20)"
+            )
         return v
 
     @field_validator("email")
@@ -61,8 +62,7 @@ class DutyRota(BaseSettings):
     def _email(cls, v: str) -> str:
         v = v.strip()
         if v and (len(v) > 254 or ".." in v or not _EMAIL.match(v)):
-            raise ValueError("the duty rota's email must be an address such as "
-                             "duty@example.nhs.uk")
+            raise ValueError("the duty rota's email must be an address such as duty@example.nhs.uk")
         return v
 
     def org_code(self, settings: Settings) -> str:
@@ -73,8 +73,10 @@ class DutyRota(BaseSettings):
             return self.email
         if settings.deployment_mode == "local":
             return "duty-rota@waymark.invalid"
-        raise ValueError("WAYMARK_DUTY_ROTA_EMAIL is not set: escalated safety alerts would "
-                         "reach no one's mailbox (README, Configuration)")
+        raise ValueError(
+            "WAYMARK_DUTY_ROTA_EMAIL is not set: escalated safety alerts would "
+            "reach no one's mailbox (README, Configuration)"
+        )
 
 
 def duty_rota(settings: Settings) -> DutyRota:

@@ -27,20 +27,27 @@ class AllEvents:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    async def handle(self, session: AsyncSession | None, event: CloudEvent,
-                     _record: ConsumerRecord) -> None:
+    async def handle(
+        self, session: AsyncSession | None, event: CloudEvent, _record: ConsumerRecord
+    ) -> None:
         assert session is not None
-        await apply_event(session=session, event=event, data=REGISTRY.parse(event),
-                          settings=self.settings)
+        await apply_event(
+            session=session, event=event, data=REGISTRY.parse(event), settings=self.settings
+        )
 
 
-def build_consumer(settings: Settings, sessions: async_sessionmaker[AsyncSession],
-                   **kw: object) -> IdempotentConsumer:
+def build_consumer(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], **kw: object
+) -> IdempotentConsumer:
     load_all()
-    return IdempotentConsumer(name=settings.topic(CONSUMER_NAME),
-                              topics=[settings.topic(t) for t in TOPICS],
-                              handler=AllEvents(settings).handle, settings=settings,
-                              sessions=sessions, **kw)  # type: ignore[arg-type]
+    return IdempotentConsumer(
+        name=settings.topic(CONSUMER_NAME),
+        topics=[settings.topic(t) for t in TOPICS],
+        handler=AllEvents(settings).handle,
+        settings=settings,
+        sessions=sessions,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def main() -> None:

@@ -59,11 +59,17 @@ class ReferralDetails:
     consent_to_carer_sharing: bool
 
     def template_values(self) -> dict[str, Any]:
-        return {"referral_id": self.referral_id, "given_name": self.given_name,
-                "from_practitioner": self.from_practitioner, "from_org": self.referrer_org,
-                "to_org": self.to_org, "service_category": self.service_category,
-                "appointment_at": self.appointment_at, "note": self.note,
-                "reason_code": self.reason_code}
+        return {
+            "referral_id": self.referral_id,
+            "given_name": self.given_name,
+            "from_practitioner": self.from_practitioner,
+            "from_org": self.referrer_org,
+            "to_org": self.to_org,
+            "service_category": self.service_category,
+            "appointment_at": self.appointment_at,
+            "note": self.note,
+            "reason_code": self.reason_code,
+        }
 
 
 @dataclass(frozen=True)
@@ -104,8 +110,9 @@ class Contacts:
         self.settings = settings
         self.http = http
 
-    async def _get(self, service: str, path: str, params: dict[str, str] | None = None
-                   ) -> dict[str, Any] | None:
+    async def _get(
+        self, service: str, path: str, params: dict[str, str] | None = None
+    ) -> dict[str, Any] | None:
         """The JSON body, or None on 404."""
         url = f"{api_base(self.settings, service)}{path}"
         try:
@@ -115,8 +122,7 @@ class Contacts:
         try:
             r = await self.http.get(url, params=params, headers=headers, timeout=15)
         except httpx.HTTPError as exc:
-            raise DetailsUnavailable(f"{service} API unreachable: {type(exc).__name__}") \
-                from None
+            raise DetailsUnavailable(f"{service} API unreachable: {type(exc).__name__}") from None
         if r.status_code == 404:
             return None
         if r.status_code != 200:
@@ -125,43 +131,58 @@ class Contacts:
         try:
             body: dict[str, Any] = r.json()
         except ValueError:
-            raise DetailsUnavailable(f"{service} API answered with something not JSON") \
-                from None
+            raise DetailsUnavailable(f"{service} API answered with something not JSON") from None
         return body
 
-    async def referral(self, referral_id: str, event_id: str | None = None
-                       ) -> ReferralDetails:
-        body = await self._get("referrals", f"/referrals/{referral_id}/message-context",
-                               {"event_id": event_id} if event_id else None)
+    async def referral(self, referral_id: str, event_id: str | None = None) -> ReferralDetails:
+        body = await self._get(
+            "referrals",
+            f"/referrals/{referral_id}/message-context",
+            {"event_id": event_id} if event_id else None,
+        )
         if body is None:
             raise DetailsGone(f"the referrals service has no referral {referral_id}")
         at = body.get("appointment_at")
         return ReferralDetails(
-            referral_id=body["referral_id"], patient_id=body["patient_id"],
-            given_name=body["given_name"], referrer_user=body["referrer_user"],
-            referrer_org=body["referrer_org"], from_practitioner=body["from_practitioner"],
-            to_org=body["to_org"], to_service_id=body["to_service_id"],
-            service_category=body["service_category"], state=body["state"],
+            referral_id=body["referral_id"],
+            patient_id=body["patient_id"],
+            given_name=body["given_name"],
+            referrer_user=body["referrer_user"],
+            referrer_org=body["referrer_org"],
+            from_practitioner=body["from_practitioner"],
+            to_org=body["to_org"],
+            to_service_id=body["to_service_id"],
+            service_category=body["service_category"],
+            state=body["state"],
             appointment_at=datetime.fromisoformat(at) if at else None,
-            note=body.get("note"), reason_code=body.get("reason_code"),
+            note=body.get("note"),
+            reason_code=body.get("reason_code"),
             communication_needs=list(body.get("communication_needs") or []),
-            consent_to_carer_sharing=bool(body.get("consent_to_carer_sharing")))
+            consent_to_carer_sharing=bool(body.get("consent_to_carer_sharing")),
+        )
 
     async def person(self, patient_id: str) -> PersonContact | None:
         """The person's contact from their care plan; None if they have no plan."""
         body = await self._get("care_plans", f"/patients/{patient_id}/contact")
         if body is None:
             return None
-        carers = [CarerContact(id=c["id"], name=c["name"], relationship=c["relationship"],
-                               contact=c["contact"], may_see=list(c.get("may_see") or []))
-                  for c in body.get("carers") or []]
-        return PersonContact(communication=dict(body.get("communication") or {}),
-                             carers=carers)
+        carers = [
+            CarerContact(
+                id=c["id"],
+                name=c["name"],
+                relationship=c["relationship"],
+                contact=c["contact"],
+                may_see=list(c.get("may_see") or []),
+            )
+            for c in body.get("carers") or []
+        ]
+        return PersonContact(communication=dict(body.get("communication") or {}), carers=carers)
 
     async def service(self, service_id: str) -> ServiceDetails | None:
         """The directory's entry; None if the directory does not list it."""
         body = await self._get("directory", f"/services/{service_id}")
         if body is None:
             return None
-        return ServiceDetails(id=body["id"], name=body["name"], email=body.get("email"),
-                              org_code=body["org_code"])
+        return ServiceDetails(
+            id=body["id"], name=body["name"], email=body.get("email"), org_code=body["org_code"]
+        )

@@ -44,16 +44,21 @@ class AlertWithCrisisPlan(AlertDetail):
     """An alert's detail; on a PHQ-9 item 9 alert, the person's crisis plan too."""
 
     crisis_plan: CrisisPlanView | None = Field(
-        default=None, description="a PHQ-9 item 9 alert: the person's crisis plan and who to "
-                                  "call, read from their care plan now")
+        default=None,
+        description="a PHQ-9 item 9 alert: the person's crisis plan and who to "
+        "call, read from their care plan now",
+    )
     crisis_plan_unavailable: str | None = Field(
-        default=None, description="set when a crisis plan should show and cannot: why")
+        default=None, description="set when a crisis plan should show and cannot: why"
+    )
 
 
 def unavailable_words(exc: clients.ApiError) -> str:
     if exc.status == 404:
-        return ("no care plan is recorded for this person, or it is not one you may see: "
-                "ask their GP practice for their crisis plan")
+        return (
+            "no care plan is recorded for this person, or it is not one you may see: "
+            "ask their GP practice for their crisis plan"
+        )
     if exc.status == 403:
         return f"the care plans service did not let you see the plan: {exc.message}"
     if exc.status == 401:
@@ -61,14 +66,16 @@ def unavailable_words(exc: clients.ApiError) -> str:
     return exc.message
 
 
-async def crisis_plan(api: clients.Apis, token: str, patient_id: str
-                      ) -> tuple[CrisisPlanView | None, str | None]:
+async def crisis_plan(
+    api: clients.Apis, token: str, patient_id: str
+) -> tuple[CrisisPlanView | None, str | None]:
     """The person's crisis plan as the caller may see it, or None and why not."""
     if not clients.PATIENT_ID_RE.fullmatch(patient_id):
         return None, "the alert names no person whose care plan could be looked up"
     try:
-        body, _ = await api.get("care_plans",
-                                f"/patients/{quote(patient_id, safe='')}/crisis-plan", token)
+        body, _ = await api.get(
+            "care_plans", f"/patients/{quote(patient_id, safe='')}/crisis-plan", token
+        )
         return CrisisPlanView.model_validate(body), None
     except clients.ApiError as exc:
         return None, unavailable_words(exc)
@@ -76,8 +83,9 @@ async def crisis_plan(api: clients.Apis, token: str, patient_id: str
         return None, "the care plans service sent an answer that could not be read"
 
 
-async def for_alert(request: Request, *, rule: str, patient_id: str
-                    ) -> tuple[CrisisPlanView | None, str | None]:
+async def for_alert(
+    request: Request, *, rule: str, patient_id: str
+) -> tuple[CrisisPlanView | None, str | None]:
     """On an alert read over the API: the crisis plan, if the rule shows one (else nothing)."""
     if rule not in CRISIS_PLAN_RULES:
         return None, None

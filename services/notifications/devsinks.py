@@ -64,8 +64,10 @@ class MailSink:
         if message_from_bytes(content).get("Subject") is None:
             return "550 a message needs a Subject"
         name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.eml"
-        header = (f"X-Sink-Mail-From: {envelope.mail_from}\r\n"
-                  f"X-Sink-Rcpt-To: {', '.join(envelope.rcpt_tos)}\r\n").encode()
+        header = (
+            f"X-Sink-Mail-From: {envelope.mail_from}\r\n"
+            f"X-Sink-Rcpt-To: {', '.join(envelope.rcpt_tos)}\r\n"
+        ).encode()
         _write_atomically(self.folder / name, header + content)
         return f"250 Message accepted for delivery as {name}"
 
@@ -80,9 +82,10 @@ def notify_app(settings: Settings) -> FastAPI:
         return key[-73:-37], key[-36:]  # service id, secret (each a UUID)
 
     def error(status: int, kind: str, message: str) -> JSONResponse:
-        return JSONResponse({"status_code": status,
-                             "errors": [{"error": kind, "message": message}]},
-                            status_code=status)
+        return JSONResponse(
+            {"status_code": status, "errors": [{"error": kind, "message": message}]},
+            status_code=status,
+        )
 
     @app.post("/v2/notifications/sms")
     async def send_sms(request: Request) -> JSONResponse:
@@ -91,8 +94,9 @@ def notify_app(settings: Settings) -> FastAPI:
         if scheme.lower() != "bearer" or not token:
             return error(401, "AuthError", "Unauthorized: authentication token must be provided")
         try:
-            claims = jwt.decode(token, secret, algorithms=["HS256"],
-                                options={"require": ["iss", "iat"]})
+            claims = jwt.decode(
+                token, secret, algorithms=["HS256"], options={"require": ["iss", "iat"]}
+            )
         except jwt.PyJWTError as exc:
             return error(403, "AuthError", f"Invalid token: {exc}")
         if claims["iss"] != service_id or abs(time.time() - float(claims["iat"])) > 30:
@@ -108,15 +112,22 @@ def notify_app(settings: Settings) -> FastAPI:
             return error(400, "ValidationError", "template_id and personalisation are required")
         nid = str(uuid.uuid4())
         record = {"id": nid, "received_at": datetime.now(UTC).isoformat(), **body}
-        _write_atomically(folder / f"{time.time_ns()}-{nid[:8]}.json",
-                          json.dumps(record).encode())
+        _write_atomically(folder / f"{time.time_ns()}-{nid[:8]}.json", json.dumps(record).encode())
         text = str(body["personalisation"].get("body", ""))
-        return JSONResponse({
-            "id": nid, "reference": body.get("reference"),
-            "content": {"body": text, "from_number": "WAYMARK"},
-            "uri": f"/v2/notifications/{nid}",
-            "template": {"id": body["template_id"], "version": 1,
-                         "uri": f"/v2/template/{body['template_id']}"}}, status_code=201)
+        return JSONResponse(
+            {
+                "id": nid,
+                "reference": body.get("reference"),
+                "content": {"body": text, "from_number": "WAYMARK"},
+                "uri": f"/v2/notifications/{nid}",
+                "template": {
+                    "id": body["template_id"],
+                    "version": 1,
+                    "uri": f"/v2/template/{body['template_id']}",
+                },
+            },
+            status_code=201,
+        )
 
     return app
 
@@ -130,11 +141,18 @@ async def run_sinks(settings: Settings | None = None) -> None:
     install_stop_signals(stop)
     loop = asyncio.get_running_loop()
     mail = MailSink(sink_dir(settings, "mail"))
-    smtp_server = await loop.create_server(lambda: SMTP(mail, hostname="waymark-sink"),
-                                           settings.api_host, settings.api_port_base + 25)
-    server = uvicorn.Server(uvicorn.Config(notify_app(settings), host=settings.api_host,
-                                           port=settings.api_port_base + 26,
-                                           log_level="warning", access_log=False))
+    smtp_server = await loop.create_server(
+        lambda: SMTP(mail, hostname="waymark-sink"), settings.api_host, settings.api_port_base + 25
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            notify_app(settings),
+            host=settings.api_host,
+            port=settings.api_port_base + 26,
+            log_level="warning",
+            access_log=False,
+        )
+    )
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     api = asyncio.create_task(server.serve())
     heartbeat = settings.run_dir / f"{PART}.alive"
@@ -154,8 +172,7 @@ async def run_sinks(settings: Settings | None = None) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # aiosmtpd logs each SMTP command at INFO, recipients' addresses (people's) included;
     # what was received is kept in the sink's files, the log gets only its warnings
     logging.getLogger("mail.log").setLevel(logging.WARNING)

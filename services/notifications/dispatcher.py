@@ -29,8 +29,9 @@ class Sender(Protocol):
         """Send what is due until `stop`; `wake` is set when new work may be due."""
 
 
-async def listen_for_work(settings: Settings, wakes: list[asyncio.Event],
-                          stop: asyncio.Event) -> None:
+async def listen_for_work(
+    settings: Settings, wakes: list[asyncio.Event], stop: asyncio.Event
+) -> None:
     """Set every sender's wake event on NOTIFY (and every poll interval as a fallback)."""
     conn: asyncpg.Connection | None = None
 
@@ -64,9 +65,10 @@ async def beat(settings: Settings, stop: asyncio.Event) -> None:
             pass
 
 
-async def run_dispatcher(settings: Settings | None = None,
-                         make_senders: Callable[[Settings], Awaitable[list[Sender]]] | None
-                         = None) -> None:
+async def run_dispatcher(
+    settings: Settings | None = None,
+    make_senders: Callable[[Settings], Awaitable[list[Sender]]] | None = None,
+) -> None:
     from shared.outbox import install_stop_signals
     from shared.telemetry import setup_telemetry
 
@@ -78,8 +80,11 @@ async def run_dispatcher(settings: Settings | None = None,
     senders = await (make_senders or default_senders)(settings)
     wakes = [asyncio.Event() for _ in senders]
     logger.info("%s sending: %s", PART, ", ".join(s.name for s in senders))
-    await asyncio.gather(listen_for_work(settings, wakes, stop), beat(settings, stop),
-                         *(supervised(s, stop, w) for s, w in zip(senders, wakes, strict=True)))
+    await asyncio.gather(
+        listen_for_work(settings, wakes, stop),
+        beat(settings, stop),
+        *(supervised(s, stop, w) for s, w in zip(senders, wakes, strict=True)),
+    )
 
 
 async def supervised(sender: Sender, stop: asyncio.Event, wake: asyncio.Event) -> None:
@@ -107,8 +112,7 @@ async def default_senders(settings: Settings) -> list[Sender]:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # httpx logs every request URL at INFO; URLs name pseudonymous patient ids: keep them out
     logging.getLogger("httpx").setLevel(logging.WARNING)
     asyncio.run(run_dispatcher())

@@ -36,8 +36,9 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 
 
-async def apply_event(*, session: AsyncSession, event: CloudEvent, data: Any,
-                      settings: Settings) -> None:
+async def apply_event(
+    *, session: AsyncSession, event: CloudEvent, data: Any, settings: Settings
+) -> None:
     if isinstance(data, ReferralEventData):
         await _index_referral(session, event, data)
         await _record_history(session, event, data)
@@ -53,33 +54,43 @@ async def apply_event(*, session: AsyncSession, event: CloudEvent, data: Any,
         await _tell_information_governance(session, event, data, settings)
 
 
-async def _tell_information_governance(session: AsyncSession, event: CloudEvent,
-                                       data: BreakGlassUsed, settings: Settings) -> None:
+async def _tell_information_governance(
+    session: AsyncSession, event: CloudEvent, data: BreakGlassUsed, settings: Settings
+) -> None:
     """A break-glass read reaches the ICS's information governance team inbox, once (the
     consumer's inbox row commits with it). Codes and ids only: the stated reason and who it
     was are in the care plans service's audit log, where the review reads them."""
     ig = settings.ig_org
     until = data.expires_at.astimezone(UTC).strftime("%d %b %Y %H:%M UTC")
-    await _exec(session, """
+    await _exec(
+        session,
+        """
         INSERT INTO inbox_item (id, owner, org, subject, body)
         VALUES (:id, :owner, :org, :subject, :body)""",
-                id=f"inb_{uuid.uuid5(uuid.NAMESPACE_URL, f'break-glass/{event.id}').hex}",
-                owner=f"org:{ig}", org=ig,
-                subject=f"Break-glass access to a care plan by {data.org}",
-                body=(f"A clinician of {data.org} used emergency access to care plan "
-                      f"{data.plan_id} (person {event.subject}) at "
-                      f"{event.time.astimezone(UTC).strftime('%d %b %Y %H:%M UTC')}, reason "
-                      f"'{data.reason_code}', until {until}. Review it: the care plans "
-                      f"service's audit log holds the stated reason (grant {data.grant_id})."))
+        id=f"inb_{uuid.uuid5(uuid.NAMESPACE_URL, f'break-glass/{event.id}').hex}",
+        owner=f"org:{ig}",
+        org=ig,
+        subject=f"Break-glass access to a care plan by {data.org}",
+        body=(
+            f"A clinician of {data.org} used emergency access to care plan "
+            f"{data.plan_id} (person {event.subject}) at "
+            f"{event.time.astimezone(UTC).strftime('%d %b %Y %H:%M UTC')}, reason "
+            f"'{data.reason_code}', until {until}. Review it: the care plans "
+            f"service's audit log holds the stated reason (grant {data.grant_id})."
+        ),
+    )
 
 
 async def _exec(session: AsyncSession, sql: str, **params: Any) -> Any:
     return await session.exec(text(sql).bindparams(**params))  # type: ignore[call-overload]
 
 
-async def _index_referral(session: AsyncSession, event: CloudEvent,
-                          data: ReferralEventData) -> None:
-    await _exec(session, """
+async def _index_referral(
+    session: AsyncSession, event: CloudEvent, data: ReferralEventData
+) -> None:
+    await _exec(
+        session,
+        """
         INSERT INTO referral_index (referral_id, patient_id, from_org, to_org, to_service_id,
                                     service_category, state, updated_at)
         VALUES (:rid, :pid, :f, :t, :svc, :cat, :state, :at)
@@ -87,75 +98,130 @@ async def _index_referral(session: AsyncSession, event: CloudEvent,
             to_org = EXCLUDED.to_org, to_service_id = EXCLUDED.to_service_id,
             service_category = EXCLUDED.service_category, updated_at = EXCLUDED.updated_at
         WHERE referral_index.updated_at <= EXCLUDED.updated_at""",
-                rid=data.referral_id, pid=event.subject, f=data.from_org, t=data.to_org,
-                svc=data.to_service_id, cat=data.service_category, state=data.state,
-                at=event.time)
+        rid=data.referral_id,
+        pid=event.subject,
+        f=data.from_org,
+        t=data.to_org,
+        svc=data.to_service_id,
+        cat=data.service_category,
+        state=data.state,
+        at=event.time,
+    )
 
 
-async def _record_history(session: AsyncSession, event: CloudEvent,
-                          data: ReferralEventData) -> None:
+async def _record_history(
+    session: AsyncSession, event: CloudEvent, data: ReferralEventData
+) -> None:
     if isinstance(data, ReferralFlagged):
         return  # a flag for the referrer: the state did not change
-    await _exec(session, """
+    await _exec(
+        session,
+        """
         INSERT INTO referral_history (event_id, referral_id, patient_id, state, previous_state,
                                       service_category, from_org, to_org, at)
         VALUES (:eid, :rid, :pid, :state, :prev, :cat, :f, :t, :at)
         ON CONFLICT (event_id) DO NOTHING""",
-                eid=event.id, rid=data.referral_id, pid=event.subject, state=data.state,
-                prev=data.previous_state, cat=data.service_category, f=data.from_org,
-                t=data.to_org, at=event.time)
+        eid=event.id,
+        rid=data.referral_id,
+        pid=event.subject,
+        state=data.state,
+        prev=data.previous_state,
+        cat=data.service_category,
+        f=data.from_org,
+        t=data.to_org,
+        at=event.time,
+    )
 
 
-async def _queue_messages(session: AsyncSession, event: CloudEvent,
-                          data: ReferralEventData) -> None:
+async def _queue_messages(
+    session: AsyncSession, event: CloudEvent, data: ReferralEventData
+) -> None:
     ctx = routing.message_context(data.model_dump(mode="json"))
     for route in routing.routes_for(event.type):
-        org = data.to_org if route.audience == routing.Audience.RECEIVING_SERVICE \
-            else data.from_org
-        await _exec(session, """
+        org = data.to_org if route.audience == routing.Audience.RECEIVING_SERVICE else data.from_org
+        await _exec(
+            session,
+            """
             INSERT INTO message (id, event_id, event_type, audience, template, patient_id,
                                  referral_id, org, context)
             VALUES (:id, :eid, :etype, :aud, :tpl, :pid, :rid, :org, CAST(:ctx AS JSONB))
             ON CONFLICT (event_id, audience) DO NOTHING""",
-                    id=new_id("msg"), eid=event.id, etype=event.type, aud=route.audience.value,
-                    tpl=route.template, pid=event.subject, rid=data.referral_id, org=org,
-                    ctx=_json(ctx))
+            id=new_id("msg"),
+            eid=event.id,
+            etype=event.type,
+            aud=route.audience.value,
+            tpl=route.template,
+            pid=event.subject,
+            rid=data.referral_id,
+            org=org,
+            ctx=_json(ctx),
+        )
 
 
-async def _queue_webhooks(session: AsyncSession, event: CloudEvent,
-                          data: ReferralEventData) -> None:
+async def _queue_webhooks(
+    session: AsyncSession, event: CloudEvent, data: ReferralEventData
+) -> None:
     # only subscriptions of the two organisations the referral concerns are even looked at
-    subs = (await _exec(session, """
+    subs = (
+        await _exec(
+            session,
+            """
         SELECT id, org, event_types, filters FROM webhook_subscription
         WHERE deleted_at IS NULL AND org IN (:f, :t) AND :etype = ANY(event_types)""",
-                        f=data.from_org, t=data.to_org, etype=event.type)).all()
+            f=data.from_org,
+            t=data.to_org,
+            etype=event.type,
+        )
+    ).all()
     raw = data.model_dump(mode="json")
     payload = event.model_dump(mode="json")
     for sub in subs:
-        if not routing.subscription_matches(org=sub.org, event_types=list(sub.event_types),
-                                            filters=sub.filters or {}, event_type=event.type,
-                                            data=raw):
+        if not routing.subscription_matches(
+            org=sub.org,
+            event_types=list(sub.event_types),
+            filters=sub.filters or {},
+            event_type=event.type,
+            data=raw,
+        ):
             continue
-        await _exec(session, """
+        await _exec(
+            session,
+            """
             INSERT INTO webhook_delivery (id, subscription_id, event_id, event_type,
                                           event_time, payload)
             VALUES (:id, :sub, :eid, :etype, :at, CAST(:payload AS JSONB))
             ON CONFLICT (subscription_id, event_id) DO NOTHING""",
-                    id=new_id("msg"), sub=sub.id, eid=event.id, etype=event.type,
-                    at=event.time, payload=_json(payload))
+            id=new_id("msg"),
+            sub=sub.id,
+            eid=event.id,
+            etype=event.type,
+            at=event.time,
+            payload=_json(payload),
+        )
 
 
-async def _upsert_alert(session: AsyncSession, event: CloudEvent, data: AlertEventData,
-                        settings: Settings) -> None:
+async def _upsert_alert(
+    session: AsyncSession, event: CloudEvent, data: AlertEventData, settings: Settings
+) -> None:
     # the inbox's read model (alert_store.apply_journey_change): the highest `seq` wins; the
     # journey's echo of a coordinator's action confirms it without moving the ETag
     await alert_store.apply_journey_change(
-        session, alert_id=data.alert_id, patient_id=event.subject, ics=settings.ics,
+        session,
+        alert_id=data.alert_id,
+        patient_id=event.subject,
+        ics=settings.ics,
         change=event.type.removeprefix(routing.ALERT_PREFIX),
-        content=AlertContent(kind=data.kind, rule=data.rule, severity=data.severity,
-                             status=data.status, assignee=data.assignee,
-                             referral_ids=tuple(data.referral_ids)),
-        seq=data.seq, at=event.time)
+        content=AlertContent(
+            kind=data.kind,
+            rule=data.rule,
+            severity=data.severity,
+            status=data.status,
+            assignee=data.assignee,
+            referral_ids=tuple(data.referral_ids),
+        ),
+        seq=data.seq,
+        at=event.time,
+    )
 
 
 def _json(value: Any) -> str:

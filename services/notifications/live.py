@@ -115,8 +115,13 @@ class Subscription:
 
 
 class AlertFanout:
-    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
-                 queue_size: int = QUEUE_SIZE) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        queue_size: int = QUEUE_SIZE,
+    ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.queue_size = queue_size
@@ -132,9 +137,16 @@ class AlertFanout:
 
     # --- subscribers ----------------------------------------------------------------------
 
-    async def subscribe(self, ics: str, *, owner: str = "", timeout: float = 10.0,
-                        queue_size: int | None = None, max_per_user: int | None = None,
-                        max_total: int | None = None) -> Subscription:
+    async def subscribe(
+        self,
+        ics: str,
+        *,
+        owner: str = "",
+        timeout: float = 10.0,
+        queue_size: int | None = None,
+        max_per_user: int | None = None,
+        max_total: int | None = None,
+    ) -> Subscription:
         """A new subscription of user `owner`, once the LISTEN connection is up (503 if it
         can't be); 429 if the user or this process already has as many as it may (the caps
         default to the settings')."""
@@ -145,8 +157,9 @@ class AlertFanout:
         try:
             await asyncio.wait_for(self._listening.wait(), timeout)
         except TimeoutError:
-            raise StreamUnavailable("the live stream cannot listen for alert changes right "
-                                    "now; try again shortly") from None
+            raise StreamUnavailable(
+                "the live stream cannot listen for alert changes right now; try again shortly"
+            ) from None
         self._check_caps(owner, per_user, total)  # others may have come while it waited
         sub = Subscription(ics, queue_size or self.queue_size, owner)
         self._subs.add(sub)
@@ -156,14 +169,19 @@ class AlertFanout:
         retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
         if sum(1 for s in self._subs if s.owner == owner) >= per_user:
             self.refused += 1
-            raise TooManyStreams(f"you already have {per_user} live alert streams open (the "
-                                 "most one user may); close one (another tab, say) or try "
-                                 f"again in {RETRY_AFTER_SECONDS} s", headers=retry)
+            raise TooManyStreams(
+                f"you already have {per_user} live alert streams open (the "
+                "most one user may); close one (another tab, say) or try "
+                f"again in {RETRY_AFTER_SECONDS} s",
+                headers=retry,
+            )
         if len(self._subs) >= total:
             self.refused += 1
-            raise TooManyStreams(f"this server has as many live alert streams open as it "
-                                 f"takes ({total}); try again in {RETRY_AFTER_SECONDS} s",
-                                 headers=retry)
+            raise TooManyStreams(
+                f"this server has as many live alert streams open as it "
+                f"takes ({total}); try again in {RETRY_AFTER_SECONDS} s",
+                headers=retry,
+            )
 
     def unsubscribe(self, sub: Subscription) -> None:
         self._subs.discard(sub)
@@ -176,15 +194,20 @@ class AlertFanout:
         if not sub.offer(item):
             self._subs.discard(sub)
             self.dropped += 1
-            logger.warning("alert stream: a client of %s fell %d events behind; dropped it",
-                           sub.ics, sub.maxsize)
+            logger.warning(
+                "alert stream: a client of %s fell %d events behind; dropped it",
+                sub.ics,
+                sub.maxsize,
+            )
 
     # --- the listener and the pump ----------------------------------------------------------
 
     def _start(self) -> None:
         if not self._tasks:
-            self._tasks = [asyncio.create_task(self._listen_forever(), name="alerts-listen"),
-                           asyncio.create_task(self._pump(), name="alerts-fanout")]
+            self._tasks = [
+                asyncio.create_task(self._listen_forever(), name="alerts-listen"),
+                asyncio.create_task(self._pump(), name="alerts-fanout"),
+            ]
 
     @property
     def listening(self) -> bool:
@@ -231,8 +254,13 @@ class AlertFanout:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database away, a timeout: try again with backoff
-                logger.warning("alert stream: cannot LISTEN on %s (%s: %s); retrying in %.1fs",
-                               CHANNEL, type(exc).__name__, exc, delay)
+                logger.warning(
+                    "alert stream: cannot LISTEN on %s (%s: %s); retrying in %.1fs",
+                    CHANNEL,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
             finally:
                 self._listening.clear()
                 self._conn = None

@@ -122,9 +122,14 @@ class Past:
 class MessageSender:
     name = "message_sender"
 
-    def __init__(self, settings: Settings, engine: AsyncEngine,
-                 sessions: async_sessionmaker[AsyncSession], http: httpx.AsyncClient,
-                 templates: Templates | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: AsyncEngine,
+        sessions: async_sessionmaker[AsyncSession],
+        http: httpx.AsyncClient,
+        templates: Templates | None = None,
+    ) -> None:
         self.settings = settings
         self.engine = engine
         self.sessions = sessions
@@ -176,7 +181,10 @@ class MessageSender:
 
     async def claim(self, limit: int) -> list[Claimed]:
         async with unit_of_work(self.sessions) as session:
-            rows = (await _exec(session, """
+            rows = (
+                await _exec(
+                    session,
+                    """
                 WITH due AS (
                     SELECT id FROM message
                     WHERE status IN ('pending', 'held') AND next_attempt_at <= now()
@@ -186,11 +194,27 @@ class MessageSender:
                 FROM due WHERE m.id = due.id
                 RETURNING m.id, m.event_id, m.event_type, m.audience, m.template,
                           m.patient_id, m.referral_id, m.org, m.context, m.attempts,
-                          m.lease_until""", n=limit, lease=LEASE_SECONDS)).all()
-        return [Claimed(id=r.id, event_id=r.event_id, event_type=r.event_type,
-                        audience=r.audience, template=r.template, patient_id=r.patient_id,
-                        referral_id=r.referral_id, org=r.org, context=dict(r.context or {}),
-                        attempts=r.attempts, lease=r.lease_until) for r in rows]
+                          m.lease_until""",
+                    n=limit,
+                    lease=LEASE_SECONDS,
+                )
+            ).all()
+        return [
+            Claimed(
+                id=r.id,
+                event_id=r.event_id,
+                event_type=r.event_type,
+                audience=r.audience,
+                template=r.template,
+                patient_id=r.patient_id,
+                referral_id=r.referral_id,
+                org=r.org,
+                context=dict(r.context or {}),
+                attempts=r.attempts,
+                lease=r.lease_until,
+            )
+            for r in rows
+        ]
 
     # --- one message ----------------------------------------------------------------------------
 
@@ -204,7 +228,8 @@ class MessageSender:
             logger.exception("message %s: unexpected error", m.id)
             try:
                 await self._message_level_failure(
-                    m, f"internal error: {type(exc).__name__}: {exc}"[:500])
+                    m, f"internal error: {type(exc).__name__}: {exc}"[:500]
+                )
             except Exception:  # noqa: BLE001 - the lease runs out and it comes back
                 logger.exception("message %s: could not record the failure", m.id)
 
@@ -217,8 +242,11 @@ class MessageSender:
             await self._process_alert(m)
             return
         if not m.referral_id:
-            await self._finish(m, "failed", error="the message names no referral, so no "
-                                                  "details can be fetched for it")
+            await self._finish(
+                m,
+                "failed",
+                error="the message names no referral, so no details can be fetched for it",
+            )
             return
         try:
             referral = await self.contacts.referral(m.referral_id, m.event_id)
@@ -236,51 +264,94 @@ class MessageSender:
         history = await self._history(m.id)
         outcomes = []
         for r in recipients:
-            outcomes.append(await self._deliver(m, r, referral, service,
-                                                history.get(r.key, Past())))
+            outcomes.append(
+                await self._deliver(m, r, referral, service, history.get(r.key, Past()))
+            )
         status = rules.message_status(outcomes)
-        await self._finish(m, status.status, next_at=status.next_attempt_at,
-                           error="; ".join(status.errors)[:2000] or None)
+        await self._finish(
+            m,
+            status.status,
+            next_at=status.next_attempt_at,
+            error="; ".join(status.errors)[:2000] or None,
+        )
 
     async def _process_alert(self, m: Claimed) -> None:
         """An alert's message to its addressed organisations or the duty rota: no referral
         to fetch, the recipients from the message itself, the staff's own preferences and the
         rota's configuration."""
         found, nobody = await alert_deliveries.alert_recipients(
-            audience=m.audience, context=m.context, patient_id=m.patient_id,
-            settings=self.settings, rota=self.rota,
-            email_preferences=self._email_preferences)
+            audience=m.audience,
+            context=m.context,
+            patient_id=m.patient_id,
+            settings=self.settings,
+            rota=self.rota,
+            email_preferences=self._email_preferences,
+        )
         if nobody:
             await self._finish(m, "skipped", error=nobody)
             return
         waits = routing.alert_waits_for_quiet_hours(m.context)
-        recipients = [Recipient(
-            key=a.key, reach=a.reach, inbox_owner=a.key if a.inbox_org else None,
-            inbox_org=a.inbox_org, extra={"audience": m.audience, **a.extra},
-            **({"variant": a.pref.variant, "language": a.pref.language,
-                "large_type": a.pref.variant == Variant.LARGE_PRINT,
-                "quiet": (a.pref.quiet_start, a.pref.quiet_end) if waits else (None, None)}
-               if a.pref else {}))
-            for a in found]
+        recipients = [
+            Recipient(
+                key=a.key,
+                reach=a.reach,
+                inbox_owner=a.key if a.inbox_org else None,
+                inbox_org=a.inbox_org,
+                extra={"audience": m.audience, **a.extra},
+                **(
+                    {
+                        "variant": a.pref.variant,
+                        "language": a.pref.language,
+                        "large_type": a.pref.variant == Variant.LARGE_PRINT,
+                        "quiet": (a.pref.quiet_start, a.pref.quiet_end) if waits else (None, None),
+                    }
+                    if a.pref
+                    else {}
+                ),
+            )
+            for a in found
+        ]
         history = await self._history(m.id)
-        outcomes = [await self._deliver(m, r, None, None, history.get(r.key, Past()))
-                    for r in recipients]
+        outcomes = [
+            await self._deliver(m, r, None, None, history.get(r.key, Past())) for r in recipients
+        ]
         status = rules.message_status(outcomes)
-        await self._finish(m, status.status, next_at=status.next_attempt_at,
-                           error="; ".join(status.errors)[:2000] or None)
+        await self._finish(
+            m,
+            status.status,
+            next_at=status.next_attempt_at,
+            error="; ".join(status.errors)[:2000] or None,
+        )
 
     async def _email_preferences(self, org: str) -> list[tuple[str, StaffPreference]]:
         """The staff of `org` who chose email in their own preferences (by preference key)."""
         async with self.sessions() as session:
-            rows = (await _exec(session, """
+            rows = (
+                await _exec(
+                    session,
+                    """
                 SELECT user_id, channels, email, mobile, quiet_start, quiet_end, language,
                        variant
                 FROM preference WHERE org = :org AND 'email' = ANY(channels)
-                  AND email IS NOT NULL ORDER BY user_id LIMIT 200""", org=org)).all()
-        return [(r.user_id, StaffPreference(
-            channels=tuple(r.channels), email=r.email, mobile=r.mobile,
-            quiet_start=r.quiet_start, quiet_end=r.quiet_end, language=r.language,
-            variant=r.variant)) for r in rows]
+                  AND email IS NOT NULL ORDER BY user_id LIMIT 200""",
+                    org=org,
+                )
+            ).all()
+        return [
+            (
+                r.user_id,
+                StaffPreference(
+                    channels=tuple(r.channels),
+                    email=r.email,
+                    mobile=r.mobile,
+                    quiet_start=r.quiet_start,
+                    quiet_end=r.quiet_end,
+                    language=r.language,
+                    variant=r.variant,
+                ),
+            )
+            for r in rows
+        ]
 
     async def _service(self, service_id: str) -> tuple[ServiceDetails | None, str | None]:
         try:
@@ -288,82 +359,140 @@ class MessageSender:
         except DetailsUnavailable as exc:
             return None, str(exc)
 
-    async def _recipients(self, m: Claimed, referral: ReferralDetails,
-                          service: ServiceDetails | None, service_problem: str | None
-                          ) -> tuple[list[Recipient], str | None]:
+    async def _recipients(
+        self,
+        m: Claimed,
+        referral: ReferralDetails,
+        service: ServiceDetails | None,
+        service_problem: str | None,
+    ) -> tuple[list[Recipient], str | None]:
         """Who this message goes to, how and in which form; or why it goes to nobody."""
         audience = m.audience
         if audience == "referrer":
             user = referral.referrer_user
             pref = await self._preference(rules.staff_key(user, referral.referrer_org))
-            return [Recipient(
-                key=f"user:{user}", reach=rules.staff_reach(pref), variant=pref.variant,
-                language=pref.language, large_type=pref.variant == Variant.LARGE_PRINT,
-                quiet=(pref.quiet_start, pref.quiet_end), inbox_owner=f"user:{user}",
-                inbox_org=referral.referrer_org, extra={"audience": audience})], None
+            return [
+                Recipient(
+                    key=f"user:{user}",
+                    reach=rules.staff_reach(pref),
+                    variant=pref.variant,
+                    language=pref.language,
+                    large_type=pref.variant == Variant.LARGE_PRINT,
+                    quiet=(pref.quiet_start, pref.quiet_end),
+                    inbox_owner=f"user:{user}",
+                    inbox_org=referral.referrer_org,
+                    extra={"audience": audience},
+                )
+            ], None
         if audience == "receiving_service":
-            team = Recipient(key=f"org:{referral.to_org}",
-                             reach=Reach((Route(Channel.IN_APP),)),
-                             inbox_owner=f"org:{referral.to_org}", inbox_org=referral.to_org,
-                             extra={"audience": audience})
+            team = Recipient(
+                key=f"org:{referral.to_org}",
+                reach=Reach((Route(Channel.IN_APP),)),
+                inbox_owner=f"org:{referral.to_org}",
+                inbox_org=referral.to_org,
+                extra={"audience": audience},
+            )
             out = [team]
             if service_problem:
-                out.append(Recipient(key=f"service:{referral.to_service_id}",
-                                     reach=Reach(()), extra={"audience": audience},
-                                     unavailable=f"the directory could not be read: "
-                                                 f"{service_problem}"))
+                out.append(
+                    Recipient(
+                        key=f"service:{referral.to_service_id}",
+                        reach=Reach(()),
+                        extra={"audience": audience},
+                        unavailable=f"the directory could not be read: {service_problem}",
+                    )
+                )
             elif service is not None and rules.is_email(service.email):
-                out.append(Recipient(key=f"service:{service.id}",
-                                     reach=Reach((Route(Channel.EMAIL, service.email),)),
-                                     extra={"audience": audience}))
+                out.append(
+                    Recipient(
+                        key=f"service:{service.id}",
+                        reach=Reach((Route(Channel.EMAIL, service.email),)),
+                        extra={"audience": audience},
+                    )
+                )
             return out, None
         if audience == "person":
             contact = await self.contacts.person(referral.patient_id)
             comm = contact.communication if contact else {}
-            reach = rules.person_reach(preferred=comm.get("preferred_channel"),
-                                       email=comm.get("email"), mobile=comm.get("mobile"))
+            reach = rules.person_reach(
+                preferred=comm.get("preferred_channel"),
+                email=comm.get("email"),
+                mobile=comm.get("mobile"),
+            )
             if contact is None:
-                reach = Reach((), "no reachable channel: the person has no care plan "
-                                  "recording an email address or mobile number")
-            return [Recipient(
-                key="person", reach=reach,
-                variant=rules.person_variant(comm, referral.communication_needs).value,
-                language=rules.language_code(comm.get("language")),
-                large_type=rules.wants_large_type(comm, referral.communication_needs),
-                extra={"audience": audience})], None
+                reach = Reach(
+                    (),
+                    "no reachable channel: the person has no care plan "
+                    "recording an email address or mobile number",
+                )
+            return [
+                Recipient(
+                    key="person",
+                    reach=reach,
+                    variant=rules.person_variant(comm, referral.communication_needs).value,
+                    language=rules.language_code(comm.get("language")),
+                    large_type=rules.wants_large_type(comm, referral.communication_needs),
+                    extra={"audience": audience},
+                )
+            ], None
         if audience == "carers":
             if not referral.consent_to_carer_sharing:
-                return [], ("nobody to tell: the person has not consented to sharing with "
-                            "carers on this referral")
+                return [], (
+                    "nobody to tell: the person has not consented to sharing with "
+                    "carers on this referral"
+                )
             contact = await self.contacts.person(referral.patient_id)
-            carers = [c for c in (contact.carers if contact else [])
-                      if rules.carer_may_be_told(consent_to_carer_sharing=True,
-                                                 may_see=c.may_see)]
+            carers = [
+                c
+                for c in (contact.carers if contact else [])
+                if rules.carer_may_be_told(consent_to_carer_sharing=True, may_see=c.may_see)
+            ]
             if not carers:
-                return [], ("nobody to tell: no carer on the person's plan has been given "
-                            "access")
-            return [Recipient(key=f"carer:{c.id}", reach=rules.carer_reach(c.contact),
-                              extra={"audience": audience, "carer_name": c.name})
-                    for c in carers], None
+                return [], ("nobody to tell: no carer on the person's plan has been given access")
+            return [
+                Recipient(
+                    key=f"carer:{c.id}",
+                    reach=rules.carer_reach(c.contact),
+                    extra={"audience": audience, "carer_name": c.name},
+                )
+                for c in carers
+            ], None
         raise DetailsGone(f"no recipients are known for the audience {audience!r}")
 
     async def _preference(self, user: str) -> StaffPreference:
         async with self.sessions() as session:
-            row = (await _exec(session, """
+            row = (
+                await _exec(
+                    session,
+                    """
                 SELECT channels, email, mobile, quiet_start, quiet_end, language, variant
-                FROM preference WHERE user_id = :u""", u=user)).first()
+                FROM preference WHERE user_id = :u""",
+                    u=user,
+                )
+            ).first()
         if row is None:
             return rules.DEFAULT_STAFF_PREFERENCE
-        return StaffPreference(channels=tuple(row.channels), email=row.email,
-                               mobile=row.mobile, quiet_start=row.quiet_start,
-                               quiet_end=row.quiet_end, language=row.language,
-                               variant=row.variant)
+        return StaffPreference(
+            channels=tuple(row.channels),
+            email=row.email,
+            mobile=row.mobile,
+            quiet_start=row.quiet_start,
+            quiet_end=row.quiet_end,
+            language=row.language,
+            variant=row.variant,
+        )
 
     async def _history(self, message_id: str) -> dict[str, Past]:
         async with self.sessions() as session:
-            rows = (await _exec(session, """
+            rows = (
+                await _exec(
+                    session,
+                    """
                 SELECT recipient, channel, status, error FROM message_delivery
-                WHERE message_id = :m ORDER BY at""", m=message_id)).all()
+                WHERE message_id = :m ORDER BY at""",
+                    m=message_id,
+                )
+            ).all()
         out: dict[str, Past] = defaultdict(Past)
         for r in rows:
             p = out[r.recipient]
@@ -379,8 +508,14 @@ class MessageSender:
 
     # --- one recipient ----------------------------------------------------------------------------
 
-    async def _deliver(self, m: Claimed, r: Recipient, referral: ReferralDetails | None,
-                       service: ServiceDetails | None, past: Past) -> RecipientOutcome:
+    async def _deliver(
+        self,
+        m: Claimed,
+        r: Recipient,
+        referral: ReferralDetails | None,
+        service: ServiceDetails | None,
+        past: Past,
+    ) -> RecipientOutcome:
         if past.sent:
             return RecipientOutcome(r.key, Outcome.SENT)
         # failed for good: nothing could be tried for it (no channel, the template)
@@ -397,16 +532,23 @@ class MessageSender:
         if not routes:
             return RecipientOutcome(r.key, Outcome.FAILED, error=past.last_error)
         now = datetime.now(UTC)
-        held_until = rules.quiet_until(now, r.quiet[0], r.quiet[1],
-                                       self.settings.quiet_hours_timezone)
+        held_until = rules.quiet_until(
+            now, r.quiet[0], r.quiet[1], self.settings.quiet_hours_timezone
+        )
         try:
             rendered = self.templates.render(
-                m.template, variant=r.variant, language=r.language, large_type=r.large_type,
+                m.template,
+                variant=r.variant,
+                language=r.language,
+                large_type=r.large_type,
                 values=rules.template_values(
                     context=m.context,
                     referral=referral.template_values() if referral else {},
                     service_name=service.name if service else None,
-                    zone=self.settings.quiet_hours_timezone, extra=r.extra))
+                    zone=self.settings.quiet_hours_timezone,
+                    extra=r.extra,
+                ),
+            )
         except TemplateFailure as exc:
             await log.write(NO_CHANNEL, "failed", error=str(exc))
             return RecipientOutcome(r.key, Outcome.FAILED, error=str(exc))
@@ -416,9 +558,11 @@ class MessageSender:
             if rules.is_held(route.channel, held_until):
                 assert held_until is not None
                 local = held_until.astimezone(ZoneInfo(self.settings.quiet_hours_timezone))
-                await log.write(route.channel.value, "held",
-                                note=f"quiet hours until {local:%H:%M} "
-                                     f"({self.settings.quiet_hours_timezone})")
+                await log.write(
+                    route.channel.value,
+                    "held",
+                    note=f"quiet hours until {local:%H:%M} ({self.settings.quiet_hours_timezone})",
+                )
                 return RecipientOutcome(r.key, Outcome.HELD, next_at=held_until)
             try:
                 ref = await self._send(m, r, route, rendered, log)
@@ -433,13 +577,13 @@ class MessageSender:
                 last_error = outcome.error
                 continue  # retries spent on this channel: the next one, if any
             if ref is not _ALREADY_SENT:
-                logger.info("message %s sent to %s by %s", m.id, log_ref(r.key),
-                            route.channel.value)
+                logger.info(
+                    "message %s sent to %s by %s", m.id, log_ref(r.key), route.channel.value
+                )
             return RecipientOutcome(r.key, Outcome.SENT)
         return RecipientOutcome(r.key, Outcome.FAILED, error=last_error)
 
-    async def _transient(self, log: _Log, past: Past, channel: str,
-                         error: str) -> RecipientOutcome:
+    async def _transient(self, log: _Log, past: Past, channel: str, error: str) -> RecipientOutcome:
         failures = past.retrying + 1
         delay = rules.retry_delay(failures, self.settings.message_retry_seconds)
         if delay is None:
@@ -448,32 +592,47 @@ class MessageSender:
             await log.write(channel, "failed", error=final)
             return RecipientOutcome(log.recipient.key, Outcome.FAILED, error=final)
         await log.write(channel, "retrying", error=error)
-        return RecipientOutcome(log.recipient.key, Outcome.RETRYING,
-                                next_at=datetime.now(UTC) + timedelta(seconds=delay),
-                                error=error)
+        return RecipientOutcome(
+            log.recipient.key,
+            Outcome.RETRYING,
+            next_at=datetime.now(UTC) + timedelta(seconds=delay),
+            error=error,
+        )
 
-    async def _send(self, m: Claimed, r: Recipient, route: Route, rendered: Rendered,
-                    log: _Log) -> object:
+    async def _send(
+        self, m: Claimed, r: Recipient, route: Route, rendered: Rendered, log: _Log
+    ) -> object:
         """Send on one channel and log it as sent; raises Permanent/TransientFailure."""
         delivery_id = f"dlv_{uuid.uuid4().hex}"
         if route.channel is Channel.IN_APP:
             assert r.inbox_owner and r.inbox_org
             async with unit_of_work(self.sessions) as session:
-                item = await self.in_app.send(session, owner=r.inbox_owner, org=r.inbox_org,
-                                              message_id=m.id, subject=rendered.subject,
-                                              body=rendered.text, variant=rendered.variant)
-                stored = await log.insert(session, delivery_id, route.channel.value, "sent",
-                                          provider_ref=item)
+                item = await self.in_app.send(
+                    session,
+                    owner=r.inbox_owner,
+                    org=r.inbox_org,
+                    message_id=m.id,
+                    subject=rendered.subject,
+                    body=rendered.text,
+                    variant=rendered.variant,
+                )
+                stored = await log.insert(
+                    session, delivery_id, route.channel.value, "sent", provider_ref=item
+                )
             return item if stored else _ALREADY_SENT
         await self._renew(m)  # never send on a lease someone else may hold now
         assert route.address is not None
         if route.channel is Channel.EMAIL:
-            ref = await self.email.send(to=route.address, subject=rendered.subject,
-                                        body=rendered.text, html=rendered.html,
-                                        reference=delivery_id, language=rendered.language)
+            ref = await self.email.send(
+                to=route.address,
+                subject=rendered.subject,
+                body=rendered.text,
+                html=rendered.html,
+                reference=delivery_id,
+                language=rendered.language,
+            )
         else:
-            ref = await self.sms.send(to=route.address, body=rendered.sms,
-                                      reference=delivery_id)
+            ref = await self.sms.send(to=route.address, body=rendered.sms, reference=delivery_id)
         await log.write(route.channel.value, "sent", provider_ref=ref, delivery_id=delivery_id)
         return ref
 
@@ -481,10 +640,17 @@ class MessageSender:
 
     async def _renew(self, m: Claimed) -> None:
         async with unit_of_work(self.sessions) as session:
-            row = (await _exec(session, """
+            row = (
+                await _exec(
+                    session,
+                    """
                 UPDATE message SET lease_until = now() + make_interval(secs => :lease)
                 WHERE id = :id AND lease_until = :token RETURNING lease_until""",
-                               id=m.id, token=m.lease, lease=LEASE_SECONDS)).first()
+                    id=m.id,
+                    token=m.lease,
+                    lease=LEASE_SECONDS,
+                )
+            ).first()
         if row is None:
             raise LeaseLost(m.id)
         m.lease = row.lease_until
@@ -496,27 +662,42 @@ class MessageSender:
         if delay is None:
             await self._finish(m, "failed", error=f"gave up after {failures} attempts: {error}")
         else:
-            await self._finish(m, "pending", error=error,
-                               next_at=datetime.now(UTC) + timedelta(seconds=delay))
+            await self._finish(
+                m, "pending", error=error, next_at=datetime.now(UTC) + timedelta(seconds=delay)
+            )
 
-    async def _finish(self, m: Claimed, status: str, *, error: str | None = None,
-                      next_at: datetime | None = None) -> None:
+    async def _finish(
+        self, m: Claimed, status: str, *, error: str | None = None, next_at: datetime | None = None
+    ) -> None:
         # next_attempt_at is set only when there is a next attempt: setting it wakes the
         # dispatchers (the NOTIFY trigger), which a finished message has no need of
-        sets = "status = :st, lease_until = NULL, last_error = :err, updated_at = now(), " \
-               "attempts = attempts + 1"
+        sets = (
+            "status = :st, lease_until = NULL, last_error = :err, updated_at = now(), "
+            "attempts = attempts + 1"
+        )
         params: dict[str, Any] = {"st": status, "err": error, "id": m.id, "token": m.lease}
         if next_at is not None:
             sets += ", next_attempt_at = :nxt"
             params["nxt"] = next_at
         async with unit_of_work(self.sessions) as session:
-            row = (await _exec(session, f"UPDATE message SET {sets} "  # noqa: S608 - fixed
-                                        "WHERE id = :id AND lease_until = :token RETURNING id",
-                               **params)).first()
+            row = (
+                await _exec(
+                    session,
+                    f"UPDATE message SET {sets} "  # noqa: S608 - fixed
+                    "WHERE id = :id AND lease_until = :token RETURNING id",
+                    **params,
+                )
+            ).first()
         if row is None:
             raise LeaseLost(m.id)
-        logger.info("message %s (%s, %s): %s%s", m.id, m.template, m.audience, status,
-                    f" - {error}" if error else "")
+        logger.info(
+            "message %s (%s, %s): %s%s",
+            m.id,
+            m.template,
+            m.audience,
+            status,
+            f" - {error}" if error else "",
+        )
 
 
 _ALREADY_SENT = object()
@@ -537,38 +718,71 @@ def log_ref(recipient_key: str) -> str:
 class _Log:
     """Writes the delivery-log rows of one recipient's attempt."""
 
-    def __init__(self, sender: MessageSender, m: Claimed, recipient: Recipient,
-                 attempt: int) -> None:
+    def __init__(
+        self, sender: MessageSender, m: Claimed, recipient: Recipient, attempt: int
+    ) -> None:
         self.sender = sender
         self.message = m
         self.recipient = recipient
         self.attempt = attempt
         self.rendered: Rendered | None = None
 
-    async def insert(self, session: AsyncSession, delivery_id: str, channel: str, status: str,
-                     *, provider_ref: str | None = None, error: str | None = None,
-                     note: str | None = None) -> bool:
+    async def insert(
+        self,
+        session: AsyncSession,
+        delivery_id: str,
+        channel: str,
+        status: str,
+        *,
+        provider_ref: str | None = None,
+        error: str | None = None,
+        note: str | None = None,
+    ) -> bool:
         r, rendered = self.recipient, self.rendered
-        row = (await _exec(session, """
+        row = (
+            await _exec(
+                session,
+                """
             INSERT INTO message_delivery (id, message_id, recipient, channel, variant,
                                           language, attempt, status, provider_ref, error, note)
             VALUES (:id, :m, :rcp, :ch, :var, :lang, :att, :st, :ref, :err, :note)
             ON CONFLICT (message_id, recipient) WHERE status = 'sent' DO NOTHING
             RETURNING id""",
-                         id=delivery_id, m=self.message.id, rcp=r.key, ch=channel,
-                         var=rendered.variant if rendered else r.variant,
-                         lang=rendered.language if rendered else r.language,
-                         att=self.attempt, st=status, ref=provider_ref,
-                         err=error[:2000] if error else None,
-                         note=note or (rendered.note if rendered else None))).first()
+                id=delivery_id,
+                m=self.message.id,
+                rcp=r.key,
+                ch=channel,
+                var=rendered.variant if rendered else r.variant,
+                lang=rendered.language if rendered else r.language,
+                att=self.attempt,
+                st=status,
+                ref=provider_ref,
+                err=error[:2000] if error else None,
+                note=note or (rendered.note if rendered else None),
+            )
+        ).first()
         return row is not None
 
-    async def write(self, channel: str, status: str, *, provider_ref: str | None = None,
-                    error: str | None = None, note: str | None = None,
-                    delivery_id: str | None = None) -> None:
+    async def write(
+        self,
+        channel: str,
+        status: str,
+        *,
+        provider_ref: str | None = None,
+        error: str | None = None,
+        note: str | None = None,
+        delivery_id: str | None = None,
+    ) -> None:
         async with unit_of_work(self.sender.sessions) as session:
-            await self.insert(session, delivery_id or f"dlv_{uuid.uuid4().hex}", channel,
-                              status, provider_ref=provider_ref, error=error, note=note)
+            await self.insert(
+                session,
+                delivery_id or f"dlv_{uuid.uuid4().hex}",
+                channel,
+                status,
+                provider_ref=provider_ref,
+                error=error,
+                note=note,
+            )
 
 
 async def _exec(session: AsyncSession, sql: str, **params: Any) -> Any:

@@ -38,9 +38,11 @@ HOLDABLE = frozenset({Channel.EMAIL, Channel.SMS})
 # --- addresses ----------------------------------------------------------------------------------
 
 # the practical subset of RFC 5322 addresses (no quoted local parts, no IP literals)
-_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@"
-                    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@"
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
 # UK mobile numbers are 07 followed by nine digits (Ofcom's numbering plan)
 _UK_MOBILE = re.compile(r"^(?:\+447|00447|447|07)(\d{9})$")
 _PHONE_PUNCTUATION = re.compile(r"[\s\-().]")
@@ -101,8 +103,11 @@ def person_reach(*, preferred: str | None, email: str | None, mobile: str | None
     if routes:
         return Reach(tuple(routes))
     said = f" (preferred channel: {preferred})" if preferred else ""
-    return Reach((), "no reachable channel: the person's care plan records no email address "
-                     f"or mobile number{said}")
+    return Reach(
+        (),
+        "no reachable channel: the person's care plan records no email address "
+        f"or mobile number{said}",
+    )
 
 
 @dataclass(frozen=True)
@@ -138,15 +143,23 @@ def staff_reach(pref: StaffPreference | None) -> Reach:
         if name == Channel.IN_APP:
             routes.append(Route(Channel.IN_APP))
         elif name == Channel.EMAIL:
-            (routes.append(Route(Channel.EMAIL, pref.email)) if pref.email
-             else missing.append("email (no address set)"))
+            (
+                routes.append(Route(Channel.EMAIL, pref.email))
+                if pref.email
+                else missing.append("email (no address set)")
+            )
         elif name == Channel.SMS:
-            (routes.append(Route(Channel.SMS, pref.mobile)) if pref.mobile
-             else missing.append("sms (no mobile number set)"))
+            (
+                routes.append(Route(Channel.SMS, pref.mobile))
+                if pref.mobile
+                else missing.append("sms (no mobile number set)")
+            )
     if routes:
         return Reach(tuple(routes))
-    return Reach((), "no reachable channel: the user's preferences name "
-                     f"{', '.join(missing) or 'no channel'}")
+    return Reach(
+        (),
+        f"no reachable channel: the user's preferences name {', '.join(missing) or 'no channel'}",
+    )
 
 
 def carer_may_be_told(*, consent_to_carer_sharing: bool, may_see: Sequence[str]) -> bool:
@@ -164,50 +177,92 @@ def carer_reach(contact: str | None) -> Reach:
     phone = uk_mobile(text)
     if phone:
         return Reach((Route(Channel.SMS, phone),))
-    return Reach((), "no reachable channel: the carer's contact on the plan is neither an "
-                     "email address nor a UK mobile number")
+    return Reach(
+        (),
+        "no reachable channel: the carer's contact on the plan is neither an "
+        "email address nor a UK mobile number",
+    )
 
 
 # --- the form of a message ------------------------------------------------------------------
 
 _EASY_READ_WORDS = ("easy read", "easy-read", "easy_read", "learning disab", "dementia")
-_LARGE_PRINT_WORDS = ("large print", "large-print", "large_print", "visual impair",
-                      "partially sighted")
+_LARGE_PRINT_WORDS = (
+    "large print",
+    "large-print",
+    "large_print",
+    "visual impair",
+    "partially sighted",
+)
 
 
-def person_variant(communication: Mapping[str, Any] | None,
-                   needs_text: Iterable[str] = ()) -> Variant:
+def person_variant(
+    communication: Mapping[str, Any] | None, needs_text: Iterable[str] = ()
+) -> Variant:
     """Easy read for a person whose plan says easy read, a learning disability or dementia
     (NHS Accessible Information Standard; Mencap and the Alzheimer's Society both advise
     short plain sentences); large print if the plan says so; otherwise plain. The referral's
     free-text communication needs count too (the plan may not exist yet)."""
     c = communication or {}
     text = " ".join(n.lower() for n in needs_text)
-    if c.get("easy_read") or c.get("learning_disability") or c.get("dementia") or \
-            any(w in text for w in _EASY_READ_WORDS):
+    if (
+        c.get("easy_read")
+        or c.get("learning_disability")
+        or c.get("dementia")
+        or any(w in text for w in _EASY_READ_WORDS)
+    ):
         return Variant.EASY_READ
     if c.get("large_print") or any(w in text for w in _LARGE_PRINT_WORDS):
         return Variant.LARGE_PRINT
     return Variant.PLAIN
 
 
-def wants_large_type(communication: Mapping[str, Any] | None,
-                     needs_text: Iterable[str] = ()) -> bool:
+def wants_large_type(
+    communication: Mapping[str, Any] | None, needs_text: Iterable[str] = ()
+) -> bool:
     """Large type in the email's HTML part (also with easy read words, when both are asked)."""
     text = " ".join(n.lower() for n in needs_text)
-    return bool((communication or {}).get("large_print")) or \
-        any(w in text for w in _LARGE_PRINT_WORDS)
+    return bool((communication or {}).get("large_print")) or any(
+        w in text for w in _LARGE_PRINT_WORDS
+    )
 
 
 #: language names people write on plans -> ISO 639-1 codes (the UK's most spoken, ONS 2021)
 LANGUAGE_CODES: Mapping[str, str] = {
-    "english": "en", "welsh": "cy", "cymraeg": "cy", "polish": "pl", "romanian": "ro",
-    "panjabi": "pa", "punjabi": "pa", "urdu": "ur", "portuguese": "pt", "spanish": "es",
-    "arabic": "ar", "bengali": "bn", "bangla": "bn", "gujarati": "gu", "italian": "it",
-    "french": "fr", "chinese": "zh", "mandarin": "zh", "cantonese": "zh", "lithuanian": "lt",
-    "tamil": "ta", "turkish": "tr", "somali": "so", "farsi": "fa", "persian": "fa",
-    "ukrainian": "uk", "russian": "ru", "bulgarian": "bg", "hungarian": "hu",
-    "kurdish": "ku", "pashto": "ps", "tigrinya": "ti", "scottish gaelic": "gd", "gaelic": "gd",
+    "english": "en",
+    "welsh": "cy",
+    "cymraeg": "cy",
+    "polish": "pl",
+    "romanian": "ro",
+    "panjabi": "pa",
+    "punjabi": "pa",
+    "urdu": "ur",
+    "portuguese": "pt",
+    "spanish": "es",
+    "arabic": "ar",
+    "bengali": "bn",
+    "bangla": "bn",
+    "gujarati": "gu",
+    "italian": "it",
+    "french": "fr",
+    "chinese": "zh",
+    "mandarin": "zh",
+    "cantonese": "zh",
+    "lithuanian": "lt",
+    "tamil": "ta",
+    "turkish": "tr",
+    "somali": "so",
+    "farsi": "fa",
+    "persian": "fa",
+    "ukrainian": "uk",
+    "russian": "ru",
+    "bulgarian": "bg",
+    "hungarian": "hu",
+    "kurdish": "ku",
+    "pashto": "ps",
+    "tigrinya": "ti",
+    "scottish gaelic": "gd",
+    "gaelic": "gd",
 }
 _LANG_CODE = re.compile(r"^[a-z]{2,3}(?:-[A-Za-z]{2})?$")
 
@@ -226,8 +281,7 @@ def language_code(text: str | None) -> str:
 # --- quiet hours ------------------------------------------------------------------------------
 
 
-def quiet_until(now: datetime, start: time | None, end: time | None,
-                zone: str) -> datetime | None:
+def quiet_until(now: datetime, start: time | None, end: time | None, zone: str) -> datetime | None:
     """When the quiet window around `now` ends (in UTC), or None if `now` is outside it.
 
     Start and end are local wall-clock times; a window may cross midnight (22:00-07:00).
@@ -297,8 +351,11 @@ def message_status(outcomes: Sequence[RecipientOutcome]) -> MessageStatus:
     """A message is done when every recipient is sent or failed: sent if all were reached,
     partly sent if some were, failed if none. Until then it waits for the earliest retry or
     end of quiet hours (held only when every open recipient is in quiet hours)."""
-    errors = [f"{o.recipient}: {o.error}" for o in outcomes if o.error and
-              o.outcome in (Outcome.FAILED, Outcome.RETRYING)]
+    errors = [
+        f"{o.recipient}: {o.error}"
+        for o in outcomes
+        if o.error and o.outcome in (Outcome.FAILED, Outcome.RETRYING)
+    ]
     if not outcomes:
         return MessageStatus("skipped")
     open_ = [o for o in outcomes if o.outcome in (Outcome.RETRYING, Outcome.HELD)]
@@ -356,17 +413,25 @@ def appointment_words(at: datetime, zone: str) -> dict[str, str]:
     minutes = f":{local.minute:02d}" if local.minute else ""
     when_time = f"{hour}{minutes}{'am' if local.hour < 12 else 'pm'}"
     when_date = f"{local:%A} {local.day} {local:%B %Y}"
-    return {"appointment_date": when_date, "appointment_time": when_time,
-            "appointment": f"{when_date} at {when_time}"}
+    return {
+        "appointment_date": when_date,
+        "appointment_time": when_time,
+        "appointment": f"{when_date} at {when_time}",
+    }
 
 
 def category_words(category: str | None) -> str | None:
     return category.replace("_", " ") if category else None
 
 
-def template_values(*, context: Mapping[str, Any], referral: Mapping[str, Any],
-                    service_name: str | None, zone: str,
-                    extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def template_values(
+    *,
+    context: Mapping[str, Any],
+    referral: Mapping[str, Any],
+    service_name: str | None,
+    zone: str,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Everything a template may use. A value that is not known is left out rather than set
     to None, so a template that needs it fails loudly (StrictUndefined) instead of printing
     "None"."""

@@ -22,9 +22,14 @@ from sqlmodel import Field, SQLModel
 
 
 def _ts(nullable: bool = False, default: bool = False) -> Any:
-    return Field(default=None, sa_column=Column(
-        DateTime(timezone=True), nullable=nullable,
-        server_default=func.now() if default else None))
+    return Field(
+        default=None,
+        sa_column=Column(
+            DateTime(timezone=True),
+            nullable=nullable,
+            server_default=func.now() if default else None,
+        ),
+    )
 
 
 class ReferralIndex(SQLModel, table=True):
@@ -58,15 +63,15 @@ class Message(SQLModel, table=True):
     referral_id: str | None = Field(default=None, sa_column=Column(Text))
     org: str | None = Field(default=None, sa_column=Column(Text))
     # codes and ids from the event the template may use (never personal details)
-    context: dict[str, Any] = Field(default_factory=dict,
-                                    sa_column=Column(JSONB, nullable=False,
-                                                     server_default="{}"))
+    context: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default="{}")
+    )
     # pending | held (quiet hours) | sent | partly_sent | failed | skipped (nobody to tell,
     # e.g. no carer the person allows; last_error says why)
-    status: str = Field(default="pending", sa_column=Column(Text, nullable=False,
-                                                            server_default="pending"))
-    attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False,
-                                                      server_default="0"))
+    status: str = Field(
+        default="pending", sa_column=Column(Text, nullable=False, server_default="pending")
+    )
+    attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     next_attempt_at: datetime = _ts(default=True)
     lease_until: datetime | None = _ts(nullable=True)
     last_error: str | None = Field(default=None, sa_column=Column(Text))
@@ -107,8 +112,9 @@ class InboxItem(SQLModel, table=True):
     message_id: str | None = Field(default=None, sa_column=Column(Text))
     subject: str = Field(sa_column=Column(Text, nullable=False))
     body: str = Field(sa_column=Column(Text, nullable=False))
-    variant: str = Field(default="plain", sa_column=Column(Text, nullable=False,
-                                                           server_default="plain"))
+    variant: str = Field(
+        default="plain", sa_column=Column(Text, nullable=False, server_default="plain")
+    )
     created_at: datetime = _ts(default=True)
     read_at: datetime | None = _ts(nullable=True)
 
@@ -125,12 +131,11 @@ class Preference(SQLModel, table=True):
     mobile: str | None = Field(default=None, sa_column=Column(Text))
     quiet_start: time | None = Field(default=None, sa_column=Column(Time))
     quiet_end: time | None = Field(default=None, sa_column=Column(Time))
-    language: str = Field(default="en", sa_column=Column(Text, nullable=False,
-                                                         server_default="en"))
-    variant: str = Field(default="plain", sa_column=Column(Text, nullable=False,
-                                                           server_default="plain"))
-    version: int = Field(default=1, sa_column=Column(Integer, nullable=False,
-                                                     server_default="1"))
+    language: str = Field(default="en", sa_column=Column(Text, nullable=False, server_default="en"))
+    variant: str = Field(
+        default="plain", sa_column=Column(Text, nullable=False, server_default="plain")
+    )
+    version: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"))
     updated_at: datetime = _ts(default=True)
 
 
@@ -144,11 +149,12 @@ class WebhookSubscription(SQLModel, table=True):
     url: str = Field(sa_column=Column(Text, nullable=False))
     description: str | None = Field(default=None, sa_column=Column(Text))
     event_types: list[str] = Field(sa_column=Column(ARRAY(Text), nullable=False))
-    filters: dict[str, Any] = Field(default_factory=dict,
-                                    sa_column=Column(JSONB, nullable=False,
-                                                     server_default="{}"))
-    status: str = Field(default="active", sa_column=Column(Text, nullable=False,
-                                                           server_default="active"))
+    filters: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default="{}")
+    )
+    status: str = Field(
+        default="active", sa_column=Column(Text, nullable=False, server_default="active")
+    )
     # "whsec_" + base64 of the key bytes (the Standard Webhooks format)
     secret: str = Field(sa_column=Column(Text, nullable=False))
     previous_secret: str | None = Field(default=None, sa_column=Column(Text))
@@ -157,8 +163,7 @@ class WebhookSubscription(SQLModel, table=True):
     disabled_at: datetime | None = _ts(nullable=True)
     disabled_reason: str | None = Field(default=None, sa_column=Column(Text))
     created_by: str = Field(sa_column=Column(Text, nullable=False))
-    version: int = Field(default=1, sa_column=Column(Integer, nullable=False,
-                                                     server_default="1"))
+    version: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"))
     created_at: datetime = _ts(default=True)
     updated_at: datetime = _ts(default=True)
     deleted_at: datetime | None = _ts(nullable=True)
@@ -175,14 +180,15 @@ class WebhookDelivery(SQLModel, table=True):
     event_type: str = Field(sa_column=Column(Text, nullable=False))
     event_time: datetime = _ts()
     payload: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
-    status: str = Field(default="pending", sa_column=Column(Text, nullable=False,
-                                                            server_default="pending"))
-    attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False,
-                                                      server_default="0"))
+    status: str = Field(
+        default="pending", sa_column=Column(Text, nullable=False, server_default="pending")
+    )
+    attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     # `attempts` when the delivery was last queued (0, or at a resend): the retry schedule
     # counts failures from here, so a resend gets the whole schedule again
-    retry_from: int = Field(default=0, sa_column=Column(Integer, nullable=False,
-                                                        server_default="0"))
+    retry_from: int = Field(
+        default=0, sa_column=Column(Integer, nullable=False, server_default="0")
+    )
     next_attempt_at: datetime = _ts(default=True)
     lease_until: datetime | None = _ts(nullable=True)
     last_status_code: int | None = Field(default=None, sa_column=Column(Integer))
@@ -219,9 +225,9 @@ class Alert(SQLModel, table=True):
     severity: str = Field(sa_column=Column(Text, nullable=False))
     status: str = Field(sa_column=Column(Text, nullable=False))
     assignee: str | None = Field(default=None, sa_column=Column(Text))
-    referral_ids: list[str] = Field(default_factory=list,
-                                    sa_column=Column(ARRAY(Text), nullable=False,
-                                                     server_default="{}"))
+    referral_ids: list[str] = Field(
+        default_factory=list, sa_column=Column(ARRAY(Text), nullable=False, server_default="{}")
+    )
     seq: int = Field(sa_column=Column(Integer, nullable=False))
     raised_at: datetime = _ts()
     updated_at: datetime = _ts()
@@ -229,15 +235,15 @@ class Alert(SQLModel, table=True):
     snoozed_until: datetime | None = _ts(nullable=True)
     resolved_at: datetime | None = _ts(nullable=True)
     resolution: str | None = Field(default=None, sa_column=Column(Text))
-    version: int = Field(default=1, sa_column=Column(Integer, nullable=False,
-                                                     server_default="1"))
+    version: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"))
 
 
 class AlertHistory(SQLModel, table=True):
     __tablename__ = "alert_history"
 
-    id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(always=True),
-                                                          primary_key=True))
+    id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True)
+    )
     alert_id: str = Field(sa_column=Column(Text, nullable=False))
     change: str = Field(sa_column=Column(Text, nullable=False))
     status: str = Field(sa_column=Column(Text, nullable=False))

@@ -48,12 +48,15 @@ MESSAGE_ROUTES: Mapping[str, tuple[Route, ...]] = {
     f"{_R}rejected": (Route(Audience.REFERRER, "referral-rejected"),),
     f"{_R}returned": (Route(Audience.REFERRER, "referral-returned"),),
     f"{_R}flagged": (Route(Audience.REFERRER, "referral-flagged"),),
-    f"{_R}booked": (Route(Audience.PERSON, "appointment-booked"),
-                    Route(Audience.CARERS, "appointment-booked")),
-    f"{_R}did-not-attend": (Route(Audience.PERSON, "appointment-missed"),
-                            Route(Audience.CARERS, "appointment-missed")),
-    f"{_R}discharged": (Route(Audience.PERSON, "discharged"),
-                        Route(Audience.CARERS, "discharged")),
+    f"{_R}booked": (
+        Route(Audience.PERSON, "appointment-booked"),
+        Route(Audience.CARERS, "appointment-booked"),
+    ),
+    f"{_R}did-not-attend": (
+        Route(Audience.PERSON, "appointment-missed"),
+        Route(Audience.CARERS, "appointment-missed"),
+    ),
+    f"{_R}discharged": (Route(Audience.PERSON, "discharged"), Route(Audience.CARERS, "discharged")),
 }
 
 #: a partner webhook subscription may ask for these event types (referral events only)
@@ -77,9 +80,19 @@ def is_referral_event(event_type: str) -> bool:
 def message_context(data: Mapping[str, Any]) -> dict[str, Any]:
     """What of an event's data a message may use: codes, states and times (events carry
     nothing personal; names, advice and contact details are fetched at send time)."""
-    keep = ("referral_id", "from_org", "to_org", "to_service_id", "service_category",
-            "priority", "state", "previous_state", "transition_reason", "appointment_at",
-            "flag")
+    keep = (
+        "referral_id",
+        "from_org",
+        "to_org",
+        "to_service_id",
+        "service_category",
+        "priority",
+        "state",
+        "previous_state",
+        "transition_reason",
+        "appointment_at",
+        "flag",
+    )
     return {k: data[k] for k in keep if data.get(k) is not None}
 
 
@@ -89,8 +102,14 @@ def concerns_org(org: str, data: Mapping[str, Any]) -> bool:
     return org in (data.get("from_org"), data.get("to_org"))
 
 
-def subscription_matches(*, org: str, event_types: list[str], filters: Mapping[str, Any],
-                         event_type: str, data: Mapping[str, Any]) -> bool:
+def subscription_matches(
+    *,
+    org: str,
+    event_types: list[str],
+    filters: Mapping[str, Any],
+    event_type: str,
+    data: Mapping[str, Any],
+) -> bool:
     """Whether a subscription wants an event. Filters (all optional, all must hold):
     `service_categories`, `priorities`, `role` ("sender": the partner referred;
     "receiver": the partner was referred to)."""
@@ -118,20 +137,19 @@ DUTY_ROTA_RULES = frozenset({"safety.phq9_item9"})
 
 #: the alert changes a partner may subscribe to: its lifecycle as an addressee sees it (who a
 #: coordinator assigned it to, or a snooze, is the ICS's own business)
-SUBSCRIBABLE_ALERT_TYPES = frozenset(f"{ALERT_PREFIX}{c}" for c in
-                                     ("raised", "escalated", "acknowledged", "resolved"))
+SUBSCRIBABLE_ALERT_TYPES = frozenset(
+    f"{ALERT_PREFIX}{c}" for c in ("raised", "escalated", "acknowledged", "resolved")
+)
 
 #: what an alert's rule means, in words for its addressees (the rule code otherwise)
 ALERT_RULE_WORDS: Mapping[str, str] = {
     "safety.phq9_item9": "a PHQ-9 answer says the person has had thoughts of being better off "
-                         "dead or of hurting themselves (item 9 above 0)",
-    "stalled.no_next_step": "a referral ended without treatment and nothing has happened "
-                            "since",
+    "dead or of hurting themselves (item 9 above 0)",
+    "stalled.no_next_step": "a referral ended without treatment and nothing has happened since",
 }
 
 
-def alert_routes(event_type: str, *, rule: str, recipient_orgs: Sequence[str]
-                 ) -> tuple[Route, ...]:
+def alert_routes(event_type: str, *, rule: str, recipient_orgs: Sequence[str]) -> tuple[Route, ...]:
     """The messages an alert event owes besides the coordinators' inbox: a new alert to its
     addressed organisations; an escalated safety alert to the duty rota."""
     change = event_type.removeprefix(ALERT_PREFIX)
@@ -158,12 +176,16 @@ def alert_waits_for_quiet_hours(context: Mapping[str, Any]) -> bool:
     return context.get("severity") != "urgent"
 
 
-def alert_subscription_matches(*, org: str, event_types: Sequence[str], event_type: str,
-                               recipient_orgs: Sequence[str]) -> bool:
+def alert_subscription_matches(
+    *, org: str, event_types: Sequence[str], event_type: str, recipient_orgs: Sequence[str]
+) -> bool:
     """Whether a subscription gets an alert event: it asked for the type and the alert is
     addressed to its organisation (referral filters do not apply to alerts)."""
-    return (event_type in SUBSCRIBABLE_ALERT_TYPES and event_type in event_types
-            and org in recipient_orgs)
+    return (
+        event_type in SUBSCRIBABLE_ALERT_TYPES
+        and event_type in event_types
+        and org in recipient_orgs
+    )
 
 
 def alert_partner_payload(event: Mapping[str, Any]) -> dict[str, Any]:

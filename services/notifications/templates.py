@@ -38,11 +38,28 @@ DEFAULT_LANGUAGE = "en"
 LARGE_TYPE_PX = 24
 EASY_READ_PX = 19
 
-LANGUAGE_NAMES = {"en": "English", "cy": "Welsh", "pl": "Polish", "ro": "Romanian",
-                  "pa": "Panjabi", "ur": "Urdu", "pt": "Portuguese", "es": "Spanish",
-                  "ar": "Arabic", "bn": "Bengali", "gu": "Gujarati", "it": "Italian",
-                  "fr": "French", "zh": "Chinese", "lt": "Lithuanian", "ta": "Tamil",
-                  "tr": "Turkish", "so": "Somali", "fa": "Farsi", "uk": "Ukrainian"}
+LANGUAGE_NAMES = {
+    "en": "English",
+    "cy": "Welsh",
+    "pl": "Polish",
+    "ro": "Romanian",
+    "pa": "Panjabi",
+    "ur": "Urdu",
+    "pt": "Portuguese",
+    "es": "Spanish",
+    "ar": "Arabic",
+    "bn": "Bengali",
+    "gu": "Gujarati",
+    "it": "Italian",
+    "fr": "French",
+    "zh": "Chinese",
+    "lt": "Lithuanian",
+    "ta": "Tamil",
+    "tr": "Turkish",
+    "so": "Somali",
+    "fa": "Farsi",
+    "uk": "Ukrainian",
+}
 
 
 class TemplateFailure(Exception):
@@ -51,8 +68,10 @@ class TemplateFailure(Exception):
 
 class MissingVariable(TemplateFailure):
     def __init__(self, variable: str, template: str) -> None:
-        super().__init__(f"template variable '{variable}' is missing: {template} needs it and "
-                         "this message does not have it")
+        super().__init__(
+            f"template variable '{variable}' is missing: {template} needs it and "
+            "this message does not have it"
+        )
         self.variable = variable
 
 
@@ -79,18 +98,22 @@ def _tidy(text: str) -> str:
 class Templates:
     def __init__(self, root: Path = TEMPLATE_DIR) -> None:
         self.root = root
-        self.text_env = Environment(loader=FileSystemLoader(root), undefined=StrictUndefined,
-                                    autoescape=False, trim_blocks=True, lstrip_blocks=True,
-                                    keep_trailing_newline=False)
-        self.html_env = Environment(loader=FileSystemLoader(root), undefined=StrictUndefined,
-                                    autoescape=True)
+        self.text_env = Environment(
+            loader=FileSystemLoader(root),
+            undefined=StrictUndefined,
+            autoescape=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+        )
+        self.html_env = Environment(
+            loader=FileSystemLoader(root), undefined=StrictUndefined, autoescape=True
+        )
 
-    def _find(self, name: str, variant: str, language: str
-              ) -> tuple[Template, str, str, list[str]]:
+    def _find(self, name: str, variant: str, language: str) -> tuple[Template, str, str, list[str]]:
         """The template to use and why it may not be the one asked for."""
         notes: list[str] = []
-        languages = [language] if language == DEFAULT_LANGUAGE else [language,
-                                                                      DEFAULT_LANGUAGE]
+        languages = [language] if language == DEFAULT_LANGUAGE else [language, DEFAULT_LANGUAGE]
         variants = [variant] if variant == Variant.PLAIN else [variant, Variant.PLAIN.value]
         for lang in languages:
             for v in variants:
@@ -99,16 +122,27 @@ class Templates:
                 except TemplateNotFound:
                     continue
                 if lang != language:
-                    notes.append(f"no {LANGUAGE_NAMES.get(language, language)} ({language}) "
-                                 f"template for {name}; sent in English")
+                    notes.append(
+                        f"no {LANGUAGE_NAMES.get(language, language)} ({language}) "
+                        f"template for {name}; sent in English"
+                    )
                 if v != variant and variant != Variant.LARGE_PRINT:
-                    notes.append(f"no {variant.replace('_', ' ')} version of {name} in {lang}; "
-                                 "sent the plain words")
+                    notes.append(
+                        f"no {variant.replace('_', ' ')} version of {name} in {lang}; "
+                        "sent the plain words"
+                    )
                 return tpl, lang, v, notes
         raise TemplateFailure(f"no template named {name!r}")
 
-    def render(self, name: str, *, variant: str, language: str, values: Mapping[str, Any],
-               large_type: bool = False) -> Rendered:
+    def render(
+        self,
+        name: str,
+        *,
+        variant: str,
+        language: str,
+        values: Mapping[str, Any],
+        large_type: bool = False,
+    ) -> Rendered:
         """Subject, text body, SMS text and (easy read, large print) an HTML part.
 
         Raises MissingVariable (naming it) or TemplateFailure; both are permanent."""
@@ -121,8 +155,11 @@ class Templates:
             subject = " ".join("".join(tpl.blocks["subject"](ctx)).split())
             body = _tidy("".join(tpl.blocks["body"](ctx)))
             # a text message without its own words is the body's first paragraph
-            sms = (_tidy("".join(tpl.blocks["sms"](ctx))) if "sms" in tpl.blocks
-                   else body.split("\n\n")[0])
+            sms = (
+                _tidy("".join(tpl.blocks["sms"](ctx)))
+                if "sms" in tpl.blocks
+                else body.split("\n\n")[0]
+            )
         except UndefinedError as exc:
             m = _UNDEFINED.search(str(exc))
             raise MissingVariable(m.group(1) if m else str(exc), label) from None
@@ -136,11 +173,19 @@ class Templates:
         if shown == Variant.LARGE_PRINT or large_type or shown == Variant.EASY_READ:
             px = LARGE_TYPE_PX if (shown == Variant.LARGE_PRINT or large_type) else EASY_READ_PX
             html = self.html(subject=subject, body=body, language=lang, font_px=px)
-        return Rendered(subject=subject, text=body, sms=sms, html=html, language=lang,
-                        variant=shown, note="; ".join(notes) or None)
+        return Rendered(
+            subject=subject,
+            text=body,
+            sms=sms,
+            html=html,
+            language=lang,
+            variant=shown,
+            note="; ".join(notes) or None,
+        )
 
     def html(self, *, subject: str, body: str, language: str, font_px: int) -> str:
         """The text's words as HTML (escaped), one paragraph per block of lines."""
         paragraphs = [p.splitlines() for p in body.split("\n\n") if p.strip()]
         return self.html_env.get_template("_layout.html.j2").render(
-            subject=subject, paragraphs=paragraphs, language=language, font_px=font_px)
+            subject=subject, paragraphs=paragraphs, language=language, font_px=font_px
+        )

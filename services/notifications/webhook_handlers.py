@@ -49,29 +49,59 @@ def known_event_types() -> set[str]:
 
 def check_may_manage(principal: Principal) -> None:
     if not may_use(principal, Capability.WEBHOOKS_MANAGE):
-        raise Forbidden(f"webhook subscriptions are managed by an organisation's own "
-                        f"{roles_phrase(Capability.WEBHOOKS_MANAGE)}")
+        raise Forbidden(
+            f"webhook subscriptions are managed by an organisation's own "
+            f"{roles_phrase(Capability.WEBHOOKS_MANAGE)}"
+        )
 
 
 async def _exec(session: AsyncSession, sql: str, **params: Any) -> Any:
     return await session.exec(text(sql).bindparams(**params))  # type: ignore[call-overload]
 
 
-def _audit(session: AsyncSession, principal: Principal, action: str, resource_id: str, *,
-           client_ip: str | None, detail: str | None = None,
-           resource_type: str = SUBSCRIPTION) -> None:
-    record_audit(session, principal=principal, action=action, resource_type=resource_type,
-                 resource_id=resource_id, client_ip=client_ip, detail=detail)
+def _audit(
+    session: AsyncSession,
+    principal: Principal,
+    action: str,
+    resource_id: str,
+    *,
+    client_ip: str | None,
+    detail: str | None = None,
+    resource_type: str = SUBSCRIPTION,
+) -> None:
+    record_audit(
+        session,
+        principal=principal,
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        client_ip=client_ip,
+        detail=detail,
+    )
 
 
-async def _checked(cmd_types: list[str] | None, cmd_filters: Filters | None, url: str | None,
-                   settings: Settings, resolve: Resolver | None
-                   ) -> tuple[list[str] | None, dict[str, Any] | None]:
-    types = None if cmd_types is None else webhooks.check_event_types(
-        cmd_types, known=known_event_types(), prefix=routing.SUBSCRIBABLE_PREFIX,
-        also=routing.SUBSCRIBABLE_ALERT_TYPES)
-    filters = None if cmd_filters is None else webhooks.check_filters(
-        cmd_filters.model_dump(exclude_none=True))
+async def _checked(
+    cmd_types: list[str] | None,
+    cmd_filters: Filters | None,
+    url: str | None,
+    settings: Settings,
+    resolve: Resolver | None,
+) -> tuple[list[str] | None, dict[str, Any] | None]:
+    types = (
+        None
+        if cmd_types is None
+        else webhooks.check_event_types(
+            cmd_types,
+            known=known_event_types(),
+            prefix=routing.SUBSCRIBABLE_PREFIX,
+            also=routing.SUBSCRIBABLE_ALERT_TYPES,
+        )
+    )
+    filters = (
+        None
+        if cmd_filters is None
+        else webhooks.check_filters(cmd_filters.model_dump(exclude_none=True))
+    )
     if url is not None:
         await guard_endpoint(url, mode=settings.deployment_mode, resolve=resolve)
     return types, filters
@@ -79,45 +109,73 @@ async def _checked(cmd_types: list[str] | None, cmd_filters: Filters | None, url
 
 # --- subscriptions ------------------------------------------------------------------------------
 
-async def create_subscription(*, session: AsyncSession, principal: Principal,
-                              cmd: SubscriptionCreate, settings: Settings,
-                              resolve: Resolver | None = None,
-                              client_ip: str | None = None) -> WebhookSubscription:
+
+async def create_subscription(
+    *,
+    session: AsyncSession,
+    principal: Principal,
+    cmd: SubscriptionCreate,
+    settings: Settings,
+    resolve: Resolver | None = None,
+    client_ip: str | None = None,
+) -> WebhookSubscription:
     check_may_manage(principal)
     types, filters = await _checked(cmd.event_types, cmd.filters, cmd.url, settings, resolve)
-    count = (await _exec(session, "SELECT count(*) FROM webhook_subscription "
-                                  "WHERE org = :org AND deleted_at IS NULL",
-                         org=principal.org)).scalar()
+    count = (
+        await _exec(
+            session,
+            "SELECT count(*) FROM webhook_subscription WHERE org = :org AND deleted_at IS NULL",
+            org=principal.org,
+        )
+    ).scalar()
     if count >= MAX_SUBSCRIPTIONS_PER_ORG:
-        raise Conflict(f"an organisation may have at most {MAX_SUBSCRIPTIONS_PER_ORG} "
-                       "webhook subscriptions; delete one first")
+        raise Conflict(
+            f"an organisation may have at most {MAX_SUBSCRIPTIONS_PER_ORG} "
+            "webhook subscriptions; delete one first"
+        )
     now = _now()
-    sub = WebhookSubscription(id=f"whs_{uuid.uuid4().hex}", org=principal.org, url=cmd.url,
-                              description=cmd.description, event_types=types or [],
-                              filters=filters or {}, status="active",
-                              secret=webhooks.new_secret(), created_by=principal.identity,
-                              version=1, created_at=now, updated_at=now)
+    sub = WebhookSubscription(
+        id=f"whs_{uuid.uuid4().hex}",
+        org=principal.org,
+        url=cmd.url,
+        description=cmd.description,
+        event_types=types or [],
+        filters=filters or {},
+        status="active",
+        secret=webhooks.new_secret(),
+        created_by=principal.identity,
+        version=1,
+        created_at=now,
+        updated_at=now,
+    )
     session.add(sub)
-    _audit(session, principal, "create", sub.id, client_ip=client_ip,
-           detail=f"events {','.join(sub.event_types)}")
+    _audit(
+        session,
+        principal,
+        "create",
+        sub.id,
+        client_ip=client_ip,
+        detail=f"events {','.join(sub.event_types)}",
+    )
     await session.flush()
     return sub
 
 
-async def list_subscriptions(*, session: AsyncSession,
-                             principal: Principal) -> list[WebhookSubscription]:
+async def list_subscriptions(
+    *, session: AsyncSession, principal: Principal
+) -> list[WebhookSubscription]:
     check_may_manage(principal)
     rows = await session.exec(
         select(WebhookSubscription)
-        .where(WebhookSubscription.org == principal.org,
-               WebhookSubscription.deleted_at.is_(None))  # type: ignore[union-attr]
-        .order_by(WebhookSubscription.created_at, WebhookSubscription.id))
+        .where(WebhookSubscription.org == principal.org, WebhookSubscription.deleted_at.is_(None))  # type: ignore[union-attr]
+        .order_by(WebhookSubscription.created_at, WebhookSubscription.id)
+    )
     return list(rows.all())
 
 
-async def get_subscription(*, session: AsyncSession, principal: Principal,
-                           subscription_id: str, for_update: bool = False
-                           ) -> WebhookSubscription:
+async def get_subscription(
+    *, session: AsyncSession, principal: Principal, subscription_id: str, for_update: bool = False
+) -> WebhookSubscription:
     check_may_manage(principal)
     if not _ID.fullmatch(subscription_id):
         raise NotFound(f"no webhook subscription {subscription_id[:80]}")
@@ -132,8 +190,10 @@ async def get_subscription(*, session: AsyncSession, principal: Principal,
 
 def _check_version(sub: WebhookSubscription, expected: int | None) -> None:
     if expected is not None and sub.version != expected:
-        raise PreconditionFailed(f"the subscription is at version {sub.version}, not "
-                                 f"{expected}; read it again", current_version=sub.version)
+        raise PreconditionFailed(
+            f"the subscription is at version {sub.version}, not {expected}; read it again",
+            current_version=sub.version,
+        )
 
 
 def _touch(sub: WebhookSubscription, now: datetime) -> None:
@@ -141,13 +201,20 @@ def _touch(sub: WebhookSubscription, now: datetime) -> None:
     sub.updated_at = now
 
 
-async def update_subscription(*, session: AsyncSession, principal: Principal,
-                              subscription_id: str, cmd: SubscriptionUpdate,
-                              expected_version: int, settings: Settings,
-                              resolve: Resolver | None = None,
-                              client_ip: str | None = None) -> WebhookSubscription:
-    sub = await get_subscription(session=session, principal=principal,
-                                 subscription_id=subscription_id, for_update=True)
+async def update_subscription(
+    *,
+    session: AsyncSession,
+    principal: Principal,
+    subscription_id: str,
+    cmd: SubscriptionUpdate,
+    expected_version: int,
+    settings: Settings,
+    resolve: Resolver | None = None,
+    client_ip: str | None = None,
+) -> WebhookSubscription:
+    sub = await get_subscription(
+        session=session, principal=principal, subscription_id=subscription_id, for_update=True
+    )
     _check_version(sub, expected_version)
     given = cmd.model_fields_set
     if "url" in given and cmd.url is None or "event_types" in given and cmd.event_types is None:
@@ -169,17 +236,22 @@ async def update_subscription(*, session: AsyncSession, principal: Principal,
     if changed:
         _touch(sub, _now())
         session.add(sub)
-        _audit(session, principal, "update", sub.id, client_ip=client_ip,
-               detail=",".join(changed))
+        _audit(session, principal, "update", sub.id, client_ip=client_ip, detail=",".join(changed))
         await session.flush()
     return sub
 
 
-async def delete_subscription(*, session: AsyncSession, principal: Principal,
-                              subscription_id: str, expected_version: int | None,
-                              client_ip: str | None = None) -> None:
-    sub = await get_subscription(session=session, principal=principal,
-                                 subscription_id=subscription_id, for_update=True)
+async def delete_subscription(
+    *,
+    session: AsyncSession,
+    principal: Principal,
+    subscription_id: str,
+    expected_version: int | None,
+    client_ip: str | None = None,
+) -> None:
+    sub = await get_subscription(
+        session=session, principal=principal, subscription_id=subscription_id, for_update=True
+    )
     _check_version(sub, expected_version)
     now = _now()
     sub.deleted_at = now
@@ -187,19 +259,36 @@ async def delete_subscription(*, session: AsyncSession, principal: Principal,
     session.add(sub)
     await session.flush()
     # what was still owed is not sent any more (and leaves the dispatcher's due index)
-    cancelled = (await _exec(session, """
+    cancelled = (
+        await _exec(
+            session,
+            """
         UPDATE webhook_delivery SET status = 'cancelled', lease_until = NULL,
             last_error = 'subscription deleted'
-        WHERE subscription_id = :sid AND status = 'pending'""", sid=sub.id)).rowcount
-    _audit(session, principal, "delete", sub.id, client_ip=client_ip,
-           detail=f"{cancelled} pending deliveries cancelled")
+        WHERE subscription_id = :sid AND status = 'pending'""",
+            sid=sub.id,
+        )
+    ).rowcount
+    _audit(
+        session,
+        principal,
+        "delete",
+        sub.id,
+        client_ip=client_ip,
+        detail=f"{cancelled} pending deliveries cancelled",
+    )
 
 
-async def pause_subscription(*, session: AsyncSession, principal: Principal,
-                             subscription_id: str,
-                             client_ip: str | None = None) -> WebhookSubscription:
-    sub = await get_subscription(session=session, principal=principal,
-                                 subscription_id=subscription_id, for_update=True)
+async def pause_subscription(
+    *,
+    session: AsyncSession,
+    principal: Principal,
+    subscription_id: str,
+    client_ip: str | None = None,
+) -> WebhookSubscription:
+    sub = await get_subscription(
+        session=session, principal=principal, subscription_id=subscription_id, for_update=True
+    )
     if sub.status == "disabled":
         raise Conflict("the subscription is disabled; resume it to start sending again")
     if sub.status == "active":
@@ -211,13 +300,18 @@ async def pause_subscription(*, session: AsyncSession, principal: Principal,
     return sub
 
 
-async def resume_subscription(*, session: AsyncSession, principal: Principal,
-                              subscription_id: str,
-                              client_ip: str | None = None) -> WebhookSubscription:
+async def resume_subscription(
+    *,
+    session: AsyncSession,
+    principal: Principal,
+    subscription_id: str,
+    client_ip: str | None = None,
+) -> WebhookSubscription:
     """Start sending again (a paused or a disabled subscription): what is owed and due goes
     at once, and the failure clock starts afresh."""
-    sub = await get_subscription(session=session, principal=principal,
-                                 subscription_id=subscription_id, for_update=True)
+    sub = await get_subscription(
+        session=session, principal=principal, subscription_id=subscription_id, for_update=True
+    )
     if sub.status != "active":
         was = sub.status
         sub.status = "active"
@@ -231,18 +325,31 @@ async def resume_subscription(*, session: AsyncSession, principal: Principal,
     return sub
 
 
-async def rotate_secret(*, session: AsyncSession, principal: Principal, subscription_id: str,
-                        settings: Settings, client_ip: str | None = None
-                        ) -> WebhookSubscription:
-    sub = await get_subscription(session=session, principal=principal,
-                                 subscription_id=subscription_id, for_update=True)
+async def rotate_secret(
+    *,
+    session: AsyncSession,
+    principal: Principal,
+    subscription_id: str,
+    settings: Settings,
+    client_ip: str | None = None,
+) -> WebhookSubscription:
+    sub = await get_subscription(
+        session=session, principal=principal, subscription_id=subscription_id, for_update=True
+    )
     now = _now()
     sub.secret, sub.previous_secret, sub.previous_secret_until = webhooks.rotation(
-        current=sub.secret, now=now, grace_seconds=settings.webhook_secret_grace_seconds)
+        current=sub.secret, now=now, grace_seconds=settings.webhook_secret_grace_seconds
+    )
     _touch(sub, now)
     session.add(sub)
-    _audit(session, principal, "rotate-secret", sub.id, client_ip=client_ip,
-           detail=f"previous secret valid until {sub.previous_secret_until.isoformat()}")
+    _audit(
+        session,
+        principal,
+        "rotate-secret",
+        sub.id,
+        client_ip=client_ip,
+        detail=f"previous secret valid until {sub.previous_secret_until.isoformat()}",
+    )
     await session.flush()
     return sub
 
@@ -254,94 +361,191 @@ _DELIVERY_COLUMNS = """id, subscription_id, event_id, event_type, event_time, st
     last_status_code, last_error, created_at, delivered_at"""
 
 
-async def list_deliveries(*, session: AsyncSession, principal: Principal, subscription_id: str,
-                          status: str | None, since: datetime | None, until: datetime | None,
-                          limit: int, offset: int,
-                          client_ip: str | None = None) -> list[Any]:
+async def list_deliveries(
+    *,
+    session: AsyncSession,
+    principal: Principal,
+    subscription_id: str,
+    status: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    offset: int,
+    client_ip: str | None = None,
+) -> list[Any]:
     """Newest first; `since`/`until` bound when the delivery was queued."""
-    sub = await get_subscription(session=session, principal=principal,
-                                 subscription_id=subscription_id)
+    sub = await get_subscription(
+        session=session, principal=principal, subscription_id=subscription_id
+    )
     if since is not None and until is not None and since > until:
         raise ValidationFailed("since must not be after until")
-    rows = (await _exec(session, f"""
+    rows = (
+        await _exec(
+            session,
+            f"""
         SELECT {_DELIVERY_COLUMNS} FROM webhook_delivery
         WHERE subscription_id = :sid
           AND (CAST(:status AS text) IS NULL OR status = :status)
           AND (CAST(:since AS timestamptz) IS NULL OR created_at >= :since)
           AND (CAST(:until AS timestamptz) IS NULL OR created_at < :until)
         ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset""",
-                        sid=sub.id, status=status, since=since, until=until, limit=limit,
-                        offset=offset)).all()
-    _audit(session, principal, "read", sub.id, client_ip=client_ip, resource_type=DELIVERY,
-           detail=f"list of {len(rows)} deliveries")
+            sid=sub.id,
+            status=status,
+            since=since,
+            until=until,
+            limit=limit,
+            offset=offset,
+        )
+    ).all()
+    _audit(
+        session,
+        principal,
+        "read",
+        sub.id,
+        client_ip=client_ip,
+        resource_type=DELIVERY,
+        detail=f"list of {len(rows)} deliveries",
+    )
     return list(rows)
 
 
-async def get_delivery(*, session: AsyncSession, principal: Principal, subscription_id: str,
-                       delivery_id: str, client_ip: str | None = None
-                       ) -> tuple[Any, dict[str, Any], list[Any]]:
+async def get_delivery(
+    *,
+    session: AsyncSession,
+    principal: Principal,
+    subscription_id: str,
+    delivery_id: str,
+    client_ip: str | None = None,
+) -> tuple[Any, dict[str, Any], list[Any]]:
     """A delivery, its payload and its attempts (oldest first)."""
-    sub = await get_subscription(session=session, principal=principal,
-                                 subscription_id=subscription_id)
+    sub = await get_subscription(
+        session=session, principal=principal, subscription_id=subscription_id
+    )
     if not _ID.fullmatch(delivery_id):
         raise NotFound(f"no delivery {delivery_id[:80]}")
-    row = (await _exec(session, f"""
+    row = (
+        await _exec(
+            session,
+            f"""
         SELECT {_DELIVERY_COLUMNS}, payload FROM webhook_delivery
-        WHERE id = :id AND subscription_id = :sid""", id=delivery_id, sid=sub.id)).first()
+        WHERE id = :id AND subscription_id = :sid""",
+            id=delivery_id,
+            sid=sub.id,
+        )
+    ).first()
     if row is None:
         raise NotFound(f"no delivery {delivery_id} of subscription {sub.id}")
-    attempts = (await _exec(session, """
+    attempts = (
+        await _exec(
+            session,
+            """
         SELECT attempt, at, status_code, error, duration_ms FROM webhook_attempt
-        WHERE delivery_id = :id ORDER BY attempt""", id=delivery_id)).all()
-    _audit(session, principal, "read", delivery_id, client_ip=client_ip,
-           resource_type=DELIVERY, detail=f"subscription {sub.id}")
+        WHERE delivery_id = :id ORDER BY attempt""",
+            id=delivery_id,
+        )
+    ).all()
+    _audit(
+        session,
+        principal,
+        "read",
+        delivery_id,
+        client_ip=client_ip,
+        resource_type=DELIVERY,
+        detail=f"subscription {sub.id}",
+    )
     payload = row.payload if isinstance(row.payload, dict) else {}
     return row, payload, list(attempts)
 
 
-async def resend_delivery(*, session: AsyncSession, principal: Principal,
-                          subscription_id: str, delivery_id: str,
-                          client_ip: str | None = None) -> Any:
+async def resend_delivery(
+    *,
+    session: AsyncSession,
+    principal: Principal,
+    subscription_id: str,
+    delivery_id: str,
+    client_ip: str | None = None,
+) -> Any:
     """Send one delivery again, now, with the same webhook-id; it gets the whole retry
     schedule again."""
-    sub = await get_subscription(session=session, principal=principal,
-                                 subscription_id=subscription_id)
+    sub = await get_subscription(
+        session=session, principal=principal, subscription_id=subscription_id
+    )
     if not _ID.fullmatch(delivery_id):
         raise NotFound(f"no delivery {delivery_id[:80]}")
-    row = (await _exec(session, """
+    row = (
+        await _exec(
+            session,
+            """
         SELECT status, lease_until > now() AS in_flight FROM webhook_delivery
         WHERE id = :id AND subscription_id = :sid FOR UPDATE""",
-                       id=delivery_id, sid=sub.id)).first()
+            id=delivery_id,
+            sid=sub.id,
+        )
+    ).first()
     if row is None:
         raise NotFound(f"no delivery {delivery_id} of subscription {sub.id}")
     if row.status == "pending" and row.in_flight:
         raise Conflict("this delivery is being sent right now; look again in a moment")
-    updated = (await _exec(session, f"""
+    updated = (
+        await _exec(
+            session,
+            f"""
         UPDATE webhook_delivery SET status = 'pending', next_attempt_at = now(),
             retry_from = attempts, lease_until = NULL
-        WHERE id = :id RETURNING {_DELIVERY_COLUMNS}""", id=delivery_id)).first()
-    _audit(session, principal, "resend", delivery_id, client_ip=client_ip,
-           resource_type=DELIVERY, detail=f"subscription {sub.id}, was {row.status}")
+        WHERE id = :id RETURNING {_DELIVERY_COLUMNS}""",
+            id=delivery_id,
+        )
+    ).first()
+    _audit(
+        session,
+        principal,
+        "resend",
+        delivery_id,
+        client_ip=client_ip,
+        resource_type=DELIVERY,
+        detail=f"subscription {sub.id}, was {row.status}",
+    )
     return updated
 
 
-async def resend_range(*, session: AsyncSession, principal: Principal, subscription_id: str,
-                       cmd: ResendRange, client_ip: str | None = None) -> int:
+async def resend_range(
+    *,
+    session: AsyncSession,
+    principal: Principal,
+    subscription_id: str,
+    cmd: ResendRange,
+    client_ip: str | None = None,
+) -> int:
     """Send again every delivery queued in [since, until) (only the failed ones if asked),
     now, each with its own webhook-id; deliveries being sent right now are left alone."""
-    sub = await get_subscription(session=session, principal=principal,
-                                 subscription_id=subscription_id)
+    sub = await get_subscription(
+        session=session, principal=principal, subscription_id=subscription_id
+    )
     until = cmd.until or _now()
     if cmd.since > until:
         raise ValidationFailed("since must not be after until")
     statuses = ["failed"] if cmd.only_failed else ["pending", "delivered", "failed"]
-    count = (await _exec(session, """
+    count = (
+        await _exec(
+            session,
+            """
         UPDATE webhook_delivery SET status = 'pending', next_attempt_at = now(),
             retry_from = attempts, lease_until = NULL
         WHERE subscription_id = :sid AND created_at >= :since AND created_at < :until
           AND status = ANY(:statuses) AND (lease_until IS NULL OR lease_until <= now())""",
-                         sid=sub.id, since=cmd.since, until=until,
-                         statuses=statuses)).rowcount
-    _audit(session, principal, "resend", sub.id, client_ip=client_ip, resource_type=DELIVERY,
-           detail=f"{count} deliveries queued {cmd.since.isoformat()} to {until.isoformat()}")
+            sid=sub.id,
+            since=cmd.since,
+            until=until,
+            statuses=statuses,
+        )
+    ).rowcount
+    _audit(
+        session,
+        principal,
+        "resend",
+        sub.id,
+        client_ip=client_ip,
+        resource_type=DELIVERY,
+        detail=f"{count} deliveries queued {cmd.since.isoformat()} to {until.isoformat()}",
+    )
     return int(count)

@@ -26,10 +26,12 @@ def _utc(v: datetime) -> datetime:
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
 Description = Annotated[str, Field(max_length=500), AfterValidator(_printable)]
-EventType = Annotated[str, Field(min_length=1, max_length=120,
-                                 examples=["uk.waymark.referral.accepted"])]
-CategoryCode = Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,60}$",
-                                    examples=["pain_management_programme"])]
+EventType = Annotated[
+    str, Field(min_length=1, max_length=120, examples=["uk.waymark.referral.accepted"])
+]
+CategoryCode = Annotated[
+    str, Field(pattern=r"^[a-z0-9_-]{1,60}$", examples=["pain_management_programme"])
+]
 SubscriptionStatus = Literal["active", "paused", "disabled"]
 DeliveryStatus = Literal["pending", "delivered", "failed", "cancelled"]
 
@@ -42,18 +44,25 @@ class Filters(Strict):
     """All optional; an event must pass every filter given."""
 
     service_categories: list[CategoryCode] | None = Field(
-        default=None, max_length=50,
-        description="only referrals to services of these directory categories")
+        default=None,
+        max_length=50,
+        description="only referrals to services of these directory categories",
+    )
     priorities: list[Literal["routine", "urgent"]] | None = Field(default=None, max_length=2)
     role: Literal["sender", "receiver"] | None = Field(
-        default=None, description="sender: referrals your organisation made; receiver: "
-                                  "referrals made to your organisation")
+        default=None,
+        description="sender: referrals your organisation made; receiver: "
+        "referrals made to your organisation",
+    )
 
 
 class SubscriptionCreate(Strict):
-    url: str = Field(max_length=2000, examples=["https://partner.example/waymark/webhooks"],
-                     description="https:// (http:// only in local mode); in production it "
-                                 "must resolve to public addresses only")
+    url: str = Field(
+        max_length=2000,
+        examples=["https://partner.example/waymark/webhooks"],
+        description="https:// (http:// only in local mode); in production it "
+        "must resolve to public addresses only",
+    )
     event_types: list[EventType] = Field(min_length=1, max_length=30)
     filters: Filters = Field(default_factory=Filters)
     description: Description | None = None
@@ -80,7 +89,8 @@ class SubscriptionOut(BaseModel):
     disabled_at: datetime | None
     disabled_reason: str | None
     previous_secret_expires_at: datetime | None = Field(
-        description="after a rotation, the previous secret also signs until then")
+        description="after a rotation, the previous secret also signs until then"
+    )
     created_by: str
     created_at: datetime
     updated_at: datetime
@@ -88,8 +98,10 @@ class SubscriptionOut(BaseModel):
 
 
 class SubscriptionWithSecret(SubscriptionOut):
-    secret: str = Field(description="whsec_ + base64 key: shown only now; verify deliveries "
-                                    "with it (Standard Webhooks)")
+    secret: str = Field(
+        description="whsec_ + base64 key: shown only now; verify deliveries "
+        "with it (Standard Webhooks)"
+    )
 
 
 class DeliveryOut(BaseModel):
@@ -122,10 +134,8 @@ class DeliveryDetail(DeliveryOut):
 
 class ResendRange(Strict):
     since: UtcDatetime = Field(description="deliveries queued at or after this time")
-    until: UtcDatetime | None = Field(default=None, description="and before this (now if "
-                                                                "absent)")
-    only_failed: bool = Field(default=False,
-                              description="only deliveries that ran out of retries")
+    until: UtcDatetime | None = Field(default=None, description="and before this (now if absent)")
+    only_failed: bool = Field(default=False, description="only deliveries that ran out of retries")
 
 
 class ResendOut(BaseModel):

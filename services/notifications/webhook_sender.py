@@ -61,6 +61,7 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 # --- the SSRF guard's I/O half: resolving the endpoint's name ------------------------------------
 
+
 async def resolve_addresses(host: str, port: int) -> list[str]:
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     out: list[str] = []
@@ -71,8 +72,9 @@ async def resolve_addresses(host: str, port: int) -> list[str]:
     return out
 
 
-async def guard_endpoint(url: str, *, mode: DeploymentMode, resolve: Resolver | None = None,
-                         timeout: float = 5.0) -> tuple[Endpoint, list[ADDRESS]]:
+async def guard_endpoint(
+    url: str, *, mode: DeploymentMode, resolve: Resolver | None = None, timeout: float = 5.0
+) -> tuple[Endpoint, list[ADDRESS]]:
     """Check an endpoint URL; in production mode also resolve its name and check every
     address (the checked addresses are returned so the request can go to one of them)."""
     endpoint = webhooks.check_endpoint(url, mode=mode)
@@ -84,12 +86,16 @@ async def guard_endpoint(url: str, *, mode: DeploymentMode, resolve: Resolver | 
         async with asyncio.timeout(timeout):
             addresses = await (resolve or resolve_addresses)(endpoint.host, endpoint.port)
     except (OSError, TimeoutError, UnicodeError) as exc:
-        raise ValidationFailed(f"the endpoint URL is not allowed: {endpoint.host} cannot be "
-                               f"resolved ({type(exc).__name__})", field="url") from None
+        raise ValidationFailed(
+            f"the endpoint URL is not allowed: {endpoint.host} cannot be "
+            f"resolved ({type(exc).__name__})",
+            field="url",
+        ) from None
     return endpoint, webhooks.check_resolved(endpoint, addresses, mode=mode)
 
 
 # --- what a claim and an attempt carry -----------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Claimed:
@@ -122,8 +128,9 @@ def _clean(value: str, limit: int = 300) -> str:
     return "".join(ch if ch.isprintable() else " " for ch in value)[:limit].strip()
 
 
-SYSTEM = Principal(user="system:notifications-dispatcher", roles=frozenset({Role.SERVICE}),
-                   org="WAYMARK", ics="")
+SYSTEM = Principal(
+    user="system:notifications-dispatcher", roles=frozenset({Role.SERVICE}), org="WAYMARK", ics=""
+)
 
 
 async def _exec(session: AsyncSession, sql: str, **params: Any) -> Any:
@@ -196,8 +203,9 @@ WITH r AS (
 SELECT upd.id, upd.subscription_id, upd.status FROM upd"""
 
 
-async def disable_failing(session: AsyncSession, *, window_seconds: float,
-                          subscription_ids: Iterable[str] | None = None) -> list[str]:
+async def disable_failing(
+    session: AsyncSession, *, window_seconds: float, subscription_ids: Iterable[str] | None = None
+) -> list[str]:
     """Disable every active subscription failing with no success for the window, and tell
     its owner (an inbox message to the organisation's team) — in the caller's transaction."""
     ids = None if subscription_ids is None else sorted(set(subscription_ids))
@@ -207,7 +215,10 @@ async def disable_failing(session: AsyncSession, *, window_seconds: float,
     params: dict[str, Any] = {"window": float(window_seconds)}
     if ids is not None:
         params["ids"] = ids
-    rows = (await _exec(session, f"""
+    rows = (
+        await _exec(
+            session,
+            f"""
         UPDATE webhook_subscription SET status = 'disabled', disabled_at = now(),
             disabled_reason = 'no successful delivery since '
                 || to_char(failing_since AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')
@@ -215,34 +226,64 @@ async def disable_failing(session: AsyncSession, *, window_seconds: float,
             version = version + 1, updated_at = now()
         WHERE status = 'active' AND deleted_at IS NULL AND failing_since IS NOT NULL
           AND failing_since <= now() - make_interval(secs => :window) {scope}
-        RETURNING id, org, url, failing_since, disabled_reason""", **params)).all()
+        RETURNING id, org, url, failing_since, disabled_reason""",
+            **params,
+        )
+    ).all()
     for row in rows:
-        last = (await _exec(session, """
+        last = (
+            await _exec(
+                session,
+                """
             SELECT d.last_error FROM webhook_delivery d
             WHERE d.subscription_id = :sid AND d.last_error IS NOT NULL
-            ORDER BY d.next_attempt_at DESC LIMIT 1""", sid=row.id)).first()
+            ORDER BY d.next_attempt_at DESC LIMIT 1""",
+                sid=row.id,
+            )
+        ).first()
         subject, body = webhooks.disabled_notice(
-            subscription_id=row.id, url=row.url, failing_since=row.failing_since,
-            last_error=last.last_error if last else None)
-        await _exec(session, """
+            subscription_id=row.id,
+            url=row.url,
+            failing_since=row.failing_since,
+            last_error=last.last_error if last else None,
+        )
+        await _exec(
+            session,
+            """
             INSERT INTO inbox_item (id, owner, org, subject, body)
             VALUES (:id, :owner, :org, :subject, :body)""",
-                    id=f"inb_{uuid.uuid4().hex}", owner=f"org:{row.org}", org=row.org,
-                    subject=subject, body=body)
-        record_audit(session, principal=SYSTEM, action="disable",
-                     resource_type="WebhookSubscription", resource_id=row.id,
-                     detail=row.disabled_reason)
-        logger.warning("webhook subscription %s of %s disabled: %s", row.id, row.org,
-                       row.disabled_reason)
+            id=f"inb_{uuid.uuid4().hex}",
+            owner=f"org:{row.org}",
+            org=row.org,
+            subject=subject,
+            body=body,
+        )
+        record_audit(
+            session,
+            principal=SYSTEM,
+            action="disable",
+            resource_type="WebhookSubscription",
+            resource_id=row.id,
+            detail=row.disabled_reason,
+        )
+        logger.warning(
+            "webhook subscription %s of %s disabled: %s", row.id, row.org, row.disabled_reason
+        )
     return [r.id for r in rows]
 
 
 class WebhookSender:
     name = "webhook_sender"
 
-    def __init__(self, settings: Settings, *, sessions: async_sessionmaker[AsyncSession],
-                 engine: AsyncEngine | None = None, resolve: Resolver | None = None,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        engine: AsyncEngine | None = None,
+        resolve: Resolver | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.engine = engine
@@ -301,8 +342,9 @@ class WebhookSender:
                 await _first_of(stop, wake, self._slot_freed, timeout=max(timeout, 0.01))
         finally:
             if self.in_flight:
-                await asyncio.wait(self.in_flight,
-                                   timeout=self.settings.webhook_timeout_seconds + 2)
+                await asyncio.wait(
+                    self.in_flight, timeout=self.settings.webhook_timeout_seconds + 2
+                )
             for t in self.in_flight:
                 t.cancel()
             recorder.cancel()
@@ -311,8 +353,9 @@ class WebhookSender:
     def _client(self, subscription_id: str) -> _PartnerClient:
         pc = self._clients.get(subscription_id)
         if pc is None:
-            pc = self._clients[subscription_id] = _PartnerClient(make_client(
-                self.settings, self.settings.webhook_max_in_flight_per_subscription))
+            pc = self._clients[subscription_id] = _PartnerClient(
+                make_client(self.settings, self.settings.webhook_max_in_flight_per_subscription)
+            )
         pc.last_used = time.monotonic()
         return pc
 
@@ -335,16 +378,31 @@ class WebhookSender:
 
     async def claim(self, free: int) -> list[Claimed]:
         async with self.sessions() as session, session.begin():
-            rows = (await _exec(session, _CLAIM, per_sub=max(
-                1, self.settings.webhook_max_in_flight_per_subscription), free=free,
-                lease=float(self.lease_seconds))).all()
-        return [Claimed(id=r.id, subscription_id=r.subscription_id, org=r.org, url=r.url,
-                        payload=r.payload if isinstance(r.payload, dict)
-                        else json.loads(r.payload),
-                        attempts=r.attempts, retry_from=r.retry_from,
-                        lease_until=r.lease_until, secret=r.secret,
-                        previous_secret=r.previous_secret,
-                        previous_secret_until=r.previous_secret_until) for r in rows]
+            rows = (
+                await _exec(
+                    session,
+                    _CLAIM,
+                    per_sub=max(1, self.settings.webhook_max_in_flight_per_subscription),
+                    free=free,
+                    lease=float(self.lease_seconds),
+                )
+            ).all()
+        return [
+            Claimed(
+                id=r.id,
+                subscription_id=r.subscription_id,
+                org=r.org,
+                url=r.url,
+                payload=r.payload if isinstance(r.payload, dict) else json.loads(r.payload),
+                attempts=r.attempts,
+                retry_from=r.retry_from,
+                lease_until=r.lease_until,
+                secret=r.secret,
+                previous_secret=r.previous_secret,
+                previous_secret_until=r.previous_secret_until,
+            )
+            for r in rows
+        ]
 
     async def next_due_in(self) -> float | None:
         async with self.sessions() as session:
@@ -356,7 +414,8 @@ class WebhookSender:
         last delivery ran out of retries just before the window closed)."""
         async with self.sessions() as session, session.begin():
             return await disable_failing(
-                session, window_seconds=self.settings.webhook_disable_after_seconds)
+                session, window_seconds=self.settings.webhook_disable_after_seconds
+            )
 
     # --- one attempt ------------------------------------------------------------------------
 
@@ -375,12 +434,20 @@ class WebhookSender:
         s = self.settings
         body = json.dumps(d.payload, separators=(",", ":"), ensure_ascii=False).encode()
         now = datetime.now(UTC)
-        headers = {"content-type": "application/json",
-                   **webhooks.sign_headers(
-                       msg_id=d.id, timestamp=int(now.timestamp()), body=body,
-                       secrets=webhooks.signing_secrets(
-                           secret=d.secret, previous_secret=d.previous_secret,
-                           previous_secret_until=d.previous_secret_until, now=now))}
+        headers = {
+            "content-type": "application/json",
+            **webhooks.sign_headers(
+                msg_id=d.id,
+                timestamp=int(now.timestamp()),
+                body=body,
+                secrets=webhooks.signing_secrets(
+                    secret=d.secret,
+                    previous_secret=d.previous_secret,
+                    previous_secret_until=d.previous_secret_until,
+                    now=now,
+                ),
+            ),
+        }
         t0 = time.perf_counter()
         code: int | None = None
         error: str | None = None
@@ -389,23 +456,23 @@ class WebhookSender:
             if s.deployment_mode == "production":
                 # the name is resolved and checked again now, and the request goes to the
                 # checked address, so DNS cannot point it at an internal one after creation
-                endpoint, addresses = await guard_endpoint(d.url, mode="production",
-                                                           resolve=self.resolve)
+                endpoint, addresses = await guard_endpoint(
+                    d.url, mode="production", resolve=self.resolve
+                )
                 target, host_header, extensions = webhooks.pinned_url(endpoint, addresses[0])
                 headers.update(host_header)
             async with asyncio.timeout(s.webhook_timeout_seconds):
                 pc = self._client(d.subscription_id)
                 pc.busy += 1
                 try:
-                    async with pc.client.stream("POST", target, content=body,
-                                                headers=headers,
-                                                extensions=extensions) as resp:
+                    async with pc.client.stream(
+                        "POST", target, content=body, headers=headers, extensions=extensions
+                    ) as resp:
                         code = resp.status_code
                         # read the (small) answer so the connection can be reused
                         answer = await _read_some(resp)
                         if not 200 <= code < 300:
-                            excerpt = _clean(answer[:EXCERPT_BYTES].decode("utf-8", "replace"),
-                                             200)
+                            excerpt = _clean(answer[:EXCERPT_BYTES].decode("utf-8", "replace"), 200)
                             error = f"HTTP {code}" + (f": {excerpt}" if excerpt else "")
                 finally:
                     pc.busy -= 1
@@ -420,15 +487,24 @@ class WebhookSender:
         duration_ms = int((time.perf_counter() - t0) * 1000)
         return self._result(d, now, code, error, duration_ms)
 
-    def _result(self, d: Claimed, at: datetime, code: int | None, error: str | None,
-                duration_ms: int) -> Result:
+    def _result(
+        self, d: Claimed, at: datetime, code: int | None, error: str | None, duration_ms: int
+    ) -> Result:
         if code is not None and 200 <= code < 300:
             return Result(d, at, "delivered", None, code, None, duration_ms)
         failures = d.attempts + 1 - d.retry_from
-        delay = webhooks.retry_delay(max(failures, 1), self.settings.webhook_retry_seconds,
-                                     self.rng)
-        return Result(d, at, "pending" if delay is not None else "failed", delay, code,
-                      error or "failed", duration_ms)
+        delay = webhooks.retry_delay(
+            max(failures, 1), self.settings.webhook_retry_seconds, self.rng
+        )
+        return Result(
+            d,
+            at,
+            "pending" if delay is not None else "failed",
+            delay,
+            code,
+            error or "failed",
+            duration_ms,
+        )
 
     # --- recording, in batches ---------------------------------------------------------------
 
@@ -442,8 +518,11 @@ class WebhookSender:
                     await self.record([r for r, _ in batch])
                     break
                 except Exception:  # noqa: BLE001 - leases run out and the rows are re-sent
-                    logger.exception("webhook sender: recording %d results failed (try %d)",
-                                     len(batch), attempt + 1)
+                    logger.exception(
+                        "webhook sender: recording %d results failed (try %d)",
+                        len(batch),
+                        attempt + 1,
+                    )
                     await asyncio.sleep(0.5 * (attempt + 1))
             for _, fut in batch:
                 if not fut.done():
@@ -453,30 +532,47 @@ class WebhookSender:
         """Write attempts and their outcomes in one transaction. A result whose lease has
         been lost (taken over after expiry) is dropped: the new holder records its own."""
         async with self.sessions() as session, session.begin():
-            rows = (await _exec(
-                session, _RECORD, ids=[r.delivery.id for r in results],
-                leases=[r.delivery.lease_until for r in results],
-                statuses=[r.status for r in results], delays=[r.delay for r in results],
-                codes=[r.status_code for r in results], errors=[r.error for r in results],
-                durations=[r.duration_ms for r in results],
-                ats=[r.at for r in results])).all()
+            rows = (
+                await _exec(
+                    session,
+                    _RECORD,
+                    ids=[r.delivery.id for r in results],
+                    leases=[r.delivery.lease_until for r in results],
+                    statuses=[r.status for r in results],
+                    delays=[r.delay for r in results],
+                    codes=[r.status_code for r in results],
+                    errors=[r.error for r in results],
+                    durations=[r.duration_ms for r in results],
+                    ats=[r.at for r in results],
+                )
+            ).all()
             delivered = {r.subscription_id for r in rows if r.status == "delivered"}
             failed = {r.subscription_id for r in rows if r.status != "delivered"} - delivered
             if delivered:
-                await _exec(session, """
+                await _exec(
+                    session,
+                    """
                     UPDATE webhook_subscription SET failing_since = NULL
                     WHERE id = ANY(:ids) AND failing_since IS NOT NULL""",
-                            ids=sorted(delivered))
+                    ids=sorted(delivered),
+                )
             if failed:
-                await _exec(session, """
+                await _exec(
+                    session,
+                    """
                     UPDATE webhook_subscription SET failing_since = now()
-                    WHERE id = ANY(:ids) AND failing_since IS NULL""", ids=sorted(failed))
+                    WHERE id = ANY(:ids) AND failing_since IS NULL""",
+                    ids=sorted(failed),
+                )
                 await disable_failing(
-                    session, window_seconds=self.settings.webhook_disable_after_seconds,
-                    subscription_ids=failed)
+                    session,
+                    window_seconds=self.settings.webhook_disable_after_seconds,
+                    subscription_ids=failed,
+                )
         if len(rows) < len(results):
-            logger.warning("webhook sender: %d results had lost their lease",
-                           len(results) - len(rows))
+            logger.warning(
+                "webhook sender: %d results had lost their lease", len(results) - len(rows)
+            )
 
 
 @dataclass
@@ -495,11 +591,14 @@ def _tls() -> ssl.SSLContext:
 def make_client(settings: Settings, connections: int) -> httpx.AsyncClient:
     n = max(connections, 1)
     return httpx.AsyncClient(
-        verify=_tls(), timeout=httpx.Timeout(settings.webhook_timeout_seconds),
+        verify=_tls(),
+        timeout=httpx.Timeout(settings.webhook_timeout_seconds),
         follow_redirects=False,
         limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
         # no proxies or netrc from the environment: where a request goes is decided here
-        trust_env=False, headers={"user-agent": USER_AGENT})
+        trust_env=False,
+        headers={"user-agent": USER_AGENT},
+    )
 
 
 async def _read_some(resp: httpx.Response) -> bytes:

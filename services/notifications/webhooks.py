@@ -50,6 +50,7 @@ ADDRESS = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # --- secrets and signatures -------------------------------------------------------------------
 
+
 def new_secret(nbytes: int = SECRET_BYTES) -> str:
     if not MIN_SECRET_BYTES <= nbytes <= MAX_SECRET_BYTES:
         raise ValueError(f"a secret is {MIN_SECRET_BYTES}-{MAX_SECRET_BYTES} bytes")
@@ -61,7 +62,7 @@ def secret_key(secret: str) -> bytes:
     if not secret.startswith(SECRET_PREFIX):
         raise ValueError("a webhook secret starts with 'whsec_'")
     try:
-        key = base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
+        key = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
     except (binascii.Error, ValueError):
         raise ValueError("a webhook secret is 'whsec_' followed by base64") from None
     if not MIN_SECRET_BYTES <= len(key) <= MAX_SECRET_BYTES:
@@ -76,8 +77,13 @@ def signature(secret: str, *, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-def signing_secrets(*, secret: str, previous_secret: str | None,
-                    previous_secret_until: datetime | None, now: datetime) -> list[str]:
+def signing_secrets(
+    *,
+    secret: str,
+    previous_secret: str | None,
+    previous_secret_until: datetime | None,
+    now: datetime,
+) -> list[str]:
     """The secrets a delivery is signed with now: the current one, and the previous one while
     its grace period lasts."""
     out = [secret]
@@ -86,18 +92,24 @@ def signing_secrets(*, secret: str, previous_secret: str | None,
     return out
 
 
-def sign_headers(*, msg_id: str, timestamp: int, body: bytes,
-                 secrets: Sequence[str]) -> dict[str, str]:
+def sign_headers(
+    *, msg_id: str, timestamp: int, body: bytes, secrets: Sequence[str]
+) -> dict[str, str]:
     """The three Standard Webhooks headers for one attempt."""
     if not secrets:
         raise ValueError("at least one secret signs a delivery")
-    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp),
-            "webhook-signature": " ".join(signature(s, msg_id=msg_id, timestamp=timestamp,
-                                                    body=body) for s in secrets)}
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": " ".join(
+            signature(s, msg_id=msg_id, timestamp=timestamp, body=body) for s in secrets
+        ),
+    }
 
 
-def rotation(*, current: str, now: datetime, grace_seconds: float,
-             new: str | None = None) -> tuple[str, str, datetime]:
+def rotation(
+    *, current: str, now: datetime, grace_seconds: float, new: str | None = None
+) -> tuple[str, str, datetime]:
     """A rotation: (new secret, the previous one, until when the previous still signs).
     A second rotation within the grace period drops the oldest secret."""
     return new or new_secret(), current, now + timedelta(seconds=grace_seconds)
@@ -105,8 +117,13 @@ def rotation(*, current: str, now: datetime, grace_seconds: float,
 
 # --- retries and disabling ---------------------------------------------------------------------
 
-def retry_delay(failures: int, schedule: Sequence[float],
-                rng: random.Random | None = None, jitter: float = RETRY_JITTER) -> float | None:
+
+def retry_delay(
+    failures: int,
+    schedule: Sequence[float],
+    rng: random.Random | None = None,
+    jitter: float = RETRY_JITTER,
+) -> float | None:
     """Seconds to wait after the `failures`-th failed attempt in a row (1 = the first attempt
     failed), or None when the schedule is exhausted and the delivery has failed. The jitter
     (0 to +20%) spreads retries of many deliveries that failed together and never shortens
@@ -119,31 +136,35 @@ def retry_delay(failures: int, schedule: Sequence[float],
     return base * (1 + (rng or random).random() * jitter)
 
 
-def should_disable(*, failing_since: datetime | None, now: datetime,
-                   window_seconds: float) -> bool:
+def should_disable(*, failing_since: datetime | None, now: datetime, window_seconds: float) -> bool:
     """A subscription failing with no success since `failing_since` for the whole window."""
     return failing_since is not None and now - failing_since >= timedelta(seconds=window_seconds)
 
 
-def disabled_notice(*, subscription_id: str, url: str, failing_since: datetime,
-                    last_error: str | None) -> tuple[str, str]:
+def disabled_notice(
+    *, subscription_id: str, url: str, failing_since: datetime, last_error: str | None
+) -> tuple[str, str]:
     """Subject and body of the inbox message telling a partner its subscription is off."""
     subject = "Your Waymark webhook subscription has been disabled"
-    body = (f"Waymark could not deliver events to {url} since "
-            f"{failing_since.strftime('%d %B %Y %H:%M %Z').strip()}, so it has stopped "
-            f"sending to it (subscription {subscription_id}).\n"
-            + (f"Last error: {last_error}\n" if last_error else "")
-            + "Fix the endpoint, then resume the subscription "
-            f"(POST /webhook-subscriptions/{subscription_id}/resume) and ask for a resend of "
-            "the events you missed (POST /webhook-subscriptions/"
-            f"{subscription_id}/resend with the time range).")
+    body = (
+        f"Waymark could not deliver events to {url} since "
+        f"{failing_since.strftime('%d %B %Y %H:%M %Z').strip()}, so it has stopped "
+        f"sending to it (subscription {subscription_id}).\n"
+        + (f"Last error: {last_error}\n" if last_error else "")
+        + "Fix the endpoint, then resume the subscription "
+        f"(POST /webhook-subscriptions/{subscription_id}/resume) and ask for a resend of "
+        "the events you missed (POST /webhook-subscriptions/"
+        f"{subscription_id}/resend with the time range)."
+    )
     return subject, body
 
 
 # --- event types and filters -------------------------------------------------------------------
 
-def check_event_types(event_types: Iterable[str], *, known: Collection[str],
-                      prefix: str, also: Collection[str] = ()) -> list[str]:
+
+def check_event_types(
+    event_types: Iterable[str], *, known: Collection[str], prefix: str, also: Collection[str] = ()
+) -> list[str]:
     """The event types a subscription asks for: each registered and subscribable (referral
     events, and the `also` types: alerts addressed to the partner); duplicates dropped, order
     kept."""
@@ -153,9 +174,11 @@ def check_event_types(event_types: Iterable[str], *, known: Collection[str],
             raise ValidationFailed(f"unknown event type {t!r}", field="event_types")
         if not t.startswith(prefix) and t not in also:
             more = f" and {', '.join(sorted(also))}" if also else ""
-            raise ValidationFailed(f"{t!r} cannot be subscribed to: partners may subscribe "
-                                   f"to referral events ({prefix}*){more}",
-                                   field="event_types")
+            raise ValidationFailed(
+                f"{t!r} cannot be subscribed to: partners may subscribe "
+                f"to referral events ({prefix}*){more}",
+                field="event_types",
+            )
         if t not in out:
             out.append(t)
     if not out:
@@ -177,29 +200,40 @@ def check_filters(filters: Mapping[str, Any] | None) -> dict[str, Any]:
         if value is None or value == []:
             continue
         if key == "service_categories":
-            if not isinstance(value, list) or not all(
+            if (
+                not isinstance(value, list)
+                or not all(
                     isinstance(c, str) and 0 < len(c) <= 60 and set(c) <= _CATEGORY_CHARS
-                    for c in value) or len(value) > 50:
-                raise ValidationFailed("service_categories is a list of category codes "
-                                       "(lower case letters, digits, '_' and '-')",
-                                       field="filters")
+                    for c in value
+                )
+                or len(value) > 50
+            ):
+                raise ValidationFailed(
+                    "service_categories is a list of category codes "
+                    "(lower case letters, digits, '_' and '-')",
+                    field="filters",
+                )
             out[key] = sorted(set(value))
         elif key == "priorities":
             if not isinstance(value, list) or not all(p in PRIORITIES for p in value):
-                raise ValidationFailed(f"priorities are some of {', '.join(PRIORITIES)}",
-                                       field="filters")
+                raise ValidationFailed(
+                    f"priorities are some of {', '.join(PRIORITIES)}", field="filters"
+                )
             out[key] = sorted(set(value))
         elif key == "role":
             if value not in ROLES:
                 raise ValidationFailed(f"role is one of {', '.join(ROLES)}", field="filters")
             out[key] = value
         else:
-            raise ValidationFailed(f"unknown filter {key!r}; filters are service_categories, "
-                                   "priorities and role", field="filters")
+            raise ValidationFailed(
+                f"unknown filter {key!r}; filters are service_categories, priorities and role",
+                field="filters",
+            )
     return out
 
 
 # --- endpoint URLs and the SSRF guard -----------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -212,8 +246,7 @@ class Endpoint:
     @property
     def host_header(self) -> str:
         default = 443 if self.scheme == "https" else 80
-        host = f"[{self.host}]" if isinstance(self.address, ipaddress.IPv6Address) \
-            else self.host
+        host = f"[{self.host}]" if isinstance(self.address, ipaddress.IPv6Address) else self.host
         return host if self.port == default else f"{host}:{self.port}"
 
 
@@ -297,8 +330,9 @@ def check_endpoint(url: str, *, mode: DeploymentMode) -> Endpoint:
     if not raw_host:
         raise _refuse("it has no host")
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        raise _refuse("it carries credentials (user:password@); authenticate with the "
-                      "signature instead")
+        raise _refuse(
+            "it carries credentials (user:password@); authenticate with the signature instead"
+        )
     if parts.fragment or url.endswith("#"):
         raise _refuse("it has a #fragment, which is never sent")
     if port == 0:
@@ -311,16 +345,24 @@ def check_endpoint(url: str, *, mode: DeploymentMode) -> Endpoint:
             host = raw_host.rstrip(".").encode("idna").decode("ascii").lower()
         except UnicodeError:
             raise _refuse("its host is not a valid domain name") from None
-        if not host or len(host) > 253 or any(not 0 < len(label) <= 63
-                                               for label in host.split(".")):
+        if (
+            not host
+            or len(host) > 253
+            or any(not 0 < len(label) <= 63 for label in host.split("."))
+        ):
             raise _refuse("its host is not a valid domain name")
         if not all(ch.isalnum() or ch in "-._" for ch in host):
             raise _refuse("its host is not a valid domain name")
         if _numeric_host(host):
             # 2130706433, 0x7f.1, 127.1: what inet_aton would turn into an address
             raise _refuse("write an address in standard dotted form, or use a name")
-    endpoint = Endpoint(url=url, scheme=scheme, host=host,
-                        port=port or (443 if scheme == "https" else 80), address=address)
+    endpoint = Endpoint(
+        url=url,
+        scheme=scheme,
+        host=host,
+        port=port or (443 if scheme == "https" else 80),
+        address=address,
+    )
     if mode == "production":
         if address is not None:
             problem = address_problem(address)
@@ -339,8 +381,9 @@ def _numeric_host(host: str) -> bool:
     return True
 
 
-def check_resolved(endpoint: Endpoint, addresses: Iterable[str], *,
-                   mode: DeploymentMode) -> list[ADDRESS]:
+def check_resolved(
+    endpoint: Endpoint, addresses: Iterable[str], *, mode: DeploymentMode
+) -> list[ADDRESS]:
     """Every address the endpoint's host resolved to must be public (production mode): a name
     resolving to one public and one private address is refused, since either may be used."""
     resolved = []
@@ -348,8 +391,9 @@ def check_resolved(endpoint: Endpoint, addresses: Iterable[str], *,
         try:
             resolved.append(ipaddress.ip_address(a))
         except ValueError:
-            raise _refuse(f"{endpoint.host} resolved to something that is not an address "
-                          f"({a!r})") from None
+            raise _refuse(
+                f"{endpoint.host} resolved to something that is not an address ({a!r})"
+            ) from None
     if not resolved:
         raise _refuse(f"{endpoint.host} does not resolve to any address")
     if mode == "production":
@@ -360,8 +404,7 @@ def check_resolved(endpoint: Endpoint, addresses: Iterable[str], *,
     return resolved
 
 
-def pinned_url(endpoint: Endpoint, address: ADDRESS) -> tuple[str, dict[str, str],
-                                                                dict[str, Any]]:
+def pinned_url(endpoint: Endpoint, address: ADDRESS) -> tuple[str, dict[str, str], dict[str, Any]]:
     """The request to `address` itself (the address just checked, so a second DNS answer
     cannot point the request elsewhere): its URL, the Host header, and the TLS server name
     (httpx's `sni_hostname` extension) so the certificate is still checked for the name."""

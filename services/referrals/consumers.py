@@ -25,26 +25,32 @@ class DirectoryEvents:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    async def handle(self, session: AsyncSession | None, event: CloudEvent,
-                     _record: ConsumerRecord) -> None:
+    async def handle(
+        self, session: AsyncSession | None, event: CloudEvent, _record: ConsumerRecord
+    ) -> None:
         assert session is not None
         data = REGISTRY.parse(event)
         if not isinstance(data, DirectoryServiceEventData):
             raise PermanentError(f"{event.type} is not a directory service event")
-        flagged = await apply_directory_event(session=session, event=event, data=data,
-                                              settings=self.settings)
+        flagged = await apply_directory_event(
+            session=session, event=event, data=data, settings=self.settings
+        )
         if flagged:
-            logger.info("service %s withdrawn: %d open referrals flagged", data.service_id,
-                        flagged)
+            logger.info("service %s withdrawn: %d open referrals flagged", data.service_id, flagged)
 
 
-def build_consumer(settings: Settings, sessions: async_sessionmaker[AsyncSession],
-                   **kw: object) -> IdempotentConsumer:
+def build_consumer(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], **kw: object
+) -> IdempotentConsumer:
     load_all()
-    return IdempotentConsumer(name=settings.topic(CONSUMER_NAME),
-                              topics=[settings.topic(DIRECTORY)],
-                              handler=DirectoryEvents(settings).handle, settings=settings,
-                              sessions=sessions, **kw)  # type: ignore[arg-type]
+    return IdempotentConsumer(
+        name=settings.topic(CONSUMER_NAME),
+        topics=[settings.topic(DIRECTORY)],
+        handler=DirectoryEvents(settings).handle,
+        settings=settings,
+        sessions=sessions,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def main() -> None:

@@ -32,8 +32,7 @@ class ReferralState(StrEnum):
 S = ReferralState
 
 #: states a referral cannot leave
-TERMINAL: frozenset[ReferralState] = frozenset({S.REJECTED, S.RETURNED, S.DISCHARGED,
-                                                S.CANCELLED})
+TERMINAL: frozenset[ReferralState] = frozenset({S.REJECTED, S.RETURNED, S.DISCHARGED, S.CANCELLED})
 OPEN: frozenset[ReferralState] = frozenset(set(S) - TERMINAL)
 
 
@@ -85,38 +84,92 @@ class Rule:
 
 # Reason codes a person must pick from. Rejection and return reasons follow the e-RS
 # "reject / return to referrer" reasons; discharge outcomes are the referral's outcome.
-REJECT_REASONS = frozenset({"not-appropriate-for-service", "does-not-meet-criteria",
-                            "service-unavailable", "duplicate-referral", "insufficient-information",
-                            "patient-declined"})
-RETURN_REASONS = frozenset({"advice-and-guidance-given", "refer-elsewhere",
-                            "insufficient-information", "manage-in-primary-care"})
-DISCHARGE_OUTCOMES = frozenset({"treatment-completed", "goals-met", "self-management",
-                                "onward-referral", "patient-declined-further-care",
-                                "did-not-attend-discharged", "moved-away", "deceased"})
-CANCEL_REASONS = frozenset({"patient-request", "referred-in-error", "no-longer-required",
-                            "service-withdrawn", "duplicate-referral"})
-HOLD_REASONS = frozenset({"awaiting-information", "patient-unwell", "patient-request",
-                          "awaiting-investigation"})
+REJECT_REASONS = frozenset(
+    {
+        "not-appropriate-for-service",
+        "does-not-meet-criteria",
+        "service-unavailable",
+        "duplicate-referral",
+        "insufficient-information",
+        "patient-declined",
+    }
+)
+RETURN_REASONS = frozenset(
+    {
+        "advice-and-guidance-given",
+        "refer-elsewhere",
+        "insufficient-information",
+        "manage-in-primary-care",
+    }
+)
+DISCHARGE_OUTCOMES = frozenset(
+    {
+        "treatment-completed",
+        "goals-met",
+        "self-management",
+        "onward-referral",
+        "patient-declined-further-care",
+        "did-not-attend-discharged",
+        "moved-away",
+        "deceased",
+    }
+)
+CANCEL_REASONS = frozenset(
+    {
+        "patient-request",
+        "referred-in-error",
+        "no-longer-required",
+        "service-withdrawn",
+        "duplicate-referral",
+    }
+)
+HOLD_REASONS = frozenset(
+    {"awaiting-information", "patient-unwell", "patient-request", "awaiting-investigation"}
+)
 
 RULES: dict[Action, Rule] = {
     Action.SUBMIT: Rule(frozenset({S.DRAFT}), S.SUBMITTED, Side.REFERRER),
     Action.ACCEPT: Rule(frozenset({S.SUBMITTED}), S.ACCEPTED, Side.RECEIVER),
-    Action.REJECT: Rule(frozenset({S.SUBMITTED}), S.REJECTED, Side.RECEIVER,
-                        reason_required=True, reason_codes=REJECT_REASONS),
-    Action.RETURN: Rule(frozenset({S.SUBMITTED}), S.RETURNED, Side.RECEIVER,
-                        reason_required=True, reason_codes=RETURN_REASONS),
+    Action.REJECT: Rule(
+        frozenset({S.SUBMITTED}),
+        S.REJECTED,
+        Side.RECEIVER,
+        reason_required=True,
+        reason_codes=REJECT_REASONS,
+    ),
+    Action.RETURN: Rule(
+        frozenset({S.SUBMITTED}),
+        S.RETURNED,
+        Side.RECEIVER,
+        reason_required=True,
+        reason_codes=RETURN_REASONS,
+    ),
     # a further appointment after one attended or missed is booked again
-    Action.BOOK: Rule(frozenset({S.ACCEPTED, S.ATTENDED, S.DID_NOT_ATTEND}), S.BOOKED,
-                      Side.RECEIVER, needs_appointment=True),
+    Action.BOOK: Rule(
+        frozenset({S.ACCEPTED, S.ATTENDED, S.DID_NOT_ATTEND}),
+        S.BOOKED,
+        Side.RECEIVER,
+        needs_appointment=True,
+    ),
     Action.ATTEND: Rule(frozenset({S.BOOKED}), S.ATTENDED, Side.RECEIVER),
     Action.DID_NOT_ATTEND: Rule(frozenset({S.BOOKED}), S.DID_NOT_ATTEND, Side.RECEIVER),
-    Action.DISCHARGE: Rule(frozenset({S.ATTENDED, S.DID_NOT_ATTEND}), S.DISCHARGED,
-                           Side.RECEIVER, reason_required=True,
-                           reason_codes=DISCHARGE_OUTCOMES),
-    Action.CANCEL: Rule(frozenset(OPEN), S.CANCELLED, Side.EITHER, reason_required=True,
-                        reason_codes=CANCEL_REASONS),
-    Action.HOLD: Rule(frozenset({S.SUBMITTED, S.ACCEPTED, S.BOOKED}), S.ON_HOLD,
-                      Side.RECEIVER, reason_required=True, reason_codes=HOLD_REASONS),
+    Action.DISCHARGE: Rule(
+        frozenset({S.ATTENDED, S.DID_NOT_ATTEND}),
+        S.DISCHARGED,
+        Side.RECEIVER,
+        reason_required=True,
+        reason_codes=DISCHARGE_OUTCOMES,
+    ),
+    Action.CANCEL: Rule(
+        frozenset(OPEN), S.CANCELLED, Side.EITHER, reason_required=True, reason_codes=CANCEL_REASONS
+    ),
+    Action.HOLD: Rule(
+        frozenset({S.SUBMITTED, S.ACCEPTED, S.BOOKED}),
+        S.ON_HOLD,
+        Side.RECEIVER,
+        reason_required=True,
+        reason_codes=HOLD_REASONS,
+    ),
     Action.RESUME: Rule(frozenset({S.ON_HOLD}), None, Side.RECEIVER),
 }
 
@@ -136,23 +189,34 @@ def allowed_actions(state: ReferralState) -> list[Action]:
     return [a for a, r in RULES.items() if state in r.from_states]
 
 
-def plan_transition(*, action: Action, state: ReferralState, held_from: ReferralState | None,
-                    reason_code: str | None, has_appointment: bool) -> Transition:
+def plan_transition(
+    *,
+    action: Action,
+    state: ReferralState,
+    held_from: ReferralState | None,
+    reason_code: str | None,
+    has_appointment: bool,
+) -> Transition:
     """Check an action against the state machine; return the transition or raise."""
     rule = RULES[action]
     if state not in rule.from_states:
         allowed = ", ".join(a.value for a in allowed_actions(state)) or "none (it is closed)"
-        raise Conflict(f"cannot {action.value} a referral that is {state.value}; "
-                       f"allowed actions: {allowed}", state=state.value,
-                       allowed_actions=[a.value for a in allowed_actions(state)])
+        raise Conflict(
+            f"cannot {action.value} a referral that is {state.value}; allowed actions: {allowed}",
+            state=state.value,
+            allowed_actions=[a.value for a in allowed_actions(state)],
+        )
     if rule.reason_required and not reason_code:
-        raise ValidationFailed(f"{action.value} needs a reason_code, one of: "
-                               f"{', '.join(sorted(rule.reason_codes))}")
+        raise ValidationFailed(
+            f"{action.value} needs a reason_code, one of: {', '.join(sorted(rule.reason_codes))}"
+        )
     if reason_code is not None and not rule.reason_codes:
         raise ValidationFailed(f"{action.value} takes no reason_code")
     if reason_code is not None and reason_code not in rule.reason_codes:
-        raise ValidationFailed(f"{reason_code!r} is not a reason to {action.value}; one of: "
-                               f"{', '.join(sorted(rule.reason_codes))}")
+        raise ValidationFailed(
+            f"{reason_code!r} is not a reason to {action.value}; one of: "
+            f"{', '.join(sorted(rule.reason_codes))}"
+        )
     if rule.needs_appointment and not has_appointment:
         raise ValidationFailed("book needs appointment_at (when the appointment is)")
     to_state = rule.to_state
@@ -167,32 +231,43 @@ def check_actor(principal: Principal, *, action: Action, from_org: str, to_org: 
     """The organisation side and role that may take `action`."""
     side = RULES[action].side
     if not principal.has(*ACTING_ROLES):
-        raise Forbidden(f"only clinicians, service staff or partner staff of the referring or "
-                        f"receiving organisation may {action.value} a referral")
-    orgs = {Side.REFERRER: {from_org}, Side.RECEIVER: {to_org},
-            Side.EITHER: {from_org, to_org}}[side]
+        raise Forbidden(
+            f"only clinicians, service staff or partner staff of the referring or "
+            f"receiving organisation may {action.value} a referral"
+        )
+    orgs = {Side.REFERRER: {from_org}, Side.RECEIVER: {to_org}, Side.EITHER: {from_org, to_org}}[
+        side
+    ]
     if principal.org not in orgs:
-        who = {Side.REFERRER: "the referring organisation",
-               Side.RECEIVER: "the receiving service",
-               Side.EITHER: "the referring organisation or the receiving service"}[side]
+        who = {
+            Side.REFERRER: "the referring organisation",
+            Side.RECEIVER: "the receiving service",
+            Side.EITHER: "the referring organisation or the receiving service",
+        }[side]
         raise Forbidden(f"only {who} may {action.value} this referral")
 
 
-def may_read(principal: Principal, *, from_org: str, to_org: str, ics: str,
-             state: str = "submitted") -> bool:
+def may_read(
+    principal: Principal, *, from_org: str, to_org: str, ics: str, state: str = "submitted"
+) -> bool:
     """By the role table: acting roles see referrals to or from their organisation,
     coordinators their ICS's. A draft has not been sent: only the referring organisation
     sees it."""
     if state == ReferralState.DRAFT:
         return principal.has(*ACTING_ROLES) and principal.org == from_org
-    return permits(principal, Capability.REFERRAL_READ,
-                   referral_relationships(principal, from_org=from_org, to_org=to_org, ics=ics))
+    return permits(
+        principal,
+        Capability.REFERRAL_READ,
+        referral_relationships(principal, from_org=from_org, to_org=to_org, ics=ics),
+    )
 
 
 def check_may_create(principal: Principal) -> None:
     if not principal.has(*ACTING_ROLES):
-        raise Forbidden("only clinicians, service staff or partner staff of a referring "
-                        "organisation may create referrals")
+        raise Forbidden(
+            "only clinicians, service staff or partner staff of a referring "
+            "organisation may create referrals"
+        )
 
 
 # --- NHS number ---------------------------------------------------------------------------------
@@ -220,19 +295,28 @@ def nhs_number_is_valid(value: str) -> bool:
 def normalise_nhs_number(value: str) -> str:
     digits = value.replace(" ", "")
     if not nhs_number_is_valid(digits):
-        raise ValidationFailed("nhs_number is not a valid NHS number (10 digits with a correct "
-                               "Modulus 11 check digit)")
+        raise ValidationFailed(
+            "nhs_number is not a valid NHS number (10 digits with a correct Modulus 11 check digit)"
+        )
     return digits
 
 
-def check_new_referral(*, consent_to_referral: bool, from_org: str, to_org: str,
-                       source: Source, referred_from: str | None) -> None:
+def check_new_referral(
+    *,
+    consent_to_referral: bool,
+    from_org: str,
+    to_org: str,
+    source: Source,
+    referred_from: str | None,
+) -> None:
     if not consent_to_referral:
-        raise ValidationFailed("the patient's consent to the referral is required "
-                               "(consent_to_referral must be true)")
+        raise ValidationFailed(
+            "the patient's consent to the referral is required (consent_to_referral must be true)"
+        )
     if source is Source.ONWARD and not referred_from:
-        raise ValidationFailed("an onward referral must name the referral it came out of "
-                               "(referred_from)")
+        raise ValidationFailed(
+            "an onward referral must name the referral it came out of (referred_from)"
+        )
 
 
 def check_service(*, status: str | None, service_id: str) -> None:
@@ -240,5 +324,6 @@ def check_service(*, status: str | None, service_id: str) -> None:
     if status is None:
         raise ValidationFailed(f"to_service_id {service_id!r} is not a service in the directory")
     if status != "active":
-        raise ValidationFailed(f"the directory service {service_id!r} is {status} and is not "
-                               "taking referrals")
+        raise ValidationFailed(
+            f"the directory service {service_id!r} is {status} and is not taking referrals"
+        )

@@ -38,22 +38,40 @@ REASON_SYSTEM = f"{BASE}/CodeSystem/transition-reason"
 CATEGORY_SYSTEM = f"{BASE}/CodeSystem/service-category"
 
 SERVICE_REQUEST_STATUS: dict[str, str] = {
-    "draft": "draft", "submitted": "active", "accepted": "active", "booked": "active",
-    "attended": "active", "did_not_attend": "active", "on_hold": "on-hold",
-    "rejected": "revoked", "returned": "revoked", "cancelled": "revoked",
+    "draft": "draft",
+    "submitted": "active",
+    "accepted": "active",
+    "booked": "active",
+    "attended": "active",
+    "did_not_attend": "active",
+    "on_hold": "on-hold",
+    "rejected": "revoked",
+    "returned": "revoked",
+    "cancelled": "revoked",
     "discharged": "completed",
 }
 
 # FHIR workflow Task states; businessStatus carries the finer Waymark state
 TASK_STATUS: dict[str, str] = {
-    "draft": "draft", "submitted": "requested", "accepted": "accepted",
-    "rejected": "rejected", "returned": "rejected", "booked": "in-progress",
-    "attended": "in-progress", "did_not_attend": "in-progress", "on_hold": "on-hold",
-    "discharged": "completed", "cancelled": "cancelled",
+    "draft": "draft",
+    "submitted": "requested",
+    "accepted": "accepted",
+    "rejected": "rejected",
+    "returned": "rejected",
+    "booked": "in-progress",
+    "attended": "in-progress",
+    "did_not_attend": "in-progress",
+    "on_hold": "on-hold",
+    "discharged": "completed",
+    "cancelled": "cancelled",
 }
 
-FHIR_PRIORITY_TO_WAYMARK = {"routine": Priority.ROUTINE, "urgent": Priority.URGENT,
-                            "asap": Priority.URGENT, "stat": Priority.URGENT}
+FHIR_PRIORITY_TO_WAYMARK = {
+    "routine": Priority.ROUTINE,
+    "urgent": Priority.URGENT,
+    "asap": Priority.URGENT,
+    "stat": Priority.URGENT,
+}
 
 
 class FhirInvalid(ValidationFailed):
@@ -61,14 +79,26 @@ class FhirInvalid(ValidationFailed):
 
 
 def operation_outcome(status: int, title: str, detail: str, extra: dict[str, Any]) -> Response:
-    code = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found",
-            409: "conflict", 412: "conflict", 422: "invalid", 428: "required"}.get(status,
-                                                                                "exception")
+    code = {
+        400: "invalid",
+        401: "login",
+        403: "forbidden",
+        404: "not-found",
+        409: "conflict",
+        412: "conflict",
+        422: "invalid",
+        428: "required",
+    }.get(status, "exception")
     issues = [{"severity": "error", "code": code, "diagnostics": detail}]
     for e in extra.get("errors", [])[:20]:
-        issues.append({"severity": "error", "code": "invalid",
-                       "diagnostics": e.get("message", ""),
-                       "expression": [".".join(e.get("location", []))]})
+        issues.append(
+            {
+                "severity": "error",
+                "code": "invalid",
+                "diagnostics": e.get("message", ""),
+                "expression": [".".join(e.get("location", []))],
+            }
+        )
     body = {"resourceType": "OperationOutcome", "issue": issues}
     return JSONResponse(body, status_code=status, media_type=FHIR_JSON)
 
@@ -98,86 +128,120 @@ def service_request_to_create(raw: Any) -> ReferralCreate:
     try:
         sr = ServiceRequest.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                             for e in exc.errors()[:5])
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
+        )
         raise FhirInvalid(f"not a valid R4 ServiceRequest: {problems}") from None
     if sr.status not in ("active", "draft"):
-        raise FhirInvalid(f"a new referral is a ServiceRequest with status 'active' (or "
-                          f"'draft'), not {sr.status!r}")
+        raise FhirInvalid(
+            f"a new referral is a ServiceRequest with status 'active' (or "
+            f"'draft'), not {sr.status!r}"
+        )
     if sr.intent not in ("order", "original-order", "proposal", "plan"):
         raise FhirInvalid(f"intent {sr.intent!r} is not supported; use 'order'")
     patient = _contained_patient(sr)
-    performer_ids = [p.identifier.value for p in (sr.performer or [])
-                     if p.identifier is not None
-                     and p.identifier.system == DIRECTORY_SERVICE_SYSTEM]
+    performer_ids = [
+        p.identifier.value
+        for p in (sr.performer or [])
+        if p.identifier is not None and p.identifier.system == DIRECTORY_SERVICE_SYSTEM
+    ]
     if len(performer_ids) != 1:
-        raise FhirInvalid(f"ServiceRequest.performer must name exactly one directory service "
-                          f"by identifier (system {DIRECTORY_SERVICE_SYSTEM})")
-    reasons = [c.code for rc in (sr.reasonCode or []) for c in (rc.coding or [])
-               if c.system == SNOMED and c.code]
+        raise FhirInvalid(
+            f"ServiceRequest.performer must name exactly one directory service "
+            f"by identifier (system {DIRECTORY_SERVICE_SYSTEM})"
+        )
+    reasons = [
+        c.code
+        for rc in (sr.reasonCode or [])
+        for c in (rc.coding or [])
+        if c.system == SNOMED and c.code
+    ]
     if not reasons:
         raise FhirInvalid(f"ServiceRequest.reasonCode needs at least one coding from {SNOMED}")
     summary = " ".join(n.text for n in (sr.note or []) if n.text).strip()
     if not summary:
         raise FhirInvalid("ServiceRequest.note[].text must carry the clinical summary")
-    based_on = [r.reference.split("/", 1)[1] for r in (sr.basedOn or [])
-                if r.reference and r.reference.startswith("ServiceRequest/")]
+    based_on = [
+        r.reference.split("/", 1)[1]
+        for r in (sr.basedOn or [])
+        if r.reference and r.reference.startswith("ServiceRequest/")
+    ]
     source_ext = _ext(raw, "referral-source")
     try:
-        source = Source(source_ext[0].get("valueCode")) if source_ext else (
-            Source.ONWARD if based_on else Source.GP)
+        source = (
+            Source(source_ext[0].get("valueCode"))
+            if source_ext
+            else (Source.ONWARD if based_on else Source.GP)
+        )
     except ValueError:
         raise FhirInvalid(f"referral-source must be one of {[s.value for s in Source]}") from None
     priority = FHIR_PRIORITY_TO_WAYMARK.get(sr.priority or "routine")
     if priority is None:
         raise FhirInvalid(f"priority {sr.priority!r} is not supported")
-    practitioner = (sr.requester.display if sr.requester and sr.requester.display
-                    else "unknown practitioner")
+    practitioner = (
+        sr.requester.display if sr.requester and sr.requester.display else "unknown practitioner"
+    )
     try:
         return ReferralCreate(
-            patient=patient, source=source, from_practitioner=practitioner,
-            to_service_id=performer_ids[0], reason_codes=reasons, clinical_summary=summary,
+            patient=patient,
+            source=source,
+            from_practitioner=practitioner,
+            to_service_id=performer_ids[0],
+            reason_codes=reasons,
+            clinical_summary=summary,
             priority=priority,
             consent_to_referral=_one_bool(raw, "consent-to-referral", required=True),
-            consent_to_carer_sharing=_one_bool(raw, "consent-to-carer-sharing",
-                                               required=False),
-            communication_needs=[e.get("valueString", "") for e in
-                                 _ext(raw, "communication-need")],
-            referred_from=based_on[0] if based_on else None, as_draft=sr.status == "draft")
+            consent_to_carer_sharing=_one_bool(raw, "consent-to-carer-sharing", required=False),
+            communication_needs=[e.get("valueString", "") for e in _ext(raw, "communication-need")],
+            referred_from=based_on[0] if based_on else None,
+            as_draft=sr.status == "draft",
+        )
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                             for e in exc.errors()[:5])
-        raise FhirInvalid(f"the ServiceRequest does not make a valid referral: {problems}"
-                          ) from None
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise FhirInvalid(
+            f"the ServiceRequest does not make a valid referral: {problems}"
+        ) from None
 
 
 def _contained_patient(sr: Any) -> PatientIn:
     ref = sr.subject.reference if sr.subject else None
     if not ref or not ref.startswith("#"):
-        raise FhirInvalid("ServiceRequest.subject must reference a contained Patient "
-                          "(e.g. '#patient') carrying the NHS number, name and birth date")
-    patients = [c for c in (sr.contained or [])
-                if c.get_resource_type() == "Patient" and c.id == ref[1:]]
+        raise FhirInvalid(
+            "ServiceRequest.subject must reference a contained Patient "
+            "(e.g. '#patient') carrying the NHS number, name and birth date"
+        )
+    patients = [
+        c for c in (sr.contained or []) if c.get_resource_type() == "Patient" and c.id == ref[1:]
+    ]
     if not patients:
         raise FhirInvalid(f"no contained Patient with id {ref[1:]!r}")
     p = patients[0]
     nhs = [i.value for i in (p.identifier or []) if i.system == NHS_NUMBER_SYSTEM and i.value]
     names = p.name or []
     if not nhs or not names or not names[0].family or not names[0].given or not p.birthDate:
-        raise FhirInvalid("the contained Patient needs an NHS number identifier "
-                          f"({NHS_NUMBER_SYSTEM}), a name (given and family) and birthDate")
+        raise FhirInvalid(
+            "the contained Patient needs an NHS number identifier "
+            f"({NHS_NUMBER_SYSTEM}), a name (given and family) and birthDate"
+        )
     try:
-        birth = (p.birthDate if isinstance(p.birthDate, date)
-                 else date.fromisoformat(str(p.birthDate)))
+        birth = (
+            p.birthDate if isinstance(p.birthDate, date) else date.fromisoformat(str(p.birthDate))
+        )
     except ValueError:
-        raise FhirInvalid("the contained Patient's birthDate must be a full date "
-                          "(YYYY-MM-DD)") from None
+        raise FhirInvalid(
+            "the contained Patient's birthDate must be a full date (YYYY-MM-DD)"
+        ) from None
     try:
-        return PatientIn(nhs_number=nhs[0], given_name=" ".join(names[0].given),
-                         family_name=names[0].family, birth_date=birth)
+        return PatientIn(
+            nhs_number=nhs[0],
+            given_name=" ".join(names[0].given),
+            family_name=names[0].family,
+            birth_date=birth,
+        )
     except ValidationError as exc:
-        raise FhirInvalid(f"the contained Patient is not valid: {exc.errors()[0]['msg']}"
-                          ) from None
+        raise FhirInvalid(f"the contained Patient is not valid: {exc.errors()[0]['msg']}") from None
 
 
 def _meta(r: Referral) -> dict[str, Any]:
@@ -191,25 +255,39 @@ def referral_to_service_request(r: Referral) -> dict[str, Any]:
         {"url": EXT + "referral-source", "valueCode": r.source},
     ] + [{"url": EXT + "communication-need", "valueString": n} for n in r.communication_needs]
     resource: dict[str, Any] = {
-        "resourceType": "ServiceRequest", "id": r.id, "meta": _meta(r),
-        "contained": [{
-            "resourceType": "Patient", "id": "patient",
-            "identifier": [{"system": NHS_NUMBER_SYSTEM, "value": r.nhs_number},
-                           {"system": PSEUDONYM_SYSTEM, "value": r.patient_id}],
-            "name": [{"family": r.family_name, "given": r.given_name.split(" ")}],
-            "birthDate": r.birth_date}],
+        "resourceType": "ServiceRequest",
+        "id": r.id,
+        "meta": _meta(r),
+        "contained": [
+            {
+                "resourceType": "Patient",
+                "id": "patient",
+                "identifier": [
+                    {"system": NHS_NUMBER_SYSTEM, "value": r.nhs_number},
+                    {"system": PSEUDONYM_SYSTEM, "value": r.patient_id},
+                ],
+                "name": [{"family": r.family_name, "given": r.given_name.split(" ")}],
+                "birthDate": r.birth_date,
+            }
+        ],
         "extension": ext,
         "identifier": [{"system": REFERRAL_SYSTEM, "value": r.id}],
-        "status": SERVICE_REQUEST_STATUS[r.state], "intent": "order",
+        "status": SERVICE_REQUEST_STATUS[r.state],
+        "intent": "order",
         "category": [{"coding": [{"system": CATEGORY_SYSTEM, "code": r.service_category}]}],
         "priority": r.priority,
         "subject": {"reference": "#patient"},
         "authoredOn": r.created_at.isoformat(),
-        "requester": {"identifier": {"system": ODS_SYSTEM, "value": r.from_org},
-                      "display": r.from_practitioner},
-        "performer": [{"identifier": {"system": DIRECTORY_SERVICE_SYSTEM,
-                                      "value": r.to_service_id},
-                       "display": r.to_org}],
+        "requester": {
+            "identifier": {"system": ODS_SYSTEM, "value": r.from_org},
+            "display": r.from_practitioner,
+        },
+        "performer": [
+            {
+                "identifier": {"system": DIRECTORY_SERVICE_SYSTEM, "value": r.to_service_id},
+                "display": r.to_org,
+            }
+        ],
         "reasonCode": [{"coding": [{"system": SNOMED, "code": c}]} for c in r.reason_codes],
         "note": [{"text": r.clinical_summary}],
     }
@@ -220,20 +298,30 @@ def referral_to_service_request(r: Referral) -> dict[str, Any]:
 
 def referral_to_task(r: Referral, last_reason: str | None) -> dict[str, Any]:
     task: dict[str, Any] = {
-        "resourceType": "Task", "id": r.id, "meta": _meta(r),
+        "resourceType": "Task",
+        "id": r.id,
+        "meta": _meta(r),
         "status": TASK_STATUS[r.state],
-        "businessStatus": {"coding": [{"system": STATE_SYSTEM, "code": r.state}],
-                           "text": r.state.replace("_", " ")},
-        "intent": "order", "priority": r.priority,
+        "businessStatus": {
+            "coding": [{"system": STATE_SYSTEM, "code": r.state}],
+            "text": r.state.replace("_", " "),
+        },
+        "intent": "order",
+        "priority": r.priority,
         "focus": {"reference": f"ServiceRequest/{r.id}"},
         "for": {"identifier": {"system": PSEUDONYM_SYSTEM, "value": r.patient_id}},
-        "authoredOn": r.created_at.isoformat(), "lastModified": r.updated_at.isoformat(),
+        "authoredOn": r.created_at.isoformat(),
+        "lastModified": r.updated_at.isoformat(),
         "requester": {"identifier": {"system": ODS_SYSTEM, "value": r.from_org}},
         "owner": {"identifier": {"system": ODS_SYSTEM, "value": r.to_org}},
     }
-    if last_reason and r.state in (ReferralState.REJECTED, ReferralState.RETURNED,
-                                   ReferralState.CANCELLED, ReferralState.ON_HOLD,
-                                   ReferralState.DISCHARGED):
+    if last_reason and r.state in (
+        ReferralState.REJECTED,
+        ReferralState.RETURNED,
+        ReferralState.CANCELLED,
+        ReferralState.ON_HOLD,
+        ReferralState.DISCHARGED,
+    ):
         task["statusReason"] = {"coding": [{"system": REASON_SYSTEM, "code": last_reason}]}
     if r.appointment_at and r.state == ReferralState.BOOKED:
         task["restriction"] = {"period": {"start": r.appointment_at.isoformat()}}
@@ -241,9 +329,19 @@ def referral_to_task(r: Referral, last_reason: str | None) -> dict[str, Any]:
 
 
 def searchset(resources: list[dict[str, Any]], total: int) -> dict[str, Any]:
-    return {"resourceType": "Bundle", "type": "searchset", "total": total,
-            "entry": [{"fullUrl": f"{BASE}/{res['resourceType']}/{res['id']}",
-                       "resource": res, "search": {"mode": "match"}} for res in resources]}
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": total,
+        "entry": [
+            {
+                "fullUrl": f"{BASE}/{res['resourceType']}/{res['id']}",
+                "resource": res,
+                "search": {"mode": "match"},
+            }
+            for res in resources
+        ],
+    }
 
 
 def validate_outgoing(resource: dict[str, Any]) -> dict[str, Any]:

@@ -10,8 +10,10 @@ from sqlmodel import Field, SQLModel
 
 class Referral(SQLModel, table=True):
     __tablename__ = "referral"
-    __table_args__ = (Index("ix_referral_patient", "patient_id"),
-                      Index("ix_referral_to_org_state", "to_org", "state"))
+    __table_args__ = (
+        Index("ix_referral_patient", "patient_id"),
+        Index("ix_referral_to_org_state", "to_org", "state"),
+    )
 
     id: str = Field(sa_column=Column(Text, primary_key=True))
     patient_id: str = Field(sa_column=Column(Text, nullable=False))  # pseudonymous
@@ -39,19 +41,20 @@ class Referral(SQLModel, table=True):
     state: str = Field(sa_column=Column(Text, nullable=False))
     # the state a referral on hold returns to when it is resumed
     held_from: str | None = Field(default=None, sa_column=Column(Text))
-    appointment_at: datetime | None = Field(default=None,
-                                            sa_column=Column(DateTime(timezone=True)))
-    submitted_at: datetime | None = Field(default=None,
-                                          sa_column=Column(DateTime(timezone=True)))
+    appointment_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    submitted_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     # raised for the referrer, e.g. "service_withdrawn" when the directory withdraws the service
-    flags: list[str] = Field(default_factory=list,
-                             sa_column=Column(ARRAY(Text), nullable=False, server_default="{}"))
+    flags: list[str] = Field(
+        default_factory=list, sa_column=Column(ARRAY(Text), nullable=False, server_default="{}")
+    )
     version: int = Field(sa_column=Column(Integer, nullable=False))
     created_by: str = Field(sa_column=Column(Text, nullable=False))
-    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False,
-                                                  server_default=func.now()))
-    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False,
-                                                  server_default=func.now()))
+    created_at: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    )
+    updated_at: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    )
 
 
 class ReferralTransition(SQLModel, table=True):
@@ -69,8 +72,9 @@ class ReferralTransition(SQLModel, table=True):
     # free-text advice to the referrer (returns) or notes; stays in this service
     note: str | None = Field(default=None, sa_column=Column(Text))
     event_id: str = Field(sa_column=Column(Text, nullable=False))
-    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False,
-                                          server_default=func.now()))
+    at: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    )
 
 
 class DirectoryService(SQLModel, table=True):

@@ -31,16 +31,26 @@ class ReferralRepository:
         return (await self.session.exec(stmt)).first()
 
     async def history(self, referral_id: str) -> list[ReferralTransition]:
-        rows = await self.session.exec(select(ReferralTransition)
-                                       .where(ReferralTransition.referral_id == referral_id)
-                                       .order_by(col(ReferralTransition.id)))
+        rows = await self.session.exec(
+            select(ReferralTransition)
+            .where(ReferralTransition.referral_id == referral_id)
+            .order_by(col(ReferralTransition.id))
+        )
         return list(rows.all())
 
-    async def search(self, *, scope: ColumnElement[bool], states: Sequence[str] = (),
-                     patient_id: str | None = None, nhs_number: str | None = None,
-                     updated_since: datetime | None = None, flagged: bool | None = None,
-                     order_oldest_first: bool = False, limit: int = 50, offset: int = 0
-                     ) -> tuple[list[Referral], int]:
+    async def search(
+        self,
+        *,
+        scope: ColumnElement[bool],
+        states: Sequence[str] = (),
+        patient_id: str | None = None,
+        nhs_number: str | None = None,
+        updated_since: datetime | None = None,
+        flagged: bool | None = None,
+        order_oldest_first: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[Referral], int]:
         conds: list[ColumnElement[bool]] = [scope]
         if states:
             conds.append(col(Referral.state).in_(list(states)))
@@ -55,22 +65,28 @@ class ReferralRepository:
         elif flagged is False:
             conds.append(func.cardinality(Referral.flags) == 0)
         where = and_(*conds)
-        total = (await self.session.exec(select(func.count()).select_from(Referral)
-                                         .where(where))).one()
+        total = (
+            await self.session.exec(select(func.count()).select_from(Referral).where(where))
+        ).one()
         waited = func.coalesce(Referral.submitted_at, Referral.created_at)
         order = [waited.asc() if order_oldest_first else waited.desc(), col(Referral.id)]
         # urgent first on a worklist, then by how long each has waited
         if order_oldest_first:
             order.insert(0, (Referral.priority == "urgent").desc())
-        rows = await self.session.exec(select(Referral).where(where).order_by(*order)
-                                       .limit(limit).offset(offset))
+        rows = await self.session.exec(
+            select(Referral).where(where).order_by(*order).limit(limit).offset(offset)
+        )
         return list(rows.all()), int(total)
 
     async def open_referrals_to_service(self, service_id: str) -> list[Referral]:
         rows = await self.session.exec(
-            select(Referral).where(Referral.to_service_id == service_id,
-                                   col(Referral.state).in_([s.value for s in OPEN]))
-            .with_for_update())
+            select(Referral)
+            .where(
+                Referral.to_service_id == service_id,
+                col(Referral.state).in_([s.value for s in OPEN]),
+            )
+            .with_for_update()
+        )
         return list(rows.all())
 
     # --- the directory replica ---
@@ -90,8 +106,9 @@ class ReferralRepository:
         return (await self.session.exec(stmt)).first() is not None  # type: ignore[call-overload]
 
 
-def scope_for(*, org: str | None = None, ics: str | None = None,
-              receiving_org: str | None = None) -> ColumnElement[bool]:
+def scope_for(
+    *, org: str | None = None, ics: str | None = None, receiving_org: str | None = None
+) -> ColumnElement[bool]:
     """Referrals a caller may list: all of their ICS, those sent to their organisation, or
     those to or from it."""
     sent = Referral.state != "draft"  # a draft is the referring organisation's alone

@@ -29,9 +29,12 @@ class PatientIn(BaseModel):
     family_name: str = Field(min_length=1, max_length=100)
     birth_date: date
     registered_practice: str | None = Field(
-        default=None, pattern=r"^[A-Za-z0-9-]{1,20}$", examples=["A81001"],
+        default=None,
+        pattern=r"^[A-Za-z0-9-]{1,20}$",
+        examples=["A81001"],
         description="the ODS code of the GP practice the person is registered with (e-RS and "
-                    "PDS carry it); that practice then has a care relationship with them")
+        "PDS carry it); that practice then has a care relationship with them",
+    )
 
     _clean = field_validator("nhs_number", "given_name", "family_name")(_no_control_chars)
 
@@ -49,11 +52,14 @@ class ReferralCreate(BaseModel):
     patient: PatientIn
     source: Source
     from_practitioner: str = Field(min_length=1, max_length=100)
-    to_service_id: str = Field(min_length=1, max_length=64,
-                               description="the directory service referred to")
-    to_org: str | None = Field(default=None, pattern=ORG_CODE,
-                               description="optional: if given, must be the organisation that "
-                                           "runs to_service_id")
+    to_service_id: str = Field(
+        min_length=1, max_length=64, description="the directory service referred to"
+    )
+    to_org: str | None = Field(
+        default=None,
+        pattern=ORG_CODE,
+        description="optional: if given, must be the organisation that runs to_service_id",
+    )
     reason_codes: list[str] = Field(min_length=1, max_length=20)
     clinical_summary: str = Field(min_length=1, max_length=10000)
     priority: Priority = Priority.ROUTINE
@@ -63,8 +69,9 @@ class ReferralCreate(BaseModel):
     referred_from: str | None = Field(default=None, max_length=64)
     as_draft: bool = Field(default=False, description="save as a draft, to submit later")
 
-    _clean = field_validator("from_practitioner", "to_service_id", "clinical_summary",
-                             "referred_from")(_no_control_chars)
+    _clean = field_validator(
+        "from_practitioner", "to_service_id", "clinical_summary", "referred_from"
+    )(_no_control_chars)
 
     @field_validator("reason_codes")
     @classmethod
@@ -119,8 +126,11 @@ class TransitionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason_code: str | None = Field(default=None, max_length=60, pattern=r"^[a-z0-9-]+$")
-    note: str | None = Field(default=None, max_length=2000,
-                             description="advice to the referrer, or a note; stays in Waymark")
+    note: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="advice to the referrer, or a note; stays in Waymark",
+    )
     appointment_at: AwareDatetime | None = None
 
     _clean = field_validator("note")(_no_control_chars)
@@ -183,8 +193,10 @@ class MessageContextOut(BaseModel):
     priority: str
     state: str
     appointment_at: datetime | None
-    note: str | None = Field(description="the free-text advice or note of the transition "
-                                         "(the one that published event_id, else the latest)")
+    note: str | None = Field(
+        description="the free-text advice or note of the transition "
+        "(the one that published event_id, else the latest)"
+    )
     reason_code: str | None
     communication_needs: list[str]
     consent_to_carer_sharing: bool

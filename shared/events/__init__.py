@@ -3,5 +3,4 @@
 from shared.events.envelope import CloudEvent, EventData, make_event
 from shared.events.registry import REGISTRY, EventRegistry, UnknownEventType
 
-__all__ = ["CloudEvent", "EventData", "make_event", "REGISTRY", "EventRegistry",
-           "UnknownEventType"]
+__all__ = ["CloudEvent", "EventData", "make_event", "REGISTRY", "EventRegistry", "UnknownEventType"]

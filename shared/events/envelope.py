@@ -48,8 +48,9 @@ class CloudEvent(BaseModel):
         return int(self.dataschema.rsplit(".v", 1)[1].split(".")[0])
 
 
-def make_event(data: EventData, *, subject: str, event_id: str | None = None,
-               time: datetime | None = None) -> CloudEvent:
+def make_event(
+    data: EventData, *, subject: str, event_id: str | None = None, time: datetime | None = None
+) -> CloudEvent:
     return CloudEvent(
         id=event_id or str(uuid.uuid4()),
         source=data.SOURCE,

@@ -32,19 +32,31 @@ class AlertEventData(EventData):
     # referrer of a referral closed with no next step; the GP practice and the plan holder of a
     # PHQ-9 item 9 answer above 0. Optional: version 1 consumers read it or ignore it.
     recipient_orgs: list[Annotated[str, Field(pattern=ORG_CODE)]] = Field(
-        default_factory=list, max_length=10)
+        default_factory=list, max_length=10
+    )
 
 
 def _event(change: str) -> type[AlertEventData]:
-    cls = type(f"Alert{change.title()}", (AlertEventData,),
-               {"EVENT_TYPE": f"uk.waymark.journey.alert.{change}", "VERSION": 1,
-                "__module__": __name__})
+    cls = type(
+        f"Alert{change.title()}",
+        (AlertEventData,),
+        {"EVENT_TYPE": f"uk.waymark.journey.alert.{change}", "VERSION": 1, "__module__": __name__},
+    )
     REGISTRY.register(cls)
     return cls
 
 
 #: the event each alert change publishes
 ALERT_EVENTS: dict[str, type[AlertEventData]] = {
-    change: _event(change) for change in
-    ("raised", "escalated", "acknowledged", "assigned", "snoozed", "reopened", "resolved",
-     "progressing")}
+    change: _event(change)
+    for change in (
+        "raised",
+        "escalated",
+        "acknowledged",
+        "assigned",
+        "snoozed",
+        "reopened",
+        "resolved",
+        "progressing",
+    )
+}

@@ -41,9 +41,11 @@ class ReferralEventData(EventData):
 
 
 def _event(name: str) -> type[ReferralEventData]:
-    cls = type(f"Referral{name.title().replace('-', '')}", (ReferralEventData,),
-               {"EVENT_TYPE": f"uk.waymark.referral.{name}", "VERSION": 1,
-                "__module__": __name__})
+    cls = type(
+        f"Referral{name.title().replace('-', '')}",
+        (ReferralEventData,),
+        {"EVENT_TYPE": f"uk.waymark.referral.{name}", "VERSION": 1, "__module__": __name__},
+    )
     REGISTRY.register(cls)
     return cls
 
@@ -72,10 +74,15 @@ class ReferralFlagged(ReferralEventData):
 
 #: the event each state change publishes
 EVENT_FOR_STATE: dict[str, type[ReferralEventData]] = {
-    "submitted": ReferralSubmitted, "accepted": ReferralAccepted,
-    "rejected": ReferralRejected, "returned": ReferralReturned, "booked": ReferralBooked,
-    "attended": ReferralAttended, "did_not_attend": ReferralDidNotAttend,
-    "discharged": ReferralDischarged, "cancelled": ReferralCancelled,
+    "submitted": ReferralSubmitted,
+    "accepted": ReferralAccepted,
+    "rejected": ReferralRejected,
+    "returned": ReferralReturned,
+    "booked": ReferralBooked,
+    "attended": ReferralAttended,
+    "did_not_attend": ReferralDidNotAttend,
+    "discharged": ReferralDischarged,
+    "cancelled": ReferralCancelled,
     "on_hold": ReferralOnHold,
 }
 

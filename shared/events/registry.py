@@ -35,9 +35,11 @@ class EventRegistry:
 
     def upcaster(self, event_type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
         """Register a function turning version N's data into version N+1's."""
+
         def deco(fn: Upcaster) -> Upcaster:
             self._upcasters[(event_type, from_version)] = fn
             return fn
+
         return deco
 
     def latest_version(self, event_type: str) -> int:

@@ -26,21 +26,51 @@ def new_ics() -> str:
 def plan_content(**overrides: Any) -> dict[str, Any]:
     content: dict[str, Any] = {
         "what_matters_to_me": "Getting back to my allotment and sleeping through the night.",
-        "goals": [{"id": "walk", "what": "Walk to the allotment twice a week",
-                   "by_when": "2026-09-01", "owner": "person", "status": "active"}],
-        "actions": [{"id": "pmp", "what": "Join the pain management programme", "who": "service",
-                     "service_name": "Pain management programme",
-                     "directory_service_id": "svc-pain-mgmt", "status": "agreed"}],
+        "goals": [
+            {
+                "id": "walk",
+                "what": "Walk to the allotment twice a week",
+                "by_when": "2026-09-01",
+                "owner": "person",
+                "status": "active",
+            }
+        ],
+        "actions": [
+            {
+                "id": "pmp",
+                "what": "Join the pain management programme",
+                "who": "service",
+                "service_name": "Pain management programme",
+                "directory_service_id": "svc-pain-mgmt",
+                "status": "agreed",
+            }
+        ],
         "resources": [{"directory_service_id": "svc-yoga", "title": "Yoga for healthy backs"}],
-        "workplace": {"job_status": "off_sick", "adjustments_agreed": ["phased return"],
-                      "fit_note_status": "may_be_fit",
-                      "return_to_work_goal": "Back to three days a week by autumn"},
-        "carers": [{"id": "carer-1", "name": "Sam Synthetic", "relationship": "partner",
-                    "contact": "07700 900000", "may_see": ["goals", "crisis"]}],
-        "communication": {"interpreter": True, "language": "Polish",
-                          "preferred_channel": "phone", "preferred_time": "mornings"},
-        "crisis": {"who_to_call": [{"name": "Crisis line", "phone": "111"}],
-                   "when": "If I feel unsafe"},
+        "workplace": {
+            "job_status": "off_sick",
+            "adjustments_agreed": ["phased return"],
+            "fit_note_status": "may_be_fit",
+            "return_to_work_goal": "Back to three days a week by autumn",
+        },
+        "carers": [
+            {
+                "id": "carer-1",
+                "name": "Sam Synthetic",
+                "relationship": "partner",
+                "contact": "07700 900000",
+                "may_see": ["goals", "crisis"],
+            }
+        ],
+        "communication": {
+            "interpreter": True,
+            "language": "Polish",
+            "preferred_channel": "phone",
+            "preferred_time": "mornings",
+        },
+        "crisis": {
+            "who_to_call": [{"name": "Crisis line", "phone": "111"}],
+            "when": "If I feel unsafe",
+        },
         "next_review_date": "2026-12-01",
     }
     content.update(overrides)
@@ -58,8 +88,9 @@ class World:
         self.consented = new_org("PAIN")
         self.outsider = new_org("TT")
 
-    def as_(self, org: str, role: str = "clinician", ics: str | None = None,
-            sub: str | None = None) -> dict[str, str]:
+    def as_(
+        self, org: str, role: str = "clinician", ics: str | None = None, sub: str | None = None
+    ) -> dict[str, str]:
         return auth(self.s, role=role, org=org, ics=ics or self.ics, sub=sub)
 
     def holder_h(self) -> dict[str, str]:
@@ -68,9 +99,13 @@ class World:
 
 async def create_plan(client: httpx.AsyncClient, w: World, **body: Any) -> dict[str, Any]:
     """A plan held by `w.holder`, which referred the person first (its care relationship)."""
-    payload = {"nhs_number": synthetic_nhs_number(), "content": plan_content(),
-               "consented_organisations": [w.consented], "reason": "first conversation",
-               **body}
+    payload = {
+        "nhs_number": synthetic_nhs_number(),
+        "content": plan_content(),
+        "consented_organisations": [w.consented],
+        "reason": "first conversation",
+        **body,
+    }
     await relate(w.s, payload["nhs_number"], w.holder)
     r = await client.post("/care-plans", json=payload, headers=w.holder_h())
     assert r.status_code == 201, r.text
@@ -84,8 +119,7 @@ async def query(sessions: async_sessionmaker, sql: str, **params: Any) -> list[A
 
 
 async def outbox_of(sessions: async_sessionmaker, patient_id: str) -> list[Any]:
-    return await query(sessions, "SELECT * FROM outbox WHERE key = :k ORDER BY seq",
-                       k=patient_id)
+    return await query(sessions, "SELECT * FROM outbox WHERE key = :k ORDER BY seq", k=patient_id)
 
 
 def phq9(total: int, item9: int = 0) -> dict[str, int]:

@@ -16,13 +16,19 @@ from shared.errors import Forbidden, NotFound, ValidationFailed
 
 # --- expected bands, as the sources publish them (not read from domain.INSTRUMENTS) -----------
 
-PHQ9_EXPECTED = {**{t: "minimal" for t in range(0, 5)}, **{t: "mild" for t in range(5, 10)},
-                 **{t: "moderate" for t in range(10, 15)},
-                 **{t: "moderately_severe" for t in range(15, 20)},
-                 **{t: "severe" for t in range(20, 28)}}
-GAD7_EXPECTED = {**{t: "minimal" for t in range(0, 5)}, **{t: "mild" for t in range(5, 10)},
-                 **{t: "moderate" for t in range(10, 15)},
-                 **{t: "severe" for t in range(15, 22)}}
+PHQ9_EXPECTED = {
+    **{t: "minimal" for t in range(0, 5)},
+    **{t: "mild" for t in range(5, 10)},
+    **{t: "moderate" for t in range(10, 15)},
+    **{t: "moderately_severe" for t in range(15, 20)},
+    **{t: "severe" for t in range(20, 28)},
+}
+GAD7_EXPECTED = {
+    **{t: "minimal" for t in range(0, 5)},
+    **{t: "mild" for t in range(5, 10)},
+    **{t: "moderate" for t in range(10, 15)},
+    **{t: "severe" for t in range(15, 22)},
+}
 
 
 def frequency_answers(n_items: int, total: int, *, last: int | None = None) -> dict[str, int]:
@@ -42,8 +48,9 @@ def frequency_answers(n_items: int, total: int, *, last: int | None = None) -> d
 def start_back(physical: int, distress_agree: int, bothersome: str) -> dict[str, str]:
     """Items 1-4 agree `physical` times, items 5-8 agree `distress_agree` times, item 9."""
     answers = {str(i): "agree" if i <= physical else "disagree" for i in range(1, 5)}
-    answers.update({str(i): "agree" if i - 4 <= distress_agree else "disagree"
-                    for i in range(5, 9)})
+    answers.update(
+        {str(i): "agree" if i - 4 <= distress_agree else "disagree" for i in range(5, 9)}
+    )
     answers["9"] = bothersome
     return answers
 
@@ -51,15 +58,26 @@ def start_back(physical: int, distress_agree: int, bothersome: str) -> dict[str,
 class TestPhq9:
     @pytest.mark.parametrize("total", range(0, 28))
     def test_every_total_has_its_published_band(self, total: int) -> None:
-        result = domain.score(Instrument.PHQ9, frequency_answers(9, total, last=0)
-                              if total <= 24 else frequency_answers(9, total))
+        result = domain.score(
+            Instrument.PHQ9,
+            frequency_answers(9, total, last=0) if total <= 24 else frequency_answers(9, total),
+        )
         assert (result.total, result.band, result.subscale) == (total, PHQ9_EXPECTED[total], None)
 
-    @pytest.mark.parametrize(("total", "band"), [(4, "minimal"), (5, "mild"), (9, "mild"),
-                                                 (10, "moderate"), (14, "moderate"),
-                                                 (15, "moderately_severe"),
-                                                 (19, "moderately_severe"), (20, "severe"),
-                                                 (27, "severe")])
+    @pytest.mark.parametrize(
+        ("total", "band"),
+        [
+            (4, "minimal"),
+            (5, "mild"),
+            (9, "mild"),
+            (10, "moderate"),
+            (14, "moderate"),
+            (15, "moderately_severe"),
+            (19, "moderately_severe"),
+            (20, "severe"),
+            (27, "severe"),
+        ],
+    )
     def test_band_edges(self, total: int, band: str) -> None:
         assert domain.band_for(Instrument.PHQ9, total) == band
 
@@ -76,15 +94,18 @@ class TestPhq9:
 
     def test_severe_band_with_item_9_raises_both_flags(self) -> None:
         result = domain.score(Instrument.PHQ9, frequency_answers(9, 27))
-        assert domain.risk_flags(result) == [domain.RiskFlag("phq9_item9", "urgent"),
-                                             domain.RiskFlag("high_risk_band", "high")]
+        assert domain.risk_flags(result) == [
+            domain.RiskFlag("phq9_item9", "urgent"),
+            domain.RiskFlag("high_risk_band", "high"),
+        ]
 
     @pytest.mark.parametrize("total", range(0, 25))
     def test_only_severe_is_a_high_risk_band(self, total: int) -> None:
         result = domain.score(Instrument.PHQ9, frequency_answers(9, total, last=0))
         assert result.high_risk == (total >= 20)
         assert (domain.risk_flags(result) == [domain.RiskFlag("high_risk_band", "high")]) == (
-            total >= 20)
+            total >= 20
+        )
 
     def test_every_single_item_answer_is_scored_at_face_value(self) -> None:
         for item, value in itertools.product(range(1, 10), range(4)):
@@ -103,10 +124,19 @@ class TestGad7:
         assert not result.safety_flag  # item 7 is not a safety item
         assert result.high_risk == (total >= 15)
 
-    @pytest.mark.parametrize(("total", "band"), [(0, "minimal"), (4, "minimal"), (5, "mild"),
-                                                 (9, "mild"), (10, "moderate"),
-                                                 (14, "moderate"), (15, "severe"),
-                                                 (21, "severe")])
+    @pytest.mark.parametrize(
+        ("total", "band"),
+        [
+            (0, "minimal"),
+            (4, "minimal"),
+            (5, "mild"),
+            (9, "mild"),
+            (10, "moderate"),
+            (14, "moderate"),
+            (15, "severe"),
+            (21, "severe"),
+        ],
+    )
     def test_band_edges(self, total: int, band: str) -> None:
         assert domain.band_for(Instrument.GAD7, total) == band
 
@@ -119,33 +149,51 @@ class TestGad7:
 class TestStartBack:
     @pytest.mark.parametrize(
         ("physical", "distress_agree", "bothersome"),
-        list(itertools.product(range(5), range(5), ["not_at_all", "slightly", "moderately",
-                                                    "very_much", "extremely"])))
+        list(
+            itertools.product(
+                range(5),
+                range(5),
+                ["not_at_all", "slightly", "moderately", "very_much", "extremely"],
+            )
+        ),
+    )
     def test_every_combination_scores_and_bands_as_keele_publishes(
-            self, physical: int, distress_agree: int, bothersome: str) -> None:
+        self, physical: int, distress_agree: int, bothersome: str
+    ) -> None:
         item9 = 1 if bothersome in ("very_much", "extremely") else 0
         subscale = distress_agree + item9
         total = physical + subscale
-        expected = ("high" if subscale >= 4 else "low" if total <= 3 else "medium")
-        result = domain.score(Instrument.START_BACK, start_back(physical, distress_agree,
-                                                                bothersome))
+        expected = "high" if subscale >= 4 else "low" if total <= 3 else "medium"
+        result = domain.score(
+            Instrument.START_BACK, start_back(physical, distress_agree, bothersome)
+        )
         assert (result.total, result.subscale, result.band) == (total, subscale, expected)
         assert not result.safety_flag
         assert result.high_risk == (expected == "high")
 
-    @pytest.mark.parametrize("bothersome,scores", [("not_at_all", 0), ("slightly", 0),
-                                                    ("moderately", 0), ("very_much", 1),
-                                                    ("extremely", 1)])
-    def test_item_9_scores_only_very_much_or_extremely(self, bothersome: str,
-                                                       scores: int) -> None:
+    @pytest.mark.parametrize(
+        "bothersome,scores",
+        [("not_at_all", 0), ("slightly", 0), ("moderately", 0), ("very_much", 1), ("extremely", 1)],
+    )
+    def test_item_9_scores_only_very_much_or_extremely(self, bothersome: str, scores: int) -> None:
         result = domain.score(Instrument.START_BACK, start_back(0, 0, bothersome))
         assert result.total == result.subscale == scores
 
-    @pytest.mark.parametrize(("total", "subscale", "band"), [
-        (0, 0, "low"), (3, 0, "low"), (3, 3, "low"),  # total 0-3 -> low
-        (4, 0, "medium"), (4, 3, "medium"), (9, 3, "medium"),  # total >= 4, subscale <= 3
-        (4, 4, "high"), (5, 5, "high"), (9, 4, "high"), (9, 5, "high"),  # subscale >= 4
-    ])
+    @pytest.mark.parametrize(
+        ("total", "subscale", "band"),
+        [
+            (0, 0, "low"),
+            (3, 0, "low"),
+            (3, 3, "low"),  # total 0-3 -> low
+            (4, 0, "medium"),
+            (4, 3, "medium"),
+            (9, 3, "medium"),  # total >= 4, subscale <= 3
+            (4, 4, "high"),
+            (5, 5, "high"),
+            (9, 4, "high"),
+            (9, 5, "high"),  # subscale >= 4
+        ],
+    )
     def test_band_edges(self, total: int, subscale: int, band: str) -> None:
         assert domain.start_back_band(total, subscale) == band
 
@@ -174,17 +222,18 @@ class TestStartBack:
 class TestAnswerValidation:
     @pytest.mark.parametrize("instrument,items", [(Instrument.PHQ9, 9), (Instrument.GAD7, 7)])
     @pytest.mark.parametrize("bad", [-1, 4, "4", "x", None, 1.5, True, [1]])
-    def test_an_answer_out_of_range_is_refused(self, instrument: Instrument, items: int,
-                                               bad: object) -> None:
+    def test_an_answer_out_of_range_is_refused(
+        self, instrument: Instrument, items: int, bad: object
+    ) -> None:
         answers: dict[str, object] = {str(i): 0 for i in range(1, items + 1)}
         answers["2"] = bad
         with pytest.raises(ValidationFailed, match="item 2: answer out of range"):
             domain.score(instrument, answers)
 
-    @pytest.mark.parametrize("instrument,items", [(Instrument.PHQ9, 9), (Instrument.GAD7, 7),
-                                                  (Instrument.START_BACK, 9)])
-    def test_a_missing_item_is_refused_by_number(self, instrument: Instrument,
-                                                 items: int) -> None:
+    @pytest.mark.parametrize(
+        "instrument,items", [(Instrument.PHQ9, 9), (Instrument.GAD7, 7), (Instrument.START_BACK, 9)]
+    )
+    def test_a_missing_item_is_refused_by_number(self, instrument: Instrument, items: int) -> None:
         spec = domain.INSTRUMENTS[instrument]
         answers = {str(i): spec.answers_for(i)[0][0] for i in range(1, items + 1)}
         del answers[str(items)]
@@ -203,23 +252,38 @@ class TestAnswerValidation:
         with pytest.raises(ValidationFailed, match="unknown instrument"):
             domain.instrument_from("PHQ-2")
 
-    @pytest.mark.parametrize("instrument,maximum", [(Instrument.PHQ9, 27), (Instrument.GAD7, 21),
-                                                    (Instrument.START_BACK, 9)])
+    @pytest.mark.parametrize(
+        "instrument,maximum",
+        [(Instrument.PHQ9, 27), (Instrument.GAD7, 21), (Instrument.START_BACK, 9)],
+    )
     def test_maximum_totals(self, instrument: Instrument, maximum: int) -> None:
         assert domain.INSTRUMENTS[instrument].max_total == maximum
 
 
 class TestReliableChange:
-    @pytest.mark.parametrize(("previous", "current", "expected"), [
-        (20, 14, "reliable_improvement"), (20, 15, "no_reliable_change"),
-        (14, 20, "reliable_deterioration"), (15, 20, "no_reliable_change"),
-        (10, 10, "no_reliable_change"), (27, 0, "reliable_improvement")])
+    @pytest.mark.parametrize(
+        ("previous", "current", "expected"),
+        [
+            (20, 14, "reliable_improvement"),
+            (20, 15, "no_reliable_change"),
+            (14, 20, "reliable_deterioration"),
+            (15, 20, "no_reliable_change"),
+            (10, 10, "no_reliable_change"),
+            (27, 0, "reliable_improvement"),
+        ],
+    )
     def test_phq9_threshold_is_6(self, previous: int, current: int, expected: str) -> None:
         assert domain.reliable_change(Instrument.PHQ9, previous, current) == expected
 
-    @pytest.mark.parametrize(("previous", "current", "expected"), [
-        (15, 11, "reliable_improvement"), (15, 12, "no_reliable_change"),
-        (11, 15, "reliable_deterioration"), (12, 15, "no_reliable_change")])
+    @pytest.mark.parametrize(
+        ("previous", "current", "expected"),
+        [
+            (15, 11, "reliable_improvement"),
+            (15, 12, "no_reliable_change"),
+            (11, 15, "reliable_deterioration"),
+            (12, 15, "no_reliable_change"),
+        ],
+    )
     def test_gad7_threshold_is_4(self, previous: int, current: int, expected: str) -> None:
         assert domain.reliable_change(Instrument.GAD7, previous, current) == expected
 
@@ -227,14 +291,19 @@ class TestReliableChange:
         assert domain.reliable_change(Instrument.START_BACK, 9, 0) is None
 
     def test_trend_reports_each_change_and_the_direction(self) -> None:
-        points = domain.trend(Instrument.PHQ9, [(22, "severe"), (15, "moderately_severe"),
-                                                (12, "moderate")])
+        points = domain.trend(
+            Instrument.PHQ9, [(22, "severe"), (15, "moderately_severe"), (12, "moderate")]
+        )
         assert [(p.change, p.reliable_change) for p in points] == [
-            (None, None), (-7, "reliable_improvement"), (-3, "no_reliable_change")]
+            (None, None),
+            (-7, "reliable_improvement"),
+            (-3, "no_reliable_change"),
+        ]
         assert domain.direction(points) == "improving"
         assert domain.direction(points[:1]) == "not_enough_data"
         assert domain.direction(domain.trend(Instrument.GAD7, [(5, "mild"), (9, "mild")])) == (
-            "worsening")
+            "worsening"
+        )
 
 
 class TestDiff:
@@ -254,22 +323,24 @@ class TestDiff:
 
     def test_a_type_change_is_a_change(self) -> None:
         assert domain.diff({"a": 1}, {"a": True}) == [
-            {"op": "changed", "path": "/a", "before": 1, "after": True}]
+            {"op": "changed", "path": "/a", "before": 1, "after": True}
+        ]
 
 
 def principal(org: str, *roles: Role, ics: str = "ICS-A") -> Principal:
     return Principal(user="u", roles=frozenset(roles or (Role.CLINICIAN,)), org=org, ics=ics)
 
 
-def person(referral: bool = False, gp: str | None = None, known: bool = True
-           ) -> domain.PersonFacts:
-    return domain.PersonFacts(referral_with_org=referral, registered_practice=gp, known=known,
-                              ics="ICS-A")
+def person(referral: bool = False, gp: str | None = None, known: bool = True) -> domain.PersonFacts:
+    return domain.PersonFacts(
+        referral_with_org=referral, registered_practice=gp, known=known, ics="ICS-A"
+    )
 
 
 PLAN = domain.PlanFacts(holder_org="GP-1", consented_orgs=["PAIN-1"], ics="ICS-A")
-GLASS = domain.PlanFacts(holder_org="GP-1", consented_orgs=["PAIN-1"], ics="ICS-A",
-                         break_glass=True)
+GLASS = domain.PlanFacts(
+    holder_org="GP-1", consented_orgs=["PAIN-1"], ics="ICS-A", break_glass=True
+)
 C = Capability
 READ, WRITE, CREATE = C.CARE_PLAN_READ, C.CARE_PLAN_WRITE, C.CARE_PLAN_CREATE
 
@@ -278,19 +349,29 @@ class TestRelationships:
     def test_each_fact_is_one_relationship(self) -> None:
         R = Relationship
         assert domain.relationships(principal("GP-1"), person(), PLAN) == {
-            R.PLAN_HOLDER, R.ICS_COORDINATION}
+            R.PLAN_HOLDER,
+            R.ICS_COORDINATION,
+        }
         assert domain.relationships(principal("PAIN-1"), person(), PLAN) == {
-            R.CONSENT, R.ICS_COORDINATION}
+            R.CONSENT,
+            R.ICS_COORDINATION,
+        }
         assert domain.relationships(principal("GP-9", ics="ICS-B"), person(gp="GP-9")) == {
-            R.REGISTERED_GP}
+            R.REGISTERED_GP
+        }
         assert domain.relationships(principal("TT-1"), person(referral=True)) == {
-            R.REFERRAL, R.ICS_COORDINATION}
+            R.REFERRAL,
+            R.ICS_COORDINATION,
+        }
         assert domain.relationships(principal("TT-1"), person(), GLASS) == {
-            R.BREAK_GLASS, R.ICS_COORDINATION}
+            R.BREAK_GLASS,
+            R.ICS_COORDINATION,
+        }
 
     def test_a_person_unknown_here_is_in_nobodys_ics(self) -> None:
-        assert domain.relationships(principal("ICB-1", Role.COORDINATOR),
-                                    person(known=False)) == set()
+        assert (
+            domain.relationships(principal("ICB-1", Role.COORDINATOR), person(known=False)) == set()
+        )
 
 
 #: (who, role, ics, person facts, plan, capability) -> the outcome: a relationship's name,
@@ -317,9 +398,16 @@ CASES = [
 
 class TestPlanAccess:
     @pytest.mark.parametrize(("org", "role", "ics", "facts", "plan", "cap", "outcome"), CASES)
-    def test_the_relationship_decides(self, org: str, role: Role, ics: str,
-                                      facts: domain.PersonFacts, plan: domain.PlanFacts,
-                                      cap: Capability, outcome: str | int) -> None:
+    def test_the_relationship_decides(
+        self,
+        org: str,
+        role: Role,
+        ics: str,
+        facts: domain.PersonFacts,
+        plan: domain.PlanFacts,
+        cap: Capability,
+        outcome: str | int,
+    ) -> None:
         p = principal(org, role, ics=ics)
         rels = domain.relationships(p, facts, plan)
         if isinstance(outcome, str):
@@ -333,25 +421,29 @@ class TestPlanAccess:
     def test_the_care_team_is_told_why(self) -> None:
         p = principal("TT-1")
         with pytest.raises(Forbidden, match="not consented to organisation TT-1"):
-            domain.check_plan_access(p, READ, domain.relationships(p, person(referral=True),
-                                                                   PLAN), plan_id="x")
+            domain.check_plan_access(
+                p, READ, domain.relationships(p, person(referral=True), PLAN), plan_id="x"
+            )
 
 
 class TestCreate:
-    @pytest.mark.parametrize(("org", "role", "ics", "facts", "allowed"), [
-        ("GP-1", Role.CLINICIAN, "ICS-A", person(referral=True), "referral"),
-        ("GP-9", Role.SERVICE_STAFF, "ICS-B", person(gp="GP-9"), "registered_gp"),
-        ("ICB-1", Role.COORDINATOR, "ICS-A", person(), "ics_coordination"),
-        ("ICB-1", Role.COORDINATOR, "ICS-A", person(known=False), None),
-        ("ICB-1", Role.COORDINATOR, "ICS-B", person(), None),
-        ("TT-1", Role.CLINICIAN, "ICS-A", person(), None),  # same ICS, no relationship
-        ("TT-1", Role.CLINICIAN, "ICS-B", person(known=False), None),
-        ("GP-1", Role.PARTNER, "ICS-A", person(referral=True), "role"),
-        ("GP-1", Role.ADMIN, "ICS-A", person(referral=True), "role"),
-    ])
-    def test_only_a_care_relationship_starts_a_plan(self, org: str, role: Role, ics: str,
-                                                    facts: domain.PersonFacts,
-                                                    allowed: str | None) -> None:
+    @pytest.mark.parametrize(
+        ("org", "role", "ics", "facts", "allowed"),
+        [
+            ("GP-1", Role.CLINICIAN, "ICS-A", person(referral=True), "referral"),
+            ("GP-9", Role.SERVICE_STAFF, "ICS-B", person(gp="GP-9"), "registered_gp"),
+            ("ICB-1", Role.COORDINATOR, "ICS-A", person(), "ics_coordination"),
+            ("ICB-1", Role.COORDINATOR, "ICS-A", person(known=False), None),
+            ("ICB-1", Role.COORDINATOR, "ICS-B", person(), None),
+            ("TT-1", Role.CLINICIAN, "ICS-A", person(), None),  # same ICS, no relationship
+            ("TT-1", Role.CLINICIAN, "ICS-B", person(known=False), None),
+            ("GP-1", Role.PARTNER, "ICS-A", person(referral=True), "role"),
+            ("GP-1", Role.ADMIN, "ICS-A", person(referral=True), "role"),
+        ],
+    )
+    def test_only_a_care_relationship_starts_a_plan(
+        self, org: str, role: Role, ics: str, facts: domain.PersonFacts, allowed: str | None
+    ) -> None:
         p = principal(org, role, ics=ics)
         rels = domain.relationships(p, facts)
         if allowed in (None, "role"):
@@ -364,13 +456,23 @@ class TestCreate:
 
 class TestContactChanges:
     def test_the_persons_and_carers_contact_changes_are_named(self) -> None:
-        before = {"communication": {"email": "a@example.org"},
-                  "carers": [{"id": "c1", "contact": "07700 900000"}]}
-        after = {"communication": {"email": "b@example.org", "mobile": "07700 900001"},
-                 "carers": [{"id": "c1", "contact": "07700 900002"},
-                            {"id": "c2", "contact": "07700 900003"}]}
+        before = {
+            "communication": {"email": "a@example.org"},
+            "carers": [{"id": "c1", "contact": "07700 900000"}],
+        }
+        after = {
+            "communication": {"email": "b@example.org", "mobile": "07700 900001"},
+            "carers": [
+                {"id": "c1", "contact": "07700 900002"},
+                {"id": "c2", "contact": "07700 900003"},
+            ],
+        }
         assert domain.contact_changes(before, after) == [
-            "person's email", "person's mobile", "carer c1's contact", "carer c2's contact"]
+            "person's email",
+            "person's mobile",
+            "carer c1's contact",
+            "carer c2's contact",
+        ]
         assert domain.contact_changes(before, before) == []
 
 
@@ -385,8 +487,9 @@ class TestOneVocabulary:
             spec = domain.INSTRUMENTS[inst]
             produced = {domain.band_for(inst, t) for t in range(spec.max_total + 1)}
             assert produced == set(BANDS[inst]) == {b.code for b in spec.bands}, inst
-        start_back = {domain.start_back_band(t, sub) for t in range(10) for sub in range(6)
-                      if sub <= t}
+        start_back = {
+            domain.start_back_band(t, sub) for t in range(10) for sub in range(6) if sub <= t
+        }
         assert start_back == set(BANDS[Instrument.START_BACK])
 
     def test_the_high_risk_bands_are_the_vocabularys(self) -> None:

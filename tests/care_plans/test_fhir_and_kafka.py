@@ -28,11 +28,11 @@ from tests.helpers import eventually, read_topic
 
 class TestFhirExport:
     async def test_questionnaires_are_published_and_valid(
-            self, care_plans_client: httpx.AsyncClient, settings: Settings) -> None:
+        self, care_plans_client: httpx.AsyncClient, settings: Settings
+    ) -> None:
         w = World(settings)
         for qid, items in [("STarT-Back", 9), ("PHQ-9", 9), ("GAD-7", 7)]:
-            r = await care_plans_client.get(f"/fhir/Questionnaire/{qid}",
-                                            headers=w.holder_h())
+            r = await care_plans_client.get(f"/fhir/Questionnaire/{qid}", headers=w.holder_h())
             assert r.status_code == 200 and r.headers["content-type"] == "application/fhir+json"
             q = Questionnaire.model_validate(r.json())
             assert len(q.item) == items and q.id == qid
@@ -41,11 +41,11 @@ class TestFhirExport:
         assert missing.json()["resourceType"] == "OperationOutcome"
 
     async def test_care_plan_goal_and_questionnaire_response_export_validate(
-            self, care_plans_client: httpx.AsyncClient, settings: Settings) -> None:
+        self, care_plans_client: httpx.AsyncClient, settings: Settings
+    ) -> None:
         w = World(settings)
         plan = await create_plan(care_plans_client, w)
-        r = await care_plans_client.get(f"/fhir/CarePlan/{plan['id']}",
-                                        headers=w.as_(w.consented))
+        r = await care_plans_client.get(f"/fhir/CarePlan/{plan['id']}", headers=w.as_(w.consented))
         cp = CarePlan.model_validate(r.json())
         assert cp.intent == "plan" and cp.meta.versionId == "1"
         walk = f"{uuid.UUID(plan['id']).hex}.walk"
@@ -58,41 +58,52 @@ class TestFhirExport:
         assert goal.target[0].dueDate.isoformat() == "2026-09-01"
         content = plan["content"]
         content["goals"].append({"id": "swim", "what": "Swim", "status": "achieved"})
-        await care_plans_client.put(f"/care-plans/{plan['id']}",
-                                    json={"content": content, "reason": "swim"},
-                                    headers={**w.holder_h(), "If-Match": 'W/"1"'})
+        await care_plans_client.put(
+            f"/care-plans/{plan['id']}",
+            json={"content": content, "reason": "swim"},
+            headers={**w.holder_h(), "If-Match": 'W/"1"'},
+        )
         swim = f"{uuid.UUID(plan['id']).hex}.swim"
         g = await care_plans_client.get(f"/fhir/Goal/{swim}", headers=w.holder_h())
         goal = Goal.model_validate(g.json())
         assert goal.lifecycleStatus == "completed"
         assert goal.achievementStatus.coding[0].code == "achieved"
-        assert (await care_plans_client.get(f"/fhir/Goal/{swim[:-1]}x",
-                                            headers=w.holder_h())).status_code == 404
-        outsider = await care_plans_client.get(f"/fhir/Goal/{swim}",
-                                               headers=w.as_(w.outsider))
+        assert (
+            await care_plans_client.get(f"/fhir/Goal/{swim[:-1]}x", headers=w.holder_h())
+        ).status_code == 404
+        outsider = await care_plans_client.get(f"/fhir/Goal/{swim}", headers=w.as_(w.outsider))
         assert outsider.status_code == 404  # no relationship: as if there were no plan
         assert outsider.json()["resourceType"] == "OperationOutcome"
 
-        a = (await care_plans_client.post(f"/care-plans/{plan['id']}/assessments",
-                                          json={"instrument": "PHQ-9", "answers": phq9(7, 1)},
-                                          headers=w.holder_h())).json()
-        qr = await care_plans_client.get(f"/fhir/QuestionnaireResponse/{a['id']}",
-                                         headers=w.holder_h())
+        a = (
+            await care_plans_client.post(
+                f"/care-plans/{plan['id']}/assessments",
+                json={"instrument": "PHQ-9", "answers": phq9(7, 1)},
+                headers=w.holder_h(),
+            )
+        ).json()
+        qr = await care_plans_client.get(
+            f"/fhir/QuestionnaireResponse/{a['id']}", headers=w.holder_h()
+        )
         resource = QuestionnaireResponse.model_validate(qr.json())
         assert resource.status == "completed"
         assert resource.questionnaire.endswith("/Questionnaire/PHQ-9")
         assert [i.answer[0].valueCoding.code for i in resource.item] == [
-            str(v) for v in phq9(7, 1).values()]
+            str(v) for v in phq9(7, 1).values()
+        ]
 
 
 class TestEventsOnKafka:
     async def test_the_relay_publishes_plan_and_risk_events_keyed_by_the_person(
-            self, care_plans_client: httpx.AsyncClient, settings: Settings) -> None:
+        self, care_plans_client: httpx.AsyncClient, settings: Settings
+    ) -> None:
         w = World(settings)
         plan = await create_plan(care_plans_client, w)
-        await care_plans_client.post(f"/care-plans/{plan['id']}/assessments",
-                                     json={"instrument": "PHQ-9", "answers": phq9(4, 2)},
-                                     headers=w.holder_h())
+        await care_plans_client.post(
+            f"/care-plans/{plan['id']}/assessments",
+            json={"instrument": "PHQ-9", "answers": phq9(4, 2)},
+            headers=w.holder_h(),
+        )
         relay = OutboxRelay(settings=settings, schema="care_plans")
         await relay.start()
         try:
@@ -102,15 +113,18 @@ class TestEventsOnKafka:
             await relay.stop()
 
         def mine(records: list[Any]) -> list[dict[str, Any]]:
-            return [json.loads(r.value) for r in records
-                    if r.key == plan["patient_id"].encode()]
+            return [json.loads(r.value) for r in records if r.key == plan["patient_id"].encode()]
 
-        records = await read_topic(settings, settings.topic(CARE_PLANS),
-                                   until=lambda rs: len(mine(rs)) >= 4)
+        records = await read_topic(
+            settings, settings.topic(CARE_PLANS), until=lambda rs: len(mine(rs)) >= 4
+        )
         events = mine(records)
         assert [e["type"] for e in events] == [
-            "uk.waymark.care-plan.created", "uk.waymark.care-plan.consent.changed",
-            "uk.waymark.care-plan.assessment.recorded", "uk.waymark.care-plan.risk.flagged"]
+            "uk.waymark.care-plan.created",
+            "uk.waymark.care-plan.consent.changed",
+            "uk.waymark.care-plan.assessment.recorded",
+            "uk.waymark.care-plan.risk.flagged",
+        ]
         assert all(e["subject"] == plan["patient_id"] for e in events)
         assert events[3]["data"]["reason"] == "phq9_item9"
         assert events[3]["data"]["severity"] == "urgent"
@@ -119,42 +133,59 @@ class TestEventsOnKafka:
 
 class TestReferralTimeline:
     async def test_referral_events_become_the_plans_timeline_once_each(
-            self, care_plans_client: httpx.AsyncClient, settings: Settings,
-            care_plans_sessions: async_sessionmaker) -> None:
+        self,
+        care_plans_client: httpx.AsyncClient,
+        settings: Settings,
+        care_plans_sessions: async_sessionmaker,
+    ) -> None:
         w = World(settings)
         plan = await create_plan(care_plans_client, w)
         rid = str(uuid.uuid4())
-        facts = dict(referral_id=rid, from_org=w.holder, to_org=w.consented,
-                     to_service_id="svc-pain-mgmt", service_category="pain_management_programme",
-                     priority="routine")
-        evs = [make_event(ReferralSubmitted(**facts, state="submitted"),
-                          subject=plan["patient_id"]),
-               make_event(ReferralAccepted(**facts, state="accepted",
-                                           previous_state="submitted"),
-                          subject=plan["patient_id"]),
-               make_event(ReferralBooked(**facts, state="booked", previous_state="accepted"),
-                          subject=plan["patient_id"])]
-        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
-                                    enable_idempotence=True)
+        facts = dict(
+            referral_id=rid,
+            from_org=w.holder,
+            to_org=w.consented,
+            to_service_id="svc-pain-mgmt",
+            service_category="pain_management_programme",
+            priority="routine",
+        )
+        evs = [
+            make_event(ReferralSubmitted(**facts, state="submitted"), subject=plan["patient_id"]),
+            make_event(
+                ReferralAccepted(**facts, state="accepted", previous_state="submitted"),
+                subject=plan["patient_id"],
+            ),
+            make_event(
+                ReferralBooked(**facts, state="booked", previous_state="accepted"),
+                subject=plan["patient_id"],
+            ),
+        ]
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True
+        )
         await producer.start()
         try:
             # the second is delivered twice: the inbox makes the redelivery a no-op
             for e in [evs[0], evs[1], evs[1], evs[2]]:
-                await producer.send_and_wait(settings.topic(REFERRALS),
-                                             value=event_bytes(e.model_dump(mode="json")),
-                                             key=plan["patient_id"].encode())
+                await producer.send_and_wait(
+                    settings.topic(REFERRALS),
+                    value=event_bytes(e.model_dump(mode="json")),
+                    key=plan["patient_id"].encode(),
+                )
         finally:
             await producer.stop()
 
-        consumer = build_consumer(settings, care_plans_sessions,
-                                  group_id=f"care-plans-test-{uuid.uuid4().hex[:8]}")
+        consumer = build_consumer(
+            settings, care_plans_sessions, group_id=f"care-plans-test-{uuid.uuid4().hex[:8]}"
+        )
         stop = asyncio.Event()
         await consumer.start()
         task = asyncio.create_task(consumer.run(stop))
 
         async def timeline() -> list[Any]:
-            rows = await query(care_plans_sessions,
-                               "SELECT * FROM timeline_entry WHERE referral_id = :r", r=rid)
+            rows = await query(
+                care_plans_sessions, "SELECT * FROM timeline_entry WHERE referral_id = :r", r=rid
+            )
             return rows if len(rows) >= 3 else []
 
         try:
@@ -163,13 +194,20 @@ class TestReferralTimeline:
             stop.set()
             await task
             await consumer.stop()
-        r = await care_plans_client.get(f"/care-plans/{plan['id']}/timeline",
-                                        headers=w.as_(w.consented))
+        r = await care_plans_client.get(
+            f"/care-plans/{plan['id']}/timeline", headers=w.as_(w.consented)
+        )
         # the holder's own first referral (its care relationship) came before these
-        assert [(t["event_type"], t["state"], t["previous_state"]) for t in r.json()
-                if t["referral_id"] == rid] == [
-            ("submitted", "submitted", None), ("accepted", "accepted", "submitted"),
-            ("booked", "booked", "accepted")]
-        denied = await care_plans_client.get(f"/care-plans/{plan['id']}/timeline",
-                                             headers=w.as_(w.outsider))
+        assert [
+            (t["event_type"], t["state"], t["previous_state"])
+            for t in r.json()
+            if t["referral_id"] == rid
+        ] == [
+            ("submitted", "submitted", None),
+            ("accepted", "accepted", "submitted"),
+            ("booked", "booked", "accepted"),
+        ]
+        denied = await care_plans_client.get(
+            f"/care-plans/{plan['id']}/timeline", headers=w.as_(w.outsider)
+        )
         assert denied.status_code == 404

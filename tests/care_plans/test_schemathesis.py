@@ -26,8 +26,12 @@ from tests.care_plans.support import World, create_plan
 from tests.helpers import send_case, synthetic_nhs_number
 
 schema = schemathesis.openapi.from_dict(app.openapi())
-FUZZ = {"max_examples": 25, "deadline": None, "database": None,
-        "suppress_health_check": list(HealthCheck)}
+FUZZ = {
+    "max_examples": 25,
+    "deadline": None,
+    "database": None,
+    "suppress_health_check": list(HealthCheck),
+}
 
 
 @pytest.fixture(scope="module")
@@ -50,16 +54,17 @@ async def fuzz_world(care_plans_client: httpx.AsyncClient, settings: Settings) -
     return {"world": w, "plan": plan, "headers": w.holder_h()}
 
 
-def _steer(case: Any, world: dict[str, Any], loop: asyncio.AbstractEventLoop,
-           client: httpx.AsyncClient) -> None:
-    pick = zlib.crc32(repr((case.method, case.path_parameters, case.query,
-                            case.body)).encode())
+def _steer(
+    case: Any, world: dict[str, Any], loop: asyncio.AbstractEventLoop, client: httpx.AsyncClient
+) -> None:
+    pick = zlib.crc32(repr((case.method, case.path_parameters, case.query, case.body)).encode())
     params = case.path_parameters or {}
     if pick % 2 and "plan_id" in params:
         params["plan_id"] = world["plan"]["id"]
         if case.method.upper() == "PUT":
-            read = loop.run_until_complete(client.get(f"/care-plans/{world['plan']['id']}",
-                                                      headers=world["headers"]))
+            read = loop.run_until_complete(
+                client.get(f"/care-plans/{world['plan']['id']}", headers=world["headers"])
+            )
             case.headers = {**(case.headers or {}), "If-Match": read.headers["etag"]}
     if pick % 2 and "patient_id" in params:
         params["patient_id"] = world["plan"]["patient_id"]
@@ -67,12 +72,14 @@ def _steer(case: Any, world: dict[str, Any], loop: asyncio.AbstractEventLoop,
         case.body["nhs_number"] = synthetic_nhs_number(random.Random(pick))
 
 
-
-
 @schema.parametrize()
 @hypothesis_settings(**FUZZ)
-def test_no_5xx(case: Any, fuzz_world: dict[str, Any], session_loop: asyncio.AbstractEventLoop,
-                fuzz_client: httpx.AsyncClient) -> None:
+def test_no_5xx(
+    case: Any,
+    fuzz_world: dict[str, Any],
+    session_loop: asyncio.AbstractEventLoop,
+    fuzz_client: httpx.AsyncClient,
+) -> None:
     headers = fuzz_world["headers"]
     _steer(case, fuzz_world, session_loop, fuzz_client)
     response = send_case(case, headers, session_loop, fuzz_client)

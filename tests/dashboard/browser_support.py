@@ -35,8 +35,14 @@ from tests.helpers import eventually, referral_body, synthetic_nhs_number
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run"]
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 AXE_JS = Path(__file__).with_name("node_modules") / "axe-core" / "axe.min.js"
 #: WCAG 2.0, 2.1 and 2.2, levels A and AA (axe has no rule tagged wcag22a)
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
@@ -73,14 +79,16 @@ class Dashboard:
 
 # --- the browser ------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Browser]:
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/test.sh (it installs Debian's "
-                    "chromium) or `apt-get install -y chromium`")
+        pytest.fail(
+            f"{CHROMIUM} is missing: run scripts/test.sh (it installs Debian's "
+            "chromium) or `apt-get install -y chromium`"
+        )
     async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                     args=LAUNCH_ARGS)
+        b = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
         try:
             yield b
         finally:
@@ -95,8 +103,11 @@ def dashboard(running_apps: Settings) -> Dashboard:
 
 
 async def new_context(browser: Browser) -> BrowserContext:
-    ctx = await browser.new_context(viewport=VIEWPORT, locale="en-GB",  # type: ignore[arg-type]
-                                    timezone_id="Europe/London")
+    ctx = await browser.new_context(
+        viewport=VIEWPORT,
+        locale="en-GB",  # type: ignore[arg-type]
+        timezone_id="Europe/London",
+    )
     ctx.set_default_timeout(15_000)
     return ctx
 
@@ -146,8 +157,10 @@ async def page(coordinator: SignedIn) -> AsyncIterator[Page]:
 
 # --- screenshots and accessibility -------------------------------------------------------------
 
-async def screenshot(page: Page, dashboard: Dashboard, name: str, *,
-                     full_page: bool = True) -> Path:
+
+async def screenshot(
+    page: Page, dashboard: Dashboard, name: str, *, full_page: bool = True
+) -> Path:
     path = dashboard.shots / f"{name}.png"
     await page.screenshot(path=str(path), full_page=full_page)
     return path
@@ -166,25 +179,37 @@ async def check_accessibility(page: Page, dashboard: Dashboard, name: str) -> di
     """Run axe-core (WCAG 2.x A/AA and 2.2 AA rules) on the page as it is now; record the
     findings for the summary and axe.json; return them."""
     if not AXE_JS.exists():
-        pytest.fail(f"{AXE_JS} is missing: run scripts/test.sh (it runs npm ci in "
-                    "tests/dashboard)")
+        pytest.fail(f"{AXE_JS} is missing: run scripts/test.sh (it runs npm ci in tests/dashboard)")
     # evaluated through the DevTools protocol, not added as a <script>: the dashboard's Content
     # Security Policy (script-src 'self') rightly refuses inline scripts, and stays enforced
     if not await page.evaluate("typeof window.axe === 'object'"):
         await page.evaluate(_axe_source())
     raw = await page.evaluate(
         """tags => axe.run(document, {runOnly: {type: 'tag', values: tags},
-                                      resultTypes: ['violations']})""", AXE_TAGS)
-    violations = [{"id": v["id"], "impact": v["impact"], "help": v["help"],
-                   "tags": [t for t in v["tags"] if t.startswith("wcag")],
-                   "nodes": [{"target": n["target"], "summary": n.get("failureSummary", "")}
-                             for n in v["nodes"]]}
-                  for v in raw["violations"]]
-    by_impact = {i: sum(len(v["nodes"]) for v in violations if v["impact"] == i)
-                 for i in IMPACTS}
-    result = {"url": page.url, "axe_version": raw["testEngine"]["version"], "tags": AXE_TAGS,
-              "passes_checked": len(raw.get("passes", [])), "by_impact": by_impact,
-              "violations": violations}
+                                      resultTypes: ['violations']})""",
+        AXE_TAGS,
+    )
+    violations = [
+        {
+            "id": v["id"],
+            "impact": v["impact"],
+            "help": v["help"],
+            "tags": [t for t in v["tags"] if t.startswith("wcag")],
+            "nodes": [
+                {"target": n["target"], "summary": n.get("failureSummary", "")} for n in v["nodes"]
+            ],
+        }
+        for v in raw["violations"]
+    ]
+    by_impact = {i: sum(len(v["nodes"]) for v in violations if v["impact"] == i) for i in IMPACTS}
+    result = {
+        "url": page.url,
+        "axe_version": raw["testEngine"]["version"],
+        "tags": AXE_TAGS,
+        "passes_checked": len(raw.get("passes", [])),
+        "by_impact": by_impact,
+        "violations": violations,
+    }
     AXE_RESULTS[name] = result
     (dashboard.shots / "axe.json").write_text(json.dumps(AXE_RESULTS, indent=2) + "\n")
     return result
@@ -197,9 +222,12 @@ def _axe_source() -> str:
 
 def blocking(result: dict[str, Any]) -> list[str]:
     """The serious and critical violations, one line each with where they are."""
-    return [f"{v['impact']}: {v['id']} ({v['help']}) at "
-            f"{', '.join(str(n['target']) for n in v['nodes'][:5])}"
-            for v in result["violations"] if v["impact"] in BLOCKING_IMPACTS]
+    return [
+        f"{v['impact']}: {v['id']} ({v['help']}) at "
+        f"{', '.join(str(n['target']) for n in v['nodes'][:5])}"
+        for v in result["violations"]
+        if v["impact"] in BLOCKING_IMPACTS
+    ]
 
 
 def axe_summary_lines() -> list[str]:
@@ -213,6 +241,7 @@ def axe_summary_lines() -> list[str]:
 
 # --- data made through the running APIs --------------------------------------------------------
 
+
 def api(s: Settings, service: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=f"http://127.0.0.1:{s.api_port(service)}", timeout=15)
 
@@ -222,27 +251,41 @@ def coordinator_headers(s: Settings) -> dict[str, str]:
 
 
 def new_patient() -> dict[str, str]:
-    return {"nhs_number": synthetic_nhs_number(), "given_name": "Alex",
-            "family_name": f"Synthetic-{uuid.uuid4().hex[:6]}", "birth_date": "1975-06-07"}
+    return {
+        "nhs_number": synthetic_nhs_number(),
+        "given_name": "Alex",
+        "family_name": f"Synthetic-{uuid.uuid4().hex[:6]}",
+        "birth_date": "1975-06-07",
+    }
 
 
 async def refer(s: Settings, **overrides: Any) -> dict[str, Any]:
     """A referral from the demo clinician's practice, made through the referrals API."""
     async with api(s, "referrals") as http:
-        resp = await http.post("/referrals", json=referral_body(**overrides),
-                               headers=auth(s, role="clinician", org=CLINICIAN_ORG))
+        resp = await http.post(
+            "/referrals",
+            json=referral_body(**overrides),
+            headers=auth(s, role="clinician", org=CLINICIAN_ORG),
+        )
     assert resp.status_code == 201, resp.text
     return dict(resp.json())
 
 
-async def inbox_alert(s: Settings, patient_id: str, rule: str, *,
-                      timeout: float = 60) -> dict[str, Any]:
+async def inbox_alert(
+    s: Settings, patient_id: str, rule: str, *, timeout: float = 60
+) -> dict[str, Any]:
     """Wait for the patient's alert of `rule` in the notifications inbox (the API's view)."""
+
     async def found() -> dict[str, Any] | None:
         async with api(s, "notifications") as http:
-            resp = await http.get("/alerts", params={"patient_id": patient_id, "status": [
-                "open", "acknowledged", "escalated", "snoozed", "resolved"]},
-                                  headers=coordinator_headers(s))
+            resp = await http.get(
+                "/alerts",
+                params={
+                    "patient_id": patient_id,
+                    "status": ["open", "acknowledged", "escalated", "snoozed", "resolved"],
+                },
+                headers=coordinator_headers(s),
+            )
         assert resp.status_code == 200, resp.text
         return next((a for a in resp.json()["items"] if a["rule"] == rule), None)
 
@@ -265,14 +308,21 @@ async def make_loop_alert(s: Settings) -> LoopAlert:
     first = await refer(s, patient=patient)
     async with api(s, "referrals") as http:
         rejected = await http.post(
-            f"/referrals/{first['id']}/reject", json={"reason_code": "does-not-meet-criteria"},
-            headers={**auth(s, role="service_staff", org="PAIN-1"), "If-Match": 'W/"1"'})
+            f"/referrals/{first['id']}/reject",
+            json={"reason_code": "does-not-meet-criteria"},
+            headers={**auth(s, role="service_staff", org="PAIN-1"), "If-Match": 'W/"1"'},
+        )
     assert rejected.status_code == 200, rejected.text
-    again = await refer(s, patient=patient, to_org=SERVICE_STAFF_ORG,
-                        to_service_id="svc-pain-mgmt-programme")
+    again = await refer(
+        s, patient=patient, to_org=SERVICE_STAFF_ORG, to_service_id="svc-pain-mgmt-programme"
+    )
     alert = await inbox_alert(s, first["patient_id"], "looping.re_referral")
-    return LoopAlert(patient_id=first["patient_id"], first_referral_id=first["id"],
-                     referral_id=again["id"], alert_id=alert["alert_id"])
+    return LoopAlert(
+        patient_id=first["patient_id"],
+        first_referral_id=first["id"],
+        referral_id=again["id"],
+        alert_id=alert["alert_id"],
+    )
 
 
 #: a service of the test-only category that tests/dashboard/fast_triage_rules.toml gives one
@@ -292,7 +342,8 @@ async def fast_triage_service(running_apps: Settings, referrals_sessions: Any) -
     minutes = rules_from_environment().triage_minutes_by_category.get(FAST_TRIAGE_CATEGORY)
     assert minutes == 1, (
         f"the test stack's journey rules ({RULES_ENV}={os.environ.get(RULES_ENV)!r}) must "
-        f"include tests/dashboard/fast_triage_rules.toml, as tests/conftest.py sets it")
+        f"include tests/dashboard/fast_triage_rules.toml, as tests/conftest.py sets it"
+    )
     await publish_directory_state(running_apps, referrals_sessions, [FAST_TRIAGE_SERVICE])
     return FAST_TRIAGE_SERVICE[0]
 
@@ -307,19 +358,37 @@ async def publish_directory_service(s: Settings) -> dict[str, Any]:
     code, word = f"PRV-{uuid.uuid4().hex[:8].upper()}", f"Wayfinder{uuid.uuid4().hex[:6]}"
     headers = auth(s, role="service_staff", org=code, sub=f"staff-{code.lower()}")
     async with api(s, "directory") as http:
-        org = await http.put(f"/organizations/{code}", headers=headers, json={
-            "name": f"{word} Community Trust",
-            "description": "A synthetic provider for the browser tests."})
+        org = await http.put(
+            f"/organizations/{code}",
+            headers=headers,
+            json={
+                "name": f"{word} Community Trust",
+                "description": "A synthetic provider for the browser tests.",
+            },
+        )
         assert org.status_code == 201, org.text
-        created = await http.post("/services", headers=headers, json={
-            "id": f"svc-{word.lower()}", "name": f"{word} physiotherapy",
-            "description": "Assessment and exercise for joint and back pain.",
-            "category": "msk_physiotherapy", "conditions": ["persistent_pain"],
-            "delivery_modes": ["in_person"], "how_to_refer": "GP referral through Waymark.",
-            "locations": [{"name": "Wayford Health Centre", "postcode": WAYFORD_POSTCODE,
-                           "address_1": "1 Market Street", "city": "Wayford"}]})
+        created = await http.post(
+            "/services",
+            headers=headers,
+            json={
+                "id": f"svc-{word.lower()}",
+                "name": f"{word} physiotherapy",
+                "description": "Assessment and exercise for joint and back pain.",
+                "category": "msk_physiotherapy",
+                "conditions": ["persistent_pain"],
+                "delivery_modes": ["in_person"],
+                "how_to_refer": "GP referral through Waymark.",
+                "locations": [
+                    {
+                        "name": "Wayford Health Centre",
+                        "postcode": WAYFORD_POSTCODE,
+                        "address_1": "1 Market Street",
+                        "city": "Wayford",
+                    }
+                ],
+            },
+        )
         assert created.status_code == 201, created.text
-        published = await http.post(f"/services/{created.json()['id']}/publish",
-                                    headers=headers)
+        published = await http.post(f"/services/{created.json()['id']}/publish", headers=headers)
         assert published.status_code == 200, published.text
     return dict(published.json())

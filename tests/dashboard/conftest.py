@@ -55,6 +55,7 @@ async def sessions(infra: Settings) -> AsyncIterator[Any]:
 @pytest.fixture
 async def web(dashboard_app: Any) -> AsyncIterator[httpx.AsyncClient]:
     """A browser-like client of the in-process app with a cookie jar of its own."""
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=dashboard_app),
-                                 base_url="http://dashboard.test") as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=dashboard_app), base_url="http://dashboard.test"
+    ) as c:
         yield c

@@ -25,19 +25,30 @@ ROWS = re.compile(r'<tr data-alert-id="([^"]+)"')
 async def _alerts(s: Settings, sessions: object) -> tuple[str, dict[str, str]]:
     patient = new_patient()
     ids = {
-        "pathway": await put_alert(s, sessions, patient_id=patient,  # type: ignore[arg-type]
-                                   kind="pathway", rule="pathway.start_back_high",
-                                   severity="high"),
-        "progressing": await put_alert(s, sessions, patient_id=patient,  # type: ignore[arg-type]
-                                       kind="looping", severity="high",
-                                       status="progressing"),
+        "pathway": await put_alert(
+            s,
+            sessions,
+            patient_id=patient,  # type: ignore[arg-type]
+            kind="pathway",
+            rule="pathway.start_back_high",
+            severity="high",
+        ),
+        "progressing": await put_alert(
+            s,
+            sessions,
+            patient_id=patient,  # type: ignore[arg-type]
+            kind="looping",
+            severity="high",
+            status="progressing",
+        ),
     }
     return patient, ids
 
 
 class TestPathwayAndProgressing:
-    async def test_a_pathway_prompt_is_labelled_and_filtered_by_its_kind(self, web, settings,
-                                                                          sessions):
+    async def test_a_pathway_prompt_is_labelled_and_filtered_by_its_kind(
+        self, web, settings, sessions
+    ):
         patient, ids = await _alerts(settings, sessions)
         await sign_in(web)
         page = await web.get(f"/dashboard/alerts?patient_id={patient}&kind=pathway")
@@ -49,16 +60,18 @@ class TestPathwayAndProgressing:
         assert 'value="pathway" checked' in page.text
 
     async def test_a_progressing_alert_is_off_the_worklist_but_has_its_own_filter(
-            self, web, settings, sessions):
+        self, web, settings, sessions
+    ):
         patient, ids = await _alerts(settings, sessions)
         await sign_in(web)
         worklist = await web.get(f"/dashboard/alerts?patient_id={patient}")
         assert ROWS.findall(worklist.text) == [ids["pathway"]]
         assert "1 alert matches these filters" in worklist.text
         # the filter is a labelled checkbox whose meaning is read out with it
-        assert ('<input type="checkbox" id="status-progressing" name="status" '
-                'value="progressing" aria-describedby="status-progressing-hint">'
-                in worklist.text)
+        assert (
+            '<input type="checkbox" id="status-progressing" name="status" '
+            'value="progressing" aria-describedby="status-progressing-hint">' in worklist.text
+        )
         assert 'id="status-progressing-hint">The cause has gone' in worklist.text
 
         page = await web.get(f"/dashboard/alerts?patient_id={patient}&status=progressing")
@@ -71,7 +84,8 @@ class TestPathwayAndProgressing:
         assert button_names(row) == ["Acknowledge", "Assign to me", "Snooze", "Resolve"]
 
     async def test_the_detail_page_says_progressing_and_confirms_an_action_once(
-            self, web, settings, sessions):
+        self, web, settings, sessions
+    ):
         patient, ids = await _alerts(settings, sessions)
         alert_id = ids["progressing"]
         await sign_in(web)
@@ -80,18 +94,26 @@ class TestPathwayAndProgressing:
         assert "tag--status-progressing" in page.text and "The cause has gone" in page.text
 
         me = "coord-detail"
-        r = await web.post(f"/alerts/{alert_id}/acknowledge",
-                           headers=coordinator(settings, user=me))
+        r = await web.post(
+            f"/alerts/{alert_id}/acknowledge", headers=coordinator(settings, user=me)
+        )
         assert r.status_code == 200, r.text
         waiting = await web.get(alert_url(alert_id))
         assert waiting.text.count("the journey has not yet confirmed it") == 1
 
         # the journey's echo: the acknowledgement at the time it was taken, the next seq
         [out] = await rows(sessions, "SELECT payload FROM outbox WHERE key = :k", k=patient)
-        event, data = alert_event(patient_id=patient, alert_id=alert_id, change="acknowledged",
-                                  kind="looping", severity="high", status="acknowledged",
-                                  assignee=me, seq=2,
-                                  at=datetime.fromisoformat(out.payload["time"]))
+        event, data = alert_event(
+            patient_id=patient,
+            alert_id=alert_id,
+            change="acknowledged",
+            kind="looping",
+            severity="high",
+            status="acknowledged",
+            assignee=me,
+            seq=2,
+            at=datetime.fromisoformat(out.payload["time"]),
+        )
         async with unit_of_work(sessions) as session:
             await apply_event(session=session, event=event, data=data, settings=settings)
         done = await web.get(alert_url(alert_id))

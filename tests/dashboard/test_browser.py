@@ -64,32 +64,35 @@ def alert_path(alert_id: str) -> str:
 
 async def journey_alert(s: Any, patient_id: str, alert_id: str) -> Any:
     client = await Client.connect(s.temporal_target, namespace=s.temporal_namespace)
-    view = await client.get_workflow_handle(workflow_id(patient_id)).query(
-        PatientJourney.journey)
+    view = await client.get_workflow_handle(workflow_id(patient_id)).query(PatientJourney.journey)
     return next((a for a in view.alerts if a.alert_id == alert_id), None)
 
 
 # --- end to end --------------------------------------------------------------------------------
 
+
 class TestAStallEndToEnd:
     async def test_a_stalled_referral_appears_live_and_its_acknowledgement_reaches_the_journey(
-            self, page: Page, dashboard: Dashboard, coordinator: SignedIn,
-            fast_triage_service: str):
+        self, page: Page, dashboard: Dashboard, coordinator: SignedIn, fast_triage_service: str
+    ):
         s = dashboard.settings
         # the worklist is open, and listening, before the referral exists
         navigations: list[str] = []
         async with page.expect_response(
-                lambda r: "text/event-stream" in r.headers.get("content-type", ""),
-                timeout=30_000) as stream:
+            lambda r: "text/event-stream" in r.headers.get("content-type", ""), timeout=30_000
+        ) as stream:
             await page.goto(dashboard.url("/alerts"))
         assert (await stream.value).ok
-        page.on("framenavigated",
-                lambda frame: navigations.append(frame.url) if frame == page.main_frame else None)
+        page.on(
+            "framenavigated",
+            lambda frame: navigations.append(frame.url) if frame == page.main_frame else None,
+        )
         await page.evaluate("window.__waymarkSamePage = true")
         before = await live_texts(page)
 
-        referral = await refer(s, patient=new_patient(), to_org="TEST-FAST1",
-                               to_service_id=fast_triage_service)
+        referral = await refer(
+            s, patient=new_patient(), to_org="TEST-FAST1", to_service_id=fast_triage_service
+        )
         prefix = f"{referral['patient_id']}:stalled.not_triaged:{referral['id']}:"
         row = page.locator(f'tr[data-alert-id^="{prefix}"]')
         await expect(row).to_have_count(1, timeout=STALL_TIMEOUT_MS)
@@ -97,8 +100,7 @@ class TestAStallEndToEnd:
         # it came over the open page's stream: no navigation, the same document
         assert navigations == [], navigations
         assert await page.evaluate("window.__waymarkSamePage === true")
-        await expect(row.locator('[data-col="status"]')).to_contain_text("open",
-                                                                         ignore_case=True)
+        await expect(row.locator('[data-col="status"]')).to_contain_text("open", ignore_case=True)
         # and was announced to screen reader users, in words the row shows too
         title = (await row.get_by_role("link").first.inner_text()).strip()
         assert title
@@ -110,10 +112,14 @@ class TestAStallEndToEnd:
         shot = await screenshot(page, dashboard, "alerts-live")
         # for the README: the page down to the end of the table, the new alert in it
         bottom = await row.evaluate(
-            "el => el.closest('table').getBoundingClientRect().bottom + window.scrollY")
+            "el => el.closest('table').getBoundingClientRect().bottom + window.scrollY"
+        )
         docs = dashboard.shots / "alerts-live-readme.png"
-        await page.screenshot(path=str(docs), full_page=True, clip={
-            "x": 0, "y": 0, "width": VIEWPORT["width"], "height": bottom + 24})
+        await page.screenshot(
+            path=str(docs),
+            full_page=True,
+            clip={"x": 0, "y": 0, "width": VIEWPORT["width"], "height": bottom + 24},
+        )
         publish_alerts_screenshot(docs)
         alert_id = await row.get_attribute("data-alert-id")
         assert alert_id and shot.exists()
@@ -129,8 +135,9 @@ class TestAStallEndToEnd:
 
         # ...and acknowledges it
         await page.get_by_role("button", name="Acknowledge", exact=True).click()
-        await expect(page.locator("#alert-status")).to_contain_text("acknowledged",
-                                                                    ignore_case=True)
+        await expect(page.locator("#alert-status")).to_contain_text(
+            "acknowledged", ignore_case=True
+        )
         await screenshot(page, dashboard, "alert-detail-acknowledged")
 
         # the patient's journey heard it: its own query shows the alert acknowledged by them
@@ -146,6 +153,7 @@ class TestAStallEndToEnd:
 
 # --- accessibility -----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Sample:
     loop: LoopAlert  # an alert and its referrals
@@ -155,8 +163,10 @@ class Sample:
 @pytest.fixture(scope="module")
 async def sample(running_apps: Any) -> Sample:
     """What the pages show, all made through the running APIs."""
-    return Sample(loop=await make_loop_alert(running_apps),
-                  service=await publish_directory_service(running_apps))
+    return Sample(
+        loop=await make_loop_alert(running_apps),
+        service=await publish_directory_service(running_apps),
+    )
 
 
 #: page name -> (who looks at it, its path)
@@ -166,8 +176,15 @@ PAGES: dict[str, tuple[str, Callable[[Sample], str]]] = {
     "alert-detail": ("coordinator", lambda x: alert_path(x.loop.alert_id)),
     "referral-detail": ("coordinator", lambda x: f"/referrals/{x.loop.referral_id}"),
     "worklist": ("service_staff", lambda x: "/worklist"),
-    "directory": ("coordinator", lambda x: "/directory?" + urlencode(
-        {"q": x.service["name"].split()[0], "postcode": WAYFORD_POSTCODE, "radius_km": "10"})),
+    "directory": (
+        "coordinator",
+        lambda x: (
+            "/directory?"
+            + urlencode(
+                {"q": x.service["name"].split()[0], "postcode": WAYFORD_POSTCODE, "radius_km": "10"}
+            )
+        ),
+    ),
     "overview": ("coordinator", lambda x: "/overview"),
 }
 
@@ -175,8 +192,14 @@ PAGES: dict[str, tuple[str, Callable[[Sample], str]]] = {
 class TestAccessibility:
     @pytest.mark.parametrize("name", list(PAGES))
     async def test_the_page_has_no_serious_or_critical_violation(
-            self, name: str, browser: Browser, dashboard: Dashboard, coordinator: SignedIn,
-            service_staff: SignedIn, sample: Sample):
+        self,
+        name: str,
+        browser: Browser,
+        dashboard: Dashboard,
+        coordinator: SignedIn,
+        service_staff: SignedIn,
+        sample: Sample,
+    ):
         who, path = PAGES[name]
         if who == "nobody":
             ctx = await new_context(browser)
@@ -206,12 +229,11 @@ async def show_the_data(name: str, page: Page, sample: Sample) -> None:
     checks: dict[str, Callable[[], Awaitable[None]]] = {
         "alerts": lambda: expect(page.locator("tr[data-alert-id]").first).to_be_visible(),
         "alert-detail": lambda: expect(page.locator("#explanation")).to_contain_text(
-            "Referred again"),
-        "referral-detail": lambda: expect(page.locator("main")).to_contain_text(
-            loop.referral_id),
+            "Referred again"
+        ),
+        "referral-detail": lambda: expect(page.locator("main")).to_contain_text(loop.referral_id),
         "worklist": lambda: expect(page.locator("main table tbody tr").first).to_be_visible(),
-        "directory": lambda: expect(page.locator("main")).to_contain_text(
-            sample.service["name"]),
+        "directory": lambda: expect(page.locator("main")).to_contain_text(sample.service["name"]),
     }
     if name in checks:
         await checks[name]()
@@ -219,9 +241,11 @@ async def show_the_data(name: str, page: Page, sample: Sample) -> None:
 
 # --- keyboard ----------------------------------------------------------------------------------
 
+
 class TestKeyboard:
     async def test_acknowledge_is_reached_with_tab_and_pressed_with_enter(
-            self, page: Page, dashboard: Dashboard):
+        self, page: Page, dashboard: Dashboard
+    ):
         s = dashboard.settings
         loop = await make_loop_alert(s)
         # the person's alerts (as a coordinator finds them by the person's id), so the number of
@@ -243,18 +267,21 @@ class TestKeyboard:
         assert await button.evaluate("el => el.matches(':focus-visible')")
         style, width, shadow = await button.evaluate(
             "el => { const c = getComputedStyle(el); return [c.outlineStyle, c.outlineWidth,"
-            " c.boxShadow]; }")
+            " c.boxShadow]; }"
+        )
         outline = style != "none" and width != "0px"
         assert outline or shadow != "none", (style, width, shadow)
         await screenshot(page, dashboard, "alerts-keyboard-focus", full_page=False)
 
         await page.keyboard.press("Enter")
-        await expect(page.locator(f'tr[data-alert-id="{loop.alert_id}"] [data-col="status"]')
-                     ).to_contain_text("acknowledged", ignore_case=True)
+        await expect(
+            page.locator(f'tr[data-alert-id="{loop.alert_id}"] [data-col="status"]')
+        ).to_contain_text("acknowledged", ignore_case=True)
 
         async with api(s, "notifications") as http:
-            resp = await http.get(f"/alerts/{quote(loop.alert_id, safe='')}",
-                                  headers=coordinator_headers(s))
+            resp = await http.get(
+                f"/alerts/{quote(loop.alert_id, safe='')}", headers=coordinator_headers(s)
+            )
         assert resp.status_code == 200, resp.text
         assert resp.json()["status"] == "acknowledged"
         print(f"Acknowledge reached after {presses} presses of Tab")

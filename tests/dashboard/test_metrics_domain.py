@@ -26,18 +26,21 @@ def utc(*args: int) -> datetime:
 
 
 class TestMedian:
-    @pytest.mark.parametrize(("values", "expected"), [
-        ([], None),
-        ([4.0], 4.0),
-        ([1.0, 2.0, 3.0], 2.0),
-        ([3.0, 1.0, 2.0], 2.0),
-        ([1.0, 2.0, 3.0, 4.0], 2.5),
-        ([10.0, 1.0], 5.5),
-        ([2.0, 2.0, 2.0, 9.0], 2.0),
-        ([0.5, 0.25, 100.0], 0.5),
-        ([0.0, 0.0], 0.0),
-        ([1.0, 1.0, 50.0, 50.0, 50.0], 50.0),
-    ])
+    @pytest.mark.parametrize(
+        ("values", "expected"),
+        [
+            ([], None),
+            ([4.0], 4.0),
+            ([1.0, 2.0, 3.0], 2.0),
+            ([3.0, 1.0, 2.0], 2.0),
+            ([1.0, 2.0, 3.0, 4.0], 2.5),
+            ([10.0, 1.0], 5.5),
+            ([2.0, 2.0, 2.0, 9.0], 2.0),
+            ([0.5, 0.25, 100.0], 0.5),
+            ([0.0, 0.0], 0.0),
+            ([1.0, 1.0, 50.0, 50.0, 50.0], 50.0),
+        ],
+    )
     def test_the_middle_value_or_the_mean_of_the_middle_two(self, values, expected):
         assert median(values) == expected
 
@@ -49,14 +52,17 @@ class TestMedian:
 
 
 class TestPerThousand:
-    @pytest.mark.parametrize(("count", "referrals", "expected"), [
-        (0, 10, 0.0),
-        (1, 1, 1000.0),
-        (3, 4, 750.0),
-        (1, 1000, 1.0),
-        (7, 2000, 3.5),
-        (12, 5, 2400.0),  # more alerts than referrals: a referral can loop and stall
-    ])
+    @pytest.mark.parametrize(
+        ("count", "referrals", "expected"),
+        [
+            (0, 10, 0.0),
+            (1, 1, 1000.0),
+            (3, 4, 750.0),
+            (1, 1000, 1.0),
+            (7, 2000, 3.5),
+            (12, 5, 2400.0),  # more alerts than referrals: a referral can loop and stall
+        ],
+    )
     def test_alerts_per_thousand_referrals(self, count, referrals, expected):
         assert per_thousand(count, referrals) == expected
 
@@ -74,23 +80,26 @@ class TestPerThousand:
 
 
 class TestUkMonth:
-    @pytest.mark.parametrize(("at", "expected"), [
-        (utc(2026, 1, 15, 12), date(2026, 1, 1)),
-        # winter: UK time is UTC
-        (utc(2026, 1, 31, 23, 59), date(2026, 1, 1)),
-        (utc(2025, 12, 31, 23, 59, 59), date(2025, 12, 1)),
-        (utc(2026, 1, 1, 0, 0), date(2026, 1, 1)),
-        # summer time (BST, UTC+1): late evening UTC on the last day is the next month
-        (utc(2026, 5, 31, 23, 30), date(2026, 6, 1)),
-        (utc(2026, 5, 31, 22, 59), date(2026, 5, 1)),
-        (utc(2026, 9, 30, 23, 0), date(2026, 10, 1)),
-        # the clocks go forward at 01:00 UTC on the last Sunday of March (29 March 2026)
-        (utc(2026, 3, 31, 23, 30), date(2026, 4, 1)),
-        (utc(2026, 3, 29, 0, 59), date(2026, 3, 1)),
-        # and back at 01:00 UTC on the last Sunday of October (25 October 2026)
-        (utc(2026, 10, 31, 23, 30), date(2026, 10, 1)),
-        (utc(2026, 10, 31, 23, 59), date(2026, 10, 1)),
-    ])
+    @pytest.mark.parametrize(
+        ("at", "expected"),
+        [
+            (utc(2026, 1, 15, 12), date(2026, 1, 1)),
+            # winter: UK time is UTC
+            (utc(2026, 1, 31, 23, 59), date(2026, 1, 1)),
+            (utc(2025, 12, 31, 23, 59, 59), date(2025, 12, 1)),
+            (utc(2026, 1, 1, 0, 0), date(2026, 1, 1)),
+            # summer time (BST, UTC+1): late evening UTC on the last day is the next month
+            (utc(2026, 5, 31, 23, 30), date(2026, 6, 1)),
+            (utc(2026, 5, 31, 22, 59), date(2026, 5, 1)),
+            (utc(2026, 9, 30, 23, 0), date(2026, 10, 1)),
+            # the clocks go forward at 01:00 UTC on the last Sunday of March (29 March 2026)
+            (utc(2026, 3, 31, 23, 30), date(2026, 4, 1)),
+            (utc(2026, 3, 29, 0, 59), date(2026, 3, 1)),
+            # and back at 01:00 UTC on the last Sunday of October (25 October 2026)
+            (utc(2026, 10, 31, 23, 30), date(2026, 10, 1)),
+            (utc(2026, 10, 31, 23, 59), date(2026, 10, 1)),
+        ],
+    )
     def test_the_calendar_month_in_uk_time(self, at, expected):
         assert uk_month(at) == expected
 
@@ -104,9 +113,14 @@ class TestUkMonth:
         with pytest.raises(ValueError):
             uk_month(datetime(2026, 1, 1, 12))
 
-    @pytest.mark.parametrize(("month", "key"), [(date(2026, 1, 1), "2026-01"),
-                                                (date(2025, 12, 1), "2025-12"),
-                                                (date(999, 3, 1), "0999-03")])
+    @pytest.mark.parametrize(
+        ("month", "key"),
+        [
+            (date(2026, 1, 1), "2026-01"),
+            (date(2025, 12, 1), "2025-12"),
+            (date(999, 3, 1), "0999-03"),
+        ],
+    )
     def test_month_keys_sort_as_text(self, month, key):
         assert month_key(month) == key
 
@@ -127,8 +141,7 @@ class TestWindow:
 
     def test_the_window_crosses_the_year(self):
         _, months = window(utc(2026, 2, 10), 4)
-        assert months == (date(2025, 11, 1), date(2025, 12, 1), date(2026, 1, 1),
-                          date(2026, 2, 1))
+        assert months == (date(2025, 11, 1), date(2025, 12, 1), date(2026, 1, 1), date(2026, 2, 1))
 
     def test_one_month_is_the_month_so_far(self):
         start, months = window(utc(2026, 8, 20, 10), 1)
@@ -151,14 +164,17 @@ class TestWindow:
 
 
 class TestDaysBetween:
-    @pytest.mark.parametrize(("start", "end", "days"), [
-        (utc(2026, 1, 1), utc(2026, 1, 2), 1.0),
-        (utc(2026, 1, 1), utc(2026, 1, 1, 12), 0.5),
-        (utc(2026, 1, 1), utc(2026, 1, 1), 0.0),
-        # elapsed time, not calendar days: the night the clocks go forward is still 24 hours
-        (utc(2026, 3, 28, 12), utc(2026, 3, 29, 12), 1.0),
-        (utc(2026, 1, 1), utc(2026, 4, 1), 90.0),
-    ])
+    @pytest.mark.parametrize(
+        ("start", "end", "days"),
+        [
+            (utc(2026, 1, 1), utc(2026, 1, 2), 1.0),
+            (utc(2026, 1, 1), utc(2026, 1, 1, 12), 0.5),
+            (utc(2026, 1, 1), utc(2026, 1, 1), 0.0),
+            # elapsed time, not calendar days: the night the clocks go forward is still 24 hours
+            (utc(2026, 3, 28, 12), utc(2026, 3, 29, 12), 1.0),
+            (utc(2026, 1, 1), utc(2026, 4, 1), 90.0),
+        ],
+    )
     def test_elapsed_days(self, start, end, days):
         assert days_between(start, end) == days
 
@@ -169,8 +185,13 @@ NOW = utc(2026, 7, 15, 12)
 START, MONTHS = window(NOW, 3)  # May, June and July 2026
 
 
-def ref(rid: str, at: datetime, category: str, triaged: datetime | None = None,
-        treated: datetime | None = None) -> CohortReferral:
+def ref(
+    rid: str,
+    at: datetime,
+    category: str,
+    triaged: datetime | None = None,
+    treated: datetime | None = None,
+) -> CohortReferral:
     return CohortReferral(rid, at, category, triaged, treated)
 
 
@@ -188,27 +209,37 @@ COHORT = [
 
 class TestSummarise:
     def overview(self, cohort=COHORT, alerts=()):  # type: ignore[no-untyped-def]
-        return summarise(ics="ICS-1", start=START, end=NOW, months=MONTHS, cohort=cohort,
-                         alerts=list(alerts))
+        return summarise(
+            ics="ICS-1", start=START, end=NOW, months=MONTHS, cohort=cohort, alerts=list(alerts)
+        )
 
     def test_rates_overall_by_category_and_by_month(self):
-        o = self.overview(alerts=[
-            alert("a1", "stalled", utc(2026, 7, 1, 8), "talking"),
-            alert("a2", "looping", utc(2026, 5, 31, 23, 30), "physio"),
-            alert("a3", "looping", utc(2026, 5, 10, 9), "pain"),
-            alert("a4", "stalled", utc(2026, 6, 10, 10), "physio"),
-        ])
+        o = self.overview(
+            alerts=[
+                alert("a1", "stalled", utc(2026, 7, 1, 8), "talking"),
+                alert("a2", "looping", utc(2026, 5, 31, 23, 30), "physio"),
+                alert("a3", "looping", utc(2026, 5, 10, 9), "pain"),
+                alert("a4", "stalled", utc(2026, 6, 10, 10), "physio"),
+            ]
+        )
         assert (o.referrals, o.overall.loops, o.overall.stalls) == (4, 2, 2)
         assert o.overall.loops_per_1000 == 500.0 and o.overall.stalls_per_1000 == 500.0
-        cats = {r.key: (r.referrals, r.loops, r.stalls, r.loops_per_1000, r.stalls_per_1000)
-                for r in o.by_category}
-        assert cats == {"pain": (1, 1, 0, 1000.0, 0.0), "physio": (2, 1, 1, 500.0, 500.0),
-                        "talking": (1, 0, 1, 0.0, 1000.0)}
+        cats = {
+            r.key: (r.referrals, r.loops, r.stalls, r.loops_per_1000, r.stalls_per_1000)
+            for r in o.by_category
+        }
+        assert cats == {
+            "pain": (1, 1, 0, 1000.0, 0.0),
+            "physio": (2, 1, 1, 500.0, 500.0),
+            "talking": (1, 0, 1, 0.0, 1000.0),
+        }
         assert [r.key for r in o.by_category] == ["pain", "physio", "talking"]
         months = [(r.key, r.month, r.referrals, r.loops, r.stalls) for r in o.by_month]
-        assert months == [("2026-05", date(2026, 5, 1), 1, 1, 0),
-                          ("2026-06", date(2026, 6, 1), 2, 1, 1),
-                          ("2026-07", date(2026, 7, 1), 1, 0, 1)]
+        assert months == [
+            ("2026-05", date(2026, 5, 1), 1, 1, 0),
+            ("2026-06", date(2026, 6, 1), 2, 1, 1),
+            ("2026-07", date(2026, 7, 1), 1, 0, 1),
+        ]
         assert o.unattributed_alerts == 0
 
     def test_medians_and_the_referrals_they_are_based_on(self):
@@ -230,14 +261,19 @@ class TestSummarise:
         assert o.to_triage == Median(None, 0) and o.to_treatment == Median(None, 0)
 
     def test_alerts_from_referrals_outside_the_window_count_nowhere(self):
-        o = self.overview(alerts=[alert("old", "looping", utc(2026, 4, 30, 22), "pain"),
-                                  alert("future", "stalled", utc(2026, 7, 16), "pain")])
+        o = self.overview(
+            alerts=[
+                alert("old", "looping", utc(2026, 4, 30, 22), "pain"),
+                alert("future", "stalled", utc(2026, 7, 16), "pain"),
+            ]
+        )
         assert (o.overall.loops, o.overall.stalls, o.unattributed_alerts) == (0, 0, 0)
         assert all(r.loops == r.stalls == 0 for r in o.by_category + o.by_month)
 
     def test_alerts_with_no_referral_on_record_are_unattributed(self):
-        o = self.overview(alerts=[alert("x", "stalled", None, None),
-                                  alert("y", "looping", None, None)])
+        o = self.overview(
+            alerts=[alert("x", "stalled", None, None), alert("y", "looping", None, None)]
+        )
         assert o.unattributed_alerts == 2
         assert (o.overall.loops, o.overall.stalls) == (0, 0)
 

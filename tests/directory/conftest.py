@@ -60,13 +60,16 @@ class Provider:
     user: str
 
 
-async def new_provider(client: httpx.AsyncClient, s: Settings, *, ics: str = "ICS-1",
-                       name: str | None = None) -> Provider:
+async def new_provider(
+    client: httpx.AsyncClient, s: Settings, *, ics: str = "ICS-1", name: str | None = None
+) -> Provider:
     code, user = new_code(), f"staff-{uuid.uuid4().hex[:8]}"
     headers = auth(s, role="service_staff", org=code, ics=ics, sub=user)
-    r = await client.put(f"/organizations/{code}", headers=headers,
-                         json={"name": name or f"Provider {code}",
-                               "description": "A synthetic provider for tests."})
+    r = await client.put(
+        f"/organizations/{code}",
+        headers=headers,
+        json={"name": name or f"Provider {code}", "description": "A synthetic provider for tests."},
+    )
     assert r.status_code == 201, r.text
     return Provider(code=code, ics=ics, headers=headers, user=user)
 
@@ -80,8 +83,14 @@ def service_body(**overrides: Any) -> dict[str, Any]:
         "conditions": ["persistent_pain"],
         "delivery_modes": ["in_person"],
         "how_to_refer": "GP referral through Waymark.",
-        "locations": [{"name": "Wayford Health Centre", "postcode": CENTRE_POSTCODE,
-                       "address_1": "1 Market Street", "city": "Wayford"}],
+        "locations": [
+            {
+                "name": "Wayford Health Centre",
+                "postcode": CENTRE_POSTCODE,
+                "address_1": "1 Market Street",
+                "city": "Wayford",
+            }
+        ],
     }
     body.update(overrides)
     return body
@@ -93,8 +102,9 @@ async def create(client: httpx.AsyncClient, p: Provider, **overrides: Any) -> di
     return r.json()  # type: ignore[no-any-return]
 
 
-async def create_published(client: httpx.AsyncClient, p: Provider,
-                           **overrides: Any) -> dict[str, Any]:
+async def create_published(
+    client: httpx.AsyncClient, p: Provider, **overrides: Any
+) -> dict[str, Any]:
     created = await create(client, p, **overrides)
     r = await client.post(f"/services/{created['id']}/publish", headers=p.headers)
     assert r.status_code == 200, r.text

@@ -22,11 +22,13 @@ from tests.helpers import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
-EXPECTED = {"svc-pain-mgmt-programme": ("PAIN-RTH", "pain_management_programme"),
-            "svc-pain-clinic": ("PAIN-RTH", "pain_management_programme"),
-            "svc-talking-therapies-ltc": ("TT-TALK1", "talking_therapies_ltc"),
-            "svc-msk-physio": ("PHYSIO-1", "msk_physiotherapy"),
-            "svc-social-prescribing": ("SP-LINK1", "social_prescribing")}
+EXPECTED = {
+    "svc-pain-mgmt-programme": ("PAIN-RTH", "pain_management_programme"),
+    "svc-pain-clinic": ("PAIN-RTH", "pain_management_programme"),
+    "svc-talking-therapies-ltc": ("TT-TALK1", "talking_therapies_ltc"),
+    "svc-msk-physio": ("PHYSIO-1", "msk_physiotherapy"),
+    "svc-social-prescribing": ("SP-LINK1", "social_prescribing"),
+}
 
 
 async def _directory_answers(port: int) -> bool:
@@ -50,10 +52,23 @@ async def directory_server(infra: Settings) -> AsyncIterator[Settings]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "services.directory.api:app", "--host",
-             "127.0.0.1", "--port", str(port)], cwd=ROOT, env=settings_env(infra),
-            stdout=out, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "services.directory.api:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=ROOT,
+            env=settings_env(infra),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
+
         async def healthy() -> bool:
             if proc.poll() is not None:
                 raise AssertionError(f"directory API exited: {log.read_text()[-2000:]}")
@@ -68,12 +83,17 @@ async def directory_server(infra: Settings) -> AsyncIterator[Settings]:
 
 class TestSeed:
     async def test_the_demo_directory_is_seeded_once(
-            self, directory_server: Settings, directory_sessions: async_sessionmaker) -> None:
+        self, directory_server: Settings, directory_sessions: async_sessionmaker
+    ) -> None:
         ids = await asyncio.to_thread(seed_directory, directory_server)
         assert len(ids) >= 80 and len(set(ids)) == len(ids)
-        rows = await query(directory_sessions, "SELECT id, org_code, category, lifecycle, "
-                           "remote, self_referral, waiting_weeks, version FROM service "
-                           "WHERE id = ANY(CAST(:ids AS TEXT[]))", ids=ids)
+        rows = await query(
+            directory_sessions,
+            "SELECT id, org_code, category, lifecycle, "
+            "remote, self_referral, waiting_weeks, version FROM service "
+            "WHERE id = ANY(CAST(:ids AS TEXT[]))",
+            ids=ids,
+        )
         assert len(rows) == len(ids)
         assert {r.lifecycle for r in rows} == {"published"}
         assert {r.category for r in rows} == {c.value for c in Category}
@@ -82,17 +102,33 @@ class TestSeed:
             assert (by_id[sid].org_code, by_id[sid].category) == (org, category)
         assert sum(r.self_referral for r in rows) >= 10
         assert sum(1 for r in rows if r.waiting_weeks) >= 10
-        online = await query(directory_sessions, "SELECT s.id FROM service s WHERE s.id = "
-                             "ANY(CAST(:ids AS TEXT[])) AND NOT EXISTS (SELECT 1 FROM "
-                             "service_at_location l WHERE l.service_id = s.id)", ids=ids)
+        online = await query(
+            directory_sessions,
+            "SELECT s.id FROM service s WHERE s.id = "
+            "ANY(CAST(:ids AS TEXT[])) AND NOT EXISTS (SELECT 1 FROM "
+            "service_at_location l WHERE l.service_id = s.id)",
+            ids=ids,
+        )
         assert len(online) >= 5
-        events = await query(directory_sessions, "SELECT count(*) AS n FROM outbox WHERE "
-                             "key = ANY(CAST(:ids AS TEXT[]))", ids=ids)
+        events = await query(
+            directory_sessions,
+            "SELECT count(*) AS n FROM outbox WHERE key = ANY(CAST(:ids AS TEXT[]))",
+            ids=ids,
+        )
 
         again = await asyncio.to_thread(seed_directory, directory_server)
         assert again == ids
-        after = await query(directory_sessions, "SELECT id, version FROM service "
-                            "WHERE id = ANY(CAST(:ids AS TEXT[]))", ids=ids)
+        after = await query(
+            directory_sessions,
+            "SELECT id, version FROM service WHERE id = ANY(CAST(:ids AS TEXT[]))",
+            ids=ids,
+        )
         assert {(r.id, r.version) for r in after} == {(r.id, r.version) for r in rows}
-        assert await query(directory_sessions, "SELECT count(*) AS n FROM outbox WHERE "
-                           "key = ANY(CAST(:ids AS TEXT[]))", ids=ids) == events
+        assert (
+            await query(
+                directory_sessions,
+                "SELECT count(*) AS n FROM outbox WHERE key = ANY(CAST(:ids AS TEXT[]))",
+                ids=ids,
+            )
+            == events
+        )

@@ -22,15 +22,38 @@ from shared.errors import Conflict, ValidationFailed
 
 
 class TestPostcodes:
-    @pytest.mark.parametrize("raw, normalised", [
-        ("wy1 0bg", "WY1 0BG"), ("WY10BG", "WY1 0BG"), ("  Wy1   0Bg ", "WY1 0BG"),
-        ("M1 1AE", "M1 1AE"), ("B33 8TH", "B33 8TH"), ("CR2 6XH", "CR2 6XH"),
-        ("DN55 1PT", "DN55 1PT"), ("W1A 1HQ", "W1A 1HQ"), ("EC1A 1BB", "EC1A 1BB")])
+    @pytest.mark.parametrize(
+        "raw, normalised",
+        [
+            ("wy1 0bg", "WY1 0BG"),
+            ("WY10BG", "WY1 0BG"),
+            ("  Wy1   0Bg ", "WY1 0BG"),
+            ("M1 1AE", "M1 1AE"),
+            ("B33 8TH", "B33 8TH"),
+            ("CR2 6XH", "CR2 6XH"),
+            ("DN55 1PT", "DN55 1PT"),
+            ("W1A 1HQ", "W1A 1HQ"),
+            ("EC1A 1BB", "EC1A 1BB"),
+        ],
+    )
     def test_uk_shapes_are_normalised(self, raw: str, normalised: str) -> None:
         assert domain.normalise_postcode(raw) == normalised
 
-    @pytest.mark.parametrize("raw", ["", "12345", "WY1", "WY1 0B", "QA1 1AA", "AI1 1AA",
-                                     "WY1 0CA", "WY1 0BGG", "ＷＹ1 0BG", "WY1\x000BG"])
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            "",
+            "12345",
+            "WY1",
+            "WY1 0B",
+            "QA1 1AA",
+            "AI1 1AA",
+            "WY1 0CA",
+            "WY1 0BGG",
+            "ＷＹ1 0BG",
+            "WY1\x000BG",
+        ],
+    )
     def test_other_strings_are_refused(self, raw: str) -> None:
         with pytest.raises(ValidationFailed, match="not a UK postcode"):
             domain.normalise_postcode(raw)
@@ -41,22 +64,27 @@ class TestLifecycle:
         assert domain.next_lifecycle(Lifecycle.DRAFT, "publish") is Lifecycle.PUBLISHED
         assert domain.next_lifecycle(Lifecycle.PUBLISHED, "withdraw") is Lifecycle.WITHDRAWN
         assert domain.next_lifecycle(Lifecycle.WITHDRAWN, "publish") is Lifecycle.PUBLISHED
-        for state, action in [(Lifecycle.DRAFT, "withdraw"), (Lifecycle.PUBLISHED, "publish"),
-                              (Lifecycle.WITHDRAWN, "withdraw")]:
+        for state, action in [
+            (Lifecycle.DRAFT, "withdraw"),
+            (Lifecycle.PUBLISHED, "publish"),
+            (Lifecycle.WITHDRAWN, "withdraw"),
+        ]:
             with pytest.raises(Conflict):
                 domain.next_lifecycle(state, action)
 
 
 class TestOpeningHours:
     def test_days_and_times_become_minute_of_week_ranges(self) -> None:
-        ranges = domain.opening_ranges([
-            Opening((Weekday.MO, Weekday.TU), time(9), time(17)),
-            Opening((Weekday.TU,), time(16), time(20)),  # overlaps: merged
-            Opening((Weekday.SU,), time(22), time(2)),  # past midnight into Monday
-            Opening((Weekday.WE,), None, None, weekly=False)])  # monthly: not counted
+        ranges = domain.opening_ranges(
+            [
+                Opening((Weekday.MO, Weekday.TU), time(9), time(17)),
+                Opening((Weekday.TU,), time(16), time(20)),  # overlaps: merged
+                Opening((Weekday.SU,), time(22), time(2)),  # past midnight into Monday
+                Opening((Weekday.WE,), None, None, weekly=False),
+            ]
+        )  # monthly: not counted
         day = domain.MINUTES_PER_DAY
-        assert ranges == [(0, 120), (540, 1020), (day + 540, day + 1200),
-                          (6 * day + 1320, 7 * day)]
+        assert ranges == [(0, 120), (540, 1020), (day + 540, day + 1200), (6 * day + 1320, 7 * day)]
 
     def test_clock_parsing(self) -> None:
         assert domain.parse_clock("09:30") == time(9, 30)
@@ -68,11 +96,14 @@ class TestOpeningHours:
 
 class TestFactsAsAttributes:
     def test_facts_survive_the_trip_through_attributes(self) -> None:
-        facts = WaymarkFacts(category=Category.CRISIS,
-                             conditions=(Condition.PERSISTENT_PAIN, Condition.MENTAL_HEALTH),
-                             delivery_modes=(DeliveryMode.PHONE,),
-                             communication_support=(domain.CommunicationSupport.BSL,),
-                             self_referral=True, waiting_weeks=0)
+        facts = WaymarkFacts(
+            category=Category.CRISIS,
+            conditions=(Condition.PERSISTENT_PAIN, Condition.MENTAL_HEALTH),
+            delivery_modes=(DeliveryMode.PHONE,),
+            communication_support=(domain.CommunicationSupport.BSL,),
+            self_referral=True,
+            waiting_weeks=0,
+        )
         links = domain.attributes_for("svc-1", facts)
         assert domain.facts_from_attributes(links) == facts
         assert domain.attributes_for("svc-1", facts) == links  # stable ids
@@ -81,44 +112,50 @@ class TestFactsAsAttributes:
     def test_exactly_one_category_is_required(self) -> None:
         with pytest.raises(ValidationFailed, match="exactly one"):
             domain.facts_from_attributes([])
-        two = [domain.AttributeLink("a", domain.CATEGORY_TAXONOMY.term_id("crisis")),
-               domain.AttributeLink("b", domain.CATEGORY_TAXONOMY.term_id("peer_support"))]
+        two = [
+            domain.AttributeLink("a", domain.CATEGORY_TAXONOMY.term_id("crisis")),
+            domain.AttributeLink("b", domain.CATEGORY_TAXONOMY.term_id("peer_support")),
+        ]
         with pytest.raises(ValidationFailed, match="found 2"):
             domain.facts_from_attributes(two)
 
     def test_a_waiting_time_must_be_whole_weeks(self) -> None:
         cat = domain.AttributeLink("a", domain.CATEGORY_TAXONOMY.term_id("crisis"))
         for bad in ("six", "-1", "999", "٣", None):
-            wait = domain.AttributeLink("w", domain.REFERRAL_TAXONOMY.term_id("waiting_weeks"),
-                                        bad)
+            wait = domain.AttributeLink("w", domain.REFERRAL_TAXONOMY.term_id("waiting_weeks"), bad)
             with pytest.raises(ValidationFailed, match="whole number"):
                 domain.facts_from_attributes([cat, wait])
 
     def test_every_vocabulary_code_has_a_term(self) -> None:
-        for tax, enum in [(domain.CATEGORY_TAXONOMY, Category),
-                          (domain.CONDITION_TAXONOMY, Condition),
-                          (domain.DELIVERY_TAXONOMY, DeliveryMode),
-                          (domain.COMMUNICATION_TAXONOMY, domain.CommunicationSupport)]:
+        for tax, enum in [
+            (domain.CATEGORY_TAXONOMY, Category),
+            (domain.CONDITION_TAXONOMY, Condition),
+            (domain.DELIVERY_TAXONOMY, DeliveryMode),
+            (domain.COMMUNICATION_TAXONOMY, domain.CommunicationSupport),
+        ]:
             assert [t.code for t in tax.terms] == [e.value for e in enum]
 
 
 class TestPublishable:
     def test_reasons_are_collected(self) -> None:
-        facts = WaymarkFacts(Category.PEER_SUPPORT, (Condition.MENTAL_HEALTH,),
-                             (DeliveryMode.IN_PERSON,))
+        facts = WaymarkFacts(
+            Category.PEER_SUPPORT, (Condition.MENTAL_HEALTH,), (DeliveryMode.IN_PERSON,)
+        )
         with pytest.raises(ValidationFailed) as exc:
             domain.check_publishable(domain.PublishCheck(facts, "", 0, 1))
         assert exc.value.extra["problems"] == [
             "say how to refer (how_to_refer / ORUK application_process)",
-            "an in-person service needs a physical location with coordinates or a known "
-            "postcode", "every physical location needs coordinates or a known postcode"]
+            "an in-person service needs a physical location with coordinates or a known postcode",
+            "every physical location needs coordinates or a known postcode",
+        ]
         domain.check_publishable(domain.PublishCheck(facts, "Ask your GP.", 1, 0))
 
 
 class TestSearchValidation:
     def build(self, **kw: object) -> domain.SearchQuery:
-        base: dict[str, object] = dict(text=None, conditions=(), categories=(),
-                                       delivery_modes=(), communication_support=())
+        base: dict[str, object] = dict(
+            text=None, conditions=(), categories=(), delivery_modes=(), communication_support=()
+        )
         base.update(kw)
         return domain.build_search(**base)  # type: ignore[arg-type]
 
@@ -145,7 +182,8 @@ class TestPostcodeTable:
         shipped = generate_postcodes.read()
         assert [(pc, lat, lon, place) for pc, lat, lon, place in shipped] == [
             (pc, round(lat, 6), round(lon, 6), place)
-            for pc, lat, lon, place in generate_postcodes.rows()]
+            for pc, lat, lon, place in generate_postcodes.rows()
+        ]
         assert len(shipped) == len({row[0] for row in shipped}) >= 200
         for pc, lat, lon, _ in shipped:
             assert domain.normalise_postcode(pc) == pc

@@ -21,17 +21,27 @@ WITHDRAWN = "uk.waymark.directory.service.withdrawn"
 
 class TestWithdrawnEventOnKafka:
     async def test_withdrawal_is_published_on_the_directory_topic(
-            self, directory_client: httpx.AsyncClient, settings: Settings) -> None:
+        self, directory_client: httpx.AsyncClient, settings: Settings
+    ) -> None:
         p = await new_provider(directory_client, settings)
         s = await create_published(
-            directory_client, p, name="Evening pain group at St Anne's",
-            description="Run by Dr Jane Example.", self_referral=True, waiting_weeks=3,
-            conditions=["persistent_pain", "mental_health"], category="peer_support",
-            contacts=[{"name": "Jane Example", "email": "jane@example.org",
-                       "phone": "01632 960555"}])
-        r = await directory_client.post(f"/services/{s['id']}/withdraw", headers=p.headers,
-                                        json={"reason": "service_closed",
-                                              "note": "Jane Example has retired."})
+            directory_client,
+            p,
+            name="Evening pain group at St Anne's",
+            description="Run by Dr Jane Example.",
+            self_referral=True,
+            waiting_weeks=3,
+            conditions=["persistent_pain", "mental_health"],
+            category="peer_support",
+            contacts=[
+                {"name": "Jane Example", "email": "jane@example.org", "phone": "01632 960555"}
+            ],
+        )
+        r = await directory_client.post(
+            f"/services/{s['id']}/withdraw",
+            headers=p.headers,
+            json={"reason": "service_closed", "note": "Jane Example has retired."},
+        )
         assert r.status_code == 200, r.text
 
         relay = OutboxRelay(settings=settings, schema="directory")
@@ -43,9 +53,13 @@ class TestWithdrawnEventOnKafka:
             await relay.stop()
 
         key = s["id"].encode()
-        records = await read_topic(settings, settings.topic(DIRECTORY), until=lambda recs: any(
-            r.key == key and dict(r.headers).get("ce_type") == WITHDRAWN.encode()
-            for r in recs))
+        records = await read_topic(
+            settings,
+            settings.topic(DIRECTORY),
+            until=lambda recs: any(
+                r.key == key and dict(r.headers).get("ce_type") == WITHDRAWN.encode() for r in recs
+            ),
+        )
         mine = [r for r in records if r.key == key]
         types = [json.loads(r.value)["type"] for r in mine]
         assert types == ["uk.waymark.directory.service.published", WITHDRAWN]
@@ -54,9 +68,15 @@ class TestWithdrawnEventOnKafka:
         assert event.subject == s["id"] and event.source == "waymark/directory"
         data = load_all().parse(event)
         assert data.model_dump() == {
-            "service_id": s["id"], "organization_id": s["organization_id"],
-            "org_code": p.code, "category": "peer_support",
-            "conditions": ["persistent_pain", "mental_health"], "status": "active",
-            "self_referral": True, "waiting_weeks": 3, "reason": "service_closed"}
+            "service_id": s["id"],
+            "organization_id": s["organization_id"],
+            "org_code": p.code,
+            "category": "peer_support",
+            "conditions": ["persistent_pain", "mental_health"],
+            "status": "active",
+            "self_referral": True,
+            "waiting_weeks": 3,
+            "reason": "service_closed",
+        }
         for personal in (b"Jane", b"jane@example.org", b"01632", b"St Anne", b"retired"):
             assert personal not in raw, personal

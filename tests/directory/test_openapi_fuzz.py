@@ -40,16 +40,24 @@ def test_no_request_gets_a_server_error(fuzz_provider: Provider, infra: Settings
 
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
-                      derandomize=True, phases=[Phase.generate],
-                      suppress_health_check=list(HealthCheck))
+
+            @settings(
+                max_examples=EXAMPLES_PER_OPERATION,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                phases=[Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )
             @given(case=operation.as_strategy(generation_mode=mode))
             def run(case: schemathesis.Case) -> None:
                 response = case.call(headers=fuzz_provider.headers)
                 classes[f"{response.status_code // 100}xx"] += 1
                 if response.status_code >= 500:
-                    failures.append(f"{case.method} {case.formatted_path} -> "
-                                    f"{response.status_code}: {case.as_curl_command()}")
+                    failures.append(
+                        f"{case.method} {case.formatted_path} -> "
+                        f"{response.status_code}: {case.as_curl_command()}"
+                    )
 
             try:
                 run()
@@ -59,4 +67,3 @@ def test_no_request_gets_a_server_error(fuzz_provider: Provider, infra: Settings
     assert not failures, "\n".join(failures[:10])
     # the generated requests reached the real code paths, not only the validators
     assert classes["2xx"] >= 20 and classes["4xx"] >= 100, classes
-

@@ -12,11 +12,15 @@ from workflows.journeys.bridge import ServiceNames
 
 
 async def test_a_published_service_is_named_and_an_unknown_one_is_not(
-        running_apps, directory_client):  # type: ignore[no-untyped-def]
+    running_apps, directory_client
+):  # type: ignore[no-untyped-def]
     provider = await new_provider(directory_client, running_apps)
-    service = await create_published(directory_client, provider,
-                                     name="Specialist Pain Clinic",
-                                     category="pain_management_programme")
+    service = await create_published(
+        directory_client,
+        provider,
+        name="Specialist Pain Clinic",
+        category="pain_management_programme",
+    )
     names = ServiceNames(running_apps)
     try:
         assert await names.name(service["id"]) == "Specialist Pain Clinic"
@@ -28,8 +32,7 @@ async def test_a_published_service_is_named_and_an_unknown_one_is_not(
         await names.close()
 
 
-async def test_a_directory_that_cannot_answer_gives_no_name_and_is_asked_again_soon(
-        infra):  # type: ignore[no-untyped-def]
+async def test_a_directory_that_cannot_answer_gives_no_name_and_is_asked_again_soon(infra):  # type: ignore[no-untyped-def]
     s = infra.model_copy(update={"api_urls": {"directory": "http://127.0.0.1:9"}})
     names = ServiceNames(s)
     try:

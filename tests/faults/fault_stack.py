@@ -48,8 +48,13 @@ def faults_settings(base: Settings) -> Settings:
     values.update(FAULTS_OVERRIDES)
     values["home"] = base.home / "faults-stack"
     # keys are made under the new home; never the test session's
-    for key in ("jwt_public_key_path", "jwt_private_key_path", "pseudonym_key_path",
-                "sms_api_key_path", "service_token_path"):
+    for key in (
+        "jwt_public_key_path",
+        "jwt_private_key_path",
+        "pseudonym_key_path",
+        "sms_api_key_path",
+        "service_token_path",
+    ):
         values[key] = None
     return Settings(**values)
 
@@ -57,8 +62,14 @@ def faults_settings(base: Settings) -> Settings:
 def _fresh_home(base: Settings, fs: Settings) -> None:
     """Stop whatever an interrupted run left, wipe the old data, reuse the broker's jars."""
     stack.down(fs, infra=True)
-    for path in (stack.pg_dir(fs), fs.home / "kafka" / "data", fs.home / "temporal",
-                 fs.home / "run", fs.home / "sinks", fs.logs_dir):
+    for path in (
+        stack.pg_dir(fs),
+        fs.home / "kafka" / "data",
+        fs.home / "temporal",
+        fs.home / "run",
+        fs.home / "sinks",
+        fs.logs_dir,
+    ):
         shutil.rmtree(path, ignore_errors=True)
     libs, mine = base.home / "kafka" / "libs", fs.home / "kafka" / "libs"
     if libs.exists() and not mine.exists():
@@ -80,6 +91,7 @@ async def fault_stack(settings: Settings) -> AsyncIterator[Settings]:
 
 
 # --- the faults --------------------------------------------------------------------------------
+
 
 @dataclass
 class Injected:
@@ -117,8 +129,9 @@ def kill9(fs: Settings, name: str) -> int:
     return pid
 
 
-async def kill9_and_restart(fs: Settings, log: FaultLog, *names: str,
-                            down_for: float = 1.0) -> None:
+async def kill9_and_restart(
+    fs: Settings, log: FaultLog, *names: str, down_for: float = 1.0
+) -> None:
     """kill -9 the parts at once, leave them down a moment, start them as a supervisor would
     (Kubernetes, Compose `restart: always`), and wait until they are healthy."""
     for name in names:
@@ -136,8 +149,11 @@ async def restart_postgres(fs: Settings, log: FaultLog, *, down_for: float = 2.0
     assert bindir is not None
     data = stack.pg_dir(fs) / "data"
     cmd = [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]
-    subprocess.run(["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd,
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd,
+        check=True,
+        capture_output=True,
+    )
     log.add("PostgreSQL stopped (immediate)")
     await asyncio.sleep(down_for)
     await stack.pg_start(fs)
@@ -156,13 +172,19 @@ def start_extra(fs: Settings, name: str) -> Path:
     """A second process of a part (e.g. another member of a consumer group)."""
     part = stack.part_by_name(name)
     pid_file = fs.run_dir / f"{name}-extra.pid"
-    stack.spawn(part.command(fs), log=fs.logs_dir / f"{fs.instance}-{name}-extra.log",
-                pid_file=pid_file, env=settings_env(fs), cwd=stack.REPO_ROOT)
+    stack.spawn(
+        part.command(fs),
+        log=fs.logs_dir / f"{fs.instance}-{name}-extra.log",
+        pid_file=pid_file,
+        env=settings_env(fs),
+        cwd=stack.REPO_ROOT,
+    )
     return pid_file
 
 
-async def pause_past_session_timeout(fs: Settings, log: FaultLog, name: str, *,
-                                     seconds: float) -> None:
+async def pause_past_session_timeout(
+    fs: Settings, log: FaultLog, name: str, *, seconds: float
+) -> None:
     """SIGSTOP a consumer (it neither heartbeats nor works) for longer than its group session
     timeout, so the group rebalances its partitions to the other member; then SIGCONT: it wakes
     holding a batch it no longer owns."""

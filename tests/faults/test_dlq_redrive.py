@@ -39,10 +39,19 @@ EFFECTS_DDL = """CREATE TABLE IF NOT EXISTS test_redrive_effect (
 
 
 def _event():  # type: ignore[no-untyped-def]
-    return make_event(ReferralSubmitted(
-        referral_id=str(uuid.uuid4()), from_org="GP-1", to_org="PAIN-1",
-        to_service_id="svc-1", service_category="pain_management", reason_codes=["279039007"],
-        priority="routine", state="submitted"), subject=f"pt_{uuid.uuid4().hex[:16]}")
+    return make_event(
+        ReferralSubmitted(
+            referral_id=str(uuid.uuid4()),
+            from_org="GP-1",
+            to_org="PAIN-1",
+            to_service_id="svc-1",
+            service_category="pain_management",
+            reason_codes=["279039007"],
+            priority="routine",
+            state="submitted",
+        ),
+        subject=f"pt_{uuid.uuid4().hex[:16]}",
+    )
 
 
 def _bytes(event) -> bytes:  # type: ignore[no-untyped-def]
@@ -63,8 +72,11 @@ class Handler:
         self.calls[event.id] += 1
         if self.bug and event.id in self.breaks:
             raise PermanentError(f"bug: cannot handle {event.type}")
-        await session.exec(text("INSERT INTO test_redrive_effect (consumer, event_id) "
-                                "VALUES (:c, :e)").bindparams(c=self.name, e=event.id))
+        await session.exec(
+            text("INSERT INTO test_redrive_effect (consumer, event_id) VALUES (:c, :e)").bindparams(
+                c=self.name, e=event.id
+            )
+        )
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +86,13 @@ async def effects_table(infra, referrals_sessions):  # type: ignore[no-untyped-d
 
 async def _effects(sessions, consumer: str) -> Counter:  # type: ignore[no-untyped-def]
     async with unit_of_work(sessions) as s:
-        rows = (await s.exec(text("SELECT event_id FROM test_redrive_effect WHERE consumer=:c")
-                             .bindparams(c=consumer))).all()
+        rows = (
+            await s.exec(
+                text("SELECT event_id FROM test_redrive_effect WHERE consumer=:c").bindparams(
+                    c=consumer
+                )
+            )
+        ).all()
     return Counter(r[0] for r in rows)
 
 
@@ -129,6 +146,7 @@ async def _copies(settings: Settings, topic: str, value: bytes, *, expect: int =
     With `expect`, first wait until at least that many are visible: a Kafka transaction's
     commit returns before the broker has written its markers to the partitions, so a copy
     just committed may be a moment from being readable under read_committed."""
+
     async def count() -> int:
         return sum(1 for r in await dlq.read_all(settings, topic) if r.value == value)
 
@@ -151,57 +169,78 @@ async def _applied_by_both(sessions, handlers, event_id: str) -> bool:  # type: 
 async def _cli(settings: Settings, *args: str) -> tuple[int, str]:
     """`waymark dlq ...` as an operator runs it: a process of its own, the same settings."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "shared.cli", "dlq", *args, cwd=REPO_ROOT,
-        env=settings_env(settings), stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT)
+        sys.executable,
+        "-m",
+        "shared.cli",
+        "dlq",
+        *args,
+        cwd=REPO_ROOT,
+        env=settings_env(settings),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await asyncio.wait_for(proc.communicate(), 120)
     return proc.returncode or 0, out.decode()
 
 
 @pytest.fixture
-async def pair(infra, referrals_sessions, effects_table,  # type: ignore[no-untyped-def]
-               new_topic) -> AsyncIterator[tuple[Handler, Handler, Running]]:
+async def pair(
+    infra,
+    referrals_sessions,
+    effects_table,  # type: ignore[no-untyped-def]
+    new_topic,
+) -> AsyncIterator[tuple[Handler, Handler, Running]]:
     marker = uuid.uuid4().hex[:8]
     buggy, healthy = Handler(f"buggy-{marker}"), Handler(f"healthy-{marker}")
-    consumers = [IdempotentConsumer(name=h.name, topics=[new_topic], handler=h, settings=infra,
-                                    sessions=referrals_sessions) for h in (buggy, healthy)]
+    consumers = [
+        IdempotentConsumer(
+            name=h.name, topics=[new_topic], handler=h, settings=infra, sessions=referrals_sessions
+        )
+        for h in (buggy, healthy)
+    ]
     async with Running(consumers) as running:
         yield buggy, healthy, running
 
 
 class TestRedrive:
     async def test_a_dead_letter_is_redriven_after_the_fix_applied_once_and_never_twice(
-            self, infra, referrals_sessions, new_topic, pair):  # type: ignore[no-untyped-def]
+        self, infra, referrals_sessions, new_topic, pair
+    ):  # type: ignore[no-untyped-def]
         buggy, healthy, running = pair
         good1, victim, good2 = _event(), _event(), _event()
         unfixable = b"\x00poison: not json " + uuid.uuid4().hex.encode()
         buggy.breaks.add(victim.id)
         buggy.bug = True
         key = f"k-{uuid.uuid4().hex[:8]}".encode()  # one partition: strictly in this order
-        await _produce(infra, new_topic, [_bytes(good1), _bytes(victim), unfixable,
-                                          _bytes(good2)], key)
+        await _produce(
+            infra, new_topic, [_bytes(good1), _bytes(victim), unfixable, _bytes(good2)], key
+        )
         await eventually(lambda: running.caught_up(infra, new_topic), timeout=60)
 
         # the bug: the buggy consumer dead-lettered the victim, its neighbour applied it
-        assert await _effects(referrals_sessions, buggy.name) == Counter(
-            {good1.id: 1, good2.id: 1})
+        assert await _effects(referrals_sessions, buggy.name) == Counter({good1.id: 1, good2.id: 1})
         assert await _effects(referrals_sessions, healthy.name) == Counter(
-            {good1.id: 1, victim.id: 1, good2.id: 1})
+            {good1.id: 1, victim.id: 1, good2.id: 1}
+        )
         letters = await dlq.list_dead_letters(infra, new_topic)
         assert {(d.consumer, d.value) for d in letters} == {
-            (buggy.name, _bytes(victim)), (buggy.name, unfixable), (healthy.name, unfixable)}
+            (buggy.name, _bytes(victim)),
+            (buggy.name, unfixable),
+            (healthy.name, unfixable),
+        }
         victim_letter = next(d for d in letters if d.value == _bytes(victim))
         assert "bug: cannot handle" in victim_letter.reason
         assert victim_letter.event_id == victim.id and victim_letter.redriven_to is None
         assert all("not JSON" in d.reason for d in letters if d.value == unfixable)
-        print(f"\ndead letters before the fix: {len(letters)} "
-              f"({', '.join(f'{d.consumer}: {d.reason[:40]}' for d in letters)})")
+        print(
+            f"\ndead letters before the fix: {len(letters)} "
+            f"({', '.join(f'{d.consumer}: {d.reason[:40]}' for d in letters)})"
+        )
 
         # the fix, then the re-drive of the buggy consumer's dead letters
         buggy.bug = False
         report = await dlq.redrive(infra, new_topic, consumer=buggy.name)
-        assert [(d.value, d.consumer) for d, _ in report.redriven] == [(_bytes(victim),
-                                                                         buggy.name)]
+        assert [(d.value, d.consumer) for d, _ in report.redriven] == [(_bytes(victim), buggy.name)]
         assert report.published == 1
         assert [(d.value, d.consumer) for d, _ in report.refused] == [(unfixable, buggy.name)]
         assert "not JSON" in report.refused[0][1]
@@ -210,14 +249,17 @@ class TestRedrive:
         # have dealt with the copy
         after = _event()
         await _produce(infra, new_topic, [_bytes(after)], key)
-        await eventually(lambda: _applied_by_both(referrals_sessions, (buggy, healthy),
-                                                  after.id), timeout=60)
+        await eventually(
+            lambda: _applied_by_both(referrals_sessions, (buggy, healthy), after.id), timeout=60
+        )
 
         # exactly once: applied by the fixed consumer, skipped by its neighbour's inbox
         assert await _effects(referrals_sessions, buggy.name) == Counter(
-            {good1.id: 1, victim.id: 1, good2.id: 1, after.id: 1})
+            {good1.id: 1, victim.id: 1, good2.id: 1, after.id: 1}
+        )
         assert await _effects(referrals_sessions, healthy.name) == Counter(
-            {good1.id: 1, victim.id: 1, good2.id: 1, after.id: 1})
+            {good1.id: 1, victim.id: 1, good2.id: 1, after.id: 1}
+        )
         assert healthy.calls[victim.id] == 1, "the neighbour's inbox must absorb the copy"
         assert buggy.calls[victim.id] == 2  # once failing, once after the fix
 
@@ -240,15 +282,19 @@ class TestRedrive:
         assert report.published == 1 and not report.refused
         good3 = _event()  # after the copy, on the same partition
         await _produce(infra, new_topic, [_bytes(good3)], key)
-        await eventually(lambda: _applied_by_both(referrals_sessions, (buggy, healthy),
-                                                  good3.id), timeout=60)
-        again = [d for d in await dlq.list_dead_letters(infra, new_topic)
-                 if d.value == unfixable]
+        await eventually(
+            lambda: _applied_by_both(referrals_sessions, (buggy, healthy), good3.id), timeout=60
+        )
+        again = [d for d in await dlq.list_dead_letters(infra, new_topic) if d.value == unfixable]
         # the two first deaths (one per consumer), and one more each for the forced copy
         assert sorted((d.consumer, d.redrive_count) for d in again) == sorted(
-            [(buggy.name, 0), (healthy.name, 0), (buggy.name, 1), (healthy.name, 1)])
-        assert all(d.header(dlq.REDRIVEN_FROM) == f"{poison.dlq}:{poison.ref}"
-                   for d in again if d.redrive_count == 1)
+            [(buggy.name, 0), (healthy.name, 0), (buggy.name, 1), (healthy.name, 1)]
+        )
+        assert all(
+            d.header(dlq.REDRIVEN_FROM) == f"{poison.dlq}:{poison.ref}"
+            for d in again
+            if d.redrive_count == 1
+        )
         # and without --force the tool refuses it: nothing re-drives it by itself
         topic_end = await end_offsets(infra, new_topic)
         report = await dlq.redrive(infra, new_topic)
@@ -256,13 +302,16 @@ class TestRedrive:
         assert {d.value for d, _ in report.refused} == {unfixable}
         assert await end_offsets(infra, new_topic) == topic_end
         assert await _copies(infra, new_topic, unfixable, expect=2) == 2
-        print(f"re-driven: victim {await _copies(infra, new_topic, _bytes(victim)) - 1} time, "
-              f"applied {buggy.calls[victim.id] - 1}x after the fix by {buggy.name}, "
-              f"{healthy.calls[victim.id] - 1}x again by {healthy.name}; the unfixable "
-              f"message dead-lettered {len(again)} times in all, then refused")
+        print(
+            f"re-driven: victim {await _copies(infra, new_topic, _bytes(victim)) - 1} time, "
+            f"applied {buggy.calls[victim.id] - 1}x after the fix by {buggy.name}, "
+            f"{healthy.calls[victim.id] - 1}x again by {healthy.name}; the unfixable "
+            f"message dead-lettered {len(again)} times in all, then refused"
+        )
 
     async def test_a_dry_run_publishes_nothing_and_offsets_pick_dead_letters(
-            self, infra, referrals_sessions, new_topic, pair):  # type: ignore[no-untyped-def]
+        self, infra, referrals_sessions, new_topic, pair
+    ):  # type: ignore[no-untyped-def]
         buggy, healthy, running = pair
         events = [_event() for _ in range(3)]
         buggy.breaks.update(e.id for e in events)
@@ -276,8 +325,7 @@ class TestRedrive:
         report = await dlq.redrive(infra, new_topic, dry_run=True)
         assert len(report.redriven) == 3
         assert sum((await end_offsets(infra, new_topic)).values()) == end
-        assert all(d.redriven_to is None
-                   for d in await dlq.list_dead_letters(infra, new_topic))
+        assert all(d.redriven_to is None for d in await dlq.list_dead_letters(infra, new_topic))
 
         buggy.bug = False
         middle = letters[1]
@@ -286,14 +334,18 @@ class TestRedrive:
         assert report.not_found == ["0:999"]
         after = _event()
         await _produce(infra, new_topic, [_bytes(after)], b"one-key")
-        await eventually(lambda: _applied_by_both(referrals_sessions, (buggy, healthy),
-                                                  after.id), timeout=60)
+        await eventually(
+            lambda: _applied_by_both(referrals_sessions, (buggy, healthy), after.id), timeout=60
+        )
         assert await _effects(referrals_sessions, buggy.name) == Counter(
-            {events[1].id: 1, after.id: 1})
+            {events[1].id: 1, after.id: 1}
+        )
         code, out = await _cli(infra, "redrive", new_topic, "--offset", f"0:{middle.offset}")
         assert code == 0 and "1 already redriven" in out, out
-        listed = {d.event_id: d.redriven_to for d in
-                  await dlq.list_dead_letters(infra, new_topic, consumer=buggy.name)}
+        listed = {
+            d.event_id: d.redriven_to
+            for d in await dlq.list_dead_letters(infra, new_topic, consumer=buggy.name)
+        }
         assert listed[events[1].id] is not None
         assert listed[events[0].id] is None and listed[events[2].id] is None
 
@@ -306,8 +358,11 @@ class TestOffsets:
 
     def test_topic_names_take_the_prefix_once(self, settings: Settings) -> None:
         name = "waymark.referrals.v1"
-        assert dlq.topics_for(settings, name) == (settings.topic(name),
-                                                  settings.topic(name) + ".dlq")
+        assert dlq.topics_for(settings, name) == (
+            settings.topic(name),
+            settings.topic(name) + ".dlq",
+        )
         assert dlq.topics_for(settings, settings.topic(name) + ".dlq") == (
-            settings.topic(name), settings.topic(name) + ".dlq")
-
+            settings.topic(name),
+            settings.topic(name) + ".dlq",
+        )

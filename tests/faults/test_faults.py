@@ -56,8 +56,10 @@ PAIN = ("svc-pain-mgmt", "PAIN-1", "pain_management_programme", "active")
 #: a service of the test-only category that tests/dashboard/fast_triage_rules.toml gives a
 #: one-minute triage deadline: referrals left untriaged there raise one stall alert each
 FAST = ("svc-fast-triage-faults", "FAST-1", "test_fast_triage", "active")
-REFERRAL_TYPES = [f"uk.waymark.referral.{t}"
-                  for t in ("submitted", "accepted", "booked", "attended", "discharged")]
+REFERRAL_TYPES = [
+    f"uk.waymark.referral.{t}"
+    for t in ("submitted", "accepted", "booked", "attended", "discharged")
+]
 #: the path of a routine referral, as (action, body); creation is the first change
 LIFECYCLE: list[tuple[str, dict[str, Any]]] = [
     ("accept", {}),
@@ -68,6 +70,7 @@ LIFECYCLE: list[tuple[str, dict[str, Any]]] = [
 
 
 # --- the client that drives the stream -----------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Change:
@@ -94,9 +97,18 @@ class Driver:
     pause: float = 0.2
     rng: random.Random = field(default_factory=lambda: random.Random(9))
 
-    async def send(self, client: httpx.AsyncClient, method: str, path: str, token: str, *,
-                   body: dict[str, Any], key: str, if_match: str | None = None,
-                   expect: int) -> httpx.Response:
+    async def send(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        path: str,
+        token: str,
+        *,
+        body: dict[str, Any],
+        key: str,
+        if_match: str | None = None,
+        expect: int,
+    ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": key}
         if if_match:
             headers["If-Match"] = if_match
@@ -125,8 +137,15 @@ class Driver:
         fast = n % self.fast_every == 0
         svc, org = (FAST if fast else PAIN)[:2]
         body = referral_body(to_service_id=svc, to_org=org)
-        r = await self.send(client, "POST", "/referrals", self.gp_token, body=body,
-                            key=str(uuid.uuid4()), expect=201)
+        r = await self.send(
+            client,
+            "POST",
+            "/referrals",
+            self.gp_token,
+            body=body,
+            key=str(uuid.uuid4()),
+            expect=201,
+        )
         ref = r.json()
         self.acked.append(Change(ref["id"], ref["patient_id"], ref["state"], ref["version"]))
         if fast:
@@ -138,12 +157,27 @@ class Driver:
             if "appointment_at" in cmd:
                 cmd["appointment_at"] = (datetime.now(UTC) + timedelta(days=9)).isoformat()
             key = str(uuid.uuid4())
-            r = await self.send(client, "POST", f"/referrals/{ref['id']}/{action}",
-                                self.pain_token, body=cmd, key=key, if_match=etag, expect=200)
+            r = await self.send(
+                client,
+                "POST",
+                f"/referrals/{ref['id']}/{action}",
+                self.pain_token,
+                body=cmd,
+                key=key,
+                if_match=etag,
+                expect=200,
+            )
             if self.rng.random() < 0.1:  # the response was "lost": the client asks again
-                again = await self.send(client, "POST", f"/referrals/{ref['id']}/{action}",
-                                        self.pain_token, body=cmd, key=key, if_match=etag,
-                                        expect=200)
+                again = await self.send(
+                    client,
+                    "POST",
+                    f"/referrals/{ref['id']}/{action}",
+                    self.pain_token,
+                    body=cmd,
+                    key=key,
+                    if_match=etag,
+                    expect=200,
+                )
                 self.replays += 1
                 assert again.json()["version"] == r.json()["version"], "a replay changed it"
             out = r.json()
@@ -163,22 +197,34 @@ async def driven(fault_stack: Settings) -> AsyncIterator[tuple[Settings, Driver]
     engine = make_engine(fs, "referrals")
     await publish_directory_state(fs, make_sessionmaker(engine), [PAIN, FAST])
     await engine.dispose()
-    driver = Driver(fs, gp_token=mint_token(fs, sub="gp-faults", roles=["clinician"],
-                                            org=GP_ORG),
-                    pain_token=mint_token(fs, sub="pain-faults", roles=["clinician"],
-                                          org=PAIN[1]))
+    driver = Driver(
+        fs,
+        gp_token=mint_token(fs, sub="gp-faults", roles=["clinician"], org=GP_ORG),
+        pain_token=mint_token(fs, sub="pain-faults", roles=["clinician"], org=PAIN[1]),
+    )
     yield fs, driver
 
 
 async def inject_faults(fs: Settings, log: FaultLog) -> None:
     """Every fault the issue names, one after another, with the stream running throughout."""
     await asyncio.sleep(4)
-    for names in [("referrals-api",), ("referrals-relay",), ("notifications-consumer",),
-                  ("care-plans-consumer",), ("journeys-bridge",), ("journeys-worker",),
-                  ("notifications-dispatcher",),
-                  ("referrals-consumer", "directory-relay", "care-plans-relay",
-                   "notifications-relay", "journeys-relay"),
-                  ("directory-api", "care-plans-api", "notifications-api")]:
+    for names in [
+        ("referrals-api",),
+        ("referrals-relay",),
+        ("notifications-consumer",),
+        ("care-plans-consumer",),
+        ("journeys-bridge",),
+        ("journeys-worker",),
+        ("notifications-dispatcher",),
+        (
+            "referrals-consumer",
+            "directory-relay",
+            "care-plans-relay",
+            "notifications-relay",
+            "journeys-relay",
+        ),
+        ("directory-api", "care-plans-api", "notifications-api"),
+    ]:
         await kill9_and_restart(fs, log, *names)
         await asyncio.sleep(2)
     await kill9_kafka(fs, log)
@@ -196,26 +242,40 @@ async def inject_faults(fs: Settings, log: FaultLog) -> None:
 
 # --- the checks ---------------------------------------------------------------------------------
 
+
 async def _pg(fs: Settings) -> asyncpg.Connection:
-    return await asyncpg.connect(host=fs.pg_host, port=fs.pg_port, user=fs.pg_user,
-                                 password=fs.pg_credentials("owner")[1], database=fs.db_name)
+    return await asyncpg.connect(
+        host=fs.pg_host,
+        port=fs.pg_port,
+        user=fs.pg_user,
+        password=fs.pg_credentials("owner")[1],
+        database=fs.db_name,
+    )
 
 
-async def _count_by_event(conn: asyncpg.Connection, sql: str, ids: list[str],
-                          *args: object) -> Counter[str]:
+async def _count_by_event(
+    conn: asyncpg.Connection, sql: str, ids: list[str], *args: object
+) -> Counter[str]:
     return Counter(r[0] for r in await conn.fetch(sql, ids, *args))
 
 
 class TestFaults:
     async def test_nothing_lost_nothing_twice_under_faults(
-            self, driven: tuple[Settings, Driver], receiver: Receiver) -> None:  # noqa: F811
+        self,
+        driven: tuple[Settings, Driver],
+        receiver: Receiver,  # noqa: F811
+    ) -> None:
         fs, driver = driven
         hook = receiver.hook("faults-pain", PAIN[1])
         async with httpx.AsyncClient(base_url=fs.api_url("notifications"), timeout=30) as api:
-            r = await api.post("/webhook-subscriptions", json={
-                "url": receiver.url("faults-pain"), "event_types": REFERRAL_TYPES},
-                headers={"Authorization": "Bearer " + mint_token(
-                    fs, sub="partner-faults", roles=["partner"], org=PAIN[1])})
+            r = await api.post(
+                "/webhook-subscriptions",
+                json={"url": receiver.url("faults-pain"), "event_types": REFERRAL_TYPES},
+                headers={
+                    "Authorization": "Bearer "
+                    + mint_token(fs, sub="partner-faults", roles=["partner"], org=PAIN[1])
+                },
+            )
         assert r.status_code == 201, r.text
         hook.secrets = [r.json()["secret"]]
 
@@ -234,23 +294,32 @@ class TestFaults:
         assert not errors, f"the client could not get changes acknowledged: {errors!r}"
         acked = driver.acked
         referral_ids = {c.referral_id for c in acked}
-        print(f"driven: {len(referral_ids)} referrals, {len(acked)} acknowledged changes, "
-              f"{driver.requests} requests, retried {dict(driver.retried)}, "
-              f"{driver.replays} deliberate replays")
+        print(
+            f"driven: {len(referral_ids)} referrals, {len(acked)} acknowledged changes, "
+            f"{driver.requests} requests, retried {dict(driver.retried)}, "
+            f"{driver.replays} deliberate replays"
+        )
         assert len(referral_ids) >= 30 and driver.fast_patients, "the stream was too thin"
 
         # --- 1. every acknowledged change: exactly one event on the topic ---
         wanted = {(c.referral_id, c.state) for c in acked}
 
         def topic_has_all(records: list[Any]) -> bool:
-            seen = {(r.value["data"]["referral_id"], r.value["data"]["state"])
-                    for r in records if r.value.get("data", {}).get("referral_id") in referral_ids}
+            seen = {
+                (r.value["data"]["referral_id"], r.value["data"]["state"])
+                for r in records
+                if r.value.get("data", {}).get("referral_id") in referral_ids
+            }
             return wanted <= seen
 
-        records = await read_topic(fs, fs.topic(REFERRALS), until=_json_until(topic_has_all),
-                                   timeout=240)
-        ours = [r for r in (_json(x) for x in records)
-                if r.get("data", {}).get("referral_id") in referral_ids]
+        records = await read_topic(
+            fs, fs.topic(REFERRALS), until=_json_until(topic_has_all), timeout=240
+        )
+        ours = [
+            r
+            for r in (_json(x) for x in records)
+            if r.get("data", {}).get("referral_id") in referral_ids
+        ]
         copies = Counter(e["id"] for e in ours)
         ids_per_change: dict[tuple[str, str], set[str]] = defaultdict(set)
         for e in ours:
@@ -270,48 +339,67 @@ class TestFaults:
             # the referrals service applied each change once, with the event it published
             applied = await conn.fetch(
                 "SELECT event_id FROM referrals.referral_transition "
-                "WHERE referral_id::text = ANY($1::text[])", list(referral_ids))
+                "WHERE referral_id::text = ANY($1::text[])",
+                list(referral_ids),
+            )
             assert sorted(r[0] for r in applied) == event_ids
-            unsent = await conn.fetchval("SELECT count(*) FROM referrals.outbox "
-                                         "WHERE sent_at IS NULL")
+            unsent = await conn.fetchval(
+                "SELECT count(*) FROM referrals.outbox WHERE sent_at IS NULL"
+            )
             assert unsent == 0
 
             # --- 2. every consumer's effect once (inbox), none missing ---
             async def inbox(schema: str) -> Counter[str]:
                 return await _count_by_event(
-                    conn, f"SELECT event_id FROM {schema}.inbox "
-                          "WHERE event_id = ANY($1::text[])", event_ids)
+                    conn,
+                    f"SELECT event_id FROM {schema}.inbox WHERE event_id = ANY($1::text[])",
+                    event_ids,
+                )
 
             for schema in ("care_plans", "notifications"):
-                counts = await eventually(lambda s=schema: _complete(inbox(s), event_ids),
-                                          timeout=180, interval=1)
+                counts = await eventually(
+                    lambda s=schema: _complete(inbox(s), event_ids), timeout=180, interval=1
+                )
                 assert set(counts.values()) == {1}, f"{schema}: an event applied twice"
             history = await _count_by_event(
-                conn, "SELECT event_id FROM notifications.referral_history "
-                      "WHERE event_id = ANY($1::text[])", event_ids)
+                conn,
+                "SELECT event_id FROM notifications.referral_history "
+                "WHERE event_id = ANY($1::text[])",
+                event_ids,
+            )
             assert sorted(history) == event_ids
             messages = await conn.fetch(
                 "SELECT event_id, audience, count(*) AS n FROM notifications.message "
-                "WHERE event_id = ANY($1::text[]) GROUP BY 1, 2", event_ids)
+                "WHERE event_id = ANY($1::text[]) GROUP BY 1, 2",
+                event_ids,
+            )
             assert messages and all(m["n"] == 1 for m in messages), "a message made twice"
             sent_twice = await conn.fetchval(
                 "SELECT count(*) FROM (SELECT d.message_id, d.recipient "
                 "FROM notifications.message_delivery d JOIN notifications.message m "
                 "ON m.id = d.message_id WHERE m.event_id = ANY($1::text[]) AND "
-                "d.status = 'sent' GROUP BY 1, 2 HAVING count(*) > 1) twice", event_ids)
+                "d.status = 'sent' GROUP BY 1, 2 HAVING count(*) > 1) twice",
+                event_ids,
+            )
             assert sent_twice == 0, "a message sent twice to one recipient"
 
             # --- 3. partner deliveries: one per event, accepted under one identity ---
             # (a set: a change whose event the relay published twice is still one event)
             pain_events = sorted({e["id"] for e in ours if e["data"]["to_org"] == PAIN[1]})
             deliveries = await _count_by_event(
-                conn, "SELECT event_id FROM notifications.webhook_delivery "
-                      "WHERE event_id = ANY($1::text[])", pain_events)
+                conn,
+                "SELECT event_id FROM notifications.webhook_delivery "
+                "WHERE event_id = ANY($1::text[])",
+                pain_events,
+            )
             assert sorted(deliveries) == pain_events and set(deliveries.values()) == {1}
         finally:
             await conn.close()
-        await eventually(lambda: {g.payload["id"] for g in hook.accepted()} >= set(pain_events),
-                         timeout=240, interval=1)
+        await eventually(
+            lambda: {g.payload["id"] for g in hook.accepted()} >= set(pain_events),
+            timeout=240,
+            interval=1,
+        )
         identities: dict[str, set[str]] = defaultdict(set)
         for g in hook.accepted():
             identities[g.payload["id"]].add(g.webhook_id)
@@ -329,8 +417,7 @@ class TestFaults:
             views = {}
             for patient, n in per_patient.items():
                 try:
-                    view = await client.get_workflow_handle(workflow_id(patient)).query(
-                        "journey")
+                    view = await client.get_workflow_handle(workflow_id(patient)).query("journey")
                 except Exception:  # noqa: BLE001 - not started yet, or the worker restarting
                     return None
                 if view["events_applied"] != n:
@@ -349,9 +436,12 @@ class TestFaults:
             assert views[patient]["alerts"] == [], f"{patient}: an alert nobody earned"
         conn = await _pg(fs)
         try:
+
             async def alert_rows() -> Counter[str] | None:
-                rows = await conn.fetch("SELECT patient_id FROM notifications.alert "
-                                        "WHERE patient_id = ANY($1::text[])", list(per_patient))
+                rows = await conn.fetch(
+                    "SELECT patient_id FROM notifications.alert WHERE patient_id = ANY($1::text[])",
+                    list(per_patient),
+                )
                 got = Counter(r[0] for r in rows)
                 return got if set(got) >= driver.fast_patients else None
 
@@ -360,18 +450,23 @@ class TestFaults:
         finally:
             await conn.close()
 
-        faults = [i for i in log.injected
-                  if i.name in ("kill -9", "SIGSTOP") or "stopped" in i.name]
+        faults = [
+            i for i in log.injected if i.name in ("kill -9", "SIGSTOP") or "stopped" in i.name
+        ]
         killed = sum(len(i.detail.split(", ")) for i in faults if i.name == "kill -9")
-        print(f"faults injected: {len(faults)} ({killed} processes killed with SIGKILL in "
-              f"{sum(i.name == 'kill -9' for i in faults)} rounds, the broker among them; "
-              f"PostgreSQL restarted; a consumer frozen past its session timeout)")
-        print(f"acknowledged changes {len(acked)}; events published {len(event_ids)} "
-              f"({len(records)} records read, {topic_dups} duplicate copies on the topic); "
-              f"consumed once each by care plans, notifications and the journeys; "
-              f"journey duplicates absorbed {journey_dups}; partner repeats of an accepted "
-              f"delivery {partner_repeats}; stall alerts {len(alerts)} for "
-              f"{len(driver.fast_patients)} waiting referrals; lost 0")
+        print(
+            f"faults injected: {len(faults)} ({killed} processes killed with SIGKILL in "
+            f"{sum(i.name == 'kill -9' for i in faults)} rounds, the broker among them; "
+            f"PostgreSQL restarted; a consumer frozen past its session timeout)"
+        )
+        print(
+            f"acknowledged changes {len(acked)}; events published {len(event_ids)} "
+            f"({len(records)} records read, {topic_dups} duplicate copies on the topic); "
+            f"consumed once each by care plans, notifications and the journeys; "
+            f"journey duplicates absorbed {journey_dups}; partner repeats of an accepted "
+            f"delivery {partner_repeats}; stall alerts {len(alerts)} for "
+            f"{len(driver.fast_patients)} waiting referrals; lost 0"
+        )
 
 
 def _json(record: Any) -> dict[str, Any]:
@@ -386,6 +481,7 @@ def _json(record: Any) -> dict[str, Any]:
 
 def _json_until(check: Any) -> Any:
     """read_topic's `until`, over records whose values are parsed as JSON (poison skipped)."""
+
     class _R:
         def __init__(self, value: dict[str, Any]) -> None:
             self.value = value

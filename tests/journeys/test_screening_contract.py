@@ -28,8 +28,11 @@ from workflows.journeys.state import JourneyState
 #: rules version 2 on)
 RULES = dataclasses.replace(load_rules(), bands_from_vocabulary=True, version=2)
 #: the rule each instrument's high-risk band prompts (the person has no referral open here)
-PROMPT = {"STarT-Back": "pathway.start_back_high", "PHQ-9": "pathway.severe_mood",
-          "GAD-7": "pathway.severe_mood"}
+PROMPT = {
+    "STarT-Back": "pathway.start_back_high",
+    "PHQ-9": "pathway.severe_mood",
+    "GAD-7": "pathway.severe_mood",
+}
 
 
 def start_back(distress: int, physical: int) -> dict[str, str]:
@@ -65,18 +68,28 @@ CASES: list[tuple[str, dict[str, Any], str, bool]] = [
 
 
 class TestScreeningReachesTheJourney:
-    @pytest.mark.parametrize(("instrument", "answers", "band", "alerted"), CASES,
-                             ids=[f"{c[0]}-{c[2]}-{i}" for i, c in enumerate(CASES)])
+    @pytest.mark.parametrize(
+        ("instrument", "answers", "band", "alerted"),
+        CASES,
+        ids=[f"{c[0]}-{c[2]}-{i}" for i, c in enumerate(CASES)],
+    )
     async def test_a_recorded_assessment_alerts_exactly_when_its_band_is_high_risk(
-            self, care_plans_client: httpx.AsyncClient,  # noqa: F811
-            care_plans_sessions: async_sessionmaker,  # noqa: F811
-            settings: Settings, instrument: str, answers: dict[str, Any], band: str,
-            alerted: bool) -> None:
+        self,
+        care_plans_client: httpx.AsyncClient,  # noqa: F811
+        care_plans_sessions: async_sessionmaker,  # noqa: F811
+        settings: Settings,
+        instrument: str,
+        answers: dict[str, Any],
+        band: str,
+        alerted: bool,
+    ) -> None:
         w = World(settings)
         plan = await create_plan(care_plans_client, w)
-        r = await care_plans_client.post(f"/care-plans/{plan['id']}/assessments",
-                                         headers=w.holder_h(),
-                                         json={"instrument": instrument, "answers": answers})
+        r = await care_plans_client.post(
+            f"/care-plans/{plan['id']}/assessments",
+            headers=w.holder_h(),
+            json={"instrument": instrument, "answers": answers},
+        )
         assert r.status_code == 201, r.text
         recorded = r.json()
         assert recorded["band"] == band and band in BANDS[Instrument(instrument)]
@@ -84,8 +97,11 @@ class TestScreeningReachesTheJourney:
         flagged = any(f["reason"] == "high_risk_band" for f in recorded["risk_flags"])
         assert flagged is alerted
 
-        rows = [e for e in await outbox_of(care_plans_sessions, plan["patient_id"])
-                if e.event_type == "uk.waymark.care-plan.assessment.recorded"]
+        rows = [
+            e
+            for e in await outbox_of(care_plans_sessions, plan["patient_id"])
+            if e.event_type == "uk.waymark.care-plan.assessment.recorded"
+        ]
         assert len(rows) == 1
         event = CloudEvent.model_validate(rows[0].payload)
         signal = to_assessment(event, REGISTRY.parse(event))  # as the bridge sends it
@@ -96,8 +112,10 @@ class TestScreeningReachesTheJourney:
         assert [a.rule for a in raised] == ([PROMPT[instrument]] if alerted else [])
         if alerted:
             # the care plan's own severity for the same result, and its words for the band
-            assert raised[0].severity == {f["reason"]: f["severity"]
-                                          for f in recorded["risk_flags"]}["high_risk_band"]
+            assert (
+                raised[0].severity
+                == {f["reason"]: f["severity"] for f in recorded["risk_flags"]}["high_risk_band"]
+            )
             assert raised[0].kind == "pathway"
             words = "high risk" if instrument == "STarT-Back" else band.replace("_", " ")
             assert f"is in the {words} band" in raised[0].explanation

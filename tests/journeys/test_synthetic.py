@@ -45,12 +45,17 @@ from workflows.journeys.synthetic import (
 from workflows.journeys.workflows import PatientJourney
 
 SEED = 20261127
-NOWS = (datetime(2026, 1, 2, 9, tzinfo=UTC), datetime(2026, 3, 29, 0, 30, tzinfo=UTC),
-        datetime(2026, 4, 7, 9, tzinfo=UTC), datetime(2026, 12, 31, 18, tzinfo=UTC))
+NOWS = (
+    datetime(2026, 1, 2, 9, tzinfo=UTC),
+    datetime(2026, 3, 29, 0, 30, tzinfo=UTC),
+    datetime(2026, 4, 7, 9, tzinfo=UTC),
+    datetime(2026, 12, 31, 18, tzinfo=UTC),
+)
 
 
-def _precision_recall(expected: set[tuple[str, str]], got: set[tuple[str, str]]
-                      ) -> tuple[float, float]:
+def _precision_recall(
+    expected: set[tuple[str, str]], got: set[tuple[str, str]]
+) -> tuple[float, float]:
     tp = len(expected & got)
     precision = tp / len(got) if got else 1.0
     recall = tp / len(expected) if expected else 1.0
@@ -127,8 +132,11 @@ def spec_rules(events: list[JourneyEvent], now: datetime) -> set[str]:
         if r.end is not None:
             continue
         if cur.state == "submitted":
-            days = st["triage_working_days_urgent" if r.priority == "urgent"
-                      else "triage_working_days_routine"]
+            days = st[
+                "triage_working_days_urgent"
+                if r.priority == "urgent"
+                else "triage_working_days_routine"
+            ]
             if working_days_after(t, days) <= now:
                 out.add("stalled.not_triaged")
         elif cur.state == "accepted":
@@ -142,8 +150,12 @@ def spec_rules(events: list[JourneyEvent], now: datetime) -> set[str]:
         elif t + timedelta(weeks=st["activity"]["no_activity_weeks"]) <= now:
             out.add("stalled.no_activity")
         rtt = st["rtt"]["weeks_by_category"].get(r.category)
-        if (rtt and cur.state != "submitted" and not any(e.state == "attended" for _, e in r.steps)
-                and r.submitted + timedelta(weeks=rtt) <= now):
+        if (
+            rtt
+            and cur.state != "submitted"
+            and not any(e.state == "attended" for _, e in r.steps)
+            and r.submitted + timedelta(weeks=rtt) <= now
+        ):
             out.add("stalled.rtt_breach")
     ended = [(r, r.end) for r in all_refs if r.end is not None]
     doors = [(r, end[0]) for r, end in ended if end[1] == Outcome.NOT_TREATED]
@@ -151,48 +163,68 @@ def spec_rules(events: list[JourneyEvent], now: datetime) -> set[str]:
     # no next step: a door closed, nothing else open then, nothing submitted since, 8 weeks on
     for r, t in doors:
         others = [o for o in all_refs if o is not r]
-        if (not any(o.open_at(t) or o.submitted > t for o in others)
-                and t + timedelta(weeks=st["no_next_step"]["weeks"]) <= now):
+        if (
+            not any(o.open_at(t) or o.submitted > t for o in others)
+            and t + timedelta(weeks=st["no_next_step"]["weeks"]) <= now
+        ):
             out.add("stalled.no_next_step")
     # re-referral: to the same service or category, within the window after a door closed
     for r in all_refs:
         for prev, t in doors:
-            if (prev is not r and (prev.service == r.service or prev.category == r.category)
-                    and timedelta(0) <= r.submitted - t
-                    <= timedelta(days=lp["rereferral_window_days"])):
+            if (
+                prev is not r
+                and (prev.service == r.service or prev.category == r.category)
+                and timedelta(0) <= r.submitted - t <= timedelta(days=lp["rereferral_window_days"])
+            ):
                 out.add("looping.re_referral")
     # ping-pong: A, B, A' with A closed (bounced) before B was made, B before A' was made
     for a, ta in bounced:
         for b, tb in bounced:
             for a2 in all_refs:
-                if (b.category != a.category and a2.category == a.category and a2 is not a
-                        and ta <= b.submitted and tb <= a2.submitted
-                        and a.submitted < a2.submitted
-                        <= a.submitted + timedelta(days=lp["ping_pong_window_days"])):
+                if (
+                    b.category != a.category
+                    and a2.category == a.category
+                    and a2 is not a
+                    and ta <= b.submitted
+                    and tb <= a2.submitted
+                    and a.submitted
+                    < a2.submitted
+                    <= a.submitted + timedelta(days=lp["ping_pong_window_days"])
+                ):
                     out.add("looping.ping_pong")
     # returned repeatedly
     returns = sorted(t for r in all_refs for t, e in r.steps if e.state == "returned")
     n = lp["returned_times"]
-    if any(returns[i + n - 1] - returns[i] <= timedelta(days=lp["returned_window_days"])
-           for i in range(len(returns) - n + 1)):
+    if any(
+        returns[i + n - 1] - returns[i] <= timedelta(days=lp["returned_window_days"])
+        for i in range(len(returns) - n + 1)
+    ):
         out.add("looping.returned_repeatedly")
     # closed doors: doors of different services within the window; nothing open at the latest
     # and nothing submitted within the grace after it, which has passed
     cd = lp["closed_doors"]
     for _, last in doors:
-        near = {r.service for r, t in doors
-                if timedelta(0) <= last - t <= timedelta(days=cd["window_days"])}
+        near = {
+            r.service
+            for r, t in doors
+            if timedelta(0) <= last - t <= timedelta(days=cd["window_days"])
+        }
         grace = last + timedelta(days=cd["grace_days"])
-        if (len(near) >= cd["services"] and grace <= now
-                and not any(r.open_at(last) or last < r.submitted <= grace
-                            for r in all_refs)):
+        if (
+            len(near) >= cd["services"]
+            and grace <= now
+            and not any(r.open_at(last) or last < r.submitted <= grace for r in all_refs)
+        ):
             out.add("looping.closed_doors")
     # frequent contact: episodes (referrals, not administrative endings) within the window
-    subs = sorted(r.submitted for r in all_refs
-                  if r.end is None or r.end[1] != Outcome.ADMINISTRATIVE)
+    subs = sorted(
+        r.submitted for r in all_refs if r.end is None or r.end[1] != Outcome.ADMINISTRATIVE
+    )
     n = lp["frequent_contacts"]
-    if any(subs[i + n - 1] - subs[i] <= timedelta(days=lp["frequent_window_days"])
-           for i in range(len(subs) - n + 1)):
+    if any(
+        subs[i + n - 1] - subs[i] <= timedelta(days=lp["frequent_window_days"])
+        for i in range(len(subs) - n + 1)
+    ):
         out.add("looping.frequent_contact")
     return out
 
@@ -201,8 +233,9 @@ class TestGenerator:
     def test_the_same_seed_gives_the_same_journeys(self) -> None:
         now = datetime(2026, 6, 1, 12, tzinfo=UTC)
         a, b = generate(50, seed=7, now=now), generate(50, seed=7, now=now)
-        assert [(j.template, [e.event_id for e in j.events]) for j in a] == \
-            [(j.template, [e.event_id for e in j.events]) for j in b]
+        assert [(j.template, [e.event_id for e in j.events]) for j in a] == [
+            (j.template, [e.event_id for e in j.events]) for j in b
+        ]
         assert generate(50, seed=8, now=now)[20].events != a[20].events
 
     def test_every_template_is_used_and_labelled_journeys_are_a_good_share(self) -> None:
@@ -211,15 +244,24 @@ class TestGenerator:
         assert sum(1 for j in journeys if j.expected_rules) > 200
         # every rule a referral history can raise has a template that must raise it
         assert {r for j in journeys for r in j.expected_rules} == {
-            "stalled.not_triaged", "stalled.not_booked", "stalled.no_outcome",
-            "stalled.no_activity", "stalled.rtt_breach", "stalled.no_next_step",
-            "looping.re_referral", "looping.ping_pong", "looping.returned_repeatedly",
-            "looping.closed_doors", "looping.frequent_contact"}
+            "stalled.not_triaged",
+            "stalled.not_booked",
+            "stalled.no_outcome",
+            "stalled.no_activity",
+            "stalled.rtt_breach",
+            "stalled.no_next_step",
+            "looping.re_referral",
+            "looping.ping_pong",
+            "looping.returned_repeatedly",
+            "looping.closed_doors",
+            "looping.frequent_contact",
+        }
 
     def test_ordinary_care_raises_nothing_and_ambiguous_templates_are_marked(self) -> None:
         for j in generate(300, seed=SEED, now=datetime.now(UTC)):
-            assert (j.template in ORDINARY) == (j.expected_rules == set()
-                                                and j.template != "clean_open"), j.template
+            assert (j.template in ORDINARY) == (
+                j.expected_rules == set() and j.template != "clean_open"
+            ), j.template
             assert j.clear_cut == (j.template not in AMBIGUOUS)
 
     def test_every_ending_has_a_reason_of_the_one_vocabulary(self) -> None:
@@ -240,8 +282,13 @@ class TestGenerator:
         for now in NOWS:
             for j in generate(600, seed=SEED, now=now):
                 assert spec_rules(j.events, now) == j.expected_rules, (
-                    j.template, now, [(e.occurred_at[:10], e.service_category, e.state,
-                                       e.transition_reason) for e in j.events])
+                    j.template,
+                    now,
+                    [
+                        (e.occurred_at[:10], e.service_category, e.state, e.transition_reason)
+                        for e in j.events
+                    ],
+                )
 
     def test_the_labels_are_exactly_what_the_rules_raise(self) -> None:
         for now in NOWS:
@@ -257,35 +304,58 @@ class TestTheSpecificationReader:
 
     NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 
-    def _events(self, *refs: tuple[str, Sequence[tuple[str, float]], str | None]
-                ) -> list[JourneyEvent]:
+    def _events(
+        self, *refs: tuple[str, Sequence[tuple[str, float]], str | None]
+    ) -> list[JourneyEvent]:
         out = []
         for k, (cat, steps, reason) in enumerate(refs):
             for i, (state, days_ago) in enumerate(steps):
-                out.append(JourneyEvent(
-                    event_id=f"{k}-{i}", event_type=f"uk.waymark.referral.{state}",
-                    occurred_at=(self.NOW - timedelta(days=days_ago)).isoformat(),
-                    referral_id=f"r{k}", state=state, from_org="GP", to_org=f"O-{cat}",
-                    to_service_id=f"svc-{cat}", service_category=cat, priority="routine",
-                    transition_reason=reason if state in ENDINGS else None))
+                out.append(
+                    JourneyEvent(
+                        event_id=f"{k}-{i}",
+                        event_type=f"uk.waymark.referral.{state}",
+                        occurred_at=(self.NOW - timedelta(days=days_ago)).isoformat(),
+                        referral_id=f"r{k}",
+                        state=state,
+                        from_org="GP",
+                        to_org=f"O-{cat}",
+                        to_service_id=f"svc-{cat}",
+                        service_category=cat,
+                        priority="routine",
+                        transition_reason=reason if state in ENDINGS else None,
+                    )
+                )
         return sorted(out, key=lambda e: e.occurred_at)
 
     def test_three_sessions_of_one_referral_are_not_frequent_contact(self) -> None:
-        course = [("submitted", 60), ("accepted", 58), ("booked", 56), ("attended", 50),
-                  ("booked", 49), ("attended", 43), ("booked", 42), ("attended", 36),
-                  ("discharged", 35)]
-        assert spec_rules(self._events(("msk", course, "treatment-completed")), self.NOW) \
-            == set()
+        course = [
+            ("submitted", 60),
+            ("accepted", 58),
+            ("booked", 56),
+            ("attended", 50),
+            ("booked", 49),
+            ("attended", 43),
+            ("booked", 42),
+            ("attended", 36),
+            ("discharged", 35),
+        ]
+        assert spec_rules(self._events(("msk", course, "treatment-completed")), self.NOW) == set()
 
     def test_re_referral_after_goals_met_is_a_relapse_not_a_loop(self) -> None:
         first = [("submitted", 150), ("accepted", 148), ("attended", 140), ("discharged", 100)]
-        assert spec_rules(self._events(("pain", first, "goals-met"),
-                                       ("pain", [("submitted", 17)], None)), self.NOW - timedelta(
-            days=17)) == set()
+        assert (
+            spec_rules(
+                self._events(("pain", first, "goals-met"), ("pain", [("submitted", 17)], None)),
+                self.NOW - timedelta(days=17),
+            )
+            == set()
+        )
 
     def test_three_services_rejecting_is_closed_doors(self) -> None:
-        refs = [(c, [("submitted", d), ("rejected", d - 3)], "does-not-meet-criteria")
-                for c, d in (("pain", 60), ("tt", 45), ("sp", 30))]
+        refs = [
+            (c, [("submitted", d), ("rejected", d - 3)], "does-not-meet-criteria")
+            for c, d in (("pain", 60), ("tt", 45), ("sp", 30))
+        ]
         assert spec_rules(self._events(*refs), self.NOW) == {"looping.closed_doors"}
 
     def test_a_rejection_then_nothing_for_sixty_days_has_no_next_step(self) -> None:
@@ -298,9 +368,12 @@ class TestTheSpecificationReader:
 
     def test_ping_pong_needs_the_service_to_close_it(self) -> None:
         def history(reason: str) -> list[JourneyEvent]:
-            return self._events(("pain", [("submitted", 90), ("cancelled", 88)], reason),
-                                ("tt", [("submitted", 60), ("cancelled", 58)], reason),
-                                ("pain", [("submitted", 1)], None))
+            return self._events(
+                ("pain", [("submitted", 90), ("cancelled", 88)], reason),
+                ("tt", [("submitted", 60), ("cancelled", 58)], reason),
+                ("pain", [("submitted", 1)], None),
+            )
+
         assert spec_rules(history("no-longer-required"), self.NOW) == set()
         assert "looping.ping_pong" in spec_rules(history("service-withdrawn"), self.NOW)
 
@@ -324,18 +397,23 @@ class TestDemoPopulation:
     def test_the_journeys_start_across_the_twelve_months_and_never_before(self) -> None:
         now = datetime(2026, 6, 1, 12, tzinfo=UTC)
         journeys = generate(500, seed=SEED, now=now, months=12, mix=DEMO_MIX)
-        ages = [(now - datetime.fromisoformat(e.occurred_at)).days
-                for j in journeys for e in j.events]
+        ages = [
+            (now - datetime.fromisoformat(e.occurred_at)).days for j in journeys for e in j.events
+        ]
         assert max(ages) <= 366 and min(ages) >= 0
         # every month of the year has journeys starting in it
-        first_ages = {min((now - datetime.fromisoformat(e.occurred_at)).days
-                          for e in j.events) // 31 for j in journeys}
+        first_ages = {
+            min((now - datetime.fromisoformat(e.occurred_at)).days for e in j.events) // 31
+            for j in journeys
+        }
         assert set(range(11)) <= first_ages
         # loops that have ended reach back beyond the six months the open ones are judged in
-        seen = [j for j in journeys if j.template in ("re_referral_seen", "ping_pong_seen",
-                                                      "closed_doors_no_next_step")]
-        assert any((now - datetime.fromisoformat(j.events[0].occurred_at)).days > 250
-                   for j in seen)
+        seen = [
+            j
+            for j in journeys
+            if j.template in ("re_referral_seen", "ping_pong_seen", "closed_doors_no_next_step")
+        ]
+        assert any((now - datetime.fromisoformat(j.events[0].occurred_at)).days > 250 for j in seen)
 
     def test_journeys_judged_against_now_stay_where_they_are(self) -> None:
         now = datetime(2026, 6, 1, 12, tzinfo=UTC)
@@ -350,8 +428,7 @@ class TestDemoPopulation:
         now = datetime(2026, 6, 1, 12, tzinfo=UTC)
         for j in generate(600, seed=SEED, now=now):
             if j.template in SPREAD:
-                oldest = max((now - datetime.fromisoformat(e.occurred_at)).days
-                             for e in j.events)
+                oldest = max((now - datetime.fromisoformat(e.occurred_at)).days for e in j.events)
                 assert oldest <= SPREAD[j.template][0], (j.template, oldest)
 
     def test_most_of_the_demo_population_goes_well(self) -> None:
@@ -364,15 +441,17 @@ class TestDemoPopulation:
         now = datetime.now(UTC)
         small = generate(60, seed=SEED, now=now, months=12, mix=DEMO_MIX)
         large = generate(500, seed=SEED, now=now, months=12, mix=DEMO_MIX)
-        assert [(j.patient_id, [e.event_id for e in j.events]) for j in small] == \
-            [(j.patient_id, [e.event_id for e in j.events]) for j in large[:60]]
+        assert [(j.patient_id, [e.event_id for e in j.events]) for j in small] == [
+            (j.patient_id, [e.event_id for e in j.events]) for j in large[:60]
+        ]
 
     def test_events_are_referral_events_from_the_synthetic_source_in_order(self) -> None:
         j = generate(20, seed=SEED, now=datetime.now(UTC))[0]
         events = [to_cloud_event(j.patient_id, e) for e in j.events]
         assert {e.source for e in events} == {SYNTHETIC_SOURCE}
-        assert all(e.subject == j.patient_id and e.type.startswith("uk.waymark.referral.")
-                   for e in events)
+        assert all(
+            e.subject == j.patient_id and e.type.startswith("uk.waymark.referral.") for e in events
+        )
         assert [e.id for e in events] == [e.event_id for e in j.events]
         # each step names the state it came from, as the referrals service's events do
         last: dict[str, str | None] = {}
@@ -383,34 +462,48 @@ class TestDemoPopulation:
 
 
 class TestThroughTheRealStack:
-    async def test_500_labelled_journeys_raise_exactly_their_alerts(self, running_apps,
-                                                                   journey_sessions):
+    async def test_500_labelled_journeys_raise_exactly_their_alerts(
+        self, running_apps, journey_sessions
+    ):
         s = running_apps
         run = uuid.uuid4().hex[:6]
         journeys = generate(500, seed=SEED, now=datetime.now(UTC), patient_prefix=f"pt_s{run}")
-        await publish(journeys, bootstrap_servers=s.bootstrap_servers,
-                      topic=s.topic(REFERRALS))
+        await publish(journeys, bootstrap_servers=s.bootstrap_servers, topic=s.topic(REFERRALS))
 
         client = await Client.connect(s.temporal_target, namespace=s.temporal_namespace)
 
         async def all_applied() -> bool:
-            views = await asyncio.gather(*(
-                client.get_workflow_handle(workflow_id(j.patient_id)).query(
-                    PatientJourney.journey) for j in journeys), return_exceptions=True)
-            return all(not isinstance(v, BaseException) and v.events_applied == len(j.events)
-                       for v, j in zip(views, journeys, strict=True))
+            views = await asyncio.gather(
+                *(
+                    client.get_workflow_handle(workflow_id(j.patient_id)).query(
+                        PatientJourney.journey
+                    )
+                    for j in journeys
+                ),
+                return_exceptions=True,
+            )
+            return all(
+                not isinstance(v, BaseException) and v.events_applied == len(j.events)
+                for v, j in zip(views, journeys, strict=True)
+            )
 
         await eventually(all_applied, timeout=240, interval=1.0)
         # the ambiguous templates are measured (and documented) by bench/alert_quality.py
         clear = {j.patient_id for j in journeys if j.clear_cut}
-        expected = {(j.patient_id, r) for j in journeys for r in j.expected_rules
-                    if j.clear_cut}
+        expected = {(j.patient_id, r) for j in journeys for r in j.expected_rules if j.clear_cut}
 
         async def alerts_raised() -> set[tuple[str, str]]:
-            views = await asyncio.gather(*(client.get_workflow_handle(
-                workflow_id(j.patient_id)).query(PatientJourney.journey) for j in journeys))
-            return {(v.patient_id, a.rule) for v in views for a in v.alerts
-                    if v.patient_id in clear}
+            views = await asyncio.gather(
+                *(
+                    client.get_workflow_handle(workflow_id(j.patient_id)).query(
+                        PatientJourney.journey
+                    )
+                    for j in journeys
+                )
+            )
+            return {
+                (v.patient_id, a.rule) for v in views for a in v.alerts if v.patient_id in clear
+            }
 
         # stalls are judged once a journey's events have settled (rules.toml settle_seconds)
         got: set[tuple[str, str]] = set()
@@ -435,9 +528,13 @@ class TestThroughTheRealStack:
 
         async def read_model() -> set[tuple[str, str]] | None:
             async with unit_of_work(journey_sessions) as session:
-                rows = (await session.exec(text(
-                    "SELECT patient_id, rule FROM journey_alert WHERE patient_id LIKE :p")
-                    .bindparams(p=prefix))).all()
+                rows = (
+                    await session.exec(
+                        text(
+                            "SELECT patient_id, rule FROM journey_alert WHERE patient_id LIKE :p"
+                        ).bindparams(p=prefix)
+                    )
+                ).all()
             found = {(r.patient_id, r.rule) for r in rows if r.patient_id in clear}
             return found if found == expected else None
 

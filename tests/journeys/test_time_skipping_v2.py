@@ -32,13 +32,24 @@ class TestClosedDoorsAndNoNextStep:
         env, queue, _ = ts_worker
         t0 = await env.get_current_time()
         handle = await start(env.client, queue, patient())
-        for rid, cat, svc in (("r1", "pain_management_programme", "svc-pain"),
-                              ("r2", "talking_therapies_ltc", "svc-tt")):
-            await handle.signal(PatientJourney.referral_event,
-                                ev(rid, "submitted", t0, category=cat, service=svc))
-            await handle.signal(PatientJourney.referral_event,
-                                ev(rid, "rejected", t0 + timedelta(minutes=1), category=cat,
-                                   service=svc, reason="does-not-meet-criteria"))
+        for rid, cat, svc in (
+            ("r1", "pain_management_programme", "svc-pain"),
+            ("r2", "talking_therapies_ltc", "svc-tt"),
+        ):
+            await handle.signal(
+                PatientJourney.referral_event, ev(rid, "submitted", t0, category=cat, service=svc)
+            )
+            await handle.signal(
+                PatientJourney.referral_event,
+                ev(
+                    rid,
+                    "rejected",
+                    t0 + timedelta(minutes=1),
+                    category=cat,
+                    service=svc,
+                    reason="does-not-meet-criteria",
+                ),
+            )
         grace = timedelta(days=RULES.closed_doors_grace_days, minutes=1)
         await env.sleep(grace - timedelta(seconds=5))
         assert await alerts(handle, "looping.closed_doors") == []
@@ -46,15 +57,17 @@ class TestClosedDoorsAndNoNextStep:
         found = await eventually(lambda: alerts(handle, "looping.closed_doors"), timeout=20)
         assert len(found) == 1 and len(found[0].evidence) == 2
 
-    async def test_no_next_step_reaches_the_referrer_after_eight_weeks(self, ts_worker,
-                                                                      journey_sessions):
+    async def test_no_next_step_reaches_the_referrer_after_eight_weeks(
+        self, ts_worker, journey_sessions
+    ):
         env, queue, _ = ts_worker
         t0 = await env.get_current_time()
         p = patient()
         handle = await start(env.client, queue, p, ev("r1", "submitted", t0))
-        await handle.signal(PatientJourney.referral_event,
-                            ev("r1", "returned", t0 + timedelta(hours=1),
-                               reason="refer-elsewhere"))
+        await handle.signal(
+            PatientJourney.referral_event,
+            ev("r1", "returned", t0 + timedelta(hours=1), reason="refer-elsewhere"),
+        )
         due = timedelta(hours=1, weeks=RULES.no_next_step_weeks)
         await env.sleep(due - timedelta(seconds=5))
         assert await alerts(handle, "stalled.no_next_step") == []
@@ -62,16 +75,33 @@ class TestClosedDoorsAndNoNextStep:
         found = await eventually(lambda: alerts(handle, "stalled.no_next_step"), timeout=20)
         assert found[0].recipient_orgs == ["GP-1"]
         async with unit_of_work(journey_sessions) as s:
-            payloads = (await s.exec(text(
-                "SELECT payload FROM outbox WHERE key = :p AND event_type = "
-                "'uk.waymark.journey.alert.raised'").bindparams(p=p))).scalars().all()
+            payloads = (
+                (
+                    await s.exec(
+                        text(
+                            "SELECT payload FROM outbox WHERE key = :p AND event_type = "
+                            "'uk.waymark.journey.alert.raised'"
+                        ).bindparams(p=p)
+                    )
+                )
+                .scalars()
+                .all()
+            )
         data = [(json.loads(x) if isinstance(x, str) else x)["data"] for x in payloads]
         assert [d["recipient_orgs"] for d in data if d["rule"] == "stalled.no_next_step"] == [
-            ["GP-1"]]
+            ["GP-1"]
+        ]
         # a referral elsewhere is the next step: the alert resolves itself
-        await handle.signal(PatientJourney.referral_event,
-                            ev("r2", "submitted", await env.get_current_time(),
-                               category="social_prescribing", service="svc-sp"))
+        await handle.signal(
+            PatientJourney.referral_event,
+            ev(
+                "r2",
+                "submitted",
+                await env.get_current_time(),
+                category="social_prescribing",
+                service="svc-sp",
+            ),
+        )
         await env.sleep(SETTLE + timedelta(seconds=5))
 
         async def resolved():  # type: ignore[no-untyped-def]
@@ -85,10 +115,13 @@ class TestClosedDoorsAndNoNextStep:
         env, queue, _ = ts_worker
         t0 = await env.get_current_time()
         handle = await start(env.client, queue, patient(), ev("r1", "submitted", t0))
-        await handle.signal(PatientJourney.referral_event,
-                            ev("r1", "rejected", t0 + timedelta(hours=1)))
-        await handle.signal(PatientJourney.plan_activity,
-                            PlanActivity(str(uuid.uuid4()), (t0 + timedelta(days=3)).isoformat()))
+        await handle.signal(
+            PatientJourney.referral_event, ev("r1", "rejected", t0 + timedelta(hours=1))
+        )
+        await handle.signal(
+            PatientJourney.plan_activity,
+            PlanActivity(str(uuid.uuid4()), (t0 + timedelta(days=3)).isoformat()),
+        )
         await env.sleep(timedelta(weeks=RULES.no_next_step_weeks + 2))
         view = await handle.query(PatientJourney.journey)
         assert [a.rule for a in view.alerts if a.rule == "stalled.no_next_step"] == []
@@ -100,15 +133,29 @@ class TestChangedRules:
         t0 = await env.get_current_time()
         handle = await start(env.client, queue, patient())
         far = t0 + timedelta(weeks=30)
-        for rid, cat, svc in (("pain", "pain_management_programme", "svc-pain"),
-                              ("msk", "msk_physiotherapy", "svc-msk")):
-            for state, at in (("submitted", t0), ("accepted", t0 + timedelta(days=1)),
-                              ("booked", t0 + timedelta(days=2))):
-                await handle.signal(PatientJourney.referral_event,
-                                    ev(rid, state, at, category=cat, service=svc,
-                                       appointment_at=far if state == "booked" else None))
-        await env.sleep(timedelta(weeks=RULES.rtt_weeks_by_category[
-            "pain_management_programme"], seconds=-5))
+        for rid, cat, svc in (
+            ("pain", "pain_management_programme", "svc-pain"),
+            ("msk", "msk_physiotherapy", "svc-msk"),
+        ):
+            for state, at in (
+                ("submitted", t0),
+                ("accepted", t0 + timedelta(days=1)),
+                ("booked", t0 + timedelta(days=2)),
+            ):
+                await handle.signal(
+                    PatientJourney.referral_event,
+                    ev(
+                        rid,
+                        state,
+                        at,
+                        category=cat,
+                        service=svc,
+                        appointment_at=far if state == "booked" else None,
+                    ),
+                )
+        await env.sleep(
+            timedelta(weeks=RULES.rtt_weeks_by_category["pain_management_programme"], seconds=-5)
+        )
         assert await alerts(handle, "stalled.rtt_breach") == []
         await env.sleep(timedelta(seconds=10))
         found = await eventually(lambda: alerts(handle, "stalled.rtt_breach"), timeout=20)
@@ -120,17 +167,27 @@ class TestChangedRules:
         env, queue, _ = ts_worker
         t0 = await env.get_current_time()
         handle = await start(env.client, queue, patient())
-        pain, tt = ("pain_management_programme", "svc-pain"), ("talking_therapies_ltc",
-                                                               "svc-tt")
+        pain, tt = ("pain_management_programme", "svc-pain"), ("talking_therapies_ltc", "svc-tt")
         for rid, (cat, svc), steps in (
-                ("a", pain, (("submitted", 0), ("rejected", 1))),
-                ("b", tt, (("submitted", 2), ("returned", 3))),
-                ("c", pain, (("submitted", 4),))):
+            ("a", pain, (("submitted", 0), ("rejected", 1))),
+            ("b", tt, (("submitted", 2), ("returned", 3))),
+            ("c", pain, (("submitted", 4),)),
+        ):
             for state, days in steps:
-                await handle.signal(PatientJourney.referral_event, ev(
-                    rid, state, t0 + timedelta(days=days), category=cat, service=svc,
-                    reason={"rejected": "does-not-meet-criteria",
-                            "returned": "refer-elsewhere"}.get(state)))
+                await handle.signal(
+                    PatientJourney.referral_event,
+                    ev(
+                        rid,
+                        state,
+                        t0 + timedelta(days=days),
+                        category=cat,
+                        service=svc,
+                        reason={
+                            "rejected": "does-not-meet-criteria",
+                            "returned": "refer-elsewhere",
+                        }.get(state),
+                    ),
+                )
         found = await eventually(lambda: alerts(handle, "looping.ping_pong"), timeout=20)
         assert [e.referral_id for e in found[0].evidence] == ["a", "b", "c"]
         assert [a.referral_id for a in await alerts(handle, "looping.re_referral")] == ["c"]
@@ -139,15 +196,24 @@ class TestChangedRules:
         env, queue, _ = ts_worker
         t0 = await env.get_current_time()
         handle = await start(env.client, queue, patient())
-        for rid, cat, days in (("r1", "pain_management_programme", 0),
-                               ("r2", "talking_therapies_ltc", 30),
-                               ("r3", "social_prescribing", 60)):
+        for rid, cat, days in (
+            ("r1", "pain_management_programme", 0),
+            ("r2", "talking_therapies_ltc", 30),
+            ("r3", "social_prescribing", 60),
+        ):
             for state, d in (("submitted", 0), ("returned", 2)):
-                await handle.signal(PatientJourney.referral_event, ev(
-                    rid, state, t0 + timedelta(days=days + d), category=cat,
-                    service=f"svc-{rid}", reason="refer-elsewhere" if d else None))
-        found = await eventually(lambda: alerts(handle, "looping.returned_repeatedly"),
-                                 timeout=20)
+                await handle.signal(
+                    PatientJourney.referral_event,
+                    ev(
+                        rid,
+                        state,
+                        t0 + timedelta(days=days + d),
+                        category=cat,
+                        service=f"svc-{rid}",
+                        reason="refer-elsewhere" if d else None,
+                    ),
+                )
+        found = await eventually(lambda: alerts(handle, "looping.returned_repeatedly"), timeout=20)
         # r1 and r2 make a run; r3 alone starts the next one: one alert
         assert [[e.referral_id for e in a.evidence] for a in found] == [["r1", "r2"]]
         assert "Returned to the referrer 2 times in 30 days" in found[0].explanation
@@ -158,58 +224,95 @@ class TestChangedRules:
         one, four = patient(), patient()
         h1 = await start(env.client, queue, one)
         steps = [("submitted", 0), ("accepted", 1)] + [
-            (s, 2 + 7 * i + d) for i in range(5) for s, d in (("booked", 0), ("attended", 3))]
+            (s, 2 + 7 * i + d) for i in range(5) for s, d in (("booked", 0), ("attended", 3))
+        ]
         for state, days in steps:
-            await h1.signal(PatientJourney.referral_event,
-                            ev("r1", state, t0 + timedelta(days=days),
-                               category="msk_physiotherapy", service="svc-msk"))
+            await h1.signal(
+                PatientJourney.referral_event,
+                ev(
+                    "r1",
+                    state,
+                    t0 + timedelta(days=days),
+                    category="msk_physiotherapy",
+                    service="svc-msk",
+                ),
+            )
         h4 = await start(env.client, queue, four)
-        for i, cat in enumerate(("pain_management_programme", "talking_therapies_ltc",
-                                 "msk_physiotherapy", "social_prescribing")):
-            await h4.signal(PatientJourney.referral_event,
-                            ev(f"r{i}", "submitted", t0 + timedelta(days=20 * i),
-                               category=cat, service=f"svc-{i}"))
+        for i, cat in enumerate(
+            (
+                "pain_management_programme",
+                "talking_therapies_ltc",
+                "msk_physiotherapy",
+                "social_prescribing",
+            )
+        ):
+            await h4.signal(
+                PatientJourney.referral_event,
+                ev(
+                    f"r{i}",
+                    "submitted",
+                    t0 + timedelta(days=20 * i),
+                    category=cat,
+                    service=f"svc-{i}",
+                ),
+            )
         found = await eventually(lambda: alerts(h4, "looping.frequent_contact"), timeout=20)
         assert found[0].explanation.startswith("4 episodes of care in 60 days")
         view = await h1.query(PatientJourney.journey)
         assert view.events_applied == len(steps)
         assert [a.rule for a in view.alerts if a.kind == "looping"] == []
 
-    async def test_a_loop_alert_progresses_when_the_person_is_seen(self, ts_worker,
-                                                                  journey_sessions):
+    async def test_a_loop_alert_progresses_when_the_person_is_seen(
+        self, ts_worker, journey_sessions
+    ):
         env, queue, _ = ts_worker
         t0 = await env.get_current_time()
         p = patient()
         handle = await start(env.client, queue, p, ev("r1", "submitted", t0))
-        await handle.signal(PatientJourney.referral_event,
-                            ev("r1", "rejected", t0 + timedelta(hours=1)))
-        await handle.signal(PatientJourney.referral_event,
-                            ev("r2", "submitted", t0 + timedelta(days=2)))
+        await handle.signal(
+            PatientJourney.referral_event, ev("r1", "rejected", t0 + timedelta(hours=1))
+        )
+        await handle.signal(
+            PatientJourney.referral_event, ev("r2", "submitted", t0 + timedelta(days=2))
+        )
         await eventually(lambda: alerts(handle, "looping.re_referral"), timeout=20)
         for state, days in (("accepted", 3), ("booked", 4), ("attended", 10)):
-            await handle.signal(PatientJourney.referral_event,
-                                ev("r2", state, t0 + timedelta(days=days)))
+            await handle.signal(
+                PatientJourney.referral_event, ev("r2", state, t0 + timedelta(days=days))
+            )
 
         async def progressing():  # type: ignore[no-untyped-def]
             rows = await read_model(journey_sessions, p)
-            return [r for r in rows if r.rule == "looping.re_referral"
-                    and r.status == "progressing"] or None
+            return [
+                r for r in rows if r.rule == "looping.re_referral" and r.status == "progressing"
+            ] or None
 
         rows = await eventually(progressing, timeout=20)
         assert rows[0].seq == 2
         await env.sleep(timedelta(days=5))  # a progressing alert does not escalate
         assert (await alerts(handle, "looping.re_referral"))[0].status == "progressing"
 
-    async def test_item9_is_addressed_to_the_practice_and_the_plan_holder(self, ts_worker,
-                                                                         journey_sessions):
+    async def test_item9_is_addressed_to_the_practice_and_the_plan_holder(
+        self, ts_worker, journey_sessions
+    ):
         env, queue, _ = ts_worker
         t0 = await env.get_current_time()
         p = patient()
         handle = await start(env.client, queue, p)
-        await handle.signal(PatientJourney.assessment, AssessmentEvent(
-            event_id=str(uuid.uuid4()), occurred_at=t0.isoformat(), assessment_id="q1",
-            instrument="PHQ-9", band="moderate", total=12, safety_flag=True,
-            registered_practice="A81001", holder_org="RTH"))
+        await handle.signal(
+            PatientJourney.assessment,
+            AssessmentEvent(
+                event_id=str(uuid.uuid4()),
+                occurred_at=t0.isoformat(),
+                assessment_id="q1",
+                instrument="PHQ-9",
+                band="moderate",
+                total=12,
+                safety_flag=True,
+                registered_practice="A81001",
+                holder_org="RTH",
+            ),
+        )
         found = await eventually(lambda: alerts(handle, "safety.phq9_item9"), timeout=20)
         assert (found[0].severity, found[0].recipient_orgs) == ("urgent", ["A81001", "RTH"])
         assert found[0].evidence[0].detail == "PHQ-9 q1: item 9 answered above 0"
@@ -217,15 +320,15 @@ class TestChangedRules:
 
 @pytest.fixture
 async def own_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=server_binary())
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=server_binary())
     yield env
     await env.shutdown()
 
 
 class TestRunningJourneysTakeUpVersion2:
     async def test_a_journey_started_under_version_1_continues_under_version_2(
-            self, own_env, ts_worker):
+        self, own_env, ts_worker
+    ):
         """A worker that does not yet know version 2 (the patch left off) starts a journey:
         three sessions of one physiotherapy course are frequent contact under version 1. The
         new worker takes over; `renew` hands the journey over to a new run under version 2,
@@ -236,30 +339,43 @@ class TestRunningJourneysTakeUpVersion2:
         p = patient()
         t0 = await env.get_current_time()
         course = [("submitted", 0), ("accepted", 1)] + [
-            (s, 2 + 7 * i + d) for i in range(3) for s, d in (("booked", 0), ("attended", 3))]
+            (s, 2 + 7 * i + d) for i in range(3) for s, d in (("booked", 0), ("attended", 3))
+        ]
 
         def old_code(info):  # type: ignore[no-untyped-def]
             return info.patch_id != "alert-rules-v2"
 
-        async with Worker(env.client, task_queue=queue, workflows=[PatientJourney],
-                          activities=[activities.load_journey_rules,
-                                      activities.record_alert_change],
-                          patch_activation_callback=old_code,
-                          # no sticky cache: the next worker gets the journey's next task at
-                          # once, as a newly deployed worker does once the old one has gone
-                          max_cached_workflows=0):
+        async with Worker(
+            env.client,
+            task_queue=queue,
+            workflows=[PatientJourney],
+            activities=[activities.load_journey_rules, activities.record_alert_change],
+            patch_activation_callback=old_code,
+            # no sticky cache: the next worker gets the journey's next task at
+            # once, as a newly deployed worker does once the old one has gone
+            max_cached_workflows=0,
+        ):
             handle = await start(env.client, queue, p)
             for state, days in course:
-                await handle.signal(PatientJourney.referral_event,
-                                    ev("r1", state, t0 + timedelta(days=days),
-                                       category="msk_physiotherapy", service="svc-msk"))
-            v1 = await eventually(lambda: alerts(handle, "looping.frequent_contact"),
-                                  timeout=20)
+                await handle.signal(
+                    PatientJourney.referral_event,
+                    ev(
+                        "r1",
+                        state,
+                        t0 + timedelta(days=days),
+                        category="msk_physiotherapy",
+                        service="svc-msk",
+                    ),
+                )
+            v1 = await eventually(lambda: alerts(handle, "looping.frequent_contact"), timeout=20)
             assert len(v1) == 1
             first_run = (await handle.describe()).run_id
-        async with Worker(env.client, task_queue=queue, workflows=[PatientJourney],
-                          activities=[activities.load_journey_rules,
-                                      activities.record_alert_change]):
+        async with Worker(
+            env.client,
+            task_queue=queue,
+            workflows=[PatientJourney],
+            activities=[activities.load_journey_rules, activities.record_alert_change],
+        ):
             await handle.signal(PatientJourney.renew)
 
             async def new_run():  # type: ignore[no-untyped-def]
@@ -270,15 +386,23 @@ class TestRunningJourneysTakeUpVersion2:
             # version 2 now: a severe PHQ-9 with no mental health referral open is a pathway
             # prompt at the care plan's severity (version 1 raised an urgent safety alert);
             # the version 1 alert is carried over as it was
-            await renewed.signal(PatientJourney.assessment, AssessmentEvent(
-                event_id=str(uuid.uuid4()), occurred_at=t0.isoformat(), assessment_id="q9",
-                instrument="PHQ-9", band="severe", total=24))
-            found = await eventually(lambda: alerts(renewed, "pathway.severe_mood"),
-                                     timeout=20)
+            await renewed.signal(
+                PatientJourney.assessment,
+                AssessmentEvent(
+                    event_id=str(uuid.uuid4()),
+                    occurred_at=t0.isoformat(),
+                    assessment_id="q9",
+                    instrument="PHQ-9",
+                    band="severe",
+                    total=24,
+                ),
+            )
+            found = await eventually(lambda: alerts(renewed, "pathway.severe_mood"), timeout=20)
             assert found[0].severity == "high"
             view = await renewed.query(PatientJourney.journey)
             assert [a.rule for a in view.alerts if a.rule == "looping.frequent_contact"] == [
-                "looping.frequent_contact"]
+                "looping.frequent_contact"
+            ]
             assert [a.rule for a in view.alerts if a.kind == "safety"] == []
             assert len(view.episodes) == 1
             await renewed.terminate("test over")

@@ -16,13 +16,25 @@ from workflows.journeys.state import JourneyEvent
 from workflows.journeys.workflows import JourneyInput, PatientJourney
 
 
-def _event(referral_id: str, state: str = "submitted", at: str = "2026-01-05T09:00:00+00:00",
-           event_id: str | None = None) -> JourneyEvent:
-    return JourneyEvent(event_id=event_id or str(uuid.uuid4()),
-                        event_type=f"uk.waymark.referral.{state}", occurred_at=at,
-                        referral_id=referral_id, state=state, from_org="GP-1", to_org="PAIN-1",
-                        to_service_id="svc-1", service_category="pain_management",
-                        priority="routine", reason_codes=["279039007"])
+def _event(
+    referral_id: str,
+    state: str = "submitted",
+    at: str = "2026-01-05T09:00:00+00:00",
+    event_id: str | None = None,
+) -> JourneyEvent:
+    return JourneyEvent(
+        event_id=event_id or str(uuid.uuid4()),
+        event_type=f"uk.waymark.referral.{state}",
+        occurred_at=at,
+        referral_id=referral_id,
+        state=state,
+        from_org="GP-1",
+        to_org="PAIN-1",
+        to_service_id="svc-1",
+        service_category="pain_management",
+        priority="routine",
+        reason_codes=["279039007"],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -40,21 +52,30 @@ async def activities(infra):  # type: ignore[no-untyped-def]
 @pytest.fixture
 async def worker(client: Client, activities):  # type: ignore[no-untyped-def]
     queue = f"test-journeys-{uuid.uuid4().hex[:8]}"
-    async with Worker(client, task_queue=queue, workflows=[PatientJourney],
-                      activities=[activities.load_journey_rules,
-                                  activities.record_alert_change]):
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[PatientJourney],
+        activities=[activities.load_journey_rules, activities.record_alert_change],
+    ):
         yield queue
 
 
 async def _signal(client: Client, queue: str, patient: str, event: JourneyEvent) -> None:
-    await client.start_workflow(PatientJourney.run, JourneyInput(patient_id=patient),
-                                id=workflow_id(patient), task_queue=queue,
-                                start_signal="referral_event", start_signal_args=[event])
+    await client.start_workflow(
+        PatientJourney.run,
+        JourneyInput(patient_id=patient),
+        id=workflow_id(patient),
+        task_queue=queue,
+        start_signal="referral_event",
+        start_signal_args=[event],
+    )
 
 
 class TestPatientJourney:
     async def test_signal_with_start_creates_the_journey_and_a_query_shows_the_referral(
-            self, client, worker):
+        self, client, worker
+    ):
         patient = f"pt_{uuid.uuid4().hex[:12]}"
         await _signal(client, worker, patient, _event("r-1"))
         view = await client.get_workflow_handle(workflow_id(patient)).query(PatientJourney.journey)
@@ -74,10 +95,15 @@ class TestPatientJourney:
         assert [st.event_type for st in view.episodes[0].steps] == ["uk.waymark.referral.submitted"]
 
     async def test_later_events_move_the_state_and_an_older_one_does_not_move_it_back(
-            self, client, worker):
+        self, client, worker
+    ):
         patient = f"pt_{uuid.uuid4().hex[:12]}"
-        for rid, state, day in [("r-1", "submitted", 5), ("r-1", "accepted", 7),
-                                ("r-2", "submitted", 8), ("r-1", "submitted", 6)]:
+        for rid, state, day in [
+            ("r-1", "submitted", 5),
+            ("r-1", "accepted", 7),
+            ("r-2", "submitted", 8),
+            ("r-1", "submitted", 6),
+        ]:
             at = f"2026-01-{day:02d}T09:00:00+00:00"
             await _signal(client, worker, patient, _event(rid, state, at))
         view = await client.get_workflow_handle(workflow_id(patient)).query(PatientJourney.journey)
@@ -96,7 +122,8 @@ class TestPatientJourney:
         await Replayer(workflows=[PatientJourney]).replay_workflow(history)
 
     async def test_renew_moves_every_running_journey_onto_a_new_run_with_its_journey(
-            self, client, worker):
+        self, client, worker
+    ):
         """`python -m workflows.journeys.renew`: how running journeys take up new rules."""
         from workflows.journeys.renew import renew_all
 
@@ -107,8 +134,9 @@ class TestPatientJourney:
 
         async def listed() -> int | None:  # visibility catches up within moments
             n = await renew_all(client, dry_run=True)
-            seen = [wf async for wf in client.list_workflows(
-                f'WorkflowId = "{workflow_id(patient)}"')]
+            seen = [
+                wf async for wf in client.list_workflows(f'WorkflowId = "{workflow_id(patient)}"')
+            ]
             return n if seen else None
 
         assert await eventually(listed, timeout=20) >= 1

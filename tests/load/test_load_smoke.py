@@ -15,10 +15,18 @@ from shared.settings import Settings
 
 class TestMixedLoad:
     async def test_a_short_mixed_load_has_no_errors_and_what_it_leaves_behind_drains(
-            self, running_apps: Settings) -> None:
+        self, running_apps: Settings
+    ) -> None:
         # a run id and people of its own each time (journeys outlive the test database)
-        report = await run_load(running_apps, duration=20, concurrency=4, alert_scope="org",
-                                baseline_seconds=2, drain_timeout=300, prepare_timeout=180)
+        report = await run_load(
+            running_apps,
+            duration=20,
+            concurrency=4,
+            alert_scope="org",
+            baseline_seconds=2,
+            drain_timeout=300,
+            prepare_timeout=180,
+        )
         table = format_report(report)
         print(table)
 

@@ -32,27 +32,62 @@ def new_org(prefix: str = "ORG") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8].upper()}"
 
 
-def coordinator(s: Settings, *, user: str | None = None, ics: str | None = None,
-                role: str | list[str] = "coordinator", org: str = "ICB-TEST",
-                name: str = "") -> dict[str, str]:
+def coordinator(
+    s: Settings,
+    *,
+    user: str | None = None,
+    ics: str | None = None,
+    role: str | list[str] = "coordinator",
+    org: str = "ICB-TEST",
+    name: str = "",
+) -> dict[str, str]:
     roles = [role] if isinstance(role, str) else role
-    tok = mint_token(s, sub=user or f"coord-{uuid.uuid4().hex[:6]}", roles=roles, org=org,
-                     ics=ics or s.ics, name=name)
+    tok = mint_token(
+        s,
+        sub=user or f"coord-{uuid.uuid4().hex[:6]}",
+        roles=roles,
+        org=org,
+        ics=ics or s.ics,
+        name=name,
+    )
     return {"Authorization": f"Bearer {tok}"}
 
 
-def alert_event(*, patient_id: str, alert_id: str | None = None, change: str = "raised",
-                kind: str = "stalled", rule: str | None = None, severity: str = "medium",
-                status: str = "open", referral_ids: list[str] | None = None,
-                assignee: str | None = None, seq: int = 1,
-                at: datetime | None = None) -> Any:
+def alert_event(
+    *,
+    patient_id: str,
+    alert_id: str | None = None,
+    change: str = "raised",
+    kind: str = "stalled",
+    rule: str | None = None,
+    severity: str = "medium",
+    status: str = "open",
+    referral_ids: list[str] | None = None,
+    assignee: str | None = None,
+    seq: int = 1,
+    at: datetime | None = None,
+) -> Any:
     """A journey alert event, as the journeys worker publishes it."""
-    rule = rule or {"stalled": "stalled.not_triaged", "looping": "looping.re_referral",
-                    "safety": "safety.phq9_item9", "pathway": "pathway.start_back_high"}[kind]
+    rule = (
+        rule
+        or {
+            "stalled": "stalled.not_triaged",
+            "looping": "looping.re_referral",
+            "safety": "safety.phq9_item9",
+            "pathway": "pathway.start_back_high",
+        }[kind]
+    )
     alert_id = alert_id or f"{patient_id}:{rule}:{uuid.uuid4().hex[:8]}"
-    data = ALERT_EVENTS[change](alert_id=alert_id, kind=kind, rule=rule,  # type: ignore[arg-type]
-                                severity=severity, status=status,  # type: ignore[arg-type]
-                                referral_ids=referral_ids or [], assignee=assignee, seq=seq)
+    data = ALERT_EVENTS[change](
+        alert_id=alert_id,
+        kind=kind,
+        rule=rule,  # type: ignore[arg-type]
+        severity=severity,
+        status=status,  # type: ignore[arg-type]
+        referral_ids=referral_ids or [],
+        assignee=assignee,
+        seq=seq,
+    )
     return make_event(data, subject=patient_id, time=at or datetime.now(UTC)), data
 
 
@@ -64,17 +99,25 @@ async def put_alert(s: Settings, sessions: async_sessionmaker, **kw: Any) -> str
     return str(data.alert_id)
 
 
-async def index_referral(s: Settings, sessions: async_sessionmaker, *, patient_id: str,
-                         from_org: str, to_org: str) -> str:
+async def index_referral(
+    s: Settings, sessions: async_sessionmaker, *, patient_id: str, from_org: str, to_org: str
+) -> str:
     """A referral in the referral index, through the consumer's handler (an `attended` event
     owes nobody a message, so nothing else is queued)."""
     referral_id = str(uuid.uuid4())
-    data = ReferralAttended(referral_id=referral_id, from_org=from_org, to_org=to_org,
-                            to_service_id="svc-test", service_category="msk_physiotherapy",
-                            priority="routine", state="attended")
+    data = ReferralAttended(
+        referral_id=referral_id,
+        from_org=from_org,
+        to_org=to_org,
+        to_service_id="svc-test",
+        service_category="msk_physiotherapy",
+        priority="routine",
+        state="attended",
+    )
     async with unit_of_work(sessions) as session:
-        await apply_event(session=session, event=make_event(data, subject=patient_id),
-                          data=data, settings=s)
+        await apply_event(
+            session=session, event=make_event(data, subject=patient_id), data=data, settings=s
+        )
     return referral_id
 
 

@@ -28,6 +28,5 @@ async def notifications_client(infra: Settings) -> AsyncIterator[httpx.AsyncClie
 
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport,
-                                     base_url="http://notifications") as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://notifications") as c:
             yield c

@@ -67,8 +67,11 @@ class Mail:
     @property
     def html(self) -> str | None:
         part = self.message.get_body(preferencelist=("html",))
-        return str(part.get_content()) if part is not None and \
-            part.get_content_type() == "text/html" else None
+        return (
+            str(part.get_content())
+            if part is not None and part.get_content_type() == "text/html"
+            else None
+        )
 
 
 def mails_to(s: Settings, address: str) -> list[Mail]:
@@ -103,8 +106,9 @@ async def one_mail(s: Settings, address: str, timeout: float = 120) -> Mail:
 
 async def new_referral(s: Settings, parties: Parties, **overrides: Any) -> dict[str, Any]:
     async with running(s, "referrals") as http:
-        body = referral_body(to_service_id=parties.service.id, to_org=parties.receiver_org,
-                             **overrides)
+        body = referral_body(
+            to_service_id=parties.service.id, to_org=parties.receiver_org, **overrides
+        )
         r = await http.post("/referrals", json=body, headers=parties.referrer(s))
         assert r.status_code == 201, r.text
         referral = r.json()
@@ -112,34 +116,55 @@ async def new_referral(s: Settings, parties: Parties, **overrides: Any) -> dict[
         return referral
 
 
-async def move(s: Settings, parties: Parties, referral: dict[str, Any], *actions: str,
-               body: dict[str, Any] | None = None) -> dict[str, Any]:
+async def move(
+    s: Settings,
+    parties: Parties,
+    referral: dict[str, Any],
+    *actions: str,
+    body: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     async with running(s, "referrals") as http:
         for action in actions:
             nhs = referral.get("_nhs_number")
-            referral = await step(http, s, parties, referral, action,
-                                  **({"body": body} if body is not None else {}))
+            referral = await step(
+                http, s, parties, referral, action, **({"body": body} if body is not None else {})
+            )
             referral["_nhs_number"] = nhs
     return referral
 
 
-async def new_care_plan(s: Settings, parties: Parties, nhs_number: str, *,
-                        communication: dict[str, Any],
-                        carers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+async def new_care_plan(
+    s: Settings,
+    parties: Parties,
+    nhs_number: str,
+    *,
+    communication: dict[str, Any],
+    carers: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     async with running(s, "care_plans") as http:
         # the referral just made reaches care plans through Kafka: the referrer's relationship
-        r = await create_care_plan(http, parties.referrer(s), {
-            "nhs_number": nhs_number, "reason": "first conversation",
-            "content": {"what_matters_to_me": "Walking the dog again.",
-                        "communication": communication, "carers": carers or []}})
+        r = await create_care_plan(
+            http,
+            parties.referrer(s),
+            {
+                "nhs_number": nhs_number,
+                "reason": "first conversation",
+                "content": {
+                    "what_matters_to_me": "Walking the dog again.",
+                    "communication": communication,
+                    "carers": carers or [],
+                },
+            },
+        )
         assert r.status_code == 201, r.text
         return r.json()  # type: ignore[no-any-return]
 
 
 async def set_preferences(s: Settings, parties: Parties, **prefs: Any) -> dict[str, Any]:
     async with running(s, "notifications") as http:
-        r = await http.put("/preferences/me", json=prefs,
-                           headers={**parties.referrer(s), "If-Match": 'W/"0"'})
+        r = await http.put(
+            "/preferences/me", json=prefs, headers={**parties.referrer(s), "If-Match": 'W/"0"'}
+        )
         assert r.status_code == 200, r.text
         return r.json()  # type: ignore[no-any-return]
 
@@ -149,21 +174,28 @@ async def set_preferences(s: Settings, parties: Parties, **prefs: Any) -> dict[s
 
 async def messages_of(s: Settings, referral_id: str) -> list[dict[str, Any]]:
     async with running(s, "notifications") as http:
-        r = await http.get("/messages", params={"referral_id": referral_id, "limit": 200},
-                           headers=coordinator(s))
+        r = await http.get(
+            "/messages", params={"referral_id": referral_id, "limit": 200}, headers=coordinator(s)
+        )
         assert r.status_code == 200, r.text
         return r.json()  # type: ignore[no-any-return]
 
 
-async def message_when(s: Settings, referral_id: str, *, template: str, audience: str,
-                       status: str | tuple[str, ...], timeout: float = 120) -> dict[str, Any]:
+async def message_when(
+    s: Settings,
+    referral_id: str,
+    *,
+    template: str,
+    audience: str,
+    status: str | tuple[str, ...],
+    timeout: float = 120,
+) -> dict[str, Any]:
     """The message, once the delivery log shows it in `status`."""
     wanted = (status,) if isinstance(status, str) else status
 
     async def check() -> dict[str, Any] | None:
         for m in await messages_of(s, referral_id):
-            if m["template"] == template and m["audience"] == audience and \
-                    m["status"] in wanted:
+            if m["template"] == template and m["audience"] == audience and m["status"] in wanted:
                 return m
         return None
 

@@ -46,7 +46,8 @@ async def sql(sessions, statement: str, **params):  # type: ignore[no-untyped-de
 
 class TestTheReferrer:
     async def test_hears_of_acceptance_by_email_exactly_once(
-            self, running_apps, referrals_sessions) -> None:  # type: ignore[no-untyped-def]
+        self, running_apps, referrals_sessions
+    ) -> None:  # type: ignore[no-untyped-def]
         s = running_apps
         p = await new_parties(s, referrals_sessions)
         address = unique_email("referrer")
@@ -56,15 +57,21 @@ class TestTheReferrer:
         mail = await one_mail(s, address)
         ref = referral["id"][:8].upper()
         assert mail.subject == f"Referral {ref} accepted by pain management programme"
-        assert f"Your referral of {referral['given_name']} to pain management programme " \
-               "has been accepted." in mail.text
+        assert (
+            f"Your referral of {referral['given_name']} to pain management programme "
+            "has been accepted." in mail.text
+        )
         assert referral["family_name"] not in mail.text  # no more than the message needs
         assert mail.message["Auto-Submitted"] == "auto-generated"
-        logged = await message_when(s, referral["id"], template="referral-accepted",
-                                    audience="referrer", status="sent")
+        logged = await message_when(
+            s, referral["id"], template="referral-accepted", audience="referrer", status="sent"
+        )
         [delivery] = logged["deliveries"]
         assert (delivery["recipient"], delivery["channel"], delivery["status"]) == (
-            f"user:{p.referrer_user}", "email", "sent")
+            f"user:{p.referrer_user}",
+            "email",
+            "sent",
+        )
         # the provider's reference is the SMTP server's queue id: here, the file it kept
         assert delivery["provider_ref"] == mail.path.name
         assert mail.message["X-Waymark-Delivery"] == delivery["id"]
@@ -75,7 +82,8 @@ class TestTheReferrer:
         assert len(mails_to(s, address)) == 1
 
     async def test_the_same_event_twice_on_kafka_is_still_one_mail(
-            self, running_apps, referrals_sessions) -> None:  # type: ignore[no-untyped-def]
+        self, running_apps, referrals_sessions
+    ) -> None:  # type: ignore[no-untyped-def]
         s = running_apps
         p = await new_parties(s, referrals_sessions)
         address = unique_email("twice")
@@ -89,7 +97,8 @@ class TestTheReferrer:
             try:  # tests/faults puts messages on the topic that are not events at all
                 e = json.loads(rec.value)
                 return e["data"]["referral_id"] == referral["id"] and e["type"].endswith(
-                    ".accepted")
+                    ".accepted"
+                )
             except (ValueError, TypeError, KeyError, AttributeError):
                 return False
 
@@ -98,36 +107,56 @@ class TestTheReferrer:
         producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all")
         await producer.start()
         try:  # the very same record again, as a relay restarted mid-batch would send it
-            await producer.send_and_wait(topic, value=original.value, key=original.key,
-                                         partition=original.partition,
-                                         headers=list(original.headers))
+            await producer.send_and_wait(
+                topic,
+                value=original.value,
+                key=original.key,
+                partition=original.partition,
+                headers=list(original.headers),
+            )
         finally:
             await producer.stop()
         # a later event of the same patient, on the same partition, is consumed after the
         # duplicate: once its message exists, the duplicate has been seen
         await move(s, p, referral, "book")
-        await message_when(s, referral["id"], template="appointment-booked",
-                           audience="person", status=("sent", "failed"))
-        accepted_msgs = [m for m in await messages_of(s, referral["id"])
-                         if m["template"] == "referral-accepted"]
+        await message_when(
+            s,
+            referral["id"],
+            template="appointment-booked",
+            audience="person",
+            status=("sent", "failed"),
+        )
+        accepted_msgs = [
+            m for m in await messages_of(s, referral["id"]) if m["template"] == "referral-accepted"
+        ]
         assert len(accepted_msgs) == 1 and accepted_msgs[0]["status"] == "sent"
         assert len(accepted_msgs[0]["deliveries"]) == 1
         assert len(mails_to(s, address)) == 1
 
     async def test_a_provider_refusing_the_number_fails_at_once_and_visibly(
-            self, running_apps, referrals_sessions, notifications_sessions) -> None:  # type: ignore[no-untyped-def]
+        self, running_apps, referrals_sessions, notifications_sessions
+    ) -> None:  # type: ignore[no-untyped-def]
         s = running_apps
         p = await new_parties(s, referrals_sessions)
         # a number recorded before today's checks (the API refuses it now): only the
         # provider can say no, with a 400
-        await sql(notifications_sessions, """
+        await sql(
+            notifications_sessions,
+            """
             INSERT INTO preference (user_id, org, channels, mobile)
             VALUES (:u, :o, ARRAY['sms'], '+15551234567')""",
-                  u=staff_key(p.referrer_user, p.referrer_org), o=p.referrer_org)
+            u=staff_key(p.referrer_user, p.referrer_org),
+            o=p.referrer_org,
+        )
         referral = await new_referral(s, p)
         await move(s, p, referral, "accept")
-        logged = await message_when(s, referral["id"], template="referral-accepted",
-                                    audience="referrer", status=("failed", "sent"))
+        logged = await message_when(
+            s,
+            referral["id"],
+            template="referral-accepted",
+            audience="referrer",
+            status=("failed", "sent"),
+        )
         assert logged["status"] == "failed"
         [delivery] = logged["deliveries"]  # permanent: no retries
         assert (delivery["channel"], delivery["status"]) == ("sms", "failed")
@@ -138,8 +167,9 @@ class TestTheReferrer:
 
 
 class TestTheReceivingService:
-    async def test_a_new_referral_lands_in_the_teams_inbox(self, running_apps,
-                                                          referrals_sessions) -> None:  # type: ignore[no-untyped-def]
+    async def test_a_new_referral_lands_in_the_teams_inbox(
+        self, running_apps, referrals_sessions
+    ) -> None:  # type: ignore[no-untyped-def]
         s = running_apps
         p = await new_parties(s, referrals_sessions)
         referral = await new_referral(s, p, priority="urgent")
@@ -156,39 +186,60 @@ class TestTheReceivingService:
         assert item["subject"] == f"New urgent referral {ref} from {p.referrer_org}"
         assert referral["given_name"] in item["body"] and item["referral_id"] == referral["id"]
         assert page["unread"] == 1
-        logged = await message_when(s, referral["id"], template="referral-received",
-                                    audience="receiving_service", status="sent")
+        logged = await message_when(
+            s,
+            referral["id"],
+            template="referral-received",
+            audience="receiving_service",
+            status="sent",
+        )
         # the directory does not list this service, so the team inbox is the only recipient
         assert [(d["recipient"], d["channel"], d["status"]) for d in logged["deliveries"]] == [
-            (f"org:{p.receiver_org}", "in_app", "sent")]
+            (f"org:{p.receiver_org}", "in_app", "sent")
+        ]
         assert logged["deliveries"][0]["provider_ref"] == item["id"]
         # the referrer's organisation is not the team: nothing in its inbox
         async with running(s, "notifications") as http:
             assert (await http.get("/inbox", headers=p.referrer(s))).json()["total"] == 0
 
     async def test_the_services_own_mailbox_from_the_directory_too(
-            self, running_apps, referrals_sessions) -> None:  # type: ignore[no-untyped-def]
+        self, running_apps, referrals_sessions
+    ) -> None:  # type: ignore[no-untyped-def]
         s = running_apps
         code = f"PHYS-{uuid.uuid4().hex[:8].upper()}"
         staff = auth(s, role="service_staff", org=code, sub=f"staff-{uuid.uuid4().hex[:6]}")
         mailbox = unique_email("physio-team")
         async with running(s, "directory") as http:
-            r = await http.put(f"/organizations/{code}", headers=staff,
-                               json={"name": f"Physio {code}", "description": "Synthetic."})
+            r = await http.put(
+                f"/organizations/{code}",
+                headers=staff,
+                json={"name": f"Physio {code}", "description": "Synthetic."},
+            )
             assert r.status_code == 201, r.text
-            r = await http.post("/services", headers=staff, json={
-                "name": "Wayford Back Physio", "description": "Exercise for back pain.",
-                "category": "msk_physiotherapy", "conditions": ["persistent_pain"],
-                "delivery_modes": ["phone"], "how_to_refer": "Through Waymark.",
-                "email": mailbox})
+            r = await http.post(
+                "/services",
+                headers=staff,
+                json={
+                    "name": "Wayford Back Physio",
+                    "description": "Exercise for back pain.",
+                    "category": "msk_physiotherapy",
+                    "conditions": ["persistent_pain"],
+                    "delivery_modes": ["phone"],
+                    "how_to_refer": "Through Waymark.",
+                    "email": mailbox,
+                },
+            )
             assert r.status_code == 201, r.text
             service_id = r.json()["id"]
             r = await http.post(f"/services/{service_id}/publish", headers=staff)
             assert r.status_code == 200, r.text
 
         async def in_referrals_replica() -> bool:
-            rows = await sql(referrals_sessions, "SELECT status FROM directory_service "
-                             "WHERE service_id = :i", i=service_id)
+            rows = await sql(
+                referrals_sessions,
+                "SELECT status FROM directory_service WHERE service_id = :i",
+                i=service_id,
+            )
             return bool(rows) and rows[0].status == "active"
 
         await eventually(in_referrals_replica, timeout=120, interval=0.5)
@@ -196,98 +247,161 @@ class TestTheReceivingService:
         async with running(s, "referrals") as http:
             from tests.helpers import referral_body
 
-            r = await http.post("/referrals", headers=p.referrer(s),
-                                json=referral_body(to_service_id=service_id, to_org=code))
+            r = await http.post(
+                "/referrals",
+                headers=p.referrer(s),
+                json=referral_body(to_service_id=service_id, to_org=code),
+            )
             assert r.status_code == 201, r.text
             referral = r.json()
         mail = await one_mail(s, mailbox)
         assert mail.subject.startswith("New referral ")
         assert "sent to Wayford Back Physio" in mail.text  # the directory's name
-        logged = await message_when(s, referral["id"], template="referral-received",
-                                    audience="receiving_service", status="sent")
+        logged = await message_when(
+            s,
+            referral["id"],
+            template="referral-received",
+            audience="receiving_service",
+            status="sent",
+        )
         assert sorted((d["recipient"], d["channel"]) for d in logged["deliveries"]) == [
-            (f"org:{code}", "in_app"), (f"service:{service_id}", "email")]
+            (f"org:{code}", "in_app"),
+            (f"service:{service_id}", "email"),
+        ]
 
 
 class TestThePersonAndCarers:
     async def test_booked_by_sms_in_easy_read_and_the_carer_they_allow_by_email(
-            self, running_apps, referrals_sessions) -> None:  # type: ignore[no-untyped-def]
+        self, running_apps, referrals_sessions
+    ) -> None:  # type: ignore[no-untyped-def]
         s = running_apps
         p = await new_parties(s, referrals_sessions)
         mobile = unique_mobile()
         allowed, not_allowed = unique_email("carer-ok"), unique_email("carer-no")
-        referral = await new_referral(s, p, consent_to_carer_sharing=True,
-                                      communication_needs=[])
-        await new_care_plan(s, p, referral["_nhs_number"], communication={
-            "easy_read": True, "learning_disability": True, "preferred_channel": "sms",
-            "mobile": mobile, "email": unique_email("person")}, carers=[
-            {"id": "sam", "name": "Sam Carer", "relationship": "sister", "contact": allowed,
-             "may_see": ["goals"]},
-            {"id": "jo", "name": "Jo Carer", "relationship": "friend",
-             "contact": not_allowed, "may_see": []}])
+        referral = await new_referral(s, p, consent_to_carer_sharing=True, communication_needs=[])
+        await new_care_plan(
+            s,
+            p,
+            referral["_nhs_number"],
+            communication={
+                "easy_read": True,
+                "learning_disability": True,
+                "preferred_channel": "sms",
+                "mobile": mobile,
+                "email": unique_email("person"),
+            },
+            carers=[
+                {
+                    "id": "sam",
+                    "name": "Sam Carer",
+                    "relationship": "sister",
+                    "contact": allowed,
+                    "may_see": ["goals"],
+                },
+                {
+                    "id": "jo",
+                    "name": "Jo Carer",
+                    "relationship": "friend",
+                    "contact": not_allowed,
+                    "may_see": [],
+                },
+            ],
+        )
         booked = await move(s, p, referral, "accept", "book")
-        words = appointment_words(datetime.fromisoformat(booked["appointment_at"]),
-                                  s.quiet_hours_timezone)
+        words = appointment_words(
+            datetime.fromisoformat(booked["appointment_at"]), s.quiet_hours_timezone
+        )
         [sms] = await eventually(lambda: texts_to(s, mobile), timeout=120)
         body = sms["personalisation"]["body"]
         assert body.startswith(f"Hello {referral['given_name']}.\n")  # easy read words
         assert f"Day: {words['appointment_date']}." in body
         assert f"Time: {words['appointment_time']}." in body
         assert sms["template_id"] == s.sms_template_id
-        person = await message_when(s, referral["id"], template="appointment-booked",
-                                    audience="person", status="sent")
+        person = await message_when(
+            s, referral["id"], template="appointment-booked", audience="person", status="sent"
+        )
         [d] = person["deliveries"]
         assert (d["recipient"], d["channel"], d["variant"], d["language"]) == (
-            "person", "sms", "easy_read", "en")
+            "person",
+            "sms",
+            "easy_read",
+            "en",
+        )
         assert d["provider_ref"] == sms["id"] and sms["reference"] == d["id"]
         carer_mail = await one_mail(s, allowed)
         assert carer_mail.text.startswith("Dear Sam Carer,")
         assert f"{referral['given_name']} has an appointment with" in carer_mail.text
-        carers = await message_when(s, referral["id"], template="appointment-booked",
-                                    audience="carers", status="sent")
+        carers = await message_when(
+            s, referral["id"], template="appointment-booked", audience="carers", status="sent"
+        )
         assert [(x["recipient"], x["channel"]) for x in carers["deliveries"]] == [
-            ("carer:sam", "email")]
+            ("carer:sam", "email")
+        ]
         assert mails_to(s, not_allowed) == []  # named without access: never told
 
     async def test_without_consent_no_carer_hears_and_large_print_by_email(
-            self, running_apps, referrals_sessions) -> None:  # type: ignore[no-untyped-def]
+        self, running_apps, referrals_sessions
+    ) -> None:  # type: ignore[no-untyped-def]
         s = running_apps
         p = await new_parties(s, referrals_sessions)
         person_mail, carer = unique_email("person"), unique_email("carer")
-        referral = await new_referral(s, p, consent_to_carer_sharing=False,
-                                      communication_needs=[])
-        await new_care_plan(s, p, referral["_nhs_number"], communication={
-            "large_print": True, "preferred_channel": "email", "email": person_mail,
-            "language": "Polish"}, carers=[
-            {"id": "sam", "name": "Sam Carer", "relationship": "partner", "contact": carer,
-             "may_see": ["goals", "crisis"]}])
+        referral = await new_referral(s, p, consent_to_carer_sharing=False, communication_needs=[])
+        await new_care_plan(
+            s,
+            p,
+            referral["_nhs_number"],
+            communication={
+                "large_print": True,
+                "preferred_channel": "email",
+                "email": person_mail,
+                "language": "Polish",
+            },
+            carers=[
+                {
+                    "id": "sam",
+                    "name": "Sam Carer",
+                    "relationship": "partner",
+                    "contact": carer,
+                    "may_see": ["goals", "crisis"],
+                }
+            ],
+        )
         await move(s, p, referral, "accept", "book")
         mail = await one_mail(s, person_mail)
         assert mail.text.startswith(f"Dear {referral['given_name']},")
         assert mail.html is not None and "font-size:24px" in mail.html
         assert referral["given_name"] in mail.html
-        person = await message_when(s, referral["id"], template="appointment-booked",
-                                    audience="person", status="sent")
+        person = await message_when(
+            s, referral["id"], template="appointment-booked", audience="person", status="sent"
+        )
         [d] = person["deliveries"]
         assert (d["channel"], d["variant"], d["language"]) == ("email", "large_print", "en")
         # no Polish template yet: sent in English, and the log says so
         assert d["note"] == "no Polish (pl) template for appointment-booked; sent in English"
-        carers = await message_when(s, referral["id"], template="appointment-booked",
-                                    audience="carers", status="skipped")
+        carers = await message_when(
+            s, referral["id"], template="appointment-booked", audience="carers", status="skipped"
+        )
         assert carers["deliveries"] == []
         assert "not consented" in carers["last_error"]
         assert mails_to(s, carer) == []
 
-    async def test_no_reachable_channel_fails_visibly(self, running_apps,
-                                                      referrals_sessions) -> None:  # type: ignore[no-untyped-def]
+    async def test_no_reachable_channel_fails_visibly(
+        self, running_apps, referrals_sessions
+    ) -> None:  # type: ignore[no-untyped-def]
         s = running_apps
         p = await new_parties(s, referrals_sessions)
         referral = await new_referral(s, p, communication_needs=[])
-        await new_care_plan(s, p, referral["_nhs_number"],
-                            communication={"preferred_channel": "letter"})
+        await new_care_plan(
+            s, p, referral["_nhs_number"], communication={"preferred_channel": "letter"}
+        )
         await move(s, p, referral, "accept", "book")
-        person = await message_when(s, referral["id"], template="appointment-booked",
-                                    audience="person", status=("failed", "sent"))
+        person = await message_when(
+            s,
+            referral["id"],
+            template="appointment-booked",
+            audience="person",
+            status=("failed", "sent"),
+        )
         assert person["status"] == "failed"
         [d] = person["deliveries"]
         assert (d["recipient"], d["channel"], d["status"]) == ("person", "none", "failed")
@@ -297,28 +411,49 @@ class TestThePersonAndCarers:
 
 class TestBadInput:
     async def test_a_missing_template_variable_fails_naming_it(
-            self, running_apps, referrals_sessions, notifications_sessions) -> None:  # type: ignore[no-untyped-def]
+        self, running_apps, referrals_sessions, notifications_sessions
+    ) -> None:  # type: ignore[no-untyped-def]
         s = running_apps
         p = await new_parties(s, referrals_sessions)
         referral = await new_referral(s, p)  # submitted: no appointment
-        await message_when(s, referral["id"], template="referral-received",
-                           audience="receiving_service", status="sent")
+        await message_when(
+            s,
+            referral["id"],
+            template="referral-received",
+            audience="receiving_service",
+            status="sent",
+        )
         # a message whose template needs a value this referral does not have
         mid = f"msg_{uuid.uuid4().hex}"
-        await sql(notifications_sessions, """
+        await sql(
+            notifications_sessions,
+            """
             INSERT INTO message (id, event_id, event_type, audience, template, patient_id,
                                  referral_id, org, context)
             VALUES (:id, :e, 'uk.waymark.referral.booked', 'referrer', 'appointment-booked',
                     :pid, :rid, :org, CAST(:ctx AS JSONB))""",
-                  id=mid, e=str(uuid.uuid4()), pid=referral["patient_id"], rid=referral["id"],
-                  org=p.referrer_org, ctx=json.dumps({"referral_id": referral["id"]}))
-        failed = await message_when(s, referral["id"], template="appointment-booked",
-                                    audience="referrer", status=("failed", "sent"))
+            id=mid,
+            e=str(uuid.uuid4()),
+            pid=referral["patient_id"],
+            rid=referral["id"],
+            org=p.referrer_org,
+            ctx=json.dumps({"referral_id": referral["id"]}),
+        )
+        failed = await message_when(
+            s,
+            referral["id"],
+            template="appointment-booked",
+            audience="referrer",
+            status=("failed", "sent"),
+        )
         assert failed["id"] == mid and failed["status"] == "failed"
         assert "template variable 'appointment' is missing" in failed["last_error"]
         [d] = failed["deliveries"]
         assert (d["recipient"], d["channel"], d["status"]) == (
-            f"user:{p.referrer_user}", "none", "failed")
+            f"user:{p.referrer_user}",
+            "none",
+            "failed",
+        )
         assert "'appointment'" in d["error"] and "appointment-booked" in d["error"]
         # the referrer's organisation sees the failure in the log too
         async with running(s, "notifications") as http:
@@ -334,42 +469,70 @@ def _hhmm(t: datetime) -> str:
 
 class TestQuietHours:
     async def test_email_is_held_until_the_window_ends_then_sent(
-            self, running_apps, referrals_sessions) -> None:  # type: ignore[no-untyped-def]
+        self, running_apps, referrals_sessions
+    ) -> None:  # type: ignore[no-untyped-def]
         s = running_apps
         p = await new_parties(s, referrals_sessions)
         address = unique_email("night-owl")
         now = datetime.now(ZoneInfo(s.quiet_hours_timezone))
-        await set_preferences(s, p, channels=["email"], email=address,
-                              quiet_start=_hhmm(now - timedelta(minutes=1)),
-                              quiet_end=_hhmm(now + timedelta(minutes=3)))
+        await set_preferences(
+            s,
+            p,
+            channels=["email"],
+            email=address,
+            quiet_start=_hhmm(now - timedelta(minutes=1)),
+            quiet_end=_hhmm(now + timedelta(minutes=3)),
+        )
         referral = await new_referral(s, p)
         await move(s, p, referral, "accept")
-        held = await message_when(s, referral["id"], template="referral-accepted",
-                                  audience="referrer", status="held")
+        held = await message_when(
+            s, referral["id"], template="referral-accepted", audience="referrer", status="held"
+        )
         [d] = held["deliveries"]
         assert (d["channel"], d["status"]) == ("email", "held")
         assert d["note"].startswith("quiet hours until ")
         assert datetime.fromisoformat(held["next_attempt_at"]) > datetime.now(UTC)
         assert mails_to(s, address) == []
-        sent = await message_when(s, referral["id"], template="referral-accepted",
-                                  audience="referrer", status="sent", timeout=360)
+        sent = await message_when(
+            s,
+            referral["id"],
+            template="referral-accepted",
+            audience="referrer",
+            status="sent",
+            timeout=360,
+        )
         assert [x["status"] for x in sent["deliveries"]] == ["held", "sent"]
         assert len(mails_to(s, address)) == 1
 
-    async def test_the_in_app_inbox_is_never_held(self, running_apps,
-                                                  referrals_sessions) -> None:  # type: ignore[no-untyped-def]
+    async def test_the_in_app_inbox_is_never_held(self, running_apps, referrals_sessions) -> None:  # type: ignore[no-untyped-def]
         s = running_apps
         p = await new_parties(s, referrals_sessions)
         now = datetime.now(ZoneInfo(s.quiet_hours_timezone))
-        await set_preferences(s, p, channels=["in_app"],
-                              quiet_start=_hhmm(now - timedelta(hours=1)),
-                              quiet_end=_hhmm(now + timedelta(hours=2)))
+        await set_preferences(
+            s,
+            p,
+            channels=["in_app"],
+            quiet_start=_hhmm(now - timedelta(hours=1)),
+            quiet_end=_hhmm(now + timedelta(hours=2)),
+        )
         referral = await new_referral(s, p)
-        await move(s, p, referral, "return",
-                   body={"reason_code": "manage-in-primary-care",
-                         "note": "Self-management leaflet and review in 6 weeks."})
-        logged = await message_when(s, referral["id"], template="referral-returned",
-                                    audience="referrer", status=("sent", "held"))
+        await move(
+            s,
+            p,
+            referral,
+            "return",
+            body={
+                "reason_code": "manage-in-primary-care",
+                "note": "Self-management leaflet and review in 6 weeks.",
+            },
+        )
+        logged = await message_when(
+            s,
+            referral["id"],
+            template="referral-returned",
+            audience="referrer",
+            status=("sent", "held"),
+        )
         assert logged["status"] == "sent"
         async with running(s, "notifications") as http:
             [item] = (await http.get("/inbox", headers=p.referrer(s))).json()["items"]
@@ -388,23 +551,40 @@ def _closed_port() -> int:
 async def _leased_message(sessions, referral: dict, org: str, *, lease: str = "1 hour"):  # type: ignore[no-untyped-def, type-arg]
     """A due message that a (pretend) other dispatcher holds the lease of."""
     mid = f"msg_{uuid.uuid4().hex}"
-    [row] = await sql(sessions, f"""
+    [row] = await sql(
+        sessions,
+        f"""
         INSERT INTO message (id, event_id, event_type, audience, template, patient_id,
                              referral_id, org, context, lease_until)
         VALUES (:id, :e, 'uk.waymark.referral.accepted', 'referrer', 'referral-accepted',
                 :pid, :rid, :org, CAST(:ctx AS JSONB), now() + interval '{lease}')
-        RETURNING *""", id=mid, e=str(uuid.uuid4()), pid=referral["patient_id"],
-                      rid=referral["id"], org=org,
-                      ctx=json.dumps({"referral_id": referral["id"]}))
-    return Claimed(id=row.id, event_id=row.event_id, event_type=row.event_type,
-                   audience=row.audience, template=row.template, patient_id=row.patient_id,
-                   referral_id=row.referral_id, org=row.org, context=dict(row.context),
-                   attempts=row.attempts, lease=row.lease_until)
+        RETURNING *""",
+        id=mid,
+        e=str(uuid.uuid4()),
+        pid=referral["patient_id"],
+        rid=referral["id"],
+        org=org,
+        ctx=json.dumps({"referral_id": referral["id"]}),
+    )
+    return Claimed(
+        id=row.id,
+        event_id=row.event_id,
+        event_type=row.event_type,
+        audience=row.audience,
+        template=row.template,
+        patient_id=row.patient_id,
+        referral_id=row.referral_id,
+        org=row.org,
+        context=dict(row.context),
+        attempts=row.attempts,
+        lease=row.lease_until,
+    )
 
 
 class TestRetriesAndLeases:
     async def test_an_unreachable_mail_server_is_retried_then_the_mail_goes(
-            self, running_apps, referrals_sessions, notifications_sessions) -> None:  # type: ignore[no-untyped-def]
+        self, running_apps, referrals_sessions, notifications_sessions
+    ) -> None:  # type: ignore[no-untyped-def]
         s = running_apps
         p = await new_parties(s, referrals_sessions)
         address = unique_email("retry")
@@ -418,8 +598,9 @@ class TestRetriesAndLeases:
             await sender.process(claimed)
         finally:
             await sender.close()
-        sent = await message_when(s, referral["id"], template="referral-accepted",
-                                  audience="referrer", status="sent")
+        sent = await message_when(
+            s, referral["id"], template="referral-accepted", audience="referrer", status="sent"
+        )
         assert sent["id"] == claimed.id
         first, second = sent["deliveries"]
         assert (first["status"], first["channel"]) == ("retrying", "email")
@@ -428,7 +609,8 @@ class TestRetriesAndLeases:
         assert len(mails_to(s, address)) == 1
 
     async def test_after_the_last_retry_the_recipient_shows_as_failed(
-            self, running_apps, referrals_sessions, notifications_sessions) -> None:  # type: ignore[no-untyped-def]
+        self, running_apps, referrals_sessions, notifications_sessions
+    ) -> None:  # type: ignore[no-untyped-def]
         s = running_apps
         p = await new_parties(s, referrals_sessions)
         address = unique_email("gives-up")
@@ -436,28 +618,41 @@ class TestRetriesAndLeases:
         referral = await new_referral(s, p)
         claimed = await _leased_message(notifications_sessions, referral, p.referrer_org)
         for n in range(len(s.message_retry_seconds)):  # every retry already spent
-            await sql(notifications_sessions, """
+            await sql(
+                notifications_sessions,
+                """
                 INSERT INTO message_delivery (id, message_id, recipient, channel, variant,
                                               language, attempt, status, error)
                 VALUES (:id, :m, :r, 'email', 'plain', 'en', :n, 'retrying', 'timed out')""",
-                      id=f"dlv_{uuid.uuid4().hex}", m=claimed.id,
-                      r=f"user:{p.referrer_user}", n=n + 1)
+                id=f"dlv_{uuid.uuid4().hex}",
+                m=claimed.id,
+                r=f"user:{p.referrer_user}",
+                n=n + 1,
+            )
         down = s.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": _closed_port()})
         sender = await MessageSender.create(down)
         try:
             await sender.process(claimed)
         finally:
             await sender.close()
-        failed = await message_when(s, referral["id"], template="referral-accepted",
-                                    audience="referrer", status="failed", timeout=30)
+        failed = await message_when(
+            s,
+            referral["id"],
+            template="referral-accepted",
+            audience="referrer",
+            status="failed",
+            timeout=30,
+        )
         n = len(s.message_retry_seconds) + 1
         assert failed["last_error"].startswith(
-            f"user:{p.referrer_user}: gave up after {n} attempts: could not reach the mail")
+            f"user:{p.referrer_user}: gave up after {n} attempts: could not reach the mail"
+        )
         assert failed["deliveries"][-1]["status"] == "failed"
         assert mails_to(s, address) == []
 
     async def test_a_message_leased_by_another_dispatcher_is_left_until_its_lease_ends(
-            self, running_apps, referrals_sessions, notifications_sessions) -> None:  # type: ignore[no-untyped-def]
+        self, running_apps, referrals_sessions, notifications_sessions
+    ) -> None:  # type: ignore[no-untyped-def]
         s = running_apps
         p = await new_parties(s, referrals_sessions)
         address = unique_email("lease")
@@ -473,19 +668,32 @@ class TestRetriesAndLeases:
             await sender.close()
         # the stack's dispatcher has had its chance: a message queued later has been sent
         await move(s, p, referral, "return")
-        await message_when(s, referral["id"], template="referral-returned",
-                           audience="referrer", status="sent")
-        [row] = await sql(notifications_sessions, "SELECT status FROM message WHERE id = :i",
-                          i=claimed.id)
+        await message_when(
+            s, referral["id"], template="referral-returned", audience="referrer", status="sent"
+        )
+        [row] = await sql(
+            notifications_sessions, "SELECT status FROM message WHERE id = :i", i=claimed.id
+        )
         assert row.status == "pending"
-        assert (await sql(notifications_sessions, "SELECT * FROM message_delivery WHERE "
-                          "message_id = :i", i=claimed.id)) == []
+        assert (
+            await sql(
+                notifications_sessions,
+                "SELECT * FROM message_delivery WHERE message_id = :i",
+                i=claimed.id,
+            )
+        ) == []
         assert [m.subject.split()[2] for m in mails_to(s, address)] == ["returned"]
         # the holder was killed: when its lease runs out the message comes back and goes
-        await sql(notifications_sessions, "UPDATE message SET lease_until = now() - "
-                  "interval '1 second' WHERE id = :i", i=claimed.id)
-        sent = await message_when(s, referral["id"], template="referral-accepted",
-                                  audience="referrer", status="sent")
+        await sql(
+            notifications_sessions,
+            "UPDATE message SET lease_until = now() - interval '1 second' WHERE id = :i",
+            i=claimed.id,
+        )
+        sent = await message_when(
+            s, referral["id"], template="referral-accepted", audience="referrer", status="sent"
+        )
         assert len(sent["deliveries"]) == 1
         assert sorted(m.subject.split()[2] for m in mails_to(s, address)) == [
-            "accepted", "returned"]
+            "accepted",
+            "returned",
+        ]

@@ -33,8 +33,12 @@ from tests.helpers import send_case
 
 # the live stream never ends by design; it has its own tests (test_alerts_live.py)
 schema = schemathesis.openapi.from_dict(app.openapi()).exclude(path="/alerts/stream")
-FUZZ = {"max_examples": 25, "deadline": None, "database": None,
-        "suppress_health_check": list(HealthCheck)}
+FUZZ = {
+    "max_examples": 25,
+    "deadline": None,
+    "database": None,
+    "suppress_health_check": list(HealthCheck),
+}
 ORG = "FUZZ-PARTNER"
 
 
@@ -44,8 +48,7 @@ async def session_loop() -> asyncio.AbstractEventLoop:
 
 
 @pytest.fixture(scope="module")
-async def fuzz_client(notifications_client: httpx.AsyncClient
-                      ) -> AsyncIterator[httpx.AsyncClient]:
+async def fuzz_client(notifications_client: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:
     """The running app; an unhandled error comes back as the 500 a caller would see."""
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://notifications") as c:
@@ -53,27 +56,45 @@ async def fuzz_client(notifications_client: httpx.AsyncClient
 
 
 @pytest.fixture(scope="module")
-async def fuzz_world(fuzz_client: httpx.AsyncClient, settings: Settings,
-                     notifications_sessions) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    headers = auth(settings, role=["coordinator", "partner", "service_staff"], org=ORG,
-                   ics=settings.ics, sub="fuzz-user")
-    resp = await fuzz_client.post("/webhook-subscriptions", headers=headers, json={
-        "url": "http://127.0.0.1:9/fuzz", "event_types": ["uk.waymark.referral.submitted"]})
+async def fuzz_world(
+    fuzz_client: httpx.AsyncClient, settings: Settings, notifications_sessions
+) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    headers = auth(
+        settings,
+        role=["coordinator", "partner", "service_staff"],
+        org=ORG,
+        ics=settings.ics,
+        sub="fuzz-user",
+    )
+    resp = await fuzz_client.post(
+        "/webhook-subscriptions",
+        headers=headers,
+        json={"url": "http://127.0.0.1:9/fuzz", "event_types": ["uk.waymark.referral.submitted"]},
+    )
     assert resp.status_code == 201, resp.text
     load_all()
     alert_id = f"fuzz-{uuid.uuid4().hex[:8]}"
-    event = make_event(ALERT_EVENTS["raised"](
-        alert_id=alert_id, kind="stalled", rule="not_triaged", severity="high",
-        status="open", referral_ids=["ref-fuzz"], seq=1), subject=f"pt-{uuid.uuid4().hex}")
+    event = make_event(
+        ALERT_EVENTS["raised"](
+            alert_id=alert_id,
+            kind="stalled",
+            rule="not_triaged",
+            severity="high",
+            status="open",
+            referral_ids=["ref-fuzz"],
+            seq=1,
+        ),
+        subject=f"pt-{uuid.uuid4().hex}",
+    )
     async with unit_of_work(notifications_sessions) as session:
-        await apply_event(session=session, event=event, data=REGISTRY.parse(event),
-                          settings=settings)
+        await apply_event(
+            session=session, event=event, data=REGISTRY.parse(event), settings=settings
+        )
     return {"headers": headers, "subscription_id": resp.json()["id"], "alert_id": alert_id}
 
 
 def _steer(case: Any, world: dict[str, Any]) -> None:
-    pick = zlib.crc32(repr((case.method, case.path_parameters, case.query,
-                            case.body)).encode())
+    pick = zlib.crc32(repr((case.method, case.path_parameters, case.query, case.body)).encode())
     params = case.path_parameters or {}
     if pick % 2:
         for name in ("subscription_id", "alert_id"):
@@ -81,12 +102,14 @@ def _steer(case: Any, world: dict[str, Any]) -> None:
                 params[name] = world[name]
 
 
-
-
 @schema.parametrize()
 @hypothesis_settings(**FUZZ)
-def test_no_5xx(case: Any, fuzz_world: dict[str, Any], session_loop: asyncio.AbstractEventLoop,
-                fuzz_client: httpx.AsyncClient) -> None:
+def test_no_5xx(
+    case: Any,
+    fuzz_world: dict[str, Any],
+    session_loop: asyncio.AbstractEventLoop,
+    fuzz_client: httpx.AsyncClient,
+) -> None:
     headers = fuzz_world["headers"]
     _steer(case, fuzz_world)
     response = send_case(case, headers, session_loop, fuzz_client)

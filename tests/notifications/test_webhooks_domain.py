@@ -22,11 +22,15 @@ KNOWN = {m.EVENT_TYPE for m in load_all().all_models()}
 SVIX = [5, 300, 1800, 7200, 18000, 36000, 36000]
 
 
-def _headers(secret_list: list[str], body: bytes, msg_id: str = "msg_1",
-             ts: int | None = None) -> dict[str, str]:
-    return webhooks.sign_headers(msg_id=msg_id, timestamp=ts or int(datetime.now(UTC)
-                                                                     .timestamp()),
-                                 body=body, secrets=secret_list)
+def _headers(
+    secret_list: list[str], body: bytes, msg_id: str = "msg_1", ts: int | None = None
+) -> dict[str, str]:
+    return webhooks.sign_headers(
+        msg_id=msg_id,
+        timestamp=ts or int(datetime.now(UTC).timestamp()),
+        body=body,
+        secrets=secret_list,
+    )
 
 
 class TestSecrets:
@@ -45,9 +49,17 @@ class TestSecrets:
         with pytest.raises(ValueError):
             webhooks.new_secret(n)
 
-    @pytest.mark.parametrize("bad", ["", "abc", "whsec_", "whsec_!!!notbase64",
-                                     "whsec_" + base64.b64encode(b"short").decode(),
-                                     "sk_" + base64.b64encode(b"x" * 32).decode()])
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            "",
+            "abc",
+            "whsec_",
+            "whsec_!!!notbase64",
+            "whsec_" + base64.b64encode(b"short").decode(),
+            "sk_" + base64.b64encode(b"x" * 32).decode(),
+        ],
+    )
     def test_malformed_secrets_are_refused(self, bad: str) -> None:
         with pytest.raises(ValueError):
             webhooks.secret_key(bad)
@@ -65,9 +77,10 @@ class TestSigning:
         body = b'{"a":1}'
         headers = _headers([secret], body, msg_id="msg_a")
         wh = Webhook(secret)
-        for changed in ({**headers, "webhook-id": "msg_b"},
-                        {**headers, "webhook-timestamp": str(int(headers["webhook-timestamp"])
-                                                             - 1)}):
+        for changed in (
+            {**headers, "webhook-id": "msg_b"},
+            {**headers, "webhook-timestamp": str(int(headers["webhook-timestamp"]) - 1)},
+        ):
             with pytest.raises(WebhookVerificationError):
                 wh.verify(body, changed)
         with pytest.raises(WebhookVerificationError):
@@ -86,10 +99,13 @@ class TestSigning:
 
         key = bytes(range(32))
         secret = "whsec_" + base64.b64encode(key).decode()
-        expected = base64.b64encode(hmac.new(key, b"msg_x.1700000000.hello",
-                                             hashlib.sha256).digest()).decode()
-        assert webhooks.signature(secret, msg_id="msg_x", timestamp=1700000000,
-                                  body=b"hello") == f"v1,{expected}"
+        expected = base64.b64encode(
+            hmac.new(key, b"msg_x.1700000000.hello", hashlib.sha256).digest()
+        ).decode()
+        assert (
+            webhooks.signature(secret, msg_id="msg_x", timestamp=1700000000, body=b"hello")
+            == f"v1,{expected}"
+        )
 
     def test_two_secrets_give_two_space_separated_signatures_each_verifying(self) -> None:
         old, new = webhooks.new_secret(), webhooks.new_secret()
@@ -117,10 +133,12 @@ class TestRotation:
         assert webhooks.signing_secrets(**kw, now=until + timedelta(days=1)) == [new]
 
     def test_without_a_rotation_only_the_secret_signs(self) -> None:
-        assert webhooks.signing_secrets(secret="whsec_a", previous_secret=None,
-                                        previous_secret_until=None, now=NOW) == ["whsec_a"]
-        assert webhooks.signing_secrets(secret="whsec_a", previous_secret="whsec_b",
-                                        previous_secret_until=None, now=NOW) == ["whsec_a"]
+        assert webhooks.signing_secrets(
+            secret="whsec_a", previous_secret=None, previous_secret_until=None, now=NOW
+        ) == ["whsec_a"]
+        assert webhooks.signing_secrets(
+            secret="whsec_a", previous_secret="whsec_b", previous_secret_until=None, now=NOW
+        ) == ["whsec_a"]
 
     def test_a_second_rotation_drops_the_oldest_secret(self) -> None:
         s2, p1, _ = webhooks.rotation(current="whsec_s1", now=NOW, grace_seconds=60)
@@ -164,19 +182,33 @@ class TestRetrySchedule:
 
 
 class TestDisabling:
-    @pytest.mark.parametrize("failing_for,window,expected", [
-        (None, 86400, False), (0, 86400, False), (86399, 86400, False), (86400, 86400, True),
-        (90000, 86400, True), (19.9, 20, False), (20, 20, True)])
-    def test_disabled_after_failing_for_the_whole_window(self, failing_for: float | None,
-                                                         window: float, expected: bool) -> None:
+    @pytest.mark.parametrize(
+        "failing_for,window,expected",
+        [
+            (None, 86400, False),
+            (0, 86400, False),
+            (86399, 86400, False),
+            (86400, 86400, True),
+            (90000, 86400, True),
+            (19.9, 20, False),
+            (20, 20, True),
+        ],
+    )
+    def test_disabled_after_failing_for_the_whole_window(
+        self, failing_for: float | None, window: float, expected: bool
+    ) -> None:
         since = None if failing_for is None else NOW - timedelta(seconds=failing_for)
-        assert webhooks.should_disable(failing_since=since, now=NOW,
-                                       window_seconds=window) is expected
+        assert (
+            webhooks.should_disable(failing_since=since, now=NOW, window_seconds=window) is expected
+        )
 
     def test_the_owner_is_told_what_happened_and_what_to_do(self) -> None:
-        subject, body = webhooks.disabled_notice(subscription_id="whs_1",
-                                                 url="https://p.example/h",
-                                                 failing_since=NOW, last_error="HTTP 500")
+        subject, body = webhooks.disabled_notice(
+            subscription_id="whs_1",
+            url="https://p.example/h",
+            failing_since=NOW,
+            last_error="HTTP 500",
+        )
         assert "disabled" in subject
         assert "https://p.example/h" in body and "HTTP 500" in body
         assert "/webhook-subscriptions/whs_1/resume" in body and "resend" in body
@@ -184,13 +216,19 @@ class TestDisabling:
 
 class TestEventTypes:
     def test_referral_events_can_be_subscribed_to(self) -> None:
-        types = ["uk.waymark.referral.accepted", "uk.waymark.referral.submitted",
-                 "uk.waymark.referral.accepted"]
-        assert webhooks.check_event_types(types, known=KNOWN,
-                                          prefix=routing.SUBSCRIBABLE_PREFIX) == types[:2]
+        types = [
+            "uk.waymark.referral.accepted",
+            "uk.waymark.referral.submitted",
+            "uk.waymark.referral.accepted",
+        ]
+        assert (
+            webhooks.check_event_types(types, known=KNOWN, prefix=routing.SUBSCRIBABLE_PREFIX)
+            == types[:2]
+        )
 
-    @pytest.mark.parametrize("bad", ["uk.waymark.referral.nope", "accepted", "",
-                                     "uk.waymark.referral.*"])
+    @pytest.mark.parametrize(
+        "bad", ["uk.waymark.referral.nope", "accepted", "", "uk.waymark.referral.*"]
+    )
     def test_unknown_types_are_refused(self, bad: str) -> None:
         with pytest.raises(ValidationFailed, match="unknown event type"):
             webhooks.check_event_types([bad], known=KNOWN, prefix=routing.SUBSCRIBABLE_PREFIX)
@@ -200,14 +238,15 @@ class TestEventTypes:
         assert other, "the registry has non-referral events"
         for t in other:
             with pytest.raises(ValidationFailed, match="cannot be subscribed"):
-                webhooks.check_event_types([t], known=KNOWN,
-                                           prefix=routing.SUBSCRIBABLE_PREFIX)
+                webhooks.check_event_types([t], known=KNOWN, prefix=routing.SUBSCRIBABLE_PREFIX)
 
     def test_every_registered_referral_event_is_subscribable(self) -> None:
         referral = sorted(t for t in KNOWN if t.startswith(routing.SUBSCRIBABLE_PREFIX))
         assert len(referral) >= 12
-        assert webhooks.check_event_types(referral, known=KNOWN,
-                                          prefix=routing.SUBSCRIBABLE_PREFIX) == referral
+        assert (
+            webhooks.check_event_types(referral, known=KNOWN, prefix=routing.SUBSCRIBABLE_PREFIX)
+            == referral
+        )
 
     def test_at_least_one(self) -> None:
         with pytest.raises(ValidationFailed):
@@ -216,113 +255,156 @@ class TestEventTypes:
 
 class TestFilters:
     def test_valid_filters_are_kept_and_normalised(self) -> None:
-        assert webhooks.check_filters({"service_categories": ["b_cat", "a_cat", "a_cat"],
-                                       "priorities": ["urgent"], "role": "receiver"}) == {
-            "service_categories": ["a_cat", "b_cat"], "priorities": ["urgent"],
-            "role": "receiver"}
+        assert webhooks.check_filters(
+            {
+                "service_categories": ["b_cat", "a_cat", "a_cat"],
+                "priorities": ["urgent"],
+                "role": "receiver",
+            }
+        ) == {
+            "service_categories": ["a_cat", "b_cat"],
+            "priorities": ["urgent"],
+            "role": "receiver",
+        }
 
     def test_empty_filters_are_dropped(self) -> None:
         assert webhooks.check_filters(None) == {}
-        assert webhooks.check_filters({"service_categories": [], "priorities": None,
-                                       "role": None}) == {}
+        assert (
+            webhooks.check_filters({"service_categories": [], "priorities": None, "role": None})
+            == {}
+        )
 
-    @pytest.mark.parametrize("bad", [
-        {"colour": "red"}, {"role": "both"}, {"priorities": ["soon"]},
-        {"priorities": "urgent"}, {"service_categories": "pain"},
-        {"service_categories": ["Pain Management"]}, {"service_categories": [1]}])
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            {"colour": "red"},
+            {"role": "both"},
+            {"priorities": ["soon"]},
+            {"priorities": "urgent"},
+            {"service_categories": "pain"},
+            {"service_categories": ["Pain Management"]},
+            {"service_categories": [1]},
+        ],
+    )
     def test_invalid_filters_are_refused(self, bad: dict) -> None:  # type: ignore[type-arg]
         with pytest.raises(ValidationFailed):
             webhooks.check_filters(bad)
 
     def test_filters_mean_what_routing_does_with_them(self) -> None:
-        data = {"from_org": "GP-1", "to_org": "PAIN-1", "priority": "urgent",
-                "service_category": "pain_management_programme"}
+        data = {
+            "from_org": "GP-1",
+            "to_org": "PAIN-1",
+            "priority": "urgent",
+            "service_category": "pain_management_programme",
+        }
         f = webhooks.check_filters({"role": "receiver", "priorities": ["urgent"]})
         t = "uk.waymark.referral.accepted"
-        assert routing.subscription_matches(org="PAIN-1", event_types=[t], filters=f,
-                                            event_type=t, data=data)
-        assert not routing.subscription_matches(org="GP-1", event_types=[t], filters=f,
-                                                event_type=t, data=data)
+        assert routing.subscription_matches(
+            org="PAIN-1", event_types=[t], filters=f, event_type=t, data=data
+        )
+        assert not routing.subscription_matches(
+            org="GP-1", event_types=[t], filters=f, event_type=t, data=data
+        )
 
 
 class TestEndpointUrls:
-    @pytest.mark.parametrize("url", [
-        "https://partner.example/hooks", "https://partner.example:8443/h?x=1",
-        "https://93.184.216.34/hook", "https://[2606:4700:4700::1111]/h",
-        "https://xn--bcher-kva.example/", "https://bücher.example/h"])
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "https://partner.example/hooks",
+            "https://partner.example:8443/h?x=1",
+            "https://93.184.216.34/hook",
+            "https://[2606:4700:4700::1111]/h",
+            "https://xn--bcher-kva.example/",
+            "https://bücher.example/h",
+        ],
+    )
     def test_production_accepts_public_https_endpoints(self, url: str) -> None:
         e = webhooks.check_endpoint(url, mode="production")
         assert e.scheme == "https" and e.port in (443, 8443)
 
-    @pytest.mark.parametrize("url,why", [
-        ("http://partner.example/h", "only https"),
-        ("ftp://partner.example/h", "https"),
-        ("https://user:pw@partner.example/h", "credentials"),
-        ("https://user@partner.example/h", "credentials"),
-        ("https://partner.example/h#frag", "fragment"),
-        ("https:///nohost", "no host"),
-        ("partner.example/h", "https"),
-        ("https://partner.example:99999/", "cannot be parsed"),
-        ("https://[::1/", "cannot be parsed"),
-        ("https://partner.example/a b", "spaces"),
-        ("https://partner.example/\x00", "control"),
-        ("https://" + "a" * 2001 + ".example/", "longer"),
-        ("", "empty"),
-        ("https://localhost/h", "local name"),
-        ("https://api.localhost/h", "local name"),
-        ("https://printer.local/h", "local name"),
-        ("https://db.internal/h", "local name"),
-        ("https://127.0.0.1/h", "loopback"),
-        ("https://127.1.2.3:8443/h", "loopback"),
-        ("https://10.0.0.5/h", "private"),
-        ("https://172.16.0.1/h", "private"),
-        ("https://192.168.1.1/h", "private"),
-        ("https://169.254.169.254/latest/meta-data", "link-local"),
-        ("https://100.64.0.1/h", "carrier-grade"),
-        ("https://0.0.0.0/h", "unspecified"),
-        ("https://224.0.0.1/h", "multicast"),
-        ("https://240.0.0.1/h", "reserved"),
-        ("https://255.255.255.255/h", "reserved"),
-        ("https://192.0.0.8/h", "IETF"),
-        ("https://[::1]/h", "loopback"),
-        ("https://[::]/h", "unspecified"),
-        ("https://[fe80::1]/h", "link-local"),
-        ("https://[fd00::1]/h", "unique local"),
-        ("https://[fec0::1]/h", "site-local"),
-        ("https://[ff02::1]/h", "multicast"),
-        ("https://[::ffff:127.0.0.1]/h", "loopback"),
-        ("https://[::ffff:10.1.2.3]/h", "private"),
-        ("https://[::ffff:169.254.169.254]/h", "link-local"),
-        ("https://[2002:a00:1::]/h", "private"),  # 6to4 of 10.0.0.1
-        ("https://[64:ff9b::7f00:1]/h", "loopback"),  # NAT64 of 127.0.0.1
-        ("https://2130706433/h", "dotted form"),  # 127.0.0.1 as one number
-        ("https://0x7f.1/h", "dotted form"),
-        ("https://127.1/h", "dotted form"),
-        ("https://0177.0.0.1/h", "dotted form"),
-        ("https://bad_host!.example/h", "domain name"),
-    ])
+    @pytest.mark.parametrize(
+        "url,why",
+        [
+            ("http://partner.example/h", "only https"),
+            ("ftp://partner.example/h", "https"),
+            ("https://user:pw@partner.example/h", "credentials"),
+            ("https://user@partner.example/h", "credentials"),
+            ("https://partner.example/h#frag", "fragment"),
+            ("https:///nohost", "no host"),
+            ("partner.example/h", "https"),
+            ("https://partner.example:99999/", "cannot be parsed"),
+            ("https://[::1/", "cannot be parsed"),
+            ("https://partner.example/a b", "spaces"),
+            ("https://partner.example/\x00", "control"),
+            ("https://" + "a" * 2001 + ".example/", "longer"),
+            ("", "empty"),
+            ("https://localhost/h", "local name"),
+            ("https://api.localhost/h", "local name"),
+            ("https://printer.local/h", "local name"),
+            ("https://db.internal/h", "local name"),
+            ("https://127.0.0.1/h", "loopback"),
+            ("https://127.1.2.3:8443/h", "loopback"),
+            ("https://10.0.0.5/h", "private"),
+            ("https://172.16.0.1/h", "private"),
+            ("https://192.168.1.1/h", "private"),
+            ("https://169.254.169.254/latest/meta-data", "link-local"),
+            ("https://100.64.0.1/h", "carrier-grade"),
+            ("https://0.0.0.0/h", "unspecified"),
+            ("https://224.0.0.1/h", "multicast"),
+            ("https://240.0.0.1/h", "reserved"),
+            ("https://255.255.255.255/h", "reserved"),
+            ("https://192.0.0.8/h", "IETF"),
+            ("https://[::1]/h", "loopback"),
+            ("https://[::]/h", "unspecified"),
+            ("https://[fe80::1]/h", "link-local"),
+            ("https://[fd00::1]/h", "unique local"),
+            ("https://[fec0::1]/h", "site-local"),
+            ("https://[ff02::1]/h", "multicast"),
+            ("https://[::ffff:127.0.0.1]/h", "loopback"),
+            ("https://[::ffff:10.1.2.3]/h", "private"),
+            ("https://[::ffff:169.254.169.254]/h", "link-local"),
+            ("https://[2002:a00:1::]/h", "private"),  # 6to4 of 10.0.0.1
+            ("https://[64:ff9b::7f00:1]/h", "loopback"),  # NAT64 of 127.0.0.1
+            ("https://2130706433/h", "dotted form"),  # 127.0.0.1 as one number
+            ("https://0x7f.1/h", "dotted form"),
+            ("https://127.1/h", "dotted form"),
+            ("https://0177.0.0.1/h", "dotted form"),
+            ("https://bad_host!.example/h", "domain name"),
+        ],
+    )
     def test_production_refuses(self, url: str, why: str) -> None:
         with pytest.raises(ValidationFailed, match=why) as exc:
             webhooks.check_endpoint(url, mode="production")
         assert exc.value.status == 422
 
-    @pytest.mark.parametrize("url", ["http://127.0.0.1:8080/h", "http://localhost:9000/h",
-                                     "https://10.0.0.5/h", "http://[::1]:8000/"])
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "http://127.0.0.1:8080/h",
+            "http://localhost:9000/h",
+            "https://10.0.0.5/h",
+            "http://[::1]:8000/",
+        ],
+    )
     def test_local_mode_allows_http_and_loopback(self, url: str) -> None:
         assert webhooks.check_endpoint(url, mode="local").host
 
-    @pytest.mark.parametrize("url", ["ftp://127.0.0.1/h", "http://u:p@127.0.0.1/h",
-                                     "http:///h"])
+    @pytest.mark.parametrize("url", ["ftp://127.0.0.1/h", "http://u:p@127.0.0.1/h", "http:///h"])
     def test_local_mode_still_wants_a_plain_http_url(self, url: str) -> None:
         with pytest.raises(ValidationFailed):
             webhooks.check_endpoint(url, mode="local")
 
     def test_every_resolved_address_must_be_public(self) -> None:
         e = webhooks.check_endpoint("https://partner.example/h", mode="production")
-        assert webhooks.check_resolved(e, ["93.184.216.34", "2606:2800:220:1::"],
-                                       mode="production")
-        for mixed in (["93.184.216.34", "10.0.0.1"], ["169.254.169.254"], ["::1"],
-                      ["fe80::1%eth0"], ["100.100.100.100"]):
+        assert webhooks.check_resolved(e, ["93.184.216.34", "2606:2800:220:1::"], mode="production")
+        for mixed in (
+            ["93.184.216.34", "10.0.0.1"],
+            ["169.254.169.254"],
+            ["::1"],
+            ["fe80::1%eth0"],
+            ["100.100.100.100"],
+        ):
             with pytest.raises(ValidationFailed, match="resolves to"):
                 webhooks.check_resolved(e, mixed, mode="production")
 
@@ -336,11 +418,20 @@ class TestEndpointUrls:
     def test_local_mode_accepts_private_resolution(self) -> None:
         e = webhooks.check_endpoint("http://receiver.test/h", mode="local")
         assert webhooks.check_resolved(e, ["127.0.0.1"], mode="local") == [
-            ipaddress.ip_address("127.0.0.1")]
+            ipaddress.ip_address("127.0.0.1")
+        ]
 
-    @pytest.mark.parametrize("addr,problem", [
-        ("8.8.8.8", None), ("2001:4860:4860::8888", None), ("::ffff:8.8.8.8", None),
-        ("198.18.0.1", "private"), ("192.0.2.1", "private"), ("2001:db8::1", "private")])
+    @pytest.mark.parametrize(
+        "addr,problem",
+        [
+            ("8.8.8.8", None),
+            ("2001:4860:4860::8888", None),
+            ("::ffff:8.8.8.8", None),
+            ("198.18.0.1", "private"),
+            ("192.0.2.1", "private"),
+            ("2001:db8::1", "private"),
+        ],
+    )
     def test_address_problems(self, addr: str, problem: str | None) -> None:
         got = webhooks.address_problem(ipaddress.ip_address(addr))
         assert (got is None) if problem is None else (problem in (got or ""))
@@ -375,36 +466,46 @@ class TestGuardWithResolver:
             if host not in answers:
                 raise OSError(f"no such host {host}")
             return answers[host]
+
         return resolve
 
     async def test_a_name_resolving_to_public_addresses_passes(self) -> None:
         e, addrs = await guard_endpoint(
-            "https://partner.example/h", mode="production",
-            resolve=self.resolver({"partner.example": ["93.184.216.34"]}))
+            "https://partner.example/h",
+            mode="production",
+            resolve=self.resolver({"partner.example": ["93.184.216.34"]}),
+        )
         assert e.host == "partner.example" and [str(a) for a in addrs] == ["93.184.216.34"]
 
-    @pytest.mark.parametrize("answer", [["10.0.0.1"], ["93.184.216.34", "127.0.0.1"],
-                                        ["169.254.169.254"], ["fd12::1"]])
+    @pytest.mark.parametrize(
+        "answer", [["10.0.0.1"], ["93.184.216.34", "127.0.0.1"], ["169.254.169.254"], ["fd12::1"]]
+    )
     async def test_a_name_resolving_to_an_internal_address_is_refused(
-            self, answer: list[str]) -> None:
+        self, answer: list[str]
+    ) -> None:
         with pytest.raises(ValidationFailed, match="resolves to"):
-            await guard_endpoint("https://rebind.example/h", mode="production",
-                                 resolve=self.resolver({"rebind.example": answer}))
+            await guard_endpoint(
+                "https://rebind.example/h",
+                mode="production",
+                resolve=self.resolver({"rebind.example": answer}),
+            )
 
     async def test_a_name_that_does_not_resolve_is_refused(self) -> None:
         with pytest.raises(ValidationFailed, match="cannot be resolved"):
-            await guard_endpoint("https://nowhere.example/h", mode="production",
-                                 resolve=self.resolver({}))
+            await guard_endpoint(
+                "https://nowhere.example/h", mode="production", resolve=self.resolver({})
+            )
 
     async def test_local_mode_does_not_resolve_at_all(self) -> None:
         async def boom(host: str, port: int) -> list[str]:
             raise AssertionError("resolved in local mode")
+
         e, addrs = await guard_endpoint("http://127.0.0.1:9/h", mode="local", resolve=boom)
         assert addrs == [] and e.port == 9
 
     async def test_literal_addresses_are_not_resolved(self) -> None:
         async def boom(host: str, port: int) -> list[str]:
             raise AssertionError("resolved a literal")
-        _, addrs = await guard_endpoint("https://93.184.216.34/h", mode="production",
-                                        resolve=boom)
+
+        _, addrs = await guard_endpoint("https://93.184.216.34/h", mode="production", resolve=boom)
         assert [str(a) for a in addrs] == ["93.184.216.34"]

@@ -25,6 +25,7 @@ from tests.helpers import eventually
 
 # --- the receiver ---------------------------------------------------------------------------
 
+
 @dataclass
 class Got:
     webhook_id: str
@@ -99,10 +100,16 @@ class Receiver:
         data = payload.get("data", {})
         wid = headers.get("webhook-id", "")
         seen = sum(1 for g in hook.got if g.webhook_id == wid)
-        got = Got(webhook_id=wid, signatures=headers.get("webhook-signature", "").split(" "),
-                  payload=payload, body=body, at=time.monotonic(), verified_by=verified,
-                  concerns_org=hook.org in (data.get("from_org"), data.get("to_org")),
-                  snapshot={n: (h.finished, h.in_flight) for n, h in self.hooks.items()})
+        got = Got(
+            webhook_id=wid,
+            signatures=headers.get("webhook-signature", "").split(" "),
+            payload=payload,
+            body=body,
+            at=time.monotonic(),
+            verified_by=verified,
+            concerns_org=hook.org in (data.get("from_org"), data.get("to_org")),
+            snapshot={n: (h.finished, h.in_flight) for n, h in self.hooks.items()},
+        )
         hook.got.append(got)
         hook.in_flight += 1
         hook.max_in_flight = max(hook.max_in_flight, hook.in_flight)
@@ -135,13 +142,14 @@ async def receiver() -> AsyncIterator[Receiver]:
     rec = Receiver()
     app = Starlette(routes=[Route("/hooks/{name}", rec.handle, methods=["POST"])])
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off",
-                                           log_level="warning", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, lifespan="off", log_level="warning", access_log=False
+        )
+    )
     task = asyncio.create_task(server.serve())
     await eventually(lambda: server.started, timeout=10, interval=0.05)
     rec.base = f"http://127.0.0.1:{port}"
     yield rec
     server.should_exit = True
     await task
-
-

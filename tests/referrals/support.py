@@ -53,12 +53,21 @@ class Service:
     status: str = "active"
 
 
-async def new_service(s: Settings, sessions: async_sessionmaker, *, org: str | None = None,
-                      category: str = "pain_management_programme",
-                      status: str = "active") -> Service:
+async def new_service(
+    s: Settings,
+    sessions: async_sessionmaker,
+    *,
+    org: str | None = None,
+    category: str = "pain_management_programme",
+    status: str = "active",
+) -> Service:
     """A directory service of its own, put into the referrals service's replica."""
-    svc = Service(id=f"svc-{uuid.uuid4().hex[:12]}", org=org or new_org("SVC"),
-                  category=category, status=status)
+    svc = Service(
+        id=f"svc-{uuid.uuid4().hex[:12]}",
+        org=org or new_org("SVC"),
+        category=category,
+        status=status,
+    )
     await publish_directory_state(s, sessions, [(svc.id, svc.org, svc.category, svc.status)])
     return svc
 
@@ -82,29 +91,38 @@ async def referral_row(sessions: async_sessionmaker, referral_id: str) -> Any:
 
 
 async def outbox_of(sessions: async_sessionmaker, patient_id: str) -> list[Any]:
-    return await query(sessions, "SELECT * FROM outbox WHERE key = :p ORDER BY seq",
-                       p=patient_id)
+    return await query(sessions, "SELECT * FROM outbox WHERE key = :p ORDER BY seq", p=patient_id)
 
 
 async def events_of(sessions: async_sessionmaker, referral_id: str) -> list[Any]:
     """The outbox rows of one referral, in the order they were written."""
-    return await query(sessions, "SELECT * FROM outbox WHERE payload->'data'->>'referral_id' = :r"
-                       " ORDER BY seq", r=referral_id)
+    return await query(
+        sessions,
+        "SELECT * FROM outbox WHERE payload->'data'->>'referral_id' = :r ORDER BY seq",
+        r=referral_id,
+    )
 
 
 async def audit_of(sessions: async_sessionmaker, patient_id: str) -> list[Any]:
-    return await query(sessions, "SELECT * FROM audit_log WHERE patient_id = :p ORDER BY at",
-                       p=patient_id)
+    return await query(
+        sessions, "SELECT * FROM audit_log WHERE patient_id = :p ORDER BY at", p=patient_id
+    )
 
 
 async def audit_of_referral(sessions: async_sessionmaker, referral_id: str) -> list[Any]:
-    return await query(sessions, "SELECT * FROM audit_log WHERE resource_id = :r "
-                       "ORDER BY at, action", r=referral_id)
+    return await query(
+        sessions,
+        "SELECT * FROM audit_log WHERE resource_id = :r ORDER BY at, action",
+        r=referral_id,
+    )
 
 
 async def transitions_of(sessions: async_sessionmaker, referral_id: str) -> list[Any]:
-    return await query(sessions, "SELECT * FROM referral_transition WHERE referral_id = :r "
-                       "ORDER BY id", r=referral_id)
+    return await query(
+        sessions,
+        "SELECT * FROM referral_transition WHERE referral_id = :r ORDER BY id",
+        r=referral_id,
+    )
 
 
 def assert_problem(r: httpx.Response, status: int, *words: str) -> dict[str, Any]:
@@ -135,9 +153,15 @@ def assert_no_personal_data(payload: dict[str, Any], *personal: str | None) -> N
 
 def personal_data(referral: dict[str, Any]) -> list[str]:
     """What an event must never carry of a referral (as the API returned it)."""
-    return [referral["nhs_number"], referral["given_name"], referral["family_name"],
-            referral["birth_date"], referral["clinical_summary"],
-            referral["from_practitioner"], *referral["communication_needs"]]
+    return [
+        referral["nhs_number"],
+        referral["given_name"],
+        referral["family_name"],
+        referral["birth_date"],
+        referral["clinical_summary"],
+        referral["from_practitioner"],
+        *referral["communication_needs"],
+    ]
 
 
 # --- the parties to a referral, and driving it -------------------------------------------------
@@ -173,38 +197,82 @@ class Parties:
         return self.referrer_org if side == "referrer" else self.receiver_org
 
 
-async def new_parties(s: Settings, sessions: async_sessionmaker, *,
-                      category: str = "pain_management_programme") -> Parties:
-    return Parties(ics=new_ics(), referrer_org=new_org("GP"), referrer_user=new_user(),
-                   service=await new_service(s, sessions, category=category),
-                   receiver_user=new_user())
+async def new_parties(
+    s: Settings, sessions: async_sessionmaker, *, category: str = "pain_management_programme"
+) -> Parties:
+    return Parties(
+        ics=new_ics(),
+        referrer_org=new_org("GP"),
+        referrer_user=new_user(),
+        service=await new_service(s, sessions, category=category),
+        receiver_user=new_user(),
+    )
 
 
 #: which side takes each action in these tests (cancel: either; the referrer by default)
-SIDE = {"submit": "referrer", "cancel": "referrer", "accept": "receiver", "reject": "receiver",
-        "return": "receiver", "book": "receiver", "attend": "receiver",
-        "did-not-attend": "receiver", "discharge": "receiver", "hold": "receiver",
-        "resume": "receiver"}
+SIDE = {
+    "submit": "referrer",
+    "cancel": "referrer",
+    "accept": "receiver",
+    "reject": "receiver",
+    "return": "receiver",
+    "book": "receiver",
+    "attend": "receiver",
+    "did-not-attend": "receiver",
+    "discharge": "receiver",
+    "hold": "receiver",
+    "resume": "receiver",
+}
 
 #: a valid reason for each action that needs one
-REASON = {"reject": "not-appropriate-for-service", "return": "advice-and-guidance-given",
-          "discharge": "treatment-completed", "cancel": "patient-request",
-          "hold": "awaiting-information"}
+REASON = {
+    "reject": "not-appropriate-for-service",
+    "return": "advice-and-guidance-given",
+    "discharge": "treatment-completed",
+    "cancel": "patient-request",
+    "hold": "awaiting-information",
+}
 
-ALL_ACTIONS = ["submit", "accept", "reject", "return", "book", "attend", "did-not-attend",
-               "discharge", "cancel", "hold", "resume"]
-ALL_STATES = ["draft", "submitted", "accepted", "rejected", "returned", "booked", "attended",
-              "did_not_attend", "discharged", "cancelled", "on_hold"]
-OPEN_STATES = ["draft", "submitted", "accepted", "booked", "attended", "did_not_attend",
-               "on_hold"]
+ALL_ACTIONS = [
+    "submit",
+    "accept",
+    "reject",
+    "return",
+    "book",
+    "attend",
+    "did-not-attend",
+    "discharge",
+    "cancel",
+    "hold",
+    "resume",
+]
+ALL_STATES = [
+    "draft",
+    "submitted",
+    "accepted",
+    "rejected",
+    "returned",
+    "booked",
+    "attended",
+    "did_not_attend",
+    "discharged",
+    "cancelled",
+    "on_hold",
+]
+OPEN_STATES = ["draft", "submitted", "accepted", "booked", "attended", "did_not_attend", "on_hold"]
 
 #: the shortest way into each state from a new referral (drafts are created as drafts)
 PATH_TO: dict[str, list[str]] = {
-    "draft": [], "submitted": [], "accepted": ["accept"], "rejected": ["reject"],
-    "returned": ["return"], "booked": ["accept", "book"],
+    "draft": [],
+    "submitted": [],
+    "accepted": ["accept"],
+    "rejected": ["reject"],
+    "returned": ["return"],
+    "booked": ["accept", "book"],
     "attended": ["accept", "book", "attend"],
     "did_not_attend": ["accept", "book", "did-not-attend"],
-    "discharged": ["accept", "book", "attend", "discharge"], "cancelled": ["cancel"],
+    "discharged": ["accept", "book", "attend", "discharge"],
+    "cancelled": ["cancel"],
     "on_hold": ["hold"],
 }
 
@@ -227,19 +295,31 @@ def if_match(version: int) -> dict[str, str]:
     return {"If-Match": f'W/"{version}"'}
 
 
-async def create(client: httpx.AsyncClient, s: Settings, parties: Parties,
-                 role: str = "clinician", **overrides: Any) -> dict[str, Any]:
-    body = referral_body(to_service_id=parties.service.id, to_org=parties.receiver_org,
-                         **overrides)
+async def create(
+    client: httpx.AsyncClient,
+    s: Settings,
+    parties: Parties,
+    role: str = "clinician",
+    **overrides: Any,
+) -> dict[str, Any]:
+    body = referral_body(to_service_id=parties.service.id, to_org=parties.receiver_org, **overrides)
     r = await client.post("/referrals", json=body, headers=parties.referrer(s, role))
     assert r.status_code == 201, r.text
     return r.json()
 
 
-async def act(client: httpx.AsyncClient, s: Settings, parties: Parties, referral: dict[str, Any],
-              action: str, *, side: str | None = None, version: int | None = None,
-              headers: dict[str, str] | None = None, body: dict[str, Any] | None = None
-              ) -> httpx.Response:
+async def act(
+    client: httpx.AsyncClient,
+    s: Settings,
+    parties: Parties,
+    referral: dict[str, Any],
+    action: str,
+    *,
+    side: str | None = None,
+    version: int | None = None,
+    headers: dict[str, str] | None = None,
+    body: dict[str, Any] | None = None,
+) -> httpx.Response:
     """POST /referrals/{id}/{action} as `side` (or with `headers`) and the referral's current
     ETag; the body is a valid one for the action unless given."""
     payload = valid_body(action) if body is None else body
@@ -248,15 +328,22 @@ async def act(client: httpx.AsyncClient, s: Settings, parties: Parties, referral
     return await client.post(f"/referrals/{referral['id']}/{action}", json=payload, headers=h)
 
 
-async def step(client: httpx.AsyncClient, s: Settings, parties: Parties,
-               referral: dict[str, Any], action: str, **kw: Any) -> dict[str, Any]:
+async def step(
+    client: httpx.AsyncClient,
+    s: Settings,
+    parties: Parties,
+    referral: dict[str, Any],
+    action: str,
+    **kw: Any,
+) -> dict[str, Any]:
     r = await act(client, s, parties, referral, action, **kw)
     assert r.status_code == 200, (action, r.text)
     return r.json()
 
 
-async def drive_to(client: httpx.AsyncClient, s: Settings, parties: Parties, state: str,
-                   **overrides: Any) -> dict[str, Any]:
+async def drive_to(
+    client: httpx.AsyncClient, s: Settings, parties: Parties, state: str, **overrides: Any
+) -> dict[str, Any]:
     """A new referral, moved over the API into `state`."""
     referral = await create(client, s, parties, as_draft=state == "draft", **overrides)
     for action in PATH_TO[state]:

@@ -96,7 +96,7 @@ class TestNhsNumberIsValid:
             for d in "0123456789":
                 if d == number[pos]:
                     continue
-                corrupted = number[:pos] + d + number[pos + 1:]
+                corrupted = number[:pos] + d + number[pos + 1 :]
                 assert nhs_number_is_valid(corrupted) is False, (pos, corrupted)
 
     def test_every_synthetic_number_loses_validity_under_any_single_digit_change(self) -> None:
@@ -105,16 +105,29 @@ class TestNhsNumberIsValid:
             n = synthetic_nhs_number(rng)
             for pos in range(10):
                 d = str((int(n[pos]) + rng.randrange(1, 10)) % 10)
-                assert nhs_number_is_valid(n[:pos] + d + n[pos + 1:]) is False
+                assert nhs_number_is_valid(n[:pos] + d + n[pos + 1 :]) is False
 
-    @pytest.mark.parametrize("value", ["", "943476591", "94347659190", "943476591 9 0",
-                                       "1", "0" * 11, "94347659199434765919"])
+    @pytest.mark.parametrize(
+        "value",
+        ["", "943476591", "94347659190", "943476591 9 0", "1", "0" * 11, "94347659199434765919"],
+    )
     def test_wrong_length_is_invalid(self, value: str) -> None:
         assert nhs_number_is_valid(value) is False
 
-    @pytest.mark.parametrize("value", ["943476591A", "A434765919", "94347 65919x", "abcdefghij",
-                                       "943-476-5919", "9434765919.", "+943476591",
-                                       "94347659l9", "943476591\u0000"])
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "943476591A",
+            "A434765919",
+            "94347 65919x",
+            "abcdefghij",
+            "943-476-5919",
+            "9434765919.",
+            "+943476591",
+            "94347659l9",
+            "943476591\u0000",
+        ],
+    )
     def test_letters_and_punctuation_are_invalid(self, value: str) -> None:
         assert nhs_number_is_valid(value) is False
 
@@ -128,19 +141,24 @@ class TestNhsNumberIsValid:
         # valid (it would be stored with the newline and pseudonymised as another patient)
         assert nhs_number_is_valid(value) is False
 
-    @pytest.mark.parametrize("value", [
-        "\u0669\u0664\u0663\u0664\u0667\u0666\u0665\u0669\u0661\u0669",  # Arabic-Indic 9434765919
-        "\uff19\uff14\uff13\uff14\uff17\uff16\uff15\uff19\uff11\uff19",  # full-width 9434765919
-        "\u096f\u096a\u0969\u096a\u096d\u096c\u096b\u096f\u0967\u096f",  # Devanagari 9434765919
-    ])
+    @pytest.mark.parametrize(
+        "value",
+        [
+            # Arabic-Indic 9434765919
+            "\u0669\u0664\u0663\u0664\u0667\u0666\u0665\u0669\u0661\u0669",
+            "\uff19\uff14\uff13\uff14\uff17\uff16\uff15\uff19\uff11\uff19",  # full-width 9434765919
+            "\u096f\u096a\u0969\u096a\u096d\u096c\u096b\u096f\u0967\u096f",  # Devanagari 9434765919
+        ],
+    )
     def test_non_ascii_digits_are_invalid(self, value: str) -> None:
         # `\d` matches any Unicode digit; an NHS number is ASCII 0-9 only
         assert nhs_number_is_valid(value) is False
 
 
 class TestNormaliseNhsNumber:
-    @pytest.mark.parametrize("value", ["9434765919", "943 476 5919", " 943 476 5919 ",
-                                       "9 4 3 4 7 6 5 9 1 9"])
+    @pytest.mark.parametrize(
+        "value", ["9434765919", "943 476 5919", " 943 476 5919 ", "9 4 3 4 7 6 5 9 1 9"]
+    )
     def test_spaces_are_removed(self, value: str) -> None:
         assert normalise_nhs_number(value) == "9434765919"
 
@@ -148,8 +166,9 @@ class TestNormaliseNhsNumber:
         n = synthetic_nhs_number(random.Random(5))
         assert normalise_nhs_number(n) == n
 
-    @pytest.mark.parametrize("value", ["9434765918", "943476591", "943476591A", "", "0000000060",
-                                       "94347659190"])
+    @pytest.mark.parametrize(
+        "value", ["9434765918", "943476591", "943476591A", "", "0000000060", "94347659190"]
+    )
     def test_an_invalid_number_raises_validation_failed(self, value: str) -> None:
         with pytest.raises(ValidationFailed) as exc:
             normalise_nhs_number(value)
@@ -161,9 +180,9 @@ class TestNormaliseNhsNumber:
             normalise_nhs_number("9434765918")
         assert "9434765918" not in str(exc.value)
 
-    @pytest.mark.parametrize("value", ["9434765919\n",
-                                       "\u0669\u0664\u0663\u0664\u0667\u0666\u0665\u0669"
-                                       "\u0661\u0669"])
+    @pytest.mark.parametrize(
+        "value", ["9434765919\n", "\u0669\u0664\u0663\u0664\u0667\u0666\u0665\u0669\u0661\u0669"]
+    )
     def test_the_result_is_always_ten_ascii_digits_or_an_error(self, value: str) -> None:
         try:
             out = normalise_nhs_number(value)
@@ -173,16 +192,22 @@ class TestNormaliseNhsNumber:
 
 
 def _check(**overrides: object) -> None:
-    kw: dict[str, object] = dict(consent_to_referral=True, from_org="GP-1", to_org="PAIN-1",
-                                 source=Source.GP, referred_from=None)
+    kw: dict[str, object] = dict(
+        consent_to_referral=True,
+        from_org="GP-1",
+        to_org="PAIN-1",
+        source=Source.GP,
+        referred_from=None,
+    )
     kw.update(overrides)
     check_new_referral(**kw)  # type: ignore[arg-type]
 
 
 class TestCheckNewReferral:
     @pytest.mark.parametrize("source", [s for s in Source if s is not Source.ONWARD])
-    def test_a_consented_referral_from_any_first_contact_source_passes(self,
-                                                                        source: Source) -> None:
+    def test_a_consented_referral_from_any_first_contact_source_passes(
+        self, source: Source
+    ) -> None:
         assert _check(source=source) is None
 
     def test_a_consented_onward_referral_naming_its_origin_passes(self) -> None:
@@ -196,8 +221,9 @@ class TestCheckNewReferral:
         assert "consent_to_referral" in exc.value.message
 
     @pytest.mark.parametrize("referred_from", [None, ""])
-    def test_an_onward_referral_without_referred_from_fails(self,
-                                                          referred_from: str | None) -> None:
+    def test_an_onward_referral_without_referred_from_fails(
+        self, referred_from: str | None
+    ) -> None:
         with pytest.raises(ValidationFailed) as exc:
             _check(source=Source.ONWARD, referred_from=referred_from)
         assert exc.value.status == 422

@@ -32,8 +32,12 @@ schema = schemathesis.openapi.from_dict(app.openapi())
 
 # examples per operation (plus schemathesis's coverage-phase cases); generation dominates the
 # time, so the second role gets fewer to keep the file well under a minute
-FUZZ = {"max_examples": 30, "deadline": None, "database": None,
-        "suppress_health_check": list(HealthCheck)}
+FUZZ = {
+    "max_examples": 30,
+    "deadline": None,
+    "database": None,
+    "suppress_health_check": list(HealthCheck),
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,42 +55,46 @@ async def fuzz_client(referrals_client: httpx.AsyncClient) -> AsyncIterator[http
 
 
 @pytest.fixture(scope="module")
-async def fuzz_world(referrals_client: httpx.AsyncClient, settings: Settings,
-                     referrals_sessions: async_sessionmaker) -> dict[str, Any]:
+async def fuzz_world(
+    referrals_client: httpx.AsyncClient, settings: Settings, referrals_sessions: async_sessionmaker
+) -> dict[str, Any]:
     """Referrals in every state between one referrer and one receiving service."""
     parties = await new_parties(settings, referrals_sessions)
-    ids = [(await drive_to(referrals_client, settings, parties, state))["id"]
-           for state in ALL_STATES]
+    ids = [
+        (await drive_to(referrals_client, settings, parties, state))["id"] for state in ALL_STATES
+    ]
     return {"parties": parties, "ids": ids}
 
 
-def _steer(case: Any, world: dict[str, Any], headers: dict[str, str],
-           loop: asyncio.AbstractEventLoop, client: httpx.AsyncClient) -> None:
+def _steer(
+    case: Any,
+    world: dict[str, Any],
+    headers: dict[str, str],
+    loop: asyncio.AbstractEventLoop,
+    client: httpx.AsyncClient,
+) -> None:
     """Point about half the generated requests at real referrals (with their current ETag)
     and make half the generated referrals pass the checks a JSON Schema cannot state (Modulus
     11, SNOMED shape, a directory service, consent), keeping the rest as generated."""
-    pick = zlib.crc32(repr((case.method, case.path_parameters, case.query,
-                            case.body)).encode())
+    pick = zlib.crc32(repr((case.method, case.path_parameters, case.query, case.body)).encode())
     if case.path_parameters and "referral_id" in case.path_parameters and pick % 2:
         rid = world["ids"][pick % len(world["ids"])]
         case.path_parameters["referral_id"] = rid
         if case.method.upper() == "POST":
             read = loop.run_until_complete(client.get(f"/referrals/{rid}", headers=headers))
             # (a draft is not visible to the receiving side: then any ETag will do)
-            case.headers = {**(case.headers or {}),
-                            "If-Match": read.headers.get("etag", 'W/"1"')}
+            case.headers = {**(case.headers or {}), "If-Match": read.headers.get("etag", 'W/"1"')}
     body = case.body
     if case.path == "/referrals" and isinstance(body, dict) and pick % 2:
         parties: Parties = world["parties"]
-        body.update(to_service_id=parties.service.id, consent_to_referral=True,
-                    reason_codes=["279039007"])
+        body.update(
+            to_service_id=parties.service.id, consent_to_referral=True, reason_codes=["279039007"]
+        )
         body.pop("to_org", None)
         if body.get("source") == "onward" or "referred_from" in body:
             body["referred_from"] = world["ids"][pick % len(world["ids"])]
         if isinstance(body.get("patient"), dict):
             body["patient"]["nhs_number"] = synthetic_nhs_number(random.Random(pick))
-
-
 
 
 def _check(case: Any, response: httpx.Response, headers: dict[str, str]) -> None:
@@ -96,9 +104,13 @@ def _check(case: Any, response: httpx.Response, headers: dict[str, str]) -> None
 
 @schema.parametrize()
 @hypothesis_settings(**FUZZ)
-def test_no_5xx_as_a_clinician(case: Any, fuzz_world: dict[str, Any],
-                               session_loop: asyncio.AbstractEventLoop,
-                               fuzz_client: httpx.AsyncClient, settings: Settings) -> None:
+def test_no_5xx_as_a_clinician(
+    case: Any,
+    fuzz_world: dict[str, Any],
+    session_loop: asyncio.AbstractEventLoop,
+    fuzz_client: httpx.AsyncClient,
+    settings: Settings,
+) -> None:
     headers = fuzz_world["parties"].referrer(settings, "clinician")
     _steer(case, fuzz_world, headers, session_loop, fuzz_client)
     _check(case, send_case(case, headers, session_loop, fuzz_client), headers)
@@ -106,9 +118,13 @@ def test_no_5xx_as_a_clinician(case: Any, fuzz_world: dict[str, Any],
 
 @schema.parametrize()
 @hypothesis_settings(**{**FUZZ, "max_examples": 20})
-def test_no_5xx_as_service_staff(case: Any, fuzz_world: dict[str, Any],
-                                 session_loop: asyncio.AbstractEventLoop,
-                                 fuzz_client: httpx.AsyncClient, settings: Settings) -> None:
+def test_no_5xx_as_service_staff(
+    case: Any,
+    fuzz_world: dict[str, Any],
+    session_loop: asyncio.AbstractEventLoop,
+    fuzz_client: httpx.AsyncClient,
+    settings: Settings,
+) -> None:
     headers = fuzz_world["parties"].receiver(settings, "service_staff")
     _steer(case, fuzz_world, headers, session_loop, fuzz_client)
     _check(case, send_case(case, headers, session_loop, fuzz_client), headers)

@@ -27,28 +27,39 @@ class Api:
 
 
 @pytest.fixture(scope="session")
-def apis(referrals_client: httpx.AsyncClient, directory_client: httpx.AsyncClient,  # noqa: F811
-         care_plans_client: httpx.AsyncClient,  # noqa: F811
-         notifications_client: httpx.AsyncClient) -> dict[str, Api]:  # noqa: F811
+def apis(
+    referrals_client: httpx.AsyncClient,
+    directory_client: httpx.AsyncClient,  # noqa: F811
+    care_plans_client: httpx.AsyncClient,  # noqa: F811
+    notifications_client: httpx.AsyncClient,  # noqa: F811
+) -> dict[str, Api]:
     """The four services' apps and in-process clients, by service name."""
     from services.care_plans.api import app as care_plans
     from services.directory.api import app as directory
     from services.notifications.api import app as notifications
     from services.referrals.api import app as referrals
 
-    return {"referrals": Api("referrals", referrals, referrals_client),
-            "directory": Api("directory", directory, directory_client),
-            "care_plans": Api("care_plans", care_plans, care_plans_client),
-            "notifications": Api("notifications", notifications, notifications_client)}
+    return {
+        "referrals": Api("referrals", referrals, referrals_client),
+        "directory": Api("directory", directory, directory_client),
+        "care_plans": Api("care_plans", care_plans, care_plans_client),
+        "notifications": Api("notifications", notifications, notifications_client),
+    }
 
 
 @pytest.fixture(scope="session")
-def schema_sessions(referrals_sessions: async_sessionmaker,
-                    directory_sessions: async_sessionmaker,  # noqa: F811
-                    care_plans_sessions: async_sessionmaker,  # noqa: F811
-                    notifications_sessions: async_sessionmaker,  # noqa: F811
-                    journey_sessions: async_sessionmaker) -> dict[str, async_sessionmaker]:
+def schema_sessions(
+    referrals_sessions: async_sessionmaker,
+    directory_sessions: async_sessionmaker,  # noqa: F811
+    care_plans_sessions: async_sessionmaker,  # noqa: F811
+    notifications_sessions: async_sessionmaker,  # noqa: F811
+    journey_sessions: async_sessionmaker,
+) -> dict[str, async_sessionmaker]:
     """A session maker on each service's own schema (the search path is the schema)."""
-    return {"referrals": referrals_sessions, "directory": directory_sessions,
-            "care_plans": care_plans_sessions, "notifications": notifications_sessions,
-            "journeys": journey_sessions}
+    return {
+        "referrals": referrals_sessions,
+        "directory": directory_sessions,
+        "care_plans": care_plans_sessions,
+        "notifications": notifications_sessions,
+        "journeys": journey_sessions,
+    }

@@ -38,9 +38,11 @@ class Operation:
 
     def url(self, values: dict[str, str] | None = None) -> str:
         """The path with each parameter filled in (`values` first, then a plausible value)."""
+
         def fill(m: re.Match[str]) -> str:
             name = m.group(1)
             return (values or {}).get(name) or plausible(self.service, name)
+
         return re.sub(r"{(\w+)(?::\w+)?}", fill, self.path)
 
 
@@ -48,18 +50,22 @@ def operations(service: str, app: FastAPI) -> list[Operation]:
     """Every method of every route of `app`: its OpenAPI operations, then the routes the
     OpenAPI leaves out (FastAPI's own docs, the dashboard's pages)."""
     spec = app.openapi()
-    in_spec = {(m.upper(), p) for p, item in spec["paths"].items() for m in item
-               if m.upper() in HTTP_METHODS}
+    in_spec = {
+        (m.upper(), p)
+        for p, item in spec["paths"].items()
+        for m in item
+        if m.upper() in HTTP_METHODS
+    }
     found: dict[tuple[str, str], Operation] = {}
     for route in iter_route_contexts(app.routes):
         for method in sorted(route.methods or ()):
             if method not in HTTP_METHODS:
                 continue  # HEAD: Starlette's twin of each GET
             template = re.sub(r":\w+}", "}", route.path)
-            found[(method, route.path)] = Operation(service, method, route.path,
-                                                    (method, template) in in_spec)
-    documented = {(o.method, re.sub(r":\w+}", "}", o.path)) for o in found.values()
-                  if o.in_openapi}
+            found[(method, route.path)] = Operation(
+                service, method, route.path, (method, template) in in_spec
+            )
+    documented = {(o.method, re.sub(r":\w+}", "}", o.path)) for o in found.values() if o.in_openapi}
     # every documented operation is a route we call (nothing in the OpenAPI is missed)
     assert documented == in_spec, in_spec - documented
     return sorted(found.values(), key=lambda o: (o.path, o.method))
@@ -99,8 +105,10 @@ SERVICE_PATH_VALUES: dict[tuple[str, str], str] = {
 
 def plausible(service: str, name: str) -> str:
     value = SERVICE_PATH_VALUES.get((service, name)) or PATH_VALUES.get(name)
-    assert value is not None, (f"no plausible value for the path parameter {name!r} of "
-                               f"{service}: add one to tests/security/support.py")
+    assert value is not None, (
+        f"no plausible value for the path parameter {name!r} of "
+        f"{service}: add one to tests/security/support.py"
+    )
     return value
 
 

@@ -43,7 +43,7 @@ from tests.security.support import FHIR_JSON, Operation, error_text, media_type,
 #: the routes anyone may call, and why; everything else needs a valid token
 PUBLIC: dict[str, str] = {
     "GET /health": "the liveness and readiness probe: says only that the service and its "
-                   "database answer",
+    "database answer",
     "GET /openapi.json": "the API's description (no data)",
     "GET /docs": "the API's description, as a page",
     "GET /docs/oauth2-redirect": "part of the docs page",
@@ -66,10 +66,12 @@ def _b64(data: bytes) -> str:
 
 def _unsigned(header: dict[str, Any], claims: dict[str, Any], key: bytes | None) -> str:
     """A JWT put together by hand (PyJWT refuses to make the malicious ones)."""
-    signing_input = (_b64(json.dumps(header).encode()) + "." +
-                     _b64(json.dumps(claims, default=str).encode()))
-    signature = b"" if key is None else hmac.new(key, signing_input.encode(),
-                                                 hashlib.sha256).digest()
+    signing_input = (
+        _b64(json.dumps(header).encode()) + "." + _b64(json.dumps(claims, default=str).encode())
+    )
+    signature = (
+        b"" if key is None else hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
+    )
     return f"{signing_input}.{_b64(signature)}"
 
 
@@ -97,15 +99,24 @@ def bad_credentials(s: Settings) -> list[Credential]:
     own_key = s.private_key_path().read_bytes()
     public_pem = s.public_key_path().read_bytes()
     foreign_key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption())
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     now = datetime.now(UTC)
 
     def claims(**over: Any) -> dict[str, Any]:
-        c = {"iss": s.jwt_issuer, "aud": s.jwt_audience, "sub": "security-probe",
-             "roles": ["admin", "coordinator", "service"], "org": "ORG-SEC1", "ics": s.ics,
-             "name": "Probe", "iat": now, "nbf": now, "exp": now + timedelta(hours=1),
-             "jti": str(uuid.uuid4())}
+        c = {
+            "iss": s.jwt_issuer,
+            "aud": s.jwt_audience,
+            "sub": "security-probe",
+            "roles": ["admin", "coordinator", "service"],
+            "org": "ORG-SEC1",
+            "ics": s.ics,
+            "name": "Probe",
+            "iat": now,
+            "nbf": now,
+            "exp": now + timedelta(hours=1),
+            "jti": str(uuid.uuid4()),
+        }
         c.update(over)
         return c
 
@@ -121,21 +132,51 @@ def bad_credentials(s: Settings) -> list[Credential]:
         Credential("no token", ("access token", "sign in")),
         Credential("wrong scheme", ("access token", "bearer"), raw="Basic dXNlcjpwYXNz"),
         Credential("not a JWT", ("not valid",), token="not-a-jwt", carriers=both),
-        Credential("expired", ("expired",), carriers=both, token=jwt.encode(
-            claims(iat=now - timedelta(hours=2), nbf=now - timedelta(hours=2),
-                   exp=now - timedelta(minutes=5)), own_key, algorithm="ES256")),
-        Credential("signed by another key", ("signature",), carriers=both,
-                   token=jwt.encode(claims(), foreign_key, algorithm="ES256")),
-        Credential("another audience", ("audience",), carriers=both, token=jwt.encode(
-            claims(aud="another-service"), own_key, algorithm="ES256")),
-        Credential("another issuer", ("issuer",), carriers=both, token=jwt.encode(
-            claims(iss="https://idp.example.invalid"), own_key, algorithm="ES256")),
-        Credential("alg none", ("alg",), carriers=both, token=_unsigned(
-            {"alg": "none", "typ": "JWT"}, epoch(claims()), None)),
-        Credential("HS256 with our public key", ("alg",), carriers=both, token=_unsigned(
-            {"alg": "HS256", "typ": "JWT"}, epoch(claims()), public_pem)),
-        Credential("claims changed after signing", ("signature",), carriers=both,
-                   token=tampered),
+        Credential(
+            "expired",
+            ("expired",),
+            carriers=both,
+            token=jwt.encode(
+                claims(
+                    iat=now - timedelta(hours=2),
+                    nbf=now - timedelta(hours=2),
+                    exp=now - timedelta(minutes=5),
+                ),
+                own_key,
+                algorithm="ES256",
+            ),
+        ),
+        Credential(
+            "signed by another key",
+            ("signature",),
+            carriers=both,
+            token=jwt.encode(claims(), foreign_key, algorithm="ES256"),
+        ),
+        Credential(
+            "another audience",
+            ("audience",),
+            carriers=both,
+            token=jwt.encode(claims(aud="another-service"), own_key, algorithm="ES256"),
+        ),
+        Credential(
+            "another issuer",
+            ("issuer",),
+            carriers=both,
+            token=jwt.encode(claims(iss="https://idp.example.invalid"), own_key, algorithm="ES256"),
+        ),
+        Credential(
+            "alg none",
+            ("alg",),
+            carriers=both,
+            token=_unsigned({"alg": "none", "typ": "JWT"}, epoch(claims()), None),
+        ),
+        Credential(
+            "HS256 with our public key",
+            ("alg",),
+            carriers=both,
+            token=_unsigned({"alg": "HS256", "typ": "JWT"}, epoch(claims()), public_pem),
+        ),
+        Credential("claims changed after signing", ("signature",), carriers=both, token=tampered),
     ]
 
 
@@ -151,8 +192,9 @@ def _carriers(op: Operation, cred: Credential) -> list[str]:
     return ["header"]
 
 
-async def _send(client: httpx.AsyncClient, op: Operation, cred: Credential, carrier: str,
-                accept: str) -> httpx.Response:
+async def _send(
+    client: httpx.AsyncClient, op: Operation, cred: Credential, carrier: str, accept: str
+) -> httpx.Response:
     headers = {"Accept": accept}
     params: dict[str, str] = {}
     if carrier == "header":
@@ -164,8 +206,7 @@ async def _send(client: httpx.AsyncClient, op: Operation, cred: Credential, carr
     # a body the route would refuse (422) if it looked at it before the token
     body = {} if op.method in ("POST", "PUT", "PATCH") and not _is_page(op) else None
     client.cookies.clear()  # the in-process clients are shared by the whole session
-    return await client.request(op.method, op.url(), headers=headers, params=params,
-                                json=body)
+    return await client.request(op.method, op.url(), headers=headers, params=params, json=body)
 
 
 def _check_401(op: Operation, cred: Credential, r: httpx.Response) -> str | None:
@@ -199,7 +240,8 @@ def _check_sign_in(r: httpx.Response) -> str | None:
 
 @pytest.mark.parametrize("service", ["referrals", "directory", "care_plans", "notifications"])
 async def test_every_route_refuses_every_bad_credential_with_a_401_problem(
-        apis: dict[str, Api], settings: Settings, service: str) -> None:
+    apis: dict[str, Api], settings: Settings, service: str
+) -> None:
     api = apis[service]
     ops = [op for op in operations(service, api.app) if op.key not in PUBLIC]
     credentials = bad_credentials(settings)
@@ -219,14 +261,17 @@ async def test_every_route_refuses_every_bad_credential_with_a_401_problem(
                     checks += 1
                     if (why := _check_sign_in(r)) is not None:
                         failures.append(f"{op.key} [{cred.name}, browser]: {why}")
-    print(f"\n{service}: {len(ops)} routes x {len(credentials)} bad credentials "
-          f"(and carriers) = {checks} requests, all refused")
+    print(
+        f"\n{service}: {len(ops)} routes x {len(credentials)} bad credentials "
+        f"(and carriers) = {checks} requests, all refused"
+    )
     assert not failures, "\n".join(failures)
 
 
 @pytest.mark.parametrize("service", ["referrals", "directory", "care_plans", "notifications"])
 async def test_a_valid_token_gets_past_authentication_on_every_route(
-        apis: dict[str, Api], settings: Settings, service: str) -> None:
+    apis: dict[str, Api], settings: Settings, service: str
+) -> None:
     """The control: the same requests with a genuine token (a clinician of an organisation
     of its own, so nothing is found or changed) are never a 401 and never an internal error,
     so the 401s above are about the credentials."""
@@ -237,8 +282,9 @@ async def test_a_valid_token_gets_past_authentication_on_every_route(
         if op.key in PUBLIC:
             continue
         body = {} if op.method in ("POST", "PUT", "PATCH") and not _is_page(op) else None
-        r = await api.client.request(op.method, op.url(), json=body,
-                                     headers={**headers, "Accept": "application/json"})
+        r = await api.client.request(
+            op.method, op.url(), json=body, headers={**headers, "Accept": "application/json"}
+        )
         if r.status_code in (401, 500):
             failures.append(f"{op.key}: {r.status_code} {r.text[:200]}")
     assert not failures, "\n".join(failures)
@@ -250,8 +296,20 @@ def test_the_public_routes_are_few_and_every_one_exists(apis: dict[str, Api]) ->
     assert len(PUBLIC) <= 10
     # no patient or organisation data behind a public route: none names a resource
     for key in PUBLIC:
-        assert not any(w in key for w in ("referral", "plan", "patient", "alert", "webhook",
-                                          "message", "inbox", "services", "organizations"))
+        assert not any(
+            w in key
+            for w in (
+                "referral",
+                "plan",
+                "patient",
+                "alert",
+                "webhook",
+                "message",
+                "inbox",
+                "services",
+                "organizations",
+            )
+        )
 
 
 async def test_the_public_routes_answer_without_a_token(apis: dict[str, Api]) -> None:
@@ -263,9 +321,11 @@ async def test_the_public_routes_answer_without_a_token(apis: dict[str, Api]) ->
     dashboard.cookies.clear()
     assert (await dashboard.get("/dashboard/login")).status_code == 200
     assert (await dashboard.get("/dashboard/static/dashboard.css")).status_code == 200
-    assert (await dashboard.get("/dashboard/no-such-page",
-                                headers={"Accept": "application/json"})).status_code == 404
+    assert (
+        await dashboard.get("/dashboard/no-such-page", headers={"Accept": "application/json"})
+    ).status_code == 404
     # signing in without the sign-in page's token is refused, not an error
-    assert (await dashboard.post("/dashboard/login", data={"user": "demo-casey"})
-            ).status_code == 400
+    assert (
+        await dashboard.post("/dashboard/login", data={"user": "demo-casey"})
+    ).status_code == 400
     dashboard.cookies.clear()

@@ -65,15 +65,25 @@ C, R = Capability, Relationship
 #: what A's data is to a caller of each relation, as the services can show it. A referred the
 #: person and holds their plan; "other" is another organisation of the same ICS (the ICS this
 #: deployment serves, the person's); "other-ics" an organisation of another ICS.
-PERSON = {"own": {R.REFERRAL, R.PLAN_HOLDER, R.ICS_COORDINATION, R.SAME_ICS},
-          "other": {R.ICS_COORDINATION, R.SAME_ICS}, "other-ics": set()}
-ORGANISATION = {"own": {R.OWN_ORGANISATION, R.SAME_ICS, R.ANYONE},
-                "other": {R.SAME_ICS, R.ANYONE}, "other-ics": {R.ANYONE}}
+PERSON = {
+    "own": {R.REFERRAL, R.PLAN_HOLDER, R.ICS_COORDINATION, R.SAME_ICS},
+    "other": {R.ICS_COORDINATION, R.SAME_ICS},
+    "other-ics": set(),
+}
+ORGANISATION = {
+    "own": {R.OWN_ORGANISATION, R.SAME_ICS, R.ANYONE},
+    "other": {R.SAME_ICS, R.ANYONE},
+    "other-ics": {R.ANYONE},
+}
 
 
 def who(role: str, relation: str) -> Principal:
-    return Principal(user="u", roles=frozenset({Role(role)}), org="X",
-                     ics="ICS-1" if relation != "other-ics" else "ICS-OTHER")
+    return Principal(
+        user="u",
+        roles=frozenset({Role(role)}),
+        org="X",
+        ics="ICS-1" if relation != "other-ics" else "ICS-OTHER",
+    )
 
 
 Expect = Callable[[Principal, str], int]
@@ -91,22 +101,26 @@ def listing(cap: Capability) -> Expect:
 
 def act(cap: Capability, readable: Capability, ok: int = 200) -> Expect:
     """A change: allowed; or refused, saying so, to those who may see the thing; else 404."""
+
     def expect(p: Principal, rel: str) -> int:
         if permits(p, cap, PERSON[rel]):
             return ok
         return 403 if permits(p, readable, PERSON[rel]) else 404
+
     return expect
 
 
 def plan(cap: Capability, ok: int = 200) -> Expect:
     """Care plans: a role that never may is told so at once; a care-team member without the
     relationship that allows it hears why (403); anyone else gets the 404 of no plan."""
+
     def expect(p: Principal, rel: str) -> int:
         if not may_use(p, cap):
             return 403
         if permits(p, cap, PERSON[rel]):
             return ok
         return 403 if PERSON[rel] & CARE_TEAM else 404
+
     return expect
 
 
@@ -121,10 +135,12 @@ def organisation(cap: Capability, *, ok: int = 200, absent: int = 403) -> Expect
 def owned(cap: Capability, ok: int = 200) -> Expect:
     """An organisation's own thing (a webhook subscription): a role that never may is told so;
     another organisation's is a 404."""
+
     def expect(p: Principal, rel: str) -> int:
         if not may_use(p, cap):
             return 403
         return ok if permits(p, cap, ORGANISATION[rel]) else 404
+
     return expect
 
 
@@ -141,6 +157,7 @@ def message_log(single: bool) -> Expect:
         if R.REFERRAL in through:
             return 200 if not single or R.REFERRAL in PERSON[rel] else 404
         return 403
+
     return expect
 
 
@@ -173,7 +190,8 @@ EXPECT: dict[str, Expect] = {
     "notifications GET /webhook-subscriptions/{id}/deliveries": owned(C.WEBHOOKS_MANAGE),
     "notifications GET /webhook-subscriptions/{id}/deliveries/{d}": owned(C.WEBHOOKS_MANAGE),
     "notifications POST /webhook-subscriptions/{id}/deliveries/{d}/resend": owned(
-        C.WEBHOOKS_MANAGE),
+        C.WEBHOOKS_MANAGE
+    ),
     "notifications GET /messages?referral_id=": message_log(single=False),
     "notifications GET /messages/{id}": message_log(single=True),
     "notifications GET /alerts/{id}": deployment_ics(C.ALERT_READ),
@@ -185,9 +203,12 @@ EXPECT: dict[str, Expect] = {
 
 #: the policy each cell is checked against: role -> (own, other, other-ics)
 POLICY: dict[str, dict[str, tuple[int, int, int]]] = {
-    endpoint: {role: tuple(expect(who(role, rel), rel) for rel in RELATIONS)  # type: ignore[misc]
-               for role in ROLES}
-    for endpoint, expect in EXPECT.items()}
+    endpoint: {
+        role: tuple(expect(who(role, rel), rel) for rel in RELATIONS)  # type: ignore[misc]
+        for role in ROLES
+    }
+    for endpoint, expect in EXPECT.items()
+}
 
 
 #: lists and searches: the read whose success means the list shows A's item in that cell
@@ -195,8 +216,9 @@ LISTS_LIKE = {
     "referrals GET /referrals?patient_id=": "referrals GET /referrals/{id}",
     "referrals GET /fhir/ServiceRequest?patient=": "referrals GET /referrals/{id}",
     "notifications GET /webhook-subscriptions": "notifications GET /webhook-subscriptions/{id}",
-    "notifications GET /webhook-subscriptions/{id}/deliveries":
-        "notifications GET /webhook-subscriptions/{id}/deliveries/{d}",
+    "notifications GET /webhook-subscriptions/{id}/deliveries": (
+        "notifications GET /webhook-subscriptions/{id}/deliveries/{d}"
+    ),
     "notifications GET /messages?referral_id=": "notifications GET /messages/{id}",
 }
 
@@ -261,9 +283,15 @@ async def _sql(sessions: async_sessionmaker, statement: str, **params: Any) -> l
 async def _subscription(w: World) -> str:
     """A paused subscription of A's (nothing is sent while the tests look at it)."""
     client, partner = w.client("notifications"), w.a("partner")
-    r = await client.post("/webhook-subscriptions", headers=partner, json={
-        "url": f"http://127.0.0.1:9/hooks/{w.marker}", "description": f"A's hook {w.marker}",
-        "event_types": ["uk.waymark.referral.submitted"]})
+    r = await client.post(
+        "/webhook-subscriptions",
+        headers=partner,
+        json={
+            "url": f"http://127.0.0.1:9/hooks/{w.marker}",
+            "description": f"A's hook {w.marker}",
+            "event_types": ["uk.waymark.referral.submitted"],
+        },
+    )
     assert r.status_code == 201, r.text
     sid = r.json()["id"]
     r = await client.post(f"/webhook-subscriptions/{sid}/pause", headers=partner)
@@ -280,60 +308,113 @@ async def _referral(w: World) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-async def world(apis: dict[str, Api], settings: Settings, referrals_sessions: async_sessionmaker,
-                notifications_sessions: async_sessionmaker) -> World:
+async def world(
+    apis: dict[str, Api],
+    settings: Settings,
+    referrals_sessions: async_sessionmaker,
+    notifications_sessions: async_sessionmaker,
+) -> World:
     org, marker = _code("A"), f"marker{uuid.uuid4().hex[:10]}"
     svc = await new_service(settings, referrals_sessions)
-    w = World(s=settings, apis=apis, notifications_sessions=notifications_sessions,
-              ics=settings.ics, org=org, svc_org=svc.org, svc_id=svc.id,
-              nhs=synthetic_nhs_number(), family_name=f"Matrix-{uuid.uuid4().hex[:8]}",
-              patient_id="", referral_id="", plan_id="", draft_id="", subscription_id="",
-              delivery_id="", index_referral_id="", message_id="", alert_id="", marker=marker)
+    w = World(
+        s=settings,
+        apis=apis,
+        notifications_sessions=notifications_sessions,
+        ics=settings.ics,
+        org=org,
+        svc_org=svc.org,
+        svc_id=svc.id,
+        nhs=synthetic_nhs_number(),
+        family_name=f"Matrix-{uuid.uuid4().hex[:8]}",
+        patient_id="",
+        referral_id="",
+        plan_id="",
+        draft_id="",
+        subscription_id="",
+        delivery_id="",
+        index_referral_id="",
+        message_id="",
+        alert_id="",
+        marker=marker,
+    )
     referral = await _referral(w)
     w.referral_id, w.patient_id = referral["id"], referral["patient_id"]
 
     # A's referral as the care plans consumer applies it: A's care relationship with the person
     await relate(settings, w.nhs, org, to_org=svc.org)
-    r = await w.client("care_plans").post("/care-plans", headers=w.a("clinician"), json={
-        "nhs_number": w.nhs, "content": plan_content(what_matters_to_me=f"The {marker}."),
-        "consented_organisations": [], "reason": "first conversation"})
+    r = await w.client("care_plans").post(
+        "/care-plans",
+        headers=w.a("clinician"),
+        json={
+            "nhs_number": w.nhs,
+            "content": plan_content(what_matters_to_me=f"The {marker}."),
+            "consented_organisations": [],
+            "reason": "first conversation",
+        },
+    )
     assert r.status_code == 201, r.text
     w.plan_id = r.json()["id"]
     assert r.json()["patient_id"] == w.patient_id  # one pseudonym for one person
 
     staff = w.a("service_staff")
-    r = await w.client("directory").put(f"/organizations/{org}", headers=staff,
-                                        json={"name": f"Organisation {org}"})
+    r = await w.client("directory").put(
+        f"/organizations/{org}", headers=staff, json={"name": f"Organisation {org}"}
+    )
     assert r.status_code == 201, r.text
     w.draft_id = f"svc-{uuid.uuid4().hex[:12]}"
-    r = await w.client("directory").post("/services", headers=staff, json={
-        "id": w.draft_id, "name": "Matrix physiotherapy", "description": "A draft.",
-        "category": "msk_physiotherapy", "conditions": ["persistent_pain"],
-        "delivery_modes": ["phone"], "how_to_refer": "Through Waymark."})
+    r = await w.client("directory").post(
+        "/services",
+        headers=staff,
+        json={
+            "id": w.draft_id,
+            "name": "Matrix physiotherapy",
+            "description": "A draft.",
+            "category": "msk_physiotherapy",
+            "conditions": ["persistent_pain"],
+            "delivery_modes": ["phone"],
+            "how_to_refer": "Through Waymark.",
+        },
+    )
     assert r.status_code == 201, r.text
 
     w.subscription_id = await _subscription(w)
     w.delivery_id = f"msg_{uuid.uuid4().hex}"
-    await _sql(notifications_sessions, """
+    await _sql(
+        notifications_sessions,
+        """
         INSERT INTO webhook_delivery (id, subscription_id, event_id, event_type, event_time,
             payload, status, attempts, created_at)
         VALUES (:id, :sid, :eid, 'uk.waymark.referral.submitted', now(), CAST(:p AS JSONB),
-                'failed', 1, now())""", id=w.delivery_id, sid=w.subscription_id,
-               eid=str(uuid.uuid4()), p=json.dumps({
-                   "type": "uk.waymark.referral.submitted", "subject": w.patient_id,
-                   "data": {"from_org": org, "note": marker}}))
+                'failed', 1, now())""",
+        id=w.delivery_id,
+        sid=w.subscription_id,
+        eid=str(uuid.uuid4()),
+        p=json.dumps(
+            {
+                "type": "uk.waymark.referral.submitted",
+                "subject": w.patient_id,
+                "data": {"from_org": org, "note": marker},
+            }
+        ),
+    )
 
-    w.index_referral_id = await index_referral(settings, notifications_sessions,
-                                               patient_id=w.patient_id, from_org=org,
-                                               to_org=svc.org)
+    w.index_referral_id = await index_referral(
+        settings, notifications_sessions, patient_id=w.patient_id, from_org=org, to_org=svc.org
+    )
     w.message_id = f"msg_{uuid.uuid4().hex}"
-    await _sql(notifications_sessions, """
+    await _sql(
+        notifications_sessions,
+        """
         INSERT INTO message (id, event_id, event_type, audience, template, patient_id,
                              referral_id, context, status, created_at, next_attempt_at)
         VALUES (:id, :e, 'uk.waymark.referral.accepted', 'referrer', 'referral-accepted',
                 :pid, :r, CAST(:ctx AS JSONB), 'sent', now(), now() + interval '1 day')""",
-               id=w.message_id, e=str(uuid.uuid4()), pid=w.patient_id, r=w.index_referral_id,
-               ctx=json.dumps({"referral_id": w.index_referral_id, "note": marker}))
+        id=w.message_id,
+        e=str(uuid.uuid4()),
+        pid=w.patient_id,
+        r=w.index_referral_id,
+        ctx=json.dumps({"referral_id": w.index_referral_id, "note": marker}),
+    )
     w.alert_id = await put_alert(settings, notifications_sessions, patient_id=w.patient_id)
     return w
 
@@ -349,8 +430,7 @@ async def _plan_version(w: World) -> str:
 
 
 async def _subscription_version(w: World, sid: str) -> str:
-    r = await w.client("notifications").get(f"/webhook-subscriptions/{sid}",
-                                            headers=w.a("partner"))
+    r = await w.client("notifications").get(f"/webhook-subscriptions/{sid}", headers=w.a("partner"))
     return r.headers["etag"]
 
 
@@ -359,46 +439,56 @@ def _new() -> str:
 
 
 async def _cancel(w: World, h: dict[str, str]) -> httpx.Response:
-    return await w.client("referrals").post(f"/referrals/{w.fresh}/cancel",
-                                            headers={**h, "If-Match": 'W/"1"'},
-                                            json={"reason_code": "patient-request"})
+    return await w.client("referrals").post(
+        f"/referrals/{w.fresh}/cancel",
+        headers={**h, "If-Match": 'W/"1"'},
+        json={"reason_code": "patient-request"},
+    )
 
 
 async def _put_plan(w: World, h: dict[str, str]) -> httpx.Response:
     return await w.client("care_plans").put(
-        f"/care-plans/{w.plan_id}", headers={**h, "If-Match": await _plan_version(w)},
-        json={"content": plan_content(what_matters_to_me=f"The {w.marker}, {_new()}."),
-              "reason": "reviewed"})
+        f"/care-plans/{w.plan_id}",
+        headers={**h, "If-Match": await _plan_version(w)},
+        json={
+            "content": plan_content(what_matters_to_me=f"The {w.marker}, {_new()}."),
+            "reason": "reviewed",
+        },
+    )
 
 
 async def _patch_subscription(w: World, h: dict[str, str]) -> httpx.Response:
     sid = w.subscription_id
     return await w.client("notifications").patch(
-        f"/webhook-subscriptions/{sid}", json={"description": f"A's hook {w.marker} {_new()}"},
-        headers={**h, "If-Match": await _subscription_version(w, sid)})
+        f"/webhook-subscriptions/{sid}",
+        json={"description": f"A's hook {w.marker} {_new()}"},
+        headers={**h, "If-Match": await _subscription_version(w, sid)},
+    )
 
 
 async def _delete_subscription(w: World, h: dict[str, str]) -> httpx.Response:
-    return await w.client("notifications").delete(f"/webhook-subscriptions/{w.fresh}",
-                                                  headers=h)
+    return await w.client("notifications").delete(f"/webhook-subscriptions/{w.fresh}", headers=h)
 
 
 async def _acknowledge(w: World, h: dict[str, str]) -> httpx.Response:
     return await w.client("notifications").post(f"/alerts/{w.fresh}/acknowledge", headers=h)
 
 
-def _get(service: str, path: Callable[[World], str],
-         params: Callable[[World], dict[str, str]] | None = None) -> Call:
+def _get(
+    service: str,
+    path: Callable[[World], str],
+    params: Callable[[World], dict[str, str]] | None = None,
+) -> Call:
     async def call(w: World, h: dict[str, str]) -> httpx.Response:
-        return await w.client(service).get(path(w), headers=h,
-                                           params=params(w) if params else None)
+        return await w.client(service).get(path(w), headers=h, params=params(w) if params else None)
+
     return call
 
 
-def _post(service: str, path: Callable[[World], str],
-          body: dict[str, Any] | None = None) -> Call:
+def _post(service: str, path: Callable[[World], str], body: dict[str, Any] | None = None) -> Call:
     async def call(w: World, h: dict[str, str]) -> httpx.Response:
         return await w.client(service).post(path(w), headers=h, json=body)
+
     return call
 
 
@@ -407,68 +497,93 @@ async def _dashboard_acknowledge(w: World, h: dict[str, str]) -> httpx.Response:
     page's CSRF token), asking for JSON as the page's script does."""
     token = h["Authorization"].split(" ", 1)[1]
     return await w.client("dashboard").post(
-        f"/dashboard/alerts/{w.fresh}/acknowledge", data={"csrf": csrf_for(token)},
-        headers={**h, "Accept": "application/json"})
+        f"/dashboard/alerts/{w.fresh}/acknowledge",
+        data={"csrf": csrf_for(token)},
+        headers={**h, "Accept": "application/json"},
+    )
 
 
 CALLS: dict[str, Call] = {
     "referrals GET /referrals/{id}": _get("referrals", lambda w: f"/referrals/{w.referral_id}"),
     "referrals GET /referrals/{id}/history": _get(
-        "referrals", lambda w: f"/referrals/{w.referral_id}/history"),
+        "referrals", lambda w: f"/referrals/{w.referral_id}/history"
+    ),
     "referrals GET /referrals?patient_id=": _get(
-        "referrals", lambda w: "/referrals", lambda w: {"patient_id": w.patient_id}),
+        "referrals", lambda w: "/referrals", lambda w: {"patient_id": w.patient_id}
+    ),
     "referrals POST /referrals/{id}/cancel": _cancel,
     "referrals GET /referrals/{id}/message-context": _get(
-        "referrals", lambda w: f"/referrals/{w.referral_id}/message-context"),
+        "referrals", lambda w: f"/referrals/{w.referral_id}/message-context"
+    ),
     "referrals GET /fhir/ServiceRequest/{id}": _get(
-        "referrals", lambda w: f"/fhir/ServiceRequest/{w.referral_id}"),
+        "referrals", lambda w: f"/fhir/ServiceRequest/{w.referral_id}"
+    ),
     "referrals GET /fhir/ServiceRequest?patient=": _get(
-        "referrals", lambda w: "/fhir/ServiceRequest",
-        lambda w: {"patient": f"{NHS_NUMBER_SYSTEM}|{w.nhs}"}),
+        "referrals",
+        lambda w: "/fhir/ServiceRequest",
+        lambda w: {"patient": f"{NHS_NUMBER_SYSTEM}|{w.nhs}"},
+    ),
     "referrals GET /fhir/Task/{id}": _get("referrals", lambda w: f"/fhir/Task/{w.referral_id}"),
     "care_plans GET /care-plans/{id}": _get("care_plans", lambda w: f"/care-plans/{w.plan_id}"),
     "care_plans GET /patients/{pid}/care-plan": _get(
-        "care_plans", lambda w: f"/patients/{w.patient_id}/care-plan"),
+        "care_plans", lambda w: f"/patients/{w.patient_id}/care-plan"
+    ),
     "care_plans GET /care-plans/{id}/timeline": _get(
-        "care_plans", lambda w: f"/care-plans/{w.plan_id}/timeline"),
+        "care_plans", lambda w: f"/care-plans/{w.plan_id}/timeline"
+    ),
     "care_plans GET /care-plans/{id}/assessments": _get(
-        "care_plans", lambda w: f"/care-plans/{w.plan_id}/assessments"),
-    "care_plans GET /fhir/CarePlan/{id}": _get("care_plans",
-                                               lambda w: f"/fhir/CarePlan/{w.plan_id}"),
+        "care_plans", lambda w: f"/care-plans/{w.plan_id}/assessments"
+    ),
+    "care_plans GET /fhir/CarePlan/{id}": _get(
+        "care_plans", lambda w: f"/fhir/CarePlan/{w.plan_id}"
+    ),
     "care_plans PUT /care-plans/{id}": _put_plan,
     "care_plans POST /care-plans/{id}/assessments": _post(
-        "care_plans", lambda w: f"/care-plans/{w.plan_id}/assessments",
-        {"instrument": "GAD-7", "answers": {str(i): 0 for i in range(1, 8)}}),
+        "care_plans",
+        lambda w: f"/care-plans/{w.plan_id}/assessments",
+        {"instrument": "GAD-7", "answers": {str(i): 0 for i in range(1, 8)}},
+    ),
     "care_plans GET /patients/{pid}/contact": _get(
-        "care_plans", lambda w: f"/patients/{w.patient_id}/contact"),
+        "care_plans", lambda w: f"/patients/{w.patient_id}/contact"
+    ),
     "directory GET /organizations/{org}": _get("directory", lambda w: f"/organizations/{w.org}"),
     "directory PUT /organizations/{org}": lambda w, h: w.client("directory").put(
-        f"/organizations/{w.org}", headers=h, json={"name": f"Organisation {w.org} {_new()}"}),
+        f"/organizations/{w.org}", headers=h, json={"name": f"Organisation {w.org} {_new()}"}
+    ),
     "directory GET /services/{draft}": _get("directory", lambda w: f"/services/{w.draft_id}"),
     "directory PATCH /services/{draft}": lambda w, h: w.client("directory").patch(
-        f"/services/{w.draft_id}", headers=h, json={"description": f"A draft, {_new()}."}),
+        f"/services/{w.draft_id}", headers=h, json={"description": f"A draft, {_new()}."}
+    ),
     "notifications GET /webhook-subscriptions": _get(
-        "notifications", lambda w: "/webhook-subscriptions"),
+        "notifications", lambda w: "/webhook-subscriptions"
+    ),
     "notifications GET /webhook-subscriptions/{id}": _get(
-        "notifications", lambda w: f"/webhook-subscriptions/{w.subscription_id}"),
+        "notifications", lambda w: f"/webhook-subscriptions/{w.subscription_id}"
+    ),
     "notifications PATCH /webhook-subscriptions/{id}": _patch_subscription,
     "notifications DELETE /webhook-subscriptions/{id}": _delete_subscription,
     "notifications GET /webhook-subscriptions/{id}/deliveries": _get(
-        "notifications", lambda w: f"/webhook-subscriptions/{w.subscription_id}/deliveries"),
+        "notifications", lambda w: f"/webhook-subscriptions/{w.subscription_id}/deliveries"
+    ),
     "notifications GET /webhook-subscriptions/{id}/deliveries/{d}": _get(
-        "notifications", lambda w: f"/webhook-subscriptions/{w.subscription_id}/deliveries/"
-                                   f"{w.delivery_id}"),
+        "notifications",
+        lambda w: f"/webhook-subscriptions/{w.subscription_id}/deliveries/{w.delivery_id}",
+    ),
     "notifications POST /webhook-subscriptions/{id}/deliveries/{d}/resend": _post(
-        "notifications", lambda w: f"/webhook-subscriptions/{w.subscription_id}/deliveries/"
-                                   f"{w.delivery_id}/resend"),
+        "notifications",
+        lambda w: f"/webhook-subscriptions/{w.subscription_id}/deliveries/{w.delivery_id}/resend",
+    ),
     "notifications GET /messages?referral_id=": _get(
-        "notifications", lambda w: "/messages", lambda w: {"referral_id": w.index_referral_id}),
-    "notifications GET /messages/{id}": _get("notifications",
-                                             lambda w: f"/messages/{w.message_id}"),
+        "notifications", lambda w: "/messages", lambda w: {"referral_id": w.index_referral_id}
+    ),
+    "notifications GET /messages/{id}": _get(
+        "notifications", lambda w: f"/messages/{w.message_id}"
+    ),
     "notifications GET /alerts/{id}": _get("notifications", lambda w: f"/alerts/{w.alert_id}"),
     "notifications POST /alerts/{id}/acknowledge": _acknowledge,
     "dashboard GET /dashboard/alerts?patient_id=": _get(
-        "dashboard", lambda w: "/dashboard/alerts", lambda w: {"patient_id": w.patient_id}),
+        "dashboard", lambda w: "/dashboard/alerts", lambda w: {"patient_id": w.patient_id}
+    ),
     "dashboard POST /dashboard/alerts/{id}/acknowledge": _dashboard_acknowledge,
     "dashboard GET /dashboard/overview": _get("dashboard", lambda w: "/dashboard/overview"),
 }
@@ -497,8 +612,11 @@ async def _read_as(w: World, service: str, path: str, role: str) -> tuple[int, s
 
 
 async def _delivery_state(w: World) -> Any:
-    return await _sql(w.notifications_sessions, "SELECT status, next_attempt_at FROM "
-                      "webhook_delivery WHERE id = :d", d=w.delivery_id)
+    return await _sql(
+        w.notifications_sessions,
+        "SELECT status, next_attempt_at FROM webhook_delivery WHERE id = :d",
+        d=w.delivery_id,
+    )
 
 
 async def _alert_state(w: World) -> Any:
@@ -511,19 +629,26 @@ async def _alert_state(w: World) -> Any:
 #: must leave it as it was, an allowed one must have changed it
 SNAPSHOTS: dict[str, Callable[[World], Awaitable[Any]]] = {
     "referrals POST /referrals/{id}/cancel": lambda w: _read_as(
-        w, "referrals", f"/referrals/{w.fresh}", "clinician"),
+        w, "referrals", f"/referrals/{w.fresh}", "clinician"
+    ),
     "care_plans PUT /care-plans/{id}": lambda w: _read_as(
-        w, "care_plans", f"/care-plans/{w.plan_id}", "clinician"),
+        w, "care_plans", f"/care-plans/{w.plan_id}", "clinician"
+    ),
     "care_plans POST /care-plans/{id}/assessments": lambda w: _read_as(
-        w, "care_plans", f"/care-plans/{w.plan_id}/assessments", "clinician"),
+        w, "care_plans", f"/care-plans/{w.plan_id}/assessments", "clinician"
+    ),
     "directory PUT /organizations/{org}": lambda w: _read_as(
-        w, "directory", f"/organizations/{w.org}", "service_staff"),
+        w, "directory", f"/organizations/{w.org}", "service_staff"
+    ),
     "directory PATCH /services/{draft}": lambda w: _read_as(
-        w, "directory", f"/services/{w.draft_id}", "service_staff"),
+        w, "directory", f"/services/{w.draft_id}", "service_staff"
+    ),
     "notifications PATCH /webhook-subscriptions/{id}": lambda w: _read_as(
-        w, "notifications", f"/webhook-subscriptions/{w.subscription_id}", "partner"),
+        w, "notifications", f"/webhook-subscriptions/{w.subscription_id}", "partner"
+    ),
     "notifications DELETE /webhook-subscriptions/{id}": lambda w: _read_as(
-        w, "notifications", f"/webhook-subscriptions/{w.fresh}", "partner"),
+        w, "notifications", f"/webhook-subscriptions/{w.fresh}", "partner"
+    ),
     "notifications POST /webhook-subscriptions/{id}/deliveries/{d}/resend": _delivery_state,
     "notifications POST /alerts/{id}/acknowledge": _alert_state,
     "dashboard POST /dashboard/alerts/{id}/acknowledge": _alert_state,
@@ -545,15 +670,16 @@ def _listed(endpoint: str, w: World, r: httpx.Response) -> tuple[set[str], int |
 
 
 def _world_item(endpoint: str, w: World) -> str:
-    return {"referrals GET /referrals?patient_id=": w.referral_id,
-            "referrals GET /fhir/ServiceRequest?patient=": w.referral_id,
-            "notifications GET /webhook-subscriptions": w.subscription_id,
-            "notifications GET /webhook-subscriptions/{id}/deliveries": w.delivery_id,
-            "notifications GET /messages?referral_id=": w.message_id}[endpoint]
+    return {
+        "referrals GET /referrals?patient_id=": w.referral_id,
+        "referrals GET /fhir/ServiceRequest?patient=": w.referral_id,
+        "notifications GET /webhook-subscriptions": w.subscription_id,
+        "notifications GET /webhook-subscriptions/{id}/deliveries": w.delivery_id,
+        "notifications GET /messages?referral_id=": w.message_id,
+    }[endpoint]
 
 
-def _check_cell(w: World, endpoint: str, role: str, relation: str,
-                r: httpx.Response) -> list[str]:
+def _check_cell(w: World, endpoint: str, role: str, relation: str, r: httpx.Response) -> list[str]:
     service = endpoint.split(" ", 1)[0]
     col = RELATIONS.index(relation)
     expected = POLICY[endpoint][role][col]
@@ -601,8 +727,13 @@ def test_the_policy_covers_every_call_and_every_role() -> None:
     for endpoint, by_role in POLICY.items():
         assert set(by_role) == set(ROLES), endpoint
     # every service is in the table, and every role is refused somewhere and allowed somewhere
-    assert {e.split(" ", 1)[0] for e in POLICY} == {"referrals", "care_plans", "directory",
-                                                    "notifications", "dashboard"}
+    assert {e.split(" ", 1)[0] for e in POLICY} == {
+        "referrals",
+        "care_plans",
+        "directory",
+        "notifications",
+        "dashboard",
+    }
     for role in ROLES:
         statuses = {s for by_role in POLICY.values() for s in by_role[role]}
         assert statuses & {200, 201, 204} and statuses & {403, 404}, role
@@ -624,12 +755,17 @@ async def test_every_role_gets_what_the_policy_says_in_every_service(world: Worl
                 if snapshot is not None:
                     after = await snapshot(world)
                     if r.status_code >= 400 and after != before:
-                        failures.append(f"{endpoint} as {role} of {relation}: refused "
-                                        f"({r.status_code}) but it changed A's data")
+                        failures.append(
+                            f"{endpoint} as {role} of {relation}: refused "
+                            f"({r.status_code}) but it changed A's data"
+                        )
                     if r.status_code < 400 and after == before:
-                        failures.append(f"{endpoint} as {role} of {relation}: allowed but "
-                                        "nothing changed")
+                        failures.append(
+                            f"{endpoint} as {role} of {relation}: allowed but nothing changed"
+                        )
     services = len({e.split(" ", 1)[0] for e in CALLS})
-    print(f"\nauthorisation matrix: {len(CALLS)} endpoints of {services} services x "
-          f"{len(ROLES)} roles x {len(RELATIONS)} relations = {cells} cells checked")
+    print(
+        f"\nauthorisation matrix: {len(CALLS)} endpoints of {services} services x "
+        f"{len(ROLES)} roles x {len(RELATIONS)} relations = {cells} cells checked"
+    )
     assert not failures, f"{len(failures)} of {cells} cells differ:\n" + "\n".join(failures)

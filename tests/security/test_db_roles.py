@@ -23,15 +23,21 @@ from shared.settings import SERVICE_SCHEMAS, Settings
 
 PARTS = list(SERVICE_SCHEMAS)
 #: a table of each part that holds personal or operational data another part must not read
-PRIVATE_TABLE = {"referrals": "referral", "directory": "audit_log", "care_plans": "audit_log",
-                 "notifications": "audit_log", "journeys": "audit_log"}
+PRIVATE_TABLE = {
+    "referrals": "referral",
+    "directory": "audit_log",
+    "care_plans": "audit_log",
+    "notifications": "audit_log",
+    "journeys": "audit_log",
+}
 
 
 @pytest.fixture
 async def as_part(infra: Settings) -> AsyncIterator[dict[str, asyncpg.Connection]]:
     """One connection per part, as its runtime role, on its own search path."""
-    conns = {part: await connect(infra, part, server_settings={"search_path": part})
-             for part in PARTS}
+    conns = {
+        part: await connect(infra, part, server_settings={"search_path": part}) for part in PARTS
+    }
     try:
         yield conns
     finally:
@@ -53,22 +59,28 @@ async def _refused(conn: asyncpg.Connection, sql: str, *args: object) -> str:
 
 def _audit_row() -> tuple[str, str]:
     entry = str(uuid.uuid4())
-    return entry, ("INSERT INTO audit_log (id, actor, actor_org, actor_roles, action, "
-                   f"resource_type) VALUES ('{entry}', 'probe', 'ORG-1', 'clinician', 'read', "
-                   "'Probe')")
+    return entry, (
+        "INSERT INTO audit_log (id, actor, actor_org, actor_roles, action, "
+        f"resource_type) VALUES ('{entry}', 'probe', 'ORG-1', 'clinician', 'read', "
+        "'Probe')"
+    )
 
 
 class TestRuntimeRoles:
     @pytest.mark.parametrize("part", PARTS)
     async def test_each_part_connects_as_its_own_role_which_is_no_superuser(
-            self, infra: Settings, as_part: dict[str, asyncpg.Connection], part: str) -> None:
+        self, infra: Settings, as_part: dict[str, asyncpg.Connection], part: str
+    ) -> None:
         conn = as_part[part]
         role = await conn.fetchrow(
             "SELECT current_user AS name, rolsuper, rolcreaterole, rolcreatedb, rolbypassrls, "
-            "rolreplication FROM pg_roles WHERE rolname = current_user")
+            "rolreplication FROM pg_roles WHERE rolname = current_user"
+        )
         assert role["name"] == infra.pg_role(part) == f"waymark_{part}"
-        assert not any(role[k] for k in ("rolsuper", "rolcreaterole", "rolcreatedb",
-                                         "rolbypassrls", "rolreplication"))
+        assert not any(
+            role[k]
+            for k in ("rolsuper", "rolcreaterole", "rolcreatedb", "rolbypassrls", "rolreplication")
+        )
         # the engine every process builds for its schema uses the same role
         engine = make_engine(infra, part, pool_size=1)
         try:
@@ -79,72 +91,91 @@ class TestRuntimeRoles:
 
     @pytest.mark.parametrize("part", PARTS)
     async def test_a_runtime_role_owns_nothing(
-            self, as_part: dict[str, asyncpg.Connection], part: str) -> None:
+        self, as_part: dict[str, asyncpg.Connection], part: str
+    ) -> None:
         owned = await as_part[part].fetchval(
             "SELECT (SELECT count(*) FROM pg_class WHERE relowner = current_user::regrole) "
             "+ (SELECT count(*) FROM pg_namespace WHERE nspowner = current_user::regrole) "
             "+ (SELECT count(*) FROM pg_proc WHERE proowner = current_user::regrole) "
-            "+ (SELECT count(*) FROM pg_database WHERE datdba = current_user::regrole)")
+            "+ (SELECT count(*) FROM pg_database WHERE datdba = current_user::regrole)"
+        )
         assert owned == 0
 
     @pytest.mark.parametrize("part", PARTS)
     async def test_a_part_cannot_read_another_parts_schema(
-            self, as_part: dict[str, asyncpg.Connection], part: str) -> None:
+        self, as_part: dict[str, asyncpg.Connection], part: str
+    ) -> None:
         for other in PARTS:
             if other == part:
                 continue
-            why = await _refused(as_part[part],
-                                 f"SELECT * FROM {other}.{PRIVATE_TABLE[other]} LIMIT 1")
+            why = await _refused(
+                as_part[part], f"SELECT * FROM {other}.{PRIVATE_TABLE[other]} LIMIT 1"
+            )
             assert f"permission denied for schema {other}" in why
 
     async def test_notifications_cannot_read_a_referrals_nhs_number(
-            self, as_part: dict[str, asyncpg.Connection]) -> None:
-        why = await _refused(as_part["notifications"],
-                             "SELECT nhs_number FROM referrals.referral LIMIT 1")
+        self, as_part: dict[str, asyncpg.Connection]
+    ) -> None:
+        why = await _refused(
+            as_part["notifications"], "SELECT nhs_number FROM referrals.referral LIMIT 1"
+        )
         assert "permission denied" in why
 
     @pytest.mark.parametrize("part", PARTS)
     async def test_a_part_reads_and_writes_its_own_tables(
-            self, as_part: dict[str, asyncpg.Connection], part: str) -> None:
+        self, as_part: dict[str, asyncpg.Connection], part: str
+    ) -> None:
         conn = as_part[part]
-        tables = [r["relname"] for r in await conn.fetch(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')", part)]
+        tables = [
+            r["relname"]
+            for r in await conn.fetch(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')",
+                part,
+            )
+        ]
         assert {"outbox", "inbox", "audit_log", "idempotency_key"} <= set(tables)
         for table in set(tables) - {"alembic_version"}:
             writes = table != "audit_log"
             for priv in ("SELECT", "INSERT") + (("UPDATE", "DELETE") if writes else ()):
-                assert await conn.fetchval("SELECT has_table_privilege($1, $2)",
-                                           f"{part}.{table}", priv), f"{part}.{table} {priv}"
+                assert await conn.fetchval(
+                    "SELECT has_table_privilege($1, $2)", f"{part}.{table}", priv
+                ), f"{part}.{table} {priv}"
             await conn.fetch(f'SELECT * FROM "{table}" LIMIT 1')
         tr = conn.transaction()
         await tr.start()
         try:  # appending to its audit log and reading it back; rolled back
             entry, insert = _audit_row()
             await conn.execute(insert)
-            assert await conn.fetchval("SELECT actor FROM audit_log WHERE id = $1",
-                                       uuid.UUID(entry)) == "probe"
+            assert (
+                await conn.fetchval("SELECT actor FROM audit_log WHERE id = $1", uuid.UUID(entry))
+                == "probe"
+            )
         finally:
             await tr.rollback()
 
     @pytest.mark.parametrize("part", PARTS)
     async def test_a_part_cannot_change_remove_or_unguard_its_audit_log(
-            self, as_part: dict[str, asyncpg.Connection], part: str) -> None:
+        self, as_part: dict[str, asyncpg.Connection], part: str
+    ) -> None:
         conn = as_part[part]
-        for sql in ["UPDATE audit_log SET actor = 'someone else'",
-                    "DELETE FROM audit_log",
-                    "TRUNCATE audit_log",
-                    "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change",
-                    "ALTER TABLE audit_log DISABLE TRIGGER ALL",
-                    "DROP TRIGGER audit_log_no_truncate ON audit_log",
-                    "DROP TABLE audit_log",
-                    "ALTER TABLE audit_log OWNER TO CURRENT_USER"]:
+        for sql in [
+            "UPDATE audit_log SET actor = 'someone else'",
+            "DELETE FROM audit_log",
+            "TRUNCATE audit_log",
+            "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change",
+            "ALTER TABLE audit_log DISABLE TRIGGER ALL",
+            "DROP TRIGGER audit_log_no_truncate ON audit_log",
+            "DROP TABLE audit_log",
+            "ALTER TABLE audit_log OWNER TO CURRENT_USER",
+        ]:
             why = await _refused(conn, sql)
             assert "permission denied" in why or "must be owner" in why, (sql, why)
 
     @pytest.mark.parametrize("part", PARTS)
     async def test_a_part_cannot_create_objects_or_touch_the_migration_history(
-            self, as_part: dict[str, asyncpg.Connection], part: str) -> None:
+        self, as_part: dict[str, asyncpg.Connection], part: str
+    ) -> None:
         conn = as_part[part]
         await _refused(conn, f"CREATE TABLE {part}.sneaky (id int)")
         await _refused(conn, "CREATE TABLE public.sneaky (id int)")
@@ -155,7 +186,8 @@ class TestRuntimeRoles:
 
 class TestOwnership:
     async def test_only_the_migration_owner_owns_anything_in_the_database(
-            self, infra: Settings) -> None:
+        self, infra: Settings
+    ) -> None:
         conn = await connect(infra, "owner")
         try:
             owners = await conn.fetch(
@@ -176,20 +208,24 @@ class TestOwnership:
                 "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid "
                 "AND d.deptype = 'e') "
                 "UNION ALL SELECT 'database', datname, datdba::regrole::text FROM pg_database "
-                "WHERE datname = current_database()")
+                "WHERE datname = current_database()"
+            )
         finally:
             await conn.close()
         # pg_database_owner: the `public` schema belongs to whoever owns the database
-        strays = [tuple(r) for r in owners
-                  if r["owner"] not in (infra.pg_user, "pg_database_owner")]
+        strays = [
+            tuple(r) for r in owners if r["owner"] not in (infra.pg_user, "pg_database_owner")
+        ]
         assert strays == []
         assert {r["name"] for r in owners if r["kind"] == "schema"} >= set(PARTS)
 
     async def test_the_owner_is_no_superuser(self, infra: Settings) -> None:
         conn = await connect(infra, "owner")
         try:
-            row = await conn.fetchrow("SELECT current_user AS name, rolsuper, rolcreaterole "
-                                      "FROM pg_roles WHERE rolname = current_user")
+            row = await conn.fetchrow(
+                "SELECT current_user AS name, rolsuper, rolcreaterole "
+                "FROM pg_roles WHERE rolname = current_user"
+            )
         finally:
             await conn.close()
         assert row["name"] == infra.pg_user and not row["rolsuper"] and not row["rolcreaterole"]
@@ -198,8 +234,11 @@ class TestOwnership:
 class TestLocalCluster:
     def test_pg_hba_trusts_nobody(self, infra: Settings) -> None:
         data = stack.pg_dir(infra) / "data"
-        lines = [line.split() for line in (data / "pg_hba.conf").read_text().splitlines()
-                 if line.strip() and not line.lstrip().startswith("#")]
+        lines = [
+            line.split()
+            for line in (data / "pg_hba.conf").read_text().splitlines()
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
         assert lines and not [f for f in lines if "trust" in f]
         # the bootstrap superuser: peer on the socket, refused on TCP
         admin = [f for f in lines if f[2] == infra.pg_admin_user]
@@ -210,22 +249,27 @@ class TestLocalCluster:
         sock = stack.pg_dir(infra) / "sock"
         assert stat.S_IMODE(sock.stat().st_mode) == 0o700
 
-    async def test_the_bootstrap_superuser_cannot_log_in_over_tcp(
-            self, infra: Settings) -> None:
+    async def test_the_bootstrap_superuser_cannot_log_in_over_tcp(self, infra: Settings) -> None:
         # the password older versions gave it (the app role was this superuser)
         with pytest.raises(asyncpg.InvalidAuthorizationSpecificationError):
-            await asyncpg.connect(host=infra.pg_host, port=infra.pg_port,
-                                  user=infra.pg_admin_user, password="waymark-local",
-                                  database="postgres", timeout=5)
+            await asyncpg.connect(
+                host=infra.pg_host,
+                port=infra.pg_port,
+                user=infra.pg_admin_user,
+                password="waymark-local",
+                database="postgres",
+                timeout=5,
+            )
         admin = await stack.admin_connect(infra)
         try:
             superusers = await admin.fetch(
-                "SELECT rolname, rolpassword IS NULL AS no_password FROM pg_authid "
-                "WHERE rolsuper")
+                "SELECT rolname, rolpassword IS NULL AS no_password FROM pg_authid WHERE rolsuper"
+            )
         finally:
             await admin.close()
         assert [(r["rolname"], r["no_password"]) for r in superusers] == [
-            (infra.pg_admin_user, True)]
+            (infra.pg_admin_user, True)
+        ]
 
     def test_role_passwords_are_private_files(self, infra: Settings) -> None:
         folder = infra.pg_credentials_path()
@@ -238,7 +282,8 @@ class TestLocalCluster:
 
 class TestSettings:
     def test_a_process_bound_to_one_part_has_no_credentials_for_another(
-            self, infra: Settings) -> None:
+        self, infra: Settings
+    ) -> None:
         s = infra.model_copy(update={"db_role": "notifications"})
         assert s.pg_credentials("notifications")[0] == "waymark_notifications"
         with pytest.raises(ValueError, match="no database credentials for 'referrals'"):
@@ -254,7 +299,8 @@ class TestSettings:
         (tmp_path / "waymark_referrals").write_text("s3cret\n")
         s = Settings(db_role="referrals", pg_credentials_dir=tmp_path)
         assert s.part_database_url("referrals").startswith(
-            "postgresql+asyncpg://waymark_referrals:s3cret@")
+            "postgresql+asyncpg://waymark_referrals:s3cret@"
+        )
 
     def test_local_mode_refuses_a_network_bind(self) -> None:
         with pytest.raises(ValueError, match="local mode listens on loopback only"):

@@ -53,10 +53,13 @@ def _check_400(path: str, r: httpx.Response) -> str | None:
 class TestControlCharacters:
     @pytest.mark.parametrize("service", SERVICES)
     async def test_a_nul_in_any_path_parameter_or_query_is_a_400_on_every_route(
-            self, apis: dict[str, Api], settings: Settings, service: str) -> None:
+        self, apis: dict[str, Api], settings: Settings, service: str
+    ) -> None:
         api = apis[service]
-        headers = {**auth(settings, role=["coordinator", "clinician", "admin"],
-                          org=settings.ics), "Accept": "application/json"}
+        headers = {
+            **auth(settings, role=["coordinator", "clinician", "admin"], org=settings.ics),
+            "Accept": "application/json",
+        }
         failures: list[str] = []
         checks = 0
         for op in operations(service, api.app):
@@ -72,76 +75,112 @@ class TestControlCharacters:
         print(f"\n{service}: {checks} requests with a NUL, all 400")
         assert not failures, "\n".join(failures)
 
-    @pytest.mark.parametrize("path", ["/alerts/x%00y", "/alerts/x%00y/acknowledge",
-                                      "/inbox/x%00y/read", "/dashboard/alerts/x%00y"])
-    async def test_the_reported_notifications_routes(self, apis: dict[str, Api],
-                                                     settings: Settings, path: str) -> None:
+    @pytest.mark.parametrize(
+        "path",
+        [
+            "/alerts/x%00y",
+            "/alerts/x%00y/acknowledge",
+            "/inbox/x%00y/read",
+            "/dashboard/alerts/x%00y",
+        ],
+    )
+    async def test_the_reported_notifications_routes(
+        self, apis: dict[str, Api], settings: Settings, path: str
+    ) -> None:
         headers = auth(settings, role="coordinator", org=settings.ics)
         method = "GET" if path.count("/") == 2 or path.startswith("/dashboard") else "POST"
         r = await apis["notifications"].client.request(method, path, headers=headers)
         body = problem_of(r, 400)
         assert "control character" in body["detail"]
 
-    async def test_the_reported_care_plan_route(self, apis: dict[str, Api],
-                                                settings: Settings) -> None:
+    async def test_the_reported_care_plan_route(
+        self, apis: dict[str, Api], settings: Settings
+    ) -> None:
         r = await apis["care_plans"].client.get(
-            "/patients/x%00y/care-plan", headers=auth(settings, role="clinician", org="GP-A"))
+            "/patients/x%00y/care-plan", headers=auth(settings, role="clinician", org="GP-A")
+        )
         problem_of(r, 400)
 
     @pytest.mark.parametrize("char", CONTROL_CHARACTERS)
     async def test_every_control_character_is_refused_in_path_key_and_value(
-            self, apis: dict[str, Api], char: str) -> None:
+        self, apis: dict[str, Api], char: str
+    ) -> None:
         client = apis["directory"].client
-        for url in (f"/services/a{char}b", f"/health?a=b{char}", f"/health?a{char}=b",
-                    f"/health?a=1&b={char}"):
+        for url in (
+            f"/services/a{char}b",
+            f"/health?a=b{char}",
+            f"/health?a{char}=b",
+            f"/health?a=1&b={char}",
+        ):
             problem_of(await client.get(url), 400)
 
-    async def test_the_fhir_routes_answer_an_operation_outcome(self, apis: dict[str, Api],
-                                                               settings: Settings) -> None:
+    async def test_the_fhir_routes_answer_an_operation_outcome(
+        self, apis: dict[str, Api], settings: Settings
+    ) -> None:
         r = await apis["referrals"].client.get(
-            "/fhir/ServiceRequest/x%00y", headers=auth(settings, role="clinician", org="GP-A"))
+            "/fhir/ServiceRequest/x%00y", headers=auth(settings, role="clinician", org="GP-A")
+        )
         assert r.status_code == 400 and media_type(r) == FHIR_JSON
         assert r.json()["resourceType"] == "OperationOutcome"
 
-    async def test_ordinary_text_still_passes(self, apis: dict[str, Api],
-                                              settings: Settings) -> None:
+    async def test_ordinary_text_still_passes(
+        self, apis: dict[str, Api], settings: Settings
+    ) -> None:
         # spaces, accents, emoji, a plus and percent-encoded slashes are not control characters
         r = await apis["directory"].client.get(
-            "/services", params={"q": "café yoga + back 💪 / 50%"},
-            headers=auth(settings, role="clinician", org="GP-A"))
+            "/services",
+            params={"q": "café yoga + back 💪 / 50%"},
+            headers=auth(settings, role="clinician", org="GP-A"),
+        )
         assert r.status_code == 200, r.text
         assert (await apis["directory"].client.get("/health?x=%C3%A9")).status_code == 200
 
 
 class TestQueryDatetimes:
-    @pytest.mark.parametrize("value", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59",
-                                       "9999-12-31T23:59:59.999999-00:01"])
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "9999-12-31T23:59:59-23:59",
+            "0001-01-01T00:00:00+23:59",
+            "9999-12-31T23:59:59.999999-00:01",
+        ],
+    )
     async def test_an_oruk_modified_after_out_of_range_is_a_422(
-            self, apis: dict[str, Api], settings: Settings, value: str) -> None:
+        self, apis: dict[str, Api], settings: Settings, value: str
+    ) -> None:
         r = await apis["directory"].client.get(
-            "/oruk/services", params={"modified_after": value},
-            headers=auth(settings, role="clinician", org="GP-A"))
+            "/oruk/services",
+            params={"modified_after": value},
+            headers=auth(settings, role="clinician", org="GP-A"),
+        )
         body = problem_of(r, 422)
         assert "range" in body["detail"]
 
     async def test_an_oruk_modified_after_in_range_still_works(
-            self, apis: dict[str, Api], settings: Settings) -> None:
+        self, apis: dict[str, Api], settings: Settings
+    ) -> None:
         r = await apis["directory"].client.get(
-            "/oruk/services", params={"modified_after": "2000-01-01T00:00:00+05:00"},
-            headers=auth(settings, role="clinician", org="GP-A"))
+            "/oruk/services",
+            params={"modified_after": "2000-01-01T00:00:00+05:00"},
+            headers=auth(settings, role="clinician", org="GP-A"),
+        )
         assert r.status_code == 200, r.text
 
     @pytest.mark.parametrize("param", ["raised_after", "raised_before"])
     @pytest.mark.parametrize("path", ["/alerts", "/alerts/counts"])
     async def test_the_alert_inbox_datetimes_out_of_range_are_a_422(
-            self, apis: dict[str, Api], settings: Settings, param: str, path: str) -> None:
+        self, apis: dict[str, Api], settings: Settings, param: str, path: str
+    ) -> None:
         r = await apis["notifications"].client.get(
-            path, params={param: "9999-12-31T23:59:59-23:59"},
-            headers=auth(settings, role="coordinator", org=settings.ics))
+            path,
+            params={param: "9999-12-31T23:59:59-23:59"},
+            headers=auth(settings, role="coordinator", org=settings.ics),
+        )
         problem_of(r, 422)
 
     async def test_every_datetime_query_parameter_of_every_api_is_checked(
-            self, apis: dict[str, Api], settings: Settings) -> None:
+        self, apis: dict[str, Api], settings: Settings
+    ) -> None:
         """Whatever datetime query parameters the APIs grow, an out-of-range one is a 4xx."""
         headers = auth(settings, role=["coordinator", "clinician", "admin"], org=settings.ics)
         failures, seen = [], 0
@@ -153,18 +192,23 @@ class TestQueryDatetimes:
                     for p in op.get("parameters", []):
                         schema = p.get("schema", {})
                         kinds = [schema] + schema.get("anyOf", [])
-                        if p["in"] != "query" or not any(k.get("format") == "date-time"
-                                                         for k in kinds):
+                        if p["in"] != "query" or not any(
+                            k.get("format") == "date-time" for k in kinds
+                        ):
                             continue
                         seen += 1
-                        url = re.sub(r"{(\w+)(?::\w+)?}",
-                                     lambda m: "x", path)  # noqa: B023 - used at once
+                        url = re.sub(r"{(\w+)(?::\w+)?}", lambda m: "x", path)  # noqa: B023 - used at once
                         r = await api.client.request(
-                            method.upper(), url, headers=headers,
-                            params={p["name"]: "9999-12-31T23:59:59-23:59"})
+                            method.upper(),
+                            url,
+                            headers=headers,
+                            params={p["name"]: "9999-12-31T23:59:59-23:59"},
+                        )
                         if not 400 <= r.status_code < 500:
-                            failures.append(f"{service} {method} {path} {p['name']}: "
-                                            f"{r.status_code} {r.text[:200]}")
+                            failures.append(
+                                f"{service} {method} {path} {p['name']}: "
+                                f"{r.status_code} {r.text[:200]}"
+                            )
         assert seen >= 3  # modified_after, raised_after, raised_before
         assert not failures, "\n".join(failures)
 
@@ -180,7 +224,8 @@ class TestDocs:
     @pytest.mark.parametrize("service", SERVICES)
     @pytest.mark.parametrize("page", ["/docs", "/redoc"])
     async def test_the_docs_name_no_other_origin_and_serve_their_own_assets(
-            self, apis: dict[str, Api], service: str, page: str) -> None:
+        self, apis: dict[str, Api], service: str, page: str
+    ) -> None:
         client = apis[service].client
         r = await client.get(page)
         assert r.status_code == 200 and media_type(r) == "text/html", r.text[:300]
@@ -195,14 +240,19 @@ class TestDocs:
         csp = r.headers.get("content-security-policy", "")
         assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
 
-    async def test_the_docs_are_off_in_production_unless_enabled(self,
-                                                                settings: Settings) -> None:
-        for mode, enabled, want in [("production", None, 404), ("production", True, 200),
-                                    ("local", None, 200), ("local", False, 404)]:
+    async def test_the_docs_are_off_in_production_unless_enabled(self, settings: Settings) -> None:
+        for mode, enabled, want in [
+            ("production", None, 404),
+            ("production", True, 200),
+            ("local", None, 200),
+            ("local", False, 404),
+        ]:
             s = settings.model_copy(update={"deployment_mode": mode, "api_docs": enabled})
             app = create_app("directory", title="t", description="d", settings=s)
-            async with app.router.lifespan_context(app), httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            async with (
+                app.router.lifespan_context(app),
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+            ):
                 for page in ("/docs", "/redoc"):
                     r = await c.get(page)
                     assert r.status_code == want, (mode, enabled, page, r.status_code)
@@ -212,6 +262,7 @@ class TestDocs:
 
 
 # --- the live alert stream's caps -------------------------------------------------------------
+
 
 class _Stream:
     """An open stream and its event reader, kept referenced: a reader that is garbage
@@ -228,8 +279,9 @@ class _Stream:
         await self.ctx.__aexit__(None, None, None)
 
 
-async def _open_stream(c: httpx.AsyncClient, headers: dict[str, str]
-                       ) -> tuple[httpx.Response, _Stream]:
+async def _open_stream(
+    c: httpx.AsyncClient, headers: dict[str, str]
+) -> tuple[httpx.Response, _Stream]:
     """Open a stream and read its `ready` event (or the whole refusal)."""
     ctx = c.stream("GET", "/alerts/stream", headers=headers)
     resp = await ctx.__aenter__()
@@ -253,13 +305,15 @@ async def capped_api(settings: Settings) -> AsyncIterator[tuple[FastAPI, str]]:
     from services.notifications import api as notifications_api
 
     app = notifications_api.app
-    capped = settings.model_copy(update={"alert_stream_max_per_user": 2,
-                                         "alert_stream_max_total": 3})
+    capped = settings.model_copy(
+        update={"alert_stream_max_per_user": 2, "alert_stream_max_total": 3}
+    )
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error",
-                                           lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off")
+    )
     entered = False
     if getattr(app.state, "sessions", None) is None:
         ctx = app.router.lifespan_context(app)
@@ -282,12 +336,15 @@ async def capped_api(settings: Settings) -> AsyncIterator[tuple[FastAPI, str]]:
 
 class TestStreamCaps:
     async def test_per_user_and_total_caps_answer_429_and_a_closed_stream_frees_its_place(
-            self, capped_api: tuple[FastAPI, str], settings: Settings) -> None:
+        self, capped_api: tuple[FastAPI, str], settings: Settings
+    ) -> None:
         app, base = capped_api
-        casey = auth(settings, role="coordinator", org=settings.ics, sub="cap-casey-"
-                     + uuid.uuid4().hex[:6])
-        jordan = auth(settings, role="coordinator", org=settings.ics, sub="cap-jordan-"
-                      + uuid.uuid4().hex[:6])
+        casey = auth(
+            settings, role="coordinator", org=settings.ics, sub="cap-casey-" + uuid.uuid4().hex[:6]
+        )
+        jordan = auth(
+            settings, role="coordinator", org=settings.ics, sub="cap-jordan-" + uuid.uuid4().hex[:6]
+        )
         open_: list[_Stream | None] = []
         async with httpx.AsyncClient(base_url=base, timeout=30) as c:
             try:
@@ -328,4 +385,3 @@ class TestStreamCaps:
                 break
             await asyncio.sleep(0.05)
         assert app.state.alert_fanout.subscribers == 0
-

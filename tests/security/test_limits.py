@@ -32,9 +32,13 @@ async def limited(infra: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """A directory app of its own, with low limits, on the real database."""
     from services.directory.api import build_app
 
-    low = infra.model_copy(update={"rate_limit_burst": BURST,
-                                   "rate_limit_per_minute": PER_MINUTE,
-                                   "max_body_bytes": SMALL_BODY_LIMIT})
+    low = infra.model_copy(
+        update={
+            "rate_limit_burst": BURST,
+            "rate_limit_per_minute": PER_MINUTE,
+            "max_body_bytes": SMALL_BODY_LIMIT,
+        }
+    )
     app = build_app(low)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -52,102 +56,136 @@ def _staff(s: Settings, org: str, user: str | None = None) -> dict[str, str]:
 
 async def _chunks(data: bytes, size: int = 1000) -> AsyncIterator[bytes]:
     for i in range(0, len(data), size):
-        yield data[i:i + size]
+        yield data[i : i + size]
 
 
 def _organisation(description: str = "") -> bytes:
-    return httpx.Request("PUT", "http://x", json={"name": "Limits test provider",
-                                                  "description": description}).content
+    return httpx.Request(
+        "PUT", "http://x", json={"name": "Limits test provider", "description": description}
+    ).content
 
 
 class TestBodySize:
     async def test_an_oversized_body_with_a_content_length_is_413_before_it_is_read(
-            self, limited: httpx.AsyncClient, settings: Settings) -> None:
+        self, limited: httpx.AsyncClient, settings: Settings
+    ) -> None:
         org = _org()
         body = _organisation("x" * (SMALL_BODY_LIMIT + 10))
-        r = await limited.put(f"/organizations/{org}", content=body,
-                              headers={**_staff(settings, org),
-                                       "Content-Type": "application/json"})
+        r = await limited.put(
+            f"/organizations/{org}",
+            content=body,
+            headers={**_staff(settings, org), "Content-Type": "application/json"},
+        )
         doc = problem_of(r, 413)
         assert str(SMALL_BODY_LIMIT) in doc["detail"]
         assert r.headers["connection"] == "close"
         # nothing was written
-        assert (await limited.get(f"/organizations/{org}",
-                                  headers=_staff(settings, org))).status_code == 404
+        assert (
+            await limited.get(f"/organizations/{org}", headers=_staff(settings, org))
+        ).status_code == 404
 
     async def test_an_oversized_chunked_body_without_a_content_length_is_413(
-            self, limited: httpx.AsyncClient, settings: Settings) -> None:
+        self, limited: httpx.AsyncClient, settings: Settings
+    ) -> None:
         org = _org()
         body = _organisation("x" * (SMALL_BODY_LIMIT + 10))
-        request = limited.build_request("PUT", f"/organizations/{org}",
-                                        content=_chunks(body),
-                                        headers={**_staff(settings, org),
-                                                 "Content-Type": "application/json"})
+        request = limited.build_request(
+            "PUT",
+            f"/organizations/{org}",
+            content=_chunks(body),
+            headers={**_staff(settings, org), "Content-Type": "application/json"},
+        )
         assert "content-length" not in request.headers
         assert request.headers["transfer-encoding"] == "chunked"
         problem_of(await limited.send(request), 413)
-        assert (await limited.get(f"/organizations/{org}",
-                                  headers=_staff(settings, org))).status_code == 404
+        assert (
+            await limited.get(f"/organizations/{org}", headers=_staff(settings, org))
+        ).status_code == 404
 
     async def test_a_body_that_understates_its_length_is_counted_as_it_arrives(
-            self, limited: httpx.AsyncClient, settings: Settings) -> None:
+        self, limited: httpx.AsyncClient, settings: Settings
+    ) -> None:
         org = _org()
         body = _organisation("x" * (SMALL_BODY_LIMIT + 10))
-        request = limited.build_request("PUT", f"/organizations/{org}",
-                                        content=_chunks(body),
-                                        headers={**_staff(settings, org),
-                                                 "Content-Type": "application/json",
-                                                 "Content-Length": "100"})
+        request = limited.build_request(
+            "PUT",
+            f"/organizations/{org}",
+            content=_chunks(body),
+            headers={
+                **_staff(settings, org),
+                "Content-Type": "application/json",
+                "Content-Length": "100",
+            },
+        )
         problem_of(await limited.send(request), 413)
 
     async def test_a_content_length_that_is_not_a_number_is_400(
-            self, limited: httpx.AsyncClient, settings: Settings) -> None:
+        self, limited: httpx.AsyncClient, settings: Settings
+    ) -> None:
         org = _org()
-        request = limited.build_request("PUT", f"/organizations/{org}", content=b"{}",
-                                        headers={**_staff(settings, org),
-                                                 "Content-Type": "application/json",
-                                                 "Content-Length": "2; DROP"})
-        assert "Content-Length must be a number" in problem_of(await limited.send(request),
-                                                               400)["detail"]
+        request = limited.build_request(
+            "PUT",
+            f"/organizations/{org}",
+            content=b"{}",
+            headers={
+                **_staff(settings, org),
+                "Content-Type": "application/json",
+                "Content-Length": "2; DROP",
+            },
+        )
+        assert (
+            "Content-Length must be a number"
+            in problem_of(await limited.send(request), 400)["detail"]
+        )
 
     async def test_a_chunked_body_under_the_limit_reaches_the_route_whole(
-            self, limited: httpx.AsyncClient, settings: Settings) -> None:
+        self, limited: httpx.AsyncClient, settings: Settings
+    ) -> None:
         org, headers = _org(), {"Content-Type": "application/json"}
         description = "".join(f"{i:05d} " for i in range(1400))  # 8.4 KB in 1 KB chunks
         body = _organisation(description)
         assert SMALL_BODY_LIMIT // 2 < len(body) < SMALL_BODY_LIMIT
-        request = limited.build_request("PUT", f"/organizations/{org}",
-                                        content=_chunks(body),
-                                        headers={**_staff(settings, org), **headers})
+        request = limited.build_request(
+            "PUT",
+            f"/organizations/{org}",
+            content=_chunks(body),
+            headers={**_staff(settings, org), **headers},
+        )
         r = await limited.send(request)
         assert r.status_code == 201, r.text
         assert r.json()["description"] == description
 
     async def test_the_size_is_checked_before_the_token_and_before_json_parsing(
-            self, limited: httpx.AsyncClient) -> None:
+        self, limited: httpx.AsyncClient
+    ) -> None:
         big = b"{" + b"x" * (SMALL_BODY_LIMIT + 1)  # not JSON either
         for headers in ({}, {"Authorization": "Bearer not-a-token"}):
-            r = await limited.post("/services", content=big,
-                                   headers={**headers, "Content-Type": "application/json"})
+            r = await limited.post(
+                "/services", content=big, headers={**headers, "Content-Type": "application/json"}
+            )
             problem_of(r, 413)
 
     async def test_the_default_limit_holds_on_the_real_apps(
-            self, referrals_client: httpx.AsyncClient, settings: Settings) -> None:
+        self, referrals_client: httpx.AsyncClient, settings: Settings
+    ) -> None:
         assert settings.max_body_bytes == 1024 * 1024  # the default: one MiB
-        headers = {**auth(settings, role="clinician", org=_org()),
-                   "Content-Type": "application/json"}
+        headers = {
+            **auth(settings, role="clinician", org=_org()),
+            "Content-Type": "application/json",
+        }
         big = b'{"padding": "' + b"x" * settings.max_body_bytes + b'"}'
         problem_of(await referrals_client.post("/referrals", content=big, headers=headers), 413)
-        request = referrals_client.build_request("POST", "/referrals", content=_chunks(big, 65536),
-                                                 headers=headers)
+        request = referrals_client.build_request(
+            "POST", "/referrals", content=_chunks(big, 65536), headers=headers
+        )
         problem_of(await referrals_client.send(request), 413)
         # just under the limit, the route sees the body (and finds it is not a referral)
         fits = b'{"padding": "' + b"x" * (settings.max_body_bytes - 100) + b'"}'
-        problem_of(await referrals_client.post("/referrals", content=fits, headers=headers),
-                   422)
+        problem_of(await referrals_client.post("/referrals", content=fits, headers=headers), 422)
 
     async def test_the_oruk_import_takes_a_page_larger_than_the_limit(
-            self, limited: httpx.AsyncClient, settings: Settings) -> None:
+        self, limited: httpx.AsyncClient, settings: Settings
+    ) -> None:
         from services.directory.api import ORUK_IMPORT_MAX_BYTES
         from tests.directory.test_oruk import oruk_record
 
@@ -158,31 +196,46 @@ class TestBodySize:
         r = await limited.post("/imports/oruk", json=page, headers=headers)
         assert r.status_code == 200, r.text
         huge = b'{"contents": ["' + b"x" * ORUK_IMPORT_MAX_BYTES + b'"]}'
-        problem_of(await limited.post("/imports/oruk", content=huge,
-                                      headers={**headers, "Content-Type": "application/json"}),
-                   413)
+        problem_of(
+            await limited.post(
+                "/imports/oruk",
+                content=huge,
+                headers={**headers, "Content-Type": "application/json"},
+            ),
+            413,
+        )
 
     async def test_fhir_routes_answer_413_as_an_operation_outcome(
-            self, referrals_client: httpx.AsyncClient, settings: Settings) -> None:
-        big = b'{"resourceType": "ServiceRequest", "note": "' + b"x" * (
-            settings.max_body_bytes + 1) + b'"}'
+        self, referrals_client: httpx.AsyncClient, settings: Settings
+    ) -> None:
+        big = (
+            b'{"resourceType": "ServiceRequest", "note": "'
+            + b"x" * (settings.max_body_bytes + 1)
+            + b'"}'
+        )
         r = await referrals_client.post(
-            "/fhir/ServiceRequest", content=big,
-            headers={**auth(settings, role="clinician", org=_org()),
-                     "Content-Type": FHIR_JSON})
+            "/fhir/ServiceRequest",
+            content=big,
+            headers={**auth(settings, role="clinician", org=_org()), "Content-Type": FHIR_JSON},
+        )
         assert r.status_code == 413 and media_type(r) == FHIR_JSON
         assert r.json()["resourceType"] == "OperationOutcome"
         assert "larger than this API accepts" in r.json()["issue"][0]["diagnostics"]
 
 
 class TestWriteRateLimit:
-    async def _write(self, client: httpx.AsyncClient, org: str, headers: dict[str, str],
-                     name: str = "Rate limited provider") -> httpx.Response:
-        return await client.put(f"/organizations/{org}", json={"name": name},
-                                headers=headers)
+    async def _write(
+        self,
+        client: httpx.AsyncClient,
+        org: str,
+        headers: dict[str, str],
+        name: str = "Rate limited provider",
+    ) -> httpx.Response:
+        return await client.put(f"/organizations/{org}", json={"name": name}, headers=headers)
 
     async def test_after_the_burst_a_write_is_429_with_retry_after_and_not_applied(
-            self, limited: httpx.AsyncClient, settings: Settings) -> None:
+        self, limited: httpx.AsyncClient, settings: Settings
+    ) -> None:
         org = _org()
         me = _staff(settings, org)
         for i in range(BURST):
@@ -198,12 +251,16 @@ class TestWriteRateLimit:
         got = await limited.get(f"/organizations/{org}", headers=me)
         assert got.json()["name"] == f"Provider v{BURST - 1}"
         # every write draws on the same bucket, whatever its method and route
-        for method, path in (("POST", "/services"), ("PATCH", "/services/svc-nope"),
-                             ("POST", "/imports/oruk")):
+        for method, path in (
+            ("POST", "/services"),
+            ("PATCH", "/services/svc-nope"),
+            ("POST", "/imports/oruk"),
+        ):
             problem_of(await limited.request(method, path, json={}, headers=me), 429)
 
-    async def test_reads_are_not_limited(self, limited: httpx.AsyncClient,
-                                         settings: Settings) -> None:
+    async def test_reads_are_not_limited(
+        self, limited: httpx.AsyncClient, settings: Settings
+    ) -> None:
         org = _org()
         me = _staff(settings, org)
         for _ in range(BURST):
@@ -213,8 +270,9 @@ class TestWriteRateLimit:
             r = await limited.get(f"/organizations/{org}", headers=me)
             assert r.status_code == 200, r.text
 
-    async def test_another_principal_is_not_affected(self, limited: httpx.AsyncClient,
-                                                     settings: Settings) -> None:
+    async def test_another_principal_is_not_affected(
+        self, limited: httpx.AsyncClient, settings: Settings
+    ) -> None:
         org, user = _org(), f"staff-{uuid.uuid4().hex[:8]}"
         me = _staff(settings, org, user)
         for _ in range(BURST):
@@ -225,13 +283,15 @@ class TestWriteRateLimit:
         colleague = _staff(settings, org)
         assert (await self._write(limited, org, colleague)).status_code == 200
         elsewhere = _org()
-        assert (await self._write(limited, elsewhere, _staff(settings, elsewhere, user))
-                ).status_code == 201
+        assert (
+            await self._write(limited, elsewhere, _staff(settings, elsewhere, user))
+        ).status_code == 201
         # and my own bucket is still empty: a fresh token does not refill it
         problem_of(await self._write(limited, org, _staff(settings, org, user)), 429)
 
     async def test_without_a_valid_token_it_is_a_401_and_spends_nobody_s_allowance(
-            self, limited: httpx.AsyncClient, settings: Settings) -> None:
+        self, limited: httpx.AsyncClient, settings: Settings
+    ) -> None:
         org, user = _org(), f"staff-{uuid.uuid4().hex[:8]}"
         for headers in ({}, {"Authorization": "Bearer forged.token.here"}):
             for _ in range(BURST + 2):

@@ -43,8 +43,10 @@ _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 #: what a secret of each kind looks like (written so that this file does not match itself)
 PATTERNS: dict[str, re.Pattern[str]] = {
     "private key": re.compile("-" * 5 + r"BEGIN (?:[A-Z]+ )*PRIVATE KEY" + "-" * 5),
-    "JSON Web Token": re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\."
-                                 r"[A-Za-z0-9_-]{16,}"),
+    "JSON Web Token": re.compile(
+        r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\."
+        r"[A-Za-z0-9_-]{16,}"
+    ),
     "Notify API key": re.compile(rf"[A-Za-z0-9_]+-{_UUID}-{_UUID}"),
     "webhook secret": re.compile("whsec" + r"_[A-Za-z0-9+/]{24,}={0,2}"),
     "AWS access key": re.compile(r"\b(?:AK|AS)IA[0-9A-Z]{16}\b"),
@@ -53,19 +55,26 @@ PATTERNS: dict[str, re.Pattern[str]] = {
 #: entry only for a value that is obviously not a real secret, with the reason beside it.
 ALLOWED: dict[tuple[str, str], str] = {}
 #: file names that are secrets whatever they hold
-SECRET_FILES = re.compile(r"(^|/)(\.waymark/|.*\.(pem|key|p12|pfx|jks)$|id_(rsa|ed25519|ecdsa)$|"
-                          r"\.env$)")
+SECRET_FILES = re.compile(
+    r"(^|/)(\.waymark/|.*\.(pem|key|p12|pfx|jks)$|id_(rsa|ed25519|ecdsa)$|"
+    r"\.env$)"
+)
 
 
 def _candidate_files() -> list[str]:
-    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
-                          "--exclude-standard"], cwd=ROOT, check=True, capture_output=True)
+    out = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     return sorted(p for p in out.stdout.decode().split("\0") if p)
 
 
 def scan(text: str) -> list[tuple[str, str]]:
-    return [(kind, m.group(0)) for kind, pattern in PATTERNS.items()
-            for m in pattern.finditer(text)]
+    return [
+        (kind, m.group(0)) for kind, pattern in PATTERNS.items() for m in pattern.finditer(text)
+    ]
 
 
 class TestRepository:
@@ -84,16 +93,21 @@ class TestRepository:
             for kind, value in scan(data.decode("utf-8", errors="replace")):
                 if (name, value) not in ALLOWED:
                     found.append(f"{name}: a {kind} ({value[:24]}...)")
-        print(f"\nsecrets: {scanned} files scanned, {len(PATTERNS)} kinds of secret, "
-              f"{len(found)} found")
+        print(
+            f"\nsecrets: {scanned} files scanned, {len(PATTERNS)} kinds of secret, "
+            f"{len(found)} found"
+        )
         assert found == []
 
     def test_no_file_that_is_a_secret_by_its_name(self) -> None:
         assert [f for f in _candidate_files() if SECRET_FILES.search(f)] == []
 
     def test_the_local_state_with_its_keys_is_ignored_by_git(self, settings: Settings) -> None:
-        probe = settings.private_key_path().relative_to(ROOT) if settings.home.is_relative_to(
-            ROOT) else Path(".waymark/keys/jwt-private.pem")
+        probe = (
+            settings.private_key_path().relative_to(ROOT)
+            if settings.home.is_relative_to(ROOT)
+            else Path(".waymark/keys/jwt-private.pem")
+        )
         for path in (str(probe), ".waymark/keys/pseudonym.key", ".waymark/keys/notify-api.key"):
             assert subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode == 0
 
@@ -101,16 +115,24 @@ class TestRepository:
         s = Settings(home=tmp_path)
         ensure_keys(s)
         ensure_sms_api_key(s)
-        rsa_pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption()).decode()
+        rsa_pem = (
+            rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            .private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.NoEncryption(),
+            )
+            .decode()
+        )
         samples = {
             "private key": [s.private_key_path().read_text(), rsa_pem],
             "JSON Web Token": [mint_token(s, sub="u", roles=["clinician"], org="ORG-1")],
             "Notify API key": [s.sms_api_key_file().read_text().strip()],
             "webhook secret": [webhooks.new_secret(), webhooks.new_secret()],
-            "AWS access key": ["AKIA" + "".join(secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
-                                                for _ in range(16))],
+            "AWS access key": [
+                "AKIA"
+                + "".join(secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(16))
+            ],
         }
         assert set(samples) == set(PATTERNS)
         for kind, values in samples.items():
@@ -124,8 +146,9 @@ class TestRepository:
         for d in secrets_:
             assert "data" not in d, d["metadata"]["name"]  # base64 data would hide a value
             for key, value in d["stringData"].items():
-                assert value == "REPLACE-ME" or (key == "username" and (
-                    value == "temporal" or value.startswith("waymark_"))), (key, value)
+                assert value == "REPLACE-ME" or (
+                    key == "username" and (value == "temporal" or value.startswith("waymark_"))
+                ), (key, value)
         config = yaml.safe_load((ROOT / "deploy/k8s/config.yaml").read_text())
         assert not [k for k in config["data"] if re.search(r"PASSWORD|SECRET|TOKEN$", k)]
         assert "WAYMARK_JWT_PRIVATE_KEY_PATH" not in config["data"]
@@ -137,15 +160,18 @@ def _mode(path: Path) -> int:
 
 class TestKeysMadeAtSetUp:
     def test_the_test_stack_s_own_keys_were_made_by_set_up_for_their_owner_only(
-            self, infra: Settings) -> None:
-        for path in (infra.private_key_path(), infra.pseudonym_key_file(),
-                     infra.sms_api_key_file()):
+        self, infra: Settings
+    ) -> None:
+        for path in (
+            infra.private_key_path(),
+            infra.pseudonym_key_file(),
+            infra.sms_api_key_file(),
+        ):
             assert path.is_file(), path
             assert _mode(path) == 0o600, (path, oct(_mode(path)))
             assert path.stat().st_uid == os.getuid()
 
-    def test_signing_keys_are_made_once_readable_by_their_owner_only(self,
-                                                                     tmp_path: Path) -> None:
+    def test_signing_keys_are_made_once_readable_by_their_owner_only(self, tmp_path: Path) -> None:
         s = Settings(home=tmp_path / "home")
         ensure_keys(s)
         private, public = s.private_key_path(), s.public_key_path()
@@ -168,8 +194,9 @@ class TestKeysMadeAtSetUp:
         for path in ("keys/jwt-private.pem", "keys/pseudonym.key", "keys/notify-api.key"):
             assert (tmp_path / "a" / path).read_bytes() != (tmp_path / "b" / path).read_bytes()
 
-    def test_the_pseudonym_and_notify_keys_are_private_and_well_formed(self,
-                                                                       tmp_path: Path) -> None:
+    def test_the_pseudonym_and_notify_keys_are_private_and_well_formed(
+        self, tmp_path: Path
+    ) -> None:
         s = Settings(home=tmp_path)
         ensure_pseudonym_key(s)
         ensure_sms_api_key(s)
@@ -189,14 +216,18 @@ class TestKeysMadeAtSetUp:
 
 class TestSecretsFromTheEnvironment:
     def test_a_deployment_verifies_tokens_with_the_mounted_public_key_alone(
-            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """Production mounts the identity provider's public key and the pseudonym key; the
         APIs find them where the environment says and make no key of their own."""
         idp = ec.generate_private_key(ec.SECP256R1())
         mounted = tmp_path / "mounted"
         mounted.mkdir()
-        (mounted / "idp.pem").write_bytes(idp.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        (mounted / "idp.pem").write_bytes(
+            idp.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
         (mounted / "pseudonym.key").write_text(secrets.token_hex(32))
         home = tmp_path / "home"
         monkeypatch.setenv("WAYMARK_HOME", str(home))
@@ -205,20 +236,32 @@ class TestSecretsFromTheEnvironment:
         monkeypatch.setenv("WAYMARK_JWT_ISSUER", "https://idp.example.invalid")
         s = Settings()
         assert s.public_key_path() == mounted / "idp.pem"
-        idp_pem = idp.private_bytes(serialization.Encoding.PEM,
-                                    serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
+        idp_pem = idp.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
         now = datetime.now(UTC)
-        token = jwt.encode({"iss": "https://idp.example.invalid", "aud": s.jwt_audience,
-                            "sub": "dr-who", "roles": ["clinician"], "org": "GP-1",
-                            "iat": now, "exp": now + timedelta(minutes=5)}, idp_pem,
-                           algorithm="ES256")
+        token = jwt.encode(
+            {
+                "iss": "https://idp.example.invalid",
+                "aud": s.jwt_audience,
+                "sub": "dr-who",
+                "roles": ["clinician"],
+                "org": "GP-1",
+                "iat": now,
+                "exp": now + timedelta(minutes=5),
+            },
+            idp_pem,
+            algorithm="ES256",
+        )
         assert verify_token(s, token).user == "dr-who"
         assert pseudonymise("9434765919", s).startswith("pt_")
         assert not home.exists()  # nothing was generated: no key, no directory
 
     def test_a_service_credential_is_read_from_its_file_on_every_call(
-            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         path = tmp_path / "service-token"
         path.write_text("first-token\n")
         monkeypatch.setenv("WAYMARK_SERVICE_TOKEN_PATH", str(path))

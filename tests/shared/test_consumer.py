@@ -24,10 +24,19 @@ EFFECTS_DDL = """CREATE TABLE IF NOT EXISTS test_consumer_effect (
 
 
 def _event(referral_id: str | None = None):  # type: ignore[no-untyped-def]
-    return make_event(ReferralSubmitted(
-        referral_id=referral_id or str(uuid.uuid4()), from_org="GP-1", to_org="PAIN-1",
-        to_service_id="svc-1", service_category="pain_management", reason_codes=["279039007"],
-        priority="routine", state="submitted"), subject=f"pt_{uuid.uuid4().hex[:16]}")
+    return make_event(
+        ReferralSubmitted(
+            referral_id=referral_id or str(uuid.uuid4()),
+            from_org="GP-1",
+            to_org="PAIN-1",
+            to_service_id="svc-1",
+            service_category="pain_management",
+            reason_codes=["279039007"],
+            priority="routine",
+            state="submitted",
+        ),
+        subject=f"pt_{uuid.uuid4().hex[:16]}",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +47,13 @@ async def effects_table(infra, referrals_sessions):  # type: ignore[no-untyped-d
 
 async def _effects(sessions, consumer: str) -> Counter:  # type: ignore[no-untyped-def]
     async with unit_of_work(sessions) as s:
-        rows = (await s.exec(text("SELECT event_id FROM test_consumer_effect WHERE consumer=:c")
-                             .bindparams(c=consumer))).all()
+        rows = (
+            await s.exec(
+                text("SELECT event_id FROM test_consumer_effect WHERE consumer=:c").bindparams(
+                    c=consumer
+                )
+            )
+        ).all()
     return Counter(r[0] for r in rows)
 
 
@@ -56,8 +70,9 @@ async def _produce(settings, topic: str, values: list[bytes], key: bytes = b"k")
 class Recorder:
     """A handler whose effect is a row in test_consumer_effect, in the inbox's transaction."""
 
-    def __init__(self, name: str, fail_for: dict[str, int] | None = None,
-                 always_fail: set[str] | None = None) -> None:
+    def __init__(
+        self, name: str, fail_for: dict[str, int] | None = None, always_fail: set[str] | None = None
+    ) -> None:
         self.name = name
         self.fail_for = dict(fail_for or {})  # referral_id -> failures left
         self.always_fail = always_fail or set()
@@ -66,8 +81,11 @@ class Recorder:
     async def __call__(self, session, event, record) -> None:  # type: ignore[no-untyped-def]
         rid = event.data["referral_id"]
         self.calls[rid] += 1
-        await session.exec(text("INSERT INTO test_consumer_effect (consumer, event_id) "
-                                "VALUES (:c, :e)").bindparams(c=self.name, e=event.id))
+        await session.exec(
+            text(
+                "INSERT INTO test_consumer_effect (consumer, event_id) VALUES (:c, :e)"
+            ).bindparams(c=self.name, e=event.id)
+        )
         if rid in self.always_fail:
             raise RuntimeError(f"downstream refuses {rid}")
         if self.fail_for.get(rid, 0) > 0:
@@ -89,61 +107,90 @@ async def _run_until(consumer: IdempotentConsumer, done, timeout: float = 30) ->
 
 class TestIdempotentConsumer:
     async def test_a_redelivered_event_has_no_second_effect(
-            self, infra, referrals_sessions, effects_table, new_topic):
+        self, infra, referrals_sessions, effects_table, new_topic
+    ):
         name = f"c-{uuid.uuid4().hex[:8]}"
         handler = Recorder(name)
         event = _event()
         # the same event twice on the topic: what a relay restart after publishing does
         await _produce(infra, new_topic, [event_bytes(event.model_dump(mode="json"))] * 2)
-        consumer = IdempotentConsumer(name=name, topics=[new_topic], handler=handler,
-                                      settings=infra, sessions=referrals_sessions)
+        consumer = IdempotentConsumer(
+            name=name,
+            topics=[new_topic],
+            handler=handler,
+            settings=infra,
+            sessions=referrals_sessions,
+        )
         # both copies read and their offsets committed
         await _run_until(consumer, lambda: _committed(consumer, new_topic, total=2))
         effects = await _effects(referrals_sessions, name)
         assert effects == Counter({event.id: 1})
         async with unit_of_work(referrals_sessions) as s:
-            inbox = (await s.exec(text("SELECT count(*) FROM inbox WHERE consumer=:c")
-                                  .bindparams(c=name))).scalar_one()
+            inbox = (
+                await s.exec(
+                    text("SELECT count(*) FROM inbox WHERE consumer=:c").bindparams(c=name)
+                )
+            ).scalar_one()
         assert inbox == 1
 
     async def test_a_message_reread_after_a_crash_before_the_offset_commit_is_not_applied_twice(
-            self, infra, referrals_sessions, effects_table, new_topic):
+        self, infra, referrals_sessions, effects_table, new_topic
+    ):
         name = f"c-{uuid.uuid4().hex[:8]}"
         handler = Recorder(name)
         event = _event()
         await _produce(infra, new_topic, [event_bytes(event.model_dump(mode="json"))])
         records = await read_topic(infra, new_topic, until=lambda r: len(r) == 1)
         # a first member applied the event, then died before committing its offset
-        first = IdempotentConsumer(name=name, topics=[new_topic], handler=handler,
-                                   settings=infra, sessions=referrals_sessions)
+        first = IdempotentConsumer(
+            name=name,
+            topics=[new_topic],
+            handler=handler,
+            settings=infra,
+            sessions=referrals_sessions,
+        )
         await first.dlq_producer.start()
         await first.process(records[0])
         await first.dlq_producer.stop()
         # the group's next member reads from the last committed offset: the same message
-        second = IdempotentConsumer(name=name, topics=[new_topic], handler=handler,
-                                    settings=infra, sessions=referrals_sessions)
+        second = IdempotentConsumer(
+            name=name,
+            topics=[new_topic],
+            handler=handler,
+            settings=infra,
+            sessions=referrals_sessions,
+        )
         await _run_until(second, lambda: _committed(second, new_topic))
         assert await _effects(referrals_sessions, name) == Counter({event.id: 1})
         assert handler.calls[event.data["referral_id"]] == 1  # the duplicate never reached it
 
     async def test_a_poison_message_goes_to_the_dlq_with_its_error_and_later_messages_are_processed(
-            self, infra, referrals_sessions, effects_table, new_topic):
+        self, infra, referrals_sessions, effects_table, new_topic
+    ):
         name = f"c-{uuid.uuid4().hex[:8]}"
         good1, failing, good2 = _event(), _event(), _event()
         handler = Recorder(name, always_fail={failing.data["referral_id"]})
-        values = [event_bytes(good1.model_dump(mode="json")),
-                  b"\x00not json at all",
-                  event_bytes(failing.model_dump(mode="json")),
-                  json.dumps({"id": "x", "type": "uk.waymark.unknown"}).encode(),
-                  event_bytes(good2.model_dump(mode="json"))]
+        values = [
+            event_bytes(good1.model_dump(mode="json")),
+            b"\x00not json at all",
+            event_bytes(failing.model_dump(mode="json")),
+            json.dumps({"id": "x", "type": "uk.waymark.unknown"}).encode(),
+            event_bytes(good2.model_dump(mode="json")),
+        ]
         await _produce(infra, new_topic, values, key=b"same-partition")
-        consumer = IdempotentConsumer(name=name, topics=[new_topic], handler=handler,
-                                      settings=infra, sessions=referrals_sessions)
+        consumer = IdempotentConsumer(
+            name=name,
+            topics=[new_topic],
+            handler=handler,
+            settings=infra,
+            sessions=referrals_sessions,
+        )
         await _run_until(consumer, lambda: handler.calls[good2.data["referral_id"]] >= 1)
 
         effects = await _effects(referrals_sessions, name)
-        assert effects == Counter({good1.id: 1, good2.id: 1}), \
+        assert effects == Counter({good1.id: 1, good2.id: 1}), (
             "the failing event's effect must be rolled back each time"
+        )
         assert handler.calls[failing.data["referral_id"]] == infra.consumer_max_attempts
         dead = await read_topic(infra, f"{new_topic}.dlq", until=lambda r: len(r) >= 3)
         assert len(dead) == 3
@@ -158,27 +205,38 @@ class TestIdempotentConsumer:
             assert headers["dlq.consumer"] == name.encode()
 
     async def test_a_transient_failure_is_retried_and_then_applied_once(
-            self, infra, referrals_sessions, effects_table, new_topic):
+        self, infra, referrals_sessions, effects_table, new_topic
+    ):
         name = f"c-{uuid.uuid4().hex[:8]}"
         event = _event()
         handler = Recorder(name, fail_for={event.data["referral_id"]: 2})
         await _produce(infra, new_topic, [event_bytes(event.model_dump(mode="json"))])
-        consumer = IdempotentConsumer(name=name, topics=[new_topic], handler=handler,
-                                      settings=infra, sessions=referrals_sessions)
+        consumer = IdempotentConsumer(
+            name=name,
+            topics=[new_topic],
+            handler=handler,
+            settings=infra,
+            sessions=referrals_sessions,
+        )
         await _run_until(consumer, lambda: _committed(consumer, new_topic))
         assert handler.calls[event.data["referral_id"]] == 3
         assert await _effects(referrals_sessions, name) == Counter({event.id: 1})
         assert sum((await _dlq_size(infra, new_topic)).values()) == 0
 
     async def test_the_offset_is_committed_only_after_the_effect(
-            self, infra, referrals_sessions, effects_table, new_topic):
+        self, infra, referrals_sessions, effects_table, new_topic
+    ):
         name = f"c-{uuid.uuid4().hex[:8]}"
         events = [_event() for _ in range(10)]
         handler = Recorder(name)
-        await _produce(infra, new_topic,
-                       [event_bytes(e.model_dump(mode="json")) for e in events])
-        consumer = IdempotentConsumer(name=name, topics=[new_topic], handler=handler,
-                                      settings=infra, sessions=referrals_sessions)
+        await _produce(infra, new_topic, [event_bytes(e.model_dump(mode="json")) for e in events])
+        consumer = IdempotentConsumer(
+            name=name,
+            topics=[new_topic],
+            handler=handler,
+            settings=infra,
+            sessions=referrals_sessions,
+        )
         await _run_until(consumer, lambda: _committed(consumer, new_topic, total=10))
         effects = await _effects(referrals_sessions, name)
         assert set(effects) == {e.id for e in events} and max(effects.values()) == 1
@@ -201,14 +259,17 @@ async def _dlq_size(settings, topic: str):  # type: ignore[no-untyped-def]
 
 
 class TestParseEvent:
-    @pytest.mark.parametrize("value, reason", [
-        (None, "empty message"),
-        (b"", "not JSON"),
-        (b"{", "not JSON"),
-        (b"\xff\xfe", "not JSON"),
-        (b"[]", "not a valid Waymark event"),
-        (b'{"id": "1"}', "not a valid Waymark event"),
-    ])
+    @pytest.mark.parametrize(
+        "value, reason",
+        [
+            (None, "empty message"),
+            (b"", "not JSON"),
+            (b"{", "not JSON"),
+            (b"\xff\xfe", "not JSON"),
+            (b"[]", "not a valid Waymark event"),
+            (b'{"id": "1"}', "not a valid Waymark event"),
+        ],
+    )
     def test_undecodable_messages_are_permanent_errors(self, value, reason):
         with pytest.raises(PermanentError, match=reason):
             parse_event(value)
@@ -233,13 +294,21 @@ class TestParseEvent:
 
 class TestRebalance:
     async def test_a_member_leaving_mid_stream_loses_nothing_and_applies_nothing_twice(
-            self, infra, referrals_sessions, effects_table, new_topic):
+        self, infra, referrals_sessions, effects_table, new_topic
+    ):
         name = f"c-{uuid.uuid4().hex[:8]}"
         events = [_event() for _ in range(300)]
         handler = Recorder(name)
-        members = [IdempotentConsumer(name=name, topics=[new_topic], handler=handler,
-                                      settings=infra, sessions=referrals_sessions)
-                   for _ in range(2)]
+        members = [
+            IdempotentConsumer(
+                name=name,
+                topics=[new_topic],
+                handler=handler,
+                settings=infra,
+                sessions=referrals_sessions,
+            )
+            for _ in range(2)
+        ]
         stops = [asyncio.Event(), asyncio.Event()]
         for m in members:
             await m.start()
@@ -248,8 +317,9 @@ class TestRebalance:
         await producer.start()
         try:
             for i, e in enumerate(events):
-                await producer.send(new_topic, value=event_bytes(e.model_dump(mode="json")),
-                                    key=e.subject.encode())
+                await producer.send(
+                    new_topic, value=event_bytes(e.model_dump(mode="json")), key=e.subject.encode()
+                )
                 if i == 150:
                     # one member leaves while events are flowing: its partitions move over
                     stops[0].set()
@@ -259,8 +329,9 @@ class TestRebalance:
         finally:
             await producer.stop()
         try:
-            await eventually(lambda: _all_applied(referrals_sessions, name, len(events)),
-                             timeout=60)
+            await eventually(
+                lambda: _all_applied(referrals_sessions, name, len(events)), timeout=60
+            )
         finally:
             stops[1].set()
             await tasks[1]
@@ -276,7 +347,8 @@ async def _all_applied(sessions, name: str, n: int) -> bool:  # type: ignore[no-
 
 class TestKeyConcurrency:
     async def test_without_a_database_keys_run_side_by_side_and_each_key_stays_in_order(
-            self, infra, new_topic):
+        self, infra, new_topic
+    ):
         import random
 
         events = {k: [_event() for _ in range(15)] for k in ("pt_a", "pt_b", "pt_c", "pt_d")}
@@ -285,8 +357,12 @@ class TestKeyConcurrency:
         try:
             order = [(k, e) for i in range(15) for k, evs in events.items() for e in [evs[i]]]
             for k, e in order:  # interleaved, all on one partition
-                await producer.send_and_wait(new_topic, partition=0, key=k.encode(),
-                                             value=event_bytes(e.model_dump(mode="json")))
+                await producer.send_and_wait(
+                    new_topic,
+                    partition=0,
+                    key=k.encode(),
+                    value=event_bytes(e.model_dump(mode="json")),
+                )
         finally:
             await producer.stop()
         seen: dict[str, list[str]] = {k: [] for k in events}
@@ -301,9 +377,14 @@ class TestKeyConcurrency:
             seen[record.key.decode()].append(event.id)
             in_flight -= 1
 
-        consumer = IdempotentConsumer(name=f"c-{uuid.uuid4().hex[:8]}", topics=[new_topic],
-                                      handler=handler, settings=infra, sessions=None,
-                                      key_concurrency=8)
+        consumer = IdempotentConsumer(
+            name=f"c-{uuid.uuid4().hex[:8]}",
+            topics=[new_topic],
+            handler=handler,
+            settings=infra,
+            sessions=None,
+            key_concurrency=8,
+        )
         await _run_until(consumer, lambda: sum(map(len, seen.values())) >= 60)
         for k, evs in events.items():
             assert seen[k] == [e.id for e in evs], f"{k} out of order"

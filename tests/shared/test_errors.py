@@ -81,8 +81,7 @@ def build_app() -> FastAPI:
 
     @app.get("/http")
     async def http() -> None:
-        raise HTTPException(status_code=418, detail="I'm a teapot",
-                            headers={"Retry-After": "7"})
+        raise HTTPException(status_code=418, detail="I'm a teapot", headers={"Retry-After": "7"})
 
     @app.get("/only-get")
     async def only_get() -> dict[str, str]:
@@ -109,19 +108,23 @@ def assert_problem(r: httpx.Response, status: int) -> dict:
 
 
 class TestWaymarkErrors:
-    @pytest.mark.parametrize("cls, status, title, slug", CASES,
-                             ids=[c[0].__name__ for c in CASES])
-    async def test_each_error_renders_as_problem_json(self, client: httpx.AsyncClient,
-                                                      cls: type[WaymarkError], status: int,
-                                                      title: str, slug: str) -> None:
+    @pytest.mark.parametrize("cls, status, title, slug", CASES, ids=[c[0].__name__ for c in CASES])
+    async def test_each_error_renders_as_problem_json(
+        self, client: httpx.AsyncClient, cls: type[WaymarkError], status: int, title: str, slug: str
+    ) -> None:
         r = await client.get(f"/raise/{cls.__name__}")
         body = assert_problem(r, status)
-        assert body == {"type": PROBLEM_BASE + slug, "title": title, "status": status,
-                        "detail": f"{cls.__name__} happened here",
-                        "instance": f"/raise/{cls.__name__}"}
+        assert body == {
+            "type": PROBLEM_BASE + slug,
+            "title": title,
+            "status": status,
+            "detail": f"{cls.__name__} happened here",
+            "instance": f"/raise/{cls.__name__}",
+        }
 
     async def test_only_unauthenticated_asks_for_a_bearer_token(
-            self, client: httpx.AsyncClient) -> None:
+        self, client: httpx.AsyncClient
+    ) -> None:
         for cls, status, *_ in CASES:
             r = await client.get(f"/raise/{cls.__name__}")
             if status == 401:
@@ -130,7 +133,8 @@ class TestWaymarkErrors:
                 assert "www-authenticate" not in r.headers, cls
 
     async def test_an_explicit_status_overrides_the_class_status(
-            self, client: httpx.AsyncClient) -> None:
+        self, client: httpx.AsyncClient
+    ) -> None:
         body = assert_problem(await client.get("/teapot"), 418)
         assert body["detail"] == "short and stout"
         assert body["type"] == PROBLEM_BASE + "bad-request"
@@ -140,8 +144,7 @@ class TestWaymarkErrors:
         assert WaymarkError("y").status == 400
         assert NotFound("z").status == 404
 
-    async def test_extra_members_are_added_to_the_problem(
-            self, client: httpx.AsyncClient) -> None:
+    async def test_extra_members_are_added_to_the_problem(self, client: httpx.AsyncClient) -> None:
         body = assert_problem(await client.get("/extra"), 409)
         assert body["current_version"] == 3
         assert body["detail"] == "version mismatch"
@@ -155,7 +158,8 @@ class TestWaymarkErrors:
 
 class TestRequestValidation:
     async def test_an_invalid_body_is_a_422_problem_with_an_errors_list(
-            self, client: httpx.AsyncClient) -> None:
+        self, client: httpx.AsyncClient
+    ) -> None:
         r = await client.post("/items", json={"name": SECRET, "count": "many"})
         body = assert_problem(r, 422)
         assert body["type"] == PROBLEM_BASE + "invalid-request"
@@ -168,8 +172,9 @@ class TestRequestValidation:
         assert "body.name" in body["detail"]
 
     async def test_the_offending_input_is_never_echoed(self, client: httpx.AsyncClient) -> None:
-        r = await client.post("/items", json={"name": SECRET, "count": SECRET,
-                                              "unexpected": SECRET})
+        r = await client.post(
+            "/items", json={"name": SECRET, "count": SECRET, "unexpected": SECRET}
+        )
         assert_problem(r, 422)
         assert SECRET not in r.text
         assert all("input" not in e and "ctx" not in e for e in r.json()["errors"])
@@ -179,16 +184,21 @@ class TestRequestValidation:
         assert body["errors"]
 
     async def test_malformed_json_is_a_422_problem(self, client: httpx.AsyncClient) -> None:
-        r = await client.post("/items", content=b'{"name": "' + SECRET.encode() + b'",',
-                              headers={"content-type": "application/json"})
+        r = await client.post(
+            "/items",
+            content=b'{"name": "' + SECRET.encode() + b'",',
+            headers={"content-type": "application/json"},
+        )
         body = assert_problem(r, 422)
         assert body["errors"][0]["type"] == "json_invalid"
         assert SECRET not in r.text
 
     async def test_the_detail_summarises_at_most_five_errors(
-            self, client: httpx.AsyncClient) -> None:
-        r = await client.post("/items", json={"name": "toolong", "count": "x", "a": 1, "b": 2,
-                                              "c": 3, "d": 4, "e": 5})
+        self, client: httpx.AsyncClient
+    ) -> None:
+        r = await client.post(
+            "/items", json={"name": "toolong", "count": "x", "a": 1, "b": 2, "c": 3, "d": 4, "e": 5}
+        )
         body = assert_problem(r, 422)
         assert len(body["errors"]) == 7
         assert body["detail"].count(";") == 4
@@ -201,7 +211,8 @@ class TestHttpExceptions:
         assert body["instance"] == "/nowhere"
 
     async def test_an_http_exception_keeps_its_status_and_detail(
-            self, client: httpx.AsyncClient) -> None:
+        self, client: httpx.AsyncClient
+    ) -> None:
         body = assert_problem(await client.get("/http"), 418)
         assert body["detail"] == "I'm a teapot"
 
@@ -210,7 +221,8 @@ class TestHttpExceptions:
         assert r.headers.get("retry-after") == "7"
 
     async def test_method_not_allowed_is_a_405_problem_with_an_allow_header(
-            self, client: httpx.AsyncClient) -> None:
+        self, client: httpx.AsyncClient
+    ) -> None:
         r = await client.delete("/only-get")
         assert_problem(r, 405)
         # RFC 9110 15.5.6: a 405 response MUST carry Allow
@@ -219,7 +231,8 @@ class TestHttpExceptions:
 
 class TestUnexpectedErrors:
     async def test_an_unexpected_exception_is_a_500_problem(
-            self, client: httpx.AsyncClient) -> None:
+        self, client: httpx.AsyncClient
+    ) -> None:
         body = assert_problem(await client.get("/boom"), 500)
         assert body["type"] == PROBLEM_BASE + "internal-error"
         assert body["instance"] == "/boom"
@@ -231,7 +244,8 @@ class TestUnexpectedErrors:
             assert leak not in r.text
 
     async def test_the_unexpected_error_is_logged_with_its_trace(
-            self, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture) -> None:
+        self, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+    ) -> None:
         with caplog.at_level("ERROR", logger="shared.errors"):
             await client.get("/boom")
         records = [r for r in caplog.records if r.name == "shared.errors"]
@@ -253,42 +267,52 @@ class TestDatabaseUnavailable:
     """A database that is restarting or unreachable is a 503 the client may retry, not a 500
     (the faults suite restarts PostgreSQL under load and expects exactly this)."""
 
-    @pytest.mark.parametrize("exc", [
-        asyncpg.exceptions.CannotConnectNowError("starting up"),         # 57P03
-        asyncpg.exceptions.AdminShutdownError("terminating connection"),  # 57P01
-        asyncpg.exceptions.CrashShutdownError("crash"),                   # 57P02
-        asyncpg.exceptions.ConnectionDoesNotExistError("closed"),         # 08003
-        ConnectionRefusedError(111, "Connection refused"),
-        ConnectionResetError(104, "reset"),
-        TimeoutError("connect timed out"),
-        sa_exc.TimeoutError("QueuePool limit reached"),
-        sa_exc.InterfaceError("SELECT 1", {}, Exception("connection is closed")),
-        sa_exc.DBAPIError("SELECT 1", {}, Exception("gone"), connection_invalidated=True),
-    ], ids=lambda e: type(e).__name__)
+    @pytest.mark.parametrize(
+        "exc",
+        [
+            asyncpg.exceptions.CannotConnectNowError("starting up"),  # 57P03
+            asyncpg.exceptions.AdminShutdownError("terminating connection"),  # 57P01
+            asyncpg.exceptions.CrashShutdownError("crash"),  # 57P02
+            asyncpg.exceptions.ConnectionDoesNotExistError("closed"),  # 08003
+            ConnectionRefusedError(111, "Connection refused"),
+            ConnectionResetError(104, "reset"),
+            TimeoutError("connect timed out"),
+            sa_exc.TimeoutError("QueuePool limit reached"),
+            sa_exc.InterfaceError("SELECT 1", {}, Exception("connection is closed")),
+            sa_exc.DBAPIError("SELECT 1", {}, Exception("gone"), connection_invalidated=True),
+        ],
+        ids=lambda e: type(e).__name__,
+    )
     def test_unavailable_errors(self, exc: BaseException) -> None:
         assert database_unavailable(exc)
 
-    @pytest.mark.parametrize("exc", [
-        RuntimeError("a bug"),
-        ValueError("bad value"),
-        KeyError("x"),
-        asyncpg.exceptions.UniqueViolationError("duplicate key"),          # 23505
-        asyncpg.exceptions.UndefinedTableError("no such table"),           # 42P01
-        asyncpg.exceptions.SerializationError("could not serialize"),      # 40001
-        sa_exc.DBAPIError("SELECT 1", {}, Exception("syntax"), connection_invalidated=False),
-    ], ids=lambda e: type(e).__name__)
+    @pytest.mark.parametrize(
+        "exc",
+        [
+            RuntimeError("a bug"),
+            ValueError("bad value"),
+            KeyError("x"),
+            asyncpg.exceptions.UniqueViolationError("duplicate key"),  # 23505
+            asyncpg.exceptions.UndefinedTableError("no such table"),  # 42P01
+            asyncpg.exceptions.SerializationError("could not serialize"),  # 40001
+            sa_exc.DBAPIError("SELECT 1", {}, Exception("syntax"), connection_invalidated=False),
+        ],
+        ids=lambda e: type(e).__name__,
+    )
     def test_other_errors_are_not(self, exc: BaseException) -> None:
         assert not database_unavailable(exc)
 
     def test_found_through_the_cause_chain(self) -> None:
-        wrapped = _caused_by(RuntimeError("while saving"),
-                             asyncpg.exceptions.AdminShutdownError("terminating"))
+        wrapped = _caused_by(
+            RuntimeError("while saving"), asyncpg.exceptions.AdminShutdownError("terminating")
+        )
         assert database_unavailable(wrapped)
         assert not database_unavailable(_caused_by(RuntimeError("x"), ValueError("y")))
 
     def test_found_through_sqlalchemy_orig(self) -> None:
-        exc = sa_exc.OperationalError("SELECT 1", {},
-                                      asyncpg.exceptions.CannotConnectNowError("starting"))
+        exc = sa_exc.OperationalError(
+            "SELECT 1", {}, asyncpg.exceptions.CannotConnectNowError("starting")
+        )
         assert database_unavailable(exc)
 
     def test_a_cycle_in_the_chain_ends(self) -> None:
@@ -296,8 +320,7 @@ class TestDatabaseUnavailable:
         a.__context__, b.__context__ = b, a
         assert not database_unavailable(a)
 
-    async def test_the_api_answers_503_with_retry_after(
-            self, client: httpx.AsyncClient) -> None:
+    async def test_the_api_answers_503_with_retry_after(self, client: httpx.AsyncClient) -> None:
         r = await client.get("/db-down")
         body = assert_problem(r, 503)
         assert body["type"] == PROBLEM_BASE + "service-unavailable"

@@ -15,14 +15,31 @@ from shared.events.envelope import CloudEvent, EventData, make_event
 from shared.events.referrals import ReferralSubmitted
 from shared.events.registry import SCHEMA_DIR, EventRegistry, UnknownEventType, load_all
 
-PERSONAL_FIELD_WORDS = ("name", "nhs", "birth", "dob", "address", "phone", "email", "summary",
-                        "note", "free_text")
+PERSONAL_FIELD_WORDS = (
+    "name",
+    "nhs",
+    "birth",
+    "dob",
+    "address",
+    "phone",
+    "email",
+    "summary",
+    "note",
+    "free_text",
+)
 
 
 def _submitted(**kw):  # type: ignore[no-untyped-def]
-    data = dict(referral_id="r-1", from_org="GP-1", to_org="PAIN-1", to_service_id="svc-1",
-                service_category="pain_management", reason_codes=["279039007"],
-                priority="routine", state="submitted")
+    data = dict(
+        referral_id="r-1",
+        from_org="GP-1",
+        to_org="PAIN-1",
+        to_service_id="svc-1",
+        service_category="pain_management",
+        reason_codes=["279039007"],
+        priority="routine",
+        state="submitted",
+    )
     data.update(kw)
     return ReferralSubmitted(**data)
 
@@ -110,8 +127,7 @@ class TestRegistry:
             reg.register(ReferralSubmitted)
 
     def test_unknown_types_and_versions_are_refused(self):
-        e = make_event(_submitted(), subject="pt_x").model_copy(
-            update={"type": "uk.waymark.nope"})
+        e = make_event(_submitted(), subject="pt_x").model_copy(update={"type": "uk.waymark.nope"})
         with pytest.raises(UnknownEventType):
             load_all().parse(e)
 
@@ -122,8 +138,11 @@ class TestSchemas:
         assert stale == [], f"run `waymark schemas export`: {stale}"
 
     def test_every_published_event_validates_against_its_exported_schema(self):
-        event = make_event(_submitted(reason_codes=["279039007", "35489007"]),
-                           subject="pt_x", time=datetime(2026, 1, 1, tzinfo=UTC))
+        event = make_event(
+            _submitted(reason_codes=["279039007", "35489007"]),
+            subject="pt_x",
+            time=datetime(2026, 1, 1, tzinfo=UTC),
+        )
         schema = json.loads((SCHEMA_DIR / "uk.waymark.referral.submitted.v1.json").read_text())
         jsonschema.validate(event.model_dump(mode="json")["data"], schema)
         bad = dict(event.data, priority="whenever")
@@ -133,5 +152,6 @@ class TestSchemas:
     @pytest.mark.parametrize("model", load_all().all_models(), ids=lambda m: m.EVENT_TYPE)
     def test_no_event_type_has_a_field_for_personal_details(self, model):
         for field in model.model_fields:
-            assert not any(w in field.lower() for w in PERSONAL_FIELD_WORDS), \
+            assert not any(w in field.lower() for w in PERSONAL_FIELD_WORDS), (
                 f"{model.__name__}.{field} looks like personal data; events carry ids and codes"
+            )

@@ -19,10 +19,19 @@ from tests.helpers import end_offsets, read_topic
 
 
 def _event(subject: str | None = None):  # type: ignore[no-untyped-def]
-    return make_event(ReferralSubmitted(
-        referral_id=str(uuid.uuid4()), from_org="GP-1", to_org="PAIN-1",
-        to_service_id="svc-1", service_category="pain_management", reason_codes=["279039007"],
-        priority="routine", state="submitted"), subject=subject or f"pt_{uuid.uuid4().hex[:16]}")
+    return make_event(
+        ReferralSubmitted(
+            referral_id=str(uuid.uuid4()),
+            from_org="GP-1",
+            to_org="PAIN-1",
+            to_service_id="svc-1",
+            service_category="pain_management",
+            reason_codes=["279039007"],
+            priority="routine",
+            state="submitted",
+        ),
+        subject=subject or f"pt_{uuid.uuid4().hex[:16]}",
+    )
 
 
 async def drain(relay: OutboxRelay) -> None:
@@ -41,7 +50,8 @@ class Boom(Exception):
 
 class TestOutboxWrite:
     async def test_a_rolled_back_transaction_leaves_no_outbox_row_and_no_event(
-            self, infra, referrals_sessions, new_topic):
+        self, infra, referrals_sessions, new_topic
+    ):
         event = _event()
         with pytest.raises(Boom):
             async with unit_of_work(referrals_sessions) as session:
@@ -49,15 +59,19 @@ class TestOutboxWrite:
                 await session.flush()  # the row really reached the database...
                 raise Boom  # ...and the transaction is rolled back
         async with unit_of_work(referrals_sessions) as session:
-            n = (await session.exec(text("SELECT count(*) FROM outbox WHERE event_id = :e")
-                                    .bindparams(e=event.id))).scalar_one()
+            n = (
+                await session.exec(
+                    text("SELECT count(*) FROM outbox WHERE event_id = :e").bindparams(e=event.id)
+                )
+            ).scalar_one()
         assert n == 0
         await drain(OutboxRelay(settings=infra, schema="referrals", batch_size=500))
         offsets = await end_offsets(infra, new_topic)
         assert sum(offsets.values()) == 0, "nothing may reach the topic"
 
     async def test_a_committed_row_is_keyed_by_subject_and_carries_the_cloudevent(
-            self, infra, referrals_sessions, new_topic):
+        self, infra, referrals_sessions, new_topic
+    ):
         event = _event()
         async with unit_of_work(referrals_sessions) as session:
             add_event(session, topic=new_topic, event=event)
@@ -76,7 +90,8 @@ class TestOutboxWrite:
 
 class TestRelay:
     async def test_each_row_is_published_exactly_once_across_a_relay_restart(
-            self, infra, referrals_sessions, new_topic):
+        self, infra, referrals_sessions, new_topic
+    ):
         events = [_event(subject=f"pt_same_{i % 4}_{uuid.uuid4().hex[:4]}") for i in range(60)]
         async with unit_of_work(referrals_sessions) as session:
             for e in events:
@@ -89,25 +104,32 @@ class TestRelay:
         await drain(OutboxRelay(settings=infra, schema="referrals", batch_size=25))
         ids = {e.id for e in events}
         records = await read_topic(
-            infra, new_topic,
-            until=lambda r: {json.loads(x.value)["id"] for x in r} >= ids, timeout=30)
+            infra,
+            new_topic,
+            until=lambda r: {json.loads(x.value)["id"] for x in r} >= ids,
+            timeout=30,
+        )
         counts = Counter(json.loads(r.value)["id"] for r in records)
         assert set(counts) == ids
         assert max(counts.values()) == 1, "no row may be published twice"
         async with unit_of_work(referrals_sessions) as session:
-            unsent = (await session.exec(text(
-                "SELECT count(*) FROM outbox WHERE sent_at IS NULL AND topic = :t")
-                .bindparams(t=new_topic))).scalar_one()
+            unsent = (
+                await session.exec(
+                    text(
+                        "SELECT count(*) FROM outbox WHERE sent_at IS NULL AND topic = :t"
+                    ).bindparams(t=new_topic)
+                )
+            ).scalar_one()
         assert unsent == 0
 
     async def test_two_relays_running_together_publish_each_row_once(
-            self, infra, referrals_sessions, new_topic):
+        self, infra, referrals_sessions, new_topic
+    ):
         events = [_event() for _ in range(120)]
         async with unit_of_work(referrals_sessions) as session:
             for e in events:
                 add_event(session, topic=new_topic, event=e)
-        relays = [OutboxRelay(settings=infra, schema="referrals", batch_size=10)
-                  for _ in range(2)]
+        relays = [OutboxRelay(settings=infra, schema="referrals", batch_size=10) for _ in range(2)]
         for r in relays:
             await r.start()
 
@@ -125,12 +147,14 @@ class TestRelay:
         assert sum(totals) >= len(events)  # (another relay may also have joined)
         ids = {e.id for e in events}
         records = await read_topic(
-            infra, new_topic, until=lambda r: {json.loads(x.value)["id"] for x in r} >= ids)
+            infra, new_topic, until=lambda r: {json.loads(x.value)["id"] for x in r} >= ids
+        )
         counts = Counter(json.loads(r.value)["id"] for r in records)
         assert max(counts.values()) == 1
 
     async def test_one_patients_events_keep_their_order_on_the_partition(
-            self, infra, referrals_sessions, new_topic):
+        self, infra, referrals_sessions, new_topic
+    ):
         subject = f"pt_order_{uuid.uuid4().hex[:8]}"
         events = [_event(subject=subject) for _ in range(30)]
         for e in events:  # thirty transactions, in order
@@ -142,7 +166,8 @@ class TestRelay:
         assert [json.loads(r.value)["id"] for r in records] == [e.id for e in events]
 
     async def test_the_relay_is_woken_by_notify_without_waiting_for_the_poll(
-            self, infra, referrals_sessions, new_topic):
+        self, infra, referrals_sessions, new_topic
+    ):
         # a poll interval far longer than the test may wait: only NOTIFY can wake it
         slow = infra.model_copy(update={"relay_poll_seconds": 3600.0})
         relay = OutboxRelay(settings=slow, schema="referrals")
@@ -154,8 +179,7 @@ class TestRelay:
             event = _event()
             async with unit_of_work(referrals_sessions) as session:
                 add_event(session, topic=new_topic, event=event)
-            records = await read_topic(infra, new_topic, until=lambda r: len(r) >= 1,
-                                       timeout=20)
+            records = await read_topic(infra, new_topic, until=lambda r: len(r) >= 1, timeout=20)
             assert json.loads(records[0].value)["id"] == event.id
         finally:
             stop.set()
@@ -165,7 +189,8 @@ class TestRelay:
 
 class TestParking:
     async def test_a_row_for_a_missing_topic_is_parked_and_does_not_hold_up_others(
-            self, infra, referrals_sessions, new_topic):
+        self, infra, referrals_sessions, new_topic
+    ):
         from sqlalchemy import update
 
         from shared.models import OutboxMessage
@@ -176,8 +201,9 @@ class TestParking:
         async with unit_of_work(referrals_sessions) as session:
             add_event(session, topic=missing, event=stuck)
             add_event(session, topic=new_topic, event=other)
-        relay = OutboxRelay(settings=infra.model_copy(update={"relay_max_attempts": 3}),
-                            schema="referrals")
+        relay = OutboxRelay(
+            settings=infra.model_copy(update={"relay_max_attempts": 3}), schema="referrals"
+        )
         await relay.start()
         try:
             for _ in range(4):  # the other row goes; the stuck one fails, then only it is left
@@ -223,8 +249,11 @@ class TestParking:
         assert [json.loads(r.value)["id"] for r in records] == [free.id]
         # clean up: an operator would re-drive or discard; the test discards its rows
         async with unit_of_work(referrals_sessions) as session:
-            await session.exec(update(OutboxMessage).where(OutboxMessage.key == stuck_key)
-                               .values(sent_at=datetime.now(UTC)))
+            await session.exec(
+                update(OutboxMessage)
+                .where(OutboxMessage.key == stuck_key)
+                .values(sent_at=datetime.now(UTC))
+            )
         await admin.delete_topics([missing])
         await admin.close()
 
@@ -233,14 +262,20 @@ async def _rows(sessions, *events):  # type: ignore[no-untyped-def]
     from shared.models import OutboxMessage
 
     async with unit_of_work(sessions) as session:
-        return {r.event_id: r for r in (await session.exec(
-            select(OutboxMessage).where(OutboxMessage.event_id.in_([e.id for e in events]))
-        )).scalars()}
+        return {
+            r.event_id: r
+            for r in (
+                await session.exec(
+                    select(OutboxMessage).where(OutboxMessage.event_id.in_([e.id for e in events]))
+                )
+            ).scalars()
+        }
 
 
 class TestOperatingParkedRows:
     async def test_an_operator_lists_parked_rows_and_redrives_them_once_the_topic_exists(
-            self, infra, referrals_sessions):
+        self, infra, referrals_sessions
+    ):
         import subprocess
         import sys
 
@@ -253,8 +288,9 @@ class TestOperatingParkedRows:
         event = _event()
         async with unit_of_work(referrals_sessions) as session:
             add_event(session, topic=missing, event=event)
-        relay = OutboxRelay(settings=infra.model_copy(update={"relay_max_attempts": 2}),
-                            schema="referrals")
+        relay = OutboxRelay(
+            settings=infra.model_copy(update={"relay_max_attempts": 2}), schema="referrals"
+        )
         await relay.start()
         try:
             for _ in range(3):
@@ -265,9 +301,13 @@ class TestOperatingParkedRows:
         finally:
             await relay.stop()
         assert event.id in [r.event_id for r in await parked(infra, "referrals")]
-        listed = subprocess.run([sys.executable, "-m", "shared.cli", "outbox", "parked",
-                                 "referrals"], capture_output=True, text=True,
-                                env=settings_env(infra), timeout=120)
+        listed = subprocess.run(
+            [sys.executable, "-m", "shared.cli", "outbox", "parked", "referrals"],
+            capture_output=True,
+            text=True,
+            env=settings_env(infra),
+            timeout=120,
+        )
         assert listed.returncode == 0 and event.id in listed.stdout, listed.stderr
         admin = AIOKafkaAdminClient(bootstrap_servers=infra.bootstrap_servers)
         await admin.start()

@@ -10,8 +10,13 @@ from pydantic import ValidationError
 
 from shared.settings import API_SERVICES, Settings, settings_env
 
-INFRA_PORTS = ["pg_port", "kafka_port", "kafka_controller_port", "temporal_port",
-               "temporal_ui_port"]
+INFRA_PORTS = [
+    "pg_port",
+    "kafka_port",
+    "kafka_controller_port",
+    "temporal_port",
+    "temporal_ui_port",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -28,8 +33,12 @@ class TestDefaults:
         s = Settings()
         assert s.instance == "dev"
         assert s.home == tmp_path / ".waymark"
-        assert (s.pg_host, s.pg_port, s.pg_user, s.db_name) == ("127.0.0.1", 54329, "waymark_owner",
-                                                                "waymark")
+        assert (s.pg_host, s.pg_port, s.pg_user, s.db_name) == (
+            "127.0.0.1",
+            54329,
+            "waymark_owner",
+            "waymark",
+        )
         assert (s.kafka_port, s.kafka_controller_port) == (19092, 19093)
         assert (s.temporal_port, s.temporal_ui_port) == (17233, 18233)
         assert s.temporal_namespace == "waymark"
@@ -44,8 +53,15 @@ class TestDefaults:
         assert {s.pg_port, s.kafka_port, s.temporal_port}.isdisjoint({5432, 9092, 7233})
 
     def test_derived_addresses_follow_the_ports(self) -> None:
-        s = Settings(pg_port=6000, kafka_port=6001, temporal_port=6002, pg_user="u",
-                     pg_password="p", db_name="d", pg_host="db")
+        s = Settings(
+            pg_port=6000,
+            kafka_port=6001,
+            temporal_port=6002,
+            pg_user="u",
+            pg_password="p",
+            db_name="d",
+            pg_host="db",
+        )
         assert s.bootstrap_servers == "127.0.0.1:6001"
         assert s.temporal_target == "127.0.0.1:6002"
         assert s.database_url == "postgresql+asyncpg://u:p@db:6000/d"
@@ -64,9 +80,11 @@ class TestDefaults:
         assert s.pseudonym_key_file() == tmp_path / "h" / "keys" / "pseudonym.key"
 
     def test_configured_key_paths_win(self, tmp_path: Path) -> None:
-        s = Settings(jwt_public_key_path=tmp_path / "pub.pem",
-                     jwt_private_key_path=tmp_path / "priv.pem",
-                     pseudonym_key_path=tmp_path / "p.key")
+        s = Settings(
+            jwt_public_key_path=tmp_path / "pub.pem",
+            jwt_private_key_path=tmp_path / "priv.pem",
+            pseudonym_key_path=tmp_path / "p.key",
+        )
         assert s.public_key_path() == tmp_path / "pub.pem"
         assert s.private_key_path() == tmp_path / "priv.pem"
         assert s.pseudonym_key_file() == tmp_path / "p.key"
@@ -78,8 +96,7 @@ class TestDefaults:
 
 
 class TestOverrides:
-    def test_environment_variables_override_defaults(self,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_environment_variables_override_defaults(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("WAYMARK_INSTANCE", "ci")
         monkeypatch.setenv("WAYMARK_PG_PORT", "6543")
         monkeypatch.setenv("WAYMARK_TOPIC_PREFIX", "ci.")
@@ -88,21 +105,24 @@ class TestOverrides:
         assert (s.instance, s.pg_port, s.topic_prefix) == ("ci", 6543, "ci.")
         assert s.consumer_backoff_seconds == 0.05
 
-    def test_keyword_arguments_override_the_environment(self,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_keyword_arguments_override_the_environment(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         monkeypatch.setenv("WAYMARK_DB_NAME", "from_env")
         monkeypatch.setenv("WAYMARK_API_PORT_BASE", "18300")
         s = Settings(db_name="from_kwargs", api_port_base=18400)
         assert s.db_name == "from_kwargs"
         assert s.api_port_base == 18400
 
-    def test_unknown_environment_variables_are_ignored(self,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_unknown_environment_variables_are_ignored(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         monkeypatch.setenv("WAYMARK_NOT_A_SETTING", "x")
         assert Settings().instance == "dev"
 
     def test_a_malformed_number_in_the_environment_fails_fast(
-            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         monkeypatch.setenv("WAYMARK_PG_PORT", "five")
         with pytest.raises(ValidationError):
             Settings()
@@ -121,25 +141,33 @@ class TestValidation:
         assert Settings(pg_port=port).pg_port == port
 
     def test_an_out_of_range_port_from_the_environment_is_rejected(
-            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         monkeypatch.setenv("WAYMARK_KAFKA_PORT", "99999")
         with pytest.raises(ValidationError):
             Settings()
 
-    @pytest.mark.parametrize("a, b", [(a, b) for i, a in enumerate(INFRA_PORTS)
-                                      for b in INFRA_PORTS[i + 1:]])
+    @pytest.mark.parametrize(
+        "a, b", [(a, b) for i, a in enumerate(INFRA_PORTS) for b in INFRA_PORTS[i + 1 :]]
+    )
     def test_two_infrastructure_services_on_one_port_are_rejected(self, a: str, b: str) -> None:
         with pytest.raises(ValidationError) as exc:
             Settings(**{a: 40000, b: 40000})
         assert "ports must differ" in str(exc.value)
 
     def test_distinct_infrastructure_ports_are_accepted(self) -> None:
-        s = Settings(pg_port=40000, kafka_port=40001, kafka_controller_port=40002,
-                     temporal_port=40003, temporal_ui_port=40004)
+        s = Settings(
+            pg_port=40000,
+            kafka_port=40001,
+            kafka_controller_port=40002,
+            temporal_port=40003,
+            temporal_ui_port=40004,
+        )
         assert s.pg_port == 40000
 
-    @pytest.mark.parametrize("name", ["", "-", "a b", "../etc", "a/b", "a.b", "a_b", "x;rm",
-                                      "dev\n"])
+    @pytest.mark.parametrize(
+        "name", ["", "-", "a b", "../etc", "a/b", "a.b", "a_b", "x;rm", "dev\n"]
+    )
     def test_an_instance_that_is_not_a_name_is_rejected(self, name: str) -> None:
         with pytest.raises(ValidationError):
             Settings(instance=name)
@@ -151,8 +179,10 @@ class TestValidation:
 
 class TestDerivedNames:
     def test_topic_is_prefixed(self) -> None:
-        assert Settings(topic_prefix="test2.").topic("waymark.referrals.v1") == \
-            "test2.waymark.referrals.v1"
+        assert (
+            Settings(topic_prefix="test2.").topic("waymark.referrals.v1")
+            == "test2.waymark.referrals.v1"
+        )
 
     def test_topic_without_prefix_is_the_bare_name(self) -> None:
         assert Settings().topic("waymark.referrals.v1") == "waymark.referrals.v1"
@@ -185,14 +215,26 @@ class TestSettingsEnv:
         return Settings()
 
     def test_a_child_process_environment_reproduces_equal_settings(
-            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        s = Settings(home=tmp_path / "home", instance="rt-1", pg_port=41000, kafka_port=41001,
-                     kafka_controller_port=41002, temporal_port=41003, temporal_ui_port=41004,
-                     db_name="waymark_rt", topic_prefix="rt.", temporal_namespace="waymark-rt",
-                     api_port_base=41100, consumer_backoff_seconds=0.05,
-                     consumer_max_attempts=3, relay_poll_seconds=0.5,
-                     jwt_public_key_path=tmp_path / "pub.pem",
-                     otlp_endpoint="http://collector:4318")
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        s = Settings(
+            home=tmp_path / "home",
+            instance="rt-1",
+            pg_port=41000,
+            kafka_port=41001,
+            kafka_controller_port=41002,
+            temporal_port=41003,
+            temporal_ui_port=41004,
+            db_name="waymark_rt",
+            topic_prefix="rt.",
+            temporal_namespace="waymark-rt",
+            api_port_base=41100,
+            consumer_backoff_seconds=0.05,
+            consumer_max_attempts=3,
+            relay_poll_seconds=0.5,
+            jwt_public_key_path=tmp_path / "pub.pem",
+            otlp_endpoint="http://collector:4318",
+        )
         env = settings_env(s)
         assert env["WAYMARK_INSTANCE"] == "rt-1"
         assert env["WAYMARK_PG_PORT"] == "41000"
@@ -210,7 +252,8 @@ class TestSettingsEnv:
         assert env["PATH"] == os.environ["PATH"]
 
     def test_an_empty_value_is_not_overridden_by_the_parents_environment(
-            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         # settings built in code (e.g. a test's or a CLI's overrides) say "no topic prefix"
         # while the parent process has one: the child must see the settings, not the parent
         monkeypatch.setenv("WAYMARK_TOPIC_PREFIX", "parent.")
@@ -220,7 +263,8 @@ class TestSettingsEnv:
         assert self._roundtrip(env, monkeypatch) == s
 
     def test_an_unset_key_path_is_not_overridden_by_the_parents_environment(
-            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         monkeypatch.setenv("WAYMARK_JWT_PUBLIC_KEY_PATH", str(tmp_path / "parent.pem"))
         s = Settings(jwt_public_key_path=None)
         env = settings_env(s)

@@ -26,8 +26,11 @@ from shared.settings import Settings
 #: ten digits, together, spaced 3-3-4 or hyphenated 3-3-4, standing alone: not inside an
 #: identifier (letters or digits either side) and not the integer part of a decimal
 NHS_NUMBER = re.compile(r"(?<![0-9A-Za-z])(\d{3})([ -]?)(\d{3})\2(\d{4})(?![0-9A-Za-z]|\.\d)")
-DOB_KEY = re.compile(r"(?:birth|dob\b|born)[A-Za-z_]*[\"']?\s*[:=]\s*[\"']?"
-                     r"(\d{4}-\d{2}-\d{2})", re.IGNORECASE)
+DOB_KEY = re.compile(
+    r"(?:birth|dob\b|born)[A-Za-z_]*[\"']?\s*[:=]\s*[\"']?"
+    r"(\d{4}-\d{2}-\d{2})",
+    re.IGNORECASE,
+)
 NAME_TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9'-]*")
 #: free text shorter than this is too likely to be a code or a common word
 MIN_FREE_TEXT = 13
@@ -66,9 +69,13 @@ class PersonalData:
             self.free_text.add(text)
 
     def counts(self) -> dict[str, int]:
-        return {"NHS numbers": len(self.nhs_numbers), "given names": len(self.given_names),
-                "family names": len(self.family_names), "birth dates": len(self.birth_dates),
-                "free-text strings": len(self.free_text)}
+        return {
+            "NHS numbers": len(self.nhs_numbers),
+            "given names": len(self.given_names),
+            "family names": len(self.family_names),
+            "birth dates": len(self.birth_dates),
+            "free-text strings": len(self.free_text),
+        }
 
 
 @dataclass(frozen=True)
@@ -93,8 +100,11 @@ class Scanner:
         self._given = {n.lower() for n in known.given_names if " " not in n and len(n) >= 2}
         self._family = {n.lower() for n in known.family_names if " " not in n and len(n) >= 2}
         # names of several words, and free text, as substrings
-        self._phrases = sorted({n for n in known.given_names | known.family_names
-                                if " " in n} | known.free_text, key=len, reverse=True)
+        self._phrases = sorted(
+            {n for n in known.given_names | known.family_names if " " in n} | known.free_text,
+            key=len,
+            reverse=True,
+        )
         self._dates = sorted(known.birth_dates)
 
     def scan(self, text: str, where: str) -> list[Hit]:
@@ -145,18 +155,22 @@ def message_text(record: Any) -> str:
     return "\n".join(parts)
 
 
-async def scan_topic(settings: Settings, topic: str, scanner: Scanner, tally: Tally,
-                     timeout: float = 300) -> None:
+async def scan_topic(
+    settings: Settings, topic: str, scanner: Scanner, tally: Tally, timeout: float = 300
+) -> None:
     """Every record of a topic, from the beginning to its end as it is now (aborted
     transactions too: they are on the broker's disk all the same)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                                enable_auto_commit=False, isolation_level="read_uncommitted",
-                                max_partition_fetch_bytes=4 * 1024 * 1024)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_uncommitted",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
     await consumer.start()
     try:
         await consumer._client.force_metadata_update()  # noqa: SLF001 - fresh metadata
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic)
-                                                         or ())]
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         tally.messages.setdefault(topic, 0)
         if not tps:
             return
@@ -168,15 +182,17 @@ async def scan_topic(settings: Settings, topic: str, scanner: Scanner, tally: Ta
         while pending:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{topic}: not read to its end in {timeout:.0f}s")
-            for tp, records in (await consumer.getmany(*pending, timeout_ms=500,
-                                                       max_records=2000)).items():
+            for tp, records in (
+                await consumer.getmany(*pending, timeout_ms=500, max_records=2000)
+            ).items():
                 for r in records:
                     if r.offset >= end[tp]:
                         continue
                     tally.messages[topic] += 1
                     tally.bytes_read += len(r.value or b"")
-                    tally.hits.extend(scanner.scan(message_text(r),
-                                                   f"{topic}[{r.partition}]@{r.offset}"))
+                    tally.hits.extend(
+                        scanner.scan(message_text(r), f"{topic}[{r.partition}]@{r.offset}")
+                    )
             pending = {tp for tp in pending if await consumer.position(tp) < end[tp]}
     finally:
         await consumer.stop()

@@ -71,12 +71,21 @@ def _sizes(s: Settings) -> dict[Path, int]:
 LOGS_AT_START = _sizes(get_settings())
 
 #: consumer groups of the running stack and the topics each reads
-GROUPS = {"referrals-directory": ["waymark.directory.v1"],
-          "care-plans-referrals": ["waymark.referrals.v1"],
-          "notifications": ["waymark.referrals.v1", "waymark.directory.v1",
-                            "waymark.care-plans.v1", "waymark.journeys.v1"],
-          "journeys-bridge": ["waymark.referrals.v1", "waymark.care-plans.v1",
-                              "waymark.notifications.v1"]}
+GROUPS = {
+    "referrals-directory": ["waymark.directory.v1"],
+    "care-plans-referrals": ["waymark.referrals.v1"],
+    "notifications": [
+        "waymark.referrals.v1",
+        "waymark.directory.v1",
+        "waymark.care-plans.v1",
+        "waymark.journeys.v1",
+    ],
+    "journeys-bridge": [
+        "waymark.referrals.v1",
+        "waymark.care-plans.v1",
+        "waymark.notifications.v1",
+    ],
+}
 
 FREE_TEXT_KEYS = {"what_matters_to_me", "what", "note", "return_to_work_goal", "when", "plan"}
 CONTACT_KEYS = {"name", "owner_name", "contact", "phone", "email", "mobile"}
@@ -99,12 +108,18 @@ def _walk_plan(value: Any, known: PersonalData, key: str | None = None) -> None:
 async def load_personal_data(s: Settings) -> PersonalData:
     """The run's patients as the owning services hold them."""
     known = PersonalData()
-    conn = await asyncpg.connect(host=s.pg_host, port=s.pg_port, user=s.pg_user,
-                                 password=s.pg_credentials("owner")[1], database=s.db_name)
+    conn = await asyncpg.connect(
+        host=s.pg_host,
+        port=s.pg_port,
+        user=s.pg_user,
+        password=s.pg_credentials("owner")[1],
+        database=s.db_name,
+    )
     try:
         for r in await conn.fetch(
-                "SELECT nhs_number, given_name, family_name, birth_date, clinical_summary, "
-                "communication_needs FROM referrals.referral"):
+            "SELECT nhs_number, given_name, family_name, birth_date, clinical_summary, "
+            "communication_needs FROM referrals.referral"
+        ):
             known.nhs_numbers.add(r["nhs_number"])
             known.given_names.add(r["given_name"])
             known.family_names.add(r["family_name"])
@@ -112,8 +127,9 @@ async def load_personal_data(s: Settings) -> PersonalData:
             known.add_free_text(r["clinical_summary"])
             for need in r["communication_needs"]:
                 known.add_free_text(need)
-        for r in await conn.fetch("SELECT note FROM referrals.referral_transition "
-                                  "WHERE note IS NOT NULL"):
+        for r in await conn.fetch(
+            "SELECT note FROM referrals.referral_transition WHERE note IS NOT NULL"
+        ):
             known.add_free_text(r["note"])
         for r in await conn.fetch("SELECT nhs_number FROM care_plans.care_plan"):
             known.nhs_numbers.add(r["nhs_number"])
@@ -130,45 +146,71 @@ async def one_patient_through_the_stack(s: Settings) -> dict[str, str]:
     new synthetic patient, over the running APIs; waits until the journey has both referral
     events."""
     marker = uuid.uuid4().hex[:8]
-    body = referral_body(clinical_summary=f"Privacy scan {marker}: sciatica since spring, "
-                                          "sleeping badly, worried about losing work.")
+    body = referral_body(
+        clinical_summary=f"Privacy scan {marker}: sciatica since spring, "
+        "sleeping badly, worried about losing work."
+    )
     referrer = auth(s, role="clinician", org="GP-PRIVACY")
     async with httpx.AsyncClient(base_url=s.api_url("referrals"), timeout=30) as http:
         r = await http.post("/referrals", json=body, headers=referrer)
         assert r.status_code == 201, r.text
         referral = r.json()
         note = f"Advice {marker}: try the back pain exercise leaflet before re-referring."
-        r = await http.post(f"/referrals/{referral['id']}/return",
-                            json={"reason_code": "advice-and-guidance-given", "note": note},
-                            headers={**auth(s, role="service_staff", org="PAIN-1"),
-                                     "If-Match": f'W/"{referral["version"]}"'})
+        r = await http.post(
+            f"/referrals/{referral['id']}/return",
+            json={"reason_code": "advice-and-guidance-given", "note": note},
+            headers={
+                **auth(s, role="service_staff", org="PAIN-1"),
+                "If-Match": f'W/"{referral["version"]}"',
+            },
+        )
         assert r.status_code == 200, r.text
     content = {
         "what_matters_to_me": f"Walking the dog along the canal again ({marker})",
         "goals": [{"id": "walk", "what": f"Walk to the lock and back by summer {marker}"}],
-        "carers": [{"id": "c1", "name": f"Robin Carer-{marker}", "relationship": "partner",
-                    "contact": "07700 900321", "may_see": ["goals"]}],
-        "crisis": {"who_to_call": [{"name": f"Jamie Friend-{marker}", "phone": "07700 900654"}],
-                   "when": f"When the pain keeps me awake three nights running {marker}"},
+        "carers": [
+            {
+                "id": "c1",
+                "name": f"Robin Carer-{marker}",
+                "relationship": "partner",
+                "contact": "07700 900321",
+                "may_see": ["goals"],
+            }
+        ],
+        "crisis": {
+            "who_to_call": [{"name": f"Jamie Friend-{marker}", "phone": "07700 900654"}],
+            "when": f"When the pain keeps me awake three nights running {marker}",
+        },
     }
     async with httpx.AsyncClient(base_url=s.api_url("care_plans"), timeout=30) as http:
-        r = await create_care_plan(http, referrer, {
-            "nhs_number": body["patient"]["nhs_number"], "content": content,
-            "consented_organisations": ["PAIN-1"], "reason": f"first conversation {marker}"})
+        r = await create_care_plan(
+            http,
+            referrer,
+            {
+                "nhs_number": body["patient"]["nhs_number"],
+                "content": content,
+                "consented_organisations": ["PAIN-1"],
+                "reason": f"first conversation {marker}",
+            },
+        )
         assert r.status_code == 201, r.text
     client = await Client.connect(s.temporal_target, namespace=s.temporal_namespace)
 
     async def journey_has_both() -> bool:
         try:
             view = await client.get_workflow_handle(workflow_id(referral["patient_id"])).query(
-                PatientJourney.journey)
+                PatientJourney.journey
+            )
         except Exception:  # noqa: BLE001 - not started yet
             return False
         return view.events_applied >= 2
 
     await eventually(journey_has_both, timeout=90, interval=0.5)
-    return {"family_name": body["patient"]["family_name"], "note": note,
-            "nhs_number": body["patient"]["nhs_number"]}
+    return {
+        "family_name": body["patient"]["family_name"],
+        "note": note,
+        "nhs_number": body["patient"]["nhs_number"],
+    }
 
 
 async def unsettled(s: Settings) -> list[str]:
@@ -176,8 +218,13 @@ async def unsettled(s: Settings) -> list[str]:
     those parked for an operator, nor those waiting behind a parked row of their key), and
     consumer groups of the stack behind the end of a topic they read."""
     left = []
-    conn = await asyncpg.connect(host=s.pg_host, port=s.pg_port, user=s.pg_user,
-                                 password=s.pg_credentials("owner")[1], database=s.db_name)
+    conn = await asyncpg.connect(
+        host=s.pg_host,
+        port=s.pg_port,
+        user=s.pg_user,
+        password=s.pg_credentials("owner")[1],
+        database=s.db_name,
+    )
     try:
         for schema in SERVICE_SCHEMAS:
             n = await conn.fetchval(f"""
@@ -229,7 +276,8 @@ async def instance_topics(s: Settings) -> list[str]:
 
 class TestNoPersonalDataInEventsOrLogs:
     async def test_no_topic_message_and_no_log_line_holds_personal_data(
-            self, running_apps: Settings) -> None:
+        self, running_apps: Settings
+    ) -> None:
         s = running_apps
         mine = await one_patient_through_the_stack(s)
         in_flight = await settle(s)
@@ -246,15 +294,23 @@ class TestNoPersonalDataInEventsOrLogs:
         logs = [(p, LOGS_AT_START.get(p, 0)) for p in instance_logs(s) if p.exists()]
         scan_logs(logs, scanner, tally)
 
-        print(f"\nlooked for: {len(known.nhs_numbers)} patients' NHS numbers (and any valid "
-              f"NHS number), " + ", ".join(f"{n} {what}" for what, n in known.counts().items()
-                                           if what != "NHS numbers"))
-        print(f"messages scanned: {sum(tally.messages.values())} on {len(topics)} topics "
-              f"({tally.bytes_read / 1e6:.1f} MB of values)")
+        print(
+            f"\nlooked for: {len(known.nhs_numbers)} patients' NHS numbers (and any valid "
+            f"NHS number), "
+            + ", ".join(
+                f"{n} {what}" for what, n in known.counts().items() if what != "NHS numbers"
+            )
+        )
+        print(
+            f"messages scanned: {sum(tally.messages.values())} on {len(topics)} topics "
+            f"({tally.bytes_read / 1e6:.1f} MB of values)"
+        )
         for topic, n in tally.messages.items():
             print(f"  {n:>8}  {topic}")
-        print(f"log lines scanned: {sum(tally.log_lines.values())} in {len(tally.log_lines)} "
-              "files (this session's part of each)")
+        print(
+            f"log lines scanned: {sum(tally.log_lines.values())} in {len(tally.log_lines)} "
+            "files (this session's part of each)"
+        )
         for name, n in tally.log_lines.items():
             print(f"  {n:>8}  {name}")
         if in_flight:
@@ -273,63 +329,80 @@ class TestTheScannerFindsWhatItLooksFor:
 
     def known(self) -> tuple[PersonalData, str]:
         nhs = synthetic_nhs_number()
-        known = PersonalData(nhs_numbers={nhs}, given_names={"Alex"},
-                             family_names={"Synthetic-ab12cd"}, birth_dates={"1972-03-04"})
+        known = PersonalData(
+            nhs_numbers={nhs},
+            given_names={"Alex"},
+            family_names={"Synthetic-ab12cd"},
+            birth_dates={"1972-03-04"},
+        )
         known.add_free_text("Low back pain for 8 months, low mood.")
         return known, nhs
 
-    @pytest.mark.parametrize("planted, kind", [
-        ("{nhs}", "NHS number"),
-        ("nhs={spaced}", "NHS number"),
-        ('"patient": "{hyphened}"', "NHS number"),
-        ('{{"family_name": "SYNTHETIC-AB12CD"}}', "family name"),
-        ("hello alex, how are you", "given name"),
-        ('{{"birth_date":"1980-01-02"}}', "birth date by a date-of-birth key"),
-        ("dob = 1980-01-02", "birth date by a date-of-birth key"),
-        ("born: 1980-01-02", "birth date by a date-of-birth key"),
-        ("on 1972-03-04 something", "a patient's birth date"),
-        ("summary: Low back pain for 8 months, low mood.", "free text or name"),
-    ])
+    @pytest.mark.parametrize(
+        "planted, kind",
+        [
+            ("{nhs}", "NHS number"),
+            ("nhs={spaced}", "NHS number"),
+            ('"patient": "{hyphened}"', "NHS number"),
+            ('{{"family_name": "SYNTHETIC-AB12CD"}}', "family name"),
+            ("hello alex, how are you", "given name"),
+            ('{{"birth_date":"1980-01-02"}}', "birth date by a date-of-birth key"),
+            ("dob = 1980-01-02", "birth date by a date-of-birth key"),
+            ("born: 1980-01-02", "birth date by a date-of-birth key"),
+            ("on 1972-03-04 something", "a patient's birth date"),
+            ("summary: Low back pain for 8 months, low mood.", "free text or name"),
+        ],
+    )
     def test_it_finds_planted_personal_data(self, planted: str, kind: str) -> None:
         known, nhs = self.known()
-        text = planted.format(nhs=nhs, spaced=f"{nhs[:3]} {nhs[3:6]} {nhs[6:]}",
-                              hyphened=f"{nhs[:3]}-{nhs[3:6]}-{nhs[6:]}")
+        text = planted.format(
+            nhs=nhs,
+            spaced=f"{nhs[:3]} {nhs[3:6]} {nhs[6:]}",
+            hyphened=f"{nhs[:3]}-{nhs[3:6]}-{nhs[6:]}",
+        )
         hits = Scanner(known).scan(text, "here")
         assert kind in {h.kind for h in hits}, (text, hits)
 
-    @pytest.mark.parametrize("clean", [
-        '{"id": "3f2b9c1e-1d2a-4c3b-9a8e-123456789012", "subject": "pt_abc2345672"}',
-        "at 1764319440.123 the relay woke",  # an epoch time with a fraction
-        '{"at_ms": 1764319440123}',  # 13 digits
-        "2026-11-28T09:12:25.123456+00:00 submitted",  # an event time
-        "offset 9434765918 of nothing",  # ten digits failing Modulus 11
-        "alexander street",  # a name only inside another word
-        "no referral ref-5399526875",  # a random id's digits that pass Modulus 11
-        '{"referral_id": "ref_5399526875"}',
-    ])
+    @pytest.mark.parametrize(
+        "clean",
+        [
+            '{"id": "3f2b9c1e-1d2a-4c3b-9a8e-123456789012", "subject": "pt_abc2345672"}',
+            "at 1764319440.123 the relay woke",  # an epoch time with a fraction
+            '{"at_ms": 1764319440123}',  # 13 digits
+            "2026-11-28T09:12:25.123456+00:00 submitted",  # an event time
+            "offset 9434765918 of nothing",  # ten digits failing Modulus 11
+            "alexander street",  # a name only inside another word
+            "no referral ref-5399526875",  # a random id's digits that pass Modulus 11
+            '{"referral_id": "ref_5399526875"}',
+        ],
+    )
     def test_it_leaves_identifiers_and_times_alone(self, clean: str) -> None:
         known, _ = self.known()
         assert not valid_nhs_number("9434765918")
         assert Scanner(known).scan(clean, "here") == []
 
     async def test_it_finds_an_nhs_number_and_a_name_planted_on_a_topic(
-            self, infra: Settings, new_topic: str) -> None:
+        self, infra: Settings, new_topic: str
+    ) -> None:
         known, nhs = self.known()
         producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers, acks="all")
         await producer.start()
         try:
             await producer.send_and_wait(new_topic, value=b'{"clean": "pt_x"}', key=b"a")
-            await producer.send_and_wait(new_topic, key=b"b", value=json.dumps(
-                {"nhs_number": nhs, "family_name": "Synthetic-ab12cd"}).encode())
-            await producer.send_and_wait(new_topic, key=b"c", value=b"{}",
-                                         headers=[("dlq.reason", f"bad {nhs}".encode())])
+            await producer.send_and_wait(
+                new_topic,
+                key=b"b",
+                value=json.dumps({"nhs_number": nhs, "family_name": "Synthetic-ab12cd"}).encode(),
+            )
+            await producer.send_and_wait(
+                new_topic, key=b"c", value=b"{}", headers=[("dlq.reason", f"bad {nhs}".encode())]
+            )
         finally:
             await producer.stop()
         tally = Tally()
         await scan_topic(infra, new_topic, Scanner(known), tally)
         assert tally.messages[new_topic] == 3
-        assert sorted(h.kind for h in tally.hits) == ["NHS number", "NHS number",
-                                                      "family name"]
+        assert sorted(h.kind for h in tally.hits) == ["NHS number", "NHS number", "family name"]
 
     @pytest.mark.parametrize("template", ["ref-{nhs}", "pt_{nhs}", "no referral ref-{nhs}."])
     def test_a_patients_number_is_found_even_inside_an_identifier(self, template: str) -> None:

@@ -39,8 +39,13 @@ def rules_from_environment() -> Rules:
 
 
 class JourneyActivities:
-    def __init__(self, *, settings: Settings, sessions: async_sessionmaker[AsyncSession],
-                 rules: Rules | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        rules: Rules | None = None,
+    ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.rules = rules or rules_from_environment()
@@ -54,14 +59,25 @@ class JourneyActivities:
         """Persist the alert and publish the change; False if it was already recorded."""
         a = change.alert
         async with unit_of_work(self.sessions) as session:
-            first = (await session.exec(text(  # type: ignore[call-overload]
-                "INSERT INTO journey_alert_change (alert_id, seq, change, status, at) "
-                "VALUES (:id, :seq, :change, :status, :at) ON CONFLICT DO NOTHING "
-                "RETURNING alert_id").bindparams(
-                id=a.alert_id, seq=a.seq, change=change.change, status=a.status,
-                at=ts(change.at)))).first()
-            await session.exec(text(  # type: ignore[call-overload]
-                """INSERT INTO journey_alert (alert_id, patient_id, kind, rule, severity, status,
+            first = (
+                await session.exec(
+                    text(  # type: ignore[call-overload]
+                        "INSERT INTO journey_alert_change (alert_id, seq, change, status, at) "
+                        "VALUES (:id, :seq, :change, :status, :at) ON CONFLICT DO NOTHING "
+                        "RETURNING alert_id"
+                    ).bindparams(
+                        id=a.alert_id,
+                        seq=a.seq,
+                        change=change.change,
+                        status=a.status,
+                        at=ts(change.at),
+                    )
+                )
+            ).first()
+            await session.exec(
+                text(  # type: ignore[call-overload]
+                    """
+                    INSERT INTO journey_alert (alert_id, patient_id, kind, rule, severity, status,
                      explanation, evidence, referral_id, assignee, raised_at, acknowledged_at,
                      escalated_at, resolved_at, resolution, snoozed_until, seq, updated_at)
                    VALUES (:id, :patient, :kind, :rule, :severity, :status, :explanation,
@@ -74,25 +90,46 @@ class JourneyActivities:
                      escalated_at = EXCLUDED.escalated_at, resolved_at = EXCLUDED.resolved_at,
                      resolution = EXCLUDED.resolution, snoozed_until = EXCLUDED.snoozed_until,
                      seq = EXCLUDED.seq, updated_at = now()
-                   WHERE journey_alert.seq < EXCLUDED.seq""").bindparams(
-                id=a.alert_id, patient=change.patient_id, kind=a.kind, rule=a.rule,
-                severity=a.severity, status=a.status, explanation=a.explanation,
-                evidence=json.dumps([asdict(e) for e in a.evidence]), referral=a.referral_id,
-                assignee=a.assignee, raised=ts(a.raised_at),
-                ack=ts(a.acknowledged_at) if a.acknowledged_at else None,
-                esc=ts(a.escalated_at) if a.escalated_at else None,
-                res=ts(a.resolved_at) if a.resolved_at else None, resolution=a.resolution,
-                snoozed=ts(a.snoozed_until) if a.snoozed_until else None, seq=a.seq))
+                   WHERE journey_alert.seq < EXCLUDED.seq"""
+                ).bindparams(
+                    id=a.alert_id,
+                    patient=change.patient_id,
+                    kind=a.kind,
+                    rule=a.rule,
+                    severity=a.severity,
+                    status=a.status,
+                    explanation=a.explanation,
+                    evidence=json.dumps([asdict(e) for e in a.evidence]),
+                    referral=a.referral_id,
+                    assignee=a.assignee,
+                    raised=ts(a.raised_at),
+                    ack=ts(a.acknowledged_at) if a.acknowledged_at else None,
+                    esc=ts(a.escalated_at) if a.escalated_at else None,
+                    res=ts(a.resolved_at) if a.resolved_at else None,
+                    resolution=a.resolution,
+                    snoozed=ts(a.snoozed_until) if a.snoozed_until else None,
+                    seq=a.seq,
+                )
+            )
             if first is None:
                 return False
             model = ALERT_EVENTS[change.change]
             referral_ids = sorted({e.referral_id for e in a.evidence if e.referral_id})
             event = make_event(
-                model(alert_id=a.alert_id, kind=a.kind, rule=a.rule,  # type: ignore[arg-type]
-                      severity=a.severity, status=a.status,  # type: ignore[arg-type]
-                      referral_ids=referral_ids, assignee=a.assignee, seq=a.seq,
-                      recipient_orgs=list(a.recipient_orgs)),
-                subject=change.patient_id, time=ts(change.at),
-                event_id=str(uuid.uuid5(EVENT_NAMESPACE, f"{a.alert_id}#{a.seq}")))
+                model(
+                    alert_id=a.alert_id,
+                    kind=a.kind,
+                    rule=a.rule,  # type: ignore[arg-type]
+                    severity=a.severity,
+                    status=a.status,  # type: ignore[arg-type]
+                    referral_ids=referral_ids,
+                    assignee=a.assignee,
+                    seq=a.seq,
+                    recipient_orgs=list(a.recipient_orgs),
+                ),
+                subject=change.patient_id,
+                time=ts(change.at),
+                event_id=str(uuid.uuid5(EVENT_NAMESPACE, f"{a.alert_id}#{a.seq}")),
+            )
             add_event(session, topic=self.settings.topic(JOURNEYS), event=event)
             return True

@@ -42,28 +42,49 @@ def to_journey_event(event: CloudEvent) -> JourneyEvent:
     if not isinstance(data, ReferralEventData):
         raise PermanentError(f"{event.type} is not a referral event")
     return JourneyEvent(
-        event_id=event.id, event_type=event.type, occurred_at=event.time.isoformat(),
-        referral_id=data.referral_id, state=data.state, from_org=data.from_org,
-        to_org=data.to_org, to_service_id=data.to_service_id,
-        service_category=data.service_category, priority=data.priority,
-        reason_codes=list(data.reason_codes), referred_from=data.referred_from,
-        previous_state=data.previous_state, transition_reason=data.transition_reason,
-        appointment_at=data.appointment_at.isoformat() if data.appointment_at else None)
+        event_id=event.id,
+        event_type=event.type,
+        occurred_at=event.time.isoformat(),
+        referral_id=data.referral_id,
+        state=data.state,
+        from_org=data.from_org,
+        to_org=data.to_org,
+        to_service_id=data.to_service_id,
+        service_category=data.service_category,
+        priority=data.priority,
+        reason_codes=list(data.reason_codes),
+        referred_from=data.referred_from,
+        previous_state=data.previous_state,
+        transition_reason=data.transition_reason,
+        appointment_at=data.appointment_at.isoformat() if data.appointment_at else None,
+    )
 
 
 def to_action(event: CloudEvent, data: AlertActionTaken) -> AlertAction:
-    return AlertAction(event_id=event.id, alert_id=data.alert_id, action=data.action,
-                       actor=data.actor, occurred_at=event.time.isoformat(),
-                       assignee=data.assignee, reason=data.resolution,
-                       until=data.snooze_until.isoformat() if data.snooze_until else None)
+    return AlertAction(
+        event_id=event.id,
+        alert_id=data.alert_id,
+        action=data.action,
+        actor=data.actor,
+        occurred_at=event.time.isoformat(),
+        assignee=data.assignee,
+        reason=data.resolution,
+        until=data.snooze_until.isoformat() if data.snooze_until else None,
+    )
 
 
 def to_assessment(event: CloudEvent, data: AssessmentRecorded) -> AssessmentEvent:
-    return AssessmentEvent(event_id=event.id, occurred_at=event.time.isoformat(),
-                           assessment_id=data.assessment_id, instrument=data.instrument,
-                           band=data.band, total=data.total, safety_flag=data.safety_flag,
-                           registered_practice=data.registered_practice,
-                           holder_org=data.holder_org)
+    return AssessmentEvent(
+        event_id=event.id,
+        occurred_at=event.time.isoformat(),
+        assessment_id=data.assessment_id,
+        instrument=data.instrument,
+        band=data.band,
+        total=data.total,
+        safety_flag=data.safety_flag,
+        registered_practice=data.registered_practice,
+        holder_org=data.holder_org,
+    )
 
 
 class ServiceNames:
@@ -93,7 +114,8 @@ class ServiceNames:
         try:
             r = await self.http.get(
                 f"{self.settings.api_url('directory')}/services/{service_id}",
-                headers={"Authorization": f"Bearer {service_token(self.settings, 'journeys')}"})
+                headers={"Authorization": f"Bearer {service_token(self.settings, 'journeys')}"},
+            )
         except (httpx.HTTPError, OSError) as exc:
             logger.info("directory unavailable for service names (%s)", type(exc).__name__)
             return None, self.RETRY
@@ -114,8 +136,9 @@ class Bridge:
         self.client = client
         self.names = names
 
-    async def handle(self, _session: AsyncSession | None, event: CloudEvent,
-                     _record: ConsumerRecord) -> None:
+    async def handle(
+        self, _session: AsyncSession | None, event: CloudEvent, _record: ConsumerRecord
+    ) -> None:
         data = REGISTRY.parse(event)
         if isinstance(data, ReferralEventData):
             signal, arg = "referral_event", to_journey_event(event)
@@ -123,8 +146,12 @@ class Bridge:
                 arg.service_name = await self.names.name(data.to_service_id)
         elif isinstance(data, (CarePlanCreated, CarePlanUpdated)):
             # a change to the plan is a next step taken for the person
-            signal, arg = "plan_activity", PlanActivity(  # type: ignore[assignment]
-                event_id=event.id, occurred_at=event.time.isoformat())
+            signal, arg = (
+                "plan_activity",
+                PlanActivity(  # type: ignore[assignment]
+                    event_id=event.id, occurred_at=event.time.isoformat()
+                ),
+            )
         elif isinstance(data, AssessmentRecorded):
             signal, arg = "assessment", to_assessment(event, data)  # type: ignore[assignment]
         elif isinstance(data, AlertActionTaken):
@@ -132,21 +159,33 @@ class Bridge:
         else:
             return  # other events (plan versions, consent, deliveries) do not move a journey
         await self.client.start_workflow(
-            PatientJourney.run, JourneyInput(patient_id=event.subject),
-            id=workflow_id(event.subject), task_queue=TASK_QUEUE,
-            start_signal=signal, start_signal_args=[arg])
+            PatientJourney.run,
+            JourneyInput(patient_id=event.subject),
+            id=workflow_id(event.subject),
+            task_queue=TASK_QUEUE,
+            start_signal=signal,
+            start_signal_args=[arg],
+        )
 
 
-def build_consumer(settings: Settings, client: Client, names: ServiceNames | None = None,
-                   **kw: object) -> IdempotentConsumer:
+def build_consumer(
+    settings: Settings, client: Client, names: ServiceNames | None = None, **kw: object
+) -> IdempotentConsumer:
     load_all()
     return IdempotentConsumer(
         name=settings.topic(CONSUMER_NAME),
-        topics=[settings.topic(REFERRALS), settings.topic(CARE_PLANS),
-                settings.topic(NOTIFICATIONS)],
-        handler=Bridge(client, names).handle, settings=settings, sessions=None,
+        topics=[
+            settings.topic(REFERRALS),
+            settings.topic(CARE_PLANS),
+            settings.topic(NOTIFICATIONS),
+        ],
+        handler=Bridge(client, names).handle,
+        settings=settings,
+        sessions=None,
         # patients are independent: signal up to 32 of a partition's patients at once
-        key_concurrency=32, **kw)  # type: ignore[arg-type]
+        key_concurrency=32,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 async def run_bridge(settings: Settings | None = None) -> None:
@@ -155,13 +194,13 @@ async def run_bridge(settings: Settings | None = None) -> None:
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     client = await connect(settings)
     names = ServiceNames(settings)
-    consumer = build_consumer(settings, client, names,
-                              heartbeat=settings.run_dir / "journeys-bridge.alive")
+    consumer = build_consumer(
+        settings, client, names, heartbeat=settings.run_dir / "journeys-bridge.alive"
+    )
     stop = asyncio.Event()
     install_stop_signals(stop)
     await consumer.start()
-    logger.info("bridge consuming %s and %s", settings.topic(REFERRALS),
-                settings.topic(CARE_PLANS))
+    logger.info("bridge consuming %s and %s", settings.topic(REFERRALS), settings.topic(CARE_PLANS))
     try:
         await consumer.run(stop)
     finally:

@@ -35,6 +35,7 @@ DEFAULT_RULES_FILE = Path(__file__).with_name("rules.toml")
 SEEN_WINDOW = 5000
 CLOSED = {"rejected", "returned", "discharged", "cancelled"}
 
+
 @dataclass(frozen=True)
 class Rules:
     settle_seconds: int = 60
@@ -60,7 +61,8 @@ class Rules:
     # the care plans service flags with; the workflow turns it on under workflow.patched
     bands_from_vocabulary: bool = False
     escalation_hours: dict[str, int] = field(
-        default_factory=lambda: {"urgent": 1, "high": 24, "medium": 72})
+        default_factory=lambda: {"urgent": 1, "high": 24, "medium": 72}
+    )
     severity: dict[str, str] = field(default_factory=dict)
     bank_holidays: list[str] = field(default_factory=list)
     # version 2 (issue #15): closure reasons decide, windows on event time. The defaults are
@@ -86,12 +88,16 @@ def load_rules(*paths: Path) -> Rules:
     rules = _rules(raw)
     unknown = sorted(r for r, sev in rules.severity.items() if sev not in rules.escalation_hours)
     if unknown:
-        raise ValueError(f"rules: severity of {', '.join(unknown)} is not one of "
-                         f"{', '.join(rules.escalation_hours)}")
+        raise ValueError(
+            f"rules: severity of {', '.join(unknown)} is not one of "
+            f"{', '.join(rules.escalation_hours)}"
+        )
     disagree = rules_v2.severities_agree(rules)
     if disagree:
-        raise ValueError(f"rules: severity of {', '.join(disagree)} differs from the care "
-                         f"plan's for the same result (shared/vocabulary.py RISK_SEVERITY)")
+        raise ValueError(
+            f"rules: severity of {', '.join(disagree)} differs from the care "
+            f"plan's for the same result (shared/vocabulary.py RISK_SEVERITY)"
+        )
     return rules
 
 
@@ -109,20 +115,26 @@ def _rules(raw: dict[str, Any]) -> Rules:
         rtt_weeks=st["rtt"]["weeks"],
         rereferral_window_days=lp["rereferral_window_days"],
         ping_pong_window_days=lp["ping_pong_window_days"],
-        returned_times=lp["returned_times"], returned_window_days=lp["returned_window_days"],
+        returned_times=lp["returned_times"],
+        returned_window_days=lp["returned_window_days"],
         frequent_contacts=lp["frequent_contacts"],
         frequent_window_days=lp["frequent_window_days"],
         phq9_item9_above=sf["phq9_item9_above"],
-        escalation_hours={"urgent": esc["urgent_hours"], "high": esc["high_hours"],
-                          "medium": esc["medium_hours"]},
-        severity=dict(raw["severity"]), bank_holidays=list(raw["calendar"]["bank_holidays"]),
+        escalation_hours={
+            "urgent": esc["urgent_hours"],
+            "high": esc["high_hours"],
+            "medium": esc["medium_hours"],
+        },
+        severity=dict(raw["severity"]),
+        bank_holidays=list(raw["calendar"]["bank_holidays"]),
         rtt_weeks_by_category=dict(st["rtt"].get("weeks_by_category", {})),
         closed_doors_min=lp["closed_doors"]["services"],
         closed_doors_window_days=lp["closed_doors"]["window_days"],
         closed_doors_grace_days=lp["closed_doors"]["grace_days"],
         no_next_step_weeks=st["no_next_step"]["weeks"],
         physiotherapy_categories=list(raw["pathway"]["physiotherapy_categories"]),
-        mental_health_categories=list(raw["pathway"]["mental_health_categories"]))
+        mental_health_categories=list(raw["pathway"]["mental_health_categories"]),
+    )
 
 
 def _merge(into: dict[str, Any], other: dict[str, Any]) -> None:
@@ -134,6 +146,7 @@ def _merge(into: dict[str, Any], other: dict[str, Any]) -> None:
 
 
 # --- calendar ---------------------------------------------------------------------------------
+
 
 def add_working_days(start: datetime, days: int, bank_holidays: list[str]) -> datetime:
     """The same time of day `days` working days later (Monday-Friday, not bank holidays)."""
@@ -148,6 +161,7 @@ def add_working_days(start: datetime, days: int, bank_holidays: list[str]) -> da
 
 
 # --- folding events into the state ----------------------------------------------------------
+
 
 def _seen(state: JourneyState, event_id: str) -> bool:
     if event_id in state.seen_event_ids:
@@ -172,15 +186,27 @@ def apply_referral_event(state: JourneyState, ev: JourneyEvent) -> bool:
         return True  # a flag for the referrer: no state changes, not even a new episode
     ep = episode(state, ev.referral_id)
     if ep is None:
-        ep = Episode(referral_id=ev.referral_id, service_id=ev.to_service_id,
-                     category=ev.service_category, to_org=ev.to_org, from_org=ev.from_org,
-                     priority=ev.priority, referred_from=ev.referred_from,
-                     service_name=ev.service_name)
+        ep = Episode(
+            referral_id=ev.referral_id,
+            service_id=ev.to_service_id,
+            category=ev.service_category,
+            to_org=ev.to_org,
+            from_org=ev.from_org,
+            priority=ev.priority,
+            referred_from=ev.referred_from,
+            service_name=ev.service_name,
+        )
         state.episodes.append(ep)
-        state.episodes.sort(key=lambda e: (e.steps[0].at if e.steps else ev.occurred_at,
-                                           e.referral_id))
-    step = Step(state=ev.state, at=ev.occurred_at, event_id=ev.event_id,
-                event_type=ev.event_type, reason=ev.transition_reason)
+        state.episodes.sort(
+            key=lambda e: (e.steps[0].at if e.steps else ev.occurred_at, e.referral_id)
+        )
+    step = Step(
+        state=ev.state,
+        at=ev.occurred_at,
+        event_id=ev.event_id,
+        event_type=ev.event_type,
+        reason=ev.transition_reason,
+    )
     # events may arrive out of order: keep the steps in time order; the latest is current
     # (a stable sort: events with the same time keep their arrival order)
     ep.steps.append(step)
@@ -216,8 +242,12 @@ def apply_action(state: JourneyState, action: AlertAction) -> list[AlertChange]:
     alert = next((a for a in state.alerts if a.alert_id == action.alert_id), None)
     if alert is None or alert.status == "resolved":
         return []
-    if action.action == "acknowledge" and alert.status in ("open", "escalated", "snoozed",
-                                                           "progressing"):
+    if action.action == "acknowledge" and alert.status in (
+        "open",
+        "escalated",
+        "snoozed",
+        "progressing",
+    ):
         alert.status, alert.acknowledged_at = "acknowledged", action.occurred_at
         alert.assignee = alert.assignee or action.actor
         change = "acknowledged"
@@ -239,6 +269,7 @@ def apply_action(state: JourneyState, action: AlertAction) -> list[AlertChange]:
 
 # --- deadlines --------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Deadline:
     rule: str
@@ -256,62 +287,89 @@ def stall_deadlines(ep: Episode, rules: Rules) -> list[Deadline]:
     out: list[Deadline] = []
     if cur.state == "submitted":
         minutes = rules.triage_minutes_by_category.get(ep.category)
-        days = (rules.triage_working_days_urgent if ep.priority == "urgent"
-                else rules.triage_working_days_routine)
-        due = (entered + timedelta(minutes=minutes) if minutes is not None
-               else add_working_days(entered, days, rules.bank_holidays))
+        days = (
+            rules.triage_working_days_urgent
+            if ep.priority == "urgent"
+            else rules.triage_working_days_routine
+        )
+        due = (
+            entered + timedelta(minutes=minutes)
+            if minutes is not None
+            else add_working_days(entered, days, rules.bank_holidays)
+        )
         out.append(Deadline("stalled.not_triaged", due, ep.referral_id, cur.at))
     elif cur.state == "accepted":
         weeks = rules.booking_weeks_by_category.get(ep.category, rules.booking_weeks_default)
-        out.append(Deadline("stalled.not_booked", entered + timedelta(weeks=weeks),
-                            ep.referral_id, cur.at))
+        out.append(
+            Deadline("stalled.not_booked", entered + timedelta(weeks=weeks), ep.referral_id, cur.at)
+        )
     elif cur.state == "booked":
         when = ts(ep.appointment_at) if ep.appointment_at else entered
-        out.append(Deadline("stalled.no_outcome",
-                            add_working_days(max(when, entered),
-                                             rules.outcome_grace_working_days,
-                                             rules.bank_holidays),
-                            ep.referral_id, cur.at))
+        out.append(
+            Deadline(
+                "stalled.no_outcome",
+                add_working_days(
+                    max(when, entered), rules.outcome_grace_working_days, rules.bank_holidays
+                ),
+                ep.referral_id,
+                cur.at,
+            )
+        )
     else:
         # states with no deadline of their own (on hold, did not attend, attended): nothing at
         # all for too long
-        out.append(Deadline("stalled.no_activity",
-                            entered + timedelta(weeks=rules.no_activity_weeks),
-                            ep.referral_id, cur.at))
+        out.append(
+            Deadline(
+                "stalled.no_activity",
+                entered + timedelta(weeks=rules.no_activity_weeks),
+                ep.referral_id,
+                cur.at,
+            )
+        )
     submitted = ep.submitted_at
     weeks_rtt: int | None = rules.rtt_weeks
     if rules.version >= 2:
         # only where referral to treatment is the service's standard, and only once the
         # referral is triaged: an untriaged one has its not-triaged alert and no second
-        weeks_rtt = (rules.rtt_weeks_by_category.get(ep.category)
-                     if cur.state != "submitted" else None)
+        weeks_rtt = (
+            rules.rtt_weeks_by_category.get(ep.category) if cur.state != "submitted" else None
+        )
     if submitted and weeks_rtt and not any(s.state == "attended" for s in ep.steps):
-        out.append(Deadline("stalled.rtt_breach", ts(submitted) + timedelta(weeks=weeks_rtt),
-                            ep.referral_id, submitted))
+        out.append(
+            Deadline(
+                "stalled.rtt_breach",
+                ts(submitted) + timedelta(weeks=weeks_rtt),
+                ep.referral_id,
+                submitted,
+            )
+        )
     return out
 
 
 def _stall_text(rule: str, ep: Episode, d: Deadline, rules: Rules) -> str:
     svc = service(ep)
     since = day(d.state_at)
-    weeks_rtt = rules.rtt_weeks_by_category.get(ep.category, rules.rtt_weeks) \
-        if rules.version >= 2 else rules.rtt_weeks
+    weeks_rtt = (
+        rules.rtt_weeks_by_category.get(ep.category, rules.rtt_weeks)
+        if rules.version >= 2
+        else rules.rtt_weeks
+    )
     return {
-        "stalled.not_triaged": f"Referred to {svc} on {since} and not triaged by "
-                               f"{day(d.due)}.",
+        "stalled.not_triaged": f"Referred to {svc} on {since} and not triaged by {day(d.due)}.",
         "stalled.not_booked": f"Accepted by {svc} on {since} but no appointment booked by "
-                              f"{day(d.due)}.",
+        f"{day(d.due)}.",
         "stalled.no_outcome": f"Appointment with {svc} "
-                              f"{'on ' + day(ep.appointment_at) if ep.appointment_at else ''}"
-                              f" has no outcome recorded.",
+        f"{'on ' + day(ep.appointment_at) if ep.appointment_at else ''}"
+        f" has no outcome recorded.",
         "stalled.no_activity": f"Referral to {svc} has had no activity since {since} "
-                               f"(it is {ep.current.state.replace('_', ' ')}).",
+        f"(it is {ep.current.state.replace('_', ' ')}).",
         "stalled.rtt_breach": f"Referred to {svc} on {since}; not seen within "
-                              f"{weeks_rtt} weeks (referral to treatment).",
+        f"{weeks_rtt} weeks (referral to treatment).",
     }[rule].replace("  ", " ")
 
 
 # --- evaluation -------------------------------------------------------------------------------
+
 
 class _Raiser:
     def __init__(self, state: JourneyState, rules: Rules, now: datetime) -> None:
@@ -324,28 +382,45 @@ class _Raiser:
     def open_rule(self, rule: str) -> bool:
         return any(a.rule == rule and a.status != "resolved" for a in self.state.alerts)
 
-    def raise_(self, *, key: str, kind: str, rule: str, explanation: str,
-               evidence: list[Evidence], referral_id: str | None = None,
-               recipient_orgs: list[str] | None = None) -> None:
+    def raise_(
+        self,
+        *,
+        key: str,
+        kind: str,
+        rule: str,
+        explanation: str,
+        evidence: list[Evidence],
+        referral_id: str | None = None,
+        recipient_orgs: list[str] | None = None,
+    ) -> None:
         if self.exists(key):
             return
-        alert = Alert(alert_id=f"{self.state.patient_id}:{key}", key=key, kind=kind, rule=rule,
-                      severity=self.rules.severity.get(rule, "medium"),
-                      explanation=explanation, evidence=evidence, status="open",
-                      raised_at=self.now.isoformat(), referral_id=referral_id,
-                      recipient_orgs=list(recipient_orgs or []))
+        alert = Alert(
+            alert_id=f"{self.state.patient_id}:{key}",
+            key=key,
+            kind=kind,
+            rule=rule,
+            severity=self.rules.severity.get(rule, "medium"),
+            explanation=explanation,
+            evidence=evidence,
+            status="open",
+            raised_at=self.now.isoformat(),
+            referral_id=referral_id,
+            recipient_orgs=list(recipient_orgs or []),
+        )
         self.state.alerts.append(alert)
-        self.changes.append(AlertChange(self.state.patient_id, "raised", alert,
-                                        self.now.isoformat()))
+        self.changes.append(
+            AlertChange(self.state.patient_id, "raised", alert, self.now.isoformat())
+        )
 
     def change(self, alert: Alert, change: str) -> None:
         alert.seq += 1
-        self.changes.append(AlertChange(self.state.patient_id, change, alert,
-                                        self.now.isoformat()))
+        self.changes.append(AlertChange(self.state.patient_id, change, alert, self.now.isoformat()))
 
 
-def evaluate(state: JourneyState, rules: Rules, now: datetime, *,
-             stalls: bool = True) -> list[AlertChange]:
+def evaluate(
+    state: JourneyState, rules: Rules, now: datetime, *, stalls: bool = True
+) -> list[AlertChange]:
     """The alert changes due at `now`; `stalls=False` leaves stalls for later (settling)."""
     r = _Raiser(state, rules, now)
     if stalls:
@@ -368,11 +443,21 @@ def _stalls(r: _Raiser) -> None:
             key = f"{d.rule}:{d.referral_id}:{d.state_at}"
             live.add(key)
             if d.due <= r.now:
-                r.raise_(key=key, kind="stalled", rule=d.rule,
-                         explanation=_stall_text(d.rule, ep, d, r.rules),
-                         referral_id=ep.referral_id,
-                         evidence=[Evidence(ep.referral_id, d.state_at, ep.current.state,
-                                            f"deadline {d.due.isoformat()}")])
+                r.raise_(
+                    key=key,
+                    kind="stalled",
+                    rule=d.rule,
+                    explanation=_stall_text(d.rule, ep, d, r.rules),
+                    referral_id=ep.referral_id,
+                    evidence=[
+                        Evidence(
+                            ep.referral_id,
+                            d.state_at,
+                            ep.current.state,
+                            f"deadline {d.due.isoformat()}",
+                        )
+                    ],
+                )
     if r.rules.version >= 2:
         live |= rules_v2.no_next_step_alerts(r)
         rules_v2.closed_doors_alerts(r)
@@ -413,8 +498,11 @@ def next_wake(state: JourneyState, rules: Rules, now: datetime) -> datetime | No
             if d.due > now and not any(a.key == key for a in state.alerts):
                 times.append(d.due)
     if rules.version >= 2:
-        times += [due for ep, end, due in rules_v2.no_next_step(state, rules)
-                  if not any(a.key == rules_v2.no_next_step_key(ep, end) for a in state.alerts)]
+        times += [
+            due
+            for ep, end, due in rules_v2.no_next_step(state, rules)
+            if not any(a.key == rules_v2.no_next_step_key(ep, end) for a in state.alerts)
+        ]
         times += [p.due for p in rules_v2.closed_doors(state, rules, now)[1]]
     for a in state.alerts:
         if a.status == "open":

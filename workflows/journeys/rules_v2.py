@@ -47,6 +47,7 @@ T = TypeVar("T")
 
 # --- what the journey holds -------------------------------------------------------------------
 
+
 def ending(ep: Episode) -> Step | None:
     """The step that ended the referral (None while it is open)."""
     return ep.current if ep.steps and ep.current.state in CLOSED else None
@@ -75,14 +76,23 @@ def submissions(state: JourneyState) -> list[tuple[Episode, datetime]]:
 def ended_how(ep: Episode, end: Step) -> str:
     """'Specialist Pain Clinic did not accept the referral (does not meet the criteria) on
     5 January 2026'."""
-    verb = {"rejected": "did not accept the referral", "returned": "returned the referral",
-            "discharged": "discharged them", "cancelled": "saw the referral cancelled"}
-    return (f"{service(ep)} {verb.get(end.state, end.state)} ({reason_words(end.reason)}) on "
-            f"{day(end.at)}")
+    verb = {
+        "rejected": "did not accept the referral",
+        "returned": "returned the referral",
+        "discharged": "discharged them",
+        "cancelled": "saw the referral cancelled",
+    }
+    return (
+        f"{service(ep)} {verb.get(end.state, end.state)} ({reason_words(end.reason)}) on "
+        f"{day(end.at)}"
+    )
 
 
-def runs(items: Sequence[tuple[datetime, T]], window: timedelta,
-         complete: Callable[[list[tuple[datetime, T]]], bool]) -> list[list[tuple[datetime, T]]]:
+def runs(
+    items: Sequence[tuple[datetime, T]],
+    window: timedelta,
+    complete: Callable[[list[tuple[datetime, T]]], bool],
+) -> list[list[tuple[datetime, T]]]:
     """Runs of items close in time, on event time only: scanning in time order, item j closes
     a run when `complete` holds for it and the items before it (since the last run closed)
     that lie within `window` of it. An item belongs to one run at most, so a long series
@@ -90,7 +100,7 @@ def runs(items: Sequence[tuple[datetime, T]], window: timedelta,
     out: list[list[tuple[datetime, T]]] = []
     start = 0
     for j, (tj, _) in enumerate(items):
-        recent = [it for it in items[start:j + 1] if tj - it[0] <= window]
+        recent = [it for it in items[start : j + 1] if tj - it[0] <= window]
         if complete(recent):
             out.append(recent)
             start = j + 1
@@ -98,6 +108,7 @@ def runs(items: Sequence[tuple[datetime, T]], window: timedelta,
 
 
 # --- looping ----------------------------------------------------------------------------------
+
 
 def loops(r: _Raiser) -> None:
     subs = submissions(r.state)
@@ -118,13 +129,20 @@ def _re_referral(r: _Raiser, subs: list[tuple[Episode, datetime]]) -> None:
             same = prev.service_id == ep.service_id or prev.category == ep.category
             if same and timedelta(0) <= at - ts(end.at) <= window:
                 r.raise_(
-                    key=f"looping.re_referral:{ep.referral_id}", kind="looping",
-                    rule="looping.re_referral", referral_id=ep.referral_id,
-                    explanation=(f"Referred again to {service(ep)} on {day(at)}, "
-                                 f"{plural(days_between(end.at, at), 'day')} after "
-                                 f"{ended_how(prev, end)}."),
-                    evidence=[Evidence(prev.referral_id, end.at, end.state, end.reason or ""),
-                              Evidence(ep.referral_id, at.isoformat(), "submitted")])
+                    key=f"looping.re_referral:{ep.referral_id}",
+                    kind="looping",
+                    rule="looping.re_referral",
+                    referral_id=ep.referral_id,
+                    explanation=(
+                        f"Referred again to {service(ep)} on {day(at)}, "
+                        f"{plural(days_between(end.at, at), 'day')} after "
+                        f"{ended_how(prev, end)}."
+                    ),
+                    evidence=[
+                        Evidence(prev.referral_id, end.at, end.state, end.reason or ""),
+                        Evidence(ep.referral_id, at.isoformat(), "submitted"),
+                    ],
+                )
                 break
 
 
@@ -136,14 +154,24 @@ def _ping_pong(r: _Raiser, subs: list[tuple[Episode, datetime]]) -> None:
         found = None
         for a, ta in subs[:k]:
             end_a = ending(a)
-            if (a.category != c.category or tc - ta > window or end_a is None
-                    or outcome(a) not in BOUNCED or ts(end_a.at) > tc):
+            if (
+                a.category != c.category
+                or tc - ta > window
+                or end_a is None
+                or outcome(a) not in BOUNCED
+                or ts(end_a.at) > tc
+            ):
                 continue
             for b, tb in subs:
                 end_b = ending(b)
-                if (b is a or b is c or b.category == a.category or end_b is None
-                        or outcome(b) not in BOUNCED
-                        or not ts(end_a.at) <= tb <= ts(end_b.at) <= tc):
+                if (
+                    b is a
+                    or b is c
+                    or b.category == a.category
+                    or end_b is None
+                    or outcome(b) not in BOUNCED
+                    or not ts(end_a.at) <= tb <= ts(end_b.at) <= tc
+                ):
                     continue
                 found = (a, end_a, b, end_b)
                 break
@@ -152,30 +180,50 @@ def _ping_pong(r: _Raiser, subs: list[tuple[Episode, datetime]]) -> None:
         if not found:
             continue
         a, end_a, b, end_b = found
-        r.raise_(key=f"looping.ping_pong:{c.referral_id}", kind="looping",
-                 rule="looping.ping_pong", referral_id=c.referral_id,
-                 explanation=(f"Sent back and forth: {ended_how(a, end_a)}; then "
-                              f"{ended_how(b, end_b)}; then referred back to {service(c)} on "
-                              f"{day(tc)}."),
-                 evidence=[Evidence(a.referral_id, end_a.at, end_a.state, end_a.reason or ""),
-                           Evidence(b.referral_id, end_b.at, end_b.state, end_b.reason or ""),
-                           Evidence(c.referral_id, tc.isoformat(), "submitted")])
+        r.raise_(
+            key=f"looping.ping_pong:{c.referral_id}",
+            kind="looping",
+            rule="looping.ping_pong",
+            referral_id=c.referral_id,
+            explanation=(
+                f"Sent back and forth: {ended_how(a, end_a)}; then "
+                f"{ended_how(b, end_b)}; then referred back to {service(c)} on "
+                f"{day(tc)}."
+            ),
+            evidence=[
+                Evidence(a.referral_id, end_a.at, end_a.state, end_a.reason or ""),
+                Evidence(b.referral_id, end_b.at, end_b.state, end_b.reason or ""),
+                Evidence(c.referral_id, tc.isoformat(), "submitted"),
+            ],
+        )
 
 
 def _returned_repeatedly(r: _Raiser) -> None:
     rules = r.rules
-    returns = sorted(((ts(s.at), (ep, s)) for ep in r.state.episodes for s in ep.steps
-                      if s.state == "returned"), key=lambda x: (x[0], x[1][0].referral_id))
-    for run in runs(returns, timedelta(days=rules.returned_window_days),
-                    lambda recent: len(recent) >= rules.returned_times):
+    returns = sorted(
+        ((ts(s.at), (ep, s)) for ep in r.state.episodes for s in ep.steps if s.state == "returned"),
+        key=lambda x: (x[0], x[1][0].referral_id),
+    )
+    for run in runs(
+        returns,
+        timedelta(days=rules.returned_window_days),
+        lambda recent: len(recent) >= rules.returned_times,
+    ):
         first, (last_ep, last) = run[0][0], run[-1][1]
-        r.raise_(key=f"looping.returned_repeatedly:{last_ep.referral_id}:{last.at}",
-                 kind="looping", rule="looping.returned_repeatedly",
-                 explanation=(f"Returned to the referrer {plural(len(run), 'time')} in "
-                              f"{plural(days_between(first, last.at), 'day')}: "
-                              + "; ".join(ended_how(ep, s) for _, (ep, s) in run) + "."),
-                 evidence=[Evidence(ep.referral_id, s.at, s.state, s.reason or "")
-                           for _, (ep, s) in run])
+        r.raise_(
+            key=f"looping.returned_repeatedly:{last_ep.referral_id}:{last.at}",
+            kind="looping",
+            rule="looping.returned_repeatedly",
+            explanation=(
+                f"Returned to the referrer {plural(len(run), 'time')} in "
+                f"{plural(days_between(first, last.at), 'day')}: "
+                + "; ".join(ended_how(ep, s) for _, (ep, s) in run)
+                + "."
+            ),
+            evidence=[
+                Evidence(ep.referral_id, s.at, s.state, s.reason or "") for _, (ep, s) in run
+            ],
+        )
 
 
 def _frequent_contact(r: _Raiser, subs: list[tuple[Episode, datetime]]) -> None:
@@ -183,30 +231,47 @@ def _frequent_contact(r: _Raiser, subs: list[tuple[Episode, datetime]]) -> None:
     duplicates and referrals made in error. Unplanned contacts join them with the EHR door."""
     rules = r.rules
     episodes = [(at, ep) for ep, at in subs if outcome(ep) != Outcome.ADMINISTRATIVE]
-    for run in runs(episodes, timedelta(days=rules.frequent_window_days),
-                    lambda recent: len(recent) >= rules.frequent_contacts):
+    for run in runs(
+        episodes,
+        timedelta(days=rules.frequent_window_days),
+        lambda recent: len(recent) >= rules.frequent_contacts,
+    ):
         first, (last_at, last_ep) = run[0][0], run[-1]
         names = _counted([service(ep) for _, ep in run])
-        r.raise_(key=f"looping.frequent_contact:{last_ep.referral_id}:{last_at.isoformat()}",
-                 kind="looping", rule="looping.frequent_contact",
-                 explanation=(f"{plural(len(run), 'episode')} of care in "
-                              f"{plural(days_between(first, last_at), 'day')} ({day(first)} to "
-                              f"{day(last_at)}): referrals to {listing(names)}."),
-                 evidence=[Evidence(ep.referral_id, at.isoformat(), "submitted")
-                           for at, ep in run])
+        r.raise_(
+            key=f"looping.frequent_contact:{last_ep.referral_id}:{last_at.isoformat()}",
+            kind="looping",
+            rule="looping.frequent_contact",
+            explanation=(
+                f"{plural(len(run), 'episode')} of care in "
+                f"{plural(days_between(first, last_at), 'day')} ({day(first)} to "
+                f"{day(last_at)}): referrals to {listing(names)}."
+            ),
+            evidence=[Evidence(ep.referral_id, at.isoformat(), "submitted") for at, ep in run],
+        )
     # an episode it counted has since turned out to be a duplicate or made in error, and the
     # run no longer holds: the alert's cause was never there
-    live = {f"looping.frequent_contact:{run[-1][1].referral_id}:{run[-1][0].isoformat()}"
-            for run in runs(episodes, timedelta(days=rules.frequent_window_days),
-                            lambda recent: len(recent) >= rules.frequent_contacts)}
+    live = {
+        f"looping.frequent_contact:{run[-1][1].referral_id}:{run[-1][0].isoformat()}"
+        for run in runs(
+            episodes,
+            timedelta(days=rules.frequent_window_days),
+            lambda recent: len(recent) >= rules.frequent_contacts,
+        )
+    }
     administrative = {ep.referral_id for ep, _ in subs if outcome(ep) == Outcome.ADMINISTRATIVE}
     for a in r.state.alerts:
-        if (a.rule == "looping.frequent_contact" and a.status != "resolved"
-                and a.key not in live
-                and any(e.referral_id in administrative for e in a.evidence)):
+        if (
+            a.rule == "looping.frequent_contact"
+            and a.status != "resolved"
+            and a.key not in live
+            and any(e.referral_id in administrative for e in a.evidence)
+        ):
             a.status, a.resolved_at = "resolved", r.now.isoformat()
-            a.resolution = ("an episode it counted was a duplicate or made in error: fewer "
-                            f"than {rules.frequent_contacts} remain")
+            a.resolution = (
+                "an episode it counted was a duplicate or made in error: fewer "
+                f"than {rules.frequent_contacts} remain"
+            )
             r.change(a, "resolved")
 
 
@@ -229,27 +294,36 @@ class Pending:
     due: datetime
 
 
-def closed_doors(state: JourneyState, rules: Rules, now: datetime
-                 ) -> tuple[list[list[tuple[datetime, Episode]]], list[Pending]]:
+def closed_doors(
+    state: JourneyState, rules: Rules, now: datetime
+) -> tuple[list[list[tuple[datetime, Episode]]], list[Pending]]:
     """Runs of doors closed without treatment by different services within the window, with
     nothing open when the last closed and nothing new submitted within the grace after it;
     and the runs still inside their grace (pending)."""
     subs = submissions(state)
-    doors = sorted(((ts(end.at), ep) for ep in state.episodes
-                    if (end := ending(ep)) is not None and outcome(ep) == Outcome.NOT_TREATED),
-                   key=lambda x: (x[0], x[1].referral_id))
+    doors = sorted(
+        (
+            (ts(end.at), ep)
+            for ep in state.episodes
+            if (end := ending(ep)) is not None and outcome(ep) == Outcome.NOT_TREATED
+        ),
+        key=lambda x: (x[0], x[1].referral_id),
+    )
     grace = timedelta(days=rules.closed_doors_grace_days)
 
     def complete(recent: list[tuple[datetime, Episode]]) -> bool:
         last = recent[-1][0]
-        return (len({ep.service_id for _, ep in recent}) >= rules.closed_doors_min
-                and not any(open_at(ep, last) for ep, _ in subs)
-                and not any(last < at <= last + grace for _, at in subs))
+        return (
+            len({ep.service_id for _, ep in recent}) >= rules.closed_doors_min
+            and not any(open_at(ep, last) for ep, _ in subs)
+            and not any(last < at <= last + grace for _, at in subs)
+        )
 
     found = runs(doors, timedelta(days=rules.closed_doors_window_days), complete)
     raised = [run for run in found if run[-1][0] + grace <= now]
-    pending = [Pending(_door_key(run), run[-1][0] + grace) for run in found
-               if run[-1][0] + grace > now]
+    pending = [
+        Pending(_door_key(run), run[-1][0] + grace) for run in found if run[-1][0] + grace > now
+    ]
     return raised, pending
 
 
@@ -265,17 +339,24 @@ def closed_doors_alerts(r: _Raiser) -> None:
     for run in raised:
         first, last = run[0][0], run[-1][0]
         ends = [(ep, ending(ep)) for _, ep in run]
-        r.raise_(key=_door_key(run), kind="looping", rule="looping.closed_doors",
-                 explanation=(f"{plural(len({ep.service_id for _, ep in run}), 'service')} "
-                              f"closed the door without treatment in "
-                              f"{plural(days_between(first, last), 'day')}, and nothing is "
-                              f"open: " + "; ".join(ended_how(ep, e) for ep, e in ends if e)
-                              + "."),
-                 evidence=[Evidence(ep.referral_id, e.at, e.state, e.reason or "")
-                           for ep, e in ends if e])
+        r.raise_(
+            key=_door_key(run),
+            kind="looping",
+            rule="looping.closed_doors",
+            explanation=(
+                f"{plural(len({ep.service_id for _, ep in run}), 'service')} "
+                f"closed the door without treatment in "
+                f"{plural(days_between(first, last), 'day')}, and nothing is "
+                f"open: " + "; ".join(ended_how(ep, e) for ep, e in ends if e) + "."
+            ),
+            evidence=[
+                Evidence(ep.referral_id, e.at, e.state, e.reason or "") for ep, e in ends if e
+            ],
+        )
 
 
 # --- a closure with no next step ----------------------------------------------------------------
+
 
 def no_next_step(state: JourneyState, rules: Rules) -> list[tuple[Episode, Step, datetime]]:
     """Referrals closed without treatment after which nothing has happened: no other referral
@@ -290,10 +371,16 @@ def no_next_step(state: JourneyState, rules: Rules) -> list[tuple[Episode, Step,
             continue
         closed = ts(end.at)
         # a referral since counts as a next step unless it was a duplicate or made in error
-        later = [at for other, at in subs if other is not ep and at > closed
-                 and outcome(other) != Outcome.ADMINISTRATIVE]
-        if (any(other is not ep and open_at(other, closed) for other, _ in subs)
-                or later or any(p > closed for p in plan)):
+        later = [
+            at
+            for other, at in subs
+            if other is not ep and at > closed and outcome(other) != Outcome.ADMINISTRATIVE
+        ]
+        if (
+            any(other is not ep and open_at(other, closed) for other, _ in subs)
+            or later
+            or any(p > closed for p in plan)
+        ):
             continue
         out.append((ep, end, closed + timedelta(weeks=rules.no_next_step_weeks)))
     return out
@@ -310,22 +397,32 @@ def no_next_step_alerts(r: _Raiser) -> set[str]:
         key = no_next_step_key(ep, end)
         live.add(key)
         if due <= r.now:
-            r.raise_(key=key, kind="stalled", rule="stalled.no_next_step",
-                     referral_id=ep.referral_id, recipient_orgs=[ep.from_org],
-                     explanation=(f"{ended_how(ep, end)}, and no new referral or change to "
-                                  f"the care plan followed within "
-                                  f"{plural(r.rules.no_next_step_weeks, 'week')} (by "
-                                  f"{day(due)}). The referrer ({ep.from_org}) and the "
-                                  f"coordinators should agree the next step with the person."),
-                     evidence=[Evidence(ep.referral_id, end.at, end.state, end.reason or "")])
+            r.raise_(
+                key=key,
+                kind="stalled",
+                rule="stalled.no_next_step",
+                referral_id=ep.referral_id,
+                recipient_orgs=[ep.from_org],
+                explanation=(
+                    f"{ended_how(ep, end)}, and no new referral or change to "
+                    f"the care plan followed within "
+                    f"{plural(r.rules.no_next_step_weeks, 'week')} (by "
+                    f"{day(due)}). The referrer ({ep.from_org}) and the "
+                    f"coordinators should agree the next step with the person."
+                ),
+                evidence=[Evidence(ep.referral_id, end.at, end.state, end.reason or "")],
+            )
     return live
 
 
 def next_step_taken(state: JourneyState, alert: Alert) -> str:
     """Why a no-next-step alert resolved itself: the next step that followed."""
     end = ts(alert.evidence[0].at) if alert.evidence else datetime.min
-    later = [(at, ep) for ep, at in submissions(state)
-             if at > end and outcome(ep) != Outcome.ADMINISTRATIVE]
+    later = [
+        (at, ep)
+        for ep, at in submissions(state)
+        if at > end and outcome(ep) != Outcome.ADMINISTRATIVE
+    ]
     if later:
         at, ep = min(later, key=lambda x: x[0])
         return f"a next step followed: referred to {service(ep)} on {day(at)}"
@@ -337,6 +434,7 @@ def next_step_taken(state: JourneyState, alert: Alert) -> str:
 
 # --- screening --------------------------------------------------------------------------------
 
+
 def screening(r: _Raiser) -> None:
     rules, state = r.rules, r.state
     for a in state.assessments:
@@ -345,54 +443,97 @@ def screening(r: _Raiser) -> None:
         item9 = a.item9 is not None and a.item9 > rules.phq9_item9_above
         if inst == Instrument.PHQ9 and (a.safety_flag or item9):
             answer = f"answered {a.item9}" if a.item9 is not None else "answered above 0"
-            r.raise_(key=f"safety.phq9_item9:{a.assessment_id}", kind="safety",
-                     rule="safety.phq9_item9",
-                     recipient_orgs=[o for o in dict.fromkeys(
-                         (a.registered_practice, a.holder_org)) if o],
-                     explanation=(f"PHQ-9 on {day(when)}: item 9 (thoughts of being better "
-                                  f"off dead or of hurting themselves) was answered above 0. "
-                                  f"Contact the person today; their crisis plan is on their "
-                                  f"care plan."),
-                     evidence=[Evidence(None, a.occurred_at, "assessed",
-                                        f"PHQ-9 {a.assessment_id}: item 9 {answer}")])
+            r.raise_(
+                key=f"safety.phq9_item9:{a.assessment_id}",
+                kind="safety",
+                rule="safety.phq9_item9",
+                recipient_orgs=[
+                    o for o in dict.fromkeys((a.registered_practice, a.holder_org)) if o
+                ],
+                explanation=(
+                    f"PHQ-9 on {day(when)}: item 9 (thoughts of being better "
+                    f"off dead or of hurting themselves) was answered above 0. "
+                    f"Contact the person today; their crisis plan is on their "
+                    f"care plan."
+                ),
+                evidence=[
+                    Evidence(
+                        None, a.occurred_at, "assessed", f"PHQ-9 {a.assessment_id}: item 9 {answer}"
+                    )
+                ],
+            )
         if inst is None or not is_high_risk(a.instrument, a.band):
             continue
         words = band_words(a.instrument, a.band)
         if inst == Instrument.START_BACK:
-            physio = [ep for ep in state.episodes
-                      if ep.category in rules.physiotherapy_categories and open_at(ep, when)]
-            now_open = (f"A referral to {service(physio[0])} is open (since "
-                        f"{day(physio[0].submitted_at or when)}): check it offers that support."
-                        if physio else "No physiotherapy referral is open.")
-            r.raise_(key=f"pathway.start_back_high:{a.assessment_id}", kind="pathway",
-                     rule="pathway.start_back_high",
-                     explanation=(f"STarT Back on {day(when)} is in the {words} band (score "
-                                  f"{a.total}). Stratified care suggests physiotherapy with "
-                                  f"psychologically informed support. {now_open}"),
-                     evidence=[Evidence(None, a.occurred_at, "assessed",
-                                        f"{a.instrument} {a.assessment_id} band={a.band}")])
-        elif not any(ep.category in rules.mental_health_categories and open_at(ep, when)
-                     for ep in state.episodes):
-            kinds = listing([category(c) for c in rules.mental_health_categories]) \
-                .replace(" and ", " or ")
-            r.raise_(key=f"pathway.severe_mood:{a.assessment_id}", kind="pathway",
-                     rule="pathway.severe_mood",
-                     explanation=(f"{a.instrument} on {day(when)} is in the {words} band (score "
-                                  f"{a.total}), and no mental health referral ({kinds}) is "
-                                  f"open."),
-                     evidence=[Evidence(None, a.occurred_at, "assessed",
-                                        f"{a.instrument} {a.assessment_id} band={a.band}")])
+            physio = [
+                ep
+                for ep in state.episodes
+                if ep.category in rules.physiotherapy_categories and open_at(ep, when)
+            ]
+            now_open = (
+                f"A referral to {service(physio[0])} is open (since "
+                f"{day(physio[0].submitted_at or when)}): check it offers that support."
+                if physio
+                else "No physiotherapy referral is open."
+            )
+            r.raise_(
+                key=f"pathway.start_back_high:{a.assessment_id}",
+                kind="pathway",
+                rule="pathway.start_back_high",
+                explanation=(
+                    f"STarT Back on {day(when)} is in the {words} band (score "
+                    f"{a.total}). Stratified care suggests physiotherapy with "
+                    f"psychologically informed support. {now_open}"
+                ),
+                evidence=[
+                    Evidence(
+                        None,
+                        a.occurred_at,
+                        "assessed",
+                        f"{a.instrument} {a.assessment_id} band={a.band}",
+                    )
+                ],
+            )
+        elif not any(
+            ep.category in rules.mental_health_categories and open_at(ep, when)
+            for ep in state.episodes
+        ):
+            kinds = listing([category(c) for c in rules.mental_health_categories]).replace(
+                " and ", " or "
+            )
+            r.raise_(
+                key=f"pathway.severe_mood:{a.assessment_id}",
+                kind="pathway",
+                rule="pathway.severe_mood",
+                explanation=(
+                    f"{a.instrument} on {day(when)} is in the {words} band (score "
+                    f"{a.total}), and no mental health referral ({kinds}) is "
+                    f"open."
+                ),
+                evidence=[
+                    Evidence(
+                        None,
+                        a.occurred_at,
+                        "assessed",
+                        f"{a.instrument} {a.assessment_id} band={a.band}",
+                    )
+                ],
+            )
 
 
 def severities_agree(rules: Rules) -> list[str]:
     """Rules whose configured severity differs from the care plan's for the same result."""
-    wanted = {"safety.phq9_item9": RISK_SEVERITY["phq9_item9"],
-              "pathway.start_back_high": RISK_SEVERITY["high_risk_band"],
-              "pathway.severe_mood": RISK_SEVERITY["high_risk_band"]}
+    wanted = {
+        "safety.phq9_item9": RISK_SEVERITY["phq9_item9"],
+        "pathway.start_back_high": RISK_SEVERITY["high_risk_band"],
+        "pathway.severe_mood": RISK_SEVERITY["high_risk_band"],
+    }
     return [rule for rule, sev in wanted.items() if rules.severity.get(rule) != sev]
 
 
 # --- progressing ------------------------------------------------------------------------------
+
 
 def progressing(r: _Raiser) -> None:
     """A looping alert or pathway prompt nobody has taken on, whose cause has gone, leaves the
@@ -401,14 +542,21 @@ def progressing(r: _Raiser) -> None:
     alert's latest evidence; after a pathway prompt, a referral to that pathway has been
     accepted. Frequent contact is a pattern being seen does not end, so it never progresses."""
     for a in r.state.alerts:
-        if (a.status not in UNTOUCHED or a.assignee or a.kind not in ("looping", "pathway")
-                or a.rule == "looping.frequent_contact"):
+        if (
+            a.status not in UNTOUCHED
+            or a.assignee
+            or a.kind not in ("looping", "pathway")
+            or a.rule == "looping.frequent_contact"
+        ):
             continue
         since = max((ts(e.at) for e in a.evidence), default=None)
         if since is None:
             continue
-        note = (_seen_since(r.state, since) if a.kind == "looping"
-                else _accepted_since(r.state, r.rules, a, since))
+        note = (
+            _seen_since(r.state, since)
+            if a.kind == "looping"
+            else _accepted_since(r.state, r.rules, a, since)
+        )
         if note is None:
             continue
         at, text = note
@@ -419,21 +567,34 @@ def progressing(r: _Raiser) -> None:
 def _seen_since(state: JourneyState, since: datetime) -> tuple[str, str] | None:
     """The first attendance, after `since`, on a referral made at or after it (an older
     referral running in parallel is not the way out of this loop)."""
-    seen = [(ts(s.at), ep) for ep, sub in submissions(state) if sub >= since
-            for s in ep.steps if s.state == "attended" and ts(s.at) > since]
+    seen = [
+        (ts(s.at), ep)
+        for ep, sub in submissions(state)
+        if sub >= since
+        for s in ep.steps
+        if s.state == "attended" and ts(s.at) > since
+    ]
     if not seen:
         return None
     at, ep = min(seen, key=lambda x: (x[0], x[1].referral_id))
     return at.isoformat(), f"accepted and seen by {service(ep)} on {day(at)}"
 
 
-def _accepted_since(state: JourneyState, rules: Rules, alert: Alert, since: datetime
-                    ) -> tuple[str, str] | None:
-    cats = (rules.physiotherapy_categories if alert.rule == "pathway.start_back_high"
-            else rules.mental_health_categories)
-    accepted = [(ts(s.at), ep) for ep, sub in submissions(state)
-                if ep.category in cats and sub > since
-                for s in ep.steps if s.state == "accepted"]
+def _accepted_since(
+    state: JourneyState, rules: Rules, alert: Alert, since: datetime
+) -> tuple[str, str] | None:
+    cats = (
+        rules.physiotherapy_categories
+        if alert.rule == "pathway.start_back_high"
+        else rules.mental_health_categories
+    )
+    accepted = [
+        (ts(s.at), ep)
+        for ep, sub in submissions(state)
+        if ep.category in cats and sub > since
+        for s in ep.steps
+        if s.state == "accepted"
+    ]
     if not accepted:
         return None
     at, ep = min(accepted, key=lambda x: (x[0], x[1].referral_id))

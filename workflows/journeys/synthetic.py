@@ -47,8 +47,12 @@ RTT_CATEGORIES = ("pain_management_programme", "talking_therapies_ltc")
 # Ending reasons by what they mean for the journey (shared/vocabulary.py CLOSURE_OUTCOMES)
 TREATED = ("treatment-completed", "goals-met", "self-management", "onward-referral")
 ADVICE = ("advice-and-guidance-given", "manage-in-primary-care")
-NOT_ACCEPTED = ("not-appropriate-for-service", "does-not-meet-criteria", "service-unavailable",
-                "insufficient-information")
+NOT_ACCEPTED = (
+    "not-appropriate-for-service",
+    "does-not-meet-criteria",
+    "service-unavailable",
+    "insufficient-information",
+)
 RETURNED_NOT_TREATED = ("refer-elsewhere", "insufficient-information")
 REFERRER_CANCELLED = ("no-longer-required", "referred-in-error")
 
@@ -69,9 +73,15 @@ class _Builder:
         self.events: list[JourneyEvent] = []
         self.n = 0
 
-    def referral(self, category: str, steps: list[tuple[str, float]], *,
-                 priority: str = "routine", reason: str | None = None,
-                 appointment_in_days: float | None = None) -> str:
+    def referral(
+        self,
+        category: str,
+        steps: list[tuple[str, float]],
+        *,
+        priority: str = "routine",
+        reason: str | None = None,
+        appointment_in_days: float | None = None,
+    ) -> str:
         """Add a referral; steps are (state, days ago); `reason` is its ending's."""
         self.n += 1
         rid = str(uuid.UUID(int=self.rng.getrandbits(128)))
@@ -81,22 +91,36 @@ class _Builder:
             at = self.now - timedelta(days=days_ago)
             appt = None
             if state == "booked":
-                appt = (self.now + timedelta(days=appointment_in_days)
-                        if appointment_in_days is not None else at + timedelta(days=3))
+                appt = (
+                    self.now + timedelta(days=appointment_in_days)
+                    if appointment_in_days is not None
+                    else at + timedelta(days=3)
+                )
             ended = state in ("rejected", "returned", "discharged", "cancelled")
-            self.events.append(JourneyEvent(
-                event_id=str(uuid.UUID(int=self.rng.getrandbits(128))),
-                event_type=f"uk.waymark.referral.{state.replace('_', '-')}",
-                occurred_at=at.isoformat(), referral_id=rid, state=state, from_org="GP-A81001",
-                to_org=org, to_service_id=service, service_category=category,
-                priority=priority, reason_codes=["279039007"], previous_state=previous,
-                transition_reason=(reason or _default_reason(state)) if ended else None,
-                appointment_at=appt.isoformat() if appt else None))
+            self.events.append(
+                JourneyEvent(
+                    event_id=str(uuid.UUID(int=self.rng.getrandbits(128))),
+                    event_type=f"uk.waymark.referral.{state.replace('_', '-')}",
+                    occurred_at=at.isoformat(),
+                    referral_id=rid,
+                    state=state,
+                    from_org="GP-A81001",
+                    to_org=org,
+                    to_service_id=service,
+                    service_category=category,
+                    priority=priority,
+                    reason_codes=["279039007"],
+                    previous_state=previous,
+                    transition_reason=(reason or _default_reason(state)) if ended else None,
+                    appointment_at=appt.isoformat() if appt else None,
+                )
+            )
             previous = state
         return rid
 
-    def course(self, category: str, start: float, *, sessions: int = 1,
-               reason: str | None = None) -> float:
+    def course(
+        self, category: str, start: float, *, sessions: int = 1, reason: str | None = None
+    ) -> float:
         """A referral accepted, seen `sessions` times a week apart and discharged treated
         (`reason`, default one of TREATED); the discharge, days ago."""
         steps = [("submitted", start), ("accepted", start - 2)]
@@ -112,9 +136,14 @@ class _Builder:
     #: how long each way of closing a door takes from submission, days
     DOOR_DAYS = {"rejected": 3, "returned": 3, "cancelled": 4, "discharged": 12}
 
-    def closed_door(self, category: str, *, start: float | None = None,
-                    end: float | None = None, returned_ok: bool = True) -> tuple[float, float,
-                                                                                 str]:
+    def closed_door(
+        self,
+        category: str,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+        returned_ok: bool = True,
+    ) -> tuple[float, float, str]:
         """A referral ending not treated (a door closed): not accepted, returned to be referred
         elsewhere, discharged after missed appointments or cancelled because the service was
         withdrawn; submitted `start` days ago or ending `end` days ago. (submitted, ended, days
@@ -126,18 +155,35 @@ class _Builder:
             start = end + self.DOOR_DAYS[kind]
         end = start - self.DOOR_DAYS[kind]
         if kind == "rejected":
-            self.referral(category, [("submitted", start), ("rejected", end)],
-                          reason=self.rng.choice(NOT_ACCEPTED))
+            self.referral(
+                category,
+                [("submitted", start), ("rejected", end)],
+                reason=self.rng.choice(NOT_ACCEPTED),
+            )
         elif kind == "returned":
-            self.referral(category, [("submitted", start), ("returned", end)],
-                          reason=self.rng.choice(RETURNED_NOT_TREATED))
+            self.referral(
+                category,
+                [("submitted", start), ("returned", end)],
+                reason=self.rng.choice(RETURNED_NOT_TREATED),
+            )
         elif kind == "cancelled":
-            self.referral(category, [("submitted", start), ("accepted", start - 2),
-                                     ("cancelled", end)], reason="service-withdrawn")
+            self.referral(
+                category,
+                [("submitted", start), ("accepted", start - 2), ("cancelled", end)],
+                reason="service-withdrawn",
+            )
         else:
-            self.referral(category, [("submitted", start), ("accepted", start - 2),
-                                     ("booked", start - 4), ("did_not_attend", start - 7),
-                                     ("discharged", end)], reason="did-not-attend-discharged")
+            self.referral(
+                category,
+                [
+                    ("submitted", start),
+                    ("accepted", start - 2),
+                    ("booked", start - 4),
+                    ("did_not_attend", start - 7),
+                    ("discharged", end),
+                ],
+                reason="did-not-attend-discharged",
+            )
         return start, end, kind
 
     def doors(self, categories: Sequence[str], last_end: float) -> None:
@@ -158,8 +204,12 @@ class _Builder:
 
 
 def _default_reason(state: str) -> str:
-    return {"rejected": "does-not-meet-criteria", "returned": "advice-and-guidance-given",
-            "discharged": "treatment-completed", "cancelled": "patient-request"}[state]
+    return {
+        "rejected": "does-not-meet-criteria",
+        "returned": "advice-and-guidance-given",
+        "discharged": "treatment-completed",
+        "cancelled": "patient-request",
+    }[state]
 
 
 # Each template adds events and returns the rules it must raise. "Days ago" keep margins: a
@@ -169,6 +219,7 @@ def _default_reason(state: str) -> str:
 # within 50 days, so no "no next step" alert was ever due before it.
 
 # --- ordinary care: raises nothing ---------------------------------------------------------
+
 
 def clean(b: _Builder) -> set[str]:
     b.course(b.rng.choice(sorted(CATEGORIES)), b.jitter(30, 80))
@@ -183,8 +234,12 @@ def clean_open(b: _Builder) -> set[str]:
 def multi_session_course(b: _Builder) -> set[str]:
     """One referral, several booked and attended sessions, discharged with treatment
     completed: sessions within one episode are not contacts (issue #15 defect 2)."""
-    b.course(b.rng.choice(sorted(CATEGORIES)), b.jitter(60, 110),
-             sessions=b.rng.randint(3, 6), reason="treatment-completed")
+    b.course(
+        b.rng.choice(sorted(CATEGORIES)),
+        b.jitter(60, 110),
+        sessions=b.rng.randint(3, 6),
+        reason="treatment-completed",
+    )
     return set()
 
 
@@ -202,8 +257,7 @@ def parallel_then_back(b: _Builder) -> set[str]:
     was still open, both treated: parallel care, not ping-pong."""
     a, c = b.categories(2)
     start = b.jitter(80, 120)
-    b.referral(a, [("submitted", start), ("returned", start - 3)],
-               reason=b.rng.choice(ADVICE))
+    b.referral(a, [("submitted", start), ("returned", start - 3)], reason=b.rng.choice(ADVICE))
     b.course(c, start - 1, sessions=4)  # open until start - 27 days ago
     b.course(a, start - b.jitter(8, 12))
     return set()
@@ -214,8 +268,9 @@ def advice_then_referral(b: _Builder) -> set[str]:
     discharged with treatment completed: the designed pathway (issue #15 defect 2)."""
     cat = b.rng.choice(sorted(CATEGORIES))
     first = b.jitter(70, 120)
-    b.referral(cat, [("submitted", first), ("returned", first - 3)],
-               reason="advice-and-guidance-given")
+    b.referral(
+        cat, [("submitted", first), ("returned", first - 3)], reason="advice-and-guidance-given"
+    )
     b.course(cat, first - 3 - b.jitter(7, 40), reason="treatment-completed")
     return set()
 
@@ -236,15 +291,25 @@ def person_declines(b: _Builder) -> set[str]:
     start = b.jitter(70, 150)
     how = b.rng.choice(["rejected", "discharged", "cancelled"])
     if how == "rejected":
-        b.referral(cat, [("submitted", start), ("rejected", start - 3)],
-                   reason="patient-declined")
+        b.referral(cat, [("submitted", start), ("rejected", start - 3)], reason="patient-declined")
     elif how == "discharged":
-        b.referral(cat, [("submitted", start), ("accepted", start - 2), ("booked", start - 4),
-                         ("attended", start - 7), ("discharged", start - 9)],
-                   reason="patient-declined-further-care")
+        b.referral(
+            cat,
+            [
+                ("submitted", start),
+                ("accepted", start - 2),
+                ("booked", start - 4),
+                ("attended", start - 7),
+                ("discharged", start - 9),
+            ],
+            reason="patient-declined-further-care",
+        )
     else:
-        b.referral(cat, [("submitted", start), ("accepted", start - 2),
-                         ("cancelled", start - 5)], reason="patient-request")
+        b.referral(
+            cat,
+            [("submitted", start), ("accepted", start - 2), ("cancelled", start - 5)],
+            reason="patient-request",
+        )
     return set()
 
 
@@ -253,9 +318,17 @@ def rtt_not_applicable(b: _Builder) -> set[str]:
     referral-to-treatment standard (issue #15 defect 4), nothing is overdue."""
     start = b.jitter(135, 150)
     cat = b.rng.choice([c for c in sorted(CATEGORIES) if c not in RTT_CATEGORIES])
-    b.referral(cat, [("submitted", start), ("accepted", start - 3), ("booked", start - 10),
-                     ("did_not_attend", start - 20), ("booked", 2.0)],
-               appointment_in_days=b.jitter(5, 20))
+    b.referral(
+        cat,
+        [
+            ("submitted", start),
+            ("accepted", start - 3),
+            ("booked", start - 10),
+            ("did_not_attend", start - 20),
+            ("booked", 2.0),
+        ],
+        appointment_in_days=b.jitter(5, 20),
+    )
     return set()
 
 
@@ -282,8 +355,11 @@ def advice_then_nothing(b: _Builder) -> set[str]:
     """Returned with advice and guidance months ago, and nothing since: advice is for the
     referrer to act on, not a closed door, so no alert (ambiguous: see AMBIGUOUS)."""
     start = b.jitter(70, 150)
-    b.referral(b.rng.choice(sorted(CATEGORIES)), [("submitted", start), ("returned", start - 3)],
-               reason=b.rng.choice(ADVICE))
+    b.referral(
+        b.rng.choice(sorted(CATEGORIES)),
+        [("submitted", start), ("returned", start - 3)],
+        reason=b.rng.choice(ADVICE),
+    )
     return set()
 
 
@@ -292,11 +368,13 @@ def referrer_cancelled_back_and_forth(b: _Builder) -> set[str]:
     again, which treats the person: no service closed a door, so not ping-pong."""
     a, c = b.categories(2)
     first = b.jitter(90, 140)
-    b.referral(a, [("submitted", first), ("cancelled", first - 2)],
-               reason=b.rng.choice(REFERRER_CANCELLED))
+    b.referral(
+        a, [("submitted", first), ("cancelled", first - 2)], reason=b.rng.choice(REFERRER_CANCELLED)
+    )
     mid = first - b.jitter(10, 30)
-    b.referral(c, [("submitted", mid), ("cancelled", mid - 2)],
-               reason=b.rng.choice(REFERRER_CANCELLED))
+    b.referral(
+        c, [("submitted", mid), ("cancelled", mid - 2)], reason=b.rng.choice(REFERRER_CANCELLED)
+    )
     b.course(a, mid - 2 - b.jitter(5, 30))
     return set()
 
@@ -311,12 +389,14 @@ def duplicate_not_counted(b: _Builder) -> set[str]:
         at = start - 35 * k
         b.course(cat, at)
         if k == 2:
-            b.referral(cat, [("submitted", at - 1), ("cancelled", at - 1.5)],
-                       reason="duplicate-referral")
+            b.referral(
+                cat, [("submitted", at - 1), ("cancelled", at - 1.5)], reason="duplicate-referral"
+            )
     return set()
 
 
 # --- stalls -------------------------------------------------------------------------------
+
 
 def not_triaged(b: _Builder) -> set[str]:
     b.referral(b.rng.choice(sorted(CATEGORIES)), [("submitted", b.jitter(20, 35))])
@@ -324,8 +404,9 @@ def not_triaged(b: _Builder) -> set[str]:
 
 
 def urgent_not_triaged(b: _Builder) -> set[str]:
-    b.referral(b.rng.choice(sorted(CATEGORIES)), [("submitted", b.jitter(7, 12))],
-               priority="urgent")
+    b.referral(
+        b.rng.choice(sorted(CATEGORIES)), [("submitted", b.jitter(7, 12))], priority="urgent"
+    )
     return {"stalled.not_triaged"}
 
 
@@ -337,16 +418,20 @@ def not_booked(b: _Builder) -> set[str]:
 
 def no_outcome(b: _Builder) -> set[str]:
     start = b.jitter(25, 35)
-    b.referral(b.rng.choice(sorted(CATEGORIES)),
-               [("submitted", start), ("accepted", start - 2), ("booked", start - 4)],
-               appointment_in_days=-b.jitter(8, 14))
+    b.referral(
+        b.rng.choice(sorted(CATEGORIES)),
+        [("submitted", start), ("accepted", start - 2), ("booked", start - 4)],
+        appointment_in_days=-b.jitter(8, 14),
+    )
     return {"stalled.no_outcome"}
 
 
 def no_activity(b: _Builder) -> set[str]:
     start = b.jitter(60, 80)
-    b.referral(b.rng.choice(sorted(CATEGORIES)),
-               [("submitted", start), ("accepted", start - 2), ("on_hold", start - 5)])
+    b.referral(
+        b.rng.choice(sorted(CATEGORIES)),
+        [("submitted", start), ("accepted", start - 2), ("on_hold", start - 5)],
+    )
     return {"stalled.no_activity"}
 
 
@@ -354,8 +439,13 @@ def rtt_breach(b: _Builder) -> set[str]:
     """Accepted 19-21 weeks ago by a service whose standard is referral to treatment, not
     seen (a missed appointment), rebooked."""
     start = b.jitter(135, 150)
-    steps = [("submitted", start), ("accepted", start - 3), ("booked", start - 10),
-             ("did_not_attend", start - 20), ("booked", 2.0)]
+    steps = [
+        ("submitted", start),
+        ("accepted", start - 3),
+        ("booked", start - 10),
+        ("did_not_attend", start - 20),
+        ("booked", 2.0),
+    ]
     b.referral(b.rng.choice(RTT_CATEGORIES), steps, appointment_in_days=b.jitter(5, 20))
     return {"stalled.rtt_breach"}
 
@@ -368,6 +458,7 @@ def no_next_step(b: _Builder) -> set[str]:
 
 
 # --- loops --------------------------------------------------------------------------------
+
 
 def re_referral(b: _Builder) -> set[str]:
     """Referred back to the service that closed the door within the last seven weeks."""
@@ -432,8 +523,7 @@ def returned_twice(b: _Builder) -> set[str]:
     first = b.jitter(60, 120)
     b.referral(a, [("submitted", first), ("returned", first - 3)], reason=b.rng.choice(ADVICE))
     second = b.jitter(10, 40)
-    b.referral(c, [("submitted", second), ("returned", second - 2)],
-               reason=b.rng.choice(ADVICE))
+    b.referral(c, [("submitted", second), ("returned", second - 2)], reason=b.rng.choice(ADVICE))
     return {"looping.returned_repeatedly"}
 
 
@@ -462,15 +552,40 @@ def closed_doors_no_next_step(b: _Builder) -> set[str]:
 
 
 TEMPLATES: dict[str, Callable[[_Builder], set[str]]] = {
-    f.__name__: f for f in (
-        clean, clean_open, multi_session_course, parallel_care, parallel_then_back,
-        advice_then_referral, relapse_after_goals_met, person_declines, rtt_not_applicable,
-        rejected_then_elsewhere, next_door_within_grace, advice_then_nothing,
-        referrer_cancelled_back_and_forth, duplicate_not_counted,
-        not_triaged, urgent_not_triaged, not_booked, no_outcome, no_activity, rtt_breach,
-        no_next_step, re_referral, re_referral_seen, ping_pong, ping_pong_seen,
-        ping_pong_closed_doors, returned_twice, frequent_contact, closed_doors,
-        closed_doors_no_next_step)}
+    f.__name__: f
+    for f in (
+        clean,
+        clean_open,
+        multi_session_course,
+        parallel_care,
+        parallel_then_back,
+        advice_then_referral,
+        relapse_after_goals_met,
+        person_declines,
+        rtt_not_applicable,
+        rejected_then_elsewhere,
+        next_door_within_grace,
+        advice_then_nothing,
+        referrer_cancelled_back_and_forth,
+        duplicate_not_counted,
+        not_triaged,
+        urgent_not_triaged,
+        not_booked,
+        no_outcome,
+        no_activity,
+        rtt_breach,
+        no_next_step,
+        re_referral,
+        re_referral_seen,
+        ping_pong,
+        ping_pong_seen,
+        ping_pong_closed_doors,
+        returned_twice,
+        frequent_contact,
+        closed_doors,
+        closed_doors_no_next_step,
+    )
+}
 
 #: templates whose label is the specification's answer to a question a clinician could answer
 #: otherwise, or whose answer depends on when the events reach the journey; the evaluation
@@ -478,21 +593,26 @@ TEMPLATES: dict[str, Callable[[_Builder], set[str]]] = {
 AMBIGUOUS: dict[str, str] = {
     "advice_then_nothing": (
         "returned with advice and guidance, then nothing: advice is for the referrer to act on "
-        "and is not a closed door, so neither no_next_step nor closed_doors"),
+        "and is not a closed door, so neither no_next_step nor closed_doors"
+    ),
     "ping_pong_closed_doors": (
         "A and B both closed the door, then A again after the grace: ping_pong, re_referral "
         "(A closed it not treated) and closed_doors (two doors, nothing open, nothing within "
-        "the grace) all hold, so three alerts for one history"),
+        "the grace) all hold, so three alerts for one history"
+    ),
     "duplicate_not_counted": (
         "a duplicate referral cancelled as a duplicate is not an episode of care, so three "
         "episodes and a duplicate are not frequent contact; until the cancellation arrives the "
-        "duplicate looks like a fourth episode"),
+        "duplicate looks like a fourth episode"
+    ),
     "referrer_cancelled_back_and_forth": (
         "cancelled by the referrer (no longer required, referred in error) is not the service "
-        "closing the referral: A, B, A again is not ping-pong"),
+        "closing the referral: A, B, A again is not ping-pong"
+    ),
     "parallel_then_back": (
         "A returned with advice while B was open, then A's kind of service again while B was "
-        "still open: parallel care, not ping-pong"),
+        "still open: parallel care, not ping-pong"
+    ),
 }
 
 #: how far back a template's journey may start when a population is spread over months, and
@@ -504,38 +624,72 @@ AMBIGUOUS: dict[str, str] = {
 #: against `now` (an open referral young enough, a closure whose grace or wait has not ended)
 #: and stay where they are.
 SPREAD: dict[str, tuple[float, float | None]] = {
-    "clean": (80, None), "multi_session_course": (110, None), "parallel_care": (110, None),
-    "parallel_then_back": (120, None), "advice_then_referral": (120, None),
-    "relapse_after_goals_met": (200, None), "person_declines": (150, None),
-    "rejected_then_elsewhere": (120, None), "next_door_within_grace": (130, None),
-    "advice_then_nothing": (150, None), "referrer_cancelled_back_and_forth": (140, None),
-    "duplicate_not_counted": (160, None), "re_referral_seen": (150, None),
-    "ping_pong_seen": (120, None), "returned_twice": (120, None),
-    "frequent_contact": (170, None), "no_next_step": (135, None),
+    "clean": (80, None),
+    "multi_session_course": (110, None),
+    "parallel_care": (110, None),
+    "parallel_then_back": (120, None),
+    "advice_then_referral": (120, None),
+    "relapse_after_goals_met": (200, None),
+    "person_declines": (150, None),
+    "rejected_then_elsewhere": (120, None),
+    "next_door_within_grace": (130, None),
+    "advice_then_nothing": (150, None),
+    "referrer_cancelled_back_and_forth": (140, None),
+    "duplicate_not_counted": (160, None),
+    "re_referral_seen": (150, None),
+    "ping_pong_seen": (120, None),
+    "returned_twice": (120, None),
+    "frequent_contact": (170, None),
+    "no_next_step": (135, None),
     "closed_doors_no_next_step": (140, None),
-    "not_triaged": (35, None), "urgent_not_triaged": (12, None), "no_outcome": (35, 112),
-    "not_booked": (70, 112), "no_activity": (80, 112),
+    "not_triaged": (35, None),
+    "urgent_not_triaged": (12, None),
+    "no_outcome": (35, 112),
+    "not_booked": (70, 112),
+    "no_activity": (80, 112),
 }
 
 #: the templates that raise nothing (ordinary care)
-ORDINARY = ("clean", "multi_session_course", "parallel_care", "parallel_then_back",
-            "advice_then_referral", "relapse_after_goals_met", "person_declines",
-            "rtt_not_applicable", "rejected_then_elsewhere", "next_door_within_grace",
-            "advice_then_nothing", "referrer_cancelled_back_and_forth", "duplicate_not_counted")
+ORDINARY = (
+    "clean",
+    "multi_session_course",
+    "parallel_care",
+    "parallel_then_back",
+    "advice_then_referral",
+    "relapse_after_goals_met",
+    "person_declines",
+    "rtt_not_applicable",
+    "rejected_then_elsewhere",
+    "next_door_within_grace",
+    "advice_then_nothing",
+    "referrer_cancelled_back_and_forth",
+    "duplicate_not_counted",
+)
 
 #: the demo population's mix: most journeys go well (half are ordinary care that has ended, a
 #: tenth have just been referred); the rest share the loop and stall templates equally
 DEMO_MIX: dict[str, float] = (
-    {name: 0.5 / len(ORDINARY) for name in ORDINARY} | {"clean_open": 0.1} | {
-        name: 0.4 / (len(TEMPLATES) - len(ORDINARY) - 1) for name in TEMPLATES
-        if name not in ORDINARY and name != "clean_open"})
+    {name: 0.5 / len(ORDINARY) for name in ORDINARY}
+    | {"clean_open": 0.1}
+    | {
+        name: 0.4 / (len(TEMPLATES) - len(ORDINARY) - 1)
+        for name in TEMPLATES
+        if name not in ORDINARY and name != "clean_open"
+    }
+)
 
 DAYS_PER_MONTH = 365.25 / 12
 
 
-def generate(n: int, *, seed: int, now: datetime, patient_prefix: str = "pt_syn",
-             months: int | None = None,
-             mix: Mapping[str, float] | None = None) -> list[SyntheticJourney]:
+def generate(
+    n: int,
+    *,
+    seed: int,
+    now: datetime,
+    patient_prefix: str = "pt_syn",
+    months: int | None = None,
+    mix: Mapping[str, float] | None = None,
+) -> list[SyntheticJourney]:
     """n journeys, every template used, reproducible from the seed (the first k of n journeys
     are the k journeys of the same seed). `mix` weighs the templates (default: equally);
     `months` spreads the journeys whose labels allow it (`SPREAD`) over that many months.
@@ -553,50 +707,67 @@ def generate(n: int, *, seed: int, now: datetime, patient_prefix: str = "pt_syn"
         start = now
         if months and name in SPREAD:
             oldest, latest = SPREAD[name]
-            reach = months * DAYS_PER_MONTH if latest is None \
-                else min(latest, months * DAYS_PER_MONTH)
+            reach = (
+                months * DAYS_PER_MONTH if latest is None else min(latest, months * DAYS_PER_MONTH)
+            )
             start = now - timedelta(days=rng.uniform(0, max(0.0, reach - oldest)))
         b = _Builder(rng, start, patient_id)
         expected = TEMPLATES[name](b)
         events = sorted(b.events, key=lambda e: datetime.fromisoformat(e.occurred_at))
-        journeys.append(SyntheticJourney(patient_id, name, events, expected,
-                                         clear_cut=name not in AMBIGUOUS))
+        journeys.append(
+            SyntheticJourney(patient_id, name, events, expected, clear_cut=name not in AMBIGUOUS)
+        )
     return journeys
 
 
 # --- onto the referrals topic -----------------------------------------------------------------
 
+
 def to_cloud_event(patient_id: str, e: JourneyEvent) -> CloudEvent:
     """The referral event the referrals service would have published, from the synthetic
     source (so nobody is messaged about a made-up referral)."""
     data = EVENT_FOR_STATE[e.state](
-        referral_id=e.referral_id, from_org=e.from_org, to_org=e.to_org,
-        to_service_id=e.to_service_id, service_category=e.service_category,
-        reason_codes=e.reason_codes, priority=e.priority,  # type: ignore[arg-type]
-        state=e.state, previous_state=e.previous_state, transition_reason=e.transition_reason,
-        appointment_at=datetime.fromisoformat(e.appointment_at) if e.appointment_at else None)
-    event = make_event(data, subject=patient_id, event_id=e.event_id,
-                       time=datetime.fromisoformat(e.occurred_at))
+        referral_id=e.referral_id,
+        from_org=e.from_org,
+        to_org=e.to_org,
+        to_service_id=e.to_service_id,
+        service_category=e.service_category,
+        reason_codes=e.reason_codes,
+        priority=e.priority,  # type: ignore[arg-type]
+        state=e.state,
+        previous_state=e.previous_state,
+        transition_reason=e.transition_reason,
+        appointment_at=datetime.fromisoformat(e.appointment_at) if e.appointment_at else None,
+    )
+    event = make_event(
+        data, subject=patient_id, event_id=e.event_id, time=datetime.fromisoformat(e.occurred_at)
+    )
     return event.model_copy(update={"source": SYNTHETIC_SOURCE})
 
 
-async def publish(journeys: Sequence[SyntheticJourney], *, bootstrap_servers: str,
-                  topic: str) -> int:
+async def publish(
+    journeys: Sequence[SyntheticJourney], *, bootstrap_servers: str, topic: str
+) -> int:
     """Publish every journey's events, in order, keyed by the patient's pseudonymous id (one
     patient's events stay in order on one partition); the number published. Event ids come
     from the generator's seed, so publishing the same journeys again changes nothing
     downstream: every consumer skips an event id it has seen."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all",
-                                enable_idempotence=True, linger_ms=5)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=5
+    )
     sends = []
     await producer.start()
     try:
         for j in journeys:
             for e in j.events:
                 event = to_cloud_event(j.patient_id, e)
-                sends.append(await producer.send(
-                    topic, value=event_bytes(event.model_dump(mode="json")),
-                    key=j.patient_id.encode()))
+                sends.append(
+                    await producer.send(
+                        topic,
+                        value=event_bytes(event.model_dump(mode="json")),
+                        key=j.patient_id.encode(),
+                    )
+                )
         await asyncio.gather(*sends)
     finally:
         await producer.stop()

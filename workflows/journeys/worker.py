@@ -22,14 +22,22 @@ logger = logging.getLogger(__name__)
 
 async def connect(settings: Settings) -> Client:
     # the tracing interceptor carries the trace from the bridge's signal into the workflow
-    return await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace,
-                                interceptors=[TracingInterceptor()])
+    return await Client.connect(
+        settings.temporal_target,
+        namespace=settings.temporal_namespace,
+        interceptors=[TracingInterceptor()],
+    )
 
 
-def build_worker(client: Client, activities: JourneyActivities,
-                 task_queue: str = TASK_QUEUE) -> Worker:
-    return Worker(client, task_queue=task_queue, workflows=[PatientJourney],
-                  activities=[activities.load_journey_rules, activities.record_alert_change])
+def build_worker(
+    client: Client, activities: JourneyActivities, task_queue: str = TASK_QUEUE
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[PatientJourney],
+        activities=[activities.load_journey_rules, activities.record_alert_change],
+    )
 
 
 async def run_worker(settings: Settings | None = None) -> None:

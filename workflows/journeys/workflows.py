@@ -76,8 +76,8 @@ class PatientJourney:
     @workflow.run
     async def run(self, input: JourneyInput) -> None:
         self._rules = await workflow.execute_local_activity(
-            "load_journey_rules", result_type=Rules,
-            start_to_close_timeout=timedelta(seconds=30))
+            "load_journey_rules", result_type=Rules, start_to_close_timeout=timedelta(seconds=30)
+        )
         if workflow.patched("high-risk-bands-from-vocabulary"):
             # one vocabulary (shared/vocabulary.py): STarT Back high alerts as PHQ-9 and GAD-7
             # severe do; histories recorded before this keep their old decisions on replay
@@ -96,8 +96,11 @@ class PatientJourney:
             self._pending = []
             for change in changes:
                 await workflow.execute_activity(
-                    "record_alert_change", change, start_to_close_timeout=timedelta(seconds=30),
-                    retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)))
+                    "record_alert_change",
+                    change,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
+                )
             if self._renew or self._should_continue_as_new(input):
                 break
             wake = next_wake(self._state, self._rules, workflow.now())
@@ -107,19 +110,26 @@ class PatientJourney:
             try:
                 await workflow.wait_condition(
                     lambda: self._dirty or self._renew or self._should_continue_as_new(input),
-                    timeout=timeout)
+                    timeout=timeout,
+                )
             except TimeoutError:
                 pass  # a deadline: evaluate
         await workflow.wait_condition(workflow.all_handlers_finished)
-        workflow.continue_as_new(JourneyInput(patient_id=self._state.patient_id,
-                                              state=self._state,
-                                              max_history_events=input.max_history_events))
+        workflow.continue_as_new(
+            JourneyInput(
+                patient_id=self._state.patient_id,
+                state=self._state,
+                max_history_events=input.max_history_events,
+            )
+        )
 
     @staticmethod
     def _should_continue_as_new(input: JourneyInput) -> bool:
         info = workflow.info()
-        return (info.is_continue_as_new_suggested()
-                or info.get_current_history_length() > input.max_history_events)
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() > input.max_history_events
+        )
 
     @workflow.signal
     def referral_event(self, event: JourneyEvent) -> None:
@@ -155,10 +165,13 @@ class PatientJourney:
 
     @workflow.query
     def journey(self) -> JourneyView:
-        return JourneyView(patient_id=self._state.patient_id, episodes=self._state.episodes,
-                           alerts=self._state.alerts,
-                           events_applied=self._state.events_applied,
-                           duplicates_ignored=self._state.duplicates_ignored)
+        return JourneyView(
+            patient_id=self._state.patient_id,
+            episodes=self._state.episodes,
+            alerts=self._state.alerts,
+            events_applied=self._state.events_applied,
+            duplicates_ignored=self._state.duplicates_ignored,
+        )
 
     @workflow.query
     def open_alerts(self) -> list[Alert]:

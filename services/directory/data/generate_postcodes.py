@@ -21,12 +21,18 @@ CSV_PATH = Path(__file__).with_name("postcodes.csv")
 #: km north of the centre)
 CENTRE = (53.700000, -1.950000)
 DISTRICTS = [
-    (1, "Wayford Central", 0.0, 0.0), (2, "Wayford North", 0.5, 4.0),
-    (3, "Wayford East", 4.5, 0.5), (4, "Wayford South", -0.5, -4.5),
-    (5, "Wayford West", -5.0, 0.0), (6, "Marsh End", 12.0, 9.0),
-    (7, "Marsh Bridge", 15.0, 3.0), (8, "Hollins Moor", -14.0, 8.0),
-    (9, "Calder Row", -10.0, -11.0), (10, "Ashby Fold", 9.0, -14.0),
-    (11, "Kettle Green", 22.0, -6.0), (12, "Upper Tarn", -22.0, -3.0),
+    (1, "Wayford Central", 0.0, 0.0),
+    (2, "Wayford North", 0.5, 4.0),
+    (3, "Wayford East", 4.5, 0.5),
+    (4, "Wayford South", -0.5, -4.5),
+    (5, "Wayford West", -5.0, 0.0),
+    (6, "Marsh End", 12.0, 9.0),
+    (7, "Marsh Bridge", 15.0, 3.0),
+    (8, "Hollins Moor", -14.0, 8.0),
+    (9, "Calder Row", -10.0, -11.0),
+    (10, "Ashby Fold", 9.0, -14.0),
+    (11, "Kettle Green", 22.0, -6.0),
+    (12, "Upper Tarn", -22.0, -3.0),
 ]
 SECTORS = 4
 UNITS_PER_SECTOR = 6
@@ -54,8 +60,9 @@ def rows() -> list[tuple[str, float, float, str]]:
                 if unit in used:
                     continue
                 used.add(unit)
-                lat, lon = km_to_degrees(s_east + rng.uniform(-0.6, 0.6),
-                                         s_north + rng.uniform(-0.6, 0.6))
+                lat, lon = km_to_degrees(
+                    s_east + rng.uniform(-0.6, 0.6), s_north + rng.uniform(-0.6, 0.6)
+                )
                 out.append((f"WY{district} {sector}{unit}", round(lat, 6), round(lon, 6), place))
     return sorted(out)
 
@@ -72,8 +79,10 @@ def write(path: Path = CSV_PATH) -> int:
 
 def read(path: Path = CSV_PATH) -> list[tuple[str, float, float, str]]:
     with path.open(newline="") as f:
-        return [(r["postcode"], float(r["latitude"]), float(r["longitude"]), r["place"])
-                for r in csv.DictReader(f)]
+        return [
+            (r["postcode"], float(r["latitude"]), float(r["longitude"]), r["place"])
+            for r in csv.DictReader(f)
+        ]
 
 
 if __name__ == "__main__":

@@ -59,13 +59,13 @@ def _nice(x: float, round_up: bool) -> float:
     if x <= 0:
         return 0.0
     exp = math.floor(math.log10(x))
-    f = x / 10 ** exp
+    f = x / 10**exp
     steps = (1, 2, 2.5, 5, 10)
     if round_up:
         n = next(s for s in steps if f <= s + 1e-9)
     else:
         n = min(steps, key=lambda s: abs(s - f))
-    return n * 10 ** exp
+    return n * 10**exp
 
 
 def nice_scale(lo: float, hi: float, max_ticks: int = 5) -> list[float]:
@@ -92,34 +92,42 @@ def _f(x: float) -> str:
 def _columns(labels: Sequence[str], series: Sequence[Series]) -> list[list[float | None]]:
     """Each series' values, one per label (short series padded with gaps, long cut)."""
     n = len(labels)
-    return [[clean(v) for v in list(s.values)[:n]] + [None] * max(0, n - len(s.values))
-            for s in series]
+    return [
+        [clean(v) for v in list(s.values)[:n]] + [None] * max(0, n - len(s.values)) for s in series
+    ]
 
 
 def _open(p: str, width: int, height: int, title: str, desc: str) -> list[str]:
-    return [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" '
-            f'aria-labelledby="{p}-title {p}-desc" viewBox="0 0 {width} {height}" '
-            f'class="chart-svg" font-family="inherit" font-size="12">',
-            f'<title id="{p}-title">{escape(title)}</title>',
-            f'<desc id="{p}-desc">{escape(desc)}</desc>']
+    return [
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" '
+        f'aria-labelledby="{p}-title {p}-desc" viewBox="0 0 {width} {height}" '
+        f'class="chart-svg" font-family="inherit" font-size="12">',
+        f'<title id="{p}-title">{escape(title)}</title>',
+        f'<desc id="{p}-desc">{escape(desc)}</desc>',
+    ]
 
 
 def _no_data(out: list[str], width: int, height: int) -> Markup:
-    out.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="{INK}">'
-               "No figures to show yet</text></svg>")
+    out.append(
+        f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="{INK}">'
+        "No figures to show yet</text></svg>"
+    )
     return Markup("".join(out))
 
 
 def _marker(shape: str, x: float, y: float, colour: str) -> str:
     if shape == "square":
-        return (f'<rect x="{_f(x - 4)}" y="{_f(y - 4)}" width="8" height="8" '
-                f'fill="{colour}"/>')
+        return f'<rect x="{_f(x - 4)}" y="{_f(y - 4)}" width="8" height="8" fill="{colour}"/>'
     if shape == "triangle":
-        return (f'<path d="M{_f(x)} {_f(y - 5)}L{_f(x + 5)} {_f(y + 4)}L{_f(x - 5)} '
-                f'{_f(y + 4)}z" fill="{colour}"/>')
+        return (
+            f'<path d="M{_f(x)} {_f(y - 5)}L{_f(x + 5)} {_f(y + 4)}L{_f(x - 5)} '
+            f'{_f(y + 4)}z" fill="{colour}"/>'
+        )
     if shape == "diamond":
-        return (f'<path d="M{_f(x)} {_f(y - 5)}L{_f(x + 5)} {_f(y)}L{_f(x)} {_f(y + 5)}'
-                f'L{_f(x - 5)} {_f(y)}z" fill="{colour}"/>')
+        return (
+            f'<path d="M{_f(x)} {_f(y - 5)}L{_f(x + 5)} {_f(y)}L{_f(x)} {_f(y + 5)}'
+            f'L{_f(x - 5)} {_f(y)}z" fill="{colour}"/>'
+        )
     return f'<circle cx="{_f(x)}" cy="{_f(y)}" r="4" fill="{colour}"/>'
 
 
@@ -129,17 +137,23 @@ def _patterns(p: str, n: int) -> str:
         colour, _, _, fill = STYLES[i % len(STYLES)]
         pid = f"{p}-fill{i}"
         if fill == "diagonal":
-            out.append(f'<pattern id="{pid}" width="6" height="6" patternUnits="userSpaceOnUse" '
-                       f'patternTransform="rotate(45)"><rect width="6" height="6" '
-                       f'fill="#ffffff"/><rect width="3" height="6" fill="{colour}"/></pattern>')
+            out.append(
+                f'<pattern id="{pid}" width="6" height="6" patternUnits="userSpaceOnUse" '
+                f'patternTransform="rotate(45)"><rect width="6" height="6" '
+                f'fill="#ffffff"/><rect width="3" height="6" fill="{colour}"/></pattern>'
+            )
         elif fill == "cross":
-            out.append(f'<pattern id="{pid}" width="6" height="6" patternUnits="userSpaceOnUse">'
-                       f'<rect width="6" height="6" fill="#ffffff"/><path d="M0 3H6M3 0V6" '
-                       f'stroke="{colour}" stroke-width="2"/></pattern>')
+            out.append(
+                f'<pattern id="{pid}" width="6" height="6" patternUnits="userSpaceOnUse">'
+                f'<rect width="6" height="6" fill="#ffffff"/><path d="M0 3H6M3 0V6" '
+                f'stroke="{colour}" stroke-width="2"/></pattern>'
+            )
         elif fill == "dots":
-            out.append(f'<pattern id="{pid}" width="6" height="6" patternUnits="userSpaceOnUse">'
-                       f'<rect width="6" height="6" fill="#ffffff"/><circle cx="3" cy="3" '
-                       f'r="1.8" fill="{colour}"/></pattern>')
+            out.append(
+                f'<pattern id="{pid}" width="6" height="6" patternUnits="userSpaceOnUse">'
+                f'<rect width="6" height="6" fill="#ffffff"/><circle cx="3" cy="3" '
+                f'r="1.8" fill="{colour}"/></pattern>'
+            )
     out.append("</defs>")
     return "".join(out)
 
@@ -155,21 +169,32 @@ def _legend(series: Sequence[Series], x: float, y: float, p: str, *, bars: bool)
         colour, dash, shape, _ = STYLES[i % len(STYLES)]
         ly = y + i * 18
         if bars:
-            out.append(f'<rect x="{_f(x)}" y="{_f(ly - 6)}" width="22" height="12" '
-                       f'fill="{_bar_fill(p, i)}" stroke="{colour}" stroke-width="1.5"/>')
+            out.append(
+                f'<rect x="{_f(x)}" y="{_f(ly - 6)}" width="22" height="12" '
+                f'fill="{_bar_fill(p, i)}" stroke="{colour}" stroke-width="1.5"/>'
+            )
         else:
             dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
-            out.append(f'<line x1="{_f(x)}" y1="{_f(ly)}" x2="{_f(x + 22)}" y2="{_f(ly)}" '
-                       f'stroke="{colour}" stroke-width="2.5"{dash_attr}/>'
-                       + _marker(shape, x + 11, ly, colour))
-        out.append(f'<text x="{_f(x + 28)}" y="{_f(ly + 4)}" fill="{INK}">'
-                   f'{escape(s.name)}</text>')
+            out.append(
+                f'<line x1="{_f(x)}" y1="{_f(ly)}" x2="{_f(x + 22)}" y2="{_f(ly)}" '
+                f'stroke="{colour}" stroke-width="2.5"{dash_attr}/>'
+                + _marker(shape, x + 11, ly, colour)
+            )
+        out.append(f'<text x="{_f(x + 28)}" y="{_f(ly + 4)}" fill="{INK}">{escape(s.name)}</text>')
     return out
 
 
-def line_chart(labels: Sequence[str], series: Sequence[Series], *, title: str, desc: str,
-               y_label: str, id_prefix: str = "chart", width: int = 720,
-               height: int = 320) -> Markup:
+def line_chart(
+    labels: Sequence[str],
+    series: Sequence[Series],
+    *,
+    title: str,
+    desc: str,
+    y_label: str,
+    id_prefix: str = "chart",
+    width: int = 720,
+    height: int = 320,
+) -> Markup:
     """Lines over the labels (e.g. months), one per series; gaps where a value is missing."""
     p = str(escape(id_prefix))
     legend_h = 18 * len(series) + 8
@@ -190,17 +215,23 @@ def line_chart(labels: Sequence[str], series: Sequence[Series], *, title: str, d
         return left + (plot_w / 2 if len(labels) == 1 else i * plot_w / (len(labels) - 1))
 
     for t in ticks:
-        out.append(f'<line x1="{left}" y1="{_f(y(t))}" x2="{width - right}" y2="{_f(y(t))}" '
-                   f'stroke="{INK if t == 0 else GRID}" stroke-width="1"/>'
-                   f'<text x="{left - 6}" y="{_f(y(t) + 4)}" text-anchor="end" '
-                   f'fill="{INK}">{escape(fmt(t, 2))}</text>')
-    out.append(f'<text x="12" y="{_f(top + plot_h / 2)}" text-anchor="middle" fill="{INK}" '
-               f'transform="rotate(-90 12 {_f(top + plot_h / 2)})">{escape(y_label)}</text>')
+        out.append(
+            f'<line x1="{left}" y1="{_f(y(t))}" x2="{width - right}" y2="{_f(y(t))}" '
+            f'stroke="{INK if t == 0 else GRID}" stroke-width="1"/>'
+            f'<text x="{left - 6}" y="{_f(y(t) + 4)}" text-anchor="end" '
+            f'fill="{INK}">{escape(fmt(t, 2))}</text>'
+        )
+    out.append(
+        f'<text x="12" y="{_f(top + plot_h / 2)}" text-anchor="middle" fill="{INK}" '
+        f'transform="rotate(-90 12 {_f(top + plot_h / 2)})">{escape(y_label)}</text>'
+    )
     every = max(1, math.ceil(len(labels) / 12))  # at most 12 labels under the axis
     for i, label in enumerate(labels):
         if i % every == 0 or i == len(labels) - 1:
-            out.append(f'<text x="{_f(x(i))}" y="{height - bottom + 18}" text-anchor="middle" '
-                       f'fill="{INK}">{escape(label)}</text>')
+            out.append(
+                f'<text x="{_f(x(i))}" y="{height - bottom + 18}" text-anchor="middle" '
+                f'fill="{INK}">{escape(label)}</text>'
+            )
     for si, (s, col) in enumerate(zip(series, cols, strict=True)):
         colour, dash, shape, _ = STYLES[si % len(STYLES)]
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
@@ -215,23 +246,35 @@ def line_chart(labels: Sequence[str], series: Sequence[Series], *, title: str, d
                 run.append(f"{_f(x(i))} {_f(y(v))}")
         if run:
             runs.append(run)
-        out.append(f'<g><title>{escape(s.name)}</title>')
+        out.append(f"<g><title>{escape(s.name)}</title>")
         for r in runs:
             if len(r) > 1:
-                out.append(f'<path d="M{"L".join(r)}" fill="none" stroke="{colour}" '
-                           f'stroke-width="2.5"{dash_attr}/>')
+                out.append(
+                    f'<path d="M{"L".join(r)}" fill="none" stroke="{colour}" '
+                    f'stroke-width="2.5"{dash_attr}/>'
+                )
         for i, v in enumerate(col):
             if v is not None:
-                out.append(f'<g><title>{escape(f"{s.name}, {labels[i]}: {fmt(v)}")}</title>'
-                           f'{_marker(shape, x(i), y(v), colour)}</g>')
+                out.append(
+                    f"<g><title>{escape(f'{s.name}, {labels[i]}: {fmt(v)}')}</title>"
+                    f"{_marker(shape, x(i), y(v), colour)}</g>"
+                )
         out.append("</g>")
     out.extend(_legend(series, left, height + 8, p, bars=False))
     out.append("</svg>")
     return Markup("".join(out))
 
 
-def bar_chart(categories: Sequence[str], series: Sequence[Series], *, title: str, desc: str,
-              x_label: str, id_prefix: str = "chart", width: int = 720) -> Markup:
+def bar_chart(
+    categories: Sequence[str],
+    series: Sequence[Series],
+    *,
+    title: str,
+    desc: str,
+    x_label: str,
+    id_prefix: str = "chart",
+    width: int = 720,
+) -> Markup:
     """Horizontal bars grouped by category (one bar per series), each with its value."""
     p = str(escape(id_prefix))
     bar_h, gap = 16, 14
@@ -254,32 +297,42 @@ def bar_chart(categories: Sequence[str], series: Sequence[Series], *, title: str
         return left + (v - lo) / (hi - lo) * plot_w
 
     for t in ticks:
-        out.append(f'<line x1="{_f(x(t))}" y1="{top}" x2="{_f(x(t))}" y2="{top + plot_h}" '
-                   f'stroke="{INK if t == 0 else GRID}" stroke-width="1"/>'
-                   f'<text x="{_f(x(t))}" y="{top + plot_h + 16}" text-anchor="middle" '
-                   f'fill="{INK}">{escape(fmt(t, 2))}</text>')
-    out.append(f'<text x="{_f(left + plot_w / 2)}" y="{top + plot_h + 34}" '
-               f'text-anchor="middle" fill="{INK}">{escape(x_label)}</text>')
+        out.append(
+            f'<line x1="{_f(x(t))}" y1="{top}" x2="{_f(x(t))}" y2="{top + plot_h}" '
+            f'stroke="{INK if t == 0 else GRID}" stroke-width="1"/>'
+            f'<text x="{_f(x(t))}" y="{top + plot_h + 16}" text-anchor="middle" '
+            f'fill="{INK}">{escape(fmt(t, 2))}</text>'
+        )
+    out.append(
+        f'<text x="{_f(left + plot_w / 2)}" y="{top + plot_h + 34}" '
+        f'text-anchor="middle" fill="{INK}">{escape(x_label)}</text>'
+    )
     for ci, category in enumerate(categories):
         gy = top + ci * group_h + gap / 2
-        out.append(f'<text x="{left - 8}" y="{_f(gy + bar_h * len(series) / 2 + 4)}" '
-                   f'text-anchor="end" fill="{INK}">{escape(_clip(category, 30))}</text>')
+        out.append(
+            f'<text x="{left - 8}" y="{_f(gy + bar_h * len(series) / 2 + 4)}" '
+            f'text-anchor="end" fill="{INK}">{escape(_clip(category, 30))}</text>'
+        )
         for si, s in enumerate(series):
             v = cols[si][ci]
             by = gy + si * bar_h
             colour = STYLES[si % len(STYLES)][0]
             tip = f"{s.name}, {category}: {fmt(v)}"
             if v is None:
-                out.append(f'<g><title>{escape(tip)}</title><text x="{left + 4}" '
-                           f'y="{_f(by + bar_h - 4)}" fill="{INK}">no figure</text></g>')
+                out.append(
+                    f'<g><title>{escape(tip)}</title><text x="{left + 4}" '
+                    f'y="{_f(by + bar_h - 4)}" fill="{INK}">no figure</text></g>'
+                )
                 continue
             x0, x1 = sorted((x(0.0), x(v)))
-            out.append(f'<g><title>{escape(tip)}</title>'
-                       f'<rect x="{_f(x0)}" y="{_f(by + 1)}" width="{_f(max(x1 - x0, 1.0))}" '
-                       f'height="{bar_h - 2}" fill="{_bar_fill(p, si)}" stroke="{colour}" '
-                       f'stroke-width="1.5"/>'
-                       f'<text x="{_f(x1 + 4)}" y="{_f(by + bar_h - 4)}" fill="{INK}">'
-                       f'{escape(fmt(v))}</text></g>')
+            out.append(
+                f"<g><title>{escape(tip)}</title>"
+                f'<rect x="{_f(x0)}" y="{_f(by + 1)}" width="{_f(max(x1 - x0, 1.0))}" '
+                f'height="{bar_h - 2}" fill="{_bar_fill(p, si)}" stroke="{colour}" '
+                f'stroke-width="1.5"/>'
+                f'<text x="{_f(x1 + 4)}" y="{_f(by + bar_h - 4)}" fill="{INK}">'
+                f"{escape(fmt(v))}</text></g>"
+            )
     out.extend(_legend(series, left, top + plot_h + axis + 12, p, bars=True))
     out.append("</svg>")
     return Markup("".join(out))
@@ -289,16 +342,24 @@ def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def data_table(labels: Sequence[str], series: Sequence[Series], *, caption: str,
-               label_header: str, format_value: Callable[[float | None], str] = fmt,
-               table_id: str | None = None) -> Markup:
+def data_table(
+    labels: Sequence[str],
+    series: Sequence[Series],
+    *,
+    caption: str,
+    label_header: str,
+    format_value: Callable[[float | None], str] = fmt,
+    table_id: str | None = None,
+) -> Markup:
     """The chart's figures as a table: a row per label, a column per series."""
     cols = _columns(labels, series)
     ident = f' id="{escape(table_id)}"' if table_id else ""
     caption_id = f' id="{escape(table_id)}-caption"' if table_id else ""
-    out = [f'<table class="table data-table"{ident}><caption{caption_id}>{escape(caption)}'
-           '</caption><thead><tr>'
-           f'<th scope="col">{escape(label_header)}</th>']
+    out = [
+        f'<table class="table data-table"{ident}><caption{caption_id}>{escape(caption)}'
+        "</caption><thead><tr>"
+        f'<th scope="col">{escape(label_header)}</th>'
+    ]
     out.extend(f'<th scope="col" class="numeric">{escape(s.name)}</th>' for s in series)
     out.append("</tr></thead><tbody>")
     for i, label in enumerate(labels):

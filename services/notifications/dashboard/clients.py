@@ -25,20 +25,26 @@ from shared.settings import Settings
 logger = logging.getLogger(__name__)
 
 TIMEOUT = httpx.Timeout(10.0, connect=3.0)
-UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
-                     r"[0-9a-fA-F]{12}$")
+UUID_RE = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+    r"[0-9a-fA-F]{12}$"
+)
 SERVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 PATIENT_ID_RE = re.compile(r"^[a-z0-9_]{1,80}$")
 
-SERVICE_NAMES = {"referrals": "referrals", "directory": "directory of services",
-                 "care_plans": "care plans"}
+SERVICE_NAMES = {
+    "referrals": "referrals",
+    "directory": "directory of services",
+    "care_plans": "care plans",
+}
 
 
 class ApiError(Exception):
     """The service answered with an error (its status and its own words)."""
 
-    def __init__(self, service: str, status: int, message: str,
-                 extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, service: str, status: int, message: str, extra: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(f"{service}: {status} {message}")
         self.service, self.status, self.message = service, status, message
         self.extra = extra or {}
@@ -69,58 +75,67 @@ class Apis:
         self.settings = settings
         self.http = http
 
-    async def get(self, service: str, path: str, token: str,
-                  params: list[tuple[str, str]] | dict[str, Any] | None = None
-                  ) -> tuple[Any, httpx.Headers]:
+    async def get(
+        self,
+        service: str,
+        path: str,
+        token: str,
+        params: list[tuple[str, str]] | dict[str, Any] | None = None,
+    ) -> tuple[Any, httpx.Headers]:
         url = self.settings.api_url(service).rstrip("/") + path
         words = SERVICE_NAMES.get(service, service)
         try:
-            resp = await self.http.get(url, params=params,
-                                       headers={"Authorization": f"Bearer {token}",
-                                                "Accept": "application/json"})
+            resp = await self.http.get(
+                url,
+                params=params,
+                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            )
         except httpx.HTTPError as exc:
             logger.warning("dashboard: %s API unreachable (%s)", service, type(exc).__name__)
-            raise ServiceUnavailable(service, f"the {words} service could not be reached; try "
-                                              "again shortly") from None
+            raise ServiceUnavailable(
+                service, f"the {words} service could not be reached; try again shortly"
+            ) from None
         if resp.status_code >= 500:
-            logger.warning("dashboard: %s API answered %s on %s", service, resp.status_code,
-                           path.split("?")[0])
-            raise ServiceUnavailable(service, f"the {words} service had a problem; try again "
-                                              "shortly")
+            logger.warning(
+                "dashboard: %s API answered %s on %s", service, resp.status_code, path.split("?")[0]
+            )
+            raise ServiceUnavailable(
+                service, f"the {words} service had a problem; try again shortly"
+            )
         if resp.status_code >= 400:
             detail, body = _problem_detail(resp)
             raise ApiError(service, resp.status_code, detail, body)
         try:
             return resp.json(), resp.headers
         except ValueError:
-            raise ServiceUnavailable(service, f"the {words} service sent an answer the "
-                                              "dashboard could not read") from None
+            raise ServiceUnavailable(
+                service, f"the {words} service sent an answer the dashboard could not read"
+            ) from None
 
     # --- referrals ----------------------------------------------------------------------
     async def referral(self, token: str, referral_id: str) -> dict[str, Any]:
         if not UUID_RE.fullmatch(referral_id):
             raise ApiError("referrals", 404, f"no referral {referral_id} that you may see")
-        body, _ = await self.get("referrals", f"/referrals/{quote(referral_id, safe='')}",
-                                 token)
+        body, _ = await self.get("referrals", f"/referrals/{quote(referral_id, safe='')}", token)
         return dict(body)
 
     async def referral_history(self, token: str, referral_id: str) -> list[dict[str, Any]]:
         if not UUID_RE.fullmatch(referral_id):
             raise ApiError("referrals", 404, f"no referral {referral_id} that you may see")
         body, _ = await self.get(
-            "referrals", f"/referrals/{quote(referral_id, safe='')}/history", token)
+            "referrals", f"/referrals/{quote(referral_id, safe='')}/history", token
+        )
         return list(body)
 
-    async def worklist(self, token: str, *, states: list[str], limit: int,
-                       offset: int) -> dict[str, Any]:
-        params = [("state", s) for s in states] + [("limit", str(limit)),
-                                                    ("offset", str(offset))]
+    async def worklist(
+        self, token: str, *, states: list[str], limit: int, offset: int
+    ) -> dict[str, Any]:
+        params = [("state", s) for s in states] + [("limit", str(limit)), ("offset", str(offset))]
         body, _ = await self.get("referrals", "/worklist", token, params)
         return dict(body)
 
     # --- directory ----------------------------------------------------------------------
-    async def search_services(self, token: str,
-                              params: list[tuple[str, str]]) -> dict[str, Any]:
+    async def search_services(self, token: str, params: list[tuple[str, str]]) -> dict[str, Any]:
         body, _ = await self.get("directory", "/services", token, params)
         return dict(body)
 
@@ -140,12 +155,14 @@ class Apis:
         results): their plan by patient id, then its summary."""
         if not PATIENT_ID_RE.fullmatch(patient_id):
             raise ApiError("care_plans", 404, f"no care plan for {patient_id}")
-        plan, _ = await self.get("care_plans",
-                                 f"/patients/{quote(patient_id, safe='')}/care-plan", token)
+        plan, _ = await self.get(
+            "care_plans", f"/patients/{quote(patient_id, safe='')}/care-plan", token
+        )
         plan_id = str(plan.get("id", "")) if isinstance(plan, dict) else ""
         if not UUID_RE.fullmatch(plan_id):
-            raise ServiceUnavailable("care_plans", "the care plans service sent an answer the "
-                                                   "dashboard could not read")
+            raise ServiceUnavailable(
+                "care_plans", "the care plans service sent an answer the dashboard could not read"
+            )
         body, _ = await self.get("care_plans", f"/care-plans/{plan_id}/summary", token)
         return dict(body)
 
@@ -167,6 +184,7 @@ def apis(request: Request) -> Apis:
 
 # --- the patient's journey (Temporal) -------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Journey:
     """What the journey says about one alert: its explanation and evidence, and every episode
@@ -183,28 +201,43 @@ class Journey:
 explainer = alert_store.explainer_for
 
 
-async def journey(exp: alert_store.JourneyExplainer, *, patient_id: str,
-                  alert_id: str) -> Journey:
+async def journey(exp: alert_store.JourneyExplainer, *, patient_id: str, alert_id: str) -> Journey:
     """One `journey` query of the patient's PatientJourney: the alert's explanation and the
     episodes. Reuses the alert inbox's connected client (JourneyExplainer)."""
     view, unavailable = await exp.query_journey(patient_id, context="dashboard")
     if view is None:
         return Journey(unavailable=unavailable)
     episodes = [e for e in view.get("episodes") or [] if isinstance(e, dict)]
-    found = next((a for a in view.get("alerts") or []
-                  if isinstance(a, dict) and a.get("alert_id") == alert_id), None)
+    found = next(
+        (
+            a
+            for a in view.get("alerts") or []
+            if isinstance(a, dict) and a.get("alert_id") == alert_id
+        ),
+        None,
+    )
     if found is None:
-        return Journey(episodes=episodes, found=True,
-                       unavailable="the patient's journey has no record of this alert")
+        return Journey(
+            episodes=episodes,
+            found=True,
+            unavailable="the patient's journey has no record of this alert",
+        )
     evidence = [e for e in found.get("evidence") or [] if isinstance(e, dict)]
     explanation = found.get("explanation")
-    return Journey(explanation=explanation if isinstance(explanation, str) else None,
-                   evidence=evidence, episodes=episodes, found=True, alert_known=True)
+    return Journey(
+        explanation=explanation if isinstance(explanation, str) else None,
+        evidence=evidence,
+        episodes=episodes,
+        found=True,
+        alert_known=True,
+    )
 
 
-async def gather_referrals(api: Apis, token: str, ids: list[str]
-                           ) -> list[tuple[str, dict[str, Any] | None, str | None]]:
+async def gather_referrals(
+    api: Apis, token: str, ids: list[str]
+) -> list[tuple[str, dict[str, Any] | None, str | None]]:
     """Each referral (id, body or None, why not), fetched together."""
+
     async def one(rid: str) -> tuple[str, dict[str, Any] | None, str | None]:
         try:
             return rid, await api.referral(token, rid), None

@@ -45,6 +45,7 @@ SECONDS_PER_DAY = 86400.0
 
 # --- the figures --------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Rates:
     """Loops and stalls against the referrals of one group (all, a category or a month)."""
@@ -108,6 +109,7 @@ class CountedAlert:
 
 # --- pure helpers -------------------------------------------------------------------------------
 
+
 def median(values: Iterable[float]) -> float | None:
     """The median, or None for no values."""
     ordered = sorted(values)
@@ -157,15 +159,27 @@ def window(now: datetime, months: int) -> tuple[datetime, tuple[date, ...]]:
     return start, firsts
 
 
-def _rates(key: str, referrals: int, loops: int, stalls: int,
-           month: date | None = None) -> Rates:
-    return Rates(key=key, referrals=referrals, loops=loops, stalls=stalls,
-                 loops_per_1000=per_thousand(loops, referrals),
-                 stalls_per_1000=per_thousand(stalls, referrals), month=month)
+def _rates(key: str, referrals: int, loops: int, stalls: int, month: date | None = None) -> Rates:
+    return Rates(
+        key=key,
+        referrals=referrals,
+        loops=loops,
+        stalls=stalls,
+        loops_per_1000=per_thousand(loops, referrals),
+        stalls_per_1000=per_thousand(stalls, referrals),
+        month=month,
+    )
 
 
-def summarise(*, ics: str, start: datetime, end: datetime, months: Sequence[date],
-              cohort: Sequence[CohortReferral], alerts: Sequence[CountedAlert]) -> Overview:
+def summarise(
+    *,
+    ics: str,
+    start: datetime,
+    end: datetime,
+    months: Sequence[date],
+    cohort: Sequence[CohortReferral],
+    alerts: Sequence[CountedAlert],
+) -> Overview:
     """The overview from the window's referrals and the ICS's loop and stall alerts. An alert
     whose first referral was submitted outside the window counts nowhere; one with none on
     record counts as unattributed (the query passes only those raised in the window)."""
@@ -182,16 +196,26 @@ def summarise(*, ics: str, start: datetime, end: datetime, months: Sequence[date
     triage = [days_between(r.submitted_at, r.triaged_at) for r in cohort if r.triaged_at]
     treatment = [days_between(r.submitted_at, r.treated_at) for r in cohort if r.treated_at]
     return Overview(
-        ics=ics, start=start, end=end, months=tuple(months),
-        overall=_rates("all", len(cohort), sum(by_cat[LOOPING].values()),
-                       sum(by_cat[STALLED].values())),
-        by_category=tuple(_rates(c, refs_by_cat[c], by_cat[LOOPING][c], by_cat[STALLED][c])
-                          for c in categories),
-        by_month=tuple(_rates(month_key(m), refs_by_month[m], by_month[LOOPING][m],
-                              by_month[STALLED][m], month=m) for m in months),
+        ics=ics,
+        start=start,
+        end=end,
+        months=tuple(months),
+        overall=_rates(
+            "all", len(cohort), sum(by_cat[LOOPING].values()), sum(by_cat[STALLED].values())
+        ),
+        by_category=tuple(
+            _rates(c, refs_by_cat[c], by_cat[LOOPING][c], by_cat[STALLED][c]) for c in categories
+        ),
+        by_month=tuple(
+            _rates(
+                month_key(m), refs_by_month[m], by_month[LOOPING][m], by_month[STALLED][m], month=m
+            )
+            for m in months
+        ),
         to_triage=Median(median(triage), len(triage)),
         to_treatment=Median(median(treatment), len(treatment)),
-        unattributed_alerts=sum(1 for a in alerts if a.submitted_at is None))
+        unattributed_alerts=sum(1 for a in alerts if a.submitted_at is None),
+    )
 
 
 # --- the queries --------------------------------------------------------------------------------
@@ -232,17 +256,27 @@ async def _rows(session: AsyncSession, sql: str, **params: Any) -> list[Any]:
     return list(result.all())
 
 
-async def overview(session: AsyncSession, *, ics: str, months: int = 12,
-                   now: datetime | None = None) -> Overview:
+async def overview(
+    session: AsyncSession, *, ics: str, months: int = 12, now: datetime | None = None
+) -> Overview:
     """The overview of `ics` over the last `months` calendar months (UK time) up to `now`."""
     end = _aware(now or datetime.now(UTC)).astimezone(UTC)
     start, firsts = window(end, months)
-    cohort = [CohortReferral(r.referral_id, r.submitted_at, r.category, r.triaged_at,
-                             r.treated_at)
-              for r in await _rows(session, _COHORT, start=start, end=end,
-                                   decisions=list(TRIAGE_DECISIONS), treatment=TREATMENT)]
-    alerts = [CountedAlert(r.alert_id, r.kind, r.submitted_at, r.category)
-              for r in await _rows(session, _ALERTS, ics=ics, start=start, end=end,
-                                   kinds=[LOOPING, STALLED])]
-    return summarise(ics=ics, start=start, end=end, months=firsts, cohort=cohort,
-                     alerts=alerts)
+    cohort = [
+        CohortReferral(r.referral_id, r.submitted_at, r.category, r.triaged_at, r.treated_at)
+        for r in await _rows(
+            session,
+            _COHORT,
+            start=start,
+            end=end,
+            decisions=list(TRIAGE_DECISIONS),
+            treatment=TREATMENT,
+        )
+    ]
+    alerts = [
+        CountedAlert(r.alert_id, r.kind, r.submitted_at, r.category)
+        for r in await _rows(
+            session, _ALERTS, ics=ics, start=start, end=end, kinds=[LOOPING, STALLED]
+        )
+    ]
+    return summarise(ics=ics, start=start, end=end, months=firsts, cohort=cohort, alerts=alerts)

@@ -96,16 +96,46 @@ def demo_users(settings: Settings) -> list[DemoUser]:
     """The local stack's demo users (every one invented)."""
     ics = settings.ics
     return [
-        DemoUser("demo-casey", "Casey Coordinator", ("coordinator",), ics, ics,
-                 f"the alert inbox of {ics}: acts on alerts"),
-        DemoUser("demo-jordan", "Jordan Coordinator", ("coordinator",), ics, ics,
-                 f"the alert inbox of {ics}: a second coordinator to assign alerts to"),
-        DemoUser("demo-lee", "Lee Lead", ("ics_lead",), ics, ics,
-                 f"the overview of {ics}: loops, stalls and waits (figures, no patient detail)"),
-        DemoUser("demo-gita", "Dr Gita Rao", ("clinician",), "GP-A81001", ics,
-                 "a GP practice's referrals and the directory of services"),
-        DemoUser("demo-sam", "Sam Triage", ("service_staff",), "PAIN-RTH", ics,
-                 "the pain service's triage worklist"),
+        DemoUser(
+            "demo-casey",
+            "Casey Coordinator",
+            ("coordinator",),
+            ics,
+            ics,
+            f"the alert inbox of {ics}: acts on alerts",
+        ),
+        DemoUser(
+            "demo-jordan",
+            "Jordan Coordinator",
+            ("coordinator",),
+            ics,
+            ics,
+            f"the alert inbox of {ics}: a second coordinator to assign alerts to",
+        ),
+        DemoUser(
+            "demo-lee",
+            "Lee Lead",
+            ("ics_lead",),
+            ics,
+            ics,
+            f"the overview of {ics}: loops, stalls and waits (figures, no patient detail)",
+        ),
+        DemoUser(
+            "demo-gita",
+            "Dr Gita Rao",
+            ("clinician",),
+            "GP-A81001",
+            ics,
+            "a GP practice's referrals and the directory of services",
+        ),
+        DemoUser(
+            "demo-sam",
+            "Sam Triage",
+            ("service_staff",),
+            "PAIN-RTH",
+            ics,
+            "the pain service's triage worklist",
+        ),
     ]
 
 
@@ -118,6 +148,7 @@ def local_mode(settings: Settings) -> bool:
 
 
 # --- the session ------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Viewer:
@@ -159,20 +190,25 @@ def _id_hash(session_id: str) -> str:
 
 def _seal_key(session_id: str) -> bytes:
     # a key only the cookie's holder can make: the row alone does not open the token
-    return hmac.new(session_id.encode(), b"waymark-dashboard-session-token",
-                    hashlib.sha256).digest()
+    return hmac.new(
+        session_id.encode(), b"waymark-dashboard-session-token", hashlib.sha256
+    ).digest()
 
 
 def _seal(session_id: str, token: str) -> bytes:
     nonce = os.urandom(12)
-    return nonce + AESGCM(_seal_key(session_id)).encrypt(nonce, token.encode(),
-                                                        _id_hash(session_id).encode())
+    return nonce + AESGCM(_seal_key(session_id)).encrypt(
+        nonce, token.encode(), _id_hash(session_id).encode()
+    )
 
 
 def _unseal(session_id: str, sealed: bytes) -> str | None:
     try:
-        return AESGCM(_seal_key(session_id)).decrypt(
-            sealed[:12], sealed[12:], _id_hash(session_id).encode()).decode()
+        return (
+            AESGCM(_seal_key(session_id))
+            .decrypt(sealed[:12], sealed[12:], _id_hash(session_id).encode())
+            .decode()
+        )
     except (InvalidTag, ValueError):
         return None
 
@@ -188,8 +224,9 @@ def _bearer(request: Request) -> str | None:
 
 
 #: what a page says when the cookie names no live session
-SESSION_ENDED = ("your dashboard session has ended (signed out, timed out or not valid); "
-                 "sign in again")
+SESSION_ENDED = (
+    "your dashboard session has ended (signed out, timed out or not valid); sign in again"
+)
 
 
 async def _live_token(request: Request, session_id: str, *, touch: bool) -> str | None:
@@ -201,12 +238,14 @@ async def _live_token(request: Request, session_id: str, *, touch: bool) -> str 
     now = datetime.now(UTC)
     idle_since = now - timedelta(seconds=s.dashboard_session_idle_seconds)
     c = SESSIONS.c
-    live = ((c.id_hash == _id_hash(session_id)) & (c.expires_at > now)
-            & (c.last_seen_at > idle_since))
+    live = (
+        (c.id_hash == _id_hash(session_id)) & (c.expires_at > now) & (c.last_seen_at > idle_since)
+    )
     async with unit_of_work(request.app.state.sessions) as db:
         if touch:
-            found = await db.exec(update(SESSIONS).where(live).values(last_seen_at=now)
-                                  .returning(c.token_sealed))
+            found = await db.exec(
+                update(SESSIONS).where(live).values(last_seen_at=now).returning(c.token_sealed)
+            )
         else:
             found = await db.exec(select(c.token_sealed).where(live))  # type: ignore[call-overload]
         sealed = found.scalar_one_or_none()
@@ -231,8 +270,9 @@ def viewer(request: Request) -> Viewer:
     if token is None:
         found: tuple[str, str] | None = getattr(request.state, "dashboard_session", None)
         if found is None:
-            raise LoginRequired(SESSION_ENDED if cookie_session_id(request)
-                                else "sign in to use the dashboard")
+            raise LoginRequired(
+                SESSION_ENDED if cookie_session_id(request) else "sign in to use the dashboard"
+            )
         session_id, token = found
     try:
         principal = verify_token(get_settings(), token)
@@ -256,8 +296,9 @@ async def session_alive(request: Request, session_id: str) -> bool:
     return await _live_token(request, session_id, touch=False) is not None
 
 
-async def start_session(request: Request, response: Response, settings: Settings,
-                        token: str, principal: Principal) -> None:
+async def start_session(
+    request: Request, response: Response, settings: Settings, token: str, principal: Principal
+) -> None:
     """A new session for a signed-in user: a row holding the sealed token, and the cookie
     carrying its random id. Sessions that have ended are cleared away here."""
     session_id = secrets.token_urlsafe(SESSION_ID_BYTES)
@@ -265,13 +306,30 @@ async def start_session(request: Request, response: Response, settings: Settings
     max_age = settings.dashboard_session_max_seconds
     idle_since = now - timedelta(seconds=settings.dashboard_session_idle_seconds)
     async with unit_of_work(request.app.state.sessions) as db:
-        await db.exec(delete(SESSIONS).where(or_(SESSIONS.c.expires_at <= now,
-                                                    SESSIONS.c.last_seen_at <= idle_since)))
-        db.add(DashboardSession(id_hash=_id_hash(session_id), user_identity=principal.identity,
-                                token_sealed=_seal(session_id, token), created_at=now,
-                                last_seen_at=now, expires_at=now + timedelta(seconds=max_age)))
-    response.set_cookie(COOKIE, session_id, max_age=max_age, path="/", httponly=True,
-                        samesite="strict", secure=not local_mode(settings))
+        await db.exec(
+            delete(SESSIONS).where(
+                or_(SESSIONS.c.expires_at <= now, SESSIONS.c.last_seen_at <= idle_since)
+            )
+        )
+        db.add(
+            DashboardSession(
+                id_hash=_id_hash(session_id),
+                user_identity=principal.identity,
+                token_sealed=_seal(session_id, token),
+                created_at=now,
+                last_seen_at=now,
+                expires_at=now + timedelta(seconds=max_age),
+            )
+        )
+    response.set_cookie(
+        COOKIE,
+        session_id,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=not local_mode(settings),
+    )
 
 
 async def end_session(request: Request) -> None:
@@ -284,18 +342,26 @@ async def end_session(request: Request) -> None:
 
 
 def clear_session(response: Response, settings: Settings) -> None:
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict",
-                           secure=not local_mode(settings))
+    response.delete_cookie(
+        COOKIE, path="/", httponly=True, samesite="strict", secure=not local_mode(settings)
+    )
 
 
 def mint_session(settings: Settings, user: DemoUser) -> str:
     """A demo user's API token, living as long as a session may."""
-    return mint_token(settings, sub=user.sub, roles=list(user.roles), org=user.org,
-                      ics=user.ics, name=user.name,
-                      ttl=timedelta(seconds=settings.dashboard_session_max_seconds))
+    return mint_token(
+        settings,
+        sub=user.sub,
+        roles=list(user.roles),
+        org=user.org,
+        ics=user.ics,
+        name=user.name,
+        ttl=timedelta(seconds=settings.dashboard_session_max_seconds),
+    )
 
 
 # --- forms and CSRF -------------------------------------------------------------------------
+
 
 async def read_form(request: Request) -> dict[str, str]:
     """A URL-encoded form (what the pages and the script post): the first value of each field."""
@@ -310,8 +376,9 @@ async def read_form(request: Request) -> dict[str, str]:
     if kind != "application/x-www-form-urlencoded":
         raise ValidationFailed("send the form as application/x-www-form-urlencoded")
     try:
-        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=50,
-                          strict_parsing=False)
+        fields = parse_qs(
+            body.decode("utf-8"), keep_blank_values=True, max_num_fields=50, strict_parsing=False
+        )
     except (UnicodeDecodeError, ValueError):
         raise ValidationFailed("the form could not be read") from None
     return {k: v[0] for k, v in fields.items() if v}
@@ -321,8 +388,11 @@ def check_csrf(v: Viewer, form: dict[str, str]) -> None:
     """A POST must carry the CSRF token of the page it came from."""
     sent = form.get("csrf", "")
     if not sent or not hmac.compare_digest(sent.encode(), v.csrf.encode()):
-        raise Forbidden("this form has expired or did not come from the dashboard; reload the "
-                        "page and try again", reason="csrf")
+        raise Forbidden(
+            "this form has expired or did not come from the dashboard; reload the "
+            "page and try again",
+            reason="csrf",
+        )
 
 
 def new_login_token() -> str:
@@ -345,7 +415,7 @@ def safe_next(value: str | None) -> str | None:
     parts = urlsplit(value)
     if parts.scheme or parts.netloc or not parts.path.startswith("/dashboard"):
         return None
-    rest = parts.path[len("/dashboard"):]
+    rest = parts.path[len("/dashboard") :]
     if rest and not rest.startswith("/"):
         return None  # /dashboardX is not a dashboard page
     return value

@@ -57,16 +57,24 @@ STATE_NAMES: dict[str, str] = {
 
 #: the short words written on a segment when it is wide enough
 SHORT_NAMES: dict[str, str] = {
-    "draft": "Draft", "submitted": "Triage wait", "accepted": "Booking wait",
-    "booked": "Booked", "attended": "Attended", "did_not_attend": "Did not attend",
+    "draft": "Draft",
+    "submitted": "Triage wait",
+    "accepted": "Booking wait",
+    "booked": "Booked",
+    "attended": "Attended",
+    "did_not_attend": "Did not attend",
     "on_hold": "On hold",
 }
 
 #: states in which the person is waiting for a service to act (hatched, their length shown)
 WAITS = frozenset({"submitted", "accepted", "on_hold", "did_not_attend"})
 #: states that end a referral, and the words at their end marker
-ENDINGS: dict[str, str] = {"rejected": "Not accepted", "returned": "Returned",
-                           "discharged": "Discharged", "cancelled": "Cancelled"}
+ENDINGS: dict[str, str] = {
+    "rejected": "Not accepted",
+    "returned": "Returned",
+    "discharged": "Discharged",
+    "cancelled": "Cancelled",
+}
 #: endings without treatment: the person bounced off the service
 BOUNCES = frozenset({"rejected", "returned", "cancelled"})
 
@@ -148,6 +156,7 @@ def short_duration(delta: timedelta) -> str:
 
 
 # --- the model ----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Segment:
@@ -284,12 +293,25 @@ class Timeline:
                     note.append("waiting")
                 if seg.ongoing:
                     note.append("current state")
-                note.extend(f"evidence {m.number}" for m in self.marks
-                            if m.referral_id == t.referral_id and m.state == seg.state
-                            and seg.start <= m.at <= seg.end)
-                out.append(Row(t.number, t.referral_id, service, state_label(seg.state),
-                               seg.start, None if seg.ongoing else seg.end, seg.length,
-                               "; ".join(note)))
+                note.extend(
+                    f"evidence {m.number}"
+                    for m in self.marks
+                    if m.referral_id == t.referral_id
+                    and m.state == seg.state
+                    and seg.start <= m.at <= seg.end
+                )
+                out.append(
+                    Row(
+                        t.number,
+                        t.referral_id,
+                        service,
+                        state_label(seg.state),
+                        seg.start,
+                        None if seg.ongoing else seg.end,
+                        seg.length,
+                        "; ".join(note),
+                    )
+                )
             if t.ending is not None:
                 e = t.ending
                 note = ["ended without treatment (a bounce)" if e.bounce else "ended"]
@@ -297,16 +319,32 @@ class Timeline:
                     note.append(f"reason: {e.reason}")
                 link = next_of.get(t.number)
                 if link is not None:
-                    note.append(f"{link.label} as referral {link.to_number} "
-                                f"{duration_text(link.started_at - link.ended_at)} later")
-                note.extend(f"evidence {m.number}" for m in self.marks
-                            if m.referral_id == t.referral_id and m.state == e.state)
-                out.append(Row(t.number, t.referral_id, service, state_label(e.state), e.at,
-                               e.at, None, "; ".join(note)))
+                    note.append(
+                        f"{link.label} as referral {link.to_number} "
+                        f"{duration_text(link.started_at - link.ended_at)} later"
+                    )
+                note.extend(
+                    f"evidence {m.number}"
+                    for m in self.marks
+                    if m.referral_id == t.referral_id and m.state == e.state
+                )
+                out.append(
+                    Row(
+                        t.number,
+                        t.referral_id,
+                        service,
+                        state_label(e.state),
+                        e.at,
+                        e.at,
+                        None,
+                        "; ".join(note),
+                    )
+                )
         return out
 
 
 # --- building it from the journey ---------------------------------------------------------------
+
 
 def _get(obj: Any, key: str) -> Any:
     if isinstance(obj, Mapping):
@@ -344,14 +382,21 @@ def _track(number: int, ep: Any, now: datetime, highlight: frozenset[str]) -> Tr
             break  # nothing after an ending belongs to this referral's picture
         nxt = steps[i + 1][0] if i + 1 < len(steps) else None
         ongoing = nxt is None
-        segments.append(Segment(state, at, nxt if nxt is not None else max(now, at), ongoing,
-                                reason))
-    return Track(number=number, referral_id=referral_id,
-                 category=_text(_get(ep, "category"), "unknown") or "unknown",
-                 service_id=_text(_get(ep, "service_id")), from_org=_text(_get(ep, "from_org")),
-                 to_org=_text(_get(ep, "to_org")), priority=_text(_get(ep, "priority")),
-                 segments=tuple(segments), ending=ending,
-                 highlighted=referral_id in highlight)
+        segments.append(
+            Segment(state, at, nxt if nxt is not None else max(now, at), ongoing, reason)
+        )
+    return Track(
+        number=number,
+        referral_id=referral_id,
+        category=_text(_get(ep, "category"), "unknown") or "unknown",
+        service_id=_text(_get(ep, "service_id")),
+        from_org=_text(_get(ep, "from_org")),
+        to_org=_text(_get(ep, "to_org")),
+        priority=_text(_get(ep, "priority")),
+        segments=tuple(segments),
+        ending=ending,
+        highlighted=referral_id in highlight,
+    )
 
 
 def _same_kind(a: Track, b: Track) -> bool:
@@ -374,45 +419,59 @@ def _links(tracks: Sequence[Track]) -> list[Link]:
     return links
 
 
-def _summary(tracks: Sequence[Track], links: Sequence[Link], now: datetime,
-             tz: tzinfo) -> str:
+def _summary(tracks: Sequence[Track], links: Sequence[Link], now: datetime, tz: tzinfo) -> str:
     if not tracks:
         return "No referrals are recorded in this journey yet."
     kinds = {t.category for t in tracks}
     first = min(t.start for t in tracks)
     n = len(tracks)
-    parts = [f"{n} referral{'s' if n != 1 else ''} to {len(kinds)} kind"
-             f"{'s' if len(kinds) != 1 else ''} of service, from {day_text(first, tz)} to "
-             f"{day_text(now, tz)}."]
+    parts = [
+        f"{n} referral{'s' if n != 1 else ''} to {len(kinds)} kind"
+        f"{'s' if len(kinds) != 1 else ''} of service, from {day_text(first, tz)} to "
+        f"{day_text(now, tz)}."
+    ]
     ended: dict[str, int] = {}
     for t in tracks:
         if t.ending is not None:
             ended[t.ending.state] = ended.get(t.ending.state, 0) + 1
     if ended:
-        words = [f"{count} {ENDINGS[state].lower()}" for state, count in
-                 sorted(ended.items(), key=lambda x: list(ENDINGS).index(x[0]))]
+        words = [
+            f"{count} {ENDINGS[state].lower()}"
+            for state, count in sorted(ended.items(), key=lambda x: list(ENDINGS).index(x[0]))
+        ]
         bounced = sum(c for s, c in ended.items() if s in BOUNCES)
-        parts.append(f"Ended: {', '.join(words)}"
-                     + (f" ({bounced} without treatment)." if bounced else "."))
+        parts.append(
+            f"Ended: {', '.join(words)}" + (f" ({bounced} without treatment)." if bounced else ".")
+        )
     again = sum(1 for link in links if link.same_category)
     if again:
-        parts.append(f"{again} re-referral{'s' if again != 1 else ''} to the same kind of "
-                     "service after an ending.")
+        parts.append(
+            f"{again} re-referral{'s' if again != 1 else ''} to the same kind of "
+            "service after an ending."
+        )
     open_now = [t for t in tracks if t.ending is None and t.segments]
     if open_now:
         words = []
         for t in open_now:
             seg = t.segments[-1]
-            words.append(f"{category_label(t.category)}: {state_label(seg.state).lower()} "
-                         f"for {duration_text(now - seg.start)}")
+            words.append(
+                f"{category_label(t.category)}: {state_label(seg.state).lower()} "
+                f"for {duration_text(now - seg.start)}"
+            )
         parts.append(f"Open now: {'; '.join(words)}.")
     else:
         parts.append("No referral is open now.")
     return " ".join(parts)
 
 
-def build(episodes: Iterable[Any] | None, *, now: datetime, highlight: Iterable[str] = (),
-          evidence: Iterable[Any] = (), tz: tzinfo = UK) -> Timeline:
+def build(
+    episodes: Iterable[Any] | None,
+    *,
+    now: datetime,
+    highlight: Iterable[str] = (),
+    evidence: Iterable[Any] = (),
+    tz: tzinfo = UK,
+) -> Timeline:
     """The timeline of a journey's episodes as of `now` (timezone-aware).
 
     `highlight`: the referral ids the alert is about (their rows say so); `evidence`: the
@@ -427,14 +486,31 @@ def build(episodes: Iterable[Any] | None, *, now: datetime, highlight: Iterable[
             parsed.append(track)
     # numbered in the order they started (the journey keeps that order; ties by id)
     parsed.sort(key=lambda t: (t.start, t.referral_id))
-    tracks = [Track(i + 1, t.referral_id, t.category, t.service_id, t.from_org, t.to_org,
-                    t.priority, t.segments, t.ending, t.highlighted)
-              for i, t in enumerate(parsed)]
+    tracks = [
+        Track(
+            i + 1,
+            t.referral_id,
+            t.category,
+            t.service_id,
+            t.from_org,
+            t.to_org,
+            t.priority,
+            t.segments,
+            t.ending,
+            t.highlighted,
+        )
+        for i, t in enumerate(parsed)
+    ]
     lanes: list[Lane] = []
     for t in tracks:  # lanes in the order their kind of service first appears
         if not any(lane.category == t.category for lane in lanes):
-            lanes.append(Lane(t.category, category_label(t.category),
-                              tuple(u for u in tracks if u.category == t.category)))
+            lanes.append(
+                Lane(
+                    t.category,
+                    category_label(t.category),
+                    tuple(u for u in tracks if u.category == t.category),
+                )
+            )
     links = _links(tracks)
     marks = []
     for i, e in enumerate(evidence or [], start=1):
@@ -442,23 +518,45 @@ def build(episodes: Iterable[Any] | None, *, now: datetime, highlight: Iterable[
         if at is None:
             continue
         rid = _get(e, "referral_id")
-        marks.append(Mark(i, rid if isinstance(rid, str) and rid else None, at,
-                          _text(_get(e, "state"))))
+        marks.append(
+            Mark(i, rid if isinstance(rid, str) and rid else None, at, _text(_get(e, "state")))
+        )
     times = [now] + [t.start for t in tracks] + [t.end for t in tracks] + [m.at for m in marks]
     start, end = min(times), max(times)
     # a journey minutes old is drawn over the last ten minutes (it ends at now, on the right)
     start = min(start, end - MIN_SPAN)
     pad = (end - start) * 0.03
-    return Timeline(tuple(lanes), tuple(links), tuple(marks), start - pad, end + pad, now,
-                    _summary(tracks, links, now, tz))
+    return Timeline(
+        tuple(lanes),
+        tuple(links),
+        tuple(marks),
+        start - pad,
+        end + pad,
+        now,
+        _summary(tracks, links, now, tz),
+    )
 
 
 # --- the time axis --------------------------------------------------------------------------------
 
 _MINUTE = 60
-_STEPS_SECONDS = [1 * _MINUTE, 2 * _MINUTE, 5 * _MINUTE, 10 * _MINUTE, 15 * _MINUTE,
-                  30 * _MINUTE, 3600, 2 * 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400,
-                  2 * 86400, 7 * 86400, 14 * 86400]
+_STEPS_SECONDS = [
+    1 * _MINUTE,
+    2 * _MINUTE,
+    5 * _MINUTE,
+    10 * _MINUTE,
+    15 * _MINUTE,
+    30 * _MINUTE,
+    3600,
+    2 * 3600,
+    3 * 3600,
+    6 * 3600,
+    12 * 3600,
+    86400,
+    2 * 86400,
+    7 * 86400,
+    14 * 86400,
+]
 _STEPS_MONTHS = [1, 2, 3, 6, 12, 24, 60]
 
 
@@ -467,8 +565,9 @@ def _add_months(d: datetime, months: int) -> datetime:
     return d.replace(year=d.year + m // 12, month=m % 12 + 1, day=1)
 
 
-def time_ticks(start: datetime, end: datetime, *, max_ticks: int = 8,
-               tz: tzinfo = UK) -> list[tuple[datetime, str]]:
+def time_ticks(
+    start: datetime, end: datetime, *, max_ticks: int = 8, tz: tzinfo = UK
+) -> list[tuple[datetime, str]]:
     """Ticks for the axis between start and end (inclusive), at a step that gives at most
     `max_ticks`, aligned to whole minutes/hours/days (local time) or months; with labels."""
     if end <= start:
@@ -478,11 +577,14 @@ def time_ticks(start: datetime, end: datetime, *, max_ticks: int = 8,
     for step in _STEPS_SECONDS:
         if span / step <= max_ticks:
             if step < 86400:
-                epoch = int(local_start.replace(hour=0, minute=0, second=0,
-                                                microsecond=0).timestamp())
+                epoch = int(
+                    local_start.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+                )
                 first = epoch + -(-(int(start.timestamp()) - epoch) // step) * step
-                ticks = [datetime.fromtimestamp(t, tz) for t in
-                         range(first, int(end.timestamp()) + 1, step)]
+                ticks = [
+                    datetime.fromtimestamp(t, tz)
+                    for t in range(first, int(end.timestamp()) + 1, step)
+                ]
                 fmt = _sub_day_labels
             else:
                 day = local_start.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -508,8 +610,10 @@ def time_ticks(start: datetime, end: datetime, *, max_ticks: int = 8,
     while m <= end:
         ticks.append(m)
         m = _add_months(m, months)
-    labels = [f"{t:%b}" if i and t.month != 1 and t.year == ticks[i - 1].year else f"{t:%b %Y}"
-              for i, t in enumerate(ticks)]
+    labels = [
+        f"{t:%b}" if i and t.month != 1 and t.year == ticks[i - 1].year else f"{t:%b %Y}"
+        for i, t in enumerate(ticks)
+    ]
     return list(zip(ticks, labels, strict=True))
 
 
@@ -532,6 +636,7 @@ def _day_labels(ticks: list[datetime], tz: tzinfo) -> list[str]:
 
 
 # --- drawing --------------------------------------------------------------------------------------
+
 
 def _f(x: float) -> str:
     return f"{x:.1f}".rstrip("0").rstrip(".")
@@ -561,12 +666,19 @@ def _defs(p: str) -> str:
         f'<marker id="{p}-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
         f'markerHeight="7" orient="auto-start-reverse"><path d="M0 0L10 5L0 10z" '
         f'fill="{GREY}"/></marker>'
-        "</defs>")
+        "</defs>"
+    )
 
 
-_FILL = {"submitted": ("wait", INK), "accepted": ("wait", INK), "on_hold": ("hold", INK),
-         "did_not_attend": ("dna", INK), "booked": (BLUE, "#ffffff"),
-         "attended": (GREEN, "#ffffff"), "draft": (PALE, INK)}
+_FILL = {
+    "submitted": ("wait", INK),
+    "accepted": ("wait", INK),
+    "on_hold": ("hold", INK),
+    "did_not_attend": ("dna", INK),
+    "booked": (BLUE, "#ffffff"),
+    "attended": (GREEN, "#ffffff"),
+    "draft": (PALE, INK),
+}
 
 
 def _fill(state: str, p: str) -> tuple[str, str]:
@@ -578,27 +690,40 @@ def _end_marker(state: str, x: float, y: float) -> str:
     """A shape per ending (with the label beside it, never the shape alone)."""
     r = 8
     if state == "rejected":  # a cross in a circle
-        return (f'<circle cx="{_f(x)}" cy="{_f(y)}" r="{r}" fill="#ffffff" stroke="{RED}" '
-                f'stroke-width="2"/><path d="M{_f(x - 4)} {_f(y - 4)}L{_f(x + 4)} {_f(y + 4)}'
-                f'M{_f(x + 4)} {_f(y - 4)}L{_f(x - 4)} {_f(y + 4)}" stroke="{RED}" '
-                'stroke-width="2"/>')
+        return (
+            f'<circle cx="{_f(x)}" cy="{_f(y)}" r="{r}" fill="#ffffff" stroke="{RED}" '
+            f'stroke-width="2"/><path d="M{_f(x - 4)} {_f(y - 4)}L{_f(x + 4)} {_f(y + 4)}'
+            f'M{_f(x + 4)} {_f(y - 4)}L{_f(x - 4)} {_f(y + 4)}" stroke="{RED}" '
+            'stroke-width="2"/>'
+        )
     if state == "returned":  # a U-turn arrow in a circle
-        return (f'<circle cx="{_f(x)}" cy="{_f(y)}" r="{r}" fill="#ffffff" stroke="{RED}" '
-                f'stroke-width="2"/><path d="M{_f(x + 3)} {_f(y + 4)}H{_f(x - 1)}'
-                f'A3 3 0 0 1 {_f(x - 1)} {_f(y - 2)}H{_f(x + 3)}M{_f(x + 1)} {_f(y - 4)}'
-                f'L{_f(x + 3)} {_f(y - 2)}L{_f(x + 1)} {_f(y)}" fill="none" stroke="{RED}" '
-                'stroke-width="1.6"/>')
+        return (
+            f'<circle cx="{_f(x)}" cy="{_f(y)}" r="{r}" fill="#ffffff" stroke="{RED}" '
+            f'stroke-width="2"/><path d="M{_f(x + 3)} {_f(y + 4)}H{_f(x - 1)}'
+            f"A3 3 0 0 1 {_f(x - 1)} {_f(y - 2)}H{_f(x + 3)}M{_f(x + 1)} {_f(y - 4)}"
+            f'L{_f(x + 3)} {_f(y - 2)}L{_f(x + 1)} {_f(y)}" fill="none" stroke="{RED}" '
+            'stroke-width="1.6"/>'
+        )
     if state == "cancelled":  # a circle with a slash
-        return (f'<circle cx="{_f(x)}" cy="{_f(y)}" r="{r}" fill="#ffffff" stroke="{INK}" '
-                f'stroke-width="2"/><path d="M{_f(x - 5)} {_f(y + 5)}L{_f(x + 5)} {_f(y - 5)}" '
-                f'stroke="{INK}" stroke-width="2"/>')
+        return (
+            f'<circle cx="{_f(x)}" cy="{_f(y)}" r="{r}" fill="#ffffff" stroke="{INK}" '
+            f'stroke-width="2"/><path d="M{_f(x - 5)} {_f(y + 5)}L{_f(x + 5)} {_f(y - 5)}" '
+            f'stroke="{INK}" stroke-width="2"/>'
+        )
     # discharged: a filled square (a finish)
-    return (f'<rect x="{_f(x - 7)}" y="{_f(y - 7)}" width="14" height="14" fill="{GREEN}" '
-            f'stroke="{INK}" stroke-width="1"/>')
+    return (
+        f'<rect x="{_f(x - 7)}" y="{_f(y - 7)}" width="14" height="14" fill="{GREEN}" '
+        f'stroke="{INK}" stroke-width="1"/>'
+    )
 
 
-def render_svg(tl: Timeline, *, id_prefix: str = "timeline",
-               title: str = "The person's journey between services", tz: tzinfo = UK) -> Markup:
+def render_svg(
+    tl: Timeline,
+    *,
+    id_prefix: str = "timeline",
+    title: str = "The person's journey between services",
+    tz: tzinfo = UK,
+) -> Markup:
     """The timeline as an inline SVG (role="img", labelled by its title and description)."""
     p = escape(id_prefix)
     n_rows = sum(len(lane.tracks) for lane in tl.lanes)
@@ -609,87 +734,109 @@ def render_svg(tl: Timeline, *, id_prefix: str = "timeline",
     def x(when: datetime) -> float:
         return GUTTER + (when - tl.start).total_seconds() / span * plot_w
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" '
-           f'aria-labelledby="{p}-title {p}-desc" viewBox="0 0 {WIDTH} {height}" '
-           f'class="timeline-svg" font-family="inherit" font-size="12">',
-           f'<title id="{p}-title">{escape(title)}</title>',
-           f'<desc id="{p}-desc">{escape(tl.summary)}</desc>', _defs(str(p))]
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" '
+        f'aria-labelledby="{p}-title {p}-desc" viewBox="0 0 {WIDTH} {height}" '
+        f'class="timeline-svg" font-family="inherit" font-size="12">',
+        f'<title id="{p}-title">{escape(title)}</title>',
+        f'<desc id="{p}-desc">{escape(tl.summary)}</desc>',
+        _defs(str(p)),
+    ]
     if tl.empty:
-        out.append(f'<text x="{WIDTH / 2}" y="{_f(height / 2)}" text-anchor="middle" '
-                   f'fill="{INK}">{escape(tl.summary)}</text></svg>')
+        out.append(
+            f'<text x="{WIDTH / 2}" y="{_f(height / 2)}" text-anchor="middle" '
+            f'fill="{INK}">{escape(tl.summary)}</text></svg>'
+        )
         return Markup("".join(out))
 
     bottom = height - AXIS
     # the axis: gridlines and labels under every lane
     for when, label in time_ticks(tl.start, tl.end, tz=tz):
         tx = x(when)
-        out.append(f'<line x1="{_f(tx)}" y1="{TOP}" x2="{_f(tx)}" y2="{bottom}" '
-                   f'stroke="#d8dde0" stroke-width="1"/>'
-                   f'<text x="{_f(tx)}" y="{bottom + 16}" text-anchor="middle" '
-                   f'fill="{INK}">{escape(label)}</text>')
-    out.append(f'<line x1="{GUTTER}" y1="{bottom}" x2="{WIDTH - RIGHT}" y2="{bottom}" '
-               f'stroke="{INK}" stroke-width="1"/>')
+        out.append(
+            f'<line x1="{_f(tx)}" y1="{TOP}" x2="{_f(tx)}" y2="{bottom}" '
+            f'stroke="#d8dde0" stroke-width="1"/>'
+            f'<text x="{_f(tx)}" y="{bottom + 16}" text-anchor="middle" '
+            f'fill="{INK}">{escape(label)}</text>'
+        )
+    out.append(
+        f'<line x1="{GUTTER}" y1="{bottom}" x2="{WIDTH - RIGHT}" y2="{bottom}" '
+        f'stroke="{INK}" stroke-width="1"/>'
+    )
 
     centre: dict[int, float] = {}
     y = TOP
     for i, lane in enumerate(tl.lanes):
         lane_h = LANE_HEADER + len(lane.tracks) * ROW
         if i % 2 == 0:
-            out.append(f'<rect x="0" y="{y}" width="{WIDTH}" height="{lane_h}" '
-                       f'fill="{PALE}" fill-opacity="0.6"/>')
-        out.append(f'<text x="6" y="{y + 15}" font-weight="bold" fill="{INK}">'
-                   f'{escape(lane.label)}</text>')
+            out.append(
+                f'<rect x="0" y="{y}" width="{WIDTH}" height="{lane_h}" '
+                f'fill="{PALE}" fill-opacity="0.6"/>'
+            )
+        out.append(
+            f'<text x="6" y="{y + 15}" font-weight="bold" fill="{INK}">{escape(lane.label)}</text>'
+        )
         y += LANE_HEADER
         for t in lane.tracks:
             cy = y + ROW / 2
             centre[t.number] = cy
             label = f"Referral {t.number}" + (" (this alert)" if t.highlighted else "")
             weight = ' font-weight="bold"' if t.highlighted else ""
-            out.append(f'<text x="{GUTTER - 8}" y="{_f(cy + 4)}" text-anchor="end" '
-                       f'fill="{INK}"{weight}>{escape(label)}</text>')
+            out.append(
+                f'<text x="{GUTTER - 8}" y="{_f(cy + 4)}" text-anchor="end" '
+                f'fill="{INK}"{weight}>{escape(label)}</text>'
+            )
             out.extend(_segments(t, cy, x, str(p), tl.now, tz))
             if t.ending is not None:
                 ex = x(t.ending.at)
                 words = ENDINGS[t.ending.state]
-                out.append(f'<g><title>{escape(_ending_title(t, tz))}</title>'
-                           f'{_end_marker(t.ending.state, ex, cy)}'
-                           f'<text x="{_f(ex + 12)}" y="{_f(cy + 4)}" fill="{INK}" '
-                           f'font-weight="bold" {_HALO}>{escape(words)}</text></g>')
+                out.append(
+                    f"<g><title>{escape(_ending_title(t, tz))}</title>"
+                    f"{_end_marker(t.ending.state, ex, cy)}"
+                    f'<text x="{_f(ex + 12)}" y="{_f(cy + 4)}" fill="{INK}" '
+                    f'font-weight="bold" {_HALO}>{escape(words)}</text></g>'
+                )
             y += ROW
         if i < len(tl.lanes) - 1:
-            out.append(f'<line x1="0" y1="{y}" x2="{WIDTH}" y2="{y}" stroke="#aeb7bd" '
-                       'stroke-width="1"/>')
+            out.append(
+                f'<line x1="0" y1="{y}" x2="{WIDTH}" y2="{y}" stroke="#aeb7bd" stroke-width="1"/>'
+            )
 
     for link in tl.links:
         x1, y1 = x(link.ended_at), centre[link.from_number]
         x2, y2 = x(link.started_at), centre[link.to_number]
         y1 += 9 if y2 > y1 else -9  # leave from the marker's edge
         mid = (x1 + x2) / 2
-        tip = (f"Referral {link.to_number} {link.label} after referral {link.from_number} "
-               "ended")
-        out.append(f'<g><title>{escape(tip)}</title>'
-                   f'<path d="M{_f(x1)} {_f(y1)}C{_f(mid)} {_f(y1)} {_f(mid)} {_f(y2)} '
-                   f'{_f(x2 - 2)} {_f(y2)}" fill="none" stroke="{GREY}" stroke-width="1.5" '
-                   f'stroke-dasharray="4 3" marker-end="url(#{p}-arrow)"/>'
-                   f'<text x="{_f(mid)}" y="{_f((y1 + y2) / 2 + 4)}" text-anchor="middle" '
-                   f'font-style="italic" fill="{INK}" {_HALO}>{escape(link.label)}</text></g>')
+        tip = f"Referral {link.to_number} {link.label} after referral {link.from_number} ended"
+        out.append(
+            f"<g><title>{escape(tip)}</title>"
+            f'<path d="M{_f(x1)} {_f(y1)}C{_f(mid)} {_f(y1)} {_f(mid)} {_f(y2)} '
+            f'{_f(x2 - 2)} {_f(y2)}" fill="none" stroke="{GREY}" stroke-width="1.5" '
+            f'stroke-dasharray="4 3" marker-end="url(#{p}-arrow)"/>'
+            f'<text x="{_f(mid)}" y="{_f((y1 + y2) / 2 + 4)}" text-anchor="middle" '
+            f'font-style="italic" fill="{INK}" {_HALO}>{escape(link.label)}</text></g>'
+        )
 
     for m in tl.marks:
         mx = x(m.at)
         row = next((t.number for t in tl.tracks if t.referral_id == m.referral_id), None)
         my = centre[row] - BAR / 2 - 2 if row is not None else TOP + 4.0
         tip = f"Evidence {m.number}: {state_label(m.state)}, {when_text(m.at, tz)}"
-        out.append(f'<g><title>{escape(tip)}</title>'
-                   f'<circle cx="{_f(mx)}" cy="{_f(my)}" r="8" fill="{PURPLE}" '
-                   f'stroke="#ffffff" stroke-width="1.5"/><text x="{_f(mx)}" y="{_f(my + 4)}" '
-                   f'text-anchor="middle" fill="#ffffff" font-size="11" font-weight="bold">'
-                   f'{m.number}</text></g>')
+        out.append(
+            f"<g><title>{escape(tip)}</title>"
+            f'<circle cx="{_f(mx)}" cy="{_f(my)}" r="8" fill="{PURPLE}" '
+            f'stroke="#ffffff" stroke-width="1.5"/><text x="{_f(mx)}" y="{_f(my + 4)}" '
+            f'text-anchor="middle" fill="#ffffff" font-size="11" font-weight="bold">'
+            f"{m.number}</text></g>"
+        )
 
     nx = x(tl.now)
-    out.append(f'<line x1="{_f(nx)}" y1="{TOP - 6}" x2="{_f(nx)}" y2="{bottom}" stroke="{INK}" '
-               f'stroke-width="1.5" stroke-dasharray="2 3"/>'
-               f'<text x="{_f(nx)}" y="{TOP - 10}" text-anchor="middle" font-weight="bold" '
-               f'fill="{INK}">Today</text>')
+    out.append(
+        f'<line x1="{_f(nx)}" y1="{TOP - 6}" x2="{_f(nx)}" y2="{bottom}" stroke="{INK}" '
+        f'stroke-width="1.5" stroke-dasharray="2 3"/>'
+        f'<text x="{_f(nx)}" y="{TOP - 10}" text-anchor="middle" font-weight="bold" '
+        f'fill="{INK}">Today</text>'
+    )
     out.append("</svg>")
     return Markup("".join(out))
 
@@ -711,21 +858,31 @@ def _segments(t: Track, cy: float, x: Any, p: str, now: datetime, tz: tzinfo) ->
         length = seg.length
         name = SHORT_NAMES.get(seg.state, state_label(seg.state))
         label = f"{name} {short_duration(length)}" if seg.is_wait else name
-        tip = (f"Referral {t.number}: {state_label(seg.state)} from {when_text(seg.start, tz)}"
-               + (" until now" if seg.ongoing else f" to {when_text(seg.end, tz)}")
-               + f" ({duration_text(length)})")
+        tip = (
+            f"Referral {t.number}: {state_label(seg.state)} from {when_text(seg.start, tz)}"
+            + (" until now" if seg.ongoing else f" to {when_text(seg.end, tz)}")
+            + f" ({duration_text(length)})"
+        )
         stroke = f'stroke="{INK}" stroke-width="{2 if t.highlighted else 1}"'
-        out.append(f'<g><title>{escape(tip)}</title><rect x="{_f(x1)}" y="{_f(top)}" '
-                   f'width="{_f(w)}" height="{BAR}" fill="{fill}" {stroke}/>')
+        out.append(
+            f'<g><title>{escape(tip)}</title><rect x="{_f(x1)}" y="{_f(top)}" '
+            f'width="{_f(w)}" height="{BAR}" fill="{fill}" {stroke}/>'
+        )
         if _fits(label, w):
             halo = _HALO if ink == INK else ""
-            out.append(f'<text x="{_f(x1 + 4)}" y="{_f(cy + 4)}" fill="{ink}" {halo}>'
-                       f'{escape(label)}</text>')
+            out.append(
+                f'<text x="{_f(x1 + 4)}" y="{_f(cy + 4)}" fill="{ink}" {halo}>'
+                f"{escape(label)}</text>"
+            )
         elif seg.is_wait and _fits(short_duration(length), w):
-            out.append(f'<text x="{_f(x1 + 4)}" y="{_f(cy + 4)}" fill="{INK}" {_HALO}>'
-                       f'{escape(short_duration(length))}</text>')
+            out.append(
+                f'<text x="{_f(x1 + 4)}" y="{_f(cy + 4)}" fill="{INK}" {_HALO}>'
+                f"{escape(short_duration(length))}</text>"
+            )
         if seg.ongoing:  # an open end: an arrowhead says it carries on
-            out.append(f'<path d="M{_f(x2)} {_f(top - 2)}L{_f(x2 + 7)} {_f(cy)}L{_f(x2)} '
-                       f'{_f(top + BAR + 2)}z" fill="{INK}"/>')
+            out.append(
+                f'<path d="M{_f(x2)} {_f(top - 2)}L{_f(x2 + 7)} {_f(cy)}L{_f(x2)} '
+                f'{_f(top + BAR + 2)}z" fill="{INK}"/>'
+            )
         out.append("</g>")
     return out

@@ -65,8 +65,9 @@ def upgrade() -> None:
             recorded_by TEXT NOT NULL,
             recorded_org TEXT NOT NULL,
             recorded_at TIMESTAMPTZ NOT NULL DEFAULT now())""")
-    op.execute("CREATE INDEX ix_assessment_plan_instrument "
-               "ON assessment (plan_id, instrument, authored)")
+    op.execute(
+        "CREATE INDEX ix_assessment_plan_instrument ON assessment (plan_id, instrument, authored)"
+    )
     op.execute("""
         CREATE TABLE timeline_entry (
             event_id TEXT PRIMARY KEY,

@@ -31,8 +31,9 @@ def upgrade() -> None:
             granted_at TIMESTAMPTZ NOT NULL,
             expires_at TIMESTAMPTZ NOT NULL,
             CHECK (expires_at > granted_at))""")
-    op.execute("CREATE INDEX ix_break_glass_user ON break_glass_grant "
-               "(plan_id, user_identity, expires_at)")
+    op.execute(
+        "CREATE INDEX ix_break_glass_user ON break_glass_grant (plan_id, user_identity, expires_at)"
+    )
     op.execute("CREATE INDEX ix_timeline_patient_from ON timeline_entry (patient_id, from_org)")
     op.execute("CREATE INDEX ix_timeline_patient_to ON timeline_entry (patient_id, to_org)")
 

@@ -25,53 +25,113 @@ STATUSES = "('active', 'inactive', 'defunct', 'temporarily closed')"
 # the vocabulary is a new migration.
 NS = "5b0f3c1e-8d1a-4f5e-9a57-7761796d6172"
 TAXONOMIES = [
-    ("service-category", "Waymark service category",
-     "The kind of community or NHS service, as Waymark groups them.", [
-         ("pain_management_programme", "Pain management programme",
-          "Group or individual programmes to live well with persistent pain."),
-         ("talking_therapies_ltc", "Talking therapies for long-term conditions",
-          "NHS Talking Therapies pathways for people with long-term physical conditions."),
-         ("msk_physiotherapy", "MSK physiotherapy",
-          "Musculoskeletal physiotherapy for back, neck and joint problems."),
-         ("social_prescribing", "Social prescribing",
-          "Link workers connecting people to community groups and practical support."),
-         ("peer_support", "Peer support", "Groups run by and for people with lived experience."),
-         ("self_management_course", "Self-management course",
-          "Courses teaching skills to manage a long-term condition."),
-         ("exercise_yoga", "Exercise and yoga", "Exercise classes, yoga and movement groups."),
-         ("vocational_rehabilitation", "Vocational rehabilitation and work",
-          "Support to stay in work or return to work, employment advice."),
-         ("carers_support", "Carers' support", "Support for unpaid carers and families."),
-         ("crisis", "Crisis support", "Urgent help in a mental health crisis."),
-     ]),
-    ("condition", "Waymark condition served", "The conditions a service is for.", [
-        ("persistent_pain", "Persistent pain",
-         "Persistent or chronic pain, including back pain, neck pain and musculoskeletal pain."),
-        ("mental_health", "Mental health",
-         "Mental health problems, including low mood, depression, anxiety and stress."),
-    ]),
-    ("delivery-mode", "Waymark delivery mode", "How the service is delivered.", [
-        ("in_person", "In person", "Face to face at a venue."),
-        ("phone", "By phone", "Sessions over the telephone."),
-        ("video", "By video", "Online video sessions."),
-        ("group", "In a group", "Group sessions."),
-    ]),
-    ("communication-support", "Waymark communication support",
-     "Communication support the service offers.", [
-         ("bsl", "British Sign Language", "BSL interpreters or signing staff."),
-         ("interpreters", "Interpreters", "Spoken-language interpreters."),
-         ("easy_read", "Easy read", "Easy read information."),
-         ("learning_disability", "Learning disability friendly",
-          "Adjustments for people with a learning disability."),
-         ("dementia_friendly", "Dementia friendly",
-          "Adjustments for people living with dementia."),
-     ]),
-    ("referral", "Waymark referral facts", "How people reach the service.", [
-        ("self_referral", "Self-referral accepted",
-         "People may refer themselves without a professional."),
-        ("waiting_weeks", "Current waiting time in weeks",
-         "The attribute value is the current wait from referral to first contact, in weeks."),
-    ]),
+    (
+        "service-category",
+        "Waymark service category",
+        "The kind of community or NHS service, as Waymark groups them.",
+        [
+            (
+                "pain_management_programme",
+                "Pain management programme",
+                "Group or individual programmes to live well with persistent pain.",
+            ),
+            (
+                "talking_therapies_ltc",
+                "Talking therapies for long-term conditions",
+                "NHS Talking Therapies pathways for people with long-term physical conditions.",
+            ),
+            (
+                "msk_physiotherapy",
+                "MSK physiotherapy",
+                "Musculoskeletal physiotherapy for back, neck and joint problems.",
+            ),
+            (
+                "social_prescribing",
+                "Social prescribing",
+                "Link workers connecting people to community groups and practical support.",
+            ),
+            ("peer_support", "Peer support", "Groups run by and for people with lived experience."),
+            (
+                "self_management_course",
+                "Self-management course",
+                "Courses teaching skills to manage a long-term condition.",
+            ),
+            ("exercise_yoga", "Exercise and yoga", "Exercise classes, yoga and movement groups."),
+            (
+                "vocational_rehabilitation",
+                "Vocational rehabilitation and work",
+                "Support to stay in work or return to work, employment advice.",
+            ),
+            ("carers_support", "Carers' support", "Support for unpaid carers and families."),
+            ("crisis", "Crisis support", "Urgent help in a mental health crisis."),
+        ],
+    ),
+    (
+        "condition",
+        "Waymark condition served",
+        "The conditions a service is for.",
+        [
+            (
+                "persistent_pain",
+                "Persistent pain",
+                "Persistent or chronic pain, including back pain, neck pain and "
+                "musculoskeletal pain.",
+            ),
+            (
+                "mental_health",
+                "Mental health",
+                "Mental health problems, including low mood, depression, anxiety and stress.",
+            ),
+        ],
+    ),
+    (
+        "delivery-mode",
+        "Waymark delivery mode",
+        "How the service is delivered.",
+        [
+            ("in_person", "In person", "Face to face at a venue."),
+            ("phone", "By phone", "Sessions over the telephone."),
+            ("video", "By video", "Online video sessions."),
+            ("group", "In a group", "Group sessions."),
+        ],
+    ),
+    (
+        "communication-support",
+        "Waymark communication support",
+        "Communication support the service offers.",
+        [
+            ("bsl", "British Sign Language", "BSL interpreters or signing staff."),
+            ("interpreters", "Interpreters", "Spoken-language interpreters."),
+            ("easy_read", "Easy read", "Easy read information."),
+            (
+                "learning_disability",
+                "Learning disability friendly",
+                "Adjustments for people with a learning disability.",
+            ),
+            (
+                "dementia_friendly",
+                "Dementia friendly",
+                "Adjustments for people living with dementia.",
+            ),
+        ],
+    ),
+    (
+        "referral",
+        "Waymark referral facts",
+        "How people reach the service.",
+        [
+            (
+                "self_referral",
+                "Self-referral accepted",
+                "People may refer themselves without a professional.",
+            ),
+            (
+                "waiting_weeks",
+                "Current waiting time in weeks",
+                "The attribute value is the current wait from referral to first contact, in weeks.",
+            ),
+        ],
+    ),
 ]
 
 POSTCODES_CSV = Path(__file__).resolve().parents[2] / "data" / "postcodes.csv"
@@ -175,8 +235,7 @@ def upgrade() -> None:
             updated_at TIMESTAMPTZ NOT NULL DEFAULT now())""")
     op.execute("CREATE INDEX ix_service_search ON service USING gin (search_vector)")
     op.execute("CREATE INDEX ix_service_organization ON service (organization_id)")
-    op.execute("CREATE INDEX ix_service_listed ON service (category) "
-               "WHERE lifecycle = 'published'")
+    op.execute("CREATE INDEX ix_service_listed ON service (category) WHERE lifecycle = 'published'")
     op.execute("""
         CREATE TABLE location (
             id TEXT PRIMARY KEY,
@@ -205,8 +264,7 @@ def upgrade() -> None:
             description TEXT,
             position INTEGER NOT NULL,
             UNIQUE (service_id, location_id))""")
-    op.execute("CREATE INDEX ix_service_at_location_location "
-               "ON service_at_location (location_id)")
+    op.execute("CREATE INDEX ix_service_at_location_location ON service_at_location (location_id)")
     op.execute("""
         CREATE TABLE taxonomy (
             id TEXT PRIMARY KEY,
@@ -242,23 +300,47 @@ def upgrade() -> None:
     ns = uuid.UUID(NS)
     for key, name, description, terms in TAXONOMIES:
         tax_id = str(uuid.uuid5(ns, f"taxonomy/{key}"))
-        op.execute(text("INSERT INTO taxonomy (id, name, description, version, waymark) "
-                        "VALUES (:i, :n, :d, '1', true)").bindparams(i=tax_id, n=name,
-                                                                      d=description))
+        op.execute(
+            text(
+                "INSERT INTO taxonomy (id, name, description, version, waymark) "
+                "VALUES (:i, :n, :d, '1', true)"
+            ).bindparams(i=tax_id, n=name, d=description)
+        )
         for code, term_name, term_description in terms:
-            op.execute(text(
-                "INSERT INTO taxonomy_term (id, code, name, description, taxonomy, taxonomy_id, "
-                "language, waymark) VALUES (:i, :c, :n, :d, :t, :ti, 'en', true)").bindparams(
-                i=str(uuid.uuid5(ns, f"taxonomy/{key}/{code}")), c=code, n=term_name,
-                d=term_description, t=name, ti=tax_id))
+            op.execute(
+                text(
+                    "INSERT INTO taxonomy_term (id, code, name, description, taxonomy, "
+                    "taxonomy_id, language, waymark) VALUES (:i, :c, :n, :d, :t, :ti, 'en', true)"
+                ).bindparams(
+                    i=str(uuid.uuid5(ns, f"taxonomy/{key}/{code}")),
+                    c=code,
+                    n=term_name,
+                    d=term_description,
+                    t=name,
+                    ti=tax_id,
+                )
+            )
 
-    postcodes = table("postcode", column("postcode", String), column("latitude", Float),
-                      column("longitude", Float), column("place", String))
+    postcodes = table(
+        "postcode",
+        column("postcode", String),
+        column("latitude", Float),
+        column("longitude", Float),
+        column("place", String),
+    )
     with POSTCODES_CSV.open(newline="") as f:
-        op.bulk_insert(postcodes, [
-            {"postcode": r["postcode"], "latitude": float(r["latitude"]),
-             "longitude": float(r["longitude"]), "place": r["place"]}
-            for r in csv.DictReader(f)])
+        op.bulk_insert(
+            postcodes,
+            [
+                {
+                    "postcode": r["postcode"],
+                    "latitude": float(r["latitude"]),
+                    "longitude": float(r["longitude"]),
+                    "place": r["place"],
+                }
+                for r in csv.DictReader(f)
+            ],
+        )
 
 
 def downgrade() -> None:

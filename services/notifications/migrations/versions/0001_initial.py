@@ -54,8 +54,10 @@ def upgrade() -> None:
             created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
             updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
             UNIQUE (event_id, audience))""")
-    op.execute("CREATE INDEX ix_message_due ON message (next_attempt_at) "
-               "WHERE status IN ('pending', 'held')")
+    op.execute(
+        "CREATE INDEX ix_message_due ON message (next_attempt_at) "
+        "WHERE status IN ('pending', 'held')"
+    )
     op.execute("CREATE INDEX ix_message_referral ON message (referral_id)")
     # every attempt to reach one recipient on one channel: the delivery log
     op.execute("""
@@ -74,8 +76,10 @@ def upgrade() -> None:
             at TIMESTAMPTZ NOT NULL DEFAULT now())""")
     op.execute("CREATE INDEX ix_message_delivery_message ON message_delivery (message_id, at)")
     # at most one successful delivery per message and recipient
-    op.execute("CREATE UNIQUE INDEX ux_message_delivery_sent ON message_delivery "
-               "(message_id, recipient) WHERE status = 'sent'")
+    op.execute(
+        "CREATE UNIQUE INDEX ux_message_delivery_sent ON message_delivery "
+        "(message_id, recipient) WHERE status = 'sent'"
+    )
     # the in-app inbox of a user or of an organisation's team
     op.execute("""
         CREATE TABLE inbox_item (
@@ -89,8 +93,10 @@ def upgrade() -> None:
             created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
             read_at TIMESTAMPTZ)""")
     op.execute("CREATE INDEX ix_inbox_item_owner ON inbox_item (owner, created_at DESC)")
-    op.execute("CREATE UNIQUE INDEX ux_inbox_item_message ON inbox_item (message_id, owner) "
-               "WHERE message_id IS NOT NULL")
+    op.execute(
+        "CREATE UNIQUE INDEX ux_inbox_item_message ON inbox_item (message_id, owner) "
+        "WHERE message_id IS NOT NULL"
+    )
     # a staff user's own choices: channel order, work contact, quiet hours, language, format
     op.execute("""
         CREATE TABLE preference (
@@ -127,8 +133,10 @@ def upgrade() -> None:
             created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
             updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
             deleted_at TIMESTAMPTZ)""")
-    op.execute("CREATE INDEX ix_webhook_subscription_org ON webhook_subscription (org) "
-               "WHERE deleted_at IS NULL")
+    op.execute(
+        "CREATE INDEX ix_webhook_subscription_org ON webhook_subscription (org) "
+        "WHERE deleted_at IS NULL"
+    )
     op.execute("""
         CREATE TABLE webhook_delivery (
             id TEXT PRIMARY KEY,
@@ -147,15 +155,22 @@ def upgrade() -> None:
             created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
             delivered_at TIMESTAMPTZ,
             UNIQUE (subscription_id, event_id))""")
-    op.execute("CREATE INDEX ix_webhook_delivery_due ON webhook_delivery "
-               "(next_attempt_at) WHERE status = 'pending'")
-    op.execute("CREATE INDEX ix_webhook_delivery_sub ON webhook_delivery "
-               "(subscription_id, created_at)")
+    op.execute(
+        "CREATE INDEX ix_webhook_delivery_due ON webhook_delivery "
+        "(next_attempt_at) WHERE status = 'pending'"
+    )
+    op.execute(
+        "CREATE INDEX ix_webhook_delivery_sub ON webhook_delivery (subscription_id, created_at)"
+    )
     # the sender's claim: each partner's own due queue, and what it has in flight (leased)
-    op.execute("CREATE INDEX ix_webhook_delivery_sub_due ON webhook_delivery "
-               "(subscription_id, next_attempt_at) WHERE status = 'pending'")
-    op.execute("CREATE INDEX ix_webhook_delivery_leased ON webhook_delivery "
-               "(subscription_id) WHERE status = 'pending' AND lease_until IS NOT NULL")
+    op.execute(
+        "CREATE INDEX ix_webhook_delivery_sub_due ON webhook_delivery "
+        "(subscription_id, next_attempt_at) WHERE status = 'pending'"
+    )
+    op.execute(
+        "CREATE INDEX ix_webhook_delivery_leased ON webhook_delivery "
+        "(subscription_id) WHERE status = 'pending' AND lease_until IS NOT NULL"
+    )
     op.execute("""
         CREATE TABLE webhook_attempt (
             delivery_id TEXT NOT NULL REFERENCES webhook_delivery(id),

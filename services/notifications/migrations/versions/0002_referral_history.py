@@ -35,8 +35,9 @@ def upgrade() -> None:
     op.execute("CREATE INDEX ix_referral_history_state_at ON referral_history (state, at)")
     # one referral's events in time order: its first submission, first triage decision, first
     # attendance; and the first referral an alert names
-    op.execute("CREATE INDEX ix_referral_history_referral ON referral_history "
-               "(referral_id, state, at)")
+    op.execute(
+        "CREATE INDEX ix_referral_history_referral ON referral_history (referral_id, state, at)"
+    )
     op.execute("CREATE INDEX ix_referral_history_patient ON referral_history (patient_id, at)")
 
 

@@ -47,8 +47,10 @@ def upgrade() -> None:
           AND j.alert_id = c.alert_id AND j.change = c.change AND j.at = c.at
           AND c.seq = j.seq""")
     # the consumer looks for the coordinator's row an echo confirms
-    op.execute("CREATE INDEX ix_alert_history_unconfirmed ON alert_history (alert_id, change, at) "
-               "WHERE seq IS NULL")
+    op.execute(
+        "CREATE INDEX ix_alert_history_unconfirmed ON alert_history (alert_id, change, at) "
+        "WHERE seq IS NULL"
+    )
     op.execute("""CREATE OR REPLACE FUNCTION notify_alert() RETURNS trigger LANGUAGE plpgsql
         AS $$ BEGIN
         IF TG_OP = 'UPDATE' AND NEW.version = OLD.version THEN RETURN NULL; END IF;

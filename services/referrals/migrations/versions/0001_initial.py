@@ -56,8 +56,9 @@ def upgrade() -> None:
             reason_code TEXT,
             event_id TEXT NOT NULL,
             at TIMESTAMPTZ NOT NULL DEFAULT now())""")
-    op.execute("CREATE INDEX ix_referral_transition_referral_id "
-               "ON referral_transition (referral_id)")
+    op.execute(
+        "CREATE INDEX ix_referral_transition_referral_id ON referral_transition (referral_id)"
+    )
 
 
 def downgrade() -> None:

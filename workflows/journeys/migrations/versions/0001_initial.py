@@ -38,8 +38,10 @@ def upgrade() -> None:
             seq INTEGER NOT NULL,
             updated_at TIMESTAMPTZ NOT NULL DEFAULT now())""")
     op.execute("CREATE INDEX ix_journey_alert_patient ON journey_alert (patient_id)")
-    op.execute("CREATE INDEX ix_journey_alert_open ON journey_alert (status, severity) "
-               "WHERE status <> 'resolved'")
+    op.execute(
+        "CREATE INDEX ix_journey_alert_open ON journey_alert (status, severity) "
+        "WHERE status <> 'resolved'"
+    )
     # every change, once: the activity may run more than once, the row is written once
     op.execute("""
         CREATE TABLE journey_alert_change (
