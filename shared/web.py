@@ -33,15 +33,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.auth import Principal, verify_token
 from shared.db import make_engine, make_sessionmaker
 from shared.errors import (
-    AltRenderer,
     Conflict,
     NotFound,
     PreconditionRequired,
     Unauthenticated,
     ValidationFailed,
-    install_error_handlers,
-    problem,
 )
+from shared.problems import AltRenderer, install_error_handlers, problem
 from shared.settings import Settings, get_settings
 from shared.telemetry import TracingMiddleware, setup_telemetry
 

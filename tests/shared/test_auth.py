@@ -27,7 +27,8 @@ from shared.auth import (
     require_roles,
     verify_token,
 )
-from shared.errors import PROBLEM_BASE, PROBLEM_JSON, Unauthenticated, install_error_handlers
+from shared.errors import PROBLEM_BASE, PROBLEM_JSON, Unauthenticated
+from shared.problems import install_error_handlers
 from shared.settings import Settings
 from tests.conftest import auth
 

@@ -1,4 +1,4 @@
-"""One error hierarchy rendered as RFC 9457 problem+json (shared/errors.py)."""
+"""One error hierarchy (shared/errors.py) rendered as RFC 9457 problem+json (shared/problems.py)."""
 
 from __future__ import annotations
 
@@ -22,9 +22,8 @@ from shared.errors import (
     Unauthenticated,
     ValidationFailed,
     WaymarkError,
-    database_unavailable,
-    install_error_handlers,
 )
+from shared.problems import database_unavailable, install_error_handlers
 
 SECRET = "9434765919-Alex-Synthetic"  # stands for patient data that must never be echoed
 
@@ -246,9 +245,9 @@ class TestUnexpectedErrors:
     async def test_the_unexpected_error_is_logged_with_its_trace(
         self, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
     ) -> None:
-        with caplog.at_level("ERROR", logger="shared.errors"):
+        with caplog.at_level("ERROR", logger="shared.problems"):
             await client.get("/boom")
-        records = [r for r in caplog.records if r.name == "shared.errors"]
+        records = [r for r in caplog.records if r.name == "shared.problems"]
         assert records and records[-1].exc_info is not None
         assert "/boom" in records[-1].getMessage()
 

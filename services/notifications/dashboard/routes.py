@@ -40,7 +40,8 @@ from shared.access import Capability, may_use
 from shared.audit import record_audit
 from shared.auth import Role, verify_token
 from shared.db import unit_of_work
-from shared.errors import Forbidden, NotFound, ValidationFailed, WaymarkError, problem
+from shared.errors import Forbidden, NotFound, ValidationFailed, WaymarkError
+from shared.problems import problem
 from shared.settings import Settings, get_settings
 from shared.web import client_ip
 
