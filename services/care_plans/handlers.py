@@ -28,12 +28,12 @@ from services.care_plans.schemas import (
     PlanCreate,
     stored_content,
 )
-from services.referrals.domain import normalise_nhs_number
 from shared.access import Capability, Principal, Relationship, permits
 from shared.audit import record_audit
 from shared.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
 from shared.events.envelope import CloudEvent
 from shared.events.referrals import ReferralEventData
+from shared.identifiers import normalise_nhs_number
 from shared.outbox import add_event
 from shared.pseudonym import pseudonymise
 from shared.settings import Settings

@@ -494,7 +494,7 @@ class JourneyExplainer:
         failure to reach Temporal is an answer for the caller to show, never a 500."""
         from temporalio.service import RPCError, RPCStatusCode
 
-        from workflows.journeys import workflow_id
+        from shared.identifiers import journey_workflow_id as workflow_id
 
         try:
             client = await self._connect()

@@ -7,7 +7,6 @@ FHIR R4 workflow Task states it maps onto (see fhir.py).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -268,37 +267,6 @@ def check_may_create(principal: Principal) -> None:
             "only clinicians, service staff or partner staff of a referring "
             "organisation may create referrals"
         )
-
-
-# --- NHS number ---------------------------------------------------------------------------------
-
-# ASCII digits only: \d would accept other scripts' digits, and $ a trailing newline
-_NHS_DIGITS = re.compile(r"[0-9]{10}")
-
-
-def nhs_number_is_valid(value: str) -> bool:
-    """NHS number Modulus 11 check (NHS Data Dictionary, "NHS Number"):
-    weight digits 1-9 by 10..2, sum, take 11 - (sum mod 11); 11 means check digit 0, 10 means
-    the number is invalid; the result must equal the 10th digit."""
-    digits = value.replace(" ", "")
-    if not _NHS_DIGITS.fullmatch(digits):
-        return False
-    total = sum(int(d) * w for d, w in zip(digits[:9], range(10, 1, -1), strict=True))
-    check = 11 - total % 11
-    if check == 11:
-        check = 0
-    if check == 10:
-        return False
-    return check == int(digits[9])
-
-
-def normalise_nhs_number(value: str) -> str:
-    digits = value.replace(" ", "")
-    if not nhs_number_is_valid(digits):
-        raise ValidationFailed(
-            "nhs_number is not a valid NHS number (10 digits with a correct Modulus 11 check digit)"
-        )
-    return digits
 
 
 def check_new_referral(

@@ -1,7 +1,6 @@
 """The PatientJourney workflow: one per patient, following every referral of their journey."""
 
-TASK_QUEUE = "waymark-journeys"
+from shared.identifiers import JOURNEYS_TASK_QUEUE as TASK_QUEUE
+from shared.identifiers import journey_workflow_id as workflow_id
 
-
-def workflow_id(patient_id: str) -> str:
-    return f"journey-{patient_id}"
+__all__ = ["TASK_QUEUE", "workflow_id"]
