@@ -27,6 +27,7 @@ from shared.access import Capability, Relationship, may_use, relationships_for, 
 from shared.audit import record_audit
 from shared.auth import CurrentPrincipal, Principal
 from shared.errors import Forbidden, NotFound, ValidationFailed
+from shared.identifiers import normalise_nhs_number
 from shared.web import (
     PROBLEM_RESPONSES,
     IdempotencyKey,
@@ -459,7 +460,7 @@ async def fhir_search_service_requests(
         if system and system != fhir.NHS_NUMBER_SYSTEM:
             raise ValidationFailed(f"patient identifiers are searched by {fhir.NHS_NUMBER_SYSTEM}")
         if system:
-            nhs_number = domain.normalise_nhs_number(value)
+            nhs_number = normalise_nhs_number(value)
         else:
             patient_id = value.removeprefix("Patient/")
     states: list[str] = []

@@ -20,6 +20,7 @@ from shared.auth import Principal
 from shared.errors import NotFound, PreconditionFailed, ValidationFailed
 from shared.events.directory import DirectoryServiceEventData, ServiceWithdrawn
 from shared.events.envelope import CloudEvent
+from shared.identifiers import normalise_nhs_number
 from shared.outbox import add_event
 from shared.pseudonym import pseudonymise
 from shared.settings import Settings
@@ -46,7 +47,7 @@ async def submit_referral(
         source=cmd.source,
         referred_from=cmd.referred_from,
     )
-    nhs_number = domain.normalise_nhs_number(cmd.patient.nhs_number)
+    nhs_number = normalise_nhs_number(cmd.patient.nhs_number)
     repo = ReferralRepository(session)
     service = await repo.directory_service(cmd.to_service_id)
     domain.check_service(status=service.status if service else None, service_id=cmd.to_service_id)

@@ -6,13 +6,9 @@ import random
 
 import pytest
 
-from services.referrals.domain import (
-    Source,
-    check_new_referral,
-    nhs_number_is_valid,
-    normalise_nhs_number,
-)
+from services.referrals.domain import Source, check_new_referral
 from shared.errors import ValidationFailed
+from shared.identifiers import nhs_number_is_valid, normalise_nhs_number
 from tests.helpers import synthetic_nhs_number
 
 WEIGHTS = range(10, 1, -1)  # digits 1-9 weighted 10..2 (NHS Data Dictionary, Modulus 11)
