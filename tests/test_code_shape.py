@@ -37,8 +37,6 @@ STILL_TOO_LONG = {
     "services/referrals/api.py",
     "shared/stack.py",
     "shared/web.py",
-    "workflows/journeys/rules.py",
-    "workflows/journeys/rules_v2.py",
     "workflows/journeys/synthetic.py",
 }
 

@@ -32,9 +32,10 @@ from workflows.journeys.rules import (
     evaluate,
     load_rules,
     next_wake,
-    stall_deadlines,
 )
-from workflows.journeys.rules_v2 import runs, severities_agree
+from workflows.journeys.rules_v2 import runs
+from workflows.journeys.rules_v2_care import severities_agree
+from workflows.journeys.stalls import stall_deadlines
 from workflows.journeys.state import AlertChange, JourneyState, PlanActivity
 from workflows.journeys.words import day, days_between, listing, plural
 

@@ -14,7 +14,8 @@ from temporalio.worker import Replayer
 from shared.db import unit_of_work
 from tests.helpers import eventually
 from workflows.journeys import workflow_id
-from workflows.journeys.rules import add_working_days, load_rules
+from workflows.journeys.rules import load_rules
+from workflows.journeys.stalls import add_working_days
 from workflows.journeys.state import AlertAction, AssessmentEvent, JourneyEvent
 from workflows.journeys.workflows import JourneyInput, PatientJourney
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from workflows.journeys import rules_v1, rules_v2
+from workflows.journeys import rules_v1, rules_v2, rules_v2_care
+from workflows.journeys.stalls import stall_deadlines, stall_text
 from workflows.journeys.state import (
     Alert,
     AlertAction,
@@ -29,7 +30,6 @@ from workflows.journeys.state import (
     Step,
     ts,
 )
-from workflows.journeys.words import day, service
 
 DEFAULT_RULES_FILE = Path(__file__).with_name("rules.toml")
 SEEN_WINDOW = 5000
@@ -92,7 +92,7 @@ def load_rules(*paths: Path) -> Rules:
             f"rules: severity of {', '.join(unknown)} is not one of "
             f"{', '.join(rules.escalation_hours)}"
         )
-    disagree = rules_v2.severities_agree(rules)
+    disagree = rules_v2_care.severities_agree(rules)
     if disagree:
         raise ValueError(
             f"rules: severity of {', '.join(disagree)} differs from the care "
@@ -143,21 +143,6 @@ def _merge(into: dict[str, Any], other: dict[str, Any]) -> None:
             _merge(into[key], value)
         else:
             into[key] = value
-
-
-# --- calendar ---------------------------------------------------------------------------------
-
-
-def add_working_days(start: datetime, days: int, bank_holidays: list[str]) -> datetime:
-    """The same time of day `days` working days later (Monday-Friday, not bank holidays)."""
-    holidays = {date.fromisoformat(d) for d in bank_holidays}
-    current = start
-    added = 0
-    while added < days:
-        current += timedelta(days=1)
-        if current.weekday() < 5 and current.date() not in holidays:
-            added += 1
-    return current
 
 
 # --- folding events into the state ----------------------------------------------------------
@@ -267,107 +252,6 @@ def apply_action(state: JourneyState, action: AlertAction) -> list[AlertChange]:
     return [AlertChange(state.patient_id, change, alert, action.occurred_at)]
 
 
-# --- deadlines --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Deadline:
-    rule: str
-    due: datetime
-    referral_id: str
-    state_at: str  # when the episode entered the state the deadline is about
-
-
-def stall_deadlines(ep: Episode, rules: Rules) -> list[Deadline]:
-    """Deadlines for the episode's current state (none once it is closed)."""
-    cur = ep.current
-    if cur.state in CLOSED or cur.state == "draft":
-        return []
-    entered = ts(cur.at)
-    out: list[Deadline] = []
-    if cur.state == "submitted":
-        minutes = rules.triage_minutes_by_category.get(ep.category)
-        days = (
-            rules.triage_working_days_urgent
-            if ep.priority == "urgent"
-            else rules.triage_working_days_routine
-        )
-        due = (
-            entered + timedelta(minutes=minutes)
-            if minutes is not None
-            else add_working_days(entered, days, rules.bank_holidays)
-        )
-        out.append(Deadline("stalled.not_triaged", due, ep.referral_id, cur.at))
-    elif cur.state == "accepted":
-        weeks = rules.booking_weeks_by_category.get(ep.category, rules.booking_weeks_default)
-        out.append(
-            Deadline("stalled.not_booked", entered + timedelta(weeks=weeks), ep.referral_id, cur.at)
-        )
-    elif cur.state == "booked":
-        when = ts(ep.appointment_at) if ep.appointment_at else entered
-        out.append(
-            Deadline(
-                "stalled.no_outcome",
-                add_working_days(
-                    max(when, entered), rules.outcome_grace_working_days, rules.bank_holidays
-                ),
-                ep.referral_id,
-                cur.at,
-            )
-        )
-    else:
-        # states with no deadline of their own (on hold, did not attend, attended): nothing at
-        # all for too long
-        out.append(
-            Deadline(
-                "stalled.no_activity",
-                entered + timedelta(weeks=rules.no_activity_weeks),
-                ep.referral_id,
-                cur.at,
-            )
-        )
-    submitted = ep.submitted_at
-    weeks_rtt: int | None = rules.rtt_weeks
-    if rules.version >= 2:
-        # only where referral to treatment is the service's standard, and only once the
-        # referral is triaged: an untriaged one has its not-triaged alert and no second
-        weeks_rtt = (
-            rules.rtt_weeks_by_category.get(ep.category) if cur.state != "submitted" else None
-        )
-    if submitted and weeks_rtt and not any(s.state == "attended" for s in ep.steps):
-        out.append(
-            Deadline(
-                "stalled.rtt_breach",
-                ts(submitted) + timedelta(weeks=weeks_rtt),
-                ep.referral_id,
-                submitted,
-            )
-        )
-    return out
-
-
-def _stall_text(rule: str, ep: Episode, d: Deadline, rules: Rules) -> str:
-    svc = service(ep)
-    since = day(d.state_at)
-    weeks_rtt = (
-        rules.rtt_weeks_by_category.get(ep.category, rules.rtt_weeks)
-        if rules.version >= 2
-        else rules.rtt_weeks
-    )
-    return {
-        "stalled.not_triaged": f"Referred to {svc} on {since} and not triaged by {day(d.due)}.",
-        "stalled.not_booked": f"Accepted by {svc} on {since} but no appointment booked by "
-        f"{day(d.due)}.",
-        "stalled.no_outcome": f"Appointment with {svc} "
-        f"{'on ' + day(ep.appointment_at) if ep.appointment_at else ''}"
-        f" has no outcome recorded.",
-        "stalled.no_activity": f"Referral to {svc} has had no activity since {since} "
-        f"(it is {ep.current.state.replace('_', ' ')}).",
-        "stalled.rtt_breach": f"Referred to {svc} on {since}; not seen within "
-        f"{weeks_rtt} weeks (referral to treatment).",
-    }[rule].replace("  ", " ")
-
-
 # --- evaluation -------------------------------------------------------------------------------
 
 
@@ -427,8 +311,8 @@ def evaluate(
         _stalls(r)
     if rules.version >= 2:
         rules_v2.loops(r)
-        rules_v2.screening(r)
-        rules_v2.progressing(r)
+        rules_v2_care.screening(r)
+        rules_v2_care.progressing(r)
     else:  # a journey recorded before version 2, replaying
         rules_v1.loops(r)
         rules_v1.safety(r)
@@ -447,7 +331,7 @@ def _stalls(r: _Raiser) -> None:
                     key=key,
                     kind="stalled",
                     rule=d.rule,
-                    explanation=_stall_text(d.rule, ep, d, r.rules),
+                    explanation=stall_text(d.rule, ep, d, r.rules),
                     referral_id=ep.referral_id,
                     evidence=[
                         Evidence(

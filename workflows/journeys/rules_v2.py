@@ -7,7 +7,8 @@ decides, not just that something happened. Pure and deterministic, like rules.py
 - Every window is measured between event times, never from "now": replaying a history later
   gives the same alerts. "Now" only says whether a deadline (a grace, a wait for a next step)
   has passed.
-- A looping alert or pathway prompt whose cause has gone moves to "progressing".
+- A looping alert or pathway prompt whose cause has gone moves to "progressing"
+  (rules_v2_care.py, with the screening prompts).
 
 docs/clinical-safety/alert-rules.md says the same in words; the hazard log there names the
 tests of each rule.
@@ -21,17 +22,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 from shared.vocabulary import (
-    RISK_SEVERITY,
-    Instrument,
     Outcome,
-    band_words,
     closure_outcome,
-    instrument_of,
-    is_high_risk,
     reason_words,
 )
 from workflows.journeys.state import Alert, Episode, Evidence, JourneyState, Step, ts
-from workflows.journeys.words import category, day, days_between, listing, plural, service
+from workflows.journeys.words import day, days_between, listing, plural, service
 
 if TYPE_CHECKING:
     from workflows.journeys.rules import Rules, _Raiser
@@ -430,172 +426,3 @@ def next_step_taken(state: JourneyState, alert: Alert) -> str:
     if plan:
         return f"a next step followed: the care plan was updated on {day(plan[0])}"
     return "a next step followed"
-
-
-# --- screening --------------------------------------------------------------------------------
-
-
-def screening(r: _Raiser) -> None:
-    rules, state = r.rules, r.state
-    for a in state.assessments:
-        inst = instrument_of(a.instrument)
-        when = ts(a.occurred_at)
-        item9 = a.item9 is not None and a.item9 > rules.phq9_item9_above
-        if inst == Instrument.PHQ9 and (a.safety_flag or item9):
-            answer = f"answered {a.item9}" if a.item9 is not None else "answered above 0"
-            r.raise_(
-                key=f"safety.phq9_item9:{a.assessment_id}",
-                kind="safety",
-                rule="safety.phq9_item9",
-                recipient_orgs=[
-                    o for o in dict.fromkeys((a.registered_practice, a.holder_org)) if o
-                ],
-                explanation=(
-                    f"PHQ-9 on {day(when)}: item 9 (thoughts of being better "
-                    f"off dead or of hurting themselves) was answered above 0. "
-                    f"Contact the person today; their crisis plan is on their "
-                    f"care plan."
-                ),
-                evidence=[
-                    Evidence(
-                        None, a.occurred_at, "assessed", f"PHQ-9 {a.assessment_id}: item 9 {answer}"
-                    )
-                ],
-            )
-        if inst is None or not is_high_risk(a.instrument, a.band):
-            continue
-        words = band_words(a.instrument, a.band)
-        if inst == Instrument.START_BACK:
-            physio = [
-                ep
-                for ep in state.episodes
-                if ep.category in rules.physiotherapy_categories and open_at(ep, when)
-            ]
-            now_open = (
-                f"A referral to {service(physio[0])} is open (since "
-                f"{day(physio[0].submitted_at or when)}): check it offers that support."
-                if physio
-                else "No physiotherapy referral is open."
-            )
-            r.raise_(
-                key=f"pathway.start_back_high:{a.assessment_id}",
-                kind="pathway",
-                rule="pathway.start_back_high",
-                explanation=(
-                    f"STarT Back on {day(when)} is in the {words} band (score "
-                    f"{a.total}). Stratified care suggests physiotherapy with "
-                    f"psychologically informed support. {now_open}"
-                ),
-                evidence=[
-                    Evidence(
-                        None,
-                        a.occurred_at,
-                        "assessed",
-                        f"{a.instrument} {a.assessment_id} band={a.band}",
-                    )
-                ],
-            )
-        elif not any(
-            ep.category in rules.mental_health_categories and open_at(ep, when)
-            for ep in state.episodes
-        ):
-            kinds = listing([category(c) for c in rules.mental_health_categories]).replace(
-                " and ", " or "
-            )
-            r.raise_(
-                key=f"pathway.severe_mood:{a.assessment_id}",
-                kind="pathway",
-                rule="pathway.severe_mood",
-                explanation=(
-                    f"{a.instrument} on {day(when)} is in the {words} band (score "
-                    f"{a.total}), and no mental health referral ({kinds}) is "
-                    f"open."
-                ),
-                evidence=[
-                    Evidence(
-                        None,
-                        a.occurred_at,
-                        "assessed",
-                        f"{a.instrument} {a.assessment_id} band={a.band}",
-                    )
-                ],
-            )
-
-
-def severities_agree(rules: Rules) -> list[str]:
-    """Rules whose configured severity differs from the care plan's for the same result."""
-    wanted = {
-        "safety.phq9_item9": RISK_SEVERITY["phq9_item9"],
-        "pathway.start_back_high": RISK_SEVERITY["high_risk_band"],
-        "pathway.severe_mood": RISK_SEVERITY["high_risk_band"],
-    }
-    return [rule for rule, sev in wanted.items() if rules.severity.get(rule) != sev]
-
-
-# --- progressing ------------------------------------------------------------------------------
-
-
-def progressing(r: _Raiser) -> None:
-    """A looping alert or pathway prompt nobody has taken on, whose cause has gone, leaves the
-    action worklist as "progressing": after a bounce (re-referral, ping-pong, returns, closed
-    doors) the person has since been accepted and seen on a referral made at or after the
-    alert's latest evidence; after a pathway prompt, a referral to that pathway has been
-    accepted. Frequent contact is a pattern being seen does not end, so it never progresses."""
-    for a in r.state.alerts:
-        if (
-            a.status not in UNTOUCHED
-            or a.assignee
-            or a.kind not in ("looping", "pathway")
-            or a.rule == "looping.frequent_contact"
-        ):
-            continue
-        since = max((ts(e.at) for e in a.evidence), default=None)
-        if since is None:
-            continue
-        note = (
-            _seen_since(r.state, since)
-            if a.kind == "looping"
-            else _accepted_since(r.state, r.rules, a, since)
-        )
-        if note is None:
-            continue
-        at, text = note
-        a.status, a.progressing_at, a.progress = "progressing", at, text
-        r.change(a, "progressing")
-
-
-def _seen_since(state: JourneyState, since: datetime) -> tuple[str, str] | None:
-    """The first attendance, after `since`, on a referral made at or after it (an older
-    referral running in parallel is not the way out of this loop)."""
-    seen = [
-        (ts(s.at), ep)
-        for ep, sub in submissions(state)
-        if sub >= since
-        for s in ep.steps
-        if s.state == "attended" and ts(s.at) > since
-    ]
-    if not seen:
-        return None
-    at, ep = min(seen, key=lambda x: (x[0], x[1].referral_id))
-    return at.isoformat(), f"accepted and seen by {service(ep)} on {day(at)}"
-
-
-def _accepted_since(
-    state: JourneyState, rules: Rules, alert: Alert, since: datetime
-) -> tuple[str, str] | None:
-    cats = (
-        rules.physiotherapy_categories
-        if alert.rule == "pathway.start_back_high"
-        else rules.mental_health_categories
-    )
-    accepted = [
-        (ts(s.at), ep)
-        for ep, sub in submissions(state)
-        if ep.category in cats and sub > since
-        for s in ep.steps
-        if s.state == "accepted"
-    ]
-    if not accepted:
-        return None
-    at, ep = min(accepted, key=lambda x: (x[0], x[1].referral_id))
-    return at.isoformat(), f"referred to and accepted by {service(ep)} on {day(at)}"
