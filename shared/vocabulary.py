@@ -1,5 +1,8 @@
-"""One vocabulary of screening for every part: the instruments, the bands their scoring
-produces, and which bands their authors treat as high risk. Pure: no I/O.
+"""One vocabulary for every part, each term defined once with its words: the categories of
+service, the referral states, how a referral ended and why, and the screening instruments with
+the bands their scoring produces and which bands their authors treat as high risk. Pure: no
+I/O. Events carry these exact values; labels on pages, in messages and in alert explanations
+come from here.
 
 The care plans service scores and flags with it (services/care_plans/domain.py); the journey
 rules alert with it (workflows/journeys/rules.py). Events carry these exact values. Before it
@@ -19,6 +22,7 @@ Sources:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -175,3 +179,130 @@ def closure_outcome(state: str, reason: str | None) -> Outcome | None:
 
 def reason_words(reason: str | None) -> str:
     return REASON_WORDS.get(reason or "", (reason or "no reason given").replace("-", " "))
+
+
+# --- referral states ---------------------------------------------------------------------------
+#
+# The referrals service's state machine (services/referrals/domain.py) moves a referral between
+# these; events carry them as `state` and `previous_state`.
+
+
+class ReferralState(StrEnum):
+    DRAFT = "draft"
+    SUBMITTED = "submitted"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    RETURNED = "returned"
+    BOOKED = "booked"
+    ATTENDED = "attended"
+    DID_NOT_ATTEND = "did_not_attend"
+    DISCHARGED = "discharged"
+    CANCELLED = "cancelled"
+    ON_HOLD = "on_hold"
+
+
+#: states a referral cannot leave: how it ended (DEFAULT_OUTCOME reads each)
+ENDED_STATES: frozenset[ReferralState] = frozenset(
+    {
+        ReferralState.REJECTED,
+        ReferralState.RETURNED,
+        ReferralState.DISCHARGED,
+        ReferralState.CANCELLED,
+    }
+)
+#: states of a referral still in progress
+OPEN_STATES: frozenset[ReferralState] = frozenset(set(ReferralState) - ENDED_STATES)
+
+#: what each state means for the person, in words (the dashboard's timeline and tables)
+STATE_LABELS: Mapping[ReferralState, str] = {
+    ReferralState.DRAFT: "Draft (not sent)",
+    ReferralState.SUBMITTED: "Waiting for triage",
+    ReferralState.ACCEPTED: "Accepted, waiting to be booked",
+    ReferralState.BOOKED: "Booked",
+    ReferralState.ATTENDED: "Attended",
+    ReferralState.DID_NOT_ATTEND: "Did not attend",
+    ReferralState.ON_HOLD: "On hold",
+    ReferralState.REJECTED: "Not accepted",
+    ReferralState.RETURNED: "Returned to the referrer",
+    ReferralState.DISCHARGED: "Discharged",
+    ReferralState.CANCELLED: "Cancelled",
+}
+
+
+# --- categories of service ---------------------------------------------------------------------
+#
+# What kind of service a directory entry is (issue #4). These codes are the directory's public
+# contract: API filters, the events' `category` / `service_category`, and the Waymark taxonomy
+# terms in the ORUK feed. Add codes; never rename one (consumers store them). Events keep the
+# field an open string, so a partner validating against a v1 schema is not broken by a new code.
+
+
+class ServiceCategory(StrEnum):
+    PAIN_MANAGEMENT_PROGRAMME = "pain_management_programme"
+    TALKING_THERAPIES_LTC = "talking_therapies_ltc"  # talking therapies for long-term conditions
+    MSK_PHYSIOTHERAPY = "msk_physiotherapy"
+    SOCIAL_PRESCRIBING = "social_prescribing"
+    PEER_SUPPORT = "peer_support"
+    SELF_MANAGEMENT_COURSE = "self_management_course"
+    EXERCISE_YOGA = "exercise_yoga"
+    VOCATIONAL_REHABILITATION = "vocational_rehabilitation"  # vocational rehabilitation and work
+    CARERS_SUPPORT = "carers_support"
+    CRISIS = "crisis"
+
+
+@dataclass(frozen=True)
+class CategoryWords:
+    label: str  # a title: "Pain management programme"
+    in_sentence: str  # "referred to the pain management programme"
+    plural: str  # "2 pain management programmes"
+
+
+C = ServiceCategory
+CATEGORY_WORDS: Mapping[ServiceCategory, CategoryWords] = {
+    C.PAIN_MANAGEMENT_PROGRAMME: CategoryWords(
+        "Pain management programme",
+        "the pain management programme",
+        "pain management programmes",
+    ),
+    C.TALKING_THERAPIES_LTC: CategoryWords(
+        "Talking therapies (long-term conditions)", "talking therapies", "talking therapies"
+    ),
+    C.MSK_PHYSIOTHERAPY: CategoryWords(
+        "MSK physiotherapy", "MSK physiotherapy", "MSK physiotherapy services"
+    ),
+    C.SOCIAL_PRESCRIBING: CategoryWords(
+        "Social prescribing", "social prescribing", "social prescribing services"
+    ),
+    C.PEER_SUPPORT: CategoryWords("Peer support", "peer support", "peer support groups"),
+    C.SELF_MANAGEMENT_COURSE: CategoryWords(
+        "Self-management course", "a self-management course", "self-management courses"
+    ),
+    C.EXERCISE_YOGA: CategoryWords(
+        "Exercise and yoga", "exercise and yoga", "exercise and yoga classes"
+    ),
+    C.VOCATIONAL_REHABILITATION: CategoryWords(
+        "Vocational rehabilitation",
+        "vocational rehabilitation",
+        "vocational rehabilitation services",
+    ),
+    C.CARERS_SUPPORT: CategoryWords("Carers' support", "carers' support", "carers' services"),
+    C.CRISIS: CategoryWords("Crisis service", "the crisis service", "crisis services"),
+}
+del C
+
+
+def category_of(code: str) -> ServiceCategory | None:
+    """The category a code names (None for one this vocabulary does not know)."""
+    try:
+        return ServiceCategory(code)
+    except ValueError:
+        return None
+
+
+def category_words(code: str) -> CategoryWords:
+    """The words for a category; a code this vocabulary does not know reads as itself."""
+    known = category_of(code)
+    if known is not None:
+        return CATEGORY_WORDS[known]
+    plain = code.replace("_", " ")
+    return CategoryWords(plain[:1].upper() + plain[1:], plain, plain)

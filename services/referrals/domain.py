@@ -12,27 +12,13 @@ from enum import StrEnum
 
 from shared.access import Capability, Principal, permits, referral_relationships, roles_with
 from shared.errors import Conflict, Forbidden, ValidationFailed
+from shared.vocabulary import ENDED_STATES, OPEN_STATES, ReferralState
 
-
-class ReferralState(StrEnum):
-    DRAFT = "draft"
-    SUBMITTED = "submitted"
-    ACCEPTED = "accepted"
-    REJECTED = "rejected"
-    RETURNED = "returned"
-    BOOKED = "booked"
-    ATTENDED = "attended"
-    DID_NOT_ATTEND = "did_not_attend"
-    DISCHARGED = "discharged"
-    CANCELLED = "cancelled"
-    ON_HOLD = "on_hold"
-
-
-S = ReferralState
+S = ReferralState  # the states are shared/vocabulary.py's, defined once for every part
 
 #: states a referral cannot leave
-TERMINAL: frozenset[ReferralState] = frozenset({S.REJECTED, S.RETURNED, S.DISCHARGED, S.CANCELLED})
-OPEN: frozenset[ReferralState] = frozenset(set(S) - TERMINAL)
+TERMINAL: frozenset[ReferralState] = ENDED_STATES
+OPEN: frozenset[ReferralState] = OPEN_STATES
 
 
 class Source(StrEnum):

@@ -33,7 +33,6 @@ from workflows.journeys.state import (
 
 DEFAULT_RULES_FILE = Path(__file__).with_name("rules.toml")
 SEEN_WINDOW = 5000
-CLOSED = {"rejected", "returned", "discharged", "cancelled"}
 
 
 @dataclass(frozen=True)

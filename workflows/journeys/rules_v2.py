@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 from shared.vocabulary import (
+    ENDED_STATES,
     Outcome,
     closure_outcome,
     reason_words,
@@ -32,7 +33,7 @@ from workflows.journeys.words import day, days_between, listing, plural, service
 if TYPE_CHECKING:
     from workflows.journeys.rules import Rules, _Raiser
 
-CLOSED = frozenset({"rejected", "returned", "discharged", "cancelled"})
+CLOSED = ENDED_STATES
 #: endings that send the person back: the door closed, or advice to go elsewhere
 BOUNCED = frozenset({Outcome.NOT_TREATED, Outcome.ADVICE})
 #: what a coordinator's own action leaves alone: they have taken the alert on

@@ -6,26 +6,15 @@ from __future__ import annotations
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+from shared.vocabulary import category_words
 from workflows.journeys.state import Episode, ts
 
 UK = ZoneInfo("Europe/London")
 
-CATEGORY_WORDS = {
-    "pain_management_programme": "the pain management programme",
-    "talking_therapies_ltc": "talking therapies",
-    "msk_physiotherapy": "MSK physiotherapy",
-    "social_prescribing": "social prescribing",
-    "peer_support": "peer support",
-    "self_management_course": "a self-management course",
-    "exercise_yoga": "exercise and yoga",
-    "vocational_rehabilitation": "vocational rehabilitation",
-    "carers_support": "carers' support",
-    "crisis": "the crisis service",
-}
-
 
 def category(cat: str) -> str:
-    return CATEGORY_WORDS.get(cat, cat.replace("_", " "))
+    """A category of service as it reads in a sentence ("referred to the crisis service")."""
+    return category_words(cat).in_sentence
 
 
 def service(ep: Episode) -> str:
