@@ -13,15 +13,14 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from fastapi.responses import JSONResponse, Response
-
 from services.care_plans.domain import INSTRUMENTS, Instrument, Score
 from services.care_plans.models import Assessment, CarePlan, CarePlanVersion
+from shared.fhir import FHIR_JSON as FHIR_JSON  # the API module reads these here
+from shared.fhir import ODS_SYSTEM
+from shared.fhir import operation_outcome as operation_outcome
 
-FHIR_JSON = "application/fhir+json"
 BASE = "https://waymark.nhs.example/fhir"
 PSEUDONYM_SYSTEM = f"{BASE}/Id/patient-pseudonym"
-ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
 QUESTIONNAIRE_BASE = f"{BASE}/Questionnaire/"
 ANSWER_SYSTEM = f"{BASE}/CodeSystem/screening-answer"
 BAND_SYSTEM = f"{BASE}/CodeSystem/screening-band"
@@ -29,34 +28,6 @@ EXT = f"{BASE}/StructureDefinition/"
 
 #: Questionnaire ids are the instrument names (FHIR ids allow letters, digits, '-' and '.')
 QUESTIONNAIRE_IDS = {i.value: i for i in Instrument}
-
-
-def operation_outcome(status: int, title: str, detail: str, extra: dict[str, Any]) -> Response:
-    code = {
-        400: "invalid",
-        401: "login",
-        403: "forbidden",
-        404: "not-found",
-        409: "conflict",
-        412: "conflict",
-        422: "invalid",
-        428: "required",
-    }.get(status, "exception")
-    issues = [{"severity": "error", "code": code, "diagnostics": detail}]
-    for e in extra.get("errors", [])[:20]:
-        issues.append(
-            {
-                "severity": "error",
-                "code": "invalid",
-                "diagnostics": e.get("message", ""),
-                "expression": [".".join(e.get("location", []))],
-            }
-        )
-    return JSONResponse(
-        {"resourceType": "OperationOutcome", "issue": issues},
-        status_code=status,
-        media_type=FHIR_JSON,
-    )
 
 
 def validate(resource: dict[str, Any]) -> dict[str, Any]:

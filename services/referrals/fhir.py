@@ -16,17 +16,16 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from services.referrals.domain import Priority, ReferralState, Source
 from services.referrals.models import Referral
 from services.referrals.schemas import PatientIn, ReferralCreate
 from shared.errors import ValidationFailed
+from shared.fhir import FHIR_JSON as FHIR_JSON  # the API module reads these here
+from shared.fhir import NHS_NUMBER_SYSTEM, ODS_SYSTEM
+from shared.fhir import operation_outcome as operation_outcome
 
-FHIR_JSON = "application/fhir+json"
-NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
-ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
 SNOMED = "http://snomed.info/sct"
 BASE = "https://waymark.nhs.example/fhir"
 EXT = f"{BASE}/StructureDefinition/"
@@ -76,31 +75,6 @@ FHIR_PRIORITY_TO_WAYMARK = {
 
 class FhirInvalid(ValidationFailed):
     """A resource Waymark cannot accept; rendered as an OperationOutcome."""
-
-
-def operation_outcome(status: int, title: str, detail: str, extra: dict[str, Any]) -> Response:
-    code = {
-        400: "invalid",
-        401: "login",
-        403: "forbidden",
-        404: "not-found",
-        409: "conflict",
-        412: "conflict",
-        422: "invalid",
-        428: "required",
-    }.get(status, "exception")
-    issues = [{"severity": "error", "code": code, "diagnostics": detail}]
-    for e in extra.get("errors", [])[:20]:
-        issues.append(
-            {
-                "severity": "error",
-                "code": "invalid",
-                "diagnostics": e.get("message", ""),
-                "expression": [".".join(e.get("location", []))],
-            }
-        )
-    body = {"resourceType": "OperationOutcome", "issue": issues}
-    return JSONResponse(body, status_code=status, media_type=FHIR_JSON)
 
 
 def _ext(resource: dict[str, Any], name: str) -> list[dict[str, Any]]:
