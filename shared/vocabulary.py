@@ -33,6 +33,20 @@ class Instrument(StrEnum):
     GAD7 = "GAD-7"
 
 
+class Band(StrEnum):
+    """Every band any instrument's scoring produces (events carry these; BANDS says which
+    belong to which instrument)."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    MINIMAL = "minimal"
+    MILD = "mild"
+    MODERATE = "moderate"
+    MODERATELY_SEVERE = "moderately_severe"
+    SEVERE = "severe"
+
+
 #: every band an instrument's scoring produces, lowest first (snake_case, as events carry them)
 BANDS: Mapping[Instrument, tuple[str, ...]] = {
     Instrument.START_BACK: ("low", "medium", "high"),

@@ -13,9 +13,9 @@ from pydantic import AwareDatetime, Field
 
 from shared.events.envelope import EventData
 from shared.events.registry import REGISTRY
+from shared.vocabulary import Band, Instrument
 
 ORG_CODE = r"^[A-Za-z0-9-]{1,20}$"
-Instrument = Literal["STarT-Back", "PHQ-9", "GAD-7"]
 
 
 class CarePlanEventData(EventData):
@@ -54,7 +54,7 @@ class AssessmentRecorded(CarePlanEventData):
     assessment_id: str = Field(max_length=64)
     instrument: Instrument
     total: int = Field(ge=0, le=27)
-    band: str = Field(max_length=40)
+    band: Band
     subscale: int | None = Field(default=None, ge=0, le=5)  # STarT Back distress subscale
     safety_flag: bool = False  # PHQ-9 item 9 above 0
     # who must hear of a safety flag at once (ODS codes, not personal detail): the person's
@@ -71,7 +71,7 @@ class RiskFlagged(CarePlanEventData):
     assessment_id: str = Field(max_length=64)
     instrument: Instrument
     reason: Literal["phq9_item9", "high_risk_band"]
-    band: str = Field(max_length=40)
+    band: Band
     severity: Literal["urgent", "high"]
 
 

@@ -12,6 +12,7 @@ from pydantic import AwareDatetime, Field
 
 from shared.events.envelope import EventData
 from shared.events.registry import REGISTRY
+from shared.vocabulary import ReferralState
 
 SNOMED_CODE = r"^[1-9][0-9]{5,17}$"  # SCTID: 6-18 digits, no leading zero
 ORG_CODE = r"^[A-Za-z0-9-]{1,20}$"
@@ -28,10 +29,10 @@ class ReferralEventData(EventData):
     service_category: str = Field(max_length=60)
     reason_codes: list[str] = Field(default_factory=list, max_length=20)
     priority: Literal["routine", "urgent"]
-    state: str = Field(max_length=40)
+    state: ReferralState
     referred_from: str | None = Field(default=None, max_length=64)
     source: str | None = Field(default=None, max_length=40)
-    previous_state: str | None = Field(default=None, max_length=40)
+    previous_state: ReferralState | None = None
     # the coded reason for this transition (rejection, return, outcome, cancellation, hold)
     transition_reason: str | None = Field(default=None, pattern=REASON_CODE)
     appointment_at: AwareDatetime | None = None
