@@ -17,14 +17,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.directory import domain, handlers, oruk
+from services.directory import domain, handlers
 from services.directory.domain import (
     Category,
     CommunicationSupport,
     Condition,
     DeliveryMode,
-    SortOrder,
 )
+from services.directory.oruk import mapping, taxonomies
 from services.directory.repository import DirectoryRepository
 from services.directory.schemas import (
     ImportReport,
@@ -48,6 +48,15 @@ from services.directory.schemas import (
     Vocabularies,
     VocabularyTerm,
     WithdrawIn,
+)
+from services.directory.search import (
+    MAX_PAGE_SIZE,
+    MAX_QUERY_CHARS,
+    MAX_RADIUS_KM,
+    MIN_RADIUS_KM,
+    SortOrder,
+    build_search,
+    check_page_in_range,
 )
 from shared.auth import CurrentPrincipal, Principal
 from shared.errors import NotFound, PreconditionFailed, ValidationFailed
@@ -106,7 +115,7 @@ async def _service_response(
     service, org, locations = await handlers.get_service(
         session=session, principal=principal, service_id=service_id
     )
-    out = oruk.service_out(service, org=org, locations=locations).model_dump(mode="json")
+    out = mapping.service_out(service, org=org, locations=locations).model_dump(mode="json")
     return out, {"ETag": weak_etag(service.version), "Location": f"/services/{service.id}"}
 
 
@@ -365,7 +374,7 @@ async def search_services(
     principal: CurrentPrincipal,
     q: Annotated[
         str | None,
-        Query(max_length=domain.MAX_QUERY_CHARS, description="free text, ranked by relevance"),
+        Query(max_length=MAX_QUERY_CHARS, description="free text, ranked by relevance"),
     ] = None,
     condition: Annotated[
         list[Condition] | None, Query(description="conditions the service must serve (all of them)")
@@ -393,9 +402,7 @@ async def search_services(
     ] = None,
     latitude: Annotated[float | None, Query(ge=-90, le=90)] = None,
     longitude: Annotated[float | None, Query(ge=-180, le=180)] = None,
-    radius_km: Annotated[
-        float | None, Query(ge=domain.MIN_RADIUS_KM, le=domain.MAX_RADIUS_KM)
-    ] = None,
+    radius_km: Annotated[float | None, Query(ge=MIN_RADIUS_KM, le=MAX_RADIUS_KM)] = None,
     include_remote: Annotated[
         bool,
         Query(
@@ -404,7 +411,7 @@ async def search_services(
     ] = False,
     sort: SortOrder | None = None,
     page: Annotated[int, Query(ge=1, le=10000)] = 1,
-    page_size: Annotated[int, Query(ge=1, le=domain.MAX_PAGE_SIZE)] = 20,
+    page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
 ) -> Response:
     """Search the directory: text, filters, distance from a postcode or point; paginated."""
     if open_at is not None and open_at.tzinfo is not None:
@@ -412,7 +419,7 @@ async def search_services(
     origin = await handlers.resolve_origin(
         session=session, postcode=postcode, latitude=latitude, longitude=longitude
     )
-    query = domain.build_search(
+    query = build_search(
         text=q,
         conditions=condition or (),
         categories=category or (),
@@ -489,7 +496,7 @@ async def get_postcode(
 async def vocabularies(principal: CurrentPrincipal) -> Response:
     """The codes filters and services use, with their names and taxonomy term ids."""
 
-    def terms(tax: domain.Taxonomy) -> list[dict[str, Any]]:
+    def terms(tax: taxonomies.Taxonomy) -> list[dict[str, Any]]:
         return [
             VocabularyTerm(
                 code=t.code,
@@ -502,17 +509,17 @@ async def vocabularies(principal: CurrentPrincipal) -> Response:
 
     return JSONResponse(
         {
-            "categories": terms(domain.CATEGORY_TAXONOMY),
-            "conditions": terms(domain.CONDITION_TAXONOMY),
-            "delivery_modes": terms(domain.DELIVERY_TAXONOMY),
-            "communication_support": terms(domain.COMMUNICATION_TAXONOMY),
+            "categories": terms(taxonomies.CATEGORY_TAXONOMY),
+            "conditions": terms(taxonomies.CONDITION_TAXONOMY),
+            "delivery_modes": terms(taxonomies.DELIVERY_TAXONOMY),
+            "communication_support": terms(taxonomies.COMMUNICATION_TAXONOMY),
         }
     )
 
 
 # --- Open Referral UK read API ----------------------------------------------------------------
 
-PerPage = Annotated[int, Query(ge=1, le=domain.MAX_PAGE_SIZE)]
+PerPage = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
 PageNo = Annotated[int, Query(ge=1, le=10000)]
 RecordIdQuery = Annotated[str | None, Query(pattern=domain.RECORD_ID, max_length=64)]
 
@@ -522,7 +529,7 @@ def _oruk_json(body: Any, status: int = 200) -> JSONResponse:
 
 
 def _page(contents: list[Any], *, total: int, page: int, per_page: int) -> dict[str, Any]:
-    domain.check_page_in_range(page, total, per_page)
+    check_page_in_range(page, total, per_page)
     return {
         **Page.envelope(total=total, page=page, per_page=per_page, size=len(contents)),
         "contents": [c.model_dump(mode="json", exclude_none=True) for c in contents],
@@ -545,7 +552,7 @@ async def oruk_info(principal: CurrentPrincipal) -> Response:
 async def oruk_services(
     session: SessionDep,
     principal: CurrentPrincipal,
-    search: Annotated[str | None, Query(max_length=domain.MAX_QUERY_CHARS)] = None,
+    search: Annotated[str | None, Query(max_length=MAX_QUERY_CHARS)] = None,
     taxonomy_term_id: RecordIdQuery = None,
     taxonomy_id: RecordIdQuery = None,
     organization_id: RecordIdQuery = None,
@@ -583,14 +590,12 @@ async def oruk_service(
 async def oruk_service_at_locations(
     session: SessionDep,
     principal: CurrentPrincipal,
-    search: Annotated[str | None, Query(max_length=domain.MAX_QUERY_CHARS)] = None,
+    search: Annotated[str | None, Query(max_length=MAX_QUERY_CHARS)] = None,
     taxonomy_term_id: RecordIdQuery = None,
     postcode: Annotated[str | None, Query(max_length=12)] = None,
     proximity: Annotated[
         float | None,
-        Query(
-            ge=1, le=domain.MAX_RADIUS_KM * 1000, description="metres from the postcode's centroid"
-        ),
+        Query(ge=1, le=MAX_RADIUS_KM * 1000, description="metres from the postcode's centroid"),
     ] = None,
     page: PageNo = 1,
     per_page: PerPage = 20,
@@ -653,7 +658,7 @@ async def oruk_taxonomy_terms(
     rows, total = await DirectoryRepository(session).terms(
         taxonomy_id=taxonomy_id, page=page, per_page=per_page
     )
-    items = [oruk.term_to_oruk(t) for t in rows]
+    items = [mapping.term_to_oruk(t) for t in rows]
     return _oruk_json(_page(items, total=total, page=page, per_page=per_page))
 
 
@@ -665,7 +670,7 @@ async def oruk_taxonomy_term(
     t = await DirectoryRepository(session).term(term_id)
     if t is None:
         raise NotFound(f"no taxonomy term {term_id}")
-    return _oruk_json(oruk.term_to_oruk(t).model_dump(mode="json", exclude_none=True))
+    return _oruk_json(mapping.term_to_oruk(t).model_dump(mode="json", exclude_none=True))
 
 
 # --- the app ----------------------------------------------------------------------------------

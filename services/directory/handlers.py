@@ -17,10 +17,11 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.directory import domain, oruk
-from services.directory.domain import Lifecycle, Origin, SearchQuery, WaymarkFacts
+from services.directory import domain, search
+from services.directory.domain import Lifecycle, WaymarkFacts
 from services.directory.events import service_published, service_updated, service_withdrawn
 from services.directory.models import Location, Organization, Service, Taxonomy, TaxonomyTerm
+from services.directory.oruk import mapping, taxonomies
 from services.directory.repository import DirectoryRepository
 from services.directory.schemas import (
     ODS_IDENTIFIER_TYPE,
@@ -39,6 +40,7 @@ from services.directory.schemas import (
     ServiceUpdate,
     WithdrawIn,
 )
+from services.directory.search import Origin, SearchQuery
 from shared.access import Capability, may_use, organisation_relationships, permits, roles_phrase
 from shared.audit import record_audit
 from shared.auth import Principal
@@ -173,8 +175,8 @@ def _postcode_of(loc: OrukLocation) -> str | None:
 
 
 def _facts(record: OrukService) -> WaymarkFacts:
-    return domain.facts_from_attributes(
-        domain.AttributeLink(a.id, a.taxonomy_term_id, a.value, a.link_type)
+    return taxonomies.facts_from_attributes(
+        taxonomies.AttributeLink(a.id, a.taxonomy_term_id, a.value, a.link_type)
         for a in record.attributes
     )
 
@@ -211,7 +213,7 @@ async def _save_terms(repo: DirectoryRepository, record: OrukService) -> None:
     """Terms of other taxonomies arrive embedded in the attributes (ORUK); keep them. Waymark's
     own terms are never overwritten by a feed."""
     for a in record.attributes:
-        if domain.is_waymark_term(a.taxonomy_term_id):
+        if taxonomies.is_waymark_term(a.taxonomy_term_id):
             continue
         t = a.taxonomy_term
         existing = await repo.term(a.taxonomy_term_id)
@@ -225,7 +227,7 @@ async def _save_terms(repo: DirectoryRepository, record: OrukService) -> None:
             continue
         if existing is not None and existing.waymark:
             continue
-        if t.taxonomy_id is not None and t.taxonomy_id in domain.WAYMARK_TAXONOMY_IDS:
+        if t.taxonomy_id is not None and t.taxonomy_id in taxonomies.WAYMARK_TAXONOMY_IDS:
             raise ValidationFailed(
                 f"term {t.id} claims to belong to a Waymark taxonomy but is not one of its terms"
             )
@@ -382,7 +384,7 @@ async def load_record(
     repo: DirectoryRepository, service: Service, *, with_organization: bool = True
 ) -> OrukService:
     org = await repo.organization(service.organization_id) if with_organization else None
-    return oruk.service_to_oruk(
+    return mapping.service_to_oruk(
         service,
         org=org,
         links=await repo.links(service.id),
@@ -416,7 +418,7 @@ async def create_service(
     geocode = await repo.postcodes(
         [loc.postcode for loc in cmd.locations if loc.postcode and loc.latitude is None]
     )
-    record = oruk.from_create(cmd, service_id=service_id, org=org, geocode=geocode)
+    record = mapping.from_create(cmd, service_id=service_id, org=org, geocode=geocode)
     service = await _save(
         repo=repo,
         record=record,
@@ -471,7 +473,7 @@ async def update_service(
     geocode = await repo.postcodes(
         [loc.postcode for loc in cmd.locations or [] if loc.postcode and loc.latitude is None]
     )
-    record = oruk.apply_update(current, facts, cmd, geocode=geocode)
+    record = mapping.apply_update(current, facts, cmd, geocode=geocode)
     lifecycle = Lifecycle(service.lifecycle)
     if lifecycle is Lifecycle.PUBLISHED:
         # a published service must stay one professionals can act on
@@ -673,7 +675,7 @@ async def _import_one(
     was_published = existing is not None and existing.lifecycle == Lifecycle.PUBLISHED
     if existing is not None and was_published:
         before = await load_record(repo, existing, with_organization=False)
-        if oruk.fingerprint(before) == oruk.fingerprint(record):
+        if mapping.fingerprint(before) == mapping.fingerprint(record):
             return _Outcome("unchanged")
     service = await _save(
         repo=repo,
@@ -800,7 +802,7 @@ async def get_service(
 async def resolve_origin(
     *, session: AsyncSession, postcode: str | None, latitude: float | None, longitude: float | None
 ) -> Origin | None:
-    point = domain.check_coordinates(latitude, longitude)
+    point = search.check_coordinates(latitude, longitude)
     if postcode is None:
         return point
     if point is not None:
@@ -855,7 +857,7 @@ def _hit(r: Any) -> SearchHit:
 
 async def search_services(*, session: AsyncSession, query: SearchQuery) -> SearchPage:
     rows, total = await DirectoryRepository(session).search(query)
-    domain.check_page_in_range(query.page, total, query.page_size)
+    search.check_page_in_range(query.page, total, query.page_size)
     origin = None
     if query.origin is not None:
         origin = SearchOrigin(
@@ -866,7 +868,7 @@ async def search_services(*, session: AsyncSession, query: SearchQuery) -> Searc
         )
     return SearchPage(
         total_items=total,
-        total_pages=domain.last_page(total, query.page_size),
+        total_pages=search.last_page(total, query.page_size),
         page=query.page,
         page_size=query.page_size,
         sort=query.sort.value,
@@ -896,7 +898,7 @@ async def oruk_services(
             orgs[s.organization_id] = await repo.organization(s.organization_id)
         if full:
             out.append(
-                oruk.service_to_oruk(
+                mapping.service_to_oruk(
                     s,
                     org=orgs[s.organization_id],
                     links=await repo.links(s.id),
@@ -905,7 +907,7 @@ async def oruk_services(
             )
         else:
             out.append(
-                oruk.service_to_oruk(
+                mapping.service_to_oruk(
                     s, org=orgs[s.organization_id], links=[], attributes=[]
                 ).model_copy(
                     update=dict(
@@ -937,7 +939,7 @@ async def oruk_service_at_locations(
                 service_id=s.id,
                 location_id=r["location_id"],
                 description=r["sal_description"],
-                location=oruk.location_to_oruk(locations[r["location_id"]]),
+                location=mapping.location_to_oruk(locations[r["location_id"]]),
                 service=OrukServiceSummary(
                     id=s.id,
                     organization_id=s.organization_id,

@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from services.directory import domain
+from services.directory import domain, search
 from services.directory.domain import (
     Category,
     CommunicationSupport,
@@ -390,7 +390,7 @@ class Page(BaseModel):
 
     @classmethod
     def envelope(cls, *, total: int, page: int, per_page: int, size: int) -> dict[str, Any]:
-        pages = domain.last_page(total, per_page)
+        pages = search.last_page(total, per_page)
         return dict(
             total_items=total,
             total_pages=pages,

@@ -11,6 +11,15 @@ import httpx
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.directory import domain
+from services.directory.oruk.taxonomies import (
+    CATEGORY_TAXONOMY,
+    COMMUNICATION_TAXONOMY,
+    CONDITION_TAXONOMY,
+    DELIVERY_TAXONOMY,
+    REFERRAL_TAXONOMY,
+    WAYMARK_TAXONOMIES,
+    Taxonomy,
+)
 from shared.settings import Settings
 from tests.conftest import auth
 from tests.directory.conftest import create_published, new_code, new_provider, query
@@ -21,7 +30,7 @@ def uid() -> str:
 
 
 def waymark_attribute(
-    service_id: str, tax: domain.Taxonomy, code: str, value: str | None = None
+    service_id: str, tax: Taxonomy, code: str, value: str | None = None
 ) -> dict[str, Any]:
     term = next(t for t in tax.terms if t.code == code)
     out: dict[str, Any] = {
@@ -168,13 +177,13 @@ def oruk_record(
             }
         ],
         "attributes": [
-            waymark_attribute(sid, domain.CATEGORY_TAXONOMY, "pain_management_programme"),
-            waymark_attribute(sid, domain.CONDITION_TAXONOMY, "persistent_pain"),
-            waymark_attribute(sid, domain.CONDITION_TAXONOMY, "mental_health"),
-            waymark_attribute(sid, domain.DELIVERY_TAXONOMY, "in_person"),
-            waymark_attribute(sid, domain.DELIVERY_TAXONOMY, "group"),
-            waymark_attribute(sid, domain.COMMUNICATION_TAXONOMY, "interpreters"),
-            waymark_attribute(sid, domain.REFERRAL_TAXONOMY, "waiting_weeks", "9"),
+            waymark_attribute(sid, CATEGORY_TAXONOMY, "pain_management_programme"),
+            waymark_attribute(sid, CONDITION_TAXONOMY, "persistent_pain"),
+            waymark_attribute(sid, CONDITION_TAXONOMY, "mental_health"),
+            waymark_attribute(sid, DELIVERY_TAXONOMY, "in_person"),
+            waymark_attribute(sid, DELIVERY_TAXONOMY, "group"),
+            waymark_attribute(sid, COMMUNICATION_TAXONOMY, "interpreters"),
+            waymark_attribute(sid, REFERRAL_TAXONOMY, "waiting_weeks", "9"),
             {
                 "id": uid(),
                 "link_id": sid,
@@ -409,7 +418,7 @@ class TestOrukReadApi:
         self, directory_client: httpx.AsyncClient, settings: Settings
     ) -> None:
         p = await new_provider(directory_client, settings)
-        term = domain.CATEGORY_TAXONOMY.term_id("crisis")  # a category only this test uses
+        term = CATEGORY_TAXONOMY.term_id("crisis")  # a category only this test uses
         near = await create_published(
             directory_client,
             p,
@@ -491,19 +500,20 @@ class TestOrukReadApi:
             await directory_client.get("/oruk/taxonomies", headers=h, params={"per_page": 100})
         ).json()
         ids = {t["id"] for t in taxonomies["contents"]}
-        assert {t.id for t in domain.WAYMARK_TAXONOMIES} <= ids
+        assert {t.id for t in WAYMARK_TAXONOMIES} <= ids
         terms = (
             await directory_client.get(
                 "/oruk/taxonomy_terms",
                 headers=h,
-                params={"taxonomy_id": domain.CATEGORY_TAXONOMY.id, "per_page": 100},
+                params={"taxonomy_id": CATEGORY_TAXONOMY.id, "per_page": 100},
             )
         ).json()
         assert sorted(t["code"] for t in terms["contents"]) == sorted(
             c.value for c in domain.Category
         )
         one = await directory_client.get(
-            f"/oruk/taxonomy_terms/{domain.CONDITION_TAXONOMY.term_id('mental_health')}", headers=h
+            f"/oruk/taxonomy_terms/{CONDITION_TAXONOMY.term_id('mental_health')}",
+            headers=h,
         )
         assert one.json()["name"] == "Mental health"
         # the migration's copy of the vocabularies is the domain's, term for term
@@ -513,7 +523,7 @@ class TestOrukReadApi:
         )
         assert {(r.id, r.code, r.name, r.description, r.taxonomy_id) for r in rows} == {
             (tax.term_id(t.code), t.code, t.name, t.description, tax.id)
-            for tax in domain.WAYMARK_TAXONOMIES
+            for tax in WAYMARK_TAXONOMIES
             for t in tax.terms
         }
 

@@ -13,6 +13,7 @@ from typing import Any
 from services.directory import domain
 from services.directory.domain import WaymarkFacts
 from services.directory.models import Attribute, Location, Organization, Service, TaxonomyTerm
+from services.directory.oruk import taxonomies
 from services.directory.schemas import (
     ContactIn,
     ContactOut,
@@ -146,7 +147,7 @@ def _waymark_attributes(service_id: str, facts: WaymarkFacts) -> list[OrukAttrib
             value=a.value,
             taxonomy_term_id=a.taxonomy_term_id,
         )
-        for a in domain.attributes_for(service_id, facts)
+        for a in taxonomies.attributes_for(service_id, facts)
     ]
 
 
@@ -250,7 +251,7 @@ def apply_update(
         kept = [
             a
             for a in data.get("attributes", [])
-            if not domain.is_waymark_term(a["taxonomy_term_id"])
+            if not taxonomies.is_waymark_term(a["taxonomy_term_id"])
         ]
         data["attributes"] = kept + [a.model_dump() for a in _waymark_attributes(sid, new_facts)]
     data.pop("last_modified", None)
