@@ -25,12 +25,9 @@ from services.directory.domain import (
     DeliveryMode,
 )
 from services.directory.oruk import mapping, taxonomies
-from services.directory.repository import DirectoryRepository
-from services.directory.schemas import (
+from services.directory.oruk.schemas import (
     ImportReport,
     ImportRequest,
-    OrganizationIn,
-    OrganizationOut,
     OrukApiInfo,
     OrukService,
     OrukServiceAtLocationPage,
@@ -40,6 +37,11 @@ from services.directory.schemas import (
     OrukTaxonomyTerm,
     OrukTaxonomyTermPage,
     Page,
+)
+from services.directory.repository import DirectoryRepository
+from services.directory.schemas import (
+    OrganizationIn,
+    OrganizationOut,
     PostcodeOut,
     SearchPage,
     ServiceCreate,

@@ -22,17 +22,19 @@ from services.directory.domain import Lifecycle, WaymarkFacts
 from services.directory.events import service_published, service_updated, service_withdrawn
 from services.directory.models import Location, Organization, Service, Taxonomy, TaxonomyTerm
 from services.directory.oruk import mapping, taxonomies
-from services.directory.repository import DirectoryRepository
-from services.directory.schemas import (
+from services.directory.oruk.schemas import (
     ODS_IDENTIFIER_TYPE,
     ImportRejection,
     ImportReport,
-    LocationOut,
-    OrganizationIn,
     OrukLocation,
     OrukService,
     OrukServiceAtLocation,
     OrukServiceSummary,
+)
+from services.directory.repository import DirectoryRepository
+from services.directory.schemas import (
+    LocationOut,
+    OrganizationIn,
     SearchHit,
     SearchOrigin,
     SearchPage,

@@ -14,15 +14,7 @@ from services.directory import domain
 from services.directory.domain import WaymarkFacts
 from services.directory.models import Attribute, Location, Organization, Service, TaxonomyTerm
 from services.directory.oruk import taxonomies
-from services.directory.schemas import (
-    ContactIn,
-    ContactOut,
-    CostOptionIn,
-    CostOptionOut,
-    LanguageIn,
-    LanguageOut,
-    LocationIn,
-    LocationOut,
+from services.directory.oruk.schemas import (
     OrukAttribute,
     OrukContact,
     OrukCostOption,
@@ -33,6 +25,16 @@ from services.directory.schemas import (
     OrukServiceArea,
     OrukServiceAtLocation,
     OrukTaxonomyTerm,
+)
+from services.directory.schemas import (
+    ContactIn,
+    ContactOut,
+    CostOptionIn,
+    CostOptionOut,
+    LanguageIn,
+    LanguageOut,
+    LocationIn,
+    LocationOut,
     ScheduleIn,
     ScheduleOut,
     ServiceAreaIn,
