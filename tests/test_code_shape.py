@@ -23,8 +23,6 @@ STILL_TOO_LONG = {
     "services/care_plans/api.py",
     "services/care_plans/domain.py",
     "services/care_plans/handlers.py",
-    "services/directory/api.py",
-    "services/directory/handlers.py",
     "services/notifications/alert_store.py",
     "services/notifications/api_messages.py",
     "services/notifications/dashboard/routes.py",
