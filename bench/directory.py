@@ -45,6 +45,7 @@ import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 
 from services.directory import domain  # noqa: E402
+from services.directory.oruk import taxonomies  # noqa: E402
 from shared import stack  # noqa: E402
 from shared.auth import mint_token  # noqa: E402
 from shared.settings import Settings, get_settings  # noqa: E402
@@ -243,7 +244,7 @@ async def load(s: Settings, n: int) -> None:
             # the Waymark attributes the service would derive (category, conditions, modes)
             terms = {
                 (tax.key, t.code): tax.term_id(t.code)
-                for tax in domain.WAYMARK_TAXONOMIES
+                for tax in taxonomies.WAYMARK_TAXONOMIES
                 for t in tax.terms
             }
             attrs = []
@@ -256,7 +257,7 @@ async def load(s: Settings, n: int) -> None:
                 )
                 for pos, key in enumerate(codes):
                     term = terms[key]
-                    attrs.append((domain.attribute_id(sid, term), sid, term, "service", pos))
+                    attrs.append((taxonomies.attribute_id(sid, term), sid, term, "service", pos))
             await conn.copy_records_to_table(
                 "attribute",
                 records=attrs,

@@ -12,7 +12,7 @@ from sqlalchemy import delete, insert, select, text
 from sqlalchemy.engine import RowMapping
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.directory.domain import SEARCHABLE_STATUSES, Lifecycle, SearchQuery, SortOrder
+from services.directory.domain import SEARCHABLE_STATUSES, Lifecycle
 from services.directory.models import (
     Attribute,
     Location,
@@ -23,6 +23,7 @@ from services.directory.models import (
     Taxonomy,
     TaxonomyTerm,
 )
+from services.directory.search import SearchQuery, SortOrder
 
 # weights for ts_rank_cd, in the order {D, C, B, A}: name (A) counts most, then taxonomy (B),
 # then description (C)

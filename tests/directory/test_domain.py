@@ -1,5 +1,5 @@
-"""The directory's pure rules: postcodes, lifecycle, opening hours, Waymark facts as ORUK
-attributes, search validation, and the shipped postcode table."""
+"""The directory's pure rules: postcodes, lifecycle, opening hours, what makes a service
+publishable, and the shipped postcode table."""
 
 from __future__ import annotations
 
@@ -94,48 +94,6 @@ class TestOpeningHours:
         assert domain.parse_byday("MO, we,2FR,XX") == [Weekday.MO, Weekday.WE]
 
 
-class TestFactsAsAttributes:
-    def test_facts_survive_the_trip_through_attributes(self) -> None:
-        facts = WaymarkFacts(
-            category=Category.CRISIS,
-            conditions=(Condition.PERSISTENT_PAIN, Condition.MENTAL_HEALTH),
-            delivery_modes=(DeliveryMode.PHONE,),
-            communication_support=(domain.CommunicationSupport.BSL,),
-            self_referral=True,
-            waiting_weeks=0,
-        )
-        links = domain.attributes_for("svc-1", facts)
-        assert domain.facts_from_attributes(links) == facts
-        assert domain.attributes_for("svc-1", facts) == links  # stable ids
-        assert facts.remote
-
-    def test_exactly_one_category_is_required(self) -> None:
-        with pytest.raises(ValidationFailed, match="exactly one"):
-            domain.facts_from_attributes([])
-        two = [
-            domain.AttributeLink("a", domain.CATEGORY_TAXONOMY.term_id("crisis")),
-            domain.AttributeLink("b", domain.CATEGORY_TAXONOMY.term_id("peer_support")),
-        ]
-        with pytest.raises(ValidationFailed, match="found 2"):
-            domain.facts_from_attributes(two)
-
-    def test_a_waiting_time_must_be_whole_weeks(self) -> None:
-        cat = domain.AttributeLink("a", domain.CATEGORY_TAXONOMY.term_id("crisis"))
-        for bad in ("six", "-1", "999", "٣", None):
-            wait = domain.AttributeLink("w", domain.REFERRAL_TAXONOMY.term_id("waiting_weeks"), bad)
-            with pytest.raises(ValidationFailed, match="whole number"):
-                domain.facts_from_attributes([cat, wait])
-
-    def test_every_vocabulary_code_has_a_term(self) -> None:
-        for tax, enum in [
-            (domain.CATEGORY_TAXONOMY, Category),
-            (domain.CONDITION_TAXONOMY, Condition),
-            (domain.DELIVERY_TAXONOMY, DeliveryMode),
-            (domain.COMMUNICATION_TAXONOMY, domain.CommunicationSupport),
-        ]:
-            assert [t.code for t in tax.terms] == [e.value for e in enum]
-
-
 class TestPublishable:
     def test_reasons_are_collected(self) -> None:
         facts = WaymarkFacts(
@@ -149,28 +107,6 @@ class TestPublishable:
             "every physical location needs coordinates or a known postcode",
         ]
         domain.check_publishable(domain.PublishCheck(facts, "Ask your GP.", 1, 0))
-
-
-class TestSearchValidation:
-    def build(self, **kw: object) -> domain.SearchQuery:
-        base: dict[str, object] = dict(
-            text=None, conditions=(), categories=(), delivery_modes=(), communication_support=()
-        )
-        base.update(kw)
-        return domain.build_search(**base)  # type: ignore[arg-type]
-
-    def test_default_sort_follows_what_was_asked(self) -> None:
-        here = domain.Origin(53.7, -1.9)
-        assert self.build().sort is domain.SortOrder.NAME
-        assert self.build(origin=here).sort is domain.SortOrder.DISTANCE
-        assert self.build(text="pain", origin=here).sort is domain.SortOrder.RELEVANCE
-        assert self.build(text="  back   pain ").text == "back pain"
-
-    def test_open_window(self) -> None:
-        q = self.build(open_day="tuesday", open_at=time(18, 30))
-        day = domain.MINUTES_PER_DAY
-        assert q.open_minutes() == (day + 18 * 60 + 30, day + 18 * 60 + 31)
-        assert self.build(open_day="SU").open_minutes() == (6 * day, 7 * day)
 
     def test_free_and_of_charge_rules(self) -> None:
         assert domain.free_of_charge([]) and domain.free_of_charge([0, None])

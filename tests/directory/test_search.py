@@ -5,10 +5,13 @@ and the 4xx answers to bad input. Every search names the test's own organisation
 from __future__ import annotations
 
 import math
+from datetime import time
 from typing import Any
 
 import httpx
 
+from services.directory import search as search_rules
+from services.directory.domain import MINUTES_PER_DAY
 from shared.errors import PROBLEM_JSON
 from shared.settings import Settings
 from tests.conftest import auth
@@ -441,3 +444,25 @@ class TestBadInput:
             assert r.status_code == status, (params, r.text)
             assert r.headers["content-type"].split(";")[0] == PROBLEM_JSON
             assert words in r.json()["detail"], (params, r.json()["detail"])
+
+
+class TestSearchValidation:
+    def build(self, **kw: object) -> search_rules.SearchQuery:
+        base: dict[str, object] = dict(
+            text=None, conditions=(), categories=(), delivery_modes=(), communication_support=()
+        )
+        base.update(kw)
+        return search_rules.build_search(**base)  # type: ignore[arg-type]
+
+    def test_default_sort_follows_what_was_asked(self) -> None:
+        here = search_rules.Origin(53.7, -1.9)
+        assert self.build().sort is search_rules.SortOrder.NAME
+        assert self.build(origin=here).sort is search_rules.SortOrder.DISTANCE
+        assert self.build(text="pain", origin=here).sort is search_rules.SortOrder.RELEVANCE
+        assert self.build(text="  back   pain ").text == "back pain"
+
+    def test_open_window(self) -> None:
+        q = self.build(open_day="tuesday", open_at=time(18, 30))
+        day = MINUTES_PER_DAY
+        assert q.open_minutes() == (day + 18 * 60 + 30, day + 18 * 60 + 31)
+        assert self.build(open_day="SU").open_minutes() == (6 * day, 7 * day)

@@ -187,7 +187,7 @@ class TestBodySize:
         self, limited: httpx.AsyncClient, settings: Settings
     ) -> None:
         from services.directory.api import ORUK_IMPORT_MAX_BYTES
-        from tests.directory.test_oruk import oruk_record
+        from tests.directory.oruk.conftest import oruk_record
 
         org = _org()
         headers = _staff(settings, org)

@@ -13,15 +13,8 @@ from typing import Any
 from services.directory import domain
 from services.directory.domain import WaymarkFacts
 from services.directory.models import Attribute, Location, Organization, Service, TaxonomyTerm
-from services.directory.schemas import (
-    ContactIn,
-    ContactOut,
-    CostOptionIn,
-    CostOptionOut,
-    LanguageIn,
-    LanguageOut,
-    LocationIn,
-    LocationOut,
+from services.directory.oruk import taxonomies
+from services.directory.oruk.schemas import (
     OrukAttribute,
     OrukContact,
     OrukCostOption,
@@ -32,12 +25,15 @@ from services.directory.schemas import (
     OrukServiceArea,
     OrukServiceAtLocation,
     OrukTaxonomyTerm,
+)
+from services.directory.schemas import (
+    ContactIn,
+    CostOptionIn,
+    LanguageIn,
+    LocationIn,
     ScheduleIn,
-    ScheduleOut,
     ServiceAreaIn,
-    ServiceAreaOut,
     ServiceCreate,
-    ServiceOut,
     ServiceUpdate,
 )
 from shared.errors import ValidationFailed
@@ -146,7 +142,7 @@ def _waymark_attributes(service_id: str, facts: WaymarkFacts) -> list[OrukAttrib
             value=a.value,
             taxonomy_term_id=a.taxonomy_term_id,
         )
-        for a in domain.attributes_for(service_id, facts)
+        for a in taxonomies.attributes_for(service_id, facts)
     ]
 
 
@@ -250,7 +246,7 @@ def apply_update(
         kept = [
             a
             for a in data.get("attributes", [])
-            if not domain.is_waymark_term(a["taxonomy_term_id"])
+            if not taxonomies.is_waymark_term(a["taxonomy_term_id"])
         ]
         data["attributes"] = kept + [a.model_dump() for a in _waymark_attributes(sid, new_facts)]
     data.pop("last_modified", None)
@@ -395,101 +391,4 @@ def service_to_oruk(
                 for a, t in attributes
             ],
         }
-    )
-
-
-# --- stored rows -> Waymark's view ------------------------------------------------------------
-
-
-def location_out(loc: Location) -> LocationOut:
-    address = loc.addresses[0] if loc.addresses else {}
-    return LocationOut(
-        id=loc.id,
-        location_type=loc.location_type,
-        name=loc.name,
-        description=loc.description,
-        address_1=address.get("address_1"),
-        city=address.get("city"),
-        postcode=loc.postcode,
-        latitude=loc.latitude,
-        longitude=loc.longitude,
-    )
-
-
-def service_out(row: Service, *, org: Organization, locations: Sequence[Location]) -> ServiceOut:
-    def phone(c: dict[str, Any]) -> str | None:
-        return c["phones"][0]["number"] if c.get("phones") else None
-
-    return ServiceOut(
-        id=row.id,
-        org_code=row.org_code,
-        organization_id=row.organization_id,
-        organization_name=org.name,
-        name=row.name,
-        alternate_name=row.alternate_name,
-        description=row.description,
-        url=row.url,
-        email=row.email,
-        status=domain.ServiceStatus(row.status),
-        lifecycle=row.lifecycle,
-        category=domain.Category(row.category),
-        conditions=[domain.Condition(c) for c in row.conditions],
-        self_referral=row.self_referral,
-        delivery_modes=[domain.DeliveryMode(m) for m in row.delivery_modes],
-        communication_support=[domain.CommunicationSupport(s) for s in row.communication_support],
-        waiting_weeks=row.waiting_weeks,
-        how_to_refer=row.application_process,
-        eligibility_description=row.eligibility_description,
-        minimum_age=row.minimum_age,
-        maximum_age=row.maximum_age,
-        fees_description=row.fees_description,
-        free_of_charge=row.free_of_charge,
-        alert=row.alert,
-        cost_options=[
-            CostOptionOut(
-                id=c["id"],
-                option=c.get("option"),
-                amount=c.get("amount"),
-                amount_description=c.get("amount_description"),
-            )
-            for c in row.cost_options
-        ],
-        languages=[
-            LanguageOut(id=lang["id"], name=lang.get("name"), code=lang.get("code"))
-            for lang in row.languages
-        ],
-        contacts=[
-            ContactOut(
-                id=c["id"],
-                name=c.get("name"),
-                title=c.get("title"),
-                email=c.get("email"),
-                phone=phone(c),
-            )
-            for c in row.contacts
-        ],
-        locations=[location_out(loc) for loc in locations],
-        schedules=[
-            ScheduleOut(
-                id=s["id"],
-                byday=[d.value for d in domain.parse_byday(s.get("byday"))],
-                opens_at=s.get("opens_at"),
-                closes_at=s.get("closes_at"),
-                description=s.get("description"),
-                valid_from=s.get("valid_from"),
-                valid_to=s.get("valid_to"),
-            )
-            for s in row.schedules
-        ],
-        service_areas=[
-            ServiceAreaOut(id=a["id"], name=a.get("name"), description=a.get("description"))
-            for a in row.service_areas
-        ],
-        withdrawal_reason=row.withdrawal_reason,  # type: ignore[arg-type]
-        withdrawal_note=row.withdrawal_note,
-        published_at=row.published_at,
-        withdrawn_at=row.withdrawn_at,
-        version=row.version,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
     )

@@ -1,0 +1,36 @@
+"""What every route of the directory API shares: the problem responses it documents, and the
+types of its path and header parameters."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Header, Path, Request
+
+from services.directory import domain
+from shared.settings import Settings
+from shared.web import IDEMPOTENCY_HEADER
+
+PROBLEM = {"model": None, "content": {"application/problem+json": {}}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"description": d, **PROBLEM}
+    for s, d in [
+        (401, "Not authenticated"),
+        (403, "Forbidden"),
+        (404, "Not found"),
+        (409, "Conflict"),
+        (412, "Precondition failed"),
+        (422, "Invalid request"),
+    ]
+}
+
+ServiceId = Annotated[str, Path(pattern=domain.RECORD_ID, max_length=64)]
+OrgCodePath = Annotated[str, Path(pattern=domain.ORG_CODE)]
+IdempotencyKey = Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER)]
+IfMatch = Annotated[
+    str | None, Header(alias="If-Match", description='the ETag you read, e.g. W/"3"')
+]
+
+
+def settings_of(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
