@@ -251,7 +251,9 @@ STATE_LABELS: Mapping[ReferralState, str] = {
 # field an open string, so a partner validating against a v1 schema is not broken by a new code.
 
 
-class ServiceCategory(StrEnum):
+class Category(StrEnum):
+    """What kind of service this is (issue #4)."""
+
     PAIN_MANAGEMENT_PROGRAMME = "pain_management_programme"
     TALKING_THERAPIES_LTC = "talking_therapies_ltc"  # talking therapies for long-term conditions
     MSK_PHYSIOTHERAPY = "msk_physiotherapy"
@@ -271,8 +273,8 @@ class CategoryWords:
     plural: str  # "2 pain management programmes"
 
 
-C = ServiceCategory
-CATEGORY_WORDS: Mapping[ServiceCategory, CategoryWords] = {
+C = Category
+CATEGORY_WORDS: Mapping[Category, CategoryWords] = {
     C.PAIN_MANAGEMENT_PROGRAMME: CategoryWords(
         "Pain management programme",
         "the pain management programme",
@@ -305,10 +307,10 @@ CATEGORY_WORDS: Mapping[ServiceCategory, CategoryWords] = {
 del C
 
 
-def category_of(code: str) -> ServiceCategory | None:
+def category_of(code: str) -> Category | None:
     """The category a code names (None for one this vocabulary does not know)."""
     try:
-        return ServiceCategory(code)
+        return Category(code)
     except ValueError:
         return None
 

@@ -17,26 +17,13 @@ from enum import StrEnum
 from typing import Any
 
 from shared.errors import Conflict, ValidationFailed
+from shared.vocabulary import Category
 
 # --- vocabularies ---------------------------------------------------------------------------
 # These codes are the directory's public contract: API filters, event `category` and
 # `conditions`, and the Waymark taxonomy terms in the ORUK feed all use them. Add codes; never
-# rename one (consumers, e.g. the referrals service, store them).
-
-
-class Category(StrEnum):
-    """What kind of service this is (issue #4)."""
-
-    PAIN_MANAGEMENT_PROGRAMME = "pain_management_programme"
-    TALKING_THERAPIES_LTC = "talking_therapies_ltc"  # talking therapies for long-term conditions
-    MSK_PHYSIOTHERAPY = "msk_physiotherapy"
-    SOCIAL_PRESCRIBING = "social_prescribing"
-    PEER_SUPPORT = "peer_support"
-    SELF_MANAGEMENT_COURSE = "self_management_course"
-    EXERCISE_YOGA = "exercise_yoga"
-    VOCATIONAL_REHABILITATION = "vocational_rehabilitation"  # vocational rehabilitation and work
-    CARERS_SUPPORT = "carers_support"
-    CRISIS = "crisis"
+# rename one (consumers, e.g. the referrals service, store them). The categories of service are
+# shared/vocabulary.py's `Category` (every part labels them from there).
 
 
 class Condition(StrEnum):
