@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from services.care_plans import handlers
+from services.care_plans.handlers.assessments import record_assessment
 from services.care_plans.schemas import AssessmentIn
 from shared.auth import Principal, Role
 from shared.db import unit_of_work
@@ -475,7 +475,7 @@ class TestAssessments:
         staged: list[str] = []
         with pytest.raises(RuntimeError, match="after the insert"):
             async with unit_of_work(care_plans_sessions) as session:
-                recorded = await handlers.record_assessment(
+                recorded = await record_assessment(
                     session=session,
                     principal=principal,
                     plan_id=plan["id"],

@@ -35,7 +35,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from services.care_plans.domain import CARE_TEAM
+from services.care_plans.domain.access import CARE_TEAM
 from services.notifications.dashboard.session import csrf_for
 from services.referrals.fhir import NHS_NUMBER_SYSTEM
 from shared.access import (
