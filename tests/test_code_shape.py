@@ -27,7 +27,6 @@ STILL_TOO_LONG = {
     "services/notifications/message_sender.py",
     "services/notifications/webhook_handlers.py",
     "services/notifications/webhook_sender.py",
-    "services/referrals/api.py",
     "shared/stack.py",
     "shared/web.py",
     "workflows/journeys/synthetic.py",
