@@ -28,7 +28,6 @@ STILL_TOO_LONG = {
     "services/notifications/webhook_handlers.py",
     "services/notifications/webhook_sender.py",
     "shared/stack.py",
-    "shared/web.py",
     "workflows/journeys/synthetic.py",
 }
 
