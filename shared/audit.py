@@ -2,8 +2,8 @@
 in the same transaction as the read or the change.
 
 The log is append-only in the database itself: triggers refuse UPDATE and DELETE of a row
-(platform v1, shared/migrations.py) and TRUNCATE of the table (`append_only_ddl`, each
-schema's audit migration), so no code path or bug can rewrite history; only a deliberate
+(platform v1) and TRUNCATE of the table (each schema's audit migration; both pieces in
+shared/migration_pieces.py), so no code path or bug can rewrite history; only a deliberate
 DROP TRIGGER by the table's owner could. No API route writes to it other than by inserting.
 """
 
@@ -42,27 +42,3 @@ def record_audit(
     )
     session.add(entry)
     return entry
-
-
-def append_only_ddl(table: str = "audit_log") -> list[str]:
-    """DDL that makes `table` append-only: UPDATE, DELETE and TRUNCATE raise.
-
-    Platform v1 refused UPDATE and DELETE row by row; a TRUNCATE fires no row trigger, so it
-    needs a statement trigger of its own. The error names the operation refused. (A database
-    superuser can still drop the trigger: in production the application's role should not own
-    the table.)
-    """
-    return [
-        f"""CREATE OR REPLACE FUNCTION {table}_append_only() RETURNS trigger
-            LANGUAGE plpgsql AS $$
-            BEGIN
-                RAISE EXCEPTION '{table} is append-only: % refused', TG_OP
-                    USING ERRCODE = 'insufficient_privilege';
-            END $$""",
-        f"DROP TRIGGER IF EXISTS {table}_no_change ON {table}",
-        f"""CREATE TRIGGER {table}_no_change BEFORE UPDATE OR DELETE ON {table}
-            FOR EACH ROW EXECUTE FUNCTION {table}_append_only()""",
-        f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}",
-        f"""CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}
-            FOR EACH STATEMENT EXECUTE FUNCTION {table}_append_only()""",
-    ]

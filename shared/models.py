@@ -1,5 +1,5 @@
 """Tables every service has in its own schema: the outbox, the consumer inbox and the
-audit log. They are created by each service's first migration (see shared/migrations.py)."""
+audit log. They are created by each service's first migration (see shared/migration_pieces.py)."""
 
 from __future__ import annotations
 

@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     # {"referrals": "http://referrals-api:8000"}; a service not named is http://127.0.0.1:<port>
     api_urls: dict[str, str] = {}
 
-    # input limits on every API (shared/web.py). A request body larger than this is refused
+    # input limits on every API (shared/input_limits.py). A request body larger than this is refused
     # with 413 before it is parsed, whether it declares a Content-Length or streams in chunks.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # writes (POST, PUT, PATCH, DELETE) with a valid bearer token: a token bucket per principal

@@ -4,10 +4,11 @@ the bands their scoring produces and which bands their authors treat as high ris
 I/O. Events carry these exact values; labels on pages, in messages and in alert explanations
 come from here.
 
-The care plans service scores and flags with it (services/care_plans/domain.py); the journey
-rules alert with it (workflows/journeys/rules.py). Events carry these exact values. Before it
-existed, care plans said `high` for STarT Back's high-risk band and the journey rules looked
-for `high_risk`, so no STarT Back high result ever reached a coordinator (issue #15).
+The care plans service scores and flags with it (services/care_plans/domain/screening.py);
+the journey rules alert with it (workflows/journeys/rules.py). Events carry these exact
+values. Before it existed, care plans said `high` for STarT Back's high-risk band and the
+journey rules looked for `high_risk`, so no STarT Back high result ever reached a coordinator
+(issue #15).
 
 Sources:
 - Keele STarT Back Screening Tool: Hill JC et al. 2008, Arthritis Rheum 59(5):632-641, and the

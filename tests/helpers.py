@@ -173,7 +173,7 @@ async def relate(
     from `org` applied by the care plans consumer's own handler (in the test database). For
     tests that start a care plan without waiting for a referral to travel through Kafka.
     Returns the person's pseudonymous id."""
-    from services.care_plans.handlers import apply_referral_event
+    from services.care_plans.handlers.timeline import apply_referral_event
     from shared.db import make_engine, make_sessionmaker, unit_of_work
     from shared.events.envelope import make_event
     from shared.events.referrals import ReferralSubmitted

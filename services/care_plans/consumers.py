@@ -9,7 +9,7 @@ from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.care_plans.handlers import apply_referral_event
+from services.care_plans.handlers.timeline import apply_referral_event
 from shared.consumer import IdempotentConsumer, PermanentError, consumer_main
 from shared.events.envelope import CloudEvent
 from shared.events.referrals import ReferralEventData

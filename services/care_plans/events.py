@@ -4,7 +4,7 @@ Subjects are the person's pseudonym; no event carries plan content or questionna
 
 from __future__ import annotations
 
-from services.care_plans.domain import RiskFlag, Score
+from services.care_plans.domain.screening import RiskFlag, Score
 from services.care_plans.models import Assessment, BreakGlassGrant, CarePlan
 from services.care_plans.schemas import PlanContent
 from shared.events.care_plans import (

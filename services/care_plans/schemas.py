@@ -25,7 +25,8 @@ from pydantic import (
     model_validator,
 )
 
-from services.care_plans.domain import Instrument, crisis_contact_id
+from services.care_plans.domain.contacts import crisis_contact_id
+from shared.vocabulary import Instrument
 
 ORG_CODE = r"^[A-Za-z0-9-]{1,20}$"
 ITEM_ID = r"^[A-Za-z0-9-]{1,36}$"

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from services.care_plans import domain
+from services.care_plans.domain.contacts import contact_changes
 from services.care_plans.schemas import PlanContent, stored_content
 from shared.settings import Settings
 from tests.care_plans.support import World, create_plan, outbox_of, phq9, plan_content, query
@@ -332,7 +332,7 @@ class TestContactChanges:
                 ]
             }
         }
-        assert domain.contact_changes(before, after) == [
+        assert contact_changes(before, after) == [
             "crisis contact a",
             "crisis contact b",
             "crisis contact c",
@@ -341,19 +341,17 @@ class TestContactChanges:
     def test_the_crisis_plan_text_is_not_a_contact_change(self) -> None:
         before = {"crisis": {"plan": "one", "who_to_call": []}}
         after = {"crisis": {"plan": "two", "who_to_call": []}}
-        assert domain.contact_changes(before, after) == []
+        assert contact_changes(before, after) == []
 
     def test_contacts_without_ids_keep_one_made_from_name_and_number(self) -> None:
         before = {"crisis": {"who_to_call": [{"name": "A", "phone": "111"}]}}
         # what the API stores when a client sends a contact without an id
         stored = PlanContent.model_validate(before).model_dump(mode="json")
         assert stored["crisis"]["who_to_call"][0]["id"].startswith("cc-")
-        assert domain.contact_changes(before, stored) == []
+        assert contact_changes(before, stored) == []
         assert (
-            domain.contact_changes(
-                stored, PlanContent.model_validate(before).model_dump(mode="json")
-            )
+            contact_changes(stored, PlanContent.model_validate(before).model_dump(mode="json"))
             == []
         )
         moved = {"crisis": {"who_to_call": [{"name": "A", "phone": "999"}]}}
-        assert len(domain.contact_changes(before, moved)) == 2  # one gone, one new
+        assert len(contact_changes(before, moved)) == 2  # one gone, one new

@@ -192,7 +192,7 @@ async def world(
 
 
 def service_request(svc: Service) -> dict[str, Any]:
-    """A minimal valid R4 ServiceRequest for a new referral (see test_fhir.py for more)."""
+    """A minimal valid R4 ServiceRequest for a new referral (see api/test_fhir.py for more)."""
     body = referral_body()
     p = body["patient"]
     ext = "https://waymark.nhs.example/fhir/StructureDefinition/"

@@ -18,7 +18,7 @@ webhook's URL, the message's or delivery's content, A's code.
 
 Per-service tests go deeper on their own service (tests/referrals/test_access_matrix.py: every
 referrals endpoint × relation; tests/notifications/test_webhooks_api.py TestPartnerIsolation;
-tests/care_plans/test_api.py consent; tests/notifications/test_messages_api.py the delivery
+tests/care_plans/api/test_plans.py consent; tests/notifications/test_messages_api.py the delivery
 log). This table is the one view across services.
 """
 
@@ -35,7 +35,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from services.care_plans.domain import CARE_TEAM
+from services.care_plans.domain.access import CARE_TEAM
 from services.notifications.dashboard.session import csrf_for
 from services.referrals.fhir import NHS_NUMBER_SYSTEM
 from shared.access import (

@@ -1,5 +1,5 @@
-"""Input limits every API shares (shared/web.py): a request body over `max_body_bytes` is a
-413 before anything parses it, whether it declares its length or streams in chunks; writes
+"""Input limits every API shares (shared/input_limits.py): a request body over `max_body_bytes`
+is a 413 before anything parses it, whether it declares its length or streams in chunks; writes
 with a valid token are rate limited per principal (organisation + user) by a token bucket,
 429 with Retry-After, while reads, other principals and requests without a valid token are
 not affected.
@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from shared.input_limits import TokenBuckets
 from shared.settings import Settings
-from shared.web import TokenBuckets
 from tests.conftest import auth
 from tests.security.support import FHIR_JSON, media_type, problem_of
 

@@ -6,7 +6,7 @@ Revision ID: 0001
 
 from alembic import op
 
-from shared.migrations import create_platform_tables, platform_v2
+from shared.migration_pieces import create_platform_tables, park_failing_outbox_rows
 
 revision = "0001"
 down_revision = None
@@ -15,10 +15,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    for ddl in create_platform_tables("care_plans"):
-        op.execute(ddl)
-    for ddl in platform_v2():
-        op.execute(ddl)
+    create_platform_tables("care_plans")
+    park_failing_outbox_rows()
     op.execute("""
         CREATE TABLE care_plan (
             id TEXT PRIMARY KEY,

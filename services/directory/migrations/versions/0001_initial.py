@@ -11,7 +11,7 @@ from pathlib import Path
 from alembic import op
 from sqlalchemy import Float, String, column, table, text
 
-from shared.migrations import create_platform_tables
+from shared.migration_pieces import create_platform_tables
 
 revision = "0001"
 down_revision = None
@@ -138,8 +138,7 @@ POSTCODES_CSV = Path(__file__).resolve().parents[2] / "data" / "postcodes.csv"
 
 
 def upgrade() -> None:
-    for ddl in create_platform_tables("directory"):
-        op.execute(ddl)
+    create_platform_tables("directory")
     # geo search: cube + earthdistance (Debian's postgresql-contrib), installed in this schema
     # because the service's search_path is only `directory`
     op.execute("CREATE EXTENSION IF NOT EXISTS cube SCHEMA directory")

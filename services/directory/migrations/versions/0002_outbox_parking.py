@@ -3,9 +3,7 @@
 Revision ID: 0002
 """
 
-from alembic import op
-
-from shared.migrations import platform_v2
+from shared.migration_pieces import park_failing_outbox_rows
 
 revision = "0002"
 down_revision = "0001"
@@ -14,8 +12,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    for ddl in platform_v2():
-        op.execute(ddl)
+    park_failing_outbox_rows()
 
 
 def downgrade() -> None:

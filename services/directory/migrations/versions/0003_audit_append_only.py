@@ -3,9 +3,7 @@
 Revision ID: 0003
 """
 
-from alembic import op
-
-from shared.audit import append_only_ddl
+from shared.migration_pieces import make_audit_log_append_only
 
 revision = "0003"
 down_revision = "0002"
@@ -14,8 +12,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    for ddl in append_only_ddl():
-        op.execute(ddl)
+    make_audit_log_append_only()
 
 
 def downgrade() -> None:

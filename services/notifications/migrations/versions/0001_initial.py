@@ -7,7 +7,7 @@ Revision ID: 0001
 
 from alembic import op
 
-from shared.migrations import create_platform_tables, platform_v2
+from shared.migration_pieces import create_platform_tables, park_failing_outbox_rows
 
 revision = "0001"
 down_revision = None
@@ -16,10 +16,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    for ddl in create_platform_tables("notifications"):
-        op.execute(ddl)
-    for ddl in platform_v2():
-        op.execute(ddl)
+    create_platform_tables("notifications")
+    park_failing_outbox_rows()
     # what this service knows of each referral from its events: which organisations it
     # concerns (partner isolation, the alert inbox's organisation filter)
     op.execute("""

@@ -3,9 +3,7 @@
 Revision ID: 0004
 """
 
-from alembic import op
-
-from shared.audit import append_only_ddl
+from shared.migration_pieces import make_audit_log_append_only
 
 revision = "0004"
 down_revision = "0003"
@@ -14,8 +12,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    for ddl in append_only_ddl():
-        op.execute(ddl)
+    make_audit_log_append_only()
 
 
 def downgrade() -> None:

@@ -5,7 +5,7 @@ Revision ID: 0001
 
 from alembic import op
 
-from shared.migrations import create_platform_tables
+from shared.migration_pieces import create_platform_tables
 
 revision = "0001"
 down_revision = None
@@ -14,8 +14,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    for ddl in create_platform_tables("journeys"):
-        op.execute(ddl)
+    create_platform_tables("journeys")
     # one row per alert, as the workflow last reported it (seq orders the reports)
     op.execute("""
         CREATE TABLE journey_alert (

@@ -1,0 +1,92 @@
+"""The FHIR R4 face of care plans: Questionnaire, CarePlan, Goal, QuestionnaireResponse."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from services.care_plans import fhir
+from services.care_plans.api.reads import check_id, read_plan_as
+from services.care_plans.repository import CarePlanRepository
+from shared.auth import CurrentPrincipal
+from shared.errors import NotFound
+from shared.web import SessionDep, weak_etag
+
+router = APIRouter()
+
+
+FHIR_ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"description": d, "content": {fhir.FHIR_JSON: {}}}
+    for s, d in [
+        (401, "Not authenticated"),
+        (403, "Forbidden"),
+        (404, "Not found"),
+        (422, "OperationOutcome"),
+    ]
+}
+
+
+def _fhir(resource: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(resource, media_type=fhir.FHIR_JSON, headers=headers)
+
+
+@router.get("/fhir/Questionnaire/{questionnaire_id}", responses=FHIR_ERRORS, tags=["fhir"])
+async def fhir_questionnaire(questionnaire_id: str, principal: CurrentPrincipal) -> Response:
+    """The published definition of STarT-Back, PHQ-9 or GAD-7, with each answer's score."""
+    instrument = fhir.QUESTIONNAIRE_IDS.get(questionnaire_id)
+    if instrument is None:
+        raise NotFound(
+            f"no Questionnaire {questionnaire_id}; one of {', '.join(fhir.QUESTIONNAIRE_IDS)}"
+        )
+    return _fhir(fhir.questionnaire(instrument))
+
+
+@router.get("/fhir/CarePlan/{plan_id}", responses=FHIR_ERRORS, tags=["fhir"])
+async def fhir_care_plan(
+    plan_id: str, request: Request, session: SessionDep, principal: CurrentPrincipal
+) -> Response:
+    """The current version as an R4 CarePlan (goals as references to Goal)."""
+    state = await read_plan_as(request, session, principal, plan_id, detail="fhir CarePlan")
+    return _fhir(
+        fhir.care_plan(state.plan, state.version),
+        headers={"ETag": weak_etag(state.version.version)},
+    )
+
+
+@router.get("/fhir/Goal/{goal_id}", responses=FHIR_ERRORS, tags=["fhir"])
+async def fhir_goal(
+    goal_id: str, request: Request, session: SessionDep, principal: CurrentPrincipal
+) -> Response:
+    """A goal of a plan's current version as an R4 Goal (id: `<plan id hex>.<goal id>`)."""
+    ids = fhir.parse_goal_fhir_id(goal_id)
+    if ids is None:
+        raise NotFound(f"no Goal {goal_id}")
+    state = await read_plan_as(
+        request, session, principal, ids[0], resource_type="Goal", detail=f"goal {ids[1]}"
+    )
+    g = next((g for g in state.version.content["goals"] if g["id"] == ids[1]), None)
+    if g is None:
+        raise NotFound(f"no Goal {goal_id} in the plan's current version")
+    return _fhir(fhir.goal(state.plan, g))
+
+
+@router.get("/fhir/QuestionnaireResponse/{assessment_id}", responses=FHIR_ERRORS, tags=["fhir"])
+async def fhir_questionnaire_response(
+    assessment_id: str, request: Request, session: SessionDep, principal: CurrentPrincipal
+) -> Response:
+    """An assessment's answers as the stored R4 QuestionnaireResponse."""
+    check_id(assessment_id, "QuestionnaireResponse")
+    a = await CarePlanRepository(session).assessment(assessment_id)
+    if a is None:
+        raise NotFound(f"no QuestionnaireResponse {assessment_id}")
+    await read_plan_as(
+        request,
+        session,
+        principal,
+        a.plan_id,
+        resource_type="QuestionnaireResponse",
+        detail=f"assessment {assessment_id}",
+    )
+    return _fhir(fhir.stored_response(a))

@@ -1,0 +1,186 @@
+"""The FHIR R4 face of referrals: ServiceRequest (create, read, search) and Task."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from services.referrals import domain, fhir, handlers
+from services.referrals.api.reads import list_scope, readable
+from services.referrals.repository import ReferralRepository
+from shared.audit import record_audit
+from shared.auth import CurrentPrincipal
+from shared.errors import ValidationFailed
+from shared.identifiers import normalise_nhs_number
+from shared.web import IdempotencyKey, Outcome, SessionDep, client_ip, once_per_key, weak_etag
+
+router = APIRouter()
+
+
+FHIR_ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"description": d, "content": {fhir.FHIR_JSON: {}}}
+    for s, d in [
+        (401, "Not authenticated"),
+        (403, "Forbidden"),
+        (404, "Not found"),
+        (422, "OperationOutcome"),
+    ]
+}
+
+
+def _fhir(
+    resource: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(resource, status_code=status, media_type=fhir.FHIR_JSON, headers=headers)
+
+
+@router.post("/fhir/ServiceRequest", status_code=201, responses=FHIR_ERRORS, tags=["fhir"])
+async def fhir_create_service_request(
+    request: Request,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    resource: Annotated[dict[str, Any], Body()],
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """A new referral from an EHR: an R4 ServiceRequest (status active, or draft)."""
+    domain.check_may_create(principal)
+    cmd = fhir.service_request_to_create(resource)
+
+    async def create() -> Outcome:
+        referral = await handlers.submit_referral(
+            session=session,
+            principal=principal,
+            cmd=cmd,
+            settings=request.app.state.settings,
+            client_ip=client_ip(request),
+        )
+        # the content type is part of the remembered answer, so a replay is FHIR JSON too
+        return Outcome(
+            fhir.referral_to_service_request(referral),
+            201,
+            {
+                "Location": f"/fhir/ServiceRequest/{referral.id}",
+                "ETag": weak_etag(referral.version),
+                "Content-Type": fhir.FHIR_JSON,
+            },
+        )
+
+    return await once_per_key(
+        session, principal, idempotency_key, ["fhir-create", resource], create
+    )
+
+
+@router.get("/fhir/ServiceRequest/{referral_id}", responses=FHIR_ERRORS, tags=["fhir"])
+async def fhir_read_service_request(
+    referral_id: str, request: Request, session: SessionDep, principal: CurrentPrincipal
+) -> Response:
+    """A referral as an R4 ServiceRequest."""
+    referral = await readable(session, principal, referral_id)
+    record_audit(
+        session,
+        principal=principal,
+        action="read",
+        resource_type="ServiceRequest",
+        resource_id=referral.id,
+        patient_id=referral.patient_id,
+        client_ip=client_ip(request),
+    )
+    return _fhir(
+        fhir.referral_to_service_request(referral), headers={"ETag": weak_etag(referral.version)}
+    )
+
+
+_LAST_UPDATED = re.compile(r"^(ge|gt|le|lt|eq)?(\d{4}-\d{2}-\d{2}(T[0-9:.+\-Z]+)?)$")
+
+
+@router.get("/fhir/ServiceRequest", responses=FHIR_ERRORS, tags=["fhir"])
+async def fhir_search_service_requests(
+    request: Request,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    patient: Annotated[str | None, Query(max_length=120)] = None,
+    status: Annotated[str | None, Query(max_length=40)] = None,
+    last_updated: Annotated[str | None, Query(alias="_lastUpdated", max_length=40)] = None,
+    count: Annotated[int, Query(alias="_count", ge=1, le=200)] = 50,
+) -> Response:
+    """Search referrals: patient (NHS number as `system|value`, or the pseudonymous id),
+    status (FHIR ServiceRequest status), _lastUpdated (ge2026-01-01 and the like)."""
+    patient_id = nhs_number = None
+    if patient:
+        system, _, value = patient.rpartition("|")
+        if system and system != fhir.NHS_NUMBER_SYSTEM:
+            raise ValidationFailed(f"patient identifiers are searched by {fhir.NHS_NUMBER_SYSTEM}")
+        if system:
+            nhs_number = normalise_nhs_number(value)
+        else:
+            patient_id = value.removeprefix("Patient/")
+    states: list[str] = []
+    if status:
+        states = [s for s, fs in fhir.SERVICE_REQUEST_STATUS.items() if fs == status]
+        if not states:
+            raise ValidationFailed(f"unknown ServiceRequest status {status!r}")
+    since = None
+    if last_updated:
+        m = _LAST_UPDATED.match(last_updated)
+        if m is None or (m.group(1) or "ge") not in ("ge", "gt"):
+            raise ValidationFailed(
+                "_lastUpdated supports ge/gt with a date or dateTime, e.g. ge2026-01-01"
+            )
+        try:
+            since = datetime.fromisoformat(m.group(2).replace("Z", "+00:00"))
+        except ValueError:
+            raise ValidationFailed(f"_lastUpdated {m.group(2)!r} is not a date") from None
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        try:
+            since = since.astimezone(UTC)
+        except OverflowError:
+            raise ValidationFailed(f"_lastUpdated {m.group(2)!r} is out of range") from None
+        if not 1900 <= since.year <= 9998:
+            raise ValidationFailed("_lastUpdated must be between the years 1900 and 9998")
+    rows, total = await ReferralRepository(session).search(
+        scope=list_scope(principal),
+        states=states,
+        patient_id=patient_id,
+        nhs_number=nhs_number,
+        updated_since=since,
+        limit=count,
+    )
+    for r in rows:
+        record_audit(
+            session,
+            principal=principal,
+            action="read",
+            resource_type="ServiceRequest",
+            resource_id=r.id,
+            patient_id=r.patient_id,
+            client_ip=client_ip(request),
+            detail="search",
+        )
+    return _fhir(fhir.searchset([fhir.referral_to_service_request(r) for r in rows], total))
+
+
+@router.get("/fhir/Task/{referral_id}", responses=FHIR_ERRORS, tags=["fhir"])
+async def fhir_read_task(
+    referral_id: str, request: Request, session: SessionDep, principal: CurrentPrincipal
+) -> Response:
+    """Where a referral stands, as an R4 Task (businessStatus: the Waymark state)."""
+    referral = await readable(session, principal, referral_id)
+    history = await ReferralRepository(session).history(referral.id)
+    last_reason = history[-1].reason_code if history else None
+    record_audit(
+        session,
+        principal=principal,
+        action="read",
+        resource_type="Task",
+        resource_id=referral.id,
+        patient_id=referral.patient_id,
+        client_ip=client_ip(request),
+    )
+    return _fhir(
+        fhir.referral_to_task(referral, last_reason), headers={"ETag": weak_etag(referral.version)}
+    )
