@@ -15,9 +15,7 @@ from typing import Any
 
 from services.care_plans.domain.screening import INSTRUMENTS, Score
 from services.care_plans.models import Assessment, CarePlan, CarePlanVersion
-from shared.fhir import FHIR_JSON as FHIR_JSON  # the API module reads these here
 from shared.fhir import ODS_SYSTEM
-from shared.fhir import operation_outcome as operation_outcome
 from shared.vocabulary import Instrument
 
 BASE = "https://waymark.nhs.example/fhir"

@@ -22,9 +22,7 @@ from services.referrals.domain import Priority, ReferralState, Source
 from services.referrals.models import Referral
 from services.referrals.schemas import PatientIn, ReferralCreate
 from shared.errors import ValidationFailed
-from shared.fhir import FHIR_JSON as FHIR_JSON  # the API module reads these here
 from shared.fhir import NHS_NUMBER_SYSTEM, ODS_SYSTEM
-from shared.fhir import operation_outcome as operation_outcome
 
 SNOMED = "http://snomed.info/sct"
 BASE = "https://waymark.nhs.example/fhir"

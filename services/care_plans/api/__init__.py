@@ -4,7 +4,7 @@ authorise, call a handler, render). Routes are included in the order they are do
 from __future__ import annotations
 
 from services.care_plans.api import assessments, fhir, history, plans, summaries
-from services.care_plans.fhir import operation_outcome
+from shared.fhir import operation_outcome
 from shared.web import create_app
 
 app = create_app(

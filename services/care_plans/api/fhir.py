@@ -12,13 +12,14 @@ from services.care_plans.api.reads import check_id, read_plan_as
 from services.care_plans.repository import CarePlanRepository
 from shared.auth import CurrentPrincipal
 from shared.errors import NotFound
+from shared.fhir import FHIR_JSON
 from shared.web import SessionDep, weak_etag
 
 router = APIRouter()
 
 
 FHIR_ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"description": d, "content": {fhir.FHIR_JSON: {}}}
+    s: {"description": d, "content": {FHIR_JSON: {}}}
     for s, d in [
         (401, "Not authenticated"),
         (403, "Forbidden"),
@@ -29,7 +30,7 @@ FHIR_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _fhir(resource: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(resource, media_type=fhir.FHIR_JSON, headers=headers)
+    return JSONResponse(resource, media_type=FHIR_JSON, headers=headers)
 
 
 @router.get("/fhir/Questionnaire/{questionnaire_id}", responses=FHIR_ERRORS, tags=["fhir"])

@@ -15,6 +15,7 @@ from services.referrals.repository import ReferralRepository
 from shared.audit import record_audit
 from shared.auth import CurrentPrincipal
 from shared.errors import ValidationFailed
+from shared.fhir import FHIR_JSON
 from shared.identifiers import normalise_nhs_number
 from shared.web import IdempotencyKey, Outcome, SessionDep, client_ip, once_per_key, weak_etag
 
@@ -22,7 +23,7 @@ router = APIRouter()
 
 
 FHIR_ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"description": d, "content": {fhir.FHIR_JSON: {}}}
+    s: {"description": d, "content": {FHIR_JSON: {}}}
     for s, d in [
         (401, "Not authenticated"),
         (403, "Forbidden"),
@@ -35,7 +36,7 @@ FHIR_ERRORS: dict[int | str, dict[str, Any]] = {
 def _fhir(
     resource: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    return JSONResponse(resource, status_code=status, media_type=fhir.FHIR_JSON, headers=headers)
+    return JSONResponse(resource, status_code=status, media_type=FHIR_JSON, headers=headers)
 
 
 @router.post("/fhir/ServiceRequest", status_code=201, responses=FHIR_ERRORS, tags=["fhir"])
@@ -65,7 +66,7 @@ async def fhir_create_service_request(
             {
                 "Location": f"/fhir/ServiceRequest/{referral.id}",
                 "ETag": weak_etag(referral.version),
-                "Content-Type": fhir.FHIR_JSON,
+                "Content-Type": FHIR_JSON,
             },
         )
 
