@@ -12,6 +12,24 @@ FHIR_JSON = "application/fhir+json"
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
 
+#: the error responses a FHIR route documents: an OperationOutcome in FHIR's media type
+FHIR_ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"description": d, "content": {FHIR_JSON: {}}}
+    for s, d in [
+        (401, "Not authenticated"),
+        (403, "Forbidden"),
+        (404, "Not found"),
+        (422, "OperationOutcome"),
+    ]
+}
+
+
+def fhir_response(
+    resource: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """A FHIR resource in FHIR's own media type."""
+    return JSONResponse(resource, status_code=status, media_type=FHIR_JSON, headers=headers)
+
 
 def operation_outcome(status: int, title: str, detail: str, extra: dict[str, Any]) -> Response:
     code = {

@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 
 from services.care_plans import fhir
 from services.care_plans.api.reads import check_id, read_plan_as
 from services.care_plans.repository import CarePlanRepository
 from shared.auth import CurrentPrincipal
 from shared.errors import NotFound
-from shared.fhir import FHIR_JSON
+from shared.fhir import FHIR_ERRORS, fhir_response
 from shared.web import SessionDep, weak_etag
 
 router = APIRouter()
-
-
-FHIR_ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"description": d, "content": {FHIR_JSON: {}}}
-    for s, d in [
-        (401, "Not authenticated"),
-        (403, "Forbidden"),
-        (404, "Not found"),
-        (422, "OperationOutcome"),
-    ]
-}
-
-
-def _fhir(resource: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(resource, media_type=FHIR_JSON, headers=headers)
 
 
 @router.get("/fhir/Questionnaire/{questionnaire_id}", responses=FHIR_ERRORS, tags=["fhir"])
@@ -41,7 +23,7 @@ async def fhir_questionnaire(questionnaire_id: str, principal: CurrentPrincipal)
         raise NotFound(
             f"no Questionnaire {questionnaire_id}; one of {', '.join(fhir.QUESTIONNAIRE_IDS)}"
         )
-    return _fhir(fhir.questionnaire(instrument))
+    return fhir_response(fhir.questionnaire(instrument))
 
 
 @router.get("/fhir/CarePlan/{plan_id}", responses=FHIR_ERRORS, tags=["fhir"])
@@ -50,7 +32,7 @@ async def fhir_care_plan(
 ) -> Response:
     """The current version as an R4 CarePlan (goals as references to Goal)."""
     state = await read_plan_as(request, session, principal, plan_id, detail="fhir CarePlan")
-    return _fhir(
+    return fhir_response(
         fhir.care_plan(state.plan, state.version),
         headers={"ETag": weak_etag(state.version.version)},
     )
@@ -70,7 +52,7 @@ async def fhir_goal(
     g = next((g for g in state.version.content["goals"] if g["id"] == ids[1]), None)
     if g is None:
         raise NotFound(f"no Goal {goal_id} in the plan's current version")
-    return _fhir(fhir.goal(state.plan, g))
+    return fhir_response(fhir.goal(state.plan, g))
 
 
 @router.get("/fhir/QuestionnaireResponse/{assessment_id}", responses=FHIR_ERRORS, tags=["fhir"])
@@ -90,4 +72,4 @@ async def fhir_questionnaire_response(
         resource_type="QuestionnaireResponse",
         detail=f"assessment {assessment_id}",
     )
-    return _fhir(fhir.stored_response(a))
+    return fhir_response(fhir.stored_response(a))

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
-from fastapi.responses import JSONResponse
 
 from services.referrals import domain, fhir, handlers
 from services.referrals.api.reads import list_scope, readable
@@ -15,28 +14,11 @@ from services.referrals.repository import ReferralRepository
 from shared.audit import record_audit
 from shared.auth import CurrentPrincipal
 from shared.errors import ValidationFailed
-from shared.fhir import FHIR_JSON
+from shared.fhir import FHIR_ERRORS, FHIR_JSON, fhir_response
 from shared.identifiers import normalise_nhs_number
 from shared.web import IdempotencyKey, Outcome, SessionDep, client_ip, once_per_key, weak_etag
 
 router = APIRouter()
-
-
-FHIR_ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"description": d, "content": {FHIR_JSON: {}}}
-    for s, d in [
-        (401, "Not authenticated"),
-        (403, "Forbidden"),
-        (404, "Not found"),
-        (422, "OperationOutcome"),
-    ]
-}
-
-
-def _fhir(
-    resource: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse(resource, status_code=status, media_type=FHIR_JSON, headers=headers)
 
 
 @router.post("/fhir/ServiceRequest", status_code=201, responses=FHIR_ERRORS, tags=["fhir"])
@@ -90,7 +72,7 @@ async def fhir_read_service_request(
         patient_id=referral.patient_id,
         client_ip=client_ip(request),
     )
-    return _fhir(
+    return fhir_response(
         fhir.referral_to_service_request(referral), headers={"ETag": weak_etag(referral.version)}
     )
 
@@ -162,7 +144,7 @@ async def fhir_search_service_requests(
             client_ip=client_ip(request),
             detail="search",
         )
-    return _fhir(fhir.searchset([fhir.referral_to_service_request(r) for r in rows], total))
+    return fhir_response(fhir.searchset([fhir.referral_to_service_request(r) for r in rows], total))
 
 
 @router.get("/fhir/Task/{referral_id}", responses=FHIR_ERRORS, tags=["fhir"])
@@ -182,6 +164,6 @@ async def fhir_read_task(
         patient_id=referral.patient_id,
         client_ip=client_ip(request),
     )
-    return _fhir(
+    return fhir_response(
         fhir.referral_to_task(referral, last_reason), headers={"ETag": weak_etag(referral.version)}
     )
