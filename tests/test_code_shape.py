@@ -27,7 +27,6 @@ STILL_TOO_LONG = {
     "services/directory/domain.py",
     "services/directory/handlers.py",
     "services/directory/schemas.py",
-    "services/notifications/alert_store.py",
     "services/notifications/api_messages.py",
     "services/notifications/dashboard/routes.py",
     "services/notifications/dashboard/timeline.py",

@@ -1,11 +1,12 @@
 """The notifications service's HTTP API. Routes live in one module per area, each a router
 included here: partner webhook subscriptions (`api_webhooks`), people's messages, inboxes,
 preferences and the delivery log (`api_messages`), the coordinators' alert inbox and its live
-stream (`api_alerts`), and the coordinators' dashboard pages under /dashboard (`dashboard`)."""
+stream (`alerts.api`), and the coordinators' dashboard pages under /dashboard (`dashboard`)."""
 
 from __future__ import annotations
 
-from services.notifications import api_alerts, api_messages, api_webhooks
+from services.notifications import api_messages, api_webhooks
+from services.notifications.alerts import api as alerts_api
 from services.notifications.dashboard import routes as dashboard
 from shared.web import create_app
 
@@ -19,5 +20,5 @@ app = create_app(
 
 app.include_router(api_webhooks.router, tags=["webhooks"])
 app.include_router(api_messages.router, tags=["messages"])
-app.include_router(api_alerts.router, tags=["alerts"])
+app.include_router(alerts_api.router, tags=["alerts"])
 app.include_router(dashboard.router)  # the coordinators' dashboard pages, under /dashboard

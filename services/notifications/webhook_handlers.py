@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.notifications import routing, webhooks
+from services.notifications import audience, webhooks
 from services.notifications.models import WebhookSubscription
 from services.notifications.webhook_schemas import (
     Filters,
@@ -93,8 +93,8 @@ async def _checked(
         else webhooks.check_event_types(
             cmd_types,
             known=known_event_types(),
-            prefix=routing.SUBSCRIBABLE_PREFIX,
-            also=routing.SUBSCRIBABLE_ALERT_TYPES,
+            prefix=audience.SUBSCRIBABLE_PREFIX,
+            also=audience.SUBSCRIBABLE_ALERT_TYPES,
         )
     )
     filters = (

@@ -710,7 +710,7 @@ EVENT_DATA: list[Case] = [
 
 #: patient data whose audit entry another test checks, because it needs the running stack
 REFERENCED: dict[tuple[str, str], str] = {
-    (N, "GET /alerts/stream"): "tests/notifications/test_alerts_live.py::"
+    (N, "GET /alerts/stream"): "tests/notifications/alerts/test_live.py::"
     "test_a_new_alert_and_its_acknowledgement_reach_an_open_dashboard",
     (
         N,
