@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from services.notifications.routing import MESSAGE_ROUTES
 
 from services.notifications import messages as m
+from services.notifications.audience import MESSAGE_ROUTES
 from services.notifications.templates import (
     TEMPLATE_DIR,
     MissingVariable,
