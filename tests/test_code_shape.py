@@ -31,8 +31,6 @@ STILL_TOO_LONG = {
     "services/notifications/dashboard/routes.py",
     "services/notifications/dashboard/timeline.py",
     "services/notifications/message_sender.py",
-    "services/notifications/webhook_handlers.py",
-    "services/notifications/webhook_sender.py",
     "services/referrals/api.py",
     "shared/stack.py",
     "shared/web.py",

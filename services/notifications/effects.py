@@ -22,6 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.notifications import audience
 from services.notifications.alerts.effects import apply_alert_event
 from services.notifications.db import execute
+from services.notifications.webhooks.effects import queue_referral_deliveries
 from shared.events.care_plans import BreakGlassUsed
 from shared.events.envelope import CloudEvent
 from shared.events.journeys import AlertEventData
@@ -44,7 +45,7 @@ async def apply_event(
         if event.source == SYNTHETIC_SOURCE:
             return  # made-up people and referrals (`waymark seed`): nobody to tell
         await _queue_messages(session, event, data)
-        await _queue_webhooks(session, event, data)
+        await queue_referral_deliveries(session, event, data)
     elif isinstance(data, AlertEventData):
         await apply_alert_event(session, event, data, settings)
     elif isinstance(data, BreakGlassUsed):
@@ -150,48 +151,6 @@ async def _queue_messages(
             rid=data.referral_id,
             org=org,
             ctx=_json(ctx),
-        )
-
-
-async def _queue_webhooks(
-    session: AsyncSession, event: CloudEvent, data: ReferralEventData
-) -> None:
-    # only subscriptions of the two organisations the referral concerns are even looked at
-    subs = (
-        await execute(
-            session,
-            """
-        SELECT id, org, event_types, filters FROM webhook_subscription
-        WHERE deleted_at IS NULL AND org IN (:f, :t) AND :etype = ANY(event_types)""",
-            f=data.from_org,
-            t=data.to_org,
-            etype=event.type,
-        )
-    ).all()
-    raw = data.model_dump(mode="json")
-    payload = event.model_dump(mode="json")
-    for sub in subs:
-        if not audience.subscription_matches(
-            org=sub.org,
-            event_types=list(sub.event_types),
-            filters=sub.filters or {},
-            event_type=event.type,
-            data=raw,
-        ):
-            continue
-        await execute(
-            session,
-            """
-            INSERT INTO webhook_delivery (id, subscription_id, event_id, event_type,
-                                          event_time, payload)
-            VALUES (:id, :sub, :eid, :etype, :at, CAST(:payload AS JSONB))
-            ON CONFLICT (subscription_id, event_id) DO NOTHING""",
-            id=new_id("msg"),
-            sub=sub.id,
-            eid=event.id,
-            etype=event.type,
-            at=event.time,
-            payload=_json(payload),
         )
 
 

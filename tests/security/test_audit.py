@@ -735,7 +735,7 @@ NOT_PATIENT_DATA: dict[tuple[str, str], str] = {
     (N, "PUT /preferences/me"): "the signed-in user's own preferences",
     **{
         (N, op): "a partner's subscription settings (every change audited; "
-        "tests/notifications/test_webhooks_api.py)"
+        "tests/notifications/webhooks/test_api.py)"
         for op in (
             "GET /webhook-subscriptions",
             "POST /webhook-subscriptions",

@@ -18,6 +18,7 @@ from services.notifications import audience
 from services.notifications.alerts import handlers
 from services.notifications.alerts.domain import AlertContent
 from services.notifications.db import execute
+from services.notifications.webhooks import repository as webhooks
 from shared.events.envelope import CloudEvent
 from shared.events.journeys import AlertEventData
 from shared.settings import Settings
@@ -79,16 +80,7 @@ async def queue_alert_deliveries(
         )
     if not orgs or event.type not in audience.SUBSCRIBABLE_ALERT_TYPES:
         return
-    subs = (
-        await execute(
-            session,
-            """
-        SELECT id, org, event_types FROM webhook_subscription
-        WHERE deleted_at IS NULL AND org = ANY(:orgs) AND :etype = ANY(event_types)""",
-            orgs=orgs,
-            etype=event.type,
-        )
-    ).all()
+    subs = await webhooks.subscriptions_for_alert(session, orgs=orgs, event_type=event.type)
     payload = audience.alert_partner_payload(event.model_dump(mode="json"))
     for sub in subs:
         if not audience.alert_subscription_matches(
@@ -98,17 +90,11 @@ async def queue_alert_deliveries(
             recipient_orgs=orgs,
         ):
             continue
-        await execute(
+        await webhooks.queue_delivery(
             session,
-            """
-            INSERT INTO webhook_delivery (id, subscription_id, event_id, event_type,
-                                          event_time, payload)
-            VALUES (:id, :sub, :eid, :etype, :at, CAST(:payload AS JSONB))
-            ON CONFLICT (subscription_id, event_id) DO NOTHING""",
-            id=f"msg_{uuid.uuid4().hex}",
-            sub=sub.id,
-            eid=event.id,
-            etype=event.type,
-            at=event.time,
-            payload=json.dumps(payload, default=str),
+            subscription_id=sub.id,
+            event_id=event.id,
+            event_type=event.type,
+            event_time=event.time,
+            payload=payload,
         )

@@ -10,10 +10,11 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from services.notifications.webhook_sender import guard_endpoint
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from services.notifications import audience, webhooks
+from services.notifications import audience
+from services.notifications.webhooks import domain as webhooks
+from services.notifications.webhooks.endpoints import guard_endpoint
 from shared.errors import ValidationFailed
 from shared.events.registry import load_all
 
