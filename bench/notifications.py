@@ -116,7 +116,7 @@ async def _exec(sessions: Any, sql: str, **params: Any) -> Any:
 
 
 async def _new_subscription(sessions: Any, url: str) -> str:
-    from services.notifications.webhooks import new_secret
+    from services.notifications.webhooks.domain import new_secret
 
     sid = f"whs_bench_{uuid.uuid4().hex[:12]}"
     await _exec(
@@ -154,7 +154,7 @@ async def _queue(sessions: Any, sid: str, payloads: list[dict[str, Any]]) -> Non
 async def _waymark(
     s: Any, sessions: Any, url: str, payloads: list[dict[str, Any]], concurrency: int, partners: int
 ) -> float:
-    from services.notifications.webhook_sender import WebhookSender
+    from services.notifications.webhooks.sender import WebhookSender
 
     sids = [await _new_subscription(sessions, f"{url}/{p}") for p in range(partners)]
     for p, sid in enumerate(sids):

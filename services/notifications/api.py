@@ -1,12 +1,14 @@
 """The notifications service's HTTP API. Routes live in one module per area, each a router
-included here: partner webhook subscriptions (`api_webhooks`), people's messages, inboxes,
+included here: partner webhook subscriptions (`webhooks.api`), people's messages, inboxes,
 preferences and the delivery log (`api_messages`), the coordinators' alert inbox and its live
-stream (`api_alerts`), and the coordinators' dashboard pages under /dashboard (`dashboard`)."""
+stream (`alerts.api`), and the coordinators' dashboard pages under /dashboard (`dashboard`)."""
 
 from __future__ import annotations
 
-from services.notifications import api_alerts, api_messages, api_webhooks
+from services.notifications import api_messages
+from services.notifications.alerts import api as alerts_api
 from services.notifications.dashboard import routes as dashboard
+from services.notifications.webhooks import api as webhooks_api
 from shared.web import create_app
 
 app = create_app(
@@ -17,7 +19,7 @@ app = create_app(
     "alert inbox with a live stream.",
 )
 
-app.include_router(api_webhooks.router, tags=["webhooks"])
+app.include_router(webhooks_api.router, tags=["webhooks"])
 app.include_router(api_messages.router, tags=["messages"])
-app.include_router(api_alerts.router, tags=["alerts"])
+app.include_router(alerts_api.router, tags=["alerts"])
 app.include_router(dashboard.router)  # the coordinators' dashboard pages, under /dashboard

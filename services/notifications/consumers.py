@@ -10,7 +10,7 @@ from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.notifications.handlers import apply_event
+from services.notifications.effects import apply_event
 from shared.consumer import IdempotentConsumer, consumer_main
 from shared.events.envelope import CloudEvent
 from shared.events.registry import REGISTRY, load_all

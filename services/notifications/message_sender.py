@@ -34,8 +34,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.notifications import alert_deliveries, routing
 from services.notifications import messages as rules
+from services.notifications.alerts.recipients import alert_recipients
+from services.notifications.audience import ALERT_AUDIENCES, alert_waits_for_quiet_hours
 from services.notifications.channels import (
     EmailChannel,
     InAppChannel,
@@ -238,7 +239,7 @@ class MessageSender:
         if withheld:
             await self._finish(m, "skipped", error=withheld)
             return
-        if m.audience in routing.ALERT_AUDIENCES:
+        if m.audience in ALERT_AUDIENCES:
             await self._process_alert(m)
             return
         if not m.referral_id:
@@ -279,7 +280,7 @@ class MessageSender:
         """An alert's message to its addressed organisations or the duty rota: no referral
         to fetch, the recipients from the message itself, the staff's own preferences and the
         rota's configuration."""
-        found, nobody = await alert_deliveries.alert_recipients(
+        found, nobody = await alert_recipients(
             audience=m.audience,
             context=m.context,
             patient_id=m.patient_id,
@@ -290,7 +291,7 @@ class MessageSender:
         if nobody:
             await self._finish(m, "skipped", error=nobody)
             return
-        waits = routing.alert_waits_for_quiet_hours(m.context)
+        waits = alert_waits_for_quiet_hours(m.context)
         recipients = [
             Recipient(
                 key=a.key,

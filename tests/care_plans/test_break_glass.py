@@ -11,7 +11,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from services.notifications.handlers import apply_event
+from services.notifications.effects import apply_event
 from shared.db import make_engine, make_sessionmaker, unit_of_work
 from shared.events.envelope import CloudEvent
 from shared.events.registry import REGISTRY

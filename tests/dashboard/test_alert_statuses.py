@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from services.notifications.handlers import apply_event
+from services.notifications.effects import apply_event
 from shared.db import unit_of_work
 from shared.settings import Settings
 from tests.dashboard.test_pages import alert_url, button_names, row_of, sign_in

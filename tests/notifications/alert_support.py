@@ -15,7 +15,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from services.notifications.handlers import apply_event
+from services.notifications.effects import apply_event
 from shared.auth import mint_token
 from shared.db import unit_of_work
 from shared.events.envelope import make_event

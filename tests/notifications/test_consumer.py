@@ -15,7 +15,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
-from services.notifications.handlers import apply_event
+from services.notifications.effects import apply_event
 from shared import stack
 from shared.db import unit_of_work
 from shared.events.envelope import CloudEvent, make_event

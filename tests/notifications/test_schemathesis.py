@@ -22,7 +22,7 @@ from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error
 
 from services.notifications.api import app
-from services.notifications.handlers import apply_event
+from services.notifications.effects import apply_event
 from shared.db import unit_of_work
 from shared.events.envelope import make_event
 from shared.events.journeys import ALERT_EVENTS
@@ -31,7 +31,7 @@ from shared.settings import Settings
 from tests.conftest import auth
 from tests.helpers import send_case
 
-# the live stream never ends by design; it has its own tests (test_alerts_live.py)
+# the live stream never ends by design; it has its own tests (alerts/test_live.py)
 schema = schemathesis.openapi.from_dict(app.openapi()).exclude(path="/alerts/stream")
 FUZZ = {
     "max_examples": 25,

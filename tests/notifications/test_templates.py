@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from services.notifications import messages as m
-from services.notifications.routing import MESSAGE_ROUTES
+from services.notifications.audience import MESSAGE_ROUTES
 from services.notifications.templates import (
     TEMPLATE_DIR,
     MissingVariable,

@@ -710,7 +710,7 @@ EVENT_DATA: list[Case] = [
 
 #: patient data whose audit entry another test checks, because it needs the running stack
 REFERENCED: dict[tuple[str, str], str] = {
-    (N, "GET /alerts/stream"): "tests/notifications/test_alerts_live.py::"
+    (N, "GET /alerts/stream"): "tests/notifications/alerts/test_live.py::"
     "test_a_new_alert_and_its_acknowledgement_reach_an_open_dashboard",
     (
         N,
@@ -735,7 +735,7 @@ NOT_PATIENT_DATA: dict[tuple[str, str], str] = {
     (N, "PUT /preferences/me"): "the signed-in user's own preferences",
     **{
         (N, op): "a partner's subscription settings (every change audited; "
-        "tests/notifications/test_webhooks_api.py)"
+        "tests/notifications/webhooks/test_api.py)"
         for op in (
             "GET /webhook-subscriptions",
             "POST /webhook-subscriptions",

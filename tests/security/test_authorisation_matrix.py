@@ -17,7 +17,7 @@ A's item, may carry A's data: the patient's NHS number or name, the plan's words
 webhook's URL, the message's or delivery's content, A's code.
 
 Per-service tests go deeper on their own service (tests/referrals/test_access_matrix.py: every
-referrals endpoint × relation; tests/notifications/test_webhooks_api.py TestPartnerIsolation;
+referrals endpoint × relation; tests/notifications/webhooks/test_api.py TestPartnerIsolation;
 tests/care_plans/api/test_plans.py consent; tests/notifications/test_messages_api.py the delivery
 log). This table is the one view across services.
 """

@@ -25,7 +25,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from services.notifications import webhooks
+from services.notifications.webhooks import domain as webhooks
 from shared.auth import (
     ensure_keys,
     mint_token,

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import httpx
 from fastapi import FastAPI, Request
 
-from services.notifications import alert_store
+from services.notifications.alerts import explainer as alert_store
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)

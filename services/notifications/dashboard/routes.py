@@ -32,8 +32,9 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.notifications import alert_store, alerts
-from services.notifications.alerts import Action, Kind, Severity, Sort, Status
+from services.notifications.alerts import domain as alerts
+from services.notifications.alerts import handlers as alert_store
+from services.notifications.alerts.domain import Action, Kind, Severity, Sort, Status
 from services.notifications.dashboard import charts, clients, metrics, session, timeline
 from services.notifications.dashboard.session import LoginRequired, Viewer
 from shared.access import Capability, may_use

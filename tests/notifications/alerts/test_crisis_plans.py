@@ -15,8 +15,8 @@ from shared.settings import Settings
 from tests.care_plans.support import query
 from tests.conftest import auth
 from tests.helpers import relate, synthetic_nhs_number
+from tests.notifications.alerts.test_recipients import alert_event, apply
 from tests.notifications.message_support import running
-from tests.notifications.test_alert_recipients import alert_event, apply
 
 CRISIS: dict[str, Any] = {
     "plan": "Go to my sister's; ring the home treatment team.",

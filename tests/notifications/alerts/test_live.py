@@ -27,8 +27,9 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from services.notifications import api_alerts, live
-from services.notifications.live import AlertChanged, AlertFanout, Subscription
+from services.notifications.alerts import api as api_alerts
+from services.notifications.alerts import live
+from services.notifications.alerts.live import AlertChanged, AlertFanout, Subscription
 from shared.db import make_engine, make_sessionmaker
 from shared.outbox import event_bytes
 from shared.settings import Settings

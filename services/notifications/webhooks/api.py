@@ -1,5 +1,6 @@
 """Routes of the notifications API: partner organisations' webhook subscriptions and their
-delivery log (routes only: parse, authorise, call a handler, render). Included by api.py."""
+delivery log (routes only: parse, authorise, call a handler, render). Included by
+services/notifications/api.py."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.notifications import webhook_handlers as handlers
 from services.notifications.models import WebhookSubscription
-from services.notifications.webhook_schemas import (
+from services.notifications.webhooks import handlers
+from services.notifications.webhooks.endpoints import Resolver
+from services.notifications.webhooks.schemas import (
     AttemptOut,
     DeliveryDetail,
     DeliveryOut,
@@ -23,7 +25,6 @@ from services.notifications.webhook_schemas import (
     SubscriptionWithSecret,
     UtcDatetime,
 )
-from services.notifications.webhook_sender import Resolver
 from shared.auth import CurrentPrincipal
 from shared.web import (
     PROBLEM_RESPONSES,

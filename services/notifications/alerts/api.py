@@ -1,5 +1,5 @@
 """Routes of the notifications API: the coordinators' alert inbox and its live stream
-(included by api.py).
+(included by services/notifications/api.py).
 
 Coordinators and admins of the ICS this deployment serves read the inbox; coordinators act on
 alerts (acknowledge, assign, snooze, resolve). Each action changes the row at once and is
@@ -19,17 +19,19 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Respons
 from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from services.notifications import alert_store, alerts, crisis_plans, live
-from services.notifications.alert_schemas import (
+from services.notifications.alerts import crisis_plans, domain, handlers, live
+from services.notifications.alerts.crisis_plans import AlertWithCrisisPlan
+from services.notifications.alerts.domain import Action, AlertFilter, Kind, Severity, Sort, Status
+from services.notifications.alerts.explainer import explainer_for
+from services.notifications.alerts.schemas import (
     AlertCounts,
     AlertOut,
     AlertPage,
     AssignIn,
     ResolveIn,
     SnoozeIn,
+    alert_out,
 )
-from services.notifications.alerts import Action, AlertFilter, Kind, Severity, Sort, Status
-from services.notifications.crisis_plans import AlertWithCrisisPlan
 from services.notifications.dashboard import session as dashboard_session
 from shared.audit import record_audit
 from shared.auth import CurrentPrincipal, Principal, current_principal, verify_token
@@ -80,7 +82,7 @@ def _fanout(request: Request) -> live.AlertFanout:
     return fanout
 
 
-_explainer = alert_store.explainer_for
+_explainer = explainer_for
 
 
 def _filters(
@@ -106,12 +108,12 @@ def _filters(
     raised_before: Annotated[QueryDateTime | None, Query()] = None,
     min_age_days: Annotated[
         int | None,
-        Query(ge=0, le=alerts.MAX_AGE_DAYS, description="raised at least this many days ago"),
+        Query(ge=0, le=domain.MAX_AGE_DAYS, description="raised at least this many days ago"),
     ] = None,
 ) -> AlertFilter:
     ics = request.app.state.settings.ics
-    alerts.check_may_read(principal, ics)
-    return alerts.build_filter(
+    domain.check_may_read(principal, ics)
+    return domain.build_filter(
         ics=ics,
         actor=principal.identity,
         now=datetime.now(UTC),
@@ -140,12 +142,12 @@ async def list_alerts(
     principal: CurrentPrincipal,
     f: Filters,
     sort: Sort = Sort.AGE,
-    limit: Annotated[int, Query(ge=1, le=alerts.MAX_LIMIT)] = 50,
-    offset: Annotated[int, Query(ge=0, le=alerts.MAX_OFFSET)] = 0,
+    limit: Annotated[int, Query(ge=1, le=domain.MAX_LIMIT)] = 50,
+    offset: Annotated[int, Query(ge=0, le=domain.MAX_OFFSET)] = 0,
 ) -> AlertPage:
     """The ICS's inbox: filter by kind, severity, status, assignee, organisation, age; sort by
     age (oldest first) or severity (urgent first, then oldest)."""
-    rows, total = await alert_store.list_alerts(session, f, sort=sort, limit=limit, offset=offset)
+    rows, total = await handlers.list_alerts(session, f, sort=sort, limit=limit, offset=offset)
     for r in rows:
         record_audit(
             session,
@@ -157,9 +159,7 @@ async def list_alerts(
             client_ip=client_ip(request),
             detail="list",
         )
-    return AlertPage(
-        items=[alert_store.alert_out(r) for r in rows], total=total, limit=limit, offset=offset
-    )
+    return AlertPage(items=[alert_out(r) for r in rows], total=total, limit=limit, offset=offset)
 
 
 @router.get("/alerts/counts", response_model=AlertCounts, responses=ERRORS)
@@ -167,7 +167,7 @@ async def count_alerts(
     request: Request, session: SessionDep, principal: CurrentPrincipal, f: Filters
 ) -> AlertCounts:
     """How many alerts, by kind, severity and status (the list's filters apply)."""
-    counts = await alert_store.count_alerts(session, f)
+    counts = await handlers.count_alerts(session, f)
     record_audit(
         session,
         principal=principal,
@@ -214,7 +214,7 @@ async def _subscription(
     request: Request, principal: Annotated[Principal, Depends(_stream_principal)]
 ) -> AsyncIterator[tuple[Principal, live.Subscription]]:
     s = request.app.state.settings
-    alerts.check_may_read(principal, s.ics)
+    domain.check_may_read(principal, s.ics)
     fanout = _fanout(request)
     sub = await fanout.subscribe(
         principal.ics,
@@ -316,8 +316,8 @@ async def get_alert(
     asked); a PHQ-9 item 9 alert also the person's crisis plan, read from their care plan
     with your sign-in (null, with `crisis_plan_unavailable` saying why, if it can't be)."""
     settings = request.app.state.settings
-    alerts.check_may_read(principal, settings.ics)
-    row = await alert_store.get_alert(session, alert_id)
+    domain.check_may_read(principal, settings.ics)
+    row = await handlers.get_alert(session, alert_id)
     if row is None or row.ics != settings.ics:
         raise NotFound(f"no alert {alert_id}")
     record_audit(
@@ -330,13 +330,13 @@ async def get_alert(
         client_ip=client_ip(request),
         detail="detail",
     )
-    hist = await alert_store.history(session, alert_id)
+    hist = await handlers.history(session, alert_id)
     why = await _explainer(request).explain(patient_id=row.patient_id, alert_id=alert_id)
     crisis, crisis_why = await crisis_plans.for_alert(
         request, rule=row.rule, patient_id=row.patient_id
     )
     detail = AlertWithCrisisPlan(
-        **alert_store.alert_out(row).model_dump(),
+        **alert_out(row).model_dump(),
         history=hist,
         explanation=why.explanation,
         evidence=why.evidence,
@@ -361,10 +361,10 @@ async def _act(
     idempotency_key: str | None,
     **args: Any,
 ) -> Response:
-    alerts.check_may_read(principal, request.app.state.settings.ics)
+    domain.check_may_read(principal, request.app.state.settings.ics)
 
     async def act() -> Outcome:
-        row = await alert_store.take_action(
+        row = await handlers.take_action(
             session=session,
             principal=principal,
             settings=request.app.state.settings,
@@ -375,7 +375,7 @@ async def _act(
             **args,
         )
         return Outcome(
-            alert_store.alert_out(row).model_dump(mode="json"),
+            alert_out(row).model_dump(mode="json"),
             200,
             {"ETag": weak_etag(row.version)},
         )

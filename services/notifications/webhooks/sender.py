@@ -23,23 +23,22 @@ import functools
 import json
 import logging
 import random
-import socket
 import ssl
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import certifi
 import httpx
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.notifications import webhooks
-from services.notifications.webhooks import ADDRESS, DeploymentMode, Endpoint
+from services.notifications.db import execute
+from services.notifications.webhooks import domain, repository
+from services.notifications.webhooks.endpoints import Resolver, guard_endpoint
 from shared.audit import record_audit
 from shared.auth import Principal, Role
 from shared.db import make_engine, make_sessionmaker
@@ -55,44 +54,6 @@ IDLE_CLIENT_SECONDS = 60.0
 #: how much of a receiver's answer is kept in the delivery log, and read at most
 EXCERPT_BYTES = 512
 READ_BYTES = 64 * 1024
-
-Resolver = Callable[[str, int], Awaitable[list[str]]]
-
-
-# --- the SSRF guard's I/O half: resolving the endpoint's name ------------------------------------
-
-
-async def resolve_addresses(host: str, port: int) -> list[str]:
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    out: list[str] = []
-    for info in infos:
-        addr = str(info[4][0])
-        if addr not in out:
-            out.append(addr)
-    return out
-
-
-async def guard_endpoint(
-    url: str, *, mode: DeploymentMode, resolve: Resolver | None = None, timeout: float = 5.0
-) -> tuple[Endpoint, list[ADDRESS]]:
-    """Check an endpoint URL; in production mode also resolve its name and check every
-    address (the checked addresses are returned so the request can go to one of them)."""
-    endpoint = webhooks.check_endpoint(url, mode=mode)
-    if mode != "production":
-        return endpoint, []
-    if endpoint.address is not None:
-        return endpoint, [endpoint.address]
-    try:
-        async with asyncio.timeout(timeout):
-            addresses = await (resolve or resolve_addresses)(endpoint.host, endpoint.port)
-    except (OSError, TimeoutError, UnicodeError) as exc:
-        raise ValidationFailed(
-            f"the endpoint URL is not allowed: {endpoint.host} cannot be "
-            f"resolved ({type(exc).__name__})",
-            field="url",
-        ) from None
-    return endpoint, webhooks.check_resolved(endpoint, addresses, mode=mode)
-
 
 # --- what a claim and an attempt carry -----------------------------------------------------------
 
@@ -133,76 +94,6 @@ SYSTEM = Principal(
 )
 
 
-async def _exec(session: AsyncSession, sql: str, **params: Any) -> Any:
-    return await session.exec(text(sql).bindparams(**params))  # type: ignore[call-overload]
-
-
-# Each active partner's own due queue, up to its free share (its cap minus what it has in
-# flight anywhere, i.e. leased), oldest first across partners. Cost grows with the number of
-# partners, not with a backlog: a partner with 100 000 overdue deliveries costs one index
-# probe, and cannot push another partner's deliveries out of the claim.
-_CLAIM = """
-WITH picked AS (
-    SELECT d.id, d.next_attempt_at
-    FROM webhook_subscription s
-    CROSS JOIN LATERAL (
-        SELECT d.id, d.next_attempt_at FROM webhook_delivery d
-        WHERE d.subscription_id = s.id AND d.status = 'pending'
-          AND d.next_attempt_at <= now()
-          AND (d.lease_until IS NULL OR d.lease_until < now())
-        ORDER BY d.next_attempt_at
-        LIMIT GREATEST(0, :per_sub - (
-            SELECT count(*) FROM webhook_delivery b
-            WHERE b.subscription_id = s.id AND b.status = 'pending'
-              AND b.lease_until IS NOT NULL AND b.lease_until >= now()))
-    ) d
-    WHERE s.status = 'active' AND s.deleted_at IS NULL
-    ORDER BY d.next_attempt_at LIMIT :free
-)
-UPDATE webhook_delivery d SET lease_until = now() + make_interval(secs => :lease)
-FROM webhook_subscription s
-WHERE d.id IN (SELECT id FROM picked) AND s.id = d.subscription_id
-  AND d.status = 'pending' AND (d.lease_until IS NULL OR d.lease_until < now())
-  AND s.status = 'active' AND s.deleted_at IS NULL
-RETURNING d.id, d.subscription_id, d.payload, d.attempts, d.retry_from, d.lease_until,
-          s.org, s.url, s.secret, s.previous_secret, s.previous_secret_until"""
-
-# seconds until the next delivery could be claimed (a retry's time, or a lost lease's end)
-_NEXT_DUE = """
-SELECT EXTRACT(EPOCH FROM min(GREATEST(d.next_attempt_at,
-                                       COALESCE(d.lease_until, d.next_attempt_at))) - now())
-FROM webhook_delivery d JOIN webhook_subscription s ON s.id = d.subscription_id
-WHERE d.status = 'pending' AND s.status = 'active' AND s.deleted_at IS NULL"""
-
-_RECORD = """
-WITH r AS (
-    SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:leases AS timestamptz[]),
-                         CAST(:statuses AS text[]), CAST(:delays AS float8[]),
-                         CAST(:codes AS int[]), CAST(:errors AS text[]),
-                         CAST(:durations AS int[]), CAST(:ats AS timestamptz[]))
-        AS r(id, lease, status, delay, code, error, duration_ms, at)
-), upd AS (
-    UPDATE webhook_delivery d SET
-        attempts = d.attempts + 1,
-        status = r.status,
-        next_attempt_at = CASE WHEN r.status = 'pending'
-                               THEN now() + make_interval(secs => r.delay)
-                               ELSE d.next_attempt_at END,
-        lease_until = NULL,
-        last_status_code = r.code,
-        last_error = r.error,
-        delivered_at = CASE WHEN r.status = 'delivered' THEN r.at ELSE d.delivered_at END
-    FROM r WHERE d.id = r.id AND d.lease_until = r.lease
-    RETURNING d.id, d.attempts, d.subscription_id, r.status
-), ins AS (
-    INSERT INTO webhook_attempt (delivery_id, attempt, at, status_code, error, duration_ms)
-    SELECT upd.id, upd.attempts, r.at, r.code, r.error, r.duration_ms
-    FROM upd JOIN r ON r.id = upd.id
-    RETURNING delivery_id
-)
-SELECT upd.id, upd.subscription_id, upd.status FROM upd"""
-
-
 async def disable_failing(
     session: AsyncSession, *, window_seconds: float, subscription_ids: Iterable[str] | None = None
 ) -> list[str]:
@@ -211,43 +102,17 @@ async def disable_failing(
     ids = None if subscription_ids is None else sorted(set(subscription_ids))
     if ids == []:
         return []
-    scope = "" if ids is None else "AND id = ANY(:ids)"
-    params: dict[str, Any] = {"window": float(window_seconds)}
-    if ids is not None:
-        params["ids"] = ids
-    rows = (
-        await _exec(
-            session,
-            f"""
-        UPDATE webhook_subscription SET status = 'disabled', disabled_at = now(),
-            disabled_reason = 'no successful delivery since '
-                || to_char(failing_since AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')
-                || ' UTC (' || CAST(:window AS text) || ' s without a success)',
-            version = version + 1, updated_at = now()
-        WHERE status = 'active' AND deleted_at IS NULL AND failing_since IS NOT NULL
-          AND failing_since <= now() - make_interval(secs => :window) {scope}
-        RETURNING id, org, url, failing_since, disabled_reason""",
-            **params,
-        )
-    ).all()
+    rows = await repository.disable_failing(
+        session, window_seconds=window_seconds, subscription_ids=ids
+    )
     for row in rows:
-        last = (
-            await _exec(
-                session,
-                """
-            SELECT d.last_error FROM webhook_delivery d
-            WHERE d.subscription_id = :sid AND d.last_error IS NOT NULL
-            ORDER BY d.next_attempt_at DESC LIMIT 1""",
-                sid=row.id,
-            )
-        ).first()
-        subject, body = webhooks.disabled_notice(
+        subject, body = domain.disabled_notice(
             subscription_id=row.id,
             url=row.url,
             failing_since=row.failing_since,
-            last_error=last.last_error if last else None,
+            last_error=await repository.last_error(session, row.id),
         )
-        await _exec(
+        await execute(
             session,
             """
             INSERT INTO inbox_item (id, owner, org, subject, body)
@@ -378,15 +243,12 @@ class WebhookSender:
 
     async def claim(self, free: int) -> list[Claimed]:
         async with self.sessions() as session, session.begin():
-            rows = (
-                await _exec(
-                    session,
-                    _CLAIM,
-                    per_sub=max(1, self.settings.webhook_max_in_flight_per_subscription),
-                    free=free,
-                    lease=float(self.lease_seconds),
-                )
-            ).all()
+            rows = await repository.claim(
+                session,
+                per_sub=max(1, self.settings.webhook_max_in_flight_per_subscription),
+                free=free,
+                lease=float(self.lease_seconds),
+            )
         return [
             Claimed(
                 id=r.id,
@@ -406,8 +268,7 @@ class WebhookSender:
 
     async def next_due_in(self) -> float | None:
         async with self.sessions() as session:
-            value = (await _exec(session, _NEXT_DUE)).scalar()
-        return None if value is None else float(value)
+            return await repository.next_due_in(session)
 
     async def sweep(self) -> list[str]:
         """Disable subscriptions that have failed for the whole window (also those whose
@@ -436,11 +297,11 @@ class WebhookSender:
         now = datetime.now(UTC)
         headers = {
             "content-type": "application/json",
-            **webhooks.sign_headers(
+            **domain.sign_headers(
                 msg_id=d.id,
                 timestamp=int(now.timestamp()),
                 body=body,
-                secrets=webhooks.signing_secrets(
+                secrets=domain.signing_secrets(
                     secret=d.secret,
                     previous_secret=d.previous_secret,
                     previous_secret_until=d.previous_secret_until,
@@ -459,7 +320,7 @@ class WebhookSender:
                 endpoint, addresses = await guard_endpoint(
                     d.url, mode="production", resolve=self.resolve
                 )
-                target, host_header, extensions = webhooks.pinned_url(endpoint, addresses[0])
+                target, host_header, extensions = domain.pinned_url(endpoint, addresses[0])
                 headers.update(host_header)
             async with asyncio.timeout(s.webhook_timeout_seconds):
                 pc = self._client(d.subscription_id)
@@ -493,9 +354,7 @@ class WebhookSender:
         if code is not None and 200 <= code < 300:
             return Result(d, at, "delivered", None, code, None, duration_ms)
         failures = d.attempts + 1 - d.retry_from
-        delay = webhooks.retry_delay(
-            max(failures, 1), self.settings.webhook_retry_seconds, self.rng
-        )
+        delay = domain.retry_delay(max(failures, 1), self.settings.webhook_retry_seconds, self.rng)
         return Result(
             d,
             at,
@@ -532,38 +391,23 @@ class WebhookSender:
         """Write attempts and their outcomes in one transaction. A result whose lease has
         been lost (taken over after expiry) is dropped: the new holder records its own."""
         async with self.sessions() as session, session.begin():
-            rows = (
-                await _exec(
-                    session,
-                    _RECORD,
-                    ids=[r.delivery.id for r in results],
-                    leases=[r.delivery.lease_until for r in results],
-                    statuses=[r.status for r in results],
-                    delays=[r.delay for r in results],
-                    codes=[r.status_code for r in results],
-                    errors=[r.error for r in results],
-                    durations=[r.duration_ms for r in results],
-                    ats=[r.at for r in results],
-                )
-            ).all()
+            rows = await repository.record_results(
+                session,
+                ids=[r.delivery.id for r in results],
+                leases=[r.delivery.lease_until for r in results],
+                statuses=[r.status for r in results],
+                delays=[r.delay for r in results],
+                codes=[r.status_code for r in results],
+                errors=[r.error for r in results],
+                durations=[r.duration_ms for r in results],
+                ats=[r.at for r in results],
+            )
             delivered = {r.subscription_id for r in rows if r.status == "delivered"}
             failed = {r.subscription_id for r in rows if r.status != "delivered"} - delivered
             if delivered:
-                await _exec(
-                    session,
-                    """
-                    UPDATE webhook_subscription SET failing_since = NULL
-                    WHERE id = ANY(:ids) AND failing_since IS NOT NULL""",
-                    ids=sorted(delivered),
-                )
+                await repository.clear_failing(session, sorted(delivered))
             if failed:
-                await _exec(
-                    session,
-                    """
-                    UPDATE webhook_subscription SET failing_since = now()
-                    WHERE id = ANY(:ids) AND failing_since IS NULL""",
-                    ids=sorted(failed),
-                )
+                await repository.mark_failing(session, sorted(failed))
                 await disable_failing(
                     session,
                     window_seconds=self.settings.webhook_disable_after_seconds,

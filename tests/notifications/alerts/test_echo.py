@@ -3,7 +3,7 @@ inbox API, the journey's alert events through the consumer's own handler (as the
 topic delivers them, at the action's time and with the next `seq`, as the journey publishes
 them). The echo confirms the coordinator's history row and leaves the version they hold; a
 change the journey makes itself is news. The whole round trip through Kafka and Temporal is
-tests/notifications/test_alerts_roundtrip.py."""
+tests/notifications/alerts/test_roundtrip.py."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from services.notifications.handlers import apply_event
+from services.notifications.effects import apply_event
 from shared.db import unit_of_work
 from shared.settings import Settings
 from tests.notifications.alert_support import (

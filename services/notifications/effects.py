@@ -2,11 +2,11 @@
 inbox row and every effect commit together, so a redelivered event changes nothing):
 
 - referral events: the referral index and the referral history (every state change, for the
-  ICS leads' overview); one message row per (event, audience) the routing rules name; one
+  ICS leads' overview); one message row per (event, audience) the audience rules name; one
   webhook delivery row per matching partner subscription (none for the demo's synthetic
   population, whose referrals exist only as events: nobody to tell);
-- journey alert events: the coordinators' alert inbox (the highest `seq` wins; the journey's
-  echo of a coordinator's action confirms it, alert_store.apply_journey_change);
+- journey alert events: the coordinators' alert inbox and the alert's addressees
+  (alerts/effects.py);
 - everything else is read and recorded in the inbox but owes nothing (yet).
 """
 
@@ -17,12 +17,12 @@ import uuid
 from datetime import UTC
 from typing import Any
 
-from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.notifications import alert_store, routing
-from services.notifications.alert_deliveries import queue_alert_deliveries
-from services.notifications.alerts import AlertContent
+from services.notifications import audience
+from services.notifications.alerts.effects import apply_alert_event
+from services.notifications.db import execute
+from services.notifications.webhooks.effects import queue_referral_deliveries
 from shared.events.care_plans import BreakGlassUsed
 from shared.events.envelope import CloudEvent
 from shared.events.journeys import AlertEventData
@@ -45,11 +45,9 @@ async def apply_event(
         if event.source == SYNTHETIC_SOURCE:
             return  # made-up people and referrals (`waymark seed`): nobody to tell
         await _queue_messages(session, event, data)
-        await _queue_webhooks(session, event, data)
+        await queue_referral_deliveries(session, event, data)
     elif isinstance(data, AlertEventData):
-        await _upsert_alert(session, event, data, settings)
-        # the organisations it is addressed to, partners' subscriptions, the duty rota
-        await queue_alert_deliveries(session, event, data)
+        await apply_alert_event(session, event, data, settings)
     elif isinstance(data, BreakGlassUsed):
         await _tell_information_governance(session, event, data, settings)
 
@@ -62,7 +60,7 @@ async def _tell_information_governance(
     was are in the care plans service's audit log, where the review reads them."""
     ig = settings.ig_org
     until = data.expires_at.astimezone(UTC).strftime("%d %b %Y %H:%M UTC")
-    await _exec(
+    await execute(
         session,
         """
         INSERT INTO inbox_item (id, owner, org, subject, body)
@@ -81,14 +79,10 @@ async def _tell_information_governance(
     )
 
 
-async def _exec(session: AsyncSession, sql: str, **params: Any) -> Any:
-    return await session.exec(text(sql).bindparams(**params))  # type: ignore[call-overload]
-
-
 async def _index_referral(
     session: AsyncSession, event: CloudEvent, data: ReferralEventData
 ) -> None:
-    await _exec(
+    await execute(
         session,
         """
         INSERT INTO referral_index (referral_id, patient_id, from_org, to_org, to_service_id,
@@ -114,7 +108,7 @@ async def _record_history(
 ) -> None:
     if isinstance(data, ReferralFlagged):
         return  # a flag for the referrer: the state did not change
-    await _exec(
+    await execute(
         session,
         """
         INSERT INTO referral_history (event_id, referral_id, patient_id, state, previous_state,
@@ -136,10 +130,12 @@ async def _record_history(
 async def _queue_messages(
     session: AsyncSession, event: CloudEvent, data: ReferralEventData
 ) -> None:
-    ctx = routing.message_context(data.model_dump(mode="json"))
-    for route in routing.routes_for(event.type):
-        org = data.to_org if route.audience == routing.Audience.RECEIVING_SERVICE else data.from_org
-        await _exec(
+    ctx = audience.message_context(data.model_dump(mode="json"))
+    for route in audience.routes_for(event.type):
+        org = (
+            data.to_org if route.audience == audience.Audience.RECEIVING_SERVICE else data.from_org
+        )
+        await execute(
             session,
             """
             INSERT INTO message (id, event_id, event_type, audience, template, patient_id,
@@ -156,72 +152,6 @@ async def _queue_messages(
             org=org,
             ctx=_json(ctx),
         )
-
-
-async def _queue_webhooks(
-    session: AsyncSession, event: CloudEvent, data: ReferralEventData
-) -> None:
-    # only subscriptions of the two organisations the referral concerns are even looked at
-    subs = (
-        await _exec(
-            session,
-            """
-        SELECT id, org, event_types, filters FROM webhook_subscription
-        WHERE deleted_at IS NULL AND org IN (:f, :t) AND :etype = ANY(event_types)""",
-            f=data.from_org,
-            t=data.to_org,
-            etype=event.type,
-        )
-    ).all()
-    raw = data.model_dump(mode="json")
-    payload = event.model_dump(mode="json")
-    for sub in subs:
-        if not routing.subscription_matches(
-            org=sub.org,
-            event_types=list(sub.event_types),
-            filters=sub.filters or {},
-            event_type=event.type,
-            data=raw,
-        ):
-            continue
-        await _exec(
-            session,
-            """
-            INSERT INTO webhook_delivery (id, subscription_id, event_id, event_type,
-                                          event_time, payload)
-            VALUES (:id, :sub, :eid, :etype, :at, CAST(:payload AS JSONB))
-            ON CONFLICT (subscription_id, event_id) DO NOTHING""",
-            id=new_id("msg"),
-            sub=sub.id,
-            eid=event.id,
-            etype=event.type,
-            at=event.time,
-            payload=_json(payload),
-        )
-
-
-async def _upsert_alert(
-    session: AsyncSession, event: CloudEvent, data: AlertEventData, settings: Settings
-) -> None:
-    # the inbox's read model (alert_store.apply_journey_change): the highest `seq` wins; the
-    # journey's echo of a coordinator's action confirms it without moving the ETag
-    await alert_store.apply_journey_change(
-        session,
-        alert_id=data.alert_id,
-        patient_id=event.subject,
-        ics=settings.ics,
-        change=event.type.removeprefix(routing.ALERT_PREFIX),
-        content=AlertContent(
-            kind=data.kind,
-            rule=data.rule,
-            severity=data.severity,
-            status=data.status,
-            assignee=data.assignee,
-            referral_ids=tuple(data.referral_ids),
-        ),
-        seq=data.seq,
-        at=event.time,
-    )
 
 
 def _json(value: Any) -> str:

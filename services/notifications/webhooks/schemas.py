@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
+from services.notifications.openapi_names import published_as
+
 _CONTROL = set(chr(c) for c in range(32)) | {"\x7f"}
 
 
@@ -117,6 +119,9 @@ class DeliveryOut(BaseModel):
     last_error: str | None
     created_at: datetime
     delivered_at: datetime | None
+
+
+published_as(DeliveryOut, "services.notifications.webhook_schemas")
 
 
 class AttemptOut(BaseModel):

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.notifications import alerts
-from services.notifications.alerts import (
+from services.notifications.alerts import domain as alerts
+from services.notifications.alerts.domain import (
     Action,
     AlertContent,
     AlertSnapshot,

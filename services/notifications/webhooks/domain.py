@@ -192,7 +192,7 @@ _CATEGORY_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
 def check_filters(filters: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A subscription's filters as `routing.subscription_matches` reads them; empty ones
+    """A subscription's filters as `audience.subscription_matches` reads them; empty ones
     dropped. `service_categories` (directory category codes), `priorities`
     (routine, urgent), `role` (sender: the partner referred; receiver: it was referred to)."""
     out: dict[str, Any] = {}

@@ -1,12 +1,15 @@
-"""Request and response bodies of the coordinators' alert inbox (api_alerts.py)."""
+"""Request and response bodies of the coordinators' alert inbox (api.py), and `alert_out`: an
+`alert` row as the list, the detail and the live stream show it."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from services.notifications.alerts import Action, Kind, Severity, Status
+from services.notifications.alerts import domain
+from services.notifications.alerts.domain import Action, Kind, Severity, Status
 
 
 class Strict(BaseModel):
@@ -112,4 +115,27 @@ class ResolveIn(Strict):
     resolution: str = Field(
         pattern=r"^[a-z0-9-]{1,60}$",
         description="a coded reason, e.g. contacted-person, referral-progressed, duplicate",
+    )
+
+
+def alert_out(row: Any) -> AlertOut:
+    return AlertOut(
+        alert_id=row.alert_id,
+        patient_id=row.patient_id,
+        ics=row.ics,
+        kind=Kind(row.kind),
+        rule=row.rule,
+        severity=Severity(row.severity),
+        status=Status(row.status),
+        assignee=row.assignee,
+        referral_ids=list(row.referral_ids or []),
+        raised_at=row.raised_at,
+        updated_at=row.updated_at,
+        acknowledged_at=row.acknowledged_at,
+        snoozed_until=row.snoozed_until,
+        resolved_at=row.resolved_at,
+        resolution=row.resolution,
+        seq=row.seq,
+        version=row.version,
+        allowed_actions=domain.allowed_actions(row.status, row.severity),
     )

@@ -1,4 +1,4 @@
-"""Who hears about what: every routing rule of the notifications service, in one place.
+"""Who hears about what: every rule of who gets told, in one place (audiences, not HTTP routes).
 
 Pure and synchronous. The consumer asks `routes_for(event type)` which messages an event owes
 and to which audience; the dispatcher later works out the concrete recipients (the referring

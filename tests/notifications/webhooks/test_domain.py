@@ -12,8 +12,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from services.notifications import routing, webhooks
-from services.notifications.webhook_sender import guard_endpoint
+from services.notifications import audience
+from services.notifications.webhooks import domain as webhooks
+from services.notifications.webhooks.endpoints import guard_endpoint
 from shared.errors import ValidationFailed
 from shared.events.registry import load_all
 
@@ -222,7 +223,7 @@ class TestEventTypes:
             "uk.waymark.referral.accepted",
         ]
         assert (
-            webhooks.check_event_types(types, known=KNOWN, prefix=routing.SUBSCRIBABLE_PREFIX)
+            webhooks.check_event_types(types, known=KNOWN, prefix=audience.SUBSCRIBABLE_PREFIX)
             == types[:2]
         )
 
@@ -231,26 +232,26 @@ class TestEventTypes:
     )
     def test_unknown_types_are_refused(self, bad: str) -> None:
         with pytest.raises(ValidationFailed, match="unknown event type"):
-            webhooks.check_event_types([bad], known=KNOWN, prefix=routing.SUBSCRIBABLE_PREFIX)
+            webhooks.check_event_types([bad], known=KNOWN, prefix=audience.SUBSCRIBABLE_PREFIX)
 
     def test_registered_but_not_referral_events_are_refused(self) -> None:
-        other = sorted(t for t in KNOWN if not t.startswith(routing.SUBSCRIBABLE_PREFIX))
+        other = sorted(t for t in KNOWN if not t.startswith(audience.SUBSCRIBABLE_PREFIX))
         assert other, "the registry has non-referral events"
         for t in other:
             with pytest.raises(ValidationFailed, match="cannot be subscribed"):
-                webhooks.check_event_types([t], known=KNOWN, prefix=routing.SUBSCRIBABLE_PREFIX)
+                webhooks.check_event_types([t], known=KNOWN, prefix=audience.SUBSCRIBABLE_PREFIX)
 
     def test_every_registered_referral_event_is_subscribable(self) -> None:
-        referral = sorted(t for t in KNOWN if t.startswith(routing.SUBSCRIBABLE_PREFIX))
+        referral = sorted(t for t in KNOWN if t.startswith(audience.SUBSCRIBABLE_PREFIX))
         assert len(referral) >= 12
         assert (
-            webhooks.check_event_types(referral, known=KNOWN, prefix=routing.SUBSCRIBABLE_PREFIX)
+            webhooks.check_event_types(referral, known=KNOWN, prefix=audience.SUBSCRIBABLE_PREFIX)
             == referral
         )
 
     def test_at_least_one(self) -> None:
         with pytest.raises(ValidationFailed):
-            webhooks.check_event_types([], known=KNOWN, prefix=routing.SUBSCRIBABLE_PREFIX)
+            webhooks.check_event_types([], known=KNOWN, prefix=audience.SUBSCRIBABLE_PREFIX)
 
 
 class TestFilters:
@@ -299,10 +300,10 @@ class TestFilters:
         }
         f = webhooks.check_filters({"role": "receiver", "priorities": ["urgent"]})
         t = "uk.waymark.referral.accepted"
-        assert routing.subscription_matches(
+        assert audience.subscription_matches(
             org="PAIN-1", event_types=[t], filters=f, event_type=t, data=data
         )
-        assert not routing.subscription_matches(
+        assert not audience.subscription_matches(
             org="GP-1", event_types=[t], filters=f, event_type=t, data=data
         )
 

@@ -422,7 +422,7 @@ class TestLeases:
         """Two in-process senders claim at once beside the stack's dispatcher and then die
         without sending: no row is claimed twice, and when their leases end the stack's
         dispatcher delivers every row, each exactly once."""
-        from services.notifications.webhook_sender import WebhookSender
+        from services.notifications.webhooks.sender import WebhookSender
 
         s, org = running_apps, _org()
         sub, hook = await subscribe(api, s, receiver, "lease", org)

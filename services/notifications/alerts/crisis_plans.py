@@ -16,7 +16,7 @@ from urllib.parse import quote
 from fastapi import Request
 from pydantic import BaseModel, Field, ValidationError
 
-from services.notifications.alert_schemas import AlertDetail
+from services.notifications.alerts.schemas import AlertDetail
 from services.notifications.dashboard import clients
 
 #: the rules whose alerts show the person's crisis plan

@@ -13,19 +13,18 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import text
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.notifications import routing, webhooks
+from services.notifications import audience
 from services.notifications.models import WebhookSubscription
-from services.notifications.webhook_schemas import (
+from services.notifications.webhooks import domain, repository
+from services.notifications.webhooks.endpoints import Resolver, guard_endpoint
+from services.notifications.webhooks.schemas import (
     Filters,
     ResendRange,
     SubscriptionCreate,
     SubscriptionUpdate,
 )
-from services.notifications.webhook_sender import Resolver, guard_endpoint
 from shared.access import Capability, may_use, roles_phrase
 from shared.audit import record_audit
 from shared.auth import Principal
@@ -53,10 +52,6 @@ def check_may_manage(principal: Principal) -> None:
             f"webhook subscriptions are managed by an organisation's own "
             f"{roles_phrase(Capability.WEBHOOKS_MANAGE)}"
         )
-
-
-async def _exec(session: AsyncSession, sql: str, **params: Any) -> Any:
-    return await session.exec(text(sql).bindparams(**params))  # type: ignore[call-overload]
 
 
 def _audit(
@@ -90,17 +85,17 @@ async def _checked(
     types = (
         None
         if cmd_types is None
-        else webhooks.check_event_types(
+        else domain.check_event_types(
             cmd_types,
             known=known_event_types(),
-            prefix=routing.SUBSCRIBABLE_PREFIX,
-            also=routing.SUBSCRIBABLE_ALERT_TYPES,
+            prefix=audience.SUBSCRIBABLE_PREFIX,
+            also=audience.SUBSCRIBABLE_ALERT_TYPES,
         )
     )
     filters = (
         None
         if cmd_filters is None
-        else webhooks.check_filters(cmd_filters.model_dump(exclude_none=True))
+        else domain.check_filters(cmd_filters.model_dump(exclude_none=True))
     )
     if url is not None:
         await guard_endpoint(url, mode=settings.deployment_mode, resolve=resolve)
@@ -121,13 +116,7 @@ async def create_subscription(
 ) -> WebhookSubscription:
     check_may_manage(principal)
     types, filters = await _checked(cmd.event_types, cmd.filters, cmd.url, settings, resolve)
-    count = (
-        await _exec(
-            session,
-            "SELECT count(*) FROM webhook_subscription WHERE org = :org AND deleted_at IS NULL",
-            org=principal.org,
-        )
-    ).scalar()
+    count = await repository.count_subscriptions(session, principal.org)
     if count >= MAX_SUBSCRIPTIONS_PER_ORG:
         raise Conflict(
             f"an organisation may have at most {MAX_SUBSCRIPTIONS_PER_ORG} "
@@ -142,7 +131,7 @@ async def create_subscription(
         event_types=types or [],
         filters=filters or {},
         status="active",
-        secret=webhooks.new_secret(),
+        secret=domain.new_secret(),
         created_by=principal.identity,
         version=1,
         created_at=now,
@@ -165,12 +154,7 @@ async def list_subscriptions(
     *, session: AsyncSession, principal: Principal
 ) -> list[WebhookSubscription]:
     check_may_manage(principal)
-    rows = await session.exec(
-        select(WebhookSubscription)
-        .where(WebhookSubscription.org == principal.org, WebhookSubscription.deleted_at.is_(None))  # type: ignore[union-attr]
-        .order_by(WebhookSubscription.created_at, WebhookSubscription.id)
-    )
-    return list(rows.all())
+    return await repository.list_subscriptions(session, principal.org)
 
 
 async def get_subscription(
@@ -179,10 +163,7 @@ async def get_subscription(
     check_may_manage(principal)
     if not _ID.fullmatch(subscription_id):
         raise NotFound(f"no webhook subscription {subscription_id[:80]}")
-    query = select(WebhookSubscription).where(WebhookSubscription.id == subscription_id)
-    if for_update:
-        query = query.with_for_update()
-    sub = (await session.exec(query)).first()
+    sub = await repository.get_subscription(session, subscription_id, for_update=for_update)
     if sub is None or sub.org != principal.org or sub.deleted_at is not None:
         raise NotFound(f"no webhook subscription {subscription_id}")
     return sub
@@ -259,16 +240,7 @@ async def delete_subscription(
     session.add(sub)
     await session.flush()
     # what was still owed is not sent any more (and leaves the dispatcher's due index)
-    cancelled = (
-        await _exec(
-            session,
-            """
-        UPDATE webhook_delivery SET status = 'cancelled', lease_until = NULL,
-            last_error = 'subscription deleted'
-        WHERE subscription_id = :sid AND status = 'pending'""",
-            sid=sub.id,
-        )
-    ).rowcount
+    cancelled = await repository.cancel_pending(session, sub.id)
     _audit(
         session,
         principal,
@@ -337,7 +309,7 @@ async def rotate_secret(
         session=session, principal=principal, subscription_id=subscription_id, for_update=True
     )
     now = _now()
-    sub.secret, sub.previous_secret, sub.previous_secret_until = webhooks.rotation(
+    sub.secret, sub.previous_secret, sub.previous_secret_until = domain.rotation(
         current=sub.secret, now=now, grace_seconds=settings.webhook_secret_grace_seconds
     )
     _touch(sub, now)
@@ -355,10 +327,6 @@ async def rotate_secret(
 
 
 # --- deliveries -----------------------------------------------------------------------------------
-
-_DELIVERY_COLUMNS = """id, subscription_id, event_id, event_type, event_time, status, attempts,
-    CASE WHEN status = 'pending' THEN next_attempt_at END AS next_attempt_at,
-    last_status_code, last_error, created_at, delivered_at"""
 
 
 async def list_deliveries(
@@ -379,24 +347,9 @@ async def list_deliveries(
     )
     if since is not None and until is not None and since > until:
         raise ValidationFailed("since must not be after until")
-    rows = (
-        await _exec(
-            session,
-            f"""
-        SELECT {_DELIVERY_COLUMNS} FROM webhook_delivery
-        WHERE subscription_id = :sid
-          AND (CAST(:status AS text) IS NULL OR status = :status)
-          AND (CAST(:since AS timestamptz) IS NULL OR created_at >= :since)
-          AND (CAST(:until AS timestamptz) IS NULL OR created_at < :until)
-        ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset""",
-            sid=sub.id,
-            status=status,
-            since=since,
-            until=until,
-            limit=limit,
-            offset=offset,
-        )
-    ).all()
+    rows = await repository.list_deliveries(
+        session, sub.id, status=status, since=since, until=until, limit=limit, offset=offset
+    )
     _audit(
         session,
         principal,
@@ -406,7 +359,7 @@ async def list_deliveries(
         resource_type=DELIVERY,
         detail=f"list of {len(rows)} deliveries",
     )
-    return list(rows)
+    return rows
 
 
 async def get_delivery(
@@ -423,27 +376,10 @@ async def get_delivery(
     )
     if not _ID.fullmatch(delivery_id):
         raise NotFound(f"no delivery {delivery_id[:80]}")
-    row = (
-        await _exec(
-            session,
-            f"""
-        SELECT {_DELIVERY_COLUMNS}, payload FROM webhook_delivery
-        WHERE id = :id AND subscription_id = :sid""",
-            id=delivery_id,
-            sid=sub.id,
-        )
-    ).first()
+    row = await repository.get_delivery(session, sub.id, delivery_id)
     if row is None:
         raise NotFound(f"no delivery {delivery_id} of subscription {sub.id}")
-    attempts = (
-        await _exec(
-            session,
-            """
-        SELECT attempt, at, status_code, error, duration_ms FROM webhook_attempt
-        WHERE delivery_id = :id ORDER BY attempt""",
-            id=delivery_id,
-        )
-    ).all()
+    attempts = await repository.attempts(session, delivery_id)
     _audit(
         session,
         principal,
@@ -454,7 +390,7 @@ async def get_delivery(
         detail=f"subscription {sub.id}",
     )
     payload = row.payload if isinstance(row.payload, dict) else {}
-    return row, payload, list(attempts)
+    return row, payload, attempts
 
 
 async def resend_delivery(
@@ -472,30 +408,12 @@ async def resend_delivery(
     )
     if not _ID.fullmatch(delivery_id):
         raise NotFound(f"no delivery {delivery_id[:80]}")
-    row = (
-        await _exec(
-            session,
-            """
-        SELECT status, lease_until > now() AS in_flight FROM webhook_delivery
-        WHERE id = :id AND subscription_id = :sid FOR UPDATE""",
-            id=delivery_id,
-            sid=sub.id,
-        )
-    ).first()
+    row = await repository.lock_delivery(session, sub.id, delivery_id)
     if row is None:
         raise NotFound(f"no delivery {delivery_id} of subscription {sub.id}")
     if row.status == "pending" and row.in_flight:
         raise Conflict("this delivery is being sent right now; look again in a moment")
-    updated = (
-        await _exec(
-            session,
-            f"""
-        UPDATE webhook_delivery SET status = 'pending', next_attempt_at = now(),
-            retry_from = attempts, lease_until = NULL
-        WHERE id = :id RETURNING {_DELIVERY_COLUMNS}""",
-            id=delivery_id,
-        )
-    ).first()
+    updated = await repository.requeue_delivery(session, delivery_id)
     _audit(
         session,
         principal,
@@ -525,20 +443,9 @@ async def resend_range(
     if cmd.since > until:
         raise ValidationFailed("since must not be after until")
     statuses = ["failed"] if cmd.only_failed else ["pending", "delivered", "failed"]
-    count = (
-        await _exec(
-            session,
-            """
-        UPDATE webhook_delivery SET status = 'pending', next_attempt_at = now(),
-            retry_from = attempts, lease_until = NULL
-        WHERE subscription_id = :sid AND created_at >= :since AND created_at < :until
-          AND status = ANY(:statuses) AND (lease_until IS NULL OR lease_until <= now())""",
-            sid=sub.id,
-            since=cmd.since,
-            until=until,
-            statuses=statuses,
-        )
-    ).rowcount
+    count = await repository.requeue_range(
+        session, sub.id, since=cmd.since, until=until, statuses=statuses
+    )
     _audit(
         session,
         principal,

@@ -1,12 +1,12 @@
-"""The routing rules: which event owes which message to whom, and which partner may ever see
-which event (pure, no I/O)."""
+"""The audience rules (audience.py): which event owes which message to whom, and which
+partner may ever see which event (pure, no I/O)."""
 
 from __future__ import annotations
 
 import pytest
 
-from services.notifications import routing
-from services.notifications.routing import Audience
+from services.notifications import audience
+from services.notifications.audience import Audience
 from shared.events.referrals import EVENT_FOR_STATE, ReferralFlagged
 from shared.events.registry import REGISTRY, load_all
 
@@ -28,11 +28,11 @@ class TestMessageRoutes:
         ],
     )
     def test_each_referral_event_reaches_the_people_it_concerns(self, event, audiences):
-        assert {r.audience for r in routing.routes_for(R + event)} == audiences
+        assert {r.audience for r in audience.routes_for(R + event)} == audiences
 
     @pytest.mark.parametrize("event", ["attended", "cancelled", "on-hold", "resumed"])
     def test_events_nobody_is_told_about_owe_no_message(self, event):
-        assert routing.routes_for(R + event) == ()
+        assert audience.routes_for(R + event) == ()
 
     @pytest.mark.parametrize(
         "event_type",
@@ -45,29 +45,29 @@ class TestMessageRoutes:
         ],
     )
     def test_non_referral_events_owe_no_message(self, event_type):
-        assert routing.routes_for(event_type) == ()
+        assert audience.routes_for(event_type) == ()
 
     def test_every_routed_type_is_a_registered_event(self):
         load_all()
         known = {m.EVENT_TYPE for m in REGISTRY.all_models()}
-        assert set(routing.MESSAGE_ROUTES) <= known
+        assert set(audience.MESSAGE_ROUTES) <= known
 
     def test_every_state_change_event_is_either_routed_or_deliberately_silent(self):
         silent = {R + s for s in ("attended", "cancelled", "on-hold")}
         for cls in [*EVENT_FOR_STATE.values(), ReferralFlagged]:
-            assert (cls.EVENT_TYPE in routing.MESSAGE_ROUTES) != (cls.EVENT_TYPE in silent), (
+            assert (cls.EVENT_TYPE in audience.MESSAGE_ROUTES) != (cls.EVENT_TYPE in silent), (
                 cls.EVENT_TYPE
             )
 
     def test_one_audience_per_event_at_most_once(self):
-        for event_type, routes in routing.MESSAGE_ROUTES.items():
+        for event_type, routes in audience.MESSAGE_ROUTES.items():
             audiences = [r.audience for r in routes]
             assert len(audiences) == len(set(audiences)), event_type
 
 
 class TestMessageContext:
     def test_keeps_codes_and_drops_everything_else(self):
-        ctx = routing.message_context(
+        ctx = audience.message_context(
             {
                 "referral_id": "r1",
                 "from_org": "GP-1",
@@ -109,10 +109,10 @@ class TestPartnerIsolation:
         [("GP-1", True), ("PAIN-1", True), ("PAIN-2", False), ("gp-1", False), ("", False)],
     )
     def test_an_event_concerns_only_the_referring_and_receiving_organisations(self, org, expected):
-        assert routing.concerns_org(org, _data()) is expected
+        assert audience.concerns_org(org, _data()) is expected
 
     def test_a_subscription_of_another_organisation_never_matches_whatever_it_asks_for(self):
-        assert not routing.subscription_matches(
+        assert not audience.subscription_matches(
             org="PAIN-2",
             event_types=[R + "submitted"],
             filters={},
@@ -141,7 +141,7 @@ class TestPartnerIsolation:
     )
     def test_filters_narrow_what_a_subscription_receives(self, filters, data, expected):
         assert (
-            routing.subscription_matches(
+            audience.subscription_matches(
                 org="PAIN-1",
                 event_types=[R + "submitted"],
                 filters=filters,
@@ -152,7 +152,7 @@ class TestPartnerIsolation:
         )
 
     def test_an_event_type_not_subscribed_to_is_not_sent(self):
-        assert not routing.subscription_matches(
+        assert not audience.subscription_matches(
             org="PAIN-1",
             event_types=[R + "accepted"],
             filters={},

@@ -25,7 +25,8 @@ import asyncpg
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.notifications import alert_store
+from services.notifications.alerts import repository
+from services.notifications.alerts.schemas import alert_out
 from shared.db import connect_kwargs
 from shared.errors import WaymarkError
 from shared.settings import Settings
@@ -287,11 +288,11 @@ class AlertFanout:
         if not any(s.ics == note["ics"] for s in self._subs):
             return
         async with self.sessions() as session:
-            row = await alert_store.get_alert(session, str(note["alert_id"]))
+            row = await repository.get_alert(session, str(note["alert_id"]))
         # a newer version's own notification follows (NOTIFY is sent on commit): send that one
         if row is None or row.version != note["version"]:
             return
-        item = AlertChanged(alert_store.alert_out(row).model_dump(mode="json"))
+        item = AlertChanged(alert_out(row).model_dump(mode="json"))
         for sub in list(self._subs):
             if sub.ics == row.ics:
                 self._offer(sub, item)

@@ -14,9 +14,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
-from services.notifications import routing
+from services.notifications import audience
 from services.notifications.config import DutyRota, duty_rota
-from services.notifications.handlers import apply_event
+from services.notifications.effects import apply_event
 from services.notifications.templates import Templates
 from shared.db import unit_of_work
 from shared.events.envelope import CloudEvent, make_event
@@ -27,7 +27,7 @@ from tests.conftest import auth
 from tests.helpers import eventually
 from tests.notifications.message_support import mails_to, running, unique_email
 
-PREFIX = routing.ALERT_PREFIX
+PREFIX = audience.ALERT_PREFIX
 RAISED, ESCALATED = f"{PREFIX}raised", f"{PREFIX}escalated"
 
 
@@ -77,43 +77,43 @@ async def rows(sessions, sql: str, **params: Any) -> list[Any]:  # type: ignore[
 
 class TestRoutes:
     def test_a_new_alert_with_addressees_owes_them_one_message(self) -> None:
-        [route] = routing.alert_routes(
+        [route] = audience.alert_routes(
             RAISED, rule="safety.phq9_item9", recipient_orgs=["GP-1", "HOLD-1"]
         )
         assert (route.audience, route.template) == ("alert_orgs", "alert-for-organisation")
-        assert routing.alert_routes(RAISED, rule="safety.phq9_item9", recipient_orgs=[]) == ()
+        assert audience.alert_routes(RAISED, rule="safety.phq9_item9", recipient_orgs=[]) == ()
 
     @pytest.mark.parametrize(
         "change", ["acknowledged", "assigned", "snoozed", "resolved", "reopened", "progressing"]
     )
     def test_later_changes_owe_the_addressees_no_message(self, change: str) -> None:
         assert (
-            routing.alert_routes(
+            audience.alert_routes(
                 f"{PREFIX}{change}", rule="safety.phq9_item9", recipient_orgs=["GP-1"]
             )
             == ()
         )
 
     def test_an_escalated_phq9_item9_alert_goes_to_the_duty_rota_others_do_not(self) -> None:
-        [route] = routing.alert_routes(ESCALATED, rule="safety.phq9_item9", recipient_orgs=[])
+        [route] = audience.alert_routes(ESCALATED, rule="safety.phq9_item9", recipient_orgs=[])
         assert route.audience == "duty_rota"
-        assert routing.alert_routes(ESCALATED, rule="stalled.not_triaged", recipient_orgs=[]) == ()
+        assert audience.alert_routes(ESCALATED, rule="stalled.not_triaged", recipient_orgs=[]) == ()
 
     def test_partners_get_only_the_types_they_asked_for_of_alerts_addressed_to_them(self) -> None:
         ok = dict(
             org="GP-1", event_types=[RAISED], event_type=RAISED, recipient_orgs=["GP-1", "HOLD-1"]
         )
-        assert routing.alert_subscription_matches(**ok)  # type: ignore[arg-type]
-        assert not routing.alert_subscription_matches(**{**ok, "org": "GP-2"})  # type: ignore[arg-type]
-        assert not routing.alert_subscription_matches(**{**ok, "event_types": [ESCALATED]})  # type: ignore[arg-type]
+        assert audience.alert_subscription_matches(**ok)  # type: ignore[arg-type]
+        assert not audience.alert_subscription_matches(**{**ok, "org": "GP-2"})  # type: ignore[arg-type]
+        assert not audience.alert_subscription_matches(**{**ok, "event_types": [ESCALATED]})  # type: ignore[arg-type]
         assigned = f"{PREFIX}assigned"
-        assert not routing.alert_subscription_matches(
+        assert not audience.alert_subscription_matches(
             **{**ok, "event_types": [assigned], "event_type": assigned}
         )  # type: ignore[arg-type]
 
     def test_the_partner_payload_leaves_out_the_coordinator_assigned(self) -> None:
         event = alert_event("raised", orgs=["GP-1"], assignee="coord-1").model_dump(mode="json")
-        payload = routing.alert_partner_payload(event)
+        payload = audience.alert_partner_payload(event)
         assert "assignee" not in payload["data"] and payload["id"] == event["id"]
         assert payload["data"]["recipient_orgs"] == ["GP-1"]
 
@@ -124,12 +124,12 @@ class TestQuietHours:
     )
     def test_only_an_urgent_alert_goes_at_once_in_quiet_hours(self, severity, waits) -> None:
         context = {"severity": severity} if severity else {}
-        assert routing.alert_waits_for_quiet_hours(context) is waits
+        assert audience.alert_waits_for_quiet_hours(context) is waits
 
 
 class TestTexts:
     def values(self, **extra: Any) -> dict[str, Any]:
-        ctx = routing.alert_message_context(
+        ctx = audience.alert_message_context(
             alert_event("raised", orgs=["GP-1"]).model_dump(mode="json")["data"]
         )
         return {**ctx, **extra}

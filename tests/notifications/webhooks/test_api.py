@@ -19,7 +19,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from services.notifications import api_webhooks
+from services.notifications.webhooks import api as api_webhooks
 from shared.db import unit_of_work
 from shared.settings import Settings
 from shared.web import create_app
