@@ -1,7 +1,8 @@
-"""The journey timeline (services/notifications/dashboard/timeline.py): pure, so plain unit
-tests, many cases: how episodes become lanes, tracks, segments, endings, links and evidence
-marks; the table alternative and the summary; the time axis; the SVG's accessible name,
-text labels and escaping; and input that is malformed in every way a query could return it."""
+"""The journey timeline (services/notifications/dashboard/timeline.py, drawn by
+timeline_svg.py, in the words of labels.py): pure, so plain unit tests, many cases: how
+episodes become lanes, tracks, segments, endings, links and evidence marks; the table
+alternative and the summary; the time axis; the SVG's accessible name, text labels and
+escaping; and input that is malformed in every way a query could return it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import Any
 
 import pytest
 
+from services.notifications.dashboard import labels as L
 from services.notifications.dashboard import timeline as T
+from services.notifications.dashboard import timeline_svg as S
 from workflows.journeys.state import Episode, Step
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -48,7 +51,7 @@ def ep(
 
 
 def svg_of(tl: T.Timeline, prefix: str = "tl") -> str:
-    return str(T.render_svg(tl, id_prefix=prefix))
+    return str(S.render_svg(tl, id_prefix=prefix))
 
 
 def texts(svg: str) -> list[str]:
@@ -259,7 +262,7 @@ class TestMalformedInput:
         ],
     )
     def test_parse_time(self, value, expected):
-        assert T.parse_time(value) == expected
+        assert L.parse_time(value) == expected
 
     def test_evidence_with_a_bad_time_is_skipped_but_keeps_its_number(self):
         tl = T.build(
@@ -422,7 +425,7 @@ class TestTimeAxis:
     )
     def test_ticks_are_in_range_in_order_evenly_few_and_labelled(self, span):
         start = datetime(2025, 6, 14, 9, 37, tzinfo=UTC)
-        ticks = T.time_ticks(start, start + span)
+        ticks = S.time_ticks(start, start + span)
         assert 1 <= len(ticks) <= 9
         times = [t for t, _ in ticks]
         assert times == sorted(times) and len(set(times)) == len(times)
@@ -431,23 +434,23 @@ class TestTimeAxis:
 
     def test_months_are_labelled_with_the_year_at_the_start_and_in_january(self):
         start = datetime(2025, 9, 20, tzinfo=UTC)
-        labels = [label for _, label in T.time_ticks(start, start + timedelta(days=200))]
+        labels = [label for _, label in S.time_ticks(start, start + timedelta(days=200))]
         assert labels[0] == "Oct 2025" and "Jan 2026" in labels and "Nov" in labels
 
     def test_days_fall_on_uk_midnight_and_weeks_on_mondays(self):
         start = datetime(2026, 1, 7, 15, tzinfo=UTC)
-        ticks = T.time_ticks(start, start + timedelta(days=40))
+        ticks = S.time_ticks(start, start + timedelta(days=40))
         for t, _ in ticks:
-            local = t.astimezone(T.UK)
+            local = t.astimezone(L.UK)
             assert (local.hour, local.minute, local.weekday()) == (0, 0, 0)
 
     def test_short_spans_are_in_hours_and_minutes_with_the_date_once(self):
         start = datetime(2026, 1, 7, 10, 1, 30, tzinfo=UTC)
-        labels = [label for _, label in T.time_ticks(start, start + timedelta(minutes=5))]
+        labels = [label for _, label in S.time_ticks(start, start + timedelta(minutes=5))]
         assert labels[0] == "7 Jan 10:02" and labels[1] == "10:03"
 
     def test_no_span_no_ticks(self):
-        assert T.time_ticks(NOW, NOW) == [] and T.time_ticks(NOW, NOW - timedelta(1)) == []
+        assert S.time_ticks(NOW, NOW) == [] and S.time_ticks(NOW, NOW - timedelta(1)) == []
 
     def test_the_timeline_spans_its_events_and_now_with_a_margin_and_ten_minutes_at_least(self):
         tl = T.build([ep("r1", "crisis", ("submitted", 30))], now=NOW)
@@ -472,7 +475,7 @@ class TestWords:
         ],
     )
     def test_durations(self, delta, long, short):
-        assert T.duration_text(delta) == long and T.short_duration(delta) == short
+        assert L.duration_text(delta) == long and L.short_duration(delta) == short
 
     @pytest.mark.parametrize(
         "code,words",
@@ -483,7 +486,7 @@ class TestWords:
         ],
     )
     def test_category_labels(self, code, words):
-        assert T.category_label(code) == words
+        assert L.category_label(code) == words
 
     @pytest.mark.parametrize(
         "code,words",
@@ -495,11 +498,11 @@ class TestWords:
         ],
     )
     def test_state_labels(self, code, words):
-        assert T.state_label(code) == words
+        assert L.state_label(code) == words
 
     def test_uk_dates_follow_summer_time(self):
-        assert T.when_text(datetime(2026, 7, 1, 23, 30, tzinfo=UTC)) == "2 Jul 2026, 00:30"
-        assert T.day_text(datetime(2026, 1, 1, 23, 30, tzinfo=UTC)) == "1 Jan 2026"
+        assert L.when_text(datetime(2026, 7, 1, 23, 30, tzinfo=UTC)) == "2 Jul 2026, 00:30"
+        assert L.day_text(datetime(2026, 1, 1, 23, 30, tzinfo=UTC)) == "1 Jan 2026"
 
 
 class TestTheSvg:
@@ -600,7 +603,7 @@ class TestTheSvg:
             now=NOW,
             evidence=[{"referral_id": "r2", "at": ago(2), "state": evil}],
         )
-        svg = str(T.render_svg(tl, id_prefix='x"><script>', title=evil))
+        svg = str(S.render_svg(tl, id_prefix='x"><script>', title=evil))
         assert "<script>" not in svg and 'x"><' not in svg
         assert "&lt;script&gt;" in svg
 

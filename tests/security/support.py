@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
+from starlette.routing import BaseRoute, Mount
 
 from shared.errors import PROBLEM_BASE, PROBLEM_JSON
 
@@ -46,9 +47,22 @@ class Operation:
         return re.sub(r"{(\w+)(?::\w+)?}", fill, self.path)
 
 
+def _routes(routes: list[BaseRoute], prefix: str = "") -> list[tuple[str, set[str]]]:
+    """Each route's path and methods; a mounted app's routes (the dashboard's) under the
+    mount's path, as a request reaches them."""
+    out: list[tuple[str, set[str]]] = []
+    for route in routes:
+        if isinstance(route, Mount):
+            out += _routes(route.routes, prefix + route.path)
+            continue
+        for ctx in iter_route_contexts([route]):
+            out.append((prefix + ctx.path, set(ctx.methods or ())))
+    return out
+
+
 def operations(service: str, app: FastAPI) -> list[Operation]:
     """Every method of every route of `app`: its OpenAPI operations, then the routes the
-    OpenAPI leaves out (FastAPI's own docs, the dashboard's pages)."""
+    OpenAPI leaves out (FastAPI's own docs, the dashboard's pages, a mounted app of its own)."""
     spec = app.openapi()
     in_spec = {
         (m.upper(), p)
@@ -57,14 +71,12 @@ def operations(service: str, app: FastAPI) -> list[Operation]:
         if m.upper() in HTTP_METHODS
     }
     found: dict[tuple[str, str], Operation] = {}
-    for route in iter_route_contexts(app.routes):
-        for method in sorted(route.methods or ()):
+    for path, methods in _routes(app.routes):
+        for method in sorted(methods):
             if method not in HTTP_METHODS:
                 continue  # HEAD: Starlette's twin of each GET
-            template = re.sub(r":\w+}", "}", route.path)
-            found[(method, route.path)] = Operation(
-                service, method, route.path, (method, template) in in_spec
-            )
+            template = re.sub(r":\w+}", "}", path)
+            found[(method, path)] = Operation(service, method, path, (method, template) in in_spec)
     documented = {(o.method, re.sub(r":\w+}", "}", o.path)) for o in found.values() if o.in_openapi}
     # every documented operation is a route we call (nothing in the OpenAPI is missed)
     assert documented == in_spec, in_spec - documented

@@ -1,1 +1,2 @@
-"""The coordinators' dashboard: server-rendered pages under /dashboard on the notifications app."""
+"""The coordinators' dashboard: server-rendered pages, an app of its own (app.py) mounted at
+/dashboard on the notifications API; one page module per area (pages/)."""

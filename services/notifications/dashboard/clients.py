@@ -19,7 +19,7 @@ from urllib.parse import quote
 import httpx
 from fastapi import FastAPI, Request
 
-from services.notifications.alerts import explainer as alert_store
+from services.notifications.alerts.explainer import JourneyExplainer, explainer_for
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -167,7 +167,7 @@ class Apis:
         return dict(body)
 
 
-async def _close_http(app: FastAPI) -> None:
+async def close_http(app: FastAPI) -> None:
     http: httpx.AsyncClient | None = getattr(app.state, "dashboard_http", None)
     if http is not None:
         await http.aclose()
@@ -198,10 +198,10 @@ class Journey:
     unavailable: str | None = None
 
 
-explainer = alert_store.explainer_for
+explainer = explainer_for
 
 
-async def journey(exp: alert_store.JourneyExplainer, *, patient_id: str, alert_id: str) -> Journey:
+async def journey(exp: JourneyExplainer, *, patient_id: str, alert_id: str) -> Journey:
     """One `journey` query of the patient's PatientJourney: the alert's explanation and the
     episodes. Reuses the alert inbox's connected client (JourneyExplainer)."""
     view, unavailable = await exp.query_journey(patient_id, context="dashboard")

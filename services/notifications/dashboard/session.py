@@ -38,12 +38,12 @@ import os
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import cast
+from typing import Annotated, cast
 from urllib.parse import parse_qs, urlsplit
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from fastapi import Request, Response
+from fastapi import Depends, Request, Response
 from sqlalchemy import Table, delete, or_, select, update
 
 from services.notifications.models import DashboardSession
@@ -431,3 +431,7 @@ def home_for(principal: Principal) -> str:
     if principal.has(Role.SERVICE_STAFF):
         return "/dashboard/worklist"
     return "/dashboard/directory"
+
+
+#: a page's signed-in user (LoginRequired, so sign-in, when there is none)
+ViewerDep = Annotated[Viewer, Depends(viewer)]
