@@ -9,6 +9,8 @@ actions on them, and their live stream.
 - `handlers`: the use cases (a coordinator's action; a journey alert event), and the reads
   the API and the dashboard make.
 - `explainer`: the journey's plain-English explanation, asked of Temporal.
+- `reports`: the figures for ICS leads (loops and stalls per 1,000 referrals, waits), which
+  the dashboard's overview shows.
 - `api`: the routes; `live`: the live stream's fan-out.
 - `effects`: what the consumer does with a journey alert event; `recipients`: who an alert
   message reaches (the dispatcher's side).

@@ -1,6 +1,6 @@
 """The ICS leads' overview: loops and stalls per 1,000 referrals by month and by category of
 service, as charts with their words and tables, and the median days to triage and to
-treatment (the figures: metrics.py)."""
+treatment (the figures: the alert inbox's report, alerts/reports.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from services.notifications.dashboard import charts, labels, metrics
+from services.notifications.alerts import reports
+from services.notifications.dashboard import charts, labels
 from services.notifications.dashboard.rendering import render, settings_of
 from services.notifications.dashboard.session import ViewerDep
 from shared.access import Capability, may_use
@@ -34,7 +35,7 @@ async def overview_page(
     if not may_use(v.principal, Capability.FIGURES_READ) or v.principal.ics != s.ics:
         raise Forbidden(f"the overview is for {s.ics}'s coordinators and leads")
     async with unit_of_work(request.app.state.sessions) as db:
-        ov = await metrics.overview(db, ics=s.ics, months=months)
+        ov = await reports.overview(db, ics=s.ics, months=months)
         record_audit(
             db,
             principal=v.principal,

@@ -1,7 +1,8 @@
-"""The overview's figures from the real notifications schema: referral events and journey alerts
-put in through the consumer's own handler (services.notifications.effects.apply_event), then
-`overview` read on the same session. Each test works in a transaction it rolls back, in a window
-of 2019 that no other test writes to, with an ICS of its own."""
+"""The alert report's figures (alerts/reports.py, the dashboard's overview) from the real
+notifications schema: referral events and journey alerts put in through the consumer's own
+handler (services.notifications.effects.apply_event), then `overview` read on the same session.
+Each test works in a transaction it rolls back, in a window of 2019 that no other test writes
+to, with an ICS of its own."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.notifications.dashboard.metrics import Median, overview
+from services.notifications.alerts.reports import Median, overview
 from services.notifications.effects import apply_event
 from shared.db import make_engine, make_sessionmaker
 from shared.events.envelope import make_event

@@ -1,5 +1,6 @@
-"""The ICS leads' overview: loops and stalls per 1,000 referrals (overall, by service category,
-by calendar month) and the median days from referral to triage and to treatment.
+"""The alert inbox's report for ICS leads (the dashboard's overview): loops and stalls per
+1,000 referrals (overall, by service category, by calendar month) and the median days from
+referral to triage and to treatment.
 
 What the figures mean, so the page can say it in words:
 
@@ -20,7 +21,8 @@ What the figures mean, so the page can say it in words:
 
 Referral counts are the deployment's own: one deployment serves one ICS (settings.ics), and
 referral events carry no ICS. The pure helpers (median, rates, UK months) come first; the two
-queries read the notifications schema's own tables (referral_history, alert) in-process.
+queries read the notifications schema's own tables (referral_history, alert) in the caller's
+session. The dashboard's overview page shows these figures.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.notifications.db import execute
 
 UK = ZoneInfo("Europe/London")
 LOOPING, STALLED = "looping", "stalled"
@@ -252,8 +255,7 @@ _ALERTS = """
 
 
 async def _rows(session: AsyncSession, sql: str, **params: Any) -> list[Any]:
-    result = await session.exec(text(sql).bindparams(**params))  # type: ignore[call-overload]
-    return list(result.all())
+    return list((await execute(session, sql, **params)).all())
 
 
 async def overview(

@@ -1,5 +1,6 @@
-"""The overview's pure helpers: medians, rates per 1,000 with nothing to divide by, UK calendar
-months across the clock changes, and the figures put together from known referrals and alerts."""
+"""The alert report's pure helpers (alerts/reports.py, the dashboard's overview): medians,
+rates per 1,000 with nothing to divide by, UK calendar months across the clock changes, and the
+figures put together from known referrals and alerts."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from services.notifications.dashboard.metrics import (
+from services.notifications.alerts.reports import (
     CohortReferral,
     CountedAlert,
     Median,
