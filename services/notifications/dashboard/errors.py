@@ -166,6 +166,9 @@ def install_error_pages(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        return error_page(request, exc.status_code, str(exc.detail))
+        # the router's own refusals too (a 405 keeps its Allow header)
+        return error_page(
+            request, exc.status_code, str(exc.detail), headers=dict(exc.headers or {}) or None
+        )
 
     app.add_middleware(UnexpectedErrorPage)
