@@ -10,7 +10,7 @@ from datetime import datetime
 from services.notifications.effects import apply_event
 from shared.db import unit_of_work
 from shared.settings import Settings
-from tests.dashboard.test_pages import alert_url, button_names, row_of, sign_in
+from tests.dashboard.page_support import alert_url, button_names, row_of, sign_in
 from tests.notifications.alert_support import (
     alert_event,
     coordinator,

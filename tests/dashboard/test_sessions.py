@@ -28,7 +28,7 @@ from services.notifications.api import app
 from services.notifications.dashboard import session as dashboard_session
 from services.notifications.dashboard.session import COOKIE
 from shared.settings import Settings
-from tests.dashboard.test_pages import csrf_of, sign_in
+from tests.dashboard.page_support import csrf_of, sign_in
 from tests.notifications.alert_support import sse_events
 
 

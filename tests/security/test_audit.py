@@ -715,7 +715,7 @@ REFERENCED: dict[tuple[str, str], str] = {
     (
         N,
         "GET /dashboard/alerts/{alert_id:path}",
-    ): "tests/dashboard/test_pages.py::test_every_listed_alert_is_an_audited_read",
+    ): "tests/dashboard/pages/test_alerts.py::test_every_listed_alert_is_an_audited_read",
 }
 
 #: routes that read or write no patient data, and why
