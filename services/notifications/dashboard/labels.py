@@ -10,47 +10,22 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from shared.vocabulary import STATE_LABELS, category_words
+
 UK = ZoneInfo("Europe/London")
-
-#: the lane titles (the directory's categories of service, in words)
-CATEGORY_NAMES: dict[str, str] = {
-    "pain_management_programme": "Pain management programme",
-    "pain_management": "Pain management",
-    "talking_therapies_ltc": "Talking therapies (long-term conditions)",
-    "talking_therapies": "Talking therapies",
-    "msk_physiotherapy": "MSK physiotherapy",
-    "physiotherapy": "Physiotherapy",
-    "social_prescribing": "Social prescribing",
-    "peer_support": "Peer support",
-    "self_management_course": "Self-management course",
-    "exercise_yoga": "Exercise and yoga",
-    "vocational_rehabilitation": "Vocational rehabilitation",
-    "carers_support": "Carers' support",
-    "crisis": "Crisis service",
-}
-
-#: what each referral state means for the person, in words
-STATE_NAMES: dict[str, str] = {
-    "draft": "Draft (not sent)",
-    "submitted": "Waiting for triage",
-    "accepted": "Accepted, waiting to be booked",
-    "booked": "Booked",
-    "attended": "Attended",
-    "did_not_attend": "Did not attend",
-    "on_hold": "On hold",
-    "rejected": "Not accepted",
-    "returned": "Returned to the referrer",
-    "discharged": "Discharged",
-    "cancelled": "Cancelled",
-}
 
 
 def category_label(code: str) -> str:
-    return CATEGORY_NAMES.get(code, code.replace("_", " ").capitalize() if code else "Unknown")
+    """A lane title: the category of service's label (shared/vocabulary.py)."""
+    return category_words(code).label if code else "Unknown"
 
 
 def state_label(state: str) -> str:
-    return STATE_NAMES.get(state, state.replace("_", " ").capitalize() if state else "Unknown")
+    """What a referral state means for the person (shared/vocabulary.py)."""
+    if not state:
+        return "Unknown"
+    known = STATE_LABELS.get(state)  # type: ignore[call-overload]
+    return known if known is not None else state.replace("_", " ").capitalize()
 
 
 def parse_time(value: Any) -> datetime | None:
