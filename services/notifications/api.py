@@ -1,14 +1,14 @@
 """The notifications service's HTTP API. Routes live in one module per area, each a router
 included here: partner webhook subscriptions (`webhooks.api`), people's messages, inboxes,
-preferences and the delivery log (`api_messages`), the coordinators' alert inbox and its live
+preferences and the delivery log (`messages.api`), the coordinators' alert inbox and its live
 stream (`alerts.api`). The coordinators' dashboard is an app of its own, mounted at /dashboard
 (`dashboard.app`)."""
 
 from __future__ import annotations
 
-from services.notifications import api_messages
 from services.notifications.alerts import api as alerts_api
 from services.notifications.dashboard.app import mount_dashboard
+from services.notifications.messages import api as messages_api
 from services.notifications.webhooks import api as webhooks_api
 from shared.web import create_app
 
@@ -21,6 +21,6 @@ app = create_app(
 )
 
 app.include_router(webhooks_api.router, tags=["webhooks"])
-app.include_router(api_messages.router, tags=["messages"])
+app.include_router(messages_api.router, tags=["messages"])
 app.include_router(alerts_api.router, tags=["alerts"])
 mount_dashboard(app)  # the coordinators' dashboard: its own app, its own error pages

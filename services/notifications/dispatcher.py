@@ -105,7 +105,7 @@ async def supervised(sender: Sender, stop: asyncio.Event, wake: asyncio.Event) -
 
 
 async def default_senders(settings: Settings) -> list[Sender]:
-    from services.notifications.message_sender import MessageSender
+    from services.notifications.messages.sender import MessageSender
     from services.notifications.webhooks.sender import WebhookSender
 
     return [await MessageSender.create(settings), await WebhookSender.create(settings)]

@@ -18,7 +18,7 @@ webhook's URL, the message's or delivery's content, A's code.
 
 Per-service tests go deeper on their own service (tests/referrals/test_access_matrix.py: every
 referrals endpoint × relation; tests/notifications/webhooks/test_api.py TestPartnerIsolation;
-tests/care_plans/api/test_plans.py consent; tests/notifications/test_messages_api.py the delivery
+tests/care_plans/api/test_plans.py consent; tests/notifications/messages/test_api.py the delivery
 log). This table is the one view across services.
 """
 

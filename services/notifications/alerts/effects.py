@@ -9,15 +9,12 @@ alert message reaches is the dispatcher's business (recipients.py).
 
 from __future__ import annotations
 
-import json
-import uuid
-
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.notifications import audience
 from services.notifications.alerts import handlers
 from services.notifications.alerts.domain import AlertContent
-from services.notifications.db import execute
+from services.notifications.messages import repository as messages
 from services.notifications.webhooks import repository as webhooks
 from shared.events.envelope import CloudEvent
 from shared.events.journeys import AlertEventData
@@ -63,20 +60,16 @@ async def queue_alert_deliveries(
     orgs = sorted(set(data.recipient_orgs))
     raw = data.model_dump(mode="json")
     for route in audience.alert_routes(event.type, rule=data.rule, recipient_orgs=orgs):
-        await execute(
+        await messages.queue_message(
             session,
-            """
-            INSERT INTO message (id, event_id, event_type, audience, template, patient_id,
-                                 referral_id, org, context)
-            VALUES (:id, :eid, :etype, :aud, :tpl, :pid, NULL, NULL, CAST(:ctx AS JSONB))
-            ON CONFLICT (event_id, audience) DO NOTHING""",
-            id=f"msg_{uuid.uuid4().hex}",
-            eid=event.id,
-            etype=event.type,
-            aud=route.audience.value,
-            tpl=route.template,
-            pid=event.subject,
-            ctx=json.dumps(audience.alert_message_context(raw)),
+            event_id=event.id,
+            event_type=event.type,
+            audience=route.audience.value,
+            template=route.template,
+            patient_id=event.subject,
+            referral_id=None,
+            org=None,
+            context=audience.alert_message_context(raw),
         )
     if not orgs or event.type not in audience.SUBSCRIBABLE_ALERT_TYPES:
         return

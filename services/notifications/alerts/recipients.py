@@ -12,7 +12,7 @@ from typing import Any
 
 from services.notifications.audience import Audience
 from services.notifications.config import DutyRota
-from services.notifications.messages import Channel, Reach, Route, StaffPreference
+from services.notifications.messages.domain import Channel, Reach, Route, StaffPreference
 from shared.settings import Settings
 
 

@@ -16,7 +16,7 @@ settings.webhook_disable_after_seconds is disabled.
 Endpoint URLs are checked against server-side request forgery: in production mode only
 https, no credentials in the URL, and the host (a literal address, or every address its name
 resolves to) must be a public unicast address. The resolution itself is I/O and happens
-elsewhere (`webhook_sender.guard_endpoint`); this module judges the addresses it is given.
+elsewhere (`endpoints.guard_endpoint`); this module judges the addresses it is given.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.notifications.db import execute
+from services.notifications.messages import repository as messages
 from services.notifications.webhooks import domain, repository
 from services.notifications.webhooks.endpoints import Resolver, guard_endpoint
 from shared.audit import record_audit
@@ -112,12 +112,9 @@ async def disable_failing(
             failing_since=row.failing_since,
             last_error=await repository.last_error(session, row.id),
         )
-        await execute(
+        await messages.add_inbox_item(
             session,
-            """
-            INSERT INTO inbox_item (id, owner, org, subject, body)
-            VALUES (:id, :owner, :org, :subject, :body)""",
-            id=f"inb_{uuid.uuid4().hex}",
+            item_id=f"inb_{uuid.uuid4().hex}",
             owner=f"org:{row.org}",
             org=row.org,
             subject=subject,

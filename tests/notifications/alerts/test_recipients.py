@@ -17,7 +17,7 @@ from sqlalchemy import text
 from services.notifications import audience
 from services.notifications.config import DutyRota, duty_rota
 from services.notifications.effects import apply_event
-from services.notifications.templates import Templates
+from services.notifications.messages.templates import Templates
 from shared.db import unit_of_work
 from shared.events.envelope import CloudEvent, make_event
 from shared.events.journeys import ALERT_EVENTS

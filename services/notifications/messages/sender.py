@@ -7,7 +7,8 @@ For each message that is due the sender
    back when the lease runs out; the lease is renewed before every email or text, and a
    sender that lost it stops before sending;
 2. fetches the personal details from the owning services' APIs with its own credential
-   (contacts.py) and works out the recipients, their channel and form (messages.py);
+   (contacts.py) and works out the recipients, their channel and form (recipients.py,
+   domain.py);
 3. for each recipient not yet reached, renders the template (templates.py) and sends it,
    writing one delivery-log row per attempt; a recipient is sent at most once (the unique
    index `ux_message_delivery_sent`, and the in-app item in the same transaction as its row);
@@ -20,48 +21,51 @@ For each message that is due the sender
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import uuid
-from collections import defaultdict
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.notifications import messages as rules
 from services.notifications.alerts.recipients import alert_recipients
 from services.notifications.audience import ALERT_AUDIENCES, alert_waits_for_quiet_hours
-from services.notifications.channels import (
+from services.notifications.config import duty_rota
+from services.notifications.messages import domain as rules
+from services.notifications.messages import repository
+from services.notifications.messages.channels import (
     EmailChannel,
     InAppChannel,
     PermanentFailure,
     SmsChannel,
     TransientFailure,
 )
-from services.notifications.config import duty_rota
-from services.notifications.contacts import (
+from services.notifications.messages.contacts import (
     Contacts,
     DetailsGone,
     DetailsUnavailable,
     ReferralDetails,
     ServiceDetails,
 )
-from services.notifications.messages import (
+from services.notifications.messages.delivery_log import DeliveryLog, Past, history, log_ref
+from services.notifications.messages.domain import (
     Channel,
     Outcome,
-    Reach,
     RecipientOutcome,
     Route,
     StaffPreference,
-    Variant,
 )
-from services.notifications.templates import Rendered, TemplateFailure, Templates
+from services.notifications.messages.recipients import (
+    Recipient,
+    alert_recipient,
+    referral_recipients,
+    staff_preference,
+)
+from services.notifications.messages.templates import Rendered, TemplateFailure, Templates
 from shared.db import make_engine, make_sessionmaker, unit_of_work
 from shared.settings import Settings
 
@@ -92,32 +96,6 @@ class Claimed:
     context: dict[str, Any]
     attempts: int
     lease: datetime  # the lease we hold; its exact value is our token
-
-
-@dataclass
-class Recipient:
-    key: str  # user:<id> | org:<code> | service:<id> | person | carer:<id>
-    reach: Reach
-    variant: str = Variant.PLAIN.value
-    language: str = "en"
-    large_type: bool = False
-    quiet: tuple[time | None, time | None] = (None, None)
-    inbox_owner: str | None = None
-    inbox_org: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    # something needed for this recipient could not be fetched now: retry
-    unavailable: str | None = None
-
-
-@dataclass
-class Past:
-    """What the delivery log already says about one recipient of a message."""
-
-    rows: int = 0
-    sent: bool = False
-    retrying: int = 0
-    failed_channels: set[str] = field(default_factory=set)
-    last_error: str | None = None
 
 
 class MessageSender:
@@ -182,24 +160,7 @@ class MessageSender:
 
     async def claim(self, limit: int) -> list[Claimed]:
         async with unit_of_work(self.sessions) as session:
-            rows = (
-                await _exec(
-                    session,
-                    """
-                WITH due AS (
-                    SELECT id FROM message
-                    WHERE status IN ('pending', 'held') AND next_attempt_at <= now()
-                      AND (lease_until IS NULL OR lease_until < now())
-                    ORDER BY next_attempt_at LIMIT :n FOR UPDATE SKIP LOCKED)
-                UPDATE message m SET lease_until = now() + make_interval(secs => :lease)
-                FROM due WHERE m.id = due.id
-                RETURNING m.id, m.event_id, m.event_type, m.audience, m.template,
-                          m.patient_id, m.referral_id, m.org, m.context, m.attempts,
-                          m.lease_until""",
-                    n=limit,
-                    lease=LEASE_SECONDS,
-                )
-            ).all()
+            rows = await repository.claim(session, limit=limit, lease_seconds=LEASE_SECONDS)
         return [
             Claimed(
                 id=r.id,
@@ -252,7 +213,14 @@ class MessageSender:
         try:
             referral = await self.contacts.referral(m.referral_id, m.event_id)
             service, service_problem = await self._service(referral.to_service_id)
-            recipients, nobody = await self._recipients(m, referral, service, service_problem)
+            recipients, nobody = await referral_recipients(
+                m.audience,
+                referral,
+                service,
+                service_problem,
+                contacts=self.contacts,
+                preference=self._preference,
+            )
         except DetailsGone as exc:
             await self._finish(m, "failed", error=str(exc))
             return
@@ -262,12 +230,10 @@ class MessageSender:
         if nobody:
             await self._finish(m, "skipped", error=nobody)
             return
-        history = await self._history(m.id)
+        past = await self._history(m.id)
         outcomes = []
         for r in recipients:
-            outcomes.append(
-                await self._deliver(m, r, referral, service, history.get(r.key, Past()))
-            )
+            outcomes.append(await self._deliver(m, r, referral, service, past.get(r.key, Past())))
         status = rules.message_status(outcomes)
         await self._finish(
             m,
@@ -292,29 +258,10 @@ class MessageSender:
             await self._finish(m, "skipped", error=nobody)
             return
         waits = alert_waits_for_quiet_hours(m.context)
-        recipients = [
-            Recipient(
-                key=a.key,
-                reach=a.reach,
-                inbox_owner=a.key if a.inbox_org else None,
-                inbox_org=a.inbox_org,
-                extra={"audience": m.audience, **a.extra},
-                **(
-                    {
-                        "variant": a.pref.variant,
-                        "language": a.pref.language,
-                        "large_type": a.pref.variant == Variant.LARGE_PRINT,
-                        "quiet": (a.pref.quiet_start, a.pref.quiet_end) if waits else (None, None),
-                    }
-                    if a.pref
-                    else {}
-                ),
-            )
-            for a in found
-        ]
-        history = await self._history(m.id)
+        recipients = [alert_recipient(a, audience=m.audience, waits=waits) for a in found]
+        past = await self._history(m.id)
         outcomes = [
-            await self._deliver(m, r, None, None, history.get(r.key, Past())) for r in recipients
+            await self._deliver(m, r, None, None, past.get(r.key, Past())) for r in recipients
         ]
         status = rules.message_status(outcomes)
         await self._finish(
@@ -327,32 +274,8 @@ class MessageSender:
     async def _email_preferences(self, org: str) -> list[tuple[str, StaffPreference]]:
         """The staff of `org` who chose email in their own preferences (by preference key)."""
         async with self.sessions() as session:
-            rows = (
-                await _exec(
-                    session,
-                    """
-                SELECT user_id, channels, email, mobile, quiet_start, quiet_end, language,
-                       variant
-                FROM preference WHERE org = :org AND 'email' = ANY(channels)
-                  AND email IS NOT NULL ORDER BY user_id LIMIT 200""",
-                    org=org,
-                )
-            ).all()
-        return [
-            (
-                r.user_id,
-                StaffPreference(
-                    channels=tuple(r.channels),
-                    email=r.email,
-                    mobile=r.mobile,
-                    quiet_start=r.quiet_start,
-                    quiet_end=r.quiet_end,
-                    language=r.language,
-                    variant=r.variant,
-                ),
-            )
-            for r in rows
-        ]
+            rows = await repository.email_preferences(session, org)
+        return [(r.user_id, staff_preference(r)) for r in rows]
 
     async def _service(self, service_id: str) -> tuple[ServiceDetails | None, str | None]:
         try:
@@ -360,152 +283,16 @@ class MessageSender:
         except DetailsUnavailable as exc:
             return None, str(exc)
 
-    async def _recipients(
-        self,
-        m: Claimed,
-        referral: ReferralDetails,
-        service: ServiceDetails | None,
-        service_problem: str | None,
-    ) -> tuple[list[Recipient], str | None]:
-        """Who this message goes to, how and in which form; or why it goes to nobody."""
-        audience = m.audience
-        if audience == "referrer":
-            user = referral.referrer_user
-            pref = await self._preference(rules.staff_key(user, referral.referrer_org))
-            return [
-                Recipient(
-                    key=f"user:{user}",
-                    reach=rules.staff_reach(pref),
-                    variant=pref.variant,
-                    language=pref.language,
-                    large_type=pref.variant == Variant.LARGE_PRINT,
-                    quiet=(pref.quiet_start, pref.quiet_end),
-                    inbox_owner=f"user:{user}",
-                    inbox_org=referral.referrer_org,
-                    extra={"audience": audience},
-                )
-            ], None
-        if audience == "receiving_service":
-            team = Recipient(
-                key=f"org:{referral.to_org}",
-                reach=Reach((Route(Channel.IN_APP),)),
-                inbox_owner=f"org:{referral.to_org}",
-                inbox_org=referral.to_org,
-                extra={"audience": audience},
-            )
-            out = [team]
-            if service_problem:
-                out.append(
-                    Recipient(
-                        key=f"service:{referral.to_service_id}",
-                        reach=Reach(()),
-                        extra={"audience": audience},
-                        unavailable=f"the directory could not be read: {service_problem}",
-                    )
-                )
-            elif service is not None and rules.is_email(service.email):
-                out.append(
-                    Recipient(
-                        key=f"service:{service.id}",
-                        reach=Reach((Route(Channel.EMAIL, service.email),)),
-                        extra={"audience": audience},
-                    )
-                )
-            return out, None
-        if audience == "person":
-            contact = await self.contacts.person(referral.patient_id)
-            comm = contact.communication if contact else {}
-            reach = rules.person_reach(
-                preferred=comm.get("preferred_channel"),
-                email=comm.get("email"),
-                mobile=comm.get("mobile"),
-            )
-            if contact is None:
-                reach = Reach(
-                    (),
-                    "no reachable channel: the person has no care plan "
-                    "recording an email address or mobile number",
-                )
-            return [
-                Recipient(
-                    key="person",
-                    reach=reach,
-                    variant=rules.person_variant(comm, referral.communication_needs).value,
-                    language=rules.language_code(comm.get("language")),
-                    large_type=rules.wants_large_type(comm, referral.communication_needs),
-                    extra={"audience": audience},
-                )
-            ], None
-        if audience == "carers":
-            if not referral.consent_to_carer_sharing:
-                return [], (
-                    "nobody to tell: the person has not consented to sharing with "
-                    "carers on this referral"
-                )
-            contact = await self.contacts.person(referral.patient_id)
-            carers = [
-                c
-                for c in (contact.carers if contact else [])
-                if rules.carer_may_be_told(consent_to_carer_sharing=True, may_see=c.may_see)
-            ]
-            if not carers:
-                return [], ("nobody to tell: no carer on the person's plan has been given access")
-            return [
-                Recipient(
-                    key=f"carer:{c.id}",
-                    reach=rules.carer_reach(c.contact),
-                    extra={"audience": audience, "carer_name": c.name},
-                )
-                for c in carers
-            ], None
-        raise DetailsGone(f"no recipients are known for the audience {audience!r}")
-
     async def _preference(self, user: str) -> StaffPreference:
         async with self.sessions() as session:
-            row = (
-                await _exec(
-                    session,
-                    """
-                SELECT channels, email, mobile, quiet_start, quiet_end, language, variant
-                FROM preference WHERE user_id = :u""",
-                    u=user,
-                )
-            ).first()
+            row = await repository.staff_preference(session, user)
         if row is None:
             return rules.DEFAULT_STAFF_PREFERENCE
-        return StaffPreference(
-            channels=tuple(row.channels),
-            email=row.email,
-            mobile=row.mobile,
-            quiet_start=row.quiet_start,
-            quiet_end=row.quiet_end,
-            language=row.language,
-            variant=row.variant,
-        )
+        return staff_preference(row)
 
     async def _history(self, message_id: str) -> dict[str, Past]:
         async with self.sessions() as session:
-            rows = (
-                await _exec(
-                    session,
-                    """
-                SELECT recipient, channel, status, error FROM message_delivery
-                WHERE message_id = :m ORDER BY at""",
-                    m=message_id,
-                )
-            ).all()
-        out: dict[str, Past] = defaultdict(Past)
-        for r in rows:
-            p = out[r.recipient]
-            p.rows += 1
-            if r.status == "sent":
-                p.sent = True
-            elif r.status == "retrying":
-                p.retrying += 1
-            elif r.status == "failed":
-                p.failed_channels.add(r.channel)
-                p.last_error = r.error
-        return dict(out)
+            return history(await repository.delivery_history(session, message_id))
 
     # --- one recipient ----------------------------------------------------------------------------
 
@@ -523,7 +310,7 @@ class MessageSender:
         if NO_CHANNEL in past.failed_channels:
             return RecipientOutcome(r.key, Outcome.FAILED, error=past.last_error)
         attempt = past.rows + 1
-        log = _Log(self, m, r, attempt)
+        log = DeliveryLog(self.sessions, m.id, r, attempt)
         if r.unavailable:
             return await self._transient(log, past, NO_CHANNEL, r.unavailable)
         if not r.reach.reachable:
@@ -584,7 +371,9 @@ class MessageSender:
             return RecipientOutcome(r.key, Outcome.SENT)
         return RecipientOutcome(r.key, Outcome.FAILED, error=last_error)
 
-    async def _transient(self, log: _Log, past: Past, channel: str, error: str) -> RecipientOutcome:
+    async def _transient(
+        self, log: DeliveryLog, past: Past, channel: str, error: str
+    ) -> RecipientOutcome:
         failures = past.retrying + 1
         delay = rules.retry_delay(failures, self.settings.message_retry_seconds)
         if delay is None:
@@ -601,7 +390,7 @@ class MessageSender:
         )
 
     async def _send(
-        self, m: Claimed, r: Recipient, route: Route, rendered: Rendered, log: _Log
+        self, m: Claimed, r: Recipient, route: Route, rendered: Rendered, log: DeliveryLog
     ) -> object:
         """Send on one channel and log it as sent; raises Permanent/TransientFailure."""
         delivery_id = f"dlv_{uuid.uuid4().hex}"
@@ -641,20 +430,12 @@ class MessageSender:
 
     async def _renew(self, m: Claimed) -> None:
         async with unit_of_work(self.sessions) as session:
-            row = (
-                await _exec(
-                    session,
-                    """
-                UPDATE message SET lease_until = now() + make_interval(secs => :lease)
-                WHERE id = :id AND lease_until = :token RETURNING lease_until""",
-                    id=m.id,
-                    token=m.lease,
-                    lease=LEASE_SECONDS,
-                )
-            ).first()
-        if row is None:
+            lease = await repository.renew_lease(
+                session, m.id, token=m.lease, lease_seconds=LEASE_SECONDS
+            )
+        if lease is None:
             raise LeaseLost(m.id)
-        m.lease = row.lease_until
+        m.lease = lease
 
     async def _message_level_failure(self, m: Claimed, error: str) -> None:
         """Nothing could be tried for any recipient (e.g. the referrals API is down)."""
@@ -670,26 +451,11 @@ class MessageSender:
     async def _finish(
         self, m: Claimed, status: str, *, error: str | None = None, next_at: datetime | None = None
     ) -> None:
-        # next_attempt_at is set only when there is a next attempt: setting it wakes the
-        # dispatchers (the NOTIFY trigger), which a finished message has no need of
-        sets = (
-            "status = :st, lease_until = NULL, last_error = :err, updated_at = now(), "
-            "attempts = attempts + 1"
-        )
-        params: dict[str, Any] = {"st": status, "err": error, "id": m.id, "token": m.lease}
-        if next_at is not None:
-            sets += ", next_attempt_at = :nxt"
-            params["nxt"] = next_at
         async with unit_of_work(self.sessions) as session:
-            row = (
-                await _exec(
-                    session,
-                    f"UPDATE message SET {sets} "  # noqa: S608 - fixed
-                    "WHERE id = :id AND lease_until = :token RETURNING id",
-                    **params,
-                )
-            ).first()
-        if row is None:
+            kept = await repository.finish(
+                session, m.id, token=m.lease, status=status, error=error, next_at=next_at
+            )
+        if not kept:
             raise LeaseLost(m.id)
         logger.info(
             "message %s (%s, %s): %s%s",
@@ -702,92 +468,6 @@ class MessageSender:
 
 
 _ALREADY_SENT = object()
-
-
-def log_ref(recipient_key: str) -> str:
-    """A recipient as the log may name them: the kind and a short hash of the key. A key may
-    hold what a care plan calls a carer (`carer:<id>`, and a client may choose a name for an
-    id), and logs must hold no personal data; the hash still matches the delivery log's row."""
-    kind, _, rest = recipient_key.partition(":")
-    if not rest:
-        return kind
-    # "h" first: ten hex characters can all be digits, and a ten-digit run may pass the NHS
-    # number check (Modulus 11), so a log line could look as if it held one
-    return f"{kind}:h{hashlib.sha256(recipient_key.encode()).hexdigest()[:10]}"
-
-
-class _Log:
-    """Writes the delivery-log rows of one recipient's attempt."""
-
-    def __init__(
-        self, sender: MessageSender, m: Claimed, recipient: Recipient, attempt: int
-    ) -> None:
-        self.sender = sender
-        self.message = m
-        self.recipient = recipient
-        self.attempt = attempt
-        self.rendered: Rendered | None = None
-
-    async def insert(
-        self,
-        session: AsyncSession,
-        delivery_id: str,
-        channel: str,
-        status: str,
-        *,
-        provider_ref: str | None = None,
-        error: str | None = None,
-        note: str | None = None,
-    ) -> bool:
-        r, rendered = self.recipient, self.rendered
-        row = (
-            await _exec(
-                session,
-                """
-            INSERT INTO message_delivery (id, message_id, recipient, channel, variant,
-                                          language, attempt, status, provider_ref, error, note)
-            VALUES (:id, :m, :rcp, :ch, :var, :lang, :att, :st, :ref, :err, :note)
-            ON CONFLICT (message_id, recipient) WHERE status = 'sent' DO NOTHING
-            RETURNING id""",
-                id=delivery_id,
-                m=self.message.id,
-                rcp=r.key,
-                ch=channel,
-                var=rendered.variant if rendered else r.variant,
-                lang=rendered.language if rendered else r.language,
-                att=self.attempt,
-                st=status,
-                ref=provider_ref,
-                err=error[:2000] if error else None,
-                note=note or (rendered.note if rendered else None),
-            )
-        ).first()
-        return row is not None
-
-    async def write(
-        self,
-        channel: str,
-        status: str,
-        *,
-        provider_ref: str | None = None,
-        error: str | None = None,
-        note: str | None = None,
-        delivery_id: str | None = None,
-    ) -> None:
-        async with unit_of_work(self.sender.sessions) as session:
-            await self.insert(
-                session,
-                delivery_id or f"dlv_{uuid.uuid4().hex}",
-                channel,
-                status,
-                provider_ref=provider_ref,
-                error=error,
-                note=note,
-            )
-
-
-async def _exec(session: AsyncSession, sql: str, **params: Any) -> Any:
-    return await session.exec(text(sql).bindparams(**params))  # type: ignore[call-overload]
 
 
 async def _first(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:

@@ -1,4 +1,4 @@
-"""The messages API (services/notifications/api_messages.py) in-process on the real database:
+"""The messages API (services/notifications/messages/api.py) in-process on the real database:
 a staff user's own preferences, the in-app inbox (own and team items), and who may read the
 delivery log. Rows the dispatcher would write are put in directly, finished (never pending),
 so a running dispatcher has nothing to do with them."""

@@ -29,7 +29,7 @@ from jinja2 import (
     UndefinedError,
 )
 
-from services.notifications.messages import Variant
+from services.notifications.messages.domain import Variant
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 DEFAULT_LANGUAGE = "en"

@@ -1,4 +1,4 @@
-"""The rules of people's messages (services/notifications/messages.py): pure, many cases."""
+"""The rules of people's messages (services/notifications/messages/domain.py): pure, many cases."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from services.notifications import messages as m
-from services.notifications.messages import (
+from services.notifications.messages import domain as m
+from services.notifications.messages.domain import (
     Channel,
     Outcome,
     RecipientOutcome,
@@ -433,7 +433,7 @@ class TestLogRef:
 
     @pytest.mark.parametrize("key", ["carer:sam", "carer:Alex Synthetic", "crisis:jo-bloggs"])
     def test_the_free_part_of_a_key_never_reaches_the_log(self, key: str) -> None:
-        from services.notifications.message_sender import log_ref
+        from services.notifications.messages.delivery_log import log_ref
 
         ref = log_ref(key)
         kind, rest = key.split(":", 1)
@@ -442,18 +442,18 @@ class TestLogRef:
     def test_a_ref_never_reads_as_a_number(self) -> None:
         """Ten hex characters are all digits about once in a hundred keys; a ten-digit run
         that passes Modulus 11 would look like an NHS number in the log."""
-        from services.notifications.message_sender import log_ref
+        from services.notifications.messages.delivery_log import log_ref
 
         refs = [log_ref(f"org:{i}").split(":", 1)[1] for i in range(5000)]
         assert any(r[1:].isdigit() for r in refs)  # the case this guards against happens
         assert not any(r.isdigit() for r in refs)
 
     def test_the_same_key_gives_the_same_ref_and_others_differ(self) -> None:
-        from services.notifications.message_sender import log_ref
+        from services.notifications.messages.delivery_log import log_ref
 
         assert log_ref("carer:sam") == log_ref("carer:sam") != log_ref("carer:sue")
 
     def test_a_key_without_an_id_is_its_kind(self) -> None:
-        from services.notifications.message_sender import log_ref
+        from services.notifications.messages.delivery_log import log_ref
 
         assert log_ref("patient") == "patient"

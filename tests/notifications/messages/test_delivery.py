@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
-from services.notifications.message_sender import Claimed, MessageSender
-from services.notifications.messages import appointment_words, staff_key
+from services.notifications.messages.domain import appointment_words, staff_key
+from services.notifications.messages.sender import Claimed, MessageSender
 from shared.db import unit_of_work
 from shared.topics import REFERRALS
 from tests.conftest import auth

@@ -19,9 +19,9 @@ from typing import Any
 import aiosmtplib
 import httpx
 import jwt
-from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from services.notifications.messages import repository
 from shared.settings import Settings
 
 
@@ -206,22 +206,12 @@ class InAppChannel:
         body: str,
         variant: str,
     ) -> str | None:
-        row = (
-            await session.exec(
-                text(  # type: ignore[call-overload]
-                    """INSERT INTO inbox_item (id, owner, org, message_id, subject, body, variant)
-               VALUES (:id, :owner, :org, :mid, :subject, :body, :variant)
-               ON CONFLICT (message_id, owner) WHERE message_id IS NOT NULL DO NOTHING
-               RETURNING id"""
-                ).bindparams(
-                    id=f"inb_{uuid.uuid4().hex}",
-                    owner=owner,
-                    org=org,
-                    mid=message_id,
-                    subject=subject,
-                    body=body,
-                    variant=variant,
-                )
-            )
-        ).first()
-        return row.id if row is not None else None
+        return await repository.deliver_inbox_item(
+            session,
+            owner=owner,
+            org=org,
+            message_id=message_id,
+            subject=subject,
+            body=body,
+            variant=variant,
+        )

@@ -1,4 +1,4 @@
-"""Message templates (services/notifications/templates.py and templates/): every message in
+"""Message templates (services/notifications/messages/templates.py and templates/): every message in
 every form renders from the values a real send has, a missing value fails naming it, and a
 language or form without a template falls back and says so."""
 
@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from services.notifications import messages as m
 from services.notifications.audience import MESSAGE_ROUTES
-from services.notifications.templates import (
+from services.notifications.messages import domain as m
+from services.notifications.messages.templates import (
     TEMPLATE_DIR,
     MissingVariable,
     TemplateFailure,
