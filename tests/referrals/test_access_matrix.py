@@ -17,9 +17,9 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from services.referrals.fhir import FHIR_JSON, NHS_NUMBER_SYSTEM
 from shared.access import Capability, Principal, Role, may_use
 from shared.errors import PROBLEM_JSON
+from shared.fhir import FHIR_JSON, NHS_NUMBER_SYSTEM
 from shared.settings import Settings
 from tests.conftest import auth
 from tests.helpers import referral_body

@@ -29,8 +29,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.notifications.dashboard.session import csrf_for
-from services.referrals.fhir import NHS_NUMBER_SYSTEM
 from shared.db import unit_of_work
+from shared.fhir import NHS_NUMBER_SYSTEM
 from shared.settings import SERVICE_SCHEMAS, Settings
 from tests.care_plans.support import plan_content
 from tests.conftest import token

@@ -37,7 +37,6 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.care_plans.domain.access import CARE_TEAM
 from services.notifications.dashboard.session import csrf_for
-from services.referrals.fhir import NHS_NUMBER_SYSTEM
 from shared.access import (
     Capability,
     Principal,
@@ -49,6 +48,7 @@ from shared.access import (
 )
 from shared.db import unit_of_work
 from shared.errors import PROBLEM_JSON
+from shared.fhir import NHS_NUMBER_SYSTEM
 from shared.settings import Settings
 from tests.care_plans.support import plan_content
 from tests.conftest import auth
