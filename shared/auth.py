@@ -13,7 +13,6 @@ Claims: `iss` + `sub` (the user), `roles` (one role table for every service:
 from __future__ import annotations
 
 import os
-import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -41,10 +40,10 @@ __all__ = [
     "ORG_CODE",
 ]
 from shared.errors import Forbidden, Unauthenticated
+from shared.identifiers import ORG_CODE
 from shared.settings import Settings, get_settings
 
 #: organisation codes as events carry them (ODS-style codes: letters, digits, '-')
-ORG_CODE = re.compile(r"[A-Za-z0-9-]{1,20}")
 
 
 def write_private_file(path: Path, data: bytes, *, exclusive: bool = False) -> None:

@@ -7,6 +7,12 @@ import re
 
 from shared.errors import ValidationFailed
 
+#: an organisation's code (ODS codes such as GP practices' "A81001" and Waymark's own such as
+#: "ICB-QWO"): what tokens, events and APIs all accept. The pattern as JSON Schema and OpenAPI
+#: spell it; ORG_CODE for code that checks one.
+ORG_CODE_PATTERN = r"^[A-Za-z0-9-]{1,20}$"
+ORG_CODE = re.compile(ORG_CODE_PATTERN)
+
 #: the Temporal task queue the journeys worker polls
 JOURNEYS_TASK_QUEUE = "waymark-journeys"
 

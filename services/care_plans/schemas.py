@@ -26,9 +26,9 @@ from pydantic import (
 )
 
 from services.care_plans.domain.contacts import crisis_contact_id
+from shared.identifiers import ORG_CODE_PATTERN as ORG_CODE
 from shared.vocabulary import Instrument
 
-ORG_CODE = r"^[A-Za-z0-9-]{1,20}$"
 ITEM_ID = r"^[A-Za-z0-9-]{1,36}$"
 # a goal's FHIR id is "<plan id hex>.<goal id>", which must fit FHIR's 64 characters
 GOAL_ID = r"^[A-Za-z0-9-]{1,31}$"

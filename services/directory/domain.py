@@ -118,7 +118,6 @@ REMOTE_MODES = frozenset({DeliveryMode.PHONE, DeliveryMode.VIDEO})
 #: service, location and other record ids: client-chosen slugs (svc-msk-physio) or UUIDs
 RECORD_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 _RECORD_ID = re.compile(RECORD_ID)
-ORG_CODE = r"^[A-Za-z0-9-]{1,20}$"
 
 #: the namespace of Waymark's name-based UUIDs (organisations, taxonomies, terms, attributes)
 WAYMARK_NS = uuid.UUID("5b0f3c1e-8d1a-4f5e-9a57-7761796d6172")

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field, StringConstraints
 
 from services.directory import domain
+from shared.identifiers import ORG_CODE_PATTERN
 
 # printable text: no NUL or other control characters (tab and newlines allowed)
 _CONTROL = set(chr(c) for c in range(32) if chr(c) not in "\t\n\r") | {"\x7f"}
@@ -28,7 +29,7 @@ Name = Annotated[
     AfterValidator(_clean),
 ]
 RecordId = Annotated[str, StringConstraints(pattern=domain.RECORD_ID)]
-OrgCode = Annotated[str, StringConstraints(pattern=domain.ORG_CODE)]
+OrgCode = Annotated[str, StringConstraints(pattern=ORG_CODE_PATTERN)]
 Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{1,60}$")]
 Url = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]{1,2000}$")]
 Clock = Annotated[str, StringConstraints(max_length=20)]

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import Header, Path, Request
 
 from services.directory import domain
+from shared.identifiers import ORG_CODE_PATTERN
 from shared.settings import Settings
 from shared.web import IDEMPOTENCY_HEADER
 
@@ -25,7 +26,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 ServiceId = Annotated[str, Path(pattern=domain.RECORD_ID, max_length=64)]
-OrgCodePath = Annotated[str, Path(pattern=domain.ORG_CODE)]
+OrgCodePath = Annotated[str, Path(pattern=ORG_CODE_PATTERN)]
 IdempotencyKey = Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER)]
 IfMatch = Annotated[
     str | None, Header(alias="If-Match", description='the ETag you read, e.g. W/"3"')

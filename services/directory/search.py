@@ -6,7 +6,6 @@ A search's parts are checked together and become one `SearchQuery`, which drives
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import time
@@ -14,7 +13,6 @@ from enum import StrEnum
 
 from services.directory.domain import (
     MINUTES_PER_DAY,
-    ORG_CODE,
     WEEKDAYS,
     Category,
     CommunicationSupport,
@@ -25,6 +23,7 @@ from services.directory.domain import (
     weekday_code,
 )
 from shared.errors import NotFound, ValidationFailed
+from shared.identifiers import ORG_CODE
 
 
 class SortOrder(StrEnum):
@@ -137,7 +136,7 @@ def build_search(
     if sort is SortOrder.RELEVANCE and not text:
         raise ValidationFailed("sort=relevance needs search text (q)")
     for code in org_codes:
-        if not re.fullmatch(ORG_CODE, code):
+        if not ORG_CODE.fullmatch(code):
             raise ValidationFailed(
                 "org_code is an organisation code: letters, digits and '-', at most 20"
             )

@@ -22,9 +22,9 @@ import re
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.identifiers import ORG_CODE
 from shared.settings import Settings
 
-_ORG = re.compile(r"^[A-Za-z0-9-]{1,20}$")
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$")
 
 
@@ -50,7 +50,7 @@ class DutyRota(BaseSettings):
     @field_validator("org")
     @classmethod
     def _org(cls, v: str) -> str:
-        if v and not _ORG.match(v):
+        if v and not ORG_CODE.match(v):
             raise ValueError(
                 "the duty rota's organisation is an ODS-style code "
                 "(letters, digits, '-', at most 20)"

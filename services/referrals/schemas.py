@@ -8,9 +8,9 @@ from datetime import date, datetime
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from services.referrals.domain import Priority, Source
+from shared.identifiers import ORG_CODE_PATTERN as ORG_CODE
 
 SNOMED_CODE = r"^[1-9][0-9]{5,17}$"  # an SCTID: 6-18 digits, no leading zero
-ORG_CODE = r"^[A-Za-z0-9-]{1,20}$"
 # printable text without NUL or other control characters (tab and newline allowed)
 _CONTROL = set(chr(c) for c in range(32) if chr(c) not in "\t\n\r") | {"\x7f"}
 
@@ -30,7 +30,7 @@ class PatientIn(BaseModel):
     birth_date: date
     registered_practice: str | None = Field(
         default=None,
-        pattern=r"^[A-Za-z0-9-]{1,20}$",
+        pattern=ORG_CODE,
         examples=["A81001"],
         description="the ODS code of the GP practice the person is registered with (e-RS and "
         "PDS carry it); that practice then has a care relationship with them",

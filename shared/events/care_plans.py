@@ -13,9 +13,8 @@ from pydantic import AwareDatetime, Field
 
 from shared.events.envelope import EventData
 from shared.events.registry import REGISTRY
+from shared.identifiers import ORG_CODE_PATTERN as ORG_CODE
 from shared.vocabulary import Band, Instrument
-
-ORG_CODE = r"^[A-Za-z0-9-]{1,20}$"
 
 
 class CarePlanEventData(EventData):
@@ -60,8 +59,8 @@ class AssessmentRecorded(CarePlanEventData):
     # who must hear of a safety flag at once (ODS codes, not personal detail): the person's
     # registered GP practice and the organisation holding the plan. Optional: version 1
     # consumers read them or ignore them.
-    registered_practice: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]{1,20}$")
-    holder_org: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]{1,20}$")
+    registered_practice: str | None = Field(default=None, pattern=ORG_CODE)
+    holder_org: str | None = Field(default=None, pattern=ORG_CODE)
 
 
 @REGISTRY.register
@@ -83,6 +82,6 @@ class BreakGlassUsed(CarePlanEventData):
     EVENT_TYPE = "uk.waymark.care-plan.break-glass"
     VERSION = 1
     grant_id: str = Field(max_length=64)
-    org: str = Field(pattern=r"^[A-Za-z0-9-]{1,20}$")
+    org: str = Field(pattern=ORG_CODE)
     reason_code: Literal["emergency-care", "patient-unable-to-consent", "safeguarding"]
     expires_at: AwareDatetime

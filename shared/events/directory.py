@@ -12,8 +12,7 @@ from pydantic import Field
 
 from shared.events.envelope import EventData
 from shared.events.registry import REGISTRY
-
-ORG_CODE = r"^[A-Za-z0-9-]{1,20}$"
+from shared.identifiers import ORG_CODE_PATTERN as ORG_CODE
 
 ServiceStatus = Literal["active", "inactive", "defunct", "temporarily closed"]
 

@@ -9,8 +9,8 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from shared.events.envelope import EventData
-from shared.events.referrals import ORG_CODE
 from shared.events.registry import REGISTRY
+from shared.identifiers import ORG_CODE_PATTERN as ORG_CODE
 
 
 class AlertEventData(EventData):

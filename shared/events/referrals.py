@@ -12,10 +12,10 @@ from pydantic import AwareDatetime, Field
 
 from shared.events.envelope import EventData
 from shared.events.registry import REGISTRY
+from shared.identifiers import ORG_CODE_PATTERN as ORG_CODE
 from shared.vocabulary import ReferralState
 
 SNOMED_CODE = r"^[1-9][0-9]{5,17}$"  # SCTID: 6-18 digits, no leading zero
-ORG_CODE = r"^[A-Za-z0-9-]{1,20}$"
 REASON_CODE = r"^[a-z0-9-]{1,60}$"
 
 

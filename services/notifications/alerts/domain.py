@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from shared.access import Capability, may_use, roles_phrase
-from shared.auth import ORG_CODE, Principal
+from shared.access import Capability, Principal, may_use, roles_phrase
 from shared.errors import Conflict, Forbidden, ValidationFailed
+from shared.identifiers import ORG_CODE
 
 
 class Kind(StrEnum):
