@@ -16,8 +16,8 @@ from urllib.parse import quote
 from fastapi import Request
 from pydantic import BaseModel, Field, ValidationError
 
+from services.notifications import service_apis
 from services.notifications.alerts.schemas import AlertDetail
-from services.notifications.dashboard import clients
 
 #: the rules whose alerts show the person's crisis plan
 CRISIS_PLAN_RULES = frozenset({"safety.phq9_item9"})
@@ -53,7 +53,7 @@ class AlertWithCrisisPlan(AlertDetail):
     )
 
 
-def unavailable_words(exc: clients.ApiError) -> str:
+def unavailable_words(exc: service_apis.ApiError) -> str:
     if exc.status == 404:
         return (
             "no care plan is recorded for this person, or it is not one you may see: "
@@ -67,17 +67,17 @@ def unavailable_words(exc: clients.ApiError) -> str:
 
 
 async def crisis_plan(
-    api: clients.Apis, token: str, patient_id: str
+    api: service_apis.Apis, token: str, patient_id: str
 ) -> tuple[CrisisPlanView | None, str | None]:
     """The person's crisis plan as the caller may see it, or None and why not."""
-    if not clients.PATIENT_ID_RE.fullmatch(patient_id):
+    if not service_apis.PATIENT_ID_RE.fullmatch(patient_id):
         return None, "the alert names no person whose care plan could be looked up"
     try:
         body, _ = await api.get(
             "care_plans", f"/patients/{quote(patient_id, safe='')}/crisis-plan", token
         )
         return CrisisPlanView.model_validate(body), None
-    except clients.ApiError as exc:
+    except service_apis.ApiError as exc:
         return None, unavailable_words(exc)
     except ValidationError:
         return None, "the care plans service sent an answer that could not be read"
@@ -92,4 +92,4 @@ async def for_alert(
     m = _BEARER.match(request.headers.get("authorization", ""))
     if m is None:
         return None, "the crisis plan is read with your own sign-in, and none was sent"
-    return await crisis_plan(clients.apis(request), m.group(1), patient_id)
+    return await crisis_plan(service_apis.apis(request), m.group(1), patient_id)

@@ -28,7 +28,8 @@ from fastapi import Depends, FastAPI, Request, Response
 from starlette.routing import Match, Mount
 from starlette.types import Scope
 
-from services.notifications.dashboard import clients, session
+from services.notifications import service_apis
+from services.notifications.dashboard import session
 from services.notifications.dashboard.errors import install_error_pages
 from services.notifications.dashboard.pages import alerts, directory, overview, referrals, signin
 from services.notifications.dashboard.rendering import HERE
@@ -122,7 +123,7 @@ def mount_dashboard(host: FastAPI, path: str = PREFIX) -> FastAPI:
             try:
                 yield state
             finally:
-                await clients.close_http(app)
+                await service_apis.close_http(app)
 
     host.router.lifespan_context = lifespan
     return dashboard

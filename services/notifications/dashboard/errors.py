@@ -18,7 +18,8 @@ from fastapi.responses import RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.notifications.dashboard import clients, session
+from services.notifications import service_apis
+from services.notifications.dashboard import session
 from services.notifications.dashboard.rendering import (
     quiet_viewer,
     render,
@@ -154,8 +155,8 @@ def install_error_pages(app: FastAPI) -> None:
         )
         return error_page(request, 422, f"Some values are not valid ({words}).")
 
-    @app.exception_handler(clients.ApiError)
-    async def _api(request: Request, exc: clients.ApiError) -> Response:
+    @app.exception_handler(service_apis.ApiError)
+    async def _api(request: Request, exc: service_apis.ApiError) -> Response:
         # another service's API said no (its status, its words) or could not be reached
         status = exc.status if 400 <= exc.status < 600 else 502
         return error_page(request, status, exc.message)

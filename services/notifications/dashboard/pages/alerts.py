@@ -15,6 +15,7 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from services.notifications import service_apis
 from services.notifications.alerts import domain, handlers
 from services.notifications.alerts.domain import Action, Kind, Severity, Sort, Status
 from services.notifications.dashboard import clients, session, timeline, timeline_svg
@@ -205,11 +206,11 @@ async def alert_row(
 
 
 async def _care_plan(
-    api: clients.Apis, token: str, patient_id: str
+    api: service_apis.Apis, token: str, patient_id: str
 ) -> tuple[dict[str, Any] | None, str | None]:
     try:
         return await api.care_plan_summary(token, patient_id), None
-    except clients.ApiError as exc:
+    except service_apis.ApiError as exc:
         if exc.status == 403:
             return None, (
                 "No consent to see the care plan: the person has not agreed to "
@@ -220,12 +221,14 @@ async def _care_plan(
         return None, f"The care plan could not be shown: {exc.message}"
 
 
-async def _signpost(api: clients.Apis, token: str, service_id: str | None) -> dict[str, Any] | None:
+async def _signpost(
+    api: service_apis.Apis, token: str, service_id: str | None
+) -> dict[str, Any] | None:
     if not service_id:
         return None
     try:
         return await api.service(token, service_id)
-    except clients.ApiError:
+    except service_apis.ApiError:
         return {"id": service_id, "name": None}
 
 
@@ -256,7 +259,7 @@ async def alert_page(
         )
         hist = await handlers.history(db, alert_id)
     a = handlers.alert_out(row)
-    api = clients.apis(request)
+    api = service_apis.apis(request)
     journey, referrals, (plan, plan_note), service = await asyncio.gather(
         clients.journey(clients.explainer(request), patient_id=row.patient_id, alert_id=alert_id),
         clients.gather_referrals(api, v.token, list(row.referral_ids or [])[:10]),

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
 
-from services.notifications.dashboard import clients
+from services.notifications import service_apis
 from services.notifications.dashboard.rendering import alert_ref, render
 from services.notifications.dashboard.session import ViewerDep
 
@@ -32,14 +32,14 @@ async def directory_page(
     page: Annotated[int, Query(ge=1, le=1000)] = 1,
 ) -> Response:
     """Search the directory for a service to signpost to: distance from a postcode, no map."""
-    api = clients.apis(request)
+    api = service_apis.apis(request)
     q, postcode, category = q.strip(), postcode.strip(), category.strip()
     radius = radius_km if radius_km in RADIUS_CHOICES else "10"
     searching = bool(q or postcode or category or self_referral or free)
     try:
         vocab = await api.vocabularies(v.token)
         categories = [c for c in vocab.get("categories", []) if isinstance(c, dict)]
-    except clients.ApiError:
+    except service_apis.ApiError:
         categories = []
     params: list[tuple[str, str]] = []
     if q:
@@ -58,7 +58,7 @@ async def directory_page(
     if searching:
         try:
             results = await api.search_services(v.token, params + [("page", str(page))])
-        except clients.ApiError as exc:
+        except service_apis.ApiError as exc:
             if exc.status not in (400, 422):
                 raise
             error, status = exc.message, 422

@@ -10,7 +10,8 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from services.notifications.dashboard import clients, labels
+from services.notifications import service_apis
+from services.notifications.dashboard import labels
 from services.notifications.dashboard.rendering import PAGE_SIZE, alert_ref, render
 from services.notifications.dashboard.session import ViewerDep
 from shared.errors import ValidationFailed
@@ -29,7 +30,7 @@ async def referral_page(
     alert: Annotated[str | None, Query(max_length=300)] = None,
 ) -> Response:
     """One referral and its history, as the referrals API shows it to you."""
-    api = clients.apis(request)
+    api = service_apis.apis(request)
     ref, hist = await asyncio.gather(
         api.referral(v.token, referral_id),
         api.referral_history(v.token, referral_id),
@@ -38,7 +39,7 @@ async def referral_page(
     if isinstance(ref, BaseException):
         raise ref
     history_note = None
-    if isinstance(hist, clients.ApiError):
+    if isinstance(hist, service_apis.ApiError):
         history_note, hist = f"The history could not be shown: {hist.message}", []
     elif isinstance(hist, BaseException):
         raise hist
@@ -67,7 +68,7 @@ async def worklist_page(
     if bad:
         raise ValidationFailed(f"state must be one of {', '.join(WORKLIST_STATES)}")
     states = states or ["submitted"]
-    data = await clients.apis(request).worklist(
+    data = await service_apis.apis(request).worklist(
         v.token, states=states, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
     )
     total = int(data.get("total", 0))
