@@ -19,6 +19,9 @@ COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
 COPY workflows ./workflows
+# the `waymark` command each container runs (`waymark run <part>`, `migrate`, `topics`) is the
+# dev tooling's CLI; no service, workflow or shared module imports it
+COPY devtools ./devtools
 
 # a virtualenv so the runtime stage can copy one directory; every dependency ships a
 # manylinux wheel for CPython 3.11, so no compiler is needed

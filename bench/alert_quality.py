@@ -1,7 +1,7 @@
 """Alert quality: precision and recall of each journey rule over labelled synthetic journeys run
 through the real stack (issue #15, docs/clinical-safety/rule-performance.md).
 
-The generator (workflows/journeys/synthetic.py) gives each journey the exact set of rules that
+The generator (devtools/synthetic/) gives each journey the exact set of rules that
 must fire for it under alert rules version 2. The journeys' referral events are published to
 Kafka as the referrals service would (`synthetic.publish`); the real bridge signals the real
 Temporal worker, whose journeys raise alerts into the journeys schema (`journey_alert`). Each
@@ -48,13 +48,13 @@ from sqlalchemy import text  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 
 from bench.journeys import bounded, until_drained  # noqa: E402
-from shared import stack  # noqa: E402
+from devtools import stack  # noqa: E402
+from devtools.synthetic import AMBIGUOUS, SyntheticJourney, generate, publish  # noqa: E402
 from shared.db import make_engine, make_sessionmaker, unit_of_work  # noqa: E402
 from shared.settings import Settings, get_settings  # noqa: E402
 from shared.topics import REFERRALS  # noqa: E402
 from workflows.journeys import workflow_id  # noqa: E402
 from workflows.journeys.rules import load_rules  # noqa: E402
-from workflows.journeys.synthetic import AMBIGUOUS, SyntheticJourney, generate, publish  # noqa: E402
 from workflows.journeys.workflows import PatientJourney  # noqa: E402
 
 RULE_ORDER = (

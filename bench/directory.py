@@ -44,9 +44,9 @@ from typing import Any  # noqa: E402
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 
+from devtools import stack  # noqa: E402
 from services.directory import domain  # noqa: E402
 from services.directory.oruk import taxonomies  # noqa: E402
-from shared import stack  # noqa: E402
 from shared.auth import mint_token  # noqa: E402
 from shared.settings import Settings, get_settings  # noqa: E402
 

@@ -43,7 +43,7 @@ from temporalio import workflow  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker  # noqa: E402
 
-from shared import stack  # noqa: E402
+from devtools import stack  # noqa: E402
 from shared.db import make_engine, make_sessionmaker, unit_of_work  # noqa: E402
 from shared.events.envelope import make_event  # noqa: E402
 from shared.events.referrals import ReferralAccepted, ReferralSubmitted  # noqa: E402

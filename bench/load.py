@@ -303,7 +303,7 @@ def cpu_by_part(settings: Settings) -> dict[str, float]:
     """CPU seconds used so far by each part of the stack (a process and its children, e.g.
     PostgreSQL's backends) and by this driver. PostgreSQL, Kafka and Temporal serve every
     instance on the machine; the Waymark processes are this instance's own."""
-    from shared import stack
+    from devtools import stack
 
     if not Path("/proc/self/stat").exists():
         return {}
@@ -1248,8 +1248,8 @@ def format_report(report: LoadReport) -> str:
 async def seed_population(settings: Settings, people: int, seed: int) -> int:
     """A synthetic population of this run (its own people and event ids) published as
     referral events; its journeys raise loop and stall alerts. Returns the alerts expected."""
+    from devtools.synthetic import DEMO_MIX, generate, publish
     from shared.topics import REFERRALS
-    from workflows.journeys.synthetic import DEMO_MIX, generate, publish
 
     journeys = generate(
         people,
@@ -1294,7 +1294,7 @@ def parse_weights(text: str) -> dict[str, float]:
 
 
 async def main(args: argparse.Namespace) -> int:
-    from shared import stack
+    from devtools import stack
     from shared.settings import get_settings
 
     s = get_settings()

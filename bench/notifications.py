@@ -271,7 +271,7 @@ async def main() -> None:
     )
     args = parser.parse_args()
 
-    from shared import stack
+    from devtools import stack
     from shared.db import make_engine, make_sessionmaker
     from shared.settings import get_settings
 

@@ -36,7 +36,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 from sqlalchemy import insert, text  # noqa: E402
 
-from shared import stack  # noqa: E402
+from devtools import stack  # noqa: E402
 from shared.consumer import IdempotentConsumer  # noqa: E402
 from shared.db import make_engine, make_sessionmaker, unit_of_work  # noqa: E402
 from shared.events.envelope import make_event  # noqa: E402

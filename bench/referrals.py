@@ -34,7 +34,7 @@ from pathlib import Path  # noqa: E402
 
 import httpx  # noqa: E402
 
-from shared import stack  # noqa: E402
+from devtools import stack  # noqa: E402
 from shared.auth import mint_token  # noqa: E402
 from shared.db import make_engine, make_sessionmaker, unit_of_work  # noqa: E402
 from shared.settings import Settings, get_settings, settings_env  # noqa: E402
@@ -44,7 +44,7 @@ BARE_PORT = 18690
 
 
 def _nhs_numbers(n: int) -> list[str]:
-    from shared.demo import demo_nhs_numbers
+    from devtools.demo import demo_nhs_numbers
 
     return demo_nhs_numbers(n)
 

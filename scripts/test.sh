@@ -7,7 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/bootstrap.sh
 source scripts/browser_deps.sh
 PY="${PYTHON:-python3}"
-"$PY" -m shared.cli up --infra-only
+"$PY" -m devtools.cli up --infra-only
 set +e
 "$PY" -m pytest -q -p no:cacheprovider "$@"
 rc=$?

@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/bootstrap.sh
 PY="${PYTHON:-python3}"
-"$PY" -m shared.cli up
-"$PY" -m shared.cli seed
+"$PY" -m devtools.cli up
+"$PY" -m devtools.cli seed

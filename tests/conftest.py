@@ -51,7 +51,7 @@ import httpx  # noqa: E402
 import pytest  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 
-from shared import stack  # noqa: E402
+from devtools import stack  # noqa: E402
 from shared.auth import mint_token  # noqa: E402
 from shared.db import make_engine, make_sessionmaker  # noqa: E402
 from shared.settings import Settings, get_settings  # noqa: E402

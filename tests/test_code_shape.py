@@ -14,15 +14,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PRODUCT = ("services", "shared", "workflows")
+PRODUCT = ("services", "shared", "workflows", "devtools")
 MAX_LINES = 500
 
 #: product modules over MAX_LINES, each to be split by issue #16's refactor; a module split
 #: below the limit must leave this list (the test says so), and no new one may join it
-STILL_TOO_LONG = {
-    "shared/stack.py",
-    "workflows/journeys/synthetic.py",
-}
+STILL_TOO_LONG: set[str] = set()
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:

@@ -2,7 +2,7 @@
 
 Dockerfile, docker-compose.yml and every YAML under deploy/k8s are parsed (PyYAML) and compared
 with `shared.settings.Settings` (every WAYMARK_* name is a real setting, every API listens on
-`Settings.api_port`), `shared.stack.parts()` (every Waymark process is deployed, with the
+`Settings.api_port`), `devtools.stack.parts()` (every Waymark process is deployed, with the
 command `waymark run <part>`; `local_only` parts such as `dev-sinks` run in Compose but never in
 Kubernetes) and `shared.topics.all_topics()` (the KafkaTopic resources are the topics the code
 creates).
@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 import yaml
 
+from devtools.stack import part_name, parts
 from shared.settings import API_SERVICES, Settings
-from shared.stack import part_name, parts
 from shared.topics import all_topics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -390,7 +390,7 @@ class TestCompose:
         # dev-sinks and the dispatcher read notify-api.key, every part the pseudonym key.
         # `waymark migrate` makes them with ensure_key_files (then migrates the database,
         # which Compose's own PostgreSQL serves, not this test)
-        from shared.cli import ensure_key_files
+        from devtools.cli import ensure_key_files
 
         env = {k: compose_value(v) for k, v in compose()["x-waymark-env"].items()}
         keys = tmp_path / "keys"

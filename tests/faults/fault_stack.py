@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import stack
+from devtools import stack
 from shared.settings import Settings, settings_env
 
 #: ports and names of the faults stack: clear of the dev stack (54329, 19092, 17233, 181xx),

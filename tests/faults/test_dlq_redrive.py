@@ -22,6 +22,7 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from sqlalchemy import text
 
+from devtools.stack import REPO_ROOT
 from shared import dlq
 from shared.consumer import IdempotentConsumer, PermanentError
 from shared.db import unit_of_work
@@ -29,7 +30,6 @@ from shared.events.envelope import make_event
 from shared.events.referrals import ReferralSubmitted
 from shared.outbox import event_bytes
 from shared.settings import Settings, settings_env
-from shared.stack import REPO_ROOT
 from tests.helpers import end_offsets, eventually, owner_ddl
 
 pytestmark = pytest.mark.stack
@@ -171,7 +171,7 @@ async def _cli(settings: Settings, *args: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "shared.cli",
+        "devtools.cli",
         "dlq",
         *args,
         cwd=REPO_ROOT,

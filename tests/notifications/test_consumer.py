@@ -15,8 +15,8 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
+from devtools import stack
 from services.notifications.effects import apply_event
-from shared import stack
 from shared.db import unit_of_work
 from shared.events.envelope import CloudEvent, make_event
 from shared.events.journeys import ALERT_EVENTS

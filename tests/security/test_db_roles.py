@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 
-from shared import stack
+from devtools import stack
 from shared.db import connect, make_engine
 from shared.settings import SERVICE_SCHEMAS, Settings
 

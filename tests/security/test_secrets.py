@@ -25,6 +25,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from devtools.stack import ensure_sms_api_key
 from services.notifications.webhooks import domain as webhooks
 from shared.auth import (
     ensure_keys,
@@ -35,7 +36,6 @@ from shared.auth import (
 )
 from shared.pseudonym import ensure_pseudonym_key, pseudonymise
 from shared.settings import Settings
-from shared.stack import ensure_sms_api_key
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 

@@ -302,7 +302,7 @@ class TestOperatingParkedRows:
             await relay.stop()
         assert event.id in [r.event_id for r in await parked(infra, "referrals")]
         listed = subprocess.run(
-            [sys.executable, "-m", "shared.cli", "outbox", "parked", "referrals"],
+            [sys.executable, "-m", "devtools.cli", "outbox", "parked", "referrals"],
             capture_output=True,
             text=True,
             env=settings_env(infra),

@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from temporalio.client import Client
 
-from shared import stack
+from devtools import stack
 from shared.settings import SERVICE_SCHEMAS, Settings, get_settings
 from tests.conftest import auth
 from tests.helpers import (
@@ -56,7 +56,7 @@ pytestmark = pytest.mark.stack
 
 
 def instance_logs(s: Settings) -> list[Path]:
-    """The log files of the instance's processes (shared/stack.py names them
+    """The log files of the instance's processes (devtools/stack/health.py names them
     `<instance>-<part>.log`) and of any helper process a test ran as `<name>-<instance>.log`."""
     files = {p.log(s) for p in stack.parts() if p.kind == "app"}
     files |= set(s.logs_dir.glob(f"*-{s.instance}.log"))

@@ -7,7 +7,7 @@ carries an Idempotency-Key; the population's event ids come from a fixed seed an
 consumer skips an event id it has seen).
 
 The population (`seed_population`) is made by the labelled journey generator
-(workflows/journeys/synthetic.py): about 500 people over 12 months with realistic loops and
+(devtools/synthetic/): about 500 people over 12 months with realistic loops and
 stalls, so the coordinators' dashboard has real alerts from the journeys the moment it opens.
 Those referrals exist only as events on the referrals topic: the referrals service does not
 hold them (no personal details, nothing to open through its API), and notifications sends
@@ -335,7 +335,7 @@ def seed_population(
     """Publish the synthetic population's referral events (times up to POPULATION_MONTHS back
     from `now`) onto the referrals topic, keyed by each person's pseudonymous id. Another
     `seed` is another population (other people, other event ids)."""
-    from workflows.journeys.synthetic import DEMO_MIX, generate, publish
+    from devtools.synthetic import DEMO_MIX, generate, publish
 
     journeys = generate(
         people,

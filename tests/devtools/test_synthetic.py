@@ -17,6 +17,17 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import text
 from temporalio.client import Client
 
+from devtools.synthetic import (
+    AMBIGUOUS,
+    DEMO_MIX,
+    ORDINARY,
+    SPREAD,
+    TEMPLATES,
+    SyntheticJourney,
+    generate,
+    publish,
+    to_cloud_event,
+)
 from shared.db import unit_of_work
 from shared.events.referrals import SYNTHETIC_SOURCE
 from shared.topics import REFERRALS
@@ -31,17 +42,6 @@ from workflows.journeys.rules import (
     load_rules,
 )
 from workflows.journeys.state import JourneyEvent, JourneyState
-from workflows.journeys.synthetic import (
-    AMBIGUOUS,
-    DEMO_MIX,
-    ORDINARY,
-    SPREAD,
-    TEMPLATES,
-    SyntheticJourney,
-    generate,
-    publish,
-    to_cloud_event,
-)
 from workflows.journeys.workflows import PatientJourney
 
 SEED = 20261127

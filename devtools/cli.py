@@ -28,7 +28,7 @@ def _print_status(rows: list[dict[str, object]]) -> None:
 
 
 def cmd_up(args: argparse.Namespace, s: Settings) -> int:
-    from shared import stack
+    from devtools import stack
 
     t0 = time.monotonic()
     try:
@@ -45,7 +45,7 @@ def cmd_up(args: argparse.Namespace, s: Settings) -> int:
 
 
 def cmd_down(args: argparse.Namespace, s: Settings) -> int:
-    from shared import stack
+    from devtools import stack
 
     stopped = stack.down(s, infra=not args.apps_only)
     print("stopped: " + ", ".join(stopped))
@@ -53,7 +53,7 @@ def cmd_down(args: argparse.Namespace, s: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, s: Settings) -> int:
-    from shared import stack
+    from devtools import stack
 
     rows = asyncio.run(stack.status(s))
     if args.json:
@@ -64,7 +64,7 @@ def cmd_status(args: argparse.Namespace, s: Settings) -> int:
 
 
 def cmd_logs(args: argparse.Namespace, s: Settings) -> int:
-    from shared import stack
+    from devtools import stack
 
     try:
         part = stack.part_by_name(args.part)
@@ -103,9 +103,9 @@ def ensure_key_files(s: Settings) -> None:
     """Every key file the processes read (token signing pair, pseudonym key, SMS API key):
     created where the settings say when missing, never overwritten. Keys live beside the data
     they protect, so `waymark migrate` (the Compose and Kubernetes migrate job) makes them."""
+    from devtools.stack import ensure_sms_api_key
     from shared.auth import ensure_keys
     from shared.pseudonym import ensure_pseudonym_key
-    from shared.stack import ensure_sms_api_key
 
     ensure_keys(s)
     ensure_pseudonym_key(s)
@@ -113,8 +113,8 @@ def ensure_key_files(s: Settings) -> None:
 
 
 def cmd_migrate(args: argparse.Namespace, s: Settings) -> int:
+    from devtools.stack import ensure_database
     from shared.migrations import migrate_all
-    from shared.stack import ensure_database
 
     async def go() -> list[str]:
         await ensure_database(s)
@@ -128,7 +128,7 @@ def cmd_migrate(args: argparse.Namespace, s: Settings) -> int:
 def cmd_pg_secrets(args: argparse.Namespace, s: Settings) -> int:
     """One random password file per database role (kept if present): the local stack's under
     <home>/keys/pg, or with --compose the files docker-compose.yml's secrets name."""
-    from shared.stack import write_role_secrets
+    from devtools.stack import write_role_secrets
 
     folder = (
         Path(args.dir)
@@ -175,14 +175,14 @@ def cmd_seed(args: argparse.Namespace, s: Settings) -> int:
     import httpx
     from aiokafka.errors import KafkaError
 
-    from services.directory.demo import seed_directory
-    from shared.demo import (
+    from devtools.demo import (
         POPULATION_MONTHS,
         seed,
         seed_care_plans,
         seed_population,
         seed_preferences,
     )
+    from services.directory.demo import seed_directory
 
     try:
         services = seed_directory(s)
@@ -303,7 +303,7 @@ def cmd_dlq(args: argparse.Namespace, s: Settings) -> int:
 
 def cmd_run(args: argparse.Namespace, s: Settings) -> int:
     """Run one part in the foreground (what a container runs)."""
-    from shared import stack
+    from devtools import stack
 
     part = stack.part_by_name(args.part)
     if part.kind != "app":
@@ -321,7 +321,7 @@ def _non_negative(value: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from shared.demo import POPULATION_PEOPLE, POPULATION_SEED
+    from devtools.demo import POPULATION_PEOPLE, POPULATION_SEED
 
     p = argparse.ArgumentParser(prog="waymark", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)

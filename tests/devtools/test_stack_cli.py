@@ -15,21 +15,21 @@ from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import text
 from temporalio.client import Client
 
-from shared import stack
+from devtools import stack
+from devtools.demo import POPULATION_MONTHS, POPULATION_PREFIX
+from devtools.synthetic import DEMO_MIX, generate
 from shared.auth import Role, verify_token
 from shared.db import make_engine, make_sessionmaker
-from shared.demo import POPULATION_MONTHS, POPULATION_PREFIX
 from shared.settings import settings_env
 from shared.topics import REFERRALS
 from tests.helpers import end_offsets, eventually
 from workflows.journeys import workflow_id
-from workflows.journeys.synthetic import DEMO_MIX, generate
 from workflows.journeys.workflows import PatientJourney
 
 
 def _waymark(settings, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args],
+        [sys.executable, "-m", "devtools.cli", *args],
         capture_output=True,
         text=True,
         env=settings_env(settings),

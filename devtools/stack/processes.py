@@ -1,0 +1,112 @@
+"""The process table: every part `waymark up` runs, as data. Infrastructure first (PostgreSQL,
+Kafka, Temporal), then the Waymark processes in start order. The supervisor
+(devtools/stack/supervisor.py) turns each row into something it can start, probe and stop; the
+Compose file and the Kubernetes manifests deploy the same rows (tests/test_deploy_files.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from shared.settings import Settings
+
+
+@dataclass
+class Part:
+    name: str
+    kind: str  # "infra" or "app"
+    start: Callable[[Settings], Awaitable[None]]
+    probe: Callable[[Settings], Awaitable[bool]]
+    stop: Callable[[Settings], None]
+    port: Callable[[Settings], int | None] = lambda s: None
+    urls: Callable[[Settings], list[str]] = lambda s: []
+    log: Callable[[Settings], Path] = field(default=lambda s: Path())
+    pid_file: Callable[[Settings], Path] = field(default=lambda s: Path())
+    command: Callable[[Settings], list[str]] = lambda s: []
+    # started only by the local stack (e.g. the SMTP/SMS sinks standing in for real providers)
+    local_only: bool = False
+
+
+#: how the supervisor tells a process is healthy: GET /health on its service's API port, a
+#: fresh heartbeat file written by the tracked pid, or the worker polling its task queue
+Health = Literal["http", "heartbeat", "worker"]
+
+
+@dataclass(frozen=True)
+class AppProcess:
+    """One Waymark process. `args` follow the interpreter; `{host}` and `{port}` in them and
+    in `urls` are the API host and this service's API port; `{smtp_port}` and `{sms_port}` the
+    local message sinks' ports."""
+
+    name: str
+    args: tuple[str, ...]
+    health: Health
+    service: str | None = None  # the service whose API port this process listens on
+    urls: tuple[str, ...] = ()
+    local_only: bool = False
+
+
+#: services whose API, relay and consumers exist so far (the others arrive with their issues)
+BUILT_SERVICES: tuple[str, ...] = ("referrals", "directory", "care_plans", "notifications")
+#: services that consume other parts' events (services/<name>/consumers.py)
+CONSUMING_SERVICES: tuple[str, ...] = ("referrals", "care_plans", "notifications")
+
+
+def part_name(service: str, role: str) -> str:
+    """Part names are DNS labels (Kubernetes, Compose): care_plans -> care-plans-api."""
+    return f"{service.replace('_', '-')}-{role}"
+
+
+def _api(service: str) -> AppProcess:
+    return AppProcess(
+        part_name(service, "api"),
+        (
+            "-m",
+            "uvicorn",
+            f"services.{service}.api:app",
+            "--host",
+            "{host}",
+            "--port",
+            "{port}",
+            "--no-access-log",
+            # open SSE streams would otherwise hold a graceful stop for ever
+            "--timeout-graceful-shutdown",
+            "5",
+        ),
+        "http",
+        service=service,
+        urls=("http://127.0.0.1:{port}/docs",),
+    )
+
+
+def app_processes() -> list[AppProcess]:
+    """Every Waymark process, in the order `waymark up` starts them."""
+    # local stand-ins for the message providers: a real SMTP server (aiosmtpd) and a GOV.UK
+    # Notify-shaped SMS API, keeping what they receive under <home>/sinks/<instance>/
+    table = [
+        AppProcess(
+            "dev-sinks",
+            ("-m", "services.notifications.devsinks"),
+            "heartbeat",
+            urls=("smtp://127.0.0.1:{smtp_port}", "http://127.0.0.1:{sms_port}"),
+            local_only=True,
+        )
+    ]
+    for service in BUILT_SERVICES:
+        table.append(_api(service))
+        relay = part_name(service, "relay")
+        table.append(AppProcess(relay, ("-m", "shared.outbox", service), "heartbeat"))
+        if service in CONSUMING_SERVICES:
+            consumer = part_name(service, "consumer")
+            table.append(AppProcess(consumer, ("-m", f"services.{service}.consumers"), "heartbeat"))
+    table += [
+        AppProcess(
+            "notifications-dispatcher", ("-m", "services.notifications.dispatcher"), "heartbeat"
+        ),
+        AppProcess("journeys-relay", ("-m", "shared.outbox", "journeys"), "heartbeat"),
+        AppProcess("journeys-worker", ("-m", "workflows.journeys.worker"), "worker"),
+        AppProcess("journeys-bridge", ("-m", "workflows.journeys.bridge"), "heartbeat"),
+    ]
+    return table
