@@ -32,7 +32,7 @@ def cmd_up(args: argparse.Namespace, s: Settings) -> int:
 
     t0 = time.monotonic()
     try:
-        asyncio.run(stack.up(s, infra_only=args.infra_only))
+        asyncio.run(stack.up(s, infra_only=args.infra_only, wait=args.wait))
     except stack.StackError as exc:
         print(f"waymark up failed: {exc}", file=sys.stderr)
         return 1
@@ -47,7 +47,11 @@ def cmd_up(args: argparse.Namespace, s: Settings) -> int:
 def cmd_down(args: argparse.Namespace, s: Settings) -> int:
     from devtools import stack
 
-    stopped = stack.down(s, infra=not args.apps_only)
+    try:
+        stopped = stack.down(s, infra=not args.apps_only, wait=args.wait)
+    except stack.StackError as exc:
+        print(f"waymark down failed: {exc}", file=sys.stderr)
+        return 1
     print("stopped: " + ", ".join(stopped))
     return 0
 
@@ -320,8 +324,15 @@ def _non_negative(value: str) -> int:
     return n
 
 
+WAIT_HELP = (
+    "seconds to wait for another `up` or `down` of this instance to finish before giving up "
+    "(default %(default).0f)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from devtools.demo import POPULATION_PEOPLE, POPULATION_SEED
+    from devtools.stack.lock import WAIT_SECONDS
 
     p = argparse.ArgumentParser(prog="waymark", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -332,10 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only PostgreSQL, Kafka and Temporal (plus schemas, topics, keys)",
     )
+    up.add_argument("--wait", type=float, default=WAIT_SECONDS, help=WAIT_HELP)
     up.set_defaults(fn=cmd_up)
 
     down = sub.add_parser("down", help="stop what `waymark up` started")
     down.add_argument("--apps-only", action="store_true", help="leave the infrastructure up")
+    down.add_argument("--wait", type=float, default=WAIT_SECONDS, help=WAIT_HELP)
     down.set_defaults(fn=cmd_down)
 
     st = sub.add_parser("status", help="each part: pid, port, health, URLs")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from shared.db import unit_of_work
 from shared.events.envelope import CloudEvent
 from shared.events.registry import REGISTRY, UnknownEventType
+from shared.heartbeat import write_heartbeat
 from shared.models import ProcessedEvent
 from shared.settings import Settings
 from shared.telemetry import attached, context_from_kafka_headers
@@ -182,7 +182,7 @@ class IdempotentConsumer:
 
     def _beat(self) -> None:
         if self.heartbeat is not None:
-            self.heartbeat.write_text(str(time.time()))
+            write_heartbeat(self.heartbeat)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the message in hand is finished and committed first."""

@@ -35,6 +35,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.db import connect_kwargs, make_engine, make_sessionmaker, unit_of_work
 from shared.events.envelope import CloudEvent
+from shared.heartbeat import write_heartbeat
 from shared.models import OutboxMessage
 from shared.settings import Settings, get_settings
 from shared.telemetry import (
@@ -265,7 +266,7 @@ class OutboxRelay:
 
     def _beat(self) -> None:
         if self.heartbeat is not None:
-            self.heartbeat.write_text(str(time.time()))
+            write_heartbeat(self.heartbeat)
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.5

@@ -18,6 +18,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -504,6 +505,48 @@ class TestCompose:
 
 
 # ---- deploy/k8s --------------------------------------------------------------------------------
+
+
+class TestHeartbeatProbes:
+    @staticmethod
+    def _probes() -> dict[str, tuple[str, list[str]]]:
+        """Every heartbeat check of Compose and Kubernetes, one per distinct wording: the
+        command with its part's name taken out -> (the part, the command)."""
+        found: dict[str, tuple[str, list[str]]] = {}
+        checks = [
+            (n, svc["healthcheck"]["test"][1:])
+            for n, svc in services().items()
+            if svc.get("healthcheck", {}).get("test", [""])[0] == "CMD"
+        ]
+        for name, d in by_name("Deployment").items():
+            for kind in ("livenessProbe", "readinessProbe"):
+                if "exec" in container(d).get(kind, {}):
+                    checks.append((name, container(d)[kind]["exec"]["command"]))
+        for name, cmd in checks:
+            if f"'{name}.alive'" in " ".join(cmd):
+                found.setdefault(" ".join(cmd).replace(name, "<part>"), (name, cmd))
+        return found
+
+    def test_every_heartbeat_probe_reads_the_heartbeat_a_process_writes(
+        self, tmp_path: Path
+    ) -> None:
+        from shared.heartbeat import write_heartbeat
+        from shared.settings import settings_env
+
+        s = Settings(home=tmp_path, instance="probe")
+        s.run_dir.mkdir(parents=True)
+        probes = self._probes()
+        assert probes
+        for name, cmd in probes.values():
+            heartbeat = s.run_dir / f"{name}.alive"
+            heartbeat.unlink(missing_ok=True)
+            argv = [sys.executable, *cmd[1:]]
+            env = settings_env(s)
+            missing = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, timeout=60)
+            assert missing.returncode != 0, cmd
+            write_heartbeat(heartbeat)
+            fresh = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, timeout=60)
+            assert fresh.returncode == 0, (cmd, fresh.stderr)
 
 
 class TestKustomization:

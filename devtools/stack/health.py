@@ -1,5 +1,6 @@
 """How the supervisor tells a Waymark process is healthy: an HTTP GET of its /health, a fresh
-heartbeat file, or the journeys worker polling its task queue. Each probe is real."""
+heartbeat file written by the very process the supervisor started, or the journeys worker
+polling its task queue. Each probe is real."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from devtools.stack.process_control import read_pid
+from shared.heartbeat import read_heartbeat
 from shared.settings import Settings
 
 
@@ -28,12 +30,13 @@ def heartbeat_file(s: Settings, name: str) -> Path:
 
 def heartbeat_probe(name: str, max_age: float = 15) -> Callable[[Settings], Awaitable[bool]]:
     async def probe(s: Settings) -> bool:
-        if read_pid(app_pid_file(s, name)) is None:
+        pid = read_pid(app_pid_file(s, name))
+        if pid is None:
             return False
-        try:
-            return time.time() - float(heartbeat_file(s, name).read_text()) < max_age
-        except (OSError, ValueError):
-            return False
+        beat = read_heartbeat(heartbeat_file(s, name))
+        # only the tracked process's own heartbeat counts: one killed with SIGKILL leaves its
+        # last heartbeat behind, fresh for a while, and it must not vouch for its replacement
+        return beat is not None and beat.pid == pid and time.time() - beat.at < max_age
 
     return probe
 

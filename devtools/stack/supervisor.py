@@ -23,6 +23,7 @@ from devtools.stack.health import (
     http_probe,
     worker_probe,
 )
+from devtools.stack.lock import WAIT_SECONDS, instance_lock, instance_lock_async
 from devtools.stack.process_control import (
     REPO_ROOT,
     StackError,
@@ -152,10 +153,19 @@ def ensure_sms_api_key(s: Settings) -> None:
     write_private_file(path, f"waymark_local-{uuid.uuid4()}-{uuid.uuid4()}\n".encode())
 
 
-async def up(s: Settings, *, infra_only: bool = False, apps: bool = True) -> None:
+async def up(
+    s: Settings, *, infra_only: bool = False, apps: bool = True, wait: float = WAIT_SECONDS
+) -> None:
+    """Start what is not running and healthy. One `up` or `down` of an instance at a time:
+    another waits for it (up to `wait` seconds, then refuses with a StackError)."""
     s.home.mkdir(parents=True, exist_ok=True)
     (s.home / "run").mkdir(exist_ok=True)
     s.logs_dir.mkdir(exist_ok=True)
+    async with instance_lock_async(s, what="up", wait=wait):
+        await _up(s, infra_only=infra_only, apps=apps)
+
+
+async def _up(s: Settings, *, infra_only: bool, apps: bool) -> None:
     # installs and the Maven fetch happen before anything starts, one at a time
     postgres.install_postgres()
     kafka.kafka_libs(s)
@@ -170,12 +180,14 @@ async def up(s: Settings, *, infra_only: bool = False, apps: bool = True) -> Non
             await p.start(s)
 
 
-def down(s: Settings, *, infra: bool = True) -> list[str]:
+def down(s: Settings, *, infra: bool = True, wait: float = WAIT_SECONDS) -> list[str]:
+    """Stop what `up` started (the apps only, unless `infra`), holding the instance's lock."""
     stopped = []
-    for p in reversed(parts()):
-        if p.kind == "app" or infra:
-            p.stop(s)
-            stopped.append(p.name)
+    with instance_lock(s, what="down", wait=wait):
+        for p in reversed(parts()):
+            if p.kind == "app" or infra:
+                p.stop(s)
+                stopped.append(p.name)
     return stopped
 
 

@@ -31,6 +31,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from shared.heartbeat import write_heartbeat
 from shared.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ async def run_sinks(settings: Settings | None = None) -> None:
     try:
         while not stop.is_set():
             if server.started:
-                heartbeat.write_text(str(time.time()))
+                write_heartbeat(heartbeat)
             try:
                 await asyncio.wait_for(stop.wait(), 2)
             except TimeoutError:

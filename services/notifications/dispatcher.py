@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import asyncpg
 
 from shared.db import connect_kwargs
+from shared.heartbeat import write_heartbeat
 from shared.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ async def listen_for_work(
 async def beat(settings: Settings, stop: asyncio.Event) -> None:
     path = settings.run_dir / f"{PART}.alive"
     while not stop.is_set():
-        path.write_text(str(time.time()))
+        write_heartbeat(path)
         try:
             await asyncio.wait_for(stop.wait(), 2)
         except TimeoutError:
