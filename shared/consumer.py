@@ -26,6 +26,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import ValidationError
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -59,6 +60,10 @@ class DeadLetter(Exception):
         super().__init__(reason)
         self.reason = reason
         self.attempts = attempts
+
+
+class _Stopping(Exception):
+    """The consumer was stopped while it waited for the database: leave the message unread."""
 
 
 #: the start of every reason a message is not a Waymark event at all
@@ -165,6 +170,7 @@ class IdempotentConsumer:
             session_timeout_ms=30000,
             heartbeat_interval_ms=3000,
         )
+        self._stop: asyncio.Event | None = None
         self._own_dlq = dlq_producer is None
         self.dlq_producer = dlq_producer or AIOKafkaProducer(
             bootstrap_servers=settings.bootstrap_servers, enable_idempotence=True, acks="all"
@@ -186,6 +192,7 @@ class IdempotentConsumer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the message in hand is finished and committed first."""
+        self._stop = stop
         while not stop.is_set():
             self._beat()
             batches = await self.consumer.getmany(timeout_ms=500, max_records=500)
@@ -212,7 +219,10 @@ class IdempotentConsumer:
         for record in records:
             if stop.is_set() or tp not in self.consumer.assignment():
                 break
-            await self.process(record)
+            try:
+                await self.process(record)
+            except _Stopping:
+                break  # stopped while waiting for the database: not done, read again later
             done = record.offset
         if done is not None:
             await self._commit(tp, done + 1)
@@ -273,15 +283,19 @@ class IdempotentConsumer:
         except PermanentError as exc:
             raise DeadLetter(str(exc), 1) from None
         trace.get_current_span().set_attribute("messaging.message.id", event.id)
-        for attempt in range(1, self.max_attempts + 1):
+        attempt = 1
+        while True:
             try:
                 await self._apply(event, record)
                 return
             except PermanentError as exc:
                 raise DeadLetter(f"{type(exc).__name__}: {exc}", attempt) from None
             except Exception as exc:
-                if attempt == self.max_attempts:
-                    raise DeadLetter(f"{type(exc).__name__}: {exc}", attempt) from None
+                if attempt >= self.max_attempts:
+                    if not await self._database_was_away():
+                        raise DeadLetter(f"{type(exc).__name__}: {exc}", attempt) from None
+                    attempt = 1  # the message was never really tried: its attempts start again
+                    continue
                 delay = self.backoff * 2 ** (attempt - 1)
                 logger.warning(
                     "%s: event %s failed (attempt %d/%d): %s; retrying in %.2fs",
@@ -293,6 +307,34 @@ class IdempotentConsumer:
                     delay,
                 )
                 await asyncio.sleep(delay)
+                attempt += 1
+
+    async def _database_was_away(self) -> bool:
+        """Asked when a message has used up its attempts. If the database does not answer, the
+        message was never really tried (a restarting database must not send a stream of good
+        events to the DLQ): wait until it answers, beating meanwhile, and say so. False when
+        it answers at once: the failure is the message's."""
+        if self.sessions is None:
+            return False
+        waited, delay = False, max(self.backoff, 0.05)
+        while True:
+            try:
+                async with self.sessions() as session:
+                    await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
+                if waited:
+                    logger.warning("%s: the database answers again", self.name)
+                return waited
+            except Exception as exc:  # noqa: BLE001 - any failure to answer is "away"
+                if self._stop is not None and self._stop.is_set():
+                    raise _Stopping from None
+                if not waited:
+                    logger.warning(
+                        "%s: the database does not answer (%s); waiting for it", self.name, exc
+                    )
+                waited = True
+                self._beat()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _apply(self, event: CloudEvent, record: ConsumerRecord) -> None:
         if self.sessions is None:

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
 from shared.consumer import IdempotentConsumer, PermanentError, parse_event
-from shared.db import unit_of_work
+from shared.db import make_engine, make_sessionmaker, unit_of_work
 from shared.events.envelope import make_event
 from shared.events.referrals import ReferralSubmitted
 from shared.outbox import event_bytes
@@ -256,6 +256,83 @@ async def _dlq_size(settings, topic: str):  # type: ignore[no-untyped-def]
     from tests.helpers import end_offsets
 
     return await end_offsets(settings, f"{topic}.dlq")
+
+
+class DatabaseDoor:
+    """A TCP door in front of the real PostgreSQL: open, it passes connections through; shut,
+    it refuses new ones and cuts those open, as a restarting database does to its clients."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port, self.port = target_port, 0
+        self.server: asyncio.Server | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def open(self) -> None:
+        self.server = await asyncio.start_server(self._pass, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def shut(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            for w in list(self.writers):
+                w.transport.abort()
+            await self.server.wait_closed()
+            self.server = None
+
+    async def _pass(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self.writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.transport.abort()
+                self.writers.discard(dst)
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+class TestTheDatabaseAway:
+    async def test_events_wait_for_the_database_instead_of_going_to_the_dlq(
+        self, infra, referrals_sessions, effects_table, new_topic
+    ):
+        door = DatabaseDoor(infra.pg_port)
+        await door.open()
+        engine = make_engine(infra.model_copy(update={"pg_port": door.port}), "referrals")
+        name = f"c-{uuid.uuid4().hex[:8]}"
+        events = [_event() for _ in range(3)]
+        consumer = IdempotentConsumer(
+            name=name,
+            topics=[new_topic],
+            handler=Recorder(name),
+            settings=infra,
+            sessions=make_sessionmaker(engine),
+        )
+        await door.shut()  # the database goes away
+        await _produce(infra, new_topic, [event_bytes(e.model_dump(mode="json")) for e in events])
+        stop = asyncio.Event()
+        await consumer.start()
+        task = asyncio.create_task(consumer.run(stop))
+        try:
+            await eventually(lambda: consumer.consumer.assignment(), timeout=60)
+            # far longer than the attempts and their backoff last (3 x 0.05 s in the tests)
+            await asyncio.sleep(4)
+            assert sum((await _dlq_size(infra, new_topic)).values()) == 0
+            await door.open()  # back, on the same port
+            await eventually(lambda: _committed(consumer, new_topic, total=3), timeout=60)
+        finally:
+            stop.set()
+            await task
+            await consumer.stop()
+            await door.shut()
+            await engine.dispose()
+        assert await _effects(referrals_sessions, name) == Counter({e.id: 1 for e in events})
+        assert sum((await _dlq_size(infra, new_topic)).values()) == 0
 
 
 class TestParseEvent:
