@@ -28,6 +28,7 @@ import httpx
 from shared import topics
 from shared.auth import mint_token
 from shared.settings import Settings
+from shared.vocabulary import Category
 
 #: the population's seed: fixed, so seeding again publishes the very same event ids
 POPULATION_SEED = 8
@@ -59,7 +60,7 @@ class DemoReferral:
     from_org: str
     to_org: str
     to_service_id: str
-    category: str
+    category: Category  # the directory's category of the service referred to
     reasons: tuple[str, ...]
     summary: str
     priority: str = "routine"
@@ -80,7 +81,7 @@ REFERRALS = [
         "GP-A81001",
         "PAIN-RTH",
         "svc-pain-mgmt-programme",
-        "pain_management",
+        Category.PAIN_MANAGEMENT_PROGRAMME,
         ("279039007", "35489007"),
         "Persistent low back pain 14 months; low mood.",
     ),
@@ -89,7 +90,7 @@ REFERRALS = [
         "GP-A81001",
         "TT-TALK1",
         "svc-talking-therapies-ltc",
-        "talking_therapies",
+        Category.TALKING_THERAPIES_LTC,
         ("82423001", "35489007"),
         "Talking therapies for long-term conditions.",
     ),
@@ -98,7 +99,7 @@ REFERRALS = [
         "GP-A81002",
         "PHYSIO-1",
         "svc-msk-physio",
-        "physiotherapy",
+        Category.MSK_PHYSIOTHERAPY,
         ("81680005",),
         "Neck pain after a fall at work.",
         needs=("interpreter: Igbo",),
@@ -108,7 +109,7 @@ REFERRALS = [
         "GP-A81002",
         "SP-LINK1",
         "svc-social-prescribing",
-        "social_prescribing",
+        Category.SOCIAL_PRESCRIBING,
         ("82423001", "197480006"),
         "Chronic pain, anxiety, isolated.",
     ),
@@ -117,7 +118,7 @@ REFERRALS = [
         "GP-A81003",
         "PAIN-RTH",
         "svc-pain-clinic",
-        "pain_management",
+        Category.PAIN_MANAGEMENT_PROGRAMME,
         ("279039007",),
         "Back pain, three A&E attendances this year.",
         priority="urgent",
@@ -128,7 +129,7 @@ REFERRALS = [
         "OH-WORK1",
         "PHYSIO-1",
         "svc-msk-physio",
-        "physiotherapy",
+        Category.MSK_PHYSIOTHERAPY,
         ("279039007",),
         "Workplace referral: lifting injury.",
     ),
