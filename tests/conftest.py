@@ -44,6 +44,7 @@ for _name, _value in {
 }.items():
     os.environ.setdefault(_name, _value)
 
+import asyncio  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import AsyncIterator  # noqa: E402
 
@@ -120,6 +121,12 @@ async def new_topic(infra: Settings) -> AsyncIterator[str]:
     admin = AIOKafkaAdminClient(bootstrap_servers=infra.bootstrap_servers)
     await admin.start()
     await admin.create_topics([NewTopic(name, 3, 1), NewTopic(f"{name}.dlq", 1, 1)])
+    # created is not yet visible: a relay or producer asking the broker at once may be told it
+    # does not exist (seen on a loaded CI machine); wait until the broker lists both
+    deadline = asyncio.get_running_loop().time() + 30
+    while not {name, f"{name}.dlq"} <= set(await admin.list_topics()):
+        assert asyncio.get_running_loop().time() < deadline, f"topic {name} never appeared"
+        await asyncio.sleep(0.1)
     try:
         yield name
     finally:

@@ -144,12 +144,15 @@ class TestRelay:
         finally:
             for r in relays:
                 await r.stop()
-        assert sum(totals) >= len(events)  # (another relay may also have joined)
+        # the test stack's own referrals relay drains this outbox too, so the two here may
+        # publish fewer than all; what matters is that every row is published, once
+        assert sum(totals) > 0
         ids = {e.id for e in events}
         records = await read_topic(
             infra, new_topic, until=lambda r: {json.loads(x.value)["id"] for x in r} >= ids
         )
         counts = Counter(json.loads(r.value)["id"] for r in records)
+        assert set(counts) == ids
         assert max(counts.values()) == 1
 
     async def test_one_patients_events_keep_their_order_on_the_partition(
