@@ -39,8 +39,9 @@ DIRECTORY = "waymark.directory.v1"
 CARE_PLANS = "waymark.care-plans.v1"
 NOTIFICATIONS = "waymark.notifications.v1"
 JOURNEYS = "waymark.journeys.v1"
+ENCOUNTERS = "waymark.encounters.v1"
 
-_EVENT_TOPICS = [REFERRALS, DIRECTORY, CARE_PLANS, NOTIFICATIONS, JOURNEYS]
+_EVENT_TOPICS = [REFERRALS, DIRECTORY, CARE_PLANS, NOTIFICATIONS, JOURNEYS, ENCOUNTERS]
 
 
 def dlq(topic: str) -> str:

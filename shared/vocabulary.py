@@ -323,3 +323,62 @@ def category_words(code: str) -> CategoryWords:
         return CATEGORY_WORDS[known]
     plain = code.replace("_", " ")
     return CategoryWords(plain[:1].upper() + plain[1:], plain, plain)
+
+
+# --- contacts with care outside referrals (issue #17) ------------------------------------------
+#
+# What the EHRs an ICS runs tell Waymark: a person's contacts with urgent and primary care, sent
+# by the integration service as `uk.waymark.encounter.recorded` events (codes, never free text).
+# The journey rules count unplanned contacts (frequent attender, unplanned care while waiting,
+# repeated A&E for pain); planned contacts are shown, not counted.
+
+
+class ContactKind(StrEnum):
+    """Where the contact happened. Add kinds; never rename one (consumers store them)."""
+
+    AE_ATTENDANCE = "ae_attendance"  # emergency department / urgent treatment centre (ECDS)
+    NHS_111 = "nhs_111"  # NHS 111 call or online assessment
+    OUT_OF_HOURS = "out_of_hours"  # GP out-of-hours service
+    CRISIS_TEAM = "crisis_team"  # mental health crisis team / crisis line contact
+    GP_APPOINTMENT = "gp_appointment"  # general practice appointment (planned or same-day)
+    ADMISSION = "admission"  # inpatient admission (HL7 v2 A01)
+    OUTPATIENT_APPOINTMENT = "outpatient_appointment"  # hospital outpatient (SIU)
+
+
+class ContactStatus(StrEnum):
+    """Where the contact stands, after FHIR R4 Encounter.status and Appointment.status. A contact
+    happened when it is arrived, in progress or finished; the others never count."""
+
+    BOOKED = "booked"  # an appointment not yet due
+    ARRIVED = "arrived"
+    IN_PROGRESS = "in_progress"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+    DID_NOT_ATTEND = "did_not_attend"
+    ENTERED_IN_ERROR = "entered_in_error"  # e.g. HL7 v2 A11 (cancel admit / visit)
+
+
+#: statuses of a contact that took place
+HAPPENED_STATUSES: frozenset[ContactStatus] = frozenset(
+    {ContactStatus.ARRIVED, ContactStatus.IN_PROGRESS, ContactStatus.FINISHED}
+)
+#: kinds that are unplanned whatever the source says (a GP appointment or an admission is
+#: unplanned only when the source says so: same-day / urgent, emergency admission)
+ALWAYS_UNPLANNED: frozenset[ContactKind] = frozenset(
+    {
+        ContactKind.AE_ATTENDANCE,
+        ContactKind.NHS_111,
+        ContactKind.OUT_OF_HOURS,
+        ContactKind.CRISIS_TEAM,
+    }
+)
+
+CONTACT_LABELS: Mapping[ContactKind, str] = {
+    ContactKind.AE_ATTENDANCE: "A&E attendance",
+    ContactKind.NHS_111: "NHS 111 contact",
+    ContactKind.OUT_OF_HOURS: "GP out-of-hours contact",
+    ContactKind.CRISIS_TEAM: "Crisis team contact",
+    ContactKind.GP_APPOINTMENT: "GP appointment",
+    ContactKind.ADMISSION: "Hospital admission",
+    ContactKind.OUTPATIENT_APPOINTMENT: "Outpatient appointment",
+}

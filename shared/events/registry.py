@@ -110,6 +110,7 @@ def load_all() -> EventRegistry:
     """Import every module that registers events, so REGISTRY is complete."""
     import shared.events.care_plans  # noqa: F401
     import shared.events.directory  # noqa: F401
+    import shared.events.encounters  # noqa: F401
     import shared.events.journeys  # noqa: F401
     import shared.events.notifications  # noqa: F401
     import shared.events.referrals  # noqa: F401
