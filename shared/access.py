@@ -98,6 +98,10 @@ class Capability(StrEnum):
     DIRECTORY_READ = "directory.read"
     DIRECTORY_MANAGE = "directory.manage"
     WEBHOOKS_MANAGE = "webhooks.manage"
+    # the integration service (issue #17): a registered source system sends contacts; an ICS
+    # administrator registers sources and looks after their dead letters
+    CONTACTS_SUBMIT = "contacts.submit"
+    INTEGRATION_MANAGE = "integration.manage"
 
 
 R = Relationship
@@ -172,6 +176,7 @@ GRANTS: dict[Role, dict[Capability, frozenset[Relationship]]] = {
         **_COMMON,
         C.DIRECTORY_MANAGE: frozenset({R.OWN_ORGANISATION}),
         C.WEBHOOKS_MANAGE: frozenset({R.OWN_ORGANISATION}),
+        C.INTEGRATION_MANAGE: frozenset({R.SAME_ICS}),
     },
     Role.PARTNER: {
         C.DIRECTORY_READ: frozenset({R.ANYONE}),
@@ -180,6 +185,7 @@ GRANTS: dict[Role, dict[Capability, frozenset[Relationship]]] = {
         C.REFERRAL_ACT: frozenset({R.REFERRAL}),
         C.MESSAGE_LOG_READ: frozenset({R.REFERRAL}),
         C.WEBHOOKS_MANAGE: frozenset({R.OWN_ORGANISATION}),
+        C.CONTACTS_SUBMIT: frozenset({R.OWN_ORGANISATION}),
     },
     Role.SERVICE: {
         C.DIRECTORY_READ: frozenset({R.ANYONE}),

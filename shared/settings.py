@@ -18,17 +18,18 @@ from urllib.parse import quote
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: The Postgres schema each part owns. A part never reads another part's schema. The first four
+#: The Postgres schema each part owns. A part never reads another part's schema. The first five
 #: are services with an HTTP API (api_port); `journeys` is the journey workflows' read model.
 SERVICE_SCHEMAS: tuple[str, ...] = (
     "referrals",
     "directory",
     "care_plans",
     "notifications",
+    "integration",
     "journeys",
 )
 #: the services with an HTTP API, in port order (api_port_base + 1, + 2, ...)
-API_SERVICES: tuple[str, ...] = SERVICE_SCHEMAS[:4]
+API_SERVICES: tuple[str, ...] = SERVICE_SCHEMAS[:5]
 
 
 class Settings(BaseSettings):

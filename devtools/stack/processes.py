@@ -49,7 +49,13 @@ class AppProcess:
 
 
 #: services whose API, relay and consumers exist so far (the others arrive with their issues)
-BUILT_SERVICES: tuple[str, ...] = ("referrals", "directory", "care_plans", "notifications")
+BUILT_SERVICES: tuple[str, ...] = (
+    "referrals",
+    "directory",
+    "care_plans",
+    "notifications",
+    "integration",
+)
 #: services that consume other parts' events (services/<name>/consumers.py)
 CONSUMING_SERVICES: tuple[str, ...] = ("referrals", "care_plans", "notifications")
 
