@@ -186,6 +186,25 @@ class Settings(BaseSettings):
     # the dispatcher's fallback poll when no NOTIFY wakes it
     dispatcher_poll_seconds: float = 1.0
 
+    # the integration service's HL7 v2 listener (MLLP over TCP, services/integration/hl7):
+    # its port (0: api_port_base + 30), on api_host unless a host is given here
+    integration_mllp_host: str = ""
+    integration_mllp_port: int = Field(default=0, ge=0, le=65535)
+    # TLS: both paths (PEM) or neither; off locally, on in production (deploy/k8s). A CA file
+    # set here also makes the listener ask every sender for a certificate signed by it
+    integration_mllp_tls_cert_path: Path | None = None
+    integration_mllp_tls_key_path: Path | None = None
+    integration_mllp_tls_client_ca_path: Path | None = None
+    # a message larger than this is answered AR and its connection closed, unread: an ADT or
+    # SIU message is a few KiB (HL7 v2 has no size limit of its own; this is local policy)
+    integration_mllp_max_message_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # a connection silent this long (no byte of a next message) is closed; a PAS reconnects
+    integration_mllp_idle_timeout_seconds: float = Field(default=300.0, gt=0)
+    # a message started but not finished within this many seconds is dropped with its connection
+    integration_mllp_frame_timeout_seconds: float = Field(default=30.0, gt=0)
+    # connections open at once; beyond it a new connection is closed at once
+    integration_mllp_max_connections: int = Field(default=64, ge=1)
+
     # telemetry: OTLP/HTTP endpoint, e.g. http://collector:4318; empty means no exporter
     otlp_endpoint: str = ""
 
@@ -258,6 +277,17 @@ class Settings(BaseSettings):
                 "or WAYMARK_API_LOOPBACK_PUBLISHED=true where a container's ports "
                 "are published on 127.0.0.1 only)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _mllp_tls_pair(self) -> Settings:
+        cert, key = self.integration_mllp_tls_cert_path, self.integration_mllp_tls_key_path
+        if (cert is None) != (key is None):
+            raise ValueError(
+                "integration_mllp_tls_cert_path and integration_mllp_tls_key_path go together"
+            )
+        if self.integration_mllp_tls_client_ca_path is not None and cert is None:
+            raise ValueError("integration_mllp_tls_client_ca_path needs the listener's TLS cert")
         return self
 
     @model_validator(mode="after")
@@ -351,6 +381,11 @@ class Settings(BaseSettings):
 
     def api_port(self, service: str) -> int:
         return self.api_port_base + 1 + API_SERVICES.index(service)
+
+    @property
+    def integration_mllp_listen_port(self) -> int:
+        """The port the HL7 v2 (MLLP) listener binds: its setting, or api_port_base + 30."""
+        return self.integration_mllp_port or self.api_port_base + 30
 
     def api_url(self, service: str) -> str:
         return self.api_urls.get(service) or f"http://127.0.0.1:{self.api_port(service)}"

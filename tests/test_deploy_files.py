@@ -51,6 +51,9 @@ HOST_API_PORT_BASE = Settings.model_fields["api_port_base"].default
 # the only one holding the provider credentials
 DISPATCHER = "notifications-dispatcher"
 NOTIFICATION_SECRETS = {"waymark-smtp", "waymark-notify", "waymark-service-token"}
+# the HL7 v2 listener: the one part besides the APIs that senders reach (MLLP, TLS in production)
+MLLP = "integration-mllp"
+MLLP_TLS_SECRET = "waymark-integration-mllp-tls"
 # what production egress on 443 must never reach (the SSRF guard's rule, repeated in the network)
 NON_PUBLIC_V4 = (
     "10.0.0.0/8",
@@ -700,8 +703,8 @@ class TestWorkloads:
         # other services call http://<service>:<its api_port>, the port it listens on
         assert port["port"] == container_api_port(service), name
 
-    def test_only_the_apis_have_services(self) -> None:
-        assert set(by_name("Service")) == {api_part(s) for s in API_SERVICES}
+    def test_only_the_apis_and_the_mllp_listener_have_services(self) -> None:
+        assert set(by_name("Service")) == {api_part(s) for s in API_SERVICES} | {MLLP}
 
     def test_every_deployment_has_a_disruption_budget(self) -> None:
         pdbs = objects("PodDisruptionBudget")
@@ -987,7 +990,7 @@ class TestNetworkPolicy:
             labels = spec["podSelector"].get("matchLabels", {})
             if spec.get("ingress") and labels.get("app.kubernetes.io/name") == "waymark":
                 selected.add(labels.get("app.kubernetes.io/component"))
-        assert selected == {api_part(s) for s in API_SERVICES}
+        assert selected == {api_part(s) for s in API_SERVICES} | {MLLP}
 
     def test_only_the_dispatcher_leaves_the_cluster(self) -> None:
         for policy in objects("NetworkPolicy"):
@@ -1029,4 +1032,44 @@ class TestNetworkPolicy:
             peers = listener["networkPolicyPeers"]
             assert peers == [
                 {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "waymark"}}}
+            ]
+
+
+class TestMllpListener:
+    """The HL7 v2 listener (services/integration/hl7) is deployed as the settings say it
+    listens: its port, TLS from its own Secret in Kubernetes, published on loopback in Compose."""
+
+    def test_compose_publishes_the_settings_port_on_loopback(self) -> None:
+        env = {k: compose_value(v) for k, v in compose()["x-waymark-env"].items()}
+        port = settings_from(env).integration_mllp_listen_port
+        host = Settings(api_port_base=HOST_API_PORT_BASE).integration_mllp_listen_port
+        assert services()[MLLP]["ports"] == [f"127.0.0.1:{host}:{port}"]
+        assert services()[MLLP]["environment"]["WAYMARK_DB_ROLE"] == "integration"
+
+    def test_kubernetes_listens_on_the_settings_port_with_tls_from_its_own_secret(self) -> None:
+        s = settings_from(configmap_data())
+        listener = by_name("Deployment")[MLLP]
+        [port] = container(listener)["ports"]
+        assert port["containerPort"] == s.integration_mllp_listen_port
+        svc = by_name("Service")[MLLP]["spec"]
+        assert svc["ports"][0]["targetPort"] == port["name"] and svc["ports"][0]["port"] == 2575
+        policy = by_name("NetworkPolicy")[f"{MLLP}-ingress"]["spec"]
+        assert {p["port"] for r in policy["ingress"] for p in r["ports"]} == {port["containerPort"]}
+        # TLS: both files, from a mount of the listener's own Secret
+        assert s.integration_mllp_tls_cert_path and s.integration_mllp_tls_key_path
+        mounts = {m["mountPath"]: m for m in container(listener)["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod_spec(listener)["volumes"]}
+        for path in (s.integration_mllp_tls_cert_path, s.integration_mllp_tls_key_path):
+            mount = mounts[path.parent.as_posix()]
+            assert mount["readOnly"] is True and "subPath" not in mount
+            assert volumes[mount["name"]]["secret"]["secretName"] == MLLP_TLS_SECRET
+            assert path.name in secret_keys()[MLLP_TLS_SECRET]
+
+    def test_only_the_listener_mounts_its_tls_key(self) -> None:
+        for w in workloads():
+            used = {
+                v["secret"]["secretName"] for v in pod_spec(w).get("volumes", []) if "secret" in v
+            }
+            assert (MLLP_TLS_SECRET in used) == (w["metadata"]["name"] == MLLP), w["metadata"][
+                "name"
             ]

@@ -6,7 +6,7 @@
 #
 #   waymark_owner            runs `waymark migrate`, owns every schema and table
 #   waymark_<part>           one runtime role per part (referrals, directory, care_plans,
-#                            notifications, journeys); `waymark migrate` grants each its own
+#                            notifications, integration, journeys); `waymark migrate` grants each its own
 #                            schema, append-only on its audit log
 #   temporal                 Temporal's role: creates and owns only its two databases
 #
@@ -22,7 +22,7 @@ SQL
 }
 
 role waymark_owner /run/secrets/waymark_owner
-for part in referrals directory care_plans notifications journeys; do
+for part in referrals directory care_plans notifications integration journeys; do
     role "waymark_$part" "/run/secrets/waymark_$part"
 done
 printf '%s' "$WAYMARK_TEMPORAL_PG_PASSWORD" > /tmp/temporal.pw

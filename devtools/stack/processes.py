@@ -38,7 +38,7 @@ Health = Literal["http", "heartbeat", "worker"]
 class AppProcess:
     """One Waymark process. `args` follow the interpreter; `{host}` and `{port}` in them and
     in `urls` are the API host and this service's API port; `{smtp_port}` and `{sms_port}` the
-    local message sinks' ports."""
+    local message sinks' ports; `{mllp_port}` the HL7 v2 listener's."""
 
     name: str
     args: tuple[str, ...]
@@ -58,6 +58,20 @@ BUILT_SERVICES: tuple[str, ...] = (
 )
 #: services that consume other parts' events (services/<name>/consumers.py)
 CONSUMING_SERVICES: tuple[str, ...] = ("referrals", "care_plans", "notifications")
+
+
+#: a service's processes beyond its API, relay and consumer: the HL7 v2 listener (MLLP over
+#: TCP on Settings.integration_mllp_listen_port), healthy while it accepts connections
+EXTRA_PROCESSES: dict[str, tuple[AppProcess, ...]] = {
+    "integration": (
+        AppProcess(
+            "integration-mllp",
+            ("-m", "services.integration.hl7"),
+            "heartbeat",
+            urls=("mllp://127.0.0.1:{mllp_port}",),
+        ),
+    ),
+}
 
 
 def part_name(service: str, role: str) -> str:
@@ -107,6 +121,7 @@ def app_processes() -> list[AppProcess]:
         if service in CONSUMING_SERVICES:
             consumer = part_name(service, "consumer")
             table.append(AppProcess(consumer, ("-m", f"services.{service}.consumers"), "heartbeat"))
+        table += list(EXTRA_PROCESSES.get(service, ()))
     table += [
         AppProcess(
             "notifications-dispatcher", ("-m", "services.notifications.dispatcher"), "heartbeat"

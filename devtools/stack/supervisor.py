@@ -87,6 +87,7 @@ def _fields(s: Settings, row: AppProcess) -> dict[str, object]:
         "port": s.api_port(row.service) if row.service else "",
         "smtp_port": s.api_port_base + 25,
         "sms_port": s.api_port_base + 26,
+        "mllp_port": s.integration_mllp_listen_port,
     }
 
 
