@@ -11,6 +11,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from services.integration import handlers, repository
+
+# registers the HL7 v2 re-drive (REDRIVERS['hl7v2']) for POST /dead-letters/{id}/redrive
+from services.integration.hl7 import handlers as hl7_handlers  # noqa: F401
 from services.integration.models import SourceSystem
 from services.integration.schemas import (
     DeadLetterOut,

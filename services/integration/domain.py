@@ -20,6 +20,10 @@ EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 #: booked appointment may be any time in the next two years
 CLOCK_SKEW = timedelta(minutes=10)
 BOOKING_HORIZON = timedelta(days=2 * 366)
+SCHEDULED_STATUSES = frozenset({ContactStatus.BOOKED, ContactStatus.CANCELLED})
+#: statuses of a contact that has not ended: a report of one clears an end reported before
+#: (HL7 v2 A13, cancel discharge, reopens a visit)
+OPEN_STATUSES = frozenset({ContactStatus.BOOKED, ContactStatus.ARRIVED, ContactStatus.IN_PROGRESS})
 
 
 class UnmappableReport(ValueError):
@@ -78,7 +82,8 @@ def checked(report: ContactReport, *, now: datetime) -> tuple[str, ContactFacts]
             raise UnmappableReport(f"the {name} time has no time zone")
         if at < EARLIEST:
             raise UnmappableReport(f"the {name} time {at.isoformat()} is before {EARLIEST.year}")
-        horizon = BOOKING_HORIZON if report.status is ContactStatus.BOOKED else CLOCK_SKEW
+        # a booked appointment, or one cancelled before it came (HL7 SIU S15), may be ahead
+        horizon = BOOKING_HORIZON if report.status in SCHEDULED_STATUSES else CLOCK_SKEW
         if at > now + horizon:
             raise UnmappableReport(f"the {name} time {at.isoformat()} is in the future")
     if report.ended_at is not None and report.ended_at < report.started_at:
@@ -115,7 +120,8 @@ def merged(known: ContactFacts | None, new: ContactFacts) -> ContactFacts | None
     """The facts after a new report, or None when it changes nothing (a resend, a duplicate).
 
     A later message may say less than an earlier one (an A03 discharge without the chief
-    complaint the A04 carried): what it leaves out is kept, what it says wins. A contact entered
+    complaint the A04 carried): what it leaves out is kept, what it says wins; a report that the
+    contact is open again (a cancelled discharge) clears its end. A contact entered
     in error stays so: later messages about it change nothing.
     """
     if known is None:
@@ -124,7 +130,7 @@ def merged(known: ContactFacts | None, new: ContactFacts) -> ContactFacts | None
         return None
     result = replace(
         new,
-        ended_at=new.ended_at or known.ended_at,
+        ended_at=None if new.status in OPEN_STATUSES else new.ended_at or known.ended_at,
         chief_complaint=new.chief_complaint or known.chief_complaint,
         diagnosis_codes=new.diagnosis_codes or known.diagnosis_codes,
         attendance_category=new.attendance_category or known.attendance_category,
