@@ -77,12 +77,17 @@ class Relationship(StrEnum):
     SAME_ICS = "same_ics"  # the resource (not a person's data) belongs to the caller's ICS
     ANYONE = "anyone"  # public information (the directory's published services)
     SELF = "self"  # the caller's own inbox and preferences
+    # the caller is the deployment's integration service (the EHRs' door), named by its
+    # credential's identity in the owning service's configuration
+    INTEGRATION = "integration"
 
 
 class Capability(StrEnum):
     REFERRAL_CREATE = "referral.create"
     REFERRAL_READ = "referral.read"
     REFERRAL_ACT = "referral.act"
+    # record referrals an EHR already holds, with their past dates (go-live history)
+    REFERRAL_HISTORY_IMPORT = "referral.history_import"
     CARE_PLAN_CREATE = "care_plan.create"
     CARE_PLAN_READ = "care_plan.read"
     CARE_PLAN_WRITE = "care_plan.write"
@@ -123,7 +128,8 @@ ROLE_TABLE: dict[Role, str] = {
     Role.PARTNER: "a partner organisation's system (machine client): referrals from or to "
     "its organisation and its own event subscriptions; no care plans",
     Role.SERVICE: "a Waymark process (machine client): only the narrow endpoints that hand "
-    "a message's details to the notifications dispatcher",
+    "a message's details to the notifications dispatcher, and, for the integration service's "
+    "credential alone, the referrals' historical import",
 }
 
 _CARE = frozenset({R.PLAN_HOLDER, R.REGISTERED_GP, R.CONSENT})
@@ -191,6 +197,7 @@ GRANTS: dict[Role, dict[Capability, frozenset[Relationship]]] = {
         C.DIRECTORY_READ: frozenset({R.ANYONE}),
         C.PATIENT_CONTACT_READ: frozenset({R.ANYONE}),
         C.MESSAGE_CONTEXT_READ: frozenset({R.ANYONE}),
+        C.REFERRAL_HISTORY_IMPORT: frozenset({R.INTEGRATION}),
     },
 }
 

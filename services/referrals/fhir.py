@@ -30,6 +30,8 @@ EXT = f"{BASE}/StructureDefinition/"
 DIRECTORY_SERVICE_SYSTEM = f"{BASE}/Id/directory-service"
 REFERRAL_SYSTEM = f"{BASE}/Id/referral"
 PSEUDONYM_SYSTEM = f"{BASE}/Id/patient-pseudonym"
+#: an imported referral's id in its source system: <this>/<source_system>
+SOURCE_REF_SYSTEM = f"{BASE}/Id/source-referral"
 STATE_SYSTEM = f"{BASE}/CodeSystem/referral-state"
 REASON_SYSTEM = f"{BASE}/CodeSystem/transition-reason"
 CATEGORY_SYSTEM = f"{BASE}/CodeSystem/service-category"
@@ -220,49 +222,71 @@ def _meta(r: Referral) -> dict[str, Any]:
     return {"versionId": str(r.version), "lastUpdated": r.updated_at.isoformat()}
 
 
+def _contained_patient_out(r: Referral) -> dict[str, Any]:
+    patient: dict[str, Any] = {
+        "resourceType": "Patient",
+        "id": "patient",
+        "identifier": [
+            {"system": NHS_NUMBER_SYSTEM, "value": r.nhs_number},
+            {"system": PSEUDONYM_SYSTEM, "value": r.patient_id},
+        ],
+    }
+    # what Waymark was not told (a standard ServiceRequest or an import) is left out
+    if r.family_name or r.given_name:
+        name: dict[str, Any] = {}
+        if r.family_name:
+            name["family"] = r.family_name
+        if r.given_name:
+            name["given"] = r.given_name.split(" ")
+        patient["name"] = [name]
+    if r.birth_date:
+        patient["birthDate"] = r.birth_date
+    return patient
+
+
 def referral_to_service_request(r: Referral) -> dict[str, Any]:
     ext: list[dict[str, Any]] = [
         {"url": EXT + "consent-to-referral", "valueBoolean": r.consent_to_referral},
+        {"url": EXT + "consent-basis", "valueCode": r.consent_basis},
         {"url": EXT + "consent-to-carer-sharing", "valueBoolean": r.consent_to_carer_sharing},
         {"url": EXT + "referral-source", "valueCode": r.source},
     ] + [{"url": EXT + "communication-need", "valueString": n} for n in r.communication_needs]
+    identifiers = [{"system": REFERRAL_SYSTEM, "value": r.id}]
+    if r.source_system and r.source_ref:
+        identifiers.append(
+            {"system": f"{SOURCE_REF_SYSTEM}/{r.source_system}", "value": r.source_ref}
+        )
+    requester: dict[str, Any] = {"identifier": {"system": ODS_SYSTEM, "value": r.from_org}}
+    if r.from_practitioner:
+        requester["display"] = r.from_practitioner
+    performer = (
+        {
+            "identifier": {"system": DIRECTORY_SERVICE_SYSTEM, "value": r.to_service_id},
+            "display": r.to_org,
+        }
+        if r.to_service_id
+        # a service the directory does not list: the receiving organisation only
+        else {"identifier": {"system": ODS_SYSTEM, "value": r.to_org}}
+    )
     resource: dict[str, Any] = {
         "resourceType": "ServiceRequest",
         "id": r.id,
         "meta": _meta(r),
-        "contained": [
-            {
-                "resourceType": "Patient",
-                "id": "patient",
-                "identifier": [
-                    {"system": NHS_NUMBER_SYSTEM, "value": r.nhs_number},
-                    {"system": PSEUDONYM_SYSTEM, "value": r.patient_id},
-                ],
-                "name": [{"family": r.family_name, "given": r.given_name.split(" ")}],
-                "birthDate": r.birth_date,
-            }
-        ],
+        "contained": [_contained_patient_out(r)],
         "extension": ext,
-        "identifier": [{"system": REFERRAL_SYSTEM, "value": r.id}],
+        "identifier": identifiers,
         "status": SERVICE_REQUEST_STATUS[r.state],
         "intent": "order",
         "category": [{"coding": [{"system": CATEGORY_SYSTEM, "code": r.service_category}]}],
         "priority": r.priority,
         "subject": {"reference": "#patient"},
         "authoredOn": r.created_at.isoformat(),
-        "requester": {
-            "identifier": {"system": ODS_SYSTEM, "value": r.from_org},
-            "display": r.from_practitioner,
-        },
-        "performer": [
-            {
-                "identifier": {"system": DIRECTORY_SERVICE_SYSTEM, "value": r.to_service_id},
-                "display": r.to_org,
-            }
-        ],
+        "requester": requester,
+        "performer": [performer],
         "reasonCode": [{"coding": [{"system": SNOMED, "code": c}]} for c in r.reason_codes],
-        "note": [{"text": r.clinical_summary}],
     }
+    if r.clinical_summary:
+        resource["note"] = [{"text": r.clinical_summary}]
     if r.referred_from:
         resource["basedOn"] = [{"reference": f"ServiceRequest/{r.referred_from}"}]
     return resource

@@ -77,7 +77,7 @@ async def submit_referral(
         nhs_number=nhs_number,
         given_name=cmd.patient.given_name,
         family_name=cmd.patient.family_name,
-        birth_date=cmd.patient.birth_date.isoformat(),
+        birth_date=cmd.patient.birth_date.isoformat() if cmd.patient.birth_date else None,
         registered_practice=cmd.patient.registered_practice,
         ics=principal.ics,
         from_org=principal.org,
@@ -90,6 +90,7 @@ async def submit_referral(
         clinical_summary=cmd.clinical_summary,
         priority=cmd.priority.value,
         consent_to_referral=cmd.consent_to_referral,
+        consent_basis=getattr(cmd, "consent_basis", "explicit"),
         consent_to_carer_sharing=cmd.consent_to_carer_sharing,
         communication_needs=cmd.communication_needs,
         referred_from=cmd.referred_from,
@@ -144,10 +145,14 @@ async def transition_referral(
     referral_id: str,
     action: Action,
     cmd: TransitionIn,
-    expected_version: int,
+    expected_version: int | None,
     settings: Settings,
     client_ip: str | None = None,
+    via: str | None = None,
 ) -> TransitionResult:
+    """Move a referral on. `expected_version` None: no If-Match was sent (FHIR Task
+    write-back, where a conditional update is optional): the state machine alone guards.
+    `via`: the face the change came through, for the audit entry (e.g. "fhir-task")."""
     repo = ReferralRepository(session)
     referral = await repo.get(referral_id, for_update=True)  # serialises concurrent edits
     if referral is None or not domain.may_read(
@@ -159,17 +164,17 @@ async def transition_referral(
     ):
         raise NotFound(f"no referral {referral_id} that you may see")
     domain.check_actor(principal, action=action, from_org=referral.from_org, to_org=referral.to_org)
-    if referral.version != expected_version:
+    if expected_version is not None and referral.version != expected_version:
         raise PreconditionFailed(
             f"the referral has changed since you read it (you have version "
             f"{expected_version}, it is at {referral.version}); read it again",
             current_version=referral.version,
         )
     if action is Action.SUBMIT:
-        service = await repo.directory_service(referral.to_service_id)
-        domain.check_service(
-            status=service.status if service else None, service_id=referral.to_service_id
-        )
+        # only a draft is submitted, and a draft always names a directory service
+        service_id = referral.to_service_id or ""
+        service = await repo.directory_service(service_id)
+        domain.check_service(status=service.status if service else None, service_id=service_id)
     plan = domain.plan_transition(
         action=action,
         state=ReferralState(referral.state),
@@ -202,6 +207,7 @@ async def transition_referral(
             actor_org=principal.org,
             reason_code=plan.reason_code,
             note=cmd.note,
+            appointment_at=cmd.appointment_at if action is Action.BOOK else None,
             event_id=event.id,
             at=now,
         )
@@ -214,7 +220,8 @@ async def transition_referral(
         resource_id=referral.id,
         patient_id=referral.patient_id,
         client_ip=client_ip,
-        detail=f"{plan.from_state.value} -> {plan.to_state.value}",
+        detail=f"{plan.from_state.value} -> {plan.to_state.value}"
+        + (f" (via {via})" if via else ""),
     )
     return TransitionResult(referral, event)
 

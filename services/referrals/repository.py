@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, func, or_
+from sqlalchemy import ColumnElement, and_, func, or_, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -29,6 +29,25 @@ class ReferralRepository:
         if for_update:
             stmt = stmt.with_for_update()
         return (await self.session.exec(stmt)).first()
+
+    async def by_source(
+        self, source_system: str, source_ref: str, *, for_update: bool = False
+    ) -> Referral | None:
+        stmt = select(Referral).where(
+            Referral.source_system == source_system, Referral.source_ref == source_ref
+        )
+        if for_update:
+            stmt = stmt.with_for_update()
+        return (await self.session.exec(stmt)).first()
+
+    async def lock_source_ref(self, source_system: str, source_ref: str) -> None:
+        """Serialise imports of one source referral (two at once would both try to create
+        it): a transaction-scoped advisory lock on the pair."""
+        await self.session.exec(
+            text("SELECT pg_advisory_xact_lock(hashtext(:k))").bindparams(  # type: ignore[call-overload]
+                k=f"referral-history|{source_system}|{source_ref}"
+            )
+        )
 
     async def history(self, referral_id: str) -> list[ReferralTransition]:
         rows = await self.session.exec(
