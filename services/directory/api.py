@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.directory import api_search, commands, queries
+from services.directory import api_identifiers, api_search, commands, queries
 from services.directory.oruk import api as oruk_api
 from services.directory.params import (
     ERRORS,
@@ -291,6 +291,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     new.include_router(oruk_api.imports)
     new.include_router(api_search.router)
     new.include_router(oruk_api.router)
+    new.include_router(api_identifiers.router)
     return new
 
 

@@ -174,3 +174,15 @@ class Attribute(SQLModel, table=True):
     link_type: str | None = _text()
     value: str | None = _text()
     position: int = Field(sa_column=Column(Integer, nullable=False))
+
+
+class ServiceIdentifier(SQLModel, table=True):
+    """An identifier another system uses for a service (an e-RS service id, a HealthcareService
+    identifier of the ICS's shared care record): system + value, unique across the directory,
+    so a referral naming the service that way maps to exactly one directory service."""
+
+    __tablename__ = "service_identifier"
+
+    system: str = Field(sa_column=Column(Text, primary_key=True))
+    value: str = Field(sa_column=Column(Text, primary_key=True))
+    service_id: str = Field(sa_column=Column(Text, nullable=False, index=True))

@@ -13,6 +13,7 @@ consent-to-referral and consent-to-carer-sharing (valueBoolean), communication-n
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -20,9 +21,11 @@ from pydantic import ValidationError
 
 from services.referrals.domain import Priority, ReferralState, Source
 from services.referrals.models import Referral
-from services.referrals.schemas import PatientIn, ReferralCreate
+from services.referrals.schemas import PatientIn, PatientRef, ReferralFromEhr
 from shared.errors import ValidationFailed
 from shared.fhir import NHS_NUMBER_SYSTEM, ODS_SYSTEM
+from shared.identifiers import ORG_CODE
+from shared.vocabulary import Category
 
 SNOMED = "http://snomed.info/sct"
 BASE = "https://waymark.nhs.example/fhir"
@@ -93,8 +96,87 @@ def _one_bool(resource: dict[str, Any], name: str, *, required: bool) -> bool:
     return value
 
 
-def service_request_to_create(raw: Any) -> ReferralCreate:
-    """Validate an incoming R4 ServiceRequest and turn it into a Waymark referral."""
+@dataclass(frozen=True)
+class Performer:
+    """Who a ServiceRequest is for: Waymark's directory id (Waymark's own shape), or the
+    receiving organisation's ODS code and a service code the directory maps (the standard
+    shape), and the service category if the sender coded one in Waymark's system."""
+
+    directory_id: str | None
+    ods: str | None
+    service_code: tuple[str, str] | None  # (system, value)
+    category: str | None
+
+
+@dataclass(frozen=True)
+class ParsedServiceRequest:
+    fields: dict[str, Any]  # a ReferralFromEhr's fields but the directory service
+    performer: Performer
+
+
+def _performer(sr: Any) -> Performer:
+    directory, ods, codes = [], [], []
+    for p in sr.performer or []:
+        ident = p.identifier
+        if ident is None or not ident.system or not ident.value:
+            raise FhirInvalid(
+                "each ServiceRequest.performer must carry an identifier (system and value): "
+                f"a directory service ({DIRECTORY_SERVICE_SYSTEM}), the receiving "
+                f"organisation's ODS code ({ODS_SYSTEM}), or a service code the directory maps"
+            )
+        if ident.system == DIRECTORY_SERVICE_SYSTEM:
+            directory.append(ident.value)
+        elif ident.system == ODS_SYSTEM:
+            ods.append(ident.value)
+        else:
+            codes.append((ident.system, ident.value))
+    if len(directory) > 1 or len(ods) > 1 or len(codes) > 1 or (directory and codes):
+        raise FhirInvalid(
+            "ServiceRequest.performer must name exactly one service: one directory service "
+            f"({DIRECTORY_SERVICE_SYSTEM}) or one service code, with at most one ODS code"
+        )
+    if not directory and not codes:
+        raise FhirInvalid(
+            "ServiceRequest.performer must name the service: a directory service "
+            f"({DIRECTORY_SERVICE_SYSTEM}), or a service code the directory maps (e.g. an "
+            "e-RS service id) with the receiving organisation's ODS code"
+        )
+    if ods and not ORG_CODE.fullmatch(ods[0]):
+        raise FhirInvalid(f"ServiceRequest.performer ODS code {ods[0][:30]!r} is not an ODS code")
+    categories = [
+        c.code
+        for cc in (sr.category or [])
+        for c in (cc.coding or [])
+        if c.system == CATEGORY_SYSTEM and c.code
+    ]
+    if len(set(categories)) > 1:
+        raise FhirInvalid(f"ServiceRequest.category names more than one {CATEGORY_SYSTEM} code")
+    if categories and categories[0] not in {c.value for c in Category}:
+        raise FhirInvalid(
+            f"ServiceRequest.category {categories[0][:40]!r} is not a code of {CATEGORY_SYSTEM}; "
+            f"one of: {', '.join(c.value for c in Category)}"
+        )
+    return Performer(
+        directory_id=directory[0] if directory else None,
+        ods=ods[0] if ods else None,
+        service_code=codes[0] if codes else None,
+        category=categories[0] if categories else None,
+    )
+
+
+def _requester(sr: Any, requester_org: str) -> str:
+    req = sr.requester
+    ident = req.identifier if req is not None else None
+    if ident is not None and ident.system == ODS_SYSTEM and ident.value != requester_org:
+        raise FhirInvalid(
+            f"ServiceRequest.requester's ODS code {str(ident.value)[:20]!r} is not your "
+            f"organisation ({requester_org}): a system refers for its own organisation"
+        )
+    return req.display if req is not None and req.display else "unknown practitioner"
+
+
+def parse_service_request(raw: Any, *, requester_org: str) -> ParsedServiceRequest:
+    """Validate an incoming R4 ServiceRequest (Waymark's shape or the standard one)."""
     from fhir.resources.R4B.servicerequest import ServiceRequest
 
     if not isinstance(raw, dict) or raw.get("resourceType") != "ServiceRequest":
@@ -113,17 +195,8 @@ def service_request_to_create(raw: Any) -> ReferralCreate:
         )
     if sr.intent not in ("order", "original-order", "proposal", "plan"):
         raise FhirInvalid(f"intent {sr.intent!r} is not supported; use 'order'")
-    patient = _contained_patient(sr)
-    performer_ids = [
-        p.identifier.value
-        for p in (sr.performer or [])
-        if p.identifier is not None and p.identifier.system == DIRECTORY_SERVICE_SYSTEM
-    ]
-    if len(performer_ids) != 1:
-        raise FhirInvalid(
-            f"ServiceRequest.performer must name exactly one directory service "
-            f"by identifier (system {DIRECTORY_SERVICE_SYSTEM})"
-        )
+    patient = _patient(sr)
+    performer = _performer(sr)
     reasons = [
         c.code
         for rc in (sr.reasonCode or [])
@@ -152,24 +225,34 @@ def service_request_to_create(raw: Any) -> ReferralCreate:
     priority = FHIR_PRIORITY_TO_WAYMARK.get(sr.priority or "routine")
     if priority is None:
         raise FhirInvalid(f"priority {sr.priority!r} is not supported")
-    practitioner = (
-        sr.requester.display if sr.requester and sr.requester.display else "unknown practitioner"
+    # consent: Waymark's extension when sent (explicit, as before); absent, a referral for
+    # direct care made by a clinical system under implied consent (docs/integration)
+    explicit = bool(_ext(raw, "consent-to-referral"))
+    fields: dict[str, Any] = dict(
+        patient=patient.model_dump(),
+        source=source,
+        from_practitioner=_requester(sr, requester_org),
+        reason_codes=reasons,
+        clinical_summary=summary,
+        priority=priority,
+        consent_to_referral=_one_bool(raw, "consent-to-referral", required=False)
+        if explicit
+        else True,
+        consent_basis="explicit" if explicit else "implied",
+        consent_to_carer_sharing=_one_bool(raw, "consent-to-carer-sharing", required=False),
+        communication_needs=[e.get("valueString", "") for e in _ext(raw, "communication-need")],
+        referred_from=based_on[0] if based_on else None,
+        as_draft=sr.status == "draft",
+        to_org=performer.ods,
+        service_category=performer.category,
     )
+    return ParsedServiceRequest(fields, performer)
+
+
+def to_create(parsed: ParsedServiceRequest, service_id: str) -> ReferralFromEhr:
+    """The referral a parsed ServiceRequest makes, to the directory service it names."""
     try:
-        return ReferralCreate(
-            patient=patient,
-            source=source,
-            from_practitioner=practitioner,
-            to_service_id=performer_ids[0],
-            reason_codes=reasons,
-            clinical_summary=summary,
-            priority=priority,
-            consent_to_referral=_one_bool(raw, "consent-to-referral", required=True),
-            consent_to_carer_sharing=_one_bool(raw, "consent-to-carer-sharing", required=False),
-            communication_needs=[e.get("valueString", "") for e in _ext(raw, "communication-need")],
-            referred_from=based_on[0] if based_on else None,
-            as_draft=sr.status == "draft",
-        )
+        return ReferralFromEhr(**parsed.fields, to_service_id=service_id)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
@@ -177,6 +260,24 @@ def service_request_to_create(raw: Any) -> ReferralCreate:
         raise FhirInvalid(
             f"the ServiceRequest does not make a valid referral: {problems}"
         ) from None
+
+
+def _patient(sr: Any) -> PatientIn | PatientRef:
+    """A contained Patient (Waymark's shape: NHS number, name and birth date), or the subject
+    named by its NHS number identifier (the standard shape: nothing else is needed)."""
+    ref = sr.subject.reference if sr.subject else None
+    if ref and ref.startswith("#"):
+        return _contained_patient(sr)
+    ident = sr.subject.identifier if sr.subject else None
+    if ident is None or ident.system != NHS_NUMBER_SYSTEM or not ident.value:
+        raise FhirInvalid(
+            "ServiceRequest.subject must name the person by NHS number (identifier system "
+            f"{NHS_NUMBER_SYSTEM}) or reference a contained Patient carrying it"
+        )
+    try:
+        return PatientRef(nhs_number=ident.value)
+    except ValidationError as exc:
+        raise FhirInvalid(f"ServiceRequest.subject: {exc.errors()[0]['msg']}") from None
 
 
 def _contained_patient(sr: Any) -> PatientIn:
@@ -305,6 +406,7 @@ def referral_to_task(r: Referral, last_reason: str | None) -> dict[str, Any]:
         "intent": "order",
         "priority": r.priority,
         "focus": {"reference": f"ServiceRequest/{r.id}"},
+        "basedOn": [{"reference": f"ServiceRequest/{r.id}"}],
         "for": {"identifier": {"system": PSEUDONYM_SYSTEM, "value": r.patient_id}},
         "authoredOn": r.created_at.isoformat(),
         "lastModified": r.updated_at.isoformat(),

@@ -57,6 +57,12 @@ async def submit_referral(
             f"to_org {cmd.to_org} does not run {cmd.to_service_id} "
             f"(the directory says {service.org_code})"
         )
+    expected_category = getattr(cmd, "service_category", None)
+    if expected_category is not None and expected_category != service.category:
+        raise ValidationFailed(
+            f"the service {service.service_id} is {service.category}, not the category "
+            f"{expected_category} the referral names"
+        )
     if cmd.referred_from is not None:
         parent = await repo.get(cmd.referred_from)
         if parent is None or not domain.may_read(

@@ -119,6 +119,9 @@ class ReferralFromEhr(ReferralCreate):
 
     patient: PatientRef  # type: ignore[assignment]
     consent_basis: Literal["explicit", "implied"] = "explicit"
+    service_category: Category | None = Field(
+        default=None, description="if the sender coded one, the service's category must be it"
+    )
 
 
 class ReferralOut(BaseModel):

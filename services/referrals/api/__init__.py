@@ -3,7 +3,7 @@ authorise, call a handler, render). Routes are included in the order they are do
 
 from __future__ import annotations
 
-from services.referrals.api import fhir, history, referrals
+from services.referrals.api import fhir, history, referrals, tasks
 from shared.fhir import operation_outcome
 from shared.web import create_app
 
@@ -15,5 +15,5 @@ app = create_app(
     error_renderers={"/fhir": operation_outcome},
 )
 
-for area in (history, referrals, fhir):
+for area in (history, referrals, fhir, tasks):
     app.include_router(area.router)

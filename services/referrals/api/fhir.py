@@ -1,37 +1,93 @@
-"""The FHIR R4 face of referrals: ServiceRequest (create, read, search) and Task."""
+"""The FHIR R4 face of referrals: ServiceRequest (create, read, search) and Task (read,
+search, and the receiver's status write-back)."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from services.referrals import domain, fhir, handlers
 from services.referrals.api.reads import list_scope, readable
+from services.referrals.fhir_in import resolve_performer
 from services.referrals.repository import ReferralRepository
 from shared.audit import record_audit
 from shared.auth import CurrentPrincipal
-from shared.errors import ValidationFailed
+from shared.errors import ValidationFailed, WaymarkError
 from shared.fhir import FHIR_ERRORS, FHIR_JSON, fhir_response
 from shared.identifiers import normalise_nhs_number
-from shared.web import IdempotencyKey, Outcome, SessionDep, client_ip, once_per_key, weak_etag
+from shared.web import (
+    IdempotencyKey,
+    Outcome,
+    SessionDep,
+    client_ip,
+    once_per_key,
+    weak_etag,
+)
 
 router = APIRouter()
 
+#: a FHIR resource in the body: FHIR's JSON (or plain JSON)
+RESOURCE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            media: {"schema": {"type": "object", "additionalProperties": True}}
+            for media in (FHIR_JSON, "application/json")
+        },
+    }
+}
 
-@router.post("/fhir/ServiceRequest", status_code=201, responses=FHIR_ERRORS, tags=["fhir"])
+
+class UnreadableBody(WaymarkError):
+    status, title, slug = 400, "Bad request", "unreadable-body"
+
+
+class UnsupportedMediaType(WaymarkError):
+    status, title, slug = 415, "Unsupported media type", "unsupported-media-type"
+
+
+async def fhir_resource(request: Request) -> Any:
+    """The body as JSON: 415 for another media type, 400 when it does not parse (FHIR's
+    answer to a resource it cannot read); what it holds is checked by the caller."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in (FHIR_JSON, "application/json"):
+        raise UnsupportedMediaType(
+            f"send the resource as {FHIR_JSON} (or application/json), not {media or 'nothing'}"
+        )
+    raw = await request.body()
+    try:
+        value = json.loads(raw)
+        json.dumps(value, ensure_ascii=False).encode()  # a lone surrogate cannot be stored
+    except (ValueError, UnicodeError) as exc:
+        raise UnreadableBody(f"the body is not readable JSON: {str(exc)[:200]}") from None
+    return value
+
+
+@router.post(
+    "/fhir/ServiceRequest",
+    status_code=201,
+    responses=FHIR_ERRORS,
+    tags=["fhir"],
+    openapi_extra=RESOURCE_BODY,
+)
 async def fhir_create_service_request(
     request: Request,
     session: SessionDep,
     principal: CurrentPrincipal,
-    resource: Annotated[dict[str, Any], Body()],
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    """A new referral from an EHR: an R4 ServiceRequest (status active, or draft)."""
+    """A new referral from an EHR: an R4 ServiceRequest (status active, or draft), either
+    Waymark's shape or the standard one (NHS number and ODS identifiers, the service by a code
+    the directory maps); see docs/integration/referrals.md."""
     domain.check_may_create(principal)
-    cmd = fhir.service_request_to_create(resource)
+    resource = await fhir_resource(request)
+    parsed = fhir.parse_service_request(resource, requester_org=principal.org)
+    service_id = await resolve_performer(request, parsed.performer)
+    cmd = fhir.to_create(parsed, service_id)
 
     async def create() -> Outcome:
         referral = await handlers.submit_referral(

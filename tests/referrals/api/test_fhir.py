@@ -782,9 +782,22 @@ BAD_RESOURCES: list[tuple[str, Mutator, str]] = [
         "birth",
     ),
     ("no-performer", _drop("performer"), "performer"),
+    # another identifier system is a service code the directory maps (test_fhir_standard.py)
+    ("performer-identifier-without-system", _drop("performer.0.identifier.system"), "performer"),
     (
-        "performer-other-system",
-        _set("performer.0.identifier.system", "https://example.org"),
+        "performer-two-service-codes",
+        _set(
+            "performer",
+            [
+                {"identifier": {"system": "https://example.org/a", "value": "1"}},
+                {"identifier": {"system": "https://example.org/b", "value": "2"}},
+            ],
+        ),
+        "performer",
+    ),
+    (
+        "performer-ods-only",
+        _set("performer", [{"identifier": {"system": ODS, "value": "PAIN-1"}}]),
         "performer",
     ),
     ("two-performers", lambda sr: _set("performer", sr["performer"] * 2)(sr), "performer"),
@@ -815,7 +828,8 @@ BAD_RESOURCES: list[tuple[str, Mutator, str]] = [
     ("note-blank", _set("note", [{"text": "   "}]), "note"),
     ("note-nul", _set("note", [{"text": "back\u0000pain"}]), "clinical_summary"),
     ("note-too-long", _set("note", [{"text": "x" * 10001}]), "clinical_summary"),
-    ("consent-missing", _without_ext("consent-to-referral"), "consent-to-referral"),
+    # without the consent extension a referral is made under implied consent (see
+    # test_fhir_standard.py); sent, it must be true
     ("consent-false", _ext_value("consent-to-referral", valueBoolean=False), "consent"),
     (
         "consent-as-string",
