@@ -12,6 +12,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from sqlalchemy import delete, select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.directory.access import require_manage
@@ -70,7 +71,7 @@ class IdentifiedService(BaseModel):
 async def _of(session: AsyncSession, service_id: str) -> list[IdentifierIn]:
     rows = await session.exec(
         select(ServiceIdentifier)  # type: ignore[call-overload]
-        .where(ServiceIdentifier.service_id == service_id)
+        .where(col(ServiceIdentifier.service_id) == service_id)
         .order_by(ServiceIdentifier.system, ServiceIdentifier.value)
     )
     return [IdentifierIn(system=r.system, value=r.value) for r in rows.scalars().all()]
@@ -131,9 +132,9 @@ async def find(*, session: AsyncSession, system: str, value: str) -> list[Identi
         select(ServiceIdentifier, Service)  # type: ignore[call-overload]
         .join(Service, Service.id == ServiceIdentifier.service_id)  # type: ignore[arg-type]
         .where(
-            ServiceIdentifier.system == system,
-            ServiceIdentifier.value == value,
-            Service.lifecycle != Lifecycle.DRAFT.value,
+            col(ServiceIdentifier.system) == system,
+            col(ServiceIdentifier.value) == value,
+            col(Service.lifecycle) != Lifecycle.DRAFT.value,
         )
     )
     return [

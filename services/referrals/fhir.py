@@ -6,9 +6,14 @@ and Bundle are unchanged between R4 4.0.1 and R4B 4.3.0). BaRS semantics where t
 new referral is a ServiceRequest with status `active` (`draft` saves a draft); a cancelled
 referral reads back `revoked`.
 
-What Waymark models and FHIR has no element for travels in extensions under EXT:
-consent-to-referral and consent-to-carer-sharing (valueBoolean), communication-need
-(valueString, repeating), referral-source (valueCode).
+Two shapes come in (docs/integration/referrals.md):
+- Waymark's own: a contained Patient (NHS number, name, birth date), the performer by directory
+  service id, Waymark's extensions under EXT: consent-to-referral and consent-to-carer-sharing
+  (valueBoolean), communication-need (valueString, repeating), referral-source (valueCode);
+- the standard one other systems send: subject by NHS number identifier, requester by ODS code,
+  performer by ODS code plus a service code the directory maps (fhir_in.py), no extensions.
+  Without consent-to-referral the referral is one for direct care under implied consent
+  (consent_basis `implied`); consent to share with carers is never implied.
 """
 
 from __future__ import annotations
