@@ -56,6 +56,10 @@ ENDPOINTS = [
     "GET /fhir/ServiceRequest/{id}",
     "GET /fhir/ServiceRequest",
     "GET /fhir/Task/{id}",
+    "PUT /fhir/Task/{id}",
+    "GET /fhir/Task?based-on",
+    "POST /referrals/history",
+    "GET /referrals/history/{source}",
 ]
 
 # The policy. Columns: referrer, receiver, other-org (acting roles) | same-ics, other-ics
@@ -74,6 +78,13 @@ POLICY: dict[str, tuple[int, int, int, int, int]] = {
     "GET /fhir/ServiceRequest/{id}": (200, 200, 404, 200, 404),
     "GET /fhir/ServiceRequest": (200, 200, 200, 200, 200),
     "GET /fhir/Task/{id}": (200, 200, 404, 200, 404),
+    # the receiver writes back (accepted); the referrer may not accept
+    "PUT /fhir/Task/{id}": (403, 200, 404, 403, 404),
+    # a search: the Task is listed exactly when GET /fhir/Task/{id} would succeed
+    "GET /fhir/Task?based-on": (200, 200, 200, 200, 200),
+    # the historical import: the integration service's own credential only
+    "POST /referrals/history": (403, 403, 403, 403, 403),
+    "GET /referrals/history/{source}": (403, 403, 403, 403, 403),
 }
 #: what a role without any referral capability gets, whatever its ICS: a referral is a 404
 #: like an unknown id, everything else a 403 naming the roles that may
@@ -89,6 +100,10 @@ NO_REFERRALS: dict[str, int] = {
     "GET /fhir/ServiceRequest/{id}": 404,
     "GET /fhir/ServiceRequest": 403,
     "GET /fhir/Task/{id}": 404,
+    "PUT /fhir/Task/{id}": 404,
+    "GET /fhir/Task?based-on": 403,
+    "POST /referrals/history": 403,
+    "GET /referrals/history/{source}": 403,
 }
 COLUMN = {"referrer": 0, "receiver": 1, "other-org": 2, "same-ics": 3, "other-ics": 4}
 
@@ -238,6 +253,28 @@ async def call(
         return await client.post(
             url, headers=headers, json=referral_body(to_service_id=world.s.id, to_org=world.s.org)
         )
+    if endpoint == "PUT /fhir/Task/{id}":
+        task = {"resourceType": "Task", "status": "accepted", "intent": "order"}
+        return await client.put(url, headers={**headers, "content-type": FHIR_JSON}, json=task)
+    if endpoint == "GET /fhir/Task?based-on":
+        return await client.get(
+            "/fhir/Task", headers=headers, params={"based-on": f"ServiceRequest/{rid}"}
+        )
+    if endpoint == "POST /referrals/history":
+        body = {
+            "source_system": "ers-worklist",
+            "source_ref": str(uuid.uuid4().int % 10**12),
+            "nhs_number": world.nhs["R"],
+            "from_org": world.ref,
+            "to_org": world.s.org,
+            "to_service_id": world.s.id,
+            "service_category": world.s.category,
+            "priority": "routine",
+            "history": [{"state": "submitted", "at": "2026-01-04T09:12:00Z"}],
+        }
+        return await client.post(url, headers=headers, json=body)
+    if endpoint == "GET /referrals/history/{source}":
+        return await client.get("/referrals/history/ers-worklist/000000123456", headers=headers)
     if endpoint == "POST /fhir/ServiceRequest":
         return await client.post(
             url, headers={**headers, "content-type": FHIR_JSON}, json=service_request(world.s)
@@ -318,10 +355,16 @@ class TestAccessMatrix:
             for name in {"R", "R_OUT", "NOISE"} - want:
                 assert world.nhs[name] not in text
 
+        if expected == 200 and endpoint == "GET /fhir/Task?based-on":
+            readable = POLICY["GET /fhir/Task/{id}"][COLUMN[relation]] == 200
+            assert _listed_ids(endpoint, r) == ({world.ids["R"]} if readable else set())
+            if not readable:
+                assert world.nhs["R"] not in r.text
+
         # a refused change changes nothing
-        if endpoint.startswith("POST /referrals/{id}/"):
+        if endpoint.startswith("POST /referrals/{id}/") or endpoint == "PUT /fhir/Task/{id}":
             row = await referral_row(referrals_sessions, world.ids["R"])
-            action = endpoint.rsplit("/", 1)[1]
+            action = "accept" if endpoint.startswith("PUT") else endpoint.rsplit("/", 1)[1]
             if expected == 200:
                 assert row.state == {"accept": "accepted", "cancel": "cancelled"}[action]
                 assert row.version == 2

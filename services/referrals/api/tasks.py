@@ -16,9 +16,10 @@ from services.referrals.fhir_task import referenced_referral, task_referral_id, 
 from services.referrals.history import action_to
 from services.referrals.repository import ReferralRepository
 from services.referrals.schemas import TransitionIn
+from shared.access import Capability, may_use, roles_phrase
 from shared.audit import record_audit
 from shared.auth import CurrentPrincipal, Principal
-from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.fhir import FHIR_ERRORS, fhir_response
 from shared.web import SessionDep, client_ip, parse_etag, weak_etag
 
@@ -137,6 +138,10 @@ async def fhir_search_tasks(
     focus: Annotated[str | None, Query(max_length=120)] = None,
 ) -> Response:
     """A referral's Task by its ServiceRequest: based-on (or focus) = ServiceRequest/{id}."""
+    if not may_use(principal, Capability.REFERRAL_READ):
+        raise Forbidden(
+            f"searching Tasks needs one of the roles: {roles_phrase(Capability.REFERRAL_READ)}"
+        )
     ref = based_on or focus
     referral_id = referenced_referral(ref)
     if not ref or referral_id is None or (based_on and focus and based_on != focus):
