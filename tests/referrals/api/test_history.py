@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -22,7 +23,7 @@ from shared.auth import service_token
 from shared.pseudonym import pseudonymise
 from shared.settings import Settings
 from tests.conftest import auth
-from tests.helpers import synthetic_nhs_number
+from tests.helpers import end_offsets, read_topic, synthetic_nhs_number
 from tests.referrals.support import (
     Parties,
     assert_event_matches_its_schema,
@@ -619,3 +620,38 @@ class TestRefused:
             headers={**importer(settings), "content-type": "application/json"},
         )
         assert 400 <= r.status_code < 500, r.text
+
+
+class TestOnTheTopic:
+    async def test_the_relay_publishes_the_steps_with_their_past_times_in_order(
+        self,
+        running_apps: Settings,
+        referrals_client: httpx.AsyncClient,
+        settings: Settings,
+        parties: Parties,
+    ) -> None:
+        """The test stack's outbox relay publishes the imported steps to the instance's
+        referrals topic: each CloudEvent's time is its step's, in the patient's order."""
+        topic = settings.topic("waymark.referrals.v1")
+        start = await end_offsets(settings, topic)
+        body = history_body(parties)
+        r = await post(referrals_client, settings, body)
+        assert r.status_code == 201, r.text
+        patient = pseudonymise(body["nhs_number"], settings)
+
+        def mine(records: list[Any]) -> list[dict[str, Any]]:
+            out = [json.loads(rec.value) for rec in records if rec.key == patient.encode()]
+            return [e for e in out if e["data"]["referral_id"] == r.json()["referral_id"]]
+
+        records = await read_topic(
+            settings, topic, until=lambda recs: len(mine(recs)) >= 4, from_offsets=start
+        )
+        events = mine(records)
+        assert [e["type"].rsplit(".", 1)[1] for e in events] == [
+            "submitted",
+            "accepted",
+            "booked",
+            "attended",
+        ]
+        assert [_instant(e["time"]) for e in events] == [_instant(s["at"]) for s in body["history"]]
+        assert {e["source"] for e in events} == {HISTORY_SOURCE}
