@@ -17,10 +17,13 @@ from services.referrals.models import Referral
 from shared.events.envelope import CloudEvent, make_event
 from shared.events.referrals import (
     EVENT_FOR_STATE,
+    HISTORY_SOURCE,
     ReferralEventData,
     ReferralFlagged,
     ReferralResumed,
 )
+
+__all__ = ["HISTORY_SOURCE", "flagged_event", "submitted_event", "transition_event"]
 
 
 def _facts(referral: Referral) -> dict[str, object]:
@@ -38,10 +41,6 @@ def _facts(referral: Referral) -> dict[str, object]:
         appointment_at=referral.appointment_at,
         registered_practice=referral.registered_practice,
     )
-
-
-#: the CloudEvents `source` of the events of an imported history (the past, replayed)
-HISTORY_SOURCE = "waymark/referrals/history"
 
 
 def _made(data: ReferralEventData, referral: Referral, at: datetime | None) -> CloudEvent:

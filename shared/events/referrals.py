@@ -91,3 +91,9 @@ EVENT_FOR_STATE: dict[str, type[ReferralEventData]] = {
 #: events that no referrals service holds. Journeys and the coordinators' dashboard treat them
 #: like any others; notifications owes no message or partner webhook for them.
 SYNTHETIC_SOURCE = "waymark/synthetic-demo"
+
+#: the CloudEvents `source` of the events of a referral imported from a source system's history
+#: (POST /referrals/history): the past, replayed with each step's own time. Journeys treat them
+#: like any others; a consumer that must not act on the past (a message to the person, a partner
+#: webhook) can tell them apart.
+HISTORY_SOURCE = "waymark/referrals/history"
