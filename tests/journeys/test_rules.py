@@ -245,6 +245,13 @@ class TestLoadRules:
         assert (RULES.frequent_contacts, RULES.frequent_window_days) == (4, 182)
         assert RULES.phq9_item9_above == 0
         assert not LEGACY.bands_from_vocabulary and RULES.bands_from_vocabulary
+        assert (RULES.frequent_attender_contacts, RULES.frequent_attender_window_days) == (4, 182)
+        assert (RULES.ae_pain_attendances, RULES.ae_pain_window_days) == (2, 90)
+        assert RULES.ae_pain_codes == ["279039007", "161891005", "81680005", "23056005"]
+        assert RULES.while_waiting_kinds == ["ae_attendance", "crisis_team"]
+        assert RULES.waiting_states == ["submitted", "accepted", "booked"]
+        assert RULES.planned_ae_attendance_categories == ["4"]
+        assert RULES.contacts_keep_days == 548
 
     def test_escalation_hours_per_severity(self):
         assert RULES.escalation_hours == {"urgent": 1, "high": 24, "medium": 72}
@@ -253,8 +260,9 @@ class TestLoadRules:
         modules = [*RULES_PY.parent.glob("rules*.py"), RULES_PY.with_name("stalls.py")]
         sources = "".join(p.read_text() for p in modules)
         used = set(re.findall(r"\"((?:stalled|looping|safety|pathway)\.[a-z0-9_]+)", sources))
-        # 6 stall, 5 loop, 2 safety (one kept for replay), 2 pathway prompts
-        assert len(used) == 15, sorted(used)
+        # 6 stall, 5 loop, 2 safety (one kept for replay), 2 pathway prompts; 3 contact rules
+        # (rules_contacts.py: 1 stall, 2 loop)
+        assert len(used) == 18, sorted(used)
         assert used <= set(RULES.severity), sorted(used - set(RULES.severity))
         assert set(RULES.severity) <= used, "severity entries for rules that do not exist"
 
@@ -288,8 +296,8 @@ class TestLoadRules:
             flags=re.M,
         )
         # 18 whole-number thresholds, 2 booking overrides, 2 referral-to-treatment categories,
-        # 3 escalation hours
-        assert n == 18 + 2 + 2 + 3
+        # 3 escalation hours; 5 of the contact rules ([contacts])
+        assert n == 18 + 2 + 2 + 3 + 5
         path = tmp_path / "rules.toml"
         path.write_text(bumped)
         other = load_rules(path)

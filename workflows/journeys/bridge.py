@@ -1,5 +1,6 @@
-"""The Kafka -> Temporal bridge: every referral event, every care-plan assessment and every
-coordinator's action on an alert signals (signal-with-start) the patient's PatientJourney.
+"""The Kafka -> Temporal bridge: every referral event, every care-plan assessment, every
+contact with care the EHRs report (encounters) and every coordinator's action on an alert
+signals (signal-with-start) the patient's PatientJourney.
 
 The bridge keeps no inbox of its own: its effect is a Temporal signal, which cannot share a
 database transaction, so it is at-least-once and the workflow ignores an event id it has
@@ -20,6 +21,7 @@ from temporalio.client import Client
 from shared.auth import service_token
 from shared.consumer import IdempotentConsumer, PermanentError
 from shared.events.care_plans import AssessmentRecorded, CarePlanCreated, CarePlanUpdated
+from shared.events.encounters import EncounterRecorded
 from shared.events.envelope import CloudEvent
 from shared.events.notifications import AlertActionTaken
 from shared.events.referrals import ReferralEventData
@@ -27,9 +29,15 @@ from shared.events.registry import REGISTRY, load_all
 from shared.outbox import install_stop_signals
 from shared.settings import Settings, get_settings
 from shared.telemetry import setup_telemetry
-from shared.topics import CARE_PLANS, NOTIFICATIONS, REFERRALS
+from shared.topics import CARE_PLANS, ENCOUNTERS, NOTIFICATIONS, REFERRALS
 from workflows.journeys import TASK_QUEUE, workflow_id
-from workflows.journeys.state import AlertAction, AssessmentEvent, JourneyEvent, PlanActivity
+from workflows.journeys.state import (
+    AlertAction,
+    AssessmentEvent,
+    ContactEvent,
+    JourneyEvent,
+    PlanActivity,
+)
 from workflows.journeys.worker import connect
 from workflows.journeys.workflows import JourneyInput, PatientJourney
 
@@ -84,6 +92,26 @@ def to_assessment(event: CloudEvent, data: AssessmentRecorded) -> AssessmentEven
         safety_flag=data.safety_flag,
         registered_practice=data.registered_practice,
         holder_org=data.holder_org,
+    )
+
+
+def to_contact(event: CloudEvent, data: EncounterRecorded) -> ContactEvent:
+    """An encounter event as the journey's `contact` signal: codes and times only."""
+    return ContactEvent(
+        event_id=event.id,
+        occurred_at=event.time.isoformat(),
+        encounter_id=data.encounter_id,
+        revision=data.revision,
+        contact_kind=data.contact_kind.value,
+        planned=data.planned,
+        status=data.status.value,
+        started_at=data.started_at.isoformat(),
+        ended_at=data.ended_at.isoformat() if data.ended_at else None,
+        source_org=data.source_org,
+        chief_complaint=data.chief_complaint,
+        diagnosis_codes=list(data.diagnosis_codes),
+        attendance_category=data.attendance_category,
+        discharge_destination=data.discharge_destination,
     )
 
 
@@ -156,6 +184,8 @@ class Bridge:
             signal, arg = "assessment", to_assessment(event, data)  # type: ignore[assignment]
         elif isinstance(data, AlertActionTaken):
             signal, arg = "alert_action", to_action(event, data)  # type: ignore[assignment]
+        elif isinstance(data, EncounterRecorded):
+            signal, arg = "contact", to_contact(event, data)  # type: ignore[assignment]
         else:
             return  # other events (plan versions, consent, deliveries) do not move a journey
         await self.client.start_workflow(
@@ -178,6 +208,7 @@ def build_consumer(
             settings.topic(REFERRALS),
             settings.topic(CARE_PLANS),
             settings.topic(NOTIFICATIONS),
+            settings.topic(ENCOUNTERS),
         ],
         handler=Bridge(client, names).handle,
         settings=settings,
@@ -200,7 +231,10 @@ async def run_bridge(settings: Settings | None = None) -> None:
     stop = asyncio.Event()
     install_stop_signals(stop)
     await consumer.start()
-    logger.info("bridge consuming %s and %s", settings.topic(REFERRALS), settings.topic(CARE_PLANS))
+    logger.info(
+        "bridge consuming %s",
+        ", ".join(settings.topic(t) for t in (REFERRALS, CARE_PLANS, NOTIFICATIONS, ENCOUNTERS)),
+    )
     try:
         await consumer.run(stop)
     finally:

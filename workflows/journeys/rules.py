@@ -15,13 +15,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from workflows.journeys import rules_v1, rules_v2, rules_v2_care
+from workflows.journeys import rules_contacts, rules_v1, rules_v2, rules_v2_care
 from workflows.journeys.stalls import stall_deadlines, stall_text
 from workflows.journeys.state import (
     Alert,
     AlertAction,
     AlertChange,
     AssessmentEvent,
+    ContactEvent,
     Episode,
     Evidence,
     JourneyEvent,
@@ -75,6 +76,21 @@ class Rules:
     no_next_step_weeks: int = 8
     physiotherapy_categories: list[str] = field(default_factory=list)
     mental_health_categories: list[str] = field(default_factory=list)
+    # contacts with care outside referrals (issue #17, rules_contacts.py): off for journeys
+    # recorded before them; the workflow turns them on under workflow.patched("contact-rules").
+    # The defaults are rules.toml's, for histories whose recorded rules predate these fields.
+    contact_rules: bool = False
+    planned_ae_attendance_categories: list[str] = field(default_factory=lambda: ["4"])
+    contacts_keep_days: int = 548
+    frequent_attender_contacts: int = 4
+    frequent_attender_window_days: int = 182
+    while_waiting_kinds: list[str] = field(default_factory=lambda: ["ae_attendance", "crisis_team"])
+    waiting_states: list[str] = field(default_factory=lambda: ["submitted", "accepted", "booked"])
+    ae_pain_attendances: int = 2
+    ae_pain_window_days: int = 90
+    ae_pain_codes: list[str] = field(
+        default_factory=lambda: ["279039007", "161891005", "81680005", "23056005"]
+    )
 
 
 def load_rules(*paths: Path) -> Rules:
@@ -102,6 +118,7 @@ def load_rules(*paths: Path) -> Rules:
 
 def _rules(raw: dict[str, Any]) -> Rules:
     st, lp, sf, esc = raw["stall"], raw["loop"], raw["safety"], raw["escalation"]
+    ct = raw["contacts"]
     return Rules(
         settle_seconds=st["settle_seconds"],
         triage_working_days_routine=st["triage_working_days_routine"],
@@ -133,6 +150,15 @@ def _rules(raw: dict[str, Any]) -> Rules:
         no_next_step_weeks=st["no_next_step"]["weeks"],
         physiotherapy_categories=list(raw["pathway"]["physiotherapy_categories"]),
         mental_health_categories=list(raw["pathway"]["mental_health_categories"]),
+        planned_ae_attendance_categories=list(ct["planned_ae_attendance_categories"]),
+        contacts_keep_days=ct["keep_days"],
+        frequent_attender_contacts=ct["frequent_attender"]["contacts"],
+        frequent_attender_window_days=ct["frequent_attender"]["window_days"],
+        while_waiting_kinds=list(ct["unplanned_while_waiting"]["kinds"]),
+        waiting_states=list(ct["unplanned_while_waiting"]["waiting_states"]),
+        ae_pain_attendances=ct["repeated_ae_pain"]["attendances"],
+        ae_pain_window_days=ct["repeated_ae_pain"]["window_days"],
+        ae_pain_codes=list(ct["repeated_ae_pain"]["codes"]),
     )
 
 
@@ -216,6 +242,21 @@ def apply_plan_activity(state: JourneyState, ev: PlanActivity) -> bool:
         return False
     state.plan_activity.append(ev.occurred_at)
     state.plan_activity.sort(key=ts)
+    return True
+
+
+def apply_contact(state: JourneyState, ev: ContactEvent) -> bool:
+    """A contact with care, or a change to one; False if it was a duplicate or an older
+    revision of an encounter than the one held (revisions may arrive out of order)."""
+    if _seen(state, ev.event_id):
+        return False
+    held = next((c for c in state.contacts if c.encounter_id == ev.encounter_id), None)
+    if held is not None:
+        if held.revision >= ev.revision:
+            return False
+        state.contacts.remove(held)
+    state.contacts.append(ev)
+    state.contacts.sort(key=lambda c: (ts(c.started_at), c.encounter_id))
     return True
 
 
@@ -344,11 +385,15 @@ def _stalls(r: _Raiser) -> None:
     if r.rules.version >= 2:
         live |= rules_v2.no_next_step_alerts(r)
         rules_v2.closed_doors_alerts(r)
+    if r.rules.contact_rules:
+        live |= rules_contacts.judge(r)
     # a stall alert closes itself when its referral moves on
     for a in r.state.alerts:
         if a.kind == "stalled" and a.status != "resolved" and a.key not in live:
             if a.rule == "stalled.no_next_step":
                 a.resolution = rules_v2.next_step_taken(r.state, a)
+            elif a.rule == rules_contacts.WHILE_WAITING:
+                a.resolution = rules_contacts.while_waiting_over(r.state, r.rules, a)
             else:
                 moved = episode(r.state, a.referral_id or "")
                 now_state = moved.current.state.replace("_", " ") if moved else "closed"

@@ -128,6 +128,13 @@ def severities_agree(rules: Rules) -> list[str]:
 
 # --- progressing ------------------------------------------------------------------------------
 
+#: looping alerts that do not progress on "accepted and seen": frequent contact and frequent
+#: attendance never progress (a pattern being seen does not end); repeated A&E for pain
+#: progresses on its own terms (rules_contacts.py)
+OWN_PROGRESS = frozenset(
+    {"looping.frequent_contact", "looping.frequent_attender", "looping.repeated_ae_pain"}
+)
+
 
 def progressing(r: _Raiser) -> None:
     """A looping alert or pathway prompt nobody has taken on, whose cause has gone, leaves the
@@ -140,7 +147,7 @@ def progressing(r: _Raiser) -> None:
             a.status not in UNTOUCHED
             or a.assignee
             or a.kind not in ("looping", "pathway")
-            or a.rule == "looping.frequent_contact"
+            or a.rule in OWN_PROGRESS
         ):
             continue
         since = max((ts(e.at) for e in a.evidence), default=None)

@@ -64,6 +64,29 @@ class PlanActivity:
 
 
 @dataclass
+class ContactEvent:
+    """A contact with care outside referrals (A&E, NHS 111, out-of-hours, crisis team, GP,
+    admission), as the EHRs report it through the integration service: codes only. One
+    encounter changes over time (arrived, finished, cancelled): `revision` rises with each
+    change, and the journey keeps the highest."""
+
+    event_id: str
+    occurred_at: str  # when Waymark heard of this revision
+    encounter_id: str
+    revision: int
+    contact_kind: str  # shared/vocabulary.py ContactKind
+    planned: bool
+    status: str  # shared/vocabulary.py ContactStatus
+    started_at: str  # when the contact happened: the rules' event time
+    ended_at: str | None = None
+    source_org: str = ""  # ODS code of where it happened
+    chief_complaint: str | None = None  # SNOMED CT (the ECDS chief complaint)
+    diagnosis_codes: list[str] = field(default_factory=list)  # SNOMED CT
+    attendance_category: str | None = None  # ECDS attendance category, A&E only
+    discharge_destination: str | None = None  # SNOMED CT (ECDS)
+
+
+@dataclass
 class AlertAction:
     """A coordinator's action on an alert, from the coordinator inbox."""
 
@@ -116,6 +139,8 @@ class Evidence:
     at: str
     state: str
     detail: str = ""
+    # the contact this evidence is (contact rules); None for referral steps and assessments
+    encounter_id: str | None = None
 
 
 @dataclass
@@ -161,6 +186,9 @@ class JourneyState:
     assessments: list[AssessmentEvent] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     plan_activity: list[str] = field(default_factory=list)  # when the care plan changed
+    # contacts with care outside referrals: the latest revision of each encounter, in time order
+    # (rules_contacts.py); those older than the rules' longest window are dropped once judged
+    contacts: list[ContactEvent] = field(default_factory=list)
     seen_event_ids: list[str] = field(default_factory=list)
     duplicates_ignored: int = 0
     events_applied: int = 0

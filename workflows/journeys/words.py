@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from shared.vocabulary import category_words
+from shared.vocabulary import ALWAYS_UNPLANNED, CONTACT_LABELS, category_words
 from workflows.journeys.state import Episode, ts
 
 UK = ZoneInfo("Europe/London")
@@ -50,3 +50,40 @@ def listing(items: list[str]) -> str:
     if len(items) <= 1:
         return "".join(items)
     return f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+# --- contacts with care outside referrals (rules_contacts.py) ------------------------------------
+
+#: what the person did, to start a sentence
+_CONTACT_DID = {
+    "ae_attendance": "Attended A&E",
+    "nhs_111": "Contacted NHS 111",
+    "out_of_hours": "Was seen by the GP out-of-hours service",
+    "crisis_team": "Was in contact with the crisis team",
+    "gp_appointment": "Had an unplanned GP appointment",
+    "admission": "Was admitted to hospital as an emergency",
+    "outpatient_appointment": "Had an unplanned outpatient appointment",
+}
+
+
+def contact_label(kind: str, planned: bool = False) -> str:
+    """'A&E attendance', 'crisis team contact', 'unplanned GP appointment': a contact as it
+    reads in a sentence (the vocabulary's label; "unplanned" where the kind can be either)."""
+    known = {k.value: label for k, label in CONTACT_LABELS.items()}
+    label = known.get(kind, kind.replace("_", " "))
+    first = label.split()[0]
+    if not (first.isupper() or first == "A&E"):
+        label = label[:1].lower() + label[1:]
+    always = {k.value for k in ALWAYS_UNPLANNED}
+    return label if kind in always or planned else f"unplanned {label}"
+
+
+def contact_kinds(contacts: list[tuple[str, bool]]) -> str:
+    """'3 A&E attendances and 1 NHS 111 contact', kinds in the order they first appear."""
+    labels = [contact_label(kind, planned) for kind, planned in contacts]
+    ordered = list(dict.fromkeys(labels))
+    return listing([plural(labels.count(x), x) for x in ordered])
+
+
+def contact_did(kind: str) -> str:
+    return _CONTACT_DID.get(kind, f"Had a {contact_label(kind)}")

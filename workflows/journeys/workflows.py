@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         Rules,
         apply_action,
         apply_assessment,
+        apply_contact,
         apply_plan_activity,
         apply_referral_event,
         evaluate,
@@ -33,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         AlertAction,
         AlertChange,
         AssessmentEvent,
+        ContactEvent,
         Episode,
         JourneyEvent,
         JourneyState,
@@ -88,6 +90,12 @@ class PatientJourney:
             # prompts, progressing. A history recorded before this replays with version 1; a
             # journey running when this is deployed takes it at its next workflow task.
             self._rules = dataclasses.replace(self._rules, version=2)
+        if workflow.patched("contact-rules"):
+            # contacts with care outside referrals (issue #17, rules_contacts.py): frequent
+            # attender, unplanned care while waiting, repeated A&E for pain. A history recorded
+            # before this replays without them; a running journey takes them up when renewed
+            # (the `renew` signal: a patch is decided once, at the start of a run).
+            self._rules = dataclasses.replace(self._rules, contact_rules=True)
         while True:
             self._dirty = False
             now = workflow.now()
@@ -134,6 +142,15 @@ class PatientJourney:
     @workflow.signal
     def referral_event(self, event: JourneyEvent) -> None:
         if apply_referral_event(self._state, event):
+            settle = timedelta(seconds=self._rules.settle_seconds if self._rules else 60)
+            self._settle_until = workflow.now() + settle
+            self._dirty = True
+
+    @workflow.signal
+    def contact(self, event: ContactEvent) -> None:
+        """A contact with care from the EHRs (A&E, 111, out-of-hours, crisis, GP). Judged, like
+        the stalls, once the journey's events have settled: a backlog is judged whole."""
+        if apply_contact(self._state, event):
             settle = timedelta(seconds=self._rules.settle_seconds if self._rules else 60)
             self._settle_until = workflow.now() + settle
             self._dirty = True
