@@ -25,7 +25,7 @@ from tests.journeys.conftest import test_server_binary
 from tests.journeys.test_time_skipping import ev
 from workflows.journeys import workflow_id
 from workflows.journeys.activities import JourneyActivities
-from workflows.journeys.state import AlertAction, AssessmentEvent, PlanActivity
+from workflows.journeys.state import AlertAction, AssessmentEvent, ContactEvent, PlanActivity
 from workflows.journeys.workflows import JourneyInput, PatientJourney
 
 OUT = Path(__file__).with_name("histories")
@@ -187,11 +187,58 @@ async def main() -> None:
         )
         await env.sleep(timedelta(weeks=9))
         await h3.query(PatientJourney.journey)
+        # 4 (contact rules, issue #17): a referral waiting, an A&E attendance for back pain while
+        # it waits (unplanned care while waiting), three more (frequent attender), a later
+        # revision entering one in error, a duplicate, and the wait ending
+        p4 = f"pt_hist_{uuid.uuid4().hex[:8]}"
+        h4 = await env.client.start_workflow(
+            PatientJourney.run, JourneyInput(patient_id=p4), id=workflow_id(p4), task_queue=queue
+        )
+        t4 = await env.get_current_time()
+        await h4.signal(PatientJourney.referral_event, ev("w1", "submitted", t4))
+        await h4.signal(
+            PatientJourney.referral_event, ev("w1", "accepted", t4 + timedelta(hours=3))
+        )
+
+        def contact(i: int, when: object, status: str = "finished", rev: int = 1) -> ContactEvent:
+            return ContactEvent(
+                event_id=f"c4-{i}-{rev}",
+                occurred_at=str(when),
+                encounter_id=f"enc-{i}",
+                revision=rev,
+                contact_kind="ae_attendance" if i % 2 == 0 else "nhs_111",
+                planned=False,
+                status=status,
+                started_at=str(when),
+                source_org="RXX01",
+                chief_complaint="279039007" if i % 2 == 0 else None,
+                attendance_category="1" if i % 2 == 0 else None,
+            )
+
+        await env.sleep(timedelta(days=3))
+        for i in range(5):
+            when = (t4 + timedelta(days=3, hours=i)).isoformat()
+            await h4.signal(PatientJourney.contact, contact(i, when))
+        await h4.signal(PatientJourney.contact, contact(0, (t4 + timedelta(days=3)).isoformat()))
+        await env.sleep(timedelta(minutes=5))
+        await h4.signal(
+            PatientJourney.contact,
+            contact(4, (t4 + timedelta(days=3, hours=4)).isoformat(), "entered_in_error", 2),
+        )
+        await env.sleep(timedelta(days=2))
+        now = await env.get_current_time()
+        for state, hours in (("booked", 1), ("attended", 30)):
+            await h4.signal(
+                PatientJourney.referral_event, ev("w1", state, now + timedelta(hours=hours))
+            )
+        await env.sleep(timedelta(days=3))
+        await h4.query(PatientJourney.journey)
         OUT.mkdir(exist_ok=True)
         for name, handle in (
             ("stall-return-rereferral-pingpong", h1),
             ("safety-ack-snooze-resolve", h2),
             ("v2-doors-next-step-pathway-progressing", h3),
+            ("contacts-frequent-attender-while-waiting", h4),
         ):
             if (OUT / f"{name}.json").exists():
                 print(f"kept {name}: recorded by an earlier version")
