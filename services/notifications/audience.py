@@ -146,6 +146,8 @@ ALERT_RULE_WORDS: Mapping[str, str] = {
     "safety.phq9_item9": "a PHQ-9 answer says the person has had thoughts of being better off "
     "dead or of hurting themselves (item 9 above 0)",
     "stalled.no_next_step": "a referral ended without treatment and nothing has happened since",
+    "stalled.unplanned_while_waiting": "the person needed A&E or the crisis team while waiting "
+    "for a referral to your service",
 }
 
 

@@ -610,3 +610,17 @@ class TestTheBridge:
             attendance_category="1",
             discharge_destination="306689006",
         )
+
+
+class TestNamedEverywhere:
+    def test_every_rule_with_a_severity_has_a_name_on_the_dashboard(self):
+        from services.notifications.dashboard.labels import RULE_NAMES
+
+        assert set(RULES.severity) <= set(RULE_NAMES), sorted(set(RULES.severity) - set(RULE_NAMES))
+
+    def test_an_alert_addressed_to_a_service_says_why_in_words(self):
+        from services.notifications.audience import ALERT_RULE_WORDS
+
+        assert ALERT_RULE_WORDS[WHILE_WAITING] == (
+            "the person needed A&E or the crisis team while waiting for a referral to your service"
+        )

@@ -84,6 +84,7 @@ GROUPS = {
         "waymark.referrals.v1",
         "waymark.care-plans.v1",
         "waymark.notifications.v1",
+        "waymark.encounters.v1",
     ],
 }
 
