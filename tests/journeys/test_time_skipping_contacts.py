@@ -79,6 +79,10 @@ class TestContacts:
         assert [e.encounter_id for e in found[0].evidence] == ["e0", "e1", "e2", "e3"]
         view = await handle.query(PatientJourney.journey)
         assert (view.events_applied, view.duplicates_ignored) == (5, 1)
+        # the journey view shows the contacts, the latest revision of each, in time order
+        assert [(c.encounter_id, c.status) for c in view.contacts] == [
+            (f"e{i}", "finished") for i in range(4)
+        ]
         await env.sleep(timedelta(hours=2))
         assert [a.rule for a in await alerts(handle)] == [FREQUENT]
 

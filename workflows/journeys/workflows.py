@@ -12,7 +12,7 @@ Workflow code does no I/O and never reads the clock: time is `workflow.now()`.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -59,6 +59,9 @@ class JourneyView:
     alerts: list[Alert]
     events_applied: int
     duplicates_ignored: int
+    # contacts with care outside referrals, the latest revision of each, in time order (for the
+    # timeline's marks beside the referral lanes; codes only)
+    contacts: list[ContactEvent] = field(default_factory=list)
 
 
 @workflow.defn
@@ -188,6 +191,7 @@ class PatientJourney:
             alerts=self._state.alerts,
             events_applied=self._state.events_applied,
             duplicates_ignored=self._state.duplicates_ignored,
+            contacts=self._state.contacts,
         )
 
     @workflow.query
