@@ -107,6 +107,8 @@ PATH_VALUES: dict[str, str] = {
     "term_id": "persistent_pain",
     "name": "dashboard.css",
     "rest": "nowhere-in-particular",
+    "source_system": "ers-worklist",
+    "source_ref": "000000123456",
 }
 #: parameters whose value depends on the service (an enum of that service's)
 SERVICE_PATH_VALUES: dict[tuple[str, str], str] = {

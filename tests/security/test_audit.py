@@ -716,6 +716,20 @@ REFERENCED: dict[tuple[str, str], str] = {
         N,
         "GET /dashboard/alerts/{alert_id:path}",
     ): "tests/dashboard/pages/test_alerts.py::test_every_listed_alert_is_an_audited_read",
+    # the integration service's historical import and the receiver's Task write-back: their
+    # own tests check the audit entries (the import needs the integration's credential)
+    (R, "POST /referrals/history"): "tests/referrals/api/test_history.py::"
+    "test_the_import_is_audited_with_its_source",
+    (
+        R,
+        "GET /referrals/history/{source_system}/{source_ref}",
+    ): "tests/referrals/api/test_history.py::test_the_importer_reads_how_far_an_import_got",
+    (R, "PUT /fhir/Task/{referral_id}"): "tests/referrals/api/test_fhir_task.py::"
+    "test_a_task_status_moves_the_referral_through_the_state_machine",
+    (R, "POST /fhir/Task"): "tests/referrals/api/test_fhir_task.py::"
+    "test_post_with_based_on_updates_the_same_task",
+    (R, "GET /fhir/Task"): "tests/referrals/api/test_fhir_task.py::"
+    "test_based_on_finds_the_referrals_task",
 }
 
 #: routes that read or write no patient data, and why

@@ -184,6 +184,7 @@ class TestWriteBack:
     async def test_post_with_based_on_updates_the_same_task(
         self,
         referrals_client: httpx.AsyncClient,
+        referrals_sessions: async_sessionmaker,
         settings: Settings,
         parties: Parties,
     ) -> None:
@@ -202,6 +203,9 @@ class TestWriteBack:
             f"/referrals/{referral['id']}", headers=parties.referrer(settings)
         )
         assert read.json()["state"] == "accepted"
+        audit = await audit_of_referral(referrals_sessions, referral["id"])
+        [entry] = [a for a in audit if a.action == "transition:accept"]
+        assert entry.actor == parties.receiver_user and "via fhir-task" in entry.detail
 
     async def test_the_same_status_again_changes_nothing(
         self,

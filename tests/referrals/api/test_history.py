@@ -431,7 +431,11 @@ class TestIdempotency:
 
 class TestResume:
     async def test_the_importer_reads_how_far_an_import_got(
-        self, referrals_client: httpx.AsyncClient, settings: Settings, parties: Parties
+        self,
+        referrals_client: httpx.AsyncClient,
+        referrals_sessions: async_sessionmaker,
+        settings: Settings,
+        parties: Parties,
     ) -> None:
         body = history_body(parties)
         r = await post(referrals_client, settings, body)
@@ -448,6 +452,9 @@ class TestResume:
             "last_step_at": got.json()["last_step_at"],
         }
         assert _instant(got.json()["last_step_at"]) == _instant(body["history"][-1]["at"])
+        audit = await audit_of_referral(referrals_sessions, r.json()["referral_id"])
+        reads = [a for a in audit if a.resource_type == "ReferralImport"]
+        assert [(a.action, a.actor) for a in reads] == [("read", "service:integration")]
 
     async def test_an_unknown_source_referral_is_a_404(
         self, referrals_client: httpx.AsyncClient, settings: Settings
