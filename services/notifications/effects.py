@@ -30,7 +30,7 @@ from services.notifications.webhooks.effects import queue_referral_deliveries
 from shared.events.care_plans import BreakGlassUsed
 from shared.events.envelope import CloudEvent
 from shared.events.journeys import AlertEventData
-from shared.events.referrals import SYNTHETIC_SOURCE, ReferralEventData
+from shared.events.referrals import HISTORY_SOURCE, SYNTHETIC_SOURCE, ReferralEventData
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -42,8 +42,11 @@ async def apply_event(
     if isinstance(data, ReferralEventData):
         await index_referral(session, event, data)
         await record_history(session, event, data)
-        if event.source == SYNTHETIC_SOURCE:
-            return  # made-up people and referrals (`waymark seed`): nobody to tell
+        if event.source in (SYNTHETIC_SOURCE, HISTORY_SOURCE):
+            # made-up people and referrals (`waymark seed`), or history imported at go-live
+            # (a referral step of months ago, already handled where it happened): indexed for
+            # the dashboard and the figures, but nobody is messaged and no partner is sent it
+            return
         await queue_referral_messages(session, event, data)
         await queue_referral_deliveries(session, event, data)
     elif isinstance(data, AlertEventData):

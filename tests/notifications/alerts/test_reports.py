@@ -21,6 +21,7 @@ from shared.db import make_engine, make_sessionmaker
 from shared.events.envelope import make_event
 from shared.events.referrals import (
     EVENT_FOR_STATE,
+    HISTORY_SOURCE,
     SYNTHETIC_SOURCE,
     ReferralEventData,
     ReferralFlagged,
@@ -283,7 +284,10 @@ class TestReferralHistory:
         await j.apply(make_event(flag, subject=j.patient, time=utc(2019, 3, 2)), flag)
         assert [r.state for r in await self.rows(session, rid)] == ["submitted"]
 
-    async def test_synthetic_referrals_are_recorded_but_owe_nobody_a_message(self, session, infra):
+    @pytest.mark.parametrize("source", [SYNTHETIC_SOURCE, HISTORY_SOURCE])
+    async def test_synthetic_and_imported_referrals_are_recorded_but_owe_nobody_a_message(
+        self, session, infra, source
+    ):
         j = Journey(session, infra)
         real = await j.referral(
             "peer_support", [("submitted", utc(2019, 3, 1)), ("accepted", utc(2019, 3, 2))]
@@ -291,7 +295,7 @@ class TestReferralHistory:
         made_up = await j.referral(
             "peer_support",
             [("submitted", utc(2019, 3, 1)), ("accepted", utc(2019, 3, 2))],
-            source=SYNTHETIC_SOURCE,
+            source=source,
         )
         for rid in (real, made_up):
             assert [r.state for r in await self.rows(session, rid)] == ["submitted", "accepted"]
