@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ssl
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,14 +18,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from hl7.mllp import open_hl7_connection
 
-from devtools.stack.health import heartbeat_file
-from shared.heartbeat import read_heartbeat
-from shared.settings import Settings, settings_env
-from tests.helpers import eventually
+from shared.settings import Settings
 from tests.integration.conftest import NewSource
+from tests.integration.hl7.listeners import own_listener
 from tests.integration.hl7.messages import adt
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 def make_certificate(directory: Path) -> tuple[Path, Path]:
@@ -64,36 +58,15 @@ async def tls_listener(
 ) -> AsyncIterator[tuple[Settings, Path]]:
     directory = tmp_path_factory.mktemp("mllp-tls")
     cert, key = make_certificate(directory)
-    s = Settings(
-        **{
-            **infra.model_dump(),
-            # its own run directory (heartbeat, pid) and port, beside the test instance's own
-            "instance": f"{infra.instance}-tls",
-            "integration_mllp_port": infra.integration_mllp_listen_port + 1,
-            "integration_mllp_tls_cert_path": cert,
-            "integration_mllp_tls_key_path": key,
-        }
-    )
-    s.run_dir.mkdir(parents=True, exist_ok=True)
-    log = open(directory / "listener.log", "ab")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.integration.hl7"],
-        env=settings_env(s),
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        beat = heartbeat_file(s, "integration-mllp")
-        await eventually(
-            lambda: (hb := read_heartbeat(beat)) is not None and hb.pid == proc.pid, timeout=90
-        )
+    async with own_listener(
+        infra,
+        "tls",
+        directory,
+        1,
+        integration_mllp_tls_cert_path=cert,
+        integration_mllp_tls_key_path=key,
+    ) as s:
         yield s, cert
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
-        heartbeat_file(s, "integration-mllp").unlink(missing_ok=True)
 
 
 class TestTls:
