@@ -234,3 +234,36 @@ class TestRedrive:
             i=uuid.UUID(refused.result.dead_letter_id or ""),
         )
         assert row.status == "redriven"
+
+
+class TestAcks:
+    async def test_a_header_without_message_type_components_still_gets_its_control_id_back(
+        self, integration_sessions, infra: Settings, new_source: NewSource
+    ) -> None:
+        source = await new_source()
+        raw = adt("A04", facility=source.sending_facility or "", control_id="NC1", visit="V")
+        raw = raw.replace("ADT^A04^ADT_A01", "ADT", 1)
+        answer = await receive(integration_sessions, infra, raw.encode())
+        assert msa(answer.ack)[:2] == ("AR", "NC1") and err_code(answer.ack) == "201"
+
+    async def test_a_reason_quoting_the_message_is_escaped_in_the_ack(
+        self, integration_sessions, infra: Settings, new_source: NewSource
+    ) -> None:
+        source = await new_source()
+        # a "code" holding an HL7 escape sequence: the reason quotes it back
+        raw = adt(
+            "A04",
+            facility=source.sending_facility or "",
+            control_id="ESC1",
+            visit="V",
+            chief="2790\\S\\39007^Back pain^SCT",
+        )
+        answer = await receive(integration_sessions, infra, raw.encode())
+        ack = hl7.parse(answer.ack)
+        assert [str(s[0]) for s in ack] == ["MSH", "MSA", "ERR"]
+        assert msa(answer.ack)[:2] == ("AE", "ESC1")
+        # on the wire the reason's backslashes are escaped (\E\, HL7 2.10.4); the library
+        # reads the reason back as it was written
+        [msa_line] = [line for line in answer.ack.split("\r") if line.startswith("MSA")]
+        assert "2790\\E\\" in msa_line
+        assert msa(answer.ack)[2] == answer.result.detail
