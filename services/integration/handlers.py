@@ -213,9 +213,12 @@ async def apply_message(
         _log(
             session, seen, source.id, control_id, channel, "accepted", "AA", None, fingerprint, now
         )
-        await repository.resolve_dead_letters(
-            session, source_id=source.id, control_id=control_id, by="resent", at=now
-        )
+        if seen is not None:
+            # refused before (its letters are open): the resend that is applied closes them; a
+            # control id never seen has no letters under this source
+            await repository.resolve_dead_letters(
+                session, source_id=source.id, control_id=control_id, by="resent", at=now
+            )
     return MessageResult(ack_code="AA", changed=changed)
 
 

@@ -13,7 +13,7 @@ import hl7
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.integration.domain import ContactReport
+from services.integration.domain import ContactReport, UnmappableReport
 from services.integration.handlers import (
     REDRIVERS,
     Channel,
@@ -51,7 +51,7 @@ ERROR_TEXT = {
     "207": "Application internal error",
 }
 #: an empty ACK's header, for a message whose own MSH cannot be read
-BLANK_MSH = "MSH|^~\\&|||||||ACK||P|2.4"
+BLANK_MSH = "MSH|^~\\&|||||||ACK^^ACK||P|2.4"
 
 
 @dataclass
@@ -89,12 +89,21 @@ async def receive(
         return await _unreadable(sessions, text, str(exc), now=now)
     try:
         message = domain.read(text)
+        body_error = None
     except domain.Malformed as exc:
-        return await _unreadable(sessions, text, str(exc), now=now)
+        # a readable header names the sender and the control id: the refusal is then the
+        # sender's (its status, its dead letters), answered AE (fix the content and resend)
+        message = _header_only(text)
+        if message is None:
+            return await _unreadable(sessions, text, str(exc), now=now)
+        body_error = str(exc)
     head = domain.header(message)
     codes: list[str] = []
 
     def reports(source: SourceSystem) -> list[ContactReport]:
+        if body_error is not None:
+            codes.append(ERROR_CODES["unreadable"])
+            raise UnmappableReport(body_error)
         try:
             return domain.reports(message, org_code=source.org_code)
         except domain.NotTaken as exc:
@@ -125,13 +134,17 @@ async def _unreadable(
     no source. Answered AR."""
     letter = await record_unreadable(sessions, text, reason, now=now)
     result = MessageResult(ack_code="AR", detail=reason, dead_letter_id=letter)
-    try:
-        # its MSH alone may still parse: then the ACK names the sender and its control id
-        msh = text.replace("\n", "\r").split("\r", 1)[0]
-        message = domain.read(msh) if msh.startswith("MSH|^~\\&") else hl7.parse(BLANK_MSH)
-    except domain.Malformed:
-        message = hl7.parse(BLANK_MSH)
+    message = hl7.parse(BLANK_MSH)
     return Answer(result, build_ack(message, result, None, code=ERROR_CODES["unreadable"]))
+
+
+def _header_only(text: str) -> hl7.Message | None:
+    """The message's MSH alone, when that much can be read."""
+    msh = text.replace("\n", "\r").split("\r", 1)[0]
+    try:
+        return domain.read(msh)
+    except domain.Malformed:
+        return None
 
 
 async def record_unreadable(
@@ -169,7 +182,15 @@ def build_ack(
     id; for AE/AR the reason in MSA-3 and an ERR segment (ERR-3 HL7 table 0357, ERR-4 severity
     E, ERR-8 the reason)."""
     facility = settings.ics if settings is not None else ""
-    ack = message.create_ack(result.ack_code, application=APPLICATION, facility=facility)
+    try:
+        ack = message.create_ack(result.ack_code, application=APPLICATION, facility=facility)
+    except (TypeError, IndexError, KeyError):
+        # the library needs MSH-9 with its components; a header without them still gets an
+        # answer naming its control id
+        ack = hl7.parse(BLANK_MSH).create_ack(
+            result.ack_code, application=APPLICATION, facility=facility
+        )
+        ack.segment("MSA").assign_field(domain.header(message).control_id, 2)
     if result.ack_code != "AA":
         reason = message.escape((result.detail or "refused")[:400])
         code = code or _code(result)

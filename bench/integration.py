@@ -1,0 +1,268 @@
+"""HL7 v2 over MLLP: ADT messages per second from an MLLP client to the event on
+waymark.encounters.v1, with p50/p99 ACK latency, against a raw MLLP echo server in the same
+run.
+
+  waymark: the integration-mllp process (started as `waymark up` starts it) parses each A04,
+           applies it in one transaction (contact, outbox event, message log, audit), answers
+           AA after the commit; the integration relay publishes the event to Kafka. The clock
+           stops when the last message's event is on the topic.
+  raw:     a separate process running the same library's MLLP server (`hl7.mllp`) that parses
+           each message and answers AA with `create_ack`, no other work.
+
+Both sides get the same messages from the same client: `--connections` MLLP connections, each
+sending one message and waiting for its ACK before the next (as a PAS does). Any ACK other than
+AA, or any error, and the run prints what failed and exits non-zero without a ratio.
+
+Run on demand from the repository root: `python -m bench.integration [--messages N]
+[--connections C]`. It works as the
+instance of the environment (default `bench`: database waymark_bench), registers a source of
+its own each run, and needs PostgreSQL and Kafka up (`waymark up`). Record results in
+bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _k, _v in {
+    "WAYMARK_INSTANCE": "bench",
+    "WAYMARK_DB_NAME": "waymark_bench",
+    "WAYMARK_TOPIC_PREFIX": "bench.",
+    "WAYMARK_TEMPORAL_NAMESPACE": "waymark-bench",
+}.items():
+    os.environ.setdefault(_k, _v)
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import platform  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from datetime import UTC, datetime, timedelta  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import hl7  # noqa: E402
+from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
+from hl7.mllp import open_hl7_connection, start_hl7_server  # noqa: E402
+
+from devtools import stack  # noqa: E402
+from services.integration.models import SourceSystem  # noqa: E402
+from shared.db import make_engine, make_sessionmaker, unit_of_work  # noqa: E402
+from shared.settings import Settings, get_settings  # noqa: E402
+from shared.topics import ENCOUNTERS  # noqa: E402
+
+PARTS = ("integration-relay", "integration-mllp")
+ROOT = Path(__file__).resolve().parent.parent
+NHS_BODY = 999_000_000
+
+
+def nhs_number(i: int) -> str:
+    """A 999-range (test) NHS number with a valid Modulus 11 check digit."""
+    while True:
+        body = f"{NHS_BODY + i % 1_000_000:09d}"
+        check = 11 - sum(int(d) * w for d, w in zip(body, range(10, 1, -1), strict=True)) % 11
+        if check != 10:
+            return body + str(0 if check == 11 else check)
+        i += 1
+
+
+def messages(facility: str, n: int, tag: str) -> list[str]:
+    at = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y%m%d%H%M%S+0000")
+    return [
+        "\r".join(
+            [
+                f"MSH|^~\\&|PAS|{facility}|WAYMARK|ICS-1|{at}||ADT^A04^ADT_A01|{tag}-{i}|P|2.4",
+                f"EVN|A04|{at}",
+                f"PID|1||H{i}^^^RX1^MR~{nhs_number(i)}^^^NHS^NH||SYNTHETIC^ALEX",
+                "PV1|1|E|MAJORS^^^RX101" + "|" * 16 + f"{tag}-V{i}" + "|" * 25 + at,
+                "PV2|||279039007^Low back pain^SCT",
+            ]
+        )
+        for i in range(n)
+    ]
+
+
+async def drive(port: int, batches: list[list[str]]) -> tuple[float, list[float], list[str]]:
+    """Send each batch on its own connection, one message at a time; (elapsed, ACK latencies,
+    failures)."""
+    latencies: list[float] = []
+    failures: list[str] = []
+
+    async def one_connection(batch: list[str]) -> None:
+        try:
+            reader, writer = await open_hl7_connection("127.0.0.1", port, encoding="utf-8")
+        except OSError as exc:
+            failures.append(f"connect: {exc}")
+            return
+        try:
+            for m in batch:
+                t = time.perf_counter()
+                writer.writemessage(hl7.parse(m))
+                await writer.drain()
+                ack = await asyncio.wait_for(reader.readmessage(), 60)
+                latencies.append(time.perf_counter() - t)
+                if str(ack["MSA.F1"]) != "AA":
+                    failures.append(f"{ack['MSA.F2']}: {ack['MSA.F1']} {ack['MSA.F3']}")
+        except Exception as exc:  # noqa: BLE001 (a bench counts every failure)
+            failures.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            writer.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one_connection(b) for b in batches))
+    return time.perf_counter() - t0, latencies, failures
+
+
+def split(items: list[str], parts: int) -> list[list[str]]:
+    return [items[i::parts] for i in range(parts)]
+
+
+async def echo_server(port: int) -> None:
+    async def answer(reader, writer) -> None:  # type: ignore[no-untyped-def]
+        try:
+            while True:
+                message = await reader.readmessage()
+                writer.writemessage(message.create_ack("AA"))
+                await writer.drain()
+        except asyncio.IncompleteReadError:
+            pass
+        finally:
+            writer.close()
+
+    server = await start_hl7_server(answer, "127.0.0.1", port, encoding="utf-8")
+    async with server:
+        await server.serve_forever()
+
+
+async def wait_for_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+async def run_raw(s: Settings, batches: list[list[str]]) -> tuple[float, list[float], list[str]]:
+    port = s.integration_mllp_listen_port + 2
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.integration", "--echo-server", str(port)], cwd=ROOT
+    )
+    try:
+        await wait_for_port(port)
+        return await drive(port, batches)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+async def run_waymark(
+    s: Settings, batches: list[list[str]], source_id: str, n: int
+) -> tuple[float, float, list[float], list[str]]:
+    """(seconds to the last ACK, seconds to the last event on the topic, latencies, failures)"""
+    topic = s.topic(ENCOUNTERS)
+    consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers, group_id=None)
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic)
+        if not parts:
+            await consumer._client.force_metadata_update()  # noqa: SLF001
+            parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        consumer.assign(tps)
+        for tp, offset in (await consumer.end_offsets(tps)).items():
+            consumer.seek(tp, offset)
+        seen: set[str] = set()
+
+        async def events() -> float:
+            while len(seen) < n:
+                for records in (await consumer.getmany(timeout_ms=200)).values():
+                    for r in records:
+                        data = json.loads(r.value)["data"]
+                        if data["source_system"] == source_id:
+                            seen.add(data["encounter_id"])
+            return time.perf_counter()
+
+        t0 = time.perf_counter()
+        watcher = asyncio.create_task(events())
+        acked, latencies, failures = await drive(s.integration_mllp_listen_port, batches)
+        if failures:
+            watcher.cancel()
+            return acked, float("nan"), latencies, failures
+        try:
+            last_event = await asyncio.wait_for(watcher, 120)
+        except TimeoutError:
+            failures.append(f"only {len(seen)} of {n} events reached {topic} within 120 s")
+            return acked, float("nan"), latencies, failures
+        return acked, last_event - t0, latencies, failures
+    finally:
+        await consumer.stop()
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] * 1000
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--connections", type=int, default=8)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    s = get_settings()
+    await stack.prepare(s)
+    for name in PARTS:
+        await stack.part_by_name(name).start(s)
+    tag = uuid.uuid4().hex[:8].upper()
+    source = SourceSystem(
+        id=f"bench-{tag.lower()}",
+        name="Bench PAS",
+        org_code="RX1",
+        channel="hl7v2",
+        sending_facility=f"BENCH{tag}",
+    )
+    engine = make_engine(s, "integration", pool_size=1)
+    async with unit_of_work(make_sessionmaker(engine)) as session:
+        session.add(source)
+    await engine.dispose()
+    n = args.messages
+    batches = split(messages(source.sending_facility or "", n, tag), args.connections)
+
+    raw_s, raw_lat, raw_fail = await run_raw(s, batches)
+    ack_s, event_s, way_lat, way_fail = await run_waymark(s, batches, source.id, n)
+
+    print(f"machine: {platform.node()} {os.cpu_count()} cores, python {platform.python_version()}")
+    print(f"messages: {n} ADT A04, {args.connections} connections, one message in flight each")
+    if raw_fail or way_fail:
+        for f in (raw_fail + way_fail)[:20]:
+            print(f"FAILED: {f}")
+        print(f"{len(raw_fail)} raw and {len(way_fail)} Waymark failures: no ratio")
+        return 1
+    raw_rate, way_rate = n / raw_s, n / event_s
+    print(
+        f"raw MLLP echo (parse + ACK):           {raw_rate:8.0f} msg/s   "
+        f"ACK p50 {pct(raw_lat, 50):7.1f} ms  p99 {pct(raw_lat, 99):7.1f} ms"
+    )
+    print(
+        f"Waymark MLLP -> commit -> ACK:         {n / ack_s:8.0f} msg/s   "
+        f"ACK p50 {pct(way_lat, 50):7.1f} ms  p99 {pct(way_lat, 99):7.1f} ms"
+    )
+    print(f"Waymark MLLP -> event on the topic:    {way_rate:8.0f} msg/s")
+    print(f"ratio (to the topic / raw):            {way_rate / raw_rate:8.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--echo-server":
+        asyncio.run(echo_server(int(sys.argv[2])))
+    else:
+        sys.exit(asyncio.run(main()))
