@@ -6,7 +6,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, text, tuple_, update
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.integration.models import DeadLetter, Encounter, InboundMessage, SourceSystem
@@ -16,23 +17,16 @@ async def source_by_id(session: AsyncSession, source_id: str) -> SourceSystem | 
     return await session.get(SourceSystem, source_id)
 
 
-async def source_by_facility(session: AsyncSession, facility: str) -> SourceSystem | None:
-    rows = await session.exec(  # type: ignore[call-overload]
-        select(SourceSystem).where(func.upper(SourceSystem.sending_facility) == facility.upper())
-    )
-    return rows.scalars().first()  # type: ignore[no-any-return]
-
-
 async def source_by_client(session: AsyncSession, client_id: str) -> SourceSystem | None:
     rows = await session.exec(  # type: ignore[call-overload]
         select(SourceSystem).where(SourceSystem.client_id == client_id)
     )
-    return rows.scalars().first()  # type: ignore[no-any-return]
+    return rows.first()  # type: ignore[no-any-return]
 
 
 async def sources(session: AsyncSession) -> list[SourceSystem]:
     rows = await session.exec(select(SourceSystem).order_by(SourceSystem.id))  # type: ignore[call-overload]
-    return list(rows.scalars().all())
+    return list(rows.all())
 
 
 async def message(
@@ -42,27 +36,7 @@ async def message(
         InboundMessage.source_system == source_id, InboundMessage.control_id == control_id
     )
     rows = await session.exec(q.with_for_update() if lock else q)  # type: ignore[call-overload]
-    return rows.scalars().first()  # type: ignore[no-any-return]
-
-
-async def lock_message_key(session: AsyncSession, source_id: str, control_id: str) -> None:
-    """Serialise two deliveries of one control id (a sender that resends while the first is
-    still being applied): the second waits for the first's commit, then sees it."""
-    key = f"{source_id}\x1f{control_id}"
-    await session.exec(  # type: ignore[call-overload]
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))").bindparams(k=key)
-    )
-
-
-async def encounter_by_ref(
-    session: AsyncSession, source_id: str, source_ref: str
-) -> Encounter | None:
-    rows = await session.exec(  # type: ignore[call-overload]
-        select(Encounter)
-        .where(Encounter.source_system == source_id, Encounter.source_ref == source_ref)
-        .with_for_update()
-    )
-    return rows.scalars().first()  # type: ignore[no-any-return]
+    return rows.first()  # type: ignore[no-any-return]
 
 
 async def open_dead_letters(
@@ -72,7 +46,7 @@ async def open_dead_letters(
     if source_id is not None:
         q = q.where(DeadLetter.source_system == source_id)
     rows = await session.exec(q.order_by(DeadLetter.received_at).limit(limit))  # type: ignore[call-overload]
-    return list(rows.scalars().all())
+    return list(rows.all())
 
 
 async def dead_letter(
@@ -80,7 +54,7 @@ async def dead_letter(
 ) -> DeadLetter | None:
     q = select(DeadLetter).where(DeadLetter.id == letter_id)
     rows = await session.exec(q.with_for_update() if lock else q)  # type: ignore[call-overload]
-    return rows.scalars().first()  # type: ignore[no-any-return]
+    return rows.first()  # type: ignore[no-any-return]
 
 
 async def resolve_dead_letters(
@@ -121,3 +95,71 @@ async def unknown_sender_letters(session: AsyncSession) -> int:
         text("SELECT count(*) FROM dead_letter WHERE source_system IS NULL AND status = 'open'")
     )
     return int(rows.scalar_one())
+
+
+# --- a batch of messages (services/integration/applying.py): one query each --------------------
+
+
+async def sources_named(
+    session: AsyncSession, ids: set[str], facilities: set[str]
+) -> list[SourceSystem]:
+    """The sources with these ids, or these sending facilities (MSH-4, any case)."""
+    q = select(SourceSystem).where(
+        SourceSystem.id.in_(ids)  # type: ignore[attr-defined]
+        | func.upper(SourceSystem.sending_facility).in_(facilities)
+    )
+    return list((await session.exec(q)).all())  # type: ignore[call-overload]
+
+
+async def lock_message_keys(session: AsyncSession, keys: list[tuple[str, str]]) -> None:
+    """Serialise deliveries of one control id across processes (a sender resending while the
+    first is still being applied elsewhere): the later waits for the earlier's commit, then
+    sees it. Taken in one order in every batch, so two batches never wait on each other."""
+    await session.exec(  # type: ignore[call-overload]
+        text(
+            "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT hashtextextended(k, 0) AS h "
+            "FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS ordered"
+        ).bindparams(keys=[f"{s}\x1f{c}" for s, c in keys])
+    )
+
+
+async def messages_locked(
+    session: AsyncSession, keys: list[tuple[str, str]]
+) -> list[InboundMessage]:
+    q = (
+        select(InboundMessage)
+        .where(tuple_(InboundMessage.source_system, InboundMessage.control_id).in_(keys))
+        .with_for_update()
+    )
+    return list((await session.exec(q)).all())  # type: ignore[call-overload]
+
+
+async def contacts_locked(session: AsyncSession, refs: list[tuple[str, str]]) -> list[Encounter]:
+    q = (
+        select(Encounter)
+        .where(tuple_(Encounter.source_system, Encounter.source_ref).in_(refs))
+        .order_by(Encounter.source_system, Encounter.source_ref)  # type: ignore[arg-type]
+        .with_for_update()
+    )
+    return list((await session.exec(q)).all())  # type: ignore[call-overload]
+
+
+async def close_dead_letters(
+    session: AsyncSession,
+    keys: list[tuple[str, str]],
+    *,
+    keep: list[uuid.UUID],
+    by: str,
+    at: datetime,
+) -> None:
+    """Messages applied at last (resent by their senders or re-driven): their open letters
+    close, except `keep` (letters written in this very transaction)."""
+    await session.exec(  # type: ignore[call-overload]
+        update(DeadLetter)
+        .where(
+            tuple_(DeadLetter.source_system, DeadLetter.control_id).in_(keys),
+            DeadLetter.status == "open",  # type: ignore[arg-type]
+            DeadLetter.id.not_in(keep),  # type: ignore[union-attr]
+        )
+        .values(status="redriven", resolved_at=at, resolved_by=by)
+    )

@@ -1,0 +1,382 @@
+"""Applying messages: the one path every channel's messages take (HL7 v2, FHIR, bulk), one
+transaction for a batch of messages, each message all or nothing within it.
+
+A batch costs a fixed handful of statements however many messages it holds: the senders, the
+control ids' locks and log rows and the contacts are read in one query each, every decision is
+made in memory (pure: services/integration/domain.py), and what changed is written when the unit
+of work flushes, one multi-row INSERT per table. So a listener that gathers what arrived while
+the previous batch committed (services/integration/group_commit.py) pays for its commits, not
+for each message, and a message is still acknowledged only after the commit that holds it.
+
+A message's outcome does not depend on the batch it shares: messages are decided in order, each
+seeing what the ones before it did (a resend of a control id within one batch is a duplicate;
+two messages about one visit are two revisions), and a refused message leaves nothing but its
+log row and dead letter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.integration import repository
+from services.integration.domain import (
+    ContactFacts,
+    ContactReport,
+    UnmappableReport,
+    checked,
+    merged,
+)
+from services.integration.events import encounter_recorded
+from services.integration.models import DeadLetter, Encounter, InboundMessage, SourceSystem
+from shared.access import Principal, Role
+from shared.audit import record_audit
+from shared.outbox import add_event
+from shared.pseudonym import pseudonymise
+from shared.settings import Settings
+from shared.topics import ENCOUNTERS
+from shared.vocabulary import ContactKind, ContactStatus
+
+logger = logging.getLogger(__name__)
+
+Channel = Literal["hl7v2", "fhir", "bulk"]
+#: HL7 v2 acknowledgement codes (HL7 v2.5.1 table 0008), used by every channel's log:
+#: AA accepted; AE an error in the message's content (fix it and resend); AR refused for
+#: reasons outside its content (unknown sender, unsupported message, a reused control id)
+AckCode = Literal["AA", "AE", "AR"]
+
+
+class Refused(Exception):
+    """The message is refused whatever its content (HL7 v2 AR): an unregistered or inactive
+    sender, a message type Waymark does not take."""
+
+
+@dataclass
+class MessageResult:
+    ack_code: AckCode
+    detail: str | None = None
+    duplicate: bool = False
+    # (encounter id, revision) of every contact the message created or changed
+    changed: list[tuple[str, int]] = field(default_factory=list)
+    dead_letter_id: str | None = None
+
+
+def digest(payload: str | bytes) -> str:
+    raw = payload.encode() if isinstance(payload, str) else payload
+    return hashlib.sha256(raw).hexdigest()
+
+
+def source_principal(source: SourceSystem, settings: Settings) -> Principal:
+    """A source system as the audit log names it."""
+    return Principal(
+        user=f"source:{source.id}",
+        roles=frozenset({Role.PARTNER}),
+        org=source.org_code,
+        ics=settings.ics,
+        name=source.name,
+    )
+
+
+NOT_REGISTERED = "the sending system is not registered with Waymark (or is switched off)"
+NO_CONTROL_ID = "the message has no control id (HL7 v2 MSH-10)"
+
+
+@dataclass
+class Incoming:
+    """One message to apply. The sender is named by its source id or, for HL7 v2, by the
+    sending facility (MSH-4) it registered. `reports` turns the message into contacts for that
+    source; raising UnmappableReport refuses it with AE, raising Refused with AR."""
+
+    channel: Channel
+    control_id: str | None
+    payload: str
+    reports: Callable[[SourceSystem], Sequence[ContactReport]]
+    source_id: str | None = None
+    sending_facility: str | None = None
+    now: datetime | None = None
+
+
+@dataclass
+class _Batch:
+    """What the batch knows, updated as each message is decided."""
+
+    settings: Settings
+    session: AsyncSession
+    by_id: dict[str, SourceSystem] = field(default_factory=dict)
+    by_facility: dict[str, SourceSystem] = field(default_factory=dict)
+    seen: dict[tuple[str, str], InboundMessage] = field(default_factory=dict)
+    contacts: dict[tuple[str, str], Encounter] = field(default_factory=dict)
+    refused_before: set[tuple[str, str]] = field(default_factory=set)
+    resolved: list[tuple[str, str]] = field(default_factory=list)
+
+    def source(self, item: Incoming) -> SourceSystem | None:
+        if item.source_id:
+            return self.by_id.get(item.source_id)
+        if item.sending_facility:
+            return self.by_facility.get(item.sending_facility.upper())
+        return None
+
+
+async def apply_in(
+    session: AsyncSession, settings: Settings, items: Sequence[Incoming]
+) -> list[MessageResult]:
+    """Decide and stage every message of a batch in the caller's transaction (the caller's
+    unit of work commits, and only then may any message be acknowledged)."""
+    batch = _Batch(settings=settings, session=session)
+    await _load_sources(batch, items)
+    keys = sorted(
+        {
+            (src.id, item.control_id)
+            for item in items
+            if (src := batch.source(item)) is not None and item.control_id
+        }
+    )
+    if keys:
+        await repository.lock_message_keys(session, keys)
+        await _load_seen(batch, keys)
+    planned = [_plan(batch, item) for item in items]
+    refs = sorted({ref for plan in planned for ref in plan.refs})
+    if refs:
+        await _load_contacts(batch, refs)
+    results = [_decide(batch, item, plan) for item, plan in zip(items, planned, strict=True)]
+    if batch.resolved:
+        new_letters = [x.id for x in session.new if isinstance(x, DeadLetter)]
+        await repository.close_dead_letters(
+            session, batch.resolved, keep=new_letters, by="resent", at=datetime.now(UTC)
+        )
+    return results
+
+
+@dataclass
+class _Plan:
+    source: SourceSystem | None = None
+    reports: Sequence[ContactReport] = ()
+    refusal: tuple[str, str] | None = None  # (ack code, reason) found before the database
+    refs: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _plan(batch: _Batch, item: Incoming) -> _Plan:
+    """Everything about a message that needs no contact read: its sender and its reports."""
+    source = batch.source(item)
+    if source is None or not source.active:
+        return _Plan(refusal=("AR", NOT_REGISTERED))
+    if not item.control_id:
+        return _Plan(source=source, refusal=("AR", NO_CONTROL_ID))
+    try:
+        reports = list(item.reports(source))
+    except UnmappableReport as exc:
+        return _Plan(source=source, refusal=("AE", str(exc)))
+    except Refused as exc:
+        return _Plan(source=source, refusal=("AR", str(exc)))
+    return _Plan(source=source, reports=reports, refs=[(source.id, r.source_ref) for r in reports])
+
+
+def _decide(batch: _Batch, item: Incoming, plan: _Plan) -> MessageResult:
+    now = item.now or datetime.now(UTC)
+    fingerprint = digest(item.payload)
+    source = plan.source
+    if source is None:
+        known = batch.source(item)  # registered but switched off: its refusals are its own
+        return _dead(batch, item, known, "AR", NOT_REGISTERED, now)
+    key = (source.id, item.control_id or "")
+    seen = batch.seen.get(key) if item.control_id else None
+    if seen is not None and seen.outcome == "accepted":
+        if seen.digest == fingerprint:
+            return MessageResult(ack_code="AA", duplicate=True)
+        reason = f"control id {item.control_id} was used before for another message"
+        return _dead(batch, item, source, "AR", reason, now, log=False)
+    if plan.refusal is not None:
+        return _dead(batch, item, source, *plan.refusal, now)
+    try:
+        staged = [_staged(batch, source, item, report, now) for report in plan.reports]
+    except UnmappableReport as exc:
+        return _dead(batch, item, source, "AE", str(exc), now)
+    changed = []
+    for report, facts, patient_id in staged:
+        if facts is not None:
+            changed.append(_write(batch, source, item, report, facts, patient_id, now))
+    _log(batch, item, source, "accepted", "AA", None, fingerprint, now)
+    if key in batch.refused_before:
+        batch.refused_before.discard(key)
+        _resolve_letters(batch, key, now)
+    return MessageResult(ack_code="AA", changed=changed)
+
+
+def _staged(
+    batch: _Batch, source: SourceSystem, item: Incoming, report: ContactReport, now: datetime
+) -> tuple[ContactReport, ContactFacts | None, str]:
+    """A report checked against what is known (nothing written yet). Raises UnmappableReport."""
+    nhs, facts = checked(report, now=now)
+    patient_id = pseudonymise(nhs, batch.settings)
+    row = batch.contacts.get((source.id, report.source_ref))
+    if row is not None and row.patient_id != patient_id:
+        # a visit number now names another person: a merge or a mistake at the source, which
+        # a person must look at (never silently moved between journeys)
+        raise UnmappableReport(
+            f"visit {report.source_ref!r} was reported before for another NHS number"
+        )
+    return report, merged(_facts(row) if row is not None else None, facts), patient_id
+
+
+def _write(
+    batch: _Batch,
+    source: SourceSystem,
+    item: Incoming,
+    report: ContactReport,
+    facts: ContactFacts,
+    patient_id: str,
+    now: datetime,
+) -> tuple[str, int]:
+    row = batch.contacts.get((source.id, report.source_ref))
+    if row is None:
+        row = Encounter(
+            id=uuid.uuid4(),
+            source_system=source.id,
+            source_ref=report.source_ref,
+            patient_id=patient_id,
+            revision=0,
+            channel=item.channel,
+        )
+        batch.contacts[(source.id, report.source_ref)] = row
+    _apply(row, facts)
+    row.revision += 1
+    row.updated_at = now
+    batch.session.add(row)
+    add_event(
+        batch.session,
+        topic=batch.settings.topic(ENCOUNTERS),
+        event=encounter_recorded(row),
+    )
+    record_audit(
+        batch.session,
+        principal=source_principal(source, batch.settings),
+        action="contact-recorded",
+        resource_type="Encounter",
+        resource_id=str(row.id),
+        patient_id=patient_id,
+        detail=f"{item.channel} revision {row.revision}",
+    )
+    return str(row.id), row.revision
+
+
+def _dead(
+    batch: _Batch,
+    item: Incoming,
+    source: SourceSystem | None,
+    ack: str,
+    reason: str,
+    now: datetime,
+    *,
+    log: bool = True,
+) -> MessageResult:
+    letter = DeadLetter(
+        id=uuid.uuid4(),
+        source_system=source.id if source is not None else None,
+        channel=item.channel,
+        control_id=item.control_id,
+        received_at=now,
+        reason=reason,
+        # PostgreSQL text holds no NUL; the rest is kept as received
+        payload=item.payload.replace("\x00", "\\x00"),
+    )
+    batch.session.add(letter)
+    if log and source is not None and item.control_id:
+        _log(batch, item, source, "refused", ack, reason, digest(item.payload), now)
+    logger.info("refused a %s message (%s): %s", item.channel, ack, reason)
+    return MessageResult(ack_code=ack, detail=reason, dead_letter_id=str(letter.id))  # type: ignore[arg-type]
+
+
+def _log(
+    batch: _Batch,
+    item: Incoming,
+    source: SourceSystem,
+    outcome: str,
+    ack: str,
+    detail: str | None,
+    fingerprint: str,
+    now: datetime,
+) -> None:
+    key = (source.id, item.control_id or "")
+    row = batch.seen.get(key)
+    if row is None:
+        row = InboundMessage(source_system=source.id, control_id=item.control_id)  # type: ignore[call-arg]
+        batch.seen[key] = row
+    row.channel = item.channel
+    row.outcome = outcome
+    row.ack_code = ack
+    row.detail = detail
+    row.digest = fingerprint
+    row.received_at = now
+    batch.session.add(row)
+
+
+def _resolve_letters(batch: _Batch, key: tuple[str, str], now: datetime) -> None:
+    """A message refused before and applied at last (resent by its sender, or re-driven): its
+    open letters close, those stored (one UPDATE after the batch) and those of this batch."""
+    batch.resolved.append(key)
+    for letter in batch.session.new:
+        if isinstance(letter, DeadLetter) and (letter.source_system, letter.control_id) == key:
+            letter.status, letter.resolved_at, letter.resolved_by = "redriven", now, "resent"
+
+
+# --- the batch's reads ---------------------------------------------------------------------------
+
+
+async def _load_sources(batch: _Batch, items: Sequence[Incoming]) -> None:
+    ids = {i.source_id for i in items if i.source_id}
+    facilities = {
+        i.sending_facility.upper() for i in items if i.sending_facility and not i.source_id
+    }
+    if not ids and not facilities:
+        return
+    for src in await repository.sources_named(batch.session, ids, facilities):
+        batch.by_id[src.id] = src
+        if src.sending_facility:
+            batch.by_facility[src.sending_facility.upper()] = src
+
+
+async def _load_seen(batch: _Batch, keys: list[tuple[str, str]]) -> None:
+    for row in await repository.messages_locked(batch.session, keys):
+        batch.seen[(row.source_system, row.control_id)] = row
+        if row.outcome == "refused":
+            batch.refused_before.add((row.source_system, row.control_id))
+
+
+async def _load_contacts(batch: _Batch, refs: list[tuple[str, str]]) -> None:
+    for row in await repository.contacts_locked(batch.session, refs):
+        batch.contacts[(row.source_system, row.source_ref)] = row
+
+
+def _facts(row: Encounter) -> ContactFacts:
+    return ContactFacts(
+        contact_kind=ContactKind(row.contact_kind),
+        planned=row.planned,
+        status=ContactStatus(row.status),
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        source_org=row.source_org,
+        chief_complaint=row.chief_complaint,
+        diagnosis_codes=tuple(row.diagnosis_codes),
+        attendance_category=row.attendance_category,
+        discharge_destination=row.discharge_destination,
+    )
+
+
+def _apply(row: Encounter, facts: ContactFacts) -> None:
+    row.contact_kind = facts.contact_kind.value
+    row.planned = facts.planned
+    row.status = facts.status.value
+    row.started_at = facts.started_at
+    row.ended_at = facts.ended_at
+    row.source_org = facts.source_org
+    row.chief_complaint = facts.chief_complaint
+    row.diagnosis_codes = list(facts.diagnosis_codes)
+    row.attendance_category = facts.attendance_category
+    row.discharge_destination = facts.discharge_destination
