@@ -16,9 +16,9 @@ from services.integration.fhir.validation import (
     FhirInvalid,
     Issue,
     bundle_shell_problems,
+    entry_problems,
     loads,
     parsed,
-    resource_problems,
     summary,
 )
 from services.integration.models import SourceSystem
@@ -134,22 +134,6 @@ async def post_appointment(
     return await _create(request, session, principal, "Appointment")
 
 
-def _entry_problems(raw: dict[str, Any]) -> list[list[Issue]]:
-    """Each entry's own problems: its request, and its resource's structure."""
-    out = []
-    for i, entry in enumerate(raw.get("entry") or []):
-        path = f"Bundle.entry[{i}]"
-        problems = []
-        request = entry.get("request") or {}
-        if request.get("method") not in ("POST", "PUT") or not request.get("url"):
-            problems.append(
-                Issue(f"{path}.request", "each entry needs a request: method POST (or PUT), url")
-            )
-        problems += resource_problems(entry.get("resource"), f"{path}.resource")
-        out.append(problems)
-    return out
-
-
 @router.post("/fhir", responses=_ERRORS, openapi_extra=_BODY, tags=["fhir"])
 async def post_bundle(
     request: Request, session: SessionDep, principal: CurrentPrincipal
@@ -180,7 +164,12 @@ async def post_bundle(
         raise FhirInvalid(f"not a transaction or batch Bundle: {summary(problems)}", problems)
     if not raw.get("entry"):
         raise FhirInvalid("the Bundle has no entries", [Issue("Bundle.entry", "no entries")])
-    per_entry = _entry_problems(raw)
+    per_entry = entry_problems(raw)
+    for i, entry in enumerate(raw["entry"]):
+        method = (entry.get("request") or {}).get("method") if isinstance(entry, dict) else None
+        if method and method not in ("POST", "PUT"):
+            why = f"Waymark takes POST (or PUT) of Encounter and Appointment, not {method}"
+            per_entry[i].append(Issue(f"Bundle.entry[{i}].request.method", why))
     if raw["type"] == "transaction":
         flat = [p for ps in per_entry for p in ps]
         if flat:
@@ -292,9 +281,7 @@ async def subscription_notification(
             "a Subscription notification is a history Bundle",
             [Issue("Bundle", "expected a Bundle")],
         )
-    problems = bundle_shell_problems(raw)
-    for i, entry in enumerate(raw.get("entry") or []):
-        problems += resource_problems(entry.get("resource"), f"Bundle.entry[{i}].resource")
+    problems = bundle_shell_problems(raw) + [p for ps in entry_problems(raw) for p in ps]
     if problems:
         raise FhirInvalid(f"not a valid notification Bundle: {summary(problems)}", problems)
     note = notification(raw)
