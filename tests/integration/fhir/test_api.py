@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
 from shared.pseudonym import pseudonymise
@@ -426,6 +427,72 @@ async def test_an_unmappable_encounter_is_kept_as_a_dead_letter_and_can_be_redri
     r = await integration_client.post(f"/dead-letters/{letter.id}/redrive", headers=admin)
     assert r.status_code == 200, r.text
     assert r.json()["ack_code"] == "AE" and "Encounter.subject" in r.json()["detail"]
+    [entry] = await rows(
+        integration_sessions,
+        "SELECT actor, action, detail FROM audit_log WHERE resource_id = :i",
+        i=str(letter.id),
+    )
+    assert entry.action == "dead-letter-redriven" and entry.detail.startswith("AE")
+    assert (
+        entry.actor
+        == jwt.decode(admin["Authorization"][7:], options={"verify_signature": False})["sub"]
+    )
+
+
+async def test_a_discarded_dead_letter_is_audited(
+    integration_client, integration_sessions, infra: Settings, fhir_sender
+) -> None:
+    sender = await fhir_sender()
+    outcome(
+        await post(integration_client, sender, encounter(NHS, period={"start": "2026-01-02"})), 422
+    )
+    [letter] = await rows(
+        integration_sessions,
+        "SELECT id FROM dead_letter WHERE source_system = :s AND status = 'open'",
+        s=sender.source.id,
+    )
+    sub = f"ops-{uuid.uuid4().hex[:8]}"
+    admin = auth(infra, role="admin", org="ICS-ADMIN", ics=infra.ics, sub=sub)
+    r = await integration_client.post(f"/dead-letters/{letter.id}/discard", headers=admin)
+    assert r.status_code == 204, r.text
+    [entry] = await rows(
+        integration_sessions,
+        "SELECT actor, action FROM audit_log WHERE resource_id = :i",
+        i=str(letter.id),
+    )
+    assert (entry.actor, entry.action) == (sub, "dead-letter-discarded")
+    again = await integration_client.post(f"/dead-letters/{letter.id}/discard", headers=admin)
+    assert again.status_code == 404
+
+
+async def test_every_fhir_route_audits_each_contact_it_records(
+    integration_client, integration_sessions, infra: Settings, fhir_sender
+) -> None:
+    sender = await fhir_sender()
+    nhs = synthetic_nhs_number()
+    from tests.integration.fhir.support import bundle
+    from tests.integration.fhir.test_notifications import recordable
+
+    sent = [
+        ("/fhir/Encounter", encounter(nhs)),
+        ("/fhir/Appointment", appointment(nhs)),
+        ("/fhir", bundle("transaction", encounter(nhs), encounter(nhs))),
+        ("/fhir", bundle("batch", encounter(nhs))),
+        ("/fhir/subscription-notification", recordable(nhs)),
+    ]
+    for route, body in sent:
+        r = await integration_client.post(route, content=json.dumps(body), headers=sender.headers)
+        assert r.status_code in (200, 201), (route, r.text)
+    recorded = await rows(
+        integration_sessions,
+        "SELECT e.id, a.actor, a.action, a.patient_id FROM encounter e "
+        "LEFT JOIN audit_log a ON a.resource_id = e.id::text WHERE e.source_system = :s",
+        s=sender.source.id,
+    )
+    assert len(recorded) == 6
+    for row in recorded:
+        assert row.actor == f"source:{sender.source.id}", row
+        assert row.action == "contact-recorded" and row.patient_id == pseudonymise(nhs, infra)
 
 
 class TestWhoMaySend:
