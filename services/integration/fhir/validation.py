@@ -152,7 +152,7 @@ def binding_problems(raw: dict[str, Any], path: str) -> list[Issue]:
 
 def entry_problems(raw: dict[str, Any]) -> list[list[Issue]]:
     """Each entry's own problems: its request (bdl-3), and its resource's."""
-    out = []
+    out: list[list[Issue]] = []
     for i, entry in enumerate(raw.get("entry") or []):
         path = f"Bundle.entry[{i}]"
         if not isinstance(entry, dict):
