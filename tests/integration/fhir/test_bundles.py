@@ -209,3 +209,65 @@ async def test_the_bundle_route_needs_a_registered_source(integration_client, in
     raw = bundle("batch", encounter(synthetic_nhs_number()))
     r = await integration_client.post("/fhir", json=raw, headers=headers)
     outcome(r, 403)
+
+
+async def test_the_same_transaction_sent_twice_at_once_records_each_contact_once(
+    integration_client, integration_sessions, fhir_sender
+) -> None:
+    import asyncio
+
+    sender = await fhir_sender()
+    nhs = synthetic_nhs_number()
+    raw = json.dumps(bundle("transaction", encounter(nhs), encounter(nhs), appointment(nhs)))
+    answers = await asyncio.gather(
+        *(integration_client.post("/fhir", content=raw, headers=sender.headers) for _ in range(4))
+    )
+    assert all(r.status_code == 200 for r in answers), [r.text for r in answers]
+    created = [
+        [e["response"]["status"] for e in r.json()["entry"]].count("201 Created") for r in answers
+    ]
+    assert sorted(created) == [0, 0, 0, 3]
+    assert await contacts(integration_sessions, sender.source.id) == 3
+    [(events,)] = await rows(
+        integration_sessions,
+        "SELECT count(*) FROM outbox WHERE payload->'data'->>'source_system' = :s",
+        s=sender.source.id,
+    )
+    assert events == 3
+
+
+async def test_a_bundle_over_the_body_limit_is_a_413_operation_outcome(
+    integration_client, infra, fhir_sender
+) -> None:  # type: ignore[no-untyped-def]
+    sender = await fhir_sender()
+    nhs = synthetic_nhs_number()
+    many = [encounter(nhs) for _ in range(infra.max_body_bytes // 400 + 10)]
+    raw = json.dumps(bundle("batch", *many))
+    assert len(raw) > infra.max_body_bytes
+    r = await integration_client.post("/fhir", content=raw, headers=sender.headers)
+    body = outcome(r, 413)
+    assert body["issue"][0]["severity"] == "error"
+
+
+async def test_a_refused_transaction_is_kept_whole_and_redriven_through_this_channel(
+    integration_client, integration_sessions, infra, fhir_sender
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import auth
+
+    sender = await fhir_sender()
+    nhs = synthetic_nhs_number()
+    raw = bundle("transaction", encounter(nhs), encounter(nhs, period={"start": "2026-01-02"}))
+    r = await integration_client.post("/fhir", content=json.dumps(raw), headers=sender.headers)
+    outcome(r, 422)
+    [letter] = await rows(
+        integration_sessions,
+        "SELECT id, payload, control_id FROM dead_letter WHERE source_system = :s",
+        s=sender.source.id,
+    )
+    assert json.loads(letter.payload) == raw and letter.control_id.startswith("Bundle/")
+    admin = auth(infra, role="admin", org="ICS-ADMIN", ics=infra.ics)
+    r = await integration_client.post(f"/dead-letters/{letter.id}/redrive", headers=admin)
+    assert r.status_code == 200, r.text
+    assert r.json()["ack_code"] == "AE"
+    assert "Bundle.entry[1].resource.period.start" in r.json()["detail"]
+    assert await contacts(integration_sessions, sender.source.id) == 0
