@@ -36,7 +36,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.care_plans.domain.access import CARE_TEAM
-from services.integration.models import SourceSystem
+from services.integration.models import DeadLetter, SourceSystem
 from services.notifications.dashboard.session import csrf_for
 from shared.access import (
     Capability,
@@ -206,6 +206,8 @@ EXPECT: dict[str, Expect] = {
     "integration GET /status": deployment_ics(C.INTEGRATION_MANAGE),
     "integration GET /dead-letters": deployment_ics(C.INTEGRATION_MANAGE),
     "integration POST /fhir/Encounter": organisation(C.CONTACTS_SUBMIT, ok=201),
+    "integration POST /dead-letters/{id}/redrive": deployment_ics(C.INTEGRATION_MANAGE),
+    "integration POST /dead-letters/{id}/discard": deployment_ics(C.INTEGRATION_MANAGE, ok=204),
 }
 
 #: the policy each cell is checked against: role -> (own, other, other-ics)
@@ -550,6 +552,31 @@ async def _post_encounter(w: World, h: dict[str, str]) -> httpx.Response:
     )
 
 
+async def _fresh_letter(w: World) -> str:
+    """A FHIR message of A's source kept as a dead letter (an Encounter with no patient)."""
+    assert w.integration_sessions is not None
+    resource = {k: v for k, v in encounter(w.nhs).items() if k != "subject"}
+    letter = DeadLetter(
+        source_system=w.source_id,
+        channel="fhir",
+        control_id=f"Encounter/{uuid.uuid4().hex}",
+        reason="Encounter.subject: the patient's NHS number is required",
+        payload=json.dumps(resource),
+    )
+    async with unit_of_work(w.integration_sessions) as session:
+        session.add(letter)
+    return str(letter.id)
+
+
+async def _letter_state(w: World) -> Any:
+    assert w.integration_sessions is not None
+    return await _sql(
+        w.integration_sessions,
+        "SELECT status, attempts FROM dead_letter WHERE id = :i",
+        i=uuid.UUID(w.fresh),
+    )
+
+
 async def _source_state(w: World) -> Any:
     assert w.integration_sessions is not None
     return await _sql(
@@ -648,6 +675,12 @@ CALLS: dict[str, Call] = {
     "integration GET /status": _get("integration", lambda w: "/status"),
     "integration GET /dead-letters": _get("integration", lambda w: "/dead-letters"),
     "integration POST /fhir/Encounter": _post_encounter,
+    "integration POST /dead-letters/{id}/redrive": _post(
+        "integration", lambda w: f"/dead-letters/{w.fresh}/redrive"
+    ),
+    "integration POST /dead-letters/{id}/discard": _post(
+        "integration", lambda w: f"/dead-letters/{w.fresh}/discard"
+    ),
 }
 
 #: cells whose token must carry a subject of A's: a FHIR source's client id
@@ -670,6 +703,8 @@ FRESH: dict[str, Callable[[World], Awaitable[str]]] = {
     "notifications DELETE /webhook-subscriptions/{id}": _subscription,
     "notifications POST /alerts/{id}/acknowledge": _fresh_alert,
     "dashboard POST /dashboard/alerts/{id}/acknowledge": _fresh_alert,
+    "integration POST /dead-letters/{id}/redrive": _fresh_letter,
+    "integration POST /dead-letters/{id}/discard": _fresh_letter,
 }
 
 
@@ -721,6 +756,8 @@ SNAPSHOTS: dict[str, Callable[[World], Awaitable[Any]]] = {
     "dashboard POST /dashboard/alerts/{id}/acknowledge": _alert_state,
     "integration PUT /sources/{id}": _source_state,
     "integration POST /fhir/Encounter": _source_state,
+    "integration POST /dead-letters/{id}/redrive": _letter_state,
+    "integration POST /dead-letters/{id}/discard": _letter_state,
 }
 
 

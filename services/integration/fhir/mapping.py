@@ -104,12 +104,14 @@ def refuse(path: str, reason: str) -> UnmappableReport:
 
 def resource_key(resource: Mapping[str, Any]) -> str | None:
     """The contact's identity at the source: its first identifier as `system|value`, failing
-    that its logical id."""
+    that its logical id as `Type/id`."""
     idents = resource.get("identifier") or []
     for ident in [idents] if isinstance(idents, Mapping) else idents:  # Bundle: one identifier
         if ident.get("value"):
             return f"{ident.get('system', '')}|{ident['value']}"
-    return resource.get("id") or None
+    if resource.get("id"):  # a logical id is unique within its resource type only
+        return f"{resource.get('resourceType', 'Resource')}/{resource['id']}"
+    return None
 
 
 def canonical(raw: Any) -> str:
@@ -124,11 +126,12 @@ def control_id(resource: Mapping[str, Any], *, key: str | None = None) -> str | 
     if key is None:
         return None
     kind = resource.get("resourceType", "Resource")
+    name = key if key.startswith(f"{kind}/") else f"{kind}/{key}"
     version = (resource.get("meta") or {}).get("versionId")
     if version:
-        return f"{kind}/{key}/_history/{version}"
+        return f"{name}/_history/{version}"
     digest = hashlib.sha256(canonical(resource).encode()).hexdigest()[:32]
-    return f"{kind}/{key}#sha256:{digest}"
+    return f"{name}#sha256:{digest}"
 
 
 class Context:

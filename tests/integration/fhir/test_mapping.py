@@ -259,7 +259,8 @@ class TestIdentity:
         assert mapping.resource_key(resource) == "b|2"
 
     def test_without_an_identifier_the_id(self) -> None:
-        assert mapping.resource_key({"id": "x"}) == "x"
+        assert mapping.resource_key({"resourceType": "Encounter", "id": "x"}) == "Encounter/x"
+        assert mapping.resource_key({"resourceType": "Appointment", "id": "x"}) == "Appointment/x"
         assert mapping.resource_key({}) is None
 
     def test_a_bundle_has_one_identifier(self) -> None:

@@ -104,7 +104,7 @@ async def test_an_event_notification_records_its_focus_once(
         s=sender.source.id,
     )
     assert (row.contact_kind, row.planned, row.status) == ("nhs_111", False, "in_progress")
-    assert row.source_ref == "86009987-eabe-42bf-8c02-b112b18cb616"
+    assert row.source_ref == "Encounter/86009987-eabe-42bf-8c02-b112b18cb616"
     again = await notify(integration_client, sender, copy.deepcopy(raw))
     assert again.status_code == 200 and "received before" in text_of(again.json())
     assert await contacts(integration_sessions, sender.source.id) == 1
