@@ -740,6 +740,14 @@ REFERENCED: dict[tuple[str, str], str] = {
             "POST /fhir/subscription-notification",
         )
     },
+    **{
+        ("integration", op): "tests/integration/fhir/test_api.py::"
+        "test_the_location_reads_back_the_contact_and_the_read_is_audited"
+        for op in (
+            "GET /fhir/Encounter/{encounter_id}",
+            "GET /fhir/Encounter/{encounter_id}/_history/{version}",
+        )
+    },
     ("integration", "POST /dead-letters/{letter_id}/redrive"): "tests/integration/fhir/"
     "test_api.py::test_an_unmappable_encounter_is_kept_as_a_dead_letter_and_can_be_redriven",
     ("integration", "POST /dead-letters/{letter_id}/discard"): "tests/integration/fhir/"

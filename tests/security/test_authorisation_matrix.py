@@ -206,6 +206,7 @@ EXPECT: dict[str, Expect] = {
     "integration GET /status": deployment_ics(C.INTEGRATION_MANAGE),
     "integration GET /dead-letters": deployment_ics(C.INTEGRATION_MANAGE),
     "integration POST /fhir/Encounter": organisation(C.CONTACTS_SUBMIT, ok=201),
+    "integration GET /fhir/Encounter/{id}": organisation(C.CONTACTS_SUBMIT),
     "integration POST /dead-letters/{id}/redrive": deployment_ics(C.INTEGRATION_MANAGE),
     "integration POST /dead-letters/{id}/discard": deployment_ics(C.INTEGRATION_MANAGE, ok=204),
 }
@@ -262,6 +263,7 @@ class World:
     integration_sessions: async_sessionmaker | None = None
     source_id: str = ""  # A's FHIR source system
     client_id: str = ""  # the client id its tokens carry
+    encounter_id: str = ""  # a contact it sent
     fresh: str = ""  # the resource of its own a write cell changes (see FRESH)
 
     def a(self, role: str, sub: str | None = None) -> dict[str, str]:
@@ -443,6 +445,9 @@ async def world(
                 client_id=w.client_id,
             )
         )
+    r = await _post_encounter(w, w.a("partner", w.client_id))
+    assert r.status_code == 201, r.text
+    w.encounter_id = r.json()["id"]
     return w
 
 
@@ -675,6 +680,9 @@ CALLS: dict[str, Call] = {
     "integration GET /status": _get("integration", lambda w: "/status"),
     "integration GET /dead-letters": _get("integration", lambda w: "/dead-letters"),
     "integration POST /fhir/Encounter": _post_encounter,
+    "integration GET /fhir/Encounter/{id}": _get(
+        "integration", lambda w: f"/fhir/Encounter/{w.encounter_id}"
+    ),
     "integration POST /dead-letters/{id}/redrive": _post(
         "integration", lambda w: f"/dead-letters/{w.fresh}/redrive"
     ),
@@ -686,6 +694,7 @@ CALLS: dict[str, Call] = {
 #: cells whose token must carry a subject of A's: a FHIR source's client id
 SUBJECT: dict[str, Callable[[World], str]] = {
     "integration POST /fhir/Encounter": lambda w: w.client_id,
+    "integration GET /fhir/Encounter/{id}": lambda w: w.client_id,
 }
 
 

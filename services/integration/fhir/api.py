@@ -23,11 +23,12 @@ from services.integration.fhir.validation import (
 )
 from services.integration.models import SourceSystem
 from shared.access import Capability, Principal, Relationship, may_use, permits
+from shared.audit import record_audit
 from shared.auth import CurrentPrincipal
-from shared.errors import Conflict, Forbidden
+from shared.errors import Conflict, Forbidden, NotFound
 from shared.fhir import FHIR_ERRORS, FHIR_JSON, fhir_response
 from shared.settings import Settings
-from shared.web import SessionDep
+from shared.web import SessionDep, client_ip
 
 router = APIRouter()
 
@@ -121,6 +122,52 @@ async def post_encounter(
     again (200, nothing changed). The answer is the contact as Waymark holds it: a minimal
     Encounter with Waymark's id and version, never the patient."""
     return await _create(request, session, principal, "Encounter")
+
+
+async def _read(
+    request: Request, session: Any, principal: Principal, encounter_id: str, version: str | None
+) -> Response:
+    source = await _source(session, principal, request.app.state.settings)
+    row = await channel.sent_by(session, source.id, encounter_id)
+    if row is None:
+        raise NotFound("this source sent no contact with that id")
+    if version is not None and version != str(row.revision):
+        raise NotFound(f"Waymark keeps the latest revision of a contact only ({row.revision})")
+    record_audit(
+        session,
+        principal=principal,
+        action="read",
+        resource_type="Encounter",
+        resource_id=str(row.id),
+        patient_id=row.patient_id,
+        client_ip=client_ip(request),
+        detail=f"fhir, by source {source.id}",
+    )
+    encounter = channel.rendered(row)
+    return fhir_response(encounter, headers={"ETag": f'W/"{row.revision}"'})
+
+
+@router.get("/fhir/Encounter/{encounter_id}", responses=FHIR_ERRORS, tags=["fhir"])
+async def read_encounter(
+    encounter_id: str, request: Request, session: SessionDep, principal: CurrentPrincipal
+) -> Response:
+    """A contact this source sent, as Waymark holds it (the minimal Encounter of the answer to
+    its POST). Another source's contact is a 404."""
+    return await _read(request, session, principal, encounter_id, None)
+
+
+@router.get(
+    "/fhir/Encounter/{encounter_id}/_history/{version}", responses=FHIR_ERRORS, tags=["fhir"]
+)
+async def read_encounter_version(
+    encounter_id: str,
+    version: str,
+    request: Request,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+) -> Response:
+    """The Location of a POST's answer: the contact at that revision (the latest only)."""
+    return await _read(request, session, principal, encounter_id, version)
 
 
 @router.post(

@@ -6,6 +6,7 @@ its control id (mapping.control_id), and leaves a dead letter when it cannot be 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -130,6 +131,21 @@ async def _stored(session: AsyncSession, source_id: str, source_ref: str) -> Enc
         select(Encounter).where(
             Encounter.source_system == source_id,  # type: ignore[arg-type]
             Encounter.source_ref == source_ref,  # type: ignore[arg-type]
+        )
+    )
+    return rows.scalars().first()  # type: ignore[no-any-return]
+
+
+async def sent_by(session: AsyncSession, source_id: str, encounter_id: str) -> Encounter | None:
+    """A contact this source reported (another source's is as absent as an unknown id)."""
+    try:
+        key = uuid.UUID(encounter_id)
+    except ValueError:
+        return None
+    rows = await session.exec(  # type: ignore[call-overload]
+        select(Encounter).where(
+            Encounter.id == key,  # type: ignore[arg-type]
+            Encounter.source_system == source_id,  # type: ignore[arg-type]
         )
     )
     return rows.scalars().first()  # type: ignore[no-any-return]

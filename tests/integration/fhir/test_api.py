@@ -528,3 +528,48 @@ class TestWhoMaySend:
     async def test_no_token_is_a_401_operation_outcome(self, integration_client) -> None:
         r = await integration_client.post("/fhir/Encounter", json=encounter(NHS))
         assert outcome(r, 401)["issue"][0]["code"] == "login"
+
+
+class TestReadingBack:
+    async def test_the_location_reads_back_the_contact_and_the_read_is_audited(
+        self, integration_client, integration_sessions, infra: Settings, fhir_sender
+    ) -> None:
+        sender = await fhir_sender()
+        nhs = synthetic_nhs_number()
+        created = await post(integration_client, sender, encounter(nhs))
+        assert created.status_code == 201, created.text
+        r = await integration_client.get(created.headers["location"], headers=sender.headers)
+        assert r.status_code == 200, r.text
+        assert r.json() == created.json() and r.headers["etag"] == 'W/"1"'
+        latest = await integration_client.get(
+            f"/fhir/Encounter/{created.json()['id']}", headers=sender.headers
+        )
+        assert latest.json() == created.json() and nhs not in latest.text
+        reads = await rows(
+            integration_sessions,
+            "SELECT actor, action, patient_id FROM audit_log WHERE resource_id = :i "
+            "AND action = 'read'",
+            i=created.json()["id"],
+        )
+        assert len(reads) == 2
+        assert {(x.actor, x.patient_id) for x in reads} == {
+            (sender.source.client_id, pseudonymise(nhs, infra))
+        }
+
+    async def test_an_older_revision_or_another_sources_contact_is_not_found(
+        self, integration_client, fhir_sender
+    ) -> None:
+        sender, other = await fhir_sender(), await fhir_sender()
+        resource = encounter(synthetic_nhs_number())
+        first = await post(integration_client, sender, resource)
+        await post(integration_client, sender, changed(resource, status="cancelled"))
+        old = await integration_client.get(first.headers["location"], headers=sender.headers)
+        assert "latest revision" in text_of(outcome(old, 404))
+        theirs = await integration_client.get(
+            f"/fhir/Encounter/{first.json()['id']}", headers=other.headers
+        )
+        outcome(theirs, 404)
+        nonsense = await integration_client.get(
+            "/fhir/Encounter/not-a-uuid", headers=sender.headers
+        )
+        outcome(nonsense, 404)
