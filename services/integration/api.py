@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from services.integration import handlers, repository
+from services.integration.fhir import api as fhir_api
 
 # registers the HL7 v2 re-drive (REDRIVERS['hl7v2']) for POST /dead-letters/{id}/redrive
 from services.integration.hl7 import handlers as hl7_handlers  # noqa: F401
@@ -27,6 +28,7 @@ from shared.access import Capability, Principal, Relationship, permits
 from shared.audit import record_audit
 from shared.auth import CurrentPrincipal
 from shared.errors import Conflict, Forbidden, NotFound
+from shared.fhir import operation_outcome
 from shared.settings import Settings
 from shared.web import SessionDep, client_ip, create_app
 
@@ -152,5 +154,7 @@ app = create_app(
     description="The door for the EHRs an ICS runs: HL7 v2 ADT/SIU over MLLP, FHIR R4 REST and "
     "Subscription notifications, bulk history at go-live. Operations: sources, status, dead "
     "letters.",
+    error_renderers={"/fhir": operation_outcome},
 )
 app.include_router(router)
+app.include_router(fhir_api.router)

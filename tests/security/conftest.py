@@ -1,6 +1,6 @@
 """Fixtures of the security suite: every service's app in-process on the real database (the
 per-service fixtures, reused), a session maker per service schema, and one `Apis` bundle so a
-test can walk all four."""
+test can walk all five."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from tests.care_plans.conftest import care_plans_client, care_plans_sessions  # noqa: F401
 from tests.directory.conftest import directory_client, directory_sessions  # noqa: F401
+from tests.integration.conftest import integration_client, integration_sessions  # noqa: F401
 from tests.notifications.conftest import (  # noqa: F401
     notifications_client,
     notifications_sessions,
@@ -32,10 +33,12 @@ def apis(
     directory_client: httpx.AsyncClient,  # noqa: F811
     care_plans_client: httpx.AsyncClient,  # noqa: F811
     notifications_client: httpx.AsyncClient,  # noqa: F811
+    integration_client: httpx.AsyncClient,  # noqa: F811
 ) -> dict[str, Api]:
-    """The four services' apps and in-process clients, by service name."""
+    """The five services' apps and in-process clients, by service name."""
     from services.care_plans.api import app as care_plans
     from services.directory.api import app as directory
+    from services.integration.api import app as integration
     from services.notifications.api import app as notifications
     from services.referrals.api import app as referrals
 
@@ -44,6 +47,7 @@ def apis(
         "directory": Api("directory", directory, directory_client),
         "care_plans": Api("care_plans", care_plans, care_plans_client),
         "notifications": Api("notifications", notifications, notifications_client),
+        "integration": Api("integration", integration, integration_client),
     }
 
 
@@ -53,6 +57,7 @@ def schema_sessions(
     directory_sessions: async_sessionmaker,  # noqa: F811
     care_plans_sessions: async_sessionmaker,  # noqa: F811
     notifications_sessions: async_sessionmaker,  # noqa: F811
+    integration_sessions: async_sessionmaker,  # noqa: F811
     journey_sessions: async_sessionmaker,
 ) -> dict[str, async_sessionmaker]:
     """A session maker on each service's own schema (the search path is the schema)."""
@@ -62,4 +67,5 @@ def schema_sessions(
         "care_plans": care_plans_sessions,
         "notifications": notifications_sessions,
         "journeys": journey_sessions,
+        "integration": integration_sessions,
     }

@@ -109,6 +109,9 @@ PATH_VALUES: dict[str, str] = {
     "rest": "nowhere-in-particular",
     "source_system": "ers-worklist",
     "source_ref": "000000123456",
+    "source_id": f"src-{_HEX[:12]}",
+    "letter_id": str(uuid.uuid4()),
+    "encounter_id": str(uuid.uuid4()),
 }
 #: parameters whose value depends on the service (an enum of that service's)
 SERVICE_PATH_VALUES: dict[tuple[str, str], str] = {

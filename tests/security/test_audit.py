@@ -730,19 +730,48 @@ REFERENCED: dict[tuple[str, str], str] = {
     "test_post_with_based_on_updates_the_same_task",
     (R, "GET /fhir/Task"): "tests/referrals/api/test_fhir_task.py::"
     "test_based_on_finds_the_referrals_task",
+    **{
+        ("integration", op): "tests/integration/fhir/test_api.py::"
+        "test_every_fhir_route_audits_each_contact_it_records"
+        for op in (
+            "POST /fhir/Encounter",
+            "POST /fhir/Appointment",
+            "POST /fhir",
+            "POST /fhir/subscription-notification",
+        )
+    },
+    **{
+        ("integration", op): "tests/integration/fhir/test_api.py::"
+        "test_the_location_reads_back_the_contact_and_the_read_is_audited"
+        for op in (
+            "GET /fhir/Encounter/{encounter_id}",
+            "GET /fhir/Encounter/{encounter_id}/_history/{version}",
+        )
+    },
+    ("integration", "POST /dead-letters/{letter_id}/redrive"): "tests/integration/fhir/"
+    "test_api.py::test_an_unmappable_encounter_is_kept_as_a_dead_letter_and_can_be_redriven",
+    ("integration", "POST /dead-letters/{letter_id}/discard"): "tests/integration/fhir/"
+    "test_api.py::test_a_discarded_dead_letter_is_audited",
 }
 
 #: routes that read or write no patient data, and why
 NOT_PATIENT_DATA: dict[tuple[str, str], str] = {
     **{
         (s, op): "FastAPI's description of the API"
-        for s in ("referrals", "directory", "care_plans", "notifications")
+        for s in ("referrals", "directory", "care_plans", "notifications", "integration")
         for op in ("GET /openapi.json", "GET /docs", "GET /docs/oauth2-redirect", "GET /redoc")
     },
     **{
         (s, "GET /health"): "the liveness probe"
-        for s in ("referrals", "directory", "care_plans", "notifications")
+        for s in ("referrals", "directory", "care_plans", "notifications", "integration")
     },
+    **{
+        ("integration", op): "the ICS's registered source systems and their message counts "
+        "(every change audited: services/integration/api.py)"
+        for op in ("GET /sources", "PUT /sources/{source_id}", "GET /status")
+    },
+    ("integration", "GET /dead-letters"): "why messages were refused, by id: never their "
+    "content (services/integration/schemas.py DeadLetterOut)",
     (C, "GET /fhir/Questionnaire/{questionnaire_id}"): "a published questionnaire definition",
     (N, "GET /alerts/counts"): "counts of the inbox's alerts (audited, with no patient)",
     (N, "GET /preferences/me"): "the signed-in user's own preferences",

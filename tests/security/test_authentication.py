@@ -215,7 +215,7 @@ def _check_401(op: Operation, cred: Credential, r: httpx.Response) -> str | None
         return f"{r.status_code} (not 401): {r.text[:160]}"
     if r.headers.get("www-authenticate") != "Bearer":
         return "a 401 without WWW-Authenticate: Bearer"
-    fhir = op.path.startswith("/fhir/")
+    fhir = op.path == "/fhir" or op.path.startswith("/fhir/")
     want = FHIR_JSON if fhir else "application/problem+json"
     if media_type(r) != want:
         return f"answered {media_type(r)!r}, not {want}"
@@ -238,7 +238,9 @@ def _check_sign_in(r: httpx.Response) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("service", ["referrals", "directory", "care_plans", "notifications"])
+@pytest.mark.parametrize(
+    "service", ["referrals", "directory", "care_plans", "notifications", "integration"]
+)
 async def test_every_route_refuses_every_bad_credential_with_a_401_problem(
     apis: dict[str, Api], settings: Settings, service: str
 ) -> None:
@@ -268,7 +270,9 @@ async def test_every_route_refuses_every_bad_credential_with_a_401_problem(
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.parametrize("service", ["referrals", "directory", "care_plans", "notifications"])
+@pytest.mark.parametrize(
+    "service", ["referrals", "directory", "care_plans", "notifications", "integration"]
+)
 async def test_a_valid_token_gets_past_authentication_on_every_route(
     apis: dict[str, Api], settings: Settings, service: str
 ) -> None:

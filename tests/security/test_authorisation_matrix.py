@@ -36,6 +36,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.care_plans.domain.access import CARE_TEAM
+from services.integration.models import DeadLetter, SourceSystem
 from services.notifications.dashboard.session import csrf_for
 from shared.access import (
     Capability,
@@ -53,6 +54,7 @@ from shared.settings import Settings
 from tests.care_plans.support import plan_content
 from tests.conftest import auth
 from tests.helpers import referral_body, relate, synthetic_nhs_number
+from tests.integration.fhir.support import encounter
 from tests.notifications.alert_support import index_referral, put_alert
 from tests.referrals.support import new_service
 from tests.security.conftest import Api
@@ -199,6 +201,14 @@ EXPECT: dict[str, Expect] = {
     "dashboard GET /dashboard/alerts?patient_id=": deployment_ics(C.ALERT_READ),
     "dashboard POST /dashboard/alerts/{id}/acknowledge": deployment_ics(C.ALERT_ACT),
     "dashboard GET /dashboard/overview": deployment_ics(C.FIGURES_READ),
+    "integration GET /sources": deployment_ics(C.INTEGRATION_MANAGE),
+    "integration PUT /sources/{id}": deployment_ics(C.INTEGRATION_MANAGE),
+    "integration GET /status": deployment_ics(C.INTEGRATION_MANAGE),
+    "integration GET /dead-letters": deployment_ics(C.INTEGRATION_MANAGE),
+    "integration POST /fhir/Encounter": organisation(C.CONTACTS_SUBMIT, ok=201),
+    "integration GET /fhir/Encounter/{id}": organisation(C.CONTACTS_SUBMIT),
+    "integration POST /dead-letters/{id}/redrive": deployment_ics(C.INTEGRATION_MANAGE),
+    "integration POST /dead-letters/{id}/discard": deployment_ics(C.INTEGRATION_MANAGE, ok=204),
 }
 
 #: the policy each cell is checked against: role -> (own, other, other-ics)
@@ -250,16 +260,20 @@ class World:
     message_id: str
     alert_id: str
     marker: str  # a word only A's data holds (plan, webhook URL, message, delivery)
+    integration_sessions: async_sessionmaker | None = None
+    source_id: str = ""  # A's FHIR source system
+    client_id: str = ""  # the client id its tokens carry
+    encounter_id: str = ""  # a contact it sent
     fresh: str = ""  # the resource of its own a write cell changes (see FRESH)
 
     def a(self, role: str, sub: str | None = None) -> dict[str, str]:
         return auth(self.s, role=role, org=self.org, ics=self.ics, sub=sub)
 
-    def caller(self, role: str, relation: str) -> dict[str, str]:
+    def caller(self, role: str, relation: str, sub: str | None = None) -> dict[str, str]:
         if relation == "own":
-            return self.a(role)
+            return self.a(role, sub)
         ics = self.ics if relation == "other" else _code("ICS")
-        return auth(self.s, role=role, org=_code("OTH"), ics=ics)
+        return auth(self.s, role=role, org=_code("OTH"), ics=ics, sub=sub)
 
     def client(self, service: str) -> httpx.AsyncClient:
         # the coordinators' dashboard is pages of the notifications app
@@ -313,6 +327,7 @@ async def world(
     settings: Settings,
     referrals_sessions: async_sessionmaker,
     notifications_sessions: async_sessionmaker,
+    integration_sessions: async_sessionmaker,
 ) -> World:
     org, marker = _code("A"), f"marker{uuid.uuid4().hex[:10]}"
     svc = await new_service(settings, referrals_sessions)
@@ -416,6 +431,23 @@ async def world(
         ctx=json.dumps({"referral_id": w.index_referral_id, "note": marker}),
     )
     w.alert_id = await put_alert(settings, notifications_sessions, patient_id=w.patient_id)
+
+    # A's FHIR source system, which sends A's contacts
+    w.integration_sessions = integration_sessions
+    w.source_id, w.client_id = f"src-{marker.lower()}", f"client-{marker}"
+    async with unit_of_work(integration_sessions) as session:
+        session.add(
+            SourceSystem(
+                id=w.source_id,
+                name=f"A's shared care record {marker}",
+                org_code=org,
+                channel="fhir",
+                client_id=w.client_id,
+            )
+        )
+    r = await _post_encounter(w, w.a("partner", w.client_id))
+    assert r.status_code == 201, r.text
+    w.encounter_id = r.json()["id"]
     return w
 
 
@@ -503,6 +535,63 @@ async def _dashboard_acknowledge(w: World, h: dict[str, str]) -> httpx.Response:
     )
 
 
+async def _put_source(w: World, h: dict[str, str]) -> httpx.Response:
+    return await w.client("integration").put(
+        f"/sources/{w.source_id}",
+        headers=h,
+        json={
+            "id": w.source_id,
+            "name": f"A's shared care record {w.marker} {_new()}",
+            "org_code": w.org,
+            "channel": "fhir",
+            "client_id": w.client_id,
+        },
+    )
+
+
+async def _post_encounter(w: World, h: dict[str, str]) -> httpx.Response:
+    return await w.client("integration").post(
+        "/fhir/Encounter",
+        content=json.dumps(encounter(w.nhs)),
+        headers={**h, "Content-Type": FHIR_JSON},
+    )
+
+
+async def _fresh_letter(w: World) -> str:
+    """A FHIR message of A's source kept as a dead letter (an Encounter with no patient)."""
+    assert w.integration_sessions is not None
+    resource = {k: v for k, v in encounter(w.nhs).items() if k != "subject"}
+    letter = DeadLetter(
+        source_system=w.source_id,
+        channel="fhir",
+        control_id=f"Encounter/{uuid.uuid4().hex}",
+        reason="Encounter.subject: the patient's NHS number is required",
+        payload=json.dumps(resource),
+    )
+    async with unit_of_work(w.integration_sessions) as session:
+        session.add(letter)
+    return str(letter.id)
+
+
+async def _letter_state(w: World) -> Any:
+    assert w.integration_sessions is not None
+    return await _sql(
+        w.integration_sessions,
+        "SELECT status, attempts FROM dead_letter WHERE id = :i",
+        i=uuid.UUID(w.fresh),
+    )
+
+
+async def _source_state(w: World) -> Any:
+    assert w.integration_sessions is not None
+    return await _sql(
+        w.integration_sessions,
+        "SELECT name, updated_at, (SELECT count(*) FROM encounter WHERE source_system = :s) "
+        "FROM source_system WHERE id = :s",
+        s=w.source_id,
+    )
+
+
 CALLS: dict[str, Call] = {
     "referrals GET /referrals/{id}": _get("referrals", lambda w: f"/referrals/{w.referral_id}"),
     "referrals GET /referrals/{id}/history": _get(
@@ -586,6 +675,26 @@ CALLS: dict[str, Call] = {
     ),
     "dashboard POST /dashboard/alerts/{id}/acknowledge": _dashboard_acknowledge,
     "dashboard GET /dashboard/overview": _get("dashboard", lambda w: "/dashboard/overview"),
+    "integration GET /sources": _get("integration", lambda w: "/sources"),
+    "integration PUT /sources/{id}": _put_source,
+    "integration GET /status": _get("integration", lambda w: "/status"),
+    "integration GET /dead-letters": _get("integration", lambda w: "/dead-letters"),
+    "integration POST /fhir/Encounter": _post_encounter,
+    "integration GET /fhir/Encounter/{id}": _get(
+        "integration", lambda w: f"/fhir/Encounter/{w.encounter_id}"
+    ),
+    "integration POST /dead-letters/{id}/redrive": _post(
+        "integration", lambda w: f"/dead-letters/{w.fresh}/redrive"
+    ),
+    "integration POST /dead-letters/{id}/discard": _post(
+        "integration", lambda w: f"/dead-letters/{w.fresh}/discard"
+    ),
+}
+
+#: cells whose token must carry a subject of A's: a FHIR source's client id
+SUBJECT: dict[str, Callable[[World], str]] = {
+    "integration POST /fhir/Encounter": lambda w: w.client_id,
+    "integration GET /fhir/Encounter/{id}": lambda w: w.client_id,
 }
 
 
@@ -603,6 +712,8 @@ FRESH: dict[str, Callable[[World], Awaitable[str]]] = {
     "notifications DELETE /webhook-subscriptions/{id}": _subscription,
     "notifications POST /alerts/{id}/acknowledge": _fresh_alert,
     "dashboard POST /dashboard/alerts/{id}/acknowledge": _fresh_alert,
+    "integration POST /dead-letters/{id}/redrive": _fresh_letter,
+    "integration POST /dead-letters/{id}/discard": _fresh_letter,
 }
 
 
@@ -652,6 +763,10 @@ SNAPSHOTS: dict[str, Callable[[World], Awaitable[Any]]] = {
     "notifications POST /webhook-subscriptions/{id}/deliveries/{d}/resend": _delivery_state,
     "notifications POST /alerts/{id}/acknowledge": _alert_state,
     "dashboard POST /dashboard/alerts/{id}/acknowledge": _alert_state,
+    "integration PUT /sources/{id}": _source_state,
+    "integration POST /fhir/Encounter": _source_state,
+    "integration POST /dead-letters/{id}/redrive": _letter_state,
+    "integration POST /dead-letters/{id}/discard": _letter_state,
 }
 
 
@@ -733,6 +848,7 @@ def test_the_policy_covers_every_call_and_every_role() -> None:
         "directory",
         "notifications",
         "dashboard",
+        "integration",
     }
     for role in ROLES:
         statuses = {s for by_role in POLICY.values() for s in by_role[role]}
@@ -749,7 +865,8 @@ async def test_every_role_gets_what_the_policy_says_in_every_service(world: Worl
                     world.fresh = await FRESH[endpoint](world)
                 snapshot = SNAPSHOTS.get(endpoint)
                 before = await snapshot(world) if snapshot else None
-                r = await call(world, world.caller(role, relation))
+                sub = SUBJECT[endpoint](world) if endpoint in SUBJECT else None
+                r = await call(world, world.caller(role, relation, sub))
                 cells += 1
                 failures += _check_cell(world, endpoint, role, relation, r)
                 if snapshot is not None:

@@ -29,6 +29,7 @@ PRIVATE_TABLE = {
     "care_plans": "audit_log",
     "notifications": "audit_log",
     "journeys": "audit_log",
+    "integration": "encounter",
 }
 
 
