@@ -237,8 +237,13 @@ async def main() -> int:
     n = args.messages
     batches = split(messages(source.sending_facility or "", n, tag), args.connections)
 
-    raw_s, raw_lat, raw_fail = await run_raw(s, batches)
-    ack_s, event_s, way_lat, way_fail = await run_waymark(s, batches, source.id, n)
+    try:
+        raw_s, raw_lat, raw_fail = await run_raw(s, batches)
+        ack_s, event_s, way_lat, way_fail = await run_waymark(s, batches, source.id, n)
+    finally:
+        # the parts this run started stop with it (a later run starts its own)
+        for name in reversed(PARTS):
+            stack.part_by_name(name).stop(s)
 
     print(f"machine: {platform.node()} {os.cpu_count()} cores, python {platform.python_version()}")
     print(f"messages: {n} ADT A04, {args.connections} connections, one message in flight each")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -243,6 +244,9 @@ def _write(
             patient_id=patient_id,
             revision=0,
             channel=item.channel,
+            # given, not defaulted: pydantic inspects a builtin default factory's signature on
+            # every construction, which cost more than the rest of the contact (profiled)
+            diagnosis_codes=[],
         )
         batch.contacts[(source.id, report.source_ref)] = row
     _apply(row, facts)
@@ -329,17 +333,47 @@ def _resolve_letters(batch: _Batch, key: tuple[str, str], now: datetime) -> None
 # --- the batch's reads ---------------------------------------------------------------------------
 
 
+#: how long a process trusts what it read of a source (registrations change rarely; a source
+#: switched off is refused everywhere within this many seconds). Sources not found are not
+#: remembered, so a newly registered one is heard at once.
+SOURCE_CACHE_SECONDS = 5.0
+_sources: dict[tuple[str, str], tuple[SourceSystem, float]] = {}
+
+
 async def _load_sources(batch: _Batch, items: Sequence[Incoming]) -> None:
-    ids = {i.source_id for i in items if i.source_id}
-    facilities = {
-        i.sending_facility.upper() for i in items if i.sending_facility and not i.source_id
-    }
+    now = time.monotonic()
+    ids, facilities = set(), set()
+    for item in items:
+        key = (
+            ("id", item.source_id)
+            if item.source_id
+            else ("facility", (item.sending_facility or "").upper())
+        )
+        if not key[1]:
+            continue
+        hit = _sources.get(key)
+        if hit is not None and hit[1] > now:
+            _remember(batch, hit[0])
+        elif key[0] == "id":
+            ids.add(key[1])
+        else:
+            facilities.add(key[1])
     if not ids and not facilities:
         return
     for src in await repository.sources_named(batch.session, ids, facilities):
-        batch.by_id[src.id] = src
-        if src.sending_facility:
-            batch.by_facility[src.sending_facility.upper()] = src
+        # a copy belonging to no session: the cache outlives this transaction
+        copy = SourceSystem(**src.model_dump())
+        until = now + SOURCE_CACHE_SECONDS
+        _sources[("id", copy.id)] = (copy, until)
+        if copy.sending_facility:
+            _sources[("facility", copy.sending_facility.upper())] = (copy, until)
+        _remember(batch, copy)
+
+
+def _remember(batch: _Batch, src: SourceSystem) -> None:
+    batch.by_id[src.id] = src
+    if src.sending_facility:
+        batch.by_facility[src.sending_facility.upper()] = src
 
 
 async def _load_seen(batch: _Batch, keys: list[tuple[str, str]]) -> None:

@@ -6,6 +6,7 @@ which takes the same path."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,9 +18,10 @@ from services.integration.domain import ContactReport, UnmappableReport
 from services.integration.handlers import (
     REDRIVERS,
     Channel,
+    Incoming,
     MessageResult,
     Refused,
-    apply_message,
+    apply_messages,
 )
 from services.integration.hl7 import domain
 from services.integration.models import DeadLetter, SourceSystem
@@ -78,6 +80,7 @@ async def receive(
     raw: bytes,
     *,
     now: datetime | None = None,
+    apply: Callable[[Incoming], Awaitable[MessageResult]] | None = None,
 ) -> Answer:
     """Apply one message and build its ACK. Returns only after the commit (or the refusal's
     dead letter) is durable; an exception (the database is down) means no ACK at all, so the
@@ -110,16 +113,18 @@ async def receive(
             codes.append(exc.code)
             raise Refused(str(exc)) from None
 
-    result = await apply_message(
-        sessions,
-        settings,
-        sending_facility=head.sending_facility or None,
+    item = Incoming(
         channel=CHANNEL,
         control_id=head.control_id or None,
         payload=text,
         reports=reports,
+        sending_facility=head.sending_facility or None,
         now=now,
     )
+    if apply is not None:
+        result = await apply(item)
+    else:
+        [result] = await apply_messages(sessions, settings, [item])
     return Answer(result, build_ack(message, result, settings, code=codes[0] if codes else None))
 
 

@@ -25,6 +25,7 @@ from hl7.mllp import HL7StreamReader, HL7StreamWriter, InvalidBlockError, start_
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from services.integration.group_commit import GroupCommit
 from services.integration.handlers import MessageResult
 from services.integration.hl7.handlers import BLANK_MSH, build_ack, receive, record_unreadable
 from shared.heartbeat import write_heartbeat
@@ -63,6 +64,8 @@ class Listener:
         self.sessions = sessions
         self.connections: set[asyncio.Task[None]] = set()
         self.server: asyncio.Server | None = None
+        # messages arriving on any connection while a transaction commits share the next one
+        self.group = GroupCommit(sessions, settings)
 
     async def start(self) -> asyncio.Server:
         s = self.settings
@@ -84,6 +87,7 @@ class Listener:
             _, pending = await asyncio.wait(list(self.connections), timeout=grace)
             for task in pending:
                 task.cancel()
+        await self.group.close()
 
     def _connected(self, reader: HL7StreamReader, writer: HL7StreamWriter) -> None:
         if len(self.connections) >= self.settings.integration_mllp_max_connections:
@@ -113,7 +117,7 @@ class Listener:
                 except InvalidBlockError:
                     logger.info("closing %s: data outside an MLLP block", peer)
                     return
-                answer = await receive(self.sessions, self.settings, block)
+                answer = await receive(self.sessions, self.settings, block, apply=self.group.apply)
                 writer.writeblock(answer.ack.encode("utf-8"))
                 await writer.drain()
         except (ConnectionError, ssl.SSLError) as exc:
