@@ -3,6 +3,7 @@ changed from the test instance's (another port and run directory, TLS, small lim
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -17,16 +18,24 @@ from tests.helpers import eventually
 ROOT = Path(__file__).resolve().parents[3]
 
 
+def free_port() -> int:
+    """A port nobody listens on now (asked of the OS): fixed offsets from the instance's ports
+    collided with the Temporal UI's on the default test instance."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @asynccontextmanager
 async def own_listener(
-    base: Settings, name: str, directory: Path, port_offset: int, **overrides: object
+    base: Settings, name: str, directory: Path, **overrides: object
 ) -> AsyncIterator[Settings]:
     s = Settings(
         **{
             **base.model_dump(),
             # its own run directory (heartbeat) and port, beside the test instance's listener
             "instance": f"{base.instance}-{name}",
-            "integration_mllp_port": base.integration_mllp_listen_port + port_offset,
+            "integration_mllp_port": free_port(),
             **overrides,
         }
     )

@@ -27,7 +27,6 @@ async def small(
         infra,
         "limits",
         tmp_path_factory.mktemp("mllp-limits"),
-        3,
         integration_mllp_max_connections=2,
         integration_mllp_idle_timeout_seconds=IDLE,
         integration_mllp_frame_timeout_seconds=FRAME,

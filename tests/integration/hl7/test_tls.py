@@ -62,7 +62,6 @@ async def tls_listener(
         infra,
         "tls",
         directory,
-        1,
         integration_mllp_tls_cert_path=cert,
         integration_mllp_tls_key_path=key,
     ) as s:
