@@ -69,8 +69,8 @@ def draw(
     shaded: bool,
     tz: tzinfo = UK,
 ) -> list[str]:
-    """The contacts' rows from `top` down (`gutter`: where the plot starts); `shaded`: this section takes the lanes' alternate
-    shading."""
+    """The contacts' rows from `top` down (`gutter`: where the plot starts); `shaded`: this
+    section takes the lanes' alternate shading."""
     if not lanes:
         return []
     h = height(lanes)
