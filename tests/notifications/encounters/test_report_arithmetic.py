@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
+from services.notifications.config import contact_figures
 from services.notifications.encounters.reports import (
     People,
     PersonContacts,
@@ -134,3 +136,33 @@ class TestSummarise:
             figures(People(1, 1, 0), [], frequent_above=-1)
         with pytest.raises(ValueError):
             summarise(start=END, end=START, people=People(1, 1, 0), counts=[], frequent_above=3)
+
+
+class TestSettings:
+    def test_the_defaults_are_the_reports_six_months_and_more_than_three(self, monkeypatch):
+        monkeypatch.delenv("WAYMARK_CONTACT_FIGURES_WINDOW_DAYS", raising=False)
+        monkeypatch.delenv("WAYMARK_CONTACT_FIGURES_FREQUENT_ABOVE", raising=False)
+        cf = contact_figures()
+        assert (cf.window_days, cf.frequent_above) == (182, 3)
+
+    def test_they_are_read_from_the_environment(self, monkeypatch):
+        monkeypatch.setenv("WAYMARK_CONTACT_FIGURES_WINDOW_DAYS", "91")
+        monkeypatch.setenv("WAYMARK_CONTACT_FIGURES_FREQUENT_ABOVE", "5")
+        cf = contact_figures()
+        assert (cf.window_days, cf.frequent_above) == (91, 5)
+
+    @pytest.mark.parametrize(
+        "name,value",
+        [
+            ("WINDOW_DAYS", "0"),
+            ("WINDOW_DAYS", "6"),
+            ("WINDOW_DAYS", "731"),
+            ("WINDOW_DAYS", "six months"),
+            ("FREQUENT_ABOVE", "-1"),
+            ("FREQUENT_ABOVE", "101"),
+        ],
+    )
+    def test_a_bad_value_is_refused_with_its_name(self, monkeypatch, name, value):
+        monkeypatch.setenv(f"WAYMARK_CONTACT_FIGURES_{name}", value)
+        with pytest.raises(ValidationError, match=name.lower()):
+            contact_figures()

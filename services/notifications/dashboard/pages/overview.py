@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from services.notifications.alerts import reports
-from services.notifications.config import contact_figures
+from services.notifications.config import ContactFigureSettings
 from services.notifications.dashboard import charts, labels
 from services.notifications.dashboard.rendering import render, settings_of
 from services.notifications.dashboard.session import ViewerDep
@@ -37,7 +37,7 @@ async def overview_page(
     s = settings_of(request)
     if not may_use(v.principal, Capability.FIGURES_READ) or v.principal.ics != s.ics:
         raise Forbidden(f"the overview is for {s.ics}'s coordinators and leads")
-    cf = contact_figures()
+    cf: ContactFigureSettings = request.app.state.contact_figures
     async with unit_of_work(request.app.state.sessions) as db:
         ov = await reports.overview(db, ics=s.ics, months=months)
         contacts = await contact_reports.unplanned_contacts(
