@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.identifiers import ORG_CODE
@@ -84,3 +84,21 @@ def duty_rota(settings: Settings) -> DutyRota:
     rota = DutyRota()
     rota.address(settings)
     return rota
+
+
+class ContactFigureSettings(BaseSettings):
+    """The overview's unplanned-contact figures (encounters/reports.py), environment
+    `WAYMARK_CONTACT_FIGURES_*`. Source of both defaults: the report Waymark serves found that
+    66% of people attending A&E with pain had more than three contacts in the previous six
+    months; six months is taken as 182 days (26 weeks)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WAYMARK_CONTACT_FIGURES_", extra="ignore", frozen=True
+    )
+
+    window_days: int = Field(default=182, ge=7, le=730)
+    frequent_above: int = Field(default=3, ge=0, le=100)
+
+
+def contact_figures() -> ContactFigureSettings:
+    return ContactFigureSettings()

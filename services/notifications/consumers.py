@@ -15,12 +15,12 @@ from shared.consumer import IdempotentConsumer, consumer_main
 from shared.events.envelope import CloudEvent
 from shared.events.registry import REGISTRY, load_all
 from shared.settings import Settings
-from shared.topics import CARE_PLANS, DIRECTORY, JOURNEYS, REFERRALS
+from shared.topics import CARE_PLANS, DIRECTORY, ENCOUNTERS, JOURNEYS, REFERRALS
 
 logger = logging.getLogger(__name__)
 CONSUMER_NAME = "notifications"
 #: every topic but its own (its own alert actions are for the journeys)
-TOPICS = (REFERRALS, DIRECTORY, CARE_PLANS, JOURNEYS)
+TOPICS = (REFERRALS, DIRECTORY, CARE_PLANS, JOURNEYS, ENCOUNTERS)
 
 
 class AllEvents:

@@ -9,6 +9,9 @@ capability's effects are its own; this is where an event meets them:
   to tell;
 - journey alert events: the coordinators' alert inbox and the alert's addressees
   (alerts/effects.py);
+- encounter events (a contact with care the EHRs reported): the contact index, the highest
+  revision of each encounter winning (encounters/effects.py), which the timeline and the
+  overview read; nobody is told of a contact;
 - a break-glass read: a notice to the ICS's information governance team (messages/effects.py);
 - everything else is read and recorded in the inbox but owes nothing (yet).
 """
@@ -21,6 +24,7 @@ from typing import Any
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.notifications.alerts.effects import apply_alert_event
+from services.notifications.encounters.effects import index_encounter
 from services.notifications.messages.effects import (
     queue_referral_messages,
     tell_information_governance,
@@ -28,6 +32,7 @@ from services.notifications.messages.effects import (
 from services.notifications.referral_index import index_referral, record_history
 from services.notifications.webhooks.effects import queue_referral_deliveries
 from shared.events.care_plans import BreakGlassUsed
+from shared.events.encounters import EncounterRecorded
 from shared.events.envelope import CloudEvent
 from shared.events.journeys import AlertEventData
 from shared.events.referrals import HISTORY_SOURCE, SYNTHETIC_SOURCE, ReferralEventData
@@ -51,5 +56,7 @@ async def apply_event(
         await queue_referral_deliveries(session, event, data)
     elif isinstance(data, AlertEventData):
         await apply_alert_event(session, event, data, settings)
+    elif isinstance(data, EncounterRecorded):
+        await index_encounter(session, event, data)
     elif isinstance(data, BreakGlassUsed):
         await tell_information_governance(session, event, data, settings)

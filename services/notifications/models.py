@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     ARRAY,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Identity,
@@ -286,3 +287,30 @@ class DashboardSession(SQLModel, table=True):
     created_at: datetime = _ts(default=True)
     last_seen_at: datetime = _ts(default=True)
     expires_at: datetime = _ts()
+
+
+class ContactIndex(SQLModel, table=True):
+    """A contact with care the EHRs reported (`uk.waymark.encounter.recorded`), at the highest
+    revision seen; cancelled and entered-in-error ones kept as such (encounters/)."""
+
+    __tablename__ = "contact_index"
+
+    encounter_id: str = Field(sa_column=Column(Text, primary_key=True))
+    revision: int = Field(sa_column=Column(Integer, nullable=False))
+    event_id: str = Field(sa_column=Column(Text, nullable=False))
+    patient_id: str = Field(sa_column=Column(Text, nullable=False))
+    contact_kind: str = Field(sa_column=Column(Text, nullable=False))
+    planned: bool = Field(sa_column=Column(Boolean, nullable=False))
+    status: str = Field(sa_column=Column(Text, nullable=False))
+    started_at: datetime = _ts()
+    ended_at: datetime | None = _ts(nullable=True)
+    source_org: str = Field(sa_column=Column(Text, nullable=False))
+    source_system: str = Field(sa_column=Column(Text, nullable=False))
+    channel: str = Field(sa_column=Column(Text, nullable=False))
+    chief_complaint: str | None = Field(default=None, sa_column=Column(Text))
+    diagnosis_codes: list[str] = Field(
+        default_factory=list, sa_column=Column(ARRAY(Text), nullable=False, server_default="{}")
+    )
+    attendance_category: str | None = Field(default=None, sa_column=Column(Text))
+    discharge_destination: str | None = Field(default=None, sa_column=Column(Text))
+    updated_at: datetime = _ts(default=True)

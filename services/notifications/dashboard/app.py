@@ -29,6 +29,7 @@ from starlette.routing import Match, Mount
 from starlette.types import Scope
 
 from services.notifications import service_apis
+from services.notifications.config import contact_figures
 from services.notifications.dashboard import session
 from services.notifications.dashboard.errors import install_error_pages
 from services.notifications.dashboard.pages import alerts, directory, overview, referrals, signin
@@ -120,6 +121,8 @@ def mount_dashboard(host: FastAPI, path: str = PREFIX) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[Any]:
         async with host_lifespan(app) as state:
+            # the overview's contact figures' settings, checked now (fail fast, not per page)
+            app.state.contact_figures = contact_figures()
             try:
                 yield state
             finally:

@@ -1,9 +1,10 @@
 """The patient's journey as a timeline: a swimlane per category of service over time, each
 referral a row of segments (the states it was in), its ending (returned, not accepted,
 cancelled, discharged), re-referrals as links between rows, the alert's evidence as numbered
-marks, and today. Beside the picture (timeline_svg.py draws it), the same journey as rows of a
-table and a one-paragraph summary (the SVG's description), so nothing is told by the picture
-alone.
+marks, the person's contacts with care outside referrals as marks in rows of their own
+(timeline_contacts.py), and today. Beside the picture (timeline_svg.py draws it), the same
+journey as rows of a table and a one-paragraph summary (the SVG's description), so nothing is
+told by the picture alone.
 
 Pure: no I/O, no clock (the caller passes `now`). Input is the journey query's episodes, as
 Temporal's JSON converter returns them (dicts) or as `workflows.journeys.state.Episode`
@@ -24,6 +25,12 @@ from services.notifications.dashboard.labels import (
     duration_text,
     parse_time,
     state_label,
+)
+from services.notifications.dashboard.timeline_contacts import (
+    ContactLane,
+    ContactMark,
+    contact_lanes,
+    contacts_summary,
 )
 
 #: states in which the person is waiting for a service to act (hatched, their length shown)
@@ -153,14 +160,22 @@ class Timeline:
     end: datetime
     now: datetime
     summary: str
+    contacts: tuple[ContactLane, ...] = ()
 
     @property
     def tracks(self) -> list[Track]:
         return sorted((t for lane in self.lanes for t in lane.tracks), key=lambda t: t.number)
 
     @property
+    def contact_marks(self) -> list[ContactMark]:
+        """Every contact shown, in time order."""
+        return sorted(
+            (m for lane in self.contacts for m in lane.marks), key=lambda m: (m.at, m.encounter_id)
+        )
+
+    @property
     def empty(self) -> bool:
-        return not self.lanes
+        return not self.lanes and not self.contacts
 
     @property
     def bounces(self) -> int:
@@ -355,12 +370,14 @@ def build(
     now: datetime,
     highlight: Iterable[str] = (),
     evidence: Iterable[Any] = (),
+    contacts: Iterable[Any] | None = (),
     tz: tzinfo = UK,
 ) -> Timeline:
     """The timeline of a journey's episodes as of `now` (timezone-aware).
 
     `highlight`: the referral ids the alert is about (their rows say so); `evidence`: the
-    alert's evidence items ({referral_id, at, state}), numbered 1.. in the given order."""
+    alert's evidence items ({referral_id, at, state}), numbered 1.. in the given order;
+    `contacts`: the person's contacts with care outside referrals (the contact index's rows)."""
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     marked = frozenset(highlight)
@@ -406,7 +423,9 @@ def build(
         marks.append(
             Mark(i, rid if isinstance(rid, str) and rid else None, at, _text(_get(e, "state")))
         )
+    contact_rows = contact_lanes(contacts)
     times = [now] + [t.start for t in tracks] + [t.end for t in tracks] + [m.at for m in marks]
+    times += [c.at for lane in contact_rows for c in lane.marks]
     start, end = min(times), max(times)
     # a journey minutes old is drawn over the last ten minutes (it ends at now, on the right)
     start = min(start, end - MIN_SPAN)
@@ -418,5 +437,6 @@ def build(
         start - pad,
         end + pad,
         now,
-        _summary(tracks, links, now, tz),
+        " ".join(filter(None, [_summary(tracks, links, now, tz), contacts_summary(contact_rows)])),
+        contact_rows,
     )

@@ -1,7 +1,8 @@
 """The journey timeline drawn as an inline SVG: a swimlane per category of service, each
 referral a row of segments (the states it was in), ends marked with a shape *and* a text label,
 re-referrals drawn as labelled arrows, waits hatched with their length written on them, the
-alert's evidence as numbered marks, and today's line; with its time axis.
+alert's evidence as numbered marks, the person's contacts outside referrals in rows of their
+own (timeline_contacts_svg.py), and today's line; with its time axis.
 
 Pure: no I/O, no clock. Every piece of text that reaches the SVG is escaped.
 """
@@ -13,6 +14,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from services.notifications.dashboard import timeline_contacts_svg as contacts_svg
 from services.notifications.dashboard.labels import (
     UK,
     duration_text,
@@ -245,7 +247,10 @@ def render_svg(
     """The timeline as an inline SVG (role="img", labelled by its title and description)."""
     p = escape(id_prefix)
     n_rows = sum(len(lane.tracks) for lane in tl.lanes)
-    height = TOP + len(tl.lanes) * LANE_HEADER + max(n_rows, 1) * ROW + AXIS
+    if tl.empty:
+        n_rows = 1  # room for the sentence that says so
+    contacts_top = TOP + len(tl.lanes) * LANE_HEADER + n_rows * ROW
+    height = contacts_top + contacts_svg.height(tl.contacts) + AXIS
     plot_w = WIDTH - GUTTER - RIGHT
     span = (tl.end - tl.start).total_seconds() or 1.0
 
@@ -319,6 +324,18 @@ def render_svg(
             out.append(
                 f'<line x1="0" y1="{y}" x2="{WIDTH}" y2="{y}" stroke="#aeb7bd" stroke-width="1"/>'
             )
+
+    out.extend(
+        contacts_svg.draw(
+            tl.contacts,
+            top=contacts_top,
+            width=WIDTH,
+            gutter=GUTTER,
+            x=x,
+            shaded=len(tl.lanes) % 2 == 0,
+            tz=tz,
+        )
+    )
 
     for link in tl.links:
         x1, y1 = x(link.ended_at), centre[link.from_number]

@@ -29,6 +29,7 @@ from services.notifications.dashboard.rendering import (
     wants_json,
 )
 from services.notifications.dashboard.session import Viewer, ViewerDep
+from services.notifications.encounters import repository as contacts_repository
 from shared.audit import record_audit
 from shared.auth import Role
 from shared.db import unit_of_work
@@ -258,6 +259,18 @@ async def alert_page(
             detail="dashboard detail",
         )
         hist = await handlers.history(db, alert_id)
+        # the person's contacts outside referrals, for the timeline: patient data, read by
+        # whoever may see this alert's journey, audited as such
+        contacts = await contacts_repository.person_contacts(db, row.patient_id)
+        record_audit(
+            db,
+            principal=v.principal,
+            action="read",
+            resource_type="Contacts",
+            patient_id=row.patient_id,
+            client_ip=client_ip(request),
+            detail=f"dashboard timeline: {len(contacts)} contacts",
+        )
     a = handlers.alert_out(row)
     api = service_apis.apis(request)
     journey, referrals, (plan, plan_note), service = await asyncio.gather(
@@ -268,7 +281,11 @@ async def alert_page(
     )
     now = datetime.now(UTC)
     tl = timeline.build(
-        journey.episodes, now=now, highlight=row.referral_ids or [], evidence=journey.evidence
+        journey.episodes,
+        now=now,
+        highlight=row.referral_ids or [],
+        evidence=journey.evidence,
+        contacts=contacts,
     )
     svg = timeline_svg.render_svg(
         tl, id_prefix="journey", title=f"Journey timeline of person {row.patient_id}"
@@ -286,6 +303,8 @@ async def alert_page(
         tl=tl,
         svg=svg,
         rows=tl.rows(),
+        contacts=tl.contact_marks,
+        contacts_capped=len(contacts) >= contacts_repository.PERSON_LIMIT,
         tracks=numbers,
         referrals=referrals,
         person=person,

@@ -1,6 +1,7 @@
 """The ICS leads' overview: loops and stalls per 1,000 referrals by month and by category of
 service, as charts with their words and tables, and the median days to triage and to
-treatment (the figures: the alert inbox's report, alerts/reports.py)."""
+treatment (the figures: the alert inbox's report, alerts/reports.py); and unplanned contacts
+per 1,000 people, by kind of contact (encounters/reports.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from services.notifications.alerts import reports
+from services.notifications.config import ContactFigureSettings
 from services.notifications.dashboard import charts, labels
 from services.notifications.dashboard.rendering import render, settings_of
 from services.notifications.dashboard.session import ViewerDep
+from services.notifications.encounters import reports as contact_reports
 from shared.access import Capability, may_use
 from shared.audit import record_audit
 from shared.db import unit_of_work
@@ -34,8 +37,12 @@ async def overview_page(
     s = settings_of(request)
     if not may_use(v.principal, Capability.FIGURES_READ) or v.principal.ics != s.ics:
         raise Forbidden(f"the overview is for {s.ics}'s coordinators and leads")
+    cf: ContactFigureSettings = request.app.state.contact_figures
     async with unit_of_work(request.app.state.sessions) as db:
         ov = await reports.overview(db, ics=s.ics, months=months)
+        contacts = await contact_reports.unplanned_contacts(
+            db, days=cf.window_days, frequent_above=cf.frequent_above
+        )
         record_audit(
             db,
             principal=v.principal,
@@ -86,6 +93,17 @@ async def overview_page(
         label_header="Category of service",
         table_id="table-by-category",
     )
+    contacts_table = charts.data_table(
+        [k.label for k in contacts.by_kind],
+        [
+            charts.Series("Unplanned contacts", [k.contacts for k in contacts.by_kind]),
+            charts.Series("People", [k.people for k in contacts.by_kind]),
+            charts.Series("Per 1,000 people", [k.per_1000 for k in contacts.by_kind]),
+        ],
+        caption=f"Unplanned contacts by kind, the last {contacts.days} days",
+        label_header="Kind of contact",
+        table_id="table-contacts",
+    )
     return render(
         request,
         "overview.html",
@@ -98,6 +116,8 @@ async def overview_page(
         cat_chart=cat_chart,
         month_table=month_table,
         cat_table=cat_table,
+        contacts=contacts,
+        contacts_table=contacts_table,
     )
 
 
