@@ -15,6 +15,9 @@ from services.integration.fhir import api as fhir_api
 
 # registers the HL7 v2 re-drive (REDRIVERS['hl7v2']) for POST /dead-letters/{id}/redrive
 from services.integration.hl7 import handlers as hl7_handlers  # noqa: F401
+
+# registers the bulk extracts' re-drive (REDRIVERS['bulk'])
+from services.integration.importer import redrive as bulk_redrive  # noqa: F401
 from services.integration.models import SourceSystem
 from services.integration.schemas import (
     DeadLetterOut,
