@@ -39,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="CSV with columns ers_service_id,waymark_service_id (e-RS services to directory ids)",
     )
     p.add_argument("--progress", choices=["auto", "bar", "lines", "none"], default="auto")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=8,
+        help="records applied at once (default 8; those about one contact or referral in order)",
+    )
     return p
 
 
@@ -56,7 +62,7 @@ def read_service_map(path: Path | None) -> dict[str, str]:
 async def run(settings: Settings, opts: Options) -> Summary:
     if opts.dry_run:
         return await run_import(settings, opts)
-    engine = make_engine(settings, "integration", pool_size=2)
+    engine = make_engine(settings, "integration", pool_size=opts.workers + 2)
     try:
         return await run_import(settings, opts, sessions=make_sessionmaker(engine))
     finally:
@@ -96,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             dry_run=args.dry_run,
             service_map=read_service_map(args.service_map),
             progress=args.progress,
+            workers=max(1, args.workers),
         )
         summary = asyncio.run(run(get_settings(), opts))
     except (ImportRefused, ValueError) as exc:

@@ -39,6 +39,7 @@ from services.integration.importer.domain import (
     record_key,
     referral_history,
 )
+from services.integration.importer.pipeline import in_order
 from services.integration.importer.reader import Bad, file_sha256, format_of, records, rows_in
 from services.integration.importer.referrals import HistoryClient, Posted
 from services.integration.importer.report import Progress, ReportWriter
@@ -66,6 +67,8 @@ class Options:
     dry_run: bool = False
     service_map: Mapping[str, str] = field(default_factory=dict)
     progress: str = "auto"  # auto (a bar on a terminal, lines otherwise), bar, lines, none
+    #: records applied at once (records about the same contact or referral never overlap)
+    workers: int = 8
 
 
 @dataclass
@@ -271,36 +274,43 @@ async def run_import(
         client = HistoryClient(settings)
     counts = {"accepted": run.accepted, "unchanged": run.unchanged, "refused": run.refused}
     last_save, unsaved = time.monotonic(), 0
+
+    async def apply(item: Record | Bad) -> tuple[str, str | None]:
+        control_id = f"{sha[:16]}:{item.number}"
+        if opts.kind is Kind.ERS:
+            assert client is not None
+            return await apply_referral(
+                sessions,
+                client,
+                source_id=source.id,
+                control_id=control_id,
+                item=item,
+                now=now,
+                service_map=opts.service_map,
+            )
+        return await apply_contact(
+            sessions,
+            settings,
+            source_id=source.id,
+            control_id=control_id,
+            kind=opts.kind,
+            item=item,
+            now=now,
+        )
+
+    todo = (
+        (position, item)
+        for position, item in enumerate(records(opts.path, opts.kind, fmt), start=1)
+        if position > run.records_done
+    )
     try:
         with (
             ReportWriter(summary.report, keep_records=run.records_done) as report,
             Progress(opts, total, run.records_done) as bar,
         ):
-            for position, item in enumerate(records(opts.path, opts.kind, fmt), start=1):
-                if position <= run.records_done:
-                    continue
-                control_id = f"{sha[:16]}:{item.number}"
-                if opts.kind is Kind.ERS:
-                    assert client is not None
-                    outcome, reason = await apply_referral(
-                        sessions,
-                        client,
-                        source_id=source.id,
-                        control_id=control_id,
-                        item=item,
-                        now=now,
-                        service_map=opts.service_map,
-                    )
-                else:
-                    outcome, reason = await apply_contact(
-                        sessions,
-                        settings,
-                        source_id=source.id,
-                        control_id=control_id,
-                        kind=opts.kind,
-                        item=item,
-                        now=now,
-                    )
+            async for position, item, (outcome, reason) in in_order(
+                todo, apply, key=lambda i: _key(opts.kind, i) or str(i.number), workers=opts.workers
+            ):
                 counts[outcome] += 1
                 summary.accepted += outcome == "accepted"
                 summary.unchanged += outcome == "unchanged"
