@@ -187,6 +187,8 @@ def cmd_seed(args: argparse.Namespace, s: Settings) -> int:
         seed_preferences,
     )
     from services.directory.demo import seed_directory
+    from services.integration.importer.referrals import ReferralsUnavailable
+    from services.integration.importer.runner import ImportRefused
 
     try:
         services = seed_directory(s)
@@ -194,7 +196,7 @@ def cmd_seed(args: argparse.Namespace, s: Settings) -> int:
         ids = seed(s)
         plans = seed_care_plans(s)
         population = seed_population(s, people=args.people, seed=args.population_seed)
-    except (httpx.HTTPError, KafkaError) as exc:
+    except (httpx.HTTPError, KafkaError, ReferralsUnavailable, ImportRefused) as exc:
         print(f"seeding failed ({exc}); is the stack up? `waymark up`", file=sys.stderr)
         return 1
     print(
@@ -205,13 +207,15 @@ def cmd_seed(args: argparse.Namespace, s: Settings) -> int:
     if population.people:
         print(
             f"synthetic population: {population.people} people over {POPULATION_MONTHS} "
-            f"months, {population.events} referral events on {population.topic} (fixed "
-            "seed: seeding again adds nothing)\n"
-            "  these referrals exist only as events: the referrals service does not hold "
-            "them, and nobody is messaged about them\n"
+            f"months: {population.referrals} referrals ({population.steps} dated steps) from an "
+            f"e-RS worklist extract and {population.gp_appointments} GP appointments, loaded "
+            "by the bulk importer (fixed seed: seeding again adds nothing)\n"
+            "  every one of these referrals is held by the referrals service with its real "
+            "past dates, so each alert opens onto its records\n"
             f"  their journeys raise {population.loops} loop and {population.stalls} stall "
             "alerts in the dashboard: loops within seconds, stalls once each journey's "
-            "events have settled (60 s), all within about a minute and a half"
+            "events have settled (60 s)\n"
+            f"  extracts and their per-record reports: {population.files[0].parent}"
         )
     print(
         f"dashboard: http://127.0.0.1:{s.api_port('notifications')}/dashboard/login "
@@ -400,8 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     seed = sub.add_parser(
         "seed",
-        help="load synthetic demo data through the APIs, and publish "
-        "a synthetic population's referral events",
+        help="load synthetic demo data through the APIs, and a synthetic population's "
+        "history through the bulk importer",
     )
     seed.add_argument(
         "--people",
@@ -414,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--population-seed",
         type=int,
         default=POPULATION_SEED,
-        help=f"another population: other people and event ids (default "
+        help=f"another population: other people and referrals (default "
         f"{POPULATION_SEED}, the demo's; seeding with it again adds nothing)",
     )
     seed.set_defaults(fn=cmd_seed)
@@ -450,6 +454,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dl.set_defaults(fn=cmd_dlq)
 
+    from devtools.integration_cli import add_parsers
+
+    add_parsers(sub)
+
     run = sub.add_parser("run", help="run one Waymark part in the foreground")
     run.add_argument("part")
     run.set_defaults(fn=cmd_run)
@@ -462,7 +470,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # readiness probes expect refused connections while a part starts; don't print them
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    args = build_parser().parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["import"]:  # the importer's own arguments, --help included
+        from services.integration.importer.__main__ import main as importer
+
+        return importer(given[1:])
+    args = build_parser().parse_args(given)
     return int(args.fn(args, get_settings()) or 0)
 
 

@@ -1,40 +1,38 @@
 """`waymark seed`: synthetic demo data, sent through the public APIs like any client would, and
-a synthetic population published as referral events.
+a synthetic population loaded through the bulk importer.
 
 Every person here is invented. NHS numbers are in the 999 range that NHS England keeps for
 test data, so none belongs to a real person. Seeding twice changes nothing (each request
-carries an Idempotency-Key; the population's event ids come from a fixed seed and every
-consumer skips an event id it has seen).
+carries an Idempotency-Key; the population's extracts are the same files again, and a finished
+file is not imported twice).
 
-The population (`seed_population`) is made by the labelled journey generator
-(devtools/synthetic/): about 500 people over 12 months with realistic loops and
-stalls, so the coordinators' dashboard has real alerts from the journeys the moment it opens.
-Those referrals exist only as events on the referrals topic: the referrals service does not
-hold them (no personal details, nothing to open through its API), and notifications sends
-nobody a message about them.
+The population (`seed_population`, devtools/population.py) is made by the labelled journey
+generator (devtools/synthetic/): about 500 people over 12 months with realistic loops and
+stalls, written as an e-RS worklist extract and a GP appointments extract and imported as an
+ICS imports its history at go-live, so every demo referral exists in the referrals service with
+its real past dates and the coordinators' dashboard has real alerts that open onto real records.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import httpx
 
-from shared import topics
+from devtools.population import (  # noqa: F401 (the seed's population, as `waymark seed` loads it)
+    POPULATION_MONTHS,
+    POPULATION_PEOPLE,
+    POPULATION_PREFIX,
+    POPULATION_SEED,
+    Population,
+    seed_population,
+)
 from shared.auth import mint_token
 from shared.settings import Settings
 from shared.vocabulary import Category
-
-#: the population's seed: fixed, so seeding again publishes the very same event ids
-POPULATION_SEED = 8
-POPULATION_PEOPLE = 500
-POPULATION_MONTHS = 12
-POPULATION_PREFIX = "pt_demo"
 
 
 def _with_check_digit(nine: str) -> str | None:
@@ -315,48 +313,3 @@ def seed_preferences(settings: Settings) -> list[str]:
                 )
             users.append(user)
     return users
-
-
-@dataclass(frozen=True)
-class Population:
-    people: int
-    events: int
-    topic: str
-    loops: int  # the alerts the journeys will raise for it (the generator's labels)
-    stalls: int
-
-
-def seed_population(
-    settings: Settings,
-    *,
-    people: int = POPULATION_PEOPLE,
-    seed: int = POPULATION_SEED,
-    now: datetime | None = None,
-) -> Population:
-    """Publish the synthetic population's referral events (times up to POPULATION_MONTHS back
-    from `now`) onto the referrals topic, keyed by each person's pseudonymous id. Another
-    `seed` is another population (other people, other event ids)."""
-    from devtools.synthetic import DEMO_MIX, generate, publish
-
-    journeys = generate(
-        people,
-        seed=seed,
-        now=now or datetime.now(UTC),
-        patient_prefix=POPULATION_PREFIX,
-        months=POPULATION_MONTHS,
-        mix=DEMO_MIX,
-    )
-    topic = settings.topic(topics.REFERRALS)
-    events = (
-        asyncio.run(publish(journeys, bootstrap_servers=settings.bootstrap_servers, topic=topic))
-        if journeys
-        else 0
-    )
-    rules = [r for j in journeys for r in j.expected_rules]
-    return Population(
-        people=len(journeys),
-        events=events,
-        topic=topic,
-        loops=sum(1 for r in rules if r.startswith("looping.")),
-        stalls=sum(1 for r in rules if r.startswith("stalled.")),
-    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import random
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -65,10 +65,12 @@ HOLD_REASON = "awaiting-information"
 
 
 def nhs_numbers(n: int, *, first_body: int) -> list[str]:
-    """n valid NHS numbers of the 999 test range, bodies counted up from `first_body`."""
-    out, body = [], first_body
+    """n valid NHS numbers of the 999 test range, bodies counted up from `first_body` (after
+    999999 they go on from 000000)."""
+    out: list[str] = []
+    body = first_body
     while len(out) < n:
-        digits = f"999{body:06d}"
+        digits = f"999{body % 1_000_000:06d}"
         total = sum(int(d) * w for d, w in zip(digits, range(10, 1, -1), strict=True))
         check = 11 - total % 11
         if check != 10:
@@ -87,8 +89,15 @@ def _local(at: str) -> str:
     return datetime.fromisoformat(at).astimezone(UTC).replace(microsecond=0).isoformat()
 
 
-def ers_rows(journeys: Sequence[SyntheticJourney], numbers: Sequence[str]) -> list[list[str]]:
-    """One line per step of every journey's referrals, the lines of one UBRN together."""
+def ers_rows(
+    journeys: Sequence[SyntheticJourney],
+    numbers: Sequence[str],
+    *,
+    known_services: Collection[str] | None = None,
+) -> list[list[str]]:
+    """One line per step of every journey's referrals, the lines of one UBRN together. A
+    service not in `known_services` (the directory's ids, when given) is written as an e-RS
+    service id the directory does not know, so the referral is imported without one."""
     rows: list[list[str]] = []
     for journey, nhs in zip(journeys, numbers, strict=False):
         by_referral: dict[str, list] = {}  # type: ignore[type-arg]
@@ -104,7 +113,9 @@ def ers_rows(journeys: Sequence[SyntheticJourney], numbers: Sequence[str]) -> li
                         e.from_org,
                         e.from_org if e.from_org.startswith("GP-") else "",
                         e.to_org,
-                        e.to_service_id,
+                        e.to_service_id
+                        if known_services is None or e.to_service_id in known_services
+                        else f"{uuid.UUID(rid).int % 10**7:07d}",
                         e.service_category,
                         e.priority.capitalize(),
                         ";".join(e.reason_codes),
