@@ -43,7 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=8,
-        help="records applied at once (default 8; those about one contact or referral in order)",
+        help="e-RS referrals sent at once (default 8; one UBRN's steps never overlap)",
+    )
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=200,
+        help="A&E and GP records applied per transaction (default 200)",
     )
     return p
 
@@ -103,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             service_map=read_service_map(args.service_map),
             progress=args.progress,
             workers=max(1, args.workers),
+            batch=max(1, args.batch),
         )
         summary = asyncio.run(run(get_settings(), opts))
     except (ImportRefused, ValueError) as exc:

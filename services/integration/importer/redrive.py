@@ -11,8 +11,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.integration.handlers import REDRIVERS, MessageResult
 from services.integration.importer.domain import Kind
+from services.integration.importer.records import apply_contact, apply_referral, record_of
 from services.integration.importer.referrals import HistoryClient
-from services.integration.importer.runner import apply_contact, apply_referral, record_of
 from services.integration.models import DeadLetter
 from shared.settings import Settings
 

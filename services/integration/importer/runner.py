@@ -14,36 +14,35 @@ import resumable and a per-record report.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.integration import repository
-from services.integration.domain import ContactReport, UnmappableReport
-from services.integration.handlers import apply_message, digest
+from services.integration.applying import apply_in
 from services.integration.importer import store
 from services.integration.importer.domain import (
     Kind,
     Record,
-    RowRefused,
-    contact,
-    masked,
     record_key,
-    referral_history,
 )
 from services.integration.importer.pipeline import in_order
 from services.integration.importer.reader import Bad, file_sha256, format_of, records, rows_in
-from services.integration.importer.referrals import HistoryClient, Posted
+from services.integration.importer.records import (
+    apply_referral,
+    contact_outcome,
+    control_id,
+    dry_outcome,
+    incoming,
+)
+from services.integration.importer.referrals import HistoryClient
 from services.integration.importer.report import Progress, ReportWriter
-from services.integration.models import SourceSystem
+from shared.db import unit_of_work
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -67,8 +66,10 @@ class Options:
     dry_run: bool = False
     service_map: Mapping[str, str] = field(default_factory=dict)
     progress: str = "auto"  # auto (a bar on a terminal, lines otherwise), bar, lines, none
-    #: records applied at once (records about the same contact or referral never overlap)
+    #: e-RS referrals sent at once (one UBRN's never overlap)
     workers: int = 8
+    #: A&E and GP records applied per transaction
+    batch: int = 200
 
 
 @dataclass
@@ -93,122 +94,6 @@ class Summary:
 
 def default_report(path: Path) -> Path:
     return path.with_name(f"{path.stem}.report.csv")
-
-
-def payload_of(kind: Kind, item: Record | Bad) -> str:
-    """The record as the message log keeps it (and a dead letter, for a re-drive)."""
-    if isinstance(item, Bad):
-        body: dict[str, Any] = {"kind": kind.value, "line": item.number, "error": item.error}
-    else:
-        body = {
-            "kind": kind.value,
-            "line": item.number,
-            "fields": dict(item.fields),
-            "steps": [dict(s) for s in item.steps],
-        }
-    return json.dumps(body, sort_keys=True, default=str)
-
-
-def record_of(payload: str) -> tuple[Kind, Record | Bad]:
-    body = json.loads(payload)
-    if "error" in body:
-        return Kind(body["kind"]), Bad(body["line"], body["error"])
-    steps = tuple(body.get("steps") or ())
-    return Kind(body["kind"]), Record(body["line"], body["fields"], steps)
-
-
-def contact_reports(
-    kind: Kind, item: Record | Bad, now: datetime
-) -> Callable[[SourceSystem], list[ContactReport]]:
-    """The `reports` callable of apply_message for one A&E or GP record."""
-
-    def reports(source: SourceSystem) -> list[ContactReport]:
-        if isinstance(item, Bad):
-            raise UnmappableReport(item.error)
-        try:
-            return [contact(kind, item, now=now, default_org=source.org_code)]
-        except RowRefused as exc:
-            raise UnmappableReport(str(exc)) from None
-
-    return reports
-
-
-async def apply_contact(
-    sessions: async_sessionmaker[AsyncSession],
-    settings: Settings,
-    *,
-    source_id: str,
-    control_id: str,
-    kind: Kind,
-    item: Record | Bad,
-    now: datetime,
-) -> tuple[str, str | None]:
-    result = await apply_message(
-        sessions,
-        settings,
-        source_id=source_id,
-        channel="bulk",
-        control_id=control_id,
-        payload=payload_of(kind, item),
-        reports=contact_reports(kind, item, now),
-        now=now,
-    )
-    if result.ack_code != "AA":
-        return "refused", masked(result.detail or "refused")
-    if result.duplicate:
-        return "accepted", "applied before this run (a resumed import)"
-    return ("accepted", None) if result.changed else ("unchanged", "no new facts")
-
-
-async def apply_referral(
-    sessions: async_sessionmaker[AsyncSession],
-    client: HistoryClient,
-    *,
-    source_id: str,
-    control_id: str,
-    item: Record | Bad,
-    now: datetime,
-    service_map: Mapping[str, str],
-) -> tuple[str, str | None]:
-    payload = payload_of(Kind.ERS, item)
-    async with sessions() as session:
-        seen = await repository.message(session, source_id, control_id)
-    if seen is not None and seen.outcome == "accepted" and seen.digest == digest(payload):
-        return "accepted", "applied before this run (a resumed import)"
-    try:
-        if isinstance(item, Bad):
-            raise RowRefused(item.error)
-        body = referral_history(item, source_system=source_id, now=now, service_map=service_map)
-    except RowRefused as exc:
-        posted = Posted("refused", masked(str(exc)))
-    else:
-        posted = await client.post(body)
-    reason = masked(posted.reason) if posted.reason else None
-    await store.log_referral_row(
-        sessions,
-        source_id=source_id,
-        control_id=control_id,
-        payload=payload,
-        refused_because=reason if posted.outcome == "refused" else None,
-        now=now,
-    )
-    return posted.outcome, reason
-
-
-def dry_outcome(
-    kind: Kind, item: Record | Bad, now: datetime, source_id: str, service_map: Mapping[str, str]
-) -> tuple[str, str | None]:
-    if isinstance(item, Bad):
-        return "refused", item.error
-    try:
-        if kind is Kind.ERS:
-            referral_history(item, source_system=source_id, now=now, service_map=service_map)
-        else:
-            # the source's own ODS code stands in for an empty provider/practice column
-            contact(kind, item, now=now, default_org="SOURCE-ORG")
-    except RowRefused as exc:
-        return "refused", masked(str(exc))
-    return "valid", None
 
 
 async def run_import(
@@ -269,78 +154,125 @@ async def run_import(
         )
         summary.seconds = time.monotonic() - t0
         return summary
-    own_client = client is None and opts.kind is Kind.ERS
-    if own_client:
-        client = HistoryClient(settings)
-    counts = {"accepted": run.accepted, "unchanged": run.unchanged, "refused": run.refused}
-    last_save, unsaved = time.monotonic(), 0
-
-    async def apply(item: Record | Bad) -> tuple[str, str | None]:
-        control_id = f"{sha[:16]}:{item.number}"
-        if opts.kind is Kind.ERS:
-            assert client is not None
-            return await apply_referral(
-                sessions,
-                client,
-                source_id=source.id,
-                control_id=control_id,
-                item=item,
-                now=now,
-                service_map=opts.service_map,
-            )
-        return await apply_contact(
-            sessions,
-            settings,
-            source_id=source.id,
-            control_id=control_id,
-            kind=opts.kind,
-            item=item,
-            now=now,
-        )
-
     todo = (
         (position, item)
         for position, item in enumerate(records(opts.path, opts.kind, fmt), start=1)
         if position > run.records_done
     )
-    try:
-        with (
-            ReportWriter(summary.report, keep_records=run.records_done) as report,
-            Progress(opts, total, run.records_done) as bar,
-        ):
-            async for position, item, (outcome, reason) in in_order(
-                todo, apply, key=lambda i: _key(opts.kind, i) or str(i.number), workers=opts.workers
-            ):
-                counts[outcome] += 1
-                summary.accepted += outcome == "accepted"
-                summary.unchanged += outcome == "unchanged"
-                summary.refused += outcome == "refused"
-                report.write(position, item.number, _key(opts.kind, item), outcome, reason)
-                run.records_done, run.last_line = position, item.number
-                run.accepted, run.unchanged, run.refused = (
-                    counts["accepted"],
-                    counts["unchanged"],
-                    counts["refused"],
-                )
-                unsaved += 1
-                bar.step(summary)
-                if (
-                    unsaved >= SAVE_EVERY_RECORDS
-                    or time.monotonic() - last_save > SAVE_EVERY_SECONDS
-                ):
-                    report.flush()
-                    await store.save_progress(sessions, run)
-                    last_save, unsaved = time.monotonic(), 0
-            report.flush()
-            await store.save_progress(sessions, run, finished=True)
-    except BaseException:
-        await store.save_progress(sessions, run)
-        raise
-    finally:
-        if own_client and client is not None:
-            await client.aclose()
+    with (
+        ReportWriter(summary.report, keep_records=run.records_done) as report,
+        Progress(opts, total, run.records_done) as bar,
+    ):
+        tally = _Tally(opts.kind, run, summary, report, bar)
+        if opts.kind is Kind.ERS:
+            await _referrals(settings, opts, sessions, client, todo, tally, source.id, sha, now)
+        else:
+            await _contacts(settings, opts, sessions, todo, tally, source.id, sha, now)
+        report.flush()
+        await store.save_progress(sessions, run, finished=True)
     summary.seconds = time.monotonic() - t0
     return summary
+
+
+class _Tally:
+    """What the run, the summary, the report and the progress display learn of each record."""
+
+    def __init__(
+        self, kind: Kind, run: store.Run, summary: Summary, report: ReportWriter, bar: Progress
+    ) -> None:
+        self.kind, self.run, self.summary, self.report, self.bar = kind, run, summary, report, bar
+
+    def note(self, position: int, item: Record | Bad, outcome: str, reason: str | None) -> None:
+        for target in (self.run, self.summary):
+            setattr(target, outcome, getattr(target, outcome) + 1)
+        self.report.write(position, item.number, _key(self.kind, item), outcome, reason)
+        self.run.records_done, self.run.last_line = position, item.number
+        self.bar.step(self.summary)
+
+
+async def _contacts(
+    settings: Settings,
+    opts: Options,
+    sessions: async_sessionmaker[AsyncSession],
+    todo: Iterator[tuple[int, Record | Bad]],
+    tally: _Tally,
+    source_id: str,
+    sha: str,
+    now: datetime,
+) -> None:
+    """A&E and GP records, a batch per transaction: the contacts, their events, the message
+    log, the dead letters and the run's progress commit together, so a killed import resumes
+    exactly after the last batch committed. The batch's report lines are written before its
+    commit (a resumed import drops those of a batch that never committed)."""
+
+    async def commit(batch: list[tuple[int, Record | Bad]]) -> None:
+        async with unit_of_work(sessions) as session:
+            items = [
+                incoming(opts.kind, i, source_id=source_id, sha=sha, now=now) for _, i in batch
+            ]
+            results = await apply_in(session, settings, items)
+            for (position, item), result in zip(batch, results, strict=True):
+                tally.note(position, item, *contact_outcome(result))
+            tally.report.flush()
+            await store.stage_progress(session, tally.run)
+
+    batch: list[tuple[int, Record | Bad]] = []
+    for entry in todo:
+        batch.append(entry)
+        if len(batch) >= opts.batch:
+            await commit(batch)
+            batch = []
+    if batch:
+        await commit(batch)
+
+
+async def _referrals(
+    settings: Settings,
+    opts: Options,
+    sessions: async_sessionmaker[AsyncSession],
+    client: HistoryClient | None,
+    todo: Iterator[tuple[int, Record | Bad]],
+    tally: _Tally,
+    source_id: str,
+    sha: str,
+    now: datetime,
+) -> None:
+    """e-RS referrals, several requests at once (one UBRN's never), results in file order; the
+    run's progress saved every SAVE_EVERY_RECORDS records or SAVE_EVERY_SECONDS, and when the
+    import stops (the requests in flight then are sent again on resume: the referrals service
+    answers them unchanged)."""
+    own = client is None
+    http = client or HistoryClient(settings)
+
+    async def apply(item: Record | Bad) -> tuple[str, str | None]:
+        return await apply_referral(
+            sessions,
+            http,
+            source_id=source_id,
+            control_id=control_id(sha, item),
+            item=item,
+            now=now,
+            service_map=opts.service_map,
+        )
+
+    last_save, unsaved = time.monotonic(), 0
+    try:
+        async for position, item, (outcome, reason) in in_order(
+            todo, apply, key=lambda i: _key(Kind.ERS, i) or str(i.number), workers=opts.workers
+        ):
+            tally.note(position, item, outcome, reason)
+            unsaved += 1
+            if unsaved >= SAVE_EVERY_RECORDS or time.monotonic() - last_save > SAVE_EVERY_SECONDS:
+                tally.report.flush()
+                await store.save_progress(sessions, tally.run)
+                last_save, unsaved = time.monotonic(), 0
+    except BaseException:
+        tally.report.flush()
+        await store.save_progress(sessions, tally.run)
+        raise
+    finally:
+        if own:
+            await http.aclose()
 
 
 def _key(kind: Kind, item: Record | Bad) -> str:

@@ -77,25 +77,30 @@ async def save_progress(
     sessions: async_sessionmaker[AsyncSession], run: Run, *, finished: bool = False
 ) -> None:
     async with unit_of_work(sessions) as session:
-        await session.exec(  # type: ignore[call-overload]
-            text(
-                """UPDATE import_run
-                      SET records_done = :d, accepted = :a, unchanged = :u, refused = :r,
-                          last_line = :l, updated_at = now(),
-                          status = CASE WHEN :f THEN 'finished' ELSE status END,
-                          finished_at = CASE WHEN :f THEN now() ELSE finished_at END
-                    WHERE source_system = :s AND file_sha256 = :h"""
-            ).bindparams(
-                d=run.records_done,
-                a=run.accepted,
-                u=run.unchanged,
-                r=run.refused,
-                l=run.last_line,
-                f=finished,
-                s=run.source_system,
-                h=run.file_sha256,
-            )
+        await stage_progress(session, run, finished=finished)
+
+
+async def stage_progress(session: AsyncSession, run: Run, *, finished: bool = False) -> None:
+    """The run's progress, in the caller's transaction (a batch of records commits with it)."""
+    await session.exec(  # type: ignore[call-overload]
+        text(
+            """UPDATE import_run
+                  SET records_done = :d, accepted = :a, unchanged = :u, refused = :r,
+                      last_line = :l, updated_at = now(),
+                      status = CASE WHEN :f THEN 'finished' ELSE status END,
+                      finished_at = CASE WHEN :f THEN now() ELSE finished_at END
+                WHERE source_system = :s AND file_sha256 = :h"""
+        ).bindparams(
+            d=run.records_done,
+            a=run.accepted,
+            u=run.unchanged,
+            r=run.refused,
+            l=run.last_line,
+            f=finished,
+            s=run.source_system,
+            h=run.file_sha256,
         )
+    )
 
 
 async def runs(sessions: async_sessionmaker[AsyncSession]) -> list[Run]:
