@@ -17,9 +17,11 @@ from temporalio.client import Client
 
 from devtools import stack
 from devtools.demo import POPULATION_MONTHS, POPULATION_PREFIX
+from devtools.population import population_nhs_numbers
 from devtools.synthetic import DEMO_MIX, generate
 from shared.auth import Role, verify_token
 from shared.db import make_engine, make_sessionmaker
+from shared.pseudonym import pseudonymise
 from shared.settings import settings_env
 from shared.topics import REFERRALS
 from tests.helpers import end_offsets, eventually
@@ -132,7 +134,9 @@ class TestCli:
 class TestSeed:
     """`waymark seed` with a small population (the default is 500 people; 60 keep this quick)
     of its own (a fresh seed: the Temporal namespace outlives the test database, so the demo's
-    own journeys may already exist from an earlier run)."""
+    own journeys may already exist from an earlier run). The population is loaded through the
+    bulk importer: every referral is held by the referrals service, and every alert opens onto
+    referrals it holds."""
 
     PEOPLE = 60
 
@@ -150,12 +154,17 @@ class TestSeed:
             months=POPULATION_MONTHS,
             mix=DEMO_MIX,
         )
-        labelled = {(j.patient_id, r) for j in journeys for r in j.expected_rules}
+        # the person behind each journey, as the referrals service names them
+        numbers = population_nhs_numbers(self.PEOPLE, seed=population_seed)
+        person = {j.patient_id: pseudonymise(n, s) for j, n in zip(journeys, numbers, strict=True)}
+        people = list(person.values())
+        labelled = {(person[j.patient_id], r) for j in journeys for r in j.expected_rules}
         # the ambiguous templates' alerts depend on when events reach the journey
         # (bench/alert_quality.py measures them apart): the clear-cut ones are exact
-        clear = {j.patient_id for j in journeys if j.clear_cut}
+        clear = {person[j.patient_id] for j in journeys if j.clear_cut}
         expected = {(p, r) for p, r in labelled if p in clear}
         assert {r.split(".")[0] for _, r in expected} == {"looping", "stalled"}
+        referrals = {e.referral_id for j in journeys for e in j.events}
 
         first = await asyncio.to_thread(_waymark, s, *args)
         assert first.returncode == 0, first.stderr
@@ -163,10 +172,10 @@ class TestSeed:
         assert "notification preferences of 4 demo referrers" in first.stdout
         events = sum(len(j.events) for j in journeys)
         assert (
-            f"synthetic population: {self.PEOPLE} people over 12 months, {events} referral "
-            f"events on {s.topic(REFERRALS)}"
+            f"synthetic population: {self.PEOPLE} people over 12 months: {len(referrals)} "
+            f"referrals ({events} dated steps) from an e-RS worklist extract"
         ) in first.stdout
-        assert "exist only as events: the referrals service does not hold them" in first.stdout
+        assert "held by the referrals service with its real past dates" in first.stdout
         loops = sum(1 for _, r in labelled if r.startswith("looping."))
         assert f"raise {loops} loop and {len(labelled) - loops} stall alerts" in first.stdout
         assert (
@@ -176,15 +185,16 @@ class TestSeed:
 
         engine = make_engine(s, "notifications")
         sessions = make_sessionmaker(engine)
-        prefix = f"{POPULATION_PREFIX}_{population_seed}_%"
+        ref_engine = make_engine(s, "referrals")
+        ref_sessions = make_sessionmaker(ref_engine)
 
         async def inbox() -> set[tuple[str, str]]:
             async with sessions() as session:
                 rows = (
                     await session.exec(
                         text(  # type: ignore[call-overload]
-                            "SELECT patient_id, rule FROM alert WHERE patient_id LIKE :p"
-                        ).bindparams(p=prefix)
+                            "SELECT patient_id, rule FROM alert WHERE patient_id = ANY(:p)"
+                        ).bindparams(p=people)
                     )
                 ).all()
             return {(r.patient_id, r.rule) for r in rows if r.patient_id in clear}
@@ -195,48 +205,107 @@ class TestSeed:
                     await session.exec(
                         text(  # type: ignore[call-overload]
                             """
-                            SELECT (SELECT count(*) FROM alert WHERE patient_id LIKE :p) AS alerts,
+                            SELECT
+                              (SELECT count(*) FROM alert WHERE patient_id = ANY(:p)) AS alerts,
                               (SELECT count(*) FROM referral_history
-                                WHERE patient_id LIKE :p) AS history,
-                              (SELECT count(*) FROM message WHERE patient_id LIKE :p
+                                WHERE patient_id = ANY(:p)) AS history,
+                              (SELECT count(*) FROM message WHERE patient_id = ANY(:p)
                                 AND audience NOT IN ('alert_orgs', 'duty_rota')) AS messages
                     """
-                        ).bindparams(p=prefix)
+                        ).bindparams(p=people)
                     )
                 ).one()
             return row.alerts, row.history, row.messages
 
+        async def held() -> tuple[set[str], int]:
+            """The population's referrals the referrals service holds, and its outbox rows."""
+            async with ref_sessions() as session:
+                ids = (
+                    await session.exec(
+                        text(  # type: ignore[call-overload]
+                            "SELECT id FROM referral WHERE patient_id = ANY(:p)"
+                        ).bindparams(p=people)
+                    )
+                ).all()
+                outbox = (
+                    await session.exec(
+                        text(  # type: ignore[call-overload]
+                            "SELECT count(*) FROM outbox WHERE key = ANY(:p)"
+                        ).bindparams(p=people)
+                    )
+                ).scalar_one()
+            return {str(r.id) for r in ids}, outbox
+
         client = await Client.connect(s.temporal_target, namespace=s.temporal_namespace)
 
-        async def journeys_saw_everything_twice() -> bool:
+        async def journeys_saw_everything() -> bool:
             views = await asyncio.gather(
                 *(
-                    client.get_workflow_handle(workflow_id(j.patient_id)).query(
+                    client.get_workflow_handle(workflow_id(person[j.patient_id])).query(
                         PatientJourney.journey
                     )
                     for j in journeys
-                )
+                ),
+                return_exceptions=True,
             )
             return all(
-                v.events_applied == len(j.events) <= v.duplicates_ignored
+                not isinstance(v, BaseException) and v.events_applied == len(j.events)
                 for v, j in zip(views, journeys, strict=True)
             )
 
+        async def journeys_behind() -> list[tuple[str, object, int]]:
+            views = await asyncio.gather(
+                *(
+                    client.get_workflow_handle(workflow_id(person[j.patient_id])).query(
+                        PatientJourney.journey
+                    )
+                    for j in journeys
+                ),
+                return_exceptions=True,
+            )
+            return [
+                (j.template, getattr(v, "events_applied", v), len(j.events))
+                for v, j in zip(views, journeys, strict=True)
+                if isinstance(v, BaseException) or v.events_applied != len(j.events)
+            ]
+
         try:
+            held_ids, outbox = await held()
+            assert len(held_ids) == len(referrals) and outbox == events
             # loops at once, stalls once each journey's events have settled (60 s)
-            await eventually(lambda: _contains(inbox(), expected), timeout=180, interval=2)
+            try:
+                await eventually(lambda: _contains(inbox(), expected), timeout=240, interval=2)
+            except AssertionError:
+                got = await inbox()
+                behind = await journeys_behind()
+                raise AssertionError(
+                    f"{len(expected - got)} alerts missing, e.g. {sorted(expected - got)[:5]}; "
+                    f"{len(got - expected)} unexpected, e.g. {sorted(got - expected)[:5]}; "
+                    f"journeys that have not applied every event: {behind[:5]} ({len(behind)})"
+                ) from None
             assert await inbox() == expected
             before = await counts()
             # nobody is messaged about the referrals themselves (an alert addressed to a
             # referrer's team, e.g. no next step, reaches that team's inbox)
             assert before[0] >= len(expected) and before[1:] == (events, 0)
+            # every alert names referrals the referrals service holds (it opens onto them)
+            async with sessions() as session:
+                named = (
+                    await session.exec(
+                        text(  # type: ignore[call-overload]
+                            "SELECT DISTINCT unnest(referral_ids) AS r FROM alert "
+                            "WHERE patient_id = ANY(:p)"
+                        ).bindparams(p=people)
+                    )
+                ).all()
+            assert named and {r.r for r in named} <= held_ids
 
             second = await asyncio.to_thread(_waymark, s, *args)
             assert second.returncode == 0, second.stderr
             assert second.stdout == first.stdout
-            # every journey received each event again and ignored it, and the notifications
-            # consumer has read them all: still the same alerts, history and (no) messages
-            await eventually(journeys_saw_everything_twice, timeout=60, interval=1)
+            # seeding again imports nothing: no referral, no event, no alert twice
+            assert await held() == (held_ids, outbox)
+            await eventually(journeys_saw_everything, timeout=60, interval=1)
             await eventually(
                 lambda: _caught_up(s, s.topic("notifications"), s.topic(REFERRALS)),
                 timeout=60,
@@ -246,6 +315,7 @@ class TestSeed:
             assert await counts() == before  # nothing twice
         finally:
             await engine.dispose()
+            await ref_engine.dispose()
 
 
 async def _contains(found: Awaitable[set[tuple[str, str]]], expected: set[tuple[str, str]]) -> bool:
