@@ -49,6 +49,13 @@ async def in_order(
             position, item = job
             try:
                 results[position] = (item, _Done(await apply(item)))
+            except asyncio.CancelledError as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # this worker is being stopped
+                # a cancellation that leaked out of the call (an in-process app's cancel
+                # scope): the record failed, and the reader says so rather than waiting
+                results[position] = (item, RuntimeError(f"the call was cancelled: {exc!r}"))
             except Exception as exc:  # handed to the reader, who raises it
                 results[position] = (item, exc)
             changed.set()
@@ -66,12 +73,19 @@ async def in_order(
 
     tasks = [asyncio.create_task(work(q)) for q in queues]
     feeder = asyncio.create_task(feed())
+    for task in (feeder, *tasks):
+        task.add_done_callback(lambda _: changed.set())
     try:
         while (position := await order.get()) is not None:
             while position not in results:
                 changed.clear()
                 if position in results:
                     break
+                broken = [t for t in tasks if t.done() and (t.cancelled() or t.exception())]
+                if broken:
+                    # a worker died before its records were done: never wait for it
+                    failure = None if broken[0].cancelled() else broken[0].exception()
+                    raise RuntimeError("a worker of the import stopped") from failure
                 await changed.wait()
             item, outcome = results.pop(position)
             if isinstance(outcome, BaseException):

@@ -2,13 +2,15 @@
 service's own service token, one referral (its whole history so far) per request.
 
 `POST /referrals/history` answers 201 (created), 200 (known: new steps applied, or none), 409
-(the history contradicts the one held), 422 (invalid); anything else stops the import, which
+(the history contradicts the one held), 422 (invalid); 429 (the service's write rate limit) and
+503 are waited out as their Retry-After says; anything else stops the import, which
 resumes from where it stopped once the cause is fixed (a retry of a referral already posted is
 a 200 with nothing new).
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,6 +20,18 @@ from shared.auth import service_token
 from shared.settings import Settings
 
 Outcome = Literal["accepted", "unchanged", "refused"]
+
+
+#: how many times one request waits out a 429 or 503 (with its Retry-After) before the import
+#: stops: the referrals service limits each caller's writes (WAYMARK_RATE_LIMIT_PER_MINUTE)
+MAX_WAITS = 120
+
+
+def _retry_after(resp: httpx.Response) -> float:
+    try:
+        return min(max(float(resp.headers.get("retry-after", "1")), 0.1), 30.0)
+    except ValueError:
+        return 1.0
 
 
 class ReferralsUnavailable(RuntimeError):
@@ -56,10 +70,19 @@ class HistoryClient:
         return {"Authorization": f"Bearer {service_token(self.settings, 'integration')}"}
 
     async def post(self, body: dict[str, Any]) -> Posted:
-        try:
-            resp = await self.http.post("/referrals/history", json=body, headers=self._headers())
-        except httpx.HTTPError as exc:
-            raise ReferralsUnavailable(f"the referrals service did not answer: {exc}") from exc
+        waits = 0
+        while True:
+            try:
+                resp = await self.http.post(
+                    "/referrals/history", json=body, headers=self._headers()
+                )
+            except httpx.HTTPError as exc:
+                raise ReferralsUnavailable(f"the referrals service did not answer: {exc}") from exc
+            # the service's write rate limit (429) or a dependency away (503): wait as told
+            if resp.status_code not in (429, 503) or waits >= MAX_WAITS:
+                break
+            waits += 1
+            await asyncio.sleep(_retry_after(resp))
         if resp.status_code in (200, 201):
             out = resp.json()
             new = resp.status_code == 201 or int(out.get("steps_applied", 0)) > 0
