@@ -154,3 +154,26 @@ class TestImportingGpAppointments:
             s=bulk_source.id,
         )
         assert unplanned == 1
+
+
+class TestStatus:
+    async def test_integration_status_prints_an_imports_counts_from_the_api(
+        self,
+        integration_sessions,
+        integration_client,
+        infra: Settings,
+        bulk_source: SourceSystem,
+        tmp_path: Path,
+        capsys,
+    ) -> None:
+        from devtools.integration_cli import admin_headers, print_status
+
+        path = ecds_file(tmp_path, 12, seed=107, bad=(2,))
+        await run_import(infra, opts(path, bulk_source), sessions=integration_sessions)
+        resp = await integration_client.get("/status", headers=admin_headers(infra))
+        assert resp.status_code == 200, resp.text
+        print_status(resp.json())
+        [line] = [
+            ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(bulk_source.id)
+        ]
+        assert line.split()[1:8] == ["bulk", "RX1", "yes", "12", "11", "1", "1"]
