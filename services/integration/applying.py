@@ -22,21 +22,30 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.integration import repository
 from services.integration.domain import (
+    BOOKING_HORIZON,
+    SAME_CONTACT_MINUTES,
     ContactFacts,
     ContactReport,
     UnmappableReport,
     checked,
     merged,
+    same_contact,
 )
 from services.integration.events import encounter_recorded
-from services.integration.models import DeadLetter, Encounter, InboundMessage, SourceSystem
+from services.integration.models import (
+    DeadLetter,
+    Encounter,
+    EncounterAlias,
+    InboundMessage,
+    SourceSystem,
+)
 from shared.access import Principal, Role
 from shared.audit import record_audit
 from shared.outbox import add_event
@@ -114,6 +123,9 @@ class _Batch:
     by_facility: dict[str, SourceSystem] = field(default_factory=dict)
     seen: dict[tuple[str, str], InboundMessage] = field(default_factory=dict)
     contacts: dict[tuple[str, str], Encounter] = field(default_factory=dict)
+    # contacts of the people this batch reports new contacts for: what another source's new
+    # report may turn out to be (services/integration/domain.py same_contact)
+    by_patient: dict[str, list[Encounter]] = field(default_factory=dict)
     refused_before: set[tuple[str, str]] = field(default_factory=set)
     resolved: list[tuple[str, str]] = field(default_factory=list)
 
@@ -146,6 +158,7 @@ async def apply_in(
     refs = sorted({ref for plan in planned for ref in plan.refs})
     if refs:
         await _load_contacts(batch, refs)
+        await _load_candidates(batch, planned)
     results = [_decide(batch, item, plan) for item, plan in zip(items, planned, strict=True)]
     if batch.resolved:
         new_letters = [x.id for x in session.new if isinstance(x, DeadLetter)]
@@ -200,7 +213,14 @@ def _decide(batch: _Batch, item: Incoming, plan: _Plan) -> MessageResult:
     except UnmappableReport as exc:
         return _dead(batch, item, source, "AE", str(exc), now)
     changed = []
-    for report, facts, patient_id in staged:
+    for report, facts, patient_id, alias_of in staged:
+        if alias_of is not None:
+            batch.contacts[(source.id, report.source_ref)] = alias_of
+            batch.session.add(
+                EncounterAlias(
+                    source_system=source.id, source_ref=report.source_ref, encounter_id=alias_of.id
+                )
+            )
         if facts is not None:
             changed.append(_write(batch, source, item, report, facts, patient_id, now))
     _log(batch, item, source, "accepted", "AA", None, fingerprint, now)
@@ -212,8 +232,10 @@ def _decide(batch: _Batch, item: Incoming, plan: _Plan) -> MessageResult:
 
 def _staged(
     batch: _Batch, source: SourceSystem, item: Incoming, report: ContactReport, now: datetime
-) -> tuple[ContactReport, ContactFacts | None, str]:
-    """A report checked against what is known (nothing written yet). Raises UnmappableReport."""
+) -> tuple[ContactReport, ContactFacts | None, str, Encounter | None]:
+    """A report checked against what is known (nothing written yet): the report, its facts
+    when they change the contact, the person, and the contact another source reported first
+    when this is that one. Raises UnmappableReport."""
     nhs, facts = checked(report, now=now)
     patient_id = pseudonymise(nhs, batch.settings)
     row = batch.contacts.get((source.id, report.source_ref))
@@ -223,7 +245,18 @@ def _staged(
         raise UnmappableReport(
             f"visit {report.source_ref!r} was reported before for another NHS number"
         )
-    return report, merged(_facts(row) if row is not None else None, facts), patient_id
+    alias_of = None
+    if row is None:
+        alias_of = next(
+            (
+                known
+                for known in batch.by_patient.get(patient_id, [])
+                if known.channel != item.channel and same_contact(_facts(known), facts)
+            ),
+            None,
+        )
+        row = alias_of
+    return report, merged(_facts(row) if row is not None else None, facts), patient_id, alias_of
 
 
 def _write(
@@ -249,6 +282,7 @@ def _write(
             diagnosis_codes=[],
         )
         batch.contacts[(source.id, report.source_ref)] = row
+        batch.by_patient.setdefault(patient_id, []).append(row)
     _apply(row, facts)
     row.revision += 1
     row.updated_at = now
@@ -384,8 +418,31 @@ async def _load_seen(batch: _Batch, keys: list[tuple[str, str]]) -> None:
 
 
 async def _load_contacts(batch: _Batch, refs: list[tuple[str, str]]) -> None:
-    for row in await repository.contacts_locked(batch.session, refs):
-        batch.contacts[(row.source_system, row.source_ref)] = row
+    for ref, row in await repository.contacts_locked(batch.session, refs):
+        batch.contacts[ref] = row
+
+
+async def _load_candidates(batch: _Batch, planned: list[_Plan]) -> None:
+    """The contacts a report of a contact not yet known may be, reported by another source."""
+    people, times = set(), []
+    for plan in planned:
+        for report in plan.reports:
+            if (plan.source.id, report.source_ref) in batch.contacts:  # type: ignore[union-attr]
+                continue
+            try:
+                nhs, facts = checked(report, now=datetime.now(UTC) + BOOKING_HORIZON)
+            except UnmappableReport:
+                continue  # refused when its message is decided
+            people.add(pseudonymise(nhs, batch.settings))
+            times.append(facts.started_at)
+    if not people:
+        return
+    window = timedelta(minutes=SAME_CONTACT_MINUTES)
+    rows = await repository.contacts_of_people(
+        batch.session, sorted(people), min(times) - window, max(times) + window
+    )
+    for row in rows:
+        batch.by_patient.setdefault(row.patient_id, []).append(row)
 
 
 def _facts(row: Encounter) -> ContactFacts:

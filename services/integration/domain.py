@@ -137,3 +137,31 @@ def merged(known: ContactFacts | None, new: ContactFacts) -> ContactFacts | None
         discharge_destination=new.discharge_destination or known.discharge_destination,
     )
     return None if result == known else result
+
+
+#: one contact reported through two doors (an ED's HL7 v2 feed and the ECDS extract of the same
+#: attendance at go-live; a shared care record's FHIR and the PAS's HL7 v2): the same person,
+#: kind of contact and provider, starting within this many minutes of each other. Within one
+#: door a source's own ids tell contacts apart, so only reports from another channel are
+#: matched (services/integration/applying.py). Both feeds take the arrival
+#: time from the same PAS, so an hour is generous; two real attendances of one kind at one
+#: provider within an hour are one episode of care in every count the rules make.
+SAME_CONTACT_MINUTES = 60
+
+
+def same_contact(known: ContactFacts, new: ContactFacts) -> bool:
+    """Whether `new`, from another source, is the contact `known` already is."""
+    if ContactStatus.ENTERED_IN_ERROR in (known.status, new.status):
+        return False
+    if known.contact_kind is not new.contact_kind:
+        return False
+    if not same_provider(known.source_org, new.source_org):
+        return False
+    return abs(known.started_at - new.started_at) <= timedelta(minutes=SAME_CONTACT_MINUTES)
+
+
+def same_provider(a: str, b: str) -> bool:
+    """ODS codes of one provider: equal, or a site (5 characters) of the organisation (its
+    first 3): RX101 is a site of RX1."""
+    a, b = a.upper(), b.upper()
+    return a == b or (len(a) == 3 and b.startswith(a)) or (len(b) == 3 and a.startswith(b))

@@ -97,3 +97,15 @@ class DeadLetter(SQLModel, table=True):
     attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False))
     resolved_at: datetime | None = _time(nullable=True)
     resolved_by: str | None = _text()
+
+
+class EncounterAlias(SQLModel, table=True):
+    """Another source's id of a contact first reported by a different source (the same A&E
+    attendance by the PAS's HL7 v2 feed and by the ECDS extract): one contact, counted once."""
+
+    __tablename__ = "encounter_alias"
+
+    source_system: str = Field(sa_column=Column(Text, primary_key=True))
+    source_ref: str = Field(sa_column=Column(Text, primary_key=True))
+    encounter_id: uuid.UUID = Field(sa_column=Column(UUID, nullable=False))
+    created_at: datetime | None = _time()

@@ -10,7 +10,13 @@ from sqlalchemy import func, text, tuple_, update
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.integration.models import DeadLetter, Encounter, InboundMessage, SourceSystem
+from services.integration.models import (
+    DeadLetter,
+    Encounter,
+    EncounterAlias,
+    InboundMessage,
+    SourceSystem,
+)
 
 
 async def source_by_id(session: AsyncSession, source_id: str) -> SourceSystem | None:
@@ -134,11 +140,43 @@ async def messages_locked(
     return list((await session.exec(q)).all())  # type: ignore[call-overload]
 
 
-async def contacts_locked(session: AsyncSession, refs: list[tuple[str, str]]) -> list[Encounter]:
-    q = (
+async def contacts_locked(
+    session: AsyncSession, refs: list[tuple[str, str]]
+) -> list[tuple[tuple[str, str], Encounter]]:
+    """The contacts these (source, source id) name, as first reported or as another source's
+    alias, locked, each with the ref that found it."""
+    own = (
         select(Encounter)
         .where(tuple_(Encounter.source_system, Encounter.source_ref).in_(refs))
-        .order_by(Encounter.source_system, Encounter.source_ref)  # type: ignore[arg-type]
+        .order_by(Encounter.id)  # type: ignore[arg-type]
+        .with_for_update()
+    )
+    found = [((e.source_system, e.source_ref), e) for e in (await session.exec(own)).all()]  # type: ignore[call-overload]
+    aliased = (
+        select(EncounterAlias.source_system, EncounterAlias.source_ref, Encounter)
+        .join(Encounter, Encounter.id == EncounterAlias.encounter_id)  # type: ignore[arg-type]
+        .where(tuple_(EncounterAlias.source_system, EncounterAlias.source_ref).in_(refs))
+        .order_by(Encounter.id)  # type: ignore[arg-type]
+        .with_for_update(of=Encounter)  # type: ignore[arg-type]
+    )
+    for source_system, source_ref, e in (await session.exec(aliased)).all():  # type: ignore[call-overload]
+        found.append(((source_system, source_ref), e))
+    return found
+
+
+async def contacts_of_people(
+    session: AsyncSession, patients: list[str], since: datetime, until: datetime
+) -> list[Encounter]:
+    """Contacts of these people starting between `since` and `until`, locked: the contacts a
+    new report from another source may be."""
+    q = (
+        select(Encounter)
+        .where(
+            Encounter.patient_id.in_(patients),  # type: ignore[attr-defined]
+            Encounter.started_at >= since,  # type: ignore[operator]
+            Encounter.started_at <= until,  # type: ignore[operator]
+        )
+        .order_by(Encounter.id)  # type: ignore[arg-type]
         .with_for_update()
     )
     return list((await session.exec(q)).all())  # type: ignore[call-overload]

@@ -8,7 +8,15 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from services.integration.domain import ContactReport, UnmappableReport, checked, merged
+from services.integration.domain import (
+    SAME_CONTACT_MINUTES,
+    ContactReport,
+    UnmappableReport,
+    checked,
+    merged,
+    same_contact,
+    same_provider,
+)
 from shared.vocabulary import ContactKind, ContactStatus
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
@@ -145,3 +153,50 @@ class TestMerged:
     def test_a_cancellation_is_a_change(self) -> None:
         result = merged(self.facts(), self.facts(status=ContactStatus.ENTERED_IN_ERROR))
         assert result is not None and result.status is ContactStatus.ENTERED_IN_ERROR
+
+
+class TestSameContact:
+    def facts(self, **kw: object):  # type: ignore[no-untyped-def]
+        return checked(report(**kw), now=NOW)[1]
+
+    def test_one_attendance_from_two_feeds_is_one_contact(self) -> None:
+        pas = self.facts()
+        extract = self.facts(started_at=NOW - timedelta(hours=3, minutes=-20), source_org="RX101")
+        assert same_contact(pas, extract)
+
+    @pytest.mark.parametrize(
+        "change",
+        [
+            {"contact_kind": ContactKind.CRISIS_TEAM},
+            {"source_org": "RY2"},
+            {"source_org": "RX2"},
+            {"started_at": NOW - timedelta(hours=5)},
+            {"status": ContactStatus.ENTERED_IN_ERROR},
+        ],
+    )
+    def test_another_kind_provider_time_or_a_contact_in_error_is_not(
+        self, change: dict[str, object]
+    ) -> None:
+        assert not same_contact(self.facts(), self.facts(**change))
+
+    def test_the_window_is_inclusive_at_its_edge(self) -> None:
+        known = self.facts()
+        edge = known.started_at + timedelta(minutes=SAME_CONTACT_MINUTES)
+        assert same_contact(known, replace(known, started_at=edge))
+        assert not same_contact(known, replace(known, started_at=edge + timedelta(seconds=1)))
+
+    @pytest.mark.parametrize(
+        ("a", "b", "same"),
+        [
+            ("RX1", "RX1", True),
+            ("rx1", "RX1", True),
+            ("RX1", "RX101", True),
+            ("RX101", "RX1", True),
+            ("RX101", "RX102", False),
+            ("RX1", "RX2", False),
+            ("RX10", "RX101", False),
+            ("A81001", "A81002", False),
+        ],
+    )
+    def test_a_site_is_its_organisation(self, a: str, b: str, same: bool) -> None:
+        assert same_provider(a, b) is same

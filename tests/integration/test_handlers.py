@@ -17,6 +17,7 @@ from services.integration.models import SourceSystem
 from shared.pseudonym import pseudonymise
 from shared.settings import Settings
 from shared.vocabulary import ContactKind, ContactStatus
+from tests.helpers import synthetic_nhs_number
 from tests.integration.conftest import NewSource
 
 NHS = "9434765919"
@@ -52,7 +53,7 @@ async def apply(
         sessions,
         settings,
         source_id=source.id,
-        channel="hl7v2",
+        channel=source.channel,  # type: ignore[arg-type]
         control_id=control_id,
         payload=payload or f"message {control_id}",
         reports=lambda _source: list(reports),
@@ -228,3 +229,137 @@ class TestApplyMessage:
 
 def test_unmappable_is_a_value_error() -> None:
     assert issubclass(UnmappableReport, ValueError)
+
+
+class TestOneContactFromTwoSources:
+    """The PAS's HL7 v2 feed and the ECDS extract both report one attendance (HAZ-098): one
+    contact, one encounter id, counted once by the journeys. Within one channel a source's
+    own ids tell contacts apart."""
+
+    async def test_the_second_source_names_the_same_contact(
+        self, integration_sessions, infra: Settings, new_source: NewSource
+    ) -> None:
+        pas, extract = await new_source(), await new_source(channel="bulk")
+        nhs = synthetic_nhs_number()
+        arrived = datetime.now(UTC) - timedelta(days=3)
+        first = await apply(
+            integration_sessions,
+            infra,
+            pas,
+            "C1",
+            a_report("V1", nhs_number=nhs, started_at=arrived),
+        )
+        [(encounter_id, _)] = first.changed
+        ended = arrived + timedelta(hours=4)
+        second = await apply(
+            integration_sessions,
+            infra,
+            extract,
+            "row-7",
+            a_report(
+                "ECDS-7",
+                nhs_number=nhs,
+                started_at=arrived + timedelta(minutes=12),
+                source_org="RX101",
+                status=ContactStatus.FINISHED,
+                ended_at=ended,
+                attendance_category="1",
+            ),
+        )
+        assert second.ack_code == "AA"
+        assert second.changed == [(encounter_id, 2)]
+        patient = pseudonymise(nhs, infra)
+        contacts = await rows(
+            integration_sessions,
+            "SELECT id, status, attendance_category FROM encounter WHERE patient_id = :p",
+            p=patient,
+        )
+        assert [(str(c.id), c.status, c.attendance_category) for c in contacts] == [
+            (encounter_id, "finished", "1")
+        ]
+        # the extract's own id now finds it: the same row again changes nothing
+        again = await apply(
+            integration_sessions,
+            infra,
+            extract,
+            "row-7b",
+            a_report(
+                "ECDS-7",
+                nhs_number=nhs,
+                started_at=arrived + timedelta(minutes=12),
+                source_org="RX101",
+                status=ContactStatus.FINISHED,
+                ended_at=ended,
+                attendance_category="1",
+            ),
+        )
+        assert again.ack_code == "AA" and again.changed == []
+
+    async def test_another_attendance_of_the_same_person_stays_its_own(
+        self, integration_sessions, infra: Settings, new_source: NewSource
+    ) -> None:
+        pas, extract = await new_source(), await new_source(channel="bulk")
+        nhs = synthetic_nhs_number()
+        arrived = datetime.now(UTC) - timedelta(days=3)
+        await apply(
+            integration_sessions,
+            infra,
+            pas,
+            "C1",
+            a_report("V1", nhs_number=nhs, started_at=arrived),
+        )
+        later = await apply(
+            integration_sessions,
+            infra,
+            extract,
+            "row-8",
+            a_report("ECDS-8", nhs_number=nhs, started_at=arrived + timedelta(days=1)),
+        )
+        crisis = await apply(
+            integration_sessions,
+            infra,
+            extract,
+            "row-9",
+            a_report(
+                "ECDS-9",
+                nhs_number=nhs,
+                started_at=arrived,
+                contact_kind=ContactKind.CRISIS_TEAM,
+            ),
+        )
+        [(count,)] = await rows(
+            integration_sessions,
+            "SELECT count(*) FROM encounter WHERE patient_id = :p",
+            p=pseudonymise(nhs, infra),
+        )
+        assert count == 3 and later.changed[0][1] == 1 and crisis.changed[0][1] == 1
+
+    async def test_two_visits_of_one_channel_are_never_merged(
+        self, integration_sessions, infra: Settings, new_source: NewSource
+    ) -> None:
+        pas, other_pas = await new_source(), await new_source()
+        nhs = synthetic_nhs_number()
+        arrived = datetime.now(UTC) - timedelta(days=3)
+        await apply(
+            integration_sessions,
+            infra,
+            pas,
+            "C1",
+            a_report("V1", nhs_number=nhs, started_at=arrived),
+            a_report("V2", nhs_number=nhs, started_at=arrived + timedelta(minutes=30)),
+        )
+        # another PAS's visit of the same time: its own contact (within a channel, sources' own
+        # ids tell contacts apart)
+        await apply(
+            integration_sessions,
+            infra,
+            other_pas,
+            "C1",
+            a_report("V1", nhs_number=nhs, started_at=arrived),
+        )
+        [(count,)] = await rows(
+            integration_sessions,
+            "SELECT count(*) FROM encounter WHERE patient_id = :p",
+            p=pseudonymise(nhs, infra),
+        )
+        assert count == 3
