@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl
 from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.access import Role
 from shared.auth import verify_token
 from shared.errors import Unauthenticated
 from shared.problems import AltRenderer, problem
@@ -240,8 +241,9 @@ class WriteRateLimit:
     """429 with Retry-After for a principal (organisation + user) writing faster than
     `rate_limit_per_minute` after a burst of `rate_limit_burst`.
 
-    Only writes carrying a valid bearer token count: reads are not limited, and a request
-    without a valid token is left to the route to refuse (401). The token is verified here
+    Only writes carrying a valid bearer token count: reads are not limited, a request without a
+    valid token is left to the route to refuse (401), and Waymark's own service credentials
+    (role `service`) are not limited. The token is verified here
     exactly as the route verifies it, so nobody can spend another user's allowance by naming
     them in an unsigned token.
     """
@@ -284,6 +286,10 @@ class WriteRateLimit:
             principal = verify_token(get_settings(), token.strip())
         except Unauthenticated:
             return 0.0  # the route answers 401
+        if Role.SERVICE in principal.roles:
+            # Waymark's own processes (the bulk importer's historical referrals, a year of
+            # them at go-live) are not the runaway clients this guards against
+            return 0.0
         if self.buckets is None:
             self.buckets = TokenBuckets(
                 per_minute=s.rate_limit_per_minute, burst=s.rate_limit_burst

@@ -258,6 +258,17 @@ class TestWriteRateLimit:
         ):
             problem_of(await limited.request(method, path, json={}, headers=me), 429)
 
+    async def test_waymark_s_own_service_credentials_are_not_limited(
+        self, limited: httpx.AsyncClient, settings: Settings
+    ) -> None:
+        from shared.auth import service_token
+
+        me = {"Authorization": f"Bearer {service_token(settings, 'integration')}"}
+        for _ in range(BURST * 3):
+            # the route refuses the write (no directory capability), but never as a 429
+            r = await limited.put(f"/organizations/{_org()}", json={"name": "x"}, headers=me)
+            assert r.status_code == 403, r.text
+
     async def test_reads_are_not_limited(
         self, limited: httpx.AsyncClient, settings: Settings
     ) -> None:
