@@ -1,21 +1,27 @@
-"""The EHR door end to end, through the processes `waymark up` starts: a hospital PAS sends
+"""The EHR doors end to end, through the processes `waymark up` starts: a hospital PAS sends
 ADT over MLLP (the `hl7` library's own client) -> the integration service's listener -> contact
-+ outbox -> relay -> Kafka -> bridge -> PatientJourney -> alert -> the coordinators' inbox."""
++ outbox -> relay -> Kafka -> bridge -> PatientJourney -> alert -> the coordinators' inbox; and
+an e-RS extract loaded by the bulk importer -> the referrals service's history -> a stall."""
 
 from __future__ import annotations
 
 import asyncio
+import csv
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import hl7
 import httpx
 from hl7.mllp import open_hl7_connection
 from sqlalchemy import text
 
+from devtools.synthetic.extracts import ERS_COLUMNS
 from shared.db import make_engine, make_sessionmaker, unit_of_work
 from shared.pseudonym import pseudonymise
-from shared.settings import Settings
+from shared.settings import Settings, settings_env
 from tests.conftest import auth
 from tests.helpers import eventually, synthetic_nhs_number
 from workflows.journeys.rules import load_rules
@@ -122,3 +128,78 @@ class TestFourAttendancesOverMLLP:
         got = await inbox_rules(s, patient)
         assert [rule for rule, _ in got].count(FREQUENT) == 1, got
         assert [row for row in got if row[1] == "open"] == [(FREQUENT, "open")], got
+
+
+class TestAnImportedReferralThatWaited:
+    async def test_becomes_a_stall_in_the_coordinators_inbox(
+        self, running_apps: Settings, tmp_path: Path
+    ) -> None:
+        """An e-RS worklist extract loaded by the bulk importer (the real command, as an ICS
+        operator runs it at go-live) holds a referral sent 30 days ago and never triaged: the
+        referrals service holds it with its real date, and the journey judges its triage
+        deadline (10 working days) long past: a stall in the coordinators' inbox."""
+        s = running_apps
+        tag = uuid.uuid4().hex[:8]
+        source = f"ers-{tag}"
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{s.api_port('integration')}", timeout=30
+        ) as http:
+            r = await http.put(
+                f"/sources/{source}",
+                json={
+                    "id": source,
+                    "name": "e-RS worklist",
+                    "org_code": "ICS-1",
+                    "channel": "bulk",
+                },
+                headers=auth(s, role="admin", org="ICS-1", sub=f"ops-{tag}"),
+            )
+            assert r.status_code == 200, r.text
+        nhs = synthetic_nhs_number()
+        sent = (datetime.now(UTC) - timedelta(days=30)).replace(microsecond=0)
+        extract = tmp_path / "ers-worklist.csv"
+        with extract.open("w", newline="") as f:
+            out = csv.writer(f)
+            out.writerow(ERS_COLUMNS)
+            row = {
+                "ubrn": f"0000{tag}",
+                "nhs_number": nhs,
+                "referring_org": "A81001",
+                "registered_practice": "A81001",
+                "receiving_org": "PAIN-1",
+                "service_id": "svc-pain-mgmt",
+                "specialty": "Pain Management",
+                "priority": "Routine",
+                "reason_codes": "279039007",
+                "step": "sent",
+                "step_at": sent.isoformat(),
+                "reason": "",
+                "appointment_at": "",
+            }
+            out.writerow([row[c] for c in ERS_COLUMNS])
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "services.integration.importer",
+                "ers",
+                str(extract),
+                "--source",
+                source,
+                "--progress",
+                "none",
+            ],
+            env=settings_env(s),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        patient = pseudonymise(nhs, s)
+
+        async def stalled():  # type: ignore[no-untyped-def]
+            got = await inbox_rules(s, patient)
+            return got if ("stalled.not_triaged", "open") in got else None
+
+        got = await eventually(stalled, timeout=load_rules().settle_seconds + 120, interval=1.0)
+        assert [rule for rule, _ in got] == ["stalled.not_triaged"], got
