@@ -43,7 +43,7 @@ from shared.events.notifications import AlertActionTaken
 from shared.events.referrals import SYNTHETIC_SOURCE, ReferralSubmitted
 from shared.outbox import event_bytes
 from shared.settings import Settings
-from shared.topics import CARE_PLANS, DIRECTORY, JOURNEYS, NOTIFICATIONS, REFERRALS
+from shared.topics import CARE_PLANS, DIRECTORY, ENCOUNTERS, JOURNEYS, NOTIFICATIONS, REFERRALS
 from tests.helpers import end_offsets, eventually, read_topic
 from workflows.journeys import workflow_id
 from workflows.journeys.bridge import CONSUMER_NAME as BRIDGE_CONSUMER
@@ -65,6 +65,7 @@ READERS: dict[str, list[tuple[str, str]]] = {
     CARE_PLANS: [NOTIFICATIONS_PROC, BRIDGE_PROC],
     NOTIFICATIONS: [BRIDGE_PROC],
     JOURNEYS: [NOTIFICATIONS_PROC],
+    ENCOUNTERS: [NOTIFICATIONS_PROC, BRIDGE_PROC],
 }
 
 #: each kind of poison and what its dlq.reason must say

@@ -122,11 +122,16 @@ async def load_personal_data(s: Settings) -> PersonalData:
             "communication_needs FROM referrals.referral"
         ):
             known.nhs_numbers.add(r["nhs_number"])
-            known.given_names.add(r["given_name"])
-            known.family_names.add(r["family_name"])
-            known.birth_dates.add(r["birth_date"])
-            known.add_free_text(r["clinical_summary"])
-            for need in r["communication_needs"]:
+            # a referral imported from an e-RS extract holds no name, birth date or summary
+            if r["given_name"] is not None:
+                known.given_names.add(r["given_name"])
+            if r["family_name"] is not None:
+                known.family_names.add(r["family_name"])
+            if r["birth_date"] is not None:
+                known.birth_dates.add(r["birth_date"])
+            if r["clinical_summary"] is not None:
+                known.add_free_text(r["clinical_summary"])
+            for need in r["communication_needs"] or []:
                 known.add_free_text(need)
         for r in await conn.fetch(
             "SELECT note FROM referrals.referral_transition WHERE note IS NOT NULL"

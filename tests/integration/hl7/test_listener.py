@@ -28,12 +28,18 @@ PARTS = ("integration-relay", "integration-mllp")
 
 @pytest.fixture(scope="module")
 async def listener(infra: Settings) -> AsyncIterator[Settings]:
-    """The listener and the relay of the test instance, started by the supervisor's code."""
+    """The listener and the relay of the test instance, started by the supervisor's code; those
+    this module started are stopped after it (those the session's whole stack runs stay up for
+    the tests after it)."""
+    started = []
     for name in PARTS:
-        await stack.part_by_name(name).start(infra)
+        part = stack.part_by_name(name)
+        if not await part.probe(infra):
+            started.append(part)
+        await part.start(infra)
     yield infra
-    for name in PARTS:
-        stack.part_by_name(name).stop(infra)
+    for part in started:
+        part.stop(infra)
 
 
 async def connect(s: Settings) -> tuple[hl7.mllp.HL7StreamReader, hl7.mllp.HL7StreamWriter]:
