@@ -23,6 +23,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -37,6 +38,7 @@ from services.notifications.consumers import TOPICS as NOTIFICATIONS_TOPICS
 from services.referrals.consumers import CONSUMER_NAME as REFERRALS_CONSUMER
 from shared.events.care_plans import AssessmentRecorded
 from shared.events.directory import ServicePublished
+from shared.events.encounters import EncounterRecorded
 from shared.events.envelope import CloudEvent, make_event
 from shared.events.journeys import ALERT_EVENTS
 from shared.events.notifications import AlertActionTaken
@@ -125,6 +127,24 @@ def _good_event(topic: str, marker: str, i: int) -> CloudEvent:
         return make_event(
             AlertActionTaken(
                 alert_id=f"alert-poison-{marker}-{i}", action="acknowledge", actor="user-poison"
+            ),
+            subject=patient,
+        )
+    if topic == ENCOUNTERS:
+        # a planned GP appointment that took place: counted by no alert rule
+        at = datetime.now(UTC) - timedelta(days=2)
+        return make_event(
+            EncounterRecorded(
+                encounter_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"poison-{marker}-{i}")),
+                revision=1,
+                contact_kind="gp_appointment",
+                planned=True,
+                status="finished",
+                started_at=at,
+                ended_at=at + timedelta(minutes=15),
+                source_org="A81001",
+                source_system="poison-test",
+                channel="bulk",
             ),
             subject=patient,
         )
@@ -289,6 +309,7 @@ class TestPoisonOnTheRunningStack:
             REFERRALS,
             CARE_PLANS,
             NOTIFICATIONS,
+            ENCOUNTERS,
         }
 
     async def test_every_kind_of_poison_is_dead_lettered_by_every_reader_and_the_stream_goes_on(
