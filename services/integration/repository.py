@@ -63,21 +63,6 @@ async def dead_letter(
     return rows.first()  # type: ignore[no-any-return]
 
 
-async def resolve_dead_letters(
-    session: AsyncSession, *, source_id: str, control_id: str, by: str, at: datetime
-) -> None:
-    """A message applied at last (resent by its sender or re-driven): its dead letters close."""
-    await session.exec(  # type: ignore[call-overload]
-        update(DeadLetter)
-        .where(
-            DeadLetter.source_system == source_id,  # type: ignore[arg-type]
-            DeadLetter.control_id == control_id,  # type: ignore[arg-type]
-            DeadLetter.status == "open",  # type: ignore[arg-type]
-        )
-        .values(status="redriven", resolved_at=at, resolved_by=by)
-    )
-
-
 async def status_by_source(session: AsyncSession) -> list[dict[str, Any]]:
     """Per registered source: messages received, accepted, refused, and when last seen."""
     rows = await session.exec(  # type: ignore[call-overload]

@@ -147,6 +147,7 @@ async def apply_referral(
     reason = masked(posted.reason) if posted.reason else None
     await store.log_referral_row(
         sessions,
+        client.settings,
         source_id=source_id,
         control_id=control_id,
         payload=payload,

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.integration import repository
-from services.integration.handlers import digest
-from services.integration.models import DeadLetter, InboundMessage, SourceSystem
+from services.integration.applying import Incoming
+from services.integration.domain import ContactReport, UnmappableReport
+from services.integration.handlers import apply_messages
+from services.integration.models import SourceSystem
 from shared.db import unit_of_work
+from shared.settings import Settings
 
 
 @dataclass
@@ -117,6 +119,7 @@ async def runs(sessions: async_sessionmaker[AsyncSession]) -> list[Run]:
 
 async def log_referral_row(
     sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
     *,
     source_id: str,
     control_id: str,
@@ -125,36 +128,25 @@ async def log_referral_row(
     now: datetime,
 ) -> None:
     """Record an e-RS row's outcome in the message log (and a refused one as a dead letter an
-    operator can re-drive once the cause is fixed)."""
-    async with unit_of_work(sessions) as session:
-        seen = await repository.message(session, source_id, control_id, lock=True)
-        values: dict[str, Any] = {
-            "channel": "bulk",
-            "outcome": "refused" if refused_because else "accepted",
-            "ack_code": "AE" if refused_because else "AA",
-            "detail": refused_because,
-            "digest": digest(payload),
-            "received_at": now,
-        }
-        if seen is None:
-            row = InboundMessage(source_system=source_id, control_id=control_id, **values)
-        else:
-            row = seen
-            for name, value in values.items():
-                setattr(row, name, value)
-        session.add(row)
+    operator can re-drive once the cause is fixed), through the path every message takes: the
+    row's effect was the referrals service's, so it reports no contact."""
+
+    def outcome(_source: SourceSystem) -> list[ContactReport]:
         if refused_because:
-            session.add(
-                DeadLetter(
-                    source_system=source_id,
-                    channel="bulk",
-                    control_id=control_id,
-                    received_at=now,
-                    reason=refused_because,
-                    payload=payload,
-                )
+            raise UnmappableReport(refused_because)
+        return []
+
+    await apply_messages(
+        sessions,
+        settings,
+        [
+            Incoming(
+                channel="bulk",
+                control_id=control_id,
+                payload=payload,
+                reports=outcome,
+                source_id=source_id,
+                now=now,
             )
-        else:
-            await repository.resolve_dead_letters(
-                session, source_id=source_id, control_id=control_id, by="resent", at=now
-            )
+        ],
+    )
