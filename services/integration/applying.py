@@ -29,7 +29,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.integration import repository
 from services.integration.domain import (
-    BOOKING_HORIZON,
     SAME_CONTACT_MINUTES,
     ContactFacts,
     ContactReport,
@@ -168,32 +167,55 @@ async def apply_in(
     return results
 
 
+#: a report's NHS number, facts and pseudonymous person, or why it cannot be a contact
+_Person = tuple[str, ContactFacts, str] | UnmappableReport
+
+
 @dataclass
 class _Plan:
+    now: datetime
     source: SourceSystem | None = None
     reports: Sequence[ContactReport] = ()
+    # one per report, worked out once (the contacts' reads and the decision both need them)
+    people: list[_Person] = field(default_factory=list)
     refusal: tuple[str, str] | None = None  # (ack code, reason) found before the database
     refs: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _plan(batch: _Batch, item: Incoming) -> _Plan:
-    """Everything about a message that needs no contact read: its sender and its reports."""
+    """Everything about a message that needs no contact read: its sender, its reports and the
+    people they are about."""
+    now = item.now or datetime.now(UTC)
     source = batch.source(item)
     if source is None or not source.active:
-        return _Plan(refusal=("AR", NOT_REGISTERED))
+        return _Plan(now, refusal=("AR", NOT_REGISTERED))
     if not item.control_id:
-        return _Plan(source=source, refusal=("AR", NO_CONTROL_ID))
+        return _Plan(now, source=source, refusal=("AR", NO_CONTROL_ID))
     try:
         reports = list(item.reports(source))
     except UnmappableReport as exc:
-        return _Plan(source=source, refusal=("AE", str(exc)))
+        return _Plan(now, source=source, refusal=("AE", str(exc)))
     except Refused as exc:
-        return _Plan(source=source, refusal=("AR", str(exc)))
-    return _Plan(source=source, reports=reports, refs=[(source.id, r.source_ref) for r in reports])
+        return _Plan(now, source=source, refusal=("AR", str(exc)))
+    return _Plan(
+        now,
+        source=source,
+        reports=reports,
+        people=[_person(batch, report, now) for report in reports],
+        refs=[(source.id, r.source_ref) for r in reports],
+    )
+
+
+def _person(batch: _Batch, report: ContactReport, now: datetime) -> _Person:
+    try:
+        nhs, facts = checked(report, now=now)
+    except UnmappableReport as exc:
+        return exc
+    return nhs, facts, pseudonymise(nhs, batch.settings)
 
 
 def _decide(batch: _Batch, item: Incoming, plan: _Plan) -> MessageResult:
-    now = item.now or datetime.now(UTC)
+    now = plan.now
     fingerprint = digest(item.payload)
     source = plan.source
     if source is None:
@@ -209,7 +231,10 @@ def _decide(batch: _Batch, item: Incoming, plan: _Plan) -> MessageResult:
     if plan.refusal is not None:
         return _dead(batch, item, source, *plan.refusal, now)
     try:
-        staged = [_staged(batch, source, item, report, now) for report in plan.reports]
+        staged = [
+            _staged(batch, source, item, report, person)
+            for report, person in zip(plan.reports, plan.people, strict=True)
+        ]
     except UnmappableReport as exc:
         return _dead(batch, item, source, "AE", str(exc), now)
     changed = []
@@ -231,13 +256,14 @@ def _decide(batch: _Batch, item: Incoming, plan: _Plan) -> MessageResult:
 
 
 def _staged(
-    batch: _Batch, source: SourceSystem, item: Incoming, report: ContactReport, now: datetime
+    batch: _Batch, source: SourceSystem, item: Incoming, report: ContactReport, person: _Person
 ) -> tuple[ContactReport, ContactFacts | None, str, Encounter | None]:
     """A report checked against what is known (nothing written yet): the report, its facts
     when they change the contact, the person, and the contact another source reported first
     when this is that one. Raises UnmappableReport."""
-    nhs, facts = checked(report, now=now)
-    patient_id = pseudonymise(nhs, batch.settings)
+    if isinstance(person, UnmappableReport):
+        raise person
+    _nhs, facts, patient_id = person
     row = batch.contacts.get((source.id, report.source_ref))
     if row is not None and row.patient_id != patient_id:
         # a visit number now names another person: a merge or a mistake at the source, which
@@ -426,15 +452,12 @@ async def _load_candidates(batch: _Batch, planned: list[_Plan]) -> None:
     """The contacts a report of a contact not yet known may be, reported by another source."""
     people, times = set(), []
     for plan in planned:
-        for report in plan.reports:
-            if (plan.source.id, report.source_ref) in batch.contacts:  # type: ignore[union-attr]
-                continue
-            try:
-                nhs, facts = checked(report, now=datetime.now(UTC) + BOOKING_HORIZON)
-            except UnmappableReport:
-                continue  # refused when its message is decided
-            people.add(pseudonymise(nhs, batch.settings))
-            times.append(facts.started_at)
+        for report, person in zip(plan.reports, plan.people, strict=True):
+            known = (plan.source.id, report.source_ref) in batch.contacts  # type: ignore[union-attr]
+            if known or isinstance(person, UnmappableReport):
+                continue  # a refused report is refused when its message is decided
+            people.add(person[2])
+            times.append(person[1].started_at)
     if not people:
         return
     window = timedelta(minutes=SAME_CONTACT_MINUTES)
