@@ -42,16 +42,13 @@ def _settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def _manager(principal: Principal) -> Principal:
-    # sources and dead letters are the ICS's own, not a person's data
-    if not permits(principal, Capability.INTEGRATION_MANAGE, [Relationship.SAME_ICS]):
+def _manager(principal: Principal, settings: Settings) -> Principal:
+    """Sources and dead letters are the deployment ICS's own, not a person's data: an admin of
+    that ICS looks after them."""
+    same_ics = [Relationship.SAME_ICS] if principal.ics == settings.ics else []
+    if not permits(principal, Capability.INTEGRATION_MANAGE, same_ics):
         raise Forbidden("looking after the integration needs the admin role of this ICS")
     return principal
-
-
-def _same_ics(principal: Principal, settings: Settings) -> None:
-    if principal.ics != settings.ics:
-        raise Forbidden("looking after the integration needs the admin role of this ICS")
 
 
 @router.get("/sources", tags=["sources"])
@@ -59,7 +56,7 @@ async def list_sources(
     request: Request, session: SessionDep, principal: CurrentPrincipal
 ) -> list[SourceOut]:
     """The systems registered to send to Waymark."""
-    _same_ics(_manager(principal), _settings(request))
+    _manager(principal, _settings(request))
     return [
         SourceOut.model_validate(s, from_attributes=True) for s in await repository.sources(session)
     ]
@@ -74,7 +71,7 @@ async def register_source(
     principal: CurrentPrincipal,
 ) -> SourceOut:
     """Register a source system, or change one (switch it off with `active: false`)."""
-    _same_ics(_manager(principal), _settings(request))
+    _manager(principal, _settings(request))
     if body.id != source_id:
         raise Conflict("the body's id must be the id in the path")
     if body.channel == "hl7v2" and not body.sending_facility:
@@ -105,7 +102,7 @@ async def register_source(
 @router.get("/status", tags=["operations"])
 async def status(request: Request, session: SessionDep, principal: CurrentPrincipal) -> StatusOut:
     """Per source: messages received, accepted and refused, when last seen, dead letters."""
-    _same_ics(_manager(principal), _settings(request))
+    _manager(principal, _settings(request))
     return StatusOut(
         sources=[SourceStatus(**r) for r in await repository.status_by_source(session)],
         unknown_sender_dead_letters=await repository.unknown_sender_letters(session),
@@ -121,7 +118,7 @@ async def dead_letters(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[DeadLetterOut]:
     """Open dead letters, oldest first: why each was refused (never its content)."""
-    _same_ics(_manager(principal), _settings(request))
+    _manager(principal, _settings(request))
     rows = await repository.open_dead_letters(session, limit=limit, source_id=source)
     return [DeadLetterOut(**{**r.model_dump(exclude={"payload"}), "id": str(r.id)}) for r in rows]
 
@@ -132,7 +129,7 @@ async def redrive(
 ) -> RedriveOut:
     """Apply an open dead letter again through its channel (after the cause was fixed)."""
     settings = _settings(request)
-    _same_ics(_manager(principal), settings)
+    _manager(principal, settings)
     result = await handlers.redrive(
         request.app.state.sessions, settings, letter_id=letter_id, actor=principal
     )
@@ -146,7 +143,7 @@ async def redrive(
 @router.post("/dead-letters/{letter_id}/discard", status_code=204, tags=["operations"])
 async def discard(letter_id: uuid.UUID, request: Request, principal: CurrentPrincipal) -> None:
     """Close an open dead letter without applying it (a test message, a duplicate feed)."""
-    _same_ics(_manager(principal), _settings(request))
+    _manager(principal, _settings(request))
     if not await handlers.discard(request.app.state.sessions, letter_id=letter_id, actor=principal):
         raise NotFound("no open dead letter has that id")
 
