@@ -9,7 +9,7 @@ source scripts/browser_deps.sh
 PY="${PYTHON:-python3}"
 "$PY" -m devtools.cli up --infra-only
 set +e
-"$PY" -m pytest -q -p no:cacheprovider "$@"
+"$PY" -m pytest -q -p no:cacheprovider --durations=60 "$@"
 rc=$?
 set -e
 if [ "$rc" = 5 ]; then
