@@ -9,10 +9,10 @@ import os
 import subprocess
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from devtools import identity_cli
 from shared.settings import SERVICE_SCHEMAS, Settings, get_settings
 
 if TYPE_CHECKING:
@@ -83,26 +83,6 @@ def cmd_logs(args: argparse.Namespace, s: Settings) -> int:
     return subprocess.call(argv)
 
 
-def cmd_token(args: argparse.Namespace, s: Settings) -> int:
-    from shared.auth import mint_token
-
-    try:
-        token = mint_token(
-            s,
-            sub=args.sub,
-            roles=args.role,
-            org=args.org,
-            ics=args.ics,
-            name=args.name,
-            ttl=timedelta(minutes=args.minutes),
-        )
-    except ValueError as exc:
-        print(f"cannot mint a token: {exc}", file=sys.stderr)
-        return 2
-    print(token)
-    return 0
-
-
 def ensure_key_files(s: Settings) -> None:
     """Every key file the processes read (token signing pair, pseudonym key, SMS API key):
     created where the settings say when missing, never overwritten. Keys live beside the data
@@ -111,7 +91,8 @@ def ensure_key_files(s: Settings) -> None:
     from shared.auth import ensure_keys
     from shared.pseudonym import ensure_pseudonym_key
 
-    ensure_keys(s)
+    if not s.oidc_issuer:
+        ensure_keys(s)  # the local provider's signing keys
     ensure_pseudonym_key(s)
     ensure_sms_api_key(s)
 
@@ -365,19 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("-f", "--follow", action="store_true")
     logs.set_defaults(fn=cmd_logs)
 
-    tok = sub.add_parser("token", help="mint a local access token")
-    tok.add_argument(
-        "--role",
-        action="append",
-        required=True,
-        help="clinician, service_staff, coordinator, partner or admin (repeatable)",
-    )
-    tok.add_argument("--org", required=True, help="organisation code, e.g. ICS-1 or RXX01")
-    tok.add_argument("--sub", default="dev-user", help="user id")
-    tok.add_argument("--name", default="", help="display name")
-    tok.add_argument("--ics", default="ICS-1")
-    tok.add_argument("--minutes", type=int, default=480)
-    tok.set_defaults(fn=cmd_token)
+    identity_cli.add_commands(sub)
 
     mig = sub.add_parser(
         "migrate", help="create the database, run every service's migrations, create missing keys"

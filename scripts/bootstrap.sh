@@ -35,3 +35,17 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! "$PY" -c 'import d
   "$PY" -m pip install -q --disable-pip-version-check -e '.[dev]'
   echo "$want" > "$stamp"
 fi
+
+# the local OpenID provider's npm packages (devtools/idp: oidc-provider on Node.js 20+), from
+# its lock file once
+if [ ! -d devtools/idp/node_modules/oidc-provider ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm
+    else
+      echo "Waymark's local identity provider needs Node.js 20 and npm" >&2
+      exit 1
+    fi
+  fi
+  (cd devtools/idp && npm ci --no-audit --no-fund --loglevel=error)
+fi

@@ -52,6 +52,19 @@ class Principal:
     ics: str
     name: str = ""
     issuer: str = ""
+    # the OAuth client the token was issued to (`azp` / `client_id`)
+    client_id: str = ""
+    # a system's token (client credentials) is limited to its scopes; a person's token is not
+    # (None): what a person may do is their role and relationships
+    scopes: frozenset[str] | None = None
+
+    @property
+    def is_client(self) -> bool:
+        """A system acting for itself (client credentials), not a person."""
+        return self.scopes is not None
+
+    def has_scope(self, scope: str) -> bool:
+        return self.scopes is None or scope in self.scopes
 
     def has(self, *roles: Role) -> bool:
         return bool(self.roles.intersection(roles))
@@ -111,6 +124,23 @@ class Capability(StrEnum):
 
 R = Relationship
 C = Capability
+
+#: a system's OAuth client (client credentials) holds scopes, and a scope is a capability: the
+#: endpoints a client may call are those whose capability its token's `scope` names (its role
+#: and relationships still decide what it sees there). Waymark's own processes hold only what
+#: they call: the referrals service reads the directory's identifiers, the integration service
+#: imports referral history, the notifications dispatcher reads a message's details, the bridge
+#: reads the directory's service names.
+PROCESS_SCOPES: dict[str, tuple[Capability, ...]] = {
+    "referrals": (Capability.DIRECTORY_READ,),
+    "integration": (Capability.REFERRAL_HISTORY_IMPORT, Capability.DIRECTORY_READ),
+    "notifications": (
+        Capability.PATIENT_CONTACT_READ,
+        Capability.MESSAGE_CONTEXT_READ,
+        Capability.DIRECTORY_READ,
+    ),
+    "journeys": (Capability.DIRECTORY_READ,),
+}
 
 #: what each role is for, in plain words (README's security section renders this)
 ROLE_TABLE: dict[Role, str] = {

@@ -1,30 +1,40 @@
 """Bearer-token authentication and role/organisation authorisation for every endpoint.
 
-Tokens are JWTs signed with ES256. Every service verifies with the public key; locally
-`waymark token` mints tokens with a private key generated under `<home>/keys` (never
-committed). In an ICS deployment the tokens come from the identity provider and only the
-public key is mounted.
+Access tokens are JWTs (RFC 9068) from the deployment's OpenID issuer (`Settings.issuer`: the
+ICS's provider, e.g. NHS CIS2 or Entra ID; locally the stack's own provider, devtools/idp).
+Every service verifies them against the keys the issuer publishes (shared.oidc: discovery, JWKS
+by `kid`, refetched on an unknown `kid`), and checks `iss`, `aud`, `exp`, `nbf`, `iat` with the
+configured clock skew, and `azp`/`client_id`. The claims become Waymark's roles, organisation
+and ICS through the configured claim mapping (shared.claim_mapping).
 
-Claims: `iss` + `sub` (the user), `roles` (one role table for every service:
-`shared.access.ROLE_TABLE`),
-`org` (the user's organisation code), `ics` (the integrated care system), `name`.
+People's tokens come from the authorization code flow (the dashboard); systems' tokens from
+client credentials: partner systems, EHR source systems and Waymark's own processes, each a
+client of its own with scopes (`Principal.scopes`).
+
+Locally, `mint_token` signs a token with the local provider's current key (the tests' and
+`waymark token --mint`'s shortcut); it refuses when the issuer is not the local provider.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import jwt
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import Depends, Request
+from jwt.algorithms import ECAlgorithm
 
-from shared.access import Principal, Role
+from shared import oidc
+from shared.access import PROCESS_SCOPES, Principal, Role
+from shared.claim_mapping import ClaimsRefused, load_mapping, map_claims
+from shared.errors import Forbidden, Unauthenticated
+from shared.identifiers import ORG_CODE
+from shared.settings import Settings, get_settings
 
 __all__ = [
     "Principal",
@@ -36,14 +46,10 @@ __all__ = [
     "require_roles",
     "service_token",
     "ensure_keys",
+    "rotate_local_keys",
     "write_private_file",
     "ORG_CODE",
 ]
-from shared.errors import Forbidden, Unauthenticated
-from shared.identifiers import ORG_CODE
-from shared.settings import Settings, get_settings
-
-#: organisation codes as events carry them (ODS-style codes: letters, digits, '-')
 
 
 def write_private_file(path: Path, data: bytes, *, exclusive: bool = False) -> None:
@@ -55,25 +61,48 @@ def write_private_file(path: Path, data: bytes, *, exclusive: bool = False) -> N
         f.write(data)
 
 
+# --- the local provider's signing keys ----------------------------------------------------------
+
+
+def _keys_file(settings: Settings) -> Path:
+    return settings.local_idp_dir / "jwks.json"
+
+
+def _new_key() -> dict[str, Any]:
+    jwk = ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP256R1()), as_dict=True)
+    assert isinstance(jwk, dict)
+    return {**jwk, "kid": f"wm-{uuid.uuid4().hex[:12]}", "use": "sig", "alg": "ES256"}
+
+
 def ensure_keys(settings: Settings) -> None:
-    """Create the local signing key pair once (private key readable by its owner only)."""
-    priv, pub = settings.private_key_path(), settings.public_key_path()
-    if priv.exists() and pub.exists():
+    """The local provider's private JWKS, made once (owner-only). The first key signs."""
+    path = _keys_file(settings)
+    if path.exists():
         return
-    key = ec.generate_private_key(ec.SECP256R1())
-    write_private_file(
-        priv,
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-    )
-    pub.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    write_private_file(path, json.dumps({"keys": [_new_key()]}).encode())
+
+
+def rotate_local_keys(settings: Settings, *, keep: int = 2) -> str:
+    """A new signing key first; the newest `keep` older keys stay published, so tokens they
+    signed verify until they expire. Returns the new key id. The provider reads its keys when
+    it starts (`waymark idp rotate-keys` restarts it)."""
+    ensure_keys(settings)
+    path = _keys_file(settings)
+    keys = json.loads(path.read_text())["keys"]
+    new = _new_key()
+    write_private_file(path, json.dumps({"keys": [new, *keys[:keep]]}).encode())
+    return str(new["kid"])
+
+
+def _local_signing_key(settings: Settings) -> tuple[str, Any]:
+    if settings.oidc_issuer:
+        raise RuntimeError(
+            f"tokens come from the issuer {settings.oidc_issuer}; only the local provider's "
+            "tokens can be minted here"
         )
-    )
+    ensure_keys(settings)
+    first = json.loads(_keys_file(settings).read_text())["keys"][0]
+    return str(first["kid"]), ECAlgorithm.from_jwk(first)
 
 
 def mint_token(
@@ -85,15 +114,20 @@ def mint_token(
     ics: str = "ICS-1",
     name: str = "",
     ttl: timedelta = timedelta(hours=8),
+    client_id: str = "waymark-local-mint",
+    scope: str | None = None,
 ) -> str:
+    """A token as the local provider would sign it (local and tests only). With `scope` it is a
+    system's token (client credentials: `sub` is the client), else a person's."""
     for r in roles:
         Role(r)  # unknown role -> ValueError
-    ensure_keys(settings)
+    kid, key = _local_signing_key(settings)
     now = datetime.now(UTC)
-    claims = {
-        "iss": settings.jwt_issuer,
+    claims: dict[str, Any] = {
+        "iss": settings.issuer,
         "aud": settings.jwt_audience,
         "sub": sub,
+        "client_id": client_id,
         "roles": roles,
         "org": org,
         "ics": ics,
@@ -103,62 +137,94 @@ def mint_token(
         "exp": now + ttl,
         "jti": str(uuid.uuid4()),
     }
-    return jwt.encode(claims, settings.private_key_path().read_bytes(), algorithm="ES256")
+    if scope is not None:
+        claims["scope"] = scope
+    return jwt.encode(claims, key, algorithm="ES256", headers={"kid": kid, "typ": "at+jwt"})
 
 
-@lru_cache(maxsize=4)
-def _public_key(path: Path) -> bytes:
-    return path.read_bytes()
+# --- verification -------------------------------------------------------------------------------
 
 
-def verify_token(settings: Settings, token: str) -> Principal:
+def _header(token: str) -> tuple[str, str]:
     try:
-        key = _public_key(settings.public_key_path())
-    except FileNotFoundError:
-        raise Unauthenticated("this service has no token verification key configured") from None
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise Unauthenticated(f"the access token is not valid: {exc}") from None
+    alg, kid = header.get("alg"), header.get("kid")
+    if alg not in oidc.ALGORITHMS:
+        raise Unauthenticated(f"the access token's algorithm {alg!r} is not accepted")
+    if not isinstance(kid, str) or not kid:
+        raise Unauthenticated("the access token names no signing key (kid)")
+    return alg, kid
+
+
+def principal_from_claims(settings: Settings, claims: dict[str, Any]) -> Principal:
+    """The caller the (verified) claims describe, through the configured claim mapping."""
+    aud = claims.get("aud")
+    azp = claims.get("azp", claims.get("client_id"))
+    if isinstance(aud, list) and len(aud) > 1 and not azp:
+        raise Unauthenticated("a token for several audiences must name its client (azp)")
+    if azp is not None and (not isinstance(azp, str) or not azp):
+        raise Unauthenticated("the access token's azp/client_id must be a client id")
+    try:
+        mapped = map_claims(load_mapping(settings.oidc_claim_mapping), claims, settings.ics)
+    except ClaimsRefused as exc:
+        raise Unauthenticated(str(exc)) from None
+    sub = str(claims["sub"])
+    raw_scope = claims.get("scope")
+    # a client credentials token is the client's own: its subject is the client id
+    machine = azp is not None and sub == azp
+    if machine and not isinstance(raw_scope, str):
+        raise Unauthenticated("a system's access token must carry its scopes")
+    return Principal(
+        user=sub,
+        roles=mapped.roles,
+        org=mapped.org,
+        ics=mapped.ics,
+        name=mapped.name,
+        issuer="",
+        client_id=azp or "",
+        scopes=frozenset(str(raw_scope).split()) if machine else None,
+    )
+
+
+async def verify_token(settings: Settings, token: str) -> Principal:
+    """The caller a bearer token proves, or Unauthenticated saying what is wrong with it."""
+    alg, kid = _header(token)
+    key = await oidc.signing_key(settings, kid)
     try:
         claims = jwt.decode(
             token,
             key,
-            algorithms=["ES256"],
+            algorithms=[alg],
             audience=settings.jwt_audience,
-            issuer=settings.jwt_issuer,
-            options={"require": ["exp", "sub", "iss", "aud"]},
+            issuer=settings.issuer,
+            leeway=settings.oidc_clock_skew_seconds,
+            options={"require": ["exp", "sub", "iss", "aud", "iat"]},
         )
     except jwt.ExpiredSignatureError:
         raise Unauthenticated("the access token has expired") from None
+    except jwt.ImmatureSignatureError:
+        raise Unauthenticated("the access token is not valid yet (nbf/iat)") from None
+    except jwt.InvalidAudienceError:
+        raise Unauthenticated("the access token is for another audience") from None
+    except jwt.InvalidIssuerError:
+        raise Unauthenticated("the access token is from another issuer") from None
     except jwt.PyJWTError as exc:
         raise Unauthenticated(f"the access token is not valid: {exc}") from None
-    raw_roles = claims.get("roles")
-    if not isinstance(raw_roles, list) or not all(isinstance(r, str) for r in raw_roles):
-        raise Unauthenticated("the access token's roles must be a list of role names")
-    try:
-        roles = frozenset(Role(r) for r in raw_roles)
-    except ValueError as exc:
-        raise Unauthenticated(f"the access token names an unknown role: {exc}") from None
-    org = claims.get("org")
-    if not roles or not isinstance(org, str) or not ORG_CODE.fullmatch(org):
-        raise Unauthenticated(
-            "the access token must carry roles and an organisation code "
-            "(letters, digits and '-', at most 20)"
-        )
-    return Principal(
-        user=str(claims["sub"]),
-        roles=roles,
-        org=org,
-        ics=str(claims.get("ics", "")),
-        name=str(claims.get("name", "")),
-        # the deployment's own issuer keys users by sub (see Principal)
-        issuer="" if claims["iss"] == settings.jwt_issuer else str(claims["iss"]),
-    )
+    return principal_from_claims(settings, claims)
 
 
-def current_principal(request: Request) -> Principal:
+def bearer(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("send an access token: Authorization: Bearer <token>")
-    principal = verify_token(get_settings(), token.strip())
+    return token.strip()
+
+
+async def current_principal(request: Request) -> Principal:
+    principal = await verify_token(get_settings(), bearer(request))
     request.state.principal = principal
     return principal
 
@@ -181,32 +247,26 @@ def require_roles(*roles: Role):  # type: ignore[no-untyped-def]
 
 # --- service credentials ------------------------------------------------------------------------
 
-_service_tokens: dict[str, tuple[str, datetime]] = {}
+
+def process_client(settings: Settings, service: str) -> tuple[str, Path]:
+    """A Waymark process's own OAuth client: the configured one, or locally `waymark-<service>`
+    with the secret the local provider's configuration generated."""
+    if settings.oauth_client_id:
+        if settings.oauth_client_secret_path is None:
+            raise RuntimeError("oauth_client_id is set without oauth_client_secret_path")
+        return settings.oauth_client_id, settings.oauth_client_secret_path
+    client_id = f"waymark-{service.replace('_', '-')}"
+    return client_id, settings.local_idp_dir / "secrets" / client_id
 
 
-def service_token(settings: Settings, service: str) -> str:
-    """The bearer token a Waymark service calls another's API with.
-
-    In an ICS deployment it is the client-credentials token the identity provider issued,
-    mounted at `service_token_path` (re-read on every call, so rotation needs no restart).
-    Locally it is minted with the local private key: role `service`, organisation `WAYMARK`,
-    subject `service:<name>`, short-lived and reused until close to expiry.
-    """
-    if settings.service_token_path is not None:
-        return settings.service_token_path.read_text().strip()
-    cached = _service_tokens.get(service)
-    now = datetime.now(UTC)
-    if cached is not None and cached[1] - now > timedelta(minutes=2):
-        return cached[0]
-    ttl = timedelta(minutes=15)
-    tok = mint_token(
-        settings,
-        sub=f"service:{service}",
-        roles=[Role.SERVICE.value],
-        org="WAYMARK",
-        ics=settings.ics,
-        name=f"Waymark {service}",
-        ttl=ttl,
-    )
-    _service_tokens[service] = (tok, now + ttl)
-    return tok
+async def service_token(settings: Settings, service: str) -> str:
+    """The bearer token a Waymark process calls another service's API with: its own client's
+    client credentials token from the issuer (cached until a minute before it expires; the
+    secret file is re-read on every fetch, so rotating it needs no restart)."""
+    client_id, secret_path = process_client(settings, service)
+    try:
+        secret = secret_path.read_text().strip()
+    except OSError as exc:
+        raise RuntimeError(f"no client secret for {client_id} at {secret_path}: {exc}") from None
+    scope = " ".join(c.value for c in PROCESS_SCOPES.get(service, ()))
+    return await oidc.cached_client_token(settings, client_id, secret, scope)

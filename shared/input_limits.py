@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.access import Role
 from shared.auth import verify_token
-from shared.errors import Unauthenticated
+from shared.errors import WaymarkError
 from shared.problems import AltRenderer, problem
 from shared.settings import Settings, get_settings
 
@@ -255,7 +255,7 @@ class WriteRateLimit:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in WRITE_METHODS:
-            wait = self._wait(scope)
+            wait = await self._wait(scope)
             if wait > 0:
                 seconds = max(1, math.ceil(wait))
                 s = app_settings(scope)
@@ -274,7 +274,7 @@ class WriteRateLimit:
                 return
         await self.app(scope, receive, send)
 
-    def _wait(self, scope: Scope) -> float:
+    async def _wait(self, scope: Scope) -> float:
         s = app_settings(scope)
         if s.rate_limit_per_minute == 0:
             return 0.0
@@ -283,9 +283,9 @@ class WriteRateLimit:
         if scheme.lower() != "bearer" or not token.strip():
             return 0.0
         try:
-            principal = verify_token(get_settings(), token.strip())
-        except Unauthenticated:
-            return 0.0  # the route answers 401
+            principal = await verify_token(get_settings(), token.strip())
+        except WaymarkError:
+            return 0.0  # the route answers 401 (or 503 when the issuer is away)
         if Role.SERVICE in principal.roles:
             # Waymark's own processes (the bulk importer's historical referrals, a year of
             # them at go-live) are not the runaway clients this guards against

@@ -126,12 +126,28 @@ class Settings(BaseSettings):
     # publishing attempts before an outbox row is parked for an operator
     relay_max_attempts: int = 10
 
-    # auth: tokens are verified with the public key; the private key exists only where
-    # `waymark token` mints local tokens (never committed; generated under <home>/keys)
-    jwt_issuer: str = "waymark-local"
+    # identity (OpenID Connect): access tokens are JWTs from this issuer, verified with the keys
+    # its discovery document's jwks_uri publishes (cached; fetched again on an unknown `kid`, so a
+    # key rotation needs no restart). Empty: the local stack's own provider at
+    # http://127.0.0.1:<api_port_base + 40> (devtools/idp); production refuses to start without one
+    oidc_issuer: str = ""
     jwt_audience: str = "waymark"
-    jwt_public_key_path: Path | None = None
-    jwt_private_key_path: Path | None = None
+    # how claims become Waymark's roles and organisation: config/identity/<name>.toml
+    # (waymark: the claims as Waymark names them; cis2: NHS CIS2 RBAC; generic: Entra ID/Keycloak)
+    oidc_claim_mapping: str = Field(default="waymark", pattern=r"^[a-z0-9_-]{1,40}$")
+    # leeway for exp, nbf and iat between this host's clock and the issuer's
+    oidc_clock_skew_seconds: int = Field(default=60, ge=0, le=600)
+    # the signing keys are fetched again after this long, and at most this often on an unknown kid
+    oidc_jwks_max_age_seconds: int = Field(default=3600, ge=10)
+    oidc_jwks_min_refresh_seconds: float = Field(default=5.0, ge=0)
+    # this process's own OAuth client (client credentials) for calling the other services' APIs;
+    # empty id: the local provider's client `waymark-<service>` with its generated secret
+    oauth_client_id: str = ""
+    oauth_client_secret_path: Path | None = None
+    # the dashboard, an OpenID Connect relying party of the issuer (authorization code + PKCE);
+    # empty id: the local provider's `waymark-dashboard` client
+    dashboard_client_id: str = ""
+    dashboard_client_secret_path: Path | None = None
     # key for keyed pseudonymisation (HMAC-SHA256) of NHS numbers into patient ids
     pseudonym_key_path: Path | None = None
 
@@ -149,10 +165,6 @@ class Settings(BaseSettings):
     # local mode on a non-loopback api_host is refused unless this says the ports are published
     # on 127.0.0.1 only (Docker Compose, where the container itself must bind 0.0.0.0)
     api_loopback_published: bool = False
-    # a service credential (a bearer token file from the identity provider) the notifications
-    # service reads personal details with; empty: minted locally with the private key
-    service_token_path: Path | None = None
-
     # notifications: email over SMTP; empty host means the local SMTP sink `waymark up` runs
     # (127.0.0.1:<api_port_base + 25>)
     smtp_host: str = ""
@@ -280,6 +292,21 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _production_has_an_issuer(self) -> Settings:
+        # production has no local provider and no dev sign-in: without the ICS's issuer nobody
+        # could sign in and no token could be verified, so the process refuses to start
+        if self.deployment_mode == "production":
+            if not self.oidc_issuer:
+                raise ValueError(
+                    "deployment_mode production needs the ICS's OpenID issuer: set "
+                    "WAYMARK_OIDC_ISSUER (e.g. https://am.nhsidentity.spineservices.nhs.uk/"
+                    "openam/oauth2/realms/root/realms/NHSIdentity/realms/Healthcare)"
+                )
+            if not self.oidc_issuer.startswith("https://"):
+                raise ValueError("the OpenID issuer must be an https:// URL in production")
+        return self
+
+    @model_validator(mode="after")
     def _mllp_tls_pair(self) -> Settings:
         cert, key = self.integration_mllp_tls_cert_path, self.integration_mllp_tls_key_path
         if (cert is None) != (key is None):
@@ -393,11 +420,20 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
 
-    def public_key_path(self) -> Path:
-        return self.jwt_public_key_path or self.home / "keys" / "jwt-public.pem"
+    @property
+    def idp_port(self) -> int:
+        """The local OpenID provider's port (devtools/idp): api_port_base + 40."""
+        return self.api_port_base + 40
 
-    def private_key_path(self) -> Path:
-        return self.jwt_private_key_path or self.home / "keys" / "jwt-private.pem"
+    @property
+    def issuer(self) -> str:
+        """The OpenID issuer tokens come from: the setting, or the local provider."""
+        return (self.oidc_issuer or f"http://127.0.0.1:{self.idp_port}").rstrip("/")
+
+    @property
+    def local_idp_dir(self) -> Path:
+        """The local provider's files for this instance: its keys, clients and store."""
+        return self.home / "idp" / self.instance
 
     @property
     def smtp_target(self) -> tuple[str, int]:

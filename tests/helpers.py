@@ -227,3 +227,24 @@ async def owner_ddl(s: Settings, schema: str, ddl: str) -> None:
         await conn.execute(ddl)
     finally:
         await conn.close()
+
+
+def process_token(s: Settings, service: str) -> str:
+    """A Waymark process's client credentials token as the local provider issues it (the same
+    claims: subject and client `waymark-<service>`, role service, organisation WAYMARK, the
+    process's scopes), signed with the provider's key; the real grant is tested in
+    tests/security/test_secrets.py and tests/shared/test_identity_provider.py."""
+    from shared.access import PROCESS_SCOPES
+    from shared.auth import mint_token
+
+    client = f"waymark-{service.replace('_', '-')}"
+    return mint_token(
+        s,
+        sub=client,
+        client_id=client,
+        roles=["service"],
+        org="WAYMARK",
+        ics=s.ics,
+        name=f"Waymark {service}",
+        scope=" ".join(c.value for c in PROCESS_SCOPES.get(service, ())),
+    )

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from devtools.stack import kafka, postgres, temporal
+from devtools.stack import idp, kafka, postgres, temporal
 from devtools.stack.health import (
     app_log,
     app_pid_file,
@@ -115,7 +115,7 @@ def _app_part(row: AppProcess) -> Part:
 
 def parts() -> list[Part]:
     infra = [postgres.part(), kafka.part(), temporal.part()]
-    return infra + [_app_part(row) for row in app_processes()]
+    return infra + [idp.part()] + [_app_part(row) for row in app_processes()]
 
 
 def part_by_name(name: str) -> Part:
@@ -141,6 +141,8 @@ async def prepare(s: Settings) -> None:
     ensure_keys(s)
     ensure_pseudonym_key(s)
     ensure_sms_api_key(s)
+    # the instance's identity provider: every API verifies tokens against its keys
+    await idp.start(s)
 
 
 def ensure_sms_api_key(s: Settings) -> None:

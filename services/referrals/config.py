@@ -14,10 +14,10 @@ class ReferralsSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WAYMARK_REFERRALS_", extra="ignore", frozen=True)
 
     #: the credentials (issuer-keyed identities, `Principal.identity`) of the integration
-    #: service: the only callers of the historical import. Locally the integration service's
-    #: own service token has subject `service:integration` (shared.auth.service_token); in an
-    #: ICS deployment set it to the client id the identity provider issued to that service.
-    history_importers: list[str] = Field(default_factory=lambda: ["service:integration"])
+    #: service: the only callers of the historical import. Its client credentials token's
+    #: subject is its client id: locally `waymark-integration` (shared.auth.service_token); in
+    #: an ICS deployment set it to the client id the identity provider issued to that service.
+    history_importers: list[str] = Field(default_factory=lambda: ["waymark-integration"])
     #: the earliest date a historical step may carry: e-RS went live in 2004 (as Choose and
     #: Book); anything before 2000 is a data error, not history
     history_earliest: date = date(2000, 1, 1)

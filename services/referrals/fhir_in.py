@@ -31,7 +31,7 @@ async def directory_lookup(settings: Settings, system: str, value: str) -> list[
             r = await http.get(
                 url,
                 params={"system": system, "value": value},
-                headers={"Authorization": f"Bearer {service_token(settings, 'referrals')}"},
+                headers={"Authorization": f"Bearer {await service_token(settings, 'referrals')}"},
             )
     except (httpx.HTTPError, OSError) as exc:
         logger.warning("directory unavailable for a service code (%s)", type(exc).__name__)

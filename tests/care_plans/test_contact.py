@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from shared.auth import service_token
 from tests.care_plans.support import World, create_plan, plan_content, query
+from tests.helpers import process_token
 from tests.referrals.support import assert_problem
 
 
 def service_headers(s) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    return {"Authorization": f"Bearer {service_token(s, 'notifications')}"}
+    return {"Authorization": f"Bearer {process_token(s, 'notifications')}"}
 
 
 def communication(**kw) -> dict:  # type: ignore[no-untyped-def, type-arg]
@@ -87,7 +87,7 @@ class TestContact:
             "SELECT * FROM audit_log WHERE resource_id = :p AND resource_type = 'CarePlanContact'",
             p=plan["id"],
         )
-        assert len(rows) == 1 and rows[0].actor == "service:notifications"
+        assert len(rows) == 1 and rows[0].actor == "waymark-notifications"
         assert rows[0].patient_id == plan["patient_id"]
 
     async def test_the_current_version_is_read(self, care_plans_client, settings) -> None:  # type: ignore[no-untyped-def]

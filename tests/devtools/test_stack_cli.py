@@ -112,7 +112,7 @@ class TestCli:
             "u-42",
         )
         assert res.returncode == 0, res.stderr
-        p = verify_token(infra, res.stdout.strip())
+        p = asyncio.run(verify_token(infra, res.stdout.strip()))
         assert p.user == "u-42" and p.org == "ICS-1"
         assert p.roles == {Role.COORDINATOR, Role.CLINICIAN}
 
@@ -121,7 +121,7 @@ class TestCli:
         assert res.returncode == 2 and "superuser" in res.stderr
 
     def test_the_signing_key_is_private_to_its_owner(self, infra):
-        mode = os.stat(infra.private_key_path()).st_mode & 0o777
+        mode = os.stat(infra.local_idp_dir / "jwks.json").st_mode & 0o777
         assert mode == 0o600
 
     def test_logs_shows_a_parts_log(self, running_apps):

@@ -48,13 +48,7 @@ def faults_settings(base: Settings) -> Settings:
     values.update(FAULTS_OVERRIDES)
     values["home"] = base.home / "faults-stack"
     # keys are made under the new home; never the test session's
-    for key in (
-        "jwt_public_key_path",
-        "jwt_private_key_path",
-        "pseudonym_key_path",
-        "sms_api_key_path",
-        "service_token_path",
-    ):
+    for key in ("pseudonym_key_path", "sms_api_key_path"):
         values[key] = None
     return Settings(**values)
 

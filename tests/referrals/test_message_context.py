@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from shared.auth import service_token
 from tests.conftest import auth
+from tests.helpers import process_token
 from tests.referrals.support import (
     assert_problem,
     audit_of_referral,
@@ -20,7 +20,7 @@ from tests.referrals.support import (
 
 
 def service_headers(s) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    return {"Authorization": f"Bearer {service_token(s, 'notifications')}"}
+    return {"Authorization": f"Bearer {process_token(s, 'notifications')}"}
 
 
 class TestMessageContext:
@@ -103,7 +103,7 @@ class TestMessageContext:
             if a.resource_type == "ReferralMessageContext"
         ]
         assert len(rows) == 1
-        assert rows[0].actor == "service:notifications"
+        assert rows[0].actor == "waymark-notifications"
         assert rows[0].actor_roles == "service"
         assert rows[0].patient_id == referral["patient_id"]
 

@@ -33,8 +33,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
 
-from shared.auth import ensure_keys
+from shared.auth import _local_signing_key
 from shared.settings import Settings
 from tests.conftest import auth
 from tests.security.conftest import Api
@@ -95,9 +96,11 @@ class Credential:
 
 
 def bad_credentials(s: Settings) -> list[Credential]:
-    ensure_keys(s)
-    own_key = s.private_key_path().read_bytes()
-    public_pem = s.public_key_path().read_bytes()
+    kid, own_key = _local_signing_key(s)
+    public_jwk = json.dumps(
+        {k: v for k, v in json.loads(ECAlgorithm.to_jwk(own_key)).items() if k != "d"}
+    ).encode()
+    kid_header = {"kid": kid}
     foreign_key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
@@ -105,8 +108,9 @@ def bad_credentials(s: Settings) -> list[Credential]:
 
     def claims(**over: Any) -> dict[str, Any]:
         c = {
-            "iss": s.jwt_issuer,
+            "iss": s.issuer,
             "aud": s.jwt_audience,
+            "client_id": "security-probe-client",
             "sub": "security-probe",
             "roles": ["admin", "coordinator", "service"],
             "org": "ORG-SEC1",
@@ -120,10 +124,13 @@ def bad_credentials(s: Settings) -> list[Credential]:
         c.update(over)
         return c
 
+    def sign(c: dict[str, Any], key: Any = own_key) -> str:
+        return jwt.encode(c, key, algorithm="ES256", headers=kid_header)
+
     def epoch(c: dict[str, Any]) -> dict[str, Any]:
         return {k: int(v.timestamp()) if isinstance(v, datetime) else v for k, v in c.items()}
 
-    genuine = jwt.encode(claims(roles=["clinician"]), own_key, algorithm="ES256")
+    genuine = sign(claims(roles=["clinician"]))
     head, _, rest = genuine.partition(".")
     signature = rest.partition(".")[2]
     tampered = f"{head}.{_b64(json.dumps(epoch(claims())).encode())}.{signature}"
@@ -144,37 +151,40 @@ def bad_credentials(s: Settings) -> list[Credential]:
                 ),
                 own_key,
                 algorithm="ES256",
+                headers=kid_header,
             ),
         ),
         Credential(
             "signed by another key",
             ("signature",),
             carriers=both,
-            token=jwt.encode(claims(), foreign_key, algorithm="ES256"),
+            token=sign(claims(), foreign_key),
         ),
         Credential(
             "another audience",
             ("audience",),
             carriers=both,
-            token=jwt.encode(claims(aud="another-service"), own_key, algorithm="ES256"),
+            token=sign(claims(aud="another-service")),
         ),
         Credential(
             "another issuer",
             ("issuer",),
             carriers=both,
-            token=jwt.encode(claims(iss="https://idp.example.invalid"), own_key, algorithm="ES256"),
+            token=sign(claims(iss="https://idp.example.invalid")),
         ),
         Credential(
             "alg none",
             ("alg",),
             carriers=both,
-            token=_unsigned({"alg": "none", "typ": "JWT"}, epoch(claims()), None),
+            token=_unsigned({"alg": "none", "typ": "JWT", "kid": kid}, epoch(claims()), None),
         ),
         Credential(
             "HS256 with our public key",
             ("alg",),
             carriers=both,
-            token=_unsigned({"alg": "HS256", "typ": "JWT"}, epoch(claims()), public_pem),
+            token=_unsigned(
+                {"alg": "HS256", "typ": "JWT", "kid": kid}, epoch(claims()), public_jwk
+            ),
         ),
         Credential("claims changed after signing", ("signature",), carriers=both, token=tampered),
     ]

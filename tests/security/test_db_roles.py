@@ -303,9 +303,17 @@ class TestSettings:
             "postgresql+asyncpg://waymark_referrals:s3cret@"
         )
 
+    def test_production_refuses_to_start_without_an_https_issuer(self) -> None:
+        with pytest.raises(ValueError, match="needs the ICS's OpenID issuer"):
+            Settings(deployment_mode="production")
+        with pytest.raises(ValueError, match="https"):
+            Settings(deployment_mode="production", oidc_issuer="http://idp.example")
+
     def test_local_mode_refuses_a_network_bind(self) -> None:
         with pytest.raises(ValueError, match="local mode listens on loopback only"):
             Settings(api_host="0.0.0.0")
-        Settings(api_host="0.0.0.0", deployment_mode="production")
+        Settings(
+            api_host="0.0.0.0", deployment_mode="production", oidc_issuer="https://idp.example"
+        )
         Settings(api_host="0.0.0.0", api_loopback_published=True)
         Settings(api_host="::1")

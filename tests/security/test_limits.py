@@ -261,9 +261,9 @@ class TestWriteRateLimit:
     async def test_waymark_s_own_service_credentials_are_not_limited(
         self, limited: httpx.AsyncClient, settings: Settings
     ) -> None:
-        from shared.auth import service_token
+        from tests.helpers import process_token
 
-        me = {"Authorization": f"Bearer {service_token(settings, 'integration')}"}
+        me = {"Authorization": f"Bearer {process_token(settings, 'integration')}"}
         for _ in range(BURST * 3):
             # the route refuses the write (no directory capability), but never as a 429
             r = await limited.put(f"/organizations/{_org()}", json={"name": "x"}, headers=me)

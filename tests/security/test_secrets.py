@@ -10,23 +10,25 @@ to find a real secret of its kind made here, so a scan that finds nothing means 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
 import stat
 import subprocess
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jwt
 import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import ECAlgorithm
 
 from devtools.stack import ensure_sms_api_key
 from services.notifications.webhooks import domain as webhooks
+from shared import oidc
 from shared.auth import (
     ensure_keys,
     mint_token,
@@ -34,6 +36,7 @@ from shared.auth import (
     verify_token,
     write_private_file,
 )
+from shared.errors import Unauthenticated
 from shared.pseudonym import ensure_pseudonym_key, pseudonymise
 from shared.settings import Settings
 
@@ -43,6 +46,8 @@ _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 #: what a secret of each kind looks like (written so that this file does not match itself)
 PATTERNS: dict[str, re.Pattern[str]] = {
     "private key": re.compile("-" * 5 + r"BEGIN (?:[A-Z]+ )*PRIVATE KEY" + "-" * 5),
+    # a JSON Web Key's private part (an EC or RSA key's "d")
+    "private JWK": re.compile('"d"' + r'\s*:\s*"[A-Za-z0-9_-]{40,}"'),
     "JSON Web Token": re.compile(
         r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\."
         r"[A-Za-z0-9_-]{16,}"
@@ -104,9 +109,9 @@ class TestRepository:
 
     def test_the_local_state_with_its_keys_is_ignored_by_git(self, settings: Settings) -> None:
         probe = (
-            settings.private_key_path().relative_to(ROOT)
+            (settings.local_idp_dir / "jwks.json").relative_to(ROOT)
             if settings.home.is_relative_to(ROOT)
-            else Path(".waymark/keys/jwt-private.pem")
+            else Path(".waymark/idp/dev/jwks.json")
         )
         for path in (str(probe), ".waymark/keys/pseudonym.key", ".waymark/keys/notify-api.key"):
             assert subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode == 0
@@ -125,7 +130,8 @@ class TestRepository:
             .decode()
         )
         samples = {
-            "private key": [s.private_key_path().read_text(), rsa_pem],
+            "private key": [rsa_pem],
+            "private JWK": [(s.local_idp_dir / "jwks.json").read_text()],
             "JSON Web Token": [mint_token(s, sub="u", roles=["clinician"], org="ORG-1")],
             "Notify API key": [s.sms_api_key_file().read_text().strip()],
             "webhook secret": [webhooks.new_secret(), webhooks.new_secret()],
@@ -163,7 +169,8 @@ class TestKeysMadeAtSetUp:
         self, infra: Settings
     ) -> None:
         for path in (
-            infra.private_key_path(),
+            infra.local_idp_dir / "jwks.json",
+            infra.local_idp_dir / "secrets" / "waymark-dashboard",
             infra.pseudonym_key_file(),
             infra.sms_api_key_file(),
         ):
@@ -174,16 +181,17 @@ class TestKeysMadeAtSetUp:
     def test_signing_keys_are_made_once_readable_by_their_owner_only(self, tmp_path: Path) -> None:
         s = Settings(home=tmp_path / "home")
         ensure_keys(s)
-        private, public = s.private_key_path(), s.public_key_path()
-        assert _mode(private) == 0o600
-        key = serialization.load_pem_private_key(private.read_bytes(), password=None)
-        assert isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"
-        first = private.read_bytes()
+        path = s.local_idp_dir / "jwks.json"
+        assert _mode(path) == 0o600
+        first = path.read_bytes()
+        jwk = json.loads(first)["keys"][0]
+        assert (jwk["kty"], jwk["crv"], jwk["alg"]) == ("EC", "P-256", "ES256") and jwk["kid"]
         ensure_keys(s)
-        assert private.read_bytes() == first  # never replaced
+        assert path.read_bytes() == first  # never replaced
         token = mint_token(s, sub="u", roles=["clinician"], org="ORG-1")
-        assert verify_token(s, token).user == "u"
-        assert b"PRIVATE" not in public.read_bytes()
+        public = ECAlgorithm.from_jwk({k: v for k, v in jwk.items() if k != "d"})
+        claims = jwt.decode(token, public, algorithms=["ES256"], audience=s.jwt_audience)
+        assert claims["sub"] == "u" and jwt.get_unverified_header(token)["kid"] == jwk["kid"]
 
     def test_two_set_ups_make_different_keys(self, tmp_path: Path) -> None:
         a, b = Settings(home=tmp_path / "a"), Settings(home=tmp_path / "b")
@@ -191,8 +199,10 @@ class TestKeysMadeAtSetUp:
             ensure_keys(s)
             ensure_pseudonym_key(s)
             ensure_sms_api_key(s)
-        for path in ("keys/jwt-private.pem", "keys/pseudonym.key", "keys/notify-api.key"):
+        for path in ("keys/pseudonym.key", "keys/notify-api.key"):
             assert (tmp_path / "a" / path).read_bytes() != (tmp_path / "b" / path).read_bytes()
+        jwks = [(s.local_idp_dir / "jwks.json").read_bytes() for s in (a, b)]
+        assert jwks[0] != jwks[1]
 
     def test_the_pseudonym_and_notify_keys_are_private_and_well_formed(
         self, tmp_path: Path
@@ -215,59 +225,39 @@ class TestKeysMadeAtSetUp:
 
 
 class TestSecretsFromTheEnvironment:
-    def test_a_deployment_verifies_tokens_with_the_mounted_public_key_alone(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    async def test_a_deployment_verifies_tokens_with_the_issuer_s_published_keys_alone(
+        self, infra: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """Production mounts the identity provider's public key and the pseudonym key; the
-        APIs find them where the environment says and make no key of their own."""
-        idp = ec.generate_private_key(ec.SECP256R1())
+        """Production names the ICS's issuer and mounts the pseudonym key; the APIs fetch the
+        issuer's keys (JWKS) and make no key of their own."""
         mounted = tmp_path / "mounted"
         mounted.mkdir()
-        (mounted / "idp.pem").write_bytes(
-            idp.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        )
         (mounted / "pseudonym.key").write_text(secrets.token_hex(32))
         home = tmp_path / "home"
         monkeypatch.setenv("WAYMARK_HOME", str(home))
-        monkeypatch.setenv("WAYMARK_JWT_PUBLIC_KEY_PATH", str(mounted / "idp.pem"))
         monkeypatch.setenv("WAYMARK_PSEUDONYM_KEY_PATH", str(mounted / "pseudonym.key"))
-        monkeypatch.setenv("WAYMARK_JWT_ISSUER", "https://idp.example.invalid")
+        monkeypatch.setenv("WAYMARK_OIDC_ISSUER", infra.issuer)
         s = Settings()
-        assert s.public_key_path() == mounted / "idp.pem"
-        idp_pem = idp.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        now = datetime.now(UTC)
-        token = jwt.encode(
-            {
-                "iss": "https://idp.example.invalid",
-                "aud": s.jwt_audience,
-                "sub": "dr-who",
-                "roles": ["clinician"],
-                "org": "GP-1",
-                "iat": now,
-                "exp": now + timedelta(minutes=5),
-            },
-            idp_pem,
-            algorithm="ES256",
-        )
-        assert verify_token(s, token).user == "dr-who"
+        token = mint_token(infra, sub="dr-who", roles=["clinician"], org="GP-1")
+        assert (await verify_token(s, token)).user == "dr-who"
         assert pseudonymise("9434765919", s).startswith("pt_")
+        with pytest.raises(RuntimeError):
+            mint_token(s, sub="x", roles=["clinician"], org="GP-1")  # no minting for a real issuer
         assert not home.exists()  # nothing was generated: no key, no directory
 
-    def test_a_service_credential_is_read_from_its_file_on_every_call(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    async def test_a_process_s_client_secret_is_read_from_its_file(
+        self, infra: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        path = tmp_path / "service-token"
-        path.write_text("first-token\n")
-        monkeypatch.setenv("WAYMARK_SERVICE_TOKEN_PATH", str(path))
-        monkeypatch.setenv("WAYMARK_HOME", str(tmp_path / "home"))
-        s = Settings()
-        assert service_token(s, "notifications") == "first-token"
-        path.write_text(f"rotated-{uuid.uuid4().hex}\n")  # the secret operator refreshed it
-        assert service_token(s, "notifications").startswith("rotated-")
-        assert not (tmp_path / "home").exists()  # no local key was made to mint one
+        path = tmp_path / "client-secret"
+        path.write_text((infra.local_idp_dir / "secrets" / "waymark-notifications").read_text())
+        s = infra.model_copy(
+            update={"oauth_client_id": "waymark-notifications", "oauth_client_secret_path": path}
+        )
+        token = await service_token(s, "notifications")
+        p = await verify_token(s, token)
+        assert (p.user, p.client_id, p.org) == ("waymark-notifications",) * 2 + ("WAYMARK",)
+        assert p.is_client and "message_context.read" in (p.scopes or ())
+        path.write_text(f"rotated-{uuid.uuid4().hex}\n")  # a secret the provider does not know
+        monkeypatch.setattr(oidc, "_client_tokens", {})  # the cached token aside
+        with pytest.raises(Unauthenticated, match="invalid_client"):
+            await service_token(s, "notifications")

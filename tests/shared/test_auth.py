@@ -18,11 +18,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI
 
+from shared import oidc
 from shared.auth import (
     CurrentPrincipal,
     Principal,
     Role,
-    ensure_keys,
+    _local_signing_key,
     mint_token,
     require_roles,
     verify_token,
@@ -40,8 +41,9 @@ def _b64(data: bytes) -> str:
 def claims(s: Settings, **overrides: Any) -> dict[str, Any]:
     now = datetime.now(UTC)
     c: dict[str, Any] = {
-        "iss": s.jwt_issuer,
+        "iss": s.issuer,
         "aud": s.jwt_audience,
+        "client_id": "waymark-test",
         "sub": f"user-{uuid.uuid4().hex[:6]}",
         "roles": ["clinician"],
         "org": "GP-1",
@@ -60,14 +62,14 @@ def claims(s: Settings, **overrides: Any) -> dict[str, Any]:
 
 
 def signed(s: Settings, **overrides: Any) -> str:
-    """A token signed with the real private key (so only the claims are wrong)."""
-    ensure_keys(s)
-    return jwt.encode(claims(s, **overrides), s.private_key_path().read_bytes(), algorithm="ES256")
+    """A token signed with the provider's real current key (so only the claims are wrong)."""
+    kid, key = _local_signing_key(s)
+    return jwt.encode(claims(s, **overrides), key, algorithm="ES256", headers={"kid": kid})
 
 
-def assert_rejected(s: Settings, token: str, *words: str) -> Unauthenticated:
+async def assert_rejected(s: Settings, token: str, *words: str) -> Unauthenticated:
     with pytest.raises(Unauthenticated) as exc:
-        verify_token(s, token)
+        await verify_token(s, token)
     assert exc.value.status == 401
     for w in words:
         assert w in exc.value.message
@@ -75,24 +77,26 @@ def assert_rejected(s: Settings, token: str, *words: str) -> Unauthenticated:
 
 
 class TestMintAndVerify:
-    def test_a_minted_token_verifies_to_the_same_principal(self, settings: Settings) -> None:
+    async def test_a_minted_token_verifies_to_the_same_principal(self, infra: Settings) -> None:
         sub = f"user-{uuid.uuid4().hex[:6]}"
         token = mint_token(
-            settings,
+            infra,
             sub=sub,
             roles=["clinician", "coordinator"],
             org="GP-X",
             ics="ICS-9",
             name="Dr Okafor",
         )
-        p = verify_token(settings, token)
+        p = await verify_token(infra, token)
         assert p == Principal(
             user=sub,
             roles=frozenset({Role.CLINICIAN, Role.COORDINATOR}),
             org="GP-X",
             ics="ICS-9",
             name="Dr Okafor",
+            client_id="waymark-local-mint",
         )
+        assert not p.is_client and p.has_scope("anything")  # a person: role and relationships
         assert p.identity == sub  # the deployment's own issuer: keyed by sub
         other = Principal(
             user=sub, roles=p.roles, org="GP-X", ics="ICS-9", issuer="https://login.example.org"
@@ -101,126 +105,176 @@ class TestMintAndVerify:
         assert p.has(Role.COORDINATOR) and p.has(Role.ADMIN, Role.CLINICIAN)
         assert not p.has(Role.PARTNER) and not p.has()
 
-    def test_the_token_is_es256_with_issuer_audience_and_a_unique_id(
-        self, settings: Settings
+    async def test_the_token_is_es256_with_issuer_audience_and_a_unique_id(
+        self, infra: Settings
     ) -> None:
-        t1 = mint_token(settings, sub="u", roles=["partner"], org="P-1")
-        t2 = mint_token(settings, sub="u", roles=["partner"], org="P-1")
+        t1 = mint_token(infra, sub="u", roles=["partner"], org="P-1")
+        t2 = mint_token(infra, sub="u", roles=["partner"], org="P-1")
         assert jwt.get_unverified_header(t1)["alg"] == "ES256"
         c1 = jwt.decode(t1, options={"verify_signature": False})
         c2 = jwt.decode(t2, options={"verify_signature": False})
-        assert (c1["iss"], c1["aud"]) == (settings.jwt_issuer, settings.jwt_audience)
+        assert (c1["iss"], c1["aud"]) == (infra.issuer, infra.jwt_audience)
+        assert jwt.get_unverified_header(t1)["kid"] == _local_signing_key(infra)[0]
         assert c1["jti"] != c2["jti"]
         assert c1["exp"] - c1["iat"] == 8 * 3600
 
-    def test_minting_an_unknown_role_is_refused(self, settings: Settings) -> None:
+    async def test_minting_an_unknown_role_is_refused(self, infra: Settings) -> None:
         with pytest.raises(ValueError):
-            mint_token(settings, sub="u", roles=["superuser"], org="GP-1")
+            mint_token(infra, sub="u", roles=["superuser"], org="GP-1")
 
-    def test_the_private_key_is_readable_by_its_owner_only(self, settings: Settings) -> None:
-        ensure_keys(settings)
-        assert settings.private_key_path().stat().st_mode & 0o077 == 0
+    async def test_the_private_keys_are_readable_by_their_owner_only(self, infra: Settings) -> None:
+        _local_signing_key(infra)
+        assert (infra.local_idp_dir / "jwks.json").stat().st_mode & 0o077 == 0
 
 
 class TestRejectedTokens:
-    def test_an_expired_token_is_rejected(self, settings: Settings) -> None:
+    async def test_a_token_expired_within_the_clock_skew_is_accepted(self, infra: Settings) -> None:
         token = mint_token(
-            settings, sub="u", roles=["clinician"], org="GP-1", ttl=timedelta(seconds=-1)
+            infra, sub="u", roles=["clinician"], org="GP-1", ttl=timedelta(seconds=-5)
         )
-        assert_rejected(settings, token, "expired")
+        assert (await verify_token(infra, token)).user == "u"
+        strict = infra.model_copy(update={"oidc_clock_skew_seconds": 0})
+        await assert_rejected(strict, token, "expired")
 
-    def test_a_token_for_another_audience_is_rejected(self, settings: Settings) -> None:
-        assert_rejected(settings, signed(settings, aud="another-service"), "not valid")
+    async def test_a_system_token_carries_its_scopes(self, infra: Settings) -> None:
+        token = mint_token(
+            infra, sub="p-1", client_id="p-1", roles=["partner"], org="P-1", scope="referral.read"
+        )
+        p = await verify_token(infra, token)
+        assert p.is_client and p.scopes == {"referral.read"} and p.client_id == "p-1"
+        assert p.has_scope("referral.read") and not p.has_scope("referral.create")
 
-    def test_a_token_from_another_issuer_is_rejected(self, settings: Settings) -> None:
-        assert_rejected(settings, signed(settings, iss="https://evil.example"), "not valid")
+    async def test_an_expired_token_is_rejected(self, infra: Settings) -> None:
+        token = mint_token(
+            infra,
+            sub="u",
+            roles=["clinician"],
+            org="GP-1",
+            ttl=timedelta(seconds=-infra.oidc_clock_skew_seconds - 5),
+        )
+        await assert_rejected(infra, token, "expired")
 
-    @pytest.mark.parametrize("claim", ["exp", "sub", "iss", "aud"])
-    def test_a_token_missing_a_required_claim_is_rejected(
-        self, settings: Settings, claim: str
+    async def test_a_token_for_another_audience_is_rejected(self, infra: Settings) -> None:
+        await assert_rejected(infra, signed(infra, aud="another-service"), "another audience")
+
+    async def test_a_token_from_another_issuer_is_rejected(self, infra: Settings) -> None:
+        await assert_rejected(infra, signed(infra, iss="https://evil.example"), "another issuer")
+
+    @pytest.mark.parametrize("claim", ["exp", "sub", "iss", "aud", "iat"])
+    async def test_a_token_missing_a_required_claim_is_rejected(
+        self, infra: Settings, claim: str
     ) -> None:
-        assert_rejected(settings, signed(settings, **{claim: ...}))
+        await assert_rejected(infra, signed(infra, **{claim: ...}))
 
-    def test_a_token_not_yet_valid_is_rejected(self, settings: Settings) -> None:
+    async def test_a_token_not_yet_valid_is_rejected(self, infra: Settings) -> None:
         later = datetime.now(UTC) + timedelta(hours=1)
-        assert_rejected(settings, signed(settings, nbf=later, exp=later + timedelta(hours=1)))
+        await assert_rejected(infra, signed(infra, nbf=later, exp=later + timedelta(hours=1)))
 
-    def test_a_tampered_payload_is_rejected(self, settings: Settings) -> None:
-        header, payload, sig = signed(settings, roles=["partner"]).split(".")
+    async def test_a_tampered_payload_is_rejected(self, infra: Settings) -> None:
+        header, payload, sig = signed(infra, roles=["partner"]).split(".")
         forged = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         forged["roles"] = ["admin"]
         token = ".".join([header, _b64(json.dumps(forged).encode()), sig])
-        assert_rejected(settings, token, "not valid")
+        await assert_rejected(infra, token, "not valid")
 
-    def test_a_tampered_signature_is_rejected(self, settings: Settings) -> None:
-        header, payload, sig = signed(settings).split(".")
+    async def test_a_tampered_signature_is_rejected(self, infra: Settings) -> None:
+        header, payload, sig = signed(infra).split(".")
         raw = bytearray(base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4)))
         raw[10] ^= 0x01
-        assert_rejected(settings, ".".join([header, payload, _b64(bytes(raw))]), "not valid")
+        await assert_rejected(infra, ".".join([header, payload, _b64(bytes(raw))]), "not valid")
 
-    def test_a_token_signed_by_another_ec_key_is_rejected(self, settings: Settings) -> None:
+    async def test_a_token_signed_by_another_ec_key_is_rejected(self, infra: Settings) -> None:
         other = ec.generate_private_key(ec.SECP256R1())
         pem = other.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        token = jwt.encode(claims(settings), pem, algorithm="ES256")
-        assert_rejected(settings, token, "not valid")
+        kid = _local_signing_key(infra)[0]
+        token = jwt.encode(claims(infra), pem, algorithm="ES256", headers={"kid": kid})
+        await assert_rejected(infra, token, "not valid")
 
-    def test_an_hs256_token_keyed_with_the_public_key_is_rejected(self, settings: Settings) -> None:
+    async def test_an_hs256_token_keyed_with_the_public_key_is_rejected(
+        self, infra: Settings
+    ) -> None:
         # algorithm confusion: an attacker HMACs with the (public) verification key
-        ensure_keys(settings)
-        public = settings.public_key_path().read_bytes()
-        body = claims(settings, roles=["admin"])
+        kid, key = _local_signing_key(infra)
+        public = json.dumps(
+            {
+                k: v
+                for k, v in json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key)).items()
+                if k != "d"
+            }
+        ).encode()
+        body = claims(infra, roles=["admin"])
         for k in ("iat", "nbf", "exp"):
             body[k] = int(body[k].timestamp())
         signing_input = (
-            _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+            _b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": kid}).encode())
             + "."
             + _b64(json.dumps(body).encode())
         )
         sig = hmac.new(public, signing_input.encode(), hashlib.sha256).digest()
-        assert_rejected(settings, signing_input + "." + _b64(sig), "not valid")
+        await assert_rejected(infra, signing_input + "." + _b64(sig), "HS256")
 
-    def test_an_unsigned_alg_none_token_is_rejected(self, settings: Settings) -> None:
-        token = jwt.encode(claims(settings, roles=["admin"]), key=None, algorithm="none")
-        assert_rejected(settings, token, "not valid")
+    async def test_an_unsigned_alg_none_token_is_rejected(self, infra: Settings) -> None:
+        token = jwt.encode(claims(infra, roles=["admin"]), key=None, algorithm="none")
+        await assert_rejected(infra, token, "'none'")
 
     @pytest.mark.parametrize("garbage", ["", "garbage", "a.b.c", "Bearer x", "e30.e30.e30"])
-    def test_garbage_is_rejected(self, settings: Settings, garbage: str) -> None:
-        assert_rejected(settings, garbage, "not valid")
+    async def test_garbage_is_rejected(self, infra: Settings, garbage: str) -> None:
+        await assert_rejected(infra, garbage)
 
-    def test_a_token_with_an_unknown_role_is_rejected(self, settings: Settings) -> None:
-        assert_rejected(
-            settings, signed(settings, roles=["clinician", "superuser"]), "unknown role"
+    async def test_a_token_with_an_unknown_role_is_rejected(self, infra: Settings) -> None:
+        await assert_rejected(
+            infra, signed(infra, roles=["clinician", "superuser"]), "unknown role"
         )
 
     @pytest.mark.parametrize("roles", [[], ...], ids=["empty", "absent"])
-    def test_a_token_without_roles_is_rejected(self, settings: Settings, roles: Any) -> None:
-        assert_rejected(settings, signed(settings, roles=roles), "roles")
+    async def test_a_token_without_roles_is_rejected(self, infra: Settings, roles: Any) -> None:
+        await assert_rejected(infra, signed(infra, roles=roles), "roles")
 
     @pytest.mark.parametrize("roles", [None, 5, 1.5], ids=["null", "number", "float"])
-    def test_a_token_with_malformed_roles_is_rejected_not_crashing(
-        self, settings: Settings, roles: Any
+    async def test_a_token_with_malformed_roles_is_rejected_not_crashing(
+        self, infra: Settings, roles: Any
     ) -> None:
         # a signed token with a malformed claim must be a 401, not an unhandled TypeError
-        assert_rejected(settings, signed(settings, roles=roles))
+        await assert_rejected(infra, signed(infra, roles=roles))
 
     @pytest.mark.parametrize(
         "org", [..., "", None, 42, ["GP-1"]], ids=["absent", "empty", "null", "number", "list"]
     )
-    def test_a_token_without_an_organisation_is_rejected(
-        self, settings: Settings, org: Any
+    async def test_a_token_without_an_organisation_is_rejected(
+        self, infra: Settings, org: Any
     ) -> None:
-        assert_rejected(settings, signed(settings, org=org), "organisation")
+        await assert_rejected(infra, signed(infra, org=org), "organisation")
 
-    def test_a_service_without_a_verification_key_rejects_every_token(
-        self, settings: Settings, tmp_path: Any
-    ) -> None:
-        keyless = settings.model_copy(update={"jwt_public_key_path": tmp_path / "absent.pem"})
-        token = mint_token(settings, sub="u", roles=["clinician"], org="GP-1")
-        assert_rejected(keyless, token, "no token verification key")
+    async def test_a_key_the_issuer_does_not_publish_is_rejected(self, infra: Settings) -> None:
+        other = ec.generate_private_key(ec.SECP256R1())
+        token = jwt.encode(claims(infra), other, algorithm="ES256", headers={"kid": "wm-forged"})
+        await assert_rejected(infra, token, "wm-forged", "not the issuer's")
+
+    async def test_a_token_without_a_kid_is_rejected(self, infra: Settings) -> None:
+        _, key = _local_signing_key(infra)
+        await assert_rejected(infra, jwt.encode(claims(infra), key, algorithm="ES256"), "kid")
+
+    async def test_a_system_token_without_scopes_is_rejected(self, infra: Settings) -> None:
+        # client credentials: the subject is the client; what it may call is its scopes
+        token = signed(infra, sub="waymark-test", client_id="waymark-test")
+        await assert_rejected(infra, token, "scopes")
+
+    async def test_several_audiences_need_an_authorised_party(self, infra: Settings) -> None:
+        token = signed(infra, aud=["waymark", "other-api"], client_id=...)
+        await assert_rejected(infra, token, "azp")
+
+    async def test_an_unreachable_issuer_is_a_503_not_a_401(self, infra: Settings) -> None:
+        away = infra.model_copy(update={"api_port_base": 18990})  # no provider listens there
+        oidc.forget(away)
+        kid, key = _local_signing_key(infra)
+        token = jwt.encode(claims(away), key, algorithm="ES256", headers={"kid": kid})
+        with pytest.raises(oidc.IssuerUnavailable) as exc:
+            await verify_token(away, token)
+        assert exc.value.status == 503 and exc.value.headers["Retry-After"]
 
 
 def build_app() -> FastAPI:
@@ -243,7 +297,7 @@ def build_app() -> FastAPI:
 
 
 @pytest.fixture(scope="module")
-async def client() -> AsyncIterator[httpx.AsyncClient]:
+async def client(infra: Settings) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=build_app())
     async with httpx.AsyncClient(transport=transport, base_url="http://auth") as c:
         yield c
@@ -252,9 +306,9 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 class TestRequireRoles:
     @pytest.mark.parametrize("role", ["coordinator", "admin", ["clinician", "coordinator"]])
     async def test_a_caller_with_one_of_the_roles_gets_through(
-        self, client: httpx.AsyncClient, settings: Settings, role: Any
+        self, client: httpx.AsyncClient, infra: Settings, role: Any
     ) -> None:
-        r = await client.get("/coordinators-only", headers=auth(settings, role=role, org="ICB-1"))
+        r = await client.get("/coordinators-only", headers=auth(infra, role=role, org="ICB-1"))
         assert r.status_code == 200, r.text
         assert r.json() == {"ok": "yes"}
 
@@ -262,9 +316,9 @@ class TestRequireRoles:
         "role", ["clinician", "service_staff", "partner", ["clinician", "partner"]]
     )
     async def test_a_caller_without_the_roles_gets_a_403_problem(
-        self, client: httpx.AsyncClient, settings: Settings, role: Any
+        self, client: httpx.AsyncClient, infra: Settings, role: Any
     ) -> None:
-        r = await client.get("/coordinators-only", headers=auth(settings, role=role, org="GP-1"))
+        r = await client.get("/coordinators-only", headers=auth(infra, role=role, org="GP-1"))
         assert r.status_code == 403
         assert r.headers["content-type"].split(";")[0] == PROBLEM_JSON
         body = r.json()
@@ -291,18 +345,22 @@ class TestRequireRoles:
         assert r.json()["type"] == PROBLEM_BASE + "unauthenticated"
 
     async def test_the_scheme_is_case_insensitive(
-        self, client: httpx.AsyncClient, settings: Settings
+        self, client: httpx.AsyncClient, infra: Settings
     ) -> None:
-        token = mint_token(settings, sub="case-user", roles=["partner"], org="P-1")
+        token = mint_token(infra, sub="case-user", roles=["partner"], org="P-1")
         r = await client.get("/whoami", headers={"Authorization": f"bearer {token}"})
         assert r.status_code == 200
         assert r.json() == {"user": "case-user", "org": "P-1", "roles": ["partner"]}
 
     async def test_an_expired_token_is_a_401_that_says_so(
-        self, client: httpx.AsyncClient, settings: Settings
+        self, client: httpx.AsyncClient, infra: Settings
     ) -> None:
         token = mint_token(
-            settings, sub="u", roles=["admin"], org="ICB-1", ttl=timedelta(seconds=-1)
+            infra,
+            sub="u",
+            roles=["admin"],
+            org="ICB-1",
+            ttl=timedelta(seconds=-infra.oidc_clock_skew_seconds - 5),
         )
         r = await client.get("/coordinators-only", headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 401

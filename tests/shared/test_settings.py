@@ -44,8 +44,9 @@ class TestDefaults:
         assert s.temporal_namespace == "waymark"
         assert s.api_port_base == 18100
         assert s.topic_prefix == ""
-        assert (s.jwt_issuer, s.jwt_audience) == ("waymark-local", "waymark")
-        assert s.jwt_public_key_path is None and s.jwt_private_key_path is None
+        assert (s.oidc_issuer, s.jwt_audience) == ("", "waymark")
+        # no issuer set: the local provider of the instance, on api_port_base + 40
+        assert s.issuer == "http://127.0.0.1:18140" and s.oidc_claim_mapping == "waymark"
         assert s.otlp_endpoint == ""
 
     def test_default_ports_avoid_system_installs(self) -> None:
@@ -75,18 +76,11 @@ class TestDefaults:
         s = Settings(home=tmp_path / "h", instance="ci-7")
         assert s.run_dir == tmp_path / "h" / "run" / "ci-7"
         assert s.logs_dir == tmp_path / "h" / "logs"
-        assert s.public_key_path() == tmp_path / "h" / "keys" / "jwt-public.pem"
-        assert s.private_key_path() == tmp_path / "h" / "keys" / "jwt-private.pem"
+        assert s.local_idp_dir == tmp_path / "h" / "idp" / "ci-7"
         assert s.pseudonym_key_file() == tmp_path / "h" / "keys" / "pseudonym.key"
 
     def test_configured_key_paths_win(self, tmp_path: Path) -> None:
-        s = Settings(
-            jwt_public_key_path=tmp_path / "pub.pem",
-            jwt_private_key_path=tmp_path / "priv.pem",
-            pseudonym_key_path=tmp_path / "p.key",
-        )
-        assert s.public_key_path() == tmp_path / "pub.pem"
-        assert s.private_key_path() == tmp_path / "priv.pem"
+        s = Settings(pseudonym_key_path=tmp_path / "p.key")
         assert s.pseudonym_key_file() == tmp_path / "p.key"
 
     def test_settings_are_frozen(self) -> None:
@@ -232,7 +226,7 @@ class TestSettingsEnv:
             consumer_backoff_seconds=0.05,
             consumer_max_attempts=3,
             relay_poll_seconds=0.5,
-            jwt_public_key_path=tmp_path / "pub.pem",
+            pseudonym_key_path=tmp_path / "p.key",
             otlp_endpoint="http://collector:4318",
         )
         env = settings_env(s)
@@ -265,10 +259,10 @@ class TestSettingsEnv:
     def test_an_unset_key_path_is_not_overridden_by_the_parents_environment(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setenv("WAYMARK_JWT_PUBLIC_KEY_PATH", str(tmp_path / "parent.pem"))
-        s = Settings(jwt_public_key_path=None)
+        monkeypatch.setenv("WAYMARK_PSEUDONYM_KEY_PATH", str(tmp_path / "parent.key"))
+        s = Settings(pseudonym_key_path=None)
         env = settings_env(s)
-        assert self._roundtrip(env, monkeypatch).public_key_path() == s.public_key_path()
+        assert self._roundtrip(env, monkeypatch).pseudonym_key_file() == s.pseudonym_key_file()
 
 
 class TestApiPorts:

@@ -20,6 +20,7 @@ from temporalio.client import Client
 
 from shared.auth import service_token
 from shared.consumer import IdempotentConsumer, PermanentError
+from shared.errors import WaymarkError
 from shared.events.care_plans import AssessmentRecorded, CarePlanCreated, CarePlanUpdated
 from shared.events.encounters import EncounterRecorded
 from shared.events.envelope import CloudEvent
@@ -140,11 +141,12 @@ class ServiceNames:
         if self.http is None:
             self.http = httpx.AsyncClient(timeout=self.TIMEOUT)
         try:
+            bearer = await service_token(self.settings, "journeys")
             r = await self.http.get(
                 f"{self.settings.api_url('directory')}/services/{service_id}",
-                headers={"Authorization": f"Bearer {service_token(self.settings, 'journeys')}"},
+                headers={"Authorization": f"Bearer {bearer}"},
             )
-        except (httpx.HTTPError, OSError) as exc:
+        except (httpx.HTTPError, OSError, WaymarkError, RuntimeError) as exc:
             logger.info("directory unavailable for service names (%s)", type(exc).__name__)
             return None, self.RETRY
         if r.status_code == 404:

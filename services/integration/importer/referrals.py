@@ -66,15 +66,15 @@ class HistoryClient:
         self.settings = settings
         self.http = http or httpx.AsyncClient(base_url=settings.api_url("referrals"), timeout=60)
 
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {service_token(self.settings, 'integration')}"}
+    async def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {await service_token(self.settings, 'integration')}"}
 
     async def post(self, body: dict[str, Any]) -> Posted:
         waits = 0
         while True:
             try:
                 resp = await self.http.post(
-                    "/referrals/history", json=body, headers=self._headers()
+                    "/referrals/history", json=body, headers=await self._headers()
                 )
             except httpx.HTTPError as exc:
                 raise ReferralsUnavailable(f"the referrals service did not answer: {exc}") from exc
@@ -97,7 +97,7 @@ class HistoryClient:
     async def stored_steps(self, source_system: str, source_ref: str) -> int | None:
         """How many of the source's steps the referrals service holds (None: not imported)."""
         resp = await self.http.get(
-            f"/referrals/history/{source_system}/{source_ref}", headers=self._headers()
+            f"/referrals/history/{source_system}/{source_ref}", headers=await self._headers()
         )
         if resp.status_code == 404:
             return None

@@ -193,7 +193,7 @@ async def _stream_principal(
     # the token in a URL is accepted here only, and never logged (the API runs without an
     # access log; telemetry records the path alone)
     if request.headers.get("authorization"):
-        return current_principal(request)
+        return await current_principal(request)
     if not access_token and dashboard_session.cookie_session_id(request):
         # the dashboard's pages: a browser's EventSource sends the dashboard's session cookie
         found = await dashboard_session.stream_session(request)
@@ -205,7 +205,7 @@ async def _stream_principal(
             "send an access token: Authorization: Bearer <token>, or "
             "?access_token=<token> on this route"
         )
-    principal = verify_token(get_settings(), access_token)
+    principal = await verify_token(get_settings(), access_token)
     request.state.principal = principal
     return principal
 

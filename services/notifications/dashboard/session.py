@@ -253,33 +253,42 @@ async def _live_token(request: Request, session_id: str, *, touch: bool) -> str 
 
 
 async def load_session(request: Request) -> None:
-    """The dashboard router's dependency: look the cookie's session up once per request (and
-    touch it), so `viewer` can answer without a query."""
-    session_id = cookie_session_id(request)
-    if session_id is None or request.headers.get("authorization"):
+    """The dashboard router's dependency: the page's user, worked out once per request. The
+    Authorization header, or else the cookie's session (looked up and touched), and its token
+    verified exactly as the APIs verify it; `viewer` then answers without I/O."""
+    try:
+        token = _bearer(request)
+    except LoginRequired as exc:
+        request.state.login_problem = exc.reason
         return
-    token = await _live_token(request, session_id, touch=True)
-    if token is not None:
-        request.state.dashboard_session = (session_id, token)
+    session_id = None
+    if token is None:
+        session_id = cookie_session_id(request)
+        if session_id is None:
+            return
+        token = await _live_token(request, session_id, touch=True)
+        if token is None:
+            return
+    try:
+        principal = await verify_token(get_settings(), token)
+    except Unauthenticated as exc:
+        request.state.login_problem = exc.message
+        return
+    request.state.principal = principal
+    request.state.dashboard_viewer = Viewer(principal, token, session_id is not None, session_id)
 
 
 def viewer(request: Request) -> Viewer:
     """The page's user (a FastAPI dependency); LoginRequired when there is none."""
-    token = _bearer(request)
-    session_id = None
-    if token is None:
-        found: tuple[str, str] | None = getattr(request.state, "dashboard_session", None)
-        if found is None:
-            raise LoginRequired(
-                SESSION_ENDED if cookie_session_id(request) else "sign in to use the dashboard"
-            )
-        session_id, token = found
-    try:
-        principal = verify_token(get_settings(), token)
-    except Unauthenticated as exc:
-        raise LoginRequired(exc.message) from None
-    request.state.principal = principal
-    return Viewer(principal, token, session_id is not None, session_id)
+    found: Viewer | None = getattr(request.state, "dashboard_viewer", None)
+    if found is not None:
+        return found
+    problem = getattr(request.state, "login_problem", None)
+    if problem:
+        raise LoginRequired(problem)
+    raise LoginRequired(
+        SESSION_ENDED if cookie_session_id(request) else "sign in to use the dashboard"
+    )
 
 
 async def stream_session(request: Request) -> tuple[str, str] | None:

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from shared.auth import service_token
+from shared.errors import WaymarkError
 from shared.settings import Settings
 
 SERVICE_NAME = "notifications"
@@ -116,8 +117,10 @@ class Contacts:
         """The JSON body, or None on 404."""
         url = f"{api_base(self.settings, service)}{path}"
         try:
-            headers = {"Authorization": f"Bearer {service_token(self.settings, SERVICE_NAME)}"}
-        except OSError as exc:
+            headers = {
+                "Authorization": f"Bearer {await service_token(self.settings, SERVICE_NAME)}"
+            }
+        except (OSError, RuntimeError, WaymarkError) as exc:
             raise DetailsUnavailable(f"no service credential: {exc}") from None
         try:
             r = await self.http.get(url, params=params, headers=headers, timeout=15)

@@ -19,11 +19,10 @@ import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.referrals.events import HISTORY_SOURCE
-from shared.auth import service_token
 from shared.pseudonym import pseudonymise
 from shared.settings import Settings
 from tests.conftest import auth
-from tests.helpers import end_offsets, read_topic, synthetic_nhs_number
+from tests.helpers import end_offsets, process_token, read_topic, synthetic_nhs_number
 from tests.referrals.support import (
     Parties,
     assert_event_matches_its_schema,
@@ -41,7 +40,7 @@ from tests.referrals.support import (
 
 
 def importer(s: Settings) -> dict[str, str]:
-    return {"Authorization": f"Bearer {service_token(s, 'integration')}"}
+    return {"Authorization": f"Bearer {process_token(s, 'integration')}"}
 
 
 def ago(days: float) -> str:
@@ -120,7 +119,7 @@ class TestImport:
             ("booked", "attended"),
         ]
         assert [t.at for t in history] == [_instant(s["at"]) for s in steps]
-        assert all(t.imported and t.actor == "service:integration" for t in history)
+        assert all(t.imported and t.actor == "waymark-integration" for t in history)
 
     async def test_each_step_is_an_event_at_the_time_it_happened(
         self,
@@ -168,7 +167,7 @@ class TestImport:
         audit = await audit_of_referral(referrals_sessions, r.json()["referral_id"])
         imports = [a for a in audit if a.action == "import"]
         assert len(imports) == 1
-        assert imports[0].actor == "service:integration"
+        assert imports[0].actor == "waymark-integration"
         assert f"ers-worklist {body['source_ref']}" in imports[0].detail
         assert imports[0].patient_id == pseudonymise(body["nhs_number"], settings)
 
@@ -454,7 +453,7 @@ class TestResume:
         assert _instant(got.json()["last_step_at"]) == _instant(body["history"][-1]["at"])
         audit = await audit_of_referral(referrals_sessions, r.json()["referral_id"])
         reads = [a for a in audit if a.resource_type == "ReferralImport"]
-        assert [(a.action, a.actor) for a in reads] == [("read", "service:integration")]
+        assert [(a.action, a.actor) for a in reads] == [("read", "waymark-integration")]
 
     async def test_an_unknown_source_referral_is_a_404(
         self, referrals_client: httpx.AsyncClient, settings: Settings
@@ -496,7 +495,7 @@ class TestAccess:
     ) -> None:
         if who.endswith("-service"):
             headers = {
-                "Authorization": f"Bearer {service_token(settings, who.removesuffix('-service'))}"
+                "Authorization": f"Bearer {process_token(settings, who.removesuffix('-service'))}"
             }
         else:
             headers = auth(settings, role=who, org=parties.referrer_org, ics=parties.ics)

@@ -90,7 +90,7 @@ async def login(request: Request) -> Response:
         )
     token = session.mint_session(s, user)
     # verified as every later request will be: a key mismatch shows here, not on the next page
-    principal = verify_token(get_settings(), token)
+    principal = await verify_token(get_settings(), token)
     resp = redirect(nxt or session.home_for(principal))
     await session.start_session(request, resp, s, token, principal)
     resp.delete_cookie(
