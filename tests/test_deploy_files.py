@@ -36,6 +36,15 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 K8S = ROOT / "deploy" / "k8s"
 
 INFRA_SERVICES = {"postgres", "kafka", "temporal", "temporal-ui"}
+# one-shots on the infrastructure's images: the Kafka principals' credentials and ACLs
+INFRA_ONE_SHOTS = {"kafka-users"}
+# what a Kafka client sets besides the shared settings: its own principal (test_deploy_security)
+KAFKA_CLIENT_ENV = {
+    "WAYMARK_KAFKA_SECURITY_PROTOCOL",
+    "WAYMARK_KAFKA_SASL_MECHANISM",
+    "WAYMARK_KAFKA_SASL_USERNAME",
+    "WAYMARK_KAFKA_SASL_PASSWORD_PATH",
+}
 ONE_SHOTS = {"migrate": ["waymark", "migrate"], "topics": ["waymark", "topics"]}
 KEYS_DIR = "/var/lib/waymark/keys"
 # Files under deploy/k8s that are deliberately not in kustomization.yaml: the Secret template
@@ -324,9 +333,9 @@ class TestCompose:
         env = {k: str(v) for k, v in kafka["environment"].items()}
         assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
         node, _, voter = env["KAFKA_CONTROLLER_QUORUM_VOTERS"].partition("@")
-        assert node == env["KAFKA_NODE_ID"] and voter.startswith("kafka:")
-        # the voter's port is the CONTROLLER listener's
-        assert f"CONTROLLER://:{voter.rsplit(':', 1)[1]}" in env["KAFKA_LISTENERS"]
+        # the controller listener is on the container's loopback: only the node itself uses it
+        assert node == env["KAFKA_NODE_ID"] and voter.startswith("127.0.0.1:")
+        assert f"CONTROLLER://{voter}" in env["KAFKA_LISTENERS"].split(",")
         assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] == "CONTROLLER"
         for name in (
             "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
@@ -336,12 +345,15 @@ class TestCompose:
         ):
             assert env[name] == "1", name
         assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
-        assert kafka["healthcheck"]["test"][1] == "/opt/kafka/bin/kafka-broker-api-versions.sh"
+        check = " ".join(kafka["healthcheck"]["test"])
+        assert "/opt/kafka/bin/kafka-broker-api-versions.sh" in check
+        assert "--command-config" in check  # it signs in: there is no anonymous way in
         assert any(str(v).endswith(":" + env["KAFKA_LOG_DIRS"]) for v in kafka["volumes"])
 
     def test_kafka_advertises_the_address_waymark_connects_to(self) -> None:
         env = services()["kafka"]["environment"]
-        advertised = env["KAFKA_ADVERTISED_LISTENERS"].split("PLAINTEXT://", 1)[1].split(",")[0]
+        [advertised] = env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+        advertised = advertised.removeprefix("SASL_PLAINTEXT://")
         assert advertised == compose()["x-waymark-env"]["WAYMARK_KAFKA_BOOTSTRAP"]
 
     def test_temporal_uses_the_shared_postgres_and_registers_waymarks_namespace(self) -> None:
@@ -388,7 +400,9 @@ class TestCompose:
             for dep, spec in deps.items():
                 assert dep in svcs, f"{name} depends on unknown service {dep}"
                 expected = (
-                    "service_completed_successfully" if dep in ONE_SHOTS else "service_healthy"
+                    "service_completed_successfully"
+                    if dep in set(ONE_SHOTS) | INFRA_ONE_SHOTS
+                    else "service_healthy"
                 )
                 assert spec.get("condition") == expected, f"{name} -> {dep}"
                 if expected == "service_healthy":
@@ -406,7 +420,11 @@ class TestCompose:
             names |= {n for n in svc["environment"] if n.startswith("WAYMARK_")}
         assert_real_settings(names, "docker-compose.yml")
         for svc in waymark_services().values():
-            env = {k: v for k, v in svc["environment"].items() if k != "WAYMARK_DB_ROLE"}
+            env = {
+                k: v
+                for k, v in svc["environment"].items()
+                if k != "WAYMARK_DB_ROLE" and k not in KAFKA_CLIENT_ENV
+            }
             assert env == compose()["x-waymark-env"]
 
     def test_settings_point_at_the_compose_services(self) -> None:
@@ -482,18 +500,20 @@ class TestCompose:
 
     def test_each_part_connects_as_its_own_role_with_only_its_own_secret(self) -> None:
         roles = Settings().pg_roles()
-        declared = set(compose()["secrets"])
+        # the Kafka principals' passwords are Compose secrets too (test_deploy_security.py)
+        declared = {n for n in compose()["secrets"] if not n.startswith("kafka_")}
         assert declared == {"pg_superuser", *roles.values()}
         for name, svc in waymark_services().items():
             part = svc.get("environment", {}).get("WAYMARK_DB_ROLE")
+            db_secrets = [n for n in svc.get("secrets", []) if not n.startswith("kafka_")]
             if name == "migrate":
                 assert part == "owner"
             elif name in ("topics", "dev-sinks", "journeys-bridge"):
-                assert part is None and not svc.get("secrets"), f"{name} needs no database"
+                assert part is None and not db_secrets, f"{name} needs no database"
                 continue
             else:
                 assert name.replace("-", "_").startswith(part), (name, part)
-            assert svc["secrets"] == [roles[part]], name
+            assert db_secrets == [roles[part]], name
         pg = services()["postgres"]
         assert set(pg["secrets"]) == declared
         assert pg["environment"]["POSTGRES_USER"] == "postgres"

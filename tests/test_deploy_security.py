@@ -495,3 +495,68 @@ class TestIdentity:
             if "valueFrom" in e
         }
         assert template - used - elsewhere - ui == set()
+
+
+# ---- Compose: the same principals on the single broker -----------------------------------------
+
+
+class TestComposeKafka:
+    @staticmethod
+    def _services() -> dict[str, dict[str, Any]]:
+        from tests.test_deploy_files import services
+
+        return services()
+
+    def test_the_broker_has_no_plaintext_client_listener_and_its_own_authorizer(self) -> None:
+        env = {k: str(v) for k, v in self._services()["kafka"]["environment"].items()}
+        protocols = dict(
+            kv.split(":") for kv in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+        )
+        for listener in env["KAFKA_LISTENERS"].split(","):
+            name, _, address = listener.partition("://")
+            if protocols[name] == "PLAINTEXT":
+                # only the KRaft controller, on the container's own loopback
+                assert name == env["KAFKA_CONTROLLER_LISTENER_NAMES"]
+                assert address.startswith("127.0.0.1:"), listener
+        assert env["KAFKA_ADVERTISED_LISTENERS"].startswith("SASL_PLAINTEXT://")
+        assert env["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+        assert env["KAFKA_AUTHORIZER_CLASS_NAME"].endswith(".StandardAuthorizer")
+        assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+        assert set(env["KAFKA_SUPER_USERS"].split(";")) == {f"User:{ADMIN}", "User:ANONYMOUS"}
+        # the admin's password reaches the broker from its secret file, never the YAML
+        assert self._services()["kafka"]["secrets"] == ["kafka_waymark_admin"]
+        start = (
+            Path(__file__).resolve().parent.parent / "deploy/compose/kafka-start.sh"
+        ).read_text()
+        assert "--add-scram" in start and "/run/secrets/kafka_waymark_admin" in start
+
+    def test_every_principal_has_a_secret_and_the_users_job_has_them_all(self) -> None:
+        from tests.test_deploy_files import compose
+
+        declared = {n for n in compose()["secrets"] if n.startswith("kafka_")}
+        assert declared == set(kafka_acls.compose_secret_names())
+        job = self._services()["kafka-users"]
+        assert set(job["secrets"]) == declared
+        assert "./deploy/compose/kafka-users.sh:/etc/waymark/kafka-users.sh:ro" in job["volumes"]
+        assert job["restart"] == "no"
+
+    def test_each_compose_kafka_client_is_its_own_principal(self) -> None:
+        clients = {
+            name: svc["environment"]
+            for name, svc in self._services().items()
+            if "WAYMARK_KAFKA_SASL_USERNAME" in svc.get("environment", {})
+        }
+        # the same processes as Kubernetes, and `waymark topics` as the admin
+        assert set(clients) == set(KAFKA_CLIENTS) | {"topics"}
+        for name, env in clients.items():
+            principal = ADMIN if name == "topics" else KAFKA_CLIENTS[name]
+            secret = f"kafka_{principal.replace('-', '_')}"
+            assert env["WAYMARK_KAFKA_SASL_USERNAME"] == principal, name
+            assert env["WAYMARK_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT", name
+            assert env["WAYMARK_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512", name
+            assert env["WAYMARK_KAFKA_SASL_PASSWORD_PATH"] == f"/run/secrets/{secret}", name
+            kafka_secrets = [s for s in self._services()[name]["secrets"] if s.startswith("kafka_")]
+            assert kafka_secrets == [secret], name
+        for name, svc in self._services().items():
+            if name not in clients and name != "kafka-users" and name != "kafka":
+                assert not [s for s in svc.get("secrets", []) if s.startswith("kafka_")], name
