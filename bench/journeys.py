@@ -49,6 +49,7 @@ from shared.events.envelope import make_event  # noqa: E402
 from shared.events.referrals import ReferralAccepted, ReferralSubmitted  # noqa: E402
 from shared.outbox import event_bytes  # noqa: E402
 from shared.settings import Settings, get_settings  # noqa: E402
+from shared.temporal_client import connect as connect_temporal  # noqa: E402
 from shared.topics import REFERRALS  # noqa: E402
 from workflows.journeys import workflow_id  # noqa: E402
 from workflows.journeys.bridge import CONSUMER_NAME  # noqa: E402
@@ -224,7 +225,7 @@ async def main() -> None:
         await stack.part_by_name(name).start(s)
     worker_pid = stack.read_pid(stack.part_by_name("journeys-worker").pid_file(s))
     assert worker_pid is not None
-    client = await Client.connect(s.temporal_target, namespace=s.temporal_namespace)
+    client = await connect_temporal(s)
     run = uuid.uuid4().hex[:6]
     await until_drained(s, 600)  # anything left from an earlier run
 
