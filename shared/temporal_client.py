@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from temporalio.client import Client, Interceptor
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.service import TLSConfig
 
 from shared.settings import Settings
@@ -18,11 +18,17 @@ from shared.temporal_codec import EncryptionCodec, KeyringFile
 
 
 def data_converter(settings: Settings) -> DataConverter:
-    """Temporal's default converter with Waymark's payload encryption. Reading the keyring
+    """Temporal's default converter with Waymark's payload encryption. Failures' messages and
+    stack traces go into an encrypted payload too (Temporal keeps them in plain text by
+    default, and an activity's error could name what it was handling). Reading the keyring
     now makes a process without one fail at start, not at its first payload."""
     keys = KeyringFile(settings.temporal_codec_keys_file())
     keys.load()
-    return dataclasses.replace(DataConverter.default, payload_codec=EncryptionCodec(keys))
+    return dataclasses.replace(
+        DataConverter.default,
+        payload_codec=EncryptionCodec(keys),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 def tls_config(settings: Settings) -> TLSConfig | bool:

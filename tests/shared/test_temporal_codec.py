@@ -98,6 +98,18 @@ class TestEncryption:
         assert b"severe" not in b"".join(p.data for p in encoded)
         assert await converter.decode(encoded, [Screening, str, int]) == [SECRET, "PHQ-9", 27]
 
+    async def test_a_failures_message_is_encrypted_too(self, ring: Path) -> None:
+        # Temporal keeps failure messages and stack traces in plain text unless told otherwise
+        from temporalio.api.failure.v1 import Failure
+        from temporalio.exceptions import ApplicationError
+
+        converter = data_converter(Settings(temporal_codec_keys_path=ring))
+        failure = Failure()
+        await converter.encode_failure(ApplicationError("band severe for pt_x"), failure)
+        assert b"severe" not in failure.SerializeToString()
+        assert failure.encoded_attributes.metadata["encoding"] == ENCODING
+        assert str(await converter.decode_failure(failure)) == "band severe for pt_x"
+
 
 class TestTampering:
     async def test_a_changed_byte_anywhere_in_the_data_is_refused(self, ring: Path) -> None:
