@@ -11,18 +11,16 @@ import sys
 import uuid
 from collections.abc import Iterator
 
-from aiokafka import AIOKafkaProducer
 from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload
 
 from shared.events.care_plans import AssessmentRecorded
 from shared.events.envelope import make_event
-from shared.outbox import event_bytes
 from shared.settings import Settings, settings_env
 from shared.temporal_client import connect as connect_temporal
 from shared.temporal_codec import EncryptionCodec, KeyringFile, read_keyring
 from shared.topics import CARE_PLANS
-from tests.helpers import eventually
+from tests.helpers import eventually, publish
 from workflows.journeys import workflow_id
 from workflows.journeys.workflows import PatientJourney
 
@@ -67,7 +65,7 @@ def split(events: list[Message]) -> tuple[list[Payload], list[tuple[str, Payload
     return data, meta
 
 
-async def send_assessment(s: Settings, patient: str, instrument: str, band: str) -> str:
+async def send_assessment(s: Settings, patient: str, instrument: str, band: str) -> None:
     event = make_event(
         AssessmentRecorded(
             plan_id=f"plan-{uuid.uuid4().hex[:6]}",
@@ -81,17 +79,7 @@ async def send_assessment(s: Settings, patient: str, instrument: str, band: str)
         ),
         subject=patient,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            s.topic(CARE_PLANS),
-            value=event_bytes(event.model_dump(mode="json")),
-            key=patient.encode(),
-        )
-    finally:
-        await producer.stop()
-    return event.id
+    await publish(s, CARE_PLANS, event)
 
 
 class TestJourneyHistoriesAreEncrypted:
