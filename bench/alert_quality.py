@@ -52,6 +52,7 @@ from devtools import stack  # noqa: E402
 from devtools.synthetic import AMBIGUOUS, SyntheticJourney, generate, publish  # noqa: E402
 from shared.db import make_engine, make_sessionmaker, unit_of_work  # noqa: E402
 from shared.settings import Settings, get_settings  # noqa: E402
+from shared.temporal_client import connect as connect_temporal  # noqa: E402
 from shared.topics import REFERRALS  # noqa: E402
 from workflows.journeys import workflow_id  # noqa: E402
 from workflows.journeys.rules import load_rules  # noqa: E402
@@ -219,7 +220,7 @@ async def main() -> int:
     for name in ("journeys-worker", "journeys-bridge", "journeys-relay"):
         stack.part_by_name(name).stop(s)  # the code as it is now, an empty workflow cache
         await stack.part_by_name(name).start(s)
-    client = await Client.connect(s.temporal_target, namespace=s.temporal_namespace)
+    client = await connect_temporal(s)
     await until_drained(s, 600)  # anything left from an earlier run
     dlq_before = await dlq_size(s)
     rules = load_rules()

@@ -84,17 +84,20 @@ def cmd_logs(args: argparse.Namespace, s: Settings) -> int:
 
 
 def ensure_key_files(s: Settings) -> None:
-    """Every key file the processes read (token signing pair, pseudonym key, SMS API key):
-    created where the settings say when missing, never overwritten. Keys live beside the data
-    they protect, so `waymark migrate` (the Compose and Kubernetes migrate job) makes them."""
+    """Every key file the processes read (token signing pair, pseudonym key, SMS API key,
+    Temporal payload keyring): created where the settings say when missing, never overwritten.
+    Keys live beside the data they protect, so `waymark migrate` (the Compose and Kubernetes
+    migrate job) makes them."""
     from devtools.stack import ensure_sms_api_key
     from shared.auth import ensure_keys
     from shared.pseudonym import ensure_pseudonym_key
+    from shared.temporal_codec import ensure_keyring
 
     if not s.oidc_issuer:
         ensure_keys(s)  # the local provider's signing keys
     ensure_pseudonym_key(s)
     ensure_sms_api_key(s)
+    ensure_keyring(s.temporal_codec_keys_file())
 
 
 def cmd_migrate(args: argparse.Namespace, s: Settings) -> int:
@@ -424,8 +427,10 @@ def build_parser() -> argparse.ArgumentParser:
     dl.set_defaults(fn=cmd_dlq)
 
     from devtools.integration_cli import add_parsers
+    from devtools.temporal_cli import add_parsers as add_temporal_parsers
 
     add_parsers(sub)
+    add_temporal_parsers(sub)
 
     run = sub.add_parser("run", help="run one Waymark part in the foreground")
     run.add_argument("part")

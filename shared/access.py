@@ -120,6 +120,9 @@ class Capability(StrEnum):
     # administrator registers sources and looks after their dead letters
     CONTACTS_SUBMIT = "contacts.submit"
     INTEGRATION_MANAGE = "integration.manage"
+    # the operators' Temporal codec server: decrypt (and encrypt) the journeys' workflow
+    # payloads for the Temporal UI or CLI; pseudonymous journey facts, every decode audited
+    TEMPORAL_CODEC = "temporal.codec"
 
 
 R = Relationship
@@ -154,7 +157,9 @@ ROLE_TABLE: dict[Role, str] = {
     Role.ICS_LEAD: "an ICS lead: figures for the ICS (loops and stalls per 1,000 referrals, "
     "waits), no patient detail",
     Role.ADMIN: "an organisation's administrator: its directory entries, partner webhook "
-    "subscriptions and settings; no patient data",
+    "subscriptions and settings; no patient data, except that an admin of the deployment's ICS "
+    "may decrypt the journey workflows' pseudonymous payloads through the Temporal codec "
+    "server, each time audited",
     Role.PARTNER: "a partner organisation's system (machine client): referrals from or to "
     "its organisation and its own event subscriptions; no care plans",
     Role.SERVICE: "a Waymark process (machine client): only the narrow endpoints that hand "
@@ -213,6 +218,7 @@ GRANTS: dict[Role, dict[Capability, frozenset[Relationship]]] = {
         C.DIRECTORY_MANAGE: frozenset({R.OWN_ORGANISATION}),
         C.WEBHOOKS_MANAGE: frozenset({R.OWN_ORGANISATION}),
         C.INTEGRATION_MANAGE: frozenset({R.SAME_ICS}),
+        C.TEMPORAL_CODEC: frozenset({R.SAME_ICS}),
     },
     Role.PARTNER: {
         C.DIRECTORY_READ: frozenset({R.ANYONE}),

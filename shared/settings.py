@@ -78,6 +78,23 @@ class Settings(BaseSettings):
     temporal_ui_port: int = 18233
     temporal_address: str = ""  # empty: 127.0.0.1:<temporal_port>
     temporal_namespace: str = "waymark"
+    # every workflow and activity payload is encrypted (AES-256-GCM, shared/temporal_codec.py)
+    # with the current key of this keyring, a JSON file readable by its owner only; older keys
+    # stay in it so old histories remain readable. Re-read when the file changes (rotation,
+    # `waymark temporal rotate-key`, needs no restart). Empty: <home>/keys/temporal-codec.json,
+    # made by `waymark up` and `waymark migrate`; a deployment mounts it from a secret
+    temporal_codec_keys_path: Path | None = None
+    # TLS to the Temporal frontend (Kubernetes: mTLS). The client certificate and its key go
+    # together; the CA verifies the server (empty: the system's roots); the server name is the
+    # one its certificate carries, when it is not the address's host. Setting any turns TLS on.
+    # Read at connect time: a renewed certificate takes a restart of the process
+    temporal_tls_cert_path: Path | None = None
+    temporal_tls_key_path: Path | None = None
+    temporal_tls_ca_path: Path | None = None
+    temporal_tls_server_name: str = ""
+    # the optional codec server for operators (workflows/codec_server.py, api_port_base + 41):
+    # the Temporal UI origins that may call it from a browser (CORS); empty: the local UI
+    temporal_codec_cors_origins: list[str] = []
 
     # HTTP APIs: service n listens on api_port_base + n (referrals 1, directory 2, ...)
     api_host: str = "127.0.0.1"
@@ -318,6 +335,12 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _temporal_tls_pair(self) -> Settings:
+        if (self.temporal_tls_cert_path is None) != (self.temporal_tls_key_path is None):
+            raise ValueError("temporal_tls_cert_path and temporal_tls_key_path go together")
+        return self
+
+    @model_validator(mode="after")
     def _ports_distinct(self) -> Settings:
         ports = [
             self.pg_port,
@@ -450,6 +473,27 @@ class Settings(BaseSettings):
 
     def pseudonym_key_file(self) -> Path:
         return self.pseudonym_key_path or self.home / "keys" / "pseudonym.key"
+
+    def temporal_codec_keys_file(self) -> Path:
+        return self.temporal_codec_keys_path or self.home / "keys" / "temporal-codec.json"
+
+    @property
+    def temporal_tls(self) -> bool:
+        return bool(
+            self.temporal_tls_cert_path
+            or self.temporal_tls_ca_path
+            or self.temporal_tls_server_name
+        )
+
+    @property
+    def codec_server_port(self) -> int:
+        """The operators' Temporal codec server (workflows/codec_server.py)."""
+        return self.api_port_base + 41
+
+    @property
+    def codec_cors_origins(self) -> list[str]:
+        local = [f"http://{h}:{self.temporal_ui_port}" for h in ("127.0.0.1", "localhost")]
+        return self.temporal_codec_cors_origins or local
 
 
 def _is_loopback(host: str) -> bool:

@@ -43,6 +43,16 @@ for _name, _value in {
     ),
 }.items():
     os.environ.setdefault(_name, _value)
+# the instance's own Temporal payload keyring: the key rotation test rotates it, never the
+# keyring of a developer's stack sharing the same home
+os.environ.setdefault(
+    "WAYMARK_TEMPORAL_CODEC_KEYS_PATH",
+    os.path.join(
+        os.environ.get("WAYMARK_HOME") or os.path.join(os.getcwd(), ".waymark"),
+        "keys",
+        f"temporal-codec-{os.environ['WAYMARK_INSTANCE']}.json",
+    ),
+)
 
 import asyncio  # noqa: E402
 import uuid  # noqa: E402

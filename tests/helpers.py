@@ -1,4 +1,4 @@
-"""Small helpers the tests share: synthetic patients, reading topics."""
+"""Small helpers the tests share: synthetic patients, reading and writing topics."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from shared.settings import Settings
 
@@ -106,6 +106,23 @@ async def read_topic(
         return records
     finally:
         await consumer.stop()
+
+
+async def publish(s: Settings, topic: str, event: Any) -> None:
+    """One event (a CloudEvent) onto the instance's `topic`, keyed by its subject, as the
+    owning service's relay publishes it."""
+    from shared.outbox import event_bytes
+
+    producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            s.topic(topic),
+            value=event_bytes(event.model_dump(mode="json")),
+            key=event.subject.encode(),
+        )
+    finally:
+        await producer.stop()
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:

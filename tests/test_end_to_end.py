@@ -15,6 +15,7 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 
 from shared.consumer import IdempotentConsumer
 from shared.telemetry import setup_telemetry
+from shared.temporal_client import connect as connect_temporal
 from shared.topics import REFERRALS
 from tests.conftest import auth
 from tests.helpers import eventually, read_topic, referral_body
@@ -56,7 +57,7 @@ class TestFirstEventEndToEnd:
         resp = await _post_referral_to_running_api(s)
         assert resp.status_code == 201, resp.text
         referral = resp.json()
-        client = await Client.connect(s.temporal_target, namespace=s.temporal_namespace)
+        client = await connect_temporal(s)
 
         async def shows_referral():  # type: ignore[no-untyped-def]
             view = await _journey(client, referral["patient_id"])
@@ -88,7 +89,7 @@ class TestFirstEventEndToEnd:
             )
         finally:
             await producer.stop()
-        client = await Client.connect(s.temporal_target, namespace=s.temporal_namespace)
+        client = await connect_temporal(s)
 
         async def duplicate_seen():  # type: ignore[no-untyped-def]
             view = await _journey(client, referral["patient_id"])
@@ -137,9 +138,7 @@ class TestTracePropagation:
 
         # the consumer side: the bridge handles the record inside a span of the same trace,
         # and the Temporal client call it makes is traced too
-        client = await Client.connect(
-            s.temporal_target, namespace=s.temporal_namespace, interceptors=[TracingInterceptor()]
-        )
+        client = await connect_temporal(s, interceptors=[TracingInterceptor()])
         consumer = IdempotentConsumer(
             name=s.topic("trace-test"),
             topics=[s.topic(REFERRALS)],

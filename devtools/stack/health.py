@@ -58,16 +58,14 @@ async def worker_probe(s: Settings) -> bool:
     from temporalio.api.enums.v1 import TaskQueueType
     from temporalio.api.taskqueue.v1 import TaskQueue
     from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-    from temporalio.client import Client
 
+    from shared.temporal_client import connect
     from workflows.journeys import TASK_QUEUE
 
     if read_pid(app_pid_file(s, "journeys-worker")) is None:
         return False
     try:
-        client = await asyncio.wait_for(
-            Client.connect(s.temporal_target, namespace=s.temporal_namespace), 5
-        )
+        client = await asyncio.wait_for(connect(s, encrypted=False), 5)
         resp = await client.workflow_service.describe_task_queue(
             DescribeTaskQueueRequest(
                 namespace=s.temporal_namespace,

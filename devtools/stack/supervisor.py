@@ -133,6 +133,7 @@ async def prepare(s: Settings) -> None:
     from shared.auth import ensure_keys
     from shared.migrations import migrate_all
     from shared.pseudonym import ensure_pseudonym_key
+    from shared.temporal_codec import ensure_keyring
     from shared.topics import ensure_topics
 
     await postgres.ensure_database(s)
@@ -141,6 +142,7 @@ async def prepare(s: Settings) -> None:
     ensure_keys(s)
     ensure_pseudonym_key(s)
     ensure_sms_api_key(s)
+    ensure_keyring(s.temporal_codec_keys_file())
     # the instance's identity provider: every API verifies tokens against its keys
     await idp.start(s)
 

@@ -29,10 +29,10 @@ def _temporal_log(s: Settings) -> Path:
 
 
 async def temporal_probe(s: Settings) -> bool:
-    from temporalio.client import Client
+    from shared.temporal_client import connect
 
     try:
-        client = await asyncio.wait_for(Client.connect(s.temporal_target, namespace="default"), 5)
+        client = await asyncio.wait_for(connect(s, namespace="default", encrypted=False), 5)
         return bool(await asyncio.wait_for(client.service_client.check_health(), 5))
     except Exception:  # noqa: BLE001 - any failure means "not ready yet"
         return False
@@ -44,10 +44,11 @@ async def ensure_namespace(s: Settings) -> None:
         DescribeNamespaceRequest,
         RegisterNamespaceRequest,
     )
-    from temporalio.client import Client
     from temporalio.service import RPCError
 
-    client = await Client.connect(s.temporal_target, namespace="default")
+    from shared.temporal_client import connect
+
+    client = await connect(s, namespace="default", encrypted=False)
     try:
         await client.workflow_service.describe_namespace(
             DescribeNamespaceRequest(namespace=s.temporal_namespace)

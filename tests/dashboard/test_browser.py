@@ -22,8 +22,8 @@ from urllib.parse import quote, urlencode
 
 import pytest
 from playwright.async_api import Browser, Page, expect
-from temporalio.client import Client
 
+from shared.temporal_client import connect as connect_temporal
 from tests.dashboard.browser_support import (
     VIEWPORT,
     WAYFORD_POSTCODE,
@@ -63,7 +63,7 @@ def alert_path(alert_id: str) -> str:
 
 
 async def journey_alert(s: Any, patient_id: str, alert_id: str) -> Any:
-    client = await Client.connect(s.temporal_target, namespace=s.temporal_namespace)
+    client = await connect_temporal(s)
     view = await client.get_workflow_handle(workflow_id(patient_id)).query(PatientJourney.journey)
     return next((a for a in view.alerts if a.alert_id == alert_id), None)
 

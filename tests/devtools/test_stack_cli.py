@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import text
-from temporalio.client import Client
 
 from devtools import stack
 from devtools.demo import POPULATION_MONTHS, POPULATION_PREFIX
@@ -25,6 +24,7 @@ from shared.auth import Role, verify_token
 from shared.db import make_engine, make_sessionmaker
 from shared.pseudonym import pseudonymise
 from shared.settings import settings_env
+from shared.temporal_client import connect as connect_temporal
 from shared.topics import REFERRALS
 from tests.helpers import end_offsets, eventually
 from workflows.journeys import workflow_id
@@ -248,7 +248,7 @@ class TestSeed:
                 ).scalar_one()
             return {str(r.id) for r in ids}, outbox
 
-        client = await Client.connect(s.temporal_target, namespace=s.temporal_namespace)
+        client = await connect_temporal(s)
 
         async def journeys_saw_everything() -> bool:
             views = await asyncio.gather(

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import text
-from temporalio.client import Client
 
 from devtools.synthetic import (
     AMBIGUOUS,
@@ -30,6 +29,7 @@ from devtools.synthetic import (
 )
 from shared.db import unit_of_work
 from shared.events.referrals import SYNTHETIC_SOURCE
+from shared.temporal_client import connect as connect_temporal
 from shared.topics import REFERRALS
 from shared.vocabulary import CLOSURE_OUTCOMES, Outcome, closure_outcome
 from tests.helpers import eventually
@@ -470,7 +470,7 @@ class TestThroughTheRealStack:
         journeys = generate(500, seed=SEED, now=datetime.now(UTC), patient_prefix=f"pt_s{run}")
         await publish(journeys, bootstrap_servers=s.bootstrap_servers, topic=s.topic(REFERRALS))
 
-        client = await Client.connect(s.temporal_target, namespace=s.temporal_namespace)
+        client = await connect_temporal(s)
 
         async def all_applied() -> bool:
             views = await asyncio.gather(

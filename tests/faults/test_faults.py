@@ -29,11 +29,11 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from temporalio.client import Client
 
 from shared.auth import mint_token
 from shared.db import make_engine, make_sessionmaker
 from shared.settings import Settings
+from shared.temporal_client import connect as connect_temporal
 from shared.topics import REFERRALS
 from tests.conftest import publish_directory_state
 from tests.faults.fault_stack import (
@@ -411,7 +411,7 @@ class TestFaults:
         # --- 4. every journey holds each of its events once; one stall alert per waiting
         #        referral, in the workflow and in the coordinators' inbox ---
         per_patient = Counter(c.patient_id for c in acked)
-        client = await Client.connect(fs.temporal_target, namespace=fs.temporal_namespace)
+        client = await connect_temporal(fs)
 
         async def journeys_complete() -> dict[str, dict[str, Any]] | None:
             views = {}

@@ -45,6 +45,7 @@ from shared.events.notifications import AlertActionTaken
 from shared.events.referrals import SYNTHETIC_SOURCE, ReferralSubmitted
 from shared.outbox import event_bytes
 from shared.settings import Settings
+from shared.temporal_client import connect as connect_temporal
 from shared.topics import CARE_PLANS, DIRECTORY, ENCOUNTERS, JOURNEYS, NOTIFICATIONS, REFERRALS
 from tests.helpers import end_offsets, eventually, read_topic
 from workflows.journeys import workflow_id
@@ -328,7 +329,7 @@ class TestPoisonOnTheRunningStack:
             password=s.pg_credentials("owner")[1],
             database=s.db_name,
         )
-        client = await Client.connect(s.temporal_target, namespace=s.temporal_namespace)
+        client = await connect_temporal(s)
         try:
             # 1. the stream goes on: every good event, the ones after each poison included,
             # is applied by every consuming process that reads its topic

@@ -11,13 +11,13 @@ from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
-from temporalio.client import Client
 
 from shared.db import make_engine, make_sessionmaker, unit_of_work
 from shared.events.encounters import EncounterRecorded
 from shared.events.envelope import CloudEvent, make_event
 from shared.outbox import event_bytes
 from shared.settings import Settings
+from shared.temporal_client import connect as connect_temporal
 from shared.topics import ENCOUNTERS
 from tests.helpers import eventually
 from workflows.journeys import workflow_id
@@ -87,7 +87,7 @@ class TestEncountersReachTheJourney:
         ]
         await produce(s, events + events[:2])  # the first two redelivered
 
-        client = await Client.connect(s.temporal_target, namespace=s.temporal_namespace)
+        client = await connect_temporal(s)
         handle = client.get_workflow_handle(workflow_id(patient))
 
         async def applied():  # type: ignore[no-untyped-def]

@@ -12,6 +12,8 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Replayer
 
 from shared.db import unit_of_work
+from shared.settings import Settings
+from shared.temporal_codec import ensure_keyring
 from tests.helpers import eventually
 from workflows.journeys import workflow_id
 from workflows.journeys.rules import load_rules
@@ -447,12 +449,19 @@ class TestReplay:
         history = await handle.fetch_history()
         await Replayer(workflows=[PatientJourney]).replay_workflow(history)
 
-    async def test_every_committed_history_replays(self):
+    async def test_every_committed_history_replays(self, tmp_path: Path):
         files = sorted(HISTORIES.glob("*.json"))
         assert files, "recorded histories live in tests/journeys/histories"
         from temporalio.client import WorkflowHistory
 
-        replayer = Replayer(workflows=[PatientJourney])
+        from shared.temporal_client import data_converter
+
+        # through the payload codec, as the worker reads: recorded histories are plaintext,
+        # which the codec passes through
+        keys = tmp_path / "ring.json"
+        ensure_keyring(keys)
+        codec = data_converter(Settings(temporal_codec_keys_path=keys))
+        replayer = Replayer(workflows=[PatientJourney], data_converter=codec)
         for f in files:
             # raises if today's code would decide differently on this recorded history
             await replayer.replay_workflow(WorkflowHistory.from_json(f.stem, f.read_text()))

@@ -9,6 +9,7 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer, Worker
 
 from shared.db import make_engine, make_sessionmaker
+from shared.temporal_client import connect as connect_temporal
 from tests.helpers import eventually
 from workflows.journeys import workflow_id
 from workflows.journeys.activities import JourneyActivities
@@ -39,7 +40,7 @@ def _event(
 
 @pytest.fixture(scope="module")
 async def client(infra) -> Client:  # type: ignore[no-untyped-def]
-    return await Client.connect(infra.temporal_target, namespace=infra.temporal_namespace)
+    return await connect_temporal(infra)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +120,9 @@ class TestPatientJourney:
         await handle.query(PatientJourney.journey)  # all signals applied
         history: WorkflowHistory = await handle.fetch_history()
         # raises if today's workflow code would make different decisions on this history
-        await Replayer(workflows=[PatientJourney]).replay_workflow(history)
+        # the history is encrypted: the replayer reads it through the same codec as the worker
+        replayer = Replayer(workflows=[PatientJourney], data_converter=client.data_converter)
+        await replayer.replay_workflow(history)
 
     async def test_renew_moves_every_running_journey_onto_a_new_run_with_its_journey(
         self, client, worker

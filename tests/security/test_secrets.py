@@ -62,7 +62,7 @@ ALLOWED: dict[tuple[str, str], str] = {}
 #: file names that are secrets whatever they hold
 SECRET_FILES = re.compile(
     r"(^|/)(\.waymark/|.*\.(pem|key|p12|pfx|jks)$|id_(rsa|ed25519|ecdsa)$|"
-    r"\.env$)"
+    r"\.env$|temporal-codec[^/]*\.json$)"
 )
 
 
@@ -113,7 +113,12 @@ class TestRepository:
             if settings.home.is_relative_to(ROOT)
             else Path(".waymark/idp/dev/jwks.json")
         )
-        for path in (str(probe), ".waymark/keys/pseudonym.key", ".waymark/keys/notify-api.key"):
+        for path in (
+            str(probe),
+            ".waymark/keys/pseudonym.key",
+            ".waymark/keys/notify-api.key",
+            ".waymark/keys/temporal-codec.json",
+        ):
             assert subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode == 0
 
     def test_every_pattern_finds_a_real_secret_of_its_kind(self, tmp_path: Path) -> None:
@@ -173,6 +178,7 @@ class TestKeysMadeAtSetUp:
             infra.local_idp_dir / "secrets" / "waymark-dashboard",
             infra.pseudonym_key_file(),
             infra.sms_api_key_file(),
+            infra.temporal_codec_keys_file(),
         ):
             assert path.is_file(), path
             assert _mode(path) == 0o600, (path, oct(_mode(path)))

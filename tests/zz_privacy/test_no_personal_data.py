@@ -29,10 +29,10 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from temporalio.client import Client
 
 from devtools import stack
 from shared.settings import SERVICE_SCHEMAS, Settings, get_settings
+from shared.temporal_client import connect as connect_temporal
 from tests.conftest import auth
 from tests.helpers import (
     create_care_plan,
@@ -200,7 +200,7 @@ async def one_patient_through_the_stack(s: Settings) -> dict[str, str]:
             },
         )
         assert r.status_code == 201, r.text
-    client = await Client.connect(s.temporal_target, namespace=s.temporal_namespace)
+    client = await connect_temporal(s)
 
     async def journey_has_both() -> bool:
         try:

@@ -9,6 +9,7 @@ from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.worker import Worker
 
+from shared import temporal_client
 from shared.db import make_engine, make_sessionmaker
 from shared.outbox import install_stop_signals
 from shared.settings import Settings, get_settings
@@ -22,11 +23,7 @@ logger = logging.getLogger(__name__)
 
 async def connect(settings: Settings) -> Client:
     # the tracing interceptor carries the trace from the bridge's signal into the workflow
-    return await Client.connect(
-        settings.temporal_target,
-        namespace=settings.temporal_namespace,
-        interceptors=[TracingInterceptor()],
-    )
+    return await temporal_client.connect(settings, interceptors=[TracingInterceptor()])
 
 
 def build_worker(

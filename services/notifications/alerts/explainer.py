@@ -37,16 +37,11 @@ class JourneyExplainer:
         self._lock = asyncio.Lock()
 
     async def _connect(self) -> Any:
-        from temporalio.client import Client
+        from shared.temporal_client import connect
 
         async with self._lock:
             if self._client is None:
-                self._client = await asyncio.wait_for(
-                    Client.connect(
-                        self.settings.temporal_target, namespace=self.settings.temporal_namespace
-                    ),
-                    self.CONNECT_TIMEOUT,
-                )
+                self._client = await asyncio.wait_for(connect(self.settings), self.CONNECT_TIMEOUT)
             return self._client
 
     async def query_journey(

@@ -323,8 +323,7 @@ class TestRealSafetyAlertEndToEnd:
     async def test_a_phq9_item9_answer_is_an_alert_acknowledged_back_into_the_journey(
         self, running_apps, notif_sessions
     ):
-        from temporalio.client import Client
-
+        from shared.temporal_client import connect as connect_temporal
         from tests.care_plans.support import phq9, plan_content
         from workflows.journeys import workflow_id
         from workflows.journeys.workflows import PatientJourney
@@ -412,7 +411,7 @@ class TestRealSafetyAlertEndToEnd:
                     return row if row.seq == 2 else None
 
                 assert (await eventually(confirmed, timeout=WAIT)).version == 2
-        client = await Client.connect(s.temporal_target, namespace=s.temporal_namespace)
+        client = await connect_temporal(s)
         view = await client.get_workflow_handle(workflow_id(patient)).query(PatientJourney.journey)
         [wf_alert] = [a for a in view.alerts if a.alert_id == alert["alert_id"]]
         assert (wf_alert.status, wf_alert.assignee, wf_alert.seq) == ("acknowledged", me, 2)

@@ -10,15 +10,13 @@ import uuid
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from shared.events.care_plans import AssessmentRecorded
 from shared.events.envelope import make_event
-from shared.outbox import event_bytes
 from shared.settings import Settings
 from shared.topics import CARE_PLANS
-from tests.helpers import eventually
+from tests.helpers import eventually, publish
 from tests.notifications.alert_support import coordinator, rows
 
 
@@ -35,16 +33,7 @@ async def _phq9_item9(s: Settings, patient_id: str) -> None:
         ),
         subject=patient_id,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            s.topic(CARE_PLANS),
-            value=event_bytes(event.model_dump(mode="json")),
-            key=patient_id.encode(),
-        )
-    finally:
-        await producer.stop()
+    await publish(s, CARE_PLANS, event)
 
 
 async def _inbox_row(sessions: async_sessionmaker, patient_id: str, *, min_seq: int = 1) -> Any:
