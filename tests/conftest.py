@@ -30,6 +30,8 @@ for _name, _value in {
     "WAYMARK_DISPATCHER_POLL_SECONDS": "0.5",
     # the fuzzers and the load smoke test send far more writes per user than a person could;
     # the write rate limit is tested with a low-limit app of its own (tests/security)
+    # the key-rotation test asks for a new kid moments after the APIs first fetched the keys
+    "WAYMARK_OIDC_JWKS_MIN_REFRESH_SECONDS": "0.2",
     "WAYMARK_RATE_LIMIT_PER_MINUTE": "1000000",
     "WAYMARK_RATE_LIMIT_BURST": "100000",
     # the default journey rules, plus one test-only category of service that must triage
