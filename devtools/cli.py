@@ -93,8 +93,11 @@ def ensure_key_files(s: Settings) -> None:
     from shared.pseudonym import ensure_pseudonym_key
     from shared.temporal_codec import ensure_keyring
 
-    if not s.oidc_issuer:
-        ensure_keys(s)  # the local provider's signing keys
+    if s.deployment_mode == "local":
+        from devtools.stack import idp
+
+        ensure_keys(s)  # the local provider's signing keys, clients and configuration
+        idp.write_config(s)
     ensure_pseudonym_key(s)
     ensure_sms_api_key(s)
     ensure_keyring(s.temporal_codec_keys_file())

@@ -95,10 +95,10 @@ def rotate_local_keys(settings: Settings, *, keep: int = 2) -> str:
 
 
 def _local_signing_key(settings: Settings) -> tuple[str, Any]:
-    if settings.oidc_issuer:
+    if settings.deployment_mode != "local":
         raise RuntimeError(
-            f"tokens come from the issuer {settings.oidc_issuer}; only the local provider's "
-            "tokens can be minted here"
+            f"tokens come from the issuer {settings.issuer}; only the local provider's "
+            "tokens can be minted (local mode)"
         )
     ensure_keys(settings)
     first = json.loads(_keys_file(settings).read_text())["keys"][0]

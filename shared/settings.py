@@ -16,7 +16,9 @@ from typing import Literal
 from urllib.parse import quote
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings_identity import IdentitySettings
 
 #: The Postgres schema each part owns. A part never reads another part's schema. The first five
 #: are services with an HTTP API (api_port); `journeys` is the journey workflows' read model.
@@ -32,7 +34,7 @@ SERVICE_SCHEMAS: tuple[str, ...] = (
 API_SERVICES: tuple[str, ...] = SERVICE_SCHEMAS[:5]
 
 
-class Settings(BaseSettings):
+class Settings(IdentitySettings):
     model_config = SettingsConfigDict(env_prefix="WAYMARK_", extra="ignore", frozen=True)
 
     # where `waymark up` keeps every piece of local state (data, logs, pid files, keys)
@@ -143,28 +145,6 @@ class Settings(BaseSettings):
     # publishing attempts before an outbox row is parked for an operator
     relay_max_attempts: int = 10
 
-    # identity (OpenID Connect): access tokens are JWTs from this issuer, verified with the keys
-    # its discovery document's jwks_uri publishes (cached; fetched again on an unknown `kid`, so a
-    # key rotation needs no restart). Empty: the local stack's own provider at
-    # http://127.0.0.1:<api_port_base + 40> (devtools/idp); production refuses to start without one
-    oidc_issuer: str = ""
-    jwt_audience: str = "waymark"
-    # how claims become Waymark's roles and organisation: config/identity/<name>.toml
-    # (waymark: the claims as Waymark names them; cis2: NHS CIS2 RBAC; generic: Entra ID/Keycloak)
-    oidc_claim_mapping: str = Field(default="waymark", pattern=r"^[a-z0-9_-]{1,40}$")
-    # leeway for exp, nbf and iat between this host's clock and the issuer's
-    oidc_clock_skew_seconds: int = Field(default=60, ge=0, le=600)
-    # the signing keys are fetched again after this long, and at most this often on an unknown kid
-    oidc_jwks_max_age_seconds: int = Field(default=3600, ge=10)
-    oidc_jwks_min_refresh_seconds: float = Field(default=5.0, ge=0)
-    # this process's own OAuth client (client credentials) for calling the other services' APIs;
-    # empty id: the local provider's client `waymark-<service>` with its generated secret
-    oauth_client_id: str = ""
-    oauth_client_secret_path: Path | None = None
-    # the dashboard, an OpenID Connect relying party of the issuer (authorization code + PKCE);
-    # empty id: the local provider's `waymark-dashboard` client
-    dashboard_client_id: str = ""
-    dashboard_client_secret_path: Path | None = None
     # key for keyed pseudonymisation (HMAC-SHA256) of NHS numbers into patient ids
     pseudonym_key_path: Path | None = None
 
@@ -309,21 +289,6 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _production_has_an_issuer(self) -> Settings:
-        # production has no local provider and no dev sign-in: without the ICS's issuer nobody
-        # could sign in and no token could be verified, so the process refuses to start
-        if self.deployment_mode == "production":
-            if not self.oidc_issuer:
-                raise ValueError(
-                    "deployment_mode production needs the ICS's OpenID issuer: set "
-                    "WAYMARK_OIDC_ISSUER (e.g. https://am.nhsidentity.spineservices.nhs.uk/"
-                    "openam/oauth2/realms/root/realms/NHSIdentity/realms/Healthcare)"
-                )
-            if not self.oidc_issuer.startswith("https://"):
-                raise ValueError("the OpenID issuer must be an https:// URL in production")
-        return self
-
-    @model_validator(mode="after")
     def _mllp_tls_pair(self) -> Settings:
         cert, key = self.integration_mllp_tls_cert_path, self.integration_mllp_tls_key_path
         if (cert is None) != (key is None):
@@ -455,8 +420,9 @@ class Settings(BaseSettings):
 
     @property
     def local_idp_dir(self) -> Path:
-        """The local provider's files for this instance: its keys, clients and store."""
-        return self.home / "idp" / self.instance
+        """The local provider's files for this instance (its keys, clients and store), beside
+        the other keys (Compose's keys volume)."""
+        return self.home / "keys" / "idp" / self.instance
 
     @property
     def smtp_target(self) -> tuple[str, int]:

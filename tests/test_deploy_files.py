@@ -245,8 +245,6 @@ def assert_real_settings(names: set[str], where: str) -> None:
 
 #: the key files Compose keeps in the waymark-keys volume (settings that name a path)
 COMPOSE_KEY_FILES = (
-    "WAYMARK_JWT_PUBLIC_KEY_PATH",
-    "WAYMARK_JWT_PRIVATE_KEY_PATH",
     "WAYMARK_PSEUDONYM_KEY_PATH",
     "WAYMARK_SMS_API_KEY_PATH",
 )
@@ -362,11 +360,14 @@ class TestCompose:
         svcs = services()
         for part in app_parts():
             assert part in svcs, f"docker-compose.yml has no service for {part}"
+            if part == "idp":
+                continue  # Node.js in its own image (TestComposeIdentityProvider)
             assert svcs[part]["command"] == ["waymark", "run", part]
         for name, command in ONE_SHOTS.items():
             assert svcs[name]["command"] == command
             assert svcs[name]["restart"] == "no"
-        assert set(waymark_services()) == app_parts() | set(ONE_SHOTS)
+        # the local provider runs in Node.js's image, not Waymark's
+        assert set(waymark_services()) == app_parts() - {"idp"} | set(ONE_SHOTS)
 
     def test_every_waymark_service_uses_the_image_built_from_the_dockerfile(self) -> None:
         images = set()
@@ -458,6 +459,13 @@ class TestCompose:
         for var in COMPOSE_KEY_FILES:
             assert Path(env[var]).is_file(), f"`waymark migrate` does not create {var}"
         before = {var: Path(env[var]).read_bytes() for var in COMPOSE_KEY_FILES}
+        # and the local OpenID provider's configuration, which Compose's idp container reads
+        settings = settings_from(env)
+        config = json.loads((settings.local_idp_dir / "config.json").read_text())
+        idp_command = services()["idp"]["command"][-1]
+        assert f"/var/lib/waymark/keys/idp/{settings.instance}/config.json" in idp_command
+        assert config["issuer"] == env["WAYMARK_OIDC_ISSUER"] == "http://idp:8039"
+        assert (config["host"], config["port"]) == ("0.0.0.0", 8039)
         ensure_key_files(settings_from(env))  # a second migrate keeps every key
         assert {var: Path(env[var]).read_bytes() for var in COMPOSE_KEY_FILES} == before
 
@@ -537,7 +545,7 @@ class TestCompose:
 
     def test_every_heartbeat_part_is_checked_on_its_own_heartbeat_file(self) -> None:
         apis = {api_part(s) for s in API_SERVICES}
-        for name in app_parts() - apis - NO_LIVENESS_PROBE:
+        for name in app_parts() - apis - NO_LIVENESS_PROBE - {"idp"}:
             test = " ".join(services()[name]["healthcheck"]["test"])
             assert f"'{name}.alive'" in test, name
 

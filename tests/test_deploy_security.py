@@ -418,7 +418,7 @@ class TestTemporal:
 class TestIdentity:
     def test_the_apis_trust_the_ics_issuer_not_a_pinned_key(self) -> None:
         data = configmap_data()
-        assert data["WAYMARK_OIDC_ISSUER"].startswith("REPLACE-ME-https")
+        assert data["WAYMARK_OIDC_ISSUER"].startswith("https://REPLACE-ME.")
         assert data["WAYMARK_OIDC_CLAIM_MAPPING"] == "cis2"
         assert data["WAYMARK_JWT_AUDIENCE"]
         for gone in (

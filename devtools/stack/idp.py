@@ -139,7 +139,7 @@ def config(s: Settings) -> dict[str, Any]:
     cookie_keys = client_secret(s, "cookie-key")
     return {
         "issuer": s.issuer,
-        "host": "127.0.0.1",
+        "host": s.api_host,
         "port": s.idp_port,
         "jwks_path": str(d / "jwks.json"),
         "store_path": str(d / "store.json"),
@@ -160,6 +160,14 @@ def config(s: Settings) -> dict[str, Any]:
             "session": s.dashboard_session_max_seconds,
         },
     }
+
+
+def write_config(s: Settings) -> Path:
+    """The provider's configuration file (owner-only: it holds the clients' secrets), made by
+    `waymark up` and, for Compose's `idp` container, by `waymark migrate`."""
+    path = s.local_idp_dir / "config.json"
+    write_private_file(path, json.dumps(config(s), indent=1).encode())
+    return path
 
 
 def node_modules() -> None:
@@ -188,14 +196,13 @@ async def probe(s: Settings) -> bool:
 
 
 async def start(s: Settings) -> None:
-    if s.oidc_issuer:
-        return  # a real issuer: nothing local to run
+    if s.deployment_mode != "local":
+        return  # the ICS's issuer: nothing local to run
     if read_pid(app_pid_file(s, NAME)) is not None and await probe(s):
         return
     stop_pid(app_pid_file(s, NAME))
     node_modules()
-    path = s.local_idp_dir / "config.json"
-    write_private_file(path, json.dumps(config(s), indent=1).encode())
+    path = write_config(s)
     spawn(
         ["node", str(IDP_DIR / "server.mjs"), str(path)],
         log=app_log(s, NAME),

@@ -76,7 +76,7 @@ class TestDefaults:
         s = Settings(home=tmp_path / "h", instance="ci-7")
         assert s.run_dir == tmp_path / "h" / "run" / "ci-7"
         assert s.logs_dir == tmp_path / "h" / "logs"
-        assert s.local_idp_dir == tmp_path / "h" / "idp" / "ci-7"
+        assert s.local_idp_dir == tmp_path / "h" / "keys" / "idp" / "ci-7"
         assert s.pseudonym_key_file() == tmp_path / "h" / "keys" / "pseudonym.key"
 
     def test_configured_key_paths_win(self, tmp_path: Path) -> None:

@@ -1,0 +1,52 @@
+"""The identity settings (OpenID Connect issuer, claim mapping, OAuth clients), a part of
+`shared.settings.Settings` kept in a module of its own. Read with the same `WAYMARK_` prefix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class IdentitySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WAYMARK_", extra="ignore", frozen=True)
+
+    # identity (OpenID Connect): access tokens are JWTs from this issuer, verified with the keys
+    # its discovery document's jwks_uri publishes (cached; fetched again on an unknown `kid`, so a
+    # key rotation needs no restart). Empty: the local stack's own provider at
+    # http://127.0.0.1:<api_port_base + 40> (devtools/idp); production refuses to start without one
+    oidc_issuer: str = ""
+    jwt_audience: str = "waymark"
+    # how claims become Waymark's roles and organisation: config/identity/<name>.toml
+    # (waymark: the claims as Waymark names them; cis2: NHS CIS2 RBAC; generic: Entra ID/Keycloak)
+    oidc_claim_mapping: str = Field(default="waymark", pattern=r"^[A-Za-z0-9_./-]{1,300}$")
+    # leeway for exp, nbf and iat between this host's clock and the issuer's
+    oidc_clock_skew_seconds: int = Field(default=60, ge=0, le=600)
+    # the signing keys are fetched again after this long, and at most this often on an unknown kid
+    oidc_jwks_max_age_seconds: int = Field(default=3600, ge=10)
+    oidc_jwks_min_refresh_seconds: float = Field(default=5.0, ge=0)
+    # this process's own OAuth client (client credentials) for calling the other services' APIs;
+    # empty id: the local provider's client `waymark-<service>` with its generated secret
+    oauth_client_id: str = ""
+    oauth_client_secret_path: Path | None = None
+    # the dashboard, an OpenID Connect relying party of the issuer (authorization code + PKCE);
+    # empty id: the local provider's `waymark-dashboard` client
+    dashboard_client_id: str = ""
+    dashboard_client_secret_path: Path | None = None
+
+    @model_validator(mode="after")
+    def _production_has_an_issuer(self) -> IdentitySettings:
+        # production has no local provider and no dev sign-in: without the ICS's issuer nobody
+        # could sign in and no token could be verified, so the process refuses to start
+        # deployment_mode is Settings' own field (shared/settings.py)
+        if getattr(self, "deployment_mode", "local") == "production":
+            if not self.oidc_issuer:
+                raise ValueError(
+                    "deployment_mode production needs the ICS's OpenID issuer: set "
+                    "WAYMARK_OIDC_ISSUER (e.g. https://am.nhsidentity.spineservices.nhs.uk/"
+                    "openam/oauth2/realms/root/realms/NHSIdentity/realms/Healthcare)"
+                )
+            if not self.oidc_issuer.startswith("https://"):
+                raise ValueError("the OpenID issuer must be an https:// URL in production")
+        return self
