@@ -20,6 +20,10 @@ for _k, _v in {
     "WAYMARK_TOPIC_PREFIX": "bench.",
     "WAYMARK_TEMPORAL_NAMESPACE": "waymark-bench",
     "WAYMARK_API_PORT_BASE": "18600",
+    # one bench user sends thousands of writes: the per-user write limit (tested in
+    # tests/security) would answer most of them 429
+    "WAYMARK_RATE_LIMIT_PER_MINUTE": "10000000",
+    "WAYMARK_RATE_LIMIT_BURST": "1000000",
 }.items():
     os.environ.setdefault(_k, _v)
 
@@ -87,6 +91,10 @@ async def _wait_http(url: str) -> None:
     raise RuntimeError(f"{url} never answered")
 
 
+#: failed requests' status and body, for the report
+failures: list[str] = []
+
+
 async def _load(
     url: str,
     bodies: list[dict],
@@ -110,6 +118,7 @@ async def _load(
                 latencies.append(time.perf_counter() - t0)
                 if r.status_code != 201:
                     errors += 1
+                    failures.append(f"{r.status_code} {r.text[:200]}")
 
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -229,6 +238,12 @@ async def main() -> None:
         f"{'Waymark POST /referrals':34} {n / api_t:8.0f} {_pct(api_lat, 50):8.1f} "
         f"{_pct(api_lat, 99):8.1f} {api_err:7d}"
     )
+    if bare_err or api_err:
+        print(
+            f"no ratio: {bare_err + api_err} requests failed (first: {failures[0]})",
+            file=sys.stderr,
+        )
+        sys.exit(1)
     print(
         f"ratio (Waymark / bare) throughput: {(n / api_t) / (n / bare_t):.3f}; "
         f"p99: {_pct(api_lat, 99) / _pct(bare_lat, 99):.2f}x"
