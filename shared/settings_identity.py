@@ -34,6 +34,11 @@ class IdentitySettings(BaseSettings):
     # empty id: the local provider's `waymark-dashboard` client
     dashboard_client_id: str = ""
     dashboard_client_secret_path: Path | None = None
+    # Temporal's authorizer (Kubernetes: deploy/k8s/temporal-values.yaml) takes a bearer token:
+    # when set, every Temporal client sends its process's own client credentials token for this
+    # scope (the ICS's provider puts Temporal's `permissions` claim in it), refreshed before it
+    # expires; empty (local): no token
+    temporal_oauth_scope: str = ""
 
     @model_validator(mode="after")
     def _production_has_an_issuer(self) -> IdentitySettings:
@@ -49,4 +54,11 @@ class IdentitySettings(BaseSettings):
                 )
             if not self.oidc_issuer.startswith("https://"):
                 raise ValueError("the OpenID issuer must be an https:// URL in production")
+        if self.temporal_oauth_scope and not (
+            self.oauth_client_id and self.oauth_client_secret_path
+        ):
+            raise ValueError(
+                "temporal_oauth_scope needs this process's own client: oauth_client_id and "
+                "oauth_client_secret_path"
+            )
         return self

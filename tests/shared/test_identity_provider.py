@@ -102,3 +102,32 @@ class TestKeyRotation:
         )
         r = await whoami(running_apps, forged)
         assert r.status_code == 401 and "wm-never-published" in r.json()["detail"]
+
+
+class TestTemporalAuthorizerToken:
+    async def test_a_temporal_client_sends_its_process_s_bearer_token(
+        self, infra: Settings
+    ) -> None:
+        """With temporal_oauth_scope set (Kubernetes: Temporal's authorizer), the client carries
+        the process's own client credentials token for that scope on every call."""
+        from shared.auth import verify_token
+        from shared.temporal_client import connect
+
+        s = infra.model_copy(
+            update={
+                "oauth_client_id": "waymark-journeys",
+                "oauth_client_secret_path": infra.local_idp_dir / "secrets" / "waymark-journeys",
+                "temporal_oauth_scope": "directory.read",
+            }
+        )
+        client = await connect(s)
+        scheme, _, token = str(client.rpc_metadata["authorization"]).partition(" ")
+        assert scheme == "Bearer"
+        p = await verify_token(s, token)
+        assert (p.client_id, p.scopes) == ("waymark-journeys", frozenset({"directory.read"}))
+        # the dev server has no authorizer: the call goes through with the header on it
+        assert await client.service_client.check_health()
+
+    def test_the_scope_needs_the_process_s_own_client(self, infra: Settings) -> None:
+        with pytest.raises(ValueError, match="oauth_client_id"):
+            Settings(temporal_oauth_scope="temporal.write")
