@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from shared.events.care_plans import AssessmentRecorded
 from shared.events.envelope import make_event
+from shared.kafka_security import client_options
 from shared.outbox import event_bytes
 from shared.settings import Settings
 from shared.topics import CARE_PLANS
@@ -35,7 +36,7 @@ async def _phq9_item9(s: Settings, patient_id: str) -> None:
         ),
         subject=patient_id,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**client_options(s), acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(
