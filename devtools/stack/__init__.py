@@ -7,7 +7,14 @@
 """
 
 from devtools.stack.health import heartbeat_probe, http_probe, worker_probe
-from devtools.stack.kafka import kafka_libs, kafka_probe, kafka_properties, kafka_start
+from devtools.stack.kafka import (
+    drop_instance_acls,
+    ensure_instance_acls,
+    kafka_libs,
+    kafka_probe,
+    kafka_properties,
+    kafka_start,
+)
 from devtools.stack.postgres import (
     admin_connect,
     ensure_database,
@@ -68,7 +75,9 @@ __all__ = [
     "app_part",
     "app_processes",
     "down",
+    "drop_instance_acls",
     "ensure_database",
+    "ensure_instance_acls",
     "ensure_namespace",
     "ensure_role_passwords",
     "ensure_sms_api_key",

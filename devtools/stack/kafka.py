@@ -11,7 +11,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from devtools.stack.kafka_acls import BROKER_USER, ensure_acls, ensure_passwords
+from devtools.stack.kafka_acls import BROKER_USER, drop_acls, ensure_acls, ensure_passwords
 from devtools.stack.process_control import (
     REPO_ROOT,
     StackError,
@@ -222,6 +222,10 @@ async def ensure_instance_acls(s: Settings) -> None:
     format_id = _sasl_marker(s).read_text().strip()
     result = await asyncio.to_thread(ensure_acls, s, kafka_libs(s), format_id)
     logger.info("Kafka ACLs for prefix %r: %s", s.topic_prefix, result)
+
+
+async def drop_instance_acls(s: Settings) -> None:
+    await asyncio.to_thread(drop_acls, s, kafka_libs(s))
 
 
 def part() -> Part:

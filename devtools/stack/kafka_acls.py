@@ -109,22 +109,29 @@ def ensure_acls(s: Settings, libs: Path, format_id: str) -> dict[str, object]:
     (`format_id`, new at each format) before: the broker changes them no other way."""
     from shared.auth import write_private_file
 
-    passwords = ensure_passwords(s.home)
-    request = acl_request(s, passwords)
+    request = acl_request(s, ensure_passwords(s.home))
     digest = hashlib.sha256(json.dumps([format_id, request], sort_keys=True).encode()).hexdigest()
     stamp = _stamp(s)
     if stamp.exists() and stamp.read_text() == digest:
         return {"upserted": [], "created": 0, "deleted": 0, "unchanged": True}
+    result = _run_tool(s, libs, request)
+    write_private_file(stamp, digest.encode())
+    return result
+
+
+def drop_acls(s: Settings, libs: Path) -> dict[str, object]:
+    """Remove every ACL on this instance's topics and groups (its users stay)."""
+    request = acl_request(s, ensure_passwords(s.home))
+    request["acls"] = []
+    _stamp(s).unlink(missing_ok=True)
+    return _run_tool(s, libs, request)
+
+
+def _run_tool(s: Settings, libs: Path, request: dict[str, object]) -> dict[str, object]:
     classes = _tool_classes(libs, s.home)
     res = subprocess.run(
-        [
-            "java",
-            "-Xshare:auto",
-            "-XX:TieredStopAtLevel=1",
-            "-cp",
-            f"{libs}/*:{classes}",
-            "KafkaAcls",
-        ],
+        ["java", "-Xshare:auto", "-XX:TieredStopAtLevel=1", "-cp", f"{libs}/*:{classes}"]
+        + ["KafkaAcls"],
         input=json.dumps(request),
         capture_output=True,
         text=True,
@@ -134,5 +141,4 @@ def ensure_acls(s: Settings, libs: Path, format_id: str) -> dict[str, object]:
         raise StackError(
             f"setting Kafka users and ACLs failed:\n{res.stdout}\n{res.stderr[-4000:]}"
         )
-    write_private_file(stamp, digest.encode())
     return json.loads(res.stdout.strip().splitlines()[-1])
