@@ -187,6 +187,7 @@ async def kafka_start(s: Settings) -> None:
     if read_pid(_kafka_pid_file(s)) is None:
         libs = kafka_libs(s)
         props = _kafka_dir(s) / "server.properties"
+        props.unlink(missing_ok=True)  # an older clone's was world-readable; this holds a password
         write_private_file(props, kafka_properties(s, passwords[BROKER_USER]).encode())
         classpath = f"{libs}/*"
         if reformat:

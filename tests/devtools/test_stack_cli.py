@@ -69,7 +69,8 @@ class TestStack:
             f"SASL_PLAINTEXT://127.0.0.1:{infra.kafka_port},"
             f"CONTROLLER://127.0.0.1:{infra.kafka_controller_port}"
         )
-        assert "PLAINTEXT" not in props["listener.security.protocol.map"].replace("SASL_", "")
+        protocols = dict(m.split(":") for m in props["listener.security.protocol.map"].split(","))
+        assert set(protocols.values()) == {"SASL_PLAINTEXT"}
         assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
         assert props["authorizer.class.name"].endswith("StandardAuthorizer")
         assert props["allow.everyone.if.no.acl.found"] == "false"
