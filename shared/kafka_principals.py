@@ -101,9 +101,9 @@ def all_acl_rules(prefix: str = "") -> list[AclRule]:
     return [rule for p in PRINCIPALS for rule in acl_rules(p, prefix)]
 
 
-#: a Waymark process (its part name, devtools/stack/processes.py) -> its Kafka principal
 def principal_of_service(service: str) -> str:
-    """services/care_plans -> care-plans; the journeys parts -> journeys."""
+    """The principal a service's processes run as (devtools/stack/processes.py):
+    care_plans -> care-plans, journeys -> journeys; an unknown one is refused."""
     name = service.replace("_", "-")
     principal(name)  # refuses an unknown one
     return name

@@ -3,6 +3,7 @@
 - `processes`: the process table (every part, as data);
 - `supervisor`: start, stop, health and status of the parts, `up` and `down`;
 - `postgres`, `kafka`, `temporal`: one module for each piece of infrastructure;
+- `kafka_acls`: the broker's SCRAM users and each instance's ACLs (shared/kafka_principals.py);
 - `health`: the probes; `process_control`: pid files, process groups, readiness waits.
 """
 
