@@ -51,6 +51,7 @@ from bench.journeys import bounded, until_drained  # noqa: E402
 from devtools import stack  # noqa: E402
 from devtools.synthetic import AMBIGUOUS, SyntheticJourney, generate, publish  # noqa: E402
 from shared.db import make_engine, make_sessionmaker, unit_of_work  # noqa: E402
+from shared.kafka_security import client_options  # noqa: E402
 from shared.settings import Settings, get_settings  # noqa: E402
 from shared.temporal_client import connect as connect_temporal  # noqa: E402
 from shared.topics import REFERRALS  # noqa: E402
@@ -100,7 +101,7 @@ class Failures:
 
 
 async def dlq_size(s: Settings) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers)
+    consumer = AIOKafkaConsumer(**client_options(s))
     await consumer.start()
     try:
         topic = f"{s.topic(REFERRALS)}.dlq"
@@ -233,9 +234,7 @@ async def main() -> int:
     )
     failures = Failures(expected_events=sum(len(j.events) for j in journeys))
     t0 = time.perf_counter()
-    failures.published = await publish(
-        journeys, bootstrap_servers=s.bootstrap_servers, topic=s.topic(REFERRALS)
-    )
+    failures.published = await publish(journeys, settings=s, topic=s.topic(REFERRALS))
     await until_drained(s, args.timeout)
 
     # every journey has applied every one of its events

@@ -51,6 +51,7 @@ from hl7.mllp import open_hl7_connection, start_hl7_server  # noqa: E402
 from devtools import stack  # noqa: E402
 from services.integration.models import SourceSystem  # noqa: E402
 from shared.db import make_engine, make_sessionmaker, unit_of_work  # noqa: E402
+from shared.kafka_security import client_options  # noqa: E402
 from shared.settings import Settings, get_settings  # noqa: E402
 from shared.topics import ENCOUNTERS  # noqa: E402
 
@@ -168,7 +169,7 @@ async def run_waymark(
 ) -> tuple[float, float, list[float], list[str]]:
     """(seconds to the last ACK, seconds to the last event on the topic, latencies, failures)"""
     topic = s.topic(ENCOUNTERS)
-    consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers, group_id=None)
+    consumer = AIOKafkaConsumer(**client_options(s), group_id=None)
     await consumer.start()
     try:
         parts = consumer.partitions_for_topic(topic)

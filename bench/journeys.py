@@ -47,6 +47,7 @@ from devtools import stack  # noqa: E402
 from shared.db import make_engine, make_sessionmaker, unit_of_work  # noqa: E402
 from shared.events.envelope import make_event  # noqa: E402
 from shared.events.referrals import ReferralAccepted, ReferralSubmitted  # noqa: E402
+from shared.kafka_security import client_options  # noqa: E402
 from shared.outbox import event_bytes  # noqa: E402
 from shared.settings import Settings, get_settings  # noqa: E402
 from shared.temporal_client import connect as connect_temporal  # noqa: E402
@@ -134,7 +135,7 @@ def submitted(
 
 async def produce(s: Settings, messages: list[tuple[str, bytes]]) -> None:
     producer = AIOKafkaProducer(
-        bootstrap_servers=s.bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=10
+        **client_options(s), acks="all", enable_idempotence=True, linger_ms=10
     )
     await producer.start()
     try:
@@ -147,8 +148,8 @@ async def produce(s: Settings, messages: list[tuple[str, bytes]]) -> None:
 
 
 async def bridge_lag(s: Settings) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers)
-    consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**client_options(s))
+    consumer = AIOKafkaConsumer(**client_options(s))
     await admin.start()
     await consumer.start()
     try:

@@ -57,6 +57,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.auth import mint_token
+from shared.kafka_security import client_options
 from shared.settings import API_SERVICES, SERVICE_SCHEMAS, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -339,8 +340,8 @@ class LagProbe:
             settings.topic(g): tuple(settings.topic(t) for t in topics)
             for g, topics in consumer_groups().items()
         }
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+        self.admin = AIOKafkaAdminClient(**client_options(settings))
+        self.consumer = AIOKafkaConsumer(**client_options(settings))
         self.partitions: dict[str, list[TopicPartition]] = {}
 
     async def start(self) -> None:
@@ -1259,9 +1260,7 @@ async def seed_population(settings: Settings, people: int, seed: int) -> int:
         months=12,
         mix=DEMO_MIX,
     )
-    await publish(
-        journeys, bootstrap_servers=settings.bootstrap_servers, topic=settings.topic(REFERRALS)
-    )
+    await publish(journeys, settings=settings, topic=settings.topic(REFERRALS))
     return sum(len(j.expected_rules) for j in journeys)
 
 

@@ -41,6 +41,7 @@ from shared.consumer import IdempotentConsumer  # noqa: E402
 from shared.db import make_engine, make_sessionmaker, unit_of_work  # noqa: E402
 from shared.events.envelope import make_event  # noqa: E402
 from shared.events.referrals import ReferralSubmitted  # noqa: E402
+from shared.kafka_security import client_options  # noqa: E402
 from shared.models import OutboxMessage  # noqa: E402
 from shared.outbox import OutboxRelay, event_bytes  # noqa: E402
 from shared.settings import Settings, get_settings  # noqa: E402
@@ -67,7 +68,7 @@ def make_events(n: int) -> list:  # type: ignore[type-arg]
 
 async def new_topic(s: Settings, name: str) -> str:
     topic = s.topic(f"{name}-{uuid.uuid4().hex[:8]}")
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**client_options(s))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, 6, 1), NewTopic(f"{topic}.dlq", 1, 1)])
@@ -81,14 +82,14 @@ async def run_raw(s: Settings, events: list) -> float:  # type: ignore[type-arg]
     payloads = [(e.subject.encode(), event_bytes(e.model_dump(mode="json"))) for e in events]
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=s.bootstrap_servers,
+        **client_options(s),
         group_id=f"raw-{uuid.uuid4().hex[:6]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
     await consumer.start()
     producer = AIOKafkaProducer(
-        bootstrap_servers=s.bootstrap_servers, enable_idempotence=True, acks="all", linger_ms=5
+        **client_options(s), enable_idempotence=True, acks="all", linger_ms=5
     )
     await producer.start()
     t0 = time.perf_counter()

@@ -35,6 +35,7 @@ from shared.db import unit_of_work
 from shared.events.envelope import CloudEvent
 from shared.events.registry import REGISTRY, UnknownEventType
 from shared.heartbeat import write_heartbeat
+from shared.kafka_security import client_options
 from shared.models import ProcessedEvent
 from shared.settings import Settings
 from shared.telemetry import attached, context_from_kafka_headers
@@ -161,7 +162,7 @@ class IdempotentConsumer:
         )
         self.consumer = AIOKafkaConsumer(
             *topics,
-            bootstrap_servers=settings.bootstrap_servers,
+            **client_options(settings),
             group_id=group_id or name,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -173,7 +174,7 @@ class IdempotentConsumer:
         self._stop: asyncio.Event | None = None
         self._own_dlq = dlq_producer is None
         self.dlq_producer = dlq_producer or AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers, enable_idempotence=True, acks="all"
+            **client_options(settings), enable_idempotence=True, acks="all"
         )
 
     async def start(self) -> None:

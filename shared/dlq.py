@@ -40,6 +40,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 
 from shared.consumer import PermanentError, parse_event
 from shared.events.registry import load_all
+from shared.kafka_security import client_options
 from shared.settings import Settings
 
 REASON = "dlq.reason"
@@ -149,7 +150,7 @@ async def read_all(
     """Every committed record of a topic (every record, aborted ones too, with
     `committed_only=False`), from the beginning to its end as it is now."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **client_options(settings),
         group_id=None,
         enable_auto_commit=False,
         isolation_level="read_committed" if committed_only else "read_uncommitted",
@@ -291,7 +292,7 @@ async def redrive(
         # started before the DLQ is read: starting fences off any earlier run with the same
         # transactional id, so every re-drive it committed is visible to the read below
         producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers,
+            **client_options(settings),
             transactional_id=f"waymark-dlq-redrive.{dlq}",
             enable_idempotence=True,
             acks="all",

@@ -36,6 +36,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from shared.db import connect_kwargs, make_engine, make_sessionmaker, unit_of_work
 from shared.events.envelope import CloudEvent
 from shared.heartbeat import write_heartbeat
+from shared.kafka_security import client_options
 from shared.models import OutboxMessage
 from shared.settings import Settings, get_settings
 from shared.telemetry import (
@@ -84,7 +85,7 @@ def event_bytes(payload: dict) -> bytes:
 
 def make_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:
     opts: dict[str, object] = dict(
-        bootstrap_servers=settings.bootstrap_servers,
+        **client_options(settings),
         enable_idempotence=True,
         acks="all",
         linger_ms=5,
@@ -116,7 +117,7 @@ class OutboxRelay:
         self.batch_size = batch_size or settings.relay_batch_size
         self._wake = asyncio.Event()
         self._listen_conn: asyncpg.Connection | None = None
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+        self._admin = AIOKafkaAdminClient(**client_options(settings))
         self._topics: set[str] = set()
         self._topics_checked = 0.0
 

@@ -7,9 +7,6 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
-
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -61,9 +58,13 @@ def all_topics() -> list[TopicSpec]:
 
 async def ensure_topics(settings: Settings, replication: int = 1, timeout: float = 60) -> list[str]:
     """Create every missing topic; return the names created."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=int(timeout * 1000)
-    )
+    # imported here: the topic names above are pure data (shared/kafka_principals.py uses them)
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    from shared.kafka_security import client_options
+
+    admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=int(timeout * 1000))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

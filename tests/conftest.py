@@ -67,6 +67,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 from devtools import stack  # noqa: E402
 from shared.auth import mint_token  # noqa: E402
 from shared.db import make_engine, make_sessionmaker  # noqa: E402
+from shared.kafka_security import client_options  # noqa: E402
 from shared.settings import Settings, get_settings  # noqa: E402
 
 
@@ -130,7 +131,7 @@ async def journey_sessions(infra: Settings):  # type: ignore[no-untyped-def]
 async def new_topic(infra: Settings) -> AsyncIterator[str]:
     """A topic of its own for one test (and its .dlq), deleted afterwards."""
     name = infra.topic(f"it-{uuid.uuid4().hex[:12]}")
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**client_options(infra))
     await admin.start()
     await admin.create_topics([NewTopic(name, 3, 1), NewTopic(f"{name}.dlq", 1, 1)])
     # created is not yet visible: a relay or producer asking the broker at once may be told it

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from shared.kafka_security import client_options
 from shared.settings import Settings
 
 _NHS_BODIES = 1_000_000
@@ -77,7 +78,7 @@ async def read_topic(
 ) -> list[ConsumerRecord]:
     """Read a topic from the start (or given offsets) until `until(records)` holds."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=s.bootstrap_servers,
+        **client_options(s),
         enable_auto_commit=False,
         group_id=None,
         auto_offset_reset="earliest",
@@ -113,7 +114,7 @@ async def publish(s: Settings, topic: str, event: Any) -> None:
     owning service's relay publishes it."""
     from shared.outbox import event_bytes
 
-    producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**client_options(s), acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(
@@ -131,7 +132,7 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
 
 
 async def end_offsets(s: Settings, topic: str) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers, group_id=None)
+    consumer = AIOKafkaConsumer(**client_options(s), group_id=None)
     await consumer.start()
     try:
         parts = await _partitions(consumer, topic)

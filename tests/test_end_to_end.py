@@ -14,6 +14,7 @@ from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 
 from shared.consumer import IdempotentConsumer
+from shared.kafka_security import client_options
 from shared.telemetry import setup_telemetry
 from shared.temporal_client import connect as connect_temporal
 from shared.topics import REFERRALS
@@ -81,7 +82,7 @@ class TestFirstEventEndToEnd:
         )
         original = next(r for r in records if _referral_id(r) == referral["id"])
         # publish the very same event again, as a relay restarted mid-batch would
-        producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all")
+        producer = AIOKafkaProducer(**client_options(s), acks="all")
         await producer.start()
         try:
             await producer.send_and_wait(
@@ -247,7 +248,7 @@ class TestAlertEndToEnd:
             ),
             subject=patient_id,
         )
-        producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all")
+        producer = AIOKafkaProducer(**client_options(s), acks="all")
         await producer.start()
         try:
             await producer.send_and_wait(
@@ -280,7 +281,7 @@ class TestAlertEndToEnd:
             AlertActionTaken(alert_id=alert_id, action="acknowledge", actor="coord-e2e"),
             subject=patient_id,
         )
-        producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all")
+        producer = AIOKafkaProducer(**client_options(s), acks="all")
         await producer.start()
         try:
             await producer.send_and_wait(

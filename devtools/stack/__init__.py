@@ -3,11 +3,19 @@
 - `processes`: the process table (every part, as data);
 - `supervisor`: start, stop, health and status of the parts, `up` and `down`;
 - `postgres`, `kafka`, `temporal`: one module for each piece of infrastructure;
+- `kafka_acls`: the broker's SCRAM users and each instance's ACLs (shared/kafka_principals.py);
 - `health`: the probes; `process_control`: pid files, process groups, readiness waits.
 """
 
 from devtools.stack.health import heartbeat_probe, http_probe, worker_probe
-from devtools.stack.kafka import kafka_libs, kafka_probe, kafka_properties, kafka_start
+from devtools.stack.kafka import (
+    drop_instance_acls,
+    ensure_instance_acls,
+    kafka_libs,
+    kafka_probe,
+    kafka_properties,
+    kafka_start,
+)
 from devtools.stack.postgres import (
     admin_connect,
     ensure_database,
@@ -68,7 +76,9 @@ __all__ = [
     "app_part",
     "app_processes",
     "down",
+    "drop_instance_acls",
     "ensure_database",
+    "ensure_instance_acls",
     "ensure_namespace",
     "ensure_role_passwords",
     "ensure_sms_api_key",

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from shared.kafka_principals import principal_of_service
 from shared.settings import Settings
 
 
@@ -25,6 +26,8 @@ class Part:
     log: Callable[[Settings], Path] = field(default=lambda s: Path())
     pid_file: Callable[[Settings], Path] = field(default=lambda s: Path())
     command: Callable[[Settings], list[str]] = lambda s: []
+    # the environment the process runs with (its settings and its own Kafka principal)
+    env: Callable[[Settings], dict[str, str]] = lambda s: {}
     # started only by the local stack (e.g. the SMTP/SMS sinks standing in for real providers)
     local_only: bool = False
 
@@ -46,6 +49,8 @@ class AppProcess:
     service: str | None = None  # the service whose API port this process listens on
     urls: tuple[str, ...] = ()
     local_only: bool = False
+    #: the Kafka principal it connects as (shared/kafka_principals.py): its service's
+    kafka_principal: str = ""
 
 
 #: services whose API, relay and consumers exist so far (the others arrive with their issues)
@@ -69,6 +74,7 @@ EXTRA_PROCESSES: dict[str, tuple[AppProcess, ...]] = {
             ("-m", "services.integration.hl7"),
             "heartbeat",
             urls=("mllp://127.0.0.1:{mllp_port}",),
+            kafka_principal="integration",
         ),
     ),
 }
@@ -98,6 +104,7 @@ def _api(service: str) -> AppProcess:
         "http",
         service=service,
         urls=("http://127.0.0.1:{port}/docs",),
+        kafka_principal=principal_of_service(service),
     )
 
 
@@ -112,22 +119,50 @@ def app_processes() -> list[AppProcess]:
             "heartbeat",
             urls=("smtp://127.0.0.1:{smtp_port}", "http://127.0.0.1:{sms_port}"),
             local_only=True,
+            kafka_principal="notifications",
         )
     ]
     for service in BUILT_SERVICES:
         table.append(_api(service))
         relay = part_name(service, "relay")
-        table.append(AppProcess(relay, ("-m", "shared.outbox", service), "heartbeat"))
+        principal = principal_of_service(service)
+        table.append(
+            AppProcess(
+                relay, ("-m", "shared.outbox", service), "heartbeat", kafka_principal=principal
+            )
+        )
         if service in CONSUMING_SERVICES:
             consumer = part_name(service, "consumer")
-            table.append(AppProcess(consumer, ("-m", f"services.{service}.consumers"), "heartbeat"))
+            module = f"services.{service}.consumers"
+            table.append(
+                AppProcess(consumer, ("-m", module), "heartbeat", kafka_principal=principal)
+            )
         table += list(EXTRA_PROCESSES.get(service, ()))
+    journeys = principal_of_service("journeys")
     table += [
         AppProcess(
-            "notifications-dispatcher", ("-m", "services.notifications.dispatcher"), "heartbeat"
+            "notifications-dispatcher",
+            ("-m", "services.notifications.dispatcher"),
+            "heartbeat",
+            kafka_principal="notifications",
         ),
-        AppProcess("journeys-relay", ("-m", "shared.outbox", "journeys"), "heartbeat"),
-        AppProcess("journeys-worker", ("-m", "workflows.journeys.worker"), "worker"),
-        AppProcess("journeys-bridge", ("-m", "workflows.journeys.bridge"), "heartbeat"),
+        AppProcess(
+            "journeys-relay",
+            ("-m", "shared.outbox", "journeys"),
+            "heartbeat",
+            kafka_principal=journeys,
+        ),
+        AppProcess(
+            "journeys-worker",
+            ("-m", "workflows.journeys.worker"),
+            "worker",
+            kafka_principal=journeys,
+        ),
+        AppProcess(
+            "journeys-bridge",
+            ("-m", "workflows.journeys.bridge"),
+            "heartbeat",
+            kafka_principal=journeys,
+        ),
     ]
     return table

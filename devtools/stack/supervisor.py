@@ -33,7 +33,7 @@ from devtools.stack.process_control import (
     wait_until,
 )
 from devtools.stack.processes import AppProcess, Part, app_processes
-from shared.settings import Settings, settings_env
+from shared.settings import Settings, kafka_user_password_file, settings_env
 
 
 def app_part(
@@ -42,7 +42,11 @@ def app_part(
     probe: Callable[[Settings], Awaitable[bool]],
     port: Callable[[Settings], int | None] = lambda s: None,
     urls: Callable[[Settings], list[str]] = lambda s: [],
+    kafka_principal: str = "",
 ) -> Part:
+    def env(s: Settings) -> dict[str, str]:
+        return process_env(s, kafka_principal)
+
     async def start(s: Settings) -> None:
         if read_pid(app_pid_file(s, name)) is not None and await probe(s):
             return
@@ -52,7 +56,7 @@ def app_part(
             command(s),
             log=app_log(s, name),
             pid_file=app_pid_file(s, name),
-            env=settings_env(s),
+            env=env(s),
             cwd=REPO_ROOT,
         )
         await wait_until(
@@ -78,7 +82,19 @@ def app_part(
         log=lambda s: app_log(s, name),
         pid_file=lambda s: app_pid_file(s, name),
         command=command,
+        env=env,
     )
+
+
+def process_env(s: Settings, kafka_principal: str) -> dict[str, str]:
+    """A Waymark process's environment: the same settings, and its own Kafka principal with
+    its password file, never waymark-admin's."""
+    if not kafka_principal:
+        raise StackError("every Waymark process has a Kafka principal (processes.py)")
+    env = settings_env(s)
+    env["WAYMARK_KAFKA_SASL_USERNAME"] = kafka_principal
+    env["WAYMARK_KAFKA_SASL_PASSWORD_PATH"] = str(kafka_user_password_file(s.home, kafka_principal))
+    return env
 
 
 def _fields(s: Settings, row: AppProcess) -> dict[str, object]:
@@ -108,6 +124,7 @@ def _app_part(row: AppProcess) -> Part:
         _probe(row),
         port=(lambda s: s.api_port(service)) if service else (lambda s: None),
         urls=lambda s: [u.format(**_fields(s, row)) for u in row.urls],
+        kafka_principal=row.kafka_principal,
     )
     part.local_only = row.local_only
     return part
@@ -139,6 +156,7 @@ async def prepare(s: Settings) -> None:
     await postgres.ensure_database(s)
     await migrate_all(s)
     await ensure_topics(s)
+    await kafka.ensure_instance_acls(s)
     ensure_keys(s)
     ensure_pseudonym_key(s)
     ensure_sms_api_key(s)

@@ -12,7 +12,9 @@ from aiokafka import AIOKafkaProducer
 from devtools.synthetic.builder import SyntheticJourney
 from shared.events.envelope import CloudEvent, make_event
 from shared.events.referrals import EVENT_FOR_STATE, SYNTHETIC_SOURCE
+from shared.kafka_security import client_options
 from shared.outbox import event_bytes
+from shared.settings import Settings
 from workflows.journeys.state import JourneyEvent
 
 
@@ -38,15 +40,13 @@ def to_cloud_event(patient_id: str, e: JourneyEvent) -> CloudEvent:
     return event.model_copy(update={"source": SYNTHETIC_SOURCE})
 
 
-async def publish(
-    journeys: Sequence[SyntheticJourney], *, bootstrap_servers: str, topic: str
-) -> int:
+async def publish(journeys: Sequence[SyntheticJourney], *, settings: Settings, topic: str) -> int:
     """Publish every journey's events, in order, keyed by the patient's pseudonymous id (one
     patient's events stay in order on one partition); the number published. Event ids come
     from the generator's seed, so publishing the same journeys again changes nothing
     downstream: every consumer skips an event id it has seen."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=5
+        **client_options(settings), acks="all", enable_idempotence=True, linger_ms=5
     )
     sends = []
     await producer.start()

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from services.care_plans.consumers import build_consumer
 from shared.events.envelope import make_event
 from shared.events.referrals import ReferralAccepted, ReferralBooked, ReferralSubmitted
+from shared.kafka_security import client_options
 from shared.outbox import OutboxRelay, event_bytes
 from shared.settings import Settings
 from shared.topics import CARE_PLANS, REFERRALS
@@ -160,9 +161,7 @@ class TestReferralTimeline:
                 subject=plan["patient_id"],
             ),
         ]
-        producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True
-        )
+        producer = AIOKafkaProducer(**client_options(settings), acks="all", enable_idempotence=True)
         await producer.start()
         try:
             # the second is delivered twice: the inbox makes the redelivery a no-op

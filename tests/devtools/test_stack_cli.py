@@ -22,6 +22,7 @@ from devtools.synthetic import DEMO_MIX, generate
 from devtools.synthetic.extracts import gpad_rows
 from shared.auth import Role, verify_token
 from shared.db import make_engine, make_sessionmaker
+from shared.kafka_security import client_options
 from shared.pseudonym import pseudonymise
 from shared.settings import settings_env
 from shared.temporal_client import connect as connect_temporal
@@ -58,14 +59,25 @@ class TestStack:
         assert not await stack.kafka_probe(dead)
         assert not await stack.temporal_probe(dead)
 
-    def test_kafka_runs_in_kraft_mode_on_loopback_without_auto_created_topics(self, infra):
-        props = dict(
-            line.split("=", 1) for line in stack.kafka_properties(infra).splitlines() if "=" in line
-        )
+    def test_kafka_runs_in_kraft_mode_on_loopback_with_sasl_and_acls(self, infra):
+        text = stack.kafka_properties(infra, "broker-secret")
+        props = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
         assert props["process.roles"] == "broker,controller"
         assert props["auto.create.topics.enable"] == "false"
-        assert props["listeners"].startswith("PLAINTEXT://127.0.0.1:")
+        # no listener without authentication, all on loopback
+        assert props["listeners"] == (
+            f"SASL_PLAINTEXT://127.0.0.1:{infra.kafka_port},"
+            f"CONTROLLER://127.0.0.1:{infra.kafka_controller_port}"
+        )
+        protocols = dict(m.split(":") for m in props["listener.security.protocol.map"].split(","))
+        assert set(protocols.values()) == {"SASL_PLAINTEXT"}
+        assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+        assert props["authorizer.class.name"].endswith("StandardAuthorizer")
+        assert props["allow.everyone.if.no.acl.found"] == "false"
+        assert props["super.users"] == "User:waymark-admin;User:waymark-broker"
         assert str(infra.home) in props["log.dirs"]
+        # the broker's config holds its password: readable by its owner only
+        assert (infra.home / "kafka" / "server.properties").stat().st_mode & 0o077 == 0
 
 
 class TestCli:
@@ -337,7 +349,7 @@ async def _contains(found: Awaitable[set[tuple[str, str]]], expected: set[tuple[
 async def _caught_up(s, group: str, topic: str) -> bool:  # type: ignore[no-untyped-def]
     """The consumer group has committed everything on the topic."""
     ends = await end_offsets(s, topic)
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**client_options(s))
     await admin.start()
     try:
         committed = await admin.list_consumer_group_offsets(group)

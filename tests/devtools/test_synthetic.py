@@ -468,7 +468,7 @@ class TestThroughTheRealStack:
         s = running_apps
         run = uuid.uuid4().hex[:6]
         journeys = generate(500, seed=SEED, now=datetime.now(UTC), patient_prefix=f"pt_s{run}")
-        await publish(journeys, bootstrap_servers=s.bootstrap_servers, topic=s.topic(REFERRALS))
+        await publish(journeys, settings=s, topic=s.topic(REFERRALS))
 
         client = await connect_temporal(s)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from devtools import stack
-from shared.settings import Settings, settings_env
+from shared.settings import Settings
 
 #: ports and names of the faults stack: clear of the dev stack (54329, 19092, 17233, 181xx),
 #: the test session (182xx), helpers' instances (183xx-185xx) and the benches (187xx, 188xx)
@@ -48,7 +48,7 @@ def faults_settings(base: Settings) -> Settings:
     values.update(FAULTS_OVERRIDES)
     values["home"] = base.home / "faults-stack"
     # keys are made under the new home; never the test session's
-    for key in ("pseudonym_key_path", "sms_api_key_path"):
+    for key in ("pseudonym_key_path", "sms_api_key_path", "kafka_sasl_password_path"):
         values[key] = None
     return Settings(**values)
 
@@ -170,7 +170,7 @@ def start_extra(fs: Settings, name: str) -> Path:
         part.command(fs),
         log=fs.logs_dir / f"{fs.instance}-{name}-extra.log",
         pid_file=pid_file,
-        env=settings_env(fs),
+        env=part.env(fs),  # as the part itself runs: its own Kafka principal
         cwd=stack.REPO_ROOT,
     )
     return pid_file

@@ -28,6 +28,7 @@ from shared.consumer import IdempotentConsumer, PermanentError
 from shared.db import unit_of_work
 from shared.events.envelope import make_event
 from shared.events.referrals import ReferralSubmitted
+from shared.kafka_security import client_options
 from shared.outbox import event_bytes
 from shared.settings import Settings, settings_env
 from tests.helpers import end_offsets, eventually, owner_ddl
@@ -97,7 +98,7 @@ async def _effects(sessions, consumer: str) -> Counter:  # type: ignore[no-untyp
 
 
 async def _produce(settings: Settings, topic: str, values: list[bytes], key: bytes) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**client_options(settings), acks="all")
     await producer.start()
     try:
         for v in values:

@@ -43,6 +43,7 @@ from shared.events.envelope import CloudEvent, make_event
 from shared.events.journeys import ALERT_EVENTS
 from shared.events.notifications import AlertActionTaken
 from shared.events.referrals import SYNTHETIC_SOURCE, ReferralSubmitted
+from shared.kafka_security import client_options
 from shared.outbox import event_bytes
 from shared.settings import Settings
 from shared.temporal_client import connect as connect_temporal
@@ -219,7 +220,7 @@ async def _publish(settings: Settings, logical: str, marker: str) -> TopicRun:
             run.poison_ids[kind] = json.loads(value)["id"]
         except (ValueError, KeyError):
             pass
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**client_options(settings), acks="all")
     await producer.start()
     try:
 

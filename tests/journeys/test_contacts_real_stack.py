@@ -15,6 +15,7 @@ from sqlalchemy import text
 from shared.db import make_engine, make_sessionmaker, unit_of_work
 from shared.events.encounters import EncounterRecorded
 from shared.events.envelope import CloudEvent, make_event
+from shared.kafka_security import client_options
 from shared.outbox import event_bytes
 from shared.settings import Settings
 from shared.temporal_client import connect as connect_temporal
@@ -50,7 +51,7 @@ def attendance(
 
 
 async def produce(s: Settings, events: list[CloudEvent]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**client_options(s), acks="all")
     await producer.start()
     try:
         for e in events:

@@ -22,6 +22,7 @@ from shared.events.envelope import CloudEvent, make_event
 from shared.events.journeys import ALERT_EVENTS
 from shared.events.referrals import EVENT_FOR_STATE, ReferralFlagged
 from shared.events.registry import REGISTRY, load_all
+from shared.kafka_security import client_options
 from shared.settings import Settings
 from shared.topics import REFERRALS
 from tests.conftest import auth
@@ -347,7 +348,7 @@ class TestConsumerKilledMidBatch:
         sub, hook.secrets = r.json()["id"], [r.json()["secret"]]
         events = [referral_event("submitted", to_org=org) for _ in range(400)]
         producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=20
+            **client_options(s), acks="all", enable_idempotence=True, linger_ms=20
         )
         await producer.start()
         try:

@@ -27,6 +27,7 @@ from shared.events.directory import (
 )
 from shared.events.envelope import CloudEvent, make_event
 from shared.events.referrals import ReferralSubmitted
+from shared.kafka_security import client_options
 from shared.outbox import OutboxRelay, event_bytes
 from shared.settings import Settings
 from shared.topics import DIRECTORY, REFERRALS
@@ -78,9 +79,7 @@ def as_bytes(event: CloudEvent) -> bytes:
 
 async def produce(s: Settings, messages: list[tuple[str, bytes]]) -> None:
     """Send (key, value) messages to the directory topic, in order, acknowledged by all."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=s.bootstrap_servers, acks="all", enable_idempotence=True
-    )
+    producer = AIOKafkaProducer(**client_options(s), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for key, value in messages:
@@ -96,9 +95,7 @@ async def directory_offsets(s: Settings) -> dict[TopicPartition, int]:
 
 async def _group_starts_at(s: Settings, group: str, offsets: dict[TopicPartition, int]) -> None:
     """Commit `offsets` for a new group, so its consumer reads only what came after them."""
-    c = AIOKafkaConsumer(
-        bootstrap_servers=s.bootstrap_servers, group_id=group, enable_auto_commit=False
-    )
+    c = AIOKafkaConsumer(**client_options(s), group_id=group, enable_auto_commit=False)
     await c.start()
     try:
         c.assign(list(offsets))

@@ -16,6 +16,7 @@ from shared.consumer import IdempotentConsumer, PermanentError, parse_event
 from shared.db import make_engine, make_sessionmaker, unit_of_work
 from shared.events.envelope import make_event
 from shared.events.referrals import ReferralSubmitted
+from shared.kafka_security import client_options
 from shared.outbox import event_bytes
 from tests.helpers import eventually, owner_ddl, read_topic
 
@@ -58,7 +59,7 @@ async def _effects(sessions, consumer: str) -> Counter:  # type: ignore[no-untyp
 
 
 async def _produce(settings, topic: str, values: list[bytes], key: bytes = b"k") -> None:  # type: ignore[no-untyped-def]
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**client_options(settings), acks="all")
     await producer.start()
     try:
         for v in values:
@@ -390,7 +391,7 @@ class TestRebalance:
         for m in members:
             await m.start()
         tasks = [asyncio.create_task(m.run(st)) for m, st in zip(members, stops, strict=True)]
-        producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers, acks="all")
+        producer = AIOKafkaProducer(**client_options(infra), acks="all")
         await producer.start()
         try:
             for i, e in enumerate(events):
@@ -429,7 +430,7 @@ class TestKeyConcurrency:
         import random
 
         events = {k: [_event() for _ in range(15)] for k in ("pt_a", "pt_b", "pt_c", "pt_d")}
-        producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers, acks="all")
+        producer = AIOKafkaProducer(**client_options(infra), acks="all")
         await producer.start()
         try:
             order = [(k, e) for i in range(15) for k, evs in events.items() for e in [evs[i]]]

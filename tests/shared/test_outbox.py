@@ -14,6 +14,7 @@ from sqlalchemy import select, text
 from shared.db import unit_of_work
 from shared.events.envelope import make_event
 from shared.events.referrals import ReferralSubmitted
+from shared.kafka_security import client_options
 from shared.outbox import OutboxRelay, RelayBlocked, add_event
 from tests.helpers import end_offsets, read_topic
 
@@ -223,7 +224,7 @@ class TestParking:
             # one (its partition's order), while another patient's goes
             from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-            admin = AIOKafkaAdminClient(bootstrap_servers=infra.bootstrap_servers)
+            admin = AIOKafkaAdminClient(**client_options(infra))
             await admin.start()
             await admin.create_topics([NewTopic(missing, 1, 1)])
             behind, free = _event(stuck_key), _event()
@@ -312,7 +313,7 @@ class TestOperatingParkedRows:
             timeout=120,
         )
         assert listed.returncode == 0 and event.id in listed.stdout, listed.stderr
-        admin = AIOKafkaAdminClient(bootstrap_servers=infra.bootstrap_servers)
+        admin = AIOKafkaAdminClient(**client_options(infra))
         await admin.start()
         try:
             await admin.create_topics([NewTopic(missing, 1, 1)])

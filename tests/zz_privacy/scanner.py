@@ -21,6 +21,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from shared.kafka_security import client_options
 from shared.settings import Settings
 
 #: ten digits, together, spaced 3-3-4 or hyphenated 3-3-4, standing alone: not inside an
@@ -161,7 +162,7 @@ async def scan_topic(
     """Every record of a topic, from the beginning to its end as it is now (aborted
     transactions too: they are on the broker's disk all the same)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **client_options(settings),
         group_id=None,
         enable_auto_commit=False,
         isolation_level="read_uncommitted",

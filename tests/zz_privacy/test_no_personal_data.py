@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from devtools import stack
+from shared.kafka_security import client_options
 from shared.settings import SERVICE_SCHEMAS, Settings, get_settings
 from shared.temporal_client import connect as connect_temporal
 from tests.conftest import auth
@@ -242,7 +243,7 @@ async def unsettled(s: Settings) -> list[str]:
                 left.append(f"{n} unsent in {schema}.outbox")
     finally:
         await conn.close()
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**client_options(s))
     await admin.start()
     try:
         for group, topics in GROUPS.items():
@@ -272,7 +273,7 @@ async def _nothing(pending: Any) -> bool:
 
 
 async def instance_topics(s: Settings) -> list[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**client_options(s))
     await admin.start()
     try:
         return sorted(t for t in await admin.list_topics() if t.startswith(s.topic_prefix))
@@ -391,7 +392,7 @@ class TestTheScannerFindsWhatItLooksFor:
         self, infra: Settings, new_topic: str
     ) -> None:
         known, nhs = self.known()
-        producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers, acks="all")
+        producer = AIOKafkaProducer(**client_options(infra), acks="all")
         await producer.start()
         try:
             await producer.send_and_wait(new_topic, value=b'{"clean": "pt_x"}', key=b"a")

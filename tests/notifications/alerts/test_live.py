@@ -31,6 +31,7 @@ from services.notifications.alerts import api as api_alerts
 from services.notifications.alerts import live
 from services.notifications.alerts.live import AlertChanged, AlertFanout, Subscription
 from shared.db import make_engine, make_sessionmaker
+from shared.kafka_security import client_options
 from shared.outbox import event_bytes
 from shared.settings import Settings
 from shared.topics import JOURNEYS
@@ -268,7 +269,7 @@ def api(s: Settings, service: str) -> str:
 
 
 async def produce(s: Settings, topic: str, event: Any) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**client_options(s), acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(

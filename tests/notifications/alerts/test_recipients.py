@@ -21,6 +21,7 @@ from services.notifications.messages.templates import Templates
 from shared.db import unit_of_work
 from shared.events.envelope import CloudEvent, make_event
 from shared.events.journeys import ALERT_EVENTS
+from shared.kafka_security import client_options
 from shared.settings import Settings
 from shared.topics import JOURNEYS
 from tests.conftest import auth
@@ -324,7 +325,7 @@ class TestDelivered:
 async def publish(s: Settings, event: CloudEvent) -> None:
     """Put an alert event on the journeys topic as the journey's activity does (keyed by the
     person)."""
-    producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**client_options(s), acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(

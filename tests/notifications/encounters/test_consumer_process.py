@@ -13,6 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from services.notifications.consumers import CONSUMER_NAME
+from shared.kafka_security import client_options
 from shared.topics import ENCOUNTERS, dlq
 from tests.helpers import end_offsets, eventually, read_topic
 from tests.notifications.encounters.support import encounter_event, new_patient
@@ -20,9 +21,7 @@ from tests.notifications.test_consumer import rows
 
 
 async def produce(s: Any, messages: list[tuple[str, bytes]]) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=s.bootstrap_servers, acks="all", enable_idempotence=True
-    )
+    producer = AIOKafkaProducer(**client_options(s), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for key, value in messages:

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from services.notifications.messages.domain import appointment_words, staff_key
 from services.notifications.messages.sender import Claimed, MessageSender
 from shared.db import unit_of_work
+from shared.kafka_security import client_options
 from shared.topics import REFERRALS
 from tests.conftest import auth
 from tests.helpers import eventually, read_topic
@@ -104,7 +105,7 @@ class TestTheReferrer:
 
         records = await read_topic(s, topic, until=lambda rs: any(accepted(r) for r in rs))
         original = next(r for r in records if accepted(r))
-        producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all")
+        producer = AIOKafkaProducer(**client_options(s), acks="all")
         await producer.start()
         try:  # the very same record again, as a relay restarted mid-batch would send it
             await producer.send_and_wait(
