@@ -1,7 +1,8 @@
 """Kafka principals and their ACLs, rendered for the deployments: Strimzi `KafkaUser`s
 (deploy/k8s/kafka-users.yaml) and the Compose one-shot that makes the same users and ACLs on
-the single broker (deploy/compose/kafka-users.sh). Both files are generated from the table
-below and committed; tests/test_deploy_kafka.py checks they equal this module's output.
+the single broker (deploy/compose/kafka-users.sh). Both files are generated from
+shared/kafka_principals.py (the table the local broker's ACLs come from too) and committed;
+tests/test_deploy_security.py checks they equal this module's output.
 
     python -m devtools.kafka_acls          # rewrite both files
     python -m devtools.kafka_acls --check  # exit 1 if either differs (CI)
@@ -10,8 +11,7 @@ below and committed; tests/test_deploy_kafka.py checks they equal this module's 
 One principal per Waymark process kind, least privilege: it writes its own topic and the
 dead-letter topic of each topic it reads, reads what it consumes, and uses its own consumer
 group. `waymark-admin` is the brokers' only super user (topic creation in Compose, `waymark
-dlq`, operators' tools) and so needs no ACLs. The same table is being written as
-`shared.kafka_principals` for the local stack; once it lands, PRINCIPALS comes from there.
+dlq`, operators' tools) and so needs no ACLs.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.topics import CARE_PLANS, DIRECTORY, ENCOUNTERS, JOURNEYS, NOTIFICATIONS, REFERRALS
+from shared import kafka_principals
 from shared.topics import dlq as dlq_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,21 +49,11 @@ class Principal:
         return (self.own_topic, *(dlq_of(t) for t in self.reads))
 
 
-PRINCIPALS: tuple[Principal, ...] = (
-    Principal("referrals", REFERRALS, (DIRECTORY,), "referrals-directory"),
-    Principal("directory", DIRECTORY),
-    Principal("care-plans", CARE_PLANS, (REFERRALS,), "care-plans-referrals"),
-    Principal(
-        "notifications",
-        NOTIFICATIONS,
-        (REFERRALS, DIRECTORY, CARE_PLANS, JOURNEYS, ENCOUNTERS),
-        "notifications",
-    ),
-    Principal("integration", ENCOUNTERS),
-    # the journeys relay publishes alerts; the bridge reads the events journeys follow
-    Principal(
-        "journeys", JOURNEYS, (REFERRALS, CARE_PLANS, NOTIFICATIONS, ENCOUNTERS), "journeys-bridge"
-    ),
+#: the deployment's principals: the same table the local stack's ACLs come from
+#: (shared/kafka_principals.py), so Strimzi's KafkaUsers and the local broker never differ
+PRINCIPALS: tuple[Principal, ...] = tuple(
+    Principal(k.name, k.owns[0], k.reads, k.groups[0] if k.groups else None)
+    for k in kafka_principals.PRINCIPALS
 )
 
 

@@ -223,14 +223,7 @@ def settings_from(env: dict[str, object]) -> Settings:
 #: settings issue #18 adds (identity: shared/auth.py and shared/settings.py; Kafka SASL; Temporal
 #: TLS and the payload codec), set by the deployments before they are in Settings on this
 #: branch. Once merged every one is a real field and this set can go.
-#: Kafka identities (helper h1's settings) are not merged yet: these names pass until they are
-ARRIVING_WITH_18 = {
-    "WAYMARK_KAFKA_SECURITY_PROTOCOL",
-    "WAYMARK_KAFKA_SASL_MECHANISM",
-    "WAYMARK_KAFKA_SASL_USERNAME",
-    "WAYMARK_KAFKA_SASL_PASSWORD_PATH",
-    "WAYMARK_KAFKA_SSL_CA_PATH",
-}
+ARRIVING_WITH_18: set[str] = set()  # every setting the manifests name has landed
 
 
 def assert_real_settings(names: set[str], where: str) -> None:
