@@ -165,6 +165,10 @@ class Settings(BaseSettings):
     # empty id: the local provider's `waymark-dashboard` client
     dashboard_client_id: str = ""
     dashboard_client_secret_path: Path | None = None
+    # the dashboard's public origin (https://waymark.example.nhs.uk): its redirect and
+    # post-logout URIs are <this>/dashboard/auth/callback and <this>/dashboard/signed-out;
+    # empty: http://127.0.0.1:<notifications API port> (local)
+    dashboard_public_url: str = Field(default="", pattern=r"^(https?://[^/?#\s]+)?$")
     # key for keyed pseudonymisation (HMAC-SHA256) of NHS numbers into patient ids
     pseudonym_key_path: Path | None = None
 
