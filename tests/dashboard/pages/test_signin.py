@@ -300,7 +300,7 @@ class TestTheIdToken:
         self, settings: Settings, changes: dict[str, Any], why: str
     ) -> None:
         subject = "demo-casey" if why == "another person" else None
-        with pytest.raises(SignInFailed, match=why):
+        with pytest.raises(SignInFailed, match=f"(?i){why}"):
             await relying_party.validate_id_token(
                 settings, _id_token(settings, **changes), nonce="the-nonce", subject=subject
             )
