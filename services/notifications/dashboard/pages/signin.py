@@ -15,11 +15,11 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse
 
 from services.notifications.dashboard import relying_party, session
 from services.notifications.dashboard.relying_party import SignInFailed
-from services.notifications.dashboard.rendering import quiet_viewer, render, settings_of
+from services.notifications.dashboard.rendering import quiet_viewer, redirect, render, settings_of
 from services.notifications.dashboard.session import ViewerDep
 from shared.auth import verify_token
 from shared.errors import Unauthenticated
@@ -37,11 +37,7 @@ ShortText = Annotated[str | None, Query(max_length=4096)]
 async def home(request: Request) -> Response:
     """Where each user starts."""
     v = session.viewer(request)
-    return _see_other(session.home_for(v.principal))
-
-
-def _see_other(url: str) -> RedirectResponse:
-    return RedirectResponse(url, 303, headers={"Cache-Control": "no-store"})
+    return redirect(session.home_for(v.principal))
 
 
 def _drop_login_cookie(resp: Response, s: Settings) -> None:
@@ -83,7 +79,7 @@ async def login(
         )
     except IssuerUnavailable as exc:
         return _problem_page(request, 503, exc.message)
-    resp = _see_other(url)
+    resp = redirect(url)
     resp.set_cookie(
         session.LOGIN_COOKIE,
         sealed,
@@ -160,7 +156,7 @@ async def logout(request: Request, v: ViewerDep) -> Response:
             target = await relying_party.end_session_url(s, tokens.id_token) or target
         except IssuerUnavailable:
             pass  # signed out here; the provider's session ends at its own time
-    resp = _see_other(target)
+    resp = redirect(target)
     session.clear_session(resp, s)
     return resp
 
