@@ -206,8 +206,8 @@ def cmd_seed(args: argparse.Namespace, s: Settings) -> int:
         )
     print(
         f"dashboard: http://127.0.0.1:{s.api_port('notifications')}/dashboard/login "
-        f"(local sign-in, no password: pick a coordinator of {s.ics} for the alerts, the "
-        "lead for the overview)"
+        f"(through the local identity provider, {s.issuer}: pick a demo user, no password; a "
+        f"coordinator of {s.ics} for the alerts, the lead for the overview)"
     )
     print(f"mail and texts sent locally: {s.home / 'sinks' / s.instance}/(mail|sms)/")
     print(

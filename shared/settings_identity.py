@@ -34,6 +34,10 @@ class IdentitySettings(BaseSettings):
     # empty id: the local provider's `waymark-dashboard` client
     dashboard_client_id: str = ""
     dashboard_client_secret_path: Path | None = None
+    # the dashboard's public origin (https://waymark.example.nhs.uk): its redirect and
+    # post-logout URIs are <this>/dashboard/auth/callback and <this>/dashboard/signed-out;
+    # empty: http://127.0.0.1:<notifications API port> (local); production needs it
+    dashboard_public_url: str = Field(default="", pattern=r"^(https?://[^/?#\s]+)?$")
     # Temporal's authorizer (Kubernetes: deploy/k8s/temporal-values.yaml) takes a bearer token:
     # when set, every Temporal client sends its process's own client credentials token for this
     # scope (the ICS's provider puts Temporal's `permissions` claim in it), refreshed before it
@@ -54,6 +58,11 @@ class IdentitySettings(BaseSettings):
                 )
             if not self.oidc_issuer.startswith("https://"):
                 raise ValueError("the OpenID issuer must be an https:// URL in production")
+            if not self.dashboard_public_url.startswith("https://"):
+                raise ValueError(
+                    "deployment_mode production needs the dashboard's public https:// origin "
+                    "(WAYMARK_DASHBOARD_PUBLIC_URL): the provider sends people back there"
+                )
         if self.temporal_oauth_scope and not (
             self.oauth_client_id and self.oauth_client_secret_path
         ):

@@ -1,7 +1,7 @@
 """What the dashboard's browser tests share: one headless Chromium per test session (Debian's
 own, driven by Playwright: no browser is ever downloaded), contexts signed in through the
-dashboard's own login page and reused, axe-core checks, screenshots, and referrals made through
-the running referrals API.
+local identity provider's sign-in page and reused, axe-core checks, screenshots, and referrals
+made through the running referrals API.
 
 Installed by scripts/browser_deps.sh (sourced by scripts/test.sh): `apt-get install chromium`
 and `npm ci` in tests/dashboard (axe-core, pinned in package-lock.json). Playwright itself is
@@ -20,7 +20,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,8 @@ VIEWPORT = {"width": 1280, "height": 900}
 UPDATE_ENV = "WAYMARK_UPDATE_SCREENSHOTS"
 DOCS_ALERTS_PNG = REPO / "docs" / "dashboard-alerts.png"
 
-#: the demo users' organisations (the dev login page lists them; scripts/seed uses the same)
+#: the demo users' organisations (the local provider's sign-in page lists them; scripts/seed
+#: uses the same)
 CLINICIAN_ORG = "GP-A81001"
 SERVICE_STAFF_ORG = "PAIN-RTH"
 
@@ -118,17 +119,33 @@ class SignedIn:
     user: str  # the demo user's id, the value of the login button pressed
 
 
+async def choose_demo_user(page: Page, role: str) -> str:
+    """On the local identity provider's sign-in page, press the button of the first demo user
+    with `role` (the page names each user's role and organisation beside the button); their
+    id."""
+    item = page.locator("li", has_text=re.compile(rf"\b{re.escape(role)}, ")).first
+    button = item.get_by_role("button")
+    user = await button.get_attribute("value")
+    assert user, f"the provider's page has no demo user with the role {role}"
+    await button.click()
+    return user
+
+
+def on_dashboard_page(dashboard: Dashboard) -> Callable[[str], bool]:
+    """A dashboard page proper (not the sign-in's callback)."""
+    return lambda url: url.startswith(dashboard.url("/")) and "/dashboard/auth/" not in url
+
+
 async def sign_in(browser: Browser, dashboard: Dashboard, role: str) -> SignedIn:
-    """A context signed in through the dev login page as the demo user with `role` (the page
-    names each user's role in the button's accessible name)."""
+    """A context signed in the way a person signs in: the dashboard sends the browser to the
+    local identity provider, the demo user with `role` is chosen there, and the provider sends
+    it back to the dashboard."""
     ctx = await new_context(browser)
     page = await ctx.new_page()
     await page.goto(dashboard.url("/login"))
-    button = page.get_by_role("button", name=re.compile(rf"\({re.escape(role)}\b")).first
-    user = await button.get_attribute("value")
-    assert user, f"the login button for the {role} names no user"
-    await button.click()
-    await page.wait_for_url(lambda url: "/dashboard/login" not in url)
+    assert page.url.startswith(dashboard.settings.issuer), page.url
+    user = await choose_demo_user(page, role)
+    await page.wait_for_url(on_dashboard_page(dashboard))
     await page.close()
     return SignedIn(context=ctx, user=user)
 

@@ -11,16 +11,18 @@ import asyncio
 
 import httpx
 
-from tests.dashboard.page_support import sign_in
+from tests.dashboard.page_support import landing, sign_in
 from tests.notifications.alert_support import sse_events
 
 
 class TestPagesAreSafe:
-    async def test_pages_carry_a_strict_content_security_policy_and_no_caching(self, web):
+    async def test_pages_carry_a_strict_content_security_policy_and_no_caching(self, web, settings):
         await sign_in(web)
         resp = await web.get("/dashboard/alerts")
         assert "script-src 'self'" in resp.headers["content-security-policy"]
         assert "frame-ancestors 'none'" in resp.headers["content-security-policy"]
+        # forms post here, and signing out's answer goes on to the identity provider only
+        assert f"form-action 'self' {settings.issuer};" in resp.headers["content-security-policy"]
         assert resp.headers["cache-control"] == "no-store"
         assert resp.headers["x-content-type-options"] == "nosniff"
 
@@ -64,8 +66,7 @@ class TestLiveStream:
         async with httpx.AsyncClient(
             base_url=running_apps.api_url("notifications"), timeout=30
         ) as http:
-            signed_in = await sign_in(http)
-            assert signed_in.status_code == 303
+            assert landing(await sign_in(http)) == "/dashboard/alerts"
             async with http.stream("GET", "/alerts/stream") as resp:
                 assert resp.status_code == 200
                 assert resp.headers["content-type"].startswith("text/event-stream")

@@ -28,13 +28,12 @@ from services.notifications.api import app
 from services.notifications.dashboard import session as dashboard_session
 from services.notifications.dashboard.session import COOKIE
 from shared.settings import Settings
-from tests.dashboard.page_support import csrf_of, sign_in
+from tests.dashboard.page_support import csrf_of, landing, sign_in
 from tests.notifications.alert_support import sse_events
 
 
 async def _signed_in(web: httpx.AsyncClient, user: str = "demo-casey") -> str:
-    resp = await sign_in(web, user)
-    assert resp.status_code == 303, resp.text
+    landing(await sign_in(web, user))
     cookie = web.cookies.get(COOKIE)
     assert cookie
     return cookie
@@ -245,7 +244,7 @@ async def served(dashboard_app: Any) -> AsyncIterator[str]:
 class TestTheStream:
     async def test_an_open_stream_ends_when_its_session_is_signed_out(self, served: str) -> None:
         async with httpx.AsyncClient(base_url=served, timeout=30) as browser:
-            await sign_in(browser)
+            landing(await sign_in(browser))
             page = await browser.get("/dashboard/alerts")
             async with browser.stream("GET", "/alerts/stream") as resp:
                 assert resp.status_code == 200

@@ -795,7 +795,8 @@ NOT_PATIENT_DATA: dict[tuple[str, str], str] = {
         for op in (
             "GET /dashboard",
             "GET /dashboard/login",
-            "POST /dashboard/login",
+            "GET /dashboard/auth/callback",
+            "GET /dashboard/signed-out",
             "POST /dashboard/logout",
             "GET /dashboard/static/{name}",
             "GET /dashboard/directory",

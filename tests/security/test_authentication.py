@@ -13,8 +13,8 @@ Where a route takes its token elsewhere as well, each carrier is tried: the live
 accepts `?access_token=` and the dashboard's session cookie, and the dashboard's pages the
 cookie. Formats: problem+json everywhere, except FHIR routes (under /fhir), which answer a
 FHIR OperationOutcome (issue code `login`), and the dashboard's pages, which send a browser
-to sign in (303 to /dashboard/login, the local mode) and answer a script asking for JSON with
-problem+json 401.
+to sign in (303 to /dashboard/login, then the identity provider) and answer a script asking for
+JSON with problem+json 401.
 """
 
 from __future__ import annotations
@@ -49,8 +49,10 @@ PUBLIC: dict[str, str] = {
     "GET /docs": "the API's description, as a page",
     "GET /docs/oauth2-redirect": "part of the docs page",
     "GET /redoc": "the API's description, as another page",
-    "GET /dashboard/login": "the dashboard's sign-in page (local mode; 404 in production)",
-    "POST /dashboard/login": "signing in to the dashboard (local mode; 404 in production)",
+    "GET /dashboard/login": "the start of the dashboard's sign-in: off to the identity provider",
+    "GET /dashboard/auth/callback": "where the identity provider sends the browser back (the "
+    "sign-in's sealed state, the code and the ID token are checked before any session exists)",
+    "GET /dashboard/signed-out": "where the provider sends the browser after signing out",
     "GET /dashboard/static/{name}": "the dashboard's stylesheet and script",
     "GET /dashboard/{rest:path}": "'no page here' for any other dashboard address (no data)",
     "POST /dashboard/{rest:path}": "the same, for a form posted to no page",
@@ -307,7 +309,7 @@ async def test_a_valid_token_gets_past_authentication_on_every_route(
 def test_the_public_routes_are_few_and_every_one_exists(apis: dict[str, Api]) -> None:
     every = {op.key for api in apis.values() for op in operations(api.name, api.app)}
     assert set(PUBLIC) <= every, set(PUBLIC) - every
-    assert len(PUBLIC) <= 10
+    assert len(PUBLIC) <= 11
     # no patient or organisation data behind a public route: none names a resource
     for key in PUBLIC:
         assert not any(
@@ -333,13 +335,14 @@ async def test_the_public_routes_answer_without_a_token(apis: dict[str, Api]) ->
         assert (await api.client.get("/openapi.json")).status_code == 200
     dashboard = apis["notifications"].client
     dashboard.cookies.clear()
-    assert (await dashboard.get("/dashboard/login")).status_code == 200
+    assert (await dashboard.get("/dashboard/login")).status_code == 303  # to the provider
+    assert (await dashboard.get("/dashboard/signed-out")).status_code == 200
     assert (await dashboard.get("/dashboard/static/dashboard.css")).status_code == 200
     assert (
         await dashboard.get("/dashboard/no-such-page", headers={"Accept": "application/json"})
     ).status_code == 404
-    # signing in without the sign-in page's token is refused, not an error
+    # a callback without the sign-in's state is refused, not an error
     assert (
-        await dashboard.post("/dashboard/login", data={"user": "demo-casey"})
+        await dashboard.get("/dashboard/auth/callback", params={"code": "x", "state": "y"})
     ).status_code == 400
     dashboard.cookies.clear()

@@ -1,7 +1,7 @@
 """Errors are pages: the dashboard app's own exception handlers. Every failure on a dashboard
 address renders an HTML page with the right status (a problem+json for the script's
 requests), never a stack trace; a missing or expired session sends the browser to sign in
-(local mode) or explains how to (production).
+through the identity provider.
 
 The notifications API's handlers answer its own routes in problem+json; these, installed on
 the dashboard's app (app.py), answer everything under /dashboard.
@@ -20,12 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.notifications import service_apis
 from services.notifications.dashboard import session
-from services.notifications.dashboard.rendering import (
-    quiet_viewer,
-    render,
-    settings_of,
-    wants_json,
-)
+from services.notifications.dashboard.rendering import quiet_viewer, render, wants_json
 from services.notifications.dashboard.session import LoginRequired
 from shared.errors import WaymarkError
 from shared.problems import problem
@@ -77,28 +72,28 @@ def error_page(
 
 
 def login_needed(request: Request, exc: LoginRequired) -> Response:
-    """No session: the sign-in page (local), a page saying how to sign in (production), or a
-    401 problem for the script."""
-    s = settings_of(request)
+    """No session: off to sign in (through the identity provider), coming back to this page;
+    a 401 problem for the script. A cookie naming a session that has ended (timed out, signed
+    out elsewhere) asks the provider to authenticate the person again, so an idle timeout is not
+    undone by the provider's own session."""
     if wants_json(request):
         return problem(
-            401, "Not authenticated", exc.reason, slug="unauthenticated", instance=request.url.path
+            401,
+            "Not authenticated",
+            exc.reason,
+            slug="unauthenticated",
+            instance=request.url.path,
+            headers={"WWW-Authenticate": "Bearer"},
         )
-    if session.local_mode(s):
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        nxt = session.safe_next(target) if request.method == "GET" else None
-        query = urlencode({"next": nxt}) if nxt else ""
-        return RedirectResponse(
-            "/dashboard/login" + (f"?{query}" if query else ""),
-            303,
-            headers={"Cache-Control": "no-store"},
-        )
-    return error_page(
-        request,
-        401,
-        "Sign in through your organisation's identity provider "
-        f"to use the dashboard ({exc.reason}).",
-        headers={"WWW-Authenticate": "Bearer"},
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    nxt = session.safe_next(target) if request.method == "GET" else None
+    query = {"next": nxt} if nxt else {}
+    if session.cookie_session_id(request) and not request.headers.get("authorization"):
+        query["again"] = "1"
+    return RedirectResponse(
+        "/dashboard/login" + (f"?{urlencode(query)}" if query else ""),
+        303,
+        headers={"Cache-Control": "no-store"},
     )
 
 

@@ -138,5 +138,4 @@ FLASH_MESSAGES = {
     "assign": "Alert assigned.",
     "snooze": "Alert snoozed.",
     "resolve": "Alert resolved.",
-    "signed-out": "You have signed out.",
 }

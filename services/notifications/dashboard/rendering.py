@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path as FilePath
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -34,10 +34,14 @@ from shared.settings import Settings
 HERE = FilePath(__file__).parent
 PAGE_SIZE = 50
 
+#: {issuer} is the identity provider's origin: signing out is a form whose answer redirects
+#: there (RP-initiated logout), and form-action governs a form's redirects too
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; connect-src 'self'; form-action 'self' {issuer}; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
-    "img-src 'self' data:; connect-src 'self'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
@@ -184,7 +188,11 @@ def render(
         flash=FLASH_MESSAGES.get(flash_code or ""),
         **context,
     )
-    resp = HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+    issuer = urlsplit(settings_of(request).issuer)
+    csp = CONTENT_SECURITY_POLICY.format(issuer=f"{issuer.scheme}://{issuer.netloc}")
+    resp = HTMLResponse(
+        html, status_code=status, headers={"Content-Security-Policy": csp, **SECURITY_HEADERS}
+    )
     if flash_code:
         resp.delete_cookie(
             session.FLASH_COOKIE, path="/dashboard", httponly=True, samesite="strict"

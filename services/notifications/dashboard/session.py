@@ -1,17 +1,22 @@
 """Who is looking at the dashboard: a server-side session found by the cookie's random id (or
-an Authorization header), the user's token verified exactly as the APIs verify it
-(shared.auth.verify_token); the CSRF token every form carries, because a cookie
-authenticates; and the local dev sign-in.
+an Authorization header), the user's access token verified exactly as the APIs verify it
+(shared.auth.verify_token); and the CSRF token every form carries, because a cookie
+authenticates. Signing in is the issuer's (relying_party.py, pages/signin.py).
 
 - The session cookie (HttpOnly, SameSite=Strict, Secure in production) holds a random id and
   nothing else: it is no bearer token, so no API accepts it. The session is a row of the
-  notifications schema (`dashboard_session`) found by a hash of that id; it holds the user's
-  API token, sealed (AES-GCM) with a key derived from the id, so the dashboard calls the other
-  services' APIs as the user while a copy of the table opens nothing.
+  notifications schema (`dashboard_session`) found by a hash of that id; it holds the tokens
+  the provider gave (access, refresh and ID token), sealed (AES-GCM) with a key derived from the
+  id, so the dashboard calls the other services' APIs as the user while a copy of the table
+  opens nothing.
+- Refresh: a request that finds the access token within a minute of its expiry refreshes it
+  with the refresh token, the row locked meanwhile (FOR UPDATE), so two requests at once
+  refresh once and a rotated refresh token is never used twice. A refused refresh ends the
+  session (the next page is sign-in).
 - A session ends when the user signs out (the row is deleted: the cookie is dead wherever a
   copy of it is), after `dashboard_session_idle_seconds` without a request (idle timeout), or
-  `dashboard_session_max_seconds` after sign-in (absolute timeout; the token it holds expires
-  then too). An ended session is a sign-in page, like none at all.
+  `dashboard_session_max_seconds` after sign-in (absolute timeout), or when its refresh is
+  refused. An ended session is a sign-in page, like none at all.
 - CSRF: each form carries a token derived from the session id (SHA-256 with a fixed purpose
   prefix; from the bearer token when an Authorization header authenticates). A page of
   another origin can neither read the cookie nor the page, so it cannot know it;
@@ -19,10 +24,6 @@ authenticates; and the local dev sign-in.
   header: behind a sign-in proxy that adds the header to every request, the header
   authenticates a forged form as well as a cookie would. (API clients use the API's own
   routes, which need no CSRF token.)
-- Local mode (settings.deployment_mode == "local") offers demo users to sign in as; the login
-  form itself is protected by a double-submit token (a random cookie and the same value in the
-  form). In production the dev sign-in does not exist (404): sign-in is the ICS's identity
-  provider (OpenID Connect), which is not built yet.
 
 The live alert stream (`/alerts/stream`, api_alerts.py) accepts this cookie too
 (`stream_session`), so a browser's EventSource authenticates without a token in the URL; the
@@ -34,11 +35,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from cryptography.exceptions import InvalidTag
@@ -46,24 +49,28 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fastapi import Depends, Request, Response
 from sqlalchemy import Table, delete, or_, select, update
 
+from services.notifications.dashboard import relying_party
+from services.notifications.dashboard.relying_party import Tokens
 from services.notifications.models import DashboardSession
-from shared.auth import Principal, Role, mint_token, verify_token
+from shared.auth import Principal, Role, verify_token
 from shared.db import unit_of_work
 from shared.errors import Forbidden, Unauthenticated, ValidationFailed, WaymarkError
+from shared.oidc import IssuerUnavailable
 from shared.settings import Settings, get_settings
 
 COOKIE = "waymark_session"
-LOGIN_COOKIE = "waymark_login"
+LOGIN_COOKIE = "waymark_login"  # the sign-in in progress (relying_party.LoginState)
 FLASH_COOKIE = "waymark_flash"
 #: what a session's random id is made of: 256 bits, URL-safe base64
 SESSION_ID_BYTES = 32
+logger = logging.getLogger(__name__)
 SESSIONS = cast(Table, DashboardSession.__table__)  # type: ignore[attr-defined]
 #: the largest form a dashboard page posts (a few short fields)
 MAX_FORM_BYTES = 16 * 1024
 
 
 class LoginRequired(Exception):
-    """No valid session: the page sends the browser to sign in (local) or explains (production)."""
+    """No valid session: the page sends the browser to sign in (a 401 for the script)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -72,75 +79,6 @@ class LoginRequired(Exception):
 
 class PayloadTooLarge(WaymarkError):
     status, title, slug = 413, "Form too large", "payload-too-large"
-
-
-@dataclass(frozen=True)
-class DemoUser:
-    key: str
-    name: str
-    roles: tuple[str, ...]
-    org: str
-    ics: str
-    sees: str  # what this user's dashboard shows, for the sign-in page
-
-    @property
-    def sub(self) -> str:
-        return self.key  # the button's value is the user id the token carries
-
-    @property
-    def label(self) -> str:
-        return f"Sign in as {self.name} ({', '.join(self.roles)}, {self.org})"
-
-
-def demo_users(settings: Settings) -> list[DemoUser]:
-    """The local stack's demo users (every one invented)."""
-    ics = settings.ics
-    return [
-        DemoUser(
-            "demo-casey",
-            "Casey Coordinator",
-            ("coordinator",),
-            ics,
-            ics,
-            f"the alert inbox of {ics}: acts on alerts",
-        ),
-        DemoUser(
-            "demo-jordan",
-            "Jordan Coordinator",
-            ("coordinator",),
-            ics,
-            ics,
-            f"the alert inbox of {ics}: a second coordinator to assign alerts to",
-        ),
-        DemoUser(
-            "demo-lee",
-            "Lee Lead",
-            ("ics_lead",),
-            ics,
-            ics,
-            f"the overview of {ics}: loops, stalls and waits (figures, no patient detail)",
-        ),
-        DemoUser(
-            "demo-gita",
-            "Dr Gita Rao",
-            ("clinician",),
-            "GP-A81001",
-            ics,
-            "a GP practice's referrals and the directory of services",
-        ),
-        DemoUser(
-            "demo-sam",
-            "Sam Triage",
-            ("service_staff",),
-            "PAIN-RTH",
-            ics,
-            "the pain service's triage worklist",
-        ),
-    ]
-
-
-def demo_user(settings: Settings, key: str) -> DemoUser | None:
-    return next((u for u in demo_users(settings) if u.key == key), None)
 
 
 def local_mode(settings: Settings) -> bool:
@@ -229,27 +167,74 @@ SESSION_ENDED = (
 )
 
 
-async def _live_token(request: Request, session_id: str, *, touch: bool) -> str | None:
-    """The token of a live session (touched, so its idle timeout starts again, if `touch`);
-    None if the session has ended or never was."""
+def _live(s: Settings, session_id: str, now: datetime) -> Any:
+    c = SESSIONS.c
+    idle_since = now - timedelta(seconds=s.dashboard_session_idle_seconds)
+    return (
+        (c.id_hash == _id_hash(session_id)) & (c.expires_at > now) & (c.last_seen_at > idle_since)
+    )
+
+
+def _tokens(session_id: str, sealed: bytes | None) -> Tokens | None:
+    opened = _unseal(session_id, sealed) if sealed is not None else None
+    return Tokens.from_json(opened) if opened is not None else None
+
+
+async def _live_tokens(request: Request, session_id: str, *, touch: bool) -> Tokens | None:
+    """The tokens of a live session (touched, so its idle timeout starts again, and refreshed
+    when due, if `touch`); None if the session has ended or never was."""
     if len(session_id) > 100:
         return None  # not an id this dashboard made (an old token cookie, say): no query
     s: Settings = request.app.state.settings
     now = datetime.now(UTC)
-    idle_since = now - timedelta(seconds=s.dashboard_session_idle_seconds)
-    c = SESSIONS.c
-    live = (
-        (c.id_hash == _id_hash(session_id)) & (c.expires_at > now) & (c.last_seen_at > idle_since)
-    )
+    live = _live(s, session_id, now)
     async with unit_of_work(request.app.state.sessions) as db:
         if touch:
             found = await db.exec(
-                update(SESSIONS).where(live).values(last_seen_at=now).returning(c.token_sealed)
+                update(SESSIONS)
+                .where(live)
+                .values(last_seen_at=now)
+                .returning(SESSIONS.c.token_sealed)
             )
         else:
-            found = await db.exec(select(c.token_sealed).where(live))  # type: ignore[call-overload]
-        sealed = found.scalar_one_or_none()
-    return _unseal(session_id, sealed) if sealed is not None else None
+            found = await db.exec(select(SESSIONS.c.token_sealed).where(live))  # type: ignore[call-overload]
+        tokens = _tokens(session_id, found.scalar_one_or_none())
+    if tokens is None or not touch or not tokens.due(time.time()):
+        return tokens
+    return await _refreshed(request, session_id)
+
+
+async def _refreshed(request: Request, session_id: str) -> Tokens | None:
+    """The session's tokens refreshed, the row locked meanwhile: a second request waiting on
+    the lock finds them fresh and does not use the (maybe rotated) refresh token again. A
+    refused refresh ends the session; the provider unreachable keeps a token still valid."""
+    s: Settings = request.app.state.settings
+    now = datetime.now(UTC)
+    async with unit_of_work(request.app.state.sessions) as db:
+        found = await db.exec(
+            select(SESSIONS.c.token_sealed)  # type: ignore[call-overload]
+            .where(_live(s, session_id, now))
+            .with_for_update()
+        )
+        tokens = _tokens(session_id, found.scalar_one_or_none())
+        if tokens is None or not tokens.due(time.time()):
+            return tokens
+        try:
+            fresh = await relying_party.refresh(s, tokens)
+        except relying_party.RefreshRefused as exc:
+            logger.info("dashboard session ended: its refresh was refused (%s)", exc)
+            await db.exec(delete(SESSIONS).where(SESSIONS.c.id_hash == _id_hash(session_id)))
+            return None
+        except IssuerUnavailable:
+            if tokens.expires_at > time.time():
+                return tokens  # still valid: the next request tries again
+            raise
+        await db.exec(
+            update(SESSIONS)
+            .where(SESSIONS.c.id_hash == _id_hash(session_id))
+            .values(token_sealed=_seal(session_id, fresh.to_json()))
+        )
+    return fresh
 
 
 async def load_session(request: Request) -> None:
@@ -266,9 +251,10 @@ async def load_session(request: Request) -> None:
         session_id = cookie_session_id(request)
         if session_id is None:
             return
-        token = await _live_token(request, session_id, touch=True)
-        if token is None:
+        tokens = await _live_tokens(request, session_id, touch=True)
+        if tokens is None:
             return
+        token = tokens.access_token
     try:
         principal = await verify_token(get_settings(), token)
     except Unauthenticated as exc:
@@ -296,19 +282,19 @@ async def stream_session(request: Request) -> tuple[str, str] | None:
     session_id = cookie_session_id(request)
     if session_id is None:
         return None
-    token = await _live_token(request, session_id, touch=True)
-    return (session_id, token) if token is not None else None
+    tokens = await _live_tokens(request, session_id, touch=True)
+    return (session_id, tokens.access_token) if tokens is not None else None
 
 
 async def session_alive(request: Request, session_id: str) -> bool:
     """Whether a session is still live (not touched: an open stream is not activity)."""
-    return await _live_token(request, session_id, touch=False) is not None
+    return await _live_tokens(request, session_id, touch=False) is not None
 
 
 async def start_session(
-    request: Request, response: Response, settings: Settings, token: str, principal: Principal
+    request: Request, response: Response, settings: Settings, tokens: Tokens, principal: Principal
 ) -> None:
-    """A new session for a signed-in user: a row holding the sealed token, and the cookie
+    """A new session for a signed-in user: a row holding the sealed tokens, and the cookie
     carrying its random id. Sessions that have ended are cleared away here."""
     session_id = secrets.token_urlsafe(SESSION_ID_BYTES)
     now = datetime.now(UTC)
@@ -324,7 +310,7 @@ async def start_session(
             DashboardSession(
                 id_hash=_id_hash(session_id),
                 user_identity=principal.identity,
-                token_sealed=_seal(session_id, token),
+                token_sealed=_seal(session_id, tokens.to_json()),
                 created_at=now,
                 last_seen_at=now,
                 expires_at=now + timedelta(seconds=max_age),
@@ -341,31 +327,24 @@ async def start_session(
     )
 
 
-async def end_session(request: Request) -> None:
-    """Sign out: the cookie's session is deleted, so the cookie is dead wherever it is."""
+async def end_session(request: Request) -> Tokens | None:
+    """Sign out: the cookie's session is deleted, so the cookie is dead wherever it is; the
+    tokens it held (to revoke and to name the person to the provider), if any."""
     session_id = cookie_session_id(request)
     if session_id is None:
-        return
+        return None
     async with unit_of_work(request.app.state.sessions) as db:
-        await db.exec(delete(SESSIONS).where(SESSIONS.c.id_hash == _id_hash(session_id)))
+        found = await db.exec(
+            delete(SESSIONS)
+            .where(SESSIONS.c.id_hash == _id_hash(session_id))
+            .returning(SESSIONS.c.token_sealed)
+        )
+        return _tokens(session_id, found.scalar_one_or_none())
 
 
 def clear_session(response: Response, settings: Settings) -> None:
     response.delete_cookie(
         COOKIE, path="/", httponly=True, samesite="strict", secure=not local_mode(settings)
-    )
-
-
-def mint_session(settings: Settings, user: DemoUser) -> str:
-    """A demo user's API token, living as long as a session may."""
-    return mint_token(
-        settings,
-        sub=user.sub,
-        roles=list(user.roles),
-        org=user.org,
-        ics=user.ics,
-        name=user.name,
-        ttl=timedelta(seconds=settings.dashboard_session_max_seconds),
     )
 
 
@@ -402,16 +381,6 @@ def check_csrf(v: Viewer, form: dict[str, str]) -> None:
             "page and try again",
             reason="csrf",
         )
-
-
-def new_login_token() -> str:
-    return secrets.token_urlsafe(24)
-
-
-def check_login_csrf(request: Request, form: dict[str, str]) -> bool:
-    cookie = request.cookies.get(LOGIN_COOKIE, "")
-    sent = form.get("csrf", "")
-    return bool(cookie) and bool(sent) and hmac.compare_digest(cookie.encode(), sent.encode())
 
 
 def safe_next(value: str | None) -> str | None:
