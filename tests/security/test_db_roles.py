@@ -308,12 +308,17 @@ class TestSettings:
             Settings(deployment_mode="production")
         with pytest.raises(ValueError, match="https"):
             Settings(deployment_mode="production", oidc_issuer="http://idp.example")
+        with pytest.raises(ValueError, match="WAYMARK_DASHBOARD_PUBLIC_URL"):
+            Settings(deployment_mode="production", oidc_issuer="https://idp.example")
 
     def test_local_mode_refuses_a_network_bind(self) -> None:
         with pytest.raises(ValueError, match="local mode listens on loopback only"):
             Settings(api_host="0.0.0.0")
         Settings(
-            api_host="0.0.0.0", deployment_mode="production", oidc_issuer="https://idp.example"
+            api_host="0.0.0.0",
+            deployment_mode="production",
+            oidc_issuer="https://idp.example",
+            dashboard_public_url="https://waymark.example",
         )
         Settings(api_host="0.0.0.0", api_loopback_published=True)
         Settings(api_host="::1")
