@@ -482,7 +482,9 @@ class TestQuietHours:
             channels=["email"],
             email=address,
             quiet_start=_hhmm(now - timedelta(minutes=1)),
-            quiet_end=_hhmm(now + timedelta(minutes=3)),
+            # the window ends at the start of the minute after next: 60 to 120 s from now, time
+            # enough to make and accept the referral (the suite waits for it, not longer)
+            quiet_end=_hhmm(now + timedelta(minutes=2)),
         )
         referral = await new_referral(s, p)
         await move(s, p, referral, "accept")
