@@ -47,6 +47,7 @@ from shared.access import (
     permits,
     relationships_for,
 )
+from shared.auth import mint_token
 from shared.db import unit_of_work
 from shared.errors import PROBLEM_JSON
 from shared.fhir import NHS_NUMBER_SYSTEM
@@ -886,3 +887,146 @@ async def test_every_role_gets_what_the_policy_says_in_every_service(world: Worl
         f"{len(ROLES)} roles x {len(RELATIONS)} relations = {cells} cells checked"
     )
     assert not failures, f"{len(failures)} of {cells} cells differ:\n" + "\n".join(failures)
+
+
+# --- a system's token is held to its scopes ------------------------------------------------------
+
+#: the capability each endpoint is for: a client's token must name it among its scopes
+CAPABILITY: dict[str, Capability] = {
+    "referrals GET /referrals/{id}": C.REFERRAL_READ,
+    "referrals GET /referrals/{id}/history": C.REFERRAL_READ,
+    "referrals GET /referrals?patient_id=": C.REFERRAL_READ,
+    "referrals POST /referrals/{id}/cancel": C.REFERRAL_ACT,
+    "referrals GET /referrals/{id}/message-context": C.MESSAGE_CONTEXT_READ,
+    "referrals GET /fhir/ServiceRequest/{id}": C.REFERRAL_READ,
+    "referrals GET /fhir/ServiceRequest?patient=": C.REFERRAL_READ,
+    "referrals GET /fhir/Task/{id}": C.REFERRAL_READ,
+    "care_plans GET /care-plans/{id}": C.CARE_PLAN_READ,
+    "care_plans GET /patients/{pid}/care-plan": C.CARE_PLAN_READ,
+    "care_plans GET /care-plans/{id}/timeline": C.CARE_PLAN_READ,
+    "care_plans GET /care-plans/{id}/assessments": C.CARE_PLAN_READ,
+    "care_plans GET /fhir/CarePlan/{id}": C.CARE_PLAN_READ,
+    "care_plans PUT /care-plans/{id}": C.CARE_PLAN_WRITE,
+    "care_plans POST /care-plans/{id}/assessments": C.CARE_PLAN_WRITE,
+    "care_plans GET /patients/{pid}/contact": C.PATIENT_CONTACT_READ,
+    "directory GET /organizations/{org}": C.DIRECTORY_READ,
+    "directory PUT /organizations/{org}": C.DIRECTORY_MANAGE,
+    "directory GET /services/{draft}": C.DIRECTORY_READ,
+    "directory PATCH /services/{draft}": C.DIRECTORY_MANAGE,
+    "notifications GET /webhook-subscriptions": C.WEBHOOKS_MANAGE,
+    "notifications GET /webhook-subscriptions/{id}": C.WEBHOOKS_MANAGE,
+    "notifications PATCH /webhook-subscriptions/{id}": C.WEBHOOKS_MANAGE,
+    "notifications DELETE /webhook-subscriptions/{id}": C.WEBHOOKS_MANAGE,
+    "notifications GET /webhook-subscriptions/{id}/deliveries": C.WEBHOOKS_MANAGE,
+    "notifications GET /webhook-subscriptions/{id}/deliveries/{d}": C.WEBHOOKS_MANAGE,
+    "notifications POST /webhook-subscriptions/{id}/deliveries/{d}/resend": C.WEBHOOKS_MANAGE,
+    "notifications GET /messages?referral_id=": C.MESSAGE_LOG_READ,
+    "notifications GET /messages/{id}": C.MESSAGE_LOG_READ,
+    "notifications GET /alerts/{id}": C.ALERT_READ,
+    "notifications POST /alerts/{id}/acknowledge": C.ALERT_ACT,
+    "integration GET /sources": C.INTEGRATION_MANAGE,
+    "integration PUT /sources/{id}": C.INTEGRATION_MANAGE,
+    "integration GET /status": C.INTEGRATION_MANAGE,
+    "integration GET /dead-letters": C.INTEGRATION_MANAGE,
+    "integration POST /fhir/Encounter": C.CONTACTS_SUBMIT,
+    "integration GET /fhir/Encounter/{id}": C.CONTACTS_SUBMIT,
+    "integration POST /dead-letters/{id}/redrive": C.INTEGRATION_MANAGE,
+    "integration POST /dead-letters/{id}/discard": C.INTEGRATION_MANAGE,
+}
+
+#: endpoints beyond the matrix's, for capabilities it does not reach: (role, call, allowed status)
+SCOPE_EXTRA: dict[str, tuple[Capability, str, Call, int]] = {
+    "referrals POST /referrals": (
+        C.REFERRAL_CREATE,
+        "clinician",
+        lambda w, h: w.client("referrals").post(
+            "/referrals", headers=h, json=referral_body(to_service_id=w.svc_id, to_org=w.svc_org)
+        ),
+        201,
+    ),
+    "notifications GET /inbox": (
+        C.OWN_INBOX,
+        "clinician",
+        _get("notifications", lambda w: "/inbox"),
+        200,
+    ),
+    "notifications GET /preferences/me": (
+        C.OWN_PREFERENCES,
+        "clinician",
+        _get("notifications", lambda w: "/preferences/me"),
+        200,
+    ),
+}
+
+
+def _client_token(w: World, role: str, scopes: set[Capability], sub: str | None) -> dict[str, str]:
+    """A system's token as the provider issues it for client credentials: the client is its own
+    subject, and its scopes are listed."""
+    client = sub or f"partner-{uuid.uuid4().hex[:8]}"
+    token = mint_token(
+        w.s,
+        sub=client,
+        client_id=client,
+        roles=[role],
+        org=w.org,
+        ics=w.ics,
+        scope=" ".join(sorted(c.value for c in scopes)),
+    )
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _scope_refusal(where: str, r: httpx.Response, needed: Capability) -> list[str]:
+    challenge = r.headers.get("www-authenticate", "")
+    want = f'Bearer error="insufficient_scope", scope="{needed.value}"'
+    if r.status_code != 403 or challenge != want:
+        return [f"{where}: {r.status_code} {challenge!r}, expected 403 {want!r}: {r.text[:200]}"]
+    if " /fhir/" not in where and r.json().get("error") != "insufficient_scope":
+        return [f"{where}: the problem does not say insufficient_scope: {r.text[:200]}"]
+    return []
+
+
+def test_every_endpoint_of_the_matrix_names_its_capability() -> None:
+    assert set(CAPABILITY) == {e for e in CALLS if not e.startswith("dashboard ")}
+    covered = set(CAPABILITY.values()) | {c for c, *_ in SCOPE_EXTRA.values()}
+    # the rest are reached by one endpoint of their own, refused by the same shared decision
+    # (tests/shared/test_access_scopes.py checks every capability there)
+    assert set(Capability) - covered == {
+        C.REFERRAL_HISTORY_IMPORT,
+        C.CARE_PLAN_CREATE,
+        C.BREAK_GLASS,
+        C.FIGURES_READ,
+        C.TEMPORAL_CODEC,
+    }
+
+
+async def test_a_client_token_without_the_scope_is_refused_in_every_service(world: World) -> None:
+    """Every endpoint, called by a system's token of a role and organisation the table allows,
+    whose scopes name every capability but the endpoint's own: 403 insufficient_scope, nothing
+    changed; the same client with that scope gets what the table says."""
+    failures: list[str] = []
+    cells: list[tuple[str, Capability, str, Call, int]] = []
+    for endpoint, cap in CAPABILITY.items():
+        allowed = [r for r in ROLES if POLICY[endpoint][r][0] < 400]
+        assert allowed, endpoint
+        cells.append((endpoint, cap, allowed[0], CALLS[endpoint], POLICY[endpoint][allowed[0]][0]))
+    cells += [(e, cap, role, call, ok) for e, (cap, role, call, ok) in SCOPE_EXTRA.items()]
+    for endpoint, cap, role, call, ok in cells:
+        sub = SUBJECT[endpoint](world) if endpoint in SUBJECT else None
+        for with_scope in (False, True):
+            scopes = set(Capability) - {cap} if not with_scope else {cap}
+            if endpoint in FRESH:
+                world.fresh = await FRESH[endpoint](world)
+            snapshot = SNAPSHOTS.get(endpoint)
+            before = await snapshot(world) if snapshot else None
+            r = await call(world, _client_token(world, role, scopes, sub))
+            where = f"{endpoint} as a {role} client {'with' if with_scope else 'without'} {cap}"
+            if not with_scope:
+                failures += _scope_refusal(where, r, cap)
+                if snapshot is not None and await snapshot(world) != before:
+                    failures.append(f"{where}: refused but it changed A's data")
+            elif r.status_code != ok:
+                failures.append(f"{where}: {r.status_code}, expected {ok}: {r.text[:200]}")
+    print(f"\nscopes: {len(cells)} endpoints x (without, with) their scope checked")
+    assert not failures, f"{len(failures)} of {2 * len(cells)} calls differ:\n" + "\n".join(
+        failures
+    )
