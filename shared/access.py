@@ -118,6 +118,8 @@ class Capability(StrEnum):
     DIRECTORY_READ = "directory.read"
     DIRECTORY_MANAGE = "directory.manage"
     WEBHOOKS_MANAGE = "webhooks.manage"
+    # an organisation's partner systems' OAuth clients: register, see, rotate, revoke
+    CLIENTS_MANAGE = "clients.manage"
     # the integration service (issue #17): a registered source system sends contacts; an ICS
     # administrator registers sources and looks after their dead letters
     CONTACTS_SUBMIT = "contacts.submit"
@@ -159,9 +161,9 @@ ROLE_TABLE: dict[Role, str] = {
     Role.ICS_LEAD: "an ICS lead: figures for the ICS (loops and stalls per 1,000 referrals, "
     "waits), no patient detail",
     Role.ADMIN: "an organisation's administrator: its directory entries, partner webhook "
-    "subscriptions and settings; no patient data, except that an admin of the deployment's ICS "
-    "may decrypt the journey workflows' pseudonymous payloads through the Temporal codec "
-    "server, each time audited",
+    "subscriptions, partner systems' clients and settings; no patient data, except that an "
+    "admin of the deployment's ICS may decrypt the journey workflows' pseudonymous payloads "
+    "through the Temporal codec server, each time audited",
     Role.PARTNER: "a partner organisation's system (machine client): referrals from or to "
     "its organisation and its own event subscriptions; no care plans",
     Role.SERVICE: "a Waymark process (machine client): only the narrow endpoints that hand "
@@ -219,6 +221,7 @@ GRANTS: dict[Role, dict[Capability, frozenset[Relationship]]] = {
         **_COMMON,
         C.DIRECTORY_MANAGE: frozenset({R.OWN_ORGANISATION}),
         C.WEBHOOKS_MANAGE: frozenset({R.OWN_ORGANISATION}),
+        C.CLIENTS_MANAGE: frozenset({R.OWN_ORGANISATION}),
         C.INTEGRATION_MANAGE: frozenset({R.SAME_ICS}),
         C.TEMPORAL_CODEC: frozenset({R.SAME_ICS}),
     },

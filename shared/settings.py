@@ -165,6 +165,15 @@ class Settings(BaseSettings):
     # empty id: the local provider's `waymark-dashboard` client
     dashboard_client_id: str = ""
     dashboard_client_secret_path: Path | None = None
+    # partner onboarding registers partners' clients at the issuer's registration_endpoint
+    # (RFC 7591) with this initial access token; empty: the local provider's own
+    # (<home>/idp/<instance>/secrets/registration-token). An issuer without dynamic registration:
+    # clients registered there by hand are recorded with their client id
+    oidc_registration_token_path: Path | None = None
+    # AES-256-GCM key sealing each partner client's registration access token at rest (RFC 7592:
+    # it reads, rotates and deletes the client); empty: <home>/keys/partner-clients.key, made
+    # locally on first use (production: provide it)
+    partner_client_seal_key_path: Path | None = None
     # key for keyed pseudonymisation (HMAC-SHA256) of NHS numbers into patient ids
     pseudonym_key_path: Path | None = None
 
@@ -470,6 +479,14 @@ class Settings(BaseSettings):
 
     def sms_api_key_file(self) -> Path:
         return self.sms_api_key_path or self.home / "keys" / "notify-api.key"
+
+    def registration_token_file(self) -> Path:
+        return self.oidc_registration_token_path or self.local_idp_dir / "secrets" / (
+            "registration-token"
+        )
+
+    def partner_client_seal_key_file(self) -> Path:
+        return self.partner_client_seal_key_path or self.home / "keys" / "partner-clients.key"
 
     def pseudonym_key_file(self) -> Path:
         return self.pseudonym_key_path or self.home / "keys" / "pseudonym.key"
