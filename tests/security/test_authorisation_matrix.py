@@ -197,6 +197,9 @@ EXPECT: dict[str, Expect] = {
     ),
     "notifications GET /messages?referral_id=": message_log(single=False),
     "notifications GET /messages/{id}": message_log(single=True),
+    "notifications GET /partner-clients": machine(C.CLIENTS_MANAGE),
+    "notifications GET /partner-clients/{id}": owned(C.CLIENTS_MANAGE),
+    "notifications DELETE /partner-clients/{id}": owned(C.CLIENTS_MANAGE),
     "notifications GET /alerts/{id}": deployment_ics(C.ALERT_READ),
     "notifications POST /alerts/{id}/acknowledge": deployment_ics(C.ALERT_ACT),
     "dashboard GET /dashboard/alerts?patient_id=": deployment_ics(C.ALERT_READ),
@@ -231,6 +234,7 @@ LISTS_LIKE = {
         "notifications GET /webhook-subscriptions/{id}/deliveries/{d}"
     ),
     "notifications GET /messages?referral_id=": "notifications GET /messages/{id}",
+    "notifications GET /partner-clients": "notifications GET /partner-clients/{id}",
 }
 
 
@@ -265,6 +269,7 @@ class World:
     source_id: str = ""  # A's FHIR source system
     client_id: str = ""  # the client id its tokens carry
     encounter_id: str = ""  # a contact it sent
+    partner_client: str = ""  # a partner system's client it recorded
     fresh: str = ""  # the resource of its own a write cell changes (see FRESH)
 
     def a(self, role: str, sub: str | None = None) -> dict[str, str]:
@@ -449,7 +454,24 @@ async def world(
     r = await _post_encounter(w, w.a("partner", w.client_id))
     assert r.status_code == 201, r.text
     w.encounter_id = r.json()["id"]
+    w.partner_client = await _partner_client(w)
     return w
+
+
+async def _partner_client(w: World) -> str:
+    """A partner system's client of A's, registered at the provider by hand and recorded (the
+    onboarding tests register at the real provider: tests/notifications/clients)."""
+    r = await w.client("notifications").post(
+        "/partner-clients",
+        headers=w.a("admin"),
+        json={
+            "name": f"A's booking system {w.marker}",
+            "scopes": ["referral.read"],
+            "client_id": f"manual-{uuid.uuid4().hex[:10]}",
+        },
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
 
 
 # --- calling each endpoint ------------------------------------------------------------------
@@ -669,6 +691,13 @@ CALLS: dict[str, Call] = {
     "notifications GET /messages/{id}": _get(
         "notifications", lambda w: f"/messages/{w.message_id}"
     ),
+    "notifications GET /partner-clients": _get("notifications", lambda w: "/partner-clients"),
+    "notifications GET /partner-clients/{id}": _get(
+        "notifications", lambda w: f"/partner-clients/{w.partner_client}"
+    ),
+    "notifications DELETE /partner-clients/{id}": lambda w, h: w.client("notifications").delete(
+        f"/partner-clients/{w.fresh}", headers=h
+    ),
     "notifications GET /alerts/{id}": _get("notifications", lambda w: f"/alerts/{w.alert_id}"),
     "notifications POST /alerts/{id}/acknowledge": _acknowledge,
     "dashboard GET /dashboard/alerts?patient_id=": _get(
@@ -712,6 +741,7 @@ FRESH: dict[str, Callable[[World], Awaitable[str]]] = {
     "referrals POST /referrals/{id}/cancel": _fresh_referral,
     "notifications DELETE /webhook-subscriptions/{id}": _subscription,
     "notifications POST /alerts/{id}/acknowledge": _fresh_alert,
+    "notifications DELETE /partner-clients/{id}": _partner_client,
     "dashboard POST /dashboard/alerts/{id}/acknowledge": _fresh_alert,
     "integration POST /dead-letters/{id}/redrive": _fresh_letter,
     "integration POST /dead-letters/{id}/discard": _fresh_letter,
@@ -763,6 +793,9 @@ SNAPSHOTS: dict[str, Callable[[World], Awaitable[Any]]] = {
     ),
     "notifications POST /webhook-subscriptions/{id}/deliveries/{d}/resend": _delivery_state,
     "notifications POST /alerts/{id}/acknowledge": _alert_state,
+    "notifications DELETE /partner-clients/{id}": lambda w: _read_as(
+        w, "notifications", f"/partner-clients/{w.fresh}", "admin"
+    ),
     "dashboard POST /dashboard/alerts/{id}/acknowledge": _alert_state,
     "integration PUT /sources/{id}": _source_state,
     "integration POST /fhir/Encounter": _source_state,
@@ -792,6 +825,7 @@ def _world_item(endpoint: str, w: World) -> str:
         "notifications GET /webhook-subscriptions": w.subscription_id,
         "notifications GET /webhook-subscriptions/{id}/deliveries": w.delivery_id,
         "notifications GET /messages?referral_id=": w.message_id,
+        "notifications GET /partner-clients": w.partner_client,
     }[endpoint]
 
 
@@ -922,6 +956,9 @@ CAPABILITY: dict[str, Capability] = {
     "notifications POST /webhook-subscriptions/{id}/deliveries/{d}/resend": C.WEBHOOKS_MANAGE,
     "notifications GET /messages?referral_id=": C.MESSAGE_LOG_READ,
     "notifications GET /messages/{id}": C.MESSAGE_LOG_READ,
+    "notifications GET /partner-clients": C.CLIENTS_MANAGE,
+    "notifications GET /partner-clients/{id}": C.CLIENTS_MANAGE,
+    "notifications DELETE /partner-clients/{id}": C.CLIENTS_MANAGE,
     "notifications GET /alerts/{id}": C.ALERT_READ,
     "notifications POST /alerts/{id}/acknowledge": C.ALERT_ACT,
     "integration GET /sources": C.INTEGRATION_MANAGE,
