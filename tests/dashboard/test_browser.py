@@ -186,6 +186,7 @@ PAGES: dict[str, tuple[str, Callable[[Sample], str]]] = {
         ),
     ),
     "overview": ("coordinator", lambda x: "/overview"),
+    "partner-clients": ("admin", lambda x: "/partner-clients"),
 }
 
 
@@ -198,13 +199,16 @@ class TestAccessibility:
         dashboard: Dashboard,
         coordinator: SignedIn,
         service_staff: SignedIn,
+        admin: SignedIn,
         sample: Sample,
     ):
         who, path = PAGES[name]
         if who == "nobody":
             ctx = await new_context(browser)
         else:
-            ctx = {"coordinator": coordinator, "service_staff": service_staff}[who].context
+            ctx = {"coordinator": coordinator, "service_staff": service_staff, "admin": admin}[
+                who
+            ].context
         page = await ctx.new_page()
         try:
             resp = await page.goto(dashboard.url(path(sample)))
