@@ -153,7 +153,16 @@ async def admin(browser: Browser, dashboard: Dashboard) -> AsyncIterator[SignedI
     request): the local sign-in page's demo users hold no administrator."""
     ctx = await new_context(browser)
     org = f"ORG-{uuid.uuid4().hex[:8].upper()}"
-    await ctx.set_extra_http_headers(auth(dashboard.settings, role="admin", org=org))
+    headers = auth(dashboard.settings, role="admin", org=org)
+    await ctx.set_extra_http_headers(headers)
+    # one client of its organisation, so the partner clients page has a row with its forms
+    async with httpx.AsyncClient(base_url=dashboard.base, timeout=30) as api:
+        r = await api.post(
+            "/partner-clients",
+            headers=headers,
+            json={"name": "Booking system", "scopes": ["referral.read"], "client_id": org.lower()},
+        )
+        assert r.status_code == 201, r.text
     yield SignedIn(context=ctx, user="admin")
     await ctx.close()
 

@@ -238,6 +238,9 @@ async def show_the_data(name: str, page: Page, sample: Sample) -> None:
         "referral-detail": lambda: expect(page.locator("main")).to_contain_text(loop.referral_id),
         "worklist": lambda: expect(page.locator("main table tbody tr").first).to_be_visible(),
         "directory": lambda: expect(page.locator("main")).to_contain_text(sample.service["name"]),
+        "partner-clients": lambda: expect(
+            page.locator("main table tbody tr").first
+        ).to_be_visible(),
     }
     if name in checks:
         await checks[name]()
