@@ -28,6 +28,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from shared.errors import Forbidden
+
 
 class Role(StrEnum):
     CLINICIAN = "clinician"
@@ -116,6 +118,8 @@ class Capability(StrEnum):
     DIRECTORY_READ = "directory.read"
     DIRECTORY_MANAGE = "directory.manage"
     WEBHOOKS_MANAGE = "webhooks.manage"
+    # an organisation's partner systems' OAuth clients: register, see, rotate, revoke
+    CLIENTS_MANAGE = "clients.manage"
     # the integration service (issue #17): a registered source system sends contacts; an ICS
     # administrator registers sources and looks after their dead letters
     CONTACTS_SUBMIT = "contacts.submit"
@@ -157,9 +161,9 @@ ROLE_TABLE: dict[Role, str] = {
     Role.ICS_LEAD: "an ICS lead: figures for the ICS (loops and stalls per 1,000 referrals, "
     "waits), no patient detail",
     Role.ADMIN: "an organisation's administrator: its directory entries, partner webhook "
-    "subscriptions and settings; no patient data, except that an admin of the deployment's ICS "
-    "may decrypt the journey workflows' pseudonymous payloads through the Temporal codec "
-    "server, each time audited",
+    "subscriptions, partner systems' clients and settings; no patient data, except that an "
+    "admin of the deployment's ICS may decrypt the journey workflows' pseudonymous payloads "
+    "through the Temporal codec server, each time audited",
     Role.PARTNER: "a partner organisation's system (machine client): referrals from or to "
     "its organisation and its own event subscriptions; no care plans",
     Role.SERVICE: "a Waymark process (machine client): only the narrow endpoints that hand "
@@ -217,6 +221,7 @@ GRANTS: dict[Role, dict[Capability, frozenset[Relationship]]] = {
         **_COMMON,
         C.DIRECTORY_MANAGE: frozenset({R.OWN_ORGANISATION}),
         C.WEBHOOKS_MANAGE: frozenset({R.OWN_ORGANISATION}),
+        C.CLIENTS_MANAGE: frozenset({R.OWN_ORGANISATION}),
         C.INTEGRATION_MANAGE: frozenset({R.SAME_ICS}),
         C.TEMPORAL_CODEC: frozenset({R.SAME_ICS}),
     },
@@ -237,6 +242,36 @@ GRANTS: dict[Role, dict[Capability, frozenset[Relationship]]] = {
     },
 }
 
+
+class InsufficientScope(Forbidden):
+    """A system's token (client credentials) used for a capability its scopes do not name: the
+    token, not the thing asked about, is refused (RFC 6750 section 3.1), so the answer says which
+    scope it lacks and reveals nothing about the resource."""
+
+    title, slug = "Insufficient scope", "insufficient-scope"
+
+    def __init__(self, capability: Capability) -> None:
+        super().__init__(
+            f"this client's token does not carry the scope {capability.value!r}; ask the "
+            "organisation's administrator to add it to the client",
+            headers={
+                "WWW-Authenticate": (
+                    f'Bearer error="insufficient_scope", scope="{capability.value}"'
+                )
+            },
+            error="insufficient_scope",
+            scope=capability.value,
+        )
+
+
+def check_scope(principal: Principal, capability: Capability) -> None:
+    """A client (client credentials token) may use a capability only when its scopes name it;
+    a person's token has no scopes (their role and relationships decide). Every decision below
+    calls this first, so every service enforces scopes the same way."""
+    if principal.scopes is not None and capability.value not in principal.scopes:
+        raise InsufficientScope(capability)
+
+
 #: relationships that reach a person's data (the rest are about organisations' resources)
 PATIENT_RELATIONSHIPS = frozenset(
     {R.REFERRAL, R.REGISTERED_GP, R.CONSENT, R.PLAN_HOLDER, R.ICS_COORDINATION, R.BREAK_GLASS}
@@ -252,7 +287,9 @@ def roles_with(capability: Capability) -> frozenset[Role]:
 
 
 def relationships_for(principal: Principal, capability: Capability) -> frozenset[Relationship]:
-    """Every relationship through which one of the caller's roles allows `capability`."""
+    """Every relationship through which one of the caller's roles allows `capability` (a client
+    without the scope: InsufficientScope)."""
+    check_scope(principal, capability)
     out: set[Relationship] = set()
     for role in principal.roles:
         out |= GRANTS.get(role, {}).get(capability, frozenset())
@@ -263,7 +300,9 @@ def granting_relationship(
     principal: Principal, capability: Capability, relationships: Iterable[Relationship]
 ) -> Relationship | None:
     """The relationship through which one of the caller's roles allows `capability`, or
-    None. Deterministic: the first of `Relationship`'s order."""
+    None. Deterministic: the first of `Relationship`'s order. A client whose token's scopes do
+    not name `capability` is refused outright (InsufficientScope, a 403)."""
+    check_scope(principal, capability)
     have = set(relationships)
     allowed: set[Relationship] = set()
     for role in principal.roles:
@@ -282,7 +321,9 @@ def permits(
 
 def may_use(principal: Principal, capability: Capability) -> bool:
     """Whether any of the caller's roles could use `capability` at all (before looking at
-    any relationship): a role that never may gets a plain 403 naming the roles that may."""
+    any relationship): a role that never may gets a plain 403 naming the roles that may. A
+    client without the scope: InsufficientScope."""
+    check_scope(principal, capability)
     return any(capability in GRANTS.get(role, {}) for role in principal.roles)
 
 

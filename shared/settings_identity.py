@@ -35,6 +35,15 @@ class IdentitySettings(BaseSettings):
     # empty id: the local provider's `waymark-dashboard` client
     dashboard_client_id: str = ""
     dashboard_client_secret_path: Path | None = None
+    # partner onboarding registers partners' clients at the issuer's registration_endpoint
+    # (RFC 7591) with this initial access token; empty: the local provider's own
+    # (<home>/keys/idp/<instance>/secrets/registration-token). An issuer without dynamic
+    # registration: clients registered there by hand are recorded with their client id
+    oidc_registration_token_path: Path | None = None
+    # AES-256-GCM key sealing each partner client's registration access token at rest (RFC 7592:
+    # it reads, rotates and deletes the client); empty: <home>/keys/partner-clients.key, made
+    # locally on first use (production: provide it)
+    partner_client_seal_key_path: Path | None = None
     # the dashboard's public origin (https://waymark.example.nhs.uk): its redirect and
     # post-logout URIs are <this>/dashboard/auth/callback and <this>/dashboard/signed-out;
     # empty: http://127.0.0.1:<notifications API port> (local); production needs it
@@ -44,6 +53,16 @@ class IdentitySettings(BaseSettings):
     # scope (the ICS's provider puts Temporal's `permissions` claim in it), refreshed before it
     # expires; empty (local): no token
     temporal_oauth_scope: str = ""
+
+    def registration_token_file(self) -> Path:
+        """Partner onboarding's initial access token (`local_idp_dir` and `home` are
+        Settings' own)."""
+        local = self.local_idp_dir / "secrets" / "registration-token"  # type: ignore[attr-defined]
+        return self.oidc_registration_token_path or local
+
+    def partner_client_seal_key_file(self) -> Path:
+        home: Path = self.home  # type: ignore[attr-defined]
+        return self.partner_client_seal_key_path or home / "keys" / "partner-clients.key"
 
     @model_validator(mode="after")
     def _production_has_an_issuer(self) -> IdentitySettings:

@@ -20,6 +20,7 @@ from services.directory import api_identifiers, api_search, commands, queries
 from services.directory.oruk import api as oruk_api
 from services.directory.params import (
     ERRORS,
+    DirectoryReader,
     IdempotencyKey,
     IfMatch,
     OrgCodePath,
@@ -102,7 +103,7 @@ async def put_organization(
     tags=["organisations"],
 )
 async def get_organization(
-    org_code: OrgCodePath, session: SessionDep, principal: CurrentPrincipal
+    org_code: OrgCodePath, session: SessionDep, principal: DirectoryReader
 ) -> Response:
     """A provider organisation."""
     org = await queries.get_organization(session=session, org_code=org_code)
@@ -145,7 +146,7 @@ async def create_service(
     "/services/{service_id}", response_model=ServiceOut, responses=ERRORS, tags=["services"]
 )
 async def get_service(
-    service_id: ServiceId, session: SessionDep, principal: CurrentPrincipal
+    service_id: ServiceId, session: SessionDep, principal: DirectoryReader
 ) -> Response:
     """One service in Waymark's shape (drafts only to those who manage them)."""
     out, headers = await _service_response(session, principal, service_id)

@@ -15,7 +15,7 @@ from services.directory.identifiers import (
     System,
     Value,
 )
-from services.directory.params import ERRORS, ServiceId
+from services.directory.params import ERRORS, DirectoryReader, ServiceId
 from shared.auth import CurrentPrincipal
 from shared.web import SessionDep, client_ip
 
@@ -53,7 +53,7 @@ async def put_service_identifiers(
     tags=["services"],
 )
 async def get_service_identifiers(
-    service_id: ServiceId, session: SessionDep, principal: CurrentPrincipal
+    service_id: ServiceId, session: SessionDep, principal: DirectoryReader
 ) -> IdentifiersOut:
     """The identifiers other systems use for this service."""
     return await identifiers.read_identifiers(
@@ -71,7 +71,7 @@ async def find_service_by_identifier(
     system: Annotated[System, Query()],
     value: Annotated[Value, Query()],
     session: SessionDep,
-    principal: CurrentPrincipal,
+    principal: DirectoryReader,
 ) -> list[IdentifiedService]:
     """The published service an identifier names: an empty list, or one service."""
     return await identifiers.find(session=session, system=system, value=value)

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from services.directory import domain, queries
 from services.directory.domain import Category, CommunicationSupport, Condition, DeliveryMode
 from services.directory.oruk import taxonomies
-from services.directory.params import ERRORS
+from services.directory.params import ERRORS, DirectoryReader
 from services.directory.repository import DirectoryRepository
 from services.directory.schemas import PostcodeOut, SearchPage, Vocabularies, VocabularyTerm
 from services.directory.search import (
@@ -23,7 +23,6 @@ from services.directory.search import (
     SortOrder,
     build_search,
 )
-from shared.auth import CurrentPrincipal
 from shared.errors import NotFound, ValidationFailed
 from shared.web import SessionDep
 
@@ -76,7 +75,7 @@ def _known_params(request: Request) -> None:
 )
 async def search_services(
     session: SessionDep,
-    principal: CurrentPrincipal,
+    principal: DirectoryReader,
     q: Annotated[
         str | None,
         Query(max_length=MAX_QUERY_CHARS, description="free text, ranked by relevance"),
@@ -149,7 +148,7 @@ async def search_services(
 
 @router.get("/postcodes/{postcode}", response_model=PostcodeOut, responses=ERRORS, tags=["search"])
 async def get_postcode(
-    postcode: Annotated[str, Path(max_length=12)], session: SessionDep, principal: CurrentPrincipal
+    postcode: Annotated[str, Path(max_length=12)], session: SessionDep, principal: DirectoryReader
 ) -> Response:
     """Where a postcode is (from the directory's postcode table)."""
     normalised = domain.normalise_postcode(postcode)
@@ -165,7 +164,7 @@ async def get_postcode(
 
 
 @router.get("/vocabularies", response_model=Vocabularies, responses=ERRORS, tags=["search"])
-async def vocabularies(principal: CurrentPrincipal) -> Response:
+async def vocabularies(principal: DirectoryReader) -> Response:
     """The codes filters and services use, with their names and taxonomy term ids."""
 
     def terms(tax: taxonomies.Taxonomy) -> list[dict[str, Any]]:

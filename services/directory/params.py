@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Header, Path, Request
+from fastapi import Depends, Header, Path, Request
 
 from services.directory import domain
+from shared.access import Capability, Principal, check_scope
+from shared.auth import CurrentPrincipal
 from shared.identifiers import ORG_CODE_PATTERN
 from shared.settings import Settings
 from shared.web import IDEMPOTENCY_HEADER
@@ -35,3 +37,12 @@ IfMatch = Annotated[
 
 def settings_of(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def directory_reader(principal: CurrentPrincipal) -> Principal:
+    """A reader of the directory: anyone signed in; a system's client only with the scope."""
+    check_scope(principal, Capability.DIRECTORY_READ)
+    return principal
+
+
+DirectoryReader = Annotated[Principal, Depends(directory_reader)]

@@ -314,3 +314,28 @@ class ContactIndex(SQLModel, table=True):
     attendance_category: str | None = Field(default=None, sa_column=Column(Text))
     discharge_destination: str | None = Field(default=None, sa_column=Column(Text))
     updated_at: datetime = _ts(default=True)
+
+
+class PartnerClient(SQLModel, table=True):
+    """A partner system's OAuth client, registered by its organisation's administrator
+    (clients/). The provider holds the client; Waymark keeps what it needs to show, rotate and
+    revoke it: never the client secret; the registration access token only sealed."""
+
+    __tablename__ = "partner_client"
+
+    id: str = Field(sa_column=Column(Text, primary_key=True))
+    client_id: str = Field(sa_column=Column(Text, nullable=False, unique=True))
+    org: str = Field(sa_column=Column(Text, nullable=False))
+    ics: str = Field(sa_column=Column(Text, nullable=False))
+    name: str = Field(sa_column=Column(Text, nullable=False))
+    scopes: list[str] = Field(default_factory=list, sa_column=Column(ARRAY(Text), nullable=False))
+    status: str = Field(sa_column=Column(Text, nullable=False))  # active | revoked
+    registration: str = Field(sa_column=Column(Text, nullable=False))  # dynamic | manual
+    registration_client_uri: str | None = Field(default=None, sa_column=Column(Text))
+    registration_token_sealed: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    secret_version: int = Field(sa_column=Column(Integer, nullable=False))
+    created_by: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = _ts(default=True)
+    updated_at: datetime = _ts(default=True)
+    secret_rotated_at: datetime | None = _ts(nullable=True)
+    revoked_at: datetime | None = _ts(nullable=True)

@@ -10,7 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from shared.access import Capability, Principal, permits, referral_relationships, roles_with
+from shared.access import (
+    Capability,
+    Principal,
+    check_scope,
+    permits,
+    referral_relationships,
+    roles_with,
+)
 from shared.errors import Conflict, Forbidden, ValidationFailed
 from shared.vocabulary import ENDED_STATES, OPEN_STATES, ReferralState
 
@@ -215,6 +222,7 @@ def plan_transition(
 def check_actor(principal: Principal, *, action: Action, from_org: str, to_org: str) -> None:
     """The organisation side and role that may take `action`."""
     side = RULES[action].side
+    check_scope(principal, Capability.REFERRAL_ACT)
     if not principal.has(*ACTING_ROLES):
         raise Forbidden(
             f"only clinicians, service staff or partner staff of the referring or "
@@ -239,6 +247,7 @@ def may_read(
     coordinators their ICS's. A draft has not been sent: only the referring organisation
     sees it."""
     if state == ReferralState.DRAFT:
+        check_scope(principal, Capability.REFERRAL_READ)
         return principal.has(*ACTING_ROLES) and principal.org == from_org
     return permits(
         principal,
@@ -248,6 +257,7 @@ def may_read(
 
 
 def check_may_create(principal: Principal) -> None:
+    check_scope(principal, Capability.REFERRAL_CREATE)
     if not principal.has(*ACTING_ROLES):
         raise Forbidden(
             "only clinicians, service staff or partner staff of a referring "

@@ -164,6 +164,26 @@ async def service_staff(browser: Browser, dashboard: Dashboard) -> AsyncIterator
     await signed_in.context.close()
 
 
+@pytest.fixture(scope="session")
+async def admin(browser: Browser, dashboard: Dashboard) -> AsyncIterator[SignedIn]:
+    """An organisation's administrator as behind a sign-in proxy (a bearer header on every
+    request): the local sign-in page's demo users hold no administrator."""
+    ctx = await new_context(browser)
+    org = f"ORG-{uuid.uuid4().hex[:8].upper()}"
+    headers = auth(dashboard.settings, role="admin", org=org)
+    await ctx.set_extra_http_headers(headers)
+    # one client of its organisation, so the partner clients page has a row with its forms
+    async with httpx.AsyncClient(base_url=dashboard.base, timeout=30) as api:
+        r = await api.post(
+            "/partner-clients",
+            headers=headers,
+            json={"name": "Booking system", "scopes": ["referral.read"], "client_id": org.lower()},
+        )
+        assert r.status_code == 201, r.text
+    yield SignedIn(context=ctx, user="admin")
+    await ctx.close()
+
+
 @pytest.fixture
 async def page(coordinator: SignedIn) -> AsyncIterator[Page]:
     """A fresh tab in the coordinator's signed-in context."""

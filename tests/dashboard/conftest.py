@@ -15,6 +15,7 @@ from shared.db import make_engine, make_sessionmaker
 from shared.settings import Settings
 from tests.dashboard.browser_support import (  # noqa: F401 - fixtures
     AXE_RESULTS,
+    admin,
     axe_summary_lines,
     browser,
     coordinator,

@@ -187,6 +187,7 @@ PAGES: dict[str, tuple[str, Callable[[Sample], str]]] = {
         ),
     ),
     "overview": ("coordinator", lambda x: "/overview"),
+    "partner-clients": ("admin", lambda x: "/partner-clients"),
 }
 
 
@@ -199,13 +200,16 @@ class TestAccessibility:
         dashboard: Dashboard,
         coordinator: SignedIn,
         service_staff: SignedIn,
+        admin: SignedIn,
         sample: Sample,
     ):
         who, path = PAGES[name]
         if who == "nobody":
             ctx = await new_context(browser)
         else:
-            ctx = {"coordinator": coordinator, "service_staff": service_staff}[who].context
+            ctx = {"coordinator": coordinator, "service_staff": service_staff, "admin": admin}[
+                who
+            ].context
         page = await ctx.new_page()
         try:
             resp = await page.goto(dashboard.url(path(sample)))
@@ -236,6 +240,9 @@ async def show_the_data(name: str, page: Page, sample: Sample) -> None:
         "referral-detail": lambda: expect(page.locator("main")).to_contain_text(loop.referral_id),
         "worklist": lambda: expect(page.locator("main table tbody tr").first).to_be_visible(),
         "directory": lambda: expect(page.locator("main")).to_contain_text(sample.service["name"]),
+        "partner-clients": lambda: expect(
+            page.locator("main table tbody tr").first
+        ).to_be_visible(),
     }
     if name in checks:
         await checks[name]()

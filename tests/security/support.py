@@ -95,6 +95,7 @@ PATH_VALUES: dict[str, str] = {
     "patient_id": f"pt_{_HEX[:24]}",
     "alert_id": f"pt_{_HEX[:24]}:stalled.not_triaged:{_HEX[:8]}",
     "subscription_id": f"whs_{_HEX}",
+    "client_key": f"pcl_{_HEX}",
     "delivery_id": f"msg_{_HEX}",
     "message_id": f"msg_{_HEX}",
     "item_id": f"inb_{_HEX}",

@@ -791,6 +791,22 @@ NOT_PATIENT_DATA: dict[tuple[str, str], str] = {
         )
     },
     **{
+        (N, op): "an organisation's partner systems' OAuth clients (every change audited; "
+        "tests/notifications/clients/test_api.py)"
+        for op in (
+            "GET /partner-clients/scopes",
+            "POST /partner-clients",
+            "GET /partner-clients",
+            "GET /partner-clients/{client_key}",
+            "POST /partner-clients/{client_key}/secret",
+            "DELETE /partner-clients/{client_key}",
+            "GET /dashboard/partner-clients",
+            "POST /dashboard/partner-clients",
+            "POST /dashboard/partner-clients/{client_key}/rotate",
+            "POST /dashboard/partner-clients/{client_key}/revoke",
+        )
+    },
+    **{
         (N, op): "the dashboard's sign-in, assets, navigation and ICS-wide figures"
         for op in (
             "GET /dashboard",

@@ -47,6 +47,7 @@ from shared.access import (
     permits,
     relationships_for,
 )
+from shared.auth import mint_token
 from shared.db import unit_of_work
 from shared.errors import PROBLEM_JSON
 from shared.fhir import NHS_NUMBER_SYSTEM
@@ -196,6 +197,9 @@ EXPECT: dict[str, Expect] = {
     ),
     "notifications GET /messages?referral_id=": message_log(single=False),
     "notifications GET /messages/{id}": message_log(single=True),
+    "notifications GET /partner-clients": machine(C.CLIENTS_MANAGE),
+    "notifications GET /partner-clients/{id}": owned(C.CLIENTS_MANAGE),
+    "notifications DELETE /partner-clients/{id}": owned(C.CLIENTS_MANAGE),
     "notifications GET /alerts/{id}": deployment_ics(C.ALERT_READ),
     "notifications POST /alerts/{id}/acknowledge": deployment_ics(C.ALERT_ACT),
     "dashboard GET /dashboard/alerts?patient_id=": deployment_ics(C.ALERT_READ),
@@ -230,6 +234,7 @@ LISTS_LIKE = {
         "notifications GET /webhook-subscriptions/{id}/deliveries/{d}"
     ),
     "notifications GET /messages?referral_id=": "notifications GET /messages/{id}",
+    "notifications GET /partner-clients": "notifications GET /partner-clients/{id}",
 }
 
 
@@ -264,6 +269,7 @@ class World:
     source_id: str = ""  # A's FHIR source system
     client_id: str = ""  # the client id its tokens carry
     encounter_id: str = ""  # a contact it sent
+    partner_client: str = ""  # a partner system's client it recorded
     fresh: str = ""  # the resource of its own a write cell changes (see FRESH)
 
     def a(self, role: str, sub: str | None = None) -> dict[str, str]:
@@ -448,7 +454,24 @@ async def world(
     r = await _post_encounter(w, w.a("partner", w.client_id))
     assert r.status_code == 201, r.text
     w.encounter_id = r.json()["id"]
+    w.partner_client = await _partner_client(w)
     return w
+
+
+async def _partner_client(w: World) -> str:
+    """A partner system's client of A's, registered at the provider by hand and recorded (the
+    onboarding tests register at the real provider: tests/notifications/clients)."""
+    r = await w.client("notifications").post(
+        "/partner-clients",
+        headers=w.a("admin"),
+        json={
+            "name": f"A's booking system {w.marker}",
+            "scopes": ["referral.read"],
+            "client_id": f"manual-{uuid.uuid4().hex[:10]}",
+        },
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
 
 
 # --- calling each endpoint ------------------------------------------------------------------
@@ -668,6 +691,13 @@ CALLS: dict[str, Call] = {
     "notifications GET /messages/{id}": _get(
         "notifications", lambda w: f"/messages/{w.message_id}"
     ),
+    "notifications GET /partner-clients": _get("notifications", lambda w: "/partner-clients"),
+    "notifications GET /partner-clients/{id}": _get(
+        "notifications", lambda w: f"/partner-clients/{w.partner_client}"
+    ),
+    "notifications DELETE /partner-clients/{id}": lambda w, h: w.client("notifications").delete(
+        f"/partner-clients/{w.fresh}", headers=h
+    ),
     "notifications GET /alerts/{id}": _get("notifications", lambda w: f"/alerts/{w.alert_id}"),
     "notifications POST /alerts/{id}/acknowledge": _acknowledge,
     "dashboard GET /dashboard/alerts?patient_id=": _get(
@@ -711,6 +741,7 @@ FRESH: dict[str, Callable[[World], Awaitable[str]]] = {
     "referrals POST /referrals/{id}/cancel": _fresh_referral,
     "notifications DELETE /webhook-subscriptions/{id}": _subscription,
     "notifications POST /alerts/{id}/acknowledge": _fresh_alert,
+    "notifications DELETE /partner-clients/{id}": _partner_client,
     "dashboard POST /dashboard/alerts/{id}/acknowledge": _fresh_alert,
     "integration POST /dead-letters/{id}/redrive": _fresh_letter,
     "integration POST /dead-letters/{id}/discard": _fresh_letter,
@@ -762,6 +793,9 @@ SNAPSHOTS: dict[str, Callable[[World], Awaitable[Any]]] = {
     ),
     "notifications POST /webhook-subscriptions/{id}/deliveries/{d}/resend": _delivery_state,
     "notifications POST /alerts/{id}/acknowledge": _alert_state,
+    "notifications DELETE /partner-clients/{id}": lambda w: _read_as(
+        w, "notifications", f"/partner-clients/{w.fresh}", "admin"
+    ),
     "dashboard POST /dashboard/alerts/{id}/acknowledge": _alert_state,
     "integration PUT /sources/{id}": _source_state,
     "integration POST /fhir/Encounter": _source_state,
@@ -791,6 +825,7 @@ def _world_item(endpoint: str, w: World) -> str:
         "notifications GET /webhook-subscriptions": w.subscription_id,
         "notifications GET /webhook-subscriptions/{id}/deliveries": w.delivery_id,
         "notifications GET /messages?referral_id=": w.message_id,
+        "notifications GET /partner-clients": w.partner_client,
     }[endpoint]
 
 
@@ -886,3 +921,159 @@ async def test_every_role_gets_what_the_policy_says_in_every_service(world: Worl
         f"{len(ROLES)} roles x {len(RELATIONS)} relations = {cells} cells checked"
     )
     assert not failures, f"{len(failures)} of {cells} cells differ:\n" + "\n".join(failures)
+
+
+# --- a system's token is held to its scopes ------------------------------------------------------
+
+#: the capability each endpoint is for: a client's token must name it among its scopes
+CAPABILITY: dict[str, Capability] = {
+    "referrals GET /referrals/{id}": C.REFERRAL_READ,
+    "referrals GET /referrals/{id}/history": C.REFERRAL_READ,
+    "referrals GET /referrals?patient_id=": C.REFERRAL_READ,
+    "referrals POST /referrals/{id}/cancel": C.REFERRAL_ACT,
+    "referrals GET /referrals/{id}/message-context": C.MESSAGE_CONTEXT_READ,
+    "referrals GET /fhir/ServiceRequest/{id}": C.REFERRAL_READ,
+    "referrals GET /fhir/ServiceRequest?patient=": C.REFERRAL_READ,
+    "referrals GET /fhir/Task/{id}": C.REFERRAL_READ,
+    "care_plans GET /care-plans/{id}": C.CARE_PLAN_READ,
+    "care_plans GET /patients/{pid}/care-plan": C.CARE_PLAN_READ,
+    "care_plans GET /care-plans/{id}/timeline": C.CARE_PLAN_READ,
+    "care_plans GET /care-plans/{id}/assessments": C.CARE_PLAN_READ,
+    "care_plans GET /fhir/CarePlan/{id}": C.CARE_PLAN_READ,
+    "care_plans PUT /care-plans/{id}": C.CARE_PLAN_WRITE,
+    "care_plans POST /care-plans/{id}/assessments": C.CARE_PLAN_WRITE,
+    "care_plans GET /patients/{pid}/contact": C.PATIENT_CONTACT_READ,
+    "directory GET /organizations/{org}": C.DIRECTORY_READ,
+    "directory PUT /organizations/{org}": C.DIRECTORY_MANAGE,
+    "directory GET /services/{draft}": C.DIRECTORY_READ,
+    "directory PATCH /services/{draft}": C.DIRECTORY_MANAGE,
+    "notifications GET /webhook-subscriptions": C.WEBHOOKS_MANAGE,
+    "notifications GET /webhook-subscriptions/{id}": C.WEBHOOKS_MANAGE,
+    "notifications PATCH /webhook-subscriptions/{id}": C.WEBHOOKS_MANAGE,
+    "notifications DELETE /webhook-subscriptions/{id}": C.WEBHOOKS_MANAGE,
+    "notifications GET /webhook-subscriptions/{id}/deliveries": C.WEBHOOKS_MANAGE,
+    "notifications GET /webhook-subscriptions/{id}/deliveries/{d}": C.WEBHOOKS_MANAGE,
+    "notifications POST /webhook-subscriptions/{id}/deliveries/{d}/resend": C.WEBHOOKS_MANAGE,
+    "notifications GET /messages?referral_id=": C.MESSAGE_LOG_READ,
+    "notifications GET /messages/{id}": C.MESSAGE_LOG_READ,
+    "notifications GET /partner-clients": C.CLIENTS_MANAGE,
+    "notifications GET /partner-clients/{id}": C.CLIENTS_MANAGE,
+    "notifications DELETE /partner-clients/{id}": C.CLIENTS_MANAGE,
+    "notifications GET /alerts/{id}": C.ALERT_READ,
+    "notifications POST /alerts/{id}/acknowledge": C.ALERT_ACT,
+    "integration GET /sources": C.INTEGRATION_MANAGE,
+    "integration PUT /sources/{id}": C.INTEGRATION_MANAGE,
+    "integration GET /status": C.INTEGRATION_MANAGE,
+    "integration GET /dead-letters": C.INTEGRATION_MANAGE,
+    "integration POST /fhir/Encounter": C.CONTACTS_SUBMIT,
+    "integration GET /fhir/Encounter/{id}": C.CONTACTS_SUBMIT,
+    "integration POST /dead-letters/{id}/redrive": C.INTEGRATION_MANAGE,
+    "integration POST /dead-letters/{id}/discard": C.INTEGRATION_MANAGE,
+}
+
+#: what else an endpoint's client needs besides its own capability: a change finds the thing
+#: first (the read's scope), and a draft is shown only to those who manage it
+ALSO_NEEDS: dict[str, set[Capability]] = {
+    "referrals POST /referrals/{id}/cancel": {C.REFERRAL_READ},
+    "directory GET /services/{draft}": {C.DIRECTORY_MANAGE},
+    "notifications POST /alerts/{id}/acknowledge": {C.ALERT_READ},
+}
+
+#: endpoints beyond the matrix's, for capabilities it does not reach: (role, call, allowed status)
+SCOPE_EXTRA: dict[str, tuple[Capability, str, Call, int]] = {
+    "referrals POST /referrals": (
+        C.REFERRAL_CREATE,
+        "clinician",
+        lambda w, h: w.client("referrals").post(
+            "/referrals", headers=h, json=referral_body(to_service_id=w.svc_id, to_org=w.svc_org)
+        ),
+        201,
+    ),
+    "notifications GET /inbox": (
+        C.OWN_INBOX,
+        "clinician",
+        _get("notifications", lambda w: "/inbox"),
+        200,
+    ),
+    "notifications GET /preferences/me": (
+        C.OWN_PREFERENCES,
+        "clinician",
+        _get("notifications", lambda w: "/preferences/me"),
+        200,
+    ),
+}
+
+
+def _client_token(w: World, role: str, scopes: set[Capability], sub: str | None) -> dict[str, str]:
+    """A system's token as the provider issues it for client credentials: the client is its own
+    subject, and its scopes are listed."""
+    client = sub or f"partner-{uuid.uuid4().hex[:8]}"
+    token = mint_token(
+        w.s,
+        sub=client,
+        client_id=client,
+        roles=[role],
+        org=w.org,
+        ics=w.ics,
+        scope=" ".join(sorted(c.value for c in scopes)),
+    )
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _scope_refusal(where: str, r: httpx.Response, needed: Capability) -> list[str]:
+    challenge = r.headers.get("www-authenticate", "")
+    want = f'Bearer error="insufficient_scope", scope="{needed.value}"'
+    if r.status_code != 403 or challenge != want:
+        return [f"{where}: {r.status_code} {challenge!r}, expected 403 {want!r}: {r.text[:200]}"]
+    if " /fhir/" not in where and r.json().get("error") != "insufficient_scope":
+        return [f"{where}: the problem does not say insufficient_scope: {r.text[:200]}"]
+    return []
+
+
+def test_every_endpoint_of_the_matrix_names_its_capability() -> None:
+    assert set(CAPABILITY) == {e for e in CALLS if not e.startswith("dashboard ")}
+    covered = set(CAPABILITY.values()) | {c for c, *_ in SCOPE_EXTRA.values()}
+    # the rest are reached by one endpoint of their own, refused by the same shared decision
+    # (tests/shared/test_access_scopes.py checks every capability there)
+    assert set(Capability) - covered == {
+        C.REFERRAL_HISTORY_IMPORT,
+        C.CARE_PLAN_CREATE,
+        C.BREAK_GLASS,
+        C.FIGURES_READ,
+        C.TEMPORAL_CODEC,
+    }
+
+
+async def test_a_client_token_without_the_scope_is_refused_in_every_service(world: World) -> None:
+    """Every endpoint, called by a system's token of a role and organisation the table allows,
+    whose scopes name every capability but the endpoint's own: 403 insufficient_scope, nothing
+    changed; the same client with only the scopes the endpoint needs gets what the table
+    says."""
+    failures: list[str] = []
+    cells: list[tuple[str, Capability, str, Call, int]] = []
+    for endpoint, cap in CAPABILITY.items():
+        allowed = [r for r in ROLES if POLICY[endpoint][r][0] < 400]
+        assert allowed, endpoint
+        cells.append((endpoint, cap, allowed[0], CALLS[endpoint], POLICY[endpoint][allowed[0]][0]))
+    cells += [(e, cap, role, call, ok) for e, (cap, role, call, ok) in SCOPE_EXTRA.items()]
+    for endpoint, cap, role, call, ok in cells:
+        sub = SUBJECT[endpoint](world) if endpoint in SUBJECT else None
+        for with_scope in (False, True):
+            needs = {cap} | ALSO_NEEDS.get(endpoint, set())
+            scopes = set(Capability) - {cap} if not with_scope else needs
+            if endpoint in FRESH:
+                world.fresh = await FRESH[endpoint](world)
+            snapshot = SNAPSHOTS.get(endpoint)
+            before = await snapshot(world) if snapshot else None
+            r = await call(world, _client_token(world, role, scopes, sub))
+            where = f"{endpoint} as a {role} client {'with' if with_scope else 'without'} {cap}"
+            if not with_scope:
+                failures += _scope_refusal(where, r, cap)
+                if snapshot is not None and await snapshot(world) != before:
+                    failures.append(f"{where}: refused but it changed A's data")
+            elif r.status_code != ok:
+                failures.append(f"{where}: {r.status_code}, expected {ok}: {r.text[:200]}")
+    print(f"\nscopes: {len(cells)} endpoints x (without, with) their scope checked")
+    assert not failures, f"{len(failures)} of {2 * len(cells)} calls differ:\n" + "\n".join(
+        failures
+    )

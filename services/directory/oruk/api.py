@@ -26,7 +26,13 @@ from services.directory.oruk.schemas import (
     OrukTaxonomyTermPage,
     Page,
 )
-from services.directory.params import ERRORS, IdempotencyKey, ServiceId, settings_of
+from services.directory.params import (
+    ERRORS,
+    DirectoryReader,
+    IdempotencyKey,
+    ServiceId,
+    settings_of,
+)
 from services.directory.repository import DirectoryRepository
 from services.directory.search import (
     MAX_PAGE_SIZE,
@@ -95,7 +101,7 @@ def _page(contents: list[Any], *, total: int, page: int, per_page: int) -> dict[
 
 
 @router.get("/", response_model=OrukApiInfo, responses=ERRORS)
-async def oruk_info(principal: CurrentPrincipal) -> Response:
+async def oruk_info(principal: DirectoryReader) -> Response:
     """Which HSDS version and profile this API serves."""
     return _oruk_json(
         {
@@ -109,7 +115,7 @@ async def oruk_info(principal: CurrentPrincipal) -> Response:
 @router.get("/services", response_model=OrukServicePage, responses=ERRORS)
 async def oruk_services(
     session: SessionDep,
-    principal: CurrentPrincipal,
+    principal: DirectoryReader,
     search: Annotated[str | None, Query(max_length=MAX_QUERY_CHARS)] = None,
     taxonomy_term_id: RecordIdQuery = None,
     taxonomy_id: RecordIdQuery = None,
@@ -135,7 +141,7 @@ async def oruk_services(
 
 @router.get("/services/{service_id}", response_model=OrukService, responses=ERRORS)
 async def oruk_service(
-    service_id: ServiceId, session: SessionDep, principal: CurrentPrincipal
+    service_id: ServiceId, session: SessionDep, principal: DirectoryReader
 ) -> Response:
     """One published service, fully nested (HSDS 3)."""
     record = await queries.oruk_service(session=session, service_id=service_id)
@@ -145,7 +151,7 @@ async def oruk_service(
 @router.get("/service_at_locations", response_model=OrukServiceAtLocationPage, responses=ERRORS)
 async def oruk_service_at_locations(
     session: SessionDep,
-    principal: CurrentPrincipal,
+    principal: DirectoryReader,
     search: Annotated[str | None, Query(max_length=MAX_QUERY_CHARS)] = None,
     taxonomy_term_id: RecordIdQuery = None,
     postcode: Annotated[str | None, Query(max_length=12)] = None,
@@ -176,7 +182,7 @@ async def oruk_service_at_locations(
 
 @router.get("/taxonomies", response_model=OrukTaxonomyPage, responses=ERRORS)
 async def oruk_taxonomies(
-    session: SessionDep, principal: CurrentPrincipal, page: PageNo = 1, per_page: PerPage = 20
+    session: SessionDep, principal: DirectoryReader, page: PageNo = 1, per_page: PerPage = 20
 ) -> Response:
     """The taxonomies the directory's terms come from (Waymark's own and imported ones)."""
     rows, total = await DirectoryRepository(session).taxonomies(page=page, per_page=per_page)
@@ -189,7 +195,7 @@ async def oruk_taxonomies(
 
 @router.get("/taxonomies/{taxonomy_id}", response_model=OrukTaxonomy, responses=ERRORS)
 async def oruk_taxonomy(
-    taxonomy_id: ServiceId, session: SessionDep, principal: CurrentPrincipal
+    taxonomy_id: ServiceId, session: SessionDep, principal: DirectoryReader
 ) -> Response:
     """One taxonomy."""
     t = await DirectoryRepository(session).taxonomy(taxonomy_id)
@@ -205,7 +211,7 @@ async def oruk_taxonomy(
 @router.get("/taxonomy_terms", response_model=OrukTaxonomyTermPage, responses=ERRORS)
 async def oruk_taxonomy_terms(
     session: SessionDep,
-    principal: CurrentPrincipal,
+    principal: DirectoryReader,
     taxonomy_id: RecordIdQuery = None,
     page: PageNo = 1,
     per_page: PerPage = 20,
@@ -220,7 +226,7 @@ async def oruk_taxonomy_terms(
 
 @router.get("/taxonomy_terms/{term_id}", response_model=OrukTaxonomyTerm, responses=ERRORS)
 async def oruk_taxonomy_term(
-    term_id: ServiceId, session: SessionDep, principal: CurrentPrincipal
+    term_id: ServiceId, session: SessionDep, principal: DirectoryReader
 ) -> Response:
     """One taxonomy term."""
     t = await DirectoryRepository(session).term(term_id)

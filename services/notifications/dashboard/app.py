@@ -32,7 +32,14 @@ from services.notifications import service_apis
 from services.notifications.config import contact_figures
 from services.notifications.dashboard import session
 from services.notifications.dashboard.errors import install_error_pages
-from services.notifications.dashboard.pages import alerts, directory, overview, referrals, signin
+from services.notifications.dashboard.pages import (
+    alerts,
+    clients,
+    directory,
+    overview,
+    referrals,
+    signin,
+)
 from services.notifications.dashboard.rendering import HERE
 from shared.errors import NotFound
 
@@ -85,6 +92,7 @@ def create_dashboard_app() -> FastAPI:
     app.include_router(referrals.router)
     app.include_router(directory.router)
     app.include_router(overview.router)
+    app.include_router(clients.router)
     app.add_api_route("/{rest:path}", not_found, methods=["GET", "POST"])
     return app
 

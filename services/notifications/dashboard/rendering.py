@@ -156,6 +156,8 @@ def _nav(request: Request, v: Viewer | None) -> list[NavItem]:
     if v.has(Role.SERVICE_STAFF, Role.CLINICIAN, Role.PARTNER):
         items.append(("/dashboard/worklist", "Triage worklist"))
     items.append(("/dashboard/directory", "Directory"))
+    if may_use(v.principal, Capability.CLIENTS_MANAGE):
+        items.append(("/dashboard/partner-clients", "Partner clients"))
     path = request.url.path
     return [NavItem(h, label, path == h or path.startswith(h + "/")) for h, label in items]
 

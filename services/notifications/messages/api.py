@@ -23,6 +23,7 @@ from services.notifications.messages.schemas import (
     PreferenceIn,
     PreferenceOut,
 )
+from shared.access import Capability
 from shared.auth import CurrentPrincipal
 from shared.web import PROBLEM_RESPONSES, SessionDep, client_ip, expected_version, weak_etag
 
@@ -36,7 +37,9 @@ ERRORS = PROBLEM_RESPONSES
 @router.get("/preferences/me", response_model=PreferenceOut, responses=ERRORS)
 async def get_my_preferences(session: SessionDep, principal: CurrentPrincipal) -> Response:
     """Your own notification choices (the defaults, version 0, until you set them)."""
-    out = await handlers.preferences(session, handlers.check_staff(principal))
+    out = await handlers.preferences(
+        session, handlers.check_staff(principal, Capability.OWN_PREFERENCES)
+    )
     return JSONResponse(out.model_dump(mode="json"), headers={"ETag": weak_etag(out.version)})
 
 
@@ -49,7 +52,7 @@ async def put_my_preferences(
 ) -> Response:
     """Set your own channels (first choice first), work email and mobile, quiet hours,
     language and form. Needs If-Match with the version you read (W/"0" the first time)."""
-    handlers.check_staff(principal)
+    handlers.check_staff(principal, Capability.OWN_PREFERENCES)
     expected = expected_version(if_match)
     out = await handlers.set_preferences(session, principal, body, expected=expected)
     return JSONResponse(out.model_dump(mode="json"), headers={"ETag": weak_etag(out.version)})

@@ -22,7 +22,13 @@ from services.notifications.messages.schemas import (
     PreferenceIn,
     PreferenceOut,
 )
-from shared.access import Capability, Relationship, relationships_for, roles_with
+from shared.access import (
+    Capability,
+    Relationship,
+    check_scope,
+    relationships_for,
+    roles_with,
+)
 from shared.audit import record_audit
 from shared.auth import Principal
 from shared.errors import Forbidden, NotFound, PreconditionFailed, ValidationFailed
@@ -32,7 +38,8 @@ from shared.settings import Settings
 STAFF_ROLES = tuple(sorted(roles_with(Capability.OWN_INBOX)))
 
 
-def check_staff(principal: Principal) -> Principal:
+def check_staff(principal: Principal, capability: Capability = Capability.OWN_INBOX) -> Principal:
+    check_scope(principal, capability)  # a client's token: only with the scope
     if not principal.has(*STAFF_ROLES):
         raise Forbidden("preferences and inboxes belong to people with a Waymark login")
     return principal

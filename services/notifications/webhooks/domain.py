@@ -35,6 +35,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
+from shared.access import Capability
 from shared.errors import ValidationFailed
 
 SECRET_PREFIX = "whsec_"
@@ -184,6 +185,24 @@ def check_event_types(
     if not out:
         raise ValidationFailed("name at least one event type", field="event_types")
     return out
+
+
+#: the scope a partner's client needs to subscribe to an event type (by prefix): referral events
+#: are facts about its referrals (referral.read); so are the alerts addressed to it (a referral
+#: stalled, a person dropped after a closure), which carry codes about its referrals and no more
+EVENT_SCOPES: tuple[tuple[str, Capability], ...] = (
+    ("uk.waymark.referral.", Capability.REFERRAL_READ),
+    ("uk.waymark.journey.alert.", Capability.REFERRAL_READ),
+)
+
+
+def event_capability(event_type: str) -> Capability:
+    """The capability (a client's scope) an event type's subscription needs; an event type no
+    prefix names needs webhooks.manage alone (check_event_types refuses those anyway)."""
+    for prefix, capability in EVENT_SCOPES:
+        if event_type.startswith(prefix):
+            return capability
+    return Capability.WEBHOOKS_MANAGE
 
 
 PRIORITIES = ("routine", "urgent")

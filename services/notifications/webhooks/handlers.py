@@ -25,7 +25,7 @@ from services.notifications.webhooks.schemas import (
     SubscriptionCreate,
     SubscriptionUpdate,
 )
-from shared.access import Capability, may_use, roles_phrase
+from shared.access import Capability, check_scope, may_use, roles_phrase
 from shared.audit import record_audit
 from shared.auth import Principal
 from shared.errors import Conflict, Forbidden, NotFound, PreconditionFailed, ValidationFailed
@@ -76,6 +76,7 @@ def _audit(
 
 
 async def _checked(
+    principal: Principal,
     cmd_types: list[str] | None,
     cmd_filters: Filters | None,
     url: str | None,
@@ -92,6 +93,10 @@ async def _checked(
             also=audience.SUBSCRIBABLE_ALERT_TYPES,
         )
     )
+    # a client's subscription follows its scopes: the events it may subscribe to are those
+    # whose capability its token names (a person's token has no scopes to follow)
+    for t in types or ():
+        check_scope(principal, domain.event_capability(t))
     filters = (
         None
         if cmd_filters is None
@@ -115,7 +120,9 @@ async def create_subscription(
     client_ip: str | None = None,
 ) -> WebhookSubscription:
     check_may_manage(principal)
-    types, filters = await _checked(cmd.event_types, cmd.filters, cmd.url, settings, resolve)
+    types, filters = await _checked(
+        principal, cmd.event_types, cmd.filters, cmd.url, settings, resolve
+    )
     count = await repository.count_subscriptions(session, principal.org)
     if count >= MAX_SUBSCRIPTIONS_PER_ORG:
         raise Conflict(
@@ -200,7 +207,9 @@ async def update_subscription(
     given = cmd.model_fields_set
     if "url" in given and cmd.url is None or "event_types" in given and cmd.event_types is None:
         raise ValidationFailed("url and event_types cannot be removed, only changed")
-    types, filters = await _checked(cmd.event_types, cmd.filters, cmd.url, settings, resolve)
+    types, filters = await _checked(
+        principal, cmd.event_types, cmd.filters, cmd.url, settings, resolve
+    )
     changed = []
     if cmd.url is not None and cmd.url != sub.url:
         sub.url = cmd.url

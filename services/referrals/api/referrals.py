@@ -22,7 +22,7 @@ from services.referrals.schemas import (
     TransitionOut,
     WorklistItem,
 )
-from shared.access import Capability, may_use
+from shared.access import Capability, check_scope, may_use
 from shared.audit import record_audit
 from shared.auth import CurrentPrincipal
 from shared.errors import Forbidden, NotFound
@@ -267,6 +267,7 @@ async def worklist(
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> Page:
     """The receiving service's triage worklist: urgent first, then longest waiting."""
+    check_scope(principal, Capability.REFERRAL_READ)
     if not principal.has(*domain.ACTING_ROLES):
         raise Forbidden("the worklist is for the receiving service's staff")
     states = [s.value for s in state or [ReferralState.SUBMITTED]]

@@ -930,9 +930,9 @@ class TestAuthentication:
     async def test_an_expired_token_is_a_401(
         self, referrals_client: httpx.AsyncClient, settings: Settings
     ) -> None:
-        t = mint_token(
-            settings, sub=new_user(), roles=["clinician"], org=new_org(), ttl=timedelta(seconds=-1)
-        )
+        # expired beyond the clock skew the APIs allow (a token a second past `exp` is fine)
+        expired = timedelta(seconds=-(settings.oidc_clock_skew_seconds + 60))
+        t = mint_token(settings, sub=new_user(), roles=["clinician"], org=new_org(), ttl=expired)
         r = await referrals_client.post(
             "/referrals", json=referral_body(), headers={"Authorization": f"Bearer {t}"}
         )
