@@ -137,7 +137,12 @@ class TestSealing:
             sealing.unseal(s, "c", sealed)
 
     def test_production_is_never_given_a_made_up_key(self, tmp_path: Path) -> None:
-        s = self.settings(tmp_path, deployment_mode="production", oidc_issuer="https://idp.example")
+        s = self.settings(
+            tmp_path,
+            deployment_mode="production",
+            oidc_issuer="https://idp.example",
+            dashboard_public_url="https://waymark.example",
+        )
         with pytest.raises(sealing.SealKeyMissing):
             sealing.seal(s, "c", "t")
         assert not (tmp_path / "k").exists()
