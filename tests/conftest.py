@@ -57,6 +57,7 @@ os.environ.setdefault(
 )
 
 import asyncio  # noqa: E402
+import contextlib  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import AsyncIterator  # noqa: E402
 
@@ -90,13 +91,47 @@ async def _reset_test_database(s: Settings) -> None:
         await conn.close()
 
 
+async def _end_earlier_journeys(s: Settings) -> None:
+    """Terminate the journeys earlier sessions left running in the test namespace: replaying
+    thousands of them (some recorded by other branches' code) would keep the worker from this
+    session's own."""
+    from temporalio.api.batch.v1 import BatchOperationTermination
+    from temporalio.api.workflowservice.v1 import StartBatchOperationRequest
+    from temporalio.service import RPCError
+
+    from shared.temporal_client import connect
+
+    client = await connect(s)
+    running = 'ExecutionStatus="Running"'
+    if (await client.count_workflows(running)).count == 0:
+        return
+    with contextlib.suppress(RPCError):  # one batch at a time: an earlier one still runs
+        await client.workflow_service.start_batch_operation(
+            StartBatchOperationRequest(
+                namespace=s.temporal_namespace,
+                visibility_query=running,
+                job_id=str(uuid.uuid4()),
+                reason="a new test session",
+                max_operations_per_second=1000,
+                termination_operation=BatchOperationTermination(identity="tests/conftest"),
+            )
+        )
+    deadline = asyncio.get_running_loop().time() + 300
+    while (await client.count_workflows(running)).count and (
+        asyncio.get_running_loop().time() < deadline
+    ):
+        await asyncio.sleep(0.5)
+
+
 @pytest.fixture(scope="session")
 async def infra(settings: Settings) -> AsyncIterator[Settings]:
-    """PostgreSQL, Kafka and Temporal up (reused if running); a fresh test database."""
+    """PostgreSQL, Kafka and Temporal up (reused if running); a fresh test database and no
+    journeys left running by earlier sessions."""
     await stack.up(settings, infra_only=True)
     stack.down(settings, infra=False)  # test processes left over from an interrupted run
     await _reset_test_database(settings)
     await stack.prepare(settings)
+    await _end_earlier_journeys(settings)
     yield settings
 
 
