@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from shared.errors import PROBLEM_BASE, PROBLEM_JSON, WaymarkError
 
@@ -102,6 +103,18 @@ def database_unavailable(exc: BaseException) -> bool:
     return False
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method the addressed resource supports (RFC 9110 15.5.6), for a 405's `Allow`:
+    FastAPI makes a route per method, and the router names only the first route's methods.
+    Each method is asked of the app's own routes, as the router would match it."""
+    methods = set()
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            methods.add(method)
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI, renderers: dict[str, AltRenderer] | None = None) -> None:
     """One handler for every error; paths under a prefix in `renderers` get that format."""
     alt = dict(renderers or {})
@@ -155,13 +168,16 @@ def install_error_handlers(app: FastAPI, renderers: dict[str, AltRenderer] | Non
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request)
         return render(
             request,
             exc.status_code,
             str(exc.detail),
             str(exc.detail),
             slug=f"http-{exc.status_code}",
-            headers=dict(exc.headers or {}),
+            headers=headers,
         )
 
     @app.exception_handler(Exception)

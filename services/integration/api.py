@@ -33,9 +33,11 @@ from shared.auth import CurrentPrincipal
 from shared.errors import Conflict, Forbidden, NotFound
 from shared.fhir import operation_outcome
 from shared.settings import Settings
-from shared.web import SessionDep, client_ip, create_app
+from shared.web import PROBLEM_RESPONSES, SessionDep, client_ip, create_app
 
-router = APIRouter()
+# every operation may answer with a problem: documented, so clients generated from the OpenAPI
+# know them (tests/standards)
+router = APIRouter(responses=PROBLEM_RESPONSES)
 
 
 def _settings(request: Request) -> Settings:
