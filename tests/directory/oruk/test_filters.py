@@ -177,7 +177,7 @@ class TestMatches:
         where, params = conditions(
             parse(minimum_age="18", maximum_age="65", day="MO", start_time="09:00")
         )
-        assert len(where) == 3  # the ages, and one schedule meeting day and start time
+        assert len(where) == 3  # two ages, and one schedule meeting day and start time
         assert params == {
             "oruk_min_age": 18,
             "oruk_max_age": 65,
