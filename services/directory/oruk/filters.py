@@ -160,7 +160,8 @@ def _clock(value: Any) -> time | None:
 def _on(f: Filters, schedule: dict[str, Any]) -> bool:
     if f.day is not None:
         days = {
-            re.sub(r"^[+-]?[0-9]*", "", d.strip()) for d in (schedule.get("byday") or "").upper().split(",")
+            re.sub(r"^[+-]?[0-9]*", "", d.strip())
+            for d in (schedule.get("byday") or "").upper().split(",")
         }
         if f.day not in days:
             return False

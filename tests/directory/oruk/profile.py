@@ -80,8 +80,12 @@ def openapi_errors(path: str, body: Any) -> list[str]:
     """The complaints of the 200 response schema the profile's OpenAPI gives `GET path`."""
     spec = _load("openapi.json")
     assert path in spec["paths"], path
-    ref = OPENAPI + "#/" + _pointer(
-        "paths", path, "get", "responses", "200", "content", "application/json", "schema"
+    ref = (
+        OPENAPI
+        + "#/"
+        + _pointer(
+            "paths", path, "get", "responses", "200", "content", "application/json", "schema"
+        )
     )
     return [
         f"{'/'.join(map(str, e.absolute_path))}: {e.message}"

@@ -71,7 +71,12 @@ class TestParse:
 
     @pytest.mark.parametrize(
         ("raw", "value"),
-        [("09:00", time(9)), ("17:30", time(17, 30)), ("09:00:15", time(9, 0, 15)), ("00:00", time(0))],
+        [
+            ("09:00", time(9)),
+            ("17:30", time(17, 30)),
+            ("09:00:15", time(9, 0, 15)),
+            ("00:00", time(0)),
+        ],
     )
     def test_times_are_hh_mm_or_hh_mm_ss(self, raw: str, value: time) -> None:
         assert parse(start_time=raw).start_time == value

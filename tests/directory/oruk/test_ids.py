@@ -89,8 +89,8 @@ class TestAsOruk:
         out = as_oruk(body, "service")
         sid = oruk_id("service", SVC)
         assert out["id"] == sid and out["schedules"][0]["service_id"] == sid
-        assert out["organization_id"] == out["organization"]["id"] == oruk_id(
-            "organization", "org-1"
+        assert (
+            out["organization_id"] == out["organization"]["id"] == oruk_id("organization", "org-1")
         )
         sal = out["service_at_locations"][0]
         assert sal["service_id"] == sid
