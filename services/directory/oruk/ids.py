@@ -5,13 +5,15 @@ such id as a name-based UUID (uuid5 of Waymark's namespace, the record's kind an
 same every time, and its routes accept it; a UUID is shown as it is. The directory's own API
 keeps the slugs.
 
-Pure: no I/O. `as_oruk` maps every id and reference of a rendered ORUK body.
+Pure: no I/O. `as_oruk` maps every id and reference of a rendered ORUK body; `map_ids`, with
+the stored ids, maps an imported feed's back (so a Waymark export re-imports onto its slugs).
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from services.directory.domain import WAYMARK_NS
@@ -75,20 +77,26 @@ def _ref_kind(key: str, kind: str, node: dict[str, Any]) -> str | None:
     return REFERENCE_KIND.get(key)
 
 
-def as_oruk(body: Any, kind: str) -> Any:
-    """`body` (a record of `kind`, a page of them, or a list) with every id a UUID."""
+def map_ids(body: Any, kind: str, to: Callable[[str, str], str]) -> Any:
+    """`body` (a record of `kind`, a page of them, or a list) with each id and reference
+    `value` of a record of kind `k` replaced by `to(k, value)`."""
     if isinstance(body, list):
-        return [as_oruk(item, kind) for item in body]
+        return [map_ids(item, kind, to) for item in body]
     if not isinstance(body, dict):
         return body
     out: dict[str, Any] = {}
     for key, value in body.items():
         if key == "contents":
-            out[key] = as_oruk(value, kind)
+            out[key] = map_ids(value, kind, to)
         elif key in CHILD_KIND and isinstance(value, dict | list):
-            out[key] = as_oruk(value, CHILD_KIND[key])
+            out[key] = map_ids(value, CHILD_KIND[key], to)
         elif isinstance(value, str) and (target := _ref_kind(key, kind, body)) is not None:
-            out[key] = oruk_id(target, value)
+            out[key] = to(target, value)
         else:
             out[key] = value
     return out
+
+
+def as_oruk(body: Any, kind: str) -> Any:
+    """`body` (a record of `kind`, a page of them, or a list) with every id a UUID."""
+    return map_ids(body, kind, oruk_id)

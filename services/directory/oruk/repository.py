@@ -67,20 +67,19 @@ class ServiceQuery:
 
 
 class OrukRepository(DirectoryRepository):
+    async def slug_ids(self, kind: str) -> dict[str, str]:
+        """The feed's UUID for each of the table's non-UUID ids -> that stored id. These are
+        the few records created with a slug (the demo's, a partner's chosen ids)."""
+        rows = await self._rows(f"SELECT id FROM {TABLES[kind]} WHERE id !~ {_UUID_SQL}")
+        return {oruk_id(kind, r["id"]): str(r["id"]) for r in rows}
+
     async def resolve(self, kind: str, value: str) -> str | None:
         """The stored id of the `kind` record the feed shows as `value` (or names by its own
-        slug), or None. A slug's UUID is found by computing those of the table's non-UUID ids:
-        they are the few records created with a slug (the demo's, a partner's chosen ids)."""
-        table = TABLES[kind]
-        found = await self._rows(f"SELECT id FROM {table} WHERE id = :v", v=value)
+        slug), or None."""
+        found = await self._rows(f"SELECT id FROM {TABLES[kind]} WHERE id = :v", v=value)
         if found:
             return str(found[0]["id"])
-        if not is_uuid(value):
-            return None
-        for row in await self._rows(f"SELECT id FROM {table} WHERE id !~ {_UUID_SQL}"):
-            if oruk_id(kind, row["id"]) == value:
-                return str(row["id"])
-        return None
+        return (await self.slug_ids(kind)).get(value) if is_uuid(value) else None
 
     async def oruk_service_ids(
         self, q: ServiceQuery, *, page: int, per_page: int
