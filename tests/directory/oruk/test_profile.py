@@ -17,7 +17,7 @@ from services.directory.oruk.ids import oruk_id
 from services.directory.oruk.taxonomies import CATEGORY_TAXONOMY, CONDITION_TAXONOMY
 from shared.settings import Settings
 from tests.conftest import auth
-from tests.directory.conftest import CENTRE_POSTCODE, create_published, new_provider
+from tests.directory.conftest import CENTRE_POSTCODE, create, create_published, new_provider
 from tests.directory.oruk import profile
 from tests.directory.oruk.conftest import import_, oruk_record, staff
 
@@ -294,6 +294,22 @@ class TestPublicAccess:
         for path in ("/oruk/", "/oruk/services", "/oruk/service_at_locations", "/oruk/taxonomies"):
             r = await directory_client.get(path)
             assert r.status_code == 200, (path, r.text)
+
+    async def test_the_public_feed_shows_published_services_only(
+        self, directory_client: httpx.AsyncClient, settings: Settings
+    ) -> None:
+        p = await new_provider(directory_client, settings)
+        draft = await create(directory_client, p)
+        live = await create_published(directory_client, p)
+        for sid in (draft["id"], oruk_id("service", draft["id"])):
+            assert (await directory_client.get(f"/oruk/services/{sid}")).status_code == 404
+        for path, key in (("/oruk/services", "id"), ("/oruk/service_at_locations", "service_id")):
+            page = _ok(
+                await directory_client.get(
+                    path, params={"organization_id": draft["organization_id"]}
+                )
+            )
+            assert {c[key] for c in page["contents"]} == {oruk_id("service", live["id"])}
 
     async def test_the_feed_is_read_only(self, directory_client: httpx.AsyncClient) -> None:
         r = await directory_client.post("/oruk/services", json={})
