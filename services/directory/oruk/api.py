@@ -7,15 +7,18 @@ an ORUK consumer is pointed at `<directory>/oruk`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 from services.directory import domain
 from services.directory import queries as waymark_queries
 from services.directory.oruk import importer, mapping, queries
-from services.directory.oruk.filters import parse_filters
+from services.directory.oruk.filters import InvalidFilter, parse_filters
 from services.directory.oruk.render import render
 from services.directory.oruk.repository import OrukRepository, ServiceQuery
 from services.directory.oruk.schemas import (
@@ -51,8 +54,30 @@ from shared.errors import NotFound, ValidationFailed, WaymarkError
 from shared.input_limits import TokenBuckets
 from shared.web import Outcome, QueryDateTime, SessionDep, client_ip, once_per_key
 
+
+class OrukRoute(APIRoute):
+    """A route of the ORUK read API: a query value it cannot take (a filter, a page, a place) is
+    a 400 problem, as the UK profile's filters are, where the rest of Waymark answers 422."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                detail = "; ".join(
+                    f"{e['loc'][-1]}: {e['msg']}" for e in list(exc.errors())[:5] if e.get("loc")
+                )
+                raise InvalidFilter(detail or "the query is not valid") from exc
+            except ValidationFailed as exc:
+                raise InvalidFilter(exc.message) from exc
+
+        return route
+
+
 imports = APIRouter()
-router = APIRouter(prefix="/oruk", tags=["open referral uk"])
+router = APIRouter(prefix="/oruk", tags=["open referral uk"], route_class=OrukRoute)
 
 
 # --- the importer -----------------------------------------------------------------------------
@@ -256,6 +281,7 @@ async def oruk_service_at_locations(
     taxonomy_term_id: RecordIdQuery = None,
     taxonomy_id: RecordIdQuery = None,
     organization_id: RecordIdQuery = None,
+    modified_after: QueryDateTime | None = None,
     minimum_age: MinimumAge = None,
     maximum_age: MaximumAge = None,
     day: Day = None,
@@ -279,6 +305,7 @@ async def oruk_service_at_locations(
         taxonomy_term_id=taxonomy_term_id,
         taxonomy_id=taxonomy_id,
         organization_id=organization_id,
+        modified_after=modified_after,
         ages=(minimum_age, maximum_age),
         day=day,
         times=(start_time, end_time),
