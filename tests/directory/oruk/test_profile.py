@@ -146,8 +146,11 @@ class TestTheFeedPassesTheUkProfile:
         assert [(a["postal_code"], a["state_province"]) for a in addresses] == [
             (CENTRE_POSTCODE, "West Yorkshire")
         ]
-        # the slug still finds it, under its UUID
+        # the slug still finds it, under its UUID; and the directory's own API, given the
+        # UUID, answers with the slug a referral names the service by
         assert _ok(await c.get(f"/oruk/services/{slug}"))["id"] == sid
+        own = _ok(await c.get(f"/services/{sid}", headers=p.headers))
+        assert own["id"] == slug
 
         sals = _ok(
             await c.get(
