@@ -361,3 +361,43 @@ class TestPublicAccess:
             assert int(r.headers["Retry-After"]) >= 1
         finally:
             app_settings.oruk_buckets = None
+
+
+class TestTheDemoDirectory:
+    def test_every_demo_service_as_the_feed_shows_it_passes_the_profile(self) -> None:
+        """The 85 services `waymark seed` loads (slugs and all), recorded as the directory
+        records them and rendered as the feed serves them: 0 errors against the profile."""
+        from datetime import UTC, datetime
+
+        from services.directory.data.generate_postcodes import read as read_postcodes
+        from services.directory.demo import _fix_postcodes, demo_services, service_body
+        from services.directory.domain import organization_id_for
+        from services.directory.models import Organization
+        from services.directory.oruk import mapping
+        from services.directory.oruk.render import render
+        from services.directory.schemas import ServiceCreate
+
+        coords = {p[0]: (p[1], p[2]) for p in read_postcodes()}
+        now = datetime.now(UTC)
+        services = _fix_postcodes(demo_services())
+        assert len(services) >= 80
+        failures = {}
+        for s in services:
+            org = Organization(
+                id=organization_id_for(s.org),
+                org_code=s.org,
+                ics="ICS-1",
+                name=f"Provider {s.org}",
+                identifiers=[],
+                version=1,
+                created_at=now,
+                updated_at=now,
+            )
+            cmd = ServiceCreate.model_validate(service_body(s, coords))
+            record = mapping.from_create(cmd, service_id=s.id, org=org, geocode=coords)
+            record = record.model_copy(update={"organization": mapping.organization_to_oruk(org)})
+            body = render(record.model_dump(mode="json", exclude_none=True), "service")
+            assert body["id"] == oruk_id("service", s.id)
+            if errors := profile.errors("compiled/service.json", body):
+                failures[s.id] = errors[:3]
+        assert not failures, failures
