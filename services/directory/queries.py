@@ -147,6 +147,7 @@ def location_out(loc: Location) -> LocationOut:
         description=loc.description,
         address_1=address.get("address_1"),
         city=address.get("city"),
+        county=address.get("state_province"),
         postcode=loc.postcode,
         latitude=loc.latitude,
         longitude=loc.longitude,

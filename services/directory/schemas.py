@@ -99,6 +99,7 @@ class LocationOut(BaseModel):
     description: str | None
     address_1: str | None
     city: str | None
+    county: str | None = None
     postcode: str | None
     latitude: float | None
     longitude: float | None

@@ -151,6 +151,7 @@ class TestTheFeedPassesTheUkProfile:
         assert _ok(await c.get(f"/oruk/services/{slug}"))["id"] == sid
         own = _ok(await c.get(f"/services/{sid}", headers=p.headers))
         assert own["id"] == slug
+        assert [loc["county"] for loc in own["locations"]] == ["West Yorkshire", None]
 
         sals = _ok(
             await c.get(
