@@ -19,6 +19,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings_identity import IdentitySettings, KafkaIdentitySettings
+from shared.settings_oruk import OrukSettings
 
 #: The Postgres schema each part owns. A part never reads another part's schema. The first five
 #: are services with an HTTP API (api_port); `journeys` is the journey workflows' read model.
@@ -34,7 +35,7 @@ SERVICE_SCHEMAS: tuple[str, ...] = (
 API_SERVICES: tuple[str, ...] = SERVICE_SCHEMAS[:5]
 
 
-class Settings(IdentitySettings, KafkaIdentitySettings):
+class Settings(IdentitySettings, KafkaIdentitySettings, OrukSettings):
     model_config = SettingsConfigDict(env_prefix="WAYMARK_", extra="ignore", frozen=True)
 
     # where `waymark up` keeps every piece of local state (data, logs, pid files, keys)
@@ -110,8 +111,7 @@ class Settings(IdentitySettings, KafkaIdentitySettings):
     # with 413 before it is parsed, whether it declares a Content-Length or streams in chunks.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # writes (POST, PUT, PATCH, DELETE) with a valid bearer token: a token bucket per principal
-    # (organisation + user) holding `rate_limit_burst` requests and refilled at
-    # `rate_limit_per_minute`; an empty bucket answers 429 with Retry-After. 0 turns it off.
+    # (organisation + user) of `rate_limit_burst` refilled at `rate_limit_per_minute`; empty: 429.
     # The buckets live in each API process's memory, so with n replicas a caller may get up
     # to n times the rate: it is a guard against runaway clients, not a quota.
     rate_limit_per_minute: int = Field(default=300, ge=0)

@@ -12,6 +12,8 @@ from services.directory import domain, search
 from services.directory.access import may_manage
 from services.directory.domain import Lifecycle
 from services.directory.models import Location, Organization, Service
+from services.directory.oruk.ids import is_uuid
+from services.directory.oruk.repository import OrukRepository
 from services.directory.repository import DirectoryRepository
 from services.directory.schemas import (
     ContactOut,
@@ -43,6 +45,10 @@ async def get_service(
     """A service in Waymark's shape. Drafts are visible only to those who may manage them."""
     repo = DirectoryRepository(session)
     service = await repo.service(service_id)
+    if service is None and is_uuid(service_id):
+        # the ORUK feed's UUID of a service made with a slug (oruk/ids.py) finds it here too
+        stored = await OrukRepository(session).resolve("service", service_id)
+        service = await repo.service(stored) if stored else None
     if service is None:
         raise NotFound(f"no service {service_id} in the directory")
     org = await repo.organization(service.organization_id)
@@ -141,6 +147,7 @@ def location_out(loc: Location) -> LocationOut:
         description=loc.description,
         address_1=address.get("address_1"),
         city=address.get("city"),
+        county=address.get("state_province"),
         postcode=loc.postcode,
         latitude=loc.latitude,
         longitude=loc.longitude,

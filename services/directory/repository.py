@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, insert, select, text
@@ -321,124 +320,6 @@ class DirectoryRepository:
         return [], int(total)
 
     # --- the ORUK read API ------------------------------------------------------------------
-    async def oruk_service_ids(
-        self,
-        *,
-        text_query: str | None,
-        taxonomy_term_id: str | None,
-        taxonomy_id: str | None,
-        organization_id: str | None,
-        modified_after: datetime | None,
-        page: int,
-        per_page: int,
-    ) -> tuple[list[str], int]:
-        where = ["s.lifecycle = 'published'"]
-        params: dict[str, Any] = {"limit": per_page, "offset": (page - 1) * per_page}
-        order = "lower(s.name), s.id"
-        if text_query:
-            params["text"] = text_query
-            where.append(
-                "s.search_vector @@ websearch_to_tsquery('english'::regconfig, CAST(:text AS TEXT))"
-            )
-            order = (
-                f"ts_rank_cd('{RANK_WEIGHTS}', s.search_vector, websearch_to_tsquery("
-                "'english'::regconfig, CAST(:text AS TEXT)), 32) DESC, " + order
-            )
-        if taxonomy_term_id:
-            params["term"] = taxonomy_term_id
-            where.append(
-                "EXISTS (SELECT 1 FROM attribute a WHERE a.service_id = s.id "
-                "AND a.taxonomy_term_id = :term)"
-            )
-        if taxonomy_id:
-            params["taxonomy"] = taxonomy_id
-            where.append(
-                "EXISTS (SELECT 1 FROM attribute a JOIN taxonomy_term t "
-                "ON t.id = a.taxonomy_term_id WHERE a.service_id = s.id "
-                "AND t.taxonomy_id = :taxonomy)"
-            )
-        if organization_id:
-            params["org"] = organization_id
-            where.append("s.organization_id = :org")
-        if modified_after:
-            params["after"] = modified_after
-            where.append("s.updated_at >= :after")
-        rows = await self._rows(
-            f"""
-            SELECT s.id, count(*) OVER () AS total FROM service s
-            WHERE {" AND ".join(where)} ORDER BY {order} LIMIT :limit OFFSET :offset""",
-            **params,
-        )
-        if rows:
-            return [r["id"] for r in rows], int(rows[0]["total"])
-        total = (
-            await self._rows(
-                f"SELECT count(*) AS n FROM service s WHERE {' AND '.join(where)}", **params
-            )
-        )[0]["n"]
-        return [], int(total)
-
-    async def oruk_service_at_locations(
-        self,
-        *,
-        text_query: str | None,
-        taxonomy_term_id: str | None,
-        origin: tuple[float, float] | None,
-        proximity_m: float | None,
-        page: int,
-        per_page: int,
-    ) -> tuple[list[RowMapping], int]:
-        where = ["s.lifecycle = 'published'"]
-        params: dict[str, Any] = {"limit": per_page, "offset": (page - 1) * per_page}
-        distance = "CAST(NULL AS DOUBLE PRECISION)"
-        order = "lower(s.name), s.id, sal.position"
-        if origin is not None:
-            params.update(lat=origin[0], lon=origin[1])
-            pt = "ll_to_earth(CAST(:lat AS DOUBLE PRECISION), CAST(:lon AS DOUBLE PRECISION))"
-            distance = f"sec_to_gc(cube_distance({pt}, l.geo))"
-            where.append("l.geo IS NOT NULL")
-            if proximity_m is not None:
-                params["radius"] = proximity_m
-                where.append(
-                    f"earth_box({pt}, CAST(:radius AS DOUBLE PRECISION)) @> l.geo "
-                    f"AND {distance} <= CAST(:radius AS DOUBLE PRECISION)"
-                )
-            order = "distance_m, " + order
-        if text_query:
-            params["text"] = text_query
-            where.append(
-                "s.search_vector @@ websearch_to_tsquery('english'::regconfig, CAST(:text AS TEXT))"
-            )
-        if taxonomy_term_id:
-            params["term"] = taxonomy_term_id
-            where.append(
-                "EXISTS (SELECT 1 FROM attribute a WHERE a.service_id = s.id "
-                "AND a.taxonomy_term_id = :term)"
-            )
-        cond = " AND ".join(where)
-        rows = await self._rows(
-            f"""
-            SELECT sal.id AS sal_id, sal.description AS sal_description, s.id AS service_id,
-                   l.id AS location_id, {distance} AS distance_m, count(*) OVER () AS total
-            FROM service_at_location sal
-            JOIN service s ON s.id = sal.service_id
-            JOIN location l ON l.id = sal.location_id
-            WHERE {cond} ORDER BY {order} LIMIT :limit OFFSET :offset""",
-            **params,
-        )
-        if rows:
-            return rows, int(rows[0]["total"])
-        total = (
-            await self._rows(
-                f"""
-            SELECT count(*) AS n FROM service_at_location sal
-            JOIN service s ON s.id = sal.service_id JOIN location l ON l.id = sal.location_id
-            WHERE {cond}""",
-                **params,
-            )
-        )[0]["n"]
-        return [], int(total)
-
     async def services(self, ids: Sequence[str]) -> dict[str, Service]:
         if not ids:
             return {}

@@ -71,6 +71,8 @@ class LocationIn(BaseModel):
     description: Text | None = None
     address_1: Short | None = None
     city: Short | None = None
+    # the county (or the ICS's area) the address is in: ORUK's required `state_province`
+    county: Short | None = None
     postcode: Annotated[str, StringConstraints(max_length=12)] | None = None
     latitude: float | None = Field(default=None, ge=-90, le=90)
     longitude: float | None = Field(default=None, ge=-180, le=180)
@@ -97,6 +99,7 @@ class LocationOut(BaseModel):
     description: str | None
     address_1: str | None
     city: str | None
+    county: str | None = None
     postcode: str | None
     latitude: float | None
     longitude: float | None

@@ -287,11 +287,11 @@ class TestLifecycle:
         assert r.status_code == 200
 
     async def test_every_route_needs_a_token(self, directory_client: httpx.AsyncClient) -> None:
+        # but the public ORUK feed (tests/directory/oruk/test_profile.py::TestPublicAccess)
         for method, path in [
             ("GET", "/services"),
             ("GET", "/services/x"),
             ("POST", "/services"),
-            ("GET", "/oruk/services"),
             ("GET", "/postcodes/WY1%200BG"),
         ]:
             r = await directory_client.request(method, path)

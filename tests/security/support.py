@@ -100,6 +100,7 @@ PATH_VALUES: dict[str, str] = {
     "message_id": f"msg_{_HEX}",
     "item_id": f"inb_{_HEX}",
     "service_id": f"svc-{_HEX[:12]}",
+    "sal_id": str(uuid.uuid4()),
     "org_code": "ORG-SEC1",
     "postcode": "WY1 0BG",
     "questionnaire_id": "phq-9",

@@ -36,6 +36,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.care_plans.domain.access import CARE_TEAM
+from services.directory.domain import organization_id_for
 from services.integration.models import DeadLetter, SourceSystem
 from services.notifications.dashboard.session import csrf_for
 from shared.access import (
@@ -135,6 +136,13 @@ def organisation(cap: Capability, *, ok: int = 200, absent: int = 403) -> Expect
     return lambda p, rel: ok if permits(p, cap, ORGANISATION[rel]) else absent
 
 
+def public() -> Expect:
+    """The directory's Open Referral UK feed: published directory data, read by anyone, with
+    or without a token, while `oruk_public` is on (the default; its off switch and the call
+    with no Authorization at all: tests/directory/oruk/test_profile.py::TestPublicAccess)."""
+    return lambda p, rel: 200
+
+
 def owned(cap: Capability, ok: int = 200) -> Expect:
     """An organisation's own thing (a webhook subscription): a role that never may is told so;
     another organisation's is a 404."""
@@ -186,6 +194,7 @@ EXPECT: dict[str, Expect] = {
     "directory PUT /organizations/{org}": organisation(C.DIRECTORY_MANAGE),
     "directory GET /services/{draft}": organisation(C.DIRECTORY_MANAGE, absent=404),
     "directory PATCH /services/{draft}": organisation(C.DIRECTORY_MANAGE, absent=404),
+    "directory GET /oruk/services?organization_id=": public(),
     "notifications GET /webhook-subscriptions": machine(C.WEBHOOKS_MANAGE),
     "notifications GET /webhook-subscriptions/{id}": owned(C.WEBHOOKS_MANAGE),
     "notifications PATCH /webhook-subscriptions/{id}": owned(C.WEBHOOKS_MANAGE),
@@ -214,6 +223,9 @@ EXPECT: dict[str, Expect] = {
     "integration POST /dead-letters/{id}/redrive": deployment_ics(C.INTEGRATION_MANAGE),
     "integration POST /dead-letters/{id}/discard": deployment_ics(C.INTEGRATION_MANAGE, ok=204),
 }
+
+#: endpoints anyone may read, token or not: no capability, so no scope to refuse
+PUBLIC = {"directory GET /oruk/services?organization_id="}
 
 #: the policy each cell is checked against: role -> (own, other, other-ics)
 POLICY: dict[str, dict[str, tuple[int, int, int]]] = {
@@ -666,6 +678,11 @@ CALLS: dict[str, Call] = {
     "directory PATCH /services/{draft}": lambda w, h: w.client("directory").patch(
         f"/services/{w.draft_id}", headers=h, json={"description": f"A draft, {_new()}."}
     ),
+    "directory GET /oruk/services?organization_id=": _get(
+        "directory",
+        lambda w: "/oruk/services",
+        lambda w: {"organization_id": organization_id_for(w.org)},
+    ),
     "notifications GET /webhook-subscriptions": _get(
         "notifications", lambda w: "/webhook-subscriptions"
     ),
@@ -1031,7 +1048,9 @@ def _scope_refusal(where: str, r: httpx.Response, needed: Capability) -> list[st
 
 
 def test_every_endpoint_of_the_matrix_names_its_capability() -> None:
-    assert set(CAPABILITY) == {e for e in CALLS if not e.startswith("dashboard ")}
+    assert set(CAPABILITY) == {
+        e for e in CALLS if not e.startswith("dashboard ") and e not in PUBLIC
+    }
     covered = set(CAPABILITY.values()) | {c for c, *_ in SCOPE_EXTRA.values()}
     # the rest are reached by one endpoint of their own, refused by the same shared decision
     # (tests/shared/test_access_scopes.py checks every capability there)

@@ -20,6 +20,8 @@ from services.directory.domain import Lifecycle
 from services.directory.events import service_published, service_updated
 from services.directory.models import Organization
 from services.directory.oruk import mapping
+from services.directory.oruk.ids import map_ids
+from services.directory.oruk.repository import TABLES, OrukRepository
 from services.directory.oruk.schemas import (
     ODS_IDENTIFIER_TYPE,
     ImportRejection,
@@ -193,11 +195,16 @@ async def import_oruk(
     repo = DirectoryRepository(session)
     report = ImportReport(received=len(records), created=[], updated=[], unchanged=[], rejected=[])
     seen: set[str] = set()
+    # a Waymark ORUK export names slug records by their UUIDs: they import onto the slugs
+    stored = OrukRepository(session)
+    slugs = {kind: await stored.slug_ids(kind) for kind in TABLES}
     for index, raw in enumerate(records):
         raw_id = raw.get("id") if isinstance(raw, dict) else None
         shown_id = raw_id[:64] if isinstance(raw_id, str) else None
         try:
-            record = OrukService.model_validate(raw)
+            record = OrukService.model_validate(
+                map_ids(raw, "service", lambda kind, v: slugs.get(kind, {}).get(v, v))
+            )
         except ValidationError as exc:
             report.rejected.append(ImportRejection(index=index, id=shown_id, reasons=_reasons(exc)))
             continue

@@ -111,6 +111,7 @@ def _location(service_id: str, loc: LocationIn, geocode: Geocoder) -> OrukServic
                 "location_id": location_id,
                 "address_1": loc.address_1,
                 "city": loc.city,
+                "state_province": loc.county,
                 "postal_code": loc.postcode,
                 "country": "GB",
                 "address_type": "physical",

@@ -93,3 +93,21 @@ async def oruk_service_at_locations(
             )
         )
     return out
+
+
+async def oruk_service_at_location_full(*, session: AsyncSession, row: Any) -> dict[str, Any]:
+    """One service_at_location, fully nested: its location and the whole service."""
+    repo = DirectoryRepository(session)
+    services = await repo.services([row["service_id"]])
+    locations = await repo.locations([row["location_id"]])
+    service = await load_record(repo, services[row["service_id"]])
+    return {
+        "id": row["sal_id"],
+        "service_id": row["service_id"],
+        "location_id": row["location_id"],
+        "description": row["sal_description"],
+        "location": mapping.location_to_oruk(locations[row["location_id"]]).model_dump(
+            mode="json", exclude_none=True
+        ),
+        "service": service.model_dump(mode="json", exclude_none=True),
+    }

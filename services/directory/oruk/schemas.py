@@ -140,6 +140,12 @@ class OrukAddress(Oruk):
     country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
     address_type: Literal["physical", "postal", "virtual"] = "physical"
 
+    @field_validator("address_1", "city", "state_province", mode="before")
+    @classmethod
+    def _unknown(cls, v: Any) -> Any:
+        # the profile requires these; a feed (Waymark's own) sends "" for "not known"
+        return None if v == "" else v
+
 
 class OrukAccessibility(Oruk):
     id: RecordId

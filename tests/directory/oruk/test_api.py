@@ -6,6 +6,7 @@ import httpx
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.directory import domain
+from services.directory.oruk.ids import oruk_id
 from services.directory.oruk.taxonomies import (
     CATEGORY_TAXONOMY,
     CONDITION_TAXONOMY,
@@ -46,8 +47,9 @@ class TestOrukReadApi:
         )
         assert r.status_code == 200, r.text
         page = r.json()
-        mine = [c for c in page["contents"] if c["service_id"] in (near["id"], far["id"])]
-        assert [c["service_id"] for c in mine] == [near["id"], far["id"]]
+        ids = [oruk_id("service", near["id"]), oruk_id("service", far["id"])]
+        mine = [c for c in page["contents"] if c["service_id"] in ids]
+        assert [c["service_id"] for c in mine] == ids
         assert mine[0]["distance"] < mine[1]["distance"] <= 5000
         assert mine[0]["location"]["name"] == "near" and mine[0]["service"]["status"]
         tight = await directory_client.get(
@@ -61,7 +63,7 @@ class TestOrukReadApi:
             },
         )
         got = {c["service_id"] for c in tight.json()["contents"]}
-        assert near["id"] in got and far["id"] not in got
+        assert ids[0] in got and ids[1] not in got
 
     async def test_services_list_filters_by_organisation_and_pages(
         self, directory_client: httpx.AsyncClient, settings: Settings
