@@ -6,14 +6,22 @@ SDK does not enforce (the content type of structured mode).
 
 from __future__ import annotations
 
+import json
+import time
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.v1.http import from_http as legacy_from_http
 from cloudevents.v1.kafka import KafkaMessage as LegacyKafkaMessage
 from cloudevents.v1.kafka import from_structured as legacy_from_structured
+
+from shared.kafka_security import client_options
+from shared.settings import Settings
 
 #: a test that writes a malformed message on purpose (poison for the DLQ tests) marks it with
 #: this header, so the session-wide check knows it from a writer that breaks the binding
@@ -66,3 +74,73 @@ def http_problem(headers: Mapping[str, str], body: bytes) -> str | None:
     except Exception as exc:  # noqa: BLE001 - any refusal by the SDK is the finding
         return f"SDK: {type(exc).__name__}: {exc}"
     return None
+
+
+@dataclass
+class Findings:
+    """What a read of topics found: records read, malformed on purpose, not CloudEvents, and
+    each (source, id) with the contents seen under it."""
+
+    read: Counter[str] = field(default_factory=Counter)
+    on_purpose: Counter[str] = field(default_factory=Counter)
+    problems: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    #: (source, id) -> the distinct contents seen under it, and where
+    contents: dict[tuple[str, str], dict[str, str]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
+
+
+async def read_since(s: Settings, topic: str, since_ms: int, found: Findings) -> None:
+    """Every record of `topic` from `since_ms` to the topic's end as it is now."""
+    consumer = AIOKafkaConsumer(
+        **client_options(s),
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - fresh metadata
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not tps:
+            return
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.offsets_for_times({tp: since_ms for tp in tps})
+        pending = set()
+        for tp in tps:
+            at = starts.get(tp)
+            if at is not None and at.offset < ends[tp]:
+                consumer.seek(tp, at.offset)
+                pending.add(tp)
+        deadline = time.monotonic() + 300
+        while pending:
+            assert time.monotonic() < deadline, f"{topic}: not read to its end in 300 s"
+            batch = await consumer.getmany(*pending, timeout_ms=500, max_records=2000)
+            for tp, records in batch.items():
+                for r in records:
+                    if r.offset < ends[tp]:
+                        check(r, found)
+            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+    finally:
+        await consumer.stop()
+
+
+def check(r: ConsumerRecord, found: Findings) -> None:  # type: ignore[type-arg]
+    where = f"{r.topic}[{r.partition}]@{r.offset}"
+    found.read[r.topic] += 1
+    if any(k == MALFORMED_ON_PURPOSE for k, _ in r.headers or ()):
+        found.on_purpose[r.topic] += 1
+        return
+    problem = kafka_problem(r.headers, r.key, r.value)
+    if problem:
+        found.problems[r.topic].append(f"{where}: {problem}")
+        return
+    event = json.loads(r.value)
+    content = json.dumps(event, sort_keys=True)
+    found.contents[(event["source"], event["id"])].setdefault(content, where)
+
+
+def reused_ids(found: Findings) -> dict[tuple[str, str], list[str]]:
+    """(source, id) pairs seen with more than one content, and where."""
+    return {k: sorted(v.values())[:3] for k, v in found.contents.items() if len(v) > 1}

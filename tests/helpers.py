@@ -137,6 +137,18 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     return consumer.partitions_for_topic(topic) or set()
 
 
+async def instance_topics(s: Settings) -> list[str]:
+    """Every topic of the test instance (its prefix), the DLQs included."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**client_options(s))
+    await admin.start()
+    try:
+        return sorted(t for t in await admin.list_topics() if t.startswith(s.topic_prefix))
+    finally:
+        await admin.close()
+
+
 async def end_offsets(s: Settings, topic: str) -> dict[TopicPartition, int]:
     consumer = AIOKafkaConsumer(**client_options(s), group_id=None)
     await consumer.start()
