@@ -45,6 +45,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker  # noqa: E402
 
 from devtools import stack  # noqa: E402
 from shared.db import make_engine, make_sessionmaker, unit_of_work  # noqa: E402
+from shared.events.binding import kafka_headers  # noqa: E402
 from shared.events.envelope import make_event  # noqa: E402
 from shared.events.referrals import ReferralAccepted, ReferralSubmitted  # noqa: E402
 from shared.kafka_security import client_options  # noqa: E402
@@ -140,7 +141,10 @@ async def produce(s: Settings, messages: list[tuple[str, bytes]]) -> None:
     await producer.start()
     try:
         futures = [
-            await producer.send(s.topic(REFERRALS), value=v, key=k.encode()) for k, v in messages
+            await producer.send(
+                s.topic(REFERRALS), value=v, key=k.encode(), headers=kafka_headers()
+            )
+            for k, v in messages
         ]
         await asyncio.gather(*futures)
     finally:

@@ -39,6 +39,7 @@ from sqlalchemy import insert, text  # noqa: E402
 from devtools import stack  # noqa: E402
 from shared.consumer import IdempotentConsumer  # noqa: E402
 from shared.db import make_engine, make_sessionmaker, unit_of_work  # noqa: E402
+from shared.events.binding import kafka_headers  # noqa: E402
 from shared.events.envelope import make_event  # noqa: E402
 from shared.events.referrals import ReferralSubmitted  # noqa: E402
 from shared.kafka_security import client_options  # noqa: E402
@@ -95,7 +96,9 @@ async def run_raw(s: Settings, events: list) -> float:  # type: ignore[type-arg]
     t0 = time.perf_counter()
 
     async def produce() -> None:
-        futures = [await producer.send(topic, value=v, key=k) for k, v in payloads]
+        futures = [
+            await producer.send(topic, value=v, key=k, headers=kafka_headers()) for k, v in payloads
+        ]
         await asyncio.gather(*futures)
 
     async def consume() -> None:

@@ -33,12 +33,15 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from shared.consumer import PermanentError, parse_event
+from shared.events.binding import CE_HEADER_PREFIX, event_bytes, kafka_headers
 from shared.events.registry import load_all
 from shared.kafka_security import client_options
 from shared.settings import Settings
@@ -186,7 +189,9 @@ def dead_letters_of(dlq: str, records: list[ConsumerRecord]) -> list[DeadLetter]
         if REDRIVE_OF in headers:
             p, _, o = headers[REDRIVE_OF].decode().partition(":")
             try:
-                to = json.loads(r.value or b"{}").get("to", "?")
+                marker = json.loads(r.value or b"{}")
+                # a CloudEvent (its data says where); markers before it held the dict itself
+                to = marker.get("data", marker).get("to", "?")
             except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
                 to = "?"
             redriven[(int(p), int(o))] = to
@@ -264,12 +269,38 @@ def _select(
 
 def _copy_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
     """The original's headers (trace context and the like), without the consumer's dlq.*
-    ones, plus where this copy comes from."""
-    kept = [(k, v) for k, v in letter.headers if not k.startswith("dlq.")]
-    return kept + [
-        (REDRIVEN_FROM, f"{letter.dlq}:{letter.ref}".encode()),
-        (REDRIVE_COUNT, str(letter.redrive_count + 1).encode()),
+    ones, plus where this copy comes from; in the CloudEvents Kafka binding's structured mode
+    (a letter written before the relay followed it may carry ce_* headers: they are dropped)."""
+    kept = [
+        (k, v)
+        for k, v in letter.headers
+        if not k.startswith("dlq.") and not k.lower().startswith(CE_HEADER_PREFIX)
     ]
+    return kafka_headers(
+        kept
+        + [
+            (REDRIVEN_FROM, f"{letter.dlq}:{letter.ref}".encode()),
+            (REDRIVE_COUNT, str(letter.redrive_count + 1).encode()),
+        ]
+    )
+
+
+def _marker(letter: DeadLetter, to: str) -> bytes:
+    """The DLQ's record that a dead letter was re-driven: a CloudEvent like every message on
+    every topic (its id a function of the letter, which is re-driven once ever)."""
+    at = datetime.now(UTC)
+    return event_bytes(
+        {
+            "specversion": "1.0",
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"waymark:{letter.dlq}:{letter.ref}")),
+            "source": "waymark/dlq",
+            "type": "uk.waymark.dlq.redriven",
+            "subject": letter.ref,
+            "time": at.isoformat().replace("+00:00", "Z"),
+            "datacontenttype": "application/json",
+            "data": {"redriven": letter.ref, "to": to, "at_ms": int(at.timestamp() * 1000)},
+        }
+    )
 
 
 async def redrive(
@@ -331,15 +362,12 @@ async def redrive(
                 )
                 to = f"{meta.topic}[{meta.partition}]@{meta.offset}"
                 for d in group:
-                    marker = json.dumps(
-                        {"redriven": d.ref, "to": to, "at_ms": int(time.time() * 1000)}
-                    ).encode()
                     await producer.send_and_wait(
                         dlq,
-                        value=marker,
+                        value=_marker(d, to),
                         key=d.key,
                         partition=d.partition,
-                        headers=[(REDRIVE_OF, d.ref.encode())],
+                        headers=kafka_headers([(REDRIVE_OF, d.ref.encode())]),
                     )
             report.redriven.extend((d, to) for d in group)
     finally:

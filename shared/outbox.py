@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import signal
 import time
@@ -34,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.db import connect_kwargs, make_engine, make_sessionmaker, unit_of_work
+from shared.events.binding import event_bytes, kafka_headers
 from shared.events.envelope import CloudEvent
 from shared.heartbeat import write_heartbeat
 from shared.kafka_security import client_options
@@ -77,10 +77,6 @@ def add_event(session: AsyncSession, *, topic: str, event: CloudEvent) -> Outbox
     )
     session.add(row)
     return row
-
-
-def event_bytes(payload: dict) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
 
 
 def make_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:
@@ -196,11 +192,8 @@ class OutboxRelay:
                 ):
                     span.set_attribute("messaging.destination.name", row.topic)
                     span.set_attribute("messaging.message.id", row.event_id)
-                    headers = kafka_headers_from_context() + [
-                        ("ce_id", row.event_id.encode()),
-                        ("ce_type", row.event_type.encode()),
-                        ("content-type", b"application/cloudevents+json"),
-                    ]
+                    # structured mode: the event is the value; no ce_* header (binding.py)
+                    headers = kafka_headers(kafka_headers_from_context())
                     sends.append(
                         (
                             row,

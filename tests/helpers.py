@@ -109,19 +109,25 @@ async def read_topic(
         await consumer.stop()
 
 
+def structured(event: Any) -> dict[str, Any]:
+    """A CloudEvent as a Kafka message's value, key and headers, exactly as the relay writes
+    it (the binding's structured mode): `producer.send(topic, **structured(event))`."""
+    from shared.events.binding import event_bytes, kafka_headers
+
+    return {
+        "value": event_bytes(event.model_dump(mode="json")),
+        "key": event.subject.encode(),
+        "headers": kafka_headers(),
+    }
+
+
 async def publish(s: Settings, topic: str, event: Any) -> None:
     """One event (a CloudEvent) onto the instance's `topic`, keyed by its subject, as the
     owning service's relay publishes it."""
-    from shared.outbox import event_bytes
-
     producer = AIOKafkaProducer(**client_options(s), acks="all")
     await producer.start()
     try:
-        await producer.send_and_wait(
-            s.topic(topic),
-            value=event_bytes(event.model_dump(mode="json")),
-            key=event.subject.encode(),
-        )
+        await producer.send_and_wait(s.topic(topic), **structured(event))
     finally:
         await producer.stop()
 
@@ -129,6 +135,18 @@ async def publish(s: Settings, topic: str, event: Any) -> None:
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     await consumer._client.force_metadata_update()  # noqa: SLF001 - fresh topic metadata
     return consumer.partitions_for_topic(topic) or set()
+
+
+async def instance_topics(s: Settings) -> list[str]:
+    """Every topic of the test instance (its prefix), the DLQs included."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**client_options(s))
+    await admin.start()
+    try:
+        return sorted(t for t in await admin.list_topics() if t.startswith(s.topic_prefix))
+    finally:
+        await admin.close()
 
 
 async def end_offsets(s: Settings, topic: str) -> dict[TopicPartition, int]:

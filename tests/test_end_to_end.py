@@ -19,7 +19,7 @@ from shared.telemetry import setup_telemetry
 from shared.temporal_client import connect as connect_temporal
 from shared.topics import REFERRALS
 from tests.conftest import auth
-from tests.helpers import eventually, read_topic, referral_body
+from tests.helpers import eventually, read_topic, referral_body, structured
 from workflows.journeys import workflow_id
 from workflows.journeys.bridge import Bridge
 from workflows.journeys.workflows import PatientJourney
@@ -232,7 +232,6 @@ class TestAlertEndToEnd:
         from shared.db import unit_of_work
         from shared.events.care_plans import AssessmentRecorded
         from shared.events.envelope import make_event
-        from shared.outbox import event_bytes
         from shared.topics import CARE_PLANS
 
         s = running_apps
@@ -251,11 +250,7 @@ class TestAlertEndToEnd:
         producer = AIOKafkaProducer(**client_options(s), acks="all")
         await producer.start()
         try:
-            await producer.send_and_wait(
-                s.topic(CARE_PLANS),
-                value=event_bytes(event.model_dump(mode="json")),
-                key=patient_id.encode(),
-            )
+            await producer.send_and_wait(s.topic(CARE_PLANS), **structured(event))
         finally:
             await producer.stop()
 
@@ -284,11 +279,7 @@ class TestAlertEndToEnd:
         producer = AIOKafkaProducer(**client_options(s), acks="all")
         await producer.start()
         try:
-            await producer.send_and_wait(
-                s.topic(NOTIFICATIONS),
-                value=event_bytes(action.model_dump(mode="json")),
-                key=patient_id.encode(),
-            )
+            await producer.send_and_wait(s.topic(NOTIFICATIONS), **structured(action))
         finally:
             await producer.stop()
 

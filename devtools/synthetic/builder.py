@@ -3,14 +3,17 @@ endings (with reason codes of the one vocabulary), contacts, at margins of days 
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 from workflows.journeys.state import JourneyEvent
 
+#: the namespace of the synthetic journeys' event ids (uuid5 of their content)
+SYNTHETIC_EVENTS = uuid.UUID("0f6b3f1e-5d4c-4b7a-9a51-8c2d6e1f7a30")
 CATEGORIES = {
     "pain_management_programme": ("svc-pain-mgmt-programme", "PAIN-RTH"),
     "talking_therapies_ltc": ("svc-talking-therapies-ltc", "TT-TALK1"),
@@ -33,6 +36,15 @@ NOT_ACCEPTED = (
 )
 RETURNED_NOT_TREATED = ("refer-elsewhere", "insufficient-information")
 REFERRER_CANCELLED = ("no-longer-required", "referred-in-error")
+
+
+def content_id(patient_id: str, e: JourneyEvent) -> str:
+    """An event's id as a function of everything it says: the same seed laid out from another
+    `now` is other events with other ids, never an id seen before with other content (a
+    CloudEvents source + id pair names one event)."""
+    content = {k: v for k, v in asdict(e).items() if k != "event_id"}
+    canonical = json.dumps([patient_id, content], sort_keys=True, separators=(",", ":"))
+    return str(uuid.uuid5(SYNTHETIC_EVENTS, canonical))
 
 
 @dataclass
@@ -75,9 +87,12 @@ class Builder:
                     else at + timedelta(days=3)
                 )
             ended = state in ("rejected", "returned", "discharged", "cancelled")
+            # drawn all the same, so a seed's referrals keep the ids they had; the event's id
+            # is its content's (below)
+            self.rng.getrandbits(128)
             self.events.append(
                 JourneyEvent(
-                    event_id=str(uuid.UUID(int=self.rng.getrandbits(128))),
+                    event_id="",
                     event_type=f"uk.waymark.referral.{state.replace('_', '-')}",
                     occurred_at=at.isoformat(),
                     referral_id=rid,
@@ -93,6 +108,7 @@ class Builder:
                     appointment_at=appt.isoformat() if appt else None,
                 )
             )
+            self.events[-1].event_id = content_id(self.patient_id, self.events[-1])
             previous = state
         return rid
 

@@ -10,10 +10,10 @@ from datetime import datetime
 from aiokafka import AIOKafkaProducer
 
 from devtools.synthetic.builder import SyntheticJourney
+from shared.events.binding import event_bytes, kafka_headers
 from shared.events.envelope import CloudEvent, make_event
 from shared.events.referrals import EVENT_FOR_STATE, SYNTHETIC_SOURCE
 from shared.kafka_security import client_options
-from shared.outbox import event_bytes
 from shared.settings import Settings
 from workflows.journeys.state import JourneyEvent
 
@@ -42,9 +42,10 @@ def to_cloud_event(patient_id: str, e: JourneyEvent) -> CloudEvent:
 
 async def publish(journeys: Sequence[SyntheticJourney], *, settings: Settings, topic: str) -> int:
     """Publish every journey's events, in order, keyed by the patient's pseudonymous id (one
-    patient's events stay in order on one partition); the number published. Event ids come
-    from the generator's seed, so publishing the same journeys again changes nothing
-    downstream: every consumer skips an event id it has seen."""
+    patient's events stay in order on one partition); the number published. An event's id is
+    its content's (builder.content_id), so publishing the same journeys again changes nothing
+    downstream (every consumer skips an event id it has seen), and the same seed laid out
+    from another `now` is new events under new ids."""
     producer = AIOKafkaProducer(
         **client_options(settings), acks="all", enable_idempotence=True, linger_ms=5
     )
@@ -59,6 +60,7 @@ async def publish(journeys: Sequence[SyntheticJourney], *, settings: Settings, t
                         topic,
                         value=event_bytes(event.model_dump(mode="json")),
                         key=j.patient_id.encode(),
+                        headers=kafka_headers(),  # structured mode, as the relay writes
                     )
                 )
         await asyncio.gather(*sends)

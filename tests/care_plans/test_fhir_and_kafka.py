@@ -20,11 +20,11 @@ from services.care_plans.consumers import build_consumer
 from shared.events.envelope import make_event
 from shared.events.referrals import ReferralAccepted, ReferralBooked, ReferralSubmitted
 from shared.kafka_security import client_options
-from shared.outbox import OutboxRelay, event_bytes
+from shared.outbox import OutboxRelay
 from shared.settings import Settings
 from shared.topics import CARE_PLANS, REFERRALS
 from tests.care_plans.support import World, create_plan, phq9, query
-from tests.helpers import eventually, read_topic
+from tests.helpers import eventually, read_topic, structured
 
 
 class TestFhirExport:
@@ -166,11 +166,7 @@ class TestReferralTimeline:
         try:
             # the second is delivered twice: the inbox makes the redelivery a no-op
             for e in [evs[0], evs[1], evs[1], evs[2]]:
-                await producer.send_and_wait(
-                    settings.topic(REFERRALS),
-                    value=event_bytes(e.model_dump(mode="json")),
-                    key=plan["patient_id"].encode(),
-                )
+                await producer.send_and_wait(settings.topic(REFERRALS), **structured(e))
         finally:
             await producer.stop()
 

@@ -8,6 +8,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Awaitable
 from datetime import UTC, datetime
@@ -27,7 +28,8 @@ from shared.pseudonym import pseudonymise
 from shared.settings import settings_env
 from shared.temporal_client import connect as connect_temporal
 from shared.topics import REFERRALS
-from tests.helpers import end_offsets, eventually
+from tests.cloudevents_support import Findings, read_since, reused_ids
+from tests.helpers import end_offsets, eventually, instance_topics
 from workflows.journeys import workflow_id
 from workflows.journeys.workflows import PatientJourney
 
@@ -190,6 +192,7 @@ class TestSeed:
         assert {r.split(".")[0] for _, r in expected} == {"looping", "stalled"}
         referrals = {e.referral_id for j in journeys for e in j.events}
 
+        began_ms = int(time.time() * 1000) - 1000
         first = await asyncio.to_thread(_waymark, s, *args)
         assert first.returncode == 0, first.stderr
         assert "85 directory services, 6 referrals and 2 care plans" in first.stdout
@@ -337,6 +340,16 @@ class TestSeed:
             )
             assert await inbox() == expected
             assert await counts() == before  # nothing twice
+            # on Kafka too: every message since the first seed is a CloudEvent a consumer's
+            # SDK reads (structured mode, the binding's headers), and no source + id pair was
+            # published again with other content (times, appointment times)
+            found = Findings()
+            topics = [t for t in await instance_topics(s) if not t.startswith(s.topic("it-"))]
+            for topic in topics:
+                await read_since(s, topic, began_ms, found)
+            assert found.read[s.topic(REFERRALS)] >= events
+            assert dict(found.problems) == {}
+            assert reused_ids(found) == {}
         finally:
             await engine.dispose()
             await ref_engine.dispose()

@@ -238,6 +238,20 @@ class TestGenerator:
         ]
         assert generate(50, seed=8, now=now)[20].events != a[20].events
 
+    def test_an_event_id_is_a_function_of_the_events_content(self) -> None:
+        """The journeys are laid out back from `now`: the same seed another day is other
+        times, so other events, and must not reuse an id (a CloudEvents source + id pair is
+        one event; a consumer that has seen the id would skip the new content)."""
+        now = datetime(2026, 6, 1, 12, tzinfo=UTC)
+        today = generate(40, seed=7, now=now)
+        tomorrow = generate(40, seed=7, now=now + timedelta(days=1))
+        ids = {e.event_id for j in today for e in j.events}
+        assert len(ids) == sum(len(j.events) for j in today)
+        assert ids.isdisjoint(e.event_id for j in tomorrow for e in j.events)
+        # the same content is the same id, whatever else was generated before it
+        again = generate(60, seed=7, now=now)[:40]
+        assert [e for j in again for e in j.events] == [e for j in today for e in j.events]
+
     def test_every_template_is_used_and_labelled_journeys_are_a_good_share(self) -> None:
         journeys = generate(500, seed=SEED, now=datetime.now(UTC))
         assert {j.template for j in journeys} == set(TEMPLATES)

@@ -13,6 +13,7 @@ from shared.events.registry import load_all
 from shared.outbox import OutboxRelay
 from shared.settings import Settings
 from shared.topics import DIRECTORY
+from tests.cloudevents_support import kafka_problem
 from tests.directory.conftest import create_published, new_provider
 from tests.helpers import read_topic
 
@@ -57,11 +58,12 @@ class TestWithdrawnEventOnKafka:
             settings,
             settings.topic(DIRECTORY),
             until=lambda recs: any(
-                r.key == key and dict(r.headers).get("ce_type") == WITHDRAWN.encode() for r in recs
+                r.key == key and json.loads(r.value)["type"] == WITHDRAWN for r in recs
             ),
         )
         mine = [r for r in records if r.key == key]
         types = [json.loads(r.value)["type"] for r in mine]
+        assert [kafka_problem(r.headers, r.key, r.value) for r in mine] == [None, None]
         assert types == ["uk.waymark.directory.service.published", WITHDRAWN]
         raw = mine[-1].value
         event = CloudEvent.model_validate(json.loads(raw))

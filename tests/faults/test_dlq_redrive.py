@@ -26,11 +26,13 @@ from devtools.stack import REPO_ROOT
 from shared import dlq
 from shared.consumer import IdempotentConsumer, PermanentError
 from shared.db import unit_of_work
+from shared.events.binding import kafka_headers
 from shared.events.envelope import make_event
 from shared.events.referrals import ReferralSubmitted
 from shared.kafka_security import client_options
 from shared.outbox import event_bytes
 from shared.settings import Settings, settings_env
+from tests.cloudevents_support import kafka_problem
 from tests.helpers import end_offsets, eventually, owner_ddl
 
 pytestmark = pytest.mark.stack
@@ -102,7 +104,7 @@ async def _produce(settings: Settings, topic: str, values: list[bytes], key: byt
     await producer.start()
     try:
         for v in values:
-            await producer.send_and_wait(topic, value=v, key=key)
+            await producer.send_and_wait(topic, value=v, key=key, headers=kafka_headers())
     finally:
         await producer.stop()
 
@@ -246,6 +248,16 @@ class TestRedrive:
         assert [(d.value, d.consumer) for d, _ in report.refused] == [(unfixable, buggy.name)]
         assert "not JSON" in report.refused[0][1]
         assert await _copies(infra, new_topic, _bytes(victim), expect=2) == 2
+        # the copy, and the DLQ's record that the letter was re-driven, are CloudEvents in the
+        # Kafka binding's structured mode like every other message
+        copy = [r for r in await dlq.read_all(infra, new_topic) if r.value == _bytes(victim)][-1]
+        markers = [
+            r
+            for r in await dlq.read_all(infra, f"{new_topic}.dlq")
+            if dlq.REDRIVE_OF in dict(r.headers)
+        ]
+        assert len(markers) == 1
+        assert [kafka_problem(r.headers, r.key, r.value) for r in (copy, *markers)] == [None] * 2
         # an event after the copy, on its partition: once both consumers applied it, both
         # have dealt with the copy
         after = _event()

@@ -36,6 +36,7 @@ from services.care_plans.consumers import CONSUMER_NAME as CARE_PLANS_CONSUMER
 from services.notifications.consumers import CONSUMER_NAME as NOTIFICATIONS_CONSUMER
 from services.notifications.consumers import TOPICS as NOTIFICATIONS_TOPICS
 from services.referrals.consumers import CONSUMER_NAME as REFERRALS_CONSUMER
+from shared.events.binding import kafka_headers
 from shared.events.care_plans import AssessmentRecorded
 from shared.events.directory import ServicePublished
 from shared.events.encounters import EncounterRecorded
@@ -48,6 +49,7 @@ from shared.outbox import event_bytes
 from shared.settings import Settings
 from shared.temporal_client import connect as connect_temporal
 from shared.topics import CARE_PLANS, DIRECTORY, ENCOUNTERS, JOURNEYS, NOTIFICATIONS, REFERRALS
+from tests.cloudevents_support import MALFORMED_ON_PURPOSE
 from tests.helpers import end_offsets, eventually, read_topic
 from workflows.journeys import workflow_id
 from workflows.journeys.bridge import CONSUMER_NAME as BRIDGE_CONSUMER
@@ -224,15 +226,18 @@ async def _publish(settings: Settings, logical: str, marker: str) -> TopicRun:
     await producer.start()
     try:
 
-        async def send(value: bytes, key: str) -> int:
+        async def send(value: bytes, key: str, *, malformed: bool = False) -> int:
+            # the binding's headers; poison marked as malformed on purpose (for the session's
+            # CloudEvents check, tests/zz_standards)
+            headers = kafka_headers([(MALFORMED_ON_PURPOSE, b"1")] if malformed else [])
             meta = await producer.send_and_wait(
-                topic, value=value, key=key.encode(), partition=partition
+                topic, value=value, key=key.encode(), partition=partition, headers=headers
             )
             return meta.offset
 
         await send(event_bytes(good[0].model_dump(mode="json")), good[0].subject)
         for i, (kind, value) in enumerate(poison.items(), start=1):
-            run.poison_offsets[await send(value, good[i].subject)] = kind
+            run.poison_offsets[await send(value, good[i].subject, malformed=True)] = kind
             await send(event_bytes(good[i].model_dump(mode="json")), good[i].subject)
     finally:
         await producer.stop()

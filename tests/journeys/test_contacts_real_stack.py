@@ -16,11 +16,10 @@ from shared.db import make_engine, make_sessionmaker, unit_of_work
 from shared.events.encounters import EncounterRecorded
 from shared.events.envelope import CloudEvent, make_event
 from shared.kafka_security import client_options
-from shared.outbox import event_bytes
 from shared.settings import Settings
 from shared.temporal_client import connect as connect_temporal
 from shared.topics import ENCOUNTERS
-from tests.helpers import eventually
+from tests.helpers import eventually, structured
 from workflows.journeys import workflow_id
 from workflows.journeys.rules import load_rules
 from workflows.journeys.rules_contacts import FREQUENT
@@ -55,11 +54,7 @@ async def produce(s: Settings, events: list[CloudEvent]) -> None:
     await producer.start()
     try:
         for e in events:
-            await producer.send_and_wait(
-                s.topic(ENCOUNTERS),
-                value=event_bytes(e.model_dump(mode="json")),
-                key=e.subject.encode(),
-            )
+            await producer.send_and_wait(s.topic(ENCOUNTERS), **structured(e))
     finally:
         await producer.stop()
 

@@ -26,7 +26,7 @@ from shared.kafka_security import client_options
 from shared.settings import Settings
 from shared.topics import REFERRALS
 from tests.conftest import auth
-from tests.helpers import eventually
+from tests.helpers import eventually, structured
 
 load_all()
 
@@ -353,9 +353,7 @@ class TestConsumerKilledMidBatch:
         await producer.start()
         try:
             for e in events:
-                await producer.send(
-                    s.topic(REFERRALS), key=e.subject.encode(), value=e.model_dump_json().encode()
-                )
+                await producer.send(s.topic(REFERRALS), **structured(e))
             await producer.flush()
         finally:
             await producer.stop()

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tests.cloudevents_support import http_problem
 from tests.helpers import eventually
 
 # --- the receiver ---------------------------------------------------------------------------
@@ -32,10 +33,14 @@ class Got:
     signatures: list[str]
     payload: dict[str, Any]
     body: bytes
+    headers: dict[str, str]
     at: float  # monotonic, on arrival
     verified_by: list[int]  # indices into the hook's secrets that verify this request
     concerns_org: bool
     snapshot: dict[str, tuple[int, int]]  # every hook's (finished, in flight) on arrival
+    #: why the request is not a structured-mode CloudEvent (the SDK's from_http and the HTTP
+    #: binding's content type), or None
+    not_cloudevent: str | None = None
     status: int = 0
 
 
@@ -65,6 +70,10 @@ class Hook:
         for g in self.got:
             out[g.webhook_id].append(g)
         return out
+
+    def not_cloudevents(self) -> list[tuple[str, str]]:
+        """(webhook-id, why) of every request a CloudEvents receiver could not read."""
+        return [(g.webhook_id, g.not_cloudevent) for g in self.got if g.not_cloudevent]
 
     def strangers(self) -> list[Got]:
         """Requests about events that do not concern this partner's organisation."""
@@ -105,10 +114,12 @@ class Receiver:
             signatures=headers.get("webhook-signature", "").split(" "),
             payload=payload,
             body=body,
+            headers=headers,
             at=time.monotonic(),
             verified_by=verified,
             concerns_org=hook.org in (data.get("from_org"), data.get("to_org")),
             snapshot={n: (h.finished, h.in_flight) for n, h in self.hooks.items()},
+            not_cloudevent=http_problem(headers, body),
         )
         hook.got.append(got)
         hook.in_flight += 1

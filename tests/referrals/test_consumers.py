@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.referrals.consumers import CONSUMER_NAME, build_consumer
+from shared.events.binding import kafka_headers
 from shared.events.directory import (
     DirectoryServiceEventData,
     ServicePublished,
@@ -31,6 +32,7 @@ from shared.kafka_security import client_options
 from shared.outbox import OutboxRelay, event_bytes
 from shared.settings import Settings
 from shared.topics import DIRECTORY, REFERRALS
+from tests.cloudevents_support import MALFORMED_ON_PURPOSE
 from tests.conftest import auth, publish_directory_state
 from tests.helpers import end_offsets, eventually, read_topic, referral_body
 from tests.referrals.support import (
@@ -77,13 +79,19 @@ def as_bytes(event: CloudEvent) -> bytes:
     return event_bytes(event.model_dump(mode="json"))
 
 
-async def produce(s: Settings, messages: list[tuple[str, bytes]]) -> None:
-    """Send (key, value) messages to the directory topic, in order, acknowledged by all."""
+async def produce(
+    s: Settings, messages: list[tuple[str, bytes]], *, malformed: bool = False
+) -> None:
+    """Send (key, value) messages to the directory topic, in order, acknowledged by all, with
+    the binding's headers (and the test's mark when they are malformed on purpose)."""
+    headers = kafka_headers([(MALFORMED_ON_PURPOSE, b"1")] if malformed else [])
     producer = AIOKafkaProducer(**client_options(s), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for key, value in messages:
-            await producer.send_and_wait(s.topic(DIRECTORY), value=value, key=key.encode())
+            await producer.send_and_wait(
+                s.topic(DIRECTORY), value=value, key=key.encode(), headers=headers
+            )
     finally:
         await producer.stop()
 
@@ -469,6 +477,7 @@ class TestMalformedEvents:
                 (key, event_bytes(unknown_type)),
                 (key, as_bytes(good_event)),
             ],
+            malformed=True,
         )
         await consume_all(settings, referrals_sessions, since=since)
 

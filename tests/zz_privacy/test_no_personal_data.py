@@ -39,6 +39,7 @@ from tests.helpers import (
     create_care_plan,
     end_offsets,
     eventually,
+    instance_topics,
     referral_body,
     synthetic_nhs_number,
 )
@@ -270,15 +271,6 @@ async def settle(s: Settings, timeout: float = 120) -> list[str]:
 
 async def _nothing(pending: Any) -> bool:
     return not await pending
-
-
-async def instance_topics(s: Settings) -> list[str]:
-    admin = AIOKafkaAdminClient(**client_options(s))
-    await admin.start()
-    try:
-        return sorted(t for t in await admin.list_topics() if t.startswith(s.topic_prefix))
-    finally:
-        await admin.close()
 
 
 class TestNoPersonalDataInEventsOrLogs:

@@ -43,6 +43,7 @@ from shared.audit import record_audit
 from shared.auth import Principal, Role
 from shared.db import make_engine, make_sessionmaker
 from shared.errors import ValidationFailed
+from shared.events.binding import HTTP_CONTENT_TYPE
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -293,7 +294,8 @@ class WebhookSender:
         body = json.dumps(d.payload, separators=(",", ":"), ensure_ascii=False).encode()
         now = datetime.now(UTC)
         headers = {
-            "content-type": "application/json",
+            # the CloudEvents HTTP binding's structured mode (the body is the whole event)
+            "content-type": HTTP_CONTENT_TYPE,
             **domain.sign_headers(
                 msg_id=d.id,
                 timestamp=int(now.timestamp()),

@@ -32,11 +32,10 @@ from services.notifications.alerts import live
 from services.notifications.alerts.live import AlertChanged, AlertFanout, Subscription
 from shared.db import make_engine, make_sessionmaker
 from shared.kafka_security import client_options
-from shared.outbox import event_bytes
 from shared.settings import Settings
 from shared.topics import JOURNEYS
 from shared.web import create_app
-from tests.helpers import eventually, relate, synthetic_nhs_number
+from tests.helpers import eventually, relate, structured, synthetic_nhs_number
 from tests.notifications.alert_support import (
     Sse,
     alert_event,
@@ -272,9 +271,7 @@ async def produce(s: Settings, topic: str, event: Any) -> None:
     producer = AIOKafkaProducer(**client_options(s), acks="all")
     await producer.start()
     try:
-        await producer.send_and_wait(
-            topic, value=event_bytes(event.model_dump(mode="json")), key=event.subject.encode()
-        )
+        await producer.send_and_wait(topic, **structured(event))
     finally:
         await producer.stop()
 

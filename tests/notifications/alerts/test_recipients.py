@@ -25,7 +25,7 @@ from shared.kafka_security import client_options
 from shared.settings import Settings
 from shared.topics import JOURNEYS
 from tests.conftest import auth
-from tests.helpers import eventually
+from tests.helpers import eventually, structured
 from tests.notifications.message_support import mails_to, running, unique_email
 
 PREFIX = audience.ALERT_PREFIX
@@ -328,8 +328,6 @@ async def publish(s: Settings, event: CloudEvent) -> None:
     producer = AIOKafkaProducer(**client_options(s), acks="all")
     await producer.start()
     try:
-        await producer.send_and_wait(
-            s.topic(JOURNEYS), value=event.model_dump_json().encode(), key=event.subject.encode()
-        )
+        await producer.send_and_wait(s.topic(JOURNEYS), **structured(event))
     finally:
         await producer.stop()

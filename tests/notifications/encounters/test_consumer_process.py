@@ -13,19 +13,24 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from services.notifications.consumers import CONSUMER_NAME
+from shared.events.binding import kafka_headers
 from shared.kafka_security import client_options
 from shared.topics import ENCOUNTERS, dlq
+from tests.cloudevents_support import MALFORMED_ON_PURPOSE
 from tests.helpers import end_offsets, eventually, read_topic
 from tests.notifications.encounters.support import encounter_event, new_patient
 from tests.notifications.test_consumer import rows
 
 
 async def produce(s: Any, messages: list[tuple[str, bytes]]) -> None:
+    """(key, value) messages on the encounters topic with the binding's headers; some are
+    malformed on purpose (marked so), for the DLQ."""
+    headers = kafka_headers([(MALFORMED_ON_PURPOSE, b"1")])
     producer = AIOKafkaProducer(**client_options(s), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for key, value in messages:
-            await producer.send(s.topic(ENCOUNTERS), key=key.encode(), value=value)
+            await producer.send(s.topic(ENCOUNTERS), key=key.encode(), value=value, headers=headers)
         await producer.flush()
     finally:
         await producer.stop()

@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import text
 
 from shared.db import unit_of_work
+from shared.events.binding import HTTP_CONTENT_TYPE
 from shared.events.envelope import make_event
 from shared.events.referrals import ReferralSubmitted
 from shared.settings import Settings
@@ -124,6 +125,7 @@ class TestRetries:
                 assert gap >= delay * 0.98, (gaps, "a retry came before its delay")
             assert gaps[2] > gaps[0], gaps
         assert not hook.strangers()
+        assert hook.not_cloudevents() == [], "every attempt is a CloudEvent the SDK reads"
         # the log agrees, and nothing more is owed: each delivery is done after 4 attempts
         rows = await deliveries_of(notifications_sessions, sub["id"])
         assert sorted(r.referral_id for r in rows) == sorted(refs)
@@ -227,6 +229,10 @@ class TestPartnerIsolation:
         for hook in (hook_a, hook_b):
             assert not hook.strangers(), "a partner received another's event"
             assert all(g.verified_by == [0] for g in hook.got)
+            # what a partner receives is a CloudEvent its SDK reads (HTTP binding, structured
+            # mode: Content-Type application/cloudevents+json)
+            assert hook.got and hook.not_cloudevents() == []
+            assert all(g.headers["content-type"] == HTTP_CONTENT_TYPE for g in hook.got)
         assert {g.payload["data"]["referral_id"] for g in hook_a.got} == {r1, r3}
         assert {g.payload["data"]["referral_id"] for g in hook_b.got} == {r2, r3}
         # the same event reaches both partners under different webhook-ids
