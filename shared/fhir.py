@@ -44,13 +44,41 @@ def operation_outcome(status: int, title: str, detail: str, extra: dict[str, Any
     }.get(status, "exception")
     issues = [{"severity": "error", "code": code, "diagnostics": detail}]
     for e in extra.get("errors", [])[:20]:
-        issues.append(
-            {
-                "severity": "error",
-                "code": "invalid",
-                "diagnostics": e.get("message", ""),
-                "expression": [".".join(e.get("location", []))],
-            }
-        )
+        issue: dict[str, Any] = {"severity": "error", "code": "invalid"}
+        where, path = _fhirpath(list(e.get("location", [])))
+        message = e.get("message", "")
+        if path:
+            issue["diagnostics"] = message
+            issue["expression"] = [path]
+        else:  # a query parameter or header is no element of a resource: name it in words
+            issue["diagnostics"] = f"{where}: {message}" if where else message
+        issues.append(issue)
     body = {"resourceType": "OperationOutcome", "issue": issues}
     return JSONResponse(body, status_code=status, media_type=FHIR_JSON)
+
+
+#: the parts of a request that are not a resource: their errors have no FHIRPath
+_REQUEST_PARTS = {
+    "query": "query parameter",
+    "header": "header",
+    "path": "path",
+    "cookie": "cookie",
+}
+
+
+def _fhirpath(location: list[Any]) -> tuple[str, str | None]:
+    """An error's location as (words, FHIRPath): ['body', 'Bundle', 'entry', 0] is FHIRPath
+    Bundle.entry[0] (a path from its resource type); ['query', '_count'] is no element of a
+    resource (FHIRPath would not name it), so it is the words "query parameter _count"."""
+    if location and location[0] in _REQUEST_PARTS:
+        rest = ".".join(str(p) for p in location[1:])
+        return f"{_REQUEST_PARTS[location[0]]} {rest}".strip(), None
+    if location and location[0] == "body":
+        location = location[1:]
+    if not location or not str(location[0])[:1].isupper():
+        # an element of a body whose resource type is unknown here
+        return ".".join(str(p) for p in location), None
+    path = str(location[0])
+    for part in location[1:]:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return "", path
