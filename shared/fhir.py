@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse, Response
 FHIR_JSON = "application/fhir+json"
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
+#: the pseudonymous patient id Waymark's FHIR resources carry (never an NHS number or name)
+PSEUDONYM_SYSTEM = "https://waymark.nhs.example/fhir/Id/patient-pseudonym"
 
 #: the error responses a FHIR route documents: an OperationOutcome in FHIR's media type
 FHIR_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -29,6 +31,36 @@ def fhir_response(
 ) -> JSONResponse:
     """A FHIR resource in FHIR's own media type."""
     return JSONResponse(resource, status_code=status, media_type=FHIR_JSON, headers=headers)
+
+
+def patient_fhir_id(pseudonym: str) -> str:
+    """The Patient resource id of a pseudonymous id: FHIR ids take letters, digits, '-' and
+    '.', so pt_abc... is Patient/pt-abc... (a pseudonym holds one '_' and never a '-')."""
+    return pseudonym.replace("_", "-")
+
+
+def pseudonym_of(fhir_id: str) -> str:
+    """The pseudonymous id a Patient resource id stands for (either spelling is taken)."""
+    return fhir_id.replace("-", "_")
+
+
+def minimal_patient(pseudonym: str) -> dict[str, Any]:
+    """The Patient a reference to the person resolves to: the pseudonymous identifier only (no
+    name, no NHS number, nothing else that identifies the person)."""
+    return {
+        "resourceType": "Patient",
+        "id": patient_fhir_id(pseudonym),
+        "identifier": [{"system": PSEUDONYM_SYSTEM, "value": pseudonym}],
+    }
+
+
+def patient_reference(pseudonym: str) -> dict[str, Any]:
+    """A reference to the person the server answers (GET Patient/<id>, the minimal Patient),
+    with the identifier too so a client that does not follow it still knows who."""
+    return {
+        "reference": f"Patient/{patient_fhir_id(pseudonym)}",
+        "identifier": {"system": PSEUDONYM_SYSTEM, "value": pseudonym},
+    }
 
 
 def operation_outcome(status: int, title: str, detail: str, extra: dict[str, Any]) -> Response:

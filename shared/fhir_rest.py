@@ -3,7 +3,7 @@ unaided: the discovery documents (the CapabilityStatement at /fhir/metadata and 
 Launch configuration at /fhir/.well-known/smart-configuration, both public), search paging
 (`_count` and `_offset`, Bundle links first/previous/self/next, `total`), URLs made from the
 base that served the request (Bundle.entry.fullUrl, Location), the minimal Patient a reference
-resolves to, and FHIR's media type in the OpenAPI document.
+resolves to (shared/fhir.py builds it), and FHIR's media type in the OpenAPI document.
 
 The building functions are pure (unit tested); `discovery_router` and `fhir_openapi` wire them
 into a service's app."""
@@ -23,8 +23,6 @@ from shared.errors import ValidationFailed
 from shared.fhir import FHIR_JSON, fhir_response
 
 FHIR_VERSION = "4.0.1"
-#: the pseudonymous patient id Waymark's FHIR resources carry (never an NHS number or name)
-PSEUDONYM_SYSTEM = "https://waymark.nhs.example/fhir/Id/patient-pseudonym"
 SMART_OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 SMART_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
 #: the search results a page holds unless `_count` says otherwise, and at most
@@ -283,25 +281,6 @@ def search_bundle(
     return searchset(served_base(request), resources, total=total, links=links)
 
 
-def minimal_patient(pseudonym: str) -> dict[str, Any]:
-    """The Patient `Patient/<pseudonym>` resolves to: the pseudonymous identifier only (no name,
-    no NHS number, nothing else that identifies the person)."""
-    return {
-        "resourceType": "Patient",
-        "id": pseudonym,
-        "identifier": [{"system": PSEUDONYM_SYSTEM, "value": pseudonym}],
-    }
-
-
-def patient_reference(pseudonym: str) -> dict[str, Any]:
-    """A reference to the person the server answers (GET Patient/<pseudonym>), with the
-    identifier too so a client that does not follow it still knows who."""
-    return {
-        "reference": f"Patient/{pseudonym}",
-        "identifier": {"system": PSEUDONYM_SYSTEM, "value": pseudonym},
-    }
-
-
 # --- wiring ----------------------------------------------------------------------------------
 
 
@@ -346,10 +325,12 @@ def fhir_openapi(app: FastAPI) -> None:
             if not path.startswith("/fhir") or path.endswith("smart-configuration"):
                 continue
             for op in ops.values():
-                for response in op.get("responses", {}).values():
+                for status, response in op.get("responses", {}).items():
                     content = response.get("content")
                     if content:  # FastAPI's application/json (a schema, or none)
                         response["content"] = {FHIR_JSON: next(iter(content.values()))}
+                    elif status.startswith("2") and status != "204":
+                        response["content"] = {FHIR_JSON: {}}
         app.openapi_schema = doc
         return doc
 

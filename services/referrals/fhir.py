@@ -28,7 +28,7 @@ from services.referrals.domain import Priority, ReferralState, Source
 from services.referrals.models import Referral
 from services.referrals.schemas import PatientIn, PatientRef, ReferralFromEhr
 from shared.errors import ValidationFailed
-from shared.fhir import NHS_NUMBER_SYSTEM, ODS_SYSTEM
+from shared.fhir import NHS_NUMBER_SYSTEM, ODS_SYSTEM, patient_reference
 from shared.identifiers import ORG_CODE
 from shared.vocabulary import Category
 
@@ -412,7 +412,9 @@ def referral_to_task(r: Referral, last_reason: str | None) -> dict[str, Any]:
         "priority": r.priority,
         "focus": {"reference": f"ServiceRequest/{r.id}"},
         "basedOn": [{"reference": f"ServiceRequest/{r.id}"}],
-        "for": {"identifier": {"system": PSEUDONYM_SYSTEM, "value": r.patient_id}},
+        # a reference the server answers (GET Patient/<pseudonym>: the identifier only), and
+        # the identifier for a client that does not follow it
+        "for": patient_reference(r.patient_id),
         "authoredOn": r.created_at.isoformat(),
         "lastModified": r.updated_at.isoformat(),
         "requester": {"identifier": {"system": ODS_SYSTEM, "value": r.from_org}},
@@ -429,22 +431,6 @@ def referral_to_task(r: Referral, last_reason: str | None) -> dict[str, Any]:
     if r.appointment_at and r.state == ReferralState.BOOKED:
         task["restriction"] = {"period": {"start": r.appointment_at.isoformat()}}
     return task
-
-
-def searchset(resources: list[dict[str, Any]], total: int) -> dict[str, Any]:
-    return {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": total,
-        "entry": [
-            {
-                "fullUrl": f"{BASE}/{res['resourceType']}/{res['id']}",
-                "resource": res,
-                "search": {"mode": "match"},
-            }
-            for res in resources
-        ],
-    }
 
 
 def validate_outgoing(resource: dict[str, Any]) -> dict[str, Any]:

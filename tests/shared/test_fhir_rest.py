@@ -12,9 +12,10 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.operationoutcome import OperationOutcome
+from fhir.resources.R4B.patient import Patient
 
 from shared.errors import ValidationFailed
-from shared.fhir import operation_outcome
+from shared.fhir import minimal_patient, operation_outcome, patient_reference, pseudonym_of
 from shared.fhir_rest import (
     SMART_OAUTH_URIS,
     Base,
@@ -22,10 +23,8 @@ from shared.fhir_rest import (
     SearchParam,
     Supported,
     capability_statement,
-    minimal_patient,
     page_links,
     page_of,
-    patient_reference,
     searchset,
     smart_configuration,
 )
@@ -180,14 +179,18 @@ class TestPaging:
 
 class TestPatient:
     def test_the_minimal_patient_is_the_pseudonym_and_nothing_else(self) -> None:
-        p = minimal_patient("pt-123")
+        p = minimal_patient("pt_abc234")
+        Patient.model_validate(p)  # a FHIR id: no '_'
         assert set(p) == {"resourceType", "id", "identifier"}
-        assert [i["value"] for i in p["identifier"]] == ["pt-123"]
+        assert p["id"] == "pt-abc234"
+        assert [i["value"] for i in p["identifier"]] == ["pt_abc234"]
 
     def test_a_reference_can_be_followed_and_still_names_the_person(self) -> None:
-        ref = patient_reference("pt-123")
-        assert ref["reference"] == "Patient/pt-123"
-        assert ref["identifier"]["value"] == "pt-123"
+        ref = patient_reference("pt_abc234")
+        assert ref["reference"] == "Patient/pt-abc234"
+        assert pseudonym_of(ref["reference"].removeprefix("Patient/")) == "pt_abc234"
+        assert pseudonym_of("pt_abc234") == "pt_abc234"
+        assert ref["identifier"]["value"] == "pt_abc234"
 
 
 def _outcome(errors: list[dict[str, Any]]) -> dict[str, Any]:
