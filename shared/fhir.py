@@ -18,6 +18,7 @@ PSEUDONYM_SYSTEM = "https://waymark.nhs.example/fhir/Id/patient-pseudonym"
 FHIR_ERRORS: dict[int | str, dict[str, Any]] = {
     s: {"description": d, "content": {FHIR_JSON: {}}}
     for s, d in [
+        (400, "Bad request: a body that is not JSON"),
         (401, "Not authenticated"),
         (403, "Forbidden"),
         (404, "Not found"),
