@@ -8,12 +8,10 @@ Each must have 0 errors."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from shared.settings import Settings
 from tests.care_plans.support import World, create_plan, phq9
@@ -24,16 +22,6 @@ from tests.integration.fhir.support import encounter
 from tests.referrals.support import create, new_org, new_parties
 
 FHIR_JSON = "application/fhir+json"
-
-
-@pytest.fixture(scope="module")
-async def care_plans(infra: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    from services.care_plans.api import app
-
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://care-plans") as c:
-            yield c
 
 
 async def _fhir(client: httpx.AsyncClient, url: str, status: int = 200, **kw: Any) -> Any:
@@ -135,7 +123,7 @@ async def _integration_samples(client: httpx.AsyncClient, sender: Any) -> dict[s
 
 async def test_every_base_serves_what_the_reference_validator_accepts(
     referrals_client: httpx.AsyncClient,
-    care_plans: httpx.AsyncClient,
+    care_plans_client: httpx.AsyncClient,
     integration_client: httpx.AsyncClient,
     fhir_sender: Any,
     settings: Settings,
@@ -144,7 +132,7 @@ async def test_every_base_serves_what_the_reference_validator_accepts(
 ) -> None:
     samples = {
         **await _referrals_samples(referrals_client, settings, referrals_sessions),
-        **await _care_plans_samples(care_plans, settings),
+        **await _care_plans_samples(care_plans_client, settings),
         **await _integration_samples(integration_client, await fhir_sender()),
     }
     kinds = {s["resourceType"] for s in samples.values()}
