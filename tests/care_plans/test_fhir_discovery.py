@@ -14,11 +14,12 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.questionnaire import Questionnaire
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.care_plans.domain.screening import INSTRUMENTS
 from shared.settings import Settings
 from shared.vocabulary import Instrument
-from tests.care_plans.support import World, create_plan, phq9
+from tests.care_plans.support import World, create_plan, phq9, query
 from tests.helpers import fhir_media_mismatches
 
 FHIR_JSON = "application/fhir+json"
@@ -146,7 +147,10 @@ class TestQuestionnaires:
 
 class TestPatientReference:
     async def test_care_plan_subject_resolves_to_a_minimal_patient(
-        self, care_plans_client: httpx.AsyncClient, settings: Settings
+        self,
+        care_plans_client: httpx.AsyncClient,
+        care_plans_sessions: async_sessionmaker,
+        settings: Settings,
     ) -> None:
         w = World(settings)
         plan = await create_plan(care_plans_client, w)
@@ -169,6 +173,18 @@ class TestPatientReference:
         assert outsider.status_code == 404
         assert outsider.json()["resourceType"] == "OperationOutcome"
         assert (await care_plans_client.get(f"/fhir/{ref['reference']}")).status_code == 401
+        # the reads and the refusal are audited, with who asked
+        audit = await query(
+            care_plans_sessions,
+            "SELECT actor_org, action FROM audit_log WHERE patient_id = :p "
+            "AND resource_type = 'Patient' ORDER BY at",
+            p=plan["patient_id"],
+        )
+        assert [(a.actor_org, a.action) for a in audit] == [
+            (w.holder, "read"),
+            (w.consented, "read"),
+            (w.outsider, "read-denied"),
+        ]
 
 
 class TestOpenApi:

@@ -21,7 +21,7 @@ from shared.settings import Settings
 from tests.conftest import auth
 from tests.helpers import fhir_media_mismatches, synthetic_nhs_number
 from tests.referrals.api.test_fhir import post_sr, service_request
-from tests.referrals.support import Parties, create, new_org, new_parties
+from tests.referrals.support import Parties, audit_of, create, new_org, new_parties
 
 FHIR_JSON = "application/fhir+json"
 SERVED = "http://referrals/fhir"  # the in-process client's base URL, + /fhir
@@ -179,7 +179,11 @@ class TestCreateAndRead:
 
 class TestPatientReference:
     async def test_task_for_resolves_to_a_minimal_patient(
-        self, referrals_client: httpx.AsyncClient, settings: Settings, parties: Parties
+        self,
+        referrals_client: httpx.AsyncClient,
+        referrals_sessions: async_sessionmaker,
+        settings: Settings,
+        parties: Parties,
     ) -> None:
         referral = await create(referrals_client, settings, parties)
         task = (
@@ -199,6 +203,13 @@ class TestPatientReference:
             assert set(patient) == {"resourceType", "id", "identifier"}  # no name, no NHS no.
             assert patient["identifier"][0]["value"] == referral["patient_id"]
             assert json.dumps(patient).find(referral["nhs_number"]) == -1
+        # each read is audited, with who read it
+        reads = [
+            (a.actor_org, a.action)
+            for a in await audit_of(referrals_sessions, referral["patient_id"])
+            if a.resource_type == "Patient"
+        ]
+        assert reads == [(parties.referrer_org, "read"), (parties.receiver_org, "read")]
 
     async def test_a_patient_the_caller_has_no_referral_for_is_a_404(
         self, referrals_client: httpx.AsyncClient, settings: Settings, parties: Parties
