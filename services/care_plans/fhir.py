@@ -19,7 +19,6 @@ from shared.fhir import ODS_SYSTEM, patient_reference
 from shared.vocabulary import Instrument
 
 BASE = "https://waymark.nhs.example/fhir"
-PSEUDONYM_SYSTEM = f"{BASE}/Id/patient-pseudonym"
 #: where the Questionnaires' canonicals pointed before they were served at the base that serves
 #: them; a QuestionnaireResponse stored then names it, and `?url=` still finds it
 QUESTIONNAIRE_BASE = f"{BASE}/Questionnaire/"

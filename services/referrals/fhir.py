@@ -28,7 +28,7 @@ from services.referrals.domain import Priority, ReferralState, Source
 from services.referrals.models import Referral
 from services.referrals.schemas import PatientIn, PatientRef, ReferralFromEhr
 from shared.errors import ValidationFailed
-from shared.fhir import NHS_NUMBER_SYSTEM, ODS_SYSTEM, patient_reference
+from shared.fhir import NHS_NUMBER_SYSTEM, ODS_SYSTEM, PSEUDONYM_SYSTEM, patient_reference
 from shared.identifiers import ORG_CODE
 from shared.vocabulary import Category
 
@@ -37,7 +37,6 @@ BASE = "https://waymark.nhs.example/fhir"
 EXT = f"{BASE}/StructureDefinition/"
 DIRECTORY_SERVICE_SYSTEM = f"{BASE}/Id/directory-service"
 REFERRAL_SYSTEM = f"{BASE}/Id/referral"
-PSEUDONYM_SYSTEM = f"{BASE}/Id/patient-pseudonym"
 #: an imported referral's id in its source system: <this>/<source_system>
 SOURCE_REF_SYSTEM = f"{BASE}/Id/source-referral"
 STATE_SYSTEM = f"{BASE}/CodeSystem/referral-state"

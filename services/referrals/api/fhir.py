@@ -160,7 +160,8 @@ async def fhir_search_service_requests(
         if system:
             nhs_number = normalise_nhs_number(value)
         else:
-            patient_id = value.removeprefix("Patient/")
+            # the pseudonym, or Patient/<id> as Task.for names it (its FHIR id spelling)
+            patient_id = pseudonym_of(value.removeprefix("Patient/"))
     states: list[str] = []
     if status:
         states = [s for s, fs in fhir.SERVICE_REQUEST_STATUS.items() if fs == status]

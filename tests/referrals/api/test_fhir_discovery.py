@@ -211,6 +211,18 @@ class TestPatientReference:
         ]
         assert reads == [(parties.referrer_org, "read"), (parties.receiver_org, "read")]
 
+    async def test_a_search_by_the_followed_reference_finds_the_referrals(
+        self, referrals_client: httpx.AsyncClient, settings: Settings, parties: Parties
+    ) -> None:
+        referral = await create(referrals_client, settings, parties)
+        h = parties.referrer(settings)
+        task = (await referrals_client.get(f"/fhir/Task/{referral['id']}", headers=h)).json()
+        r = await referrals_client.get(
+            "/fhir/ServiceRequest", params={"patient": task["for"]["reference"]}, headers=h
+        )
+        assert r.status_code == 200, r.text
+        assert [e["resource"]["id"] for e in r.json()["entry"]] == [referral["id"]]
+
     async def test_a_patient_the_caller_has_no_referral_for_is_a_404(
         self, referrals_client: httpx.AsyncClient, settings: Settings, parties: Parties
     ) -> None:
