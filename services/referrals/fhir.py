@@ -84,6 +84,14 @@ class FhirInvalid(ValidationFailed):
     """A resource Waymark cannot accept; rendered as an OperationOutcome."""
 
 
+def _invalid(what: str, root: str, exc: ValidationError) -> FhirInvalid:
+    """The model's errors as an OperationOutcome's issues, each at its FHIRPath from `root`
+    (ServiceRequest.reasonCode[0].coding), and in words."""
+    errors = [{"location": [root, *e["loc"]], "message": e["msg"]} for e in exc.errors()[:20]]
+    words = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+    return FhirInvalid(f"{what}: {words}", errors=errors)
+
+
 def _ext(resource: dict[str, Any], name: str) -> list[dict[str, Any]]:
     return [e for e in resource.get("extension", []) or [] if e.get("url") == EXT + name]
 
@@ -188,10 +196,7 @@ def parse_service_request(raw: Any, *, requester_org: str) -> ParsedServiceReque
     try:
         sr = ServiceRequest.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
-        )
-        raise FhirInvalid(f"not a valid R4 ServiceRequest: {problems}") from None
+        raise _invalid("not a valid R4 ServiceRequest", "ServiceRequest", exc) from None
     if sr.status not in ("active", "draft"):
         raise FhirInvalid(
             f"a new referral is a ServiceRequest with status 'active' (or "

@@ -155,6 +155,29 @@ class TestCreateAndRead:
         assert r.headers["location"] == f"{SERVED}/ServiceRequest/{out['id']}/_history/1"
 
     @pytest.mark.parametrize(
+        ("change", "fhirpath"),
+        [
+            ({"authoredOn": "yesterday"}, "ServiceRequest.authoredOn"),
+            ({"reasonCode": [{"coding": "x"}]}, "ServiceRequest.reasonCode[0].coding"),
+        ],
+    )
+    async def test_an_invalid_element_is_named_by_fhirpath(
+        self,
+        referrals_client: httpx.AsyncClient,
+        settings: Settings,
+        parties: Parties,
+        change: dict[str, object],
+        fhirpath: str,
+    ) -> None:
+        sr = {**service_request(parties.service.id), **change}
+        r = await post_sr(referrals_client, parties.referrer(settings), sr)
+        assert r.status_code == 422, r.text
+        body = r.json()
+        OperationOutcome.model_validate(body)
+        paths = [e for i in body["issue"] for e in i.get("expression", [])]
+        assert paths and all(p.startswith(fhirpath) for p in paths), paths
+
+    @pytest.mark.parametrize(
         ("method", "path"),
         [("POST", "/fhir/ServiceRequest"), ("POST", "/fhir/Task"), ("PUT", "/fhir/Task/x")],
     )
