@@ -18,7 +18,7 @@ from tests.care_plans.support import World, create_plan, phq9
 from tests.conftest import auth
 from tests.helpers import synthetic_nhs_number
 from tests.integration.fhir import hapi
-from tests.integration.fhir.support import encounter
+from tests.integration.fhir.support import bundle, encounter
 from tests.referrals.support import create, new_org, new_parties
 
 FHIR_JSON = "application/fhir+json"
@@ -114,7 +114,20 @@ async def _integration_samples(client: httpx.AsyncClient, sender: Any) -> dict[s
         headers=sender.headers,
     )
     assert bad.status_code == 422, bad.text
+    batch = await client.post(
+        "/fhir",
+        content=json.dumps(
+            bundle(
+                "batch",
+                encounter(synthetic_nhs_number()),
+                {"resourceType": "Encounter", "status": "wibble"},
+            )
+        ),
+        headers=sender.headers,
+    )
+    assert batch.status_code == 200, batch.text
     return {
+        "integration/Bundle-batch-response": batch.json(),
         "integration/CapabilityStatement": await _fhir(client, "/fhir/metadata"),
         "integration/Encounter": await _fhir(client, r.headers["location"], headers=sender.headers),
         "integration/OperationOutcome-invalid": bad.json(),
