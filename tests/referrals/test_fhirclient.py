@@ -1,4 +1,4 @@
-"""A SMART on FHIR app's view of the running referrals API (issue #19): the reference Python
+"""A SMART on FHIR app's view of the running FHIR APIs (issue #19): the reference Python
 client, `fhirclient`, against the session's real stack (its own process, ports from settings),
 as a partner's app would use it. It discovers the server (prepare(): the CapabilityStatement and
 its SMART endpoints, so it can build an authorize URL at the OpenID provider), reads a
@@ -81,3 +81,18 @@ async def test_fhirclient_discovers_reads_and_pages_through_a_search(
     assert seen["totals"] == [N, N, N]
     got = [i for page in seen["pages"] for i in page]
     assert sorted(got) == sorted(made) and len(set(got)) == N
+
+
+def _discovered(base: str) -> tuple[bool, str | None]:
+    smart = client.FHIRClient(settings={"app_id": "waymark-fhirclient-test", "api_base": base})
+    return smart.prepare(), smart.authorize_url
+
+
+async def test_fhirclient_discovers_every_fhir_base(running_apps: Settings) -> None:
+    """The care plans and integration bases too: prepare() reads each CapabilityStatement and
+    finds the OpenID provider's endpoints in it."""
+    for service in ("care_plans", "integration"):
+        base = f"{running_apps.api_url(service)}/fhir/"
+        ready, authorize_url = await asyncio.to_thread(_discovered, base)
+        assert ready is False, service  # no token yet
+        assert authorize_url is not None and authorize_url.startswith(running_apps.issuer)
