@@ -244,6 +244,17 @@ async def referrals_client(infra: Settings, known_services) -> AsyncIterator[htt
             yield c
 
 
+@pytest.fixture(scope="session")
+async def care_plans_client(infra: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The care plans app in-process (real database), lifespan included."""
+    from services.care_plans.api import app
+
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://care-plans") as c:
+            yield c
+
+
 # --- leaving the interpreter ------------------------------------------------------------------
 # The Temporal client's native (Rust) runtime threads can abort a finalising interpreter
 # ("PyGILState_Release ... finalizing"), which would turn a passing run into exit code 134.

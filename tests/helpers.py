@@ -284,3 +284,24 @@ def process_token(s: Settings, service: str) -> str:
         name=f"Waymark {service}",
         scope=" ".join(c.value for c in PROCESS_SCOPES.get(service, ())),
     )
+
+
+def fhir_media_mismatches(openapi: dict[str, Any]) -> list[tuple[str, str, str, set[str]]]:
+    """Where an API's OpenAPI document says a FHIR route (under /fhir) answers or takes
+    something other than application/fhir+json: (method, path, status or "body", media
+    types). A 2xx must name FHIR JSON; an error may name it or nothing; a request body must
+    offer it. The SMART configuration is plain JSON by its own standard."""
+    fhir_json = "application/fhir+json"
+    wrong = []
+    for path, ops in openapi["paths"].items():
+        if not path.startswith("/fhir") or path.endswith("smart-configuration"):
+            continue
+        for method, op in ops.items():
+            for status, response in op["responses"].items():
+                media = set(response.get("content", {}))
+                if media != {fhir_json} and (status.startswith("2") or media):
+                    wrong.append((method, path, status, media))
+            body = set(op.get("requestBody", {}).get("content", {}))
+            if body and fhir_json not in body:
+                wrong.append((method, path, "body", body))
+    return wrong

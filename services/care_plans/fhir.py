@@ -15,11 +15,12 @@ from typing import Any
 
 from services.care_plans.domain.screening import INSTRUMENTS, Score
 from services.care_plans.models import Assessment, CarePlan, CarePlanVersion
-from shared.fhir import ODS_SYSTEM
+from shared.fhir import ODS_SYSTEM, patient_reference
 from shared.vocabulary import Instrument
 
 BASE = "https://waymark.nhs.example/fhir"
-PSEUDONYM_SYSTEM = f"{BASE}/Id/patient-pseudonym"
+#: where the Questionnaires' canonicals pointed before they were served at the base that serves
+#: them; a QuestionnaireResponse stored then names it, and `?url=` still finds it
 QUESTIONNAIRE_BASE = f"{BASE}/Questionnaire/"
 ANSWER_SYSTEM = f"{BASE}/CodeSystem/screening-answer"
 BAND_SYSTEM = f"{BASE}/CodeSystem/screening-band"
@@ -51,10 +52,26 @@ def _iso(dt: datetime) -> str:
 
 
 def _patient(patient_id: str) -> dict[str, Any]:
-    return {"identifier": {"system": PSEUDONYM_SYSTEM, "value": patient_id}}
+    # a reference the base answers (GET Patient/<id>: the pseudonymous identifier only), with
+    # the identifier kept for a client that does not follow it
+    return patient_reference(patient_id)
 
 
-def questionnaire(instrument: Instrument) -> dict[str, Any]:
+def canonical(base: str, instrument: Instrument) -> str:
+    """A Questionnaire's canonical URL: where the base that serves it answers a GET for it."""
+    return f"{base}/Questionnaire/{instrument.value}"
+
+
+def instrument_of(url: str, base: str) -> Instrument | None:
+    """The instrument a canonical names (`|version` allowed): the served one or the old one."""
+    url = url.split("|", 1)[0]
+    for prefix in (f"{base}/Questionnaire/", QUESTIONNAIRE_BASE):
+        if url.startswith(prefix):
+            return QUESTIONNAIRE_IDS.get(url.removeprefix(prefix))
+    return None
+
+
+def questionnaire(instrument: Instrument, base: str) -> dict[str, Any]:
     spec = INSTRUMENTS[instrument]
     items = []
     for n, text in enumerate(spec.items, start=1):
@@ -82,7 +99,7 @@ def questionnaire(instrument: Instrument) -> dict[str, Any]:
         {
             "resourceType": "Questionnaire",
             "id": instrument.value,
-            "url": QUESTIONNAIRE_BASE + instrument.value,
+            "url": canonical(base, instrument),
             "version": "1",
             "name": instrument.value.replace("-", ""),
             "title": spec.title,
@@ -254,5 +271,10 @@ def crisis_note(crisis: dict[str, Any]) -> str | None:
     return "Crisis plan\n" + "\n".join(parts) if parts else None
 
 
-def stored_response(a: Assessment) -> dict[str, Any]:
-    return validate(a.questionnaire_response)
+def stored_response(a: Assessment, base: str) -> dict[str, Any]:
+    """The stored QuestionnaireResponse as served: its Questionnaire's canonical at this base
+    (so it resolves) and its subject a reference the base answers."""
+    resource = dict(a.questionnaire_response)
+    resource["questionnaire"] = canonical(base, Instrument(a.instrument))
+    resource["subject"] = _patient(a.questionnaire_response["subject"]["identifier"]["value"])
+    return validate(resource)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Request
 
 from services.integration import handlers, repository
 from services.integration.fhir import api as fhir_api
+from services.integration.fhir import capability as fhir_capability
 
 # registers the HL7 v2 re-drive (REDRIVERS['hl7v2']) for POST /dead-letters/{id}/redrive
 from services.integration.hl7 import handlers as hl7_handlers  # noqa: F401
@@ -32,6 +33,7 @@ from shared.audit import record_audit
 from shared.auth import CurrentPrincipal
 from shared.errors import Conflict, Forbidden, NotFound
 from shared.fhir import operation_outcome
+from shared.fhir_rest import fhir_openapi
 from shared.settings import Settings
 from shared.web import PROBLEM_RESPONSES, SessionDep, client_ip, create_app
 
@@ -159,4 +161,6 @@ app = create_app(
     error_renderers={"/fhir": operation_outcome},
 )
 app.include_router(router)
+app.include_router(fhir_capability.router)
 app.include_router(fhir_api.router)
+fhir_openapi(app)

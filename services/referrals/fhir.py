@@ -28,7 +28,7 @@ from services.referrals.domain import Priority, ReferralState, Source
 from services.referrals.models import Referral
 from services.referrals.schemas import PatientIn, PatientRef, ReferralFromEhr
 from shared.errors import ValidationFailed
-from shared.fhir import NHS_NUMBER_SYSTEM, ODS_SYSTEM
+from shared.fhir import NHS_NUMBER_SYSTEM, ODS_SYSTEM, PSEUDONYM_SYSTEM, patient_reference
 from shared.identifiers import ORG_CODE
 from shared.vocabulary import Category
 
@@ -37,7 +37,6 @@ BASE = "https://waymark.nhs.example/fhir"
 EXT = f"{BASE}/StructureDefinition/"
 DIRECTORY_SERVICE_SYSTEM = f"{BASE}/Id/directory-service"
 REFERRAL_SYSTEM = f"{BASE}/Id/referral"
-PSEUDONYM_SYSTEM = f"{BASE}/Id/patient-pseudonym"
 #: an imported referral's id in its source system: <this>/<source_system>
 SOURCE_REF_SYSTEM = f"{BASE}/Id/source-referral"
 STATE_SYSTEM = f"{BASE}/CodeSystem/referral-state"
@@ -83,6 +82,14 @@ FHIR_PRIORITY_TO_WAYMARK = {
 
 class FhirInvalid(ValidationFailed):
     """A resource Waymark cannot accept; rendered as an OperationOutcome."""
+
+
+def _invalid(what: str, root: str, exc: ValidationError) -> FhirInvalid:
+    """The model's errors as an OperationOutcome's issues, each at its FHIRPath from `root`
+    (ServiceRequest.reasonCode[0].coding), and in words."""
+    errors = [{"location": [root, *e["loc"]], "message": e["msg"]} for e in exc.errors()[:20]]
+    words = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+    return FhirInvalid(f"{what}: {words}", errors=errors)
 
 
 def _ext(resource: dict[str, Any], name: str) -> list[dict[str, Any]]:
@@ -189,10 +196,7 @@ def parse_service_request(raw: Any, *, requester_org: str) -> ParsedServiceReque
     try:
         sr = ServiceRequest.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
-        )
-        raise FhirInvalid(f"not a valid R4 ServiceRequest: {problems}") from None
+        raise _invalid("not a valid R4 ServiceRequest", "ServiceRequest", exc) from None
     if sr.status not in ("active", "draft"):
         raise FhirInvalid(
             f"a new referral is a ServiceRequest with status 'active' (or "
@@ -412,7 +416,9 @@ def referral_to_task(r: Referral, last_reason: str | None) -> dict[str, Any]:
         "priority": r.priority,
         "focus": {"reference": f"ServiceRequest/{r.id}"},
         "basedOn": [{"reference": f"ServiceRequest/{r.id}"}],
-        "for": {"identifier": {"system": PSEUDONYM_SYSTEM, "value": r.patient_id}},
+        # a reference the server answers (GET Patient/<pseudonym>: the identifier only), and
+        # the identifier for a client that does not follow it
+        "for": patient_reference(r.patient_id),
         "authoredOn": r.created_at.isoformat(),
         "lastModified": r.updated_at.isoformat(),
         "requester": {"identifier": {"system": ODS_SYSTEM, "value": r.from_org}},
@@ -429,22 +435,6 @@ def referral_to_task(r: Referral, last_reason: str | None) -> dict[str, Any]:
     if r.appointment_at and r.state == ReferralState.BOOKED:
         task["restriction"] = {"period": {"start": r.appointment_at.isoformat()}}
     return task
-
-
-def searchset(resources: list[dict[str, Any]], total: int) -> dict[str, Any]:
-    return {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": total,
-        "entry": [
-            {
-                "fullUrl": f"{BASE}/{res['resourceType']}/{res['id']}",
-                "resource": res,
-                "search": {"mode": "match"},
-            }
-            for res in resources
-        ],
-    }
 
 
 def validate_outgoing(resource: dict[str, Any]) -> dict[str, Any]:

@@ -67,6 +67,7 @@ class ReferralRepository:
         updated_since: datetime | None = None,
         flagged: bool | None = None,
         order_oldest_first: bool = False,
+        order_created: bool = False,
         limit: int = 50,
         offset: int = 0,
     ) -> tuple[list[Referral], int]:
@@ -92,6 +93,10 @@ class ReferralRepository:
         # urgent first on a worklist, then by how long each has waited
         if order_oldest_first:
             order.insert(0, (Referral.priority == "urgent").desc())
+        if order_created:
+            # for paging (FHIR search): an order no change to a referral can alter, so a client
+            # following the pages' next links sees each match once
+            order = [col(Referral.created_at).asc(), col(Referral.id).asc()]
         rows = await self.session.exec(
             select(Referral).where(where).order_by(*order).limit(limit).offset(offset)
         )

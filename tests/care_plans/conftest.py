@@ -1,11 +1,10 @@
-"""Fixtures of the care plans tests: the app in-process on the real database, a session maker
-for reading what requests wrote."""
+"""Fixtures of the care plans tests: a session maker for reading what requests wrote (the app
+in-process is tests/conftest.py's care_plans_client)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
@@ -18,14 +17,3 @@ async def care_plans_sessions(infra: Settings) -> AsyncIterator[async_sessionmak
     engine = make_engine(infra, "care_plans")
     yield make_sessionmaker(engine)
     await engine.dispose()
-
-
-@pytest.fixture(scope="session")
-async def care_plans_client(infra: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The care plans app in-process (real database), lifespan included."""
-    from services.care_plans.api import app
-
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://care-plans") as c:
-            yield c

@@ -18,7 +18,7 @@ from shared.events.envelope import CloudEvent
 from shared.events.registry import REGISTRY
 from shared.settings import Settings
 from shared.vocabulary import BANDS, Instrument
-from tests.care_plans.conftest import care_plans_client, care_plans_sessions  # noqa: F401
+from tests.care_plans.conftest import care_plans_sessions  # noqa: F401
 from tests.care_plans.support import World, create_plan, outbox_of
 from workflows.journeys.bridge import to_assessment
 from workflows.journeys.rules import apply_assessment, evaluate, load_rules
@@ -75,7 +75,7 @@ class TestScreeningReachesTheJourney:
     )
     async def test_a_recorded_assessment_alerts_exactly_when_its_band_is_high_risk(
         self,
-        care_plans_client: httpx.AsyncClient,  # noqa: F811
+        care_plans_client: httpx.AsyncClient,
         care_plans_sessions: async_sessionmaker,  # noqa: F811
         settings: Settings,
         instrument: str,

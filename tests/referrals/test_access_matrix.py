@@ -9,6 +9,7 @@ to another ICS. The role groups are checked against the one role table (shared/a
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -452,4 +453,9 @@ class TestPartnerLists:
             params={"patient": f"{NHS_NUMBER_SYSTEM}|{unrelated['nhs_number']}"},
         )
         assert by_nhs.json()["total"] == 0 and by_nhs.json().get("entry", []) == []
-        assert unrelated["nhs_number"] not in by_nhs.text
+        # the Bundle's self and first links echo the search as the caller sent it (FHIR's
+        # "search as understood"): the caller's own input, nothing the server knows of the
+        # person; outside them nothing names the patient
+        unlinked = {k: v for k, v in by_nhs.json().items() if k != "link"}
+        assert unrelated["nhs_number"] not in json.dumps(unlinked)
+        assert unrelated["patient_id"] not in by_nhs.text

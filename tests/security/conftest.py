@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from tests.care_plans.conftest import care_plans_client, care_plans_sessions  # noqa: F401
+from tests.care_plans.conftest import care_plans_sessions  # noqa: F401
 from tests.directory.conftest import directory_client, directory_sessions  # noqa: F401
 from tests.integration.conftest import integration_client, integration_sessions  # noqa: F401
 from tests.notifications.conftest import (  # noqa: F401
@@ -31,7 +31,7 @@ class Api:
 def apis(
     referrals_client: httpx.AsyncClient,
     directory_client: httpx.AsyncClient,  # noqa: F811
-    care_plans_client: httpx.AsyncClient,  # noqa: F811
+    care_plans_client: httpx.AsyncClient,
     notifications_client: httpx.AsyncClient,  # noqa: F811
     integration_client: httpx.AsyncClient,  # noqa: F811
 ) -> dict[str, Api]:

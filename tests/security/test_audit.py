@@ -752,6 +752,11 @@ REFERENCED: dict[tuple[str, str], str] = {
     "test_api.py::test_an_unmappable_encounter_is_kept_as_a_dead_letter_and_can_be_redriven",
     ("integration", "POST /dead-letters/{letter_id}/discard"): "tests/integration/fhir/"
     "test_api.py::test_a_discarded_dead_letter_is_audited",
+    # the minimal Patient a Task.for or CarePlan.subject resolves to (the pseudonym only)
+    (R, "GET /fhir/Patient/{patient_id}"): "tests/referrals/api/test_fhir_discovery.py::"
+    "test_task_for_resolves_to_a_minimal_patient",
+    (C, "GET /fhir/Patient/{patient_id}"): "tests/care_plans/test_fhir_discovery.py::"
+    "test_care_plan_subject_resolves_to_a_minimal_patient",
 }
 
 #: routes that read or write no patient data, and why
@@ -773,6 +778,12 @@ NOT_PATIENT_DATA: dict[tuple[str, str], str] = {
     ("integration", "GET /dead-letters"): "why messages were refused, by id: never their "
     "content (services/integration/schemas.py DeadLetterOut)",
     (C, "GET /fhir/Questionnaire/{questionnaire_id}"): "a published questionnaire definition",
+    (C, "GET /fhir/Questionnaire"): "the published questionnaire definitions",
+    **{
+        (s, op): "a FHIR base's discovery: what it serves, where tokens come from (issue #19)"
+        for s in ("referrals", "care_plans", "integration")
+        for op in ("GET /fhir/metadata", "GET /fhir/.well-known/smart-configuration")
+    },
     (N, "GET /alerts/counts"): "counts of the inbox's alerts (audited, with no patient)",
     (N, "GET /preferences/me"): "the signed-in user's own preferences",
     (N, "PUT /preferences/me"): "the signed-in user's own preferences",

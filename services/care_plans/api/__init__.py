@@ -3,8 +3,9 @@ authorise, call a handler, render). Routes are included in the order they are do
 
 from __future__ import annotations
 
-from services.care_plans.api import assessments, fhir, history, plans, summaries
+from services.care_plans.api import assessments, capability, fhir, history, plans, summaries
 from shared.fhir import operation_outcome
+from shared.fhir_rest import fhir_openapi
 from shared.web import create_app
 
 app = create_app(
@@ -16,5 +17,6 @@ app = create_app(
     error_renderers={"/fhir": operation_outcome},
 )
 
-for area in (plans, history, summaries, assessments, fhir):
+for area in (plans, history, summaries, assessments, capability, fhir):
     app.include_router(area.router)
+fhir_openapi(app)

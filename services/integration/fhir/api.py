@@ -27,6 +27,7 @@ from shared.audit import record_audit
 from shared.auth import CurrentPrincipal
 from shared.errors import Conflict, Forbidden, NotFound
 from shared.fhir import FHIR_ERRORS, FHIR_JSON, fhir_response
+from shared.fhir_rest import location
 from shared.settings import Settings
 from shared.web import SessionDep, client_ip
 
@@ -106,7 +107,7 @@ async def _create(request: Request, session: Any, principal: Principal, kind: st
         encounter,
         201 if changed else 200,
         headers={
-            "Location": "/fhir/" + channel.location(encounter),
+            "Location": location(request, encounter),
             "ETag": f'W/"{encounter["meta"]["versionId"]}"',
         },
     )

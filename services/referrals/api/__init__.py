@@ -3,8 +3,9 @@ authorise, call a handler, render). Routes are included in the order they are do
 
 from __future__ import annotations
 
-from services.referrals.api import fhir, history, referrals, tasks
+from services.referrals.api import capability, fhir, history, referrals, tasks
 from shared.fhir import operation_outcome
+from shared.fhir_rest import fhir_openapi
 from shared.web import create_app
 
 app = create_app(
@@ -15,5 +16,6 @@ app = create_app(
     error_renderers={"/fhir": operation_outcome},
 )
 
-for area in (history, referrals, fhir, tasks):
+for area in (history, referrals, capability, fhir, tasks):
     app.include_router(area.router)
+fhir_openapi(app)

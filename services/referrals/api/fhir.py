@@ -16,8 +16,9 @@ from services.referrals.fhir_in import resolve_performer
 from services.referrals.repository import ReferralRepository
 from shared.audit import record_audit
 from shared.auth import CurrentPrincipal
-from shared.errors import ValidationFailed, WaymarkError
-from shared.fhir import FHIR_ERRORS, FHIR_JSON, fhir_response
+from shared.errors import NotFound, ValidationFailed, WaymarkError
+from shared.fhir import FHIR_ERRORS, FHIR_JSON, fhir_response, minimal_patient, pseudonym_of
+from shared.fhir_rest import location, page_of, search_bundle
 from shared.identifiers import normalise_nhs_number
 from shared.web import (
     IdempotencyKey,
@@ -102,7 +103,7 @@ async def fhir_create_service_request(
             fhir.referral_to_service_request(referral),
             201,
             {
-                "Location": f"/fhir/ServiceRequest/{referral.id}",
+                "Location": location(request, fhir.referral_to_service_request(referral)),
                 "ETag": weak_etag(referral.version),
                 "Content-Type": FHIR_JSON,
             },
@@ -144,10 +145,13 @@ async def fhir_search_service_requests(
     patient: Annotated[str | None, Query(max_length=120)] = None,
     status: Annotated[str | None, Query(max_length=40)] = None,
     last_updated: Annotated[str | None, Query(alias="_lastUpdated", max_length=40)] = None,
-    count: Annotated[int, Query(alias="_count", ge=1, le=200)] = 50,
+    count: Annotated[str | None, Query(alias="_count", max_length=12)] = None,
+    offset: Annotated[str | None, Query(alias="_offset", max_length=12)] = None,
 ) -> Response:
     """Search referrals: patient (NHS number as `system|value`, or the pseudonymous id),
-    status (FHIR ServiceRequest status), _lastUpdated (ge2026-01-01 and the like)."""
+    status (FHIR ServiceRequest status), _lastUpdated (ge2026-01-01 and the like); paged by
+    _count and _offset, oldest first (follow Bundle.link next)."""
+    page = page_of(count, offset)
     patient_id = nhs_number = None
     if patient:
         system, _, value = patient.rpartition("|")
@@ -156,7 +160,8 @@ async def fhir_search_service_requests(
         if system:
             nhs_number = normalise_nhs_number(value)
         else:
-            patient_id = value.removeprefix("Patient/")
+            # the pseudonym, or Patient/<id> as Task.for names it (its FHIR id spelling)
+            patient_id = pseudonym_of(value.removeprefix("Patient/"))
     states: list[str] = []
     if status:
         states = [s for s, fs in fhir.SERVICE_REQUEST_STATUS.items() if fs == status]
@@ -187,7 +192,9 @@ async def fhir_search_service_requests(
         patient_id=patient_id,
         nhs_number=nhs_number,
         updated_since=since,
-        limit=count,
+        order_created=True,
+        limit=page.count,
+        offset=page.offset,
     )
     for r in rows:
         record_audit(
@@ -200,7 +207,8 @@ async def fhir_search_service_requests(
             client_ip=client_ip(request),
             detail="search",
         )
-    return fhir_response(fhir.searchset([fhir.referral_to_service_request(r) for r in rows], total))
+    resources = [fhir.referral_to_service_request(r) for r in rows]
+    return fhir_response(search_bundle(request, resources, total=total, page=page))
 
 
 @router.get("/fhir/Task/{referral_id}", responses=FHIR_ERRORS, tags=["fhir"])
@@ -223,3 +231,27 @@ async def fhir_read_task(
     return fhir_response(
         fhir.referral_to_task(referral, last_reason), headers={"ETag": weak_etag(referral.version)}
     )
+
+
+@router.get("/fhir/Patient/{patient_id}", responses=FHIR_ERRORS, tags=["fhir"])
+async def fhir_read_patient(
+    patient_id: str, request: Request, session: SessionDep, principal: CurrentPrincipal
+) -> Response:
+    """The person a Task.for names, as a minimal Patient: the pseudonymous id only (their name
+    and NHS number are in the ServiceRequest's contained Patient, for whoever may read it).
+    Served to whoever may read one of the person's referrals; otherwise a 404."""
+    rows, _ = await ReferralRepository(session).search(
+        scope=list_scope(principal), patient_id=pseudonym_of(patient_id[:120]), limit=1
+    )
+    if not rows:
+        raise NotFound(f"no Patient {patient_id[:120]} that you may see")
+    record_audit(
+        session,
+        principal=principal,
+        action="read",
+        resource_type="Patient",
+        resource_id=rows[0].patient_id,
+        patient_id=rows[0].patient_id,
+        client_ip=client_ip(request),
+    )
+    return fhir_response(minimal_patient(rows[0].patient_id))

@@ -4,6 +4,7 @@ by id is in fhir.py, beside the ServiceRequest."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -21,6 +22,7 @@ from shared.audit import record_audit
 from shared.auth import CurrentPrincipal, Principal
 from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.fhir import FHIR_ERRORS, fhir_response
+from shared.fhir_rest import location, page_of, search_bundle
 from shared.web import SessionDep, client_ip, parse_etag, weak_etag
 
 router = APIRouter()
@@ -125,7 +127,7 @@ async def fhir_post_task(
     raw = await fhir_resource(request)
     referral_id = task_referral_id(raw)
     response = await _write_back(request, session, principal, referral_id, raw, if_match)
-    response.headers["Location"] = f"/fhir/Task/{referral_id}"
+    response.headers["Location"] = location(request, json.loads(response.body))
     return response
 
 
@@ -136,8 +138,11 @@ async def fhir_search_tasks(
     principal: CurrentPrincipal,
     based_on: Annotated[str | None, Query(alias="based-on", max_length=120)] = None,
     focus: Annotated[str | None, Query(max_length=120)] = None,
+    count: Annotated[str | None, Query(alias="_count", max_length=12)] = None,
+    offset: Annotated[str | None, Query(alias="_offset", max_length=12)] = None,
 ) -> Response:
     """A referral's Task by its ServiceRequest: based-on (or focus) = ServiceRequest/{id}."""
+    page = page_of(count, offset)
     if not may_use(principal, Capability.REFERRAL_READ):
         raise Forbidden(
             f"searching Tasks needs one of the roles: {roles_phrase(Capability.REFERRAL_READ)}"
@@ -165,4 +170,6 @@ async def fhir_search_tasks(
                 client_ip=client_ip(request),
                 detail="search",
             )
-    return fhir_response(fhir.searchset(tasks, len(tasks)))
+    total = len(tasks)
+    tasks = tasks[page.offset : page.offset + page.count]
+    return fhir_response(search_bundle(request, tasks, total=total, page=page))

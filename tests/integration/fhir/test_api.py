@@ -65,7 +65,7 @@ class TestRecording:
         body = r.json()
         assert body["resourceType"] == "Encounter" and body["status"] == "finished"
         assert body["class"]["code"] == "EMER" and body["meta"]["versionId"] == "1"
-        assert r.headers["location"] == f"/fhir/Encounter/{body['id']}/_history/1"
+        assert r.headers["location"] == f"http://integration/fhir/Encounter/{body['id']}/_history/1"
         assert r.headers["etag"] == 'W/"1"'
         assert nhs not in r.text and visit not in r.text and "subject" not in body
         [row] = await rows(

@@ -222,7 +222,9 @@ class TestCreate:
         out = r.json()
         ServiceRequest.model_validate(out)
         assert out["resourceType"] == "ServiceRequest"
-        assert r.headers["location"] == f"/fhir/ServiceRequest/{out['id']}"
+        assert (
+            r.headers["location"] == f"http://referrals/fhir/ServiceRequest/{out['id']}/_history/1"
+        )
         assert r.headers["etag"] == 'W/"1"'
         assert out["meta"]["versionId"] == "1"
 
@@ -442,7 +444,10 @@ class TestStatus:
         assert task["businessStatus"]["text"] == state.replace("_", " ")
         assert task["intent"] == "order"
         assert task["focus"] == {"reference": f"ServiceRequest/{referral['id']}"}
-        assert task["for"] == {"identifier": {"system": PSEUDONYM, "value": referral["patient_id"]}}
+        assert task["for"] == {
+            "reference": f"Patient/{referral['patient_id'].replace('_', '-')}",
+            "identifier": {"system": PSEUDONYM, "value": referral["patient_id"]},
+        }
         assert task["requester"]["identifier"]["value"] == parties.referrer_org
         assert task["owner"]["identifier"]["value"] == parties.receiver_org
         assert task["meta"]["versionId"] == str(referral["version"])
@@ -538,7 +543,8 @@ class TestSearch:
         assert (bundle["resourceType"], bundle["type"]) == ("Bundle", "searchset")
         for e in bundle.get("entry", []):
             assert e["search"] == {"mode": "match"}
-            assert e["fullUrl"] == f"{BASE}/ServiceRequest/{e['resource']['id']}"
+            # under the base that served the search (the test client's)
+            assert e["fullUrl"] == f"http://referrals/fhir/ServiceRequest/{e['resource']['id']}"
             ServiceRequest.model_validate(e["resource"])
         return bundle
 

@@ -197,7 +197,10 @@ class TestWriteBack:
             headers={**parties.receiver(settings), "content-type": FHIR_JSON},
         )
         assert r.status_code == 200, r.text
-        assert r.headers["Location"] == f"/fhir/Task/{referral['id']}"
+        version = r.json()["meta"]["versionId"]
+        assert r.headers["Location"] == (
+            f"http://referrals/fhir/Task/{referral['id']}/_history/{version}"
+        )
         assert r.json()["status"] == "accepted"
         read = await referrals_client.get(
             f"/referrals/{referral['id']}", headers=parties.referrer(settings)
