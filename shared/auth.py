@@ -105,6 +105,11 @@ def _local_signing_key(settings: Settings) -> tuple[str, Any]:
     return str(first["kid"]), ECAlgorithm.from_jwk(first)
 
 
+def local_signing_kid(settings: Settings) -> str:
+    """The `kid` the local provider signs with now (its own tokens and `mint_token`'s)."""
+    return _local_signing_key(settings)[0]
+
+
 def mint_token(
     settings: Settings,
     *,

@@ -187,11 +187,20 @@ def node_modules() -> None:
 
 
 async def probe(s: Settings) -> bool:
+    """The instance's own provider answers: its issuer, publishing this instance's current
+    signing key. Another instance's provider left on the port (another checkout's) has the
+    same issuer but other keys: it is not ours, and tokens we mint would not verify there."""
+    from shared.auth import local_signing_kid
+
     try:
         async with httpx.AsyncClient(timeout=2) as c:
             res = await c.get(f"{s.issuer}/.well-known/openid-configuration")
-        return res.status_code == 200 and res.json().get("issuer") == s.issuer
-    except (httpx.HTTPError, ValueError):
+            if res.status_code != 200 or res.json().get("issuer") != s.issuer:
+                return False
+            jwks = await c.get(res.json()["jwks_uri"])
+        kid = local_signing_kid(s)
+        return jwks.status_code == 200 and any(k.get("kid") == kid for k in jwks.json()["keys"])
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
         return False
 
 

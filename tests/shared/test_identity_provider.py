@@ -131,3 +131,14 @@ class TestTemporalAuthorizerToken:
     def test_the_scope_needs_the_process_s_own_client(self, infra: Settings) -> None:
         with pytest.raises(ValueError, match="oauth_client_id"):
             Settings(temporal_oauth_scope="temporal.write")
+
+
+class TestTheProviderIsTheInstancesOwn:
+    async def test_a_provider_on_the_port_with_other_keys_is_not_taken_for_ours(
+        self, running_apps: Settings, tmp_path
+    ) -> None:
+        """Another checkout's provider left running on this instance's port has the same issuer
+        but its own keys: `waymark up` must not reuse it (our tokens would not verify there)."""
+        assert await idp.probe(running_apps)
+        elsewhere = running_apps.model_copy(update={"home": tmp_path})  # its own new keys
+        assert not await idp.probe(elsewhere)
