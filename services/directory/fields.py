@@ -23,6 +23,14 @@ def _clean(v: str) -> str:
 
 Text = Annotated[str, StringConstraints(max_length=10000), AfterValidator(_clean)]
 Short = Annotated[str, StringConstraints(min_length=1, max_length=300), AfterValidator(_clean)]
+#: a field the ORUK profile requires on every address: "" when the directory does not know it
+#: (the feed never invents an address line, a city or a county); an import takes "" as unknown
+ShortOrUnknown = Annotated[
+    str,
+    StringConstraints(max_length=300),
+    AfterValidator(_clean),
+    Field(description='"" when not known (the UK profile requires the field)'),
+]
 Name = Annotated[
     str,
     StringConstraints(min_length=1, max_length=200, strip_whitespace=True),

@@ -92,7 +92,7 @@ def _check(spec: OpenAPI, r: httpx.Response, found: list[str]) -> None:
         cause = exc.__cause__ or exc
         found.append(
             f"{r.request.method} {r.request.url.path} -> {r.status_code} "
-            f"{r.headers.get('content-type')}: {type(exc).__name__}: {str(cause)[:300]}"
+            f"{r.headers.get('content-type')}: {type(exc).__name__}: {str(cause)[-600:]}"
         )
 
 

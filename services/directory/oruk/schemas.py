@@ -25,6 +25,7 @@ from services.directory.fields import (
     Name,
     RecordId,
     Short,
+    ShortOrUnknown,
     Text,
     Url,
 )
@@ -131,11 +132,11 @@ class OrukAddress(Oruk):
     id: RecordId
     location_id: RecordId | None = None
     attention: Short | None = None
-    address_1: Short | None = None
+    address_1: ShortOrUnknown | None = None
     address_2: Short | None = None
-    city: Short | None = None
+    city: ShortOrUnknown | None = None
     region: Short | None = None
-    state_province: Short | None = None
+    state_province: ShortOrUnknown | None = None
     postal_code: Short
     country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
     address_type: Literal["physical", "postal", "virtual"] = "physical"
