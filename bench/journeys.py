@@ -215,7 +215,12 @@ def accepted(patient: str, referral_id: str, at: datetime) -> bytes:
     return event_bytes(make_event(data, subject=patient, time=at).model_dump(mode="json"))
 
 
-async def main() -> None:
+#: the Waymark processes the bench starts (and stops again, however it ends)
+PARTS = ("journeys-worker", "journeys-bridge", "journeys-relay")
+
+
+async def main() -> int:
+    """The figures, or FAILED and why; 0 only when every figure was measured."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--signals", type=int, default=2000)
     parser.add_argument("--journeys", type=int, default=10000)
@@ -225,9 +230,20 @@ async def main() -> None:
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
     s = get_settings()
     await stack.up(s, infra_only=True)
-    for name in ("journeys-worker", "journeys-bridge", "journeys-relay"):
-        stack.part_by_name(name).stop(s)  # a fresh worker: an empty workflow cache
-        await stack.part_by_name(name).start(s)
+    try:
+        for name in PARTS:
+            stack.part_by_name(name).stop(s)  # a fresh worker: an empty workflow cache
+            await stack.part_by_name(name).start(s)
+        return await measure(s, args)
+    except Exception as exc:  # noqa: BLE001 - any error: no figures, a failing exit
+        print(f"FAILED, no figures: {type(exc).__name__}: {exc}")
+        return 1
+    finally:
+        for name in PARTS:
+            stack.part_by_name(name).stop(s)
+
+
+async def measure(s: Settings, args: argparse.Namespace) -> int:
     worker_pid = stack.read_pid(stack.part_by_name("journeys-worker").pid_file(s))
     assert worker_pid is not None
     client = await connect_temporal(s)
@@ -323,7 +339,7 @@ async def main() -> None:
     if any(errors.values()):
         # a bench that swallows errors lies: no ratio when anything failed
         print("FAILED, no figures: " + ", ".join(f"{k} {v}" for k, v in errors.items() if v))
-        raise SystemExit(1)
+        return 1
     print(f"raw signal-with-start to a trivial workflow (50 in flight): {raw_rate:8.0f} /s")
     print(
         f"referral events through Kafka + bridge into PatientJourney: {bridge_rate:8.0f} /s"
@@ -342,8 +358,9 @@ async def main() -> None:
         f"deadline -> alert row delay over {len(delays)} timers: "
         f"p50 {q[49]:.2f} s, p99 {q[98]:.2f} s"
     )
+    return 0
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
-    os._exit(0)  # the Temporal runtime's threads can abort a finalising interpreter
+    code = asyncio.run(main())
+    os._exit(code)  # the Temporal runtime's threads can abort a finalising interpreter
