@@ -18,6 +18,7 @@ from urllib.parse import quote
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from shared.settings_consumer import ConsumerSettings
 from shared.settings_identity import IdentitySettings, KafkaIdentitySettings
 from shared.settings_oruk import OrukSettings
 
@@ -35,7 +36,7 @@ SERVICE_SCHEMAS: tuple[str, ...] = (
 API_SERVICES: tuple[str, ...] = SERVICE_SCHEMAS[:5]
 
 
-class Settings(IdentitySettings, KafkaIdentitySettings, OrukSettings):
+class Settings(IdentitySettings, KafkaIdentitySettings, OrukSettings, ConsumerSettings):
     model_config = SettingsConfigDict(env_prefix="WAYMARK_", extra="ignore", frozen=True)
 
     # where `waymark up` keeps every piece of local state (data, logs, pid files, keys)
@@ -132,14 +133,7 @@ class Settings(IdentitySettings, KafkaIdentitySettings, OrukSettings):
     dashboard_session_idle_seconds: int = Field(default=30 * 60, ge=10)
     dashboard_session_max_seconds: int = Field(default=8 * 3600, ge=60)
 
-    # consumers
-    consumer_max_attempts: int = 5
-    consumer_backoff_seconds: float = 0.2
-    # a message bigger than this is dead-lettered unread, before JSON decoding: an event
-    # carries ids and codes (a few KiB at most), so a huge one is a bug or an attack, and
-    # decoding it would cost every consumer of the topic memory and time. Below Kafka's own
-    # 1 MiB message limit, so an oversized message still reaches the consumers and the DLQ.
-    event_max_bytes: int = Field(default=256 * 1024, ge=1024)
+    # consumers: shared/settings_consumer.py
     relay_poll_seconds: float = 2.0
     relay_batch_size: int = 200
     # publishing attempts before an outbox row is parked for an operator

@@ -1,0 +1,25 @@
+"""The idempotent consumer's settings (shared/consumer.py), a part of
+`shared.settings.Settings` kept in a module of its own. Read with the same `WAYMARK_` prefix."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConsumerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WAYMARK_", extra="ignore", frozen=True)
+
+    consumer_max_attempts: int = 5
+    consumer_backoff_seconds: float = 0.2
+    # records taken from Kafka at once, over all the member's partitions; each partition's
+    # share is applied in one transaction with one inbox statement. 1000: a round of the
+    # relay's batches (200 rows each) in one go, so a backlog costs a commit per partition per
+    # thousand events, not per handful; small enough that a failing event (the run rolls back
+    # and is taken one by one) and the transaction's locks stay short
+    consumer_max_records: int = Field(default=1000, ge=1)
+    # a message bigger than this is dead-lettered unread, before JSON decoding: an event
+    # carries ids and codes (a few KiB at most), so a huge one is a bug or an attack, and
+    # decoding it would cost every consumer of the topic memory and time. Below Kafka's own
+    # 1 MiB message limit, so an oversized message still reaches the consumers and the DLQ.
+    event_max_bytes: int = Field(default=256 * 1024, ge=1024)
