@@ -18,9 +18,9 @@ from urllib.parse import quote
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings_consumer import ConsumerSettings
 from shared.settings_identity import IdentitySettings, KafkaIdentitySettings
 from shared.settings_oruk import OrukSettings
+from shared.settings_pipeline import PipelineSettings
 
 #: The Postgres schema each part owns. A part never reads another part's schema. The first five
 #: are services with an HTTP API (api_port); `journeys` is the journey workflows' read model.
@@ -36,7 +36,7 @@ SERVICE_SCHEMAS: tuple[str, ...] = (
 API_SERVICES: tuple[str, ...] = SERVICE_SCHEMAS[:5]
 
 
-class Settings(IdentitySettings, KafkaIdentitySettings, OrukSettings, ConsumerSettings):
+class Settings(IdentitySettings, KafkaIdentitySettings, OrukSettings, PipelineSettings):
     model_config = SettingsConfigDict(env_prefix="WAYMARK_", extra="ignore", frozen=True)
 
     # where `waymark up` keeps every piece of local state (data, logs, pid files, keys)
@@ -133,7 +133,7 @@ class Settings(IdentitySettings, KafkaIdentitySettings, OrukSettings, ConsumerSe
     dashboard_session_idle_seconds: int = Field(default=30 * 60, ge=10)
     dashboard_session_max_seconds: int = Field(default=8 * 3600, ge=60)
 
-    # consumers: shared/settings_consumer.py
+    # consumers: shared/settings_pipeline.py
     relay_poll_seconds: float = 2.0
     relay_batch_size: int = 200
     # publishing attempts before an outbox row is parked for an operator

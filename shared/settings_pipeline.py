@@ -1,5 +1,6 @@
-"""The idempotent consumer's settings (shared/consumer.py), a part of
-`shared.settings.Settings` kept in a module of its own. Read with the same `WAYMARK_` prefix."""
+"""The event pipeline's settings: the outbox relay's producer (shared/outbox.py) and the
+idempotent consumer (shared/consumer.py), a part of `shared.settings.Settings` kept in a module
+of its own. Read with the same `WAYMARK_` prefix."""
 
 from __future__ import annotations
 
@@ -7,9 +8,15 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class ConsumerSettings(BaseSettings):
+class PipelineSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WAYMARK_", extra="ignore", frozen=True)
 
+    # the most bytes the relay's producer puts in one partition's batch. Kafka's producer
+    # default (16 KiB, ~25 events) made a relay batch of 200-500 rows wait for the broker's
+    # answer to one full batch before the next could fill (one in flight per partition with
+    # the idempotent producer); 512 KiB takes a whole relay batch per partition in one
+    # request. Below the broker's 1 MiB message.max.bytes, which a batch must fit
+    relay_max_batch_bytes: int = Field(default=512 * 1024, ge=16 * 1024, le=1024 * 1024)
     consumer_max_attempts: int = 5
     consumer_backoff_seconds: float = 0.2
     # records taken from Kafka at once, over all the member's partitions; each partition's
