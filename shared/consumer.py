@@ -102,6 +102,8 @@ class IdempotentConsumer:
             heartbeat_interval_ms=3000,
         )
         self._stop: asyncio.Event | None = None
+        # partitions in their transactions at once: no more than the pool's connections
+        self._partitions_gate = asyncio.Semaphore(settings.consumer_concurrency)
         self._own_dlq = dlq_producer is None
         self.dlq_producer = dlq_producer or AIOKafkaProducer(
             **client_options(settings), enable_idempotence=True, acks="all"
@@ -157,6 +159,14 @@ class IdempotentConsumer:
         if len(records) > 1 and self.sessions is None and self.key_concurrency > 1:
             await self._process_keys_concurrently(records)
             return records[-1].offset + 1
+        if self.sessions is None:
+            return await self._process_in_order(tp, records, stop)
+        async with self._partitions_gate:
+            return await self._process_in_order(tp, records, stop)
+
+    async def _process_in_order(
+        self, tp: TopicPartition, records: list[ConsumerRecord], stop: asyncio.Event
+    ) -> int | None:
         done = None
         for run, events in self._runs(records):
             if stop.is_set() or tp not in self.consumer.assignment():
@@ -423,7 +433,7 @@ async def run_consumer_process(
     settings = settings or get_settings()
     setup_telemetry(part, settings)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings, schema, pool_size=3)
+    engine = make_engine(settings, schema, pool_size=settings.consumer_concurrency)
     consumer = build(
         settings, make_sessionmaker(engine), heartbeat=settings.run_dir / f"{part}.alive"
     )

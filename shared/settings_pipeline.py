@@ -25,6 +25,12 @@ class PipelineSettings(BaseSettings):
     # thousand events, not per handful; small enough that a failing event (the run rolls back
     # and is taken one by one) and the transaction's locks stay short
     consumer_max_records: int = Field(default=1000, ge=1)
+    # partitions a consumer applies at once, each in its own transaction on its own
+    # connection; its process's pool holds as many, so no connection is opened and closed per
+    # round (a pool smaller than the partitions in flight did that: connect, TLS, statements
+    # prepared again). 4: commits overlap (each waits on the WAL flush, not the CPU) on the
+    # two cores of a small server without the consumers crowding PostgreSQL's connections
+    consumer_concurrency: int = Field(default=4, ge=1, le=32)
     # a message bigger than this is dead-lettered unread, before JSON decoding: an event
     # carries ids and codes (a few KiB at most), so a huge one is a bug or an attack, and
     # decoding it would cost every consumer of the topic memory and time. Below Kafka's own
