@@ -16,27 +16,27 @@ At-least-once reading with exactly-once effects:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from opentelemetry import metrics, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
-from pydantic import ValidationError
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.db import unit_of_work
 from shared.events.envelope import CloudEvent
-from shared.events.registry import REGISTRY, UnknownEventType
+from shared.events.parsing import NOT_AN_EVENT as NOT_AN_EVENT
+from shared.events.parsing import PermanentError as PermanentError
+from shared.events.parsing import parse_event as parse_event
 from shared.heartbeat import write_heartbeat
+from shared.inbox import record_new
 from shared.kafka_security import client_options
-from shared.models import ProcessedEvent
 from shared.settings import Settings
 from shared.telemetry import attached, context_from_kafka_headers
 
@@ -52,10 +52,6 @@ _dead = _meter.create_counter("waymark.consumer.dead_lettered")
 Handler = Callable[[AsyncSession | None, CloudEvent, ConsumerRecord], Awaitable[None]]
 
 
-class PermanentError(Exception):
-    """Raised by a handler when retrying cannot help: the message goes straight to the DLQ."""
-
-
 class DeadLetter(Exception):
     def __init__(self, reason: str, attempts: int) -> None:
         super().__init__(reason)
@@ -65,72 +61,6 @@ class DeadLetter(Exception):
 
 class _Stopping(Exception):
     """The consumer was stopped while it waited for the database: leave the message unread."""
-
-
-#: the start of every reason a message is not a Waymark event at all
-NOT_AN_EVENT = "not a valid Waymark event"
-
-
-def _describe(exc: ValidationError, limit: int = 5) -> str:
-    """A validation error's fields and messages, without the values: a reason goes into the
-    DLQ's headers and the log, and a bad message may hold what must not reach either."""
-    errors = exc.errors(include_input=False, include_url=False)
-    parts = [
-        f"{'.'.join(str(p) for p in e['loc']) or '(whole value)'}: {e['msg']}"
-        for e in errors[:limit]
-    ]
-    more = f" (+{len(errors) - limit} more)" if len(errors) > limit else ""
-    return "; ".join(parts) + more
-
-
-def parse_event(value: bytes | None, *, max_bytes: int | None = None) -> CloudEvent:
-    """Decode a Kafka value into a CloudEvent whose data matches its registered type.
-
-    Every check that fails is a PermanentError whose reason says which one: oversized (checked
-    before decoding, so a huge message costs no parsing), not JSON, not a CloudEvent, an
-    unknown event type, an unknown schema version of a known type, or data that does not
-    match its type's model."""
-    if value is None:
-        raise PermanentError("empty message (no value)")
-    if max_bytes is not None and len(value) > max_bytes:
-        raise PermanentError(f"oversized: {len(value)} bytes > limit {max_bytes}")
-    try:
-        raw = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PermanentError(f"not JSON: {exc}") from None
-    try:
-        event = CloudEvent.model_validate(raw)
-    except ValidationError as exc:
-        raise PermanentError(f"{NOT_AN_EVENT}: not a CloudEvent: {_describe(exc)}") from None
-    try:
-        version = event.version
-    except (ValueError, IndexError):
-        raise PermanentError(
-            f"{NOT_AN_EVENT}: its dataschema names no version (.../<type>.v<N>.json)"
-        ) from None
-    try:
-        latest = REGISTRY.latest_version(event.type)
-    except UnknownEventType as exc:
-        raise PermanentError(f"{NOT_AN_EVENT}: {exc}") from None
-    try:
-        REGISTRY.model(event.type, version)
-    except UnknownEventType:
-        raise PermanentError(
-            f"{NOT_AN_EVENT}: unknown schema version v{version} of "
-            f"{event.type} (the newest known is v{latest})"
-        ) from None
-    try:
-        REGISTRY.parse(event)  # validates data against the type's model, upcast to the newest
-    except ValidationError as exc:
-        raise PermanentError(
-            f"{NOT_AN_EVENT}: data does not match {event.type} v{latest}: {_describe(exc)}"
-        ) from None
-    except (UnknownEventType, ValueError, LookupError, TypeError) as exc:
-        # an upcaster that cannot take this data: a code fix, then a re-drive, mends it
-        raise PermanentError(
-            f"{NOT_AN_EVENT}: cannot upcast {event.type} v{version}: {type(exc).__name__}"
-        ) from None
-    return event
 
 
 class IdempotentConsumer:
@@ -172,6 +102,8 @@ class IdempotentConsumer:
             heartbeat_interval_ms=3000,
         )
         self._stop: asyncio.Event | None = None
+        # partitions in their transactions at once: no more than the pool's connections
+        self._partitions_gate = asyncio.Semaphore(settings.consumer_concurrency)
         self._own_dlq = dlq_producer is None
         self.dlq_producer = dlq_producer or AIOKafkaProducer(
             **client_options(settings), enable_idempotence=True, acks="all"
@@ -194,43 +126,93 @@ class IdempotentConsumer:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the message in hand is finished and committed first."""
         self._stop = stop
-        while not stop.is_set():
-            self._beat()
-            batches = await self.consumer.getmany(timeout_ms=500, max_records=500)
-            # partitions are independent (a patient's events share one), so they are worked
-            # on concurrently; within a partition, strictly in order
-            await asyncio.gather(
-                *(self._process_partition(tp, records, stop) for tp, records in batches.items())
-            )
+        committing: asyncio.Task[None] | None = None
+        try:
+            while not stop.is_set():
+                self._beat()
+                batches = await self.consumer.getmany(
+                    timeout_ms=500, max_records=self.settings.consumer_max_records
+                )
+                if not batches:
+                    continue
+                # partitions are independent (a patient's events share one), so they are
+                # worked on concurrently, each in its own transaction; within a partition,
+                # strictly in order
+                done = await asyncio.gather(
+                    *(self._process_partition(tp, recs, stop) for tp, recs in batches.items())
+                )
+                offsets = {tp: o for tp, o in zip(batches, done, strict=True) if o is not None}
+                # these effects are durable: their offsets are committed while the next round
+                # is fetched and applied. One commit at a time, so offsets reach Kafka in order
+                if committing is not None:
+                    await committing
+                committing = asyncio.create_task(self._commit(offsets)) if offsets else None
+        finally:
+            if committing is not None:
+                await committing
 
     async def _process_partition(
         self, tp: TopicPartition, records: list[ConsumerRecord], stop: asyncio.Event
-    ) -> None:
+    ) -> int | None:
+        """Work through one partition's records in order; return the offset to commit next
+        (None when nothing was done)."""
         if len(records) > 1 and self.sessions is None and self.key_concurrency > 1:
-            await self._process_keys_concurrently(tp, records, stop)
-            return
-        if len(records) > 1 and self.sessions is not None and not stop.is_set():
-            # fast path: the partition's run of records in one transaction (inbox rows and
-            # effects together, so still all-or-nothing); on any failure it rolls back and
-            # the records are taken one by one, with retries and the DLQ
-            if await self._apply_batch(records):
-                await self._commit(tp, records[-1].offset + 1)
-                return
+            await self._process_keys_concurrently(records)
+            return records[-1].offset + 1
+        if self.sessions is None:
+            return await self._process_in_order(tp, records, stop)
+        async with self._partitions_gate:
+            return await self._process_in_order(tp, records, stop)
+
+    async def _process_in_order(
+        self, tp: TopicPartition, records: list[ConsumerRecord], stop: asyncio.Event
+    ) -> int | None:
         done = None
-        for record in records:
+        for run, events in self._runs(records):
             if stop.is_set() or tp not in self.consumer.assignment():
                 break
-            try:
-                await self.process(record)
-            except _Stopping:
-                break  # stopped while waiting for the database: not done, read again later
-            done = record.offset
-        if done is not None:
-            await self._commit(tp, done + 1)
+            # fast path: a run of events in one transaction (inbox rows and effects together,
+            # so still all-or-nothing); on any failure it rolls back and the run is taken one
+            # by one, with retries and the DLQ
+            if len(run) > 1 and await self._apply_batch(run, events):
+                done = run[-1].offset
+                continue
+            for record, event in zip(run, events, strict=True):
+                if stop.is_set() or tp not in self.consumer.assignment():
+                    return None if done is None else done + 1
+                try:
+                    await self.process(record, event)
+                except _Stopping:  # stopped while waiting for the database: read again later
+                    return None if done is None else done + 1
+                done = record.offset
+        return None if done is None else done + 1
 
-    async def _process_keys_concurrently(
-        self, tp: TopicPartition, records: list[ConsumerRecord], stop: asyncio.Event
-    ) -> None:
+    def _runs(
+        self, records: list[ConsumerRecord]
+    ) -> Iterator[tuple[list[ConsumerRecord], list[CloudEvent | None]]]:
+        """A partition's records as runs: with a database, each stretch of records that parse
+        as events (applied in one transaction), and on its own each one that does not (it goes
+        to the DLQ without holding up the rest). Without one, all of them (parsed one by one)."""
+        if self.sessions is None:
+            yield records, [None] * len(records)
+            return
+        run: list[ConsumerRecord] = []
+        events: list[CloudEvent | None] = []
+        for record in records:
+            try:
+                event = parse_event(record.value, max_bytes=self.settings.event_max_bytes)
+            except PermanentError:
+                if run:
+                    yield run, events
+                yield [record], [None]
+                run, events = [], []
+                continue
+            run.append(record)
+            events.append(event)
+        if run:
+            yield run, events
+
+    async def _process_keys_concurrently(self, records: list[ConsumerRecord]) -> None:
         """Without a database (the bridge), a partition's records for different keys (patients)
         are worked on at the same time; each key's records strictly in order. The offset is
         committed once the whole run is done."""
@@ -245,45 +227,54 @@ class IdempotentConsumer:
                     await self.process(record)
 
         await asyncio.gather(*(one_key(recs) for recs in by_key.values()))
-        await self._commit(tp, records[-1].offset + 1)
 
-    async def _commit(self, tp: TopicPartition, offset: int) -> None:
-        if tp not in self.consumer.assignment():
-            return  # no longer ours: the new owner re-reads; the inbox dedupes
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        # a partition no longer ours is left alone: the new owner re-reads; the inbox dedupes
+        owned = {tp: o for tp, o in offsets.items() if tp in self.consumer.assignment()}
+        if not owned:
+            return
         try:
-            await self.consumer.commit({tp: offset})
+            await self.consumer.commit(owned)
         except (CommitFailedError, IllegalStateError) as exc:
             logger.warning(
-                "%s: commit of %s@%d failed (%s); the message will be re-read and deduplicated",
+                "%s: commit of %s failed (%s); the messages will be re-read and deduplicated",
                 self.name,
-                tp,
-                offset,
+                ", ".join(f"{tp}@{o}" for tp, o in owned.items()),
                 exc,
             )
 
-    async def process(self, record: ConsumerRecord) -> None:
-        """Handle one record with retries; dead-letter it if it keeps failing."""
-        ctx = context_from_kafka_headers(record.headers)
+    @contextmanager
+    def _span(self, record: ConsumerRecord, event: CloudEvent | None) -> Iterator[Span]:
+        """The consumer span of one record, a child of the trace its headers carry."""
         with (
-            attached(ctx),
+            attached(context_from_kafka_headers(record.headers)),
             _tracer.start_as_current_span(
                 f"consume {record.topic}", kind=SpanKind.CONSUMER
             ) as span,
         ):
             span.set_attribute("messaging.consumer.group.name", self.name)
             span.set_attribute("messaging.kafka.offset", record.offset)
+            if event is not None:
+                span.set_attribute("messaging.message.id", event.id)
+            yield span
+
+    async def process(self, record: ConsumerRecord, event: CloudEvent | None = None) -> None:
+        """Handle one record with retries; dead-letter it if it keeps failing. `event` is the
+        record already parsed, if it was."""
+        with self._span(record, event) as span:
             try:
-                await self._process_with_retries(record)
+                await self._process_with_retries(record, event)
             except DeadLetter as dead:
                 span.set_status(Status(StatusCode.ERROR, dead.reason))
                 await self._dead_letter(record, dead)
 
-    async def _process_with_retries(self, record: ConsumerRecord) -> None:
-        try:
-            event = parse_event(record.value, max_bytes=self.settings.event_max_bytes)
-        except PermanentError as exc:
-            raise DeadLetter(str(exc), 1) from None
-        trace.get_current_span().set_attribute("messaging.message.id", event.id)
+    async def _process_with_retries(self, record: ConsumerRecord, event: CloudEvent | None) -> None:
+        if event is None:
+            try:
+                event = parse_event(record.value, max_bytes=self.settings.event_max_bytes)
+            except PermanentError as exc:
+                raise DeadLetter(str(exc), 1) from None
+            trace.get_current_span().set_attribute("messaging.message.id", event.id)
         attempt = 1
         while True:
             try:
@@ -352,45 +343,52 @@ class IdempotentConsumer:
     ) -> bool:
         """Record the event in the inbox and apply it, in the caller's transaction; False if
         the inbox already had it."""
-        inserted = await session.exec(  # type: ignore[call-overload]
-            insert(ProcessedEvent)
-            .values(consumer=self.name, event_id=event.id, topic=record.topic)
-            .on_conflict_do_nothing()
-            .returning(ProcessedEvent.event_id)
-        )
-        if inserted.first() is None:
+        if not await record_new(
+            session, consumer=self.name, topic=record.topic, event_ids=[event.id]
+        ):
             _duplicates.add(1, {"consumer": self.name})
             logger.info("%s: event %s already processed; skipped", self.name, event.id)
             return False
         await self.handler(session, event, record)
         return True
 
-    async def _apply_batch(self, records: list[ConsumerRecord]) -> bool:
-        """Apply every record in one transaction; False (and nothing applied) on any failure."""
+    async def _apply_batch(
+        self, records: list[ConsumerRecord], events: list[CloudEvent | None]
+    ) -> bool:
+        """Apply a run of one partition's records, parsed, in one transaction: one inbox
+        statement for the run, then the handler for each event the inbox did not have.
+        False (and nothing applied) on any failure."""
         assert self.sessions is not None
         applied = 0
         try:
-            events = [
-                parse_event(r.value, max_bytes=self.settings.event_max_bytes) for r in records
-            ]
             async with unit_of_work(self.sessions) as session:
+                new = await record_new(
+                    session,
+                    consumer=self.name,
+                    topic=records[0].topic,
+                    event_ids=[e.id for e in events if e is not None],
+                )
                 for event, record in zip(events, records, strict=True):
-                    with (
-                        attached(context_from_kafka_headers(record.headers)),
-                        _tracer.start_as_current_span(
-                            f"consume {record.topic}", kind=SpanKind.CONSUMER
-                        ) as span,
-                    ):
-                        span.set_attribute("messaging.consumer.group.name", self.name)
-                        span.set_attribute("messaging.kafka.offset", record.offset)
-                        span.set_attribute("messaging.message.id", event.id)
-                        applied += await self._apply_in(session, event, record)
+                    if event is None or event.id not in new:
+                        continue
+                    new.discard(event.id)  # a second copy in the same run is a duplicate too
+                    with self._span(record, event):
+                        await self.handler(session, event, record)
+                    applied += 1
         except Exception as exc:  # noqa: BLE001 - any failure: redo one by one
             logger.info(
                 "%s: batch of %d failed (%s); processing one by one", self.name, len(records), exc
             )
             return False
         _processed.add(applied, {"consumer": self.name})
+        if applied < len(records):
+            _duplicates.add(len(records) - applied, {"consumer": self.name})
+            logger.info(
+                "%s: %d of %d events already processed; skipped",
+                self.name,
+                len(records) - applied,
+                len(records),
+            )
         return True
 
     async def _dead_letter(self, record: ConsumerRecord, dead: DeadLetter) -> None:
@@ -435,7 +433,7 @@ async def run_consumer_process(
     settings = settings or get_settings()
     setup_telemetry(part, settings)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings, schema, pool_size=3)
+    engine = make_engine(settings, schema, pool_size=settings.consumer_concurrency)
     consumer = build(
         settings, make_sessionmaker(engine), heartbeat=settings.run_dir / f"{part}.alive"
     )

@@ -40,8 +40,8 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from shared.consumer import PermanentError, parse_event
 from shared.events.binding import CE_HEADER_PREFIX, event_bytes, kafka_headers
+from shared.events.parsing import PermanentError, parse_event
 from shared.events.registry import load_all
 from shared.kafka_security import client_options
 from shared.settings import Settings

@@ -17,7 +17,10 @@ import argparse
 import asyncio
 import logging
 import signal
+import sys
 import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,8 +31,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import UnknownTopicOrPartitionError
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind
-from sqlalchemy import func, select, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import BigInteger, bindparam, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.db import connect_kwargs, make_engine, make_sessionmaker, unit_of_work
@@ -55,6 +60,58 @@ _published = metrics.get_meter(__name__).create_counter(
 _parked = metrics.get_meter(__name__).create_counter(
     "waymark.outbox.parked", description="outbox rows parked after repeated failures"
 )
+
+
+_OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+# the oldest unsent rows no other relay holds, except those of a (topic, key) with a parked row:
+# they wait behind it, so one patient's events stay in order
+_CLAIM = (
+    select(
+        _OUTBOX.c.seq,
+        _OUTBOX.c.event_id,
+        _OUTBOX.c.topic,
+        _OUTBOX.c.key,
+        _OUTBOX.c.event_type,
+        _OUTBOX.c.payload,
+        _OUTBOX.c.traceparent,
+        _OUTBOX.c.attempts,
+    )
+    .where(
+        _OUTBOX.c.sent_at.is_(None),
+        _OUTBOX.c.parked_at.is_(None),
+        tuple_(_OUTBOX.c.topic, _OUTBOX.c.key).not_in(
+            select(_OUTBOX.c.topic, _OUTBOX.c.key).where(
+                _OUTBOX.c.parked_at.is_not(None), _OUTBOX.c.sent_at.is_(None)
+            )
+        ),
+    )
+    .order_by(_OUTBOX.c.seq)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+# one statement text for every batch (asyncpg prepares it once per connection), the rows' seqs
+# as one array parameter; Core, so the ORM does not match the batch's 500 loaded rows in Python
+_MARK_SENT = text("UPDATE outbox SET sent_at = now() WHERE seq = ANY(:seqs)").bindparams(
+    bindparam("seqs", type_=ARRAY(BigInteger))
+)
+
+
+@dataclass
+class _Batch:
+    """Rows claimed in an open transaction and handed to the producer, not yet settled."""
+
+    stack: AsyncExitStack  # the transaction: aclose() commits, __aexit__(exc) rolls back
+    conn: AsyncConnection
+    sends: list[tuple[Row[Any], Any]]  # each row with its delivery future, or its error
+
+
+async def _outcomes(sends: list[tuple[Row[Any], Any]]) -> list[tuple[Row[Any], Any]]:
+    """Each row with the broker's answer: its record metadata, or the exception."""
+    results = await asyncio.gather(
+        *(f for _, f in sends if not isinstance(f, Exception)), return_exceptions=True
+    )
+    it = iter(results)
+    return [(row, f if isinstance(f, Exception) else next(it)) for row, f in sends]
 
 
 class RelayBlocked(Exception):
@@ -85,6 +142,7 @@ def make_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:
         enable_idempotence=True,
         acks="all",
         linger_ms=5,
+        max_batch_size=settings.relay_max_batch_bytes,
         request_timeout_ms=30000,
     )
     opts.update(overrides)
@@ -152,32 +210,31 @@ class OutboxRelay:
         later rows of the same key and topic wait behind it, so one patient's events stay in
         order on their partition.
         """
-        async with unit_of_work(self.sessions) as session:
-            blocked = select(OutboxMessage.topic, OutboxMessage.key).where(  # type: ignore[call-overload]
-                OutboxMessage.parked_at.is_not(None),  # type: ignore[union-attr]
-                OutboxMessage.sent_at.is_(None),
-            )  # type: ignore[union-attr]
-            rows = (
-                (
-                    await session.exec(  # type: ignore[call-overload]
-                        select(OutboxMessage)
-                        .where(
-                            OutboxMessage.sent_at.is_(None),  # type: ignore[union-attr]
-                            OutboxMessage.parked_at.is_(None),  # type: ignore[union-attr]
-                            tuple_(OutboxMessage.topic, OutboxMessage.key).not_in(blocked),
-                        )
-                        .order_by(OutboxMessage.seq)
-                        .limit(self.batch_size)
-                        .with_for_update(skip_locked=True)
-                    )
-                )
-                .scalars()
-                .all()
-            )
+        batch = await self._claim()
+        if batch is None:
+            return 0
+        sent, failed_topics = await self._settle(batch)
+        # raised after the commit, so the attempts and parking are kept
+        if failed_topics and not sent:
+            raise RelayBlocked(f"nothing published; failing topics: {sorted(failed_topics)}")
+        return sent
+
+    async def _claim(self) -> _Batch | None:
+        """Open a transaction, lock the oldest unsent rows (up to batch_size) and hand each to
+        the producer; None (and the transaction closed) when there are none. The transaction
+        stays open until `_settle` or `_abandon`."""
+        stack = AsyncExitStack()
+        session = await stack.enter_async_context(unit_of_work(self.sessions))
+        try:
+            # Core rows, not ORM objects: the relay only reads them (loading 500 entities a
+            # batch was a quarter of its CPU)
+            conn = await session.connection()
+            rows = (await conn.execute(_CLAIM, {"limit": self.batch_size})).all()
             if not rows:
-                return 0
+                await stack.aclose()
+                return None
             known = await self._known_topics({r.topic for r in rows})
-            sends: list[tuple[OutboxMessage, Any]] = []
+            sends: list[tuple[Row[Any], Any]] = []
             for row in rows:
                 if row.topic not in known:
                     sends.append(
@@ -205,48 +262,99 @@ class OutboxRelay:
                             ),
                         )
                     )
+        except BaseException:
+            await stack.__aexit__(*sys.exc_info())  # rolls back: the rows stay unsent
+            raise
+        return _Batch(stack, conn, sends)
+
+    async def _settle(self, batch: _Batch) -> tuple[int, set[str]]:
+        """Wait for the broker's answer on each of the batch's rows, mark the acknowledged ones
+        sent and count a failed attempt on the others, and commit. Returns how many were
+        published and the topics that failed."""
+        try:
             # every row acknowledged by all in-sync replicas, or its error
-            results = await asyncio.gather(
-                *(f for _, f in sends if not isinstance(f, Exception)), return_exceptions=True
-            )
-            it = iter(results)
-            outcome = [(row, f if isinstance(f, Exception) else next(it)) for row, f in sends]
+            outcome = await _outcomes(batch.sends)
             failed_topics = {row.topic for row, res in outcome if isinstance(res, Exception)}
             # a failure fails its whole topic in this batch, so a later row of a key is never
             # published before an earlier one (a row that did reach Kafka is sent again later;
             # consumers dedupe by event id)
             sent = [row.seq for row, _ in outcome if row.topic not in failed_topics]
             if sent:
-                await session.exec(
-                    update(OutboxMessage)  # type: ignore[call-overload]
-                    .where(OutboxMessage.seq.in_(sent))  # type: ignore[union-attr]
-                    .values(sent_at=func.now())
-                )
+                await batch.conn.execute(_MARK_SENT, {"seqs": sent})
             for row, res in outcome:
                 if row.topic in failed_topics:
-                    error = res if isinstance(res, Exception) else None
-                    row.attempts += 1
-                    row.last_error = (
-                        f"{type(error).__name__}: {error}"
-                        if error
-                        else "another row of its topic failed"
-                    )[:2000]
-                    if row.attempts >= self.settings.relay_max_attempts:
-                        row.parked_at = datetime.now(UTC)
-                        _parked.add(1, {"schema": self.schema})
-                        logger.error(
-                            "outbox %s: event %s parked after %d attempts: %s",
-                            self.schema,
-                            row.event_id,
-                            row.attempts,
-                            row.last_error,
-                        )
-                    session.add(row)
-            _published.add(len(sent), {"schema": self.schema})
-        # raised after the commit, so the attempts and parking are kept
-        if failed_topics and not sent:
-            raise RelayBlocked(f"nothing published; failing topics: {sorted(failed_topics)}")
-        return len(sent)
+                    await self._record_failure(batch.conn, row, res)
+        except BaseException:
+            await batch.stack.__aexit__(*sys.exc_info())
+            raise
+        await batch.stack.aclose()  # commits
+        _published.add(len(sent), {"schema": self.schema})
+        return len(sent), failed_topics
+
+    async def _abandon(self, batch: _Batch) -> None:
+        """Roll a claimed batch back once the broker has answered on it: its rows stay unsent
+        and are published again, in order, behind the rows before them (a copy that did reach
+        Kafka is deduplicated by the consumers)."""
+        await _outcomes(batch.sends)
+        await batch.stack.__aexit__(RuntimeError, RuntimeError("batch abandoned"), None)
+
+    async def _publish_while_full(self, stop: asyncio.Event) -> int:
+        """Publish batches back to back while they come full: the next batch is claimed and
+        handed to the producer while the broker's answers on the previous one are awaited and
+        its rows marked sent, so the relay's database and Kafka round trips overlap. The next
+        batch is settled only after the previous one; if that one had a failure, the next is
+        rolled back and claimed again later, so no row overtakes a failed earlier one.
+        Returns the size of the last batch (batch_size: more may be waiting)."""
+        batch = await self._claim()
+        last = 0
+        while batch is not None:
+            last = len(batch.sends)
+            settling = asyncio.create_task(self._settle(batch))
+            following: _Batch | None = None
+            try:
+                if last == self.batch_size and not stop.is_set():
+                    following = await self._claim()
+            finally:
+                try:
+                    sent, failed_topics = await settling
+                except BaseException:
+                    if following is not None:
+                        await self._abandon(following)
+                    raise
+            if failed_topics:
+                if following is not None:
+                    await self._abandon(following)
+                if not sent:
+                    raise RelayBlocked(
+                        f"nothing published; failing topics: {sorted(failed_topics)}"
+                    )
+                return last
+            batch = following
+        return last
+
+    async def _record_failure(self, conn: AsyncConnection, row: Row[Any], res: object) -> None:
+        """Count a failed attempt on the row, with its error; park it after the last one."""
+        error = res if isinstance(res, Exception) else None
+        attempts = row.attempts + 1
+        last_error = (
+            f"{type(error).__name__}: {error}" if error else "another row of its topic failed"
+        )[:2000]
+        parked_at = None
+        if attempts >= self.settings.relay_max_attempts:
+            parked_at = datetime.now(UTC)
+            _parked.add(1, {"schema": self.schema})
+            logger.error(
+                "outbox %s: event %s parked after %d attempts: %s",
+                self.schema,
+                row.event_id,
+                attempts,
+                last_error,
+            )
+        await conn.execute(
+            update(_OUTBOX)
+            .where(_OUTBOX.c.seq == row.seq)
+            .values(attempts=attempts, last_error=last_error, parked_at=parked_at)
+        )
 
     async def _known_topics(self, wanted: set[str]) -> set[str]:
         """Topics that exist, from the broker (looked up again when a row names a topic not
@@ -267,7 +375,7 @@ class OutboxRelay:
         while not stop.is_set():
             self._beat()
             try:
-                n = await self.publish_batch()
+                n = await self._publish_while_full(stop)
                 backoff = 0.5
             except RelayBlocked as exc:
                 logger.warning("outbox relay: %s; retrying in %.1fs", exc, backoff)

@@ -20,6 +20,7 @@ from pydantic_settings import SettingsConfigDict
 
 from shared.settings_identity import IdentitySettings, KafkaIdentitySettings
 from shared.settings_oruk import OrukSettings
+from shared.settings_pipeline import PipelineSettings
 
 #: The Postgres schema each part owns. A part never reads another part's schema. The first five
 #: are services with an HTTP API (api_port); `journeys` is the journey workflows' read model.
@@ -35,7 +36,7 @@ SERVICE_SCHEMAS: tuple[str, ...] = (
 API_SERVICES: tuple[str, ...] = SERVICE_SCHEMAS[:5]
 
 
-class Settings(IdentitySettings, KafkaIdentitySettings, OrukSettings):
+class Settings(IdentitySettings, KafkaIdentitySettings, OrukSettings, PipelineSettings):
     model_config = SettingsConfigDict(env_prefix="WAYMARK_", extra="ignore", frozen=True)
 
     # where `waymark up` keeps every piece of local state (data, logs, pid files, keys)
@@ -132,14 +133,7 @@ class Settings(IdentitySettings, KafkaIdentitySettings, OrukSettings):
     dashboard_session_idle_seconds: int = Field(default=30 * 60, ge=10)
     dashboard_session_max_seconds: int = Field(default=8 * 3600, ge=60)
 
-    # consumers
-    consumer_max_attempts: int = 5
-    consumer_backoff_seconds: float = 0.2
-    # a message bigger than this is dead-lettered unread, before JSON decoding: an event
-    # carries ids and codes (a few KiB at most), so a huge one is a bug or an attack, and
-    # decoding it would cost every consumer of the topic memory and time. Below Kafka's own
-    # 1 MiB message limit, so an oversized message still reaches the consumers and the DLQ.
-    event_max_bytes: int = Field(default=256 * 1024, ge=1024)
+    # consumers: shared/settings_pipeline.py
     relay_poll_seconds: float = 2.0
     relay_batch_size: int = 200
     # publishing attempts before an outbox row is parked for an operator

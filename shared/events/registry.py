@@ -23,6 +23,8 @@ class EventRegistry:
     def __init__(self) -> None:
         self._models: dict[tuple[str, int], type[EventData]] = {}
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
+        # every consumed event asks for its type's newest version (twice): kept, not searched
+        self._latest: dict[str, int] = {}
 
     def register(self, model: type[EventData]) -> type[EventData]:
         key = (model.EVENT_TYPE, model.VERSION)
@@ -31,6 +33,7 @@ class EventRegistry:
         if key in self._models:
             raise ValueError(f"event {key} registered twice")
         self._models[key] = model
+        self._latest[model.EVENT_TYPE] = max(self._latest.get(model.EVENT_TYPE, 0), model.VERSION)
         return model
 
     def upcaster(self, event_type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
@@ -43,10 +46,10 @@ class EventRegistry:
         return deco
 
     def latest_version(self, event_type: str) -> int:
-        versions = [v for (t, v) in self._models if t == event_type]
-        if not versions:
-            raise UnknownEventType(f"unknown event type {event_type!r}")
-        return max(versions)
+        try:
+            return self._latest[event_type]
+        except KeyError:
+            raise UnknownEventType(f"unknown event type {event_type!r}") from None
 
     def model(self, event_type: str, version: int) -> type[EventData]:
         try:
