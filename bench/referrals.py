@@ -39,12 +39,17 @@ from pathlib import Path  # noqa: E402
 import httpx  # noqa: E402
 
 from devtools import stack  # noqa: E402
+from devtools.stack.processes import UVICORN_SPEED_FLAGS  # noqa: E402
 from shared.auth import mint_token  # noqa: E402
 from shared.db import make_engine, make_sessionmaker, unit_of_work  # noqa: E402
 from shared.settings import Settings, get_settings, settings_env  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-BARE_PORT = 18690
+
+
+def _bare_port(s: Settings) -> int:
+    # inside the instance's own port range, so two instances' benches never share it
+    return s.api_port_base + 90
 
 
 def _nhs_numbers(n: int) -> list[str]:
@@ -141,6 +146,7 @@ async def main() -> None:
     user, password = s.pg_credentials("owner")
     env["BENCH_DSN"] = f"postgresql://{user}:{password}@{s.pg_host}:{s.pg_port}/{s.db_name}"
     port = s.api_port("referrals")
+    bare_port = _bare_port(s)
     api = _start(
         [
             sys.executable,
@@ -152,6 +158,8 @@ async def main() -> None:
             "--no-access-log",
             "--log-level",
             "warning",
+            # both servers on the loop and parser every API runs with (the stack's flags)
+            *UVICORN_SPEED_FLAGS,
         ],
         env,
     )
@@ -162,16 +170,18 @@ async def main() -> None:
             "uvicorn",
             "bench.bare_app:app",
             "--port",
-            str(BARE_PORT),
+            str(bare_port),
             "--no-access-log",
             "--log-level",
             "warning",
+            # both servers on the loop and parser every API runs with (the stack's flags)
+            *UVICORN_SPEED_FLAGS,
         ],
         env,
     )
     try:
         await _wait_http(f"http://127.0.0.1:{port}/health")
-        await _wait_http(f"http://127.0.0.1:{BARE_PORT}/docs")
+        await _wait_http(f"http://127.0.0.1:{bare_port}/docs")
         token = mint_token(s, sub="bench", roles=["clinician"], org="GP-BENCH")
         numbers = _nhs_numbers(args.requests)
         bodies = [
@@ -203,7 +213,7 @@ async def main() -> None:
             for b in bodies
         ]
         # warm both up
-        await _load(f"http://127.0.0.1:{BARE_PORT}/items", bare_bodies[:100], {}, 4)
+        await _load(f"http://127.0.0.1:{bare_port}/items", bare_bodies[:100], {}, 4)
         await _load(
             f"http://127.0.0.1:{port}/referrals",
             bodies[:100],
@@ -211,7 +221,7 @@ async def main() -> None:
             4,
         )
         bare_t, bare_lat, bare_err = await _load(
-            f"http://127.0.0.1:{BARE_PORT}/items", bare_bodies, {}, args.concurrency
+            f"http://127.0.0.1:{bare_port}/items", bare_bodies, {}, args.concurrency
         )
         api_t, api_lat, api_err = await _load(
             f"http://127.0.0.1:{port}/referrals",

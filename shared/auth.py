@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import MutableMapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -228,8 +229,23 @@ def bearer(request: Request) -> str:
     return token.strip()
 
 
+#: where a middleware that already verified this request's token (the write rate limit)
+#: leaves (token, principal) in the request's scope state, so the route does not verify it again
+VERIFIED_TOKEN = "waymark.verified_token"
+
+
+def remember_verified(scope: MutableMapping[str, Any], token: str, principal: Principal) -> None:
+    """Keep a token verified for this request (scope-local: it ends with the request)."""
+    scope.setdefault("state", {})[VERIFIED_TOKEN] = (token, principal)
+
+
 async def current_principal(request: Request) -> Principal:
-    principal = await verify_token(get_settings(), bearer(request))
+    token = bearer(request)
+    verified = request.scope.get("state", {}).get(VERIFIED_TOKEN)
+    if verified is not None and verified[0] == token:
+        principal: Principal = verified[1]
+    else:
+        principal = await verify_token(get_settings(), token)
     request.state.principal = principal
     return principal
 

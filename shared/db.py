@@ -6,28 +6,61 @@ database lets read and write that schema only, and only append to its audit log
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+from sqlalchemy import event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.settings import SERVICE_SCHEMAS, Settings
+
+#: hosts whose traffic never leaves the machine: TLS there protects nothing and costs a
+#: handshake attempt per connection (asyncpg's default sslmode "prefer" asks first)
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 def make_engine(settings: Settings, schema: str, *, pool_size: int | None = None) -> AsyncEngine:
     if schema not in SERVICE_SCHEMAS:
         raise ValueError(f"unknown schema {schema!r}; one of {SERVICE_SCHEMAS}")
-    return create_async_engine(
+    connect_args: dict[str, Any] = {
+        "server_settings": {"search_path": schema, "application_name": f"waymark-{schema}"}
+    }
+    if settings.pg_host in _LOOPBACK or settings.pg_host.startswith("/"):
+        connect_args["ssl"] = False
+    engine = create_async_engine(
         settings.part_database_url(schema),
         pool_size=pool_size or settings.db_pool_size,
-        pool_pre_ping=True,
-        connect_args={
-            "server_settings": {"search_path": schema, "application_name": f"waymark-{schema}"}
-        },
+        max_overflow=settings.db_pool_max_overflow,
+        connect_args=connect_args,
     )
+    _ping_after_idle(engine, settings.db_pool_ping_after_idle_seconds)
+    return engine
+
+
+def _ping_after_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Ping a pooled connection at checkout only when it has been idle `idle_seconds` (SQLAlchemy's
+    pool_pre_ping pings on every checkout); a dead one is replaced (DisconnectionError makes the
+    pool connect again)."""
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _checked_in(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < idle_seconds:
+            return  # new, or used moments ago
+        try:
+            dbapi_connection.ping()
+        except Exception as exc:
+            raise DisconnectionError(f"a pooled connection was dead: {exc}") from exc
 
 
 def connect_kwargs(settings: Settings, part: str, *, database: str | None = None) -> dict[str, Any]:
