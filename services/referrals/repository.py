@@ -7,11 +7,12 @@ from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, func, or_, text
 from sqlalchemy.dialects.postgresql import insert
-from sqlmodel import col, select
+from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.referrals.domain import OPEN
 from services.referrals.models import DirectoryService, Referral, ReferralTransition
+from shared.db import insert_rows
 
 
 class ReferralRepository:
@@ -23,6 +24,14 @@ class ReferralRepository:
 
     def add_transition(self, transition: ReferralTransition) -> None:
         self.session.add(transition)
+
+    async def insert_new(
+        self, referral: Referral, transition: ReferralTransition, *rows: SQLModel
+    ) -> None:
+        """A new referral, its first history row and `rows` (its audit entry, its event) in
+        one statement: one round trip. The referral is not in the session afterwards: a later
+        change in the same transaction re-reads it."""
+        await self.session.exec(insert_rows([referral, transition, *rows]))  # type: ignore[call-overload]
 
     async def get(self, referral_id: str, *, for_update: bool = False) -> Referral | None:
         stmt = select(Referral).where(Referral.id == referral_id)
