@@ -9,10 +9,11 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from functools import lru_cache
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Column, Insert, Integer, event, insert
+from sqlalchemy import Column, Insert, Integer, Table, bindparam, event, insert
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -83,12 +84,28 @@ async def connect(
     return await asyncpg.connect(**connect_kwargs(settings, part, database=database), **kw)
 
 
-def insert_rows(rows: Sequence[SQLModel]) -> Insert:
-    """One INSERT statement that writes `rows` (table models, of any tables, in order): every
-    row but the last in a data-modifying CTE. One round trip instead of the ORM's one per table;
-    a row may reference one before it (PostgreSQL checks foreign keys when the statement ends).
-    A column left None that the database fills (an identity, a default) is left to it."""
-    statements = [insert(type(row)).values(**_column_values(row)) for row in rows]
+def insert_rows(rows: Sequence[SQLModel]) -> tuple[Insert, dict[str, Any]]:
+    """One INSERT statement that writes `rows` (table models, of any tables, in order), and its
+    parameters: every row but the last in a data-modifying CTE. One round trip instead of the
+    ORM's one per table; a row may reference one before it (PostgreSQL checks foreign keys when
+    the statement ends). A column left None that the database fills (an identity, a default)
+    is left to it. Statements are built once per shape (tables and columns) and reused, so
+    SQLAlchemy neither rebuilds nor re-keys them per request."""
+    shape = []
+    params: dict[str, Any] = {}
+    for i, row in enumerate(rows):
+        values = _column_values(row)
+        shape.append((row.__table__, tuple(values)))  # type: ignore[attr-defined]
+        params.update({f"r{i}_{k}": v for k, v in values.items()})
+    return _insert_statement(tuple(shape)), params
+
+
+@lru_cache(maxsize=64)
+def _insert_statement(shape: tuple[tuple[Table, tuple[str, ...]], ...]) -> Insert:
+    statements = [
+        insert(table).values({k: bindparam(f"r{i}_{k}", type_=table.c[k].type) for k in keys})
+        for i, (table, keys) in enumerate(shape)
+    ]
     *ctes, last = statements
     return last.add_cte(*(stmt.cte(f"row_{i}") for i, stmt in enumerate(ctes)))
 
