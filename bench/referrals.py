@@ -139,6 +139,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds per side")
     args = parser.parse_args()
     s = get_settings()
     await _prepare(s)
@@ -220,15 +221,34 @@ async def main() -> None:
             {"Authorization": f"Bearer {token}"},
             4,
         )
-        bare_t, bare_lat, bare_err = await _load(
-            f"http://127.0.0.1:{bare_port}/items", bare_bodies, {}, args.concurrency
-        )
-        api_t, api_lat, api_err = await _load(
-            f"http://127.0.0.1:{port}/referrals",
-            bodies,
-            {"Authorization": f"Bearer {token}"},
-            args.concurrency,
-        )
+        # side by side in rounds, alternating which goes first, so a change in the machine's
+        # load (other processes, a checkpoint) falls on both rather than on one of them
+        bare_lat: list[float] = []
+        api_lat: list[float] = []
+        bare_t = api_t = 0.0
+        bare_err = api_err = 0
+        size = -(-len(bodies) // args.rounds)
+        for r in range(args.rounds):
+            chunk = slice(r * size, (r + 1) * size)
+            for side in ("bare", "api") if r % 2 == 0 else ("api", "bare"):
+                if side == "bare":
+                    t, lat, err = await _load(
+                        f"http://127.0.0.1:{bare_port}/items",
+                        bare_bodies[chunk],
+                        {},
+                        args.concurrency,
+                    )
+                    bare_t, bare_err = bare_t + t, bare_err + err
+                    bare_lat += lat
+                else:
+                    t, lat, err = await _load(
+                        f"http://127.0.0.1:{port}/referrals",
+                        bodies[chunk],
+                        {"Authorization": f"Bearer {token}"},
+                        args.concurrency,
+                    )
+                    api_t, api_err = api_t + t, api_err + err
+                    api_lat += lat
     finally:
         api.terminate()
         bare.terminate()
@@ -237,7 +257,8 @@ async def main() -> None:
     n = args.requests
     print(
         f"machine: {platform.node()} {os.cpu_count()} cores; {n} requests, "
-        f"concurrency {args.concurrency}"
+        f"concurrency {args.concurrency}, {args.rounds} alternating rounds; "
+        f"load average {os.getloadavg()[0]:.2f}"
     )
     print(f"{'':34} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     print(
