@@ -15,7 +15,7 @@ from services.referrals.events import flagged_event, submitted_event, transition
 from services.referrals.models import DirectoryService, Referral, ReferralTransition
 from services.referrals.repository import ReferralRepository
 from services.referrals.schemas import ReferralCreate, TransitionIn
-from shared.audit import audit_entry, record_audit
+from shared.audit import audit_entry
 from shared.auth import Principal
 from shared.errors import NotFound, PreconditionFailed, ValidationFailed
 from shared.events.directory import DirectoryServiceEventData, ServiceWithdrawn
@@ -199,23 +199,19 @@ async def transition_referral(
         if action is Action.SUBMIT
         else transition_event(referral, plan)
     )
-    add_event(session, topic=settings.topic(REFERRALS), event=event)
-    repo.add_transition(
-        ReferralTransition(
-            referral_id=referral.id,
-            from_state=plan.from_state.value,
-            to_state=plan.to_state.value,
-            actor=principal.identity,
-            actor_org=principal.org,
-            reason_code=plan.reason_code,
-            note=cmd.note,
-            appointment_at=cmd.appointment_at if action is Action.BOOK else None,
-            event_id=event.id,
-            at=now,
-        )
+    transition = ReferralTransition(
+        referral_id=referral.id,
+        from_state=plan.from_state.value,
+        to_state=plan.to_state.value,
+        actor=principal.identity,
+        actor_org=principal.org,
+        reason_code=plan.reason_code,
+        note=cmd.note,
+        appointment_at=cmd.appointment_at if action is Action.BOOK else None,
+        event_id=event.id,
+        at=now,
     )
-    record_audit(
-        session,
+    audit = audit_entry(
         principal=principal,
         action=f"transition:{action.value}",
         resource_type="Referral",
@@ -225,6 +221,9 @@ async def transition_referral(
         detail=f"{plan.from_state.value} -> {plan.to_state.value}"
         + (f" (via {via})" if via else ""),
     )
+    # history, audit and event in one statement; the referral's UPDATE is flushed at commit,
+    # in the same transaction (issue #20: one round trip where the flush sent three)
+    await repo.insert(transition, audit, outbox_row(topic=settings.topic(REFERRALS), event=event))
     return TransitionResult(referral, event)
 
 

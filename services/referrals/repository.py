@@ -45,9 +45,14 @@ class ReferralRepository:
         self, referral: Referral, transition: ReferralTransition, *rows: SQLModel
     ) -> None:
         """A new referral, its first history row and `rows` (its audit entry, its event) in
-        one statement: one round trip. The referral is not in the session afterwards: a later
-        change in the same transaction re-reads it."""
-        statement, params = insert_rows([referral, transition, *rows])
+        one statement. The referral is not in the session afterwards: a later change in the
+        same transaction re-reads it."""
+        await self.insert(referral, transition, *rows)
+
+    async def insert(self, *rows: SQLModel) -> None:
+        """Rows of any of this service's tables in one statement: one round trip (the ORM's
+        flush sends one INSERT per table)."""
+        statement, params = insert_rows(rows)
         await (await self.session.connection()).execute(statement, params)
 
     async def get(self, referral_id: str, *, for_update: bool = False) -> Referral | None:
