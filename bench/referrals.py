@@ -119,7 +119,12 @@ async def _load(
             while not queue.empty():
                 body = queue.get_nowait()
                 t0 = time.perf_counter()
-                r = await client.post(url, json=body, headers=headers)
+                try:
+                    r = await client.post(url, json=body, headers=headers)
+                except httpx.HTTPError as exc:  # a failed request, counted like any other
+                    errors += 1
+                    failures.append(f"{url}: {type(exc).__name__} {exc}")
+                    continue
                 latencies.append(time.perf_counter() - t0)
                 if r.status_code != 201:
                     errors += 1
