@@ -27,6 +27,10 @@ from shared.settings import SERVICE_SCHEMAS, Settings
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
+#: SQLAlchemy's own default max_overflow
+_SQLALCHEMY_OVERFLOW = 10
+
+
 def make_engine(settings: Settings, schema: str, *, pool_size: int | None = None) -> AsyncEngine:
     if schema not in SERVICE_SCHEMAS:
         raise ValueError(f"unknown schema {schema!r}; one of {SERVICE_SCHEMAS}")
@@ -38,7 +42,9 @@ def make_engine(settings: Settings, schema: str, *, pool_size: int | None = None
     engine = create_async_engine(
         settings.part_database_url(schema),
         pool_size=pool_size or settings.db_pool_size,
-        max_overflow=settings.db_pool_max_overflow,
+        # a process that sizes its own pool (a relay, a consumer, the worker) keeps
+        # SQLAlchemy's overflow as before; the APIs' engines take the setting
+        max_overflow=settings.db_pool_max_overflow if pool_size is None else _SQLALCHEMY_OVERFLOW,
         connect_args=connect_args,
     )
     _ping_after_idle(engine, settings.db_pool_ping_after_idle_seconds)

@@ -16,7 +16,8 @@ class DatabasePoolSettings(BaseSettings):
     # and the mixed load; 5 APIs x 10 stay under what 5 x (5 + 10 overflow) could open before,
     # well inside PostgreSQL's max_connections 200 with the relays, consumers and worker
     db_pool_size: int = Field(default=10, ge=1)
-    # connections opened beyond the pool when it is busy. 0: an overflow connection is closed
+    # connections an API engine opens beyond its pool when it is busy (a process that sizes
+    # its own pool keeps SQLAlchemy's 10). 0: an overflow connection is closed
     # when it is checked in, so a steady load above the pool opened and closed one per request
     # (connect, authenticate, every statement prepared again); waiting for a pooled one is
     # cheaper than that
