@@ -39,12 +39,17 @@ from pathlib import Path  # noqa: E402
 import httpx  # noqa: E402
 
 from devtools import stack  # noqa: E402
+from devtools.stack.processes import UVICORN_SPEED_FLAGS  # noqa: E402
 from shared.auth import mint_token  # noqa: E402
 from shared.db import make_engine, make_sessionmaker, unit_of_work  # noqa: E402
 from shared.settings import Settings, get_settings, settings_env  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-BARE_PORT = 18690
+
+
+def _bare_port(s: Settings) -> int:
+    # inside the instance's own port range, so two instances' benches never share it
+    return s.api_port_base + 90
 
 
 def _nhs_numbers(n: int) -> list[str]:
@@ -114,7 +119,12 @@ async def _load(
             while not queue.empty():
                 body = queue.get_nowait()
                 t0 = time.perf_counter()
-                r = await client.post(url, json=body, headers=headers)
+                try:
+                    r = await client.post(url, json=body, headers=headers)
+                except httpx.HTTPError as exc:  # a failed request, counted like any other
+                    errors += 1
+                    failures.append(f"{url}: {type(exc).__name__} {exc}")
+                    continue
                 latencies.append(time.perf_counter() - t0)
                 if r.status_code != 201:
                     errors += 1
@@ -134,6 +144,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds per side")
     args = parser.parse_args()
     s = get_settings()
     await _prepare(s)
@@ -141,6 +152,7 @@ async def main() -> None:
     user, password = s.pg_credentials("owner")
     env["BENCH_DSN"] = f"postgresql://{user}:{password}@{s.pg_host}:{s.pg_port}/{s.db_name}"
     port = s.api_port("referrals")
+    bare_port = _bare_port(s)
     api = _start(
         [
             sys.executable,
@@ -152,6 +164,8 @@ async def main() -> None:
             "--no-access-log",
             "--log-level",
             "warning",
+            # both servers on the loop and parser every API runs with (the stack's flags)
+            *UVICORN_SPEED_FLAGS,
         ],
         env,
     )
@@ -162,16 +176,18 @@ async def main() -> None:
             "uvicorn",
             "bench.bare_app:app",
             "--port",
-            str(BARE_PORT),
+            str(bare_port),
             "--no-access-log",
             "--log-level",
             "warning",
+            # both servers on the loop and parser every API runs with (the stack's flags)
+            *UVICORN_SPEED_FLAGS,
         ],
         env,
     )
     try:
         await _wait_http(f"http://127.0.0.1:{port}/health")
-        await _wait_http(f"http://127.0.0.1:{BARE_PORT}/docs")
+        await _wait_http(f"http://127.0.0.1:{bare_port}/docs")
         token = mint_token(s, sub="bench", roles=["clinician"], org="GP-BENCH")
         numbers = _nhs_numbers(args.requests)
         bodies = [
@@ -203,22 +219,41 @@ async def main() -> None:
             for b in bodies
         ]
         # warm both up
-        await _load(f"http://127.0.0.1:{BARE_PORT}/items", bare_bodies[:100], {}, 4)
+        await _load(f"http://127.0.0.1:{bare_port}/items", bare_bodies[:100], {}, 4)
         await _load(
             f"http://127.0.0.1:{port}/referrals",
             bodies[:100],
             {"Authorization": f"Bearer {token}"},
             4,
         )
-        bare_t, bare_lat, bare_err = await _load(
-            f"http://127.0.0.1:{BARE_PORT}/items", bare_bodies, {}, args.concurrency
-        )
-        api_t, api_lat, api_err = await _load(
-            f"http://127.0.0.1:{port}/referrals",
-            bodies,
-            {"Authorization": f"Bearer {token}"},
-            args.concurrency,
-        )
+        # side by side in rounds, alternating which goes first, so a change in the machine's
+        # load (other processes, a checkpoint) falls on both rather than on one of them
+        bare_lat: list[float] = []
+        api_lat: list[float] = []
+        bare_t = api_t = 0.0
+        bare_err = api_err = 0
+        size = -(-len(bodies) // args.rounds)
+        for r in range(args.rounds):
+            chunk = slice(r * size, (r + 1) * size)
+            for side in ("bare", "api") if r % 2 == 0 else ("api", "bare"):
+                if side == "bare":
+                    t, lat, err = await _load(
+                        f"http://127.0.0.1:{bare_port}/items",
+                        bare_bodies[chunk],
+                        {},
+                        args.concurrency,
+                    )
+                    bare_t, bare_err = bare_t + t, bare_err + err
+                    bare_lat += lat
+                else:
+                    t, lat, err = await _load(
+                        f"http://127.0.0.1:{port}/referrals",
+                        bodies[chunk],
+                        {"Authorization": f"Bearer {token}"},
+                        args.concurrency,
+                    )
+                    api_t, api_err = api_t + t, api_err + err
+                    api_lat += lat
     finally:
         api.terminate()
         bare.terminate()
@@ -227,7 +262,8 @@ async def main() -> None:
     n = args.requests
     print(
         f"machine: {platform.node()} {os.cpu_count()} cores; {n} requests, "
-        f"concurrency {args.concurrency}"
+        f"concurrency {args.concurrency}, {args.rounds} alternating rounds; "
+        f"load average {os.getloadavg()[0]:.2f}"
     )
     print(f"{'':34} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     print(

@@ -27,8 +27,33 @@ def record_audit(
     client_ip: str | None = None,
     detail: str | None = None,
 ) -> AuditEntry:
+    entry = audit_entry(
+        principal=principal,
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        patient_id=patient_id,
+        client_ip=client_ip,
+        detail=detail,
+    )
+    session.add(entry)
+    return entry
+
+
+def audit_entry(
+    *,
+    principal: Principal,
+    action: str,
+    resource_type: str,
+    resource_id: str | None = None,
+    patient_id: str | None = None,
+    client_ip: str | None = None,
+    detail: str | None = None,
+) -> AuditEntry:
+    """The entry `record_audit` adds, for a write path that inserts it in one statement with
+    the change (shared.db.insert_rows), in the same transaction."""
     span = trace.get_current_span().get_span_context()
-    entry = AuditEntry(
+    return AuditEntry(
         actor=principal.identity,
         actor_org=principal.org,
         actor_roles=",".join(sorted(r.value for r in principal.roles)),
@@ -40,5 +65,3 @@ def record_audit(
         trace_id=format(span.trace_id, "032x") if span.is_valid else None,
         detail=detail,
     )
-    session.add(entry)
-    return entry

@@ -19,7 +19,11 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
+from collections import OrderedDict
+from collections.abc import MutableMapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,6 +31,7 @@ from typing import Annotated, Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import Depends, Request
+from jwt import PyJWK
 from jwt.algorithms import ECAlgorithm
 
 from shared import oidc
@@ -193,8 +198,46 @@ def principal_from_claims(settings: Settings, claims: dict[str, Any]) -> Princip
     )
 
 
+@dataclass(frozen=True)
+class _Verified:
+    principal: Principal
+    kid: str
+    key: PyJWK  # the key object that verified it: a refetched or rotated JWKS holds new ones
+    exp: float  # the token's exp, in seconds since the epoch
+
+
+#: tokens verified recently: (token, issuer, audience, claim mapping, ICS) -> what they
+#: proved, oldest first
+_verified: OrderedDict[tuple[str, ...], _Verified] = OrderedDict()
+
+
 async def verify_token(settings: Settings, token: str) -> Principal:
-    """The caller a bearer token proves, or Unauthenticated saying what is wrong with it."""
+    """The caller a bearer token proves, or Unauthenticated saying what is wrong with it.
+    A token verified moments ago is taken from the cache while it is unexpired and its signing
+    key is still the one the fresh JWKS holds (`oidc_verified_token_cache_size`)."""
+    cache_key = (
+        token,
+        settings.issuer,
+        settings.jwt_audience,
+        settings.oidc_claim_mapping,
+        settings.ics,
+    )
+    hit = _verified.get(cache_key)
+    if (
+        hit is not None
+        and time.time() < hit.exp + settings.oidc_clock_skew_seconds
+        and oidc.fresh_key(settings, hit.kid) is hit.key
+    ):
+        return hit.principal
+    principal, kid, key, exp = await _verify(settings, token)
+    if settings.oidc_verified_token_cache_size:
+        _verified[cache_key] = _Verified(principal, kid, key, exp)
+        while len(_verified) > settings.oidc_verified_token_cache_size:
+            _verified.popitem(last=False)
+    return principal
+
+
+async def _verify(settings: Settings, token: str) -> tuple[Principal, str, PyJWK, float]:
     alg, kid = _header(token)
     key = await oidc.signing_key(settings, kid)
     try:
@@ -217,7 +260,7 @@ async def verify_token(settings: Settings, token: str) -> Principal:
         raise Unauthenticated("the access token is from another issuer") from None
     except jwt.PyJWTError as exc:
         raise Unauthenticated(f"the access token is not valid: {exc}") from None
-    return principal_from_claims(settings, claims)
+    return principal_from_claims(settings, claims), kid, key, float(claims["exp"])
 
 
 def bearer(request: Request) -> str:
@@ -228,8 +271,23 @@ def bearer(request: Request) -> str:
     return token.strip()
 
 
+#: where a middleware that already verified this request's token (the write rate limit)
+#: leaves (token, principal) in the request's scope state, so the route does not verify it again
+VERIFIED_TOKEN = "waymark.verified_token"
+
+
+def remember_verified(scope: MutableMapping[str, Any], token: str, principal: Principal) -> None:
+    """Keep a token verified for this request (scope-local: it ends with the request)."""
+    scope.setdefault("state", {})[VERIFIED_TOKEN] = (token, principal)
+
+
 async def current_principal(request: Request) -> Principal:
-    principal = await verify_token(get_settings(), bearer(request))
+    token = bearer(request)
+    verified = request.scope.get("state", {}).get(VERIFIED_TOKEN)
+    if verified is not None and verified[0] == token:
+        principal: Principal = verified[1]
+    else:
+        principal = await verify_token(get_settings(), token)
     request.state.principal = principal
     return principal
 

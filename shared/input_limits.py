@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.access import Role
-from shared.auth import verify_token
+from shared.auth import remember_verified, verify_token
 from shared.errors import WaymarkError
 from shared.problems import AltRenderer, problem
 from shared.settings import Settings, get_settings
@@ -286,6 +286,7 @@ class WriteRateLimit:
             principal = await verify_token(get_settings(), token.strip())
         except WaymarkError:
             return 0.0  # the route answers 401 (or 503 when the issuer is away)
+        remember_verified(scope, token.strip(), principal)  # the route's check reuses it
         if Role.SERVICE in principal.roles:
             # Waymark's own processes (the bulk importer's historical referrals, a year of
             # them at go-live) are not the runaway clients this guards against

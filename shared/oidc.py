@@ -140,6 +140,14 @@ async def signing_key(settings: Settings, kid: str) -> PyJWK:
     return state.keys[kid]
 
 
+def fresh_key(settings: Settings, kid: str) -> PyJWK | None:
+    """The key with this `kid` if the cached JWKS holds it and is fresh, without fetching."""
+    state = _issuers.get(settings.issuer)
+    if state is None or time.monotonic() - state.fetched_at >= settings.oidc_jwks_max_age_seconds:
+        return None
+    return state.keys.get(kid)
+
+
 def forget(settings: Settings) -> None:
     """Drop what is cached about the issuer (tests; a changed configuration)."""
     _issuers.pop(settings.issuer, None)

@@ -124,7 +124,15 @@ def notify_channel(schema: str) -> str:
 
 def add_event(session: AsyncSession, *, topic: str, event: CloudEvent) -> OutboxMessage:
     """Stage an event in the caller's transaction. `topic` is the full (prefixed) name."""
-    row = OutboxMessage(
+    row = outbox_row(topic=topic, event=event)
+    session.add(row)
+    return row
+
+
+def outbox_row(*, topic: str, event: CloudEvent) -> OutboxMessage:
+    """The row `add_event` stages, for a write path that inserts it in one statement with the
+    change (shared.db.insert_rows), in the same transaction."""
+    return OutboxMessage(
         event_id=event.id,
         topic=topic,
         key=event.subject,
@@ -132,8 +140,6 @@ def add_event(session: AsyncSession, *, topic: str, event: CloudEvent) -> Outbox
         payload=event.model_dump(mode="json"),
         traceparent=current_traceparent(),
     )
-    session.add(row)
-    return row
 
 
 def make_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:

@@ -18,6 +18,7 @@ from urllib.parse import quote
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from shared.settings_db import DatabasePoolSettings
 from shared.settings_identity import IdentitySettings, KafkaIdentitySettings
 from shared.settings_oruk import OrukSettings
 from shared.settings_pipeline import PipelineSettings
@@ -36,7 +37,9 @@ SERVICE_SCHEMAS: tuple[str, ...] = (
 API_SERVICES: tuple[str, ...] = SERVICE_SCHEMAS[:5]
 
 
-class Settings(IdentitySettings, KafkaIdentitySettings, OrukSettings, PipelineSettings):
+class Settings(
+    IdentitySettings, KafkaIdentitySettings, OrukSettings, PipelineSettings, DatabasePoolSettings
+):
     model_config = SettingsConfigDict(env_prefix="WAYMARK_", extra="ignore", frozen=True)
 
     # where `waymark up` keeps every piece of local state (data, logs, pid files, keys)
@@ -67,7 +70,6 @@ class Settings(IdentitySettings, KafkaIdentitySettings, OrukSettings, PipelineSe
     # it creates the roles and databases and nothing else
     pg_admin_user: str = "waymark"
     db_name: str = "waymark"
-    db_pool_size: int = 5
 
     # Apache Kafka
     kafka_port: int = 19092

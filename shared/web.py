@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import orjson
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import AfterValidator
@@ -68,6 +69,10 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # TracingMiddleware makes the request's server span (and answers its traceparent):
+        # FastAPI's own would be a second one, with spans for each dependency, the endpoint and
+        # the serialisation on top (issue #20's profile: a visible share of a create)
+        telemetry={"tracing": False, "operation_spans": False},
     )
     install_error_handlers(app, error_renderers)
     # the last added runs first: tracing, then the control-character guard (the address
@@ -165,6 +170,14 @@ def expected_version(if_match: str | None) -> int:
     return parse_etag(if_match)
 
 
+class FastJSONResponse(JSONResponse):
+    """A JSON response rendered by orjson (in C) rather than the standard library's json: the
+    same compact UTF-8 output for the JSON-ready bodies routes build."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+
+
 # --- idempotency keys -------------------------------------------------------------------------
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -214,7 +227,7 @@ async def replay_or_none(
         )
     headers = dict(row.headers)
     headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(row.response, status_code=row.status_code, headers=headers)
+    return FastJSONResponse(row.response, status_code=row.status_code, headers=headers)
 
 
 @dataclass(frozen=True)
@@ -236,15 +249,20 @@ async def once_per_key(
     """Do `act` once per Idempotency-Key: a retry with the same key and request gets the first
     answer again; the same key with another request is a 409. `request` is what identifies
     the request (what the client sent, never server-made defaults)."""
-    fingerprint = request_fingerprint(request)
-    replay = await replay_or_none(session, principal, key, fingerprint)
-    if replay is not None:
-        return replay
-    outcome = await act()
-    await remember(
-        session, principal, key, fingerprint, outcome.status, outcome.body, outcome.headers
+    if key is None:  # nothing to remember: no fingerprint to compute
+        outcome = await act()
+    else:
+        fingerprint = request_fingerprint(request)
+        replay = await replay_or_none(session, principal, key, fingerprint)
+        if replay is not None:
+            return replay
+        outcome = await act()
+        await remember(
+            session, principal, key, fingerprint, outcome.status, outcome.body, outcome.headers
+        )
+    return FastJSONResponse(
+        outcome.body, status_code=outcome.status, headers=outcome.headers or None
     )
-    return JSONResponse(outcome.body, status_code=outcome.status, headers=outcome.headers or None)
 
 
 async def remember(

@@ -15,13 +15,13 @@ from services.referrals.events import flagged_event, submitted_event, transition
 from services.referrals.models import DirectoryService, Referral, ReferralTransition
 from services.referrals.repository import ReferralRepository
 from services.referrals.schemas import ReferralCreate, TransitionIn
-from shared.audit import record_audit
+from shared.audit import audit_entry
 from shared.auth import Principal
 from shared.errors import NotFound, PreconditionFailed, ValidationFailed
 from shared.events.directory import DirectoryServiceEventData, ServiceWithdrawn
 from shared.events.envelope import CloudEvent
 from shared.identifiers import normalise_nhs_number
-from shared.outbox import add_event
+from shared.outbox import add_event, outbox_row
 from shared.pseudonym import pseudonymise
 from shared.settings import Settings
 from shared.topics import REFERRALS
@@ -108,26 +108,18 @@ async def submit_referral(
         created_at=now,
         updated_at=now,
     )
-    repo.add(referral)
-    await session.flush()  # the transition row references the referral
-    event_id = None
-    if state is ReferralState.SUBMITTED:
-        event = submitted_event(referral, previous_state=None)
-        add_event(session, topic=settings.topic(REFERRALS), event=event)
-        event_id = event.id
-    repo.add_transition(
-        ReferralTransition(
-            referral_id=referral.id,
-            from_state=None,
-            to_state=referral.state,
-            actor=principal.identity,
-            actor_org=principal.org,
-            event_id=event_id or "",
-            at=now,
-        )
+    submitted = state is ReferralState.SUBMITTED
+    event = submitted_event(referral, previous_state=None) if submitted else None
+    transition = ReferralTransition(
+        referral_id=referral.id,
+        from_state=None,
+        to_state=referral.state,
+        actor=principal.identity,
+        actor_org=principal.org,
+        event_id=event.id if event else "",
+        at=now,
     )
-    record_audit(
-        session,
+    audit = audit_entry(
         principal=principal,
         action="create",
         resource_type="Referral",
@@ -135,6 +127,10 @@ async def submit_referral(
         patient_id=referral.patient_id,
         client_ip=client_ip,
     )
+    # referral, history, audit and event in one statement (issue #20: the ORM's flush sent
+    # one INSERT per table, a round trip each, holding the connection)
+    events = [outbox_row(topic=settings.topic(REFERRALS), event=event)] if event else []
+    await repo.insert_new(referral, transition, audit, *events)
     return referral
 
 
@@ -203,23 +199,19 @@ async def transition_referral(
         if action is Action.SUBMIT
         else transition_event(referral, plan)
     )
-    add_event(session, topic=settings.topic(REFERRALS), event=event)
-    repo.add_transition(
-        ReferralTransition(
-            referral_id=referral.id,
-            from_state=plan.from_state.value,
-            to_state=plan.to_state.value,
-            actor=principal.identity,
-            actor_org=principal.org,
-            reason_code=plan.reason_code,
-            note=cmd.note,
-            appointment_at=cmd.appointment_at if action is Action.BOOK else None,
-            event_id=event.id,
-            at=now,
-        )
+    transition = ReferralTransition(
+        referral_id=referral.id,
+        from_state=plan.from_state.value,
+        to_state=plan.to_state.value,
+        actor=principal.identity,
+        actor_org=principal.org,
+        reason_code=plan.reason_code,
+        note=cmd.note,
+        appointment_at=cmd.appointment_at if action is Action.BOOK else None,
+        event_id=event.id,
+        at=now,
     )
-    record_audit(
-        session,
+    audit = audit_entry(
         principal=principal,
         action=f"transition:{action.value}",
         resource_type="Referral",
@@ -229,6 +221,9 @@ async def transition_referral(
         detail=f"{plan.from_state.value} -> {plan.to_state.value}"
         + (f" (via {via})" if via else ""),
     )
+    # history, audit and event in one statement; the referral's UPDATE is flushed at commit,
+    # in the same transaction (issue #20: one round trip where the flush sent three)
+    await repo.insert(transition, audit, outbox_row(topic=settings.topic(REFERRALS), event=event))
     return TransitionResult(referral, event)
 
 

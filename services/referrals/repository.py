@@ -4,14 +4,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import ColumnElement, and_, func, or_, text
+from sqlalchemy import ColumnElement, and_, bindparam, func, or_, text
 from sqlalchemy.dialects.postgresql import insert
-from sqlmodel import col, select
+from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.referrals.domain import OPEN
 from services.referrals.models import DirectoryService, Referral, ReferralTransition
+from shared.db import insert_rows
+
+
+class DirectoryEntry(NamedTuple):
+    """What a referral needs from the directory replica about a service."""
+
+    service_id: str
+    org_code: str
+    category: str
+    status: str
+
+
+_service = DirectoryService.__table__  # type: ignore[attr-defined]
+_DIRECTORY_ENTRY = select(
+    _service.c.service_id, _service.c.org_code, _service.c.category, _service.c.status
+).where(_service.c.service_id == bindparam("id"))
 
 
 class ReferralRepository:
@@ -23,6 +40,20 @@ class ReferralRepository:
 
     def add_transition(self, transition: ReferralTransition) -> None:
         self.session.add(transition)
+
+    async def insert_new(
+        self, referral: Referral, transition: ReferralTransition, *rows: SQLModel
+    ) -> None:
+        """A new referral, its first history row and `rows` (its audit entry, its event) in
+        one statement. The referral is not in the session afterwards: a later change in the
+        same transaction re-reads it."""
+        await self.insert(referral, transition, *rows)
+
+    async def insert(self, *rows: SQLModel) -> None:
+        """Rows of any of this service's tables in one statement: one round trip (the ORM's
+        flush sends one INSERT per table)."""
+        statement, params = insert_rows(rows)
+        await (await self.session.connection()).execute(statement, params)
 
     async def get(self, referral_id: str, *, for_update: bool = False) -> Referral | None:
         stmt = select(Referral).where(Referral.id == referral_id)
@@ -114,8 +145,13 @@ class ReferralRepository:
         return list(rows.all())
 
     # --- the directory replica ---
-    async def directory_service(self, service_id: str) -> DirectoryService | None:
-        return await self.session.get(DirectoryService, service_id)
+    async def directory_service(self, service_id: str) -> DirectoryEntry | None:
+        # a Core query, built once: loading an ORM object into the session's identity map
+        # cost a visible share of a create's time (issue #20)
+        row = (
+            await (await self.session.connection()).execute(_DIRECTORY_ENTRY, {"id": service_id})
+        ).first()
+        return DirectoryEntry(*row) if row is not None else None
 
     async def upsert_directory_service(self, svc: DirectoryService) -> bool:
         """Store the directory's view of a service unless a newer one is stored; True if
