@@ -56,7 +56,7 @@ SEARCH_PARAMS = frozenset(
 )
 
 
-def _known_params(request: Request) -> None:
+async def _known_params(request: Request) -> None:  # async: no worker thread (params.py)
     unknown = sorted(set(request.query_params) - SEARCH_PARAMS)
     if unknown:
         # a misspelt filter silently ignored would return the wrong services
