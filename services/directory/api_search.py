@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from services.directory import domain, queries
 from services.directory.domain import Category, CommunicationSupport, Condition, DeliveryMode
 from services.directory.oruk import taxonomies
-from services.directory.params import ERRORS, DirectoryReader
+from services.directory.params import ERRORS, DirectoryReader, ReadSessionDep
 from services.directory.repository import DirectoryRepository
 from services.directory.schemas import PostcodeOut, SearchPage, Vocabularies, VocabularyTerm
 from services.directory.search import (
@@ -74,7 +74,7 @@ async def _known_params(request: Request) -> None:  # async: no worker thread (p
     dependencies=[Depends(_known_params)],
 )
 async def search_services(
-    session: SessionDep,
+    session: ReadSessionDep,
     principal: DirectoryReader,
     q: Annotated[
         str | None,
