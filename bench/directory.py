@@ -75,11 +75,12 @@ WORDS = [
 
 TEXT_NEAR = dict(q="back pain low mood", postcode="WY1 0BG", radius_km=15, page_size=20)
 TEXT_NEAR_SQL = """
-WITH q AS (
+WITH q AS MATERIALIZED (
     SELECT tsquery_any(t) AS tsq, array_agg(t) AS terms
     FROM (SELECT plainto_tsquery('simple', w) AS t
           FROM unnest(tsvector_to_array(to_tsvector('english', $1::text))) AS w) x),
-o AS (SELECT ll_to_earth(latitude, longitude) AS pt FROM postcode WHERE postcode = $2),
+o AS MATERIALIZED (
+    SELECT ll_to_earth(latitude, longitude) AS pt FROM postcode WHERE postcode = $2),
 near AS (
     SELECT sal.service_id, min(sec_to_gc(cube_distance(o.pt, l.geo))) AS d
     FROM o JOIN location l ON earth_box(o.pt, $3) @> l.geo
@@ -105,7 +106,8 @@ FILTER_NEAR = dict(
     page_size=20,
 )
 FILTER_NEAR_SQL = """
-WITH o AS (SELECT ll_to_earth(latitude, longitude) AS pt FROM postcode WHERE postcode = $1),
+WITH o AS MATERIALIZED (
+    SELECT ll_to_earth(latitude, longitude) AS pt FROM postcode WHERE postcode = $1),
 near AS (
     SELECT sal.service_id, min(sec_to_gc(cube_distance(o.pt, l.geo))) AS d
     FROM o JOIN location l ON earth_box(o.pt, $2) @> l.geo

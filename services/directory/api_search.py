@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from services.directory import domain, queries
 from services.directory.domain import Category, CommunicationSupport, Condition, DeliveryMode
 from services.directory.oruk import taxonomies
-from services.directory.params import ERRORS, DirectoryReader
+from services.directory.params import ERRORS, DirectoryReader, ReadSessionDep
 from services.directory.repository import DirectoryRepository
 from services.directory.schemas import PostcodeOut, SearchPage, Vocabularies, VocabularyTerm
 from services.directory.search import (
@@ -56,7 +56,7 @@ SEARCH_PARAMS = frozenset(
 )
 
 
-def _known_params(request: Request) -> None:
+async def _known_params(request: Request) -> None:  # async: no worker thread (params.py)
     unknown = sorted(set(request.query_params) - SEARCH_PARAMS)
     if unknown:
         # a misspelt filter silently ignored would return the wrong services
@@ -74,7 +74,7 @@ def _known_params(request: Request) -> None:
     dependencies=[Depends(_known_params)],
 )
 async def search_services(
-    session: SessionDep,
+    session: ReadSessionDep,
     principal: DirectoryReader,
     q: Annotated[
         str | None,

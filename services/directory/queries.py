@@ -69,13 +69,13 @@ async def resolve_origin(
     if point is not None:
         raise ValidationFailed("give a postcode or latitude and longitude, not both")
     normalised = domain.normalise_postcode(postcode)
-    row = await DirectoryRepository(session).postcode(normalised)
-    if row is None:
+    point = await DirectoryRepository(session).postcode_point(normalised)
+    if point is None:
         raise ValidationFailed(
             f"postcode {normalised} is well-formed but not in the "
             "directory's postcode table for this area"
         )
-    return Origin(row.latitude, row.longitude, normalised)
+    return Origin(point[0], point[1], normalised)
 
 
 def _hit(r: Any) -> SearchHit:

@@ -44,6 +44,13 @@ def search_sql(q: SearchQuery, *, count_only: bool = False) -> SearchSql:
     pain", however often that one says "pain". Distance uses the earthdistance GiST index:
     the box around the origin finds candidate locations, the great-circle distance cuts to
     the radius, and each service keeps its nearest location.
+
+    Two things keep it fast (bench/directory.py, EXPLAIN ANALYZE in bench/RESULTS.md):
+    - the origin point is a MATERIALIZED CTE. Inlined, a prepared statement's generic plan
+      (PostgreSQL's choice after five executions) computes ll_to_earth(:lat, :lon) again for
+      every candidate location, three times each: ten times slower than the point made once.
+    - the page is chosen from the sort keys alone (`hits`); only its rows are joined to their
+      organisation and nearest location and read in full.
     """
     params: dict[str, Any] = {
         "statuses": [s.value for s in SEARCHABLE_STATUSES],
@@ -55,7 +62,7 @@ def search_sql(q: SearchQuery, *, count_only: bool = False) -> SearchSql:
     distance = "CAST(NULL AS DOUBLE PRECISION)"
     if q.text:
         params["text"] = q.text
-        ctes.append("""q AS (
+        ctes.append("""q AS MATERIALIZED (
             SELECT tsquery_any(t) AS tsq, coalesce(array_agg(t), '{}') AS terms
             FROM (SELECT plainto_tsquery('simple'::regconfig, w) AS t
                   FROM unnest(tsvector_to_array(
@@ -68,7 +75,7 @@ def search_sql(q: SearchQuery, *, count_only: bool = False) -> SearchSql:
     if q.origin is not None:
         params.update(lat=q.origin.latitude, lon=q.origin.longitude, radius=q.radius_m)
         ctes.append(
-            "o AS (SELECT ll_to_earth(CAST(:lat AS DOUBLE PRECISION), "
+            "o AS MATERIALIZED (SELECT ll_to_earth(CAST(:lat AS DOUBLE PRECISION), "
             "CAST(:lon AS DOUBLE PRECISION)) AS pt)"
         )
         ctes.append("""near AS (
@@ -80,7 +87,6 @@ def search_sql(q: SearchQuery, *, count_only: bool = False) -> SearchSql:
             WHERE d.distance_m <= CAST(:radius AS DOUBLE PRECISION)
             ORDER BY sal.service_id, d.distance_m, sal.location_id)""")
         joins.append("LEFT JOIN near ON near.service_id = s.id")
-        joins.append("LEFT JOIN location nl ON nl.id = near.location_id")
         where.append(
             "(near.service_id IS NOT NULL OR s.remote)"
             if q.include_remote
@@ -119,18 +125,29 @@ def search_sql(q: SearchQuery, *, count_only: bool = False) -> SearchSql:
             "AND (s.maximum_age IS NULL OR s.maximum_age >= :age)"
         )
 
-    with_clause = ("WITH " + ",\n".join(ctes)) if ctes else ""
+    # every service has its organisation (a NOT NULL foreign key), so the matches are counted
+    # and ordered without joining it
     body = f"""FROM service s
-        JOIN organization org ON org.id = s.organization_id
         {" ".join(joins)}
         WHERE {" AND ".join(where)}"""
     if count_only:
+        with_clause = ("WITH " + ",\n".join(ctes)) if ctes else ""
         return SearchSql(f"{with_clause} SELECT count(*) AS total {body}", params)
+    # in terms of the columns of `hits`, so the page keeps its order when read in full
     order = {
-        SortOrder.RELEVANCE: "score DESC, distance_m ASC NULLS LAST, lower(s.name), s.id",
-        SortOrder.DISTANCE: "distance_m ASC NULLS LAST, score DESC NULLS LAST, lower(s.name), s.id",
-        SortOrder.NAME: "lower(s.name), s.id",
+        SortOrder.RELEVANCE: "score DESC, distance_m ASC NULLS LAST, sort_name, id",
+        SortOrder.DISTANCE: "distance_m ASC NULLS LAST, score DESC NULLS LAST, sort_name, id",
+        SortOrder.NAME: "sort_name, id",
     }[q.sort]
+    near_location = "near.location_id" if q.origin is not None else "CAST(NULL AS TEXT)"
+    params.update(limit=q.page_size, offset=q.offset)
+    ctes.append(f"""hits AS (
+        SELECT s.id, {score} AS score, {distance} AS distance_m,
+               {near_location} AS location_id, lower(s.name) AS sort_name,
+               count(*) OVER () AS total
+        {body}
+        ORDER BY {order}
+        LIMIT :limit OFFSET :offset)""")
     location_cols = (
         "nl.id AS loc_id, nl.location_type AS loc_type, nl.name AS loc_name, "
         "nl.description AS loc_description, nl.addresses AS loc_addresses, "
@@ -139,17 +156,21 @@ def search_sql(q: SearchQuery, *, count_only: bool = False) -> SearchSql:
         if q.origin is not None
         else "NULL AS loc_id"
     )
-    params.update(limit=q.page_size, offset=q.offset)
-    sql = f"""{with_clause}
+    with_ctes = ",\n".join(ctes)
+    location_join = (
+        "LEFT JOIN location nl ON nl.id = hits.location_id" if q.origin is not None else ""
+    )
+    sql = f"""WITH {with_ctes}
         SELECT s.id, s.name, s.description, s.org_code, org.name AS organization_name,
                s.category, s.conditions, s.status, s.self_referral, s.delivery_modes,
                s.communication_support, s.waiting_weeks, s.free_of_charge, s.minimum_age,
-               s.maximum_age, s.application_process, {score} AS score,
-               {distance} AS distance_m, {location_cols},
-               count(*) OVER () AS total
-        {body}
-        ORDER BY {order}
-        LIMIT :limit OFFSET :offset"""
+               s.maximum_age, s.application_process, hits.score, hits.distance_m,
+               {location_cols}, hits.total
+        FROM hits
+        JOIN service s ON s.id = hits.id
+        JOIN organization org ON org.id = s.organization_id
+        {location_join}
+        ORDER BY {", ".join("hits." + key for key in order.split(", "))}"""
     return SearchSql(sql, params)
 
 
@@ -166,6 +187,15 @@ class DirectoryRepository:
     # --- postcodes --------------------------------------------------------------------------
     async def postcode(self, postcode: str) -> Postcode | None:
         return await self.session.get(Postcode, postcode)
+
+    async def postcode_point(self, postcode: str) -> tuple[float, float] | None:
+        """Where a postcode is, read without the ORM (a search's first statement: the ORM's
+        identity map and loading were most of its cost in the search bench's profile)."""
+        rows = await self._rows(
+            "SELECT latitude, longitude FROM postcode WHERE postcode = :postcode",
+            postcode=postcode,
+        )
+        return (rows[0]["latitude"], rows[0]["longitude"]) if rows else None
 
     async def postcodes(self, postcodes: Sequence[str]) -> dict[str, tuple[float, float]]:
         if not postcodes:

@@ -150,7 +150,7 @@ async def feed_reader(request: Request) -> Principal | None:
     """Anyone, limited per client address, while the feed is public; else a directory reader."""
     s = settings_of(request)
     if not s.oruk_public:
-        return directory_reader(await current_principal(request))
+        return await directory_reader(await current_principal(request))
     if s.oruk_rate_limit_per_minute == 0:
         return None
     state = request.app.state

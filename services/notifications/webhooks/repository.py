@@ -258,7 +258,9 @@ async def requeue_range(
 # Each active partner's own due queue, up to its free share (its cap minus what it has in
 # flight anywhere, i.e. leased), oldest first across partners. Cost grows with the number of
 # partners, not with a backlog: a partner with 100 000 overdue deliveries costs one index
-# probe, and cannot push another partner's deliveries out of the claim.
+# probe, and cannot push another partner's deliveries out of the claim. `:answered` are the
+# claiming sender's leased rows whose POST is over (their results are being recorded): no
+# request to the partner is open for them, so they do not count against its share.
 _CLAIM = """
 WITH picked AS (
     SELECT d.id, d.next_attempt_at
@@ -272,7 +274,8 @@ WITH picked AS (
         LIMIT GREATEST(0, :per_sub - (
             SELECT count(*) FROM webhook_delivery b
             WHERE b.subscription_id = s.id AND b.status = 'pending'
-              AND b.lease_until IS NOT NULL AND b.lease_until >= now()))
+              AND b.lease_until IS NOT NULL AND b.lease_until >= now()
+              AND b.id <> ALL(CAST(:answered AS text[]))))
     ) d
     WHERE s.status = 'active' AND s.deleted_at IS NULL
     ORDER BY d.next_attempt_at LIMIT :free
@@ -317,13 +320,33 @@ WITH r AS (
     SELECT upd.id, upd.attempts, r.at, r.code, r.error, r.duration_ms
     FROM upd JOIN r ON r.id = upd.id
     RETURNING delivery_id
+), cleared AS (
+    -- a success ends a subscription's failing spell (in this statement: one round trip less
+    -- per batch than a statement of its own)
+    UPDATE webhook_subscription s SET failing_since = NULL
+    WHERE s.id IN (SELECT upd.subscription_id FROM upd WHERE upd.status = 'delivered')
+      AND s.failing_since IS NOT NULL
 )
 SELECT upd.id, upd.subscription_id, upd.status FROM upd"""
 
 
-async def claim(session: AsyncSession, *, per_sub: int, free: int, lease: float) -> list[Any]:
-    """Lease up to `free` due deliveries, at most `per_sub` in flight per subscription."""
-    return list((await execute(session, _CLAIM, per_sub=per_sub, free=free, lease=lease)).all())
+async def claim(
+    session: AsyncSession,
+    *,
+    per_sub: int,
+    free: int,
+    lease: float,
+    answered: Sequence[str] = (),
+) -> list[Any]:
+    """Lease up to `free` due deliveries, at most `per_sub` in flight per subscription (not
+    counting the `answered` ones, whose results are being recorded)."""
+    return list(
+        (
+            await execute(
+                session, _CLAIM, per_sub=per_sub, free=free, lease=lease, answered=list(answered)
+            )
+        ).all()
+    )
 
 
 async def next_due_in(session: AsyncSession) -> float | None:
@@ -333,18 +356,9 @@ async def next_due_in(session: AsyncSession) -> float | None:
 
 async def record_results(session: AsyncSession, **columns: list[Any]) -> list[Any]:
     """Each attempt and its delivery's new state, for the results whose lease still holds
-    (columns: ids, leases, statuses, delays, codes, errors, durations, ats)."""
+    (columns: ids, leases, statuses, delays, codes, errors, durations, ats); a subscription
+    with a delivery delivered stops failing."""
     return list((await execute(session, _RECORD, **columns)).all())
-
-
-async def clear_failing(session: AsyncSession, subscription_ids: Sequence[str]) -> None:
-    await execute(
-        session,
-        """
-                    UPDATE webhook_subscription SET failing_since = NULL
-                    WHERE id = ANY(:ids) AND failing_since IS NOT NULL""",
-        ids=sorted(subscription_ids),
-    )
 
 
 async def mark_failing(session: AsyncSession, subscription_ids: Sequence[str]) -> None:
