@@ -19,6 +19,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings_identity import IdentitySettings, KafkaIdentitySettings
+from shared.settings_journeys import JourneysWorkerSettings
 from shared.settings_oruk import OrukSettings
 
 #: The Postgres schema each part owns. A part never reads another part's schema. The first five
@@ -35,7 +36,7 @@ SERVICE_SCHEMAS: tuple[str, ...] = (
 API_SERVICES: tuple[str, ...] = SERVICE_SCHEMAS[:5]
 
 
-class Settings(IdentitySettings, KafkaIdentitySettings, OrukSettings):
+class Settings(IdentitySettings, KafkaIdentitySettings, OrukSettings, JourneysWorkerSettings):
     model_config = SettingsConfigDict(env_prefix="WAYMARK_", extra="ignore", frozen=True)
 
     # where `waymark up` keeps every piece of local state (data, logs, pid files, keys)
@@ -61,9 +62,8 @@ class Settings(IdentitySettings, KafkaIdentitySettings, OrukSettings):
     # connections as that role only, and its password file must exist at start. Empty (local
     # tooling and tests): any role whose password file exists
     db_role: str = ""
-    # local cluster only: its bootstrap superuser, which has no password and is reached only
-    # over the cluster's private socket by the OS account running `waymark up` (peer auth);
-    # it creates the roles and databases and nothing else
+    # local cluster only: its bootstrap superuser, with no password, reached only over the private
+    # socket by the OS account running `waymark up` (peer auth); it creates roles and databases only
     pg_admin_user: str = "waymark"
     db_name: str = "waymark"
     db_pool_size: int = 5
