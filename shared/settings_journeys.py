@@ -16,3 +16,11 @@ class JourneysWorkerSettings(BaseSettings):
     # ~120 KB even unsandboxed; issue #20), so 4,000 keep the worker under ~0.8 GB however many
     # journeys are open (the SDK's default is 1,000)
     journeys_worker_max_cached_workflows: int = Field(default=4000, ge=0)
+    # workflow-task polls the worker keeps open at once, and the share of them on the task
+    # queue (new journeys, evicted ones) rather than its own sticky queue (cached ones). The
+    # SDK's 5 x 0.2 leave ONE poll for new journeys: in a 10,000-journey burst the queue held a
+    # backlog of 8,041 tasks, dispatched at 3.4/s against 110/s added, with the worker ~90% idle
+    # (issue #20; DescribeTaskQueue with stats). Each poll is a round trip to the server, so a
+    # burst needs several in flight; 20 x 0.5 = 10 for new journeys, 10 for cached ones
+    journeys_worker_workflow_task_polls: int = Field(default=20, ge=2)
+    journeys_worker_nonsticky_poll_ratio: float = Field(default=0.5, gt=0, le=1)

@@ -7,7 +7,7 @@ import logging
 
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
-from temporalio.worker import Worker
+from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from shared import temporal_client
@@ -44,6 +44,8 @@ def build_worker(
     task_queue: str = TASK_QUEUE,
     *,
     max_cached_workflows: int = 1000,
+    workflow_task_polls: int = 5,
+    nonsticky_poll_ratio: float = 0.2,
 ) -> Worker:
     return Worker(
         client,
@@ -52,6 +54,8 @@ def build_worker(
         activities=[activities.load_journey_rules, activities.record_alert_change],
         workflow_runner=WORKFLOW_RUNNER,
         max_cached_workflows=max_cached_workflows,
+        workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(maximum=workflow_task_polls),
+        nonsticky_to_sticky_poll_ratio=nonsticky_poll_ratio,
     )
 
 
@@ -62,7 +66,11 @@ async def run_worker(settings: Settings | None = None) -> None:
     engine = make_engine(settings, "journeys", pool_size=4)
     activities = JourneyActivities(settings=settings, sessions=make_sessionmaker(engine))
     worker = build_worker(
-        client, activities, max_cached_workflows=settings.journeys_worker_max_cached_workflows
+        client,
+        activities,
+        max_cached_workflows=settings.journeys_worker_max_cached_workflows,
+        workflow_task_polls=settings.journeys_worker_workflow_task_polls,
+        nonsticky_poll_ratio=settings.journeys_worker_nonsticky_poll_ratio,
     )
     stop = asyncio.Event()
     install_stop_signals(stop)
