@@ -12,10 +12,11 @@ class JourneysWorkerSettings(BaseSettings):
 
     # journeys the worker keeps in memory between their workflow tasks; one beyond this is
     # evicted and replayed from its history at its next task (a timer, a signal, a query).
-    # A cached journey costs ~160 KB of worker RSS (most of it the SDK's own per-workflow state:
-    # ~120 KB even unsandboxed; issue #20), so 4,000 keep the worker under ~0.8 GB however many
-    # journeys are open (the SDK's default is 1,000)
-    journeys_worker_max_cached_workflows: int = Field(default=4000, ge=0)
+    # A cached journey costs ~160 KB of worker RSS in a quiet worker (most of it the SDK's own
+    # per-workflow state: ~120 KB even unsandboxed) and ~190 KB after a burst (the worker held
+    # 885 MB with 4,000 cached after 25,000 journeys; issue #20), so 3,000 keep it near 0.7 GB
+    # however many journeys are open (the SDK's default is 1,000)
+    journeys_worker_max_cached_workflows: int = Field(default=3000, ge=0)
     # workflow-task polls the worker keeps open at once, and the share of them on the task
     # queue (new journeys, evicted ones) rather than its own sticky queue (cached ones). The
     # SDK's 5 x 0.2 leave ONE poll for new journeys: in a 10,000-journey burst the queue held a
