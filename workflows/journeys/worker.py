@@ -33,9 +33,12 @@ async def connect(settings: Settings) -> Client:
 #: task was refused by the time-skipping server ("invalid history builder state") in the
 #: replay test. Issue #20: 198 -> 173 KB per cached journey (160 with the input and view
 #: classes moved to state.py, which is passed through).
-WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+#: NOT ENABLED: with it the replay test failed when run after other tests on the
+#: time-skipping server ("invalid history builder state for action"); cause not found yet.
+PASSTHROUGH_RUNNER = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules("shared")
 )
+WORKFLOW_RUNNER = SandboxedWorkflowRunner()
 
 
 def build_worker(
