@@ -20,6 +20,7 @@ from pydantic_settings import SettingsConfigDict
 
 from shared.settings_db import DatabasePoolSettings
 from shared.settings_identity import IdentitySettings, KafkaIdentitySettings
+from shared.settings_journeys import JourneysWorkerSettings
 from shared.settings_oruk import OrukSettings
 from shared.settings_pipeline import PipelineSettings
 
@@ -38,7 +39,12 @@ API_SERVICES: tuple[str, ...] = SERVICE_SCHEMAS[:5]
 
 
 class Settings(
-    IdentitySettings, KafkaIdentitySettings, OrukSettings, PipelineSettings, DatabasePoolSettings
+    IdentitySettings,
+    KafkaIdentitySettings,
+    OrukSettings,
+    PipelineSettings,
+    DatabasePoolSettings,
+    JourneysWorkerSettings,
 ):
     model_config = SettingsConfigDict(env_prefix="WAYMARK_", extra="ignore", frozen=True)
 
@@ -65,9 +71,8 @@ class Settings(
     # connections as that role only, and its password file must exist at start. Empty (local
     # tooling and tests): any role whose password file exists
     db_role: str = ""
-    # local cluster only: its bootstrap superuser, which has no password and is reached only
-    # over the cluster's private socket by the OS account running `waymark up` (peer auth);
-    # it creates the roles and databases and nothing else
+    # local cluster only: its bootstrap superuser, with no password, reached only over the private
+    # socket by the OS account running `waymark up` (peer auth); it creates roles and databases only
     pg_admin_user: str = "waymark"
     db_name: str = "waymark"
 

@@ -128,14 +128,29 @@ class ServiceNames:
         self.settings = settings
         self.cache: dict[str, tuple[str | None, float]] = {}
         self.http: httpx.AsyncClient | None = None
+        # one lookup per service at a time: the bridge handles up to 32 patients of a partition
+        # at once, and a burst of referrals to one service used to send every one of them to
+        # the directory (and to the identity provider for a token) when the cache had no name
+        # (a py-spy profile of a burst: a tenth of the bridge's samples, mostly building TLS
+        # contexts for those requests)
+        self.lookups: dict[str, asyncio.Future[str | None]] = {}
 
     async def name(self, service_id: str) -> str | None:
         hit = self.cache.get(service_id)
         if hit is not None and hit[1] > time.monotonic():
             return hit[0]
-        name, ttl = await self._fetch(service_id)
-        self.cache[service_id] = (name, time.monotonic() + ttl)
-        return name
+        lookup = self.lookups.get(service_id)
+        if lookup is None:
+            lookup = self.lookups[service_id] = asyncio.ensure_future(self._lookup(service_id))
+        return await asyncio.shield(lookup)
+
+    async def _lookup(self, service_id: str) -> str | None:
+        try:
+            name, ttl = await self._fetch(service_id)
+            self.cache[service_id] = (name, time.monotonic() + ttl)
+            return name
+        finally:
+            del self.lookups[service_id]
 
     async def _fetch(self, service_id: str) -> tuple[str | None, float]:
         if self.http is None:
