@@ -18,11 +18,9 @@ from urllib.parse import quote
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings_db import DatabasePoolSettings
 from shared.settings_identity import IdentitySettings, KafkaIdentitySettings
-from shared.settings_journeys import JourneysWorkerSettings
 from shared.settings_oruk import OrukSettings
-from shared.settings_pipeline import PipelineSettings
+from shared.settings_runtime import RuntimeSettings
 
 #: The Postgres schema each part owns. A part never reads another part's schema. The first five
 #: are services with an HTTP API (api_port); `journeys` is the journey workflows' read model.
@@ -38,14 +36,7 @@ SERVICE_SCHEMAS: tuple[str, ...] = (
 API_SERVICES: tuple[str, ...] = SERVICE_SCHEMAS[:5]
 
 
-class Settings(
-    IdentitySettings,
-    KafkaIdentitySettings,
-    OrukSettings,
-    PipelineSettings,
-    DatabasePoolSettings,
-    JourneysWorkerSettings,
-):
+class Settings(IdentitySettings, KafkaIdentitySettings, OrukSettings, RuntimeSettings):
     model_config = SettingsConfigDict(env_prefix="WAYMARK_", extra="ignore", frozen=True)
 
     # where `waymark up` keeps every piece of local state (data, logs, pid files, keys)
