@@ -17,10 +17,7 @@ import argparse
 import asyncio
 import logging
 import signal
-import sys
 import time
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -94,24 +91,6 @@ _CLAIM = (
 _MARK_SENT = text("UPDATE outbox SET sent_at = now() WHERE seq = ANY(:seqs)").bindparams(
     bindparam("seqs", type_=ARRAY(BigInteger))
 )
-
-
-@dataclass
-class _Batch:
-    """Rows claimed in an open transaction and handed to the producer, not yet settled."""
-
-    stack: AsyncExitStack  # the transaction: aclose() commits, __aexit__(exc) rolls back
-    conn: AsyncConnection
-    sends: list[tuple[Row[Any], Any]]  # each row with its delivery future, or its error
-
-
-async def _outcomes(sends: list[tuple[Row[Any], Any]]) -> list[tuple[Row[Any], Any]]:
-    """Each row with the broker's answer: its record metadata, or the exception."""
-    results = await asyncio.gather(
-        *(f for _, f in sends if not isinstance(f, Exception)), return_exceptions=True
-    )
-    it = iter(results)
-    return [(row, f if isinstance(f, Exception) else next(it)) for row, f in sends]
 
 
 class RelayBlocked(Exception):
@@ -216,29 +195,13 @@ class OutboxRelay:
         later rows of the same key and topic wait behind it, so one patient's events stay in
         order on their partition.
         """
-        batch = await self._claim()
-        if batch is None:
-            return 0
-        sent, failed_topics = await self._settle(batch)
-        # raised after the commit, so the attempts and parking are kept
-        if failed_topics and not sent:
-            raise RelayBlocked(f"nothing published; failing topics: {sorted(failed_topics)}")
-        return sent
-
-    async def _claim(self) -> _Batch | None:
-        """Open a transaction, lock the oldest unsent rows (up to batch_size) and hand each to
-        the producer; None (and the transaction closed) when there are none. The transaction
-        stays open until `_settle` or `_abandon`."""
-        stack = AsyncExitStack()
-        session = await stack.enter_async_context(unit_of_work(self.sessions))
-        try:
+        async with unit_of_work(self.sessions) as session:
             # Core rows, not ORM objects: the relay only reads them (loading 500 entities a
             # batch was a quarter of its CPU)
             conn = await session.connection()
             rows = (await conn.execute(_CLAIM, {"limit": self.batch_size})).all()
             if not rows:
-                await stack.aclose()
-                return None
+                return 0
             known = await self._known_topics({r.topic for r in rows})
             sends: list[tuple[Row[Any], Any]] = []
             for row in rows:
@@ -268,75 +231,27 @@ class OutboxRelay:
                             ),
                         )
                     )
-        except BaseException:
-            await stack.__aexit__(*sys.exc_info())  # rolls back: the rows stay unsent
-            raise
-        return _Batch(stack, conn, sends)
-
-    async def _settle(self, batch: _Batch) -> tuple[int, set[str]]:
-        """Wait for the broker's answer on each of the batch's rows, mark the acknowledged ones
-        sent and count a failed attempt on the others, and commit. Returns how many were
-        published and the topics that failed."""
-        try:
             # every row acknowledged by all in-sync replicas, or its error
-            outcome = await _outcomes(batch.sends)
+            results = await asyncio.gather(
+                *(f for _, f in sends if not isinstance(f, Exception)), return_exceptions=True
+            )
+            it = iter(results)
+            outcome = [(row, f if isinstance(f, Exception) else next(it)) for row, f in sends]
             failed_topics = {row.topic for row, res in outcome if isinstance(res, Exception)}
             # a failure fails its whole topic in this batch, so a later row of a key is never
             # published before an earlier one (a row that did reach Kafka is sent again later;
             # consumers dedupe by event id)
             sent = [row.seq for row, _ in outcome if row.topic not in failed_topics]
             if sent:
-                await batch.conn.execute(_MARK_SENT, {"seqs": sent})
+                await conn.execute(_MARK_SENT, {"seqs": sent})
             for row, res in outcome:
                 if row.topic in failed_topics:
-                    await self._record_failure(batch.conn, row, res)
-        except BaseException:
-            await batch.stack.__aexit__(*sys.exc_info())
-            raise
-        await batch.stack.aclose()  # commits
-        _published.add(len(sent), {"schema": self.schema})
-        return len(sent), failed_topics
-
-    async def _abandon(self, batch: _Batch) -> None:
-        """Roll a claimed batch back once the broker has answered on it: its rows stay unsent
-        and are published again, in order, behind the rows before them (a copy that did reach
-        Kafka is deduplicated by the consumers)."""
-        await _outcomes(batch.sends)
-        await batch.stack.__aexit__(RuntimeError, RuntimeError("batch abandoned"), None)
-
-    async def _publish_while_full(self, stop: asyncio.Event) -> int:
-        """Publish batches back to back while they come full: the next batch is claimed and
-        handed to the producer while the broker's answers on the previous one are awaited and
-        its rows marked sent, so the relay's database and Kafka round trips overlap. The next
-        batch is settled only after the previous one; if that one had a failure, the next is
-        rolled back and claimed again later, so no row overtakes a failed earlier one.
-        Returns the size of the last batch (batch_size: more may be waiting)."""
-        batch = await self._claim()
-        last = 0
-        while batch is not None:
-            last = len(batch.sends)
-            settling = asyncio.create_task(self._settle(batch))
-            following: _Batch | None = None
-            try:
-                if last == self.batch_size and not stop.is_set():
-                    following = await self._claim()
-            finally:
-                try:
-                    sent, failed_topics = await settling
-                except BaseException:
-                    if following is not None:
-                        await self._abandon(following)
-                    raise
-            if failed_topics:
-                if following is not None:
-                    await self._abandon(following)
-                if not sent:
-                    raise RelayBlocked(
-                        f"nothing published; failing topics: {sorted(failed_topics)}"
-                    )
-                return last
-            batch = following
-        return last
+                    await self._record_failure(conn, row, res)
+            _published.add(len(sent), {"schema": self.schema})
+        # raised after the commit, so the attempts and parking are kept
+        if failed_topics and not sent:
+            raise RelayBlocked(f"nothing published; failing topics: {sorted(failed_topics)}")
+        return len(sent)
 
     async def _record_failure(self, conn: AsyncConnection, row: Row[Any], res: object) -> None:
         """Count a failed attempt on the row, with its error; park it after the last one."""
@@ -381,7 +296,7 @@ class OutboxRelay:
         while not stop.is_set():
             self._beat()
             try:
-                n = await self._publish_while_full(stop)
+                n = await self.publish_batch()
                 backoff = 0.5
             except RelayBlocked as exc:
                 logger.warning("outbox relay: %s; retrying in %.1fs", exc, backoff)

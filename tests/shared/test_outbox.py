@@ -280,56 +280,6 @@ class TestParking:
         await admin.close()
 
 
-class TestRelayRunningBatchesBackToBack:
-    async def test_a_batch_claimed_behind_a_failed_one_is_rolled_back_and_sent_again_after_it(
-        self, infra, referrals_sessions, new_topic
-    ):
-        from sqlalchemy import update
-
-        from shared.models import OutboxMessage
-
-        missing = infra.topic(f"gone-{uuid.uuid4().hex[:8]}")
-        key = f"pt_{uuid.uuid4().hex[:8]}"
-        # batches of two: [failing, sent] then [behind, other], claimed while the first settles
-        failing, sent, behind, other = _event(key), _event(), _event(key), _event()
-        async with unit_of_work(referrals_sessions) as session:
-            add_event(session, topic=missing, event=failing)
-            for e in (sent, behind, other):
-                add_event(session, topic=new_topic, event=e)
-        relay = OutboxRelay(
-            settings=infra.model_copy(update={"relay_max_attempts": 2}),
-            schema="referrals",
-            batch_size=2,
-        )
-        await relay.start()
-        try:
-            assert await relay._publish_while_full(asyncio.Event()) == 2  # noqa: SLF001
-            rows = await _rows(referrals_sessions, failing, sent, behind, other)
-            assert rows[failing.id].attempts == 1 and rows[failing.id].sent_at is None
-            assert rows[sent.id].sent_at is not None
-            # the batch behind the failure is not marked sent: it goes again after it
-            assert rows[behind.id].sent_at is None and rows[other.id].sent_at is None
-            for _ in range(3):
-                try:
-                    await relay._publish_while_full(asyncio.Event())  # noqa: SLF001
-                except RelayBlocked:
-                    pass
-            rows = await _rows(referrals_sessions, failing, behind, other)
-            assert rows[failing.id].parked_at is not None
-            assert rows[behind.id].sent_at is not None and rows[other.id].sent_at is not None
-        finally:
-            await relay.stop()
-            async with unit_of_work(referrals_sessions) as session:
-                await session.exec(
-                    update(OutboxMessage)
-                    .where(OutboxMessage.event_id == failing.id)
-                    .values(sent_at=datetime.now(UTC))
-                )
-        records = await read_topic(infra, new_topic, until=lambda r: len(r) >= 3)
-        ids = [json.loads(r.value)["id"] for r in records]
-        assert set(ids) == {sent.id, behind.id, other.id}  # a copy may go twice; none is lost
-
-
 async def _rows(sessions, *events):  # type: ignore[no-untyped-def]
     from shared.models import OutboxMessage
 
