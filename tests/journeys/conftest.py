@@ -16,7 +16,6 @@ from temporalio.worker import Worker
 
 from workflows.journeys.activities import JourneyActivities
 from workflows.journeys.rules import load_rules
-from workflows.journeys.worker import WORKFLOW_RUNNER
 from workflows.journeys.workflows import PatientJourney
 
 
@@ -55,6 +54,5 @@ async def ts_worker(time_skipping_env, journey_sessions, infra):  # type: ignore
         task_queue=queue,
         workflows=[PatientJourney],
         activities=[activities.load_journey_rules, activities.record_alert_change],
-        workflow_runner=WORKFLOW_RUNNER,  # the worker's own sandbox configuration
     ):
         yield time_skipping_env, queue, activities

@@ -196,44 +196,6 @@ class TestStalls:
         assert "18 weeks" in found[0].explanation
 
 
-class TestOneTimerPerJourney:
-    """Issue #20: a journey sets one timer, not a settle timer and then its deadline's."""
-
-    async def test_a_new_referral_sleeps_straight_to_its_deadline_without_a_settle_wake(
-        self, ts_worker
-    ):
-        env, queue, _ = ts_worker
-        t0 = await env.get_current_time()
-        handle = await start(env.client, queue, patient(), ev("r1", "submitted", t0))
-        await env.sleep(timedelta(seconds=RULES.settle_seconds * 3))
-        await handle.query(PatientJourney.journey)
-        events = [e async for e in handle.fetch_history_events()]
-        timers = [
-            e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
-            for e in events
-            if e.HasField("timer_started_event_attributes")
-        ]
-        fired = [e for e in events if e.HasField("timer_fired_event_attributes")]
-        deadline = add_working_days(t0, RULES.triage_working_days_routine, RULES.bank_holidays)
-        assert fired == []
-        assert len(timers) == 1
-        assert abs(t0 + timers[0] - deadline) < timedelta(minutes=1)
-
-    async def test_a_backlog_already_overdue_is_still_judged_only_once_it_has_settled(
-        self, ts_worker
-    ):
-        env, queue, _ = ts_worker
-        t0 = await env.get_current_time()
-        handle = await start(
-            env.client, queue, patient(), ev("r1", "submitted", t0 - timedelta(days=60))
-        )
-        await env.sleep(timedelta(seconds=RULES.settle_seconds - 10))
-        assert await alerts(handle, "stalled.not_triaged") == []
-        await env.sleep(timedelta(seconds=20))
-        found = await eventually(lambda: alerts(handle, "stalled.not_triaged"), timeout=20)
-        assert found[0].status == "open"
-
-
 class TestEscalationAndActions:
     async def test_an_unacknowledged_alert_escalates_after_its_hours(self, ts_worker):
         env, queue, _ = ts_worker

@@ -192,30 +192,3 @@ class JourneyState:
     seen_event_ids: list[str] = field(default_factory=list)
     duplicates_ignored: int = 0
     events_applied: int = 0
-
-
-# --- the workflow's input and its query's answer ---------------------------------------------
-# (here, not in workflows.py, so that they are defined once for the worker: a class defined in
-# the workflow module is defined again in every journey's sandbox, ~13 KB each; issue #20)
-
-#: continue as new well before Temporal's own limits, so replays stay cheap
-MAX_HISTORY_EVENTS = 2000
-
-
-@dataclass
-class JourneyInput:
-    patient_id: str
-    state: JourneyState | None = None  # carried over by continue-as-new
-    max_history_events: int = MAX_HISTORY_EVENTS
-
-
-@dataclass
-class JourneyView:
-    patient_id: str
-    episodes: list[Episode]
-    alerts: list[Alert]
-    events_applied: int
-    duplicates_ignored: int
-    # contacts with care outside referrals, the latest revision of each, in time order (for the
-    # timeline's marks beside the referral lanes; codes only)
-    contacts: list[ContactEvent] = field(default_factory=list)

@@ -8,7 +8,6 @@ import logging
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from shared import temporal_client
 from shared.db import make_engine, make_sessionmaker
@@ -27,20 +26,6 @@ async def connect(settings: Settings) -> Client:
     return await temporal_client.connect(settings, interceptors=[TracingInterceptor()])
 
 
-#: Waymark's shared package is imported once, outside the sandbox, instead of again for every
-#: journey the worker holds (its modules the workflow reaches are constants and pure functions).
-#: The workflow module itself stays sandboxed: passed through as well, a journey's workflow
-#: task was refused by the time-skipping server ("invalid history builder state") in the
-#: replay test. Issue #20: 198 -> 173 KB per cached journey (160 with the input and view
-#: classes moved to state.py, which is passed through).
-#: NOT ENABLED: with it the replay test failed when run after other tests on the
-#: time-skipping server ("invalid history builder state for action"); cause not found yet.
-PASSTHROUGH_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("shared")
-)
-WORKFLOW_RUNNER = SandboxedWorkflowRunner()
-
-
 def build_worker(
     client: Client,
     activities: JourneyActivities,
@@ -55,7 +40,6 @@ def build_worker(
         task_queue=task_queue,
         workflows=[PatientJourney],
         activities=[activities.load_journey_rules, activities.record_alert_change],
-        workflow_runner=WORKFLOW_RUNNER,
         max_cached_workflows=max_cached_workflows,
         workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(maximum=workflow_task_polls),
         nonsticky_to_sticky_poll_ratio=nonsticky_poll_ratio,

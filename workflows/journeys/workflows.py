@@ -11,8 +11,8 @@ Workflow code does no I/O and never reads the clock: time is `workflow.now()`.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -35,12 +35,33 @@ with workflow.unsafe.imports_passed_through():
         AlertChange,
         AssessmentEvent,
         ContactEvent,
+        Episode,
         JourneyEvent,
-        JourneyInput,
         JourneyState,
-        JourneyView,
         PlanActivity,
     )
+
+#: continue as new well before Temporal's own limits, so replays stay cheap
+MAX_HISTORY_EVENTS = 2000
+
+
+@dataclass
+class JourneyInput:
+    patient_id: str
+    state: JourneyState | None = None  # carried over by continue-as-new
+    max_history_events: int = MAX_HISTORY_EVENTS
+
+
+@dataclass
+class JourneyView:
+    patient_id: str
+    episodes: list[Episode]
+    alerts: list[Alert]
+    events_applied: int
+    duplicates_ignored: int
+    # contacts with care outside referrals, the latest revision of each, in time order (for the
+    # timeline's marks beside the referral lanes; codes only)
+    contacts: list[ContactEvent] = field(default_factory=list)
 
 
 @workflow.defn
@@ -78,12 +99,6 @@ class PatientJourney:
             # before this replays without them; a running journey takes them up when renewed
             # (the `renew` signal: a patch is decided once, at the start of a run).
             self._rules = dataclasses.replace(self._rules, contact_rules=True)
-        # one timer per journey (issue #20): the settle timer is set only when judging the
-        # stalls at its end would say something; otherwise the journey sleeps straight to its
-        # next deadline. A burst of new journeys then costs no second wave of workflow tasks
-        # (10,000 settle timers firing at once). Histories recorded before this replay as
-        # they ran; a running journey takes it up at its next run.
-        one_timer = workflow.patched("one-timer-per-journey")
         while True:
             self._dirty = False
             now = workflow.now()
@@ -100,13 +115,8 @@ class PatientJourney:
             if self._renew or self._should_continue_as_new(input):
                 break
             wake = next_wake(self._state, self._rules, workflow.now())
-            settle_until = None if settled else self._settle_until
-            if (
-                settle_until is not None
-                and (wake is None or settle_until < wake)
-                and not (one_timer and self._quiet_when_settled(settle_until))
-            ):
-                wake = settle_until
+            if not settled and self._settle_until is not None:
+                wake = min(w for w in (wake, self._settle_until) if w is not None)
             timeout = (wake - workflow.now()) if wake is not None else None
             try:
                 await workflow.wait_condition(
@@ -123,14 +133,6 @@ class PatientJourney:
                 max_history_events=input.max_history_events,
             )
         )
-
-    def _quiet_when_settled(self, settle_until: datetime) -> bool:
-        """Whether judging the journey once settled (stalls included) would change nothing:
-        then waking at the end of the settle period is a workflow task with no effect, and the
-        next deadline (or signal) is the first moment anything can change. Judged on a copy,
-        so the journey itself is untouched."""
-        assert self._rules is not None
-        return not evaluate(copy.deepcopy(self._state), self._rules, settle_until, stalls=True)
 
     @staticmethod
     def _should_continue_as_new(input: JourneyInput) -> bool:
