@@ -205,6 +205,35 @@ class TestIdempotentConsumer:
             assert headers["dlq.original.topic"] == new_topic.encode()
             assert headers["dlq.consumer"] == name.encode()
 
+    async def test_a_failing_event_in_a_batch_loses_and_doubles_none_of_the_others(
+        self, infra, referrals_sessions, effects_table, new_topic
+    ):
+        name = f"c-{uuid.uuid4().hex[:8]}"
+        before, failing, after, seen = _event(), _event(), _event(), _event()
+        handler = Recorder(name, always_fail={failing.data["referral_id"]})
+        # one partition, all read in one batch: `seen` is in it twice (a relay re-publish)
+        batch = [before, seen, failing, seen, after]
+        await _produce(
+            infra,
+            new_topic,
+            [event_bytes(e.model_dump(mode="json")) for e in batch],
+            key=b"one-partition",
+        )
+        consumer = IdempotentConsumer(
+            name=name,
+            topics=[new_topic],
+            handler=handler,
+            settings=infra,
+            sessions=referrals_sessions,
+        )
+        await _run_until(consumer, lambda: _committed(consumer, new_topic, total=len(batch)))
+        # the batch's transaction rolled back with the failure; taken one by one, each other
+        # event is applied once and the failing one goes to the DLQ
+        effects = await _effects(referrals_sessions, name)
+        assert effects == Counter({before.id: 1, seen.id: 1, after.id: 1})
+        dead = await read_topic(infra, f"{new_topic}.dlq", until=lambda r: len(r) >= 1)
+        assert [json.loads(r.value)["id"] for r in dead] == [failing.id]
+
     async def test_a_transient_failure_is_retried_and_then_applied_once(
         self, infra, referrals_sessions, effects_table, new_topic
     ):
