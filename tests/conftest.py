@@ -35,14 +35,12 @@ for _name, _value in {
     "WAYMARK_RATE_LIMIT_PER_MINUTE": "1000000",
     "WAYMARK_RATE_LIMIT_BURST": "100000",
     # the default journey rules, plus one test-only category of service that must triage
-    # within a minute (the browser tests watch a real stall happen; no other test refers to it),
-    # and a shorter settle before stalls are judged (tests/stack_rules.toml says why)
+    # within a minute (the browser tests watch a real stall happen; no other test refers to it)
     "WAYMARK_JOURNEY_RULES": os.pathsep.join(
         os.path.join(_REPO, *parts)
         for parts in (
             ("workflows", "journeys", "rules.toml"),
             ("tests", "dashboard", "fast_triage_rules.toml"),
-            ("tests", "stack_rules.toml"),
         )
     ),
 }.items():

@@ -3,9 +3,9 @@ against the processes `waymark up` starts: the notifications API serves /dashboa
 
 - End to end: a referral made through the referrals API stalls for real (its test-only category
   must be triaged within a minute: tests/dashboard/fast_triage_rules.toml); the journey raises
-  the alert once its events have settled (tests/stack_rules.toml); the alert appears in an
-  alerts worklist that was already open, without a reload; the coordinator opens it and
-  acknowledges it; the PatientJourney workflow's own query then shows it acknowledged.
+  the alert once its events have settled (60 s); the alert appears in an alerts worklist that
+  was already open, without a reload; the coordinator opens it and acknowledges it; the
+  PatientJourney workflow's own query then shows it acknowledged.
 - Accessibility: axe-core (WCAG 2.x A/AA, 2.2 AA) on every page: no serious or critical
   violation. A summary prints at the end of the run and is written to axe.json beside the
   screenshots (.waymark/screenshots/<instance>/).
@@ -46,7 +46,7 @@ from tests.helpers import eventually
 from workflows.journeys import workflow_id
 from workflows.journeys.workflows import PatientJourney
 
-#: what the settled journey and the worker may take beyond the settle (a bound, not a
+#: what the settled journey and the worker may take beyond the 60 s settle (a bound, not a
 #: timing assertion: it only stops a broken run from hanging)
 STALL_TIMEOUT_MS = 180_000
 #: a bound on Tab presses while looking for a button (the page's every control, a few times)
