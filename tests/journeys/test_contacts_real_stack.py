@@ -65,7 +65,9 @@ class TestEncountersReachTheJourney:
     ) -> None:
         s = running_apps
         patient = f"pt_enc_{uuid.uuid4().hex[:10]}"
-        start = datetime.now(UTC) - timedelta(days=60)
+        # midday UTC: the explanation counts days between UK calendar dates, and an evening
+        # start put a BST date and a GMT date an hour apart across the clock change (29 days)
+        start = (datetime.now(UTC) - timedelta(days=60)).replace(hour=12, minute=0)
         encounters = [str(uuid.uuid4()) for _ in range(5)]
         events = [
             attendance(patient, encounters[i], start + timedelta(days=10 * i)) for i in range(4)
