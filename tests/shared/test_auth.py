@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI
 
+from shared import auth as auth_module
 from shared import oidc
 from shared.auth import (
     CurrentPrincipal,
@@ -275,6 +277,77 @@ class TestRejectedTokens:
         with pytest.raises(oidc.IssuerUnavailable) as exc:
             await verify_token(away, token)
         assert exc.value.status == 503 and exc.value.headers["Retry-After"]
+
+
+class TestVerifiedTokenCache:
+    """verify_token keeps what a token proved (shared/auth.py `_verified`) while the token is
+    unexpired and the key that verified it is still the fresh JWKS's; nothing else."""
+
+    @pytest.fixture
+    def verifications(self, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+        """Each full verification (signature and claims) the calls below make."""
+        seen: list[str] = []
+        real = auth_module._verify
+
+        async def counting(settings: Settings, token: str) -> Any:
+            seen.append(token)
+            return await real(settings, token)
+
+        monkeypatch.setattr(auth_module, "_verify", counting)
+        auth_module._verified.clear()
+        return seen
+
+    async def test_a_token_verified_once_is_taken_from_the_cache(
+        self, infra: Settings, verifications: list[str]
+    ) -> None:
+        token = signed(infra)
+        first = await verify_token(infra, token)
+        again = await verify_token(infra, token)
+        assert again == first and verifications == [token]
+
+    async def test_an_expired_token_is_refused_though_it_was_verified_before(
+        self, infra: Settings, verifications: list[str]
+    ) -> None:
+        s = infra.model_copy(update={"oidc_clock_skew_seconds": 0})
+        token = signed(s, exp=datetime.now(UTC) + timedelta(seconds=1))
+        await verify_token(s, token)
+        await asyncio.sleep(1.5)
+        await assert_rejected(s, token, "expired")
+        assert verifications == [token, token]
+
+    async def test_a_key_no_longer_in_the_fresh_jwks_means_verifying_again(
+        self, infra: Settings, verifications: list[str]
+    ) -> None:
+        token = signed(infra)
+        await verify_token(infra, token)
+        oidc.forget(infra)  # as after a rotation or the JWKS ageing out: the key is not fresh
+        await verify_token(infra, token)
+        await verify_token(infra, token)
+        assert verifications == [token, token]
+
+    async def test_the_cache_keys_on_audience_and_issuer_too(
+        self, infra: Settings, verifications: list[str]
+    ) -> None:
+        token = signed(infra)
+        await verify_token(infra, token)
+        other = infra.model_copy(update={"jwt_audience": "another-service"})
+        await assert_rejected(other, token, "another audience")
+
+    async def test_the_cache_holds_at_most_its_size_and_nothing_at_size_0(
+        self, infra: Settings, verifications: list[str]
+    ) -> None:
+        small = infra.model_copy(update={"oidc_verified_token_cache_size": 2})
+        tokens = [signed(small) for _ in range(3)]
+        for t in tokens:
+            await verify_token(small, t)
+        assert len(auth_module._verified) == 2
+        await verify_token(small, tokens[0])  # the oldest went first
+        assert verifications == [*tokens, tokens[0]]
+        off = infra.model_copy(update={"oidc_verified_token_cache_size": 0})
+        auth_module._verified.clear()
+        await verify_token(off, tokens[1])
+        await verify_token(off, tokens[1])
+        assert len(auth_module._verified) == 0 and verifications[-2:] == [tokens[1], tokens[1]]
 
 
 def build_app() -> FastAPI:
