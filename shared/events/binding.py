@@ -16,9 +16,10 @@ publisher) takes its headers from here, so there is one binding to follow.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
+
+import orjson
 
 #: the structured-mode media type (the JSON event format)
 STRUCTURED = "application/cloudevents+json"
@@ -40,6 +41,9 @@ def kafka_headers(extra: Iterable[tuple[str, bytes]] = ()) -> list[tuple[str, by
 
 
 def event_bytes(payload: dict[str, Any]) -> bytes:
-    """An event as a message's value: compact JSON with sorted keys, so one event is the same
-    bytes every time it is written."""
-    return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+    """An event as a message's value: compact UTF-8 JSON with sorted keys, so one event is the
+    same bytes every time it is written. orjson: a tenth of the standard library's time (the
+    relay encodes every event it publishes; issue #20). Its bytes equal `json.dumps(payload,
+    separators=(",", ":"), sort_keys=True)` for ASCII text; other text is UTF-8 rather than
+    \\u escapes, the same JSON value."""
+    return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)

@@ -3,6 +3,8 @@ the official SDK as a consumer outside Waymark would read the messages."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from shared.events.binding import KAFKA_CONTENT_TYPE, kafka_headers
@@ -25,6 +27,36 @@ def _value() -> tuple[bytes, bytes]:
     )
     event = make_event(data, subject="pt_1")
     return event.subject.encode(), event_bytes(event.model_dump(mode="json"))
+
+
+class TestEventBytes:
+    PAYLOADS = [
+        {"b": 1, "a": [1.5, 0.1, -0.0, 3.0, 123456789.123], "z": {"y": None, "x": True}},
+        {"text": 'tab\t "quoted" back\\slash \x01 </script>', "n": -7, "empty": {}},
+        {"specversion": "1.0", "data": {"reason_codes": ["279039007"], "state": "submitted"}},
+        {"name": "Café Pain Clinic", "emoji": "\U0001f600", "euro": "€"},
+    ]
+
+    @pytest.mark.parametrize("payload", PAYLOADS)
+    def test_compact_sorted_json_of_the_same_value(self, payload: dict) -> None:
+        value = event_bytes(payload)
+        assert json.loads(value) == payload
+        assert list(json.loads(value)) == sorted(payload)
+        compact = json.dumps(payload, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+        assert value == compact.encode()
+        assert event_bytes(dict(reversed(list(payload.items())))) == value
+
+    @pytest.mark.parametrize("payload", PAYLOADS[:3])
+    def test_ascii_events_are_the_bytes_the_standard_library_wrote(self, payload: dict) -> None:
+        standard = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+        assert event_bytes(payload) == standard
+
+    def test_numbers_keep_their_value(self) -> None:
+        payload = {"small": 2e-7, "large": 1e21, "int": 2**53, "negative": -1.25}
+        assert json.loads(event_bytes(payload)) == payload
+
+    def test_other_text_is_utf_8(self) -> None:
+        assert event_bytes({"n": "é"}) == '{"n":"é"}'.encode()
 
 
 class TestKafkaStructuredMode:
