@@ -126,6 +126,25 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 
 
+async def _one_statement_session(request: Request) -> AsyncIterator[AsyncSession]:
+    # for a route whose only write is one statement (a referral's create: its rows, audit entry
+    # and event in one INSERT): without an Idempotency-Key that statement commits itself, so
+    # the request spares the BEGIN and COMMIT round trips (issue #20); PostgreSQL makes one
+    # statement atomic. With a key, the key's row and the write share one transaction
+    if request.headers.get("idempotency-key") is not None:
+        async with request.app.state.sessions() as session:
+            async with session.begin():
+                yield session
+        return
+    async with request.app.state.sessions() as session:
+        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        yield session
+
+
+#: a session for a route that writes with one statement (see `_one_statement_session`)
+OneStatementSessionDep = Annotated[AsyncSession, Depends(_one_statement_session, scope="function")]
+
+
 # --- what every API's routes share --------------------------------------------------------------
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {

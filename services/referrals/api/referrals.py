@@ -28,6 +28,7 @@ from shared.auth import CurrentPrincipal
 from shared.errors import Forbidden, NotFound
 from shared.web import (
     IdempotencyKey,
+    OneStatementSessionDep,
     Outcome,
     SessionDep,
     client_ip,
@@ -45,7 +46,7 @@ router = APIRouter()
 async def create_referral(
     body: ReferralCreate,
     request: Request,
-    session: SessionDep,
+    session: OneStatementSessionDep,
     principal: CurrentPrincipal,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
