@@ -6,17 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, text, tuple_, update
+from sqlalchemy import Row, func, text, tuple_, update
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.integration.models import (
-    DeadLetter,
-    Encounter,
-    EncounterAlias,
-    InboundMessage,
-    SourceSystem,
-)
+from services.integration.models import DeadLetter, InboundMessage, SourceSystem
 
 
 async def source_by_id(session: AsyncSession, source_id: str) -> SourceSystem | None:
@@ -114,57 +108,166 @@ async def lock_message_keys(session: AsyncSession, keys: list[tuple[str, str]]) 
     )
 
 
-async def messages_locked(
-    session: AsyncSession, keys: list[tuple[str, str]]
-) -> list[InboundMessage]:
-    q = (
-        select(InboundMessage)
-        .where(tuple_(InboundMessage.source_system, InboundMessage.control_id).in_(keys))
-        .with_for_update()
-    )
-    return list((await session.exec(q)).all())  # type: ignore[call-overload]
+#: the message log rows of these control ids, locked (after lock_message_keys: a statement of
+#: its own, so that its snapshot sees what a delivery waited for has committed)
+_MESSAGES_LOCKED = text(
+    """SELECT m.source_system, m.control_id, m.outcome, m.digest
+         FROM unnest(CAST(:systems AS text[]), CAST(:controls AS text[]))
+              AS k (source_system, control_id)
+         JOIN inbound_message m USING (source_system, control_id)
+          FOR UPDATE OF m"""
+)
+
+
+async def messages_locked(session: AsyncSession, keys: list[tuple[str, str]]) -> list[Row[Any]]:
+    """(source_system, control_id, outcome, digest) of the logged ones among `keys`."""
+    conn = await session.connection()
+    params = {"systems": [k[0] for k in keys], "controls": [k[1] for k in keys]}
+    return list((await conn.execute(_MESSAGES_LOCKED, params)).all())
+
+
+CONTACT_COLUMNS = (
+    "id, source_system, source_ref, patient_id, revision, contact_kind, planned, status, "
+    "started_at, ended_at, source_org, chief_complaint, diagnosis_codes, attendance_category, "
+    "discharge_destination, channel"
+)
+#: the contacts a batch's reports may be, locked in one order (by id): those its (source,
+#: source id) pairs name, as first reported or as another source's alias (with the pair that
+#: found them), and those of its people starting within the window that came through another
+#: channel than all of the batch's messages (ref NULL: what a report of a contact not yet known
+#: may be, services/integration/domain.py same_contact; within one channel a source's own ids
+#: tell contacts apart, so a frequent attender's earlier contacts through the same door are
+#: neither read nor locked)
+_CONTACTS_LOCKED = text(
+    f"""WITH wanted AS (
+            SELECT r.source_system AS ref_system, r.source_ref AS ref, e.id
+              FROM unnest(CAST(:systems AS text[]), CAST(:refs AS text[]))
+                   AS r (source_system, source_ref)
+              JOIN encounter e USING (source_system, source_ref)
+            UNION ALL
+            SELECT r.source_system, r.source_ref, a.encounter_id
+              FROM unnest(CAST(:systems AS text[]), CAST(:refs AS text[]))
+                   AS r (source_system, source_ref)
+              JOIN encounter_alias a USING (source_system, source_ref)
+            UNION ALL
+            SELECT NULL, NULL, e.id FROM encounter e
+             WHERE e.patient_id = ANY(CAST(:people AS text[]))
+               AND e.started_at BETWEEN CAST(:since AS timestamptz)
+                                    AND CAST(:until AS timestamptz)
+               AND NOT e.channel = ALL(CAST(:channels AS text[])))
+        SELECT w.ref_system, w.ref, {", ".join(f"e.{c}" for c in CONTACT_COLUMNS.split(", "))}
+          FROM wanted w JOIN encounter e ON e.id = w.id
+         ORDER BY e.id
+           FOR UPDATE OF e"""
+)
 
 
 async def contacts_locked(
-    session: AsyncSession, refs: list[tuple[str, str]]
-) -> list[tuple[tuple[str, str], Encounter]]:
-    """The contacts these (source, source id) name, as first reported or as another source's
-    alias, locked, each with the ref that found it."""
-    own = (
-        select(Encounter)
-        .where(tuple_(Encounter.source_system, Encounter.source_ref).in_(refs))
-        .order_by(Encounter.id)  # type: ignore[arg-type]
-        .with_for_update()
-    )
-    found = [((e.source_system, e.source_ref), e) for e in (await session.exec(own)).all()]  # type: ignore[call-overload]
-    aliased = (
-        select(EncounterAlias.source_system, EncounterAlias.source_ref, Encounter)
-        .join(Encounter, Encounter.id == EncounterAlias.encounter_id)  # type: ignore[arg-type]
-        .where(tuple_(EncounterAlias.source_system, EncounterAlias.source_ref).in_(refs))
-        .order_by(Encounter.id)  # type: ignore[arg-type]
-        .with_for_update(of=Encounter)  # type: ignore[arg-type]
-    )
-    for source_system, source_ref, e in (await session.exec(aliased)).all():  # type: ignore[call-overload]
-        found.append(((source_system, source_ref), e))
-    return found
+    session: AsyncSession,
+    refs: list[tuple[str, str]],
+    people: list[str],
+    since: datetime | None,
+    until: datetime | None,
+    channels: list[str],
+) -> list[Row[Any]]:
+    """The contacts these (source, source id) pairs name (`ref_system`, `ref` set), and those
+    of `people` starting between `since` and `until` through a channel other than all of
+    `channels` (`ref_system` NULL), locked; a contact found both ways comes once each way.
+    Columns: CONTACT_COLUMNS."""
+    conn = await session.connection()
+    params = {
+        "systems": [r[0] for r in refs],
+        "refs": [r[1] for r in refs],
+        "people": people,
+        "since": since,
+        "until": until,
+        "channels": channels,
+    }
+    return list((await conn.execute(_CONTACTS_LOCKED, params)).all())
 
 
-async def contacts_of_people(
-    session: AsyncSession, patients: list[str], since: datetime, until: datetime
-) -> list[Encounter]:
-    """Contacts of these people starting between `since` and `until`, locked: the contacts a
-    new report from another source may be."""
-    q = (
-        select(Encounter)
-        .where(
-            Encounter.patient_id.in_(patients),  # type: ignore[attr-defined]
-            Encounter.started_at >= since,  # type: ignore[operator]
-            Encounter.started_at <= until,  # type: ignore[operator]
-        )
-        .order_by(Encounter.id)  # type: ignore[arg-type]
-        .with_for_update()
-    )
-    return list((await session.exec(q)).all())  # type: ignore[call-overload]
+#: a batch's writes in one statement (services/integration/staging.py): new contacts inserted
+#: and changed ones updated, the message log upserted (a control id refused before and sent
+#: again is its row's second outcome), the contacts' events in the outbox in the order they
+#: happened (seq is their order on the topic) and an audit entry per contact recorded.
+#: Column arrays, so one statement text whatever the batch holds (asyncpg prepares it once per
+#: connection); a contact's diagnosis codes travel as a JSON array (arrays of arrays do not
+#: unnest row by row).
+_WRITE_BATCH = text(
+    """WITH contacts AS (
+            SELECT * FROM unnest(
+                CAST(:c_stored AS boolean[]), CAST(:c_id AS uuid[]),
+                CAST(:c_source_system AS text[]), CAST(:c_source_ref AS text[]),
+                CAST(:c_patient_id AS text[]), CAST(:c_revision AS integer[]),
+                CAST(:c_contact_kind AS text[]), CAST(:c_planned AS boolean[]),
+                CAST(:c_status AS text[]), CAST(:c_started_at AS timestamptz[]),
+                CAST(:c_ended_at AS timestamptz[]), CAST(:c_source_org AS text[]),
+                CAST(:c_chief_complaint AS text[]), CAST(:c_diagnosis_codes AS jsonb[]),
+                CAST(:c_attendance_category AS text[]),
+                CAST(:c_discharge_destination AS text[]), CAST(:c_channel AS text[]),
+                CAST(:c_updated_at AS timestamptz[]))
+            AS c (stored, id, source_system, source_ref, patient_id, revision, contact_kind,
+                  planned, status, started_at, ended_at, source_org, chief_complaint,
+                  diagnosis_codes, attendance_category, discharge_destination, channel,
+                  updated_at)),
+        new_contacts AS (
+            INSERT INTO encounter (id, source_system, source_ref, patient_id, revision,
+                                   contact_kind, planned, status, started_at, ended_at,
+                                   source_org, chief_complaint, diagnosis_codes,
+                                   attendance_category, discharge_destination, channel,
+                                   updated_at)
+            SELECT id, source_system, source_ref, patient_id, revision, contact_kind, planned,
+                   status, started_at, ended_at, source_org, chief_complaint,
+                   ARRAY(SELECT jsonb_array_elements_text(diagnosis_codes)),
+                   attendance_category, discharge_destination, channel, updated_at
+              FROM contacts WHERE NOT stored),
+        changed_contacts AS (
+            UPDATE encounter e
+               SET revision = c.revision, contact_kind = c.contact_kind, planned = c.planned,
+                   status = c.status, started_at = c.started_at, ended_at = c.ended_at,
+                   source_org = c.source_org, chief_complaint = c.chief_complaint,
+                   diagnosis_codes = ARRAY(SELECT jsonb_array_elements_text(c.diagnosis_codes)),
+                   attendance_category = c.attendance_category,
+                   discharge_destination = c.discharge_destination, updated_at = c.updated_at
+              FROM contacts c WHERE c.stored AND e.id = c.id),
+        logged AS (
+            INSERT INTO inbound_message (source_system, control_id, channel, received_at,
+                                         outcome, ack_code, detail, digest)
+            SELECT * FROM unnest(
+                CAST(:m_source_system AS text[]), CAST(:m_control_id AS text[]),
+                CAST(:m_channel AS text[]), CAST(:m_received_at AS timestamptz[]),
+                CAST(:m_outcome AS text[]), CAST(:m_ack_code AS text[]),
+                CAST(:m_detail AS text[]), CAST(:m_digest AS text[]))
+                ON CONFLICT (source_system, control_id) DO UPDATE
+               SET channel = EXCLUDED.channel, received_at = EXCLUDED.received_at,
+                   outcome = EXCLUDED.outcome, ack_code = EXCLUDED.ack_code,
+                   detail = EXCLUDED.detail, digest = EXCLUDED.digest),
+        events AS (
+            INSERT INTO outbox (event_id, topic, key, event_type, payload, traceparent)
+            SELECT o.event_id, :topic, o.key, o.event_type, CAST(o.payload AS jsonb),
+                   :traceparent
+              FROM unnest(CAST(:o_event_id AS text[]), CAST(:o_key AS text[]),
+                          CAST(:o_event_type AS text[]), CAST(:o_payload AS text[]))
+                   WITH ORDINALITY AS o (event_id, key, event_type, payload, n)
+             ORDER BY o.n)
+        INSERT INTO audit_log (id, actor, actor_org, actor_roles, action, resource_type,
+                               resource_id, patient_id, trace_id, detail)
+        SELECT gen_random_uuid(), a.actor, a.actor_org, a.actor_roles, 'contact-recorded',
+               'Encounter', a.resource_id, a.patient_id, :trace_id, a.detail
+          FROM unnest(CAST(:a_actor AS text[]), CAST(:a_actor_org AS text[]),
+                      CAST(:a_actor_roles AS text[]), CAST(:a_resource_id AS text[]),
+                      CAST(:a_patient_id AS text[]), CAST(:a_detail AS text[]))
+               AS a (actor, actor_org, actor_roles, resource_id, patient_id, detail)"""
+)
+
+
+async def write_batch(session: AsyncSession, params: dict[str, Any]) -> None:
+    """A batch's contacts, message log, events and audit entries (staging.Writes.params), in
+    the session's transaction. On its connection, not through the ORM: nothing of the ORM's
+    pending (dead letters, aliases) is flushed before it, so an alias of a contact this very
+    statement creates is inserted after it, at the commit."""
+    conn = await session.connection()
+    await conn.execute(_WRITE_BATCH, params)
 
 
 async def close_dead_letters(
