@@ -42,7 +42,7 @@ from services.integration.events import encounter_recorded
 from services.integration.models import DeadLetter, EncounterAlias, SourceSystem
 from services.integration.staging import Contact, Logged, Writes
 from shared.access import Principal, Role
-from shared.pseudonym import pseudonymise
+from shared.pseudonym import pseudonymiser
 from shared.settings import Settings
 from shared.topics import ENCOUNTERS
 
@@ -122,6 +122,7 @@ class _Batch:
     resolved: list[tuple[str, str]] = field(default_factory=list)
     writes: Writes = field(default_factory=Writes)
     principals: dict[str, Principal] = field(default_factory=dict)
+    pseudonym: Callable[[str], str] | None = None
 
     def source(self, item: Incoming) -> SourceSystem | None:
         if item.source_id:
@@ -209,7 +210,9 @@ def _person(batch: _Batch, report: ContactReport, now: datetime) -> _Person:
         nhs, facts = checked(report, now=now)
     except UnmappableReport as exc:
         return exc
-    return nhs, facts, pseudonymise(nhs, batch.settings)
+    if batch.pseudonym is None:
+        batch.pseudonym = pseudonymiser(batch.settings)
+    return nhs, facts, batch.pseudonym(nhs)
 
 
 def _decide(batch: _Batch, item: Incoming, plan: _Plan) -> MessageResult:
@@ -420,9 +423,9 @@ def _remember(batch: _Batch, src: SourceSystem) -> None:
 
 async def _load_seen(batch: _Batch, keys: list[tuple[str, str]]) -> None:
     for row in await repository.messages_locked(batch.session, keys):
-        key = (row.source_system, row.control_id)
-        batch.seen[key] = Logged(*key, outcome=row.outcome, digest=row.digest)
-        if row.outcome == "refused":
+        key = (row["source_system"], row["control_id"])
+        batch.seen[key] = Logged(*key, outcome=row["outcome"], digest=row["digest"])
+        if row["outcome"] == "refused":
             batch.refused_before.add(key)
 
 
@@ -450,13 +453,11 @@ async def _load_contacts(
     )
     known: dict[uuid.UUID, Contact] = {}
     for row in rows:
-        contact = known.get(row.id)
+        contact = known.get(row["id"])
         if contact is None:
-            contact = known[row.id] = Contact(
-                **{k: v for k, v in row._mapping.items() if k not in ("ref_system", "ref")},
-                stored=True,
-            )
-        if row.ref_system is not None:
-            batch.contacts[(row.ref_system, row.ref)] = contact
+            columns = {k: v for k, v in row.items() if k not in ("ref_system", "ref")}
+            contact = known[row["id"]] = Contact(**columns, stored=True)
+        if row["ref_system"] is not None:
+            batch.contacts[(row["ref_system"], row["ref"])] = contact
         else:
             batch.by_patient.setdefault(contact.patient_id, []).append(contact)
