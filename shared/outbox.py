@@ -304,6 +304,10 @@ class OutboxRelay:
         backoff = 0.5
         while not stop.is_set():
             self._beat()
+            # cleared before the claim, not after it: a commit notified while a batch was being
+            # published would otherwise be forgotten, and its rows wait for the next poll
+            # (relay_poll_seconds: the last events of a burst arrived ~2 s late, issue #17)
+            self._wake.clear()
             try:
                 n = await self.publish_batch()
                 backoff = 0.5
@@ -319,7 +323,6 @@ class OutboxRelay:
                 continue
             if n == self.batch_size:
                 continue  # more waiting
-            self._wake.clear()
             await _wait_any(stop, self._wake, self.settings.relay_poll_seconds)
             if self._wake.is_set() and self.settings.relay_linger_seconds > 0:
                 # woken by a commit: let the commits close behind it join the batch (a relay
