@@ -32,30 +32,26 @@ class GroupCommit:
         settings: Settings,
         *,
         max_batch: int = 100,
-        in_flight: int = 1,
     ) -> None:
         self.sessions = sessions
         self.settings = settings
         self.max_batch = max_batch
-        self.in_flight = in_flight
         self.queue: asyncio.Queue[tuple[Incoming, asyncio.Future[MessageResult]]] = asyncio.Queue()
-        self.tasks: list[asyncio.Task[None]] = []
+        self.task: asyncio.Task[None] | None = None
 
     async def apply(self, item: Incoming) -> MessageResult:
         """Apply `item` in the next batch; returns after that batch's commit."""
-        self.tasks = [t for t in self.tasks if not t.done()]
-        while len(self.tasks) < self.in_flight:
-            self.tasks.append(asyncio.create_task(self._run()))
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._run())
         future: asyncio.Future[MessageResult] = asyncio.get_running_loop().create_future()
         self.queue.put_nowait((item, future))
         return await future
 
     async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
+        if self.task is not None:
+            self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await self.task
 
     async def _run(self) -> None:
         while True:

@@ -141,11 +141,11 @@ class TestABatchOfMessages:
 
 
 class TestGroupCommit:
-    async def test_batches_in_flight_answer_each_message_with_its_own_result_once(
+    async def test_messages_sent_together_are_each_answered_and_applied_once(
         self, integration_sessions, infra: Settings, new_source: NewSource
     ) -> None:
         source = await new_source()
-        group = GroupCommit(integration_sessions, infra, in_flight=3)
+        group = GroupCommit(integration_sessions, infra)
         reports = [
             a_report(f"V{uuid.uuid4().hex[:8]}", nhs_number=synthetic_nhs_number())
             for _ in range(30)
