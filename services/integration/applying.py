@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Literal
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -432,23 +432,20 @@ async def _load_seen(batch: _Batch, keys: list[tuple[str, str]]) -> None:
 async def _load_contacts(
     batch: _Batch, refs: list[tuple[str, str]], items: Sequence[Incoming], planned: list[_Plan]
 ) -> None:
-    """The contacts the batch's reports name, and those of its people a report of a contact
-    not yet known may be, reported through another channel (within SAME_CONTACT_MINUTES of
-    any of the batch's reports: a superset of what each report may match, decided per
-    report)."""
-    people, times = set(), []
-    for plan in planned:
-        for person in plan.people:
-            if not isinstance(person, UnmappableReport):  # refused when its message is decided
-                people.add(person[2])
-                times.append(person[1].started_at)
-    window = timedelta(minutes=SAME_CONTACT_MINUTES)
+    """The contacts the batch's reports name, and those a report of a contact not yet known
+    may be, reported through another channel (its person's, within SAME_CONTACT_MINUTES)."""
+    reports = [
+        (plan.source.id, report.source_ref, person[2], person[1].started_at)  # type: ignore[union-attr]
+        for plan in planned
+        for report, person in zip(plan.reports, plan.people, strict=True)
+        # a refused report is refused when its message is decided
+        if not isinstance(person, UnmappableReport)
+    ]
     rows = await repository.contacts_locked(
         batch.session,
         refs,
-        sorted(people),
-        min(times) - window if times else None,
-        max(times) + window if times else None,
+        reports,
+        SAME_CONTACT_MINUTES,
         sorted({item.channel for item in items}),
     )
     known: dict[uuid.UUID, Contact] = {}

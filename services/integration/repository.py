@@ -161,11 +161,11 @@ CONTACT_COLUMNS = (
 )
 #: the contacts a batch's reports may be, locked in one order (by id): those its (source,
 #: source id) pairs name, as first reported or as another source's alias (with the pair that
-#: found them), and those of its people starting within the window that came through another
-#: channel than all of the batch's messages (ref NULL: what a report of a contact not yet known
-#: may be, services/integration/domain.py same_contact; within one channel a source's own ids
-#: tell contacts apart, so a frequent attender's earlier contacts through the same door are
-#: neither read nor locked)
+#: found them), and, for each report of a contact known by neither, the person's contacts
+#: starting within `window` minutes of it that came through another channel than all of the
+#: batch's messages (ref NULL: what that report may be, services/integration/domain.py
+#: same_contact; within one channel a source's own ids tell contacts apart, so a frequent
+#: attender's earlier contacts through the same door are neither read nor locked)
 _CONTACTS_LOCKED = _Statement(
     f"""WITH wanted AS (
             SELECT r.source_system AS ref_system, r.source_ref AS ref, e.id
@@ -178,11 +178,20 @@ _CONTACTS_LOCKED = _Statement(
                    AS r (source_system, source_ref)
               JOIN encounter_alias a USING (source_system, source_ref)
             UNION ALL
-            SELECT NULL, NULL, e.id FROM encounter e
-             WHERE e.patient_id = ANY(CAST(:people AS text[]))
-               AND e.started_at BETWEEN CAST(:since AS timestamptz)
-                                    AND CAST(:until AS timestamptz)
-               AND NOT e.channel = ALL(CAST(:channels AS text[])))
+            SELECT NULL, NULL, e.id
+              FROM unnest(CAST(:new_systems AS text[]), CAST(:new_refs AS text[]),
+                          CAST(:new_people AS text[]), CAST(:new_starts AS timestamptz[]))
+                   AS n (source_system, source_ref, patient_id, started_at)
+              JOIN encounter e ON e.patient_id = n.patient_id
+                   AND e.started_at BETWEEN n.started_at - make_interval(mins => :window)
+                                        AND n.started_at + make_interval(mins => :window)
+             WHERE NOT e.channel = ALL(CAST(:channels AS text[]))
+               AND NOT EXISTS (SELECT FROM encounter k
+                                WHERE k.source_system = n.source_system
+                                  AND k.source_ref = n.source_ref)
+               AND NOT EXISTS (SELECT FROM encounter_alias k
+                                WHERE k.source_system = n.source_system
+                                  AND k.source_ref = n.source_ref))
         SELECT w.ref_system, w.ref, {", ".join(f"e.{c}" for c in CONTACT_COLUMNS.split(", "))}
           FROM wanted w JOIN encounter e ON e.id = w.id
          ORDER BY e.id
@@ -193,21 +202,23 @@ _CONTACTS_LOCKED = _Statement(
 async def contacts_locked(
     session: AsyncSession,
     refs: list[tuple[str, str]],
-    people: list[str],
-    since: datetime | None,
-    until: datetime | None,
+    reports: list[tuple[str, str, str, datetime]],
+    window: int,
     channels: list[str],
 ) -> list[Record]:
-    """The contacts these (source, source id) pairs name (`ref_system`, `ref` set), and those
-    of `people` starting between `since` and `until` through a channel other than all of
-    `channels` (`ref_system` NULL), locked; a contact found both ways comes once each way.
-    Columns: CONTACT_COLUMNS."""
+    """The contacts these (source, source id) pairs name (`ref_system`, `ref` set), and for
+    each of `reports` (source, source id, person, start) whose pair names no contact yet, the
+    person's contacts starting within `window` minutes of it through a channel other than all
+    of `channels` (`ref_system` NULL); locked. A contact found several ways comes once each
+    way. Columns: CONTACT_COLUMNS."""
     params = {
         "systems": [r[0] for r in refs],
         "refs": [r[1] for r in refs],
-        "people": people,
-        "since": since,
-        "until": until,
+        "new_systems": [r[0] for r in reports],
+        "new_refs": [r[1] for r in reports],
+        "new_people": [r[2] for r in reports],
+        "new_starts": [r[3] for r in reports],
+        "window": window,
         "channels": channels,
     }
     return await _CONTACTS_LOCKED.fetch(session, params)
