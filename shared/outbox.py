@@ -93,6 +93,10 @@ _MARK_SENT = text("UPDATE outbox SET sent_at = now() WHERE seq = ANY(:seqs)").bi
 )
 
 
+#: how often a relay writes its heartbeat file at most
+HEARTBEAT_SECONDS = 1.0
+
+
 class RelayBlocked(Exception):
     """Every row of a batch failed: the relay backs off before trying again."""
 
@@ -159,6 +163,7 @@ class OutboxRelay:
         self._admin = AIOKafkaAdminClient(**client_options(settings))
         self._topics: set[str] = set()
         self._topics_checked = 0.0
+        self._beaten = float("-inf")
 
     async def start(self) -> None:
         if self._own_producer:
@@ -288,13 +293,21 @@ class OutboxRelay:
         return self._topics
 
     def _beat(self) -> None:
-        if self.heartbeat is not None:
+        # at most once a second: a heartbeat per batch (a file written and renamed) was ~9%
+        # of a busy relay's samples (issue #17's profile); the supervisor's probe allows 15 s
+        now = time.monotonic()
+        if self.heartbeat is not None and now - self._beaten >= HEARTBEAT_SECONDS:
             write_heartbeat(self.heartbeat)
+            self._beaten = now
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.5
         while not stop.is_set():
             self._beat()
+            # cleared before the claim, not after it: a commit notified while a batch was being
+            # published would otherwise be forgotten, and its rows wait for the next poll
+            # (relay_poll_seconds: the last events of a burst arrived ~2 s late, issue #17)
+            self._wake.clear()
             try:
                 n = await self.publish_batch()
                 backoff = 0.5
@@ -310,8 +323,12 @@ class OutboxRelay:
                 continue
             if n == self.batch_size:
                 continue  # more waiting
-            self._wake.clear()
             await _wait_any(stop, self._wake, self.settings.relay_poll_seconds)
+            if self._wake.is_set() and self.settings.relay_linger_seconds > 0:
+                # woken by a commit: let the commits close behind it join the batch (a relay
+                # woken by each of a busy writer's commits published a handful of rows per
+                # transaction and Kafka request)
+                await _wait_any(stop, None, self.settings.relay_linger_seconds)
 
 
 async def _wait_any(stop: asyncio.Event, wake: asyncio.Event | None, timeout: float) -> None:

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -30,8 +31,17 @@ def _key(path: Path) -> bytes:
 
 
 def pseudonymise(nhs_number: str, settings: Settings) -> str:
+    return pseudonymiser(settings)(nhs_number)
+
+
+def pseudonymiser(settings: Settings) -> Callable[[str], str]:
+    """`pseudonymise` with the key looked up once, for a caller with many NHS numbers (finding
+    and reading the key file was most of a pseudonym's cost, profiled under issue #17)."""
     ensure_pseudonym_key(settings)
-    digest = hmac.new(
-        _key(settings.pseudonym_key_file()), nhs_number.encode(), hashlib.sha256
-    ).digest()
-    return "pt_" + base64.b32encode(digest[:15]).decode().lower()
+    key = _key(settings.pseudonym_key_file())
+
+    def pseudonym(nhs_number: str) -> str:
+        digest = hmac.new(key, nhs_number.encode(), hashlib.sha256).digest()
+        return "pt_" + base64.b32encode(digest[:15]).decode().lower()
+
+    return pseudonym

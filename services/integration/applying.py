@@ -3,10 +3,11 @@ transaction for a batch of messages, each message all or nothing within it.
 
 A batch costs a fixed handful of statements however many messages it holds: the senders, the
 control ids' locks and log rows and the contacts are read in one query each, every decision is
-made in memory (pure: services/integration/domain.py), and what changed is written when the unit
-of work flushes, one multi-row INSERT per table. So a listener that gathers what arrived while
-the previous batch committed (services/integration/group_commit.py) pays for its commits, not
-for each message, and a message is still acknowledged only after the commit that holds it.
+made in memory (pure: services/integration/domain.py), and what changed is written in one
+statement of column arrays (services/integration/staging.py, repository.write_batch). So a
+listener that gathers what arrived while the previous batch committed
+(services/integration/group_commit.py) pays for its commits, not for each message, and a
+message is still acknowledged only after the commit that holds it.
 
 A message's outcome does not depend on the batch it shares: messages are decided in order, each
 seeing what the ones before it did (a resend of a control id within one batch is a duplicate;
@@ -22,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Literal
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -38,20 +39,12 @@ from services.integration.domain import (
     same_contact,
 )
 from services.integration.events import encounter_recorded
-from services.integration.models import (
-    DeadLetter,
-    Encounter,
-    EncounterAlias,
-    InboundMessage,
-    SourceSystem,
-)
+from services.integration.models import DeadLetter, EncounterAlias, SourceSystem
+from services.integration.staging import Contact, Logged, Writes
 from shared.access import Principal, Role
-from shared.audit import record_audit
-from shared.outbox import add_event
-from shared.pseudonym import pseudonymise
+from shared.pseudonym import pseudonymiser
 from shared.settings import Settings
 from shared.topics import ENCOUNTERS
-from shared.vocabulary import ContactKind, ContactStatus
 
 logger = logging.getLogger(__name__)
 
@@ -120,13 +113,16 @@ class _Batch:
     session: AsyncSession
     by_id: dict[str, SourceSystem] = field(default_factory=dict)
     by_facility: dict[str, SourceSystem] = field(default_factory=dict)
-    seen: dict[tuple[str, str], InboundMessage] = field(default_factory=dict)
-    contacts: dict[tuple[str, str], Encounter] = field(default_factory=dict)
-    # contacts of the people this batch reports new contacts for: what another source's new
+    seen: dict[tuple[str, str], Logged] = field(default_factory=dict)
+    contacts: dict[tuple[str, str], Contact] = field(default_factory=dict)
+    # contacts of the people this batch reports contacts for: what another source's new
     # report may turn out to be (services/integration/domain.py same_contact)
-    by_patient: dict[str, list[Encounter]] = field(default_factory=dict)
+    by_patient: dict[str, list[Contact]] = field(default_factory=dict)
     refused_before: set[tuple[str, str]] = field(default_factory=set)
     resolved: list[tuple[str, str]] = field(default_factory=list)
+    writes: Writes = field(default_factory=Writes)
+    principals: dict[str, Principal] = field(default_factory=dict)
+    pseudonym: Callable[[str], str] | None = None
 
     def source(self, item: Incoming) -> SourceSystem | None:
         if item.source_id:
@@ -156,9 +152,12 @@ async def apply_in(
     planned = [_plan(batch, item) for item in items]
     refs = sorted({ref for plan in planned for ref in plan.refs})
     if refs:
-        await _load_contacts(batch, refs)
-        await _load_candidates(batch, planned)
+        await _load_contacts(batch, refs, items, planned)
     results = [_decide(batch, item, plan) for item, plan in zip(items, planned, strict=True)]
+    if not batch.writes.empty():
+        # before anything the ORM flushes (dead letters, aliases: an alias names a contact
+        # this statement may create)
+        await repository.write_batch(session, batch.writes.params(settings.topic(ENCOUNTERS)))
     if batch.resolved:
         new_letters = [x.id for x in session.new if isinstance(x, DeadLetter)]
         await repository.close_dead_letters(
@@ -211,7 +210,9 @@ def _person(batch: _Batch, report: ContactReport, now: datetime) -> _Person:
         nhs, facts = checked(report, now=now)
     except UnmappableReport as exc:
         return exc
-    return nhs, facts, pseudonymise(nhs, batch.settings)
+    if batch.pseudonym is None:
+        batch.pseudonym = pseudonymiser(batch.settings)
+    return nhs, facts, batch.pseudonym(nhs)
 
 
 def _decide(batch: _Batch, item: Incoming, plan: _Plan) -> MessageResult:
@@ -257,7 +258,7 @@ def _decide(batch: _Batch, item: Incoming, plan: _Plan) -> MessageResult:
 
 def _staged(
     batch: _Batch, source: SourceSystem, item: Incoming, report: ContactReport, person: _Person
-) -> tuple[ContactReport, ContactFacts | None, str, Encounter | None]:
+) -> tuple[ContactReport, ContactFacts | None, str, Contact | None]:
     """A report checked against what is known (nothing written yet): the report, its facts
     when they change the contact, the person, and the contact another source reported first
     when this is that one. Raises UnmappableReport."""
@@ -277,12 +278,12 @@ def _staged(
             (
                 known
                 for known in batch.by_patient.get(patient_id, [])
-                if known.channel != item.channel and same_contact(_facts(known), facts)
+                if known.channel != item.channel and same_contact(known.facts(), facts)
             ),
             None,
         )
         row = alias_of
-    return report, merged(_facts(row) if row is not None else None, facts), patient_id, alias_of
+    return report, merged(row.facts() if row is not None else None, facts), patient_id, alias_of
 
 
 def _write(
@@ -296,37 +297,22 @@ def _write(
 ) -> tuple[str, int]:
     row = batch.contacts.get((source.id, report.source_ref))
     if row is None:
-        row = Encounter(
+        row = Contact(
             id=uuid.uuid4(),
             source_system=source.id,
             source_ref=report.source_ref,
             patient_id=patient_id,
-            revision=0,
             channel=item.channel,
-            # given, not defaulted: pydantic inspects a builtin default factory's signature on
-            # every construction, which cost more than the rest of the contact (profiled)
-            diagnosis_codes=[],
         )
         batch.contacts[(source.id, report.source_ref)] = row
         batch.by_patient.setdefault(patient_id, []).append(row)
-    _apply(row, facts)
-    row.revision += 1
-    row.updated_at = now
-    batch.session.add(row)
-    add_event(
-        batch.session,
-        topic=batch.settings.topic(ENCOUNTERS),
-        event=encounter_recorded(row),
-    )
-    record_audit(
-        batch.session,
-        principal=source_principal(source, batch.settings),
-        action="contact-recorded",
-        resource_type="Encounter",
-        resource_id=str(row.id),
-        patient_id=patient_id,
-        detail=f"{item.channel} revision {row.revision}",
-    )
+    row.apply(facts, now)
+    # the contact's row, its event (an outbox row) and its audit entry, written with the batch
+    batch.writes.contact(row, encounter_recorded(row))
+    principal = batch.principals.get(source.id)
+    if principal is None:
+        principal = batch.principals[source.id] = source_principal(source, batch.settings)
+    batch.writes.audit(principal, row, item.channel)
     return str(row.id), row.revision
 
 
@@ -370,15 +356,14 @@ def _log(
     key = (source.id, item.control_id or "")
     row = batch.seen.get(key)
     if row is None:
-        row = InboundMessage(source_system=source.id, control_id=item.control_id)  # type: ignore[call-arg]
-        batch.seen[key] = row
+        row = batch.seen[key] = Logged(source_system=key[0], control_id=key[1])
     row.channel = item.channel
     row.outcome = outcome
     row.ack_code = ack
     row.detail = detail
     row.digest = fingerprint
     row.received_at = now
-    batch.session.add(row)
+    batch.writes.log(row)
 
 
 def _resolve_letters(batch: _Batch, key: tuple[str, str], now: datetime) -> None:
@@ -438,59 +423,38 @@ def _remember(batch: _Batch, src: SourceSystem) -> None:
 
 async def _load_seen(batch: _Batch, keys: list[tuple[str, str]]) -> None:
     for row in await repository.messages_locked(batch.session, keys):
-        batch.seen[(row.source_system, row.control_id)] = row
-        if row.outcome == "refused":
-            batch.refused_before.add((row.source_system, row.control_id))
+        key = (row["source_system"], row["control_id"])
+        batch.seen[key] = Logged(*key, outcome=row["outcome"], digest=row["digest"])
+        if row["outcome"] == "refused":
+            batch.refused_before.add(key)
 
 
-async def _load_contacts(batch: _Batch, refs: list[tuple[str, str]]) -> None:
-    for ref, row in await repository.contacts_locked(batch.session, refs):
-        batch.contacts[ref] = row
-
-
-async def _load_candidates(batch: _Batch, planned: list[_Plan]) -> None:
-    """The contacts a report of a contact not yet known may be, reported by another source."""
-    people, times = set(), []
-    for plan in planned:
-        for report, person in zip(plan.reports, plan.people, strict=True):
-            known = (plan.source.id, report.source_ref) in batch.contacts  # type: ignore[union-attr]
-            if known or isinstance(person, UnmappableReport):
-                continue  # a refused report is refused when its message is decided
-            people.add(person[2])
-            times.append(person[1].started_at)
-    if not people:
-        return
-    window = timedelta(minutes=SAME_CONTACT_MINUTES)
-    rows = await repository.contacts_of_people(
-        batch.session, sorted(people), min(times) - window, max(times) + window
+async def _load_contacts(
+    batch: _Batch, refs: list[tuple[str, str]], items: Sequence[Incoming], planned: list[_Plan]
+) -> None:
+    """The contacts the batch's reports name, and those a report of a contact not yet known
+    may be, reported through another channel (its person's, within SAME_CONTACT_MINUTES)."""
+    reports = [
+        (plan.source.id, report.source_ref, person[2], person[1].started_at)  # type: ignore[union-attr]
+        for plan in planned
+        for report, person in zip(plan.reports, plan.people, strict=True)
+        # a refused report is refused when its message is decided
+        if not isinstance(person, UnmappableReport)
+    ]
+    rows = await repository.contacts_locked(
+        batch.session,
+        refs,
+        reports,
+        SAME_CONTACT_MINUTES,
+        sorted({item.channel for item in items}),
     )
+    known: dict[uuid.UUID, Contact] = {}
     for row in rows:
-        batch.by_patient.setdefault(row.patient_id, []).append(row)
-
-
-def _facts(row: Encounter) -> ContactFacts:
-    return ContactFacts(
-        contact_kind=ContactKind(row.contact_kind),
-        planned=row.planned,
-        status=ContactStatus(row.status),
-        started_at=row.started_at,
-        ended_at=row.ended_at,
-        source_org=row.source_org,
-        chief_complaint=row.chief_complaint,
-        diagnosis_codes=tuple(row.diagnosis_codes),
-        attendance_category=row.attendance_category,
-        discharge_destination=row.discharge_destination,
-    )
-
-
-def _apply(row: Encounter, facts: ContactFacts) -> None:
-    row.contact_kind = facts.contact_kind.value
-    row.planned = facts.planned
-    row.status = facts.status.value
-    row.started_at = facts.started_at
-    row.ended_at = facts.ended_at
-    row.source_org = facts.source_org
-    row.chief_complaint = facts.chief_complaint
-    row.diagnosis_codes = list(facts.diagnosis_codes)
-    row.attendance_category = facts.attendance_category
-    row.discharge_destination = facts.discharge_destination
+        contact = known.get(row["id"])
+        if contact is None:
+            columns = {k: v for k, v in row.items() if k not in ("ref_system", "ref")}
+            contact = known[row["id"]] = Contact(**columns, stored=True)
+        if row["ref_system"] is not None:
+            batch.contacts[(row["ref_system"], row["ref"])] = contact
+        else:
+            batch.by_patient.setdefault(contact.patient_id, []).append(contact)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from services.integration.models import Encounter
+from services.integration.staging import Contact
 from shared.events.encounters import EncounterRecorded
 from shared.events.envelope import CloudEvent, make_event
 
 
-def encounter_recorded(row: Encounter) -> CloudEvent:
+def encounter_recorded(row: Contact) -> CloudEvent:
     """The contact as codes: the source's identifiers and the NHS number stay here. The event's
     time is when Waymark learned of this revision (the contact's own times are in the data)."""
     data = EncounterRecorded(

@@ -208,6 +208,35 @@ class TestRelay:
             await task
             await relay.stop()
 
+    async def test_a_commit_notified_while_a_batch_is_published_is_not_forgotten(
+        self, infra, referrals_sessions, new_topic
+    ):
+        # only a NOTIFY can wake it; the one for `late` arrives while a batch is in hand
+        slow = infra.model_copy(update={"relay_poll_seconds": 3600.0})
+        relay = OutboxRelay(settings=slow, schema="referrals")
+        publish, late, committed = relay.publish_batch, _event(), asyncio.Event()
+
+        async def publish_while_another_commits() -> int:
+            n = await publish()
+            if n < relay.batch_size and not committed.is_set():
+                async with unit_of_work(referrals_sessions) as session:
+                    add_event(session, topic=new_topic, event=late)
+                committed.set()
+                await asyncio.sleep(0.5)  # its NOTIFY reaches the relay before this returns
+            return n
+
+        relay.publish_batch = publish_while_another_commits  # type: ignore[method-assign]
+        await relay.start()
+        stop = asyncio.Event()
+        task = asyncio.create_task(relay.run(stop))
+        try:
+            records = await read_topic(infra, new_topic, until=lambda r: len(r) >= 1, timeout=20)
+            assert json.loads(records[0].value)["id"] == late.id
+        finally:
+            stop.set()
+            await task
+            await relay.stop()
+
 
 class TestParking:
     async def test_a_row_for_a_missing_topic_is_parked_and_does_not_hold_up_others(

@@ -1,0 +1,174 @@
+"""A batch of messages on the real database (services/integration/applying.py with the
+staging module's one write statement): each message decided in order, as if alone, and what
+the batch writes is what the messages one by one would have written."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import replace
+from datetime import timedelta
+
+from services.integration.group_commit import GroupCommit
+from services.integration.handlers import Incoming, apply_messages
+from services.integration.models import SourceSystem
+from shared.pseudonym import pseudonymise, pseudonymiser
+from shared.settings import Settings
+from shared.vocabulary import ContactStatus
+from tests.helpers import synthetic_nhs_number
+from tests.integration.conftest import NewSource
+from tests.integration.test_handlers import a_report, rows
+
+
+def incoming(source: SourceSystem, control_id: str, *reports, payload: str | None = None):  # type: ignore[no-untyped-def]
+    return Incoming(
+        channel=source.channel,  # type: ignore[arg-type]
+        control_id=control_id,
+        payload=payload or f"message {control_id}",
+        reports=lambda _source: list(reports),
+        source_id=source.id,
+    )
+
+
+class TestABatchOfMessages:
+    async def test_each_message_is_decided_in_order_and_written_as_alone(
+        self, integration_sessions, infra: Settings, new_source: NewSource
+    ) -> None:
+        source = await new_source()
+        nhs = synthetic_nhs_number()
+        visit = f"V{uuid.uuid4().hex[:8]}"
+        arrived = a_report(visit, nhs_number=nhs, diagnosis_codes=("279039007", "161891005"))
+        left = replace(
+            arrived,
+            status=ContactStatus.FINISHED,
+            ended_at=arrived.started_at + timedelta(hours=1),
+            diagnosis_codes=(),
+        )
+        results = await apply_messages(
+            integration_sessions,
+            infra,
+            [
+                incoming(source, "C1", arrived),
+                incoming(source, "C2", left),
+                incoming(source, "C1", arrived),  # resent: the same message again
+                incoming(source, "C1", left, payload="other content"),  # a reused control id
+                incoming(source, "C3", replace(arrived, nhs_number="123")),  # unmappable
+            ],
+        )
+        assert [(r.ack_code, r.duplicate) for r in results] == [
+            ("AA", False),
+            ("AA", False),
+            ("AA", True),
+            ("AR", False),
+            ("AE", False),
+        ]
+        [(encounter_id, revision)] = results[0].changed
+        assert revision == 1
+        assert results[1].changed == [(encounter_id, 2)]
+        [contact] = await rows(
+            integration_sessions,
+            "SELECT * FROM encounter WHERE id = CAST(:id AS uuid)",
+            id=encounter_id,
+        )
+        assert (contact.revision, contact.status, contact.patient_id) == (
+            2,
+            "finished",
+            pseudonymise(nhs, infra),
+        )
+        # what the discharge leaves out is kept from the arrival
+        assert contact.diagnosis_codes == ["279039007", "161891005"]
+        assert contact.ended_at == left.ended_at
+        events = await rows(
+            integration_sessions,
+            "SELECT payload FROM outbox WHERE payload->'data'->>'encounter_id' = :id ORDER BY seq",
+            id=encounter_id,
+        )
+        assert [(e.payload["data"]["revision"], e.payload["data"]["status"]) for e in events] == [
+            (1, "arrived"),
+            (2, "finished"),
+        ]
+        audit = await rows(
+            integration_sessions,
+            "SELECT actor, action, detail FROM audit_log WHERE resource_id = :id ORDER BY detail",
+            id=encounter_id,
+        )
+        assert [(a.actor, a.action, a.detail) for a in audit] == [
+            (f"source:{source.id}", "contact-recorded", "hl7v2 revision 1"),
+            (f"source:{source.id}", "contact-recorded", "hl7v2 revision 2"),
+        ]
+        logged = await rows(
+            integration_sessions,
+            "SELECT control_id, outcome, ack_code FROM inbound_message WHERE source_system = :s "
+            "ORDER BY control_id",
+            s=source.id,
+        )
+        assert [(m.control_id, m.outcome, m.ack_code) for m in logged] == [
+            ("C1", "accepted", "AA"),
+            ("C2", "accepted", "AA"),
+            ("C3", "refused", "AE"),
+        ]
+        letters = await rows(
+            integration_sessions,
+            "SELECT control_id FROM dead_letter WHERE source_system = :s ORDER BY control_id",
+            s=source.id,
+        )
+        assert [d.control_id for d in letters] == ["C1", "C3"]
+
+    async def test_a_control_id_refused_before_and_sent_again_is_its_second_outcome(
+        self, integration_sessions, infra: Settings, new_source: NewSource
+    ) -> None:
+        source = await new_source()
+        report = a_report(f"V{uuid.uuid4().hex[:8]}", nhs_number=synthetic_nhs_number())
+        [refused] = await apply_messages(
+            integration_sessions, infra, [incoming(source, "C1", replace(report, nhs_number="1"))]
+        )
+        [accepted] = await apply_messages(
+            integration_sessions, infra, [incoming(source, "C1", report)]
+        )
+        assert (refused.ack_code, accepted.ack_code) == ("AE", "AA")
+        [logged] = await rows(
+            integration_sessions,
+            "SELECT outcome, ack_code, detail FROM inbound_message WHERE source_system = :s",
+            s=source.id,
+        )
+        assert (logged.outcome, logged.ack_code, logged.detail) == ("accepted", "AA", None)
+        [letter] = await rows(
+            integration_sessions,
+            "SELECT status, resolved_by FROM dead_letter WHERE source_system = :s",
+            s=source.id,
+        )
+        assert (letter.status, letter.resolved_by) == ("redriven", "resent")
+
+
+class TestGroupCommit:
+    async def test_messages_sent_together_are_each_answered_and_applied_once(
+        self, integration_sessions, infra: Settings, new_source: NewSource
+    ) -> None:
+        source = await new_source()
+        group = GroupCommit(integration_sessions, infra)
+        reports = [
+            a_report(f"V{uuid.uuid4().hex[:8]}", nhs_number=synthetic_nhs_number())
+            for _ in range(30)
+        ]
+        try:
+            results = await asyncio.gather(
+                *(group.apply(incoming(source, f"C{i}", r)) for i, r in enumerate(reports)),
+                # the first ten again, on other "connections": answered, applied once
+                *(group.apply(incoming(source, f"C{i}", r)) for i, r in enumerate(reports[:10])),
+            )
+        finally:
+            await group.close()
+        assert all(r.ack_code == "AA" for r in results)
+        assert sum(1 for r in results if r.changed) == 30
+        [count] = await rows(
+            integration_sessions,
+            "SELECT count(*) AS n FROM encounter WHERE source_system = :s",
+            s=source.id,
+        )
+        assert count.n == 30
+
+
+def test_a_pseudonymiser_gives_the_pseudonyms_pseudonymise_gives(infra: Settings) -> None:
+    numbers = [synthetic_nhs_number() for _ in range(5)]
+    pseudonym = pseudonymiser(infra)
+    assert [pseudonym(n) for n in numbers] == [pseudonymise(n, infra) for n in numbers]
