@@ -132,9 +132,8 @@ async def _one_statement_session(request: Request) -> AsyncIterator[AsyncSession
     # the request spares the BEGIN and COMMIT round trips (issue #20); PostgreSQL makes one
     # statement atomic. With a key, the key's row and the write share one transaction
     if request.headers.get("idempotency-key") is not None:
-        async with request.app.state.sessions() as session:
-            async with session.begin():
-                yield session
+        async for session in _session(request):
+            yield session
         return
     async with request.app.state.sessions() as session:
         await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})

@@ -325,7 +325,7 @@ class TestVerifiedTokenCache:
         await verify_token(infra, token)
         assert verifications == [token, token]
 
-    async def test_the_cache_keys_on_audience_and_issuer_too(
+    async def test_the_cache_keys_on_the_audience(
         self, infra: Settings, verifications: list[str]
     ) -> None:
         token = signed(infra)

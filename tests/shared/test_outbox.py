@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -34,6 +36,20 @@ def _event(subject: str | None = None):  # type: ignore[no-untyped-def]
         ),
         subject=subject or f"pt_{uuid.uuid4().hex[:16]}",
     )
+
+
+@contextlib.asynccontextmanager
+async def running(relay: OutboxRelay) -> AsyncIterator[None]:
+    """The relay's own loop (`run`), as its process runs it, for the block's duration."""
+    await relay.start()
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+        await relay.stop()
 
 
 async def drain(relay: OutboxRelay) -> None:
@@ -193,20 +209,13 @@ class TestRelay:
         # a poll interval far longer than the test may wait: only NOTIFY can wake it
         slow = infra.model_copy(update={"relay_poll_seconds": 3600.0})
         relay = OutboxRelay(settings=slow, schema="referrals")
-        await relay.start()
-        stop = asyncio.Event()
-        task = asyncio.create_task(relay.run(stop))
-        try:
+        async with running(relay):
             await asyncio.sleep(0.5)  # let it drain and go to sleep
             event = _event()
             async with unit_of_work(referrals_sessions) as session:
                 add_event(session, topic=new_topic, event=event)
             records = await read_topic(infra, new_topic, until=lambda r: len(r) >= 1, timeout=20)
             assert json.loads(records[0].value)["id"] == event.id
-        finally:
-            stop.set()
-            await task
-            await relay.stop()
 
     async def test_a_commit_notified_while_a_batch_is_published_is_not_forgotten(
         self, infra, referrals_sessions, new_topic
@@ -226,16 +235,9 @@ class TestRelay:
             return n
 
         relay.publish_batch = publish_while_another_commits  # type: ignore[method-assign]
-        await relay.start()
-        stop = asyncio.Event()
-        task = asyncio.create_task(relay.run(stop))
-        try:
+        async with running(relay):
             records = await read_topic(infra, new_topic, until=lambda r: len(r) >= 1, timeout=20)
             assert json.loads(records[0].value)["id"] == late.id
-        finally:
-            stop.set()
-            await task
-            await relay.stop()
 
 
 class TestParking:
