@@ -239,6 +239,8 @@ async def main() -> None:
             ("safety-ack-snooze-resolve", h2),
             ("v2-doors-next-step-pathway-progressing", h3),
             ("contacts-frequent-attender-while-waiting", h4),
+            # the same, recorded after HAZ-100's fix: every patch decided before the rules load
+            ("patches-first-contacts-frequent-attender", h4),
         ):
             if (OUT / f"{name}.json").exists():
                 print(f"kept {name}: recorded by an earlier version")

@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Replayer
@@ -15,6 +16,7 @@ from shared.db import unit_of_work
 from shared.settings import Settings
 from shared.temporal_codec import ensure_keyring
 from tests.helpers import eventually
+from tests.journeys.split_tasks import patch_ids, split_after_local_activities
 from workflows.journeys import workflow_id
 from workflows.journeys.rules import load_rules
 from workflows.journeys.stalls import add_working_days
@@ -449,6 +451,34 @@ class TestReplay:
         history = await handle.fetch_history()
         await Replayer(workflows=[PatientJourney]).replay_workflow(history)
 
+    async def test_a_run_replays_when_a_task_ended_right_after_the_rules_were_loaded(
+        self, ts_worker
+    ):
+        # HAZ-100: a busy worker can complete a workflow task with the rules' local activity
+        # marker and run the code after it in the next task; today's code must replay that
+        env, queue, _ = ts_worker
+        t0 = await env.get_current_time()
+        handle = await start(env.client, queue, patient(), ev("r1", "submitted", t0))
+        await env.sleep(timedelta(days=15))
+        await eventually(lambda: alerts(handle, "stalled.not_triaged"), timeout=20)
+        split, boundaries = split_after_local_activities(await handle.fetch_history())
+        assert boundaries >= 1
+        await Replayer(workflows=[PatientJourney]).replay_workflow(split)
+
+    async def test_the_split_is_the_shape_the_100k_run_recorded(self, tmp_path: Path):
+        # histories recorded before the fix decided their patches after the local activity:
+        # split the same way, they fail to replay exactly as the bench's journeys did (those
+        # journeys are repaired by a reset: workflows/journeys/repair.py)
+        from temporalio.client import WorkflowHistory
+
+        recorded = HISTORIES / "contacts-frequent-attender-while-waiting.json"
+        history = WorkflowHistory.from_json("old", recorded.read_text())
+        split, boundaries = split_after_local_activities(history)
+        assert boundaries >= 1
+        await Replayer(workflows=[PatientJourney]).replay_workflow(history)
+        with pytest.raises(Exception, match="patch marker encountered"):
+            await Replayer(workflows=[PatientJourney]).replay_workflow(split)
+
     async def test_every_committed_history_replays(self, tmp_path: Path):
         files = sorted(HISTORIES.glob("*.json"))
         assert files, "recorded histories live in tests/journeys/histories"
@@ -462,6 +492,14 @@ class TestReplay:
         ensure_keyring(keys)
         codec = data_converter(Settings(temporal_codec_keys_path=keys))
         replayer = Replayer(workflows=[PatientJourney], data_converter=codec)
+        patches_first = 0
         for f in files:
             # raises if today's code would decide differently on this recorded history
-            await replayer.replay_workflow(WorkflowHistory.from_json(f.stem, f.read_text()))
+            history = WorkflowHistory.from_json(f.stem, f.read_text())
+            await replayer.replay_workflow(history)
+            if "patches-before-rules" in patch_ids(history):
+                # recorded after HAZ-100's fix: it must also replay with its tasks split after
+                # the local activity, as a busy worker may have recorded it
+                patches_first += 1
+                await replayer.replay_workflow(split_after_local_activities(history)[0])
+        assert patches_first, "at least one history recorded with the patches first"

@@ -80,25 +80,18 @@ class PatientJourney:
 
     @workflow.run
     async def run(self, input: JourneyInput) -> None:
-        self._rules = await workflow.execute_local_activity(
+        # HAZ-100: every patch is decided before the rules' local activity. A busy worker can
+        # complete a workflow task with the activity's marker and run the code after it in the
+        # next task; a patch decided there replays as absent and the journey's tasks fail for
+        # ever. Runs recorded before this patch decided them after the activity, and keep to it.
+        patches_first = workflow.patched("patches-before-rules")
+        decided = self._decide_patches() if patches_first else None
+        rules = await workflow.execute_local_activity(
             "load_journey_rules", result_type=Rules, start_to_close_timeout=timedelta(seconds=30)
         )
-        if workflow.patched("high-risk-bands-from-vocabulary"):
-            # one vocabulary (shared/vocabulary.py): STarT Back high alerts as PHQ-9 and GAD-7
-            # severe do; histories recorded before this keep their old decisions on replay
-            self._rules = dataclasses.replace(self._rules, bands_from_vocabulary=True)
-        if workflow.patched("alert-rules-v2"):
-            # alert rules version 2 (issue #15, docs/clinical-safety/alert-rules.md): closure
-            # reasons decide, windows on event time, closed doors, no next step, pathway
-            # prompts, progressing. A history recorded before this replays with version 1; a
-            # journey running when this is deployed takes it at its next workflow task.
-            self._rules = dataclasses.replace(self._rules, version=2)
-        if workflow.patched("contact-rules"):
-            # contacts with care outside referrals (issue #17, rules_contacts.py): frequent
-            # attender, unplanned care while waiting, repeated A&E for pain. A history recorded
-            # before this replays without them; a running journey takes them up when renewed
-            # (the `renew` signal: a patch is decided once, at the start of a run).
-            self._rules = dataclasses.replace(self._rules, contact_rules=True)
+        if decided is None:
+            decided = self._decide_patches()
+        self._rules = dataclasses.replace(rules, **decided)
         while True:
             self._dirty = False
             now = workflow.now()
@@ -133,6 +126,28 @@ class PatientJourney:
                 max_history_events=input.max_history_events,
             )
         )
+
+    @staticmethod
+    def _decide_patches() -> dict[str, object]:
+        """The rules' switches set by the patches this run takes (decided once, at its start)."""
+        switches: dict[str, object] = {}
+        if workflow.patched("high-risk-bands-from-vocabulary"):
+            # one vocabulary (shared/vocabulary.py): STarT Back high alerts as PHQ-9 and GAD-7
+            # severe do; histories recorded before this keep their old decisions on replay
+            switches["bands_from_vocabulary"] = True
+        if workflow.patched("alert-rules-v2"):
+            # alert rules version 2 (issue #15, docs/clinical-safety/alert-rules.md): closure
+            # reasons decide, windows on event time, closed doors, no next step, pathway
+            # prompts, progressing. A history recorded before this replays with version 1; a
+            # journey running when this is deployed takes it at its next workflow task.
+            switches["version"] = 2
+        if workflow.patched("contact-rules"):
+            # contacts with care outside referrals (issue #17, rules_contacts.py): frequent
+            # attender, unplanned care while waiting, repeated A&E for pain. A history recorded
+            # before this replays without them; a running journey takes them up when renewed
+            # (the `renew` signal: a patch is decided once, at the start of a run).
+            switches["contact_rules"] = True
+        return switches
 
     @staticmethod
     def _should_continue_as_new(input: JourneyInput) -> bool:
