@@ -25,3 +25,7 @@ class JourneysWorkerSettings(BaseSettings):
     # burst needs several in flight; 20 x 0.5 = 10 for new journeys, 10 for cached ones
     journeys_worker_workflow_task_polls: int = Field(default=20, ge=2)
     journeys_worker_nonsticky_poll_ratio: float = Field(default=0.5, gt=0, le=1)
+    # how often the worker counts the journeys whose workflow tasks keep failing (flagged by
+    # Temporal after two failures in a row) and logs them as errors; such a journey raises no
+    # alert until repaired (HAZ-100, `python -m workflows.journeys.repair`). 0 turns it off
+    journeys_failing_check_seconds: float = Field(default=60, ge=0)

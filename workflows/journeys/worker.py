@@ -16,6 +16,7 @@ from shared.settings import Settings, get_settings
 from shared.telemetry import setup_telemetry
 from workflows.journeys import TASK_QUEUE
 from workflows.journeys.activities import JourneyActivities
+from workflows.journeys.repair import watch_failing
 from workflows.journeys.workflows import PatientJourney
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,11 @@ async def run_worker(settings: Settings | None = None) -> None:
     install_stop_signals(stop)
     running = asyncio.create_task(worker.run())
     stopping = asyncio.create_task(stop.wait())
+    watching = None
+    if settings.journeys_failing_check_seconds:
+        watching = asyncio.create_task(
+            watch_failing(client, stop, settings.journeys_failing_check_seconds)
+        )
     logger.info("journeys worker polling %s in %s", TASK_QUEUE, settings.temporal_namespace)
     # a worker that fails on its own ends the process (so a supervisor or probe sees it);
     # a stop signal shuts it down gracefully, letting running tasks finish
@@ -70,6 +76,8 @@ async def run_worker(settings: Settings | None = None) -> None:
     if not running.done():
         await worker.shutdown()
     stopping.cancel()
+    if watching is not None:
+        watching.cancel()
     try:
         await running
     finally:
