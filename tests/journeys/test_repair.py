@@ -135,3 +135,43 @@ async def test_a_journey_failing_its_tasks_is_reported_and_repaired_by_a_reset(
 
 async def _not_flagged(client: Client, workflow_id_: str) -> bool:
     return not [f async for f in find(client) if f.workflow_id == workflow_id_]
+
+
+async def test_a_journey_queried_before_its_first_task_replays_after_eviction(
+    client: Client, activities
+):
+    # how the 100,000-journey run split its journeys: a query waiting for a journey's first
+    # workflow task (a backlog) is answered with that task, which then completes with the
+    # rules' local activity marker, leaving what follows it to a second task. Once evicted, the
+    # journey must replay (HAZ-100: it failed for ever)
+    queue = f"test-queried-{uuid.uuid4().hex[:8]}"
+    patient = f"pt_queried_{uuid.uuid4().hex[:8]}"
+    acts = [activities.load_journey_rules, activities.record_alert_change]
+    handle = await client.start_workflow(
+        PatientJourney.run,
+        JourneyInput(patient_id=patient),
+        id=workflow_id(patient),
+        task_queue=queue,
+        start_signal="referral_event",
+        start_signal_args=[_event("r1")],
+    )
+    queried = asyncio.create_task(handle.query(PatientJourney.journey))
+    await asyncio.sleep(1)  # the query waits on the journey's first task: no worker yet
+    async with Worker(client, task_queue=queue, workflows=[PatientJourney], activities=acts):
+        assert (await queried).events_applied == 1
+
+        async def timer_started() -> bool:
+            events = [e async for e in handle.fetch_history_events()]
+            return any(e.HasField("timer_started_event_attributes") for e in events)
+
+        await eventually(timer_started, timeout=30)
+    # a new worker: nothing cached, the next task replays the history
+    async with Worker(client, task_queue=queue, workflows=[PatientJourney], activities=acts):
+        await handle.signal(PatientJourney.referral_event, _event("r1", "accepted"))
+
+        async def both_events_applied() -> bool:
+            return (await handle.query(PatientJourney.journey)).events_applied == 2
+
+        await eventually(both_events_applied, timeout=30)
+        assert not [f async for f in find(client) if f.workflow_id == handle.id]
+    await handle.terminate("test done")
