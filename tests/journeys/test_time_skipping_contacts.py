@@ -220,7 +220,7 @@ class TestPatchAndReplay:
         t0 = await env.get_current_time()
 
         def old_code(info):  # type: ignore[no-untyped-def]
-            return info.patch_id != "contact-rules"
+            return info.patch_id not in ("contact-rules", "patches-before-rules")
 
         async with Worker(
             env.client,

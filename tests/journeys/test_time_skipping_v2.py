@@ -343,7 +343,7 @@ class TestRunningJourneysTakeUpVersion2:
         ]
 
         def old_code(info):  # type: ignore[no-untyped-def]
-            return info.patch_id != "alert-rules-v2"
+            return info.patch_id not in ("alert-rules-v2", "patches-before-rules")
 
         async with Worker(
             env.client,

@@ -41,6 +41,13 @@ with workflow.unsafe.imports_passed_through():
         PlanActivity,
     )
 
+#: the rules' switches of the patches before "patches-before-rules" (see PatientJourney.run)
+EVERY_EARLIER_PATCH: dict[str, object] = {
+    "bands_from_vocabulary": True,
+    "version": 2,
+    "contact_rules": True,
+}
+
 #: continue as new well before Temporal's own limits, so replays stay cheap
 MAX_HISTORY_EVENTS = 2000
 
@@ -80,18 +87,20 @@ class PatientJourney:
 
     @workflow.run
     async def run(self, input: JourneyInput) -> None:
-        # HAZ-100: every patch is decided before the rules' local activity. A busy worker can
-        # complete a workflow task with the activity's marker and run the code after it in the
-        # next task; a patch decided there replays as absent and the journey's tasks fail for
-        # ever. Runs recorded before this patch decided them after the activity, and keep to it.
+        # HAZ-100: the patches are decided before the rules' local activity. A busy worker (a
+        # query waiting on the first task) can complete a workflow task with the activity's
+        # marker and run the code after it in the next task; a patch decided there replays as
+        # absent and the journey's tasks fail for ever. A run started by code with this patch
+        # takes every earlier patch with it: one marker, not four (each patch also writes a
+        # search attribute, and Temporal's writes are what a journey's start costs). Runs
+        # recorded before it decide the earlier patches after the activity, as they did.
+        # A new patch must be decided here too, before the activity.
         patches_first = workflow.patched("patches-before-rules")
-        decided = self._decide_patches() if patches_first else None
         rules = await workflow.execute_local_activity(
             "load_journey_rules", result_type=Rules, start_to_close_timeout=timedelta(seconds=30)
         )
-        if decided is None:
-            decided = self._decide_patches()
-        self._rules = dataclasses.replace(rules, **decided)
+        switches = EVERY_EARLIER_PATCH if patches_first else self._decide_patches()
+        self._rules = dataclasses.replace(rules, **switches)
         while True:
             self._dirty = False
             now = workflow.now()
@@ -129,7 +138,8 @@ class PatientJourney:
 
     @staticmethod
     def _decide_patches() -> dict[str, object]:
-        """The rules' switches set by the patches this run takes (decided once, at its start)."""
+        """The rules' switches set by the patches a run recorded before "patches-before-rules"
+        takes (decided once, after its rules were loaded)."""
         switches: dict[str, object] = {}
         if workflow.patched("high-risk-bands-from-vocabulary"):
             # one vocabulary (shared/vocabulary.py): STarT Back high alerts as PHQ-9 and GAD-7
