@@ -60,8 +60,9 @@ from shared.topics import REFERRALS  # noqa: E402
 from workflows.journeys import workflow_id  # noqa: E402
 from workflows.journeys.bridge import CONSUMER_NAME  # noqa: E402
 from workflows.journeys.rules import load_rules  # noqa: E402
+from workflows.journeys.state import JourneyEvent  # noqa: E402
 from workflows.journeys.worker import TASK_QUEUE  # noqa: E402
-from workflows.journeys.workflows import PatientJourney  # noqa: E402
+from workflows.journeys.workflows import JourneyInput, PatientJourney  # noqa: E402
 
 RULES = load_rules()
 
@@ -121,6 +122,45 @@ async def raw_signals(client: Client, n: int) -> float:
         for i in range(n):  # stop them, so they don't linger in the namespace
             await client.get_workflow_handle(f"trivial-{queue}-{i}").terminate()
     return n / elapsed
+
+
+async def direct_signals(client: Client, n: int, run: str) -> float:
+    """Signal-with-start straight to PatientJourney (no Kafka, no bridge): the same workflow
+    as the bridge signals, so the bridge's ratio to it is what Kafka and the bridge cost, and
+    this one's ratio to the trivial workflow is what the journey's own first task costs."""
+    now = datetime.now(UTC).isoformat()
+
+    def event(i: int) -> JourneyEvent:
+        return JourneyEvent(
+            event_id=str(uuid.uuid4()),
+            event_type="uk.waymark.referral.submitted",
+            occurred_at=now,
+            referral_id=str(uuid.uuid4()),
+            state="submitted",
+            from_org="GP-BENCH",
+            to_org="PAIN-RTH",
+            to_service_id="svc-pain-mgmt-programme",
+            service_category="pain_management_programme",
+            priority="routine",
+            reason_codes=["279039007"],
+        )
+
+    t0 = time.perf_counter()
+    await bounded(
+        50,
+        (
+            client.start_workflow(
+                PatientJourney.run,
+                JourneyInput(patient_id=f"pt_b{run}_x{i}"),
+                id=workflow_id(f"pt_b{run}_x{i}"),
+                task_queue=TASK_QUEUE,
+                start_signal="referral_event",
+                start_signal_args=[event(i)],
+            )
+            for i in range(n)
+        ),
+    )
+    return n / (time.perf_counter() - t0)
 
 
 def submitted(
@@ -317,6 +357,8 @@ async def measure(s: Settings, args: argparse.Namespace) -> int:
     # 1. raw signals vs signals through Kafka and the bridge. The baseline is Temporal as it
     # comes, without Waymark's payload encryption, so the ratio includes what the codec costs
     raw_rate = await raw_signals(await connect_temporal(s, encrypted=False), args.signals)
+    direct_rate = await direct_signals(client, args.signals, run)
+    await until_worked_off(client, s, 600)  # their first tasks done before the bridge's run
     now = datetime.now(UTC)
     msgs = [(f"pt_b{run}_s{i}", submitted(f"pt_b{run}_s{i}", now)) for i in range(args.signals)]
     await produce(s, msgs)
@@ -369,7 +411,7 @@ async def measure(s: Settings, args: argparse.Namespace) -> int:
             f"AND WorkflowId STARTS_WITH 'journey-pt_b{run}'"
         )
     ).count
-    started = args.signals + args.journeys + args.deadlines
+    started = 2 * args.signals + args.journeys + args.deadlines
     cached = min(started, s.journeys_worker_max_cached_workflows)
     # a journey whose workflow task fails stays "Running": ask each one (a query fails then)
     sample = range(0, args.journeys, max(1, args.journeys // args.queries))
@@ -388,8 +430,13 @@ async def measure(s: Settings, args: argparse.Namespace) -> int:
         return 1
     print(f"raw signal-with-start to a trivial workflow (50 in flight): {raw_rate:8.0f} /s")
     print(
+        f"signal-with-start straight to PatientJourney (50 in flight):{direct_rate:8.0f} /s"
+        f"   ratio {direct_rate / raw_rate:.2f} (the journey's own first task)"
+    )
+    print(
         f"referral events through Kafka + bridge into PatientJourney: {bridge_rate:8.0f} /s"
-        f"   ratio {bridge_rate / raw_rate:.2f}"
+        f"   ratio {bridge_rate / raw_rate:.2f}; to the straight signals "
+        f"{bridge_rate / direct_rate:.2f} (what Kafka and the bridge cost)"
     )
     print(
         f"{args.journeys} journeys started and signalled through Kafka: {journeys_s:.1f} s "

@@ -12,6 +12,10 @@ today's code, its input (the journey carried over) and every signal it was sent,
     python -m workflows.journeys.repair              # list failing journeys
     python -m workflows.journeys.repair --scan       # also read every running journey's history
     python -m workflows.journeys.repair --reset      # reset what was found
+    python -m workflows.journeys.repair --replay     # can today's code replay every journey?
+
+`--replay` is the check before a new worker is deployed (and after): every running journey's
+history replayed with this checkout's workflow code, the ones it cannot replay listed.
 """
 
 from __future__ import annotations
@@ -189,6 +193,24 @@ async def watch_failing(client: Client, stop: asyncio.Event, every_seconds: floa
             pass
 
 
+async def replay_all(client: Client) -> tuple[int, list[tuple[str, str]]]:
+    """Replay every running journey's history with today's code: (how many, [(workflow id,
+    why) for each that fails])."""
+    from temporalio.worker import Replayer
+
+    from workflows.journeys.workflows import PatientJourney
+
+    replayer = Replayer(workflows=[PatientJourney], data_converter=client.data_converter)
+    histories = client.list_workflows(RUNNING).map_histories()
+    count, failures = 0, []
+    async with replayer.workflow_replay_iterator(histories) as results:
+        async for result in results:
+            count += 1
+            if result.replay_failure is not None:
+                failures.append((result.history.workflow_id, str(result.replay_failure)))
+    return count, failures
+
+
 async def repair(client: Client, *, scan: bool, reset: bool) -> list[Finding]:
     findings = []
     async for finding in find(client, scan=scan):
@@ -208,7 +230,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scan", action="store_true", help="read every running journey")
     parser.add_argument("--reset", action="store_true", help="reset the journeys found")
+    parser.add_argument("--replay", action="store_true", help="replay every running journey")
     args = parser.parse_args()
+    if args.replay:
+
+        async def check() -> tuple[int, list[tuple[str, str]]]:
+            return await replay_all(await temporal_client.connect(get_settings()))
+
+        count, failures = asyncio.run(check())
+        for workflow_id, why in failures:
+            print(f"{workflow_id}\t{why[:300]}")
+        print(f"{count} running journeys replayed, {len(failures)} failed")
+        raise SystemExit(1 if failures else 0)
 
     async def run() -> list[Finding]:
         client = await temporal_client.connect(get_settings())
