@@ -75,6 +75,20 @@ async def start(
     )
 
 
+async def rules_loaded(handle: WorkflowHandle) -> None:
+    """Until the journey's first workflow task has completed with its rules' marker. A worker
+    standing in for code from before HAZ-100's fix is not queried before then: a query waiting
+    on the first task can split it, and that code cannot replay the split (HAZ-100)."""
+
+    async def loaded() -> bool:
+        events = [e async for e in handle.fetch_history_events()]
+        return any(
+            e.marker_recorded_event_attributes.marker_name == "core_local_activity" for e in events
+        )
+
+    await eventually(loaded, timeout=30)
+
+
 async def alerts(handle: WorkflowHandle, rule: str | None = None):  # type: ignore[no-untyped-def]
     view = await handle.query(PatientJourney.journey)
     return [a for a in view.alerts if rule is None or a.rule == rule]

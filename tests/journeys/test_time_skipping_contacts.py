@@ -19,7 +19,15 @@ from temporalio.worker import Replayer, Worker
 from shared.db import unit_of_work
 from tests.helpers import eventually
 from tests.journeys.conftest import test_server_binary as server_binary
-from tests.journeys.test_time_skipping import HISTORIES, alerts, ev, patient, read_model, start
+from tests.journeys.test_time_skipping import (
+    HISTORIES,
+    alerts,
+    ev,
+    patient,
+    read_model,
+    rules_loaded,
+    start,
+)
 from workflows.journeys import workflow_id
 from workflows.journeys.rules import load_rules
 from workflows.journeys.rules_contacts import AE_PAIN, FREQUENT, WHILE_WAITING
@@ -231,6 +239,7 @@ class TestPatchAndReplay:
             max_cached_workflows=0,
         ):
             handle = await start(env.client, queue, p)
+            await rules_loaded(handle)  # old code: no query before (HAZ-100)
             for i in range(4):
                 await handle.signal(
                     PatientJourney.contact, contact(f"e{i}", t0 - timedelta(days=10 * i))

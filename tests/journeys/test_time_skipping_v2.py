@@ -18,7 +18,7 @@ from temporalio.worker import Worker
 from shared.db import unit_of_work
 from tests.helpers import eventually
 from tests.journeys.conftest import test_server_binary as server_binary
-from tests.journeys.test_time_skipping import alerts, ev, patient, read_model, start
+from tests.journeys.test_time_skipping import alerts, ev, patient, read_model, rules_loaded, start
 from workflows.journeys.rules import load_rules
 from workflows.journeys.state import AssessmentEvent, PlanActivity
 from workflows.journeys.workflows import PatientJourney
@@ -356,6 +356,7 @@ class TestRunningJourneysTakeUpVersion2:
             max_cached_workflows=0,
         ):
             handle = await start(env.client, queue, p)
+            await rules_loaded(handle)  # old code: no query before (HAZ-100)
             for state, days in course:
                 await handle.signal(
                     PatientJourney.referral_event,
