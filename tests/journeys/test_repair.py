@@ -26,6 +26,7 @@ from workflows.journeys.repair import (
     find,
     replay_all,
     reset_to_first_task,
+    reset_unreplayable,
     split_before_patches,
     watch_failing,
 )
@@ -107,8 +108,8 @@ async def test_a_journey_failing_its_tasks_is_reported_and_repaired_by_a_reset(
             return [f async for f in find(client) if f.workflow_id == handle.id]
 
         # the check before a deploy names it: today's code cannot replay it
-        _, failures = await replay_all(client)
-        assert handle.id in [workflow_id_ for workflow_id_, _ in failures]
+        count, failures = await replay_all(client, f'WorkflowId = "{handle.id}"')
+        assert count == 1 and [workflow_id_ for workflow_id_, _ in failures] == [handle.id]
         findings = await eventually(flagged, timeout=60)
         (finding,) = findings
         assert finding.repairable
@@ -121,7 +122,7 @@ async def test_a_journey_failing_its_tasks_is_reported_and_repaired_by_a_reset(
         stop.set()
         await watching
 
-        new_run = await reset_to_first_task(client, finding, "test repair")
+        (new_run,) = await reset_unreplayable(client, failures)
         assert new_run != finding.run_id
         # a second repair of the same run resets nothing more
         assert await reset_to_first_task(client, finding, "test repair") == new_run
@@ -133,8 +134,7 @@ async def test_a_journey_failing_its_tasks_is_reported_and_repaired_by_a_reset(
 
         await eventually(both_events_applied, timeout=60)
         assert (await fresh.describe()).run_id == new_run
-        _, failures = await replay_all(client)
-        assert handle.id not in [workflow_id_ for workflow_id_, _ in failures]
+        assert await replay_all(client, f'WorkflowId = "{handle.id}"') == (1, [])
         await eventually(lambda: _not_flagged(client, handle.id), timeout=60)
         await fresh.terminate("test done")
 

@@ -13,9 +13,11 @@ today's code, its input (the journey carried over) and every signal it was sent,
     python -m workflows.journeys.repair --scan       # also read every running journey's history
     python -m workflows.journeys.repair --reset      # reset what was found
     python -m workflows.journeys.repair --replay     # can today's code replay every journey?
+    python -m workflows.journeys.repair --replay --reset   # and reset those it cannot
 
 `--replay` is the check before a new worker is deployed (and after): every running journey's
-history replayed with this checkout's workflow code, the ones it cannot replay listed.
+history replayed with this checkout's workflow code, the ones it cannot replay listed (and,
+with `--reset`, started afresh from their first task with today's code).
 """
 
 from __future__ import annotations
@@ -193,22 +195,35 @@ async def watch_failing(client: Client, stop: asyncio.Event, every_seconds: floa
             pass
 
 
-async def replay_all(client: Client) -> tuple[int, list[tuple[str, str]]]:
-    """Replay every running journey's history with today's code: (how many, [(workflow id,
-    why) for each that fails])."""
+async def replay_all(client: Client, where: str | None = None) -> tuple[int, list[tuple[str, str]]]:
+    """Replay every running journey's history (those `where` also selects) with today's code:
+    (how many, [(workflow id, why) for each that fails])."""
     from temporalio.worker import Replayer
 
     from workflows.journeys.workflows import PatientJourney
 
     replayer = Replayer(workflows=[PatientJourney], data_converter=client.data_converter)
-    histories = client.list_workflows(RUNNING).map_histories()
+    query = RUNNING if where is None else f"{RUNNING} AND ({where})"
+    histories = client.list_workflows(query).map_histories()
     count, failures = 0, []
     async with replayer.workflow_replay_iterator(histories) as results:
         async for result in results:
             count += 1
             if result.replay_failure is not None:
                 failures.append((result.history.workflow_id, str(result.replay_failure)))
+            if count % 5000 == 0:
+                logger.warning("%d replayed, %d failed", count, len(failures))
     return count, failures
+
+
+async def reset_unreplayable(client: Client, failures: list[tuple[str, str]]) -> list[str]:
+    """Reset each journey today's code cannot replay to its first task; the new runs' ids."""
+    runs = []
+    for workflow_id, _ in failures:
+        current = await client.get_workflow_handle(workflow_id).describe()
+        finding = Finding(workflow_id, current.run_id)
+        runs.append(await reset_to_first_task(client, finding, "repair: replay today's code"))
+    return runs
 
 
 async def repair(client: Client, *, scan: bool, reset: bool) -> list[Finding]:
@@ -231,17 +246,23 @@ def main() -> None:
     parser.add_argument("--scan", action="store_true", help="read every running journey")
     parser.add_argument("--reset", action="store_true", help="reset the journeys found")
     parser.add_argument("--replay", action="store_true", help="replay every running journey")
+    parser.add_argument("--where", help="with --replay: only the journeys this query selects")
     args = parser.parse_args()
     if args.replay:
 
         async def check() -> tuple[int, list[tuple[str, str]]]:
-            return await replay_all(await temporal_client.connect(get_settings()))
+            client = await temporal_client.connect(get_settings())
+            count, failures = await replay_all(client, args.where)
+            for workflow_id, why in failures:
+                print(f"{workflow_id}\t{why[:300]}")
+            if args.reset:
+                runs = await reset_unreplayable(client, failures)
+                print(f"{len(runs)} journeys reset to their first task")
+            return count, failures
 
         count, failures = asyncio.run(check())
-        for workflow_id, why in failures:
-            print(f"{workflow_id}\t{why[:300]}")
         print(f"{count} running journeys replayed, {len(failures)} failed")
-        raise SystemExit(1 if failures else 0)
+        raise SystemExit(1 if failures and not args.reset else 0)
 
     async def run() -> list[Finding]:
         client = await temporal_client.connect(get_settings())
