@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client, WorkflowHistory
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.worker import Worker
 
 from shared.temporal_client import connect as connect_temporal
@@ -86,20 +86,8 @@ async def test_a_journey_failing_its_tasks_is_reported_and_repaired_by_a_reset(
     patient = f"pt_repair_{uuid.uuid4().hex[:8]}"
     acts = [activities.load_journey_rules, activities.record_alert_change]
     async with Worker(client, task_queue=queue, workflows=[EarlierJourney], activities=acts):
-        handle = await client.start_workflow(
-            PatientJourney.run,
-            JourneyInput(patient_id=patient),
-            id=workflow_id(patient),
-            task_queue=queue,
-            start_signal="referral_event",
-            start_signal_args=[_event("r1")],
-        )
-
-        async def timer_started() -> bool:
-            events = [e async for e in handle.fetch_history_events()]
-            return any(e.HasField("timer_started_event_attributes") for e in events)
-
-        await eventually(timer_started, timeout=30)
+        handle = await _start(client, queue, patient)
+        await _timer_started(handle)
     # today's code deployed: the journey's next task replays its history and fails, every time
     async with Worker(client, task_queue=queue, workflows=[PatientJourney], activities=acts):
         await handle.signal(PatientJourney.referral_event, _event("r1", "accepted"))
@@ -153,24 +141,12 @@ async def test_a_journey_queried_before_its_first_task_replays_after_eviction(
     queue = f"test-queried-{uuid.uuid4().hex[:8]}"
     patient = f"pt_queried_{uuid.uuid4().hex[:8]}"
     acts = [activities.load_journey_rules, activities.record_alert_change]
-    handle = await client.start_workflow(
-        PatientJourney.run,
-        JourneyInput(patient_id=patient),
-        id=workflow_id(patient),
-        task_queue=queue,
-        start_signal="referral_event",
-        start_signal_args=[_event("r1")],
-    )
+    handle = await _start(client, queue, patient)
     queried = asyncio.create_task(handle.query(PatientJourney.journey))
     await asyncio.sleep(1)  # the query waits on the journey's first task: no worker yet
     async with Worker(client, task_queue=queue, workflows=[PatientJourney], activities=acts):
         assert (await queried).events_applied == 1
-
-        async def timer_started() -> bool:
-            events = [e async for e in handle.fetch_history_events()]
-            return any(e.HasField("timer_started_event_attributes") for e in events)
-
-        await eventually(timer_started, timeout=30)
+        await _timer_started(handle)
     # a new worker: nothing cached, the next task replays the history
     async with Worker(client, task_queue=queue, workflows=[PatientJourney], activities=acts):
         await handle.signal(PatientJourney.referral_event, _event("r1", "accepted"))
@@ -181,3 +157,25 @@ async def test_a_journey_queried_before_its_first_task_replays_after_eviction(
         await eventually(both_events_applied, timeout=30)
         assert not [f async for f in find(client) if f.workflow_id == handle.id]
     await handle.terminate("test done")
+
+
+async def _start(client: Client, queue: str, patient: str) -> WorkflowHandle:
+    """A journey started with its first referral event, as the bridge starts one."""
+    return await client.start_workflow(
+        PatientJourney.run,
+        JourneyInput(patient_id=patient),
+        id=workflow_id(patient),
+        task_queue=queue,
+        start_signal="referral_event",
+        start_signal_args=[_event("r1")],
+    )
+
+
+async def _timer_started(handle: WorkflowHandle) -> None:
+    """Until the journey's first task has completed and started its settle timer."""
+
+    async def started() -> bool:
+        events = [e async for e in handle.fetch_history_events()]
+        return any(e.HasField("timer_started_event_attributes") for e in events)
+
+    await eventually(started, timeout=30)
