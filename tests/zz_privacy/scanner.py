@@ -8,10 +8,17 @@ What counts as personal data here:
 - a birth date in ISO form next to a date-of-birth key (`birth_date`, `dob`, `born` ...);
 - the free text the services hold about a person (clinical summaries, notes, care plan text,
   carers' and crisis contacts' names and numbers), each string longer than a few words.
+
+Free text that is exactly a string literal of Waymark's own source is not about anyone. The
+API fuzz tests (schemathesis, on Hypothesis) write such literals into notes: Hypothesis draws
+string constants from the local, non-test modules it finds loaded (`shared.outbox`, a module
+name the stack starts, for one), and the same literal then turns up in a log line because the
+code wrote it there, not because a person's note leaked.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 import time
 from collections.abc import Iterable, Iterator
@@ -57,6 +64,8 @@ class PersonalData:
     family_names: set[str] = field(default_factory=set)
     birth_dates: set[str] = field(default_factory=set)
     free_text: set[str] = field(default_factory=set)
+    #: free-text values left out as literals of the code (`drop_code_literals`)
+    literals_dropped: int = 0
 
     def add_free_text(self, value: Any, min_len: int = MIN_FREE_TEXT) -> None:
         """Remember text the services hold about a person, to look for it elsewhere. Filler
@@ -69,6 +78,13 @@ class PersonalData:
         if len(text) >= min_len and len(set(text.lower()) - set(" .,-")) > 2:
             self.free_text.add(text)
 
+    def drop_code_literals(self, literals: set[str]) -> int:
+        """Forget free text that is exactly one of the code's own string literals; how many."""
+        dropped = self.free_text & literals
+        self.free_text -= dropped
+        self.literals_dropped += len(dropped)
+        return len(dropped)
+
     def counts(self) -> dict[str, int]:
         return {
             "NHS numbers": len(self.nhs_numbers),
@@ -77,6 +93,35 @@ class PersonalData:
             "birth dates": len(self.birth_dates),
             "free-text strings": len(self.free_text),
         }
+
+
+#: the repository root, whose non-test modules Hypothesis counts as local code
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _is_test_file(path: Path) -> bool:
+    """Hypothesis's own rule (`hypothesis.internal.constants_ast.is_local_module_file`)."""
+    return bool({"test", "tests"} & set(path.parts)) or path.stem.startswith("test_")
+
+
+def code_literals(root: Path = ROOT) -> set[str]:
+    """Every string literal in the repository's Python outside its tests: what Hypothesis may
+    draw as text for a fuzzed request."""
+    found: set[str] = set()
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root)
+        if _is_test_file(rel) or any(part.startswith(".") for part in rel.parts):
+            continue
+        if "node_modules" in rel.parts or "site-packages" in rel.parts:
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                found.add(node.value.strip())
+    return found
 
 
 @dataclass(frozen=True)
