@@ -146,13 +146,11 @@ async def apply_in(
             if (src := batch.source(item)) is not None and item.control_id
         }
     )
-    if keys:
-        await repository.lock_message_keys(session, keys)
-        await _load_seen(batch, keys)
+    # planning reads nothing: the reports and the people they are about
     planned = [_plan(batch, item) for item in items]
     refs = sorted({ref for plan in planned for ref in plan.refs})
-    if refs:
-        await _load_contacts(batch, refs, items, planned)
+    if keys or refs:
+        await _load_known(batch, keys, refs, items, planned)
     results = [_decide(batch, item, plan) for item, plan in zip(items, planned, strict=True)]
     if not batch.writes.empty():
         # before anything the ORM flushes (dead letters, aliases: an alias names a contact
@@ -421,19 +419,17 @@ def _remember(batch: _Batch, src: SourceSystem) -> None:
         batch.by_facility[src.sending_facility.upper()] = src
 
 
-async def _load_seen(batch: _Batch, keys: list[tuple[str, str]]) -> None:
-    for row in await repository.messages_locked(batch.session, keys):
-        key = (row["source_system"], row["control_id"])
-        batch.seen[key] = Logged(*key, outcome=row["outcome"], digest=row["digest"])
-        if row["outcome"] == "refused":
-            batch.refused_before.add(key)
-
-
-async def _load_contacts(
-    batch: _Batch, refs: list[tuple[str, str]], items: Sequence[Incoming], planned: list[_Plan]
+async def _load_known(
+    batch: _Batch,
+    keys: list[tuple[str, str]],
+    refs: list[tuple[str, str]],
+    items: Sequence[Incoming],
+    planned: list[_Plan],
 ) -> None:
-    """The contacts the batch's reports name, and those a report of a contact not yet known
-    may be, reported through another channel (its person's, within SAME_CONTACT_MINUTES)."""
+    """In one statement (repository.known_locked): the batch's control ids locked and their
+    message log rows; the contacts the batch's reports name, and those a report of a contact
+    not yet known may be, reported through another channel (its person's, within
+    SAME_CONTACT_MINUTES)."""
     reports = [
         (plan.source.id, report.source_ref, person[2], person[1].started_at)  # type: ignore[union-attr]
         for plan in planned
@@ -441,8 +437,9 @@ async def _load_contacts(
         # a refused report is refused when its message is decided
         if not isinstance(person, UnmappableReport)
     ]
-    rows = await repository.contacts_locked(
+    rows = await repository.known_locked(
         batch.session,
+        keys,
         refs,
         reports,
         SAME_CONTACT_MINUTES,
@@ -450,9 +447,19 @@ async def _load_contacts(
     )
     known: dict[uuid.UUID, Contact] = {}
     for row in rows:
+        if row["kind"] == "message":
+            key = (row["ref_system"], row["ref"])
+            batch.seen[key] = Logged(*key, outcome=row["outcome"], digest=row["digest"])
+            if row["outcome"] == "refused":
+                batch.refused_before.add(key)
+            continue
         contact = known.get(row["id"])
         if contact is None:
-            columns = {k: v for k, v in row.items() if k not in ("ref_system", "ref")}
+            columns = {
+                k: v
+                for k, v in row.items()
+                if k not in ("kind", "ref_system", "ref", "outcome", "digest")
+            }
             contact = known[row["id"]] = Contact(**columns, stored=True)
         if row["ref_system"] is not None:
             batch.contacts[(row["ref_system"], row["ref"])] = contact

@@ -103,15 +103,20 @@ class _Statement:
 
         self.sql = re.sub(r"(?<![:\w]):([a-z_]+)", positional, sql)
 
-    async def fetch(self, session: AsyncSession, params: dict[str, Any]) -> list[Record]:
+    async def fetch(
+        self, session: AsyncSession, params: dict[str, Any], *, begin: bool = False
+    ) -> list[Any]:
         conn = await session.connection()
+        args = tuple(params[name] for name in self.names)
         driver = (await conn.get_raw_connection()).driver_connection
-        # the transaction is begun by the batch's first statement (lock_message_keys, through
-        # SQLAlchemy, which begins it on the connection); never run one outside it
         if driver is None or not driver.is_in_transaction():
-            raise RuntimeError("a batch statement outside the batch's transaction")
-        rows = await driver.fetch(self.sql, *(params[name] for name in self.names))
-        return list(rows)
+            if not begin:
+                raise RuntimeError("a batch statement outside the batch's transaction")
+            # the batch's first statement goes through SQLAlchemy, which begins the session's
+            # transaction on the connection before it (the ORM's writes join that transaction)
+            result = await conn.exec_driver_sql(self.sql, args)
+            return [dict(row._mapping) for row in result]  # read as asyncpg's records are
+        return list(await driver.fetch(self.sql, *args))
 
 
 async def sources_named(
@@ -125,49 +130,32 @@ async def sources_named(
     return list((await session.exec(q)).all())  # type: ignore[call-overload]
 
 
-async def lock_message_keys(session: AsyncSession, keys: list[tuple[str, str]]) -> None:
-    """Serialise deliveries of one control id across processes (a sender resending while the
-    first is still being applied elsewhere): the later waits for the earlier's commit, then
-    sees it. Taken in one order in every batch, so two batches never wait on each other."""
-    await session.exec(  # type: ignore[call-overload]
-        text(
-            "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT hashtextextended(k, 0) AS h "
-            "FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS ordered"
-        ).bindparams(keys=[f"{s}\x1f{c}" for s, c in keys])
-    )
-
-
-#: the message log rows of these control ids, locked (after lock_message_keys: a statement of
-#: its own, so that its snapshot sees what a delivery waited for has committed)
-_MESSAGES_LOCKED = _Statement(
-    """SELECT m.source_system, m.control_id, m.outcome, m.digest
-         FROM unnest(CAST(:systems AS text[]), CAST(:controls AS text[]))
-              AS k (source_system, control_id)
-         JOIN inbound_message m USING (source_system, control_id)
-          FOR UPDATE OF m"""
-)
-
-
-async def messages_locked(session: AsyncSession, keys: list[tuple[str, str]]) -> list[Record]:
-    """(source_system, control_id, outcome, digest) of the logged ones among `keys`."""
-    params = {"systems": [k[0] for k in keys], "controls": [k[1] for k in keys]}
-    return await _MESSAGES_LOCKED.fetch(session, params)
-
-
 CONTACT_COLUMNS = (
     "id, source_system, source_ref, patient_id, revision, contact_kind, planned, status, "
     "started_at, ended_at, source_org, chief_complaint, diagnosis_codes, attendance_category, "
     "discharge_destination, channel"
 )
-#: the contacts a batch's reports may be, locked in one order (by id): those its (source,
-#: source id) pairs name, as first reported or as another source's alias (with the pair that
-#: found them), and, for each report of a contact known by neither, the person's contacts
-#: starting within `window` minutes of it that came through another channel than all of the
-#: batch's messages (ref NULL: what that report may be, services/integration/domain.py
-#: same_contact; within one channel a source's own ids tell contacts apart, so a frequent
-#: attender's earlier contacts through the same door are neither read nor locked)
-_CONTACTS_LOCKED = _Statement(
-    f"""WITH wanted AS (
+#: what a batch must know before it decides, in one statement. First (an Append runs its
+#: branches in order, so the advisory locks come before any row lock, as always) its control
+#: ids, locked (migration 0004 lock_messages: a delivery waits for any other delivery of its
+#: control id still being applied, then sees what that one committed), with their message log
+#: rows (`kind` 'message': ref_system, ref = the key, outcome, digest). Then the contacts its
+#: reports may be, locked in one order (by id): those its (source, source id) pairs name, as
+#: first reported or as another source's alias (with the pair that found them), and, for each
+#: report of a contact known by neither, the person's contacts starting within `window`
+#: minutes of it that came through another channel than all of the batch's messages (ref
+#: NULL: what that report may be, services/integration/domain.py same_contact; within one
+#: channel a source's own ids tell contacts apart, so a frequent attender's earlier contacts
+#: through the same door are neither read nor locked). The contacts branch reads with the
+#: statement's snapshot, taken before any wait on a lock: the message that waited is then a
+#: duplicate or a refusal and uses no contact, and what other messages of the batch race with
+#: is what they raced with before (a contact created twice fails on its unique key, and the
+#: batch is applied again a message at a time: group_commit.py).
+_KNOWN_LOCKED = _Statement(
+    f"""WITH messages AS MATERIALIZED (
+            SELECT l.m_system, l.m_control, l.m_outcome, l.m_digest
+              FROM lock_messages(CAST(:m_systems AS text[]), CAST(:m_controls AS text[])) AS l),
+        wanted AS (
             SELECT r.source_system AS ref_system, r.source_ref AS ref, e.id
               FROM unnest(CAST(:systems AS text[]), CAST(:refs AS text[]))
                    AS r (source_system, source_ref)
@@ -191,27 +179,39 @@ _CONTACTS_LOCKED = _Statement(
                                   AND k.source_ref = n.source_ref)
                AND NOT EXISTS (SELECT FROM encounter_alias k
                                 WHERE k.source_system = n.source_system
-                                  AND k.source_ref = n.source_ref))
-        SELECT w.ref_system, w.ref, {", ".join(f"e.{c}" for c in CONTACT_COLUMNS.split(", "))}
-          FROM wanted w JOIN encounter e ON e.id = w.id
-         ORDER BY e.id
-           FOR UPDATE OF e"""
+                                  AND k.source_ref = n.source_ref)),
+        contacts AS MATERIALIZED (
+            SELECT 'contact' AS kind, w.ref_system, w.ref, NULL AS outcome, NULL AS digest,
+                   {", ".join(f"e.{c}" for c in CONTACT_COLUMNS.split(", "))}
+              FROM wanted w JOIN encounter e ON e.id = w.id
+             ORDER BY e.id
+               FOR UPDATE OF e)
+        SELECT 'message' AS kind, m_system AS ref_system, m_control AS ref, m_outcome AS outcome,
+               m_digest AS digest, {", ".join(f"NULL AS {c}" for c in CONTACT_COLUMNS.split(", "))}
+          FROM messages
+        UNION ALL
+        SELECT * FROM contacts"""
 )
 
 
-async def contacts_locked(
+async def known_locked(
     session: AsyncSession,
+    keys: list[tuple[str, str]],
     refs: list[tuple[str, str]],
     reports: list[tuple[str, str, str, datetime]],
     window: int,
     channels: list[str],
 ) -> list[Record]:
-    """The contacts these (source, source id) pairs name (`ref_system`, `ref` set), and for
-    each of `reports` (source, source id, person, start) whose pair names no contact yet, the
-    person's contacts starting within `window` minutes of it through a channel other than all
-    of `channels` (`ref_system` NULL); locked. A contact found several ways comes once each
-    way. Columns: CONTACT_COLUMNS."""
+    """The batch's first statement (it begins the transaction): `keys` (source, control id)
+    locked, their message log rows (`kind` 'message': ref_system, ref, outcome, digest); then
+    (`kind` 'contact') the contacts these (source, source id) pairs name (`ref_system`, `ref`
+    set), and for each of `reports` (source, source id, person, start) whose pair names no
+    contact yet, the person's contacts starting within `window` minutes of it through a channel
+    other than all of `channels` (`ref_system` NULL); locked. A contact found several ways
+    comes once each way. Contact columns: CONTACT_COLUMNS."""
     params = {
+        "m_systems": [k[0] for k in keys],
+        "m_controls": [k[1] for k in keys],
         "systems": [r[0] for r in refs],
         "refs": [r[1] for r in refs],
         "new_systems": [r[0] for r in reports],
@@ -221,7 +221,7 @@ async def contacts_locked(
         "window": window,
         "channels": channels,
     }
-    return await _CONTACTS_LOCKED.fetch(session, params)
+    return await _KNOWN_LOCKED.fetch(session, params, begin=True)
 
 
 #: a batch's writes in one statement (services/integration/staging.py): new contacts inserted

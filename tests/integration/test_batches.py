@@ -9,9 +9,11 @@ import uuid
 from dataclasses import replace
 from datetime import timedelta
 
+from services.integration.applying import apply_in
 from services.integration.group_commit import GroupCommit
 from services.integration.handlers import Incoming, apply_messages
 from services.integration.models import SourceSystem
+from shared.db import unit_of_work
 from shared.pseudonym import pseudonymise, pseudonymiser
 from shared.settings import Settings
 from shared.vocabulary import ContactStatus
@@ -138,6 +140,58 @@ class TestABatchOfMessages:
             s=source.id,
         )
         assert (letter.status, letter.resolved_by) == ("redriven", "resent")
+
+
+class TestTwoDeliveriesAtOnce:
+    async def test_a_resend_waits_for_the_first_delivery_and_then_sees_it(
+        self, integration_sessions, infra: Settings, new_source: NewSource
+    ) -> None:
+        """A sender resends (a lost ACK) while its first delivery is still being applied on
+        another connection: the resend waits for that commit, then sees the message logged and
+        is a duplicate, in a batch with a new message that is applied as usual."""
+        source = await new_source()
+        first = a_report(f"V{uuid.uuid4().hex[:8]}", nhs_number=synthetic_nhs_number())
+        other = a_report(f"V{uuid.uuid4().hex[:8]}", nhs_number=synthetic_nhs_number())
+        applied = asyncio.Event()
+        release = asyncio.Event()
+
+        async def first_delivery() -> list:  # type: ignore[type-arg]
+            async with unit_of_work(integration_sessions) as session:
+                results = await apply_in(session, infra, [incoming(source, "C1", first)])
+                applied.set()
+                await release.wait()  # still uncommitted, its control id locked
+            return results
+
+        one = asyncio.create_task(first_delivery())
+        await applied.wait()
+        resend = asyncio.create_task(
+            apply_messages(
+                integration_sessions,
+                infra,
+                [incoming(source, "C1", first), incoming(source, "C2", other)],
+            )
+        )
+        await asyncio.sleep(0.5)
+        assert not resend.done(), "the resend did not wait for the first delivery's commit"
+        release.set()
+        [(a,), (dup, new)] = [await one, await resend]
+        assert (a.ack_code, a.duplicate, bool(a.changed)) == ("AA", False, True)
+        assert (dup.ack_code, dup.duplicate, dup.changed) == ("AA", True, [])
+        assert (new.ack_code, new.duplicate, bool(new.changed)) == ("AA", False, True)
+        contacts = await rows(
+            integration_sessions,
+            "SELECT source_ref FROM encounter WHERE source_system = :s ORDER BY source_ref",
+            s=source.id,
+        )
+        refs = sorted(c.source_ref for c in contacts)
+        assert refs == sorted([first.source_ref, other.source_ref])
+        [events] = await rows(
+            integration_sessions,
+            "SELECT count(*) AS n FROM outbox WHERE key IN "
+            "(SELECT patient_id FROM encounter WHERE source_system = :s)",
+            s=source.id,
+        )
+        assert events.n == 2
 
 
 class TestGroupCommit:
