@@ -30,12 +30,28 @@ _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 #: SQLAlchemy's own default max_overflow
 _SQLALCHEMY_OVERFLOW = 10
 
+#: session settings of a service's connections beyond search_path. The integration service
+#: writes and reads a batch of messages in one statement of column arrays each
+#: (services/integration/repository.py). Under the default plan_cache_mode PostgreSQL planned
+#: those statements again on every execution (~1 ms each: their custom plans always looked
+#: cheaper than the generic one), while the generic plan is index lookups for any batch
+#: (EXPLAIN in bench/RESULTS.md, issue #17). Forced generic: the listener's backend 0.37 ->
+#: 0.25 ms of CPU a message, 0.25 -> 0.31 of the raw MLLP echo. Plans are still made again
+#: when a table's statistics change.
+_SESSION_SETTINGS: dict[str, dict[str, str]] = {
+    "integration": {"plan_cache_mode": "force_generic_plan"},
+}
+
 
 def make_engine(settings: Settings, schema: str, *, pool_size: int | None = None) -> AsyncEngine:
     if schema not in SERVICE_SCHEMAS:
         raise ValueError(f"unknown schema {schema!r}; one of {SERVICE_SCHEMAS}")
     connect_args: dict[str, Any] = {
-        "server_settings": {"search_path": schema, "application_name": f"waymark-{schema}"}
+        "server_settings": {
+            "search_path": schema,
+            "application_name": f"waymark-{schema}",
+            **_SESSION_SETTINGS.get(schema, {}),
+        }
     }
     if settings.pg_host in _LOOPBACK or settings.pg_host.startswith("/"):
         connect_args["ssl"] = False
