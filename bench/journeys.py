@@ -395,10 +395,12 @@ async def measure(s: Settings, args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     await produce(s, msgs)
     in_burst = None
+    asked: list[str] = []
     if args.queries_in_burst:
         step = max(1, args.journeys // args.queries_in_burst)
         asked = [f"pt_b{run}_j{i}" for i in range(args.journeys - 1, -1, -step)]
-        in_burst = asyncio.create_task(unanswered(client, asked[: args.queries_in_burst]))
+        asked = asked[: args.queries_in_burst]
+        in_burst = asyncio.create_task(unanswered(client, asked))
     await until_drained(s, 3600)
     await until_worked_off(client, s, 7200)
     journeys_s = time.perf_counter() - t0
@@ -428,7 +430,10 @@ async def measure(s: Settings, args: argparse.Namespace) -> int:
         stack.part_by_name("journeys-worker").stop(s)
         await stack.part_by_name("journeys-worker").start(s)
     sample = range(0, args.journeys, max(1, args.journeys // args.queries))
-    broken = await unanswered(client, [f"pt_b{run}_j{i}" for i in sample])
+    # the sample, and every journey queried during the burst: those are the ones a query
+    # waiting on their first task could have left unreplayable (HAZ-100)
+    final = sorted({f"pt_b{run}_j{i}" for i in sample} | set(asked))
+    broken = await unanswered(client, final)
     server_rss = rss_mb(stack.read_pid(s.home / "run" / "temporal.pid") or 0)
     server_disk = sum(f.stat().st_size for f in (s.home / "temporal").glob("temporal.db*"))
 
@@ -462,7 +467,7 @@ async def measure(s: Settings, args: argparse.Namespace) -> int:
     )
     print(
         f"Temporal dev server RSS {server_rss:.0f} MB, its SQLite files "
-        f"{server_disk / 2**20:.0f} MB (every namespace); {len(sample)} journeys queried"
+        f"{server_disk / 2**20:.0f} MB (every namespace); {len(final)} journeys queried"
     )
     if args.queries_in_burst:
         # a query waiting on a queued first task may time out (not a failure of the journey);
