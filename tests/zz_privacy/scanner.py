@@ -19,6 +19,7 @@ code wrote it there, not because a person's note leaked.
 from __future__ import annotations
 
 import ast
+import os
 import re
 import time
 from collections.abc import Iterable, Iterator
@@ -106,21 +107,28 @@ def _is_test_file(path: Path) -> bool:
 
 def code_literals(root: Path = ROOT) -> set[str]:
     """Every string literal in the repository's Python outside its tests: what Hypothesis may
-    draw as text for a fuzzed request."""
+    draw as text for a fuzzed request. The walk never enters hidden directories (the local
+    stack's data under .waymark), node_modules or test directories."""
     found: set[str] = set()
-    for path in root.rglob("*.py"):
-        rel = path.relative_to(root)
-        if _is_test_file(rel) or any(part.startswith(".") for part in rel.parts):
-            continue
-        if "node_modules" in rel.parts or "site-packages" in rel.parts:
-            continue
-        try:
-            tree = ast.parse(path.read_text(encoding="utf-8"))
-        except (SyntaxError, UnicodeDecodeError):
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                found.add(node.value.strip())
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [
+            d
+            for d in dirs
+            if not d.startswith(".")
+            and d not in ("node_modules", "site-packages")
+            and d not in ("test", "tests")
+        ]
+        for name in files:
+            path = Path(folder, name)
+            if not name.endswith(".py") or _is_test_file(path.relative_to(root)):
+                continue
+            try:
+                tree = ast.parse(path.read_text(encoding="utf-8"))
+            except (SyntaxError, UnicodeDecodeError):
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    found.add(node.value.strip())
     return found
 
 
