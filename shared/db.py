@@ -36,8 +36,8 @@ _SQLALCHEMY_OVERFLOW = 10
 #: those statements again on every execution (~1 ms each: their custom plans always looked
 #: cheaper than the generic one), while the generic plan is index lookups for any batch
 #: (EXPLAIN in bench/RESULTS.md, issue #17). Forced generic: the listener's backend 0.37 ->
-#: 0.25 ms of CPU a message, 0.25 -> 0.31 of the raw MLLP echo. Plans are still made again
-#: when a table's statistics change.
+#: 0.25 ms of CPU a message; with the batch's 4 round trips, 0.23-0.25 -> 0.28 of the raw MLLP
+#: echo at 8 connections. Plans are still made again when a table's statistics change.
 _SESSION_SETTINGS: dict[str, dict[str, str]] = {
     "integration": {"plan_cache_mode": "force_generic_plan"},
 }
