@@ -240,7 +240,11 @@ class TestRedrive:
             f"({', '.join(f'{d.consumer}: {d.reason[:40]}' for d in letters)})"
         )
 
-        # the fix, then the re-drive of the buggy consumer's dead letters
+        # the fix, then the re-drive of the buggy consumer's dead letters. Before it the handler
+        # saw the victim once or twice: twice when the victim came in one fetch with good1,
+        # the run's transaction rolled back and the run was taken one by one
+        failing_calls = buggy.calls[victim.id]
+        assert failing_calls in (1, 2)
         buggy.bug = False
         report = await dlq.redrive(infra, new_topic, consumer=buggy.name)
         assert [(d.value, d.consumer) for d, _ in report.redriven] == [(_bytes(victim), buggy.name)]
@@ -274,7 +278,7 @@ class TestRedrive:
             {good1.id: 1, victim.id: 1, good2.id: 1, after.id: 1}
         )
         assert healthy.calls[victim.id] == 1, "the neighbour's inbox must absorb the copy"
-        assert buggy.calls[victim.id] == 2  # once failing, once after the fix
+        assert buggy.calls[victim.id] == failing_calls + 1, "once after the fix, no more"
 
         # again, as an operator would, from the command line: nothing is published twice
         topic_end = await end_offsets(infra, new_topic)
