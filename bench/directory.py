@@ -24,6 +24,7 @@ import os
 
 for _k, _v in {
     "WAYMARK_INSTANCE": "bench",
+    "WAYMARK_API_PORT_BASE": "18700",
     "WAYMARK_DB_NAME": "waymark_bench",
     "WAYMARK_TOPIC_PREFIX": "bench.",
     "WAYMARK_TEMPORAL_NAMESPACE": "waymark-bench",

@@ -26,6 +26,7 @@ import os
 
 for _k, _v in {
     "WAYMARK_INSTANCE": "bench",
+    "WAYMARK_API_PORT_BASE": "18700",
     "WAYMARK_DB_NAME": "waymark_bench",
     "WAYMARK_TOPIC_PREFIX": "bench.",
     "WAYMARK_TEMPORAL_NAMESPACE": "waymark-bench",
@@ -49,6 +50,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
 from hl7.mllp import open_hl7_connection, start_hl7_server  # noqa: E402
 
 from devtools import stack  # noqa: E402
+from devtools.stack import idp  # noqa: E402
 from services.integration.models import SourceSystem  # noqa: E402
 from shared.db import make_engine, make_sessionmaker, unit_of_work  # noqa: E402
 from shared.kafka_security import client_options  # noqa: E402
@@ -220,7 +222,8 @@ async def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
     s = get_settings()
-    await stack.prepare(s)
+    idp_was_running = await idp.probe(s)
+    await stack.prepare(s)  # starts the instance's identity provider when it is not running
     for name in PARTS:
         await stack.part_by_name(name).start(s)
     tag = uuid.uuid4().hex[:8].upper()
@@ -245,6 +248,8 @@ async def main() -> int:
         # the parts this run started stop with it (a later run starts its own)
         for name in reversed(PARTS):
             stack.part_by_name(name).stop(s)
+        if not idp_was_running:
+            idp.stop(s)
 
     print(f"machine: {platform.node()} {os.cpu_count()} cores, python {platform.python_version()}")
     print(f"messages: {n} ADT A04, {args.connections} connections, one message in flight each")

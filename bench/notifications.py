@@ -28,7 +28,7 @@ for _k, _v in {
     "WAYMARK_DB_NAME": "waymark_bench",
     "WAYMARK_TOPIC_PREFIX": "bench.",
     "WAYMARK_TEMPORAL_NAMESPACE": "waymark-bench",
-    "WAYMARK_API_PORT_BASE": "18600",
+    "WAYMARK_API_PORT_BASE": "18700",
 }.items():
     os.environ.setdefault(_k, _v)
 

@@ -19,7 +19,7 @@ for _k, _v in {
     "WAYMARK_DB_NAME": "waymark_bench",
     "WAYMARK_TOPIC_PREFIX": "bench.",
     "WAYMARK_TEMPORAL_NAMESPACE": "waymark-bench",
-    "WAYMARK_API_PORT_BASE": "18600",
+    "WAYMARK_API_PORT_BASE": "18700",
     # one bench user sends thousands of writes: the per-user write limit (tested in
     # tests/security) would answer most of them 429
     "WAYMARK_RATE_LIMIT_PER_MINUTE": "10000000",
