@@ -51,6 +51,8 @@ from hl7.mllp import open_hl7_connection, start_hl7_server  # noqa: E402
 
 from devtools import stack  # noqa: E402
 from devtools.stack import idp  # noqa: E402
+from devtools.stack.health import app_pid_file  # noqa: E402
+from devtools.stack.process_control import read_pid  # noqa: E402
 from services.integration.models import SourceSystem  # noqa: E402
 from shared.db import make_engine, make_sessionmaker, unit_of_work  # noqa: E402
 from shared.kafka_security import client_options  # noqa: E402
@@ -193,6 +195,7 @@ async def run_waymark(
                             seen.add(data["encounter_id"])
             return time.perf_counter()
 
+        cpu_before = cpu_seconds(s)
         t0 = time.perf_counter()
         watcher = asyncio.create_task(events())
         acked, latencies, failures = await drive(s.integration_mllp_listen_port, batches)
@@ -204,9 +207,54 @@ async def run_waymark(
         except TimeoutError:
             failures.append(f"only {len(seen)} of {n} events reached {topic} within 120 s")
             return acked, float("nan"), latencies, failures
+        cpu = cpu_per_message(cpu_before, cpu_seconds(s), n)
+        print("CPU a message, ms: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(cpu.items())))
+        print(f"CPU a message, ms, all of these: {sum(cpu.values()):.3f}")
         return acked, last_event - t0, latencies, failures
     finally:
         await consumer.stop()
+
+
+def cpu_seconds(s: Settings) -> dict[str, float]:
+    """CPU (user + system) used so far by each process on Waymark's path: the listener, the
+    relay, the PostgreSQL backends of this instance's database, the Kafka broker, and this
+    process (the client and the topic watcher). A process that ends meanwhile is left out."""
+    tick = os.sysconf("SC_CLK_TCK")
+    pids: dict[str, list[int]] = {"bench client": [os.getpid()]}
+    for name in (*PARTS, "kafka"):
+        pid = read_pid(app_pid_file(s, name)) if name != "kafka" else None
+        if pid is not None:
+            pids[name] = [pid]
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if cmd.startswith(b"postgres: ") and f" {s.db_name} ".encode() in cmd:
+            pids.setdefault("postgresql backends", []).append(int(proc.name))
+        elif b"kafka.Kafka" in cmd:
+            pids.setdefault("kafka", []).append(int(proc.name))
+    used: dict[str, float] = {}
+    for name, ids in pids.items():
+        for pid in ids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            used[f"{name}:{pid}"] = (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
+def cpu_per_message(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
+    """Milliseconds of CPU a message, per process kind, between the snapshots (a process
+    begun in between, such as a connection's PostgreSQL backend, counts whole)."""
+    per: dict[str, float] = {}
+    for key, t in after.items():
+        kind = key.rsplit(":", 1)[0]
+        per[kind] = per.get(kind, 0.0) + (t - before.get(key, 0.0)) * 1000 / n
+    return per
 
 
 def pct(values: list[float], p: float) -> float:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from sqlmodel.ext.asyncio.session import AsyncSession
+from asyncpg import Connection
 
 from services.integration import repository
 from services.integration.domain import (
@@ -110,7 +110,7 @@ class _Batch:
     """What the batch knows, updated as each message is decided."""
 
     settings: Settings
-    session: AsyncSession
+    db: Connection  # the batch's transaction (repository.transaction or driver_of)
     by_id: dict[str, SourceSystem] = field(default_factory=dict)
     by_facility: dict[str, SourceSystem] = field(default_factory=dict)
     seen: dict[tuple[str, str], Logged] = field(default_factory=dict)
@@ -121,6 +121,8 @@ class _Batch:
     refused_before: set[tuple[str, str]] = field(default_factory=set)
     resolved: list[tuple[str, str]] = field(default_factory=list)
     writes: Writes = field(default_factory=Writes)
+    letters: list[DeadLetter] = field(default_factory=list)
+    aliases: list[EncounterAlias] = field(default_factory=list)
     principals: dict[str, Principal] = field(default_factory=dict)
     pseudonym: Callable[[str], str] | None = None
 
@@ -133,11 +135,11 @@ class _Batch:
 
 
 async def apply_in(
-    session: AsyncSession, settings: Settings, items: Sequence[Incoming]
+    db: Connection, settings: Settings, items: Sequence[Incoming]
 ) -> list[MessageResult]:
-    """Decide and stage every message of a batch in the caller's transaction (the caller's
-    unit of work commits, and only then may any message be acknowledged)."""
-    batch = _Batch(settings=settings, session=session)
+    """Decide and write every message of a batch in the caller's transaction on `db` (the
+    caller commits, and only then may any message be acknowledged)."""
+    batch = _Batch(settings=settings, db=db)
     await _load_sources(batch, items)
     keys = sorted(
         {
@@ -153,14 +155,15 @@ async def apply_in(
         await _load_known(batch, keys, refs, items, planned)
     results = [_decide(batch, item, plan) for item, plan in zip(items, planned, strict=True)]
     if not batch.writes.empty():
-        # before anything the ORM flushes (dead letters, aliases: an alias names a contact
-        # this statement may create)
-        await repository.write_batch(session, batch.writes.params(settings.topic(ENCOUNTERS)))
+        await repository.write_batch(db, batch.writes.params(settings.topic(ENCOUNTERS)))
     if batch.resolved:
-        new_letters = [x.id for x in session.new if isinstance(x, DeadLetter)]
-        await repository.close_dead_letters(
-            session, batch.resolved, keep=new_letters, by="resent", at=datetime.now(UTC)
-        )
+        # the stored letters; this batch's own are closed or not as they are written
+        await repository.close_dead_letters(db, batch.resolved, by="resent", at=datetime.now(UTC))
+    if batch.letters:
+        await repository.insert_dead_letters(db, batch.letters)
+    if batch.aliases:
+        # after the write: an alias may name a contact that statement created
+        await repository.insert_aliases(db, batch.aliases)
     return results
 
 
@@ -240,7 +243,7 @@ def _decide(batch: _Batch, item: Incoming, plan: _Plan) -> MessageResult:
     for report, facts, patient_id, alias_of in staged:
         if alias_of is not None:
             batch.contacts[(source.id, report.source_ref)] = alias_of
-            batch.session.add(
+            batch.aliases.append(
                 EncounterAlias(
                     source_system=source.id, source_ref=report.source_ref, encounter_id=alias_of.id
                 )
@@ -334,7 +337,7 @@ def _dead(
         # PostgreSQL text holds no NUL; the rest is kept as received
         payload=item.payload.replace("\x00", "\\x00"),
     )
-    batch.session.add(letter)
+    batch.letters.append(letter)
     if log and source is not None and item.control_id:
         _log(batch, item, source, "refused", ack, reason, digest(item.payload), now)
     logger.info("refused a %s message (%s): %s", item.channel, ack, reason)
@@ -368,8 +371,8 @@ def _resolve_letters(batch: _Batch, key: tuple[str, str], now: datetime) -> None
     """A message refused before and applied at last (resent by its sender, or re-driven): its
     open letters close, those stored (one UPDATE after the batch) and those of this batch."""
     batch.resolved.append(key)
-    for letter in batch.session.new:
-        if isinstance(letter, DeadLetter) and (letter.source_system, letter.control_id) == key:
+    for letter in batch.letters:
+        if (letter.source_system, letter.control_id) == key:
             letter.status, letter.resolved_at, letter.resolved_by = "redriven", now, "resent"
 
 
@@ -403,7 +406,7 @@ async def _load_sources(batch: _Batch, items: Sequence[Incoming]) -> None:
             facilities.add(key[1])
     if not ids and not facilities:
         return
-    for src in await repository.sources_named(batch.session, ids, facilities):
+    for src in await repository.sources_named(batch.db, ids, facilities):
         # a copy belonging to no session: the cache outlives this transaction
         copy = SourceSystem(**src.model_dump())
         until = now + SOURCE_CACHE_SECONDS
@@ -438,7 +441,7 @@ async def _load_known(
         if not isinstance(person, UnmappableReport)
     ]
     rows = await repository.known_locked(
-        batch.session,
+        batch.db,
         keys,
         refs,
         reports,

@@ -58,8 +58,8 @@ async def apply_messages(
     """Apply a batch of messages in one transaction (services/integration/applying.py), each
     all or nothing. Returns only after the commit: then, and only then, may a channel
     acknowledge them (HL7 v2 AA). An exception (the database away) means none is applied."""
-    async with unit_of_work(sessions) as session:
-        results = await apply_in(session, settings, items)
+    async with repository.transaction(sessions) as db:
+        results = await apply_in(db, settings, items)
     return results
 
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from asyncpg import Record
-from sqlalchemy import func, text, tuple_, update
+from asyncpg import Connection, PostgresError, Record
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.integration.models import DeadLetter, InboundMessage, SourceSystem
+from services.integration.models import DeadLetter, EncounterAlias, InboundMessage, SourceSystem
 
 
 async def source_by_id(session: AsyncSession, source_id: str) -> SourceSystem | None:
@@ -88,10 +91,10 @@ async def unknown_sender_letters(session: AsyncSession) -> int:
 
 
 class _Statement:
-    """A statement of the batch path, run on the driver's connection (asyncpg) in the
-    session's transaction: ~30 us of CPU each against ~100 us through SQLAlchemy's execution
-    layer, and a batch runs several for a handful of messages (issue #17's profile). Written
-    with named parameters (`:name`), sent with asyncpg's positional ones."""
+    """A statement of the batch path, run on the driver's connection (asyncpg) in the batch's
+    transaction: ~30 us of CPU each against ~100 us through SQLAlchemy's execution layer, and a
+    batch runs several for a handful of messages (issue #17's profile). Written with named
+    parameters (`:name`), sent with asyncpg's positional ones."""
 
     def __init__(self, sql: str) -> None:
         self.names: list[str] = []
@@ -103,31 +106,52 @@ class _Statement:
 
         self.sql = re.sub(r"(?<![:\w]):([a-z_]+)", positional, sql)
 
-    async def fetch(
-        self, session: AsyncSession, params: dict[str, Any], *, begin: bool = False
-    ) -> list[Any]:
-        conn = await session.connection()
-        args = tuple(params[name] for name in self.names)
-        driver = (await conn.get_raw_connection()).driver_connection
-        if driver is None or not driver.is_in_transaction():
-            if not begin:
-                raise RuntimeError("a batch statement outside the batch's transaction")
-            # the batch's first statement goes through SQLAlchemy, which begins the session's
-            # transaction on the connection before it (the ORM's writes join that transaction)
-            result = await conn.exec_driver_sql(self.sql, args)
-            return [dict(row._mapping) for row in result]  # read as asyncpg's records are
-        return list(await driver.fetch(self.sql, *args))
+    async def fetch(self, db: Connection, params: dict[str, Any]) -> list[Record]:
+        if not db.is_in_transaction():
+            raise RuntimeError("a batch statement outside the batch's transaction")
+        return list(await db.fetch(self.sql, *(params[name] for name in self.names)))
 
 
-async def sources_named(
-    session: AsyncSession, ids: set[str], facilities: set[str]
-) -> list[SourceSystem]:
+@asynccontextmanager
+async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[Connection]:
+    """A batch's transaction on a pooled connection's driver (asyncpg), without an ORM session:
+    a session's begin, connection, flush and commit were ~14% of the listener's CPU (issue #17's
+    profile). Committed when the block ends, rolled back on an exception. A connection that
+    failed other than by a PostgreSQL error (lost, cancelled mid-statement) is discarded, not
+    pooled again."""
+    engine = sessions.kw["bind"]
+    raw = await engine.raw_connection()
+    db: Connection = raw.driver_connection
+    try:
+        async with db.transaction():
+            yield db
+    except BaseException as exc:
+        if not isinstance(exc, PostgresError) or db.is_closed():
+            raw.invalidate()
+        raise
+    finally:
+        raw.close()
+
+
+async def driver_of(session: AsyncSession) -> Connection:
+    """The session's connection's driver, in the session's transaction (begun here if it has
+    not been: the dialect begins at its first statement), for a batch applied within a unit
+    of work that writes through the ORM too (the importer's progress)."""
+    conn = await session.connection()
+    await conn.exec_driver_sql("SELECT 1")
+    driver: Connection = (await conn.get_raw_connection()).driver_connection
+    return driver
+
+
+async def sources_named(db: Connection, ids: set[str], facilities: set[str]) -> list[SourceSystem]:
     """The sources with these ids, or these sending facilities (MSH-4, any case)."""
-    q = select(SourceSystem).where(
-        SourceSystem.id.in_(ids)  # type: ignore[attr-defined]
-        | func.upper(SourceSystem.sending_facility).in_(facilities)
+    rows = await db.fetch(
+        """SELECT * FROM source_system
+            WHERE id = ANY($1::text[]) OR upper(sending_facility) = ANY($2::text[])""",
+        sorted(ids),
+        sorted(facilities),
     )
-    return list((await session.exec(q)).all())  # type: ignore[call-overload]
+    return [SourceSystem(**dict(row)) for row in rows]
 
 
 CONTACT_COLUMNS = (
@@ -195,14 +219,14 @@ _KNOWN_LOCKED = _Statement(
 
 
 async def known_locked(
-    session: AsyncSession,
+    db: Connection,
     keys: list[tuple[str, str]],
     refs: list[tuple[str, str]],
     reports: list[tuple[str, str, str, datetime]],
     window: int,
     channels: list[str],
 ) -> list[Record]:
-    """The batch's first statement (it begins the transaction): `keys` (source, control id)
+    """The batch's first statement: `keys` (source, control id)
     locked, their message log rows (`kind` 'message': ref_system, ref, outcome, digest); then
     (`kind` 'contact') the contacts these (source, source id) pairs name (`ref_system`, `ref`
     set), and for each of `reports` (source, source id, person, start) whose pair names no
@@ -221,7 +245,7 @@ async def known_locked(
         "window": window,
         "channels": channels,
     }
-    return await _KNOWN_LOCKED.fetch(session, params, begin=True)
+    return await _KNOWN_LOCKED.fetch(db, params)
 
 
 #: a batch's writes in one statement (services/integration/staging.py): new contacts inserted
@@ -299,30 +323,57 @@ _WRITE_BATCH = _Statement(
 )
 
 
-async def write_batch(session: AsyncSession, params: dict[str, Any]) -> None:
+async def write_batch(db: Connection, params: dict[str, Any]) -> None:
     """A batch's contacts, message log, events and audit entries (staging.Writes.params), in
-    the session's transaction. On its connection, not through the ORM: nothing of the ORM's
-    pending (dead letters, aliases) is flushed before it, so an alias of a contact this very
-    statement creates is inserted after it, at the commit."""
-    await _WRITE_BATCH.fetch(session, params)
+    the batch's transaction."""
+    await _WRITE_BATCH.fetch(db, params)
 
 
 async def close_dead_letters(
-    session: AsyncSession,
-    keys: list[tuple[str, str]],
-    *,
-    keep: list[uuid.UUID],
-    by: str,
-    at: datetime,
+    db: Connection, keys: list[tuple[str, str]], *, by: str, at: datetime
 ) -> None:
-    """Messages applied at last (resent by their senders or re-driven): their open letters
-    close, except `keep` (letters written in this very transaction)."""
-    await session.exec(  # type: ignore[call-overload]
-        update(DeadLetter)
-        .where(
-            tuple_(DeadLetter.source_system, DeadLetter.control_id).in_(keys),
-            DeadLetter.status == "open",  # type: ignore[arg-type]
-            DeadLetter.id.not_in(keep),  # type: ignore[union-attr]
-        )
-        .values(status="redriven", resolved_at=at, resolved_by=by)
+    """Messages applied at last (resent by their senders or re-driven): their stored open
+    letters close (a batch's own letters are written after this, already closed or not)."""
+    await db.execute(
+        """UPDATE dead_letter SET status = 'redriven', resolved_at = $3, resolved_by = $4
+            WHERE (source_system, control_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+              AND status = 'open'""",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        at,
+        by,
+    )
+
+
+async def insert_dead_letters(db: Connection, letters: list[DeadLetter]) -> None:
+    await db.executemany(
+        """INSERT INTO dead_letter (id, source_system, channel, control_id, received_at, reason,
+                                    payload, status, attempts, resolved_at, resolved_by)
+           VALUES ($1, $2, $3, $4, coalesce($5, now()), $6, $7, $8, $9, $10, $11)""",
+        [
+            (
+                x.id,
+                x.source_system,
+                x.channel,
+                x.control_id,
+                x.received_at,
+                x.reason,
+                x.payload,
+                x.status,
+                x.attempts,
+                x.resolved_at,
+                x.resolved_by,
+            )
+            for x in letters
+        ],
+    )
+
+
+async def insert_aliases(db: Connection, aliases: list[EncounterAlias]) -> None:
+    """Other sources' ids of contacts (after the batch's write: an alias may name a contact
+    that statement created)."""
+    await db.executemany(
+        """INSERT INTO encounter_alias (source_system, source_ref, encounter_id)
+           VALUES ($1, $2, $3)""",
+        [(a.source_system, a.source_ref, a.encounter_id) for a in aliases],
     )

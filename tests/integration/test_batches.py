@@ -9,11 +9,15 @@ import uuid
 from dataclasses import replace
 from datetime import timedelta
 
+import asyncpg
+import pytest
+
+from services.integration import repository
 from services.integration.applying import apply_in
 from services.integration.group_commit import GroupCommit
 from services.integration.handlers import Incoming, apply_messages
 from services.integration.models import SourceSystem
-from shared.db import unit_of_work
+from shared.db import make_engine, make_sessionmaker, unit_of_work
 from shared.pseudonym import pseudonymise, pseudonymiser
 from shared.settings import Settings
 from shared.vocabulary import ContactStatus
@@ -157,7 +161,9 @@ class TestTwoDeliveriesAtOnce:
 
         async def first_delivery() -> list:  # type: ignore[type-arg]
             async with unit_of_work(integration_sessions) as session:
-                results = await apply_in(session, infra, [incoming(source, "C1", first)])
+                # in a unit of work, as the importer applies a batch beside its ORM writes
+                db = await repository.driver_of(session)
+                results = await apply_in(db, infra, [incoming(source, "C1", first)])
                 applied.set()
                 await release.wait()  # still uncommitted, its control id locked
             return results
@@ -220,6 +226,67 @@ class TestGroupCommit:
             s=source.id,
         )
         assert count.n == 30
+
+
+class TestTheBatchTransaction:
+    """repository.transaction: a batch on a pooled connection's driver, no ORM session."""
+
+    async def test_a_connection_lost_mid_batch_is_dropped_and_the_next_batch_applied(
+        self, infra: Settings, new_source: NewSource
+    ) -> None:
+        engine = make_engine(infra, "integration", pool_size=1)
+        sessions = make_sessionmaker(engine)
+        try:
+            source = await new_source()
+            async with repository.transaction(sessions) as db:
+                lost_pid = db.get_server_pid()
+            with pytest.raises(Exception):  # noqa: B017 - whichever way the loss shows
+                async with repository.transaction(sessions) as db:
+                    assert db.get_server_pid() == lost_pid  # the pooled one
+                    await db.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+            report = a_report(f"V{uuid.uuid4().hex[:8]}", nhs_number=synthetic_nhs_number())
+            [result] = await apply_messages(sessions, infra, [incoming(source, "C1", report)])
+            assert result.ack_code == "AA" and result.changed
+            async with repository.transaction(sessions) as db:
+                assert db.get_server_pid() != lost_pid, "the lost connection was pooled again"
+        finally:
+            await engine.dispose()
+
+    async def test_a_statement_error_rolls_the_batch_back_and_keeps_the_connection(
+        self, infra: Settings, new_source: NewSource
+    ) -> None:
+        engine = make_engine(infra, "integration", pool_size=1)
+        sessions = make_sessionmaker(engine)
+        try:
+            source = await new_source()
+            report = a_report(f"V{uuid.uuid4().hex[:8]}", nhs_number=synthetic_nhs_number())
+            with pytest.raises(asyncpg.DataError):
+                async with repository.transaction(sessions) as db:
+                    pid = db.get_server_pid()
+                    await apply_in(db, infra, [incoming(source, "C1", report)])
+                    await db.execute("SELECT 1 / 0")
+            assert (
+                await rows(
+                    sessions, "SELECT 1 FROM encounter WHERE source_system = :s", s=source.id
+                )
+                == []
+            ), "the batch's writes were not rolled back"
+            async with repository.transaction(sessions) as db:
+                assert db.get_server_pid() == pid
+                assert not db.is_in_transaction() or await db.fetchval("SELECT 1") == 1
+        finally:
+            await engine.dispose()
+
+    async def test_a_batch_statement_refuses_to_run_outside_a_transaction(
+        self, infra: Settings, integration_sessions
+    ) -> None:
+        engine = integration_sessions.kw["bind"]
+        raw = await engine.raw_connection()
+        try:
+            with pytest.raises(RuntimeError, match="outside the batch's transaction"):
+                await repository.write_batch(raw.driver_connection, {})
+        finally:
+            raw.close()
 
 
 def test_a_pseudonymiser_gives_the_pseudonyms_pseudonymise_gives(infra: Settings) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from services.integration import repository
 from services.integration.applying import apply_in
 from services.integration.importer import store
 from services.integration.importer.domain import (
@@ -210,7 +211,7 @@ async def _contacts(
             items = [
                 incoming(opts.kind, i, source_id=source_id, sha=sha, now=now) for _, i in batch
             ]
-            results = await apply_in(session, settings, items)
+            results = await apply_in(await repository.driver_of(session), settings, items)
             for (position, item), result in zip(batch, results, strict=True):
                 tally.note(position, item, *contact_outcome(result))
             tally.report.flush()
