@@ -130,28 +130,27 @@ class Listener:
                 writer.close()
 
     async def _next_block(self, reader: HL7StreamReader) -> bytes:
-        """The next MLLP block, within the idle and frame timeouts."""
+        """The next MLLP block, within the idle and frame timeouts. The read is given a tick at
+        a time (a read cut short by its tick loses nothing: the stream keeps what it has until
+        a whole block is there), and between ticks the timeouts are looked at."""
         loop = asyncio.get_running_loop()
         s = self.settings
         idle_until = loop.time() + s.integration_mllp_idle_timeout_seconds
         begun: float | None = None
-        read = asyncio.ensure_future(reader.readblock())
-        try:
-            while True:
-                done, _ = await asyncio.wait({read}, timeout=TICK_SECONDS)
-                if done:
-                    return read.result()
-                now = loop.time()
-                # bytes of a message are waiting in the reader: the message has begun
-                if reader._buffer:  # noqa: SLF001 (the stream reader has no public view of it)
-                    begun = begun or now
-                    if now - begun > s.integration_mllp_frame_timeout_seconds:
-                        raise _Timeout("a message was begun and not finished in time")
-                elif now > idle_until:
-                    raise _Timeout("idle")
-        finally:
-            if not read.done():
-                read.cancel()
+        while True:
+            try:
+                async with asyncio.timeout(TICK_SECONDS):
+                    return await reader.readblock()
+            except TimeoutError:
+                pass
+            now = loop.time()
+            # bytes of a message are waiting in the reader: the message has begun
+            if reader._buffer:  # noqa: SLF001 (the stream reader has no public view of it)
+                begun = begun or now
+                if now - begun > s.integration_mllp_frame_timeout_seconds:
+                    raise _Timeout("a message was begun and not finished in time")
+            elif now > idle_until:
+                raise _Timeout("idle")
 
     async def _oversized(self, writer: HL7StreamWriter) -> None:
         limit = self.settings.integration_mllp_max_message_bytes

@@ -372,12 +372,21 @@ class TestParsing:
         expected = _what_waymark_reads(text)
         message = domain.read(text)
         assert list(message) == expected
-        # the same types at every level, so accessors and ACKs work as on the library's parse
+        # the library's types at every level (its containers, made by read's factory), so
+        # accessors and ACKs work as on the library's parse
+        assert isinstance(message, hl7.Message)
         for ours, theirs in zip(message, expected, strict=True):
             assert str(ours) == str(theirs)
-            assert type(ours) is type(theirs)
+            assert type(ours).__mro__[1] is type(theirs)
+            assert (ours.separator, ours.esc, ours.separators) == (
+                theirs.separator,
+                theirs.esc,
+                theirs.separators,
+            )
             for field_ours, field_theirs in zip(ours, theirs, strict=True):
-                assert type(field_ours) is type(field_theirs)
+                assert isinstance(field_ours, type(field_theirs))
+                if not isinstance(field_theirs, str):
+                    assert field_ours.separator == field_theirs.separator
 
     def test_a_message_of_read_segments_is_exactly_the_librarys_parse(self) -> None:
         text = a04(diagnoses=["22253000^Pain^SCT"], zed="1|306689006^Home^SCT|")
