@@ -118,7 +118,8 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
     a session's begin, connection, flush and commit were ~14% of the listener's CPU (issue #17's
     profile). Committed when the block ends, rolled back on an exception. A connection that
     failed other than by a PostgreSQL error (lost, cancelled mid-statement) is discarded, not
-    pooled again."""
+    pooled again; when it was lost (the database restarting, say), the pool starts afresh, as
+    SQLAlchemy does on a disconnect, so one batch fails rather than one per pooled connection."""
     engine = sessions.kw["bind"]
     raw = await engine.raw_connection()
     db: Connection = raw.driver_connection
@@ -126,8 +127,11 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
         async with db.transaction():
             yield db
     except BaseException as exc:
-        if not isinstance(exc, PostgresError) or db.is_closed():
-            raw.invalidate()
+        if isinstance(exc, PostgresError) and not db.is_closed():
+            raise  # the statement's own error: rolled back, the connection is sound
+        raw.invalidate()
+        if db.is_closed():
+            await engine.dispose()
         raise
     finally:
         raw.close()

@@ -17,7 +17,7 @@ from services.integration.applying import apply_in
 from services.integration.group_commit import GroupCommit
 from services.integration.handlers import Incoming, apply_messages
 from services.integration.models import SourceSystem
-from shared.db import make_engine, make_sessionmaker, unit_of_work
+from shared.db import connect, make_engine, make_sessionmaker, unit_of_work
 from shared.pseudonym import pseudonymise, pseudonymiser
 from shared.settings import Settings
 from shared.vocabulary import ContactStatus
@@ -249,6 +249,60 @@ class TestTheBatchTransaction:
             assert result.ack_code == "AA" and result.changed
             async with repository.transaction(sessions) as db:
                 assert db.get_server_pid() != lost_pid, "the lost connection was pooled again"
+        finally:
+            await engine.dispose()
+
+    async def test_when_the_database_drops_every_connection_one_batch_fails_not_one_each(
+        self, infra: Settings, new_source: NewSource
+    ) -> None:
+        """As after a PostgreSQL restart: every pooled connection is dead. The first batch
+        fails (its sender gets no ACK and resends); the pool starts afresh, so the resend and
+        the messages after it are applied, each once."""
+        engine = make_engine(infra, "integration", pool_size=3)
+        sessions = make_sessionmaker(engine)
+        try:
+            source = await new_source()
+            ready, hold = asyncio.Event(), asyncio.Event()
+            pids: list[int] = []
+
+            async def hold_one() -> None:  # three batches at once: three pooled connections
+                async with repository.transaction(sessions) as db:
+                    pids.append(db.get_server_pid())
+                    if len(pids) == 3:
+                        ready.set()
+                    await hold.wait()
+
+            holders = [asyncio.create_task(hold_one()) for _ in range(3)]
+            await ready.wait()
+            hold.set()
+            await asyncio.gather(*holders)
+            admin = await connect(infra, "integration")
+            try:
+                await admin.execute("SELECT pg_terminate_backend(p) FROM unnest($1::int[]) p", pids)
+            finally:
+                await admin.close()
+            reports = [
+                a_report(f"V{uuid.uuid4().hex[:8]}", nhs_number=synthetic_nhs_number())
+                for _ in range(4)
+            ]
+            outcomes: list[str] = []
+            for i, report in enumerate(reports):
+                for _attempt in range(3):  # a sender resends what got no ACK
+                    try:
+                        [result] = await apply_messages(
+                            sessions, infra, [incoming(source, f"C{i}", report)]
+                        )
+                    except Exception as exc:  # noqa: BLE001 - no ACK: resend
+                        outcomes.append(f"failed: {type(exc).__name__}")
+                        continue
+                    outcomes.append(result.ack_code)
+                    break
+            assert outcomes[1:] == ["AA"] * 4, outcomes
+            assert outcomes[0].startswith("failed"), outcomes
+            contacts = await rows(
+                sessions, "SELECT source_ref FROM encounter WHERE source_system = :s", s=source.id
+            )
+            assert sorted(c.source_ref for c in contacts) == sorted(r.source_ref for r in reports)
         finally:
             await engine.dispose()
 
