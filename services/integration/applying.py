@@ -407,13 +407,12 @@ async def _load_sources(batch: _Batch, items: Sequence[Incoming]) -> None:
     if not ids and not facilities:
         return
     for src in await repository.sources_named(batch.db, ids, facilities):
-        # a copy belonging to no session: the cache outlives this transaction
-        copy = SourceSystem(**src.model_dump())
+        # plain objects, in no session: the cache outlives this transaction
         until = now + SOURCE_CACHE_SECONDS
-        _sources[("id", copy.id)] = (copy, until)
-        if copy.sending_facility:
-            _sources[("facility", copy.sending_facility.upper())] = (copy, until)
-        _remember(batch, copy)
+        _sources[("id", src.id)] = (src, until)
+        if src.sending_facility:
+            _sources[("facility", src.sending_facility.upper())] = (src, until)
+        _remember(batch, src)
 
 
 def _remember(batch: _Batch, src: SourceSystem) -> None:

@@ -96,8 +96,8 @@ class Logged:
 
 @dataclass
 class Writes:
-    """Everything a batch writes but its dead letters and aliases (rare; the ORM writes them
-    at the commit, after this)."""
+    """Everything a batch writes but its dead letters and aliases (rare; written after this,
+    applying.apply_in)."""
 
     contacts: dict[uuid.UUID, Contact] = field(default_factory=dict)
     logged: dict[tuple[str, str], Logged] = field(default_factory=dict)
