@@ -221,8 +221,8 @@ def cpu_seconds(s: Settings) -> dict[str, float]:
     process (the client and the topic watcher). A process that ends meanwhile is left out."""
     tick = os.sysconf("SC_CLK_TCK")
     pids: dict[str, list[int]] = {"bench client": [os.getpid()]}
-    for name in (*PARTS, "kafka"):
-        pid = read_pid(app_pid_file(s, name)) if name != "kafka" else None
+    for name in PARTS:
+        pid = read_pid(app_pid_file(s, name))
         if pid is not None:
             pids[name] = [pid]
     for proc in Path("/proc").iterdir():

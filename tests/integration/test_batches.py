@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import timedelta
 
 import asyncpg
 import pytest
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.integration import repository
 from services.integration.applying import apply_in
@@ -228,15 +231,23 @@ class TestGroupCommit:
         assert count.n == 30
 
 
+@asynccontextmanager
+async def own_pool(settings: Settings, size: int) -> AsyncIterator[async_sessionmaker]:
+    """Sessions on a pool of `size` connections of the test's own, disposed afterwards."""
+    engine = make_engine(settings, "integration", pool_size=size)
+    try:
+        yield make_sessionmaker(engine)
+    finally:
+        await engine.dispose()
+
+
 class TestTheBatchTransaction:
     """repository.transaction: a batch on a pooled connection's driver, no ORM session."""
 
     async def test_a_connection_lost_mid_batch_is_dropped_and_the_next_batch_applied(
         self, infra: Settings, new_source: NewSource
     ) -> None:
-        engine = make_engine(infra, "integration", pool_size=1)
-        sessions = make_sessionmaker(engine)
-        try:
+        async with own_pool(infra, 1) as sessions:
             source = await new_source()
             async with repository.transaction(sessions) as db:
                 lost_pid = db.get_server_pid()
@@ -249,8 +260,6 @@ class TestTheBatchTransaction:
             assert result.ack_code == "AA" and result.changed
             async with repository.transaction(sessions) as db:
                 assert db.get_server_pid() != lost_pid, "the lost connection was pooled again"
-        finally:
-            await engine.dispose()
 
     async def test_when_the_database_drops_every_connection_one_batch_fails_not_one_each(
         self, infra: Settings, new_source: NewSource
@@ -258,9 +267,7 @@ class TestTheBatchTransaction:
         """As after a PostgreSQL restart: every pooled connection is dead. The first batch
         fails (its sender gets no ACK and resends); the pool starts afresh, so the resend and
         the messages after it are applied, each once."""
-        engine = make_engine(infra, "integration", pool_size=3)
-        sessions = make_sessionmaker(engine)
-        try:
+        async with own_pool(infra, 3) as sessions:
             source = await new_source()
             ready, hold = asyncio.Event(), asyncio.Event()
             pids: list[int] = []
@@ -303,15 +310,11 @@ class TestTheBatchTransaction:
                 sessions, "SELECT source_ref FROM encounter WHERE source_system = :s", s=source.id
             )
             assert sorted(c.source_ref for c in contacts) == sorted(r.source_ref for r in reports)
-        finally:
-            await engine.dispose()
 
     async def test_a_statement_error_rolls_the_batch_back_and_keeps_the_connection(
         self, infra: Settings, new_source: NewSource
     ) -> None:
-        engine = make_engine(infra, "integration", pool_size=1)
-        sessions = make_sessionmaker(engine)
-        try:
+        async with own_pool(infra, 1) as sessions:
             source = await new_source()
             report = a_report(f"V{uuid.uuid4().hex[:8]}", nhs_number=synthetic_nhs_number())
             with pytest.raises(asyncpg.DataError):
@@ -328,8 +331,6 @@ class TestTheBatchTransaction:
             async with repository.transaction(sessions) as db:
                 assert db.get_server_pid() == pid
                 assert not db.is_in_transaction() or await db.fetchval("SELECT 1") == 1
-        finally:
-            await engine.dispose()
 
     async def test_a_batch_statement_refuses_to_run_outside_a_transaction(
         self, infra: Settings, integration_sessions
