@@ -4,20 +4,24 @@ run.
 
   waymark: the integration-mllp process (started as `waymark up` starts it) parses each A04,
            applies it in one transaction (contact, outbox event, message log, audit), answers
-           AA after the commit; the integration relay publishes the event to Kafka. The clock
-           stops when the last message's event is on the topic.
+           AA after the commit; the integration relay publishes the event to Kafka. A round's
+           clock stops when its last message's event is on the topic (watched by the topic's
+           end offsets; every event is read back and checked once the clock has stopped).
   raw:     a separate process running the same library's MLLP server (`hl7.mllp`) that parses
            each message and answers AA with `create_ack`, no other work.
 
 Both sides get the same messages from the same client: `--connections` MLLP connections, each
-sending one message and waiting for its ACK before the next (as a PAS does). Any ACK other than
-AA, or any error, and the run prints what failed and exits non-zero without a ratio.
+sending one message and waiting for its ACK before the next (as a PAS does). The messages go
+in `--rounds` rounds, raw and Waymark taking turns to go first, so that both sides see the
+same machine (a shared 2-core VM's speed drifts by a third within minutes); each side's rate
+is its messages over the sum of its rounds' times, and each round's ratio is printed too. Any
+ACK other than AA, any event missing, twice, or not this run's, or any error, and the run
+prints what failed and exits non-zero without a ratio.
 
 Run on demand from the repository root: `python -m bench.integration [--messages N]
-[--connections C]`. It works as the
-instance of the environment (default `bench`: database waymark_bench), registers a source of
-its own each run, and needs PostgreSQL and Kafka up (`waymark up`). Record results in
-bench/RESULTS.md.
+[--connections C] [--rounds R]`. It works as the instance of the environment (default
+`bench`: database waymark_bench), registers a source of its own each run, and needs
+PostgreSQL and Kafka up (`waymark up`). Record results in bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
+from collections.abc import AsyncIterator  # noqa: E402
+from contextlib import asynccontextmanager  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
 from datetime import UTC, datetime, timedelta  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -155,64 +162,106 @@ async def wait_for_port(port: int, timeout: float = 30) -> None:
             await asyncio.sleep(0.2)
 
 
-async def run_raw(s: Settings, batches: list[list[str]]) -> tuple[float, list[float], list[str]]:
+@asynccontextmanager
+async def raw_echo(s: Settings) -> AsyncIterator[int]:
+    """The raw MLLP echo server, in a process of its own, for the whole run: its port."""
     port = s.integration_mllp_listen_port + 2
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.integration", "--echo-server", str(port)], cwd=ROOT
     )
     try:
         await wait_for_port(port)
-        return await drive(port, batches)
+        yield port
     finally:
         proc.terminate()
         proc.wait(timeout=30)
 
 
-async def run_waymark(
-    s: Settings, batches: list[list[str]], source_id: str, n: int
-) -> tuple[float, float, list[float], list[str]]:
-    """(seconds to the last ACK, seconds to the last event on the topic, latencies, failures)"""
-    topic = s.topic(ENCOUNTERS)
-    consumer = AIOKafkaConsumer(**client_options(s), group_id=None)
-    await consumer.start()
-    try:
-        parts = consumer.partitions_for_topic(topic)
+class Waymark:
+    """Waymark's side: rounds of messages through the listener, each round timed until its
+    last event is on the topic (the next round starts only then).
+
+    While a round is timed, the topic is watched by its end offsets alone, polled once the last
+    ACK is in: decoding every event in this process, beside the client, would slow the client
+    on Waymark's side only. Once the clock has stopped, every record the round added is read
+    and checked: exactly the round's contacts, of this run's source, each once; anything else
+    fails the run (no ratio)."""
+
+    def __init__(self, s: Settings, source_id: str) -> None:
+        self.s = s
+        self.source_id = source_id
+        self.topic = s.topic(ENCOUNTERS)
+        self.consumer = AIOKafkaConsumer(**client_options(s), group_id=None)
+        self.tps: list[TopicPartition] = []
+        self.seen: set[str] = set()
+        self.cpu: dict[str, float] = {}  # CPU seconds used in Waymark's rounds, per process
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        parts = self.consumer.partitions_for_topic(self.topic)
         if not parts:
-            await consumer._client.force_metadata_update()  # noqa: SLF001
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in parts]
-        consumer.assign(tps)
-        for tp, offset in (await consumer.end_offsets(tps)).items():
-            consumer.seek(tp, offset)
-        seen: set[str] = set()
+            await self.consumer._client.force_metadata_update()  # noqa: SLF001
+            parts = self.consumer.partitions_for_topic(self.topic) or set()
+        self.tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+        self.consumer.assign(self.tps)
 
-        async def events() -> float:
-            while len(seen) < n:
-                for records in (await consumer.getmany(timeout_ms=200)).values():
-                    for r in records:
-                        data = json.loads(r.value)["data"]
-                        if data["source_system"] == source_id:
-                            seen.add(data["encounter_id"])
-            return time.perf_counter()
+    async def stop(self) -> None:
+        await self.consumer.stop()
 
-        cpu_before = cpu_seconds(s)
+    async def _ends(self) -> dict[TopicPartition, int]:
+        return dict(await self.consumer.end_offsets(self.tps))
+
+    async def _until_added(self, start: dict[TopicPartition, int], n: int) -> float:
+        """When the topic holds `n` records more than at `start` (polled every 10 ms)."""
+        while True:
+            ends = await self._ends()
+            if sum(ends[tp] - start[tp] for tp in self.tps) >= n:
+                return time.perf_counter()
+            await asyncio.sleep(0.01)
+
+    async def _check(self, start: dict[TopicPartition, int], n: int) -> list[str]:
+        """Read back what the round added: each of its n contacts once, nothing else."""
+        ends = await self._ends()
+        for tp in self.tps:
+            self.consumer.seek(tp, start[tp])
+        ids: list[str] = []
+        foreign = 0
+        while [tp for tp in self.tps if await self.consumer.position(tp) < ends[tp]]:
+            for records in (await self.consumer.getmany(timeout_ms=500)).values():
+                for r in records:
+                    if r.offset >= ends[TopicPartition(r.topic, r.partition)]:
+                        continue
+                    data = json.loads(r.value)["data"]
+                    if data["source_system"] == self.source_id:
+                        ids.append(data["encounter_id"])
+                    else:
+                        foreign += 1
+        failures = []
+        if foreign:
+            failures.append(f"{foreign} events of another source on {self.topic}: not timed")
+        if len(ids) != n or len(set(ids)) != n or self.seen & set(ids):
+            failures.append(f"{len(set(ids) - self.seen)} distinct new events of {n} expected")
+        self.seen |= set(ids)
+        return failures
+
+    async def round(self, batches: list[list[str]]) -> tuple[float, float, list[float], list[str]]:
+        """(seconds to the last ACK, seconds to the last event on the topic, latencies,
+        failures) of one round."""
+        n = sum(len(b) for b in batches)
+        start = await self._ends()
+        cpu_before = cpu_seconds(self.s)
         t0 = time.perf_counter()
-        watcher = asyncio.create_task(events())
-        acked, latencies, failures = await drive(s.integration_mllp_listen_port, batches)
+        acked, latencies, failures = await drive(self.s.integration_mllp_listen_port, batches)
         if failures:
-            watcher.cancel()
             return acked, float("nan"), latencies, failures
         try:
-            last_event = await asyncio.wait_for(watcher, 120)
+            last_event = await asyncio.wait_for(self._until_added(start, n), 120)
         except TimeoutError:
-            failures.append(f"only {len(seen)} of {n} events reached {topic} within 120 s")
+            failures.append(f"fewer than {n} events reached {self.topic} within 120 s")
             return acked, float("nan"), latencies, failures
-        cpu = cpu_per_message(cpu_before, cpu_seconds(s), n)
-        print("CPU a message, ms: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(cpu.items())))
-        print(f"CPU a message, ms, all of these: {sum(cpu.values()):.3f}")
-        return acked, last_event - t0, latencies, failures
-    finally:
-        await consumer.stop()
+        for key, used in cpu_seconds(self.s).items():
+            self.cpu[key] = self.cpu.get(key, 0.0) + used - cpu_before.get(key, 0.0)
+        return acked, last_event - t0, latencies, await self._check(start, n)
 
 
 def cpu_seconds(s: Settings) -> dict[str, float]:
@@ -247,14 +296,34 @@ def cpu_seconds(s: Settings) -> dict[str, float]:
     return used
 
 
-def cpu_per_message(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
-    """Milliseconds of CPU a message, per process kind, between the snapshots (a process
-    begun in between, such as a connection's PostgreSQL backend, counts whole)."""
+def cpu_per_message(used: dict[str, float], n: int) -> dict[str, float]:
+    """Milliseconds of CPU a message, per process kind, from the CPU seconds each process used
+    (a process begun meanwhile, such as a connection's PostgreSQL backend, counts whole)."""
     per: dict[str, float] = {}
-    for key, t in after.items():
+    for key, t in used.items():
         kind = key.rsplit(":", 1)[0]
-        per[kind] = per.get(kind, 0.0) + (t - before.get(key, 0.0)) * 1000 / n
+        per[kind] = per.get(kind, 0.0) + t * 1000 / n
     return per
+
+
+@dataclass
+class Side:
+    """One side's rounds, summed: seconds to the last ACK and to the end (the raw side ends at
+    its last ACK; Waymark's when its last event is on the topic), every ACK's latency and
+    every failure."""
+
+    to_ack: float = 0.0
+    to_event: float = 0.0
+    rounds: list[float] = field(default_factory=list)  # seconds to the end of each round
+    latencies: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def add(self, to_ack: float, to_event: float, latencies: list[float], failures: list[str]):  # type: ignore[no-untyped-def]
+        self.to_ack += to_ack
+        self.to_event += to_event
+        self.rounds.append(to_event)
+        self.latencies += latencies
+        self.failures += failures
 
 
 def pct(values: list[float], p: float) -> float:
@@ -266,6 +335,13 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="the messages are sent in this many rounds, raw and Waymark taking turns to go "
+        "first, so that both sides see the same machine (a 2-core VM's speed drifts)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
@@ -287,17 +363,35 @@ async def main() -> int:
         session.add(source)
     await engine.dispose()
     n = args.messages
-    batches = split(messages(source.sending_facility or "", n, tag), args.connections)
-
+    everything = messages(source.sending_facility or "", n, tag)
+    rounds = max(1, min(args.rounds, n))
+    sides: dict[str, Side] = {"raw": Side(), "waymark": Side()}
+    waymark = Waymark(s, source.id)
     try:
-        raw_s, raw_lat, raw_fail = await run_raw(s, batches)
-        ack_s, event_s, way_lat, way_fail = await run_waymark(s, batches, source.id, n)
+        await waymark.start()
+        async with raw_echo(s) as raw_port:
+            for r in range(rounds):
+                batches = split(everything[r::rounds], args.connections)
+                # each side goes first in every other round
+                for side in ("raw", "waymark") if r % 2 == 0 else ("waymark", "raw"):
+                    if side == "raw":
+                        elapsed, latencies, failures = await drive(raw_port, batches)
+                        sides[side].add(elapsed, elapsed, latencies, failures)
+                    else:
+                        sides[side].add(*await waymark.round(batches))
+                if sides["raw"].failures or sides["waymark"].failures:
+                    break  # no ratio: stop at the round that failed
     finally:
+        await waymark.stop()
         # the parts this run started stop with it (a later run starts its own)
         for name in reversed(PARTS):
             stack.part_by_name(name).stop(s)
         if not idp_was_running:
             idp.stop(s)
+    raw, way = sides["raw"], sides["waymark"]
+    raw_fail, way_fail = raw.failures, way.failures
+    raw_lat, way_lat = raw.latencies, way.latencies
+    raw_s, ack_s, event_s = raw.to_event, way.to_ack, way.to_event
 
     print(f"machine: {platform.node()} {os.cpu_count()} cores, python {platform.python_version()}")
     print(f"messages: {n} ADT A04, {args.connections} connections, one message in flight each")
@@ -306,6 +400,13 @@ async def main() -> int:
             print(f"FAILED: {f}")
         print(f"{len(raw_fail)} raw and {len(way_fail)} Waymark failures: no ratio")
         return 1
+    cpu = cpu_per_message(waymark.cpu, n)
+    print("CPU a message, ms: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(cpu.items())))
+    print(f"CPU a message, ms, all of these: {sum(cpu.values()):.3f}")
+    print(
+        f"rounds: {rounds}, each side first in every other one; ratio of each round: "
+        + " ".join(f"{r / w:.3f}" for r, w in zip(raw.rounds, way.rounds, strict=True))
+    )
     raw_rate, way_rate = n / raw_s, n / event_s
     print(
         f"raw MLLP echo (parse + ACK):           {raw_rate:8.0f} msg/s   "
