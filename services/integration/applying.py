@@ -103,8 +103,6 @@ class Incoming:
     source_id: str | None = None
     sending_facility: str | None = None
     now: datetime | None = None
-    #: the message planned before its batch (plan_ahead), while another batch was at the database
-    ahead: _Plan | None = None
 
 
 @dataclass
@@ -127,11 +125,6 @@ class _Batch:
     aliases: list[EncounterAlias] = field(default_factory=list)
     principals: dict[str, Principal] = field(default_factory=dict)
     pseudonym: Callable[[str], str] | None = None
-
-    def pseudonymise(self, nhs_number: str) -> str:
-        if self.pseudonym is None:
-            self.pseudonym = pseudonymiser(self.settings)
-        return self.pseudonym(nhs_number)
 
     def source(self, item: Incoming) -> SourceSystem | None:
         if item.source_id:
@@ -189,29 +182,11 @@ class _Plan:
     refs: list[tuple[str, str]] = field(default_factory=list)
 
 
-def plan_ahead(item: Incoming, pseudonymise: Callable[[str], str]) -> None:
-    """Plan `item` before its batch when its sender is in the sources' cache: the plan needs no
-    database, so a group commit plans each message as it arrives, while the batch before it is
-    at the database, instead of inside its own batch (the plans were a tenth of a batch's time,
-    measured under issue #17). The batch takes the plan only if it finds the same source."""
-    hit = _sources.get(_source_key(item))
-    if hit is not None and hit[1] > time.monotonic():
-        item.ahead = _plan_for(hit[0], item, pseudonymise)
-
-
 def _plan(batch: _Batch, item: Incoming) -> _Plan:
-    source = batch.source(item)
-    if item.ahead is not None and item.ahead.source is source:
-        return item.ahead
-    return _plan_for(source, item, batch.pseudonymise)
-
-
-def _plan_for(
-    source: SourceSystem | None, item: Incoming, pseudonymise: Callable[[str], str]
-) -> _Plan:
     """Everything about a message that needs no contact read: its sender, its reports and the
     people they are about."""
     now = item.now or datetime.now(UTC)
+    source = batch.source(item)
     if source is None or not source.active:
         return _Plan(now, refusal=("AR", NOT_REGISTERED))
     if not item.control_id:
@@ -226,17 +201,19 @@ def _plan_for(
         now,
         source=source,
         reports=reports,
-        people=[_person(report, now, pseudonymise) for report in reports],
+        people=[_person(batch, report, now) for report in reports],
         refs=[(source.id, r.source_ref) for r in reports],
     )
 
 
-def _person(report: ContactReport, now: datetime, pseudonymise: Callable[[str], str]) -> _Person:
+def _person(batch: _Batch, report: ContactReport, now: datetime) -> _Person:
     try:
         nhs, facts = checked(report, now=now)
     except UnmappableReport as exc:
         return exc
-    return nhs, facts, pseudonymise(nhs)
+    if batch.pseudonym is None:
+        batch.pseudonym = pseudonymiser(batch.settings)
+    return nhs, facts, batch.pseudonym(nhs)
 
 
 def _decide(batch: _Batch, item: Incoming, plan: _Plan) -> MessageResult:
@@ -413,7 +390,11 @@ async def _load_sources(batch: _Batch, items: Sequence[Incoming]) -> None:
     now = time.monotonic()
     ids, facilities = set(), set()
     for item in items:
-        key = _source_key(item)
+        key = (
+            ("id", item.source_id)
+            if item.source_id
+            else ("facility", (item.sending_facility or "").upper())
+        )
         if not key[1]:
             continue
         hit = _sources.get(key)
@@ -432,12 +413,6 @@ async def _load_sources(batch: _Batch, items: Sequence[Incoming]) -> None:
         if src.sending_facility:
             _sources[("facility", src.sending_facility.upper())] = (src, until)
         _remember(batch, src)
-
-
-def _source_key(item: Incoming) -> tuple[str, str]:
-    if item.source_id:
-        return ("id", item.source_id)
-    return ("facility", (item.sending_facility or "").upper())
 
 
 def _remember(batch: _Batch, src: SourceSystem) -> None:

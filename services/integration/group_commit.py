@@ -14,15 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.integration import repository
-from services.integration.applying import Incoming, MessageResult, apply_in, plan_ahead
+from services.integration.applying import Incoming, MessageResult
 from services.integration.handlers import apply_messages
-from shared.pseudonym import pseudonymiser
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -41,18 +38,9 @@ class GroupCommit:
         self.max_batch = max_batch
         self.queue: asyncio.Queue[tuple[Incoming, asyncio.Future[MessageResult]]] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
-        # a batch committing while the next one waits begins that one in the same round trip
-        self.chain = repository.Chain(sessions)
-        self.pseudonym: Callable[[str], str] | None = None
-
-    def _pseudonymise(self, nhs_number: str) -> str:
-        if self.pseudonym is None:
-            self.pseudonym = pseudonymiser(self.settings)
-        return self.pseudonym(nhs_number)
 
     async def apply(self, item: Incoming) -> MessageResult:
         """Apply `item` in the next batch; returns after that batch's commit."""
-        plan_ahead(item, self._pseudonymise)
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._run())
         future: asyncio.Future[MessageResult] = asyncio.get_running_loop().create_future()
@@ -64,7 +52,6 @@ class GroupCommit:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
-        await self.chain.close()
 
     async def _run(self) -> None:
         while True:
@@ -72,8 +59,9 @@ class GroupCommit:
             while len(batch) < self.max_batch and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             try:
-                async with self.chain.transaction(more=lambda: not self.queue.empty()) as db:
-                    results = await apply_in(db, self.settings, [item for item, _ in batch])
+                results = await apply_messages(
+                    self.sessions, self.settings, [item for item, _ in batch]
+                )
             except Exception as exc:  # noqa: BLE001 - each message is tried alone below
                 if len(batch) == 1:
                     _fail(batch[0][1], exc)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager as AsyncContextManager
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -113,81 +112,29 @@ class _Statement:
         return list(await db.fetch(self.sql, *(params[name] for name in self.names)))
 
 
-def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncContextManager[Connection]:
+@asynccontextmanager
+async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[Connection]:
     """A batch's transaction on a pooled connection's driver (asyncpg), without an ORM session:
     a session's begin, connection, flush and commit were ~14% of the listener's CPU (issue #17's
-    profile). Committed when the block ends, rolled back on an exception (Chain)."""
-    return Chain(sessions).transaction()
-
-
-class Chain:
-    """Transactions one after another on pooled connections. Committed when the block ends,
-    rolled back on an exception. A connection that failed other than by a PostgreSQL error
-    (lost, cancelled mid-statement) is discarded, not pooled again; when it was lost (the
-    database restarting, say), the pool starts afresh, as SQLAlchemy does on a disconnect, so
-    one batch fails rather than one per pooled connection.
-
-    When `more()` says another transaction is already waiting as one commits, the COMMIT and
-    the next BEGIN go in one round trip (one simple query of the two) and the connection is kept
-    for it: a busy group commit pays three round trips a batch instead of four (under load a
-    BEGIN alone was ~0.9 ms of a ~6.5 ms batch, measured under issue #17). When nothing waits,
-    the connection goes back to the pool after its COMMIT, never left idle in a transaction."""
-
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self.engine = sessions.kw["bind"]
-        self.held: Any = None  # a pooled connection whose next transaction is begun
-
-    @asynccontextmanager
-    async def transaction(
-        self, more: Callable[[], bool] | None = None
-    ) -> AsyncIterator[Connection]:
-        """A transaction; `more` (asked at its commit): whether another is waiting."""
-        raw, self.held = self.held, None
-        begun = raw is not None
-        if raw is None:
-            raw = await self.engine.raw_connection()
-        db: Connection = raw.driver_connection
-        try:
-            if not begun:
-                await db.execute("BEGIN")
-            yield db
-            if more is not None and more():
-                await db.execute("COMMIT; BEGIN")
-                self.held, raw = raw, None
-            else:
-                await db.execute("COMMIT")
-        except BaseException as exc:
-            if isinstance(exc, PostgresError) and await _rolled_back(db):
-                raise  # the statement's own error (or the commit's): the connection is sound
-            raw.invalidate()
-            if db.is_closed():
-                await self.engine.dispose()
-            raise
-        finally:
-            if raw is not None:
-                raw.close()
-
-    async def close(self) -> None:
-        """Give back a kept connection (its begun transaction rolled back)."""
-        raw, self.held = self.held, None
-        if raw is not None:
-            try:
-                await raw.driver_connection.execute("ROLLBACK")
-            except BaseException:
-                raw.invalidate()
-                raise
-            finally:
-                raw.close()
-
-
-async def _rolled_back(db: Connection) -> bool:
-    if db.is_closed():
-        return False
+    profile). Committed when the block ends, rolled back on an exception. A connection that
+    failed other than by a PostgreSQL error (lost, cancelled mid-statement) is discarded, not
+    pooled again; when it was lost (the database restarting, say), the pool starts afresh, as
+    SQLAlchemy does on a disconnect, so one batch fails rather than one per pooled connection."""
+    engine = sessions.kw["bind"]
+    raw = await engine.raw_connection()
+    db: Connection = raw.driver_connection
     try:
-        await db.execute("ROLLBACK")  # after a failed COMMIT only a warning: nothing is open
-    except Exception:  # noqa: BLE001 - the connection is then not sound: the caller drops it
-        return False
-    return True
+        async with db.transaction():
+            yield db
+    except BaseException as exc:
+        if isinstance(exc, PostgresError) and not db.is_closed():
+            raise  # the statement's own error: rolled back, the connection is sound
+        raw.invalidate()
+        if db.is_closed():
+            await engine.dispose()
+        raise
+    finally:
+        raw.close()
 
 
 async def driver_of(session: AsyncSession) -> Connection:
