@@ -313,14 +313,18 @@ class Side:
     every failure."""
 
     to_ack: float = 0.0
-    to_event: float = 0.0
     rounds: list[float] = field(default_factory=list)  # seconds to the end of each round
     latencies: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
-    def add(self, to_ack: float, to_event: float, latencies: list[float], failures: list[str]):  # type: ignore[no-untyped-def]
+    @property
+    def to_event(self) -> float:
+        return sum(self.rounds)
+
+    def add(
+        self, to_ack: float, to_event: float, latencies: list[float], failures: list[str]
+    ) -> None:
         self.to_ack += to_ack
-        self.to_event += to_event
         self.rounds.append(to_event)
         self.latencies += latencies
         self.failures += failures
@@ -389,16 +393,13 @@ async def main() -> int:
         if not idp_was_running:
             idp.stop(s)
     raw, way = sides["raw"], sides["waymark"]
-    raw_fail, way_fail = raw.failures, way.failures
-    raw_lat, way_lat = raw.latencies, way.latencies
-    raw_s, ack_s, event_s = raw.to_event, way.to_ack, way.to_event
 
     print(f"machine: {platform.node()} {os.cpu_count()} cores, python {platform.python_version()}")
     print(f"messages: {n} ADT A04, {args.connections} connections, one message in flight each")
-    if raw_fail or way_fail:
-        for f in (raw_fail + way_fail)[:20]:
+    if raw.failures or way.failures:
+        for f in (raw.failures + way.failures)[:20]:
             print(f"FAILED: {f}")
-        print(f"{len(raw_fail)} raw and {len(way_fail)} Waymark failures: no ratio")
+        print(f"{len(raw.failures)} raw and {len(way.failures)} Waymark failures: no ratio")
         return 1
     cpu = cpu_per_message(waymark.cpu, n)
     print("CPU a message, ms: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(cpu.items())))
@@ -407,14 +408,14 @@ async def main() -> int:
         f"rounds: {rounds}, each side first in every other one; ratio of each round: "
         + " ".join(f"{r / w:.3f}" for r, w in zip(raw.rounds, way.rounds, strict=True))
     )
-    raw_rate, way_rate = n / raw_s, n / event_s
+    raw_rate, way_rate = n / raw.to_event, n / way.to_event
     print(
         f"raw MLLP echo (parse + ACK):           {raw_rate:8.0f} msg/s   "
-        f"ACK p50 {pct(raw_lat, 50):7.1f} ms  p99 {pct(raw_lat, 99):7.1f} ms"
+        f"ACK p50 {pct(raw.latencies, 50):7.1f} ms  p99 {pct(raw.latencies, 99):7.1f} ms"
     )
     print(
-        f"Waymark MLLP -> commit -> ACK:         {n / ack_s:8.0f} msg/s   "
-        f"ACK p50 {pct(way_lat, 50):7.1f} ms  p99 {pct(way_lat, 99):7.1f} ms"
+        f"Waymark MLLP -> commit -> ACK:         {n / way.to_ack:8.0f} msg/s   "
+        f"ACK p50 {pct(way.latencies, 50):7.1f} ms  p99 {pct(way.latencies, 99):7.1f} ms"
     )
     print(f"Waymark MLLP -> event on the topic:    {way_rate:8.0f} msg/s")
     print(f"ratio (to the topic / raw):            {way_rate / raw_rate:8.3f}")
