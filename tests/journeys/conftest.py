@@ -31,8 +31,15 @@ def test_server_binary() -> str:
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of the test's own (it starts in ~0.1 s).
+
+    One server shared by many tests failed them in CI: its clock is one clock, so a test's skip
+    of weeks woke every earlier test's journeys too, and the server locks its clock while any
+    task or activity is out. A task it refuses (a timer it fired while the worker completed a
+    task cancelling that timer: "invalid history builder state for action") or an activity whose
+    journey has ended never gives the lock back, and from then on every test's skip timed out."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=test_server_binary()
     )
@@ -40,13 +47,9 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def ts_worker(time_skipping_env, journey_sessions, infra):  # type: ignore[no-untyped-def]
-    """A worker on the time-skipping server; yields (env, task queue, activities).
-
-    One worker for the session: every journey a test starts keeps its timers, and when a later
-    test skips weeks ahead those timers fire; without a worker polling their task queue the
-    server would wait for them and never skip."""
+    """A worker on the test's time-skipping server; yields (env, task queue, activities)."""
     activities = JourneyActivities(settings=infra, sessions=journey_sessions, rules=load_rules())
     queue = f"ts-journeys-{uuid.uuid4().hex[:8]}"
     async with Worker(

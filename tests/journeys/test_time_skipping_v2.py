@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import text
@@ -24,6 +25,16 @@ from workflows.journeys.state import AssessmentEvent, PlanActivity
 from workflows.journeys.workflows import PatientJourney
 
 RULES = load_rules()
+UK = ZoneInfo("Europe/London")
+
+
+def uk_days(earlier: datetime, later: datetime) -> int:
+    """The UK calendar days an explanation counts (words.days_between): 60 days after a time
+    within an hour of midnight is 59 or 61 of them when the span crosses a change of summer
+    time, and the test server's clock starts at the real time."""
+    return (later.astimezone(UK).date() - earlier.astimezone(UK).date()).days
+
+
 SETTLE = timedelta(seconds=RULES.settle_seconds)
 
 
@@ -216,7 +227,8 @@ class TestChangedRules:
         found = await eventually(lambda: alerts(handle, "looping.returned_repeatedly"), timeout=20)
         # r1 and r2 make a run; r3 alone starts the next one: one alert
         assert [[e.referral_id for e in a.evidence] for a in found] == [["r1", "r2"]]
-        assert "Returned to the referrer 2 times in 30 days" in found[0].explanation
+        days = uk_days(t0 + timedelta(days=2), t0 + timedelta(days=32))
+        assert f"Returned to the referrer 2 times in {days} days" in found[0].explanation
 
     async def test_sessions_are_not_contacts_but_four_episodes_are(self, ts_worker):
         env, queue, _ = ts_worker
@@ -257,7 +269,8 @@ class TestChangedRules:
                 ),
             )
         found = await eventually(lambda: alerts(h4, "looping.frequent_contact"), timeout=20)
-        assert found[0].explanation.startswith("4 episodes of care in 60 days")
+        days = uk_days(t0, t0 + timedelta(days=60))
+        assert found[0].explanation.startswith(f"4 episodes of care in {days} days")
         view = await h1.query(PatientJourney.journey)
         assert view.events_applied == len(steps)
         assert [a.rule for a in view.alerts if a.kind == "looping"] == []
