@@ -8,8 +8,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import text
@@ -22,19 +21,10 @@ from tests.journeys.conftest import test_server_binary as server_binary
 from tests.journeys.test_time_skipping import alerts, ev, patient, read_model, rules_loaded, start
 from workflows.journeys.rules import load_rules
 from workflows.journeys.state import AssessmentEvent, PlanActivity
+from workflows.journeys.words import days_between
 from workflows.journeys.workflows import PatientJourney
 
 RULES = load_rules()
-UK = ZoneInfo("Europe/London")
-
-
-def uk_days(earlier: datetime, later: datetime) -> int:
-    """The UK calendar days an explanation counts (words.days_between): 60 days after a time
-    within an hour of midnight is 59 or 61 of them when the span crosses a change of summer
-    time, and the test server's clock starts at the real time."""
-    return (later.astimezone(UK).date() - earlier.astimezone(UK).date()).days
-
-
 SETTLE = timedelta(seconds=RULES.settle_seconds)
 
 
@@ -227,7 +217,9 @@ class TestChangedRules:
         found = await eventually(lambda: alerts(handle, "looping.returned_repeatedly"), timeout=20)
         # r1 and r2 make a run; r3 alone starts the next one: one alert
         assert [[e.referral_id for e in a.evidence] for a in found] == [["r1", "r2"]]
-        days = uk_days(t0 + timedelta(days=2), t0 + timedelta(days=32))
+        # UK calendar days (unit-tested in test_rules_v2): 29-31 when the span crosses a change
+        # of summer time near midnight, and the test server's clock starts at the real time
+        days = days_between(t0 + timedelta(days=2), t0 + timedelta(days=32))
         assert f"Returned to the referrer 2 times in {days} days" in found[0].explanation
 
     async def test_sessions_are_not_contacts_but_four_episodes_are(self, ts_worker):
@@ -269,7 +261,7 @@ class TestChangedRules:
                 ),
             )
         found = await eventually(lambda: alerts(h4, "looping.frequent_contact"), timeout=20)
-        days = uk_days(t0, t0 + timedelta(days=60))
+        days = days_between(t0, t0 + timedelta(days=60))  # UK calendar days, as above
         assert found[0].explanation.startswith(f"4 episodes of care in {days} days")
         view = await h1.query(PatientJourney.journey)
         assert view.events_applied == len(steps)
